@@ -1,0 +1,49 @@
+//! The only place exit codes are decided.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success: every selected host converged |
+//! | 1 | an error before any host was touched (bad project, bad arguments) |
+//! | 2 | some hosts failed or were unreachable; others may have converged |
+//! | 3 | refused: a lock is held, or the environment lacks something (root, tools) |
+
+use std::process::ExitCode;
+
+/// Outcome of a command that ran to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything asked for was done.
+    Success,
+    /// At least one host failed; the run summary says which and why.
+    HostsFailed,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        match s {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::HostsFailed => ExitCode::from(2),
+        }
+    }
+}
+
+/// An error that stops a command before it did its job is a user error (1),
+/// unless it says it is a refusal (3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Print an error with its whole cause chain (and miette diagnostics when the
+/// error carries one) and pick the exit code.
+pub fn report(err: anyhow::Error) -> ExitCode {
+    if let Some(diag) = err.downcast_ref::<drover_spec::SpecError>() {
+        eprintln!("{:?}", miette::Report::new(diag.clone()));
+        return ExitCode::from(1);
+    }
+    eprintln!("error: {err:#}");
+    if err.downcast_ref::<Refused>().is_some() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::from(1)
+    }
+}

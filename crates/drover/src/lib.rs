@@ -1,0 +1,40 @@
+//! drover: fleet deployment over SSH.
+//!
+//! The binary parses arguments ([`cli`]), then hands off to one module per
+//! verb under [`commands`]. Exit codes are decided in one place,
+//! [`exit::ExitStatus`], so scripts can trust them.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    match commands::run(cli) {
+        Ok(status) => status.into(),
+        Err(err) => exit::report(err),
+    }
+}
+
+/// Logs go to stderr only; `-v` sets the default level and `RUST_LOG`
+/// overrides it, so stdout stays clean for `--json`.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
