@@ -1,1 +1,32 @@
-//! placeholder
+//! The typed, versioned protocol between the controller and the on-host agent,
+//! and the manifest both sides agree on.
+//!
+//! Why a crate of its own: the agent is a small static binary that must not
+//! pull in the controller's dependencies (tokio, russh, minijinja), and both
+//! sides must encode exactly the same types. This crate is a leaf: serde and
+//! postcard only.
+//!
+//! The wire format is a stream of frames (see [`frame`]); the first exchange is
+//! always [`Request::Hello`] / [`Response::Hello`], which carries
+//! [`PROTOCOL_VERSION`] so either side can refuse a peer it does not speak.
+
+pub mod frame;
+pub mod hash;
+pub mod manifest;
+pub mod message;
+
+pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
+pub use hash::Hash;
+pub use manifest::{check_path, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec, Supervisor};
+pub use message::{
+    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, Request, Response, ServiceAction,
+    ServiceRestart,
+};
+
+/// Bumped whenever a message changes shape. Peers with different versions
+/// refuse each other in the hello exchange rather than misreading frames.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Size of one blob chunk before compression. Small enough that a cut link
+/// loses little, large enough that per-frame overhead is noise.
+pub const CHUNK_SIZE: usize = 1 << 20;

@@ -1,0 +1,72 @@
+//! User and group names → ids, read from the host's own `/etc/passwd` and
+//! `/etc/group`.
+//!
+//! We parse the files instead of calling `getpwnam`: the agent is linked
+//! statically against glibc, where NSS lookups are unreliable, and under a
+//! simulated root we want that root's accounts, not the machine's.
+
+use std::collections::HashMap;
+
+use crate::layout::Layout;
+use crate::{bail, Result};
+
+#[derive(Debug, Default)]
+pub struct Accounts {
+    users: HashMap<String, u32>,
+    groups: HashMap<String, u32>,
+}
+
+impl Accounts {
+    pub fn load(layout: &Layout) -> Accounts {
+        let read = |p: &str| std::fs::read_to_string(layout.target(p)).unwrap_or_default();
+        Accounts { users: parse(&read("/etc/passwd")), groups: parse(&read("/etc/group")) }
+    }
+
+    pub fn uid(&self, name: &str) -> Result<u32> {
+        match self.users.get(name) {
+            Some(id) => Ok(*id),
+            None if name == "root" => Ok(0),
+            None => name.parse().or_else(|_| bail!("user {name:?} does not exist on this host")),
+        }
+    }
+
+    pub fn gid(&self, name: &str) -> Result<u32> {
+        match self.groups.get(name) {
+            Some(id) => Ok(*id),
+            None if name == "root" => Ok(0),
+            None => name.parse().or_else(|_| bail!("group {name:?} does not exist on this host")),
+        }
+    }
+}
+
+/// `name:x:id:...` lines; anything malformed is skipped.
+fn parse(text: &str) -> HashMap<String, u32> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?.parse().ok()?;
+            Some((name.to_string(), id))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_passwd_lines() {
+        let m = parse("root:x:0:0:root:/root:/bin/sh\nop:x:1000:1000::/home/op:/bin/sh\nbroken\n");
+        assert_eq!(m["op"], 1000);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn unknown_names_are_errors_but_numbers_pass() {
+        let a = Accounts::default();
+        assert_eq!(a.uid("root").unwrap(), 0);
+        assert_eq!(a.uid("1234").unwrap(), 1234);
+        assert!(a.uid("www-data").unwrap_err().0.contains("does not exist"));
+    }
+}

@@ -1,0 +1,310 @@
+//! The agent's operations on a host, under its lock: recover, diff, apply,
+//! revert, roll back, confirm.
+//!
+//! Opening an [`Engine`] takes an exclusive lock on `/var/lib/drover/lock`
+//! (two controllers never interleave on one host) and runs recovery: an
+//! interrupted transition is rolled back, and a generation whose confirmation
+//! deadline passed is reverted.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::time::{Duration, Instant};
+
+use drover_proto::{ApplyOutcome, BlobChunk, EntryKind, Hash, HostState, Manifest, ServiceAction, ServiceRestart};
+
+use crate::accounts::Accounts;
+use crate::diff::{self, Candidate};
+use crate::fsops::{PathState, StatId};
+use crate::layout::Layout;
+use crate::state::{self, load_manifest, now_ms, read_json, save_manifest, write_json, Pending, StateFile};
+use crate::transition::{self, gen_name, Done};
+use crate::{bail, blobs, gc, health, hooks, services, watchdog, Context, Result};
+
+pub struct Engine {
+    pub layout: Layout,
+    pub state: StateFile,
+    pub accounts: Accounts,
+    pub recovered: Option<String>,
+    _lock: File,
+}
+
+impl Engine {
+    /// Lock, load and recover. Waits up to `wait` for another agent to finish.
+    pub fn open(layout: Layout, wait: Duration) -> Result<Engine> {
+        fs::create_dir_all(layout.state_dir()).ctx(|| format!("create {}", layout.state_dir().display()))?;
+        let lock = File::options().create(true).truncate(false).write(true).open(layout.lock()).ctx(|| "open lock".into())?;
+        let start = Instant::now();
+        while lock.try_lock().is_err() {
+            if start.elapsed() > wait {
+                bail!("another drover agent holds the lock on this host (an apply in progress?)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let state = StateFile::load(&layout)?;
+        let accounts = Accounts::load(&layout);
+        let mut e = Engine { layout, state, accounts, recovered: None, _lock: lock };
+        e.recovered = transition::recover(&e.layout, &e.state)?;
+        if e.recovered.is_some() {
+            e.state = StateFile::load(&e.layout)?;
+        }
+        if let Some(p) = read_json::<Pending>(&e.layout.pending())? {
+            if now_ms() >= p.deadline_ms {
+                let what = e.revert_pending("no confirmation from the controller before the deadline")?;
+                e.recovered = Some(what);
+            }
+        }
+        Ok(e)
+    }
+
+    pub fn host_state(&self) -> HostState {
+        let pending = read_json::<Pending>(&self.layout.pending()).ok().flatten();
+        let mut generations = self.state.kept.clone();
+        generations.sort_unstable();
+        HostState {
+            current: self.state.current,
+            current_manifest: self.current_manifest().ok().flatten().map(|m| m.hash()),
+            next: self.state.next.max(1),
+            pending_confirm: pending.map(|p| p.generation),
+            recovered: self.recovered.clone(),
+            generations,
+        }
+    }
+
+    pub fn current_manifest(&self) -> Result<Option<Manifest>> {
+        self.state.current.map(|g| load_manifest(&self.layout, g)).transpose()
+    }
+
+    /// The no-op probe: is the host on `hash`, undrifted, nothing pending?
+    /// Reads only; writes nothing.
+    pub fn check(&self, hash: &Hash) -> Result<(bool, Vec<String>)> {
+        let Some(cur) = self.current_manifest()? else { return Ok((false, vec![])) };
+        let drift = diff::drift(&self.layout, &self.accounts, &state::load_statcache(&self.layout), &cur)?;
+        let pending = self.layout.pending().exists();
+        Ok((cur.hash() == *hash && drift.is_empty() && !pending, drift))
+    }
+
+    pub fn diff(&self, manifest: Manifest, generation: u64) -> Result<Candidate> {
+        manifest.validate().map_err(|e| crate::AgentError(format!("invalid manifest: {e}")))?;
+        let cur = self.current_manifest()?;
+        diff::diff(&self.layout, &self.accounts, &state::load_statcache(&self.layout), cur.as_ref(), manifest, generation)
+    }
+
+    /// Blobs a candidate needs that are neither stored nor on disk already,
+    /// with the bytes of each already received.
+    pub fn missing(&self, cand: &Candidate) -> Vec<(Hash, u64)> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for e in &cand.manifest.entries {
+            if let EntryKind::File { hash, .. } = e.kind {
+                let changing = cand.changes.iter().any(|c| c.path == e.path);
+                if changing && !blobs::has(&self.layout, &hash) && seen.insert(hash) {
+                    out.push((hash, blobs::partial_len(&self.layout, &hash)));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn receive(&self, chunk: &BlobChunk, cand: &Candidate) -> Result<()> {
+        let size = cand
+            .manifest
+            .entries
+            .iter()
+            .find_map(|e| match e.kind {
+                EntryKind::File { hash, size } if hash == chunk.hash => Some(size),
+                _ => None,
+            })
+            .ok_or_else(|| crate::AgentError(format!("unexpected blob {}", chunk.hash.short())))?;
+        blobs::receive(&self.layout, chunk, size)
+    }
+
+    /// Activate a candidate as generation `cand.generation`.
+    pub fn apply(&mut self, cand: Candidate, confirm_ms: u64, progress: &mut dyn FnMut(String)) -> Result<ApplyOutcome> {
+        if let Some(p) = read_json::<Pending>(&self.layout.pending())? {
+            bail!("generation {} is still waiting for confirmation; retry in a moment", p.generation);
+        }
+        let generation = cand.generation;
+        if generation < self.state.next {
+            bail!("generation {generation} is not newer than this host's next number {}", self.state.next);
+        }
+        if cand.changes.is_empty() && self.current_manifest()?.map(|m| m.hash()) == Some(cand.manifest.hash()) {
+            return Ok(ApplyOutcome::UpToDate { generation: self.state.current.unwrap_or(0) });
+        }
+        self.ensure_blobs(&cand)?;
+        save_manifest(&self.layout, generation, &cand.manifest)?;
+        let mut next = self.state.clone();
+        next.next = generation + 1;
+        next.kept.push(generation);
+        self.activate(next, cand, confirm_ms, progress)
+    }
+
+    /// Re-activate a kept generation (the one before the current by default).
+    pub fn rollback(&mut self, to: Option<u64>, confirm_ms: u64, progress: &mut dyn FnMut(String)) -> Result<ApplyOutcome> {
+        let mut kept = self.state.kept.clone();
+        kept.sort_unstable();
+        let target = match to {
+            Some(g) if kept.contains(&g) => g,
+            Some(g) => bail!("generation {g} is not kept on this host (kept: {kept:?})"),
+            None => match self.state.current.and_then(|c| kept.iter().rev().find(|g| **g < c)) {
+                Some(g) => *g,
+                None => bail!("no generation before {} to roll back to", gen_name(self.state.current)),
+            },
+        };
+        let m = load_manifest(&self.layout, target)?;
+        let cand = self.diff(m, target)?;
+        self.ensure_blobs(&cand)?;
+        let next = self.state.clone();
+        self.activate(next, cand, confirm_ms, progress)
+    }
+
+    fn ensure_blobs(&self, cand: &Candidate) -> Result<()> {
+        for (path, want) in &cand.wants {
+            if let PathState::File { hash, .. } = want {
+                if blobs::has(&self.layout, hash) {
+                    continue;
+                }
+                // Unchanged on disk: take it from there for future rollbacks.
+                if diff::actual(&self.layout, &state::load_statcache(&self.layout), path)? == *want {
+                    blobs::ingest(&self.layout, &self.layout.target(path), hash)?;
+                } else {
+                    bail!("{path}: content {} was not received; apply again", hash.short());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self, next: StateFile, cand: Candidate, confirm_ms: u64, progress: &mut dyn FnMut(String)) -> Result<ApplyOutcome> {
+        let generation = cand.generation;
+        let old = self.current_manifest()?;
+        let managed = match &old {
+            Some(m) => diff::resolve(m, &self.accounts).unwrap_or_default(),
+            None => HashMap::new(),
+        };
+        let changed: BTreeSet<String> = cand.changes.iter().map(|c| c.path.clone()).collect();
+        let manifests: Vec<&Manifest> = old.iter().chain(std::iter::once(&cand.manifest)).collect();
+        services::perform(&self.layout, &cand.restarts, &[ServiceAction::Stop], &manifests, &changed)?;
+        progress(format!("activating generation {generation}: {} paths", cand.changes.len()));
+        let mut st = next;
+        let from = self.state.current;
+        let done = match transition::run(&self.layout, &mut st, from, Some(generation), cand.wants.clone(), &managed) {
+            Ok(d) => d,
+            Err(e) => {
+                self.state = StateFile::load(&self.layout)?;
+                // Put stopped services back: the files are as before.
+                let _ = services::perform(&self.layout, &invert(&cand.restarts), &[ServiceAction::Start], &manifests, &changed);
+                return Err(e);
+            }
+        };
+        self.state = st;
+        self.record_stats(&done)?;
+        let started = self.start_services(&cand.restarts, &manifests, &changed);
+        hooks::point(&self.layout, "before-health");
+        let healthy = started.and_then(|()| self.health(&cand.manifest, &cand.restarts));
+        if let Err(reason) = healthy {
+            progress(format!("generation {generation} unhealthy ({reason}); reverting"));
+            self.revert_last(&reason)?;
+            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason });
+        }
+        if confirm_ms > 0 {
+            let p = Pending { generation, deadline_ms: now_ms() + confirm_ms, seq: self.state.seq };
+            write_json(&self.layout.pending(), &p)?;
+            watchdog::spawn(&self.layout)?;
+            hooks::point(&self.layout, "awaiting-confirm");
+        }
+        gc::collect(&self.layout, &mut self.state)?;
+        let restarted = cand.restarts.iter().filter(|r| r.action != ServiceAction::Stop).map(|r| r.name.clone()).collect();
+        Ok(ApplyOutcome::Activated { generation, restarted, files_written: done.ops.len() as u64 })
+    }
+
+    fn start_services(&self, restarts: &[ServiceRestart], manifests: &[&Manifest], changed: &BTreeSet<String>) -> Result<(), String> {
+        services::perform(&self.layout, restarts, &[ServiceAction::Start, ServiceAction::Restart], manifests, changed)
+            .map_err(|e| e.0)
+    }
+
+    fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
+        for r in restarts.iter().filter(|r| r.action != ServiceAction::Stop) {
+            let Some(hc) = m.services.iter().find(|s| s.name == r.name).and_then(|s| s.health.as_ref()) else { continue };
+            health::check(hc).map_err(|e| format!("service {}: {e}", r.name))?;
+        }
+        Ok(())
+    }
+
+    /// Remember stat identities of what we just wrote: the next check hashes
+    /// nothing that has not changed since.
+    fn record_stats(&self, done: &Done) -> Result<()> {
+        let mut cache = state::load_statcache(&self.layout);
+        for op in &done.ops {
+            cache.remove(&op.path);
+            if let PathState::File { hash, .. } = op.want {
+                if let Ok(md) = fs::symlink_metadata(self.layout.target(&op.path)) {
+                    cache.insert(op.path.clone(), (StatId::of(&md), hash));
+                }
+            }
+        }
+        write_json(&self.layout.statcache(), &cache)
+    }
+
+    /// Undo the last committed transition: back to exactly what was there
+    /// before it, unmanaged files included.
+    fn revert_last(&mut self, reason: &str) -> Result<String> {
+        let Some(undo) = transition::last_undo(&self.layout, &self.state)? else {
+            bail!("cannot revert: no record of the last change ({reason})");
+        };
+        let failed = self.state.current;
+        let cur = self.current_manifest()?;
+        let back = undo.from.map(|g| load_manifest(&self.layout, g)).transpose()?;
+        let changed: BTreeSet<String> = undo.ops.iter().map(|o| o.path.clone()).collect();
+        let empty = Manifest::default();
+        let restarts = services::plan(cur.as_ref(), back.as_ref().unwrap_or(&empty), &changed);
+        let manifests: Vec<&Manifest> = cur.iter().chain(back.iter()).collect();
+        let _ = services::perform(&self.layout, &restarts, &[ServiceAction::Stop], &manifests, &changed);
+        let managed = cur.as_ref().map(|m| diff::resolve(m, &self.accounts).unwrap_or_default()).unwrap_or_default();
+        let wants = undo.ops.iter().rev().map(|o| (o.path.clone(), o.prior.clone())).collect();
+        let mut st = self.state.clone();
+        if let Some(f) = failed {
+            st.failed.push(f);
+            st.kept.retain(|k| *k != f);
+        }
+        let done = transition::run(&self.layout, &mut st, failed, undo.from, wants, &managed)?;
+        self.state = st;
+        self.record_stats(&done)?;
+        let _ = fs::remove_file(self.layout.pending());
+        let _ = self.start_services(&restarts, &manifests, &changed);
+        Ok(format!("generation {} reverted to {} ({reason})", gen_name(failed), gen_name(undo.from)))
+    }
+
+    fn revert_pending(&mut self, reason: &str) -> Result<String> {
+        let p: Option<Pending> = read_json(&self.layout.pending())?;
+        match p {
+            Some(p) if p.seq == self.state.seq && self.state.current == Some(p.generation) => self.revert_last(reason),
+            _ => {
+                let _ = fs::remove_file(self.layout.pending());
+                Ok("a stale confirmation marker was removed".into())
+            }
+        }
+    }
+
+    pub fn confirm(&mut self, generation: u64) -> Result<()> {
+        match read_json::<Pending>(&self.layout.pending())? {
+            Some(p) if p.generation == generation => {
+                fs::remove_file(self.layout.pending()).ctx(|| "remove pending marker".into())?;
+                Ok(())
+            }
+            _ if self.state.current == Some(generation) => Ok(()),
+            _ => bail!(
+                "generation {generation} is no longer active (host is on {}): it was reverted because confirmation came too late",
+                gen_name(self.state.current)
+            ),
+        }
+    }
+}
+
+/// Services stopped before a failed transition are started again.
+fn invert(restarts: &[ServiceRestart]) -> Vec<ServiceRestart> {
+    restarts
+        .iter()
+        .filter(|r| r.action == ServiceAction::Stop)
+        .map(|r| ServiceRestart { name: r.name.clone(), action: ServiceAction::Start })
+        .collect()
+}

@@ -1,0 +1,24 @@
+//! Fault-injection points for end-to-end tests.
+//!
+//! "Kill the agent at any point of apply" must be testable deterministically.
+//! When `/var/lib/drover/test-hook` exists and names a point (e.g.
+//! `mid-swap`), the agent writes `test-hook.reached` and sleeps there for a
+//! minute, giving the test time to SIGKILL it. Without the file this costs one
+//! failed `stat` per point. Production hosts never have the file.
+
+use std::time::Duration;
+
+use crate::layout::Layout;
+
+/// Points in a transition where a test may stop the agent.
+pub const POINTS: &[&str] = &["after-stage", "mid-swap", "after-commit", "before-health", "awaiting-confirm"];
+
+pub fn point(layout: &Layout, name: &str) {
+    let file = layout.hook_file();
+    let Ok(wanted) = std::fs::read_to_string(&file) else { return };
+    if wanted.trim() != name {
+        return;
+    }
+    let _ = std::fs::write(file.with_extension("reached"), name);
+    std::thread::sleep(Duration::from_secs(60));
+}

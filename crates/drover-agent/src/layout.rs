@@ -1,0 +1,82 @@
+//! Where the agent keeps things. All paths derive from one target root so the
+//! same code serves a real host (`/`) and a simulated one (any directory).
+
+use std::path::{Path, PathBuf};
+
+use drover_proto::Hash;
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+    state: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        let root = root.into();
+        let state = root.join("var/lib/drover");
+        Layout { root, state }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Is this a simulated host (root other than `/`)? Supervisors are not
+    /// driven then: there is no real service to restart.
+    pub fn simulated(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    /// A manifest path (absolute, validated) under the target root.
+    pub fn target(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.state.join("blobs")
+    }
+    pub fn blob(&self, h: &Hash) -> PathBuf {
+        self.state.join("blobs").join(h.to_hex())
+    }
+    pub fn partial(&self, h: &Hash) -> PathBuf {
+        self.state.join("partial").join(h.to_hex())
+    }
+    pub fn partial_dir(&self) -> PathBuf {
+        self.state.join("partial")
+    }
+    pub fn gens(&self) -> PathBuf {
+        self.state.join("gens")
+    }
+    pub fn manifest(&self, generation: u64) -> PathBuf {
+        self.state.join("gens").join(format!("{generation}.manifest"))
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.state.join("state.json")
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.state.join("journal.json")
+    }
+    pub fn undo(&self) -> PathBuf {
+        self.state.join("undo.json")
+    }
+    pub fn pending(&self) -> PathBuf {
+        self.state.join("pending.json")
+    }
+    pub fn statcache(&self) -> PathBuf {
+        self.state.join("statcache.json")
+    }
+    pub fn backup(&self, generation: u64, path: &str) -> PathBuf {
+        self.state.join("backup").join(generation.to_string()).join(path.trim_start_matches('/'))
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.state.join("lock")
+    }
+    /// Fault-injection point for tests; see [`crate::hooks`].
+    pub fn hook_file(&self) -> PathBuf {
+        self.state.join("test-hook")
+    }
+}

@@ -1,0 +1,155 @@
+//! Which services a change restarts, and driving the host's supervisor.
+//!
+//! A service restarts when any of its trigger paths changed (its unit files
+//! are among its triggers); a new service starts; a dropped one stops. The
+//! supervisor is told through its own command-line tool (`sv`, `systemctl`,
+//! `rc-service`), with argv, never through a shell.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use drover_proto::{Manifest, ServiceAction, ServiceRestart, ServiceSpec, Supervisor};
+
+use crate::layout::Layout;
+use crate::{bail, Result};
+
+pub fn plan(old: Option<&Manifest>, new: &Manifest, changed: &BTreeSet<String>) -> Vec<ServiceRestart> {
+    let find = |m: Option<&Manifest>, name: &str| m.and_then(|m| m.services.iter().find(|s| s.name == name).cloned());
+    let mut out = Vec::new();
+    if let Some(old) = old {
+        for s in &old.services {
+            if find(Some(new), &s.name).is_none() {
+                out.push(ServiceRestart { name: s.name.clone(), action: ServiceAction::Stop });
+            }
+        }
+    }
+    for s in &new.services {
+        let action = match find(old, &s.name) {
+            None => Some(ServiceAction::Start),
+            Some(prev) => {
+                let hit = |spec: &ServiceSpec| spec.triggers.iter().any(|t| changed.contains(t));
+                (hit(s) || hit(&prev) || prev.supervisor != s.supervisor).then_some(ServiceAction::Restart)
+            }
+        };
+        if let Some(action) = action {
+            out.push(ServiceRestart { name: s.name.clone(), action });
+        }
+    }
+    out
+}
+
+/// Run the supervisor command for each action of the given kinds.
+pub fn perform(
+    layout: &Layout,
+    actions: &[ServiceRestart],
+    kinds: &[ServiceAction],
+    specs: &[&Manifest],
+    changed: &BTreeSet<String>,
+) -> Result<()> {
+    if layout.simulated() {
+        return Ok(());
+    }
+    let spec_of = |name: &str| specs.iter().flat_map(|m| m.services.iter()).find(|s| s.name == name);
+    let mut reloaded = false;
+    for a in actions.iter().filter(|a| kinds.contains(&a.action)) {
+        let Some(spec) = spec_of(&a.name) else { continue };
+        if spec.supervisor == Supervisor::Systemd && !reloaded && changed.iter().any(|p| p.starts_with("/etc/systemd/")) {
+            run(Command::new("systemctl").arg("daemon-reload"))?;
+            reloaded = true;
+        }
+        control(spec, a.action)?;
+    }
+    Ok(())
+}
+
+fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
+    let name = spec.name.as_str();
+    match (spec.supervisor, action) {
+        (Supervisor::Runit, ServiceAction::Start) => {
+            wait_for_runsv(name)?;
+            run(Command::new("sv").args(["up", name]).env("SVDIR", "/etc/service"))
+        }
+        (Supervisor::Runit, ServiceAction::Restart) => {
+            wait_for_runsv(name)?;
+            run(Command::new("sv").args(["restart", name]).env("SVDIR", "/etc/service"))
+        }
+        (Supervisor::Runit, ServiceAction::Stop) => {
+            // A missing service directory means it is already gone.
+            if Path::new("/etc/service").join(name).join("supervise/ok").exists() {
+                run(Command::new("sv").args(["-w", "10", "down", name]).env("SVDIR", "/etc/service"))?;
+            }
+            Ok(())
+        }
+        (Supervisor::Systemd, ServiceAction::Start) => run(Command::new("systemctl").args(["enable", "--now", name])),
+        (Supervisor::Systemd, ServiceAction::Restart) => run(Command::new("systemctl").args(["restart", name])),
+        (Supervisor::Systemd, ServiceAction::Stop) => run(Command::new("systemctl").args(["disable", "--now", name])),
+        (Supervisor::OpenRc, ServiceAction::Start) => {
+            run(Command::new("rc-update").args(["add", name, "default"]))?;
+            run(Command::new("rc-service").args([name, "start"]))
+        }
+        (Supervisor::OpenRc, ServiceAction::Restart) => run(Command::new("rc-service").args([name, "restart"])),
+        (Supervisor::OpenRc, ServiceAction::Stop) => {
+            run(Command::new("rc-service").args([name, "stop"]))?;
+            run(Command::new("rc-update").args(["del", name, "default"]))
+        }
+    }
+}
+
+/// runsvdir notices a new service directory within 5 s; `sv` fails until the
+/// service's `runsv` has created `supervise/ok`.
+fn wait_for_runsv(name: &str) -> Result<()> {
+    let ok = Path::new("/etc/service").join(name).join("supervise/ok");
+    let start = Instant::now();
+    while !ok.exists() {
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!("service {name}: runsvdir did not pick up /etc/service/{name} within 15 s (is runsvdir running?)");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().map_err(|e| crate::AgentError(format!("run {:?}: {e}", cmd.get_program())))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} {:?} failed ({}): {}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str, triggers: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            supervisor: Supervisor::Runit,
+            triggers: triggers.iter().map(|s| s.to_string()).collect(),
+            health: None,
+        }
+    }
+
+    #[test]
+    fn only_services_whose_inputs_changed_restart() {
+        let old = Manifest { entries: vec![], services: vec![svc("db", &["/etc/db.conf"]), svc("web", &["/srv/www/index.html"])] };
+        let new = Manifest { entries: vec![], services: vec![svc("cache", &[]), svc("web", &["/srv/www/index.html"])] };
+        let changed: BTreeSet<String> = ["/srv/www/index.html".to_string()].into();
+        let p = plan(Some(&old), &new, &changed);
+        let got: Vec<(&str, ServiceAction)> = p.iter().map(|r| (r.name.as_str(), r.action)).collect();
+        assert_eq!(
+            got,
+            vec![("db", ServiceAction::Stop), ("cache", ServiceAction::Start), ("web", ServiceAction::Restart)]
+        );
+        let unrelated: BTreeSet<String> = ["/etc/motd".to_string()].into();
+        assert!(plan(Some(&new), &new, &unrelated).is_empty());
+    }
+}

@@ -1,0 +1,87 @@
+//! The agent's persistent bookkeeping, each file replaced atomically:
+//!
+//! - `state.json`: current generation, next number, the transition counter
+//!   (`seq`) that marks a transition as committed, kept and failed numbers.
+//! - `gens/<n>.manifest`: the manifest of generation n (postcard).
+//! - `statcache.json`: stat identity → hash of managed files, so a no-op check
+//!   hashes nothing.
+//! - `pending.json`: a generation waiting for the controller's confirmation.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use drover_proto::{Hash, Manifest};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::fsops::{write_atomic, StatId};
+use crate::layout::Layout;
+use crate::{Context, Result};
+
+/// How many generations are kept for rollback (the current one included).
+pub const KEEP_GENERATIONS: usize = 5;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateFile {
+    pub current: Option<u64>,
+    pub next: u64,
+    /// Incremented by every committed transition; a journal with a higher
+    /// sequence number than this was never committed.
+    pub seq: u64,
+    pub kept: Vec<u64>,
+    pub failed: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub generation: u64,
+    /// Unix time in milliseconds after which the watchdog reverts.
+    pub deadline_ms: u64,
+    /// The transition that activated it; only that one may be reverted.
+    pub seq: u64,
+}
+
+pub type StatCache = BTreeMap<String, (StatId, Hash)>;
+
+pub fn read_json<T: DeserializeOwned>(path: &std::path::Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).ctx(|| format!("parse {}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::AgentError(format!("read {}: {e}", path.display()))),
+    }
+}
+
+pub fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(v).ctx(|| "encode json".into())?;
+    write_atomic(path, &bytes)
+}
+
+impl StateFile {
+    pub fn load(layout: &Layout) -> Result<StateFile> {
+        Ok(read_json(&layout.state_file())?.unwrap_or(StateFile { next: 1, ..Default::default() }))
+    }
+    pub fn save(&self, layout: &Layout) -> Result<()> {
+        write_json(&layout.state_file(), self)
+    }
+}
+
+pub fn load_manifest(layout: &Layout, generation: u64) -> Result<Manifest> {
+    let path = layout.manifest(generation);
+    let bytes = fs::read(&path).ctx(|| format!("read {}", path.display()))?;
+    postcard::from_bytes(&bytes).ctx(|| format!("decode {}", path.display()))
+}
+
+pub fn save_manifest(layout: &Layout, generation: u64, m: &Manifest) -> Result<()> {
+    let bytes = postcard::to_stdvec(m).ctx(|| "encode manifest".into())?;
+    write_atomic(&layout.manifest(generation), &bytes)
+}
+
+pub fn load_statcache(layout: &Layout) -> StatCache {
+    read_json(&layout.statcache()).ok().flatten().unwrap_or_default()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

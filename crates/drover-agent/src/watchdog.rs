@@ -1,0 +1,47 @@
+//! Magic rollback: a generation activated with a confirm timeout is reverted
+//! unless the controller confirms it over a *new* SSH connection in time.
+//!
+//! The watchdog is a detached copy of the agent (own process group, stdio on
+//! /dev/null) so that it survives the SSH session ending. If it is killed too
+//! (a reboot), the next agent start finds the expired `pending.json` and
+//! reverts then.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::layout::Layout;
+use crate::state::{now_ms, read_json, Pending};
+use crate::{Context, Result};
+
+pub fn spawn(layout: &Layout) -> Result<()> {
+    let exe = std::env::current_exe().ctx(|| "locate agent binary".into())?;
+    use std::os::unix::process::CommandExt;
+    Command::new(exe)
+        .arg("watchdog")
+        .arg("--root")
+        .arg(layout.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ctx(|| "start watchdog".into())?;
+    Ok(())
+}
+
+/// Wait for the deadline, then revert if still unconfirmed.
+pub fn run(layout: &Layout) -> Result<()> {
+    loop {
+        let Some(p) = read_json::<Pending>(&layout.pending())? else { return Ok(()) };
+        let now = now_ms();
+        if now >= p.deadline_ms {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis((p.deadline_ms - now).min(200)));
+    }
+    // Opening the engine takes the lock and reverts an expired pending
+    // generation as part of its recovery.
+    let _engine = Engine::open(layout.clone(), Duration::from_secs(3600))?;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The desired state of one host: files, symlinks and services.
+//!
+//! A manifest is what the controller compiles and the agent activates as one
+//! generation. Entries are sorted by path and unique, so the same inputs give
+//! byte-identical encodings and therefore the same [`Manifest::hash`].
+//!
+//! Service triggers are resolved to concrete paths by the controller: the
+//! agent needs no glob engine, and "which services does this change restart"
+//! is a set intersection it can compute against what is really on disk.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Hash;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    /// Sorted by `path`, no duplicates.
+    pub entries: Vec<Entry>,
+    /// Sorted by `name`, no duplicates.
+    pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Absolute, normalised target path (no `.`/`..` components, no trailing `/`).
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits (e.g. 0o644). Ignored for symlinks.
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    File { size: u64, hash: Hash },
+    Symlink { target: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Supervisor {
+    Runit,
+    Systemd,
+    OpenRc,
+}
+
+impl Supervisor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Supervisor::Runit => "runit",
+            Supervisor::Systemd => "systemd",
+            Supervisor::OpenRc => "openrc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// The supervisor's name for the service.
+    pub name: String,
+    pub supervisor: Supervisor,
+    /// Target paths whose change restarts this service (its unit files
+    /// included). Resolved by the controller from the service's globs.
+    pub triggers: Vec<String>,
+    pub health: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    /// Per attempt.
+    pub timeout_ms: u64,
+    /// Attempts before the service counts as unhealthy.
+    pub retries: u32,
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthProbe {
+    /// Run through `/bin/sh -c` on the host; healthy on exit 0.
+    Command(String),
+    /// Healthy when a TCP connect to 127.0.0.1:port succeeds.
+    Tcp { port: u16 },
+    /// Healthy on an HTTP 2xx/3xx from a plain `http://` URL.
+    Http { url: String },
+}
+
+impl Manifest {
+    /// The manifest's identity. Deterministic because postcard encodes
+    /// sorted vectors deterministically.
+    pub fn hash(&self) -> Hash {
+        let bytes = postcard::to_stdvec(self).unwrap_or_default();
+        Hash(*blake3::hash(&bytes).as_bytes())
+    }
+
+    /// Look an entry up by path (entries are sorted).
+    pub fn entry(&self, path: &str) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.path.as_str().cmp(path)).ok().map(|i| &self.entries[i])
+    }
+
+    /// Check the invariants both sides rely on. The agent calls this on every
+    /// manifest it receives: a path escaping the target root is refused here.
+    pub fn validate(&self) -> Result<(), String> {
+        for pair in self.entries.windows(2) {
+            if pair[0].path >= pair[1].path {
+                return Err(format!("entries not sorted or duplicated at {}", pair[1].path));
+            }
+        }
+        for e in &self.entries {
+            check_path(&e.path)?;
+            if e.mode > 0o7777 {
+                return Err(format!("{}: mode {:o} out of range", e.path, e.mode));
+            }
+            for name in [&e.owner, &e.group] {
+                if name.is_empty() || name.contains([':', '/', '\n']) {
+                    return Err(format!("{}: bad owner or group {name:?}", e.path));
+                }
+            }
+        }
+        for pair in self.services.windows(2) {
+            if pair[0].name >= pair[1].name {
+                return Err(format!("services not sorted or duplicated at {}", pair[1].name));
+            }
+        }
+        for s in &self.services {
+            if s.name.is_empty() || s.name.contains(['/', '\0', ' ']) || s.name.starts_with('.') {
+                return Err(format!("bad service name {:?}", s.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A target path must be absolute and normalised: no empty, `.` or `..`
+/// components. This is what keeps a manifest from writing outside its root.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path == "/" {
+        return Err(format!("{path:?}: target paths must be absolute file paths"));
+    }
+    if path.contains('\0') {
+        return Err(format!("{path:?}: NUL in path"));
+    }
+    for comp in path[1..].split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." {
+            return Err(format!("{path:?}: path must be normalised (no empty, '.' or '..' parts)"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File { size: 1, hash: Hash([1; 32]) },
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+        }
+    }
+
+    #[test]
+    fn hash_is_deterministic_and_content_sensitive() {
+        let a = Manifest { entries: vec![file("/a"), file("/b")], services: vec![] };
+        let b = a.clone();
+        assert_eq!(a.hash(), b.hash());
+        let mut c = a.clone();
+        c.entries[1].mode = 0o600;
+        assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn validate_refuses_escapes_and_disorder() {
+        for bad in ["relative", "/a/../etc/shadow", "/a//b", "/a/./b", "/"] {
+            let m = Manifest { entries: vec![file(bad)], services: vec![] };
+            assert!(m.validate().is_err(), "{bad} accepted");
+        }
+        let m = Manifest { entries: vec![file("/b"), file("/a")], services: vec![] };
+        assert!(m.validate().is_err());
+        let m = Manifest { entries: vec![file("/a"), file("/a")], services: vec![] };
+        assert!(m.validate().is_err());
+        let m = Manifest { entries: vec![file("/a"), file("/b/c")], services: vec![] };
+        assert!(m.validate().is_ok());
+    }
+
+    #[test]
+    fn entry_lookup() {
+        let m = Manifest { entries: vec![file("/a"), file("/b")], services: vec![] };
+        assert!(m.entry("/b").is_some());
+        assert!(m.entry("/c").is_none());
+    }
+}

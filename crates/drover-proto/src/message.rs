@@ -1,0 +1,146 @@
+//! Requests (controller → agent) and responses (agent → controller).
+//!
+//! One session is: `Hello`, then either `Check` (the cheap no-op probe: only
+//! the manifest hash travels), or `Diff` → pipelined `Chunk`s → `Apply`.
+//! Chunks get no individual reply, so a transfer costs no round trip per
+//! file; the agent reports problems once, at `Apply`.
+//!
+//! New variants are only ever appended: postcard encodes the variant index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Hash, Manifest, Supervisor};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    Hello { protocol: u32, controller: String },
+    /// Is the host on a generation with this manifest hash, undrifted?
+    Check { manifest: Hash },
+    /// Compare this desired manifest with the host; it becomes the candidate
+    /// for `Apply` in this session. `generation` is the number it will get.
+    Diff { manifest: Manifest, generation: u64 },
+    /// Part of a blob the agent said it was missing.
+    Chunk(BlobChunk),
+    /// Activate the candidate. With `confirm_timeout_ms > 0` the agent reverts
+    /// by itself unless `Confirm` arrives (over a new connection) in time.
+    Apply { confirm_timeout_ms: u64 },
+    Confirm { generation: u64 },
+    /// Re-activate a kept generation (the previous one when `to` is `None`).
+    Rollback { to: Option<u64>, confirm_timeout_ms: u64 },
+    Bye,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobChunk {
+    pub hash: Hash,
+    /// Offset in the uncompressed blob; chunks arrive in order.
+    pub offset: u64,
+    /// zstd-compressed bytes.
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Hello { protocol: u32, agent_version: String, facts: Facts, state: HostState },
+    Check { up_to_date: bool, drift: Vec<String> },
+    Diff {
+        changes: Vec<Change>,
+        restarts: Vec<ServiceRestart>,
+        /// Blobs to send, with how many bytes of each the host already holds
+        /// from an interrupted transfer (resume from there).
+        missing: Vec<(Hash, u64)>,
+    },
+    /// Human-readable progress from a long operation.
+    Progress(String),
+    Applied(ApplyOutcome),
+    Confirmed { generation: u64 },
+    Error { message: String },
+    Bye,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    pub hostname: String,
+    pub os_id: String,
+    pub os_version: String,
+    pub arch: String,
+    pub kernel: String,
+    pub supervisor: Option<Supervisor>,
+    pub cpus: u32,
+    pub mem_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostState {
+    pub current: Option<u64>,
+    pub current_manifest: Option<Hash>,
+    /// The number the next generation will get (numbers are never reused).
+    pub next: u64,
+    /// A generation activated but not yet confirmed.
+    pub pending_confirm: Option<u64>,
+    /// What start-up recovery did, if anything (e.g. an interrupted apply
+    /// rolled back, an unconfirmed generation reverted).
+    pub recovered: Option<String>,
+    /// All kept generations, oldest first.
+    pub generations: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    Add,
+    Modify,
+    Remove,
+    /// Managed by drover, but edited on the host since; will be restored.
+    Restore,
+}
+
+impl ChangeKind {
+    pub fn symbol(self) -> char {
+        match self {
+            ChangeKind::Add => '+',
+            ChangeKind::Modify => '~',
+            ChangeKind::Remove => '-',
+            ChangeKind::Restore => '!',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRestart {
+    pub name: String,
+    pub action: ServiceAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceAction {
+    Start,
+    Restart,
+    Stop,
+}
+
+impl ServiceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceAction::Start => "start",
+            ServiceAction::Restart => "restart",
+            ServiceAction::Stop => "stop",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyOutcome {
+    /// The candidate is live and healthy.
+    Activated { generation: u64, restarted: Vec<String>, files_written: u64 },
+    /// Nothing to do: the host already runs this manifest.
+    UpToDate { generation: u64 },
+    /// The candidate failed (health check, supervisor) and the host is back
+    /// on `to`, whole.
+    RolledBack { failed: u64, to: Option<u64>, reason: String },
+}
