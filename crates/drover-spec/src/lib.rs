@@ -1,4 +1,22 @@
-//! Project loading and per-host compilation (placeholder).
-#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
-#[error("spec error")]
-pub struct SpecError;
+//! The drover project format and the per-host compiler.
+//!
+//! A project is a directory: `drover.toml`, `inventory.toml` and/or
+//! `inventory.csv`, `roles/*.toml`, `services/*.toml`, `layers/<layer>/…`.
+//! [`Project::load`] reads and validates all of it up front, so a mistake is
+//! reported (file, line, what to do) before any host is contacted;
+//! [`Project::compile`] turns one host plus its facts into a
+//! [`drover_proto::Manifest`]. No I/O beyond reading the project; no network.
+
+mod diag;
+mod duration;
+mod files;
+mod inventory;
+mod layers;
+mod project;
+mod render;
+mod units;
+
+pub use diag::SpecError;
+pub use duration::parse_duration;
+pub use inventory::{Auth, Host};
+pub use project::{BlobSource, Compiled, Project, Settings};

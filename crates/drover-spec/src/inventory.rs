@@ -1,0 +1,221 @@
+//! Hosts: `inventory.toml`, `inventory.csv` (`address,user,password[,roles]`,
+//! as a list of donated servers usually arrives) and pinned host keys.
+//!
+//! Connection settings resolve as: `drover.toml [defaults]` <
+//! `inventory.toml [defaults]` < the host's own entry. CSV hosts are named by
+//! their address.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diag::{line_span, SpecError};
+use crate::files::{HostFields, InventoryFile, Vars};
+
+/// A host, resolved: everything needed to reach it and compile for it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: Auth,
+    /// Pinned host keys (OpenSSH public key lines). Empty: unknown, refused.
+    pub host_keys: Vec<String>,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub vars: Vars,
+    /// Where the host was declared, for error messages.
+    pub origin: String,
+}
+
+/// How to log in. A password also answers `sudo` for non-root users.
+#[derive(Clone)]
+pub struct Auth {
+    pub key: Option<PathBuf>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("key", &self.key).field("password", &self.password.as_ref().map(|_| "***")).finish()
+    }
+}
+
+/// A host before role names are checked: the spans say where each came from.
+pub struct RawHost {
+    pub host: Host,
+    /// (role, file, text, span) for validation errors.
+    pub role_refs: Vec<(String, String, std::ops::Range<usize>)>,
+}
+
+pub struct Sources<'a> {
+    pub dir: &'a Path,
+    pub project_defaults: &'a HostFields,
+    pub project_name: &'a str,
+    pub project_text: &'a str,
+}
+
+pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>), SpecError> {
+    let mut hosts = Vec::new();
+    let mut groups = BTreeMap::new();
+    let toml_path = src.dir.join("inventory.toml");
+    let csv_path = src.dir.join("inventory.csv");
+    let known = load_known_hosts(&src.dir.join("known_hosts"));
+    if toml_path.exists() {
+        let text = read(&toml_path)?;
+        let inv: InventoryFile = toml::from_str(&text).map_err(|e| SpecError::toml("inventory.toml", &text, &e))?;
+        let defaults = src.project_defaults.overlay(&inv.defaults);
+        for (name, entry) in &inv.hosts {
+            let span = entry.span();
+            let entry = entry.get_ref();
+            let f = defaults.overlay(&entry.fields());
+            let mut keys: Vec<String> = entry.host_key.iter().cloned().collect();
+            keys.extend(known_for(&known, name, &entry.address));
+            let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, "inventory.toml", &text, src);
+            hosts.push(RawHost {
+                host: build(src.dir, name, &entry.address, &f, keys, entry.vars.clone(), format!("inventory.toml:{}", line_of(&text, span.start))),
+                role_refs,
+            });
+        }
+        for (name, g) in inv.groups {
+            groups.insert(name, g.vars);
+        }
+    }
+    if csv_path.exists() {
+        let text = read(&csv_path)?;
+        hosts.extend(parse_csv(src, &text, &known)?);
+    }
+    if !toml_path.exists() && !csv_path.exists() {
+        return Err(SpecError::file(
+            &toml_path,
+            "no inventory",
+            "create inventory.toml (for the local lab: `drover lab inventory > inventory.toml`) or inventory.csv with address,user,password lines",
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for h in &hosts {
+        if let Some(prev) = seen.insert(h.host.name.clone(), h.host.origin.clone()) {
+            return Err(SpecError::file(
+                Path::new(&h.host.origin),
+                format!("host {} is declared twice (also at {prev})", h.host.name),
+                "keep one declaration per host",
+            ));
+        }
+    }
+    Ok((hosts, groups))
+}
+
+fn read(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|e| SpecError::file(path, format!("cannot read: {e}"), "check the file exists and is UTF-8 text"))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Where each of a host's role names was written, so an unknown role is
+/// reported at the line that names it.
+fn role_refs(
+    f: &HostFields,
+    own: bool,
+    inv_defaults: &HostFields,
+    file: &str,
+    text: &str,
+    src: &Sources<'_>,
+) -> Vec<(String, String, std::ops::Range<usize>)> {
+    let (file, text) = if own || inv_defaults.roles.is_some() { (file, text) } else { (src.project_name, src.project_text) };
+    f.roles.iter().flatten().map(|r| (r.get_ref().clone(), format!("{file}\u{0}{text}"), r.span())).collect()
+}
+
+fn build(dir: &Path, name: &str, address: &str, f: &HostFields, host_keys: Vec<String>, vars: Vars, origin: String) -> Host {
+    Host {
+        name: name.to_string(),
+        address: address.to_string(),
+        port: f.port.unwrap_or(22),
+        user: f.user.clone().unwrap_or_else(|| "root".into()),
+        auth: Auth { key: f.key.as_ref().map(|k| expand(dir, k)), password: f.password.clone() },
+        host_keys,
+        roles: f.roles.iter().flatten().map(|r| r.get_ref().clone()).collect(),
+        groups: f.groups.clone().unwrap_or_default(),
+        vars,
+        origin,
+    }
+}
+
+/// `~/x` → home; relative → project directory.
+fn expand(dir: &Path, p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    dir.join(p)
+}
+
+fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Result<Vec<RawHost>, SpecError> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || (i == 0 && t.starts_with("address")) {
+            continue;
+        }
+        let cols: Vec<&str> = t.split(',').map(str::trim).collect();
+        if cols.len() < 3 || cols.len() > 4 || cols[..3].iter().any(|c| c.is_empty()) {
+            errors.push(SpecError::at(
+                "inventory.csv",
+                text,
+                line_span(text, lineno),
+                format!("expected address,user,password[,roles], found {} column(s)", cols.len()),
+                "this line",
+                "write one host per line as address,user,password or address,user,password,role1;role2",
+            ));
+            continue;
+        }
+        let (address, port) = match cols[0].rsplit_once(':') {
+            Some((a, p)) if p.parse::<u16>().is_ok() => (a, p.parse().ok()),
+            _ => (cols[0], None),
+        };
+        let line_start = line_span(text, lineno).start;
+        let mut f = src.project_defaults.clone();
+        f.user = Some(cols[1].to_string());
+        f.password = Some(cols[2].to_string());
+        f.port = port.or(f.port);
+        let mut refs: Vec<(String, String, std::ops::Range<usize>)> =
+            f.roles.iter().flatten().map(|r| (r.get_ref().clone(), format!("{}\u{0}{}", src.project_name, src.project_text), r.span())).collect();
+        if let Some(roles) = cols.get(3) {
+            let names: Vec<String> = roles.split([';', ' ']).filter(|r| !r.is_empty()).map(String::from).collect();
+            refs = names.iter().map(|r| (r.clone(), format!("inventory.csv\u{0}{text}"), line_start..line_start + line.len())).collect();
+            f.roles = Some(names.into_iter().map(|n| toml::Spanned::new(0..0, n)).collect());
+        }
+        let keys = known_for(known, cols[0], address);
+        let host = build(src.dir, cols[0], address, &f, keys, Vars::new(), format!("inventory.csv:{lineno}"));
+        out.push(RawHost { host, role_refs: refs });
+    }
+    match SpecError::many(errors) {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// `known_hosts` in the project: `name-or-address keytype base64 [comment]`,
+/// written by `drover trust`.
+fn load_known_hosts(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (who, key) = l.trim().split_once(' ')?;
+            Some((who.to_string(), key.trim().to_string()))
+        })
+        .collect()
+}
+
+fn known_for(known: &[(String, String)], name: &str, address: &str) -> Vec<String> {
+    known
+        .iter()
+        .filter(|(who, _)| who.split(',').any(|w| w == name || w == address))
+        .map(|(_, k)| k.clone())
+        .collect()
+}

@@ -1,0 +1,440 @@
+//! Loading a project and compiling it per host.
+//!
+//! Variable precedence, lowest first (later wins per top-level key; tables
+//! are replaced, not merged, as in Ansible's default):
+//! 1. `drover.toml [vars]` (project)
+//! 2. `inventory.toml [groups.<g>.vars]`, in the host's group order
+//! 3. `roles/<r>.toml [vars]`, in the host's role order
+//! 4. the host's own `vars`
+//!
+//! Layer precedence: a host's roles in order, each role's layers in order; a
+//! later layer's file replaces an earlier one at the same target path.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_proto::{Entry, EntryKind, Facts, Hash, HealthCheck, HealthProbe, Manifest, ServiceSpec};
+use globset::{Glob, GlobMatcher};
+use toml::Spanned;
+
+use crate::diag::SpecError;
+use crate::duration::parse_duration;
+use crate::files::{FileAttrs, ProjectFile, RoleFile, ServiceFile, Vars};
+use crate::inventory::{self, Host};
+use crate::layers::{self, LayerFile, LayerKind};
+use crate::render::Templates;
+use crate::units::{self, ServiceDef};
+
+/// Project-wide settings from `drover.toml [apply]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    /// Unconfirmed generations revert after this (0 disables magic rollback).
+    pub confirm_timeout: Duration,
+    pub parallel: usize,
+    pub connect_timeout: Duration,
+}
+
+pub struct Project {
+    pub dir: PathBuf,
+    pub settings: Settings,
+    pub hosts: Vec<Host>,
+    vars: Vars,
+    groups: BTreeMap<String, Vars>,
+    roles: BTreeMap<String, Role>,
+    services: BTreeMap<String, Service>,
+    layers: BTreeMap<String, Vec<LayerFile>>,
+    templates: Templates,
+}
+
+struct Role {
+    layers: Vec<String>,
+    services: Vec<String>,
+    vars: Vars,
+    files: Vec<(GlobMatcher, FileAttrs, Option<u32>)>,
+}
+
+struct Service {
+    command: Option<String>,
+    unit: Option<String>,
+    user: String,
+    env: BTreeMap<String, String>,
+    restart_on: Vec<GlobMatcher>,
+    health: Option<HealthCheck>,
+}
+
+/// Where a blob's bytes come from when the controller sends it.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    File(PathBuf),
+    Bytes(Arc<Vec<u8>>),
+}
+
+pub struct Compiled {
+    pub manifest: Manifest,
+    pub blobs: HashMap<Hash, BlobSource>,
+}
+
+impl Project {
+    /// Read and validate everything. All problems found are reported
+    /// together; nothing is returned half-loaded.
+    pub fn load(dir: &Path) -> Result<Project, SpecError> {
+        let dir = dir.to_path_buf();
+        let pf_path = dir.join("drover.toml");
+        let pf_text = std::fs::read_to_string(&pf_path).map_err(|_| {
+            SpecError::file(&pf_path, "not a drover project (no drover.toml)", "run `drover init DIR` to create one, or pass -C DIR")
+        })?;
+        let pf: ProjectFile = toml::from_str(&pf_text).map_err(|e| SpecError::toml("drover.toml", &pf_text, &e))?;
+        let settings = settings(&pf, &pf_text)?;
+        let src = inventory::Sources { dir: &dir, project_defaults: &pf.defaults, project_name: "drover.toml", project_text: &pf_text };
+        let (raw_hosts, groups) = inventory::load(&src)?;
+
+        let mut errors = Vec::new();
+        let mut role_files = BTreeMap::new();
+        for h in &raw_hosts {
+            if h.host.roles.is_empty() {
+                errors.push(SpecError::file(
+                    Path::new(&h.host.origin),
+                    format!("host {} has no roles", h.host.name),
+                    "give it roles = [\"…\"] in the inventory, or set [defaults] roles in drover.toml",
+                ));
+            }
+            for (role, file, span) in &h.role_refs {
+                if role_files.contains_key(role) {
+                    continue;
+                }
+                match load_role(&dir, role) {
+                    Ok(Some(r)) => {
+                        role_files.insert(role.clone(), r);
+                    }
+                    Ok(None) => {
+                        let (name, text) = file.split_once('\0').unwrap_or((file, ""));
+                        let known = list_names(&dir.join("roles"));
+                        errors.push(SpecError::at(
+                            name,
+                            text,
+                            span.clone(),
+                            format!("host {} uses role {role:?}, which does not exist", h.host.name),
+                            "unknown role",
+                            format!("create roles/{role}.toml, or use one of: {}", known.join(", ")),
+                        ));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if let Some(e) = SpecError::many(errors) {
+            return Err(e);
+        }
+
+        let mut roles = BTreeMap::new();
+        let mut services = BTreeMap::new();
+        let mut layer_map = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (name, (rf, text)) in role_files {
+            let fname = format!("roles/{name}.toml");
+            for l in &rf.layers {
+                if !layer_map.contains_key(l.get_ref()) {
+                    match layers::scan(&dir, l.get_ref()) {
+                        Ok(files) => {
+                            layer_map.insert(l.get_ref().clone(), files);
+                        }
+                        Err(_) => errors.push(SpecError::at(
+                            &fname,
+                            &text,
+                            l.span(),
+                            format!("role {name} uses layer {:?}, but layers/{}/ does not exist", l.get_ref(), l.get_ref()),
+                            "unknown layer",
+                            format!("create layers/{}/ or fix the name; existing: {}", l.get_ref(), list_names(&dir.join("layers")).join(", ")),
+                        )),
+                    }
+                }
+            }
+            for s in &rf.services {
+                if !services.contains_key(s.get_ref()) {
+                    match load_service(&dir, s, &fname, &text) {
+                        Ok(svc) => {
+                            services.insert(s.get_ref().clone(), svc);
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            match role_files_attrs(&rf, &fname, &text) {
+                Ok(files) => {
+                    roles.insert(
+                        name,
+                        Role {
+                            layers: rf.layers.iter().map(|l| l.get_ref().clone()).collect(),
+                            services: rf.services.iter().map(|s| s.get_ref().clone()).collect(),
+                            vars: rf.vars,
+                            files,
+                        },
+                    );
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(e) = SpecError::many(errors) {
+            return Err(e);
+        }
+        let templates = Templates::load(layer_map.values().flatten())?;
+        Ok(Project {
+            dir,
+            settings,
+            hosts: raw_hosts.into_iter().map(|h| h.host).collect(),
+            vars: pf.vars,
+            groups,
+            roles,
+            services,
+            layers: layer_map,
+            templates,
+        })
+    }
+
+    /// Merged variables for a host (see the module docs for precedence).
+    pub fn vars_for(&self, host: &Host) -> Vars {
+        let mut v = self.vars.clone();
+        for g in &host.groups {
+            if let Some(gv) = self.groups.get(g) {
+                v.extend(gv.clone());
+            }
+        }
+        for r in &host.roles {
+            if let Some(role) = self.roles.get(r) {
+                v.extend(role.vars.clone());
+            }
+        }
+        v.extend(host.vars.clone());
+        v
+    }
+
+    /// Compile one host's desired state. `generation` is the number this
+    /// state will get on the host (templates may show it).
+    pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
+        let vars = self.vars_for(host);
+        let ctx = self.context(host, facts, generation, &vars);
+        let mut entries: BTreeMap<String, (Entry, Option<BlobSource>)> = BTreeMap::new();
+        let roles: Vec<&Role> = host.roles.iter().filter_map(|r| self.roles.get(r)).collect();
+        for role in &roles {
+            for layer in &role.layers {
+                for f in self.layers.get(layer).into_iter().flatten() {
+                    let (kind, src) = match &f.kind {
+                        LayerKind::Plain { hash, size } => (EntryKind::File { size: *size, hash: *hash }, Some(BlobSource::File(f.source.clone()))),
+                        LayerKind::Symlink(t) => (EntryKind::Symlink { target: t.clone() }, None),
+                        LayerKind::Template => {
+                            let text = self.templates.render(&f.rel, &ctx, &host.name)?;
+                            let bytes = Arc::new(text.into_bytes());
+                            let hash = Hash(*blake3::hash(&bytes).as_bytes());
+                            (EntryKind::File { size: bytes.len() as u64, hash }, Some(BlobSource::Bytes(bytes)))
+                        }
+                    };
+                    let mut e = Entry { path: f.target.clone(), kind, mode: f.mode, owner: "root".into(), group: "root".into() };
+                    apply_attrs(&roles, &mut e);
+                    entries.insert(f.target.clone(), (e, src));
+                }
+            }
+        }
+        let mut services = Vec::new();
+        let names: BTreeSet<&String> = roles.iter().flat_map(|r| r.services.iter()).collect();
+        for name in names {
+            let svc = &self.services[name];
+            let Some(sup) = facts.supervisor else {
+                return Err(SpecError::file(
+                    Path::new(&format!("services/{name}.toml")),
+                    format!("host {} has no supported supervisor (systemd, runit or OpenRC), so service {name} cannot run there", host.name),
+                    "install runit on the host, or remove the service from its roles",
+                ));
+            };
+            let mut unit_paths = Vec::new();
+            if let Some(cmd) = &svc.command {
+                let def = ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env };
+                for u in units::files(sup, &def) {
+                    unit_paths.push(u.path.clone());
+                    let (kind, src) = match (u.content, u.symlink) {
+                        (Some(c), _) => {
+                            let bytes = Arc::new(c.into_bytes());
+                            let hash = Hash(*blake3::hash(&bytes).as_bytes());
+                            (EntryKind::File { size: bytes.len() as u64, hash }, Some(BlobSource::Bytes(bytes)))
+                        }
+                        (None, Some(t)) => (EntryKind::Symlink { target: t }, None),
+                        (None, None) => continue,
+                    };
+                    let e = Entry { path: u.path.clone(), kind, mode: u.mode, owner: "root".into(), group: "root".into() };
+                    entries.insert(u.path, (e, src));
+                }
+            }
+            let mut triggers: Vec<String> =
+                entries.keys().filter(|p| svc.restart_on.iter().any(|g| g.is_match(p.as_str()))).cloned().collect();
+            triggers.extend(unit_paths);
+            triggers.sort();
+            triggers.dedup();
+            let unit_name = svc.unit.clone().unwrap_or_else(|| name.clone());
+            services.push(ServiceSpec { name: unit_name, supervisor: sup, triggers, health: svc.health.clone() });
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut blobs = HashMap::new();
+        let mut list = Vec::with_capacity(entries.len());
+        for (_, (e, src)) in entries {
+            if let (EntryKind::File { hash, .. }, Some(src)) = (&e.kind, src) {
+                blobs.insert(*hash, src);
+            }
+            list.push(e);
+        }
+        let manifest = Manifest { entries: list, services };
+        manifest
+            .validate()
+            .map_err(|m| SpecError::file(&self.dir, format!("host {}: {m}", host.name), "fix the layer or service that produces this path"))?;
+        Ok(Compiled { manifest, blobs })
+    }
+
+    fn context(&self, host: &Host, facts: &Facts, generation: u64, vars: &Vars) -> minijinja::Value {
+        let mut top: serde_json::Map<String, serde_json::Value> =
+            vars.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
+        top.insert("vars".into(), serde_json::to_value(vars).unwrap_or_default());
+        top.insert(
+            "host".into(),
+            serde_json::json!({
+                "name": host.name, "address": host.address, "port": host.port, "user": host.user,
+                "roles": host.roles, "groups": host.groups,
+            }),
+        );
+        top.insert(
+            "facts".into(),
+            serde_json::json!({
+                "hostname": facts.hostname, "os_id": facts.os_id, "os_version": facts.os_version,
+                "arch": facts.arch, "kernel": facts.kernel, "cpus": facts.cpus, "mem_bytes": facts.mem_bytes,
+                "supervisor": facts.supervisor.map(|s| s.as_str()),
+            }),
+        );
+        top.insert("generation".into(), generation.into());
+        minijinja::Value::from_serialize(&top)
+    }
+}
+
+fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
+    let dur = |v: &Option<Spanned<String>>, default: Duration| -> Result<Duration, SpecError> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(s.get_ref()).map_err(|m| SpecError::at("drover.toml", text, s.span(), m, "here", "write a duration such as 500ms, 30s or 2m")),
+        }
+    };
+    Ok(Settings {
+        name: pf.project.name.clone().unwrap_or_else(|| "drover".into()),
+        confirm_timeout: dur(&pf.apply.confirm_timeout, Duration::from_secs(30))?,
+        parallel: pf.apply.parallel.unwrap_or(512).max(1),
+        connect_timeout: dur(&pf.apply.connect_timeout, Duration::from_secs(10))?,
+    })
+}
+
+fn load_role(dir: &Path, name: &str) -> Result<Option<(RoleFile, String)>, SpecError> {
+    let path = dir.join("roles").join(format!("{name}.toml"));
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let rf: RoleFile = toml::from_str(&text).map_err(|e| SpecError::toml(&format!("roles/{name}.toml"), &text, &e))?;
+    Ok(Some((rf, text)))
+}
+
+fn role_files_attrs(rf: &RoleFile, fname: &str, text: &str) -> Result<Vec<(GlobMatcher, FileAttrs, Option<u32>)>, SpecError> {
+    let mut out = Vec::new();
+    for (glob, attrs) in &rf.files {
+        let m = Glob::new(glob).map_err(|e| SpecError::at(fname, text, attrs.span(), format!("bad glob {glob:?}: {e}"), "here", "fix the glob"))?;
+        let mode = match &attrs.get_ref().mode {
+            None => None,
+            Some(s) => Some(u32::from_str_radix(s.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                SpecError::at(fname, text, attrs.span(), format!("mode {s:?} is not an octal permission"), "here", "write the mode as an octal string, e.g. \"0640\"")
+            })?),
+        };
+        out.push((m.compile_matcher(), attrs.get_ref().clone(), mode));
+    }
+    Ok(out)
+}
+
+fn apply_attrs(roles: &[&Role], e: &mut Entry) {
+    for role in roles {
+        for (m, a, mode) in &role.files {
+            if m.is_match(&e.path) {
+                if let Some(o) = &a.owner {
+                    e.owner = o.clone();
+                }
+                if let Some(g) = &a.group {
+                    e.group = g.clone();
+                }
+                if let Some(md) = mode {
+                    e.mode = *md;
+                }
+            }
+        }
+    }
+}
+
+fn load_service(dir: &Path, name: &Spanned<String>, role_file: &str, role_text: &str) -> Result<Service, SpecError> {
+    let n = name.get_ref();
+    let fname = format!("services/{n}.toml");
+    let path = dir.join(&fname);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Err(SpecError::at(
+            role_file,
+            role_text,
+            name.span(),
+            format!("service {n:?} is not defined"),
+            "unknown service",
+            format!("create {fname} (with command = \"…\" or unit = \"…\"); existing: {}", list_names(&dir.join("services")).join(", ")),
+        ));
+    };
+    let sf: ServiceFile = toml::from_str(&text).map_err(|e| SpecError::toml(&fname, &text, &e))?;
+    let whole = 0..text.len().min(1);
+    if !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) || n.starts_with('.') {
+        return Err(SpecError::file(&path, format!("service name {n:?} has characters a supervisor will not accept"), "use letters, digits, - _ . @"));
+    }
+    if sf.command.is_some() == sf.unit.is_some() {
+        return Err(SpecError::at(&fname, &text, whole, "a service needs exactly one of `command` or `unit`", "here", "command = \"…\" to have drover run it, unit = \"name\" to restart an existing unit"));
+    }
+    let mut restart_on = Vec::new();
+    for g in &sf.restart_on {
+        let m = Glob::new(g.get_ref()).map_err(|e| SpecError::at(&fname, &text, g.span(), format!("bad glob: {e}"), "here", "fix the glob, e.g. \"/etc/myapp/**\""))?;
+        restart_on.push(m.compile_matcher());
+    }
+    let health = sf.health.as_ref().map(|h| health(h, &fname, &text)).transpose()?;
+    Ok(Service { command: sf.command, unit: sf.unit, user: sf.user.unwrap_or_else(|| "root".into()), env: sf.env, restart_on, health })
+}
+
+fn health(h: &Spanned<crate::files::HealthFile>, fname: &str, text: &str) -> Result<HealthCheck, SpecError> {
+    let hf = h.get_ref();
+    let probes = [hf.command.is_some(), hf.tcp.is_some(), hf.http.is_some()].iter().filter(|b| **b).count();
+    if probes != 1 {
+        return Err(SpecError::at(fname, text, h.span(), "a health check needs exactly one of command, tcp or http", "here", "e.g. http = \"http://127.0.0.1:8080/\""));
+    }
+    let probe = if let Some(c) = &hf.command {
+        HealthProbe::Command(c.clone())
+    } else if let Some(p) = hf.tcp {
+        HealthProbe::Tcp { port: p }
+    } else {
+        let url = hf.http.clone().unwrap_or_default();
+        if !url.starts_with("http://") {
+            return Err(SpecError::at(fname, text, h.span(), format!("{url:?}: health URLs must be plain http://"), "here", "probe the service on the host itself, e.g. http://127.0.0.1:PORT/"));
+        }
+        HealthProbe::Http { url }
+    };
+    let dur = |v: &Option<Spanned<String>>, d: u64| -> Result<u64, SpecError> {
+        match v {
+            None => Ok(d),
+            Some(s) => parse_duration(s.get_ref())
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .map_err(|m| SpecError::at(fname, text, s.span(), m, "here", "write e.g. 500ms or 2s")),
+        }
+    };
+    Ok(HealthCheck { probe, timeout_ms: dur(&hf.timeout, 2000)?, retries: hf.retries.unwrap_or(10), interval_ms: dur(&hf.interval, 500)? })
+}
+
+fn list_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().trim_end_matches(".toml").to_string()).collect())
+        .unwrap_or_default();
+    v.sort();
+    if v.is_empty() {
+        v.push("(none)".into());
+    }
+    v
+}

@@ -1,0 +1,61 @@
+//! Template rendering (minijinja).
+//!
+//! Undefined variables are errors, not empty strings: a typo in a variable
+//! name must stop the apply with the template's file and line, not ship an
+//! empty value to a fleet.
+
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::diag::{line_span, SpecError};
+use crate::layers::{LayerFile, LayerKind};
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    pub fn load<'a>(files: impl Iterator<Item = &'a LayerFile>) -> Result<Templates, SpecError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        let mut errors = Vec::new();
+        for f in files.filter(|f| matches!(f.kind, LayerKind::Template)) {
+            let text = match std::fs::read_to_string(&f.source) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(SpecError::file(&f.source, format!("cannot read template: {e}"), "templates must be UTF-8 text"));
+                    continue;
+                }
+            };
+            if let Err(e) = env.add_template_owned(f.rel.clone(), text.clone()) {
+                errors.push(template_error(&f.rel, &text, &e, None));
+            }
+        }
+        match SpecError::many(errors) {
+            Some(e) => Err(e),
+            None => Ok(Templates { env }),
+        }
+    }
+
+    pub fn render(&self, name: &str, ctx: &minijinja::Value, host: &str) -> Result<String, SpecError> {
+        let tmpl = self.env.get_template(name).map_err(|e| template_error(name, "", &e, Some(host)))?;
+        tmpl.render(ctx).map_err(|e| {
+            let src = tmpl.source().to_string();
+            template_error(name, &src, &e, Some(host))
+        })
+    }
+}
+
+fn template_error(name: &str, text: &str, e: &minijinja::Error, host: Option<&str>) -> SpecError {
+    let what = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+    let what = match host {
+        Some(h) => format!("{what} (rendering for host {h})"),
+        None => what,
+    };
+    let help = "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), generation";
+    match (e.range(), e.line()) {
+        (Some(r), _) if !text.is_empty() => SpecError::at(name, text, r, what, "here", help),
+        (None, Some(line)) if !text.is_empty() => SpecError::at(name, text, line_span(text, line), what, "here", help),
+        _ => SpecError::file(std::path::Path::new(name), what, help),
+    }
+}
