@@ -1,0 +1,361 @@
+//! The real agent binary, driven over its stdin/stdout against a temporary
+//! target root: every failure path the transition machinery handles is made
+//! to happen here (SIGKILL mid-swap and after commit, corrupt blobs, escapes,
+//! drift, an unconfirmed generation).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover_proto::frame::{encode, read_frame};
+use drover_proto::{
+    ApplyOutcome, BlobChunk, ChangeKind, Entry, EntryKind, Hash, HostState, Manifest, Request, Response, MAGIC, PROTOCOL_VERSION,
+};
+
+struct Agent {
+    child: Child,
+    w: ChildStdin,
+    r: BufReader<ChildStdout>,
+    state: HostState,
+}
+
+impl Agent {
+    fn start(root: &Path) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drover-agent"))
+            .args(["serve", "--root"])
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = child.stdin.take().unwrap();
+        let r = BufReader::new(child.stdout.take().unwrap());
+        w.write_all(b"a sudo password line\n").unwrap();
+        w.write_all(MAGIC).unwrap();
+        let mut a = Agent { child, w, r, state: HostState::default() };
+        match a.call(Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into() }) {
+            Response::Hello { state, .. } => a.state = state,
+            other => panic!("{other:?}"),
+        }
+        a
+    }
+
+    fn send(&mut self, req: Request) {
+        self.w.write_all(&encode(&req).unwrap()).unwrap();
+        self.w.flush().unwrap();
+    }
+
+    fn call(&mut self, req: Request) -> Response {
+        self.send(req);
+        loop {
+            match read_frame::<Response, _>(&mut self.r).unwrap() {
+                Response::Progress(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Diff, send what is missing, apply.
+    fn apply(&mut self, files: &Files, confirm_ms: u64) -> Response {
+        let generation = self.state.next;
+        let (m, blobs) = manifest(files);
+        let Response::Diff { missing, .. } = self.call(Request::Diff { manifest: m, generation }) else { panic!("diff") };
+        for (h, have) in missing {
+            let data = &blobs[&h];
+            self.send(Request::Chunk(BlobChunk { hash: h, offset: have, data: zstd::encode_all(&data[have as usize..], 1).unwrap() }));
+        }
+        let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms });
+        if let Response::Applied(ApplyOutcome::Activated { generation, .. }) = r {
+            self.state.current = Some(generation);
+            self.state.next = generation + 1;
+        }
+        r
+    }
+
+    fn bye(mut self) {
+        let _ = self.call(Request::Bye);
+        let _ = self.child.wait();
+    }
+}
+
+type Files = BTreeMap<&'static str, &'static str>;
+
+fn hash(b: &[u8]) -> Hash {
+    Hash(*blake3::hash(b).as_bytes())
+}
+
+fn manifest(files: &Files) -> (Manifest, BTreeMap<Hash, Vec<u8>>) {
+    let mut blobs = BTreeMap::new();
+    let entries = files
+        .iter()
+        .map(|(p, c)| {
+            blobs.insert(hash(c.as_bytes()), c.as_bytes().to_vec());
+            Entry {
+                path: p.to_string(),
+                kind: EntryKind::File { size: c.len() as u64, hash: hash(c.as_bytes()) },
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+            }
+        })
+        .collect();
+    (Manifest { entries, services: vec![] }, blobs)
+}
+
+fn files(pairs: &[(&'static str, &'static str)]) -> Files {
+    pairs.iter().copied().collect()
+}
+
+fn read(root: &Path, p: &str) -> Option<String> {
+    fs::read_to_string(root.join(p.trim_start_matches('/'))).ok()
+}
+
+/// Every file under `root` with size and mtime: any write shows up here.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let md = fs::symlink_metadata(e.path()).unwrap();
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+            out.insert(e.path(), (md.size(), md.mtime() * 1_000_000_000 + md.mtime_nsec(), md.ctime() * 1_000_000_000 + md.ctime_nsec()));
+        }
+    }
+    out
+}
+
+fn root() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    fs::create_dir_all(d.path().join("etc")).unwrap();
+    d
+}
+
+#[test]
+fn first_apply_noop_and_one_change() {
+    let d = root();
+    let v1 = files(&[("/etc/app/a.conf", "a1"), ("/etc/app/b.conf", "b1"), ("/srv/data.txt", "data")]);
+    let mut a = Agent::start(d.path());
+    let r = a.apply(&v1, 0);
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 1, files_written: 3, .. })), "{r:?}");
+    assert_eq!(read(d.path(), "/etc/app/a.conf").as_deref(), Some("a1"));
+    a.bye();
+
+    // No-op: the cheap check says up to date and nothing on disk changes.
+    let before = snapshot(d.path());
+    let mut a = Agent::start(d.path());
+    let (m, _) = manifest(&v1);
+    assert_eq!(a.state.current_manifest, Some(m.hash()));
+    assert!(matches!(a.call(Request::Check { manifest: m.hash() }), Response::Check { up_to_date: true, .. }));
+    a.bye();
+    assert_eq!(before, snapshot(d.path()), "a no-op session wrote to the host");
+
+    // One file changed: one change, one blob.
+    let mut a = Agent::start(d.path());
+    let v2 = files(&[("/etc/app/a.conf", "a2"), ("/etc/app/b.conf", "b1"), ("/srv/data.txt", "data")]);
+    let (m2, _) = manifest(&v2);
+    let Response::Diff { changes, missing, .. } = a.call(Request::Diff { manifest: m2, generation: 2 }) else { panic!() };
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].path.as_str(), changes[0].kind), ("/etc/app/a.conf", ChangeKind::Modify));
+    assert_eq!(missing.len(), 1);
+    a.bye();
+}
+
+#[test]
+fn drift_is_reported_restored_and_the_edit_kept() {
+    let d = root();
+    let v1 = files(&[("/etc/motd", "managed")]);
+    let mut a = Agent::start(d.path());
+    a.apply(&v1, 0);
+    a.bye();
+    fs::write(d.path().join("etc/motd"), "edited by hand").unwrap();
+    let mut a = Agent::start(d.path());
+    let (m, _) = manifest(&v1);
+    let Response::Check { up_to_date, drift } = a.call(Request::Check { manifest: m.hash() }) else { panic!() };
+    assert!(!up_to_date);
+    assert_eq!(drift, vec!["/etc/motd"]);
+    let Response::Diff { changes, .. } = a.call(Request::Diff { manifest: m, generation: 2 }) else { panic!() };
+    assert_eq!(changes[0].kind, ChangeKind::Restore);
+    let r = a.call(Request::Apply { confirm_timeout_ms: 0 });
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
+    a.bye();
+    assert_eq!(read(d.path(), "/etc/motd").as_deref(), Some("managed"));
+    assert_eq!(read(d.path(), "/var/lib/drover/backup/2/etc/motd").as_deref(), Some("edited by hand"));
+}
+
+/// Kill the agent at a hook point during an apply from v1 to v2; return the
+/// recovery message the next agent reports.
+fn kill_at(point: &str) -> (tempfile::TempDir, String) {
+    let d = root();
+    let v1 = files(&[("/etc/a", "a1"), ("/etc/b", "b1"), ("/etc/c", "c1"), ("/etc/d", "d1")]);
+    let v2 = files(&[("/etc/a", "a2"), ("/etc/b", "b2"), ("/etc/c", "c2"), ("/opt/new/e", "e2")]);
+    let mut a = Agent::start(d.path());
+    a.apply(&v1, 0);
+    a.bye();
+    fs::write(d.path().join("var/lib/drover/test-hook"), point).unwrap();
+    let mut a = Agent::start(d.path());
+    let generation = a.state.next;
+    let (m, blobs) = manifest(&v2);
+    let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation }) else { panic!() };
+    for (h, _) in missing {
+        a.send(Request::Chunk(BlobChunk { hash: h, offset: 0, data: zstd::encode_all(&blobs[&h][..], 1).unwrap() }));
+    }
+    a.send(Request::Apply { confirm_timeout_ms: 0 });
+    let reached = d.path().join("var/lib/drover/test-hook.reached");
+    let start = Instant::now();
+    while !reached.exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "agent never reached {point}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    fs::remove_file(d.path().join("var/lib/drover/test-hook")).unwrap();
+    let a = Agent::start(d.path());
+    let msg = a.state.recovered.clone().unwrap_or_default();
+    a.bye();
+    (d, msg)
+}
+
+#[test]
+fn sigkill_mid_swap_recovers_to_the_old_generation() {
+    let (d, msg) = kill_at("mid-swap");
+    assert!(msg.contains("rolled back"), "{msg}");
+    for (p, c) in [("/etc/a", "a1"), ("/etc/b", "b1"), ("/etc/c", "c1"), ("/etc/d", "d1")] {
+        assert_eq!(read(d.path(), p).as_deref(), Some(c), "{p}");
+    }
+    assert!(!d.path().join("opt").exists(), "directories created by the interrupted apply are gone");
+    let leftovers: Vec<_> = fs::read_dir(d.path().join("etc")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".drover")).collect();
+    assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
+}
+
+#[test]
+fn sigkill_after_stage_recovers_to_the_old_generation() {
+    let (d, msg) = kill_at("after-stage");
+    assert!(msg.contains("rolled back"), "{msg}");
+    assert_eq!(read(d.path(), "/etc/a").as_deref(), Some("a1"));
+}
+
+#[test]
+fn sigkill_after_commit_keeps_the_new_generation() {
+    let (d, msg) = kill_at("after-commit");
+    assert!(msg.contains("had committed"), "{msg}");
+    for (p, c) in [("/etc/a", "a2"), ("/etc/b", "b2"), ("/etc/c", "c2"), ("/opt/new/e", "e2")] {
+        assert_eq!(read(d.path(), p).as_deref(), Some(c), "{p}");
+    }
+    assert!(!d.path().join("etc/d").exists());
+}
+
+#[test]
+fn corrupt_blob_is_refused_and_nothing_changes() {
+    let d = root();
+    let mut a = Agent::start(d.path());
+    let v1 = files(&[("/etc/x", "good content")]);
+    let (m, _) = manifest(&v1);
+    let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
+    let evil = b"evil content";
+    a.send(Request::Chunk(BlobChunk { hash: missing[0].0, offset: 0, data: zstd::encode_all(&evil[..], 1).unwrap() }));
+    let Response::Error { message } = a.call(Request::Apply { confirm_timeout_ms: 0 }) else { panic!() };
+    assert!(message.contains("failed verification"), "{message}");
+    a.bye();
+    assert!(!d.path().join("etc/x").exists());
+}
+
+#[test]
+fn paths_escaping_the_root_are_refused() {
+    let d = root();
+    let mut a = Agent::start(d.path());
+    let mut m = manifest(&files(&[("/etc/x", "x")])).0;
+    m.entries[0].path = "/etc/../../outside".into();
+    let Response::Error { message } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
+    assert!(message.contains("invalid manifest"), "{message}");
+    a.bye();
+    assert!(!d.path().parent().unwrap().join("outside").exists());
+}
+
+#[test]
+fn rollback_returns_to_the_previous_generation() {
+    let d = root();
+    let mut a = Agent::start(d.path());
+    a.apply(&files(&[("/etc/v", "one")]), 0);
+    a.apply(&files(&[("/etc/v", "two"), ("/etc/extra", "x")]), 0);
+    let r = a.call(Request::Rollback { to: None, confirm_timeout_ms: 0 });
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 1, .. })), "{r:?}");
+    a.bye();
+    assert_eq!(read(d.path(), "/etc/v").as_deref(), Some("one"));
+    assert!(!d.path().join("etc/extra").exists());
+    let a = Agent::start(d.path());
+    assert_eq!(a.state.current, Some(1));
+    assert_eq!(a.state.generations, vec![1, 2]);
+    a.bye();
+}
+
+#[test]
+fn unconfirmed_generation_is_reverted_by_the_watchdog_and_unmanaged_files_restored() {
+    let d = root();
+    fs::write(d.path().join("etc/hosts.conf"), "the operator's own file").unwrap();
+    let mut a = Agent::start(d.path());
+    a.apply(&files(&[("/etc/base", "base")]), 0);
+    let r = a.apply(&files(&[("/etc/base", "base"), ("/etc/hosts.conf", "drover's version")]), 500);
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 2, .. })), "{r:?}");
+    a.bye();
+    assert_eq!(read(d.path(), "/etc/hosts.conf").as_deref(), Some("drover's version"));
+    // No confirmation: the detached watchdog reverts after the deadline.
+    let start = Instant::now();
+    while read(d.path(), "/etc/hosts.conf").as_deref() != Some("the operator's own file") {
+        assert!(start.elapsed() < Duration::from_secs(10), "watchdog did not revert");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = Agent::start(d.path());
+    assert_eq!(a.state.current, Some(1));
+    assert_eq!(a.state.pending_confirm, None);
+    a.bye();
+}
+
+#[test]
+fn confirmed_generation_stays() {
+    let d = root();
+    let mut a = Agent::start(d.path());
+    a.apply(&files(&[("/etc/base", "one")]), 0);
+    a.apply(&files(&[("/etc/base", "two")]), 800);
+    a.bye();
+    let mut a = Agent::start(d.path());
+    assert_eq!(a.state.pending_confirm, Some(2));
+    assert!(matches!(a.call(Request::Confirm { generation: 2 }), Response::Confirmed { generation: 2 }));
+    a.bye();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(read(d.path(), "/etc/base").as_deref(), Some("two"));
+    let mut a = Agent::start(d.path());
+    assert_eq!(a.state.current, Some(2));
+    // Confirming a generation that is no longer current is an error.
+    assert!(matches!(a.call(Request::Confirm { generation: 1 }), Response::Error { .. }));
+    a.bye();
+}
+
+#[test]
+fn interrupted_transfer_resumes_from_the_offset() {
+    let d = root();
+    let big: &'static str = Box::leak("0123456789".repeat(300_000).into_boxed_str());
+    let v = files(&[("/srv/big.bin", big)]);
+    let (m, blobs) = manifest(&v);
+    let h = hash(big.as_bytes());
+    let mut a = Agent::start(d.path());
+    let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m.clone(), generation: 1 }) else { panic!() };
+    assert_eq!(missing, vec![(h, 0)]);
+    a.send(Request::Chunk(BlobChunk { hash: h, offset: 0, data: zstd::encode_all(&blobs[&h][..1_000_000], 1).unwrap() }));
+    // The link drops here.
+    drop(a.w);
+    a.child.wait().unwrap();
+    let mut a = Agent::start(d.path());
+    let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
+    assert_eq!(missing, vec![(h, 1_000_000)], "resume from what arrived");
+    a.send(Request::Chunk(BlobChunk { hash: h, offset: 1_000_000, data: zstd::encode_all(&blobs[&h][1_000_000..], 1).unwrap() }));
+    let r = a.call(Request::Apply { confirm_timeout_ms: 0 });
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
+    a.bye();
+    assert_eq!(read(d.path(), "/srv/big.bin").as_deref(), Some(big));
+}
