@@ -34,7 +34,8 @@ pub fn receive(layout: &Layout, chunk: &BlobChunk, size: u64) -> Result<()> {
     if chunk.offset != have {
         bail!("blob {}: chunk at offset {} but {} bytes held", chunk.hash.short(), chunk.offset, have);
     }
-    let mut f = OpenOptions::new().create(true).append(true).open(&partial).ctx(|| format!("open {}", partial.display()))?;
+    let mut f =
+        OpenOptions::new().create(true).append(true).open(&partial).ctx(|| format!("open {}", partial.display()))?;
     f.write_all(&data).ctx(|| format!("write {}", partial.display()))?;
     let now = have + data.len() as u64;
     if now > size {

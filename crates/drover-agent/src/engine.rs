@@ -32,7 +32,8 @@ impl Engine {
     /// Lock, load and recover. Waits up to `wait` for another agent to finish.
     pub fn open(layout: Layout, wait: Duration) -> Result<Engine> {
         fs::create_dir_all(layout.state_dir()).ctx(|| format!("create {}", layout.state_dir().display()))?;
-        let lock = File::options().create(true).truncate(false).write(true).open(layout.lock()).ctx(|| "open lock".into())?;
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(layout.lock()).ctx(|| "open lock".into())?;
         let start = Instant::now();
         while lock.try_lock().is_err() {
             if start.elapsed() > wait {
@@ -86,7 +87,14 @@ impl Engine {
     pub fn diff(&self, manifest: Manifest, generation: u64) -> Result<Candidate> {
         manifest.validate().map_err(|e| crate::AgentError(format!("invalid manifest: {e}")))?;
         let cur = self.current_manifest()?;
-        diff::diff(&self.layout, &self.accounts, &state::load_statcache(&self.layout), cur.as_ref(), manifest, generation)
+        diff::diff(
+            &self.layout,
+            &self.accounts,
+            &state::load_statcache(&self.layout),
+            cur.as_ref(),
+            manifest,
+            generation,
+        )
     }
 
     /// Blobs a candidate needs that are neither stored nor on disk already,
@@ -119,7 +127,12 @@ impl Engine {
     }
 
     /// Activate a candidate as generation `cand.generation`.
-    pub fn apply(&mut self, cand: Candidate, confirm_ms: u64, progress: &mut dyn FnMut(String)) -> Result<ApplyOutcome> {
+    pub fn apply(
+        &mut self,
+        cand: Candidate,
+        confirm_ms: u64,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<ApplyOutcome> {
         if let Some(p) = read_json::<Pending>(&self.layout.pending())? {
             bail!("generation {} is still waiting for confirmation; retry in a moment", p.generation);
         }
@@ -139,7 +152,12 @@ impl Engine {
     }
 
     /// Re-activate a kept generation (the one before the current by default).
-    pub fn rollback(&mut self, to: Option<u64>, confirm_ms: u64, progress: &mut dyn FnMut(String)) -> Result<ApplyOutcome> {
+    pub fn rollback(
+        &mut self,
+        to: Option<u64>,
+        confirm_ms: u64,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<ApplyOutcome> {
         let mut kept = self.state.kept.clone();
         kept.sort_unstable();
         let target = match to {
@@ -174,7 +192,13 @@ impl Engine {
         Ok(())
     }
 
-    fn activate(&mut self, next: StateFile, cand: Candidate, confirm_ms: u64, progress: &mut dyn FnMut(String)) -> Result<ApplyOutcome> {
+    fn activate(
+        &mut self,
+        next: StateFile,
+        cand: Candidate,
+        confirm_ms: u64,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<ApplyOutcome> {
         let generation = cand.generation;
         let old = self.current_manifest()?;
         let managed = match &old {
@@ -192,7 +216,13 @@ impl Engine {
             Err(e) => {
                 self.state = StateFile::load(&self.layout)?;
                 // Put stopped services back: the files are as before.
-                let _ = services::perform(&self.layout, &invert(&cand.restarts), &[ServiceAction::Start], &manifests, &changed);
+                let _ = services::perform(
+                    &self.layout,
+                    &invert(&cand.restarts),
+                    &[ServiceAction::Start],
+                    &manifests,
+                    &changed,
+                );
                 return Err(e);
             }
         };
@@ -213,18 +243,26 @@ impl Engine {
             hooks::point(&self.layout, "awaiting-confirm");
         }
         gc::collect(&self.layout, &mut self.state)?;
-        let restarted = cand.restarts.iter().filter(|r| r.action != ServiceAction::Stop).map(|r| r.name.clone()).collect();
+        let restarted =
+            cand.restarts.iter().filter(|r| r.action != ServiceAction::Stop).map(|r| r.name.clone()).collect();
         Ok(ApplyOutcome::Activated { generation, restarted, files_written: done.ops.len() as u64 })
     }
 
-    fn start_services(&self, restarts: &[ServiceRestart], manifests: &[&Manifest], changed: &BTreeSet<String>) -> Result<(), String> {
+    fn start_services(
+        &self,
+        restarts: &[ServiceRestart],
+        manifests: &[&Manifest],
+        changed: &BTreeSet<String>,
+    ) -> Result<(), String> {
         services::perform(&self.layout, restarts, &[ServiceAction::Start, ServiceAction::Restart], manifests, changed)
             .map_err(|e| e.0)
     }
 
     fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
         for r in restarts.iter().filter(|r| r.action != ServiceAction::Stop) {
-            let Some(hc) = m.services.iter().find(|s| s.name == r.name).and_then(|s| s.health.as_ref()) else { continue };
+            let Some(hc) = m.services.iter().find(|s| s.name == r.name).and_then(|s| s.health.as_ref()) else {
+                continue;
+            };
             health::check(hc).map_err(|e| format!("service {}: {e}", r.name))?;
         }
         Ok(())

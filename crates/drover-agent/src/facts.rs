@@ -45,8 +45,11 @@ fn detect_supervisor(layout: &Layout) -> Option<Supervisor> {
     if t("/run/systemd/system").is_dir() {
         return Some(Supervisor::Systemd);
     }
-    let init = if layout.simulated() { String::new() } else { std::fs::read_to_string("/proc/1/comm").unwrap_or_default() };
-    if matches!(init.trim(), "runit" | "runsvdir") || (t("/etc/service").is_dir() && exists_any(layout, &["/usr/bin/sv", "/sbin/sv", "/bin/sv"])) {
+    let init =
+        if layout.simulated() { String::new() } else { std::fs::read_to_string("/proc/1/comm").unwrap_or_default() };
+    if matches!(init.trim(), "runit" | "runsvdir")
+        || (t("/etc/service").is_dir() && exists_any(layout, &["/usr/bin/sv", "/sbin/sv", "/bin/sv"]))
+    {
         return Some(Supervisor::Runit);
     }
     if exists_any(layout, &["/sbin/openrc-run", "/usr/sbin/openrc-run", "/sbin/openrc"]) {

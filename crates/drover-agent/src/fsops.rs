@@ -17,10 +17,19 @@ use crate::{bail, Context, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PathState {
     Absent,
-    File { hash: Hash, mode: u32, uid: u32, gid: u32 },
-    Symlink { target: String },
+    File {
+        hash: Hash,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        target: String,
+    },
     /// A directory, device, socket…: drover never replaces or removes these.
-    Other { what: String },
+    Other {
+        what: String,
+    },
 }
 
 /// Write `bytes` to `path` atomically: readers see the old or the new content,

@@ -106,7 +106,11 @@ fn http(url: &str, timeout: Duration) -> Result<(), String> {
         }
     }
     let line = String::from_utf8_lossy(&head[..n]);
-    let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not an HTTP response: {line:?}"))?;
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {line:?}"))?;
     if (200..400).contains(&code) {
         Ok(())
     } else {
@@ -149,12 +153,15 @@ mod tests {
 
     #[test]
     fn command_probe_and_retries() {
-        let hc = HealthCheck { probe: HealthProbe::Command("exit 3".into()), timeout_ms: 1000, retries: 2, interval_ms: 10 };
+        let hc =
+            HealthCheck { probe: HealthProbe::Command("exit 3".into()), timeout_ms: 1000, retries: 2, interval_ms: 10 };
         let err = check(&hc).unwrap_err();
         assert!(err.contains("after 2 attempts"), "{err}");
-        let hc = HealthCheck { probe: HealthProbe::Command("true".into()), timeout_ms: 1000, retries: 1, interval_ms: 0 };
+        let hc =
+            HealthCheck { probe: HealthProbe::Command("true".into()), timeout_ms: 1000, retries: 1, interval_ms: 0 };
         assert!(check(&hc).is_ok());
-        let hc = HealthCheck { probe: HealthProbe::Command("sleep 5".into()), timeout_ms: 100, retries: 1, interval_ms: 0 };
+        let hc =
+            HealthCheck { probe: HealthProbe::Command("sleep 5".into()), timeout_ms: 100, retries: 1, interval_ms: 0 };
         assert!(check(&hc).unwrap_err().contains("timed out"));
     }
 }

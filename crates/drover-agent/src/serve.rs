@@ -64,7 +64,11 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
             },
             Request::Diff { manifest, generation } => match engine.diff(manifest, generation) {
                 Ok(c) => {
-                    let reply = Response::Diff { changes: c.changes.clone(), restarts: c.restarts.clone(), missing: engine.missing(&c) };
+                    let reply = Response::Diff {
+                        changes: c.changes.clone(),
+                        restarts: c.restarts.clone(),
+                        missing: engine.missing(&c),
+                    };
                     cand = Some(c);
                     chunk_error = None;
                     reply

@@ -55,7 +55,8 @@ pub fn perform(
     let mut reloaded = false;
     for a in actions.iter().filter(|a| kinds.contains(&a.action)) {
         let Some(spec) = spec_of(&a.name) else { continue };
-        if spec.supervisor == Supervisor::Systemd && !reloaded && changed.iter().any(|p| p.starts_with("/etc/systemd/")) {
+        if spec.supervisor == Supervisor::Systemd && !reloaded && changed.iter().any(|p| p.starts_with("/etc/systemd/"))
+        {
             run(Command::new("systemctl").arg("daemon-reload"))?;
             reloaded = true;
         }
@@ -140,7 +141,10 @@ mod tests {
 
     #[test]
     fn only_services_whose_inputs_changed_restart() {
-        let old = Manifest { entries: vec![], services: vec![svc("db", &["/etc/db.conf"]), svc("web", &["/srv/www/index.html"])] };
+        let old = Manifest {
+            entries: vec![],
+            services: vec![svc("db", &["/etc/db.conf"]), svc("web", &["/srv/www/index.html"])],
+        };
         let new = Manifest { entries: vec![], services: vec![svc("cache", &[]), svc("web", &["/srv/www/index.html"])] };
         let changed: BTreeSet<String> = ["/srv/www/index.html".to_string()].into();
         let p = plan(Some(&old), &new, &changed);

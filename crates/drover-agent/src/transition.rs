@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsops::{self, PathState};
 use crate::layout::Layout;
 use crate::state::{read_json, write_json, StateFile};
-use crate::{blobs, bail, hooks, Context, Result};
+use crate::{bail, blobs, hooks, Context, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {

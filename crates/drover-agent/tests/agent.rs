@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use drover_proto::frame::{encode, read_frame};
 use drover_proto::{
-    ApplyOutcome, BlobChunk, ChangeKind, Entry, EntryKind, Hash, HostState, Manifest, Request, Response, MAGIC, PROTOCOL_VERSION,
+    ApplyOutcome, BlobChunk, ChangeKind, Entry, EntryKind, Hash, HostState, Manifest, Request, Response, MAGIC,
+    PROTOCOL_VERSION,
 };
 
 struct Agent {
@@ -62,10 +63,16 @@ impl Agent {
     fn apply(&mut self, files: &Files, confirm_ms: u64) -> Response {
         let generation = self.state.next;
         let (m, blobs) = manifest(files);
-        let Response::Diff { missing, .. } = self.call(Request::Diff { manifest: m, generation }) else { panic!("diff") };
+        let Response::Diff { missing, .. } = self.call(Request::Diff { manifest: m, generation }) else {
+            panic!("diff")
+        };
         for (h, have) in missing {
             let data = &blobs[&h];
-            self.send(Request::Chunk(BlobChunk { hash: h, offset: have, data: zstd::encode_all(&data[have as usize..], 1).unwrap() }));
+            self.send(Request::Chunk(BlobChunk {
+                hash: h,
+                offset: have,
+                data: zstd::encode_all(&data[have as usize..], 1).unwrap(),
+            }));
         }
         let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms });
         if let Response::Applied(ApplyOutcome::Activated { generation, .. }) = r {
@@ -124,7 +131,10 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
             if md.is_dir() {
                 stack.push(e.path());
             }
-            out.insert(e.path(), (md.size(), md.mtime() * 1_000_000_000 + md.mtime_nsec(), md.ctime() * 1_000_000_000 + md.ctime_nsec()));
+            out.insert(
+                e.path(),
+                (md.size(), md.mtime() * 1_000_000_000 + md.mtime_nsec(), md.ctime() * 1_000_000_000 + md.ctime_nsec()),
+            );
         }
     }
     out
@@ -159,7 +169,9 @@ fn first_apply_noop_and_one_change() {
     let mut a = Agent::start(d.path());
     let v2 = files(&[("/etc/app/a.conf", "a2"), ("/etc/app/b.conf", "b1"), ("/srv/data.txt", "data")]);
     let (m2, _) = manifest(&v2);
-    let Response::Diff { changes, missing, .. } = a.call(Request::Diff { manifest: m2, generation: 2 }) else { panic!() };
+    let Response::Diff { changes, missing, .. } = a.call(Request::Diff { manifest: m2, generation: 2 }) else {
+        panic!()
+    };
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].path.as_str(), changes[0].kind), ("/etc/app/a.conf", ChangeKind::Modify));
     assert_eq!(missing.len(), 1);
@@ -229,7 +241,11 @@ fn sigkill_mid_swap_recovers_to_the_old_generation() {
         assert_eq!(read(d.path(), p).as_deref(), Some(c), "{p}");
     }
     assert!(!d.path().join("opt").exists(), "directories created by the interrupted apply are gone");
-    let leftovers: Vec<_> = fs::read_dir(d.path().join("etc")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".drover")).collect();
+    let leftovers: Vec<_> = fs::read_dir(d.path().join("etc"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".drover"))
+        .collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
 }
 
@@ -346,14 +362,22 @@ fn interrupted_transfer_resumes_from_the_offset() {
     let mut a = Agent::start(d.path());
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m.clone(), generation: 1 }) else { panic!() };
     assert_eq!(missing, vec![(h, 0)]);
-    a.send(Request::Chunk(BlobChunk { hash: h, offset: 0, data: zstd::encode_all(&blobs[&h][..1_000_000], 1).unwrap() }));
+    a.send(Request::Chunk(BlobChunk {
+        hash: h,
+        offset: 0,
+        data: zstd::encode_all(&blobs[&h][..1_000_000], 1).unwrap(),
+    }));
     // The link drops here.
     drop(a.w);
     a.child.wait().unwrap();
     let mut a = Agent::start(d.path());
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
     assert_eq!(missing, vec![(h, 1_000_000)], "resume from what arrived");
-    a.send(Request::Chunk(BlobChunk { hash: h, offset: 1_000_000, data: zstd::encode_all(&blobs[&h][1_000_000..], 1).unwrap() }));
+    a.send(Request::Chunk(BlobChunk {
+        hash: h,
+        offset: 1_000_000,
+        data: zstd::encode_all(&blobs[&h][1_000_000..], 1).unwrap(),
+    }));
     let r = a.call(Request::Apply { confirm_timeout_ms: 0 });
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
     a.bye();

@@ -13,20 +13,35 @@ use crate::{Hash, Manifest, Supervisor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    Hello { protocol: u32, controller: String },
+    Hello {
+        protocol: u32,
+        controller: String,
+    },
     /// Is the host on a generation with this manifest hash, undrifted?
-    Check { manifest: Hash },
+    Check {
+        manifest: Hash,
+    },
     /// Compare this desired manifest with the host; it becomes the candidate
     /// for `Apply` in this session. `generation` is the number it will get.
-    Diff { manifest: Manifest, generation: u64 },
+    Diff {
+        manifest: Manifest,
+        generation: u64,
+    },
     /// Part of a blob the agent said it was missing.
     Chunk(BlobChunk),
     /// Activate the candidate. With `confirm_timeout_ms > 0` the agent reverts
     /// by itself unless `Confirm` arrives (over a new connection) in time.
-    Apply { confirm_timeout_ms: u64 },
-    Confirm { generation: u64 },
+    Apply {
+        confirm_timeout_ms: u64,
+    },
+    Confirm {
+        generation: u64,
+    },
     /// Re-activate a kept generation (the previous one when `to` is `None`).
-    Rollback { to: Option<u64>, confirm_timeout_ms: u64 },
+    Rollback {
+        to: Option<u64>,
+        confirm_timeout_ms: u64,
+    },
     Bye,
 }
 
@@ -41,8 +56,16 @@ pub struct BlobChunk {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Hello { protocol: u32, agent_version: String, facts: Facts, state: HostState },
-    Check { up_to_date: bool, drift: Vec<String> },
+    Hello {
+        protocol: u32,
+        agent_version: String,
+        facts: Facts,
+        state: HostState,
+    },
+    Check {
+        up_to_date: bool,
+        drift: Vec<String>,
+    },
     Diff {
         changes: Vec<Change>,
         restarts: Vec<ServiceRestart>,
@@ -53,8 +76,12 @@ pub enum Response {
     /// Human-readable progress from a long operation.
     Progress(String),
     Applied(ApplyOutcome),
-    Confirmed { generation: u64 },
-    Error { message: String },
+    Confirmed {
+        generation: u64,
+    },
+    Error {
+        message: String,
+    },
     Bye,
 }
 

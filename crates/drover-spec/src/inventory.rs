@@ -37,7 +37,10 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("key", &self.key).field("password", &self.password.as_ref().map(|_| "***")).finish()
+        f.debug_struct("Auth")
+            .field("key", &self.key)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
     }
 }
 
@@ -73,7 +76,15 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
             keys.extend(known_for(&known, name, &entry.address));
             let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, "inventory.toml", &text, src);
             hosts.push(RawHost {
-                host: build(src.dir, name, &entry.address, &f, keys, entry.vars.clone(), format!("inventory.toml:{}", line_of(&text, span.start))),
+                host: build(
+                    src.dir,
+                    name,
+                    &entry.address,
+                    &f,
+                    keys,
+                    entry.vars.clone(),
+                    format!("inventory.toml:{}", line_of(&text, span.start)),
+                ),
                 role_refs,
             });
         }
@@ -106,7 +117,8 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
 }
 
 fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|e| SpecError::file(path, format!("cannot read: {e}"), "check the file exists and is UTF-8 text"))
+    std::fs::read_to_string(path)
+        .map_err(|e| SpecError::file(path, format!("cannot read: {e}"), "check the file exists and is UTF-8 text"))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -123,11 +135,20 @@ fn role_refs(
     text: &str,
     src: &Sources<'_>,
 ) -> Vec<(String, String, std::ops::Range<usize>)> {
-    let (file, text) = if own || inv_defaults.roles.is_some() { (file, text) } else { (src.project_name, src.project_text) };
+    let (file, text) =
+        if own || inv_defaults.roles.is_some() { (file, text) } else { (src.project_name, src.project_text) };
     f.roles.iter().flatten().map(|r| (r.get_ref().clone(), format!("{file}\u{0}{text}"), r.span())).collect()
 }
 
-fn build(dir: &Path, name: &str, address: &str, f: &HostFields, host_keys: Vec<String>, vars: Vars, origin: String) -> Host {
+fn build(
+    dir: &Path,
+    name: &str,
+    address: &str,
+    f: &HostFields,
+    host_keys: Vec<String>,
+    vars: Vars,
+    origin: String,
+) -> Host {
     Host {
         name: name.to_string(),
         address: address.to_string(),
@@ -182,11 +203,18 @@ fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Resul
         f.user = Some(cols[1].to_string());
         f.password = Some(cols[2].to_string());
         f.port = port.or(f.port);
-        let mut refs: Vec<(String, String, std::ops::Range<usize>)> =
-            f.roles.iter().flatten().map(|r| (r.get_ref().clone(), format!("{}\u{0}{}", src.project_name, src.project_text), r.span())).collect();
+        let mut refs: Vec<(String, String, std::ops::Range<usize>)> = f
+            .roles
+            .iter()
+            .flatten()
+            .map(|r| (r.get_ref().clone(), format!("{}\u{0}{}", src.project_name, src.project_text), r.span()))
+            .collect();
         if let Some(roles) = cols.get(3) {
             let names: Vec<String> = roles.split([';', ' ']).filter(|r| !r.is_empty()).map(String::from).collect();
-            refs = names.iter().map(|r| (r.clone(), format!("inventory.csv\u{0}{text}"), line_start..line_start + line.len())).collect();
+            refs = names
+                .iter()
+                .map(|r| (r.clone(), format!("inventory.csv\u{0}{text}"), line_start..line_start + line.len()))
+                .collect();
             f.roles = Some(names.into_iter().map(|n| toml::Spanned::new(0..0, n)).collect());
         }
         let keys = known_for(known, cols[0], address);
@@ -213,9 +241,5 @@ fn load_known_hosts(path: &Path) -> Vec<(String, String)> {
 }
 
 fn known_for(known: &[(String, String)], name: &str, address: &str) -> Vec<String> {
-    known
-        .iter()
-        .filter(|(who, _)| who.split(',').any(|w| w == name || w == address))
-        .map(|(_, k)| k.clone())
-        .collect()
+    known.iter().filter(|(who, _)| who.split(',').any(|w| w == name || w == address)).map(|(_, k)| k.clone()).collect()
 }

@@ -34,7 +34,11 @@ pub enum LayerKind {
 pub fn scan(project: &Path, layer: &str) -> Result<Vec<LayerFile>, SpecError> {
     let root = project.join("layers").join(layer);
     if !root.is_dir() {
-        return Err(SpecError::file(&root, "layer directory not found", format!("create layers/{layer}/ or remove the layer from the role")));
+        return Err(SpecError::file(
+            &root,
+            "layer directory not found",
+            format!("create layers/{layer}/ or remove the layer from the role"),
+        ));
     }
     let mut out = Vec::new();
     walk(&root, &root, layer, &mut out)?;
@@ -44,7 +48,8 @@ pub fn scan(project: &Path, layer: &str) -> Result<Vec<LayerFile>, SpecError> {
 
 fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Result<(), SpecError> {
     let io = |p: &Path, e: std::io::Error| SpecError::file(p, format!("cannot read: {e}"), "check permissions");
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| io(dir, e))?.collect::<Result<_, _>>().map_err(|e| io(dir, e))?;
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).map_err(|e| io(dir, e))?.collect::<Result<_, _>>().map_err(|e| io(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
@@ -65,7 +70,10 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
             (format!("/{stripped}"), LayerKind::Template)
         } else {
             let bytes = std::fs::read(&path).map_err(|err| io(&path, err))?;
-            (format!("/{rel_in_layer}"), LayerKind::Plain { hash: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 })
+            (
+                format!("/{rel_in_layer}"),
+                LayerKind::Plain { hash: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 },
+            )
         };
         check_path(&target).map_err(|m| SpecError::file(&path, m, "rename the file"))?;
         out.push(LayerFile { target, source: path, rel, kind, mode: md.permissions().mode() & 0o7777 });

@@ -84,11 +84,20 @@ impl Project {
         let dir = dir.to_path_buf();
         let pf_path = dir.join("drover.toml");
         let pf_text = std::fs::read_to_string(&pf_path).map_err(|_| {
-            SpecError::file(&pf_path, "not a drover project (no drover.toml)", "run `drover init DIR` to create one, or pass -C DIR")
+            SpecError::file(
+                &pf_path,
+                "not a drover project (no drover.toml)",
+                "run `drover init DIR` to create one, or pass -C DIR",
+            )
         })?;
         let pf: ProjectFile = toml::from_str(&pf_text).map_err(|e| SpecError::toml("drover.toml", &pf_text, &e))?;
         let settings = settings(&pf, &pf_text)?;
-        let src = inventory::Sources { dir: &dir, project_defaults: &pf.defaults, project_name: "drover.toml", project_text: &pf_text };
+        let src = inventory::Sources {
+            dir: &dir,
+            project_defaults: &pf.defaults,
+            project_name: "drover.toml",
+            project_text: &pf_text,
+        };
         let (raw_hosts, groups) = inventory::load(&src)?;
 
         let mut errors = Vec::new();
@@ -145,9 +154,17 @@ impl Project {
                             &fname,
                             &text,
                             l.span(),
-                            format!("role {name} uses layer {:?}, but layers/{}/ does not exist", l.get_ref(), l.get_ref()),
+                            format!(
+                                "role {name} uses layer {:?}, but layers/{}/ does not exist",
+                                l.get_ref(),
+                                l.get_ref()
+                            ),
                             "unknown layer",
-                            format!("create layers/{}/ or fix the name; existing: {}", l.get_ref(), list_names(&dir.join("layers")).join(", ")),
+                            format!(
+                                "create layers/{}/ or fix the name; existing: {}",
+                                l.get_ref(),
+                                list_names(&dir.join("layers")).join(", ")
+                            ),
                         )),
                     }
                 }
@@ -222,7 +239,9 @@ impl Project {
             for layer in &role.layers {
                 for f in self.layers.get(layer).into_iter().flatten() {
                     let (kind, src) = match &f.kind {
-                        LayerKind::Plain { hash, size } => (EntryKind::File { size: *size, hash: *hash }, Some(BlobSource::File(f.source.clone()))),
+                        LayerKind::Plain { hash, size } => {
+                            (EntryKind::File { size: *size, hash: *hash }, Some(BlobSource::File(f.source.clone())))
+                        }
                         LayerKind::Symlink(t) => (EntryKind::Symlink { target: t.clone() }, None),
                         LayerKind::Template => {
                             let text = self.templates.render(&f.rel, &ctx, &host.name)?;
@@ -231,7 +250,13 @@ impl Project {
                             (EntryKind::File { size: bytes.len() as u64, hash }, Some(BlobSource::Bytes(bytes)))
                         }
                     };
-                    let mut e = Entry { path: f.target.clone(), kind, mode: f.mode, owner: "root".into(), group: "root".into() };
+                    let mut e = Entry {
+                        path: f.target.clone(),
+                        kind,
+                        mode: f.mode,
+                        owner: "root".into(),
+                        group: "root".into(),
+                    };
                     apply_attrs(&roles, &mut e);
                     entries.insert(f.target.clone(), (e, src));
                 }
@@ -262,7 +287,8 @@ impl Project {
                         (None, Some(t)) => (EntryKind::Symlink { target: t }, None),
                         (None, None) => continue,
                     };
-                    let e = Entry { path: u.path.clone(), kind, mode: u.mode, owner: "root".into(), group: "root".into() };
+                    let e =
+                        Entry { path: u.path.clone(), kind, mode: u.mode, owner: "root".into(), group: "root".into() };
                     entries.insert(u.path, (e, src));
                 }
             }
@@ -284,9 +310,13 @@ impl Project {
             list.push(e);
         }
         let manifest = Manifest { entries: list, services };
-        manifest
-            .validate()
-            .map_err(|m| SpecError::file(&self.dir, format!("host {}: {m}", host.name), "fix the layer or service that produces this path"))?;
+        manifest.validate().map_err(|m| {
+            SpecError::file(
+                &self.dir,
+                format!("host {}: {m}", host.name),
+                "fix the layer or service that produces this path",
+            )
+        })?;
         Ok(Compiled { manifest, blobs })
     }
 
@@ -318,7 +348,9 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
     let dur = |v: &Option<Spanned<String>>, default: Duration| -> Result<Duration, SpecError> {
         match v {
             None => Ok(default),
-            Some(s) => parse_duration(s.get_ref()).map_err(|m| SpecError::at("drover.toml", text, s.span(), m, "here", "write a duration such as 500ms, 30s or 2m")),
+            Some(s) => parse_duration(s.get_ref()).map_err(|m| {
+                SpecError::at("drover.toml", text, s.span(), m, "here", "write a duration such as 500ms, 30s or 2m")
+            }),
         }
     };
     Ok(Settings {
@@ -336,15 +368,30 @@ fn load_role(dir: &Path, name: &str) -> Result<Option<(RoleFile, String)>, SpecE
     Ok(Some((rf, text)))
 }
 
-fn role_files_attrs(rf: &RoleFile, fname: &str, text: &str) -> Result<Vec<(GlobMatcher, FileAttrs, Option<u32>)>, SpecError> {
+fn role_files_attrs(
+    rf: &RoleFile,
+    fname: &str,
+    text: &str,
+) -> Result<Vec<(GlobMatcher, FileAttrs, Option<u32>)>, SpecError> {
     let mut out = Vec::new();
     for (glob, attrs) in &rf.files {
-        let m = Glob::new(glob).map_err(|e| SpecError::at(fname, text, attrs.span(), format!("bad glob {glob:?}: {e}"), "here", "fix the glob"))?;
+        let m = Glob::new(glob).map_err(|e| {
+            SpecError::at(fname, text, attrs.span(), format!("bad glob {glob:?}: {e}"), "here", "fix the glob")
+        })?;
         let mode = match &attrs.get_ref().mode {
             None => None,
-            Some(s) => Some(u32::from_str_radix(s.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                SpecError::at(fname, text, attrs.span(), format!("mode {s:?} is not an octal permission"), "here", "write the mode as an octal string, e.g. \"0640\"")
-            })?),
+            Some(s) => Some(
+                u32::from_str_radix(s.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                    SpecError::at(
+                        fname,
+                        text,
+                        attrs.span(),
+                        format!("mode {s:?} is not an octal permission"),
+                        "here",
+                        "write the mode as an octal string, e.g. \"0640\"",
+                    )
+                })?,
+            ),
         };
         out.push((m.compile_matcher(), attrs.get_ref().clone(), mode));
     }
@@ -380,31 +427,68 @@ fn load_service(dir: &Path, name: &Spanned<String>, role_file: &str, role_text: 
             name.span(),
             format!("service {n:?} is not defined"),
             "unknown service",
-            format!("create {fname} (with command = \"…\" or unit = \"…\"); existing: {}", list_names(&dir.join("services")).join(", ")),
+            format!(
+                "create {fname} (with command = \"…\" or unit = \"…\"); existing: {}",
+                list_names(&dir.join("services")).join(", ")
+            ),
         ));
     };
     let sf: ServiceFile = toml::from_str(&text).map_err(|e| SpecError::toml(&fname, &text, &e))?;
     let whole = 0..text.len().min(1);
     if !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) || n.starts_with('.') {
-        return Err(SpecError::file(&path, format!("service name {n:?} has characters a supervisor will not accept"), "use letters, digits, - _ . @"));
+        return Err(SpecError::file(
+            &path,
+            format!("service name {n:?} has characters a supervisor will not accept"),
+            "use letters, digits, - _ . @",
+        ));
     }
     if sf.command.is_some() == sf.unit.is_some() {
-        return Err(SpecError::at(&fname, &text, whole, "a service needs exactly one of `command` or `unit`", "here", "command = \"…\" to have drover run it, unit = \"name\" to restart an existing unit"));
+        return Err(SpecError::at(
+            &fname,
+            &text,
+            whole,
+            "a service needs exactly one of `command` or `unit`",
+            "here",
+            "command = \"…\" to have drover run it, unit = \"name\" to restart an existing unit",
+        ));
     }
     let mut restart_on = Vec::new();
     for g in &sf.restart_on {
-        let m = Glob::new(g.get_ref()).map_err(|e| SpecError::at(&fname, &text, g.span(), format!("bad glob: {e}"), "here", "fix the glob, e.g. \"/etc/myapp/**\""))?;
+        let m = Glob::new(g.get_ref()).map_err(|e| {
+            SpecError::at(
+                &fname,
+                &text,
+                g.span(),
+                format!("bad glob: {e}"),
+                "here",
+                "fix the glob, e.g. \"/etc/myapp/**\"",
+            )
+        })?;
         restart_on.push(m.compile_matcher());
     }
     let health = sf.health.as_ref().map(|h| health(h, &fname, &text)).transpose()?;
-    Ok(Service { command: sf.command, unit: sf.unit, user: sf.user.unwrap_or_else(|| "root".into()), env: sf.env, restart_on, health })
+    Ok(Service {
+        command: sf.command,
+        unit: sf.unit,
+        user: sf.user.unwrap_or_else(|| "root".into()),
+        env: sf.env,
+        restart_on,
+        health,
+    })
 }
 
 fn health(h: &Spanned<crate::files::HealthFile>, fname: &str, text: &str) -> Result<HealthCheck, SpecError> {
     let hf = h.get_ref();
     let probes = [hf.command.is_some(), hf.tcp.is_some(), hf.http.is_some()].iter().filter(|b| **b).count();
     if probes != 1 {
-        return Err(SpecError::at(fname, text, h.span(), "a health check needs exactly one of command, tcp or http", "here", "e.g. http = \"http://127.0.0.1:8080/\""));
+        return Err(SpecError::at(
+            fname,
+            text,
+            h.span(),
+            "a health check needs exactly one of command, tcp or http",
+            "here",
+            "e.g. http = \"http://127.0.0.1:8080/\"",
+        ));
     }
     let probe = if let Some(c) = &hf.command {
         HealthProbe::Command(c.clone())
@@ -413,7 +497,14 @@ fn health(h: &Spanned<crate::files::HealthFile>, fname: &str, text: &str) -> Res
     } else {
         let url = hf.http.clone().unwrap_or_default();
         if !url.starts_with("http://") {
-            return Err(SpecError::at(fname, text, h.span(), format!("{url:?}: health URLs must be plain http://"), "here", "probe the service on the host itself, e.g. http://127.0.0.1:PORT/"));
+            return Err(SpecError::at(
+                fname,
+                text,
+                h.span(),
+                format!("{url:?}: health URLs must be plain http://"),
+                "here",
+                "probe the service on the host itself, e.g. http://127.0.0.1:PORT/",
+            ));
         }
         HealthProbe::Http { url }
     };
@@ -425,7 +516,12 @@ fn health(h: &Spanned<crate::files::HealthFile>, fname: &str, text: &str) -> Res
                 .map_err(|m| SpecError::at(fname, text, s.span(), m, "here", "write e.g. 500ms or 2s")),
         }
     };
-    Ok(HealthCheck { probe, timeout_ms: dur(&hf.timeout, 2000)?, retries: hf.retries.unwrap_or(10), interval_ms: dur(&hf.interval, 500)? })
+    Ok(HealthCheck {
+        probe,
+        timeout_ms: dur(&hf.timeout, 2000)?,
+        retries: hf.retries.unwrap_or(10),
+        interval_ms: dur(&hf.interval, 500)?,
+    })
 }
 
 fn list_names(dir: &Path) -> Vec<String> {

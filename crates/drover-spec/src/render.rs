@@ -23,7 +23,11 @@ impl Templates {
             let text = match std::fs::read_to_string(&f.source) {
                 Ok(t) => t,
                 Err(e) => {
-                    errors.push(SpecError::file(&f.source, format!("cannot read template: {e}"), "templates must be UTF-8 text"));
+                    errors.push(SpecError::file(
+                        &f.source,
+                        format!("cannot read template: {e}"),
+                        "templates must be UTF-8 text",
+                    ));
                     continue;
                 }
             };

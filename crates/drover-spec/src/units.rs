@@ -33,26 +33,45 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
     match sup {
         Supervisor::Runit => {
             let user = if d.user == "root" { String::new() } else { format!("chpst -u {} ", d.user) };
-            let run = format!("#!/bin/sh\n{header}exec 2>&1\n{exports}exec {user}/bin/sh -c {}\n", sh_quote(&format!("exec {}", d.command)));
+            let run = format!(
+                "#!/bin/sh\n{header}exec 2>&1\n{exports}exec {user}/bin/sh -c {}\n",
+                sh_quote(&format!("exec {}", d.command))
+            );
             let log = format!(
                 "#!/bin/sh\n{header}mkdir -p /var/log/drover/{n}\nexec svlogd -tt /var/log/drover/{n}\n",
                 n = d.name
             );
             vec![
                 UnitFile { path: format!("/etc/sv/{}/run", d.name), content: Some(run), symlink: None, mode: 0o755 },
-                UnitFile { path: format!("/etc/sv/{}/log/run", d.name), content: Some(log), symlink: None, mode: 0o755 },
-                UnitFile { path: format!("/etc/service/{}", d.name), content: None, symlink: Some(format!("/etc/sv/{}", d.name)), mode: 0o777 },
+                UnitFile {
+                    path: format!("/etc/sv/{}/log/run", d.name),
+                    content: Some(log),
+                    symlink: None,
+                    mode: 0o755,
+                },
+                UnitFile {
+                    path: format!("/etc/service/{}", d.name),
+                    content: None,
+                    symlink: Some(format!("/etc/sv/{}", d.name)),
+                    mode: 0o777,
+                },
             ]
         }
         Supervisor::Systemd => {
-            let env: String = d.env.iter().map(|(k, v)| format!("Environment=\"{k}={}\"\n", v.replace('"', "\\\""))).collect();
+            let env: String =
+                d.env.iter().map(|(k, v)| format!("Environment=\"{k}={}\"\n", v.replace('"', "\\\""))).collect();
             let unit = format!(
                 "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
                 n = d.name,
                 cmd = sh_quote(&format!("exec {}", d.command)),
                 u = d.user,
             );
-            vec![UnitFile { path: format!("/etc/systemd/system/{}.service", d.name), content: Some(unit), symlink: None, mode: 0o644 }]
+            vec![UnitFile {
+                path: format!("/etc/systemd/system/{}.service", d.name),
+                content: Some(unit),
+                symlink: None,
+                mode: 0o644,
+            }]
         }
         Supervisor::OpenRc => {
             let script = format!(
@@ -61,7 +80,12 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
                 u = d.user,
                 n = d.name,
             );
-            vec![UnitFile { path: format!("/etc/init.d/{}", d.name), content: Some(script), symlink: None, mode: 0o755 }]
+            vec![UnitFile {
+                path: format!("/etc/init.d/{}", d.name),
+                content: Some(script),
+                symlink: None,
+                mode: 0o755,
+            }]
         }
     }
 }

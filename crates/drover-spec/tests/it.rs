@@ -56,7 +56,10 @@ fn quickstart_compiles_to_files_units_and_a_service() {
     let h1 = &p.hosts[0];
     let c = p.compile(h1, &facts("h1"), 3).unwrap();
     let paths: Vec<&str> = c.manifest.entries.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(paths, ["/etc/motd", "/etc/service/web", "/etc/sv/web/log/run", "/etc/sv/web/run", "/srv/site/index.html"]);
+    assert_eq!(
+        paths,
+        ["/etc/motd", "/etc/service/web", "/etc/sv/web/log/run", "/etc/sv/web/run", "/srv/site/index.html"]
+    );
     let web = &c.manifest.services[0];
     assert_eq!(web.name, "web");
     assert!(web.triggers.contains(&"/srv/site/index.html".to_string()));
@@ -65,7 +68,10 @@ fn quickstart_compiles_to_files_units_and_a_service() {
     let EntryKind::File { hash, .. } = index.kind else { panic!() };
     let drover_spec::BlobSource::Bytes(b) = &c.blobs[&hash] else { panic!() };
     let html = String::from_utf8_lossy(b);
-    assert!(html.contains("host: h1 (h1)") && html.contains("generation: 3") && html.contains("Hello from drover"), "{html}");
+    assert!(
+        html.contains("host: h1 (h1)") && html.contains("generation: 3") && html.contains("Hello from drover"),
+        "{html}"
+    );
 }
 
 #[test]
@@ -92,12 +98,19 @@ fn vars_precedence_project_group_role_host() {
         "[groups.g.vars]\na = \"group\"\nb = \"group\"\nc = \"group\"\n\n[hosts.h1]\naddress = \"10.0.0.1\"\ngroups = [\"g\"]\n[hosts.h1.vars]\nc = \"host\"\n",
     )
     .unwrap();
-    fs::write(dir.path().join("drover.toml"), "[defaults]\nroles = [\"site\"]\n[vars]\na = \"project\"\nz = \"project\"\n").unwrap();
+    fs::write(
+        dir.path().join("drover.toml"),
+        "[defaults]\nroles = [\"site\"]\n[vars]\na = \"project\"\nz = \"project\"\n",
+    )
+    .unwrap();
     fs::write(dir.path().join("roles/site.toml"), "layers = [\"site\"]\n[vars]\nb = \"role\"\nc = \"role\"\n").unwrap();
     let p = Project::load(dir.path()).unwrap();
     let v = p.vars_for(&p.hosts[0]);
     let get = |k: &str| v[k].as_str().unwrap().to_string();
-    assert_eq!((get("z"), get("a"), get("b"), get("c")), ("project".into(), "group".into(), "role".into(), "host".into()));
+    assert_eq!(
+        (get("z"), get("a"), get("b"), get("c")),
+        ("project".into(), "group".into(), "role".into(), "host".into())
+    );
 }
 
 #[test]
@@ -133,7 +146,11 @@ fn template_error_names_template_line_and_host() {
 fn csv_inventory_with_roles_and_bad_line() {
     let dir = project();
     fs::remove_file(dir.path().join("inventory.toml")).unwrap();
-    fs::write(dir.path().join("inventory.csv"), "address,user,password\n10.0.0.5,op,secret\n10.0.0.6:2222,op,pw,site\n").unwrap();
+    fs::write(
+        dir.path().join("inventory.csv"),
+        "address,user,password\n10.0.0.5,op,secret\n10.0.0.6:2222,op,pw,site\n",
+    )
+    .unwrap();
     let p = Project::load(dir.path()).unwrap();
     assert_eq!(p.hosts.len(), 2);
     assert_eq!(p.hosts[1].port, 2222);
@@ -156,7 +173,11 @@ fn known_hosts_file_pins_keys() {
 #[test]
 fn bad_duration_and_health_are_reported() {
     let dir = project();
-    fs::write(dir.path().join("services/web.toml"), "command = \"x\"\n[health]\nhttp = \"http://127.0.0.1/\"\ntimeout = \"2 weeks\"\n").unwrap();
+    fs::write(
+        dir.path().join("services/web.toml"),
+        "command = \"x\"\n[health]\nhttp = \"http://127.0.0.1/\"\ntimeout = \"2 weeks\"\n",
+    )
+    .unwrap();
     let e = render_error(Project::load(dir.path()).err().unwrap());
     assert!(e.contains("services/web.toml:4") && e.contains("500ms"), "{e}");
 }
