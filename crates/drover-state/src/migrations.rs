@@ -1,0 +1,77 @@
+//! Schema migrations, in order. Never edit a released one: append.
+
+use rusqlite::Connection;
+
+use crate::StateError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, per-host results, locks, facts, drain marks, rollouts, audit.
+    r"
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        args TEXT NOT NULL,
+        user TEXT NOT NULL,
+        project_rev TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL DEFAULT 'running'
+    );
+    CREATE TABLE host_results (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        host TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        generation INTEGER,
+        changes INTEGER NOT NULL,
+        bytes_sent INTEGER NOT NULL,
+        files_written INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        error TEXT,
+        detail TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, host)
+    );
+    CREATE INDEX host_results_by_host ON host_results(host, run_id);
+    CREATE TABLE host_locks (
+        host TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL
+    );
+    CREATE TABLE facts (host TEXT PRIMARY KEY, facts TEXT NOT NULL, updated_ms INTEGER NOT NULL);
+    CREATE TABLE drained (host TEXT PRIMARY KEY, since_ms INTEGER NOT NULL, reason TEXT);
+    CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        plan TEXT NOT NULL,
+        next_batch INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        command TEXT NOT NULL,
+        args TEXT NOT NULL,
+        project_rev TEXT NOT NULL,
+        run_id INTEGER
+    );
+    ",
+];
+
+pub fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {
+    let have: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
+    if have > known {
+        return Err(StateError::TooNew { path: path.to_string(), found: have, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
