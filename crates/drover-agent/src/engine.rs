@@ -136,6 +136,7 @@ impl Engine {
         if let Some(p) = read_json::<Pending>(&self.layout.pending())? {
             bail!("generation {} is still waiting for confirmation; retry in a moment", p.generation);
         }
+        self.refuse_if_drained()?;
         let generation = cand.generation;
         if generation < self.state.next {
             bail!("generation {generation} is not newer than this host's next number {}", self.state.next);
@@ -158,6 +159,7 @@ impl Engine {
         confirm_ms: u64,
         progress: &mut dyn FnMut(String),
     ) -> Result<ApplyOutcome> {
+        self.refuse_if_drained()?;
         let mut kept = self.state.kept.clone();
         kept.sort_unstable();
         let target = match to {

@@ -21,6 +21,7 @@ pub mod gc;
 pub mod health;
 pub mod hooks;
 pub mod layout;
+pub mod ops;
 pub mod serve;
 pub mod services;
 pub mod state;

@@ -111,6 +111,45 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
                 Ok(()) => Response::Confirmed { generation },
                 Err(e) => Response::Error { message: e.0 },
             },
+            Request::Status => match engine.status() {
+                Ok(s) => Response::Status(s),
+                Err(e) => Response::Error { message: e.0 },
+            },
+            Request::Exec { command, timeout_ms } => {
+                match crate::ops::exec(&command, Duration::from_millis(timeout_ms)) {
+                    Ok((code, stdout, stderr, timed_out)) => Response::ExecResult { code, stdout, stderr, timed_out },
+                    Err(e) => Response::Error { message: e.0 },
+                }
+            }
+            Request::Drain { reason } => match engine.drain(Some(&reason)) {
+                Ok(services) => Response::Drained { drained: true, services },
+                Err(e) => Response::Error { message: e.0 },
+            },
+            Request::Undrain => match engine.drain(None) {
+                Ok(services) => Response::Drained { drained: false, services },
+                Err(e) => Response::Error { message: e.0 },
+            },
+            Request::Logs { service, lines, since_ms, follow } => {
+                let path = layout.target(&crate::ops::log_file(&service).to_string_lossy());
+                match crate::ops::read_log(&path, lines, since_ms) {
+                    Err(e) => Response::Error { message: e.0 },
+                    Ok((batch, mut offset)) => {
+                        write_frame(&mut w, &Response::LogLines(batch)).map_err(io)?;
+                        if !follow {
+                            Response::LogEnd
+                        } else {
+                            // Until the controller goes away (the write fails).
+                            loop {
+                                std::thread::sleep(Duration::from_millis(250));
+                                let more = crate::ops::read_more(&path, &mut offset).unwrap_or_default();
+                                if !more.is_empty() {
+                                    write_frame(&mut w, &Response::LogLines(more)).map_err(io)?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             Request::Bye => {
                 write_frame(&mut w, &Response::Bye).map_err(io)?;
                 return Ok(());

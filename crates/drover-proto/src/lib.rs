@@ -19,7 +19,8 @@ pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
 pub use manifest::{check_path, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec, Supervisor};
 pub use message::{
-    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, Request, Response, ServiceAction, ServiceRestart,
+    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, Request, Response,
+    ServiceAction, ServiceRestart, ServiceStatus,
 };
 
 /// Bumped whenever a message changes shape. Peers with different versions

@@ -43,6 +43,28 @@ pub enum Request {
         confirm_timeout_ms: u64,
     },
     Bye,
+    /// Generation, drift, services and their health, drained or not.
+    Status,
+    /// Lines of a service's log (runit/svlogd: `/var/log/drover/<name>/current`).
+    /// With `follow`, new lines keep coming as `LogLines` until the
+    /// controller closes the session.
+    Logs {
+        service: String,
+        lines: u32,
+        since_ms: Option<u64>,
+        follow: bool,
+    },
+    /// Run a command through `/bin/sh -c` as root on the host.
+    Exec {
+        command: String,
+        timeout_ms: u64,
+    },
+    /// Stop every managed service and mark the host drained (applies and
+    /// rollouts skip it); `Undrain` starts them again and clears the mark.
+    Drain {
+        reason: String,
+    },
+    Undrain,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +105,50 @@ pub enum Response {
         message: String,
     },
     Bye,
+    Status(HostStatus),
+    /// Complete lines, oldest first; `at_ms` is when each was logged.
+    LogLines(Vec<LogLine>),
+    /// End of a non-follow log read.
+    LogEnd,
+    ExecResult {
+        code: Option<i32>,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        timed_out: bool,
+    },
+    /// Drain or undrain done; the services it acted on.
+    Drained {
+        drained: bool,
+        services: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub state: HostState,
+    /// Managed paths edited on the host since they were applied.
+    pub drift: Vec<String>,
+    pub services: Vec<ServiceStatus>,
+    /// Drain reason, when drained.
+    pub drained: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// Supervisor's word: "run", "down", "unknown"...
+    pub state: String,
+    pub pid: Option<u32>,
+    pub uptime_s: Option<u64>,
+    /// Health check result now; `None` without a health check.
+    pub healthy: Option<bool>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at_ms: u64,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
