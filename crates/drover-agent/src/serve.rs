@@ -111,6 +111,10 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
                 Ok(()) => Response::Confirmed { generation },
                 Err(e) => Response::Error { message: e.0 },
             },
+            Request::CurrentManifest => match engine.current_manifest() {
+                Ok(m) => Response::CurrentManifest(m),
+                Err(e) => Response::Error { message: e.0 },
+            },
             Request::Status => match engine.status() {
                 Ok(s) => Response::Status(s),
                 Err(e) => Response::Error { message: e.0 },

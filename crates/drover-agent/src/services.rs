@@ -70,11 +70,11 @@ fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
     match (spec.supervisor, action) {
         (Supervisor::Runit, ServiceAction::Start) => {
             wait_for_runsv(name)?;
-            run(Command::new("sv").args(["up", name]).env("SVDIR", "/etc/service"))
+            sv_retrying(&["up", name])
         }
         (Supervisor::Runit, ServiceAction::Restart) => {
             wait_for_runsv(name)?;
-            run(Command::new("sv").args(["restart", name]).env("SVDIR", "/etc/service"))
+            sv_retrying(&["restart", name])
         }
         (Supervisor::Runit, ServiceAction::Stop) => {
             // A missing service directory means it is already gone.
@@ -112,6 +112,20 @@ fn wait_for_runsv(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `supervise/ok` appears slightly before runsv accepts control commands;
+/// retry `sv` briefly across that window.
+fn sv_retrying(args: &[&str]) -> Result<()> {
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = run(Command::new("sv").args(args).env("SVDIR", "/etc/service"));
+        if last.is_ok() {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().map_err(|e| crate::AgentError(format!("run {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
@@ -120,7 +134,8 @@ fn run(cmd: &mut Command) -> Result<()> {
             cmd.get_program(),
             cmd.get_args().collect::<Vec<_>>(),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            format!("{} {}", String::from_utf8_lossy(&out.stdout).trim(), String::from_utf8_lossy(&out.stderr).trim())
+                .trim()
         );
     }
     Ok(())

@@ -64,14 +64,23 @@ impl StateFile {
     }
 }
 
+/// Stored manifests start with this tag, so an agent reading a manifest
+/// written in another format says so instead of misreading it. Bump it (and
+/// keep a reader for the old tag) whenever `Manifest` changes shape.
+const MANIFEST_TAG: &[u8; 4] = b"DRM1";
+
 pub fn load_manifest(layout: &Layout, generation: u64) -> Result<Manifest> {
     let path = layout.manifest(generation);
     let bytes = fs::read(&path).ctx(|| format!("read {}", path.display()))?;
-    postcard::from_bytes(&bytes).ctx(|| format!("decode {}", path.display()))
+    let Some(body) = bytes.strip_prefix(MANIFEST_TAG) else {
+        crate::bail!("{}: stored in a manifest format this agent does not know", path.display());
+    };
+    postcard::from_bytes(body).ctx(|| format!("decode {}", path.display()))
 }
 
 pub fn save_manifest(layout: &Layout, generation: u64, m: &Manifest) -> Result<()> {
-    let bytes = postcard::to_stdvec(m).ctx(|| "encode manifest".into())?;
+    let mut bytes = MANIFEST_TAG.to_vec();
+    bytes.extend(postcard::to_stdvec(m).ctx(|| "encode manifest".into())?);
     write_atomic(&layout.manifest(generation), &bytes)
 }
 

@@ -106,6 +106,7 @@ fn manifest(files: &Files) -> (Manifest, BTreeMap<Hash, Vec<u8>>) {
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
+                source: None,
             }
         })
         .collect();

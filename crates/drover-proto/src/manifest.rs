@@ -29,6 +29,10 @@ pub struct Entry {
     pub mode: u32,
     pub owner: String,
     pub group: String,
+    /// For templates that show `generation`: the hash of the rendering with
+    /// generation 0, i.e. of everything but the number. Equal sources mean
+    /// the file need not change (see `drover::deploy::desired_state`).
+    pub source: Option<Hash>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +163,7 @@ mod tests {
             mode: 0o644,
             owner: "root".into(),
             group: "root".into(),
+            source: None,
         }
     }
 

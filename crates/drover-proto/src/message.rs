@@ -65,6 +65,9 @@ pub enum Request {
         reason: String,
     },
     Undrain,
+    /// The manifest of the current generation (for per-file generation
+    /// stability in templates; see `drover-spec`).
+    CurrentManifest,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +124,7 @@ pub enum Response {
         drained: bool,
         services: Vec<String>,
     },
+    CurrentManifest(Option<Manifest>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -233,11 +233,13 @@ impl Project {
     pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
         let vars = self.vars_for(host);
         let ctx = self.context(host, facts, generation, &vars);
+        let mut ctx0 = None;
         let mut entries: BTreeMap<String, (Entry, Option<BlobSource>)> = BTreeMap::new();
         let roles: Vec<&Role> = host.roles.iter().filter_map(|r| self.roles.get(r)).collect();
         for role in &roles {
             for layer in &role.layers {
                 for f in self.layers.get(layer).into_iter().flatten() {
+                    let mut source = None;
                     let (kind, src) = match &f.kind {
                         LayerKind::Plain { hash, size } => {
                             (EntryKind::File { size: *size, hash: *hash }, Some(BlobSource::File(f.source.clone())))
@@ -245,6 +247,11 @@ impl Project {
                         LayerKind::Symlink(t) => (EntryKind::Symlink { target: t.clone() }, None),
                         LayerKind::Template => {
                             let text = self.templates.render(&f.rel, &ctx, &host.name)?;
+                            if self.templates.uses_generation(&f.rel) {
+                                let c0 = ctx0.get_or_insert_with(|| self.context(host, facts, 0, &vars));
+                                let t0 = self.templates.render(&f.rel, c0, &host.name)?;
+                                source = Some(Hash(*blake3::hash(t0.as_bytes()).as_bytes()));
+                            }
                             let bytes = Arc::new(text.into_bytes());
                             let hash = Hash(*blake3::hash(&bytes).as_bytes());
                             (EntryKind::File { size: bytes.len() as u64, hash }, Some(BlobSource::Bytes(bytes)))
@@ -256,6 +263,7 @@ impl Project {
                         mode: f.mode,
                         owner: "root".into(),
                         group: "root".into(),
+                        source,
                     };
                     apply_attrs(&roles, &mut e);
                     entries.insert(f.target.clone(), (e, src));
@@ -287,8 +295,14 @@ impl Project {
                         (None, Some(t)) => (EntryKind::Symlink { target: t }, None),
                         (None, None) => continue,
                     };
-                    let e =
-                        Entry { path: u.path.clone(), kind, mode: u.mode, owner: "root".into(), group: "root".into() };
+                    let e = Entry {
+                        path: u.path.clone(),
+                        kind,
+                        mode: u.mode,
+                        owner: "root".into(),
+                        group: "root".into(),
+                        source: None,
+                    };
                     entries.insert(u.path, (e, src));
                 }
             }

@@ -11,6 +11,9 @@ use crate::layers::{LayerFile, LayerKind};
 
 pub struct Templates {
     env: Environment<'static>,
+    /// Templates that use `generation` (rendered a second time for their
+    /// generation-independent source hash).
+    uses_generation: std::collections::HashSet<String>,
 }
 
 impl Templates {
@@ -35,10 +38,19 @@ impl Templates {
                 errors.push(template_error(&f.rel, &text, &e, None));
             }
         }
-        match SpecError::many(errors) {
-            Some(e) => Err(e),
-            None => Ok(Templates { env }),
+        if let Some(e) = SpecError::many(errors) {
+            return Err(e);
         }
+        let uses_generation = env
+            .templates()
+            .filter(|(_, t)| t.undeclared_variables(false).contains("generation"))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        Ok(Templates { env, uses_generation })
+    }
+
+    pub fn uses_generation(&self, name: &str) -> bool {
+        self.uses_generation.contains(name)
     }
 
     pub fn render(&self, name: &str, ctx: &minijinja::Value, host: &str) -> Result<String, SpecError> {

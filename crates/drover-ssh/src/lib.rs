@@ -1,1 +1,22 @@
-//! placeholder
+//! The SSH transport: one russh connection per host, in-process.
+//!
+//! What it guarantees the rest of drover:
+//! - the server's key is one of the pinned keys, or the connection stops with
+//!   [`SshError::HostKeyMismatch`] / [`SshError::HostKeyUnknown`] — there is
+//!   no accept-on-first-use;
+//! - every stage (TCP connect, handshake, authentication) has a deadline, and
+//!   keepalives detect a dead link, so nothing hangs;
+//! - remote commands get streamed stdin/stdout with backpressure, and stderr
+//!   and the exit status afterwards ([`RemoteProcess`]).
+
+mod error;
+mod hostkey;
+mod process;
+mod session;
+mod target;
+
+pub use error::SshError;
+pub use hostkey::{fingerprint, scan_host_key};
+pub use process::{ExitInfo, ExitWaiter, Output, RemoteProcess};
+pub use session::Session;
+pub use target::{Auth, Secret, Target, Timeouts};

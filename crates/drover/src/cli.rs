@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::day2::{DrainArgs, ExecArgs, HistoryArgs, Target};
+use crate::commands::{deploy::DeployArgs, init::InitArgs, lab::LabArgs, logs::LogsArgs, trust::TrustArgs};
+
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, about = "Fleet deployment over SSH: compile, ship, apply atomically, roll back.")]
 pub struct Cli {
@@ -11,7 +14,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Project directory (default: the current directory).
+    /// Project directory.
     #[arg(short = 'C', long = "project", global = true, default_value = ".")]
     pub project: PathBuf,
 
@@ -21,6 +24,34 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a new project from the quickstart example.
+    Init(InitArgs),
+    /// Show, per host, the files that would change and the services that would restart.
+    Plan(DeployArgs),
+    /// Ship and activate the desired state on every selected host.
+    Apply(DeployArgs),
+    /// Re-activate a kept generation (the previous one by default).
+    Rollback {
+        /// Generation number to return to.
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        args: DeployArgs,
+    },
+    /// Per host: generation, drift, services and health, drained, last run.
+    Status(Target),
+    /// Past runs per host, from the state store.
+    History(HistoryArgs),
+    /// A service's log lines from its hosts, prefixed by host and time.
+    Logs(LogsArgs),
+    /// Run a command on hosts; output grouped per host, exit codes summarised.
+    Exec(ExecArgs),
+    /// Stop a host's services and mark it so applies and rollouts skip it.
+    Drain(DrainArgs),
+    /// Start a drained host's services again and clear the mark.
+    Undrain(DrainArgs),
+    /// Record hosts' SSH host keys in the project's known_hosts.
+    Trust(TrustArgs),
     /// Run a local lab fleet: real SSH hosts in network namespaces.
-    Lab(crate::commands::lab::LabArgs),
+    Lab(LabArgs),
 }

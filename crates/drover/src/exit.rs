@@ -36,10 +36,13 @@ pub struct Refused(pub String);
 /// Print an error with its whole cause chain (and miette diagnostics when the
 /// error carries one) and pick the exit code.
 pub fn report(err: anyhow::Error) -> ExitCode {
-    if let Some(diag) = err.downcast_ref::<drover_spec::SpecError>() {
-        eprintln!("{:?}", miette::Report::new(diag.clone()));
-        return ExitCode::from(1);
-    }
+    let err = match err.downcast::<drover_spec::SpecError>() {
+        Ok(diag) => {
+            eprintln!("{:?}", miette::Report::new(diag));
+            return ExitCode::from(1);
+        }
+        Err(err) => err,
+    };
     eprintln!("error: {err:#}");
     if err.downcast_ref::<Refused>().is_some() {
         ExitCode::from(3)

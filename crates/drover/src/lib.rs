@@ -4,9 +4,18 @@
 //! verb under [`commands`]. Exit codes are decided in one place,
 //! [`exit::ExitStatus`], so scripts can trust them.
 
+pub mod agent_bin;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod exit;
+pub mod fleet;
+pub mod link;
+pub mod progress;
+pub mod report;
+pub mod runlog;
+pub mod select;
+pub mod transport;
 
 use std::process::ExitCode;
 
@@ -33,8 +42,5 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

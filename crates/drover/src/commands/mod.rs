@@ -1,13 +1,31 @@
 //! One module per verb.
 
+pub mod day2;
+pub mod deploy;
+pub mod init;
 pub mod lab;
+pub mod logs;
+pub mod trust;
 
 use crate::cli::{Cli, Command};
+use crate::deploy::Mode;
 use crate::exit::ExitStatus;
 
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let dir = cli.project.as_path();
     match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Plan(args) => deploy::run(dir, args, Mode::Plan),
+        Command::Apply(args) => deploy::run(dir, args, Mode::Apply),
+        Command::Rollback { to, args } => deploy::run(dir, args, Mode::Rollback { to }),
+        Command::Trust(args) => trust::run(dir, args),
         Command::Lab(args) => lab::run(args),
+        Command::Status(t) => day2::status(dir, t),
+        Command::History(a) => day2::history(dir, a),
+        Command::Logs(a) => logs::run(dir, a),
+        Command::Exec(a) => day2::exec(dir, a),
+        Command::Drain(a) => day2::drain(dir, a, true),
+        Command::Undrain(a) => day2::drain(dir, a, false),
     }
 }

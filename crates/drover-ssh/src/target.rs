@@ -1,0 +1,80 @@
+//! Where and how to connect.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A password or passphrase. Never printed: `Debug` and `Display` show `***`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Key {
+        path: PathBuf,
+        passphrase: Option<Secret>,
+    },
+    /// Password (tried as `password`, then as keyboard-interactive answers).
+    Password(Secret),
+    /// Keys offered by the running ssh-agent (`SSH_AUTH_SOCK`).
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For each of TCP connect, SSH handshake and authentication.
+    pub connect: Duration,
+    /// Keepalive probe interval once connected.
+    pub keepalive: Duration,
+    /// Unanswered keepalives before the link counts as dead.
+    pub keepalive_max: usize,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts { connect: Duration::from_secs(10), keepalive: Duration::from_secs(5), keepalive_max: 3 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: Auth,
+    /// Pinned host keys as OpenSSH lines (`ssh-ed25519 AAAA… [comment]`).
+    /// Empty: the host is refused until its key is pinned.
+    pub host_keys: Vec<String>,
+    pub timeouts: Timeouts,
+}
+
+impl Target {
+    /// `address:port`, with brackets for IPv6.
+    pub fn addr(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Builds the static `drover-agent` and embeds it in the `drover` binary.
+//!
+//! Why embed: the controller pushes the agent to hosts by content hash, so it
+//! must carry exactly the agent it speaks the protocol with; one binary to
+//! install, no version skew. Why a nested cargo: the agent needs different
+//! flags (`+crt-static`, size profile) than the controller, and cargo cannot
+//! express per-crate rustflags. Only the gnu target is installable here (no
+//! musl std), so the agent is statically linked against glibc; it uses no NSS
+//! lookups (accounts are read from /etc/passwd directly).
+//!
+//! `DROVER_AGENT_BIN=/path` skips the nested build and embeds that file.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DROVER_AGENT_BIN");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let dest = out.join("drover-agent");
+    if let Ok(p) = env::var("DROVER_AGENT_BIN") {
+        std::fs::copy(&p, &dest).unwrap_or_else(|e| panic!("DROVER_AGENT_BIN={p}: {e}"));
+        return;
+    }
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.join("../..");
+    for p in [
+        "crates/drover-agent/src",
+        "crates/drover-agent/Cargo.toml",
+        "crates/drover-proto/src",
+        "crates/drover-proto/Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(p).display());
+    }
+    // OUT_DIR is <target>/<profile>/build/drover-<hash>/out: keep the agent's
+    // own build beside it so it is cached across builds and profiles.
+    let target_dir =
+        out.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| workspace.join("target")).join("agent");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--locked", "-p", "drover-agent", "--profile", "agent", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    for var in
+        ["RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER"]
+    {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the agent");
+    assert!(status.success(), "building drover-agent failed");
+    let built = target_dir.join(TARGET).join("agent").join("drover-agent");
+    std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+}

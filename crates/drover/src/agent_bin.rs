@@ -1,0 +1,33 @@
+//! The agent binary this controller pushes, embedded at build time (see
+//! `build.rs`), and its content hash, which names it on hosts.
+
+use std::sync::OnceLock;
+
+use drover_proto::Hash;
+
+static AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drover-agent"));
+
+pub fn bytes() -> &'static [u8] {
+    AGENT
+}
+
+pub fn hash() -> Hash {
+    static H: OnceLock<Hash> = OnceLock::new();
+    *H.get_or_init(|| Hash(*blake3::hash(AGENT).as_bytes()))
+}
+
+/// Write the agent to `path` (for the local transport and `drover-agent`
+/// installs from a bundle), if not already there with the right content.
+pub fn materialize(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read(path).map(|b| b == AGENT).unwrap_or(false) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, AGENT)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(tmp, path)
+}

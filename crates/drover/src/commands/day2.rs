@@ -1,0 +1,316 @@
+//! Day-2 commands: `status`, `history`, `exec`, `drain`, `undrain`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drover_proto::{Request, Response};
+use drover_spec::Project;
+
+use crate::exit::ExitStatus;
+use crate::fleet::{runtime, Fleet};
+use crate::runlog;
+use crate::select::select;
+
+/// Options shared by commands that talk to hosts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Only these hosts: host, group or role names, comma-separated.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Simulated transport (see `drover apply --simulate`).
+    #[arg(long, value_name = "DIR")]
+    pub simulate: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Only this host.
+    pub host: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Host, group or role names (comma-separated), or `all`.
+    pub target: String,
+    /// Give up on a host's command after this long.
+    #[arg(long, default_value = "60s")]
+    pub timeout: String,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "DIR")]
+    pub simulate: Option<PathBuf>,
+    /// The command (run through /bin/sh -c as root on each host).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// Host, group or role names, comma-separated.
+    pub target: String,
+    /// Why (shown by `drover status`).
+    #[arg(long, default_value = "drained by operator")]
+    pub reason: String,
+    #[arg(long, value_name = "DIR")]
+    pub simulate: Option<PathBuf>,
+}
+
+fn target_hosts(project: &Project, sel: &str) -> anyhow::Result<Vec<drover_spec::Host>> {
+    select(&project.hosts, if sel == "all" { None } else { Some(sel) })
+}
+
+pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
+    let project = Project::load(dir)?;
+    let hosts = select(&project.hosts, t.hosts.as_deref())?;
+    let fleet = Fleet::new(&project, t.simulate.as_deref())?;
+    let rt = runtime()?;
+    let results = rt.block_on(fleet.each(&hosts, |_h, mut c| async move {
+        let r = c.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string());
+        c.close().await;
+        match r? {
+            Response::Status(s) => Ok(s),
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    }));
+    let store = runlog::open(dir)?;
+    let mut failed = 0;
+    let mut rows = Vec::new();
+    for (host, res) in &results {
+        let last = store.history(Some(host), 1)?.into_iter().next();
+        let last_run = last.as_ref().map(|l| format!("{} ({})", l.outcome, ago(l.at_ms))).unwrap_or_else(|| "-".into());
+        match res {
+            Ok(s) => rows.push(serde_json::json!({
+                "host": host, "generation": s.state.current, "drift": s.drift, "services": s.services,
+                "drained": s.drained, "pending_confirm": s.state.pending_confirm, "last_run": last_run,
+            })),
+            Err(e) => {
+                failed += 1;
+                rows.push(serde_json::json!({"host": host, "error": e, "last_run": last_run}));
+            }
+        }
+    }
+    if t.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{:<16} {:>4}  {:<6}  {:<34}  {:<10}  LAST RUN", "HOST", "GEN", "DRIFT", "SERVICES", "DRAINED")?;
+        for (row, (host, res)) in rows.iter().zip(&results) {
+            match res {
+                Err(e) => writeln!(
+                    out,
+                    "{host:<16} {:>4}  {:<6}  {:<34}  {:<10}  {}  ERROR: {e}",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    row["last_run"].as_str().unwrap_or("-")
+                )?,
+                Ok(s) => {
+                    let services: Vec<String> = s
+                        .services
+                        .iter()
+                        .map(|sv| {
+                            format!(
+                                "{}:{}{}",
+                                sv.name,
+                                sv.state,
+                                match sv.healthy {
+                                    Some(true) => "+ok",
+                                    Some(false) => "+UNHEALTHY",
+                                    None => "",
+                                }
+                            )
+                        })
+                        .collect();
+                    let gen = s.state.current.map_or("-".into(), |g| g.to_string());
+                    let drift = if s.drift.is_empty() { "none".to_string() } else { s.drift.len().to_string() };
+                    writeln!(
+                        out,
+                        "{host:<16} {gen:>4}  {drift:<6}  {:<34}  {:<10}  {}",
+                        services.join(" "),
+                        s.drained.as_deref().unwrap_or("no"),
+                        row["last_run"].as_str().unwrap_or("-")
+                    )?;
+                    for d in &s.drift {
+                        writeln!(out, "{:<16}        drift: {d}", "")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+fn ago(at_ms: i64) -> String {
+    let s = (drover_state::now_ms() - at_ms).max(0) / 1000;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}
+
+pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStatus> {
+    let store = runlog::open(dir)?;
+    let rows = store.history(a.host.as_deref(), a.limit)?;
+    let runs = store.runs(10_000)?;
+    if a.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::json!({"run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes, "bytes_sent": r.bytes_sent, "error": r.error, "at_ms": r.at_ms}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitStatus::Success);
+    }
+    println!(
+        "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<14} {:<10}  ERROR",
+        "RUN", "HOST", "OUTCOME", "GEN", "CHANGES", "WHEN", "REVISION", "BY"
+    );
+    for r in rows {
+        let run = runs.iter().find(|x| x.id == r.run_id);
+        println!(
+            "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<14} {:<10}  {}",
+            r.run_id,
+            r.host,
+            r.outcome,
+            r.generation.map_or("-".into(), |g| g.to_string()),
+            r.changes,
+            ago(r.at_ms),
+            run.map_or("", |x| x.project_rev.as_str()),
+            run.map_or("", |x| x.user.as_str()),
+            r.error.unwrap_or_default()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
+    let project = Project::load(dir)?;
+    let hosts = target_hosts(&project, &a.target)?;
+    let fleet = Fleet::new(&project, a.simulate.as_deref())?;
+    let timeout = drover_spec::parse_duration(&a.timeout).map_err(anyhow::Error::msg)?;
+    let command = a.command.join(" ");
+    audit(dir, "exec", &command)?;
+    let rt = runtime()?;
+    let cmd = command.clone();
+    let results = rt.block_on(fleet.each(&hosts, move |_h, mut c| {
+        let cmd = cmd.clone();
+        async move {
+            c.link.set_timeout(timeout + Duration::from_secs(30));
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            let r = c
+                .link
+                .call(&Request::Exec { command: cmd, timeout_ms: ms }, &mut |_| {})
+                .await
+                .map_err(|e| e.to_string());
+            c.close().await;
+            match r? {
+                Response::ExecResult { code, stdout, stderr, timed_out } => Ok((code, stdout, stderr, timed_out)),
+                other => Err(format!("unexpected reply {other:?}")),
+            }
+        }
+    }));
+    let mut ok = 0;
+    if a.json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|(h, r)| match r {
+                Ok((code, o, e, t)) => serde_json::json!({"host": h, "code": code, "stdout": String::from_utf8_lossy(o), "stderr": String::from_utf8_lossy(e), "timed_out": t}),
+                Err(e) => serde_json::json!({"host": h, "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    let mut out = std::io::stdout().lock();
+    let mut codes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (h, r) in &results {
+        let label = match r {
+            Ok((Some(0), ..)) => {
+                ok += 1;
+                "exit 0".to_string()
+            }
+            Ok((_, _, _, true)) => "timed out".into(),
+            Ok((Some(c), ..)) => format!("exit {c}"),
+            Ok((None, ..)) => "killed".into(),
+            Err(_) => "unreachable".into(),
+        };
+        codes.entry(label.clone()).or_default().push(h.clone());
+        if a.json {
+            continue;
+        }
+        writeln!(out, "=== {h} ({label})")?;
+        match r {
+            Ok((_, o, e, _)) => {
+                out.write_all(o)?;
+                if !e.is_empty() {
+                    writeln!(out, "--- stderr")?;
+                    out.write_all(e)?;
+                }
+            }
+            Err(e) => writeln!(out, "error: {e}")?,
+        }
+    }
+    let summary: Vec<String> = codes.iter().map(|(k, v)| format!("{k}: {} ({})", v.len(), v.join(","))).collect();
+    eprintln!("{} hosts: {}", results.len(), summary.join("; "));
+    Ok(if ok == results.len() { ExitStatus::Success } else { ExitStatus::HostsFailed })
+}
+
+fn audit(dir: &std::path::Path, command: &str, args: &str) -> anyhow::Result<()> {
+    let mut store = runlog::open(dir)?;
+    store.audit(&drover_state::AuditEntry {
+        at_ms: drover_state::now_ms(),
+        user: runlog::user(),
+        command: command.into(),
+        args: args.into(),
+        project_rev: runlog::project_rev(dir),
+        run_id: None,
+    })?;
+    Ok(())
+}
+
+pub fn drain(dir: &std::path::Path, a: DrainArgs, on: bool) -> anyhow::Result<ExitStatus> {
+    let project = Project::load(dir)?;
+    let hosts = target_hosts(&project, &a.target)?;
+    let fleet = Fleet::new(&project, a.simulate.as_deref())?;
+    audit(dir, if on { "drain" } else { "undrain" }, &a.target)?;
+    let req = if on { Request::Drain { reason: a.reason.clone() } } else { Request::Undrain };
+    let rt = runtime()?;
+    let results = rt.block_on(fleet.each(&hosts, move |_h, mut c| {
+        let req = req.clone();
+        async move {
+            let r = c.link.call(&req, &mut |_| {}).await.map_err(|e| e.to_string());
+            c.close().await;
+            match r? {
+                Response::Drained { services, .. } => Ok(services),
+                other => Err(format!("unexpected reply {other:?}")),
+            }
+        }
+    }));
+    let mut store = runlog::open(dir)?;
+    let mut failed = 0;
+    for (h, r) in results {
+        match r {
+            Ok(services) => {
+                store.set_drained(&h, on.then_some(a.reason.as_str()))?;
+                let verb = if on { "drained; stopped" } else { "undrained; started" };
+                println!(
+                    "{h}: {verb} {}",
+                    if services.is_empty() { "no services".into() } else { services.join(", ") }
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{h}: {e}");
+            }
+        }
+    }
+    Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}

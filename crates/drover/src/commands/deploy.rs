@@ -1,0 +1,104 @@
+//! `drover plan`, `drover apply`, `drover rollback`: one pipeline, three goals.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover_spec::Project;
+
+use crate::deploy::{self, Job, Mode};
+use crate::exit::ExitStatus;
+use crate::progress::Progress;
+use crate::report::RunReport;
+use crate::runlog;
+use crate::select::select;
+use crate::transport::{Timeouts, Transport};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    /// Only these hosts: host, group or role names, comma-separated.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Print the report as JSON on stdout (no table, no progress).
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts handled at once [default: drover.toml apply.parallel, else 512].
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Revert unconfirmed generations after this ("0s" disables) [default: drover.toml].
+    #[arg(long, value_name = "DURATION")]
+    pub confirm_timeout: Option<String>,
+    /// Extra attempts per host after a transient failure (connection lost, timeout).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// Longest silence tolerated from an agent during one step.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub op_timeout: String,
+    /// Simulated transport: each host is the directory DIR/<host>, served by a
+    /// local agent process instead of SSH (scale tests, benchmarks).
+    #[arg(long, value_name = "DIR")]
+    pub simulate: Option<PathBuf>,
+}
+
+pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+    let project = Project::load(project_dir)?;
+    let mut hosts = select(&project.hosts, args.hosts.as_deref())?;
+    if !matches!(mode, Mode::Rollback { .. }) {
+        deploy::preflight(&project, &hosts)?;
+    }
+    if !matches!(mode, Mode::Plan) {
+        let drained = runlog::drained(project_dir)?;
+        hosts.retain(|h| match drained.iter().find(|(d, _)| *d == h.name) {
+            Some((_, reason)) => {
+                eprintln!("skipping {}: drained ({reason}); `drover undrain {}` to include it", h.name, h.name);
+                false
+            }
+            None => true,
+        });
+    }
+    let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
+    let confirm_timeout = match &args.confirm_timeout {
+        Some(s) => dur(s)?,
+        None => project.settings.confirm_timeout,
+    };
+    let job = Job {
+        timeouts: Timeouts { connect: project.settings.connect_timeout, op: dur(&args.op_timeout)? },
+        confirm_timeout,
+        parallel: args.parallel.unwrap_or(project.settings.parallel),
+        retries: args.retries,
+        transport: match &args.simulate {
+            Some(dir) => Transport::Local { base: std::path::absolute(dir)? },
+            None => Transport::Ssh,
+        },
+        mode,
+        project: Arc::new(project),
+    };
+    let command = match mode {
+        Mode::Plan => "plan",
+        Mode::Apply => "apply",
+        Mode::Rollback { .. } => "rollback",
+    };
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let mut run = runlog::Run::start(project_dir, command, &names)?;
+    let start = Instant::now();
+    let progress = Progress::new(hosts.len(), !args.json);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let reports = rt.block_on(deploy::run(Arc::new(job), hosts, progress.clone()));
+    progress.finish();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let report = RunReport {
+        command: command.into(),
+        hosts: reports,
+        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
+    };
+    for h in &report.hosts {
+        run.record(h)?;
+    }
+    run.finish(report.failed() == 0)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table(matches!(mode, Mode::Plan)));
+    }
+    Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}

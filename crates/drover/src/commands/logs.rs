@@ -1,0 +1,143 @@
+//! `drover logs SERVICE`: a service's log lines from many hosts, each line
+//! prefixed by host and timestamp. Lines travel whole (the agent sends only
+//! complete lines) and one printer writes them, so no two hosts' lines are
+//! ever interleaved mid-line. Without `--follow`, lines from all hosts are
+//! merged in time order.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drover_proto::{LogLine, Request, Response};
+use drover_spec::Project;
+use tokio::sync::mpsc;
+
+use crate::exit::ExitStatus;
+use crate::fleet::{runtime, Fleet};
+use crate::select::select;
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The service (as named in services/).
+    pub service: String,
+    /// Only these hosts: host, group or role names, comma-separated.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Keep printing new lines until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines newer than this (e.g. 10m, 2h).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// At most this many lines per host from the past.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub lines: u32,
+    #[arg(long, value_name = "DIR")]
+    pub simulate: Option<PathBuf>,
+}
+
+pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
+    let project = Project::load(dir)?;
+    let hosts = select(&project.hosts, a.hosts.as_deref())?;
+    let fleet = Fleet::new(&project, a.simulate.as_deref())?;
+    let since_ms = match &a.since {
+        Some(s) => {
+            let d = drover_spec::parse_duration(s).map_err(anyhow::Error::msg)?;
+            Some(
+                u64::try_from(drover_state::now_ms())
+                    .unwrap_or(0)
+                    .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(0)),
+            )
+        }
+        None => None,
+    };
+    let (tx, mut rx) = mpsc::channel::<(String, Vec<LogLine>)>(1024);
+    let req = Request::Logs { service: a.service.clone(), lines: a.lines, since_ms, follow: a.follow };
+    let follow = a.follow;
+    let rt = runtime()?;
+    let failed = rt.block_on(async move {
+        let fetch = fleet.each(&hosts, move |h, mut c| {
+            let (req, tx) = (req.clone(), tx.clone());
+            async move {
+                c.link.call_no_wait(&req).await.map_err(|e| e.to_string())?;
+                if follow {
+                    // A quiet service is not a dead link: wait indefinitely.
+                    c.link.set_timeout(Duration::from_secs(365 * 24 * 3600));
+                }
+                loop {
+                    match c.link.recv().await.map_err(|e| e.to_string())? {
+                        Response::LogLines(lines) => {
+                            if tx.send((h.name.clone(), lines)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Response::LogEnd => break,
+                        Response::Error { message } => return Err(message),
+                        other => return Err(format!("unexpected reply {other:?}")),
+                    }
+                }
+                c.close().await;
+                Ok(())
+            }
+        });
+        let printer = async {
+            let mut all = Vec::new();
+            while let Some((host, lines)) = rx.recv().await {
+                if follow {
+                    let mut out = std::io::stdout().lock();
+                    for l in lines {
+                        let _ = writeln!(out, "{host}  {}  {}", iso(l.at_ms), l.text);
+                    }
+                } else {
+                    all.extend(lines.into_iter().map(|l| (l.at_ms, host.clone(), l.text)));
+                }
+            }
+            all.sort();
+            let mut out = std::io::stdout().lock();
+            for (at, host, text) in all {
+                let _ = writeln!(out, "{host}  {}  {text}", iso(at));
+            }
+        };
+        let results = tokio::select! {
+            r = async { let r = fetch.await; r } => r,
+            _ = tokio::signal::ctrl_c() => return 0,
+        };
+        printer.await;
+        let mut failed = 0;
+        for (h, r) in results {
+            if let Err(e) = r {
+                failed += 1;
+                eprintln!("{h}: {e}");
+            }
+        }
+        failed
+    });
+    Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+/// Unix milliseconds → `2026-11-22T19:10:00.123Z`.
+pub fn iso(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_formats_utc() {
+        assert_eq!(super::iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso(1_795_374_600_123), "2026-11-22T19:10:00.123Z");
+    }
+}

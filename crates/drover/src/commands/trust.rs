@@ -1,0 +1,84 @@
+//! `drover trust`: record hosts' SSH keys in the project's `known_hosts`.
+//!
+//! The explicit step that replaces "accept on first use": drover never
+//! connects to a host whose key is not pinned, and a changed key stops it.
+//! Run this once for new hosts (e.g. an imported CSV), check the printed
+//! fingerprints against what the provider shows, and commit the file.
+
+use std::io::Write;
+use std::time::Duration;
+
+use drover_spec::Project;
+
+use crate::exit::ExitStatus;
+use crate::select::select;
+
+#[derive(Debug, clap::Args)]
+pub struct TrustArgs {
+    /// Only these hosts: host, group or role names, comma-separated.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Also replace keys that are pinned but differ (after a reinstall).
+    #[arg(long)]
+    pub replace: bool,
+}
+
+pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<ExitStatus> {
+    let project = Project::load(project_dir)?;
+    let hosts = select(&project.hosts, args.hosts.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let timeout = project.settings.connect_timeout;
+    let scans = rt.block_on(async {
+        let tasks: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let (addr, port) = (h.address.clone(), h.port);
+                tokio::spawn(async move { drover_ssh::scan_host_key(&addr, port, timeout).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.map_err(|e| anyhow::anyhow!("{e}")).and_then(|r| r.map_err(anyhow::Error::from)));
+        }
+        out
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let path = project.dir.join("known_hosts");
+    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap_or_default().lines().map(String::from).collect();
+    let mut failed = false;
+    for (h, scan) in hosts.iter().zip(scans) {
+        let key = match scan {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("{}: {e:#}", h.name);
+                failed = true;
+                continue;
+            }
+        };
+        let fp = drover_ssh::fingerprint(&key).unwrap_or_default();
+        let base = |k: &str| k.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        if h.host_keys.iter().any(|k| base(k) == base(&key)) {
+            println!("{:<16} {fp}  already pinned", h.name);
+            continue;
+        }
+        if !h.host_keys.is_empty() && !args.replace {
+            eprintln!(
+                "{:<16} {fp}  DIFFERS from the pinned key; not changed (use --replace if the host was reinstalled)",
+                h.name
+            );
+            failed = true;
+            continue;
+        }
+        let who = format!("{},{}", h.name, h.address);
+        lines.retain(|l| {
+            !l.split_whitespace().next().is_some_and(|w| w.split(',').any(|x| x == h.name || x == h.address))
+        });
+        lines.push(format!("{who} {}", base(&key)));
+        println!("{:<16} {fp}  pinned", h.name);
+    }
+    let mut f = std::fs::File::create(&path)?;
+    for l in &lines {
+        writeln!(f, "{l}")?;
+    }
+    Ok(if failed { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}

@@ -1,0 +1,357 @@
+//! Driving a fleet: every selected host through connect → compare → ship →
+//! activate → confirm, concurrently up to a limit, each with retries on
+//! transient failures.
+//!
+//! Per host, the no-op path is two small messages: the manifest hash the
+//! controller compiled, and the agent's "up to date". Only when that fails is
+//! the manifest sent, and then only missing blobs travel, pipelined without a
+//! round trip per file.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover_proto::{ApplyOutcome, BlobChunk, Facts, Request, Response, ServiceAction, Supervisor, CHUNK_SIZE};
+use drover_spec::{BlobSource, Compiled, Host, Project, SpecError};
+use tokio::sync::Semaphore;
+
+use crate::link::LinkError;
+use crate::progress::{HostProgress, Progress};
+use crate::report::{HostReport, Outcome};
+use crate::transport::{Connection, Timeouts, Transport, TransportError};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Plan,
+    Apply,
+    Rollback { to: Option<u64> },
+}
+
+pub struct Job {
+    pub project: Arc<Project>,
+    pub transport: Transport,
+    pub mode: Mode,
+    pub timeouts: Timeouts,
+    /// 0 disables magic rollback.
+    pub confirm_timeout: Duration,
+    pub parallel: usize,
+    /// Extra attempts after a transient failure.
+    pub retries: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DeployError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("{0}")]
+    Spec(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DeployError {
+    fn is_transient(&self) -> bool {
+        match self {
+            DeployError::Transport(e) => e.is_transient(),
+            DeployError::Link(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Compile every host once with placeholder facts before touching any: a
+/// template error must stop the run with nothing applied anywhere.
+pub fn preflight(project: &Project, hosts: &[Host]) -> Result<(), SpecError> {
+    let facts = Facts { supervisor: Some(Supervisor::Runit), ..Default::default() };
+    for h in hosts {
+        project.compile(h, &facts, 1)?;
+    }
+    Ok(())
+}
+
+pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<HostReport> {
+    let sem = Arc::new(Semaphore::new(job.parallel.max(1)));
+    let mut tasks = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let (job, sem, progress) = (job.clone(), sem.clone(), progress.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let hp = progress.host(&host.name);
+            let report = run_host(&job, &host, &hp).await;
+            hp.finish(report.outcome.is_failure());
+            report
+        }));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(r) = t.await {
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| natural_key(&a.host).cmp(&natural_key(&b.host)));
+    out
+}
+
+/// Sort h2 before h10.
+fn natural_key(s: &str) -> (String, u64, String) {
+    let i = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
+    let j = s[i..].find(|c: char| !c.is_ascii_digit()).map_or(s.len(), |k| i + k);
+    (s[..i].to_string(), s[i..j].parse().unwrap_or(0), s[j..].to_string())
+}
+
+async fn run_host(job: &Job, host: &Host, p: &HostProgress) -> HostReport {
+    let start = Instant::now();
+    let mut r = HostReport::new(&host.name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        r.attempts = attempt;
+        match run_once(job, host, &mut r, p).await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() && attempt <= job.retries => {
+                p.step(format!("retrying after: {e}"));
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => {
+                let unreachable = matches!(&e, DeployError::Transport(TransportError::Ssh(s)) if s.is_transient());
+                r.outcome = if unreachable { Outcome::Unreachable } else { Outcome::Failed };
+                r.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    r.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    r
+}
+
+/// Exponential backoff with jitter, so a fleet that lost its network does not
+/// reconnect in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let base = 250u64 << attempt.min(6);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    Duration::from_millis(base + u64::from(nanos) % base)
+}
+
+fn compile(job: &Job, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, DeployError> {
+    job.project.compile(host, facts, generation).map_err(|e| DeployError::Spec(format!("{:?}", miette::Report::new(e))))
+}
+
+async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) -> Result<(), DeployError> {
+    p.step("connecting");
+    let mut conn = job.transport.connect(host, job.timeouts).await?;
+    r.recovered = conn.state.recovered.clone();
+    r.generation = conn.state.current;
+    let confirm_ms = u64::try_from(job.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
+    let outcome = match job.mode {
+        Mode::Rollback { to } => {
+            p.step("rolling back");
+            conn.link.set_timeout(apply_timeout(job));
+            conn.link.call(&Request::Rollback { to, confirm_timeout_ms: confirm_ms }, &mut |m| p.step(m)).await?
+        }
+        Mode::Plan | Mode::Apply => {
+            let compiled = match desired_state(job, host, &mut conn, p).await? {
+                Desired::UpToDate => {
+                    r.outcome = Outcome::Unchanged;
+                    conn.close().await;
+                    return Ok(());
+                }
+                // An earlier attempt activated exactly this; it only lacks the
+                // confirmation (this is a new connection, so give it).
+                Desired::AwaitingConfirm(generation) if matches!(job.mode, Mode::Apply) => {
+                    conn.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
+                    conn.close().await;
+                    r.generation = Some(generation);
+                    r.outcome = Outcome::Changed;
+                    return Ok(());
+                }
+                Desired::AwaitingConfirm(_) => compile(job, host, &conn.facts, conn.state.next)?,
+                Desired::Change(c) => c,
+            };
+            let generation = conn.state.next;
+            p.step("comparing");
+            let req = Request::Diff { manifest: compiled.manifest.clone(), generation };
+            let Response::Diff { changes, restarts, missing } = conn.link.call(&req, &mut |m| p.step(m)).await? else {
+                return Err(DeployError::Other("unexpected reply to Diff".into()));
+            };
+            r.changes = changes;
+            r.restarts = restarts
+                .iter()
+                .map(|s| {
+                    if s.action == ServiceAction::Restart {
+                        s.name.clone()
+                    } else {
+                        format!("{}:{}", s.name, s.action.as_str())
+                    }
+                })
+                .collect();
+            if matches!(job.mode, Mode::Plan) {
+                r.outcome =
+                    if r.changes.is_empty() && r.restarts.is_empty() { Outcome::Unchanged } else { Outcome::Planned };
+                conn.close().await;
+                return Ok(());
+            }
+            send_blobs(&mut conn, &compiled, &missing, r, p).await?;
+            p.step("applying");
+            conn.link.set_timeout(apply_timeout(job));
+            conn.link.call(&Request::Apply { confirm_timeout_ms: confirm_ms }, &mut |m| p.step(m)).await?
+        }
+    };
+    conn.close().await;
+    finish(job, host, outcome, r, p).await
+}
+
+fn apply_timeout(job: &Job) -> Duration {
+    (job.timeouts.op * 10).max(Duration::from_secs(300))
+}
+
+enum Desired {
+    UpToDate,
+    AwaitingConfirm(u64),
+    Change(Compiled),
+}
+
+/// What the host should become, and whether it already is.
+///
+/// Templates may show `generation`. A file must not change just because
+/// another file did (that would resend it and restart its services), so
+/// `generation` means "the generation in which this file last changed": a
+/// templated file whose generation-independent `source` hash is what the host
+/// already has is kept exactly as the host has it.
+async fn desired_state(
+    job: &Job,
+    host: &Host,
+    conn: &mut Connection,
+    p: &HostProgress,
+) -> Result<Desired, DeployError> {
+    let next = compile(job, host, &conn.facts, conn.state.next)?;
+    let (Some(cur), Some(cur_hash)) = (conn.state.current, conn.state.current_manifest) else {
+        return Ok(Desired::Change(next));
+    };
+    let uses_generation = next.manifest.entries.iter().any(|e| e.source.is_some());
+    let desired = if next.manifest.hash() == cur_hash || !uses_generation {
+        next
+    } else {
+        p.step("reading current manifest");
+        match conn.link.call(&Request::CurrentManifest, &mut |_| {}).await? {
+            Response::CurrentManifest(Some(current)) => keep_unchanged_sources(next, &current),
+            _ => next,
+        }
+    };
+    if desired.manifest.hash() != cur_hash {
+        return Ok(Desired::Change(desired));
+    }
+    if conn.state.pending_confirm == Some(cur) {
+        return Ok(Desired::AwaitingConfirm(cur));
+    }
+    p.step("checking");
+    match conn.link.call(&Request::Check { manifest: cur_hash }, &mut |_| {}).await? {
+        Response::Check { up_to_date: true, .. } => Ok(Desired::UpToDate),
+        Response::Check { .. } => Ok(Desired::Change(desired)),
+        other => Err(DeployError::Other(format!("unexpected reply to Check: {other:?}"))),
+    }
+}
+
+/// Templated entries whose source (and attributes) the host already has keep
+/// the host's rendering; the host holds its blob.
+fn keep_unchanged_sources(mut next: Compiled, current: &drover_proto::Manifest) -> Compiled {
+    for e in &mut next.manifest.entries {
+        let Some(c) = current.entry(&e.path) else { continue };
+        if e.source.is_some() && c.source == e.source && c.mode == e.mode && c.owner == e.owner && c.group == e.group {
+            *e = c.clone();
+        }
+    }
+    next
+}
+
+async fn send_blobs(
+    conn: &mut Connection,
+    c: &Compiled,
+    missing: &[(drover_proto::Hash, u64)],
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    for (i, (hash, have)) in missing.iter().enumerate() {
+        p.step(format!("sending {}/{} blobs", i + 1, missing.len()));
+        let data: Arc<Vec<u8>> = match c.blobs.get(hash) {
+            Some(BlobSource::Bytes(b)) => b.clone(),
+            Some(BlobSource::File(path)) => Arc::new(
+                tokio::fs::read(path).await.map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?,
+            ),
+            None => return Err(DeployError::Other(format!("agent asked for unknown blob {}", hash.short()))),
+        };
+        let mut offset = usize::try_from(*have).unwrap_or(0).min(data.len());
+        while offset < data.len() {
+            let end = (offset + CHUNK_SIZE).min(data.len());
+            let packed =
+                zstd::encode_all(&data[offset..end], 3).map_err(|e| DeployError::Other(format!("compress: {e}")))?;
+            let n = packed.len() as u64;
+            conn.link.send(&Request::Chunk(BlobChunk { hash: *hash, offset: offset as u64, data: packed })).await?;
+            r.bytes_sent += n;
+            p.sent(n);
+            offset = end;
+        }
+        r.blobs_sent += 1;
+    }
+    conn.link.flush().await?;
+    Ok(())
+}
+
+async fn finish(
+    job: &Job,
+    host: &Host,
+    outcome: Response,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    match outcome {
+        Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written }) => {
+            r.generation = Some(generation);
+            r.files_written = files_written;
+            r.restarts = restarted;
+            if !job.confirm_timeout.is_zero() {
+                p.step("confirming over a new connection");
+                confirm(job, host, generation).await?;
+            }
+            r.outcome = Outcome::Changed;
+        }
+        Response::Applied(ApplyOutcome::UpToDate { generation }) => {
+            r.generation = Some(generation);
+            r.outcome = Outcome::Unchanged;
+        }
+        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason }) => {
+            r.generation = to;
+            r.outcome = Outcome::RolledBack;
+            r.error = Some(format!("generation {failed} failed and was rolled back: {reason}"));
+        }
+        other => return Err(DeployError::Other(format!("unexpected reply: {other:?}"))),
+    }
+    Ok(())
+}
+
+/// Confirm over a fresh connection: proof that a new SSH login still works
+/// after the change. Retried until shortly before the agent's deadline.
+async fn confirm(job: &Job, host: &Host, generation: u64) -> Result<(), DeployError> {
+    let deadline = Instant::now() + job.confirm_timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let res: Result<(), DeployError> = async {
+            let mut c = job.transport.connect(host, job.timeouts).await?;
+            c.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
+            c.close().await;
+            Ok(())
+        }
+        .await;
+        match res {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && Instant::now() + backoff(attempt) < deadline => tokio::time::sleep(backoff(attempt)).await,
+            Err(e) => {
+                return Err(DeployError::Other(format!(
+                    "generation {generation} is live but could not be confirmed over a new connection ({e}); the host reverts it by itself"
+                )))
+            }
+        }
+    }
+}

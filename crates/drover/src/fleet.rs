@@ -1,0 +1,70 @@
+//! Running one small operation on many hosts at once (status, exec, logs,
+//! drain): connect, do it, close; errors become per-host results, never a
+//! hang — every step has a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_spec::{Host, Project};
+use tokio::sync::Semaphore;
+
+use crate::transport::{Connection, Timeouts, Transport};
+
+#[derive(Clone)]
+pub struct Fleet {
+    pub transport: Transport,
+    pub timeouts: Timeouts,
+    pub parallel: usize,
+}
+
+impl Fleet {
+    pub fn new(project: &Project, simulate: Option<&std::path::Path>) -> anyhow::Result<Fleet> {
+        Ok(Fleet {
+            transport: match simulate {
+                Some(d) => Transport::Local { base: std::path::absolute(d)? },
+                None => Transport::Ssh,
+            },
+            timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
+            parallel: project.settings.parallel,
+        })
+    }
+
+    /// Run `f` on every host (up to `parallel` at once); results in host order.
+    pub async fn each<T, F, Fut>(&self, hosts: &[Host], f: F) -> Vec<(String, Result<T, String>)>
+    where
+        T: Send + 'static,
+        F: Fn(Host, Connection) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, String>> + Send,
+    {
+        let sem = Arc::new(Semaphore::new(self.parallel.max(1)));
+        let tasks: Vec<_> = hosts
+            .iter()
+            .cloned()
+            .map(|h| {
+                let (sem, f, fleet) = (sem.clone(), f.clone(), self.clone());
+                tokio::spawn(async move {
+                    let _p = sem.acquire_owned().await;
+                    let name = h.name.clone();
+                    let res = match fleet.transport.connect(&h, fleet.timeouts).await {
+                        Ok(c) => f(h, c).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (name, res)
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if let Ok(r) = t.await {
+                out.push(r);
+            }
+        }
+        out
+    }
+}
+
+/// A tokio runtime for a command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,138 @@
+//! The controller's end of the agent protocol over any byte stream (an SSH
+//! channel, or a local agent process's pipes).
+//!
+//! Every receive has a deadline; progress messages from the agent push it
+//! back, so a long health check is fine but a silent peer is not.
+
+use std::time::Duration;
+
+use drover_proto::frame::{decode, encode};
+use drover_proto::{FrameError, Request, Response, MAGIC, MAX_FRAME};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("agent did not answer within {0:?} (link down or host frozen?)")]
+    Timeout(Duration),
+    #[error("connection to the agent closed{0}")]
+    Closed(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("agent: {0}")]
+    Agent(String),
+}
+
+impl LinkError {
+    /// Worth retrying on a new connection?
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LinkError::Timeout(_) | LinkError::Closed(_))
+    }
+}
+
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+pub struct AgentLink {
+    w: BufWriter<Writer>,
+    r: BufReader<Reader>,
+    timeout: Duration,
+    /// Bytes written to the agent, preamble and framing included.
+    pub bytes_sent: u64,
+}
+
+impl AgentLink {
+    /// Start a session: an optional sudo password line, then the sync magic.
+    pub async fn start(
+        w: Writer,
+        r: Reader,
+        sudo_password: Option<&str>,
+        timeout: Duration,
+    ) -> Result<AgentLink, LinkError> {
+        let mut link = AgentLink {
+            w: BufWriter::with_capacity(1 << 20, w),
+            r: BufReader::with_capacity(1 << 16, r),
+            timeout,
+            bytes_sent: 0,
+        };
+        let mut pre = Vec::new();
+        if let Some(p) = sudo_password {
+            pre.extend_from_slice(p.as_bytes());
+            pre.push(b'\n');
+        }
+        pre.extend_from_slice(MAGIC);
+        link.write(&pre).await?;
+        Ok(link)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        self.w.write_all(bytes).await.map_err(|e| LinkError::Closed(format!(": {e}")))?;
+        self.bytes_sent += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Queue a request without waiting for the peer (pipelining).
+    pub async fn send(&mut self, req: &Request) -> Result<(), LinkError> {
+        let frame = encode(req).map_err(|e| LinkError::Protocol(e.to_string()))?;
+        self.write(&frame).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), LinkError> {
+        tokio::time::timeout(self.timeout, self.w.flush())
+            .await
+            .map_err(|_| LinkError::Timeout(self.timeout))?
+            .map_err(|e| LinkError::Closed(format!(": {e}")))
+    }
+
+    /// Next response, with the deadline.
+    pub async fn recv(&mut self) -> Result<Response, LinkError> {
+        let t = self.timeout;
+        tokio::time::timeout(t, self.read_frame()).await.map_err(|_| LinkError::Timeout(t))?
+    }
+
+    async fn read_frame(&mut self) -> Result<Response, LinkError> {
+        let mut len = [0u8; 4];
+        self.r.read_exact(&mut len).await.map_err(|e| LinkError::Closed(format!(": {e}")))?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(LinkError::Protocol(FrameError::TooLarge(len).to_string()));
+        }
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).await.map_err(|e| LinkError::Closed(format!(": {e}")))?;
+        decode(&body).map_err(|e| LinkError::Protocol(e.to_string()))
+    }
+
+    /// Send, flush and wait for the answer; progress messages go to
+    /// `progress` and reset the deadline. An agent `Error` becomes `Err`.
+    pub async fn call(
+        &mut self,
+        req: &Request,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Response, LinkError> {
+        self.send(req).await?;
+        self.flush().await?;
+        loop {
+            match self.recv().await? {
+                Response::Progress(m) => progress(&m),
+                Response::Error { message } => return Err(LinkError::Agent(message)),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Send and flush without waiting for an answer (streams read with `recv`).
+    pub async fn call_no_wait(&mut self, req: &Request) -> Result<(), LinkError> {
+        self.send(req).await?;
+        self.flush().await
+    }
+
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
+    }
+
+    /// Say goodbye; errors are irrelevant at this point.
+    pub async fn close(mut self) {
+        let _ = self.send(&Request::Bye).await;
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.recv()).await;
+    }
+}

@@ -1,0 +1,147 @@
+//! What happened on each host, as a table for people and JSON for machines.
+
+use std::fmt::Write as _;
+
+use drover_proto::Change;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Already on the desired state; nothing was sent or written.
+    Unchanged,
+    /// `plan` only: these changes would be made.
+    Planned,
+    /// A new generation is live (and confirmed).
+    Changed,
+    /// The new generation failed its checks; the host is back on the old one.
+    RolledBack,
+    /// Something went wrong; the host is on one whole generation, old or new
+    /// as `generation` says.
+    Failed,
+    /// Could not be reached at all.
+    Unreachable,
+}
+
+impl Outcome {
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::RolledBack | Outcome::Failed | Outcome::Unreachable)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Planned => "planned",
+            Outcome::Changed => "changed",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Failed => "failed",
+            Outcome::Unreachable => "unreachable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub outcome: Outcome,
+    pub generation: Option<u64>,
+    pub changes: Vec<Change>,
+    pub restarts: Vec<String>,
+    /// Compressed blob bytes sent (0 on a no-op).
+    pub bytes_sent: u64,
+    pub blobs_sent: u64,
+    /// Paths the agent wrote or removed.
+    pub files_written: u64,
+    pub duration_ms: u64,
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// What the agent's start-up recovery did, if anything.
+    pub recovered: Option<String>,
+}
+
+impl HostReport {
+    pub fn new(host: &str) -> HostReport {
+        HostReport {
+            host: host.to_string(),
+            outcome: Outcome::Failed,
+            generation: None,
+            changes: vec![],
+            restarts: vec![],
+            bytes_sent: 0,
+            blobs_sent: 0,
+            files_written: 0,
+            duration_ms: 0,
+            attempts: 0,
+            error: None,
+            recovered: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub command: String,
+    pub hosts: Vec<HostReport>,
+    pub duration_ms: u64,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.hosts.iter().filter(|h| h.outcome.is_failure()).count()
+    }
+
+    /// The summary table printed at the end of a run.
+    pub fn table(&self, with_changes: bool) -> String {
+        let mut out = String::new();
+        let w = self.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<11}  {:>4}  {:>7}  {:>9}  {:<20}  DETAIL",
+            "HOST", "RESULT", "GEN", "CHANGES", "SENT", "RESTARTED"
+        );
+        for h in &self.hosts {
+            let gen = h.generation.map_or("-".to_string(), |g| g.to_string());
+            let detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            let restarted = if h.restarts.is_empty() { "-".to_string() } else { h.restarts.join(",") };
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:<11}  {:>4}  {:>7}  {:>9}  {:<20}  {}",
+                h.host,
+                h.outcome.as_str(),
+                gen,
+                h.changes.len(),
+                human_bytes(h.bytes_sent),
+                restarted,
+                detail
+            );
+            if with_changes {
+                for c in &h.changes {
+                    let _ = writeln!(out, "{:<w$}    {} {}", "", c.kind.symbol(), c.path);
+                }
+            }
+        }
+        let count = |o: Outcome| self.hosts.iter().filter(|h| h.outcome == o).count();
+        let sent: u64 = self.hosts.iter().map(|h| h.bytes_sent).sum();
+        let _ = writeln!(
+            out,
+            "\n{} hosts: {} changed, {} unchanged, {} planned, {} rolled back, {} failed, {} unreachable; {} sent in {:.1}s",
+            self.hosts.len(),
+            count(Outcome::Changed),
+            count(Outcome::Unchanged),
+            count(Outcome::Planned),
+            count(Outcome::RolledBack),
+            count(Outcome::Failed),
+            count(Outcome::Unreachable),
+            human_bytes(sent),
+            self.duration_ms as f64 / 1000.0
+        );
+        out
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        0..=1023 => format!("{b} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+    }
+}

@@ -1,0 +1,121 @@
+//! Recording runs in the project's state store (`.drover/state.db`): who ran
+//! what, when, against which project revision; per-host results; host locks
+//! so two controllers never work the same hosts at once.
+
+use std::path::Path;
+use std::process::Command;
+
+use drover_state::{HostLock, HostResult, NewRun, StateError, Store};
+
+use crate::exit::Refused;
+use crate::report::HostReport;
+
+pub fn open(project_dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open(&project_dir.join(".drover/state.db"))?)
+}
+
+/// The operator, as far as we can tell (sudo keeps the real one in SUDO_USER).
+pub fn user() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok()).unwrap_or_else(|| "unknown".into())
+}
+
+/// The project's revision: the git commit (with `-dirty` for local changes)
+/// when the project is in git, else a hash of its files.
+pub fn project_rev(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(rev) = git(&["rev-parse", "--short=12", "HEAD"]) {
+        let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|s| !s.is_empty());
+        return if dirty { format!("{rev}-dirty") } else { rev };
+    }
+    let mut h = blake3::Hasher::new();
+    hash_tree(dir, dir, &mut h);
+    format!("tree:{}", &h.finalize().to_hex()[..12])
+}
+
+fn hash_tree(root: &Path, dir: &Path, h: &mut blake3::Hasher) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        if name == ".drover" || name == ".git" {
+            continue;
+        }
+        let p = e.path();
+        if p.is_dir() {
+            hash_tree(root, &p, h);
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            h.update(p.strip_prefix(root).unwrap_or(&p).to_string_lossy().as_bytes());
+            h.update(&bytes);
+        }
+    }
+}
+
+pub struct Run {
+    pub store: Store,
+    pub id: i64,
+    lock: Option<HostLock>,
+}
+
+impl Run {
+    /// Record the run and lock its hosts; refused (exit 3) if another drover
+    /// holds any of them.
+    pub fn start(project_dir: &Path, command: &str, hosts: &[String]) -> anyhow::Result<Run> {
+        let mut store = open(project_dir)?;
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let id = store.begin_run(&NewRun {
+            command: command.into(),
+            args: args.join(" "),
+            user: user(),
+            project_rev: project_rev(project_dir),
+        })?;
+        match store.lock_hosts(id, hosts) {
+            Ok(lock) => Ok(Run { store, id, lock: Some(lock) }),
+            Err(StateError::Locked(h)) => {
+                let msg = StateError::Locked(h).to_string();
+                store.finish_run(id, "refused")?;
+                Err(Refused(msg).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn record(&mut self, r: &HostReport) -> anyhow::Result<()> {
+        self.store.record_host(&HostResult {
+            run_id: self.id,
+            host: r.host.clone(),
+            outcome: r.outcome.as_str().into(),
+            generation: r.generation.and_then(|g| i64::try_from(g).ok()),
+            changes: r.changes.len() as i64,
+            bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),
+            files_written: i64::try_from(r.files_written).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+            error: r.error.clone(),
+            detail: serde_json::to_string(r)?,
+            at_ms: drover_state::now_ms(),
+        })?;
+        Ok(())
+    }
+
+    pub fn finish(mut self, ok: bool) -> anyhow::Result<()> {
+        if let Some(l) = self.lock.take() {
+            self.store.unlock_hosts(l)?;
+        }
+        self.store.finish_run(self.id, if ok { "ok" } else { "failed" })?;
+        Ok(())
+    }
+}
+
+/// Hosts marked drained in the store, with their reasons.
+pub fn drained(project_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(open(project_dir)?.drained()?.into_iter().map(|(h, _, r)| (h, r)).collect())
+}

@@ -1,0 +1,201 @@
+//! How the controller reaches a host's agent.
+//!
+//! - [`Transport::Ssh`]: the real thing. One SSH connection per host; the
+//!   agent is pushed to `~/.cache/drover/agent-<blake3>` on first contact
+//!   (and after every drover upgrade: a new hash is a new file) and started
+//!   under `sudo` for non-root users.
+//! - [`Transport::Local`]: simulated hosts, each a directory `<base>/<host>`
+//!   served by a local agent process with `--root`. Used for scale runs and
+//!   tests of the pipeline itself; no supervisor is driven there.
+//!
+//! The remote commands are fixed strings whose only variable part is the
+//! agent's hex hash: there is no remote shell built from user input. The
+//! protocol itself is typed frames.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
+use drover_spec::Host;
+
+use crate::agent_bin;
+use crate::link::{AgentLink, LinkError};
+
+/// Exit status of the serve command when the agent binary is not there yet.
+const EXIT_NO_AGENT: u32 = 97;
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Ssh,
+    Local { base: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Longest silence tolerated from an agent during an operation.
+    pub op: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Ssh(#[from] drover_ssh::SshError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("could not start the agent: {0}")]
+    Start(String),
+    #[error("agent speaks protocol {0}, this drover {PROTOCOL_VERSION}")]
+    Version(u32),
+}
+
+impl TransportError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Ssh(e) => e.is_transient(),
+            TransportError::Link(e) => e.is_transient(),
+            TransportError::Start(_) | TransportError::Version(_) => false,
+        }
+    }
+}
+
+/// An open session with a host's agent, after the hello exchange.
+pub struct Connection {
+    pub link: AgentLink,
+    pub facts: Facts,
+    pub state: HostState,
+    _keep: Keep,
+}
+
+enum Keep {
+    Ssh(drover_ssh::Session),
+    Child(tokio::process::Child),
+}
+
+impl Connection {
+    pub async fn close(self) {
+        self.link.close().await;
+        match self._keep {
+            Keep::Ssh(s) => s.close().await,
+            Keep::Child(mut c) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
+            }
+        }
+    }
+}
+
+impl Transport {
+    pub async fn connect(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+        match self {
+            Transport::Ssh => connect_ssh(host, t).await,
+            Transport::Local { base } => connect_local(base, host, t).await,
+        }
+    }
+}
+
+async fn hello(mut link: AgentLink, keep: Keep) -> Result<Connection, TransportError> {
+    let req =
+        Request::Hello { protocol: PROTOCOL_VERSION, controller: format!("drover {}", env!("CARGO_PKG_VERSION")) };
+    match link.call(&req, &mut |_| {}).await? {
+        Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
+            Ok(Connection { link, facts, state, _keep: keep })
+        }
+        Response::Hello { protocol, .. } => Err(TransportError::Version(protocol)),
+        other => Err(LinkError::Protocol(format!("expected Hello, got {other:?}")).into()),
+    }
+}
+
+async fn connect_local(base: &std::path::Path, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+    let agent = base.join(".drover-agent");
+    agent_bin::materialize(&agent).map_err(|e| TransportError::Start(format!("{}: {e}", agent.display())))?;
+    let root = base.join(&host.name);
+    let mut child = tokio::process::Command::new(&agent)
+        .arg("serve")
+        .arg("--root")
+        .arg(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| TransportError::Start(format!("{}: {e}", agent.display())))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(TransportError::Start("no pipes".into()));
+    };
+    let link = AgentLink::start(Box::new(stdin), Box::new(stdout), None, t.op).await?;
+    hello(link, Keep::Child(child)).await
+}
+
+fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
+    let auth = match (&host.auth.key, &host.auth.password) {
+        (Some(k), _) => drover_ssh::Auth::Key { path: k.clone(), passphrase: None },
+        (None, Some(p)) => drover_ssh::Auth::Password(drover_ssh::Secret::new(p.clone())),
+        (None, None) => default_auth(),
+    };
+    let mut timeouts = drover_ssh::Timeouts::default();
+    timeouts.connect = t.connect;
+    drover_ssh::Target {
+        address: host.address.clone(),
+        port: host.port,
+        user: host.user.clone(),
+        auth,
+        host_keys: host.host_keys.clone(),
+        timeouts,
+    }
+}
+
+/// No key or password configured: the SSH agent if one runs, else the
+/// conventional key file.
+fn default_auth() -> drover_ssh::Auth {
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        return drover_ssh::Auth::Agent;
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    drover_ssh::Auth::Key { path: home.join(".ssh/id_ed25519"), passphrase: None }
+}
+
+async fn connect_ssh(host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+    let session = drover_ssh::Session::connect(&ssh_target(host, t)).await?;
+    let hex = agent_bin::hash().to_hex();
+    let agent = format!(".cache/drover/agent-{hex}");
+    let sudo = if host.user == "root" { "" } else { "sudo -k -S -p '' " };
+    let serve = format!("[ -x {agent} ] || exit {EXIT_NO_AGENT}; exec {sudo}{agent} serve");
+    for attempt in 0..2 {
+        let proc = session.exec(&serve).await?;
+        let (stdin, stdout, exit) = proc.into_parts();
+        let password = if sudo.is_empty() { None } else { host.auth.password.as_deref() };
+        let link = AgentLink::start(stdin, stdout, password, t.op).await?;
+        match hello(link, Keep::Ssh(session.clone())).await {
+            Ok(c) => return Ok(c),
+            Err(TransportError::Link(LinkError::Closed(_))) => {
+                let info = exit.wait().await?;
+                if info.code == Some(EXIT_NO_AGENT) && attempt == 0 {
+                    upload_agent(&session, &agent).await?;
+                    continue;
+                }
+                let stderr = String::from_utf8_lossy(&info.stderr).trim().to_string();
+                let hint = if stderr.contains("incorrect password") || stderr.contains("a password is required") {
+                    " (sudo refused: check the host's password in the inventory)"
+                } else {
+                    ""
+                };
+                return Err(TransportError::Start(format!("agent exited with {:?}: {stderr}{hint}", info.code)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(TransportError::Start("agent upload did not take".into()))
+}
+
+/// Copy the embedded agent to the host: write a temporary file, then rename,
+/// so a cut connection never leaves a truncated agent under the final name.
+async fn upload_agent(session: &drover_ssh::Session, agent: &str) -> Result<(), TransportError> {
+    let cmd =
+        format!("mkdir -p .cache/drover && cat > {agent}.tmp && chmod 700 {agent}.tmp && mv -f {agent}.tmp {agent}");
+    let out = session.run(&cmd, agent_bin::bytes()).await?;
+    if out.code != Some(0) {
+        return Err(TransportError::Start(format!("upload failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}

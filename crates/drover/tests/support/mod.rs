@@ -1,0 +1,179 @@
+//! Test harness: a lab fleet of its own plus a fresh quickstart project,
+//! driven through the real `drover` binary.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use drover_lab::LabHost;
+
+pub const DROVER: &str = env!("CARGO_BIN_EXE_drover");
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// The per-host reports of a `--json` run.
+    pub fn hosts(&self) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr));
+        v["hosts"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+pub struct Fleet {
+    name: String,
+    dir: tempfile::TempDir,
+    hosts: Vec<LabHost>,
+}
+
+impl Fleet {
+    pub fn new(name: &str, n: usize) -> Fleet {
+        assert!(
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
+            "the end-to-end tests need root (they run a lab fleet of network namespaces)"
+        );
+        let _ = lab_cmd(name, &["down"]);
+        let up = lab_cmd(name, &["up", &n.to_string()]);
+        assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
+        let dir = tempfile::tempdir().unwrap();
+        let proj = dir.path().join("proj");
+        let init = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+        assert_eq!(init.code, 0, "{}", init.stderr);
+        let inv = lab_cmd(name, &["inventory"]);
+        assert_eq!(inv.code, 0, "{}", inv.stderr);
+        std::fs::write(proj.join("inventory.toml"), inv.stdout).unwrap();
+        let hosts = drover_lab::Lab::open(name).expect("lab state").hosts().to_vec();
+        Fleet { name: name.to_string(), dir, hosts }
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.dir.path().join("proj")
+    }
+
+    pub fn lab_hosts(&self) -> &[LabHost] {
+        &self.hosts
+    }
+
+    pub fn drover(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(DROVER);
+        c.arg("-C").arg(self.project()).args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn spawn_drover(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn apply_json(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["apply", "--json"];
+        args.extend_from_slice(extra);
+        self.drover(&args)
+    }
+
+    pub fn lab(&self, args: &[&str]) -> Run {
+        lab_cmd(&self.name, args)
+    }
+
+    /// A path inside host `i`'s root filesystem, as seen from the controller.
+    pub fn host_file(&self, i: usize, path: &str) -> PathBuf {
+        self.hosts[i].root.join(path.trim_start_matches('/'))
+    }
+
+    /// Every file the host has written since boot (its overlay upper dir),
+    /// with sizes and mtimes.
+    pub fn upper_snapshot(&self, i: usize) -> BTreeMap<PathBuf, (u64, i128)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.hosts[i].upper.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                if md.is_dir() {
+                    stack.push(e.path());
+                    continue;
+                }
+                let t = i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec());
+                out.insert(e.path(), (md.size(), t));
+            }
+        }
+        out
+    }
+
+    /// The pid runit reports for a service on host `i`.
+    pub fn service_pid(&self, i: usize, service: &str) -> String {
+        std::fs::read_to_string(self.host_file(i, &format!("/etc/sv/{service}/supervise/pid")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// SIGKILL every `drover-agent serve` process of host `i`. Returns how many.
+    pub fn kill_agent(&self, i: usize) -> usize {
+        let out = Command::new("ip").args(["netns", "pids", &self.hosts[i].netns]).output().unwrap();
+        let mut n = 0;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("drover/agent-") && cmd.contains(" serve") && !cmd.starts_with("sudo") {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let r = lab_cmd(&self.name, &["down"]);
+        if r.code != 0 {
+            eprintln!("lab down {} failed: {}", self.name, r.stderr);
+        }
+    }
+}
+
+fn lab_cmd(name: &str, args: &[&str]) -> Run {
+    let mut c = Command::new(DROVER);
+    c.arg("lab").args(args).arg("--lab").arg(name).stdin(Stdio::null());
+    Run::from(c.output().unwrap())
+}
+
+/// A plain HTTP GET (body only), without needing curl on the machine.
+pub fn curl(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (hostport, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(hostport).unwrap_or_else(|e| panic!("connect {hostport}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(body)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
