@@ -86,7 +86,7 @@ fn failing_health_check_rolls_the_host_back() {
     let svc = f.project().join("services/web.toml");
     fs::write(
         &svc,
-        fs::read_to_string(&svc).unwrap().replace("8080/\"", "8080/missing\"").replace("retries = 20", "retries = 3"),
+        fs::read_to_string(&svc).unwrap().replace("8080/\"", "8080/missing\"").replace("retries = 20", "retries = 12"),
     )
     .unwrap();
     let tpl = f.project().join("layers/site/srv/site/index.html.j2");
