@@ -131,6 +131,7 @@ impl Engine {
         &mut self,
         cand: Candidate,
         confirm_ms: u64,
+        stop_first: bool,
         progress: &mut dyn FnMut(String),
     ) -> Result<ApplyOutcome> {
         if let Some(p) = read_json::<Pending>(&self.layout.pending())? {
@@ -149,7 +150,7 @@ impl Engine {
         let mut next = self.state.clone();
         next.next = generation + 1;
         next.kept.push(generation);
-        self.activate(next, cand, confirm_ms, progress)
+        self.activate(next, cand, confirm_ms, stop_first, progress)
     }
 
     /// Re-activate a kept generation (the one before the current by default).
@@ -174,7 +175,7 @@ impl Engine {
         let cand = self.diff(m, target)?;
         self.ensure_blobs(&cand)?;
         let next = self.state.clone();
-        self.activate(next, cand, confirm_ms, progress)
+        self.activate(next, cand, confirm_ms, false, progress)
     }
 
     fn ensure_blobs(&self, cand: &Candidate) -> Result<()> {
@@ -199,6 +200,7 @@ impl Engine {
         next: StateFile,
         cand: Candidate,
         confirm_ms: u64,
+        stop_first: bool,
         progress: &mut dyn FnMut(String),
     ) -> Result<ApplyOutcome> {
         let generation = cand.generation;
@@ -209,7 +211,15 @@ impl Engine {
         };
         let changed: BTreeSet<String> = cand.changes.iter().map(|c| c.path.clone()).collect();
         let manifests: Vec<&Manifest> = old.iter().chain(std::iter::once(&cand.manifest)).collect();
-        services::perform(&self.layout, &cand.restarts, &[ServiceAction::Stop], &manifests, &changed)?;
+        // Dropped services always stop before the swap; with stop-first,
+        // services about to restart stop then too.
+        let stops: Vec<ServiceRestart> = cand
+            .restarts
+            .iter()
+            .filter(|r| r.action == ServiceAction::Stop || (stop_first && r.action == ServiceAction::Restart))
+            .map(|r| ServiceRestart { name: r.name.clone(), action: ServiceAction::Stop })
+            .collect();
+        services::perform(&self.layout, &stops, &[ServiceAction::Stop], &manifests, &changed)?;
         progress(format!("activating generation {generation}: {} paths", cand.changes.len()));
         let mut st = next;
         let from = self.state.current;
@@ -220,7 +230,7 @@ impl Engine {
                 // Put stopped services back: the files are as before.
                 let _ = services::perform(
                     &self.layout,
-                    &invert(&cand.restarts),
+                    &invert(&stops),
                     &[ServiceAction::Start],
                     &manifests,
                     &changed,

@@ -85,14 +85,14 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
                 }
                 continue;
             }
-            Request::Apply { confirm_timeout_ms } => match (chunk_error.take(), cand.take()) {
+            Request::Apply { confirm_timeout_ms, stop_first } => match (chunk_error.take(), cand.take()) {
                 (Some(e), _) => Response::Error { message: e.0 },
                 (None, None) => Response::Error { message: "Apply before Diff".into() },
                 (None, Some(c)) => {
                     let mut progress = |m: String| {
                         let _ = write_frame(&mut w, &Response::Progress(m));
                     };
-                    match engine.apply(c, confirm_timeout_ms, &mut progress) {
+                    match engine.apply(c, confirm_timeout_ms, stop_first, &mut progress) {
                         Ok(o) => Response::Applied(o),
                         Err(e) => Response::Error { message: e.0 },
                     }

@@ -74,7 +74,7 @@ impl Agent {
                 data: zstd::encode_all(&data[have as usize..], 1).unwrap(),
             }));
         }
-        let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms });
+        let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
         if let Response::Applied(ApplyOutcome::Activated { generation, .. }) = r {
             self.state.current = Some(generation);
             self.state.next = generation + 1;
@@ -194,7 +194,7 @@ fn drift_is_reported_restored_and_the_edit_kept() {
     assert_eq!(drift, vec!["/etc/motd"]);
     let Response::Diff { changes, .. } = a.call(Request::Diff { manifest: m, generation: 2 }) else { panic!() };
     assert_eq!(changes[0].kind, ChangeKind::Restore);
-    let r = a.call(Request::Apply { confirm_timeout_ms: 0 });
+    let r = a.call(Request::Apply { confirm_timeout_ms: 0, stop_first: false });
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
     a.bye();
     assert_eq!(read(d.path(), "/etc/motd").as_deref(), Some("managed"));
@@ -218,7 +218,7 @@ fn kill_at(point: &str) -> (tempfile::TempDir, String) {
     for (h, _) in missing {
         a.send(Request::Chunk(BlobChunk { hash: h, offset: 0, data: zstd::encode_all(&blobs[&h][..], 1).unwrap() }));
     }
-    a.send(Request::Apply { confirm_timeout_ms: 0 });
+    a.send(Request::Apply { confirm_timeout_ms: 0, stop_first: false });
     let reached = d.path().join("var/lib/drover/test-hook.reached");
     let start = Instant::now();
     while !reached.exists() {
@@ -276,7 +276,7 @@ fn corrupt_blob_is_refused_and_nothing_changes() {
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
     let evil = b"evil content";
     a.send(Request::Chunk(BlobChunk { hash: missing[0].0, offset: 0, data: zstd::encode_all(&evil[..], 1).unwrap() }));
-    let Response::Error { message } = a.call(Request::Apply { confirm_timeout_ms: 0 }) else { panic!() };
+    let Response::Error { message } = a.call(Request::Apply { confirm_timeout_ms: 0, stop_first: false }) else { panic!() };
     assert!(message.contains("failed verification"), "{message}");
     a.bye();
     assert!(!d.path().join("etc/x").exists());
@@ -379,7 +379,7 @@ fn interrupted_transfer_resumes_from_the_offset() {
         offset: 1_000_000,
         data: zstd::encode_all(&blobs[&h][1_000_000..], 1).unwrap(),
     }));
-    let r = a.call(Request::Apply { confirm_timeout_ms: 0 });
+    let r = a.call(Request::Apply { confirm_timeout_ms: 0, stop_first: false });
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
     a.bye();
     assert_eq!(read(d.path(), "/srv/big.bin").as_deref(), Some(big));

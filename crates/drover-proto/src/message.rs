@@ -33,6 +33,11 @@ pub enum Request {
     /// by itself unless `Confirm` arrives (over a new connection) in time.
     Apply {
         confirm_timeout_ms: u64,
+        /// Stop services that will restart *before* swapping files in, so the
+        /// old process never runs against new files (rollout `order =
+        /// "stop-first"`); otherwise files are swapped first and services
+        /// restarted after ("start-first").
+        stop_first: bool,
     },
     Confirm {
         generation: u64,

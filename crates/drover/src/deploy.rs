@@ -36,6 +36,8 @@ pub struct Job {
     pub parallel: usize,
     /// Extra attempts after a transient failure.
     pub retries: u32,
+    /// Stop restarting services before the swap (rollout order).
+    pub stop_first: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +197,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             send_blobs(&mut conn, &compiled, &missing, r, p).await?;
             p.step("applying");
             conn.link.set_timeout(apply_timeout(job));
-            conn.link.call(&Request::Apply { confirm_timeout_ms: confirm_ms }, &mut |m| p.step(m)).await?
+            conn.link.call(&Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: job.stop_first }, &mut |m| p.step(m)).await?
         }
     };
     conn.close().await;

@@ -66,6 +66,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         confirm_timeout,
         parallel: args.parallel.unwrap_or(project.settings.parallel),
         retries: args.retries,
+        stop_first: false,
         transport: match &args.simulate {
             Some(dir) => Transport::Local { base: std::path::absolute(dir)? },
             None => Transport::Ssh,
