@@ -1,9 +1,225 @@
-//! `drover lab`: placeholder until the lab fleet lands.
-use crate::exit::ExitStatus;
+//! `drover lab`: a local fleet of real SSH hosts, for trying drover and for
+//! its tests and benchmarks (what `kind` is to Kubernetes).
+//!
+//! This file is the command line only: parsing, progress and printing. The
+//! lab itself is the `drover-lab` crate. Machine refusals (not root, not
+//! Linux, missing tools) exit with code 3, hosts that did not come up with 2.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use drover_lab::{DownReport, Fault, Lab, LabConfig, LabError, Progress, WireHelper};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exit::{ExitStatus, Refused};
 
 #[derive(Debug, clap::Args)]
-pub struct LabArgs {}
+pub struct LabArgs {
+    /// Lab to act on. Labs are independent, so several can run side by side.
+    #[arg(long, global = true, env = "DROVER_LAB", default_value = drover_lab::DEFAULT_LAB, value_name = "NAME")]
+    pub lab: String,
 
-pub fn run(_args: LabArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("not yet")
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Bring up N hosts (h1..hN) and wait until each answers SSH.
+    ///
+    /// Idempotent: running it again restarts stopped hosts, and a larger N
+    /// adds hosts (it never removes any). The first run on a machine builds
+    /// the shared base root filesystem with debootstrap (about a minute).
+    Up {
+        /// Number of hosts, 1 to 240.
+        #[arg(value_parser = clap::value_parser!(u16).range(1..=240))]
+        count: u16,
+    },
+    /// Print an inventory.toml for the lab (root login by key, host keys pinned).
+    Inventory {
+        /// Print `address,user,password` lines for the non-root user instead.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Inject a fault into hosts.
+    ///
+    /// FAULT is one of: `delay 100ms [jitter 10ms] [loss 1%] [rate 1mbit]`
+    /// (round-trip delay, half each way; loss and rate per direction),
+    /// `down` (link cut: connections time out), `freeze` (every process of
+    /// the host stopped with SIGSTOP) or `thaw` (SIGCONT).
+    #[command(verbatim_doc_comment)]
+    Fault {
+        /// `all`, one host (`h3`) or a comma list (`h1,h3`).
+        host: String,
+        /// The fault and its parameters.
+        #[arg(required = true, num_args = 1.., value_name = "FAULT")]
+        fault: Vec<String>,
+    },
+    /// Remove every fault from hosts (`all`, `h3` or `h1,h3`).
+    Heal { host: String },
+    /// Show each host's address, state (up, down, frozen, stopped) and link faults.
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything the lab created, even after a crash (keeps the base cache).
+    Down {
+        /// Remove every lab on this machine.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Internal: the userspace link emulator that `fault` starts when the
+    /// kernel has no netem.
+    #[command(name = "__wire", hide = true)]
+    Wire {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
+    let mut config = LabConfig::from_env();
+    config.wire_helper = Some(WireHelper {
+        program: std::env::current_exe().context("locating the drover binary")?,
+        args: vec!["lab".into(), "__wire".into()],
+    });
+    let name = args.lab.as_str();
+    let result = match args.command {
+        LabCommand::Up { count } => return up(&config, name, count),
+        LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {
+            print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
+        }),
+        LabCommand::Fault { host, fault } => fault_cmd(&config, name, &host, &fault),
+        LabCommand::Heal { host } => Lab::open_with(&config, name).and_then(|mut lab| {
+            lab.heal(&host)?;
+            println!("healed {host}");
+            Ok(())
+        }),
+        LabCommand::Status { json } => Lab::open_with(&config, name).and_then(|lab| status(&lab, json)),
+        LabCommand::Down { all: true } => drover_lab::down_all(&config).map(|rs| rs.iter().for_each(print_down)),
+        LabCommand::Down { all: false } => drover_lab::down(&config, name).map(|r| print_down(&r)),
+        LabCommand::Wire { args } => {
+            drover_lab::wire::WireSpec::from_args(&args).and_then(|s| drover_lab::wire::run(&s))
+        }
+    };
+    result.map_err(lab_error)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Refusals keep their exit code (3); everything else is an ordinary error.
+fn lab_error(e: LabError) -> anyhow::Error {
+    if e.is_refusal() {
+        Refused(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
+fn up(config: &LabConfig, name: &str, count: u16) -> anyhow::Result<ExitStatus> {
+    let bar = ProgressBar::new(u64::from(count));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ready ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("preparing");
+    let on_progress = |p: Progress<'_>| match p {
+        Progress::BuildingBase { dir } => {
+            bar.set_message(format!("building the base root filesystem once (about a minute) in {}", dir.display()));
+        }
+        Progress::Planned { total, .. } => {
+            bar.set_length(total as u64);
+            bar.set_message("starting hosts");
+        }
+        Progress::Started { .. } => {}
+        Progress::Ready { .. } => bar.inc(1),
+    };
+    let result = drover_lab::up(config, name, usize::from(count), &on_progress);
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e @ LabError::HostsNotReady { .. }) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "hint: `drover lab status{}` shows the hosts; `drover lab down{0}` removes the lab",
+                lab_flag(name)
+            );
+            return Ok(ExitStatus::HostsFailed);
+        }
+        Err(e) => return Err(lab_error(e)).with_context(|| format!("bringing up lab {name:?}")),
+    };
+    let lab = &report.lab;
+    let hosts = lab.hosts();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "lab {name:?}: {} hosts up ({} new) in {:.1}s",
+        hosts.len(),
+        report.added,
+        report.elapsed.as_secs_f64()
+    );
+    if let Some(built) = report.base_built_in {
+        let _ = writeln!(out, "  (including the one-time base build: {:.0}s)", built.as_secs_f64());
+    }
+    if let (Some(first), Some(last)) = (hosts.first(), hosts.last()) {
+        let _ = writeln!(
+            out,
+            "  hosts {}..{} = {}..{}, controller {}",
+            first.name,
+            last.name,
+            first.address,
+            last.address,
+            lab.gateway()
+        );
+        let _ = writeln!(out, "  root by key:   ssh -i {} root@{}", lab.key_path().display(), first.address);
+        let _ = writeln!(out, "  user {} (password, sudo): drover lab inventory --csv{}", lab.user(), lab_flag(name));
+    }
+    let _ = writeln!(out, "next: drover lab inventory{} > inventory.toml", lab_flag(name));
+    Ok(ExitStatus::Success)
+}
+
+fn fault_cmd(config: &LabConfig, name: &str, host: &str, words: &[String]) -> Result<(), LabError> {
+    let fault = Fault::parse(words)?;
+    let mut lab = Lab::open_with(config, name)?;
+    lab.fault(host, fault)?;
+    println!("{host}: {}", words.join(" "));
+    Ok(())
+}
+
+fn status(lab: &Lab, json: bool) -> Result<(), LabError> {
+    let rows = lab.status();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("status serialises"));
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<6} {:<15} {:<8} FAULTS", "HOST", "ADDRESS", "STATE");
+    for r in rows {
+        let _ = writeln!(out, "{:<6} {:<15} {:<8} {}", r.host, r.address.to_string(), r.state.to_string(), r.faults);
+    }
+    Ok(())
+}
+
+fn print_down(r: &DownReport) {
+    if r.existed {
+        println!(
+            "lab {:?} removed ({} processes, {} mounts, {} namespaces, {} links)",
+            r.name, r.processes, r.mounts, r.netns, r.links
+        );
+    } else {
+        println!("lab {:?} was not up; nothing to remove", r.name);
+    }
+}
+
+/// ` --lab NAME` when it is not the default, for copy-paste hints.
+fn lab_flag(name: &str) -> String {
+    if name == drover_lab::DEFAULT_LAB {
+        String::new()
+    } else {
+        format!(" --lab {name}")
+    }
 }

@@ -1,0 +1,192 @@
+//! The shared base root filesystem every host overlays.
+//!
+//! Built once with debootstrap and cached under a name that hashes the whole
+//! recipe (suite, packages, and the files we add), so changing the recipe
+//! builds a new base instead of silently reusing an old one. The build runs
+//! in a temporary directory that is renamed into place only when complete,
+//! under a lock: a crash can leave a temporary directory (removed by the next
+//! build), never a half base that hosts would use.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::LabConfig;
+use crate::error::LabError;
+use crate::sys::FileLock;
+use crate::{cmd, mirror, sys};
+
+/// Debian release of every host.
+pub const SUITE: &str = "bookworm";
+/// Packages on top of minbase: sshd and runit for the host, busybox, python3
+/// (so other tools can be compared on the same hosts), sudo for the `op`
+/// user, and iproute2/procps to look around.
+const PACKAGES: &[&str] = &["openssh-server", "runit", "busybox", "python3", "sudo", "iproute2", "procps"];
+/// Bump when `configure` changes in a way the assets do not show.
+const RECIPE_VERSION: u32 = 1;
+
+const INIT: &str = include_str!("../assets/init.sh");
+const SSHD_RUN: &str = include_str!("../assets/sshd-run.sh");
+const SSHD_CONFIG: &str = include_str!("../assets/sshd_config.conf");
+const SUDOERS: &str = include_str!("../assets/sudoers");
+
+/// Path of pid 1 inside every host.
+pub(crate) const INIT_PATH: &str = "/usr/local/sbin/drover-lab-init";
+/// The non-root user with a password and sudo.
+pub const USER: &str = "op";
+
+/// A ready base root filesystem.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub dir: PathBuf,
+    /// Set when this call built it (the one-time cost).
+    pub built_in: Option<Duration>,
+}
+
+/// Short hash of everything that decides the base's content.
+pub fn recipe_id() -> String {
+    let mut h = blake3::Hasher::new();
+    for part in
+        [SUITE, "minbase", &PACKAGES.join(","), INIT, SSHD_RUN, SSHD_CONFIG, SUDOERS, &RECIPE_VERSION.to_string()]
+    {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    h.finalize().to_hex()[..12].to_string()
+}
+
+/// Where the base of the current recipe lives (it may not exist yet).
+pub fn base_dir(config: &LabConfig) -> PathBuf {
+    config.cache_root.join(format!("base-{SUITE}-{}", recipe_id()))
+}
+
+/// Return the cached base, building it first if needed. `on_build` is
+/// called once before a build starts (it takes about a minute).
+pub fn ensure(config: &LabConfig, on_build: &dyn Fn(&Path)) -> Result<Base, LabError> {
+    let dir = base_dir(config);
+    if dir.is_dir() {
+        return Ok(Base { dir, built_in: None });
+    }
+    fs::create_dir_all(&config.cache_root).map_err(LabError::io("create", &config.cache_root))?;
+    let _lock = FileLock::acquire(&config.cache_root.join(".lock"))?;
+    if dir.is_dir() {
+        return Ok(Base { dir, built_in: None }); // built while we waited
+    }
+    remove_stale_builds(&config.cache_root)?;
+    on_build(&dir);
+    let started = Instant::now();
+    let tmp = config.cache_root.join(format!(".build-{}-{}", recipe_id(), std::process::id()));
+    let log = config.cache_root.join(format!("base-{SUITE}-{}.log", recipe_id()));
+    let result = debootstrap(config, &tmp, &log).and_then(|()| configure(&tmp));
+    if let Err(e) = result {
+        let _ = remove_tree(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &dir).map_err(LabError::io("rename into place", &dir))?;
+    Ok(Base { dir, built_in: Some(started.elapsed()) })
+}
+
+fn debootstrap(config: &LabConfig, tmp: &Path, log: &Path) -> Result<(), LabError> {
+    let mirror = mirror::find(config.mirror.as_deref(), SUITE)?;
+    let log_file = fs::File::create(log).map_err(LabError::io("create", log))?;
+    let err_file = log_file.try_clone().map_err(LabError::io("open", log))?;
+    let mut cmd = Command::new("debootstrap");
+    cmd.arg("--variant=minbase")
+        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(SUITE)
+        .arg(tmp)
+        .arg(&mirror)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file);
+    tracing::info!(command = %cmd::render(&cmd), "building base");
+    let status = cmd.status().map_err(|source| LabError::Spawn { program: "debootstrap".into(), source })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LabError::BaseBuild { detail: format!("debootstrap {status}, mirror {mirror}"), log: log.to_path_buf() })
+    }
+}
+
+/// Turn a fresh debootstrap tree into a lab host image.
+fn configure(root: &Path) -> Result<(), LabError> {
+    // runit: our sshd service only (Debian's /etc/service is a symlink to
+    // runsvdir/current with its own ssh and syslog services).
+    let service = root.join("etc/service");
+    match fs::symlink_metadata(&service) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(&service).map_err(LabError::io("remove", &service))?,
+        Ok(_) => fs::remove_file(&service).map_err(LabError::io("remove", &service))?,
+        Err(_) => {}
+    }
+    write_file(&service.join("sshd/run"), SSHD_RUN, 0o755)?;
+    write_file(&root.join(INIT_PATH.trim_start_matches('/')), INIT, 0o755)?;
+    write_file(&root.join("etc/ssh/sshd_config.d/drover-lab.conf"), SSHD_CONFIG, 0o644)?;
+    write_file(&root.join("etc/sudoers.d/drover-lab"), SUDOERS, 0o440)?;
+    remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
+    remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
+    cmd::run(
+        "chroot",
+        [
+            root.as_os_str(),
+            "useradd".as_ref(),
+            "--create-home".as_ref(),
+            "--shell".as_ref(),
+            "/bin/sh".as_ref(),
+            USER.as_ref(),
+        ],
+    )?;
+    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} {}\n", recipe_id()), 0o644)
+}
+
+pub(crate) fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), LabError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(LabError::io("create", parent))?;
+    }
+    fs::write(path, content).map_err(LabError::io("write", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(LabError::io("chmod", path))
+}
+
+fn remove_matching(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<(), LabError> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(&pred) {
+            fs::remove_file(e.path()).map_err(LabError::io("remove", e.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds interrupted by a crash (we hold the lock, so none is running).
+fn remove_stale_builds(cache: &Path) -> Result<(), LabError> {
+    let Ok(entries) = fs::read_dir(cache) else { return Ok(()) };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".build-") {
+            tracing::info!(path = %e.path().display(), "removing interrupted base build");
+            remove_tree(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove a directory tree, after unmounting anything mounted inside it
+/// (debootstrap mounts /proc in its target). Refuses if a mount remains, so
+/// a recursive delete never walks into another file system.
+pub(crate) fn remove_tree(dir: &Path) -> Result<(), LabError> {
+    for m in sys::mounts_under(dir)? {
+        sys::unmount(&m)?;
+    }
+    if let Some(m) = sys::mounts_under(dir)?.first() {
+        return Err(LabError::Io {
+            action: "refusing to delete: still mounted:",
+            path: m.clone(),
+            source: std::io::ErrorKind::ResourceBusy.into(),
+        });
+    }
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LabError::io("remove", dir)(e)),
+    }
+}

@@ -1,0 +1,210 @@
+//! One lab host: its overlay root, the few files that make it unique, and
+//! its process tree.
+//!
+//! The overlay (lower = shared base, upper = this host's writes) is mounted
+//! in the root mount namespace at `hosts/h<n>/merged`, so the controller can
+//! inspect a host's files and `upper` shows exactly what the host changed.
+//! The processes run in the host's network namespace and in new pid, mount,
+//! uts and ipc namespaces, chrooted into `merged`, with
+//! [`crate::base::INIT_PATH`] as pid 1; it mounts /proc, /dev and /run
+//! privately and execs `runsvdir`, which supervises sshd.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::base::{write_file, INIT_PATH, USER};
+use crate::config::{host_name, LabPaths, Naming};
+use crate::error::LabError;
+use crate::state::HostRecord;
+use crate::{cmd, net, sys};
+
+/// What every host of one `up` shares.
+pub(crate) struct HostSetup<'a> {
+    pub paths: &'a LabPaths,
+    pub naming: Naming,
+    pub base: &'a Path,
+    /// The lab's public key, for root's authorized_keys.
+    pub authorized_key: &'a str,
+    pub password: &'a str,
+    /// `op`'s /etc/shadow line: hashed by the first host (chpasswd is slow
+    /// on purpose), copied to the others.
+    pub shadow_line: &'a Mutex<Option<String>>,
+}
+
+impl HostSetup<'_> {
+    /// Network, overlay and per-host files for host `n`; idempotent.
+    /// `recorded`: the lab state already lists the host.
+    pub(crate) fn prepare(&self, n: u16, recorded: bool) -> Result<HostRecord, LabError> {
+        net::ensure_host_link(self.naming, n, !recorded)?;
+        let (upper, work, merged) = (self.paths.upper(n), self.paths.work(n), self.paths.merged(n));
+        for d in [&upper, &work, &merged] {
+            fs::create_dir_all(d).map_err(LabError::io("create", d))?;
+        }
+        if !sys::is_mount_point(&merged)? {
+            sys::mount_overlay(self.base, &upper, &work, &merged)?;
+        }
+        self.write_identity(n, &merged)?;
+        self.set_password(&merged)?;
+        let host_key = read_host_key(&merged)?;
+        Ok(HostRecord { n, name: host_name(n), address: self.naming.address(n), host_key })
+    }
+
+    fn write_identity(&self, n: u16, root: &Path) -> Result<(), LabError> {
+        let name = host_name(n);
+        write_file(&root.join("etc/hostname"), &format!("{name}\n"), 0o644)?;
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{name}\n{}\tcontroller\n",
+            self.naming.address(n),
+            self.naming.gateway()
+        );
+        write_file(&root.join("etc/hosts"), &hosts, 0o644)?;
+        let ssh_dir = root.join("root/.ssh");
+        fs::create_dir_all(&ssh_dir).map_err(LabError::io("create", &ssh_dir))?;
+        fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(LabError::io("chmod", &ssh_dir))?;
+        write_file(&ssh_dir.join("authorized_keys"), &format!("{}\n", self.authorized_key.trim()), 0o600)?;
+        // The host key is made once and kept in the upper layer, so it stays
+        // pinned in inventories across `up` calls.
+        let key = root.join("etc/ssh/ssh_host_ed25519_key");
+        if !key.exists() {
+            let mut args: Vec<std::ffi::OsString> =
+                ["-q", "-t", "ed25519", "-N", "", "-C", &name, "-f"].iter().map(Into::into).collect();
+            args.push(key.into_os_string());
+            cmd::run("ssh-keygen", args)?;
+        }
+        Ok(())
+    }
+
+    fn set_password(&self, root: &Path) -> Result<(), LabError> {
+        let shadow = root.join("etc/shadow");
+        let mut cached = self.shadow_line.lock().expect("shadow lock");
+        if let Some(line) = cached.as_deref() {
+            let text = fs::read_to_string(&shadow).map_err(LabError::io("read", &shadow))?;
+            let prefix = format!("{USER}:");
+            let new: String =
+                text.lines().map(|l| if l.starts_with(&prefix) { line } else { l }).flat_map(|l| [l, "\n"]).collect();
+            // Writing in place keeps the file's owner and mode (root:shadow 0640).
+            return fs::write(&shadow, new).map_err(LabError::io("write", &shadow));
+        }
+        let input = format!("{USER}:{}\n", self.password);
+        cmd::run_with_input("chroot", [root.as_os_str(), "chpasswd".as_ref()], Some(input.as_bytes()))?;
+        let text = fs::read_to_string(&shadow).map_err(LabError::io("read", &shadow))?;
+        *cached = text.lines().find(|l| l.starts_with(&format!("{USER}:"))).map(str::to_string);
+        Ok(())
+    }
+
+    /// Start host `n`'s processes unless some are running. Returns whether
+    /// it started them.
+    pub(crate) fn start_if_stopped(&self, n: u16) -> Result<bool, LabError> {
+        let ns = self.naming.netns(n);
+        if !sys::netns_pids(&ns).is_empty() {
+            return Ok(false);
+        }
+        let log_path = self.paths.console_log(n);
+        let open_log =
+            || OpenOptions::new().create(true).append(true).open(&log_path).map_err(LabError::io("open", &log_path));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns])
+            .args([
+                "unshare",
+                "--pid",
+                "--fork",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--kill-child",
+                "--propagation",
+                "private",
+            ])
+            .arg("chroot")
+            .arg(self.paths.merged(n))
+            .arg(INIT_PATH)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(open_log()?)
+            .stderr(open_log()?)
+            // Its own process group: a Ctrl-C on `drover lab up` must not kill hosts.
+            .process_group(0);
+        tracing::debug!(command = %cmd::render(&cmd), "start host");
+        let mut child = cmd.spawn().map_err(|source| LabError::Spawn { program: "ip".into(), source })?;
+        // Reap it if it exits while we are still running (no zombies in
+        // long-lived callers); afterwards, init adopts it.
+        std::thread::spawn(move || child.wait());
+        Ok(true)
+    }
+
+    /// Wait until host `n`'s sshd sends its banner; on failure say why,
+    /// with the end of the host's console log.
+    pub(crate) fn wait_ready(&self, n: u16, deadline: Instant) -> Result<(), String> {
+        let addr = SocketAddr::from((self.naming.address(n), 22));
+        let ns = self.naming.netns(n);
+        let started = Instant::now();
+        let mut last_err = String::from("no answer");
+        while Instant::now() < deadline {
+            match ssh_banner(addr, Duration::from_millis(500)) {
+                Ok(b) if b.starts_with("SSH-") => return Ok(()),
+                Ok(b) => last_err = format!("unexpected banner {b:?}"),
+                Err(e) => last_err = e.to_string(),
+            }
+            if started.elapsed() > Duration::from_secs(2) && sys::netns_pids(&ns).is_empty() {
+                return Err(format!("its processes exited; {}", self.console_tail(n)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no SSH banner on {addr} ({last_err}); {}", self.console_tail(n)))
+    }
+
+    fn console_tail(&self, n: u16) -> String {
+        let path = self.paths.console_log(n);
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("console {}: {}", path.display(), if tail.is_empty() { "(empty)".into() } else { tail.join(" | ") })
+    }
+}
+
+/// `ssh-ed25519 AAAA…` of the host, without its comment.
+fn read_host_key(root: &Path) -> Result<String, LabError> {
+    let path = root.join("etc/ssh/ssh_host_ed25519_key.pub");
+    let text = fs::read_to_string(&path).map_err(LabError::io("read", &path))?;
+    Ok(text.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+}
+
+/// Connect to `addr` and read the SSH identification line the server sends
+/// first (`SSH-2.0-OpenSSH_9.2p1 …`). A frozen host accepts the connection
+/// (the kernel does that) but never sends it.
+pub fn ssh_banner(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut buf = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    while buf.len() < 255 {
+        match stream.read(&mut byte)? {
+            0 => break,
+            _ if byte[0] == b'\n' => break,
+            _ => buf.push(byte[0]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+}
+
+/// The base a lab's hosts stack on must be complete before any host uses it.
+pub(crate) fn check_base(base_dir: &Path) -> Result<(), LabError> {
+    if base_dir.join(INIT_PATH.trim_start_matches('/')).is_file() {
+        Ok(())
+    } else {
+        Err(LabError::Io {
+            action: "base root filesystem missing or incomplete:",
+            path: base_dir.to_path_buf(),
+            source: io::ErrorKind::NotFound.into(),
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! `drover lab up N`: make hosts h1..hN exist and answer SSH.
+//!
+//! Idempotent and growing: every step checks what exists first, so `up 3`
+//! twice is a no-op (a stopped host is restarted), and `up 3` then `up 5`
+//! adds h4 and h5. It never removes hosts. Hosts are prepared on a few
+//! threads, then all are waited for in parallel.
+
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::base;
+use crate::config::{host_name, LabConfig, LabPaths, Naming, MAX_HOSTS};
+use crate::error::LabError;
+use crate::host::{self, HostSetup};
+use crate::lab::Lab;
+use crate::state::{HostRecord, LabState};
+use crate::sys::FileLock;
+use crate::{cmd, net, preflight, sys};
+
+/// Workers preparing hosts: mostly short `ip` and `ssh-keygen` runs.
+const PREPARE_WORKERS: usize = 8;
+/// Workers waiting for banners: mostly asleep.
+const WAIT_WORKERS: usize = 32;
+/// Per `up`: how long hosts may take to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What `up` is doing, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// The base root filesystem is being built (once per machine, ~1 min).
+    BuildingBase { dir: &'a std::path::Path },
+    /// `total` hosts will be ensured, `new` of them created.
+    Planned { total: usize, new: usize },
+    /// A host's processes are running (or already were).
+    Started { host: &'a str },
+    /// A host answers SSH.
+    Ready { host: &'a str },
+}
+
+/// What `up` did.
+#[derive(Debug)]
+pub struct UpReport {
+    pub lab: Lab,
+    /// Hosts created by this call.
+    pub added: usize,
+    /// Set when this call built the base root filesystem, and how long it took.
+    pub base_built_in: Option<Duration>,
+    pub elapsed: Duration,
+}
+
+/// Bring lab `name` up with at least `count` hosts.
+pub fn up(
+    config: &LabConfig,
+    name: &str,
+    count: usize,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<UpReport, LabError> {
+    let started = Instant::now();
+    preflight::check(preflight::UP)?;
+    if count > MAX_HOSTS {
+        return Err(LabError::TooManyHosts { requested: count, max: MAX_HOSTS });
+    }
+    let paths = config.lab_paths(name)?;
+    fs::create_dir_all(&paths.dir).map_err(LabError::io("create", &paths.dir))?;
+    let _lock = FileLock::acquire(&paths.lock_file())?;
+    let mut base_built_in = None;
+    let mut state = match LabState::load(&paths.state_file())? {
+        Some(s) => s,
+        None => {
+            let base = base::ensure(config, &|dir| progress(Progress::BuildingBase { dir }))?;
+            base_built_in = base.built_in;
+            let _global = FileLock::acquire(&config.global_lock())?;
+            let state = LabState::new(name, net::free_index(config)?, base.dir);
+            state.save(&paths.state_file())?;
+            state
+        }
+    };
+    host::check_base(&state.base)?;
+    let (authorized_key, password) = ensure_credentials(&paths, name)?;
+    let naming = Naming { idx: state.index };
+    net::ensure_bridge(naming, name)?;
+
+    let existing = state.hosts.len();
+    let total = count.max(existing);
+    progress(Progress::Planned { total, new: total - existing });
+    let shadow_line = Mutex::new(None);
+    let setup = HostSetup {
+        paths: &paths,
+        naming,
+        base: &state.base,
+        authorized_key: &authorized_key,
+        password: &password,
+        shadow_line: &shadow_line,
+    };
+    let numbers: Vec<u16> = (1..=u16::try_from(total).expect("total <= MAX_HOSTS")).collect();
+    let recorded: Vec<u16> = state.hosts.iter().map(|h| h.n).collect();
+    // A host that is cut off or frozen on purpose is not waited for.
+    let unreachable: Vec<String> =
+        state.faults.iter().filter(|(_, f)| f.down || f.frozen).map(|(h, _)| h.clone()).collect();
+    let prepared = parallel(&numbers, PREPARE_WORKERS, |&n| {
+        let record = setup.prepare(n, recorded.contains(&n)).map_err(|e| format!("{e:#}"))?;
+        setup.start_if_stopped(n).map_err(|e| format!("{e:#}"))?;
+        progress(Progress::Started { host: &record.name });
+        Ok::<HostRecord, String>(record)
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let ready = parallel(&prepared, WAIT_WORKERS, |r| match r {
+        Ok(record) if unreachable.contains(&record.name) => {
+            progress(Progress::Ready { host: &record.name });
+            Ok(())
+        }
+        Ok(record) => {
+            setup.wait_ready(record.n, deadline).inspect(|()| progress(Progress::Ready { host: &record.name }))
+        }
+        Err(e) => Err(e.clone()),
+    });
+
+    // Record every host that exists, ready or not, so `down` and `status` see it.
+    let mut failures = Vec::new();
+    for ((n, prep), ok) in numbers.iter().zip(prepared).zip(ready) {
+        if let Ok(record) = prep {
+            state.hosts.retain(|h| h.n != *n);
+            state.hosts.push(record);
+        }
+        if let Err(why) = ok {
+            failures.push((host_name(*n), why));
+        }
+    }
+    state.hosts.sort_by_key(|h| h.n);
+    state.save(&paths.state_file())?;
+    if !failures.is_empty() {
+        return Err(LabError::HostsNotReady { failures });
+    }
+    let lab = Lab::open_with(config, name)?;
+    Ok(UpReport { lab, added: total - existing, base_built_in, elapsed: started.elapsed() })
+}
+
+/// The lab's root login key and the non-root user's password, made once.
+fn ensure_credentials(paths: &LabPaths, name: &str) -> Result<(String, String), LabError> {
+    let key = paths.key();
+    let public = key.with_extension("pub");
+    if !(key.exists() && public.exists()) {
+        for p in [&key, &public] {
+            let _ = fs::remove_file(p);
+        }
+        let comment = format!("drover-lab-{name}");
+        cmd::run(
+            "ssh-keygen",
+            ["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f"]
+                .map(std::ffi::OsStr::new)
+                .into_iter()
+                .chain([key.as_os_str()]),
+        )?;
+    }
+    let authorized = fs::read_to_string(&public).map_err(LabError::io("read", &public))?;
+    let pw_path = paths.password_file();
+    if !pw_path.exists() {
+        const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let pw: String =
+            sys::random_bytes(20)?.iter().map(|b| char::from(CHARS[usize::from(*b) % CHARS.len()])).collect();
+        base::write_file(&pw_path, &format!("{pw}\n"), 0o600)?;
+    }
+    let password = fs::read_to_string(&pw_path).map_err(LabError::io("read", &pw_path))?.trim().to_string();
+    Ok((authorized.trim().to_string(), password))
+}
+
+/// `f` over `items` on up to `workers` threads, results in input order.
+fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                results.lock().expect("results lock")[i] = Some(r);
+            });
+        }
+    });
+    results.into_inner().expect("results lock").into_iter().map(|r| r.expect("every item ran")).collect()
+}
