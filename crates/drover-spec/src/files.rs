@@ -23,6 +23,7 @@ pub struct ProjectFile {
     pub vars: Vars,
     #[serde(default)]
     pub apply: ApplySection,
+    pub rollout: Option<crate::rollout::RolloutFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +105,7 @@ pub struct RoleFile {
     /// Ownership and mode for files matching a glob: `"/srv/**" = { owner = "www-data" }`.
     #[serde(default)]
     pub files: BTreeMap<String, Spanned<FileAttrs>>,
+    pub rollout: Option<crate::rollout::RolloutFile>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -14,9 +14,11 @@ mod inventory;
 mod layers;
 mod project;
 mod render;
+pub mod rollout;
 mod units;
 
 pub use diag::SpecError;
 pub use duration::parse_duration;
 pub use inventory::{Auth, Host};
 pub use project::{BlobSource, Compiled, Project, Settings};
+pub use rollout::RolloutPolicy;

@@ -47,6 +47,9 @@ pub struct Project {
     services: BTreeMap<String, Service>,
     layers: BTreeMap<String, Vec<LayerFile>>,
     templates: Templates,
+    /// The project's default rollout policy, and each role's own.
+    rollout: crate::RolloutPolicy,
+    role_rollouts: BTreeMap<String, crate::RolloutPolicy>,
 }
 
 struct Role {
@@ -92,6 +95,11 @@ impl Project {
         })?;
         let pf: ProjectFile = toml::from_str(&pf_text).map_err(|e| SpecError::toml("drover.toml", &pf_text, &e))?;
         let settings = settings(&pf, &pf_text)?;
+        let rollout = match &pf.rollout {
+            Some(r) => crate::rollout::resolve(r, "drover.toml", &pf_text)?,
+            None => crate::RolloutPolicy::default(),
+        };
+        let mut role_rollouts = BTreeMap::new();
         let src = inventory::Sources {
             dir: &dir,
             project_defaults: &pf.defaults,
@@ -179,6 +187,14 @@ impl Project {
                     }
                 }
             }
+            if let Some(r) = &rf.rollout {
+                match crate::rollout::resolve(r, &fname, &text) {
+                    Ok(p) => {
+                        role_rollouts.insert(name.clone(), p);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
             match role_files_attrs(&rf, &fname, &text) {
                 Ok(files) => {
                     roles.insert(
@@ -208,7 +224,14 @@ impl Project {
             services,
             layers: layer_map,
             templates,
+            rollout,
+            role_rollouts,
         })
+    }
+
+    /// The rollout policy for `role` (its own `[rollout]`, else the project's).
+    pub fn rollout_policy(&self, role: Option<&str>) -> crate::RolloutPolicy {
+        role.and_then(|r| self.role_rollouts.get(r)).unwrap_or(&self.rollout).clone()
     }
 
     /// Merged variables for a host (see the module docs for precedence).
