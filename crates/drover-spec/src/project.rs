@@ -234,6 +234,10 @@ impl Project {
         role.and_then(|r| self.role_rollouts.get(r)).unwrap_or(&self.rollout).clone()
     }
 
+    pub fn has_rollout_policy(&self, role: &str) -> bool {
+        self.role_rollouts.contains_key(role)
+    }
+
     /// Merged variables for a host (see the module docs for precedence).
     pub fn vars_for(&self, host: &Host) -> Vars {
         let mut v = self.vars.clone();

@@ -138,7 +138,9 @@ pub fn parse_batch(v: &toml::Value) -> Result<BatchSize, String> {
 pub fn parse_batch_str(s: &str) -> Result<BatchSize, String> {
     let bad = || format!("{s:?}: batch must be a positive number of hosts or a percentage like \"25%\"");
     match s.strip_suffix('%') {
-        Some(p) => p.trim().parse::<u32>().ok().filter(|p| (1..=100).contains(p)).map(BatchSize::Percent).ok_or_else(bad),
+        Some(p) => {
+            p.trim().parse::<u32>().ok().filter(|p| (1..=100).contains(p)).map(BatchSize::Percent).ok_or_else(bad)
+        }
         None => s.trim().parse::<usize>().ok().filter(|n| *n > 0).map(BatchSize::Count).ok_or_else(bad),
     }
 }
@@ -167,11 +169,20 @@ pub fn resolve(f: &RolloutFile, name: &str, text: &str) -> Result<RolloutPolicy,
     };
     let order = match &f.order {
         None => d.order,
-        Some(o) => parse_order(o.get_ref()).map_err(|m| at(o.span(), m, "order = \"stop-first\" or \"start-first\""))?,
+        Some(o) => {
+            parse_order(o.get_ref()).map_err(|m| at(o.span(), m, "order = \"stop-first\" or \"start-first\""))?
+        }
     };
     let ratio = f.max_failure_ratio.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&ratio) {
-        return Err(SpecError::at(name, text, 0..0, "max-failure-ratio must be between 0.0 and 1.0", "here", "e.g. 0.25"));
+        return Err(SpecError::at(
+            name,
+            text,
+            0..0,
+            "max-failure-ratio must be between 0.0 and 1.0",
+            "here",
+            "e.g. 0.25",
+        ));
     }
     let cluster_check = match &f.cluster_check {
         None => None,

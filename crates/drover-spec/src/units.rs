@@ -22,6 +22,17 @@ pub struct ServiceDef<'a> {
     pub env: &'a std::collections::BTreeMap<String, String>,
 }
 
+/// The shell script a unit runs: a simple command is `exec`ed so the
+/// supervisor signals the service itself, not a shell around it; a compound
+/// one (`a; exec b`) runs as written.
+fn script(command: &str) -> String {
+    if command.contains([';', '&', '|', '\n', '(', '`', '$']) {
+        command.to_string()
+    } else {
+        format!("exec {command}")
+    }
+}
+
 /// Single-quote for /bin/sh.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -35,7 +46,7 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
             let user = if d.user == "root" { String::new() } else { format!("chpst -u {} ", d.user) };
             let run = format!(
                 "#!/bin/sh\n{header}exec 2>&1\n{exports}exec {user}/bin/sh -c {}\n",
-                sh_quote(&format!("exec {}", d.command))
+                sh_quote(&script(d.command))
             );
             let log = format!(
                 "#!/bin/sh\n{header}mkdir -p /var/log/drover/{n}\nexec svlogd -tt /var/log/drover/{n}\n",
@@ -63,7 +74,7 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
             let unit = format!(
                 "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
                 n = d.name,
-                cmd = sh_quote(&format!("exec {}", d.command)),
+                cmd = sh_quote(&script(d.command)),
                 u = d.user,
             );
             vec![UnitFile {
@@ -76,7 +87,7 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
         Supervisor::OpenRc => {
             let script = format!(
                 "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log=/var/log/drover/{n}.log\nerror_log=/var/log/drover/{n}.log\n{exports}",
-                args = sh_quote(&sh_quote(&format!("-c exec {}", d.command))),
+                args = sh_quote(&format!("-c {}", sh_quote(&script(d.command)))),
                 u = d.user,
                 n = d.name,
             );

@@ -82,6 +82,11 @@ impl Store {
         Ok(id)
     }
 
+    /// The pid of the controller that ran `run_id`.
+    pub fn run_pid(&self, run_id: i64) -> Result<Option<u32>, StateError> {
+        Ok(self.conn.query_row("SELECT pid FROM runs WHERE id = ?1", [run_id], |r| r.get(0)).optional()?)
+    }
+
     pub fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError> {
         self.conn
             .execute("UPDATE runs SET finished_ms = ?1, status = ?2 WHERE id = ?3", params![now_ms(), status, id])?;
@@ -226,6 +231,16 @@ impl Store {
         Ok(())
     }
 
+    /// Record that batches before `next_batch` are done, leaving the status
+    /// alone (a `pause` from another process must not be overwritten).
+    pub fn advance_rollout(&mut self, id: i64, next_batch: i64) -> Result<(), StateError> {
+        self.conn.execute(
+            "UPDATE rollouts SET next_batch = ?1, updated_ms = ?2 WHERE id = ?3",
+            params![next_batch, now_ms(), id],
+        )?;
+        Ok(())
+    }
+
     pub fn rollout(&self, id: i64) -> Result<Option<Rollout>, StateError> {
         Ok(self
             .conn
@@ -235,6 +250,15 @@ impl Store {
                 row_to_rollout,
             )
             .optional()?)
+    }
+
+    /// The newest rollouts first.
+    pub fn rollouts(&self, limit: i64) -> Result<Vec<Rollout>, StateError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, run_id, plan, next_batch, status, updated_ms FROM rollouts ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit], row_to_rollout)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The newest rollout that has not finished (running or paused, or

@@ -38,6 +38,8 @@ pub enum Command {
         #[command(flatten)]
         args: DeployArgs,
     },
+    /// Rolling upgrade: batch by batch behind health gates; pause, resume, abort.
+    Rollout(crate::commands::rollout::RolloutArgs),
     /// Per host: generation, drift, services and health, drained, last run.
     Status(Target),
     /// Past runs per host, from the state store.

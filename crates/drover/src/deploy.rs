@@ -26,6 +26,7 @@ pub enum Mode {
     Rollback { to: Option<u64> },
 }
 
+#[derive(Clone)]
 pub struct Job {
     pub project: Arc<Project>,
     pub transport: Transport,
@@ -59,6 +60,13 @@ impl DeployError {
             DeployError::Link(e) => e.is_transient(),
             _ => false,
         }
+    }
+}
+
+impl Job {
+    /// The same settings for another goal (rollouts apply, then may revert).
+    pub fn clone_for(&self, mode: Mode) -> Job {
+        Job { mode, ..self.clone() }
     }
 }
 
@@ -197,7 +205,11 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             send_blobs(&mut conn, &compiled, &missing, r, p).await?;
             p.step("applying");
             conn.link.set_timeout(apply_timeout(job));
-            conn.link.call(&Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: job.stop_first }, &mut |m| p.step(m)).await?
+            conn.link
+                .call(&Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: job.stop_first }, &mut |m| {
+                    p.step(m)
+                })
+                .await?
         }
     };
     conn.close().await;

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod link;
 pub mod progress;
 pub mod report;
+pub mod rollout;
 pub mod runlog;
 pub mod select;
 pub mod transport;

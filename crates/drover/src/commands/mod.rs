@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod init;
 pub mod lab;
 pub mod logs;
+pub mod rollout;
 pub mod trust;
 
 use crate::cli::{Cli, Command};
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Trust(args) => trust::run(dir, args),
         Command::Lab(args) => lab::run(args),
         Command::Status(t) => day2::status(dir, t),
+        Command::Rollout(a) => rollout::run(dir, a),
         Command::History(a) => day2::history(dir, a),
         Command::Logs(a) => logs::run(dir, a),
         Command::Exec(a) => day2::exec(dir, a),

@@ -1,0 +1,286 @@
+//! `drover rollout start|pause|resume|abort|status`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_spec::rollout::{parse_batch_str, parse_order};
+use drover_spec::Project;
+
+use crate::deploy::{self, Job, Mode};
+use crate::exit::{ExitStatus, Refused};
+use crate::fleet::{runtime, Fleet};
+use crate::rollout::{Plan, RolloutReport, Runner};
+use crate::runlog;
+use crate::select::select;
+use crate::transport::{Timeouts, Transport};
+
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Start a rolling upgrade of the selected hosts, batch by batch.
+    Start(StartArgs),
+    /// Pause the running rollout after its current batch.
+    Pause,
+    /// Resume a paused rollout, or continue one whose controller died.
+    Resume(Common),
+    /// Stop the rollout after its current batch; later batches stay untouched.
+    Abort,
+    /// Show recent rollouts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Simulated transport (see `drover apply --simulate`).
+    #[arg(long, value_name = "DIR")]
+    pub simulate: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Hosts to upgrade: host, group or role names, comma-separated. A single
+    /// role name also selects that role's `[rollout]` policy.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Hosts per batch, or a percentage ("25%").
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Size of a first, canary batch.
+    #[arg(long)]
+    pub canary: Option<usize>,
+    /// Pause between batches (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub delay: Option<String>,
+    /// Failed hosts per batch (ratio) tolerated before stopping.
+    #[arg(long)]
+    pub max_failure_ratio: Option<f64>,
+    /// How long a batch must stay healthy before it counts as done.
+    #[arg(long, value_name = "DURATION")]
+    pub min_healthy_time: Option<String>,
+    /// stop-first or start-first.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Do not revert the hosts of a failed batch.
+    #[arg(long)]
+    pub no_revert: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(dir: &Path, a: RolloutArgs) -> anyhow::Result<ExitStatus> {
+    match a.action {
+        Action::Start(s) => start(dir, s),
+        Action::Resume(c) => resume(dir, c),
+        Action::Pause => set_status(dir, "paused"),
+        Action::Abort => set_status(dir, "aborted"),
+        Action::Status { json } => status(dir, json),
+    }
+}
+
+fn job(project: &Arc<Project>, simulate: Option<&Path>) -> anyhow::Result<(Job, Fleet)> {
+    let fleet = Fleet::new(project, simulate)?;
+    let job = Job {
+        project: project.clone(),
+        transport: match simulate {
+            Some(d) => Transport::Local { base: std::path::absolute(d)? },
+            None => Transport::Ssh,
+        },
+        mode: Mode::Apply,
+        timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
+        confirm_timeout: project.settings.confirm_timeout,
+        parallel: project.settings.parallel,
+        retries: 3,
+        stop_first: false,
+    };
+    Ok((job, fleet))
+}
+
+fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
+    let project = Arc::new(Project::load(dir)?);
+    let mut hosts = select(&project.hosts, a.hosts.as_deref())?;
+    deploy::preflight(&project, &hosts)?;
+    let drained = runlog::drained(dir)?;
+    hosts.retain(|h| !drained.iter().any(|(d, _)| *d == h.name));
+    let mut policy = project.rollout_policy(policy_role(&project, a.hosts.as_deref(), &hosts).as_deref());
+    let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
+    if let Some(b) = &a.batch {
+        policy.batch = parse_batch_str(b).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(c) = a.canary {
+        policy.canary = c;
+    }
+    if let Some(d) = &a.delay {
+        policy.delay = dur(d)?;
+    }
+    if let Some(r) = a.max_failure_ratio {
+        anyhow::ensure!((0.0..=1.0).contains(&r), "--max-failure-ratio must be between 0 and 1");
+        policy.max_failure_ratio = r;
+    }
+    if let Some(d) = &a.min_healthy_time {
+        policy.min_healthy_time = dur(d)?;
+    }
+    if let Some(o) = &a.order {
+        policy.order = parse_order(o).map_err(anyhow::Error::msg)?;
+    }
+    if a.no_revert {
+        policy.revert_failed_batch = false;
+    }
+    let store = runlog::open(dir)?;
+    if let Some(r) = store.unfinished_rollout()? {
+        return Err(Refused(format!(
+            "rollout {} is {} (batch {}); `drover rollout resume` or `drover rollout abort` it first",
+            r.id,
+            r.status,
+            r.next_batch + 1
+        ))
+        .into());
+    }
+    drop(store);
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let plan = Plan { batches: policy.batches(&names), policy };
+    let mut run = runlog::Run::start(dir, "rollout", &names)?;
+    let id = run.store.create_rollout(Some(run.id), &serde_json::to_string(&plan)?)?;
+    execute(&project, run, id, &plan, 0, &a.common)
+}
+
+/// Whose `[rollout]` applies: the role named by `--hosts`, else the one role
+/// with a policy that the selected hosts have; else the project default.
+fn policy_role(project: &Project, sel: Option<&str>, hosts: &[drover_spec::Host]) -> Option<String> {
+    if let Some(s) = sel.filter(|s| project.has_rollout_policy(s)) {
+        return Some(s.to_string());
+    }
+    let mut roles: Vec<&String> =
+        hosts.iter().flat_map(|h| h.roles.iter()).filter(|r| project.has_rollout_policy(r)).collect();
+    roles.sort();
+    roles.dedup();
+    match roles.as_slice() {
+        [one] => Some((*one).clone()),
+        _ => None,
+    }
+}
+
+fn execute(
+    project: &Arc<Project>,
+    mut run: runlog::Run,
+    id: i64,
+    plan: &Plan,
+    from: usize,
+    c: &Common,
+) -> anyhow::Result<ExitStatus> {
+    let (job, fleet) = job(project, c.simulate.as_deref())?;
+    if !c.json {
+        eprintln!(
+            "rollout {id}: {} hosts in {} batches",
+            plan.batches.iter().map(Vec::len).sum::<usize>(),
+            plan.batches.len()
+        );
+    }
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let mut runner = Runner { project: project.clone(), fleet, job, run: &mut run, rollout_id: id, json: c.json };
+        runner.run(plan, from).await
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let ok = report.status == "done";
+    print(&report, c.json)?;
+    run.finish(ok)?;
+    Ok(if ok { ExitStatus::Success } else { ExitStatus::HostsFailed })
+}
+
+fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    println!("{:<6} {:<8} {:<30} DETAIL", "BATCH", "RESULT", "HOSTS");
+    for b in &r.batches {
+        println!(
+            "{:<6} {:<8} {:<30} {}",
+            b.index + 1,
+            b.outcome,
+            b.hosts.join(","),
+            b.reason.clone().unwrap_or_default()
+        );
+        for h in b.reverted.iter() {
+            println!(
+                "{:<6} {:<8} {:<30} reverted to generation {}",
+                "",
+                "",
+                h.host,
+                h.generation.map_or("-".into(), |g| g.to_string())
+            );
+        }
+    }
+    println!("\nrollout {}: {}", r.rollout, r.status);
+    Ok(())
+}
+
+fn resume(dir: &Path, c: Common) -> anyhow::Result<ExitStatus> {
+    let mut store = runlog::open(dir)?;
+    let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no paused or interrupted rollout to resume") };
+    let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
+    let owner_alive = owner.is_some_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
+    if owner_alive {
+        if r.status == "paused" {
+            store.update_rollout(r.id, r.next_batch, "running")?;
+            println!("rollout {} resumed (its controller, pid {}, continues)", r.id, owner.unwrap_or(0));
+            return Ok(ExitStatus::Success);
+        }
+        return Err(Refused(format!("rollout {} is running (controller pid {})", r.id, owner.unwrap_or(0))).into());
+    }
+    let plan: Plan = serde_json::from_str(&r.plan)?;
+    let from = usize::try_from(r.next_batch).unwrap_or(0);
+    let project = Arc::new(Project::load(dir)?);
+    let names: Vec<String> = plan.batches.iter().skip(from).flatten().cloned().collect();
+    drop(store);
+    let mut run = runlog::Run::start(dir, "rollout resume", &names)?;
+    run.store.update_rollout(r.id, r.next_batch, "running")?;
+    if !c.json {
+        eprintln!("continuing rollout {} from batch {} of {}", r.id, from + 1, plan.batches.len());
+    }
+    execute(&project, run, r.id, &plan, from, &c)
+}
+
+fn set_status(dir: &Path, status: &str) -> anyhow::Result<ExitStatus> {
+    let mut store = runlog::open(dir)?;
+    let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no rollout in progress") };
+    store.update_rollout(r.id, r.next_batch, status)?;
+    println!("rollout {}: {status} (takes effect between batches)", r.id);
+    Ok(ExitStatus::Success)
+}
+
+fn status(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {
+    let store = runlog::open(dir)?;
+    let mut rows = Vec::new();
+    for r in store.rollouts(10)? {
+        let plan: Plan = serde_json::from_str(&r.plan)?;
+        rows.push(serde_json::json!({"rollout": r.id, "status": r.status, "next_batch": r.next_batch, "batches": plan.batches}));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for r in rows {
+            let total = r["batches"].as_array().map_or(0, Vec::len);
+            println!(
+                "rollout {}: {} ({} of {} batches done)",
+                r["rollout"],
+                r["status"].as_str().unwrap_or(""),
+                r["next_batch"],
+                total
+            );
+        }
+    }
+    Ok(ExitStatus::Success)
+}
