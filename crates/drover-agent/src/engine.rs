@@ -228,13 +228,7 @@ impl Engine {
             Err(e) => {
                 self.state = StateFile::load(&self.layout)?;
                 // Put stopped services back: the files are as before.
-                let _ = services::perform(
-                    &self.layout,
-                    &invert(&stops),
-                    &[ServiceAction::Start],
-                    &manifests,
-                    &changed,
-                );
+                let _ = services::perform(&self.layout, &invert(&stops), &[ServiceAction::Start], &manifests, &changed);
                 return Err(e);
             }
         };

@@ -116,8 +116,11 @@ fn supervisor_status(sup: Supervisor, name: &str, simulated: bool) -> ServiceSta
     st
 }
 
+/// Exit code (None if killed), stdout, stderr, timed out.
+pub type ExecResult = (Option<i32>, Vec<u8>, Vec<u8>, bool);
+
 /// Run `command` through `/bin/sh -c`, capturing (capped) output.
-pub fn exec(command: &str, timeout: Duration) -> Result<(Option<i32>, Vec<u8>, Vec<u8>, bool)> {
+pub fn exec(command: &str, timeout: Duration) -> Result<ExecResult> {
     use std::os::unix::process::CommandExt;
     // Own process group, so a timeout kills the command's children too
     // (otherwise they keep the output pipes open).

@@ -276,7 +276,9 @@ fn corrupt_blob_is_refused_and_nothing_changes() {
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
     let evil = b"evil content";
     a.send(Request::Chunk(BlobChunk { hash: missing[0].0, offset: 0, data: zstd::encode_all(&evil[..], 1).unwrap() }));
-    let Response::Error { message } = a.call(Request::Apply { confirm_timeout_ms: 0, stop_first: false }) else { panic!() };
+    let Response::Error { message } = a.call(Request::Apply { confirm_timeout_ms: 0, stop_first: false }) else {
+        panic!()
+    };
     assert!(message.contains("failed verification"), "{message}");
     a.bye();
     assert!(!d.path().join("etc/x").exists());

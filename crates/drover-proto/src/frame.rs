@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn missing_magic_gives_up() {
-        let input = vec![b'x'; 100];
+        let input = [b'x'; 100];
         assert!(skip_to_magic(&mut &input[..], 50).is_err());
     }
 }

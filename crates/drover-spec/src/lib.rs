@@ -7,6 +7,11 @@
 //! [`Project::compile`] turns one host plus its facts into a
 //! [`drover_proto::Manifest`]. No I/O beyond reading the project; no network.
 
+// `SpecError` carries the offending file's text so miette can show the
+// line; it is built once, on the way out, so its size costs nothing that
+// matters and boxing it would only add noise at every `?`.
+#![allow(clippy::result_large_err)]
+
 mod diag;
 mod duration;
 mod files;

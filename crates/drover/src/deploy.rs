@@ -72,6 +72,7 @@ impl Job {
 
 /// Compile every host once with placeholder facts before touching any: a
 /// template error must stop the run with nothing applied anywhere.
+#[allow(clippy::result_large_err)] // see drover-spec: SpecError carries its source text
 pub fn preflight(project: &Project, hosts: &[Host]) -> Result<(), SpecError> {
     let facts = Facts { supervisor: Some(Supervisor::Runit), ..Default::default() };
     for h in hosts {
@@ -99,7 +100,7 @@ pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<Hos
             out.push(r);
         }
     }
-    out.sort_by(|a, b| natural_key(&a.host).cmp(&natural_key(&b.host)));
+    out.sort_by_key(|r| natural_key(&r.host));
     out
 }
 

@@ -82,12 +82,9 @@ impl Runner<'_> {
             }
         }
         for (i, names) in plan.batches.iter().enumerate().skip(from) {
-            match self.wait_while_paused().await? {
-                Some(stop) => {
-                    report.status = stop;
-                    return Ok(report);
-                }
-                None => {}
+            if let Some(stop) = self.wait_while_paused().await? {
+                report.status = stop;
+                return Ok(report);
             }
             self.say(format!("batch {}/{}: {}", i + 1, plan.batches.len(), names.join(", ")));
             let batch = self.batch(i, names, policy).await?;

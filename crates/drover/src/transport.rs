@@ -133,8 +133,7 @@ fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
         (None, Some(p)) => drover_ssh::Auth::Password(drover_ssh::Secret::new(p.clone())),
         (None, None) => default_auth(),
     };
-    let mut timeouts = drover_ssh::Timeouts::default();
-    timeouts.connect = t.connect;
+    let timeouts = drover_ssh::Timeouts { connect: t.connect, ..Default::default() };
     drover_ssh::Target {
         address: host.address.clone(),
         port: host.port,
