@@ -238,8 +238,53 @@ fn rollback_returns_to_the_previous_generation() {
     fs::write(f.project().join("layers/site/etc/motd"), "second\n").unwrap();
     assert_eq!(f.apply_json(&[]).code, 0);
     assert_eq!(fs::read_to_string(f.host_file(0, "/etc/motd")).unwrap(), "second\n");
+    fs::write(f.project().join("layers/site/etc/motd"), "third\n").unwrap();
+    assert_eq!(f.apply_json(&[]).code, 0);
     let out = f.drover(&["rollback", "--json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.hosts()[0]["generation"], 2);
+    assert_eq!(fs::read_to_string(f.host_file(0, "/etc/motd")).unwrap(), "second\n");
+    // Further back, by number.
+    let out = f.drover(&["rollback", "--to", "1", "--json"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.hosts()[0]["generation"], 1);
     assert!(fs::read_to_string(f.host_file(0, "/etc/motd")).unwrap().contains("managed by drover"));
+    let out = f.drover(&["rollback", "--to", "9", "--json"]);
+    assert_eq!(out.code, 2);
+    assert!(out.hosts()[0]["error"].as_str().unwrap().contains("not kept"), "{}", out.stdout);
+}
+
+#[test]
+fn ssh_agent_authentication() {
+    let f = Fleet::new("e2e-agent", 1);
+    let inv = f.project().join("inventory.toml");
+    let key_line = fs::read_to_string(&inv).unwrap().lines().find(|l| l.starts_with("key = ")).unwrap().to_string();
+    let key = key_line.trim_start_matches("key = ").trim_matches('"').to_string();
+    fs::write(&inv, fs::read_to_string(&inv).unwrap().replace(&format!("{key_line}\n"), "")).unwrap();
+    let sock = f.project().join("agent.sock");
+    let agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+        }
+    }
+    let _agent = Kill(agent);
+    let start = Instant::now();
+    while !sock.exists() {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let add = std::process::Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &sock).output().unwrap();
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let out = std::process::Command::new(support::DROVER)
+        .args(["-C"])
+        .arg(f.project())
+        .args(["apply", "--json"])
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let r = support::Run::from(out);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.hosts()[0]["outcome"], "changed");
 }

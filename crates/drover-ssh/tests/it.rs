@@ -1,0 +1,88 @@
+//! Failure modes of the transport that need no SSH server: they must end in
+//! bounded time with an error that says what happened. (Authentication and
+//! host-key pinning against real OpenSSH servers are covered end to end on
+//! the lab fleet: crates/drover/tests/e2e.rs.)
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use drover_ssh::{fingerprint, Auth, Secret, Session, SshError, Target, Timeouts};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA";
+
+fn target(port: u16, connect: Duration) -> Target {
+    Target {
+        address: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        auth: Auth::Password(Secret::new("x")),
+        host_keys: vec![KEY.into()],
+        timeouts: Timeouts { connect, ..Default::default() },
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_never_speaks_times_out_in_the_handshake() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let _hold = std::thread::spawn(move || {
+        let conns: Vec<_> = l.incoming().take(1).collect();
+        std::thread::sleep(Duration::from_secs(10));
+        drop(conns);
+    });
+    let start = Instant::now();
+    let err = Session::connect(&target(port, Duration::from_millis(800))).await.err().unwrap();
+    assert!(matches!(err, SshError::Timeout { stage: "handshake", .. }), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn connection_refused_is_transient_and_names_the_address() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = Session::connect(&target(port, Duration::from_secs(2))).await.err().unwrap();
+    assert!(matches!(err, SshError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn a_malformed_pinned_key_is_a_configuration_error() {
+    let mut t = target(1, Duration::from_secs(1));
+    t.host_keys = vec!["ssh-ed25519 not-base64!".into()];
+    let err = Session::connect(&t).await.err().unwrap();
+    assert!(matches!(err, SshError::BadPinnedKey { .. }), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[test]
+fn fingerprint_matches_openssh() {
+    // `ssh-keygen -lf` on this key prints this fingerprint.
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-lf", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let fp = fingerprint(&format!("{KEY} comment")).unwrap();
+    assert!(fp.starts_with("SHA256:"), "{fp}");
+    if let Ok(mut child) = out {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{KEY}\n").as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains(&fp), "ssh-keygen says {text}, we say {fp}");
+    }
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = Secret::new("hunter2");
+    assert_eq!(format!("{s} {s:?}"), "*** ***");
+    let mut t = target(22, Duration::from_secs(1));
+    t.auth = Auth::Password(Secret::new("hunter2"));
+    let shown = format!("{t:?}");
+    assert!(shown.contains("Password(***)") && !shown.contains("hunter2"), "{shown}");
+}
