@@ -70,6 +70,7 @@ fn apply_then_noop_then_one_change_restarts_only_what_depends_on_it() {
 #[test]
 fn plan_shows_changes_and_writes_nothing() {
     let f = Fleet::new("e2e-plan", 2);
+    assert!(fs::read_to_string(f.project().join(".gitignore")).unwrap().contains(".drover/"));
     let out = f.drover(&["plan"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("+ /srv/site/index.html"), "{}", out.stdout);

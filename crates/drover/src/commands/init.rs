@@ -7,6 +7,7 @@ use crate::exit::ExitStatus;
 /// The quickstart, embedded so the binary alone can scaffold it.
 const FILES: &[(&str, &str, u32)] = &[
     ("drover.toml", include_str!("../../scaffold/quickstart/drover.toml"), 0o644),
+    (".gitignore", include_str!("../../scaffold/quickstart/gitignore"), 0o644),
     ("inventory.example.toml", include_str!("../../scaffold/quickstart/inventory.example.toml"), 0o644),
     ("roles/site.toml", include_str!("../../scaffold/quickstart/roles/site.toml"), 0o644),
     ("services/web.toml", include_str!("../../scaffold/quickstart/services/web.toml"), 0o644),
