@@ -16,7 +16,22 @@ pub fn open(project_dir: &Path) -> anyhow::Result<Store> {
 
 /// The operator, as far as we can tell (sudo keeps the real one in SUDO_USER).
 pub fn user() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok()).unwrap_or_else(|| "unknown".into())
+    if let Some(u) =
+        ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    {
+        return u;
+    }
+    // No environment (cron, CI): the name of our uid, from /etc/passwd.
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The project's revision: the git commit (with `-dirty` for local changes)

@@ -171,13 +171,13 @@ pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStat
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<14} {:<10}  ERROR",
+        "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<18} {:<10}  ERROR",
         "RUN", "HOST", "OUTCOME", "GEN", "CHANGES", "WHEN", "REVISION", "BY"
     );
     for r in rows {
         let run = runs.iter().find(|x| x.id == r.run_id);
         println!(
-            "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<14} {:<10}  {}",
+            "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<18} {:<10}  {}",
             r.run_id,
             r.host,
             r.outcome,
