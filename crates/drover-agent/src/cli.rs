@@ -4,6 +4,10 @@
 //! ```text
 //! drover-agent serve [--root DIR]      speak the protocol on stdin/stdout
 //! drover-agent watchdog --root DIR     internal: magic-rollback timer
+//! drover-agent install BUNDLE [--sig P] [--pubkey P] [--host N] [--root DIR]
+//!                                      install a signed bundle, no controller
+//! drover-agent relay --port N [--root DIR]
+//!                                      internal: peer relay blob server
 //! drover-agent --version
 //! ```
 
@@ -15,14 +19,22 @@ pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = args.iter().position(|a| a == "--root").and_then(|i| args.get(i + 1)).map_or("/", String::as_str);
     let result = match args.first().map(String::as_str) {
-        Some("serve") => crate::serve::serve(Layout::new(root), std::io::stdin().lock(), std::io::stdout().lock()),
+        Some("serve") => {
+            raw_stdin().and_then(|input| crate::serve::serve(Layout::new(root), input, std::io::stdout().lock()))
+        }
         Some("watchdog") => crate::watchdog::run(&Layout::new(root)),
+        Some("install") => {
+            crate::install::Args::parse(&args[1..]).and_then(|a| crate::install::run(&Layout::new(root), &a))
+        }
+        Some("relay") => crate::relay::main(&Layout::new(root), &args[1..]),
         Some("--version") => {
             println!("drover-agent {} (protocol {})", env!("CARGO_PKG_VERSION"), drover_proto::PROTOCOL_VERSION);
             Ok(())
         }
         _ => {
-            eprintln!("usage: drover-agent serve [--root DIR] | --version");
+            eprintln!(
+                "usage: drover-agent serve [--root DIR] | install BUNDLE [--pubkey PATH] [--host NAME] | --version"
+            );
             return ExitCode::from(2);
         }
     };
@@ -33,4 +45,14 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Standard input as a plain file: unbuffered, so the session's idle check
+/// (which polls the fd) sees every byte that has not been read yet.
+fn raw_stdin() -> crate::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+
+    use crate::Context as _;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ctx(|| "standard input".into())?;
+    Ok(std::fs::File::from(fd))
 }

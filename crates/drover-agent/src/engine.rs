@@ -25,36 +25,73 @@ pub struct Engine {
     pub state: StateFile,
     pub accounts: Accounts,
     pub recovered: Option<String>,
-    _lock: File,
+    /// Held while this session may change the host (see [`Engine::release`]).
+    lock: Option<File>,
+}
+
+/// Take the host lock, waiting up to `wait` for another session to finish.
+/// Why a session could not get the host lock: the controller retries later.
+pub const LOCK_BUSY: &str = "another drover agent holds the lock on this host (an apply in progress?)";
+
+fn take_lock(layout: &Layout, wait: Duration) -> Result<File> {
+    let lock =
+        File::options().create(true).truncate(false).write(true).open(layout.lock()).ctx(|| "open lock".into())?;
+    let start = Instant::now();
+    while lock.try_lock().is_err() {
+        if start.elapsed() > wait {
+            return Err(crate::AgentError(LOCK_BUSY.into()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(lock)
 }
 
 impl Engine {
     /// Lock, load and recover. Waits up to `wait` for another agent to finish.
     pub fn open(layout: Layout, wait: Duration) -> Result<Engine> {
         fs::create_dir_all(layout.state_dir()).ctx(|| format!("create {}", layout.state_dir().display()))?;
-        let lock =
-            File::options().create(true).truncate(false).write(true).open(layout.lock()).ctx(|| "open lock".into())?;
-        let start = Instant::now();
-        while lock.try_lock().is_err() {
-            if start.elapsed() > wait {
-                bail!("another drover agent holds the lock on this host (an apply in progress?)");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let lock = take_lock(&layout, wait)?;
         let state = StateFile::load(&layout)?;
         let accounts = Accounts::load(&layout);
-        let mut e = Engine { layout, state, accounts, recovered: None, _lock: lock };
-        e.recovered = transition::recover(&e.layout, &e.state)?;
-        if e.recovered.is_some() {
-            e.state = StateFile::load(&e.layout)?;
+        let mut e = Engine { layout, state, accounts, recovered: None, lock: Some(lock) };
+        e.recovered = e.recover()?;
+        Ok(e)
+    }
+
+    /// Roll back an interrupted transition; revert an expired unconfirmed
+    /// generation. Needs the lock.
+    fn recover(&mut self) -> Result<Option<String>> {
+        let mut what = transition::recover(&self.layout, &self.state)?;
+        if what.is_some() {
+            self.state = StateFile::load(&self.layout)?;
         }
-        if let Some(p) = read_json::<Pending>(&e.layout.pending())? {
+        if let Some(p) = read_json::<Pending>(&self.layout.pending())? {
             if now_ms() >= p.deadline_ms {
-                let what = e.revert_pending("no confirmation from the controller before the deadline")?;
-                e.recovered = Some(what);
+                what = Some(self.revert_pending("no confirmation from the controller before the deadline")?);
             }
         }
-        Ok(e)
+        Ok(what)
+    }
+
+    /// Let other sessions in. A session that only reads (status, logs, exec,
+    /// the no-op check) must not block an apply, however long it stays.
+    pub fn release(&mut self) {
+        self.lock = None;
+    }
+
+    /// Before anything that changes the host: hold the lock again, and
+    /// reload what another session may have changed meanwhile.
+    pub fn ensure_locked(&mut self, wait: Duration) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        self.lock = Some(take_lock(&self.layout, wait)?);
+        self.state = StateFile::load(&self.layout)?;
+        self.accounts = Accounts::load(&self.layout);
+        if let Some(w) = self.recover()? {
+            self.recovered = Some(w);
+        }
+        Ok(())
     }
 
     pub fn host_state(&self) -> HostState {
@@ -265,6 +302,10 @@ impl Engine {
     }
 
     fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
+        if self.layout.simulated() {
+            // No service was started (see `services::perform`): nothing to probe.
+            return Ok(());
+        }
         for r in restarts.iter().filter(|r| r.action != ServiceAction::Stop) {
             let Some(hc) = m.services.iter().find(|s| s.name == r.name).and_then(|s| s.health.as_ref()) else {
                 continue;

@@ -4,7 +4,9 @@
 //! a bad chunk is remembered and reported when `Apply` comes, before anything
 //! on the host is touched.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::cell::Cell;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use drover_proto::frame::skip_to_magic;
@@ -19,24 +21,73 @@ use crate::{AgentError, Result};
 /// How long a second session waits for the host lock before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()> {
-    let mut r = BufReader::with_capacity(1 << 20, input);
+/// How often a following log session proves the controller is still there.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Input that, once armed, gives up after a set silence.
+///
+/// `input` must be unbuffered (a raw fd, not `StdinLock`): readiness is
+/// asked of the fd, so bytes already sitting in a buffer below us would be
+/// invisible and look like silence.
+struct Idle<R> {
+    inner: R,
+    limit: Cell<Option<Duration>>,
+}
+
+impl<R: Read + AsFd> Read for Idle<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(limit) = self.limit.get() {
+            let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+            let mut pfd = libc::pollfd { fd: self.inner.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            loop {
+                // SAFETY: one valid pollfd that lives across the call.
+                match unsafe { libc::poll(&mut pfd, 1, ms) } {
+                    0 => {
+                        let why = format!("no word from the controller for {limit:?} while holding the host lock");
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+                    }
+                    n if n > 0 => break,
+                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+                    _ => return Err(io::Error::last_os_error()),
+                }
+            }
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The reply to a request that could not get the host lock.
+fn lock_error(e: &AgentError) -> Response {
+    let message = e.0.clone();
+    if message == crate::engine::LOCK_BUSY {
+        Response::Busy { message }
+    } else {
+        Response::Error { message }
+    }
+}
+
+pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Result<()> {
+    let mut r = BufReader::with_capacity(1 << 20, Idle { inner: input, limit: Cell::new(None) });
     let mut w = BufWriter::new(output);
     let io = |e: FrameError| AgentError(format!("protocol: {e}"));
     skip_to_magic(&mut r, 64 * 1024).map_err(io)?;
-    match read_frame::<Request, _>(&mut r).map_err(io)? {
-        Request::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => {}
+    let idle = match read_frame::<Request, _>(&mut r).map_err(io)? {
+        Request::Hello { protocol, idle_ms, .. } if protocol == PROTOCOL_VERSION => {
+            // Never below a second: a controller's bookkeeping between two
+            // requests is not silence.
+            (idle_ms > 0).then(|| Duration::from_millis(idle_ms.max(1000)))
+        }
         Request::Hello { protocol, .. } => {
             let message = format!("controller speaks protocol {protocol}, this agent {PROTOCOL_VERSION}");
             write_frame(&mut w, &Response::Error { message: message.clone() }).map_err(io)?;
             return Err(AgentError(message));
         }
         other => return Err(AgentError(format!("expected Hello, got {other:?}"))),
-    }
+    };
     let mut engine = match Engine::open(layout.clone(), LOCK_WAIT) {
         Ok(e) => e,
         Err(e) => {
-            write_frame(&mut w, &Response::Error { message: e.0.clone() }).map_err(io)?;
+            write_frame(&mut w, &lock_error(&e)).map_err(io)?;
             return Err(e);
         }
     };
@@ -47,6 +98,9 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
         state: engine.host_state(),
     };
     write_frame(&mut w, &hello).map_err(io)?;
+    // Recovery is done; read-only requests need no lock. Requests that change
+    // the host take it again (and keep it for the rest of the session).
+    engine.release();
 
     let mut cand: Option<Candidate> = None;
     let mut chunk_error: Option<AgentError> = None;
@@ -56,6 +110,31 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(io(e)),
         };
+        let changes_host = matches!(
+            req,
+            Request::Diff { .. }
+                | Request::Chunk(_)
+                | Request::Apply { .. }
+                | Request::Rollback { .. }
+                | Request::Confirm { .. }
+                | Request::Drain { .. }
+                | Request::Undrain
+                | Request::BundleDiff { .. }
+                | Request::RelayFetch { .. }
+        );
+        if changes_host {
+            if let Err(e) = engine.ensure_locked(LOCK_WAIT) {
+                if matches!(req, Request::Chunk(_)) {
+                    chunk_error.get_or_insert(e);
+                } else {
+                    write_frame(&mut w, &lock_error(&e)).map_err(io)?;
+                }
+                continue;
+            }
+            // From here on the session holds the lock: a controller gone
+            // silent (cut link, frozen) must not keep it.
+            r.get_ref().limit.set(idle);
+        }
         let reply = match req {
             Request::Hello { .. } => Response::Error { message: "duplicate Hello".into() },
             Request::Check { manifest } => match engine.check(&manifest) {
@@ -142,12 +221,17 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
                         if !follow {
                             Response::LogEnd
                         } else {
-                            // Until the controller goes away (the write fails).
+                            // Until the controller goes away. A quiet log
+                            // still gets an empty batch every few seconds: a
+                            // write is the only way to notice the controller
+                            // is gone, and a session must not outlive it.
+                            let mut last = std::time::Instant::now();
                             loop {
                                 std::thread::sleep(Duration::from_millis(250));
                                 let more = crate::ops::read_more(&path, &mut offset).unwrap_or_default();
-                                if !more.is_empty() {
+                                if !more.is_empty() || last.elapsed() > HEARTBEAT {
                                     write_frame(&mut w, &Response::LogLines(more)).map_err(io)?;
+                                    last = std::time::Instant::now();
                                 }
                             }
                         }
@@ -157,6 +241,39 @@ pub fn serve(layout: Layout, input: impl Read, output: impl Write) -> Result<()>
             Request::Bye => {
                 write_frame(&mut w, &Response::Bye).map_err(io)?;
                 return Ok(());
+            }
+            Request::Ping => Response::Pong,
+            Request::BundleDiff { index, signature, host, generation } => {
+                let manifest = crate::install::bundle_manifest(&layout, &index, &signature, &host)
+                    .and_then(|m| Ok(crate::install::keep_unchanged_sources(m, engine.current_manifest()?.as_ref())));
+                match manifest.and_then(|m| engine.diff(m, generation)) {
+                    Ok(c) => {
+                        let reply = Response::Diff {
+                            changes: c.changes.clone(),
+                            restarts: c.restarts.clone(),
+                            missing: engine.missing(&c),
+                        };
+                        cand = Some(c);
+                        chunk_error = None;
+                        reply
+                    }
+                    Err(e) => Response::Error { message: e.0 },
+                }
+            }
+            Request::RelayServe { port, token, blobs, idle_ms } => {
+                match crate::relay::serve(&layout, port, &token, &blobs, idle_ms) {
+                    Ok(holding) => Response::RelayServing { holding },
+                    Err(e) => Response::Error { message: e.0 },
+                }
+            }
+            Request::RelayFetch { peer, token, blobs } => {
+                let mut progress = |m: String| {
+                    let _ = write_frame(&mut w, &Response::Progress(m));
+                };
+                match crate::relay::fetch(&layout, &peer, &token, &blobs, &mut progress) {
+                    Ok((blobs, bytes)) => Response::RelayFetched { blobs, bytes },
+                    Err(e) => Response::Error { message: e.0 },
+                }
             }
         };
         write_frame(&mut w, &reply).map_err(io)?;

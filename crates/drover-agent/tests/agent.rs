@@ -25,6 +25,11 @@ struct Agent {
 
 impl Agent {
     fn start(root: &Path) -> Agent {
+        Agent::start_idle(root, 0)
+    }
+
+    /// With the controller's idle limit (`Hello::idle_ms`).
+    fn start_idle(root: &Path, idle_ms: u64) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover-agent"))
             .args(["serve", "--root"])
             .arg(root)
@@ -37,7 +42,7 @@ impl Agent {
         w.write_all(b"a sudo password line\n").unwrap();
         w.write_all(MAGIC).unwrap();
         let mut a = Agent { child, w, r, state: HostState::default() };
-        match a.call(Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into() }) {
+        match a.call(Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms }) {
             Response::Hello { state, .. } => a.state = state,
             other => panic!("{other:?}"),
         }
@@ -385,4 +390,34 @@ fn interrupted_transfer_resumes_from_the_offset() {
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
     a.bye();
     assert_eq!(read(d.path(), "/srv/big.bin").as_deref(), Some(big));
+}
+
+/// A controller that took the lock (Diff) and then went silent, as behind a
+/// cut link, loses its session after its idle limit: the agent exits, the
+/// lock is free for the next session, and what was received is kept.
+#[test]
+fn a_silent_session_holding_the_lock_ends_and_frees_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Agent::start_idle(root.path(), 1000);
+    let (m, _) = manifest(&files(&[("/etc/quiet.conf", "v1")]));
+    let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!("diff") };
+    assert_eq!(missing.len(), 1);
+
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = a.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the agent kept a silent session open");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(start.elapsed() >= Duration::from_millis(900), "ended before the idle limit: {:?}", start.elapsed());
+    assert!(!status.success(), "a session cut short is an error exit");
+
+    // The next session gets the lock at once and applies.
+    let mut b = Agent::start(root.path());
+    let r = b.apply(&files(&[("/etc/quiet.conf", "v1")]), 0);
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
+    assert_eq!(read(root.path(), "/etc/quiet.conf").as_deref(), Some("v1"));
+    b.bye();
 }

@@ -16,6 +16,11 @@ pub enum Request {
     Hello {
         protocol: u32,
         controller: String,
+        /// The controller's longest silence (its op timeout). Once a session
+        /// holds the host lock, the agent ends it after this long without a
+        /// word, so a controller lost to a cut link cannot keep the host
+        /// locked. 0: no limit.
+        idle_ms: u64,
     },
     /// Is the host on a generation with this manifest hash, undrifted?
     Check {
@@ -73,6 +78,36 @@ pub enum Request {
     /// The manifest of the current generation (for per-file generation
     /// stability in templates; see `drover-spec`).
     CurrentManifest,
+    /// Peer relay: serve these blobs (the ones the host holds) to peer agents
+    /// that present `token`, on TCP `port`, until idle for `idle_ms`. Reply
+    /// `RelayServing`. See `drover-agent`'s `relay` module.
+    RelayServe {
+        port: u16,
+        token: String,
+        blobs: Vec<Hash>,
+        idle_ms: u64,
+    },
+    /// Peer relay: fetch blobs (hash, size) from the relay server at `peer`
+    /// (`address:port`) into the blob store, each verified against its hash.
+    /// Reply `RelayFetched`, with `Progress` on the way.
+    RelayFetch {
+        peer: String,
+        token: String,
+        blobs: Vec<(Hash, u64)>,
+    },
+    /// `Diff` for a manifest taken from a signed bundle: the agent checks
+    /// `signature` (minisign, over `index`) with its `/etc/drover/bundle.pub`
+    /// when it has one, and diffs host `host`'s manifest from that index.
+    /// Reply as to `Diff`.
+    BundleDiff {
+        index: Vec<u8>,
+        signature: String,
+        host: String,
+        generation: u64,
+    },
+    /// Keepalive for a session that holds the lock but has nothing to say
+    /// for a while (a relay waiting for a peer). Answered with `Pong`.
+    Ping,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +165,20 @@ pub enum Response {
         services: Vec<String>,
     },
     CurrentManifest(Option<Manifest>),
+    /// The blobs of a `RelayServe` that this host holds and now serves.
+    RelayServing {
+        holding: Vec<Hash>,
+    },
+    RelayFetched {
+        blobs: u64,
+        bytes: u64,
+    },
+    Pong,
+    /// Another session holds the host lock; worth retrying later (unlike
+    /// `Error`).
+    Busy {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

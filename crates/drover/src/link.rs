@@ -20,12 +20,14 @@ pub enum LinkError {
     Protocol(String),
     #[error("agent: {0}")]
     Agent(String),
+    #[error("agent: {0}")]
+    Busy(String),
 }
 
 impl LinkError {
     /// Worth retrying on a new connection?
     pub fn is_transient(&self) -> bool {
-        matches!(self, LinkError::Timeout(_) | LinkError::Closed(_))
+        matches!(self, LinkError::Timeout(_) | LinkError::Closed(_) | LinkError::Busy(_))
     }
 }
 
@@ -64,9 +66,26 @@ impl AgentLink {
         Ok(link)
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.w.write_all(bytes).await.map_err(|e| LinkError::Closed(format!(": {e}")))?;
-        self.bytes_sent += bytes.len() as u64;
+    /// A write that makes no progress for the op timeout means the link is
+    /// stalled (cut cable, frozen peer: the TCP and SSH windows are full).
+    /// Pipelined chunks are written without waiting for any reply, so the
+    /// timeout must be on the writes too, not only on reads. It bounds
+    /// silence, not the whole write: a 1 MiB chunk over a link throttled to
+    /// kilobytes per second is slow, not dead.
+    async fn write(&mut self, mut bytes: &[u8]) -> Result<(), LinkError> {
+        let t = self.timeout;
+        let total = bytes.len() as u64;
+        while !bytes.is_empty() {
+            let n = tokio::time::timeout(t, self.w.write(bytes))
+                .await
+                .map_err(|_| LinkError::Timeout(t))?
+                .map_err(|e| LinkError::Closed(format!(": {e}")))?;
+            if n == 0 {
+                return Err(LinkError::Closed(": the agent's input closed".into()));
+            }
+            bytes = &bytes[n..];
+        }
+        self.bytes_sent += total;
         Ok(())
     }
 
@@ -114,6 +133,7 @@ impl AgentLink {
             match self.recv().await? {
                 Response::Progress(m) => progress(&m),
                 Response::Error { message } => return Err(LinkError::Agent(message)),
+                Response::Busy { message } => return Err(LinkError::Busy(message)),
                 other => return Ok(other),
             }
         }
@@ -123,6 +143,10 @@ impl AgentLink {
     pub async fn call_no_wait(&mut self, req: &Request) -> Result<(), LinkError> {
         self.send(req).await?;
         self.flush().await
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn set_timeout(&mut self, t: Duration) {

@@ -253,3 +253,39 @@ fn a_second_apply_on_the_same_hosts_is_refused_while_the_first_runs() {
     let out = child.wait().unwrap();
     assert!(out.success());
 }
+
+#[test]
+fn read_only_sessions_never_block_an_apply_and_end_with_their_controller() {
+    let f = rollout_fleet("d2-readonly", 1, "batch = 1\n");
+    // A follower whose controller is killed, and a long exec still running.
+    let mut follow = f.spawn_drover(&["logs", "web", "-f"]);
+    let mut exec = f.spawn_drover(&["exec", "all", "--", "sleep 30"]);
+    std::thread::sleep(Duration::from_secs(2));
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    bump_template(&f, "v2");
+    let start = Instant::now();
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(start.elapsed() < Duration::from_secs(20), "apply waited {:?} for read-only sessions", start.elapsed());
+    // The orphaned follower notices within its heartbeat and exits.
+    let start = Instant::now();
+    loop {
+        let out = std::process::Command::new("ip").args(["netns", "pids", &f.lab_hosts()[0].netns]).output().unwrap();
+        let followers = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|pid| {
+                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).contains("serve")
+            })
+            .count();
+        // Only the exec session's agent may remain.
+        if followers <= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{followers} agent sessions still running");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    exec.kill().unwrap();
+    exec.wait().unwrap();
+}
