@@ -31,6 +31,8 @@ fn main() {
         "crates/drover-agent/Cargo.toml",
         "crates/drover-proto/src",
         "crates/drover-proto/Cargo.toml",
+        "crates/drover-bundle/src",
+        "crates/drover-bundle/Cargo.toml",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(p).display());

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::diag::{line_span, SpecError};
 use crate::files::{HostFields, InventoryFile, Vars};
@@ -47,8 +48,10 @@ impl std::fmt::Debug for Auth {
 /// A host before role names are checked: the spans say where each came from.
 pub struct RawHost {
     pub host: Host,
-    /// (role, file, text, span) for validation errors.
-    pub role_refs: Vec<(String, String, std::ops::Range<usize>)>,
+    /// (role, "file\0text", span) for validation errors. The text is shared
+    /// by every host declared in the same file (10,000 hosts must not mean
+    /// 10,000 copies of the inventory).
+    pub role_refs: Vec<(String, Arc<str>, std::ops::Range<usize>)>,
 }
 
 pub struct Sources<'a> {
@@ -68,13 +71,18 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
         let text = read(&toml_path)?;
         let inv: InventoryFile = toml::from_str(&text).map_err(|e| SpecError::toml("inventory.toml", &text, &e))?;
         let defaults = src.project_defaults.overlay(&inv.defaults);
+        let sources = RefSources {
+            inventory: format!("inventory.toml\u{0}{text}").into(),
+            project: format!("{}\u{0}{}", src.project_name, src.project_text).into(),
+        };
+        let lines = LineIndex::new(&text);
         for (name, entry) in &inv.hosts {
             let span = entry.span();
             let entry = entry.get_ref();
             let f = defaults.overlay(&entry.fields());
             let mut keys: Vec<String> = entry.host_key.iter().cloned().collect();
             keys.extend(known_for(&known, name, &entry.address));
-            let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, "inventory.toml", &text, src);
+            let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, &sources);
             hosts.push(RawHost {
                 host: build(
                     src.dir,
@@ -83,7 +91,7 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
                     &f,
                     keys,
                     entry.vars.clone(),
-                    format!("inventory.toml:{}", line_of(&text, span.start)),
+                    format!("inventory.toml:{}", lines.line_of(span.start)),
                 ),
                 role_refs,
             });
@@ -121,8 +129,24 @@ fn read(path: &Path) -> Result<String, SpecError> {
         .map_err(|e| SpecError::file(path, format!("cannot read: {e}"), "check the file exists and is UTF-8 text"))
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+/// Line numbers by binary search over the newline offsets (counting newlines
+/// from the start for every host is quadratic in the inventory's size).
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        LineIndex(text.match_indices('\n').map(|(i, _)| i).collect())
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
+/// The two files a host's role names can come from, as `file\0text`.
+struct RefSources {
+    inventory: Arc<str>,
+    project: Arc<str>,
 }
 
 /// Where each of a host's role names was written, so an unknown role is
@@ -131,13 +155,10 @@ fn role_refs(
     f: &HostFields,
     own: bool,
     inv_defaults: &HostFields,
-    file: &str,
-    text: &str,
-    src: &Sources<'_>,
-) -> Vec<(String, String, std::ops::Range<usize>)> {
-    let (file, text) =
-        if own || inv_defaults.roles.is_some() { (file, text) } else { (src.project_name, src.project_text) };
-    f.roles.iter().flatten().map(|r| (r.get_ref().clone(), format!("{file}\u{0}{text}"), r.span())).collect()
+    sources: &RefSources,
+) -> Vec<(String, Arc<str>, std::ops::Range<usize>)> {
+    let src = if own || inv_defaults.roles.is_some() { &sources.inventory } else { &sources.project };
+    f.roles.iter().flatten().map(|r| (r.get_ref().clone(), src.clone(), r.span())).collect()
 }
 
 fn build(
@@ -176,6 +197,8 @@ fn expand(dir: &Path, p: &str) -> PathBuf {
 fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Result<Vec<RawHost>, SpecError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let project_src: Arc<str> = format!("{}\u{0}{}", src.project_name, src.project_text).into();
+    let csv_src: Arc<str> = format!("inventory.csv\u{0}{text}").into();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let t = line.trim();
@@ -198,23 +221,17 @@ fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Resul
             Some((a, p)) if p.parse::<u16>().is_ok() => (a, p.parse().ok()),
             _ => (cols[0], None),
         };
-        let line_start = line_span(text, lineno).start;
+        // `line` is a slice of `text`: its offset, without rescanning.
+        let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
         let mut f = src.project_defaults.clone();
         f.user = Some(cols[1].to_string());
         f.password = Some(cols[2].to_string());
         f.port = port.or(f.port);
-        let mut refs: Vec<(String, String, std::ops::Range<usize>)> = f
-            .roles
-            .iter()
-            .flatten()
-            .map(|r| (r.get_ref().clone(), format!("{}\u{0}{}", src.project_name, src.project_text), r.span()))
-            .collect();
+        let mut refs: Vec<(String, Arc<str>, std::ops::Range<usize>)> =
+            f.roles.iter().flatten().map(|r| (r.get_ref().clone(), project_src.clone(), r.span())).collect();
         if let Some(roles) = cols.get(3) {
             let names: Vec<String> = roles.split([';', ' ']).filter(|r| !r.is_empty()).map(String::from).collect();
-            refs = names
-                .iter()
-                .map(|r| (r.clone(), format!("inventory.csv\u{0}{text}"), line_start..line_start + line.len()))
-                .collect();
+            refs = names.iter().map(|r| (r.clone(), csv_src.clone(), line_start..line_start + line.len())).collect();
             f.roles = Some(names.into_iter().map(|n| toml::Spanned::new(0..0, n)).collect());
         }
         let keys = known_for(known, cols[0], address);

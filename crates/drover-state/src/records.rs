@@ -120,24 +120,36 @@ impl Store {
     }
 
     pub fn record_host(&mut self, h: &HostResult) -> Result<(), StateError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO host_results
+        self.record_hosts(std::slice::from_ref(h))
+    }
+
+    /// Many hosts' results in one transaction (a run's summary: one commit,
+    /// not one per host, however large the fleet).
+    pub fn record_hosts(&mut self, hs: &[HostResult]) -> Result<(), StateError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO host_results
              (run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                h.run_id,
-                h.host,
-                h.outcome,
-                h.generation,
-                h.changes,
-                h.bytes_sent,
-                h.files_written,
-                h.duration_ms,
-                h.error,
-                h.detail,
-                h.at_ms
-            ],
-        )?;
+            )?;
+            for h in hs {
+                st.execute(params![
+                    h.run_id,
+                    h.host,
+                    h.outcome,
+                    h.generation,
+                    h.changes,
+                    h.bytes_sent,
+                    h.files_written,
+                    h.duration_ms,
+                    h.error,
+                    h.detail,
+                    h.at_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

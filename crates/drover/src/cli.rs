@@ -56,4 +56,6 @@ pub enum Command {
     Trust(TrustArgs),
     /// Run a local lab fleet: real SSH hosts in network namespaces.
     Lab(LabArgs),
+    /// Air-gapped deployment: build, sign, verify and inspect bundles.
+    Bundle(crate::commands::bundle::BundleArgs),
 }

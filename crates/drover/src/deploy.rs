@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_proto::{ApplyOutcome, BlobChunk, Facts, Request, Response, ServiceAction, Supervisor, CHUNK_SIZE};
+use drover_proto::{
+    ApplyOutcome, BlobChunk, Facts, Hash, Manifest, Request, Response, ServiceAction, Supervisor, CHUNK_SIZE,
+};
 use drover_spec::{BlobSource, Compiled, Host, Project, SpecError};
 use tokio::sync::Semaphore;
 
@@ -26,9 +28,62 @@ pub enum Mode {
     Rollback { to: Option<u64> },
 }
 
+/// Where hosts' desired state comes from, and how its blobs are shipped: the
+/// project (compiled per host and generation), or a bundle (`apply --bundle`:
+/// manifests compiled at build time, blobs stored compressed), optionally
+/// with peer relay for large blobs (`--relay`; see `commands::bundle`).
+pub trait StateSource: Send + Sync {
+    fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, String>;
+
+    /// The request that makes `manifest` the host's candidate.
+    fn diff_request(&self, _host: &Host, manifest: &Manifest, generation: u64) -> Request {
+        Request::Diff { manifest: manifest.clone(), generation }
+    }
+
+    /// A blob's chunks as stored compressed (uncompressed offset, zstd
+    /// bytes), from offset `from`; `None`: take it from `Compiled::blobs`.
+    fn packed(&self, _hash: &Hash, _from: u64) -> Option<PackedChunks<'_>> {
+        None
+    }
+
+    /// Peer relay for large blobs, when enabled.
+    fn relay(&self) -> Option<&crate::commands::bundle::relay::Relay> {
+        None
+    }
+
+    /// Facts a host reported, for compiling offline later (`bundle build`).
+    fn remember_facts(&self, _host: &Host, _facts: &Facts) {}
+}
+
+pub type PackedChunks<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), String>> + Send + 'a>;
+
+impl StateSource for Project {
+    fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, String> {
+        Project::compile(self, host, facts, generation).map_err(|e| format!("{:?}", miette::Report::new(e)))
+    }
+
+    /// Cached in the project's state store (written only when they changed).
+    /// One connection for the whole run: opening the store costs more than
+    /// the rest of a host's no-op, and a run may have 10,000 hosts.
+    fn remember_facts(&self, host: &Host, facts: &Facts) {
+        static STORE: std::sync::Mutex<Option<(std::path::PathBuf, drover_state::Store)>> = std::sync::Mutex::new(None);
+        let Ok(json) = serde_json::to_string(facts) else { return };
+        let path = self.dir.join(".drover/state.db");
+        let mut cached = STORE.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_none_or(|(p, _)| *p != path) {
+            *cached = drover_state::Store::open(&path).ok().map(|s| (path, s));
+        }
+        if let Some((_, store)) = cached.as_mut() {
+            if store.facts(&host.name).ok().flatten().as_deref() != Some(json.as_str()) {
+                let _ = store.save_facts(&host.name, &json);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Job {
-    pub project: Arc<Project>,
+    pub project: Arc<dyn StateSource>,
     pub transport: Transport,
     pub mode: Mode,
     pub timeouts: Timeouts,
@@ -42,7 +97,7 @@ pub struct Job {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum DeployError {
+pub(crate) enum DeployError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
@@ -100,7 +155,7 @@ pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<Hos
             out.push(r);
         }
     }
-    out.sort_by_key(|r| natural_key(&r.host));
+    out.sort_by_cached_key(|r| natural_key(&r.host));
     out
 }
 
@@ -146,12 +201,13 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn compile(job: &Job, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, DeployError> {
-    job.project.compile(host, facts, generation).map_err(|e| DeployError::Spec(format!("{:?}", miette::Report::new(e))))
+    job.project.compile(host, facts, generation).map_err(DeployError::Spec)
 }
 
 async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) -> Result<(), DeployError> {
     p.step("connecting");
     let mut conn = job.transport.connect(host, job.timeouts).await?;
+    tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));
     r.recovered = conn.state.recovered.clone();
     r.generation = conn.state.current;
     let confirm_ms = u64::try_from(job.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
@@ -182,7 +238,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             };
             let generation = conn.state.next;
             p.step("comparing");
-            let req = Request::Diff { manifest: compiled.manifest.clone(), generation };
+            let req = job.project.diff_request(host, &compiled.manifest, generation);
             let Response::Diff { changes, restarts, missing } = conn.link.call(&req, &mut |m| p.step(m)).await? else {
                 return Err(DeployError::Other("unexpected reply to Diff".into()));
             };
@@ -203,7 +259,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 conn.close().await;
                 return Ok(());
             }
-            send_blobs(&mut conn, &compiled, &missing, r, p).await?;
+            send_blobs(job, host, &mut conn, &compiled, &missing, r, p).await?;
             p.step("applying");
             conn.link.set_timeout(apply_timeout(job));
             conn.link
@@ -281,35 +337,92 @@ fn keep_unchanged_sources(mut next: Compiled, current: &drover_proto::Manifest) 
 }
 
 async fn send_blobs(
+    job: &Job,
+    host: &Host,
     conn: &mut Connection,
     c: &Compiled,
-    missing: &[(drover_proto::Hash, u64)],
+    missing: &[(Hash, u64)],
     r: &mut HostReport,
     p: &HostProgress,
 ) -> Result<(), DeployError> {
-    for (i, (hash, have)) in missing.iter().enumerate() {
-        p.step(format!("sending {}/{} blobs", i + 1, missing.len()));
-        let data: Arc<Vec<u8>> = match c.blobs.get(hash) {
-            Some(BlobSource::Bytes(b)) => b.clone(),
-            Some(BlobSource::File(path)) => Arc::new(
-                tokio::fs::read(path).await.map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?,
-            ),
-            None => return Err(DeployError::Other(format!("agent asked for unknown blob {}", hash.short()))),
-        };
-        let mut offset = usize::try_from(*have).unwrap_or(0).min(data.len());
-        while offset < data.len() {
-            let end = (offset + CHUNK_SIZE).min(data.len());
-            let packed =
-                zstd::encode_all(&data[offset..end], 3).map_err(|e| DeployError::Other(format!("compress: {e}")))?;
-            let n = packed.len() as u64;
-            conn.link.send(&Request::Chunk(BlobChunk { hash: *hash, offset: offset as u64, data: packed })).await?;
-            r.bytes_sent += n;
-            p.sent(n);
-            offset = end;
-        }
-        r.blobs_sent += 1;
+    let direct = match job.project.relay() {
+        Some(relay) => relay.deliver(&*job.project, host, conn, c, missing, r, p).await?,
+        None => missing.to_vec(),
+    };
+    for (i, (hash, have)) in direct.iter().enumerate() {
+        p.step(format!("sending {}/{} blobs", i + 1, direct.len()));
+        send_blob(&*job.project, conn, c, hash, *have, r, p).await?;
     }
     conn.link.flush().await?;
+    Ok(())
+}
+
+/// Queue one blob's chunks from offset `have` (pipelined: no reply).
+pub(crate) async fn send_blob(
+    source: &dyn StateSource,
+    conn: &mut Connection,
+    c: &Compiled,
+    hash: &Hash,
+    have: u64,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    if let Some(chunks) = source.packed(hash, have) {
+        for chunk in chunks {
+            let (offset, data) = chunk.map_err(DeployError::Other)?;
+            let n = data.len() as u64;
+            conn.link.send(&Request::Chunk(BlobChunk { hash: *hash, offset, data })).await?;
+            r.bytes_sent += n;
+            p.sent(n);
+        }
+        r.blobs_sent += 1;
+        return Ok(());
+    }
+    // A file is read one chunk at a time: hundreds of hosts receiving the
+    // same large file at once must not each hold a copy of it.
+    let (bytes, mut file) = match c.blobs.get(hash) {
+        Some(BlobSource::Bytes(b)) => (Some(b.clone()), None),
+        Some(BlobSource::File(path)) => {
+            let f = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?;
+            (None, Some((f, path)))
+        }
+        None => return Err(DeployError::Other(format!("agent asked for unknown blob {}", hash.short()))),
+    };
+    let len = match (&bytes, &file) {
+        (Some(b), _) => b.len() as u64,
+        (_, Some((f, path))) => {
+            f.metadata().await.map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?.len()
+        }
+        _ => 0,
+    };
+    let mut buf = Vec::new();
+    let mut offset = have.min(len);
+    while offset < len {
+        let n = (len - offset).min(CHUNK_SIZE as u64) as usize;
+        let data: &[u8] = match (&bytes, &mut file) {
+            (Some(b), _) => &b[offset as usize..offset as usize + n],
+            (_, Some((f, path))) => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                buf.resize(n, 0);
+                let read = async {
+                    f.seek(std::io::SeekFrom::Start(offset)).await?;
+                    f.read_exact(&mut buf).await
+                };
+                read.await.map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?;
+                &buf
+            }
+            _ => break,
+        };
+        let packed = zstd::encode_all(data, 3).map_err(|e| DeployError::Other(format!("compress: {e}")))?;
+        let sent = packed.len() as u64;
+        conn.link.send(&Request::Chunk(BlobChunk { hash: *hash, offset, data: packed })).await?;
+        r.bytes_sent += sent;
+        p.sent(sent);
+        offset += n as u64;
+    }
+    r.blobs_sent += 1;
     Ok(())
 }
 

@@ -105,7 +105,18 @@ impl Run {
     }
 
     pub fn record(&mut self, r: &HostReport) -> anyhow::Result<()> {
-        self.store.record_host(&HostResult {
+        self.record_all(std::slice::from_ref(r))
+    }
+
+    /// Every host's result in one transaction.
+    pub fn record_all(&mut self, reports: &[HostReport]) -> anyhow::Result<()> {
+        let rows = reports.iter().map(|r| self.result(r)).collect::<anyhow::Result<Vec<_>>>()?;
+        self.store.record_hosts(&rows)?;
+        Ok(())
+    }
+
+    fn result(&self, r: &HostReport) -> anyhow::Result<HostResult> {
+        Ok(HostResult {
             run_id: self.id,
             host: r.host.clone(),
             outcome: r.outcome.as_str().into(),
@@ -117,8 +128,7 @@ impl Run {
             error: r.error.clone(),
             detail: serde_json::to_string(r)?,
             at_ms: drover_state::now_ms(),
-        })?;
-        Ok(())
+        })
     }
 
     pub fn finish(mut self, ok: bool) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod bundle;
 pub mod day2;
 pub mod deploy;
 pub mod init;
@@ -29,5 +30,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Exec(a) => day2::exec(dir, a),
         Command::Drain(a) => day2::drain(dir, a, true),
         Command::Undrain(a) => day2::drain(dir, a, false),
+        Command::Bundle(a) => bundle::run(dir, a),
     }
 }

@@ -1,0 +1,71 @@
+//! Air-gapped bundles: everything a fleet (or one host) needs to install, in
+//! one file, signed with minisign.
+//!
+//! A bundle holds, per selected host, the compiled [`Manifest`] (plus the
+//! host's inventory entry, without secrets), every blob those manifests
+//! reference (content-addressed by blake3, zstd-compressed in independent
+//! 1 MiB chunks, deduplicated across hosts), the static agent, and the project
+//! revision. The layout is in [`format`]; [`Writer`] streams one out,
+//! [`Bundle`] reads one by seeking (never loading blobs in memory).
+//!
+//! Signing is minisign's prehashed Ed25519, so `minisign -Vm site.drv -p
+//! ops.pub` checks a bundle with the standard tool. Verification
+//! ([`verify`]) depends only on `minisign-verify` (no dependencies), so the
+//! agent can do it; key generation and signing are behind the `sign`
+//! feature, which only the controller enables.
+//!
+//! [`Manifest`]: drover_proto::Manifest
+
+pub mod format;
+mod read;
+#[cfg(feature = "sign")]
+pub mod sign;
+pub mod verify;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+pub use format::{AgentRef, BaseRef, BlobEntry, HostEntry, Index, Settings};
+pub use read::{Bundle, PackedChunks};
+pub use verify::PublicKey;
+pub use write::{BlobInput, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{0}: not a drover bundle (bad magic)")]
+    NotABundle(String),
+    #[error("{0}: truncated or damaged bundle (no valid trailer at the end); copy it again")]
+    Truncated(String),
+    #[error("{path}: bad bundle: {what}")]
+    Corrupt { path: String, what: String },
+    #[error("{0}: no signature; sign the bundle with `drover bundle sign` (or pass --sig)")]
+    Unsigned(String),
+    #[error("{path}: signature check FAILED: the bundle was altered or truncated after signing ({detail})")]
+    BadSignature { path: String, detail: String },
+    #[error("{path}: signed by a different key than {pubkey}")]
+    WrongKey { path: String, pubkey: String },
+    #[error("{path}: {what}")]
+    BadKey { path: String, what: String },
+    #[error("blob {hash}: content does not match its hash (got {got}); the bundle is damaged")]
+    BlobMismatch { hash: String, got: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BundleError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> BundleError {
+        BundleError::Io { path: path.display().to_string(), err: source }
+    }
+}
+
+pub type Result<T, E = BundleError> = std::result::Result<T, E>;
+
+/// Where the detached signature of `bundle` lives: `<bundle>.minisig`, the
+/// name `minisign -Vm <bundle>` looks for.
+pub fn sig_path(bundle: &Path) -> PathBuf {
+    let mut s = bundle.as_os_str().to_owned();
+    s.push(".minisig");
+    PathBuf::from(s)
+}

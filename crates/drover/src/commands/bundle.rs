@@ -1,0 +1,505 @@
+//! `drover bundle …` and `apply --bundle` / `--relay`: air-gapped deployment.
+//!
+//! ```text
+//! drover bundle keygen [--key ops.key] [--pub ops.pub]
+//! drover bundle build -o site.drv [--hosts SEL] [--roles SEL] [--base prev.drv] [--supervisor S]
+//! drover bundle sign site.drv --key ops.key          # writes site.drv.minisig
+//! drover bundle verify site.drv --pubkey ops.pub     # signature, index, every blob
+//! drover bundle inspect site.drv [--json]
+//! drover bundle agent site.drv -o drover-agent --pubkey ops.pub
+//! drover apply --bundle site.drv [--pubkey ops.pub] [--relay]
+//! ```
+//!
+//! The format and the signature scheme are in the `drover-bundle` crate and
+//! `docs/bundle.md`; the relay scheduler in [`relay`].
+
+pub mod relay;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use drover_bundle::{BlobInput, Bundle, HostEntry, Index, PublicKey, Writer};
+use drover_proto::{EntryKind, Facts, Hash, Supervisor};
+use drover_spec::{BlobSource, Host, Project};
+
+use crate::commands::deploy::DeployArgs;
+use crate::deploy::{self, Job, Mode, StateSource};
+use crate::exit::{ExitStatus, Refused};
+use crate::progress::Progress;
+use crate::report::{human_bytes, RunReport};
+use crate::select::select;
+use crate::transport::{Timeouts, Transport};
+use crate::{agent_bin, runlog};
+
+/// The controller's default key for checking bundles (hosts use the same path).
+pub const DEFAULT_PUBKEY: &str = "/etc/drover/bundle.pub";
+
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Create a minisign key pair for signing bundles (secret key unencrypted, mode 0600).
+    Keygen {
+        #[arg(long, default_value = "ops.key")]
+        key: PathBuf,
+        #[arg(long = "pub", default_value = "ops.pub")]
+        public: PathBuf,
+    },
+    /// Compile the selected hosts and write one bundle: manifests, blobs, the agent, the project revision.
+    Build(BuildArgs),
+    /// Sign a bundle (ed25519, minisign): writes FILE.minisig; `minisign -Vm FILE -p KEY.pub` checks it.
+    Sign {
+        bundle: PathBuf,
+        #[arg(long, value_name = "SECRET_KEY")]
+        key: PathBuf,
+    },
+    /// Check a bundle's signature, its index signature and every blob's hash.
+    Verify(VerifyArgs),
+    /// Show what a bundle holds (no signature check).
+    Inspect {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extract the agent binary from a verified bundle (to carry it to a host for `drover-agent install`).
+    Agent {
+        #[command(flatten)]
+        verify: VerifyArgs,
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The bundle file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Only these hosts: host, group or role names, comma-separated.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Only hosts with these roles (or groups, or names), comma-separated.
+    #[arg(long)]
+    pub roles: Option<String>,
+    /// Incremental: leave out the blobs this earlier bundle already carries.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// Supervisor to compile services for when a host's facts are not cached
+    /// from an earlier run (runit, systemd, openrc).
+    #[arg(long, default_value = "runit")]
+    pub supervisor: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    pub bundle: PathBuf,
+    /// Public key [default: /etc/drover/bundle.pub].
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    /// Detached signature [default: BUNDLE.minisig].
+    #[arg(long, value_name = "FILE")]
+    pub sig: Option<PathBuf>,
+}
+
+/// `apply`/`plan` options for bundles and relay (flattened into `DeployArgs`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ApplyArgs {
+    /// Apply from this signed bundle instead of compiling the project:
+    /// manifests, blobs and (without a project) the inventory come from it.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// Key to check the bundle's signature with [default: /etc/drover/bundle.pub].
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub pubkey: Option<PathBuf>,
+    /// The bundle's detached signature [default: FILE.minisig].
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub sig: Option<PathBuf>,
+    /// Peer relay: hosts that hold a large blob serve it to the others, so it
+    /// leaves the controller about once.
+    #[arg(long)]
+    pub relay: bool,
+    /// TCP port of the hosts' relay servers.
+    #[arg(long, value_name = "PORT", default_value_t = 7787)]
+    pub relay_port: u16,
+    /// Only blobs of at least this many MiB are relayed.
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    pub relay_min_mib: u64,
+    /// Peer transfers one host serves at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub relay_fanout: usize,
+}
+
+impl ApplyArgs {
+    /// Does this run need the bundle/relay pipeline?
+    pub fn wanted(&self) -> bool {
+        self.bundle.is_some() || self.relay
+    }
+}
+
+pub fn run(dir: &Path, a: BundleArgs) -> anyhow::Result<ExitStatus> {
+    match a.action {
+        Action::Keygen { key, public } => {
+            drover_bundle::sign::keygen(&key, &public).context("an existing key is never overwritten")?;
+            println!("secret key {} (keep it offline), public key {}", key.display(), public.display());
+            println!("hosts check bundles with the public key at {DEFAULT_PUBKEY}");
+        }
+        Action::Build(b) => build(dir, b)?,
+        Action::Sign { bundle, key } => {
+            let sig = drover_bundle::sign::sign(&bundle, &key)?;
+            println!("signed {}: {}", bundle.display(), sig.display());
+        }
+        Action::Verify(v) => verify(&v)?,
+        Action::Inspect { bundle, json } => inspect(&bundle, json)?,
+        Action::Agent { verify: v, output } => {
+            let b = open_verified(&v.bundle, v.pubkey.as_deref(), v.sig.as_deref())?;
+            let a = b.index.agent.as_ref().context("this bundle carries no agent")?;
+            let e = b.blob(&a.hash).context("the agent is in this bundle's base, not in it")?;
+            let mut f = std::fs::File::create(&output).with_context(|| output.display().to_string())?;
+            b.extract(e, &mut f)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&output, std::fs::Permissions::from_mode(0o755))?;
+            println!("{}: drover-agent {} ({})", output.display(), a.version, a.hash.short());
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn open_verified(bundle: &Path, pubkey: Option<&Path>, sig: Option<&Path>) -> anyhow::Result<Bundle> {
+    let key_path = pubkey.map_or_else(|| PathBuf::from(DEFAULT_PUBKEY), Path::to_path_buf);
+    if !key_path.exists() {
+        return Err(Refused(format!("no public key at {}: pass --pubkey", key_path.display())).into());
+    }
+    let key = PublicKey::from_file(&key_path)?;
+    let sig = sig.map_or_else(|| drover_bundle::sig_path(bundle), Path::to_path_buf);
+    let b = Bundle::open_verified(bundle, &sig, &key)?;
+    if b.index_signature().is_some() {
+        drover_bundle::verify::verify_index(b.index_bytes(), b.index_signature(), &key, bundle)?;
+    }
+    Ok(b)
+}
+
+fn verify(v: &VerifyArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let b = open_verified(&v.bundle, v.pubkey.as_deref(), v.sig.as_deref())?;
+    for e in &b.index.blobs {
+        b.extract(e, &mut std::io::sink())?;
+    }
+    println!(
+        "{}: good signature; project {} revision {}; {} hosts, {} blobs ({}) all match their hashes ({:.1}s)",
+        v.bundle.display(),
+        b.index.project,
+        b.index.revision,
+        b.index.hosts.len(),
+        b.index.blobs.len(),
+        human_bytes(b.index.blobs.iter().map(|e| e.size).sum()),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
+    let b = Bundle::open(path)?;
+    let i = &b.index;
+    if json {
+        let v = serde_json::json!({
+            "project": i.project,
+            "revision": i.revision,
+            "created_ms": i.created_ms,
+            "signed": b.index_signature().is_some(),
+            "base": i.base.as_ref().map(|b| serde_json::json!({"revision": b.revision, "index": b.index.to_hex()})),
+            "agent": i.agent.as_ref().map(|a| a.hash.to_hex()),
+            "hosts": i.hosts.iter().map(|h| serde_json::json!({
+                "name": h.name, "address": h.address, "generation": h.generation, "facts": h.facts,
+                "files": h.manifest.entries.len(), "services": h.manifest.services.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "blobs": i.blobs.iter().map(|e| serde_json::json!({"hash": e.hash.to_hex(), "size": e.size, "packed": e.packed_len()})).collect::<Vec<_>>(),
+            "external": i.external.iter().map(Hash::to_hex).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{}: project {} revision {}", path.display(), i.project, i.revision);
+    println!("  signed index: {}", if b.index_signature().is_some() { "yes" } else { "no" });
+    if let Some(base) = &i.base {
+        println!("  incremental on revision {} (index {})", base.revision, base.index.short());
+    }
+    for h in &i.hosts {
+        println!(
+            "  host {:<12} {:<16} {} files, {} services, generation {}, facts {}",
+            h.name,
+            h.address,
+            h.manifest.entries.len(),
+            h.manifest.services.len(),
+            h.generation,
+            h.facts
+        );
+    }
+    let raw: u64 = i.blobs.iter().map(|e| e.size).sum();
+    let packed: u64 = i.blobs.iter().map(|e| e.packed_len()).sum();
+    println!(
+        "  {} blobs, {} ({} compressed); {} more in the base",
+        i.blobs.len(),
+        human_bytes(raw),
+        human_bytes(packed),
+        i.external.len()
+    );
+    Ok(())
+}
+
+fn parse_supervisor(s: &str) -> anyhow::Result<Supervisor> {
+    Ok(match s {
+        "runit" => Supervisor::Runit,
+        "systemd" => Supervisor::Systemd,
+        "openrc" => Supervisor::OpenRc,
+        other => anyhow::bail!("--supervisor {other}: expected runit, systemd or openrc"),
+    })
+}
+
+/// Facts for compiling `host` offline: cached from its last run when the
+/// state store has them, else placeholders.
+fn offline_facts(store: Option<&drover_state::Store>, host: &Host, sup: Supervisor) -> (Facts, &'static str) {
+    let cached =
+        store.and_then(|s| s.facts(&host.name).ok().flatten()).and_then(|j| serde_json::from_str::<Facts>(&j).ok());
+    match cached {
+        Some(f) if f.supervisor.is_some() => (f, "cache"),
+        _ => (Facts { hostname: host.name.clone(), supervisor: Some(sup), ..Facts::default() }, "placeholder"),
+    }
+}
+
+/// The generation templates show: one past the last one recorded for the
+/// host, else 1 (the host assigns the real number; see `docs/bundle.md`).
+fn offline_generation(store: Option<&drover_state::Store>, host: &str) -> u64 {
+    let last = store
+        .and_then(|s| s.history(Some(host), 50).ok())
+        .and_then(|rows| rows.iter().filter_map(|r| r.generation).max())
+        .and_then(|g| u64::try_from(g).ok());
+    last.map_or(1, |g| g + 1)
+}
+
+fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let project = Project::load(dir)?;
+    let sel: Vec<&str> = [a.hosts.as_deref(), a.roles.as_deref()].into_iter().flatten().collect();
+    let sel = (!sel.is_empty()).then(|| sel.join(","));
+    let hosts = select(&project.hosts, sel.as_deref())?;
+    let sup = parse_supervisor(&a.supervisor)?;
+    let store = runlog::open(dir).ok();
+    let base = a.base.as_deref().map(Bundle::open).transpose().context("reading the base bundle")?;
+    let in_base = |h: &Hash| base.as_ref().is_some_and(|b| b.blob(h).is_some());
+    let mut w = Writer::create(&a.output)?;
+    let mut external = Vec::new();
+
+    let agent = agent_bin::hash();
+    if in_base(&agent) {
+        external.push(agent);
+    } else {
+        w.add(agent, BlobInput::Bytes(agent_bin::bytes()))?;
+    }
+    let mut entries = Vec::new();
+    for host in &hosts {
+        let (facts, facts_from) = offline_facts(store.as_ref(), host, sup);
+        let generation = offline_generation(store.as_ref(), &host.name);
+        let c = project.compile(host, &facts, generation)?;
+        for e in &c.manifest.entries {
+            let EntryKind::File { hash, .. } = e.kind else { continue };
+            if in_base(&hash) {
+                external.push(hash);
+                continue;
+            }
+            if w.contains(&hash) {
+                continue;
+            }
+            match c.blobs.get(&hash) {
+                Some(BlobSource::File(p)) => w.add(hash, BlobInput::File(p))?,
+                Some(BlobSource::Bytes(b)) => w.add(hash, BlobInput::Bytes(b))?,
+                None => anyhow::bail!("{}: no content for {}", host.name, e.path),
+            };
+        }
+        entries.push(HostEntry {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            key: host.auth.key.as_ref().map(|k| k.display().to_string()),
+            host_keys: host.host_keys.clone(),
+            roles: host.roles.clone(),
+            groups: host.groups.clone(),
+            generation,
+            facts: facts_from.into(),
+            manifest: c.manifest,
+        });
+    }
+    entries.sort_by(|x, y| x.name.cmp(&y.name));
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let index = Index {
+        created_ms: ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()),
+        project: project.settings.name.clone(),
+        revision: runlog::project_rev(dir),
+        base: base.as_ref().map(|b| drover_bundle::BaseRef {
+            revision: b.index.revision.clone(),
+            index: b.index_hash(),
+            created_ms: b.index.created_ms,
+        }),
+        agent: Some(drover_bundle::AgentRef { hash: agent, version: env!("CARGO_PKG_VERSION").into() }),
+        settings: drover_bundle::Settings {
+            confirm_timeout_ms: ms(project.settings.confirm_timeout),
+            parallel: project.settings.parallel as u64,
+            connect_timeout_ms: ms(project.settings.connect_timeout),
+        },
+        hosts: entries,
+        blobs: Vec::new(),
+        external,
+    };
+    let index = w.finish(index)?;
+    let placeholders: Vec<&str> =
+        index.hosts.iter().filter(|h| h.facts == "placeholder").map(|h| h.name.as_str()).collect();
+    let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}: {} hosts, {} blobs ({} in the base), {} written in {:.1}s; revision {}",
+        a.output.display(),
+        index.hosts.len(),
+        index.blobs.len(),
+        index.external.len(),
+        human_bytes(size),
+        start.elapsed().as_secs_f64(),
+        index.revision
+    );
+    if !placeholders.is_empty() {
+        let who = match placeholders.len() {
+            n if n > 5 => format!("{n} hosts"),
+            _ => placeholders.join(", "),
+        };
+        println!("  no cached facts for {who} (never applied from here): compiled with supervisor {}", a.supervisor);
+    }
+    println!("next: drover bundle sign {} --key ops.key", a.output.display());
+    Ok(())
+}
+
+/// Hosts to connect to: the project's inventory entries when there is a
+/// project (they may carry passwords), else the bundle's.
+fn bundle_hosts(dir: &Path, b: &Bundle) -> anyhow::Result<Vec<Host>> {
+    let project = if dir.join("drover.toml").exists() { Some(Project::load(dir)?) } else { None };
+    Ok(b.index
+        .hosts
+        .iter()
+        .map(|e| match project.as_ref().and_then(|p| p.hosts.iter().find(|h| h.name == e.name)) {
+            Some(h) => h.clone(),
+            None => from_entry(e),
+        })
+        .collect())
+}
+
+fn from_entry(e: &HostEntry) -> Host {
+    Host {
+        name: e.name.clone(),
+        address: e.address.clone(),
+        port: e.port,
+        user: e.user.clone(),
+        auth: drover_spec::Auth { key: e.key.as_ref().map(PathBuf::from), password: None },
+        host_keys: e.host_keys.clone(),
+        roles: e.roles.clone(),
+        groups: e.groups.clone(),
+        vars: Default::default(),
+        origin: "bundle".into(),
+    }
+}
+
+/// `plan`/`apply` with `--bundle` or `--relay`: the deploy pipeline with a
+/// bundle or relayed source.
+pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+    let ba = &args.bundle;
+    if matches!(mode, Mode::Rollback { .. }) {
+        anyhow::bail!("rollback takes no --bundle or --relay (generations are kept on the hosts)");
+    }
+    if ba.relay && args.simulate.is_some() {
+        anyhow::bail!("--relay needs real hosts (relay servers listen on each host's address)");
+    }
+    let relay = ba
+        .relay
+        .then(|| relay::Relay::new(ba.relay_port, ba.relay_min_mib << 20, ba.relay_fanout, 60_000))
+        .transpose()?;
+    let (source, all_hosts, settings): (Arc<dyn StateSource>, Vec<Host>, drover_bundle::Settings) = match &ba.bundle {
+        Some(path) => {
+            let b = open_verified(path, ba.pubkey.as_deref(), ba.sig.as_deref())?;
+            eprintln!(
+                "bundle {}: good signature; project {} revision {}",
+                path.display(),
+                b.index.project,
+                b.index.revision
+            );
+            let hosts = bundle_hosts(dir, &b)?;
+            let settings = b.index.settings.clone();
+            (Arc::new(source::BundleSource { bundle: b, relay }), hosts, settings)
+        }
+        None => {
+            let project = Arc::new(Project::load(dir)?);
+            deploy::preflight(&project, &project.hosts)?;
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let settings = drover_bundle::Settings {
+                confirm_timeout_ms: ms(project.settings.confirm_timeout),
+                parallel: project.settings.parallel as u64,
+                connect_timeout_ms: ms(project.settings.connect_timeout),
+            };
+            let hosts = project.hosts.clone();
+            let relay = relay.context("internal: relay expected")?;
+            (Arc::new(source::RelayedProject { project, relay }), hosts, settings)
+        }
+    };
+    let mut hosts = select(&all_hosts, args.hosts.as_deref())?;
+    if !matches!(mode, Mode::Plan) {
+        let drained = runlog::drained(dir)?;
+        hosts.retain(|h| match drained.iter().find(|(d, _)| *d == h.name) {
+            Some((_, reason)) => {
+                eprintln!("skipping {}: drained ({reason}); `drover undrain {}` to include it", h.name, h.name);
+                false
+            }
+            None => true,
+        });
+    }
+    let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
+    let confirm_timeout = match &args.confirm_timeout {
+        Some(s) => dur(s)?,
+        None => Duration::from_millis(settings.confirm_timeout_ms),
+    };
+    let job = Job {
+        timeouts: Timeouts { connect: Duration::from_millis(settings.connect_timeout_ms), op: dur(&args.op_timeout)? },
+        confirm_timeout,
+        parallel: args.parallel.unwrap_or(usize::try_from(settings.parallel).unwrap_or(512)),
+        retries: args.retries,
+        stop_first: false,
+        transport: match &args.simulate {
+            Some(d) => Transport::Local { base: std::path::absolute(d)? },
+            None => Transport::Ssh,
+        },
+        mode,
+        project: source,
+    };
+    let command = if matches!(mode, Mode::Plan) { "plan" } else { "apply" };
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let mut run = runlog::Run::start(dir, command, &names)?;
+    let start = Instant::now();
+    let progress = Progress::new(hosts.len(), !args.json);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let reports = rt.block_on(deploy::run(Arc::new(job), hosts, progress.clone()));
+    progress.finish();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let report =
+        RunReport { command: command.into(), hosts: reports, duration_ms: u64::try_from(start.elapsed().as_millis())? };
+    for h in &report.hosts {
+        run.record(h)?;
+    }
+    run.finish(report.failed() == 0)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table(matches!(mode, Mode::Plan)));
+    }
+    Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
