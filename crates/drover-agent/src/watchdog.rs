@@ -7,6 +7,7 @@
 //! reverts then.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::engine::Engine;
@@ -14,7 +15,22 @@ use crate::layout::Layout;
 use crate::state::{now_ms, read_json, Pending};
 use crate::{Context, Result};
 
+/// Set when agents are served inside another process (the controller's
+/// simulated transport, `drover::sim`): the current executable is then not
+/// an agent, so the watchdog runs as a thread of that process instead.
+pub static IN_PROCESS: AtomicBool = AtomicBool::new(false);
+
 pub fn spawn(layout: &Layout) -> Result<()> {
+    if IN_PROCESS.load(Ordering::Relaxed) {
+        let layout = layout.clone();
+        std::thread::Builder::new()
+            .name("drover-watchdog".into())
+            .spawn(move || {
+                let _ = run(&layout);
+            })
+            .ctx(|| "start watchdog".into())?;
+        return Ok(());
+    }
     let exe = std::env::current_exe().ctx(|| "locate agent binary".into())?;
     use std::os::unix::process::CommandExt;
     Command::new(exe)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_proto::{Entry, EntryKind, Facts, Hash, HealthCheck, HealthProbe, Manifest, ServiceSpec};
+use drover_proto::{Entry, EntryKind, Facts, Hash, HealthCheck, HealthProbe, Manifest, ServiceSpec, Supervisor};
 use globset::{Glob, GlobMatcher};
 use toml::Spanned;
 
@@ -50,6 +50,30 @@ pub struct Project {
     /// The project's default rollout policy, and each role's own.
     rollout: crate::RolloutPolicy,
     role_rollouts: BTreeMap<String, crate::RolloutPolicy>,
+    /// Compile plans by (roles, supervisor), built on first use.
+    plans: std::sync::Mutex<Vec<PlanKey>>,
+}
+
+/// A cached plan and what it was built for: (roles, supervisor, plan).
+type PlanKey = (Vec<String>, Option<Supervisor>, Arc<Plan>);
+
+/// What every host with the same roles and supervisor gets (see
+/// [`Project::compile`]): the sorted entries with attributes applied (each
+/// template's with a placeholder hash), the blobs of the plain files, and the
+/// services with their triggers.
+struct Plan {
+    entries: Vec<Entry>,
+    blobs: HashMap<Hash, BlobSource>,
+    /// (index in `entries`, template name), rendered per host.
+    templates: Vec<(usize, String)>,
+    /// Templates replaced by a later file at the same path: still rendered,
+    /// so their errors stop the run as before.
+    shadowed: Vec<String>,
+    services: Vec<ServiceSpec>,
+    /// A service the host cannot run: it has no supervisor.
+    no_supervisor: Option<String>,
+    /// Why the manifest is invalid, if it is.
+    invalid: Option<String>,
 }
 
 struct Role {
@@ -127,7 +151,7 @@ impl Project {
                         role_files.insert(role.clone(), r);
                     }
                     Ok(None) => {
-                        let (name, text) = file.split_once('\0').unwrap_or((file, ""));
+                        let (name, text) = file.split_once('\0').unwrap_or((&**file, ""));
                         let known = list_names(&dir.join("roles"));
                         errors.push(SpecError::at(
                             name,
@@ -226,6 +250,7 @@ impl Project {
             templates,
             rollout,
             role_rollouts,
+            plans: Default::default(),
         })
     }
 
@@ -257,31 +282,88 @@ impl Project {
 
     /// Compile one host's desired state. `generation` is the number this
     /// state will get on the host (templates may show it).
+    ///
+    /// Everything but the templates depends only on the host's roles and
+    /// supervisor, so that part is a [`Plan`] built once per run and shared;
+    /// a host costs a clone of it plus its template renderings.
     pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
+        let plan = self.plan(&host.roles, facts.supervisor);
         let vars = self.vars_for(host);
         let ctx = self.context(host, facts, generation, &vars);
         let mut ctx0 = None;
-        let mut entries: BTreeMap<String, (Entry, Option<BlobSource>)> = BTreeMap::new();
-        let roles: Vec<&Role> = host.roles.iter().filter_map(|r| self.roles.get(r)).collect();
+        let mut entries = plan.entries.clone();
+        let mut blobs = plan.blobs.clone();
+        for (i, name) in &plan.templates {
+            let text = self.templates.render(name, &ctx, &host.name)?;
+            let e = &mut entries[*i];
+            if self.templates.uses_generation(name) {
+                let c0 = ctx0.get_or_insert_with(|| self.context(host, facts, 0, &vars));
+                let t0 = self.templates.render(name, c0, &host.name)?;
+                e.source = Some(Hash(*blake3::hash(t0.as_bytes()).as_bytes()));
+            }
+            let bytes = Arc::new(text.into_bytes());
+            let hash = Hash(*blake3::hash(&bytes).as_bytes());
+            e.kind = EntryKind::File { size: bytes.len() as u64, hash };
+            blobs.insert(hash, BlobSource::Bytes(bytes));
+        }
+        for name in &plan.shadowed {
+            self.templates.render(name, &ctx, &host.name)?;
+        }
+        if let Some(name) = &plan.no_supervisor {
+            return Err(SpecError::file(
+                Path::new(&format!("services/{name}.toml")),
+                format!("host {} has no supported supervisor (systemd, runit or OpenRC), so service {name} cannot run there", host.name),
+                "install runit on the host, or remove the service from its roles",
+            ));
+        }
+        if let Some(m) = &plan.invalid {
+            return Err(SpecError::file(
+                &self.dir,
+                format!("host {}: {m}", host.name),
+                "fix the layer or service that produces this path",
+            ));
+        }
+        Ok(Compiled { manifest: Manifest { entries, services: plan.services.clone() }, blobs })
+    }
+
+    /// The plan for hosts with these roles and this supervisor (cached).
+    fn plan(&self, roles: &[String], sup: Option<Supervisor>) -> Arc<Plan> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, p)) = plans.iter().find(|(r, s, _)| r.as_slice() == roles && *s == sup) {
+            return p.clone();
+        }
+        let p = Arc::new(self.build_plan(roles, sup));
+        plans.push((roles.to_vec(), sup, p.clone()));
+        p
+    }
+
+    fn build_plan(&self, role_names: &[String], sup: Option<Supervisor>) -> Plan {
+        enum Slot {
+            Blob(BlobSource),
+            Template(String),
+            Nothing,
+        }
+        /// A later file at the same path replaces an earlier one.
+        fn insert(entries: &mut BTreeMap<String, (Entry, Slot)>, e: Entry, slot: Slot, shadowed: &mut Vec<String>) {
+            if let Some((_, Slot::Template(t))) = entries.insert(e.path.clone(), (e, slot)) {
+                shadowed.push(t);
+            }
+        }
+        let mut entries: BTreeMap<String, (Entry, Slot)> = BTreeMap::new();
+        let mut shadowed = Vec::new();
+        let roles: Vec<&Role> = role_names.iter().filter_map(|r| self.roles.get(r)).collect();
         for role in &roles {
             for layer in &role.layers {
                 for f in self.layers.get(layer).into_iter().flatten() {
-                    let mut source = None;
-                    let (kind, src) = match &f.kind {
-                        LayerKind::Plain { hash, size } => {
-                            (EntryKind::File { size: *size, hash: *hash }, Some(BlobSource::File(f.source.clone())))
-                        }
-                        LayerKind::Symlink(t) => (EntryKind::Symlink { target: t.clone() }, None),
+                    let (kind, slot) = match &f.kind {
+                        LayerKind::Plain { hash, size } => (
+                            EntryKind::File { size: *size, hash: *hash },
+                            Slot::Blob(BlobSource::File(f.source.clone())),
+                        ),
+                        LayerKind::Symlink(t) => (EntryKind::Symlink { target: t.clone() }, Slot::Nothing),
+                        // Filled in per host.
                         LayerKind::Template => {
-                            let text = self.templates.render(&f.rel, &ctx, &host.name)?;
-                            if self.templates.uses_generation(&f.rel) {
-                                let c0 = ctx0.get_or_insert_with(|| self.context(host, facts, 0, &vars));
-                                let t0 = self.templates.render(&f.rel, c0, &host.name)?;
-                                source = Some(Hash(*blake3::hash(t0.as_bytes()).as_bytes()));
-                            }
-                            let bytes = Arc::new(text.into_bytes());
-                            let hash = Hash(*blake3::hash(&bytes).as_bytes());
-                            (EntryKind::File { size: bytes.len() as u64, hash }, Some(BlobSource::Bytes(bytes)))
+                            (EntryKind::File { size: 0, hash: Hash([0; 32]) }, Slot::Template(f.rel.clone()))
                         }
                     };
                     let mut e = Entry {
@@ -290,47 +372,45 @@ impl Project {
                         mode: f.mode,
                         owner: "root".into(),
                         group: "root".into(),
-                        source,
+                        source: None,
                     };
                     apply_attrs(&roles, &mut e);
-                    entries.insert(f.target.clone(), (e, src));
+                    insert(&mut entries, e, slot, &mut shadowed);
                 }
             }
         }
         let mut services = Vec::new();
+        let mut no_supervisor = None;
         let names: BTreeSet<&String> = roles.iter().flat_map(|r| r.services.iter()).collect();
         for name in names {
             let svc = &self.services[name];
-            let Some(sup) = facts.supervisor else {
-                return Err(SpecError::file(
-                    Path::new(&format!("services/{name}.toml")),
-                    format!("host {} has no supported supervisor (systemd, runit or OpenRC), so service {name} cannot run there", host.name),
-                    "install runit on the host, or remove the service from its roles",
-                ));
+            let Some(sup) = sup else {
+                no_supervisor = Some(name.clone());
+                break;
             };
             let mut unit_paths = Vec::new();
             if let Some(cmd) = &svc.command {
                 let def = ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env };
                 for u in units::files(sup, &def) {
                     unit_paths.push(u.path.clone());
-                    let (kind, src) = match (u.content, u.symlink) {
+                    let (kind, slot) = match (u.content, u.symlink) {
                         (Some(c), _) => {
                             let bytes = Arc::new(c.into_bytes());
                             let hash = Hash(*blake3::hash(&bytes).as_bytes());
-                            (EntryKind::File { size: bytes.len() as u64, hash }, Some(BlobSource::Bytes(bytes)))
+                            (EntryKind::File { size: bytes.len() as u64, hash }, Slot::Blob(BlobSource::Bytes(bytes)))
                         }
-                        (None, Some(t)) => (EntryKind::Symlink { target: t }, None),
+                        (None, Some(t)) => (EntryKind::Symlink { target: t }, Slot::Nothing),
                         (None, None) => continue,
                     };
                     let e = Entry {
-                        path: u.path.clone(),
+                        path: u.path,
                         kind,
                         mode: u.mode,
                         owner: "root".into(),
                         group: "root".into(),
                         source: None,
                     };
-                    entries.insert(u.path, (e, src));
+                    insert(&mut entries, e, slot, &mut shadowed);
                 }
             }
             let mut triggers: Vec<String> =
@@ -343,45 +423,51 @@ impl Project {
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
         let mut blobs = HashMap::new();
+        let mut templates = Vec::new();
         let mut list = Vec::with_capacity(entries.len());
-        for (_, (e, src)) in entries {
-            if let (EntryKind::File { hash, .. }, Some(src)) = (&e.kind, src) {
-                blobs.insert(*hash, src);
+        for (_, (e, slot)) in entries {
+            match (slot, &e.kind) {
+                (Slot::Blob(src), EntryKind::File { hash, .. }) => {
+                    blobs.insert(*hash, src);
+                }
+                (Slot::Template(t), _) => templates.push((list.len(), t)),
+                _ => {}
             }
             list.push(e);
         }
+        // Paths, modes, owners and service names do not depend on the host:
+        // validate once.
         let manifest = Manifest { entries: list, services };
-        manifest.validate().map_err(|m| {
-            SpecError::file(
-                &self.dir,
-                format!("host {}: {m}", host.name),
-                "fix the layer or service that produces this path",
-            )
-        })?;
-        Ok(Compiled { manifest, blobs })
+        let invalid = manifest.validate().err();
+        let Manifest { entries, services } = manifest;
+        Plan { entries, blobs, templates, shadowed, services, no_supervisor, invalid }
     }
 
+    /// The template context. Built as minijinja values directly: this runs
+    /// once per host per compile, so no detour through JSON.
     fn context(&self, host: &Host, facts: &Facts, generation: u64, vars: &Vars) -> minijinja::Value {
-        let mut top: serde_json::Map<String, serde_json::Value> =
-            vars.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
-        top.insert("vars".into(), serde_json::to_value(vars).unwrap_or_default());
+        use minijinja::{context, Value};
+        let all = Value::from_serialize(vars);
+        let mut top: BTreeMap<String, Value> =
+            vars.keys().map(|k| (k.clone(), all.get_attr(k).unwrap_or_default())).collect();
+        top.insert("vars".into(), all);
         top.insert(
             "host".into(),
-            serde_json::json!({
-                "name": host.name, "address": host.address, "port": host.port, "user": host.user,
-                "roles": host.roles, "groups": host.groups,
-            }),
+            context! {
+                name => host.name, address => host.address, port => host.port, user => host.user,
+                roles => host.roles, groups => host.groups,
+            },
         );
         top.insert(
             "facts".into(),
-            serde_json::json!({
-                "hostname": facts.hostname, "os_id": facts.os_id, "os_version": facts.os_version,
-                "arch": facts.arch, "kernel": facts.kernel, "cpus": facts.cpus, "mem_bytes": facts.mem_bytes,
-                "supervisor": facts.supervisor.map(|s| s.as_str()),
-            }),
+            context! {
+                hostname => facts.hostname, os_id => facts.os_id, os_version => facts.os_version,
+                arch => facts.arch, kernel => facts.kernel, cpus => facts.cpus, mem_bytes => facts.mem_bytes,
+                supervisor => facts.supervisor.map(|s| s.as_str()),
+            },
         );
-        top.insert("generation".into(), generation.into());
-        minijinja::Value::from_serialize(&top)
+        top.insert("generation".into(), Value::from(generation));
+        Value::from(top)
     }
 }
 

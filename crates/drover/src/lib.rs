@@ -16,6 +16,7 @@ pub mod report;
 pub mod rollout;
 pub mod runlog;
 pub mod select;
+pub mod sim;
 pub mod transport;
 
 use std::process::ExitCode;

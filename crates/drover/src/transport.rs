@@ -7,6 +7,9 @@
 //! - [`Transport::Local`]: simulated hosts, each a directory `<base>/<host>`
 //!   served by a local agent process with `--root`. Used for scale runs and
 //!   tests of the pipeline itself; no supervisor is driven there.
+//! - [`Transport::Sim`]: simulated hosts at scale, agents in-process (or as
+//!   processes) over shaped links: latency, bandwidth, failures. See
+//!   [`crate::sim`].
 //!
 //! The remote commands are fixed strings whose only variable part is the
 //! agent's hex hash: there is no remote shell built from user input. The
@@ -29,6 +32,7 @@ const EXIT_NO_AGENT: u32 = 97;
 pub enum Transport {
     Ssh,
     Local { base: PathBuf },
+    Sim(std::sync::Arc<crate::sim::Sim>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +75,7 @@ pub struct Connection {
 enum Keep {
     Ssh(drover_ssh::Session),
     Child(tokio::process::Child),
+    Sim(crate::sim::Guard),
 }
 
 impl Connection {
@@ -81,6 +86,7 @@ impl Connection {
             Keep::Child(mut c) => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
             }
+            Keep::Sim(g) => g.close().await,
         }
     }
 }
@@ -90,13 +96,21 @@ impl Transport {
         match self {
             Transport::Ssh => connect_ssh(host, t).await,
             Transport::Local { base } => connect_local(base, host, t).await,
+            Transport::Sim(sim) => {
+                let (w, r, guard) = sim.open(host).await?;
+                let link = AgentLink::start(w, r, None, t.op).await?;
+                hello(link, Keep::Sim(guard)).await
+            }
         }
     }
 }
 
 async fn hello(mut link: AgentLink, keep: Keep) -> Result<Connection, TransportError> {
-    let req =
-        Request::Hello { protocol: PROTOCOL_VERSION, controller: format!("drover {}", env!("CARGO_PKG_VERSION")) };
+    let req = Request::Hello {
+        protocol: PROTOCOL_VERSION,
+        controller: format!("drover {}", env!("CARGO_PKG_VERSION")),
+        idle_ms: u64::try_from(link.timeout().as_millis()).unwrap_or(u64::MAX),
+    };
     match link.call(&req, &mut |_| {}).await? {
         Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
             Ok(Connection { link, facts, state, _keep: keep })

@@ -34,13 +34,20 @@ pub struct DeployArgs {
     /// Longest silence tolerated from an agent during one step.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub op_timeout: String,
-    /// Simulated transport: each host is the directory DIR/<host>, served by a
-    /// local agent process instead of SSH (scale tests, benchmarks).
+    /// Simulated transport: each host is the directory DIR/<host>, served by an
+    /// in-process agent instead of SSH (scale tests, benchmarks; see --sim-*).
     #[arg(long, value_name = "DIR")]
     pub simulate: Option<PathBuf>,
+    #[command(flatten)]
+    pub sim: crate::sim::SimArgs,
+    #[command(flatten)]
+    pub bundle: crate::commands::bundle::ApplyArgs,
 }
 
 pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+    if args.bundle.wanted() {
+        return crate::commands::bundle::apply(project_dir, args, mode);
+    }
     let project = Project::load(project_dir)?;
     let mut hosts = select(&project.hosts, args.hosts.as_deref())?;
     if !matches!(mode, Mode::Rollback { .. }) {
@@ -68,7 +75,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         retries: args.retries,
         stop_first: false,
         transport: match &args.simulate {
-            Some(dir) => Transport::Local { base: std::path::absolute(dir)? },
+            Some(dir) => args.sim.transport(dir)?,
             None => Transport::Ssh,
         },
         mode,
@@ -79,6 +86,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         Mode::Apply => "apply",
         Mode::Rollback { .. } => "rollback",
     };
+    raise_fd_limit();
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let mut run = runlog::Run::start(project_dir, command, &names)?;
     let start = Instant::now();
@@ -92,9 +100,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         hosts: reports,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
     };
-    for h in &report.hosts {
-        run.record(h)?;
-    }
+    run.record_all(&report.hosts)?;
     run.finish(report.failed() == 0)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -102,4 +108,20 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         print!("{}", report.table(matches!(mode, Mode::Plan)));
     }
     Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+/// Every connection is a file descriptor or two (SSH socket; for simulated
+/// hosts a socket pair or pipes), and hundreds are open at once: lift the
+/// soft limit (often 1024) to the hard one, as a server would.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
+    }
 }
