@@ -235,7 +235,7 @@ for n in $SIZES; do
 done
 "$DROVER" lab down --lab $LAB >/dev/null
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.1f×", a / b; else print "-" }'; }
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r). drover $("$DROVER" --version | awk '{ print $2 }'), ansible-core $ANSIBLE_VERSION, pyinfra $PYINFRA_VERSION."
 echo

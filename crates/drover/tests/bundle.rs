@@ -4,8 +4,8 @@
 //! USB-style install on a host with no controller; and every kind of
 //! tampering refused with nothing changed on the host.
 //!
-//! Needs root (the lab does) and installs Debian's `minisign` if missing, to
-//! prove the signatures are standard.
+//! Needs root (the lab does) and Debian's `minisign` (`scripts/deps`
+//! installs it), to prove the signatures are standard.
 
 mod support;
 
