@@ -56,6 +56,30 @@ impl<R: Read + AsFd> Read for Idle<R> {
     }
 }
 
+/// Diff `manifest` with the host: it becomes the session's candidate for
+/// `Apply` (from `Diff`, or from a bundle's index with `BundleDiff`).
+fn candidate(
+    engine: &Engine,
+    manifest: Result<drover_proto::Manifest>,
+    generation: u64,
+    cand: &mut Option<Candidate>,
+    chunk_error: &mut Option<AgentError>,
+) -> Response {
+    match manifest.and_then(|m| engine.diff(m, generation)) {
+        Ok(c) => {
+            let reply = Response::Diff {
+                changes: c.changes.clone(),
+                restarts: c.restarts.clone(),
+                missing: engine.missing(&c),
+            };
+            *cand = Some(c);
+            *chunk_error = None;
+            reply
+        }
+        Err(e) => Response::Error { message: e.0 },
+    }
+}
+
 /// The reply to a request that could not get the host lock.
 fn lock_error(e: &AgentError) -> Response {
     let message = e.0.clone();
@@ -141,19 +165,9 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 Ok((up_to_date, drift)) => Response::Check { up_to_date, drift },
                 Err(e) => Response::Error { message: e.0 },
             },
-            Request::Diff { manifest, generation } => match engine.diff(manifest, generation) {
-                Ok(c) => {
-                    let reply = Response::Diff {
-                        changes: c.changes.clone(),
-                        restarts: c.restarts.clone(),
-                        missing: engine.missing(&c),
-                    };
-                    cand = Some(c);
-                    chunk_error = None;
-                    reply
-                }
-                Err(e) => Response::Error { message: e.0 },
-            },
+            Request::Diff { manifest, generation } => {
+                candidate(&engine, Ok(manifest), generation, &mut cand, &mut chunk_error)
+            }
             Request::Chunk(chunk) => {
                 if chunk_error.is_none() {
                     let res = match &cand {
@@ -246,19 +260,7 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
             Request::BundleDiff { index, signature, host, generation } => {
                 let manifest = crate::install::bundle_manifest(&layout, &index, &signature, &host)
                     .and_then(|m| Ok(crate::install::keep_unchanged_sources(m, engine.current_manifest()?.as_ref())));
-                match manifest.and_then(|m| engine.diff(m, generation)) {
-                    Ok(c) => {
-                        let reply = Response::Diff {
-                            changes: c.changes.clone(),
-                            restarts: c.restarts.clone(),
-                            missing: engine.missing(&c),
-                        };
-                        cand = Some(c);
-                        chunk_error = None;
-                        reply
-                    }
-                    Err(e) => Response::Error { message: e.0 },
-                }
+                candidate(&engine, manifest, generation, &mut cand, &mut chunk_error)
             }
             Request::RelayServe { port, token, blobs, idle_ms } => {
                 match crate::relay::serve(&layout, port, &token, &blobs, idle_ms) {
