@@ -22,7 +22,7 @@ impl Fleet {
     pub fn new(project: &Project, simulate: Option<&std::path::Path>) -> anyhow::Result<Fleet> {
         Ok(Fleet {
             transport: match simulate {
-                Some(d) => Transport::Local { base: std::path::absolute(d)? },
+                Some(d) => Transport::local(d)?,
                 None => Transport::Ssh,
             },
             timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },

@@ -4,9 +4,6 @@
 //!   agent is pushed to `~/.cache/drover/agent-<blake3>` on first contact
 //!   (and after every drover upgrade: a new hash is a new file) and started
 //!   under `sudo` for non-root users.
-//! - [`Transport::Local`]: simulated hosts, each a directory `<base>/<host>`
-//!   served by a local agent process with `--root`. Used for scale runs and
-//!   tests of the pipeline itself; no supervisor is driven there.
 //! - [`Transport::Sim`]: simulated hosts at scale, agents in-process (or as
 //!   processes) over shaped links: latency, bandwidth, failures. See
 //!   [`crate::sim`].
@@ -16,7 +13,6 @@
 //! protocol itself is typed frames.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
@@ -31,7 +27,6 @@ const EXIT_NO_AGENT: u32 = 97;
 #[derive(Debug, Clone)]
 pub enum Transport {
     Ssh,
-    Local { base: PathBuf },
     Sim(std::sync::Arc<crate::sim::Sim>),
 }
 
@@ -74,7 +69,6 @@ pub struct Connection {
 
 enum Keep {
     Ssh(drover_ssh::Session),
-    Child(tokio::process::Child),
     Sim(crate::sim::Guard),
 }
 
@@ -83,19 +77,23 @@ impl Connection {
         self.link.close().await;
         match self._keep {
             Keep::Ssh(s) => s.close().await,
-            Keep::Child(mut c) => {
-                let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
-            }
             Keep::Sim(g) => g.close().await,
         }
     }
 }
 
 impl Transport {
+    /// Simulated hosts `base/<host>`, one local agent process per
+    /// connection, links unshaped: what `--simulate DIR` means for the
+    /// commands without `--sim-*` flags (rollout, status, logs, exec, drain).
+    pub fn local(base: &std::path::Path) -> std::io::Result<Transport> {
+        let shape = crate::sim::LinkShape::default();
+        Ok(Transport::Sim(std::sync::Arc::new(crate::sim::Sim::new(std::path::absolute(base)?, shape, true))))
+    }
+
     pub async fn connect(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
         match self {
             Transport::Ssh => connect_ssh(host, t).await,
-            Transport::Local { base } => connect_local(base, host, t).await,
             Transport::Sim(sim) => {
                 let (w, r, guard) = sim.open(host).await?;
                 let link = AgentLink::start(w, r, None, t.op).await?;
@@ -118,27 +116,6 @@ async fn hello(mut link: AgentLink, keep: Keep) -> Result<Connection, TransportE
         Response::Hello { protocol, .. } => Err(TransportError::Version(protocol)),
         other => Err(LinkError::Protocol(format!("expected Hello, got {other:?}")).into()),
     }
-}
-
-async fn connect_local(base: &std::path::Path, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
-    let agent = base.join(".drover-agent");
-    agent_bin::materialize(&agent).map_err(|e| TransportError::Start(format!("{}: {e}", agent.display())))?;
-    let root = base.join(&host.name);
-    let mut child = tokio::process::Command::new(&agent)
-        .arg("serve")
-        .arg("--root")
-        .arg(&root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| TransportError::Start(format!("{}: {e}", agent.display())))?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(TransportError::Start("no pipes".into()));
-    };
-    let link = AgentLink::start(Box::new(stdin), Box::new(stdout), None, t.op).await?;
-    hello(link, Keep::Child(child)).await
 }
 
 fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {

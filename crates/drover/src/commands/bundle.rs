@@ -28,8 +28,7 @@ use drover_spec::{BlobSource, Host, Project};
 use crate::commands::deploy::DeployArgs;
 use crate::deploy::{self, Job, Mode, StateSource};
 use crate::exit::{ExitStatus, Refused};
-use crate::progress::Progress;
-use crate::report::{human_bytes, RunReport};
+use crate::report::human_bytes;
 use crate::select::select;
 use crate::transport::{Timeouts, Transport};
 use crate::{agent_bin, runlog};
@@ -453,16 +452,7 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
         }
     };
     let mut hosts = select(&all_hosts, args.hosts.as_deref())?;
-    if !matches!(mode, Mode::Plan) {
-        let drained = runlog::drained(dir)?;
-        hosts.retain(|h| match drained.iter().find(|(d, _)| *d == h.name) {
-            Some((_, reason)) => {
-                eprintln!("skipping {}: drained ({reason}); `drover undrain {}` to include it", h.name, h.name);
-                false
-            }
-            None => true,
-        });
-    }
+    crate::commands::deploy::skip_drained(dir, &mut hosts, mode)?;
     let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
     let confirm_timeout = match &args.confirm_timeout {
         Some(s) => dur(s)?,
@@ -475,31 +465,12 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
         retries: args.retries,
         stop_first: false,
         transport: match &args.simulate {
-            Some(d) => Transport::Local { base: std::path::absolute(d)? },
+            Some(d) => Transport::local(d)?,
             None => Transport::Ssh,
         },
         mode,
         project: source,
     };
     let command = if matches!(mode, Mode::Plan) { "plan" } else { "apply" };
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-    let mut run = runlog::Run::start(dir, command, &names)?;
-    let start = Instant::now();
-    let progress = Progress::new(hosts.len(), !args.json);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let reports = rt.block_on(deploy::run(Arc::new(job), hosts, progress.clone()));
-    progress.finish();
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let report =
-        RunReport { command: command.into(), hosts: reports, duration_ms: u64::try_from(start.elapsed().as_millis())? };
-    for h in &report.hosts {
-        run.record(h)?;
-    }
-    run.finish(report.failed() == 0)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table(matches!(mode, Mode::Plan)));
-    }
-    Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+    crate::commands::deploy::execute(dir, command, job, hosts, args.json)
 }

@@ -1,10 +1,10 @@
 //! `drover plan`, `drover apply`, `drover rollback`: one pipeline, three goals.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_spec::Project;
+use drover_spec::{Host, Project};
 
 use crate::deploy::{self, Job, Mode};
 use crate::exit::ExitStatus;
@@ -53,16 +53,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
     if !matches!(mode, Mode::Rollback { .. }) {
         deploy::preflight(&project, &hosts)?;
     }
-    if !matches!(mode, Mode::Plan) {
-        let drained = runlog::drained(project_dir)?;
-        hosts.retain(|h| match drained.iter().find(|(d, _)| *d == h.name) {
-            Some((_, reason)) => {
-                eprintln!("skipping {}: drained ({reason}); `drover undrain {}` to include it", h.name, h.name);
-                false
-            }
-            None => true,
-        });
-    }
+    skip_drained(project_dir, &mut hosts, mode)?;
     let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
     let confirm_timeout = match &args.confirm_timeout {
         Some(s) => dur(s)?,
@@ -86,11 +77,34 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         Mode::Apply => "apply",
         Mode::Rollback { .. } => "rollback",
     };
+    execute(project_dir, command, job, hosts, args.json)
+}
+
+/// Drained hosts are left out of everything but `plan`, each with a word.
+pub(crate) fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> anyhow::Result<()> {
+    if matches!(mode, Mode::Plan) {
+        return Ok(());
+    }
+    let drained = runlog::drained(dir)?;
+    hosts.retain(|h| match drained.iter().find(|(d, _)| *d == h.name) {
+        Some((_, reason)) => {
+            eprintln!("skipping {}: drained ({reason}); `drover undrain {}` to include it", h.name, h.name);
+            false
+        }
+        None => true,
+    });
+    Ok(())
+}
+
+/// Run `job` on `hosts` with live progress, record the run in the state
+/// store, print the table (or JSON); the exit status scripts see.
+pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, json: bool) -> anyhow::Result<ExitStatus> {
     raise_fd_limit();
+    let plan = matches!(job.mode, Mode::Plan);
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-    let mut run = runlog::Run::start(project_dir, command, &names)?;
+    let mut run = runlog::Run::start(dir, command, &names)?;
     let start = Instant::now();
-    let progress = Progress::new(hosts.len(), !args.json);
+    let progress = Progress::new(hosts.len(), !json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let reports = rt.block_on(deploy::run(Arc::new(job), hosts, progress.clone()));
     progress.finish();
@@ -102,10 +116,10 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
     };
     run.record_all(&report.hosts)?;
     run.finish(report.failed() == 0)?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.table(matches!(mode, Mode::Plan)));
+        print!("{}", report.table(plan));
     }
     Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
 }

@@ -94,7 +94,7 @@ fn job(project: &Arc<Project>, simulate: Option<&Path>) -> anyhow::Result<(Job, 
     let job = Job {
         project: project.clone(),
         transport: match simulate {
-            Some(d) => Transport::Local { base: std::path::absolute(d)? },
+            Some(d) => Transport::local(d)?,
             None => Transport::Ssh,
         },
         mode: Mode::Apply,
