@@ -4,19 +4,58 @@
 //! transfer cut at 90% leaves 90% there, and the next `Diff` reply tells the
 //! controller to resume from that offset. A blob is renamed into `blobs/` only
 //! after its hash checks out, so a blob in the store is always correct.
+//!
+//! Everything here is created 0600 in 0700 directories: blobs hold the
+//! content of 0600 files (keys, passwords) and the prior content of files
+//! drover replaced (a managed `/etc/shadow`'s previous version).
+//!
+//! The empty blob needs no transfer: its content is known. It is written
+//! locally when a transition needs it (a zero-length transfer would never
+//! send a chunk, so waiting for one would wait forever).
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use drover_proto::{BlobChunk, Hash};
 
-use crate::fsops::{hash_file, sync_dir};
+use crate::fsops::{hash_file, private_dir, sync_dir};
 use crate::layout::Layout;
 use crate::{bail, Context, Result};
 
+/// blake3 of zero bytes.
+pub fn empty_hash() -> Hash {
+    Hash(*blake3::hash(b"").as_bytes())
+}
+
 pub fn has(layout: &Layout, h: &Hash) -> bool {
     layout.blob(h).exists()
+}
+
+/// Does the controller need to send `h`? Never the empty blob.
+pub fn needs_transfer(layout: &Layout, h: &Hash) -> bool {
+    *h != empty_hash() && !has(layout, h)
+}
+
+/// Put the empty blob in the store (idempotent).
+pub fn store_empty(layout: &Layout) -> Result<()> {
+    let h = empty_hash();
+    if has(layout, &h) {
+        return Ok(());
+    }
+    ingest(layout, &mut io::empty(), &h)
+}
+
+fn create_private(path: &Path, append: bool) -> Result<fs::File> {
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    o.open(path).ctx(|| format!("open {}", path.display()))
 }
 
 /// Bytes of `h` already received in an interrupted transfer.
@@ -29,13 +68,12 @@ pub fn partial_len(layout: &Layout, h: &Hash) -> u64 {
 pub fn receive(layout: &Layout, chunk: &BlobChunk, size: u64) -> Result<()> {
     let data = zstd::decode_all(&chunk.data[..]).ctx(|| format!("decompress chunk of {}", chunk.hash.short()))?;
     let partial = layout.partial(&chunk.hash);
-    fs::create_dir_all(layout.partial_dir()).ctx(|| "create partial dir".into())?;
+    private_dir(&layout.partial_dir())?;
     let have = partial_len(layout, &chunk.hash);
     if chunk.offset != have {
         bail!("blob {}: chunk at offset {} but {} bytes held", chunk.hash.short(), chunk.offset, have);
     }
-    let mut f =
-        OpenOptions::new().create(true).append(true).open(&partial).ctx(|| format!("open {}", partial.display()))?;
+    let mut f = create_private(&partial, true)?;
     f.write_all(&data).ctx(|| format!("write {}", partial.display()))?;
     let now = have + data.len() as u64;
     if now > size {
@@ -58,22 +96,22 @@ fn finish(layout: &Layout, src: &Path, h: &Hash) -> Result<()> {
         let _ = fs::remove_file(src);
         bail!("blob {} failed verification (content hashes to {}); discarded", h.short(), got.short());
     }
-    fs::create_dir_all(layout.blobs()).ctx(|| "create blob dir".into())?;
+    private_dir(&layout.blobs())?;
     fs::rename(src, layout.blob(h)).ctx(|| format!("store blob {}", h.short()))?;
     sync_dir(&layout.blobs())
 }
 
-/// Put the file at `path` (whose hash is `h`) into the store as a copy, e.g. a
-/// file we are about to replace, so it can be restored later.
-pub fn ingest(layout: &Layout, path: &Path, h: &Hash) -> Result<()> {
+/// Put content read from `src` (whose hash should be `h`) into the store as
+/// a copy, e.g. a file we are about to replace, so it can be restored later.
+/// The caller opens `src` (managed paths only through [`crate::safefs`]).
+pub fn ingest(layout: &Layout, src: &mut dyn Read, h: &Hash) -> Result<()> {
     if has(layout, h) {
         return Ok(());
     }
-    fs::create_dir_all(layout.partial_dir()).ctx(|| "create partial dir".into())?;
+    private_dir(&layout.partial_dir())?;
     let tmp = layout.partial_dir().join(format!("ingest-{}", h.to_hex()));
-    let mut src = fs::File::open(path).ctx(|| format!("open {}", path.display()))?;
-    let mut dst = fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    io::copy(&mut src, &mut dst).ctx(|| format!("copy {}", path.display()))?;
+    let mut dst = create_private(&tmp, false)?;
+    io::copy(src, &mut dst).ctx(|| format!("copy into {}", tmp.display()))?;
     dst.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
     finish(layout, &tmp, h)
 }
@@ -100,6 +138,20 @@ mod tests {
         receive(&l, &chunk(h, 1000, &data[1000..]), 3000).unwrap();
         assert!(has(&l, &h));
         assert_eq!(fs::read(l.blob(&h)).unwrap(), data);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(l.blob(&h)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(l.blobs()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn the_empty_blob_needs_no_transfer_and_is_stored_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        let e = empty_hash();
+        assert!(!needs_transfer(&l, &e));
+        store_empty(&l).unwrap();
+        assert!(has(&l, &e));
+        assert_eq!(fs::read(l.blob(&e)).unwrap(), b"");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use drover_proto::{Change, ChangeKind, EntryKind, Manifest, ServiceRestart};
 use crate::accounts::Accounts;
 use crate::fsops::{self, PathState};
 use crate::layout::Layout;
+use crate::safefs::{Root, Walker};
 use crate::state::StatCache;
 use crate::{services, Result};
 
@@ -31,14 +32,12 @@ pub fn resolve(m: &Manifest, accounts: &Accounts) -> Result<HashMap<String, Path
     m.entries
         .iter()
         .map(|e| {
+            let uid = || accounts.uid(&e.owner).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)));
+            let gid = || accounts.gid(&e.group).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)));
             let st = match &e.kind {
-                EntryKind::File { hash, .. } => PathState::File {
-                    hash: *hash,
-                    mode: e.mode,
-                    uid: accounts.uid(&e.owner).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)))?,
-                    gid: accounts.gid(&e.group).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)))?,
-                },
+                EntryKind::File { hash, .. } => PathState::File { hash: *hash, mode: e.mode, uid: uid()?, gid: gid()? },
                 EntryKind::Symlink { target } => PathState::Symlink { target: target.clone() },
+                EntryKind::Dir => PathState::Dir { mode: e.mode, uid: uid()?, gid: gid()? },
             };
             Ok((e.path.clone(), st))
         })
@@ -46,9 +45,9 @@ pub fn resolve(m: &Manifest, accounts: &Accounts) -> Result<HashMap<String, Path
 }
 
 /// What is at `path` now, through the stat cache.
-pub fn actual(layout: &Layout, cache: &StatCache, path: &str) -> Result<PathState> {
+pub fn actual(w: &mut Walker<'_>, cache: &StatCache, path: &str) -> Result<PathState> {
     let cached = cache.get(path).copied();
-    Ok(fsops::read_state(&layout.target(path), cached)?.0)
+    Ok(fsops::read_state(w, path, cached)?.0)
 }
 
 pub fn diff(
@@ -73,9 +72,11 @@ pub fn diff(
             }
         }
     }
+    let root = Root::open(layout.root())?;
+    let mut w = Walker::new(&root);
     let mut changes = Vec::new();
     for (path, want) in &wants {
-        let now = actual(layout, cache, path)?;
+        let now = actual(&mut w, cache, path)?;
         if &now == want {
             continue;
         }
@@ -97,9 +98,11 @@ pub fn diff(
 /// Managed paths whose content differs from what generation `m` says.
 pub fn drift(layout: &Layout, accounts: &Accounts, cache: &StatCache, m: &Manifest) -> Result<Vec<String>> {
     let want = resolve(m, accounts)?;
+    let root = Root::open(layout.root())?;
+    let mut w = Walker::new(&root);
     let mut out = Vec::new();
     for e in &m.entries {
-        if actual(layout, cache, &e.path)? != want[&e.path] {
+        if actual(&mut w, cache, &e.path)? != want[&e.path] {
             out.push(e.path.clone());
         }
     }

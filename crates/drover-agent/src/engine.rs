@@ -14,9 +14,10 @@ use drover_proto::{ApplyOutcome, BlobChunk, EntryKind, Hash, HostState, Manifest
 
 use crate::accounts::Accounts;
 use crate::diff::{self, Candidate};
-use crate::fsops::{PathState, StatId};
+use crate::fsops::PathState;
 use crate::layout::Layout;
-use crate::state::{self, load_manifest, now_ms, read_json, save_manifest, write_json, Pending, StateFile};
+use crate::safefs::{Root, Walker};
+use crate::state::{self, load_manifest, now_ms, read_json, save_manifest, write_json, Pending, Phase, StateFile};
 use crate::transition::{self, gen_name, Done};
 use crate::{bail, blobs, gc, health, hooks, services, watchdog, Context, Result};
 
@@ -34,8 +35,14 @@ pub struct Engine {
 pub const LOCK_BUSY: &str = "another drover agent holds the lock on this host (an apply in progress?)";
 
 fn take_lock(layout: &Layout, wait: Duration) -> Result<File> {
-    let lock =
-        File::options().create(true).truncate(false).write(true).open(layout.lock()).ctx(|| "open lock".into())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(layout.lock())
+        .ctx(|| "open lock".into())?;
     let start = Instant::now();
     while lock.try_lock().is_err() {
         if start.elapsed() > wait {
@@ -49,8 +56,13 @@ fn take_lock(layout: &Layout, wait: Duration) -> Result<File> {
 impl Engine {
     /// Lock, load and recover. Waits up to `wait` for another agent to finish.
     pub fn open(layout: Layout, wait: Duration) -> Result<Engine> {
-        fs::create_dir_all(layout.state_dir()).ctx(|| format!("create {}", layout.state_dir().display()))?;
+        crate::fsops::private_dir(layout.state_dir())?;
         let lock = take_lock(&layout, wait)?;
+        if !layout.private_marker().exists() {
+            // Installations from before the store was private: repair once.
+            crate::fsops::make_private(layout.state_dir())?;
+            crate::fsops::write_atomic(&layout.private_marker(), b"")?;
+        }
         let state = StateFile::load(&layout)?;
         let accounts = Accounts::load(&layout);
         let mut e = Engine { layout, state, accounts, recovered: None, lock: Some(lock) };
@@ -61,16 +73,25 @@ impl Engine {
     /// Roll back an interrupted transition; revert an expired unconfirmed
     /// generation. Needs the lock.
     fn recover(&mut self) -> Result<Option<String>> {
-        let mut what = transition::recover(&self.layout, &self.state)?;
-        if what.is_some() {
+        let mut notes = Vec::new();
+        if let Some(what) = transition::recover(&self.layout, &self.state)? {
             self.state = StateFile::load(&self.layout)?;
+            notes.push(what);
         }
         if let Some(p) = read_json::<Pending>(&self.layout.pending())? {
-            if now_ms() >= p.deadline_ms {
-                what = Some(self.revert_pending("no confirmation from the controller before the deadline")?);
+            // We hold the lock, so the agent that was activating is gone.
+            let why = match p.phase {
+                Phase::Starting => Some("the agent stopped before the services passed their health checks"),
+                Phase::AwaitingConfirm if now_ms() >= p.deadline_ms => {
+                    Some("no confirmation from the controller before the deadline")
+                }
+                Phase::AwaitingConfirm => None,
+            };
+            if let Some(why) = why {
+                notes.extend(self.revert_pending(why)?);
             }
         }
-        Ok(what)
+        Ok((!notes.is_empty()).then(|| notes.join("; ")))
     }
 
     /// Let other sessions in. A session that only reads (status, logs, exec,
@@ -95,7 +116,8 @@ impl Engine {
     }
 
     pub fn host_state(&self) -> HostState {
-        let pending = read_json::<Pending>(&self.layout.pending()).ok().flatten();
+        let pending =
+            read_json::<Pending>(&self.layout.pending()).ok().flatten().filter(|p| p.phase == Phase::AwaitingConfirm);
         let mut generations = self.state.kept.clone();
         generations.sort_unstable();
         HostState {
@@ -142,7 +164,7 @@ impl Engine {
         for e in &cand.manifest.entries {
             if let EntryKind::File { hash, .. } = e.kind {
                 let changing = cand.changes.iter().any(|c| c.path == e.path);
-                if changing && !blobs::has(&self.layout, &hash) && seen.insert(hash) {
+                if changing && blobs::needs_transfer(&self.layout, &hash) && seen.insert(hash) {
                     out.push((hash, blobs::partial_len(&self.layout, &hash)));
                 }
             }
@@ -216,14 +238,23 @@ impl Engine {
     }
 
     fn ensure_blobs(&self, cand: &Candidate) -> Result<()> {
+        let root = Root::open(self.layout.root())?;
+        let mut w = Walker::new(&root);
+        let cache = state::load_statcache(&self.layout);
         for (path, want) in &cand.wants {
             if let PathState::File { hash, .. } = want {
                 if blobs::has(&self.layout, hash) {
                     continue;
                 }
+                if *hash == blobs::empty_hash() {
+                    blobs::store_empty(&self.layout)?;
+                    continue;
+                }
                 // Unchanged on disk: take it from there for future rollbacks.
-                if diff::actual(&self.layout, &state::load_statcache(&self.layout), path)? == *want {
-                    blobs::ingest(&self.layout, &self.layout.target(path), hash)?;
+                if diff::actual(&mut w, &cache, path)? == *want {
+                    let dir = root.parent_for_write(path)?;
+                    let mut f = crate::safefs::open_file(std::os::fd::AsFd::as_fd(&dir), crate::safefs::name(path))?;
+                    blobs::ingest(&self.layout, &mut f, hash)?;
                 } else {
                     bail!("{path}: content {} was not received; apply again", hash.short());
                 }
@@ -260,9 +291,15 @@ impl Engine {
         progress(format!("activating generation {generation}: {} paths", cand.changes.len()));
         let mut st = next;
         let from = self.state.current;
+        // Before the commit: from the moment the new generation is current
+        // until it has proved healthy, a record says so (the transition's seq
+        // ties it to this commit; if the commit never happens it is stale).
+        let starting = Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting };
+        write_json(&self.layout.pending(), &starting)?;
         let done = match transition::run(&self.layout, &mut st, from, Some(generation), cand.wants.clone(), &managed) {
             Ok(d) => d,
             Err(e) => {
+                let _ = fs::remove_file(self.layout.pending());
                 self.state = StateFile::load(&self.layout)?;
                 // Put stopped services back: the files are as before.
                 let _ = services::perform(&self.layout, &invert(&stops), &[ServiceAction::Start], &manifests, &changed);
@@ -280,15 +317,23 @@ impl Engine {
             return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason });
         }
         if confirm_ms > 0 {
-            let p = Pending { generation, deadline_ms: now_ms() + confirm_ms, seq: self.state.seq };
+            let p = Pending {
+                generation,
+                deadline_ms: now_ms() + confirm_ms,
+                seq: self.state.seq,
+                phase: Phase::AwaitingConfirm,
+            };
             write_json(&self.layout.pending(), &p)?;
             watchdog::spawn(&self.layout)?;
             hooks::point(&self.layout, "awaiting-confirm");
+        } else {
+            fs::remove_file(self.layout.pending()).ctx(|| "remove activation marker".into())?;
         }
         gc::collect(&self.layout, &mut self.state)?;
         let restarted =
             cand.restarts.iter().filter(|r| r.action != ServiceAction::Stop).map(|r| r.name.clone()).collect();
-        Ok(ApplyOutcome::Activated { generation, restarted, files_written: done.ops.len() as u64 })
+        let files_written = done.ops.iter().filter(|o| !o.implicit).count() as u64;
+        Ok(ApplyOutcome::Activated { generation, restarted, files_written })
     }
 
     fn start_services(
@@ -319,11 +364,13 @@ impl Engine {
     /// nothing that has not changed since.
     fn record_stats(&self, done: &Done) -> Result<()> {
         let mut cache = state::load_statcache(&self.layout);
+        let root = Root::open(self.layout.root())?;
+        let mut w = Walker::new(&root);
         for op in &done.ops {
             cache.remove(&op.path);
             if let PathState::File { hash, .. } = op.want {
-                if let Ok(md) = fs::symlink_metadata(self.layout.target(&op.path)) {
-                    cache.insert(op.path.clone(), (StatId::of(&md), hash));
+                if let Ok(crate::safefs::Found::File { id, .. }) = w.look(&op.path) {
+                    cache.insert(op.path.clone(), (id, hash));
                 }
             }
         }
@@ -344,14 +391,12 @@ impl Engine {
         let restarts = services::plan(cur.as_ref(), back.as_ref().unwrap_or(&empty), &changed);
         let manifests: Vec<&Manifest> = cur.iter().chain(back.iter()).collect();
         let _ = services::perform(&self.layout, &restarts, &[ServiceAction::Stop], &manifests, &changed);
-        let managed = cur.as_ref().map(|m| diff::resolve(m, &self.accounts).unwrap_or_default()).unwrap_or_default();
-        let wants = undo.ops.iter().rev().map(|o| (o.path.clone(), o.prior.clone())).collect();
         let mut st = self.state.clone();
         if let Some(f) = failed {
             st.failed.push(f);
             st.kept.retain(|k| *k != f);
         }
-        let done = transition::run(&self.layout, &mut st, failed, undo.from, wants, &managed)?;
+        let done = transition::undo(&self.layout, &mut st, &undo)?;
         self.state = st;
         self.record_stats(&done)?;
         let _ = fs::remove_file(self.layout.pending());
@@ -359,20 +404,24 @@ impl Engine {
         Ok(format!("generation {} reverted to {} ({reason})", gen_name(failed), gen_name(undo.from)))
     }
 
-    fn revert_pending(&mut self, reason: &str) -> Result<String> {
+    /// Revert the pending generation if it is still the current one; a
+    /// marker left by a transition that never committed is just removed.
+    fn revert_pending(&mut self, reason: &str) -> Result<Option<String>> {
         let p: Option<Pending> = read_json(&self.layout.pending())?;
         match p {
-            Some(p) if p.seq == self.state.seq && self.state.current == Some(p.generation) => self.revert_last(reason),
+            Some(p) if p.seq == self.state.seq && self.state.current == Some(p.generation) => {
+                self.revert_last(reason).map(Some)
+            }
             _ => {
                 let _ = fs::remove_file(self.layout.pending());
-                Ok("a stale confirmation marker was removed".into())
+                Ok(None)
             }
         }
     }
 
     pub fn confirm(&mut self, generation: u64) -> Result<()> {
         match read_json::<Pending>(&self.layout.pending())? {
-            Some(p) if p.generation == generation => {
+            Some(p) if p.generation == generation && p.phase == Phase::AwaitingConfirm => {
                 fs::remove_file(self.layout.pending()).ctx(|| "remove pending marker".into())?;
                 Ok(())
             }

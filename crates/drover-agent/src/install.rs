@@ -158,9 +158,9 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, m: &Manifest) -> Result<()> {
         .iter()
         .filter_map(|e| match e.kind {
             EntryKind::File { hash, size } => Some((hash, size)),
-            EntryKind::Symlink { .. } => None,
+            EntryKind::Symlink { .. } | EntryKind::Dir => None,
         })
-        .filter(|(h, _)| !blobs::has(layout, h))
+        .filter(|(h, _)| blobs::needs_transfer(layout, h))
         .collect();
     need.sort();
     need.dedup();

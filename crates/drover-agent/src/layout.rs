@@ -75,6 +75,12 @@ impl Layout {
     pub fn lock(&self) -> PathBuf {
         self.state.join("lock")
     }
+    /// Present once the state directory has been made private (see
+    /// [`crate::fsops::make_private`]); its absence on an older installation
+    /// triggers the repair once.
+    pub fn private_marker(&self) -> PathBuf {
+        self.state.join("private-v1")
+    }
     /// Fault-injection point for tests; see [`crate::hooks`].
     pub fn hook_file(&self) -> PathBuf {
         self.state.join("test-hook")

@@ -24,6 +24,7 @@ pub mod install;
 pub mod layout;
 pub mod ops;
 pub mod relay;
+pub mod safefs;
 pub mod serve;
 pub mod services;
 pub mod state;

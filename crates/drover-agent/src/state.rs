@@ -19,6 +19,14 @@ use crate::{Context, Result};
 
 /// How many generations are kept for rollback (the current one included).
 pub const KEEP_GENERATIONS: usize = 5;
+/// How many failed generations' manifests are kept for inspection.
+pub const KEEP_FAILED: usize = 3;
+/// Incomplete transfers older than this are dropped (a resume after longer
+/// starts over).
+pub const PARTIAL_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Backups of replaced unmanaged files stay this long after their
+/// generation is no longer kept.
+pub const BACKUP_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StateFile {
@@ -29,15 +37,38 @@ pub struct StateFile {
     pub seq: u64,
     pub kept: Vec<u64>,
     pub failed: Vec<u64>,
+    /// Parent directories drover created (no entry names them): removed
+    /// again, when empty, once no generation needs them.
+    #[serde(default)]
+    pub dirs: std::collections::BTreeSet<String>,
 }
 
+/// A committed generation that has not finished activating: its services
+/// are being (re)started and checked, or it waits for the controller's
+/// confirmation. Written *before* the first service is touched, so an agent
+/// killed anywhere after the commit leaves a record that recovery acts on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pending {
     pub generation: u64,
-    /// Unix time in milliseconds after which the watchdog reverts.
+    /// Unix time in milliseconds after which the watchdog reverts
+    /// (meaningful in [`Phase::AwaitingConfirm`]).
     pub deadline_ms: u64,
     /// The transition that activated it; only that one may be reverted.
     pub seq: u64,
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Files are swapped; services are restarting and being health-checked.
+    /// Found by recovery, it means the agent died before the generation
+    /// proved healthy: recovery reverts it.
+    Starting,
+    /// Healthy; reverted unless confirmed before the deadline.
+    #[default]
+    AwaitingConfirm,
 }
 
 pub type StatCache = BTreeMap<String, (StatId, Hash)>;

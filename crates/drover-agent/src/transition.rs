@@ -2,36 +2,49 @@
 //! should be, such that after any crash the host can be put back on exactly
 //! one side.
 //!
-//! 1. Read every path's prior state. Prior content that is not in the blob
-//!    store (unmanaged files, hand edits) is stored there, and unmanaged files
-//!    are also copied to `backup/<gen>/<path>`: nothing drover replaces is lost.
-//! 2. Write `journal.json` (ops with priors, directories to create, `seq`).
-//! 3. Stage: create directories, write every new file and symlink to a
-//!    temporary name beside its target, fsynced.
-//! 4. Swap: rename temporaries over targets; unlink removed paths.
-//! 5. Commit: `state.json` with `seq` bumped — the single atomic commit point.
-//! 6. The journal is renamed to `undo.json`: the record of how to go back.
+//! 1. Plan: read every path's prior state (through [`crate::safefs`]: no
+//!    symlink is followed). Prior content that is not in the blob store
+//!    (unmanaged files, hand edits) is stored there, and unmanaged files are
+//!    also copied to `backup/<gen>/<path>`: nothing drover replaces is lost.
+//!    Parent directories that must appear become ops of their own (created
+//!    0755, remembered in `state.dirs`); directories drover created that no
+//!    generation needs any more, once empty, become removals.
+//! 2. Write `journal.json` (ops with priors, `seq`).
+//! 3. Execute, in an order that works whatever kinds the paths change
+//!    between (file → symlink → directory → file): removals deepest first,
+//!    directories shallowest first, then every new file and symlink staged to
+//!    a temporary name beside its target (fsynced), then swapped in by rename.
+//! 4. Commit: `state.json` with `seq` bumped — the single atomic commit point.
+//! 5. The journal is renamed to `undo.json`: the record of how to go back.
 //!
-//! [`recover`] runs at every agent start: a journal whose `seq` is above the
-//! committed one is rolled back (priors restored, temporaries and created
-//! directories removed); one at or below it is finished.
+//! Going back (an uncommitted journal at recovery, or [`undo`] of a
+//! committed one) executes the same way with the priors as the wants, so it
+//! is idempotent: a crash during recovery just recovers again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
 
 use serde::{Deserialize, Serialize};
 
 use crate::fsops::{self, PathState};
 use crate::layout::Layout;
-use crate::state::{read_json, write_json, StateFile};
+use crate::safefs::{self, Found, Root, Walker};
+use crate::state::{load_statcache, read_json, write_json, StateFile};
 use crate::{bail, blobs, hooks, Context, Result};
+
+/// Mode of the parent directories drover creates.
+pub const PARENT_DIR_MODE: u32 = 0o755;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     pub path: String,
     pub want: PathState,
     pub prior: PathState,
+    /// A parent directory drover creates or removes on its own account (no
+    /// manifest entry names it).
+    #[serde(default)]
+    pub implicit: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,21 +52,14 @@ pub struct Journal {
     pub seq: u64,
     pub from: Option<u64>,
     pub to: Option<u64>,
+    /// In planning order; execution orders them by kind and depth.
     pub ops: Vec<Op>,
-    /// Directories this transition creates, shallowest first.
-    pub created_dirs: Vec<String>,
 }
 
 /// What a transition did.
 #[derive(Debug, Default)]
 pub struct Done {
     pub ops: Vec<Op>,
-}
-
-impl Done {
-    pub fn changed_paths(&self) -> BTreeSet<String> {
-        self.ops.iter().map(|o| o.path.clone()).collect()
-    }
 }
 
 /// Move the host from generation `from` to `to` by making each path in
@@ -67,148 +73,372 @@ pub fn run(
     wants: Vec<(String, PathState)>,
     managed: &HashMap<String, PathState>,
 ) -> Result<Done> {
-    let seq = state.seq + 1;
-    let ops = collect_ops(layout, wants, managed, to.unwrap_or(0))?;
-    let created_dirs = dirs_to_create(layout, &ops);
-    let journal = Journal { seq, from, to, ops, created_dirs };
-    write_json(&layout.journal(), &journal)?;
+    let root = Root::open(layout.root())?;
+    let ops = plan(layout, &root, state, wants, managed, to.unwrap_or(0))?;
+    commit(layout, &root, state, from, to, ops)
+}
 
-    if let Err(e) = stage_and_swap(layout, &journal) {
+/// Undo a committed transition `j`: every path back to its prior state, as
+/// a transition of its own (journaled, so a crash during the undo is safe).
+pub fn undo(layout: &Layout, state: &mut StateFile, j: &Journal) -> Result<Done> {
+    let root = Root::open(layout.root())?;
+    let mut w = Walker::new(&root);
+    let cache = load_statcache(layout);
+    let mut ops = Vec::new();
+    for op in j.ops.iter().rev() {
+        let (now, _) = fsops::read_state(&mut w, &op.path, cache.get(&op.path).copied())?;
+        if let PathState::File { hash, .. } = &now {
+            if !blobs::has(layout, hash) {
+                ingest(layout, &root, &op.path, hash)?;
+            }
+        }
+        ops.push(Op { path: op.path.clone(), want: op.prior.clone(), prior: now, implicit: op.implicit });
+    }
+    commit(layout, &root, state, j.to, j.from, ops)
+}
+
+fn commit(
+    layout: &Layout,
+    root: &Root,
+    state: &mut StateFile,
+    from: Option<u64>,
+    to: Option<u64>,
+    ops: Vec<Op>,
+) -> Result<Done> {
+    let seq = state.seq + 1;
+    let journal = Journal { seq, from, to, ops };
+    write_json(&layout.journal(), &journal)?;
+    if let Err(e) = execute(layout, root, &journal.ops, |o| &o.want, true) {
         // Not committed: put everything back as it was, then report.
-        restore(layout, &journal)?;
+        restore(layout, root, &journal)?;
         return Err(e);
     }
-    state.seq = seq;
-    state.current = to;
-    state.save(layout)?;
+    let mut next = state.clone();
+    next.seq = seq;
+    next.current = to;
+    for op in journal.ops.iter().filter(|o| o.implicit) {
+        if matches!(op.want, PathState::Dir { .. }) {
+            next.dirs.insert(op.path.clone());
+        } else {
+            next.dirs.remove(&op.path);
+        }
+    }
+    next.save(layout)?;
+    *state = next;
     hooks::point(layout, "after-commit");
     finish(layout)?;
     Ok(Done { ops: journal.ops })
 }
 
-/// Compare wants with the disk; keep only paths that change.
-fn collect_ops(
+fn depth(p: &str) -> usize {
+    p.matches('/').count()
+}
+
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut end = path.len();
+    std::iter::from_fn(move || {
+        let i = path[..end].rfind('/')?;
+        end = i;
+        (i > 0).then(|| &path[..i])
+    })
+}
+
+fn ingest(layout: &Layout, root: &Root, path: &str, hash: &drover_proto::Hash) -> Result<()> {
+    let dir = root.parent_for_write(path)?;
+    let mut f = safefs::open_file(dir.as_fd(), safefs::name(path))?;
+    blobs::ingest(layout, &mut f, hash)
+}
+
+/// Compare wants with the disk; keep only paths that change, plus the parent
+/// directories that must appear or may go.
+fn plan(
     layout: &Layout,
+    root: &Root,
+    state: &StateFile,
     wants: Vec<(String, PathState)>,
     managed: &HashMap<String, PathState>,
     backup_gen: u64,
 ) -> Result<Vec<Op>> {
+    let cache = load_statcache(layout);
+    let mut w = Walker::new(root);
+    let want_map: HashMap<&str, &PathState> = wants.iter().map(|(p, s)| (p.as_str(), s)).collect();
+    let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+    let parent_dir = PathState::Dir { mode: PARENT_DIR_MODE, uid, gid };
+
+    // Parent directories every wanted path needs, shallowest first.
+    let mut required: Vec<&str> = wants
+        .iter()
+        .filter(|(_, s)| *s != PathState::Absent)
+        .flat_map(|(p, _)| ancestors(p))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    required.sort_by_key(|p| depth(p));
+    // Managed files or symlinks that become parent directories this time.
+    let mut converted: BTreeSet<&str> = BTreeSet::new();
     let mut ops = Vec::new();
-    for (path, want) in wants {
-        let target = layout.target(&path);
-        let (prior, _) = fsops::read_state(&target, None)?;
-        if prior == want {
+    for d in &required {
+        if want_map.get(d).is_some_and(|s| matches!(s, PathState::Dir { .. })) {
+            continue; // an explicit directory entry: planned below
+        }
+        let freed = want_map.get(d) == Some(&&PathState::Absent);
+        let prior = match w.look(d)? {
+            Found::Dir { .. } => continue,
+            Found::Absent => PathState::Absent,
+            Found::BeneathSymlink { at } if converted.contains(at.as_str()) => PathState::Absent,
+            Found::BeneathSymlink { at } => {
+                bail!("refusing to create {d}: {at} is a symlink drover does not manage, and drover never writes through symlinks")
+            }
+            Found::File { .. } | Found::Symlink { .. } if freed => {
+                converted.insert(d);
+                fsops::read_state(&mut w, d, cache.get(*d).copied())?.0
+            }
+            Found::File { .. } => bail!("refusing to replace {d}: it is a file drover does not manage, and a managed path needs it to be a directory"),
+            Found::Symlink { .. } => bail!("refusing to replace {d}: it is a symlink drover does not manage, and a managed path needs it to be a directory"),
+            Found::Special => bail!("refusing to replace {d}: it is a special file, and a managed path needs it to be a directory"),
+        };
+        if let PathState::File { hash, .. } = &prior {
+            ingest(layout, root, d, hash)?;
+        }
+        ops.push(Op { path: d.to_string(), want: parent_dir.clone(), prior, implicit: true });
+    }
+
+    let mut removed: BTreeSet<String> = BTreeSet::new();
+    for (path, want) in &wants {
+        if converted.contains(path.as_str()) {
             continue;
         }
-        match (&prior, &want) {
+        // Still a parent of wanted paths: a dropped directory entry stays.
+        if *want == PathState::Absent && required.contains(&path.as_str()) {
+            continue;
+        }
+        let (prior, _) = fsops::read_state(&mut w, path, cache.get(path).copied())?;
+        if &prior == want {
+            continue;
+        }
+        match (&prior, want) {
             (PathState::Other { .. }, PathState::Absent) => continue,
-            (PathState::Other { what }, _) => bail!("{path}: refusing to replace {what} with a managed file"),
+            (PathState::Other { what }, _) if what.starts_with("beneath the symlink ") => {
+                let at = &what["beneath the symlink ".len()..];
+                if !converted.contains(at) {
+                    bail!("refusing to write {path}: it lies {what}, which drover does not manage; drover never writes through symlinks");
+                }
+                ops.push(Op { path: path.clone(), want: want.clone(), prior: PathState::Absent, implicit: false });
+                continue;
+            }
+            (PathState::Other { what }, _) => bail!("{path}: refusing to replace {what} with a managed entry"),
+            (PathState::Dir { .. }, PathState::Dir { .. }) => {}
+            (PathState::Dir { .. }, _) => {
+                // Only an empty directory (once this transition's removals
+                // are done) may give way: nothing unmanaged is ever deleted.
+                if !empties(&mut w, path, &wants, &state.dirs)? {
+                    if *want == PathState::Absent {
+                        continue; // a dropped directory that holds other files stays
+                    }
+                    bail!("refusing to replace the directory {path}: it holds files drover does not manage");
+                }
+            }
             (PathState::File { hash, .. }, _) => {
-                blobs::ingest(layout, &target, hash)?;
-                if managed.get(&path) != Some(&prior) {
-                    let backup = layout.backup(backup_gen, &path);
-                    fs::create_dir_all(backup.parent().unwrap_or(Path::new("/"))).ctx(|| "create backup dir".into())?;
-                    fs::copy(&target, &backup).ctx(|| format!("back up {path}"))?;
+                ingest(layout, root, path, hash)?;
+                if managed.get(path) != Some(&prior) {
+                    backup(layout, root, backup_gen, path)?;
                 }
             }
             _ => {}
         }
-        ops.push(Op { path, want, prior });
+        if *want == PathState::Absent {
+            removed.insert(path.clone());
+        }
+        // A directory drover created giving way: its record goes (and comes
+        // back if this is undone).
+        let implicit = matches!(prior, PathState::Dir { .. }) && state.dirs.contains(path);
+        ops.push(Op { path: path.clone(), want: want.clone(), prior, implicit });
+    }
+
+    // Directories drover created that nothing needs now, deepest first,
+    // when nothing else is left in them.
+    let mut stale: Vec<&String> =
+        state.dirs.iter().filter(|d| !required.contains(&d.as_str()) && !want_map.contains_key(d.as_str())).collect();
+    stale.sort_by_key(|d| std::cmp::Reverse(depth(d)));
+    for d in stale {
+        let Found::Dir { mode, uid, gid } = w.look(d)? else { continue };
+        let children = safefs::list(dir_of(root, d)?.as_fd(), safefs::name(d))?;
+        if children.iter().all(|c| removed.contains(&format!("{d}/{c}"))) {
+            removed.insert(d.clone());
+            ops.push(Op {
+                path: d.clone(),
+                want: PathState::Absent,
+                prior: PathState::Dir { mode, uid, gid },
+                implicit: true,
+            });
+        }
     }
     Ok(ops)
 }
 
-fn dirs_to_create(layout: &Layout, ops: &[Op]) -> Vec<String> {
-    let mut dirs = BTreeSet::new();
-    for op in ops.iter().filter(|o| o.want != PathState::Absent) {
-        let mut p = Path::new(&op.path).parent();
-        while let Some(dir) = p {
-            if dir == Path::new("/") {
-                break;
+fn dir_of(root: &Root, path: &str) -> Result<std::os::fd::OwnedFd> {
+    match root.parent(path, false)? {
+        safefs::Parent::Dir(fd) => Ok(fd),
+        _ => bail!("{path}: parent is not a directory"),
+    }
+}
+
+/// Will directory `path` be empty once the wanted removals are done? Only
+/// directories drover created itself (`ours`) may go with it.
+fn empties(w: &mut Walker<'_>, path: &str, wants: &[(String, PathState)], ours: &BTreeSet<String>) -> Result<bool> {
+    let removing: BTreeSet<&str> =
+        wants.iter().filter(|(_, s)| *s == PathState::Absent).map(|(p, _)| p.as_str()).collect();
+    let mut stack = vec![path.to_string()];
+    while let Some(d) = stack.pop() {
+        let fd = dir_of(w.root(), &d)?;
+        for c in safefs::list(fd.as_fd(), safefs::name(&d))? {
+            let child = format!("{d}/{c}");
+            match w.look(&child)? {
+                Found::Dir { .. } if ours.contains(&child) => stack.push(child),
+                _ if removing.contains(child.as_str()) => {}
+                _ => return Ok(false),
             }
-            let s = dir.to_string_lossy().into_owned();
-            if !layout.target(&s).exists() {
-                dirs.insert(s);
-            }
-            p = dir.parent();
         }
     }
-    let mut dirs: Vec<String> = dirs.into_iter().collect();
-    dirs.sort_by_key(|d| d.matches('/').count());
-    dirs
+    Ok(true)
+}
+
+fn backup(layout: &Layout, root: &Root, generation: u64, path: &str) -> Result<()> {
+    let dst = layout.backup(generation, path);
+    fsops::private_dir(dst.parent().unwrap_or(layout.state_dir()))?;
+    let dir = root.parent_for_write(path)?;
+    let mut src = safefs::open_file(dir.as_fd(), safefs::name(path))?;
+    let mut out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&dst)
+    }
+    .ctx(|| format!("create {}", dst.display()))?;
+    std::io::copy(&mut src, &mut out).ctx(|| format!("back up {path}"))?;
+    Ok(())
 }
 
 /// Temporary name beside the target. Fixed length (a hash of the path) so a
 /// long file name cannot push it past NAME_MAX; `role` keeps forward and
 /// restore temporaries apart.
-fn tmp_path(layout: &Layout, path: &str, role: &str) -> PathBuf {
-    let target = layout.target(path);
+fn tmp_name(path: &str, role: &str) -> std::ffi::OsString {
     let tag = &blake3::hash(path.as_bytes()).to_hex()[..16];
-    target.with_file_name(format!(".drover-{role}-{tag}"))
+    format!(".drover-{role}-{tag}").into()
 }
 
-fn stage_one(layout: &Layout, path: &str, want: &PathState, role: &str) -> Result<()> {
-    let tmp = tmp_path(layout, path, role);
-    match want {
-        PathState::File { hash, mode, uid, gid } => fsops::stage_file(&tmp, &layout.blob(hash), *mode, *uid, *gid),
-        PathState::Symlink { target } => fsops::stage_symlink(&tmp, target),
-        PathState::Absent | PathState::Other { .. } => Ok(()),
+/// Make every op's path what `target(op)` says, in an order that works for
+/// any change of kind. `forward` marks the hook points of a forward run.
+fn execute(layout: &Layout, root: &Root, ops: &[Op], target: impl Fn(&Op) -> &PathState, forward: bool) -> Result<()> {
+    let mut removals = Vec::new();
+    let mut mkdirs = Vec::new();
+    let mut places = Vec::new();
+    for op in ops {
+        let want = target(op);
+        let now = safefs_state(root, &op.path)?;
+        let same_kind = matches!(
+            (&now, want),
+            (Found::Dir { .. }, PathState::Dir { .. })
+                | (
+                    Found::File { .. } | Found::Symlink { .. } | Found::Absent,
+                    PathState::File { .. } | PathState::Symlink { .. }
+                )
+        );
+        match (&now, want) {
+            (Found::Absent | Found::BeneathSymlink { .. }, PathState::Absent) => continue,
+            (Found::Special, _) => bail!("{}: refusing to touch a special file", op.path),
+            (_, PathState::Absent) => removals.push((op, now)),
+            (_, PathState::Dir { .. }) => {
+                if !same_kind && now != Found::Absent && !matches!(now, Found::BeneathSymlink { .. }) {
+                    removals.push((op, now));
+                }
+                mkdirs.push(op);
+            }
+            (_, PathState::File { .. } | PathState::Symlink { .. }) => {
+                if !same_kind && !matches!(now, Found::BeneathSymlink { .. }) {
+                    removals.push((op, now));
+                }
+                places.push(op);
+            }
+            (_, PathState::Other { .. }) => {}
+        }
     }
-}
-
-fn swap_one(layout: &Layout, path: &str, want: &PathState, role: &str) -> Result<()> {
-    let target = layout.target(path);
-    match want {
-        PathState::Absent => fsops::remove(&target),
-        PathState::Other { .. } => Ok(()),
-        _ => fs::rename(tmp_path(layout, path, role), &target).ctx(|| format!("rename into {path}")),
+    removals.sort_by_key(|(o, _)| std::cmp::Reverse(depth(&o.path)));
+    for (op, now) in &removals {
+        let dir = root.parent_for_write(&op.path)?;
+        match now {
+            Found::Dir { .. } => safefs::remove_dir(dir.as_fd(), safefs::name(&op.path))?,
+            _ => safefs::remove_file(dir.as_fd(), safefs::name(&op.path))?,
+        }
     }
-}
-
-fn parents(layout: &Layout, ops: &[Op]) -> BTreeSet<PathBuf> {
-    ops.iter().filter_map(|o| layout.target(&o.path).parent().map(Path::to_path_buf)).filter(|p| p.exists()).collect()
-}
-
-fn stage_and_swap(layout: &Layout, j: &Journal) -> Result<()> {
-    for d in &j.created_dirs {
-        fs::create_dir_all(layout.target(d)).ctx(|| format!("create directory {d}"))?;
+    mkdirs.sort_by_key(|o| depth(&o.path));
+    for op in &mkdirs {
+        if let PathState::Dir { mode, uid, gid } = target(op) {
+            let dir = root.parent_for_write(&op.path)?;
+            safefs::create_dir(dir.as_fd(), safefs::name(&op.path), *mode, *uid, *gid)?;
+        }
     }
-    for op in &j.ops {
-        stage_one(layout, &op.path, &op.want, "new")?;
+    let role = if forward { "new" } else { "old" };
+    for op in &places {
+        let dir = root.parent_for_write(&op.path)?;
+        let tmp = tmp_name(&op.path, role);
+        match target(op) {
+            PathState::File { hash, mode, uid, gid } => {
+                let mut src = fs::File::open(layout.blob(hash))
+                    .ctx(|| format!("{}: content {} was not received; apply again", op.path, hash.short()))?;
+                safefs::create_file(dir.as_fd(), &tmp, &mut src, *mode, *uid, *gid)?;
+            }
+            PathState::Symlink { target } => safefs::create_symlink(dir.as_fd(), &tmp, target)?,
+            _ => {}
+        }
     }
-    hooks::point(layout, "after-stage");
-    let half = j.ops.len() / 2;
-    for (i, op) in j.ops.iter().enumerate() {
-        if i == half {
+    if forward {
+        hooks::point(layout, "after-stage");
+    }
+    let half = places.len() / 2;
+    let mut parents = BTreeSet::new();
+    for (i, op) in places.iter().enumerate() {
+        if forward && i == half {
             hooks::point(layout, "mid-swap");
         }
-        swap_one(layout, &op.path, &op.want, "new")?;
+        let dir = root.parent_for_write(&op.path)?;
+        safefs::rename(dir.as_fd(), &tmp_name(&op.path, role), safefs::name(&op.path))?;
+        parents.insert(parent_of(&op.path));
     }
-    for dir in parents(layout, &j.ops) {
-        fsops::sync_dir(&dir)?;
+    for (op, _) in &removals {
+        parents.insert(parent_of(&op.path));
+    }
+    for op in &mkdirs {
+        parents.insert(parent_of(&op.path));
+    }
+    for p in parents {
+        if let Ok(safefs::Parent::Dir(fd)) = root.parent(&format!("{p}/x"), false) {
+            safefs::sync(fd.as_fd())?;
+        }
     }
     Ok(())
 }
 
+fn parent_of(path: &str) -> String {
+    path[..path.rfind('/').unwrap_or(0)].to_string()
+}
+
+fn safefs_state(root: &Root, path: &str) -> Result<Found> {
+    match root.parent(path, false)? {
+        safefs::Parent::Dir(fd) => safefs::look(fd.as_fd(), safefs::name(path)),
+        safefs::Parent::Missing => Ok(Found::Absent),
+        safefs::Parent::Symlink { at } => Ok(Found::BeneathSymlink { at }),
+    }
+}
+
 /// Undo an uncommitted journal: every path back to its prior state. Safe to
 /// run any number of times (a crash during recovery just recovers again).
-fn restore(layout: &Layout, j: &Journal) -> Result<()> {
-    for op in j.ops.iter().rev() {
-        let _ = fsops::remove(&tmp_path(layout, &op.path, "new"));
-        let (now, _) = fsops::read_state(&layout.target(&op.path), None)?;
-        if now == op.prior {
-            continue;
+fn restore(layout: &Layout, root: &Root, j: &Journal) -> Result<()> {
+    for op in &j.ops {
+        if let Ok(safefs::Parent::Dir(fd)) = root.parent(&op.path, false) {
+            let _ = safefs::remove_file(fd.as_fd(), &tmp_name(&op.path, "new"));
+            let _ = safefs::remove_file(fd.as_fd(), &tmp_name(&op.path, "old"));
         }
-        stage_one(layout, &op.path, &op.prior, "old")?;
-        swap_one(layout, &op.path, &op.prior, "old")?;
     }
-    for d in j.created_dirs.iter().rev() {
-        // Only empty ones: never delete something that appeared meanwhile.
-        let _ = fs::remove_dir(layout.target(d));
-    }
-    for dir in parents(layout, &j.ops) {
-        fsops::sync_dir(&dir)?;
-    }
+    execute(layout, root, &j.ops, |o| &o.prior, false)?;
     fs::remove_file(layout.journal()).ctx(|| "remove journal".into())
 }
 
@@ -222,8 +452,9 @@ fn finish(layout: &Layout) -> Result<()> {
 /// description of what was done, if anything.
 pub fn recover(layout: &Layout, state: &StateFile) -> Result<Option<String>> {
     let Some(j) = read_json::<Journal>(&layout.journal())? else { return Ok(None) };
+    let root = Root::open(layout.root())?;
     if j.seq > state.seq {
-        restore(layout, &j)?;
+        restore(layout, &root, &j)?;
         Ok(Some(format!(
             "an interrupted change to generation {} was rolled back; the host is on generation {}",
             gen_name(j.to),
@@ -231,7 +462,9 @@ pub fn recover(layout: &Layout, state: &StateFile) -> Result<Option<String>> {
         )))
     } else {
         for op in &j.ops {
-            let _ = fsops::remove(&tmp_path(layout, &op.path, "new"));
+            if let Ok(safefs::Parent::Dir(fd)) = root.parent(&op.path, false) {
+                let _ = safefs::remove_file(fd.as_fd(), &tmp_name(&op.path, "new"));
+            }
         }
         finish(layout)?;
         Ok(Some(format!("the change to generation {} had committed; finished it", gen_name(j.to))))
@@ -249,94 +482,4 @@ pub fn gen_name(g: Option<u64>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use drover_proto::Hash;
-
-    fn put_blob(l: &Layout, data: &[u8]) -> Hash {
-        let h = Hash(*blake3::hash(data).as_bytes());
-        fs::create_dir_all(l.blobs()).unwrap();
-        fs::write(l.blob(&h), data).unwrap();
-        h
-    }
-
-    fn file(h: Hash) -> PathState {
-        PathState::File { hash: h, mode: 0o644, uid: 0, gid: 0 }
-    }
-
-    #[test]
-    fn transition_writes_backs_up_and_records_undo() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Layout::new(dir.path());
-        fs::create_dir_all(dir.path().join("etc")).unwrap();
-        fs::write(dir.path().join("etc/unmanaged.conf"), b"precious").unwrap();
-        let h = put_blob(&l, b"new content");
-        let mut st = StateFile::load(&l).unwrap();
-        let wants = vec![("/etc/unmanaged.conf".to_string(), file(h)), ("/srv/a/b/c.txt".to_string(), file(h))];
-        let done = run(&l, &mut st, None, Some(1), wants, &HashMap::new()).unwrap();
-        assert_eq!(done.ops.len(), 2);
-        assert_eq!(fs::read(dir.path().join("srv/a/b/c.txt")).unwrap(), b"new content");
-        assert_eq!(fs::read(l.backup(1, "/etc/unmanaged.conf")).unwrap(), b"precious");
-        assert_eq!(st.current, Some(1));
-        assert_eq!(StateFile::load(&l).unwrap().seq, 1);
-        let undo = last_undo(&l, &st).unwrap().unwrap();
-        assert_eq!(undo.created_dirs, vec!["/srv", "/srv/a", "/srv/a/b"]);
-        assert!(!l.journal().exists());
-    }
-
-    #[test]
-    fn uncommitted_journal_is_rolled_back_completely() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Layout::new(dir.path());
-        fs::create_dir_all(dir.path().join("etc")).unwrap();
-        fs::write(dir.path().join("etc/keep.conf"), b"old").unwrap();
-        let h = put_blob(&l, b"new");
-        let st = StateFile::load(&l).unwrap();
-        let ops = collect_ops(
-            &l,
-            vec![("/etc/keep.conf".into(), file(h)), ("/opt/x/new.txt".into(), file(h))],
-            &HashMap::new(),
-            1,
-        )
-        .unwrap();
-        let j = Journal { seq: st.seq + 1, from: None, to: Some(1), created_dirs: dirs_to_create(&l, &ops), ops };
-        write_json(&l.journal(), &j).unwrap();
-        // Simulate a crash after the swap but before the commit.
-        stage_and_swap(&l, &j).unwrap();
-        assert_eq!(fs::read(dir.path().join("etc/keep.conf")).unwrap(), b"new");
-        let what = recover(&l, &st).unwrap().unwrap();
-        assert!(what.contains("rolled back"), "{what}");
-        assert_eq!(fs::read(dir.path().join("etc/keep.conf")).unwrap(), b"old");
-        assert!(!dir.path().join("opt").exists(), "created directories removed");
-        assert!(!l.journal().exists());
-        assert!(recover(&l, &st).unwrap().is_none(), "recovery is idempotent");
-    }
-
-    #[test]
-    fn directories_are_never_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Layout::new(dir.path());
-        fs::create_dir_all(dir.path().join("etc/x")).unwrap();
-        let h = put_blob(&l, b"f");
-        let mut st = StateFile::load(&l).unwrap();
-        let err = run(&l, &mut st, None, Some(1), vec![("/etc/x".into(), file(h))], &HashMap::new()).unwrap_err();
-        assert!(err.0.contains("refusing to replace a directory"), "{err}");
-        assert!(!l.journal().exists());
-    }
-
-    #[test]
-    fn failed_stage_restores_priors() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Layout::new(dir.path());
-        fs::create_dir_all(dir.path().join("etc")).unwrap();
-        fs::write(dir.path().join("etc/a"), b"old a").unwrap();
-        let good = put_blob(&l, b"good");
-        let missing = Hash([9; 32]);
-        let mut st = StateFile::load(&l).unwrap();
-        let wants = vec![("/etc/a".into(), file(good)), ("/etc/b".into(), file(missing))];
-        assert!(run(&l, &mut st, None, Some(1), wants, &HashMap::new()).is_err());
-        assert_eq!(fs::read(dir.path().join("etc/a")).unwrap(), b"old a");
-        assert!(!dir.path().join("etc/b").exists());
-        assert_eq!(st.current, None);
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::layout::Layout;
-use crate::state::{now_ms, read_json, Pending};
+use crate::state::{now_ms, read_json, Pending, Phase};
 use crate::{Context, Result};
 
 /// Set when agents are served inside another process (the controller's
@@ -51,7 +51,7 @@ pub fn run(layout: &Layout) -> Result<()> {
     loop {
         let Some(p) = read_json::<Pending>(&layout.pending())? else { return Ok(()) };
         let now = now_ms();
-        if now >= p.deadline_ms {
+        if p.phase == Phase::AwaitingConfirm && now >= p.deadline_ms {
             break;
         }
         std::thread::sleep(Duration::from_millis((p.deadline_ms - now).min(200)));

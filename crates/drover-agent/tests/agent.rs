@@ -206,9 +206,10 @@ fn drift_is_reported_restored_and_the_edit_kept() {
     assert_eq!(read(d.path(), "/var/lib/drover/backup/2/etc/motd").as_deref(), Some("edited by hand"));
 }
 
-/// Kill the agent at a hook point during an apply from v1 to v2; return the
-/// recovery message the next agent reports.
-fn kill_at(point: &str) -> (tempfile::TempDir, String) {
+/// Kill the agent at a hook point during an apply from v1 to v2 (with
+/// `confirm_ms`); return the recovery message the next agent reports and the
+/// state it reports.
+fn kill_at(point: &str, confirm_ms: u64) -> (tempfile::TempDir, String, drover_proto::HostState) {
     let d = root();
     let v1 = files(&[("/etc/a", "a1"), ("/etc/b", "b1"), ("/etc/c", "c1"), ("/etc/d", "d1")]);
     let v2 = files(&[("/etc/a", "a2"), ("/etc/b", "b2"), ("/etc/c", "c2"), ("/opt/new/e", "e2")]);
@@ -223,7 +224,7 @@ fn kill_at(point: &str) -> (tempfile::TempDir, String) {
     for (h, _) in missing {
         a.send(Request::Chunk(BlobChunk { hash: h, offset: 0, data: zstd::encode_all(&blobs[&h][..], 1).unwrap() }));
     }
-    a.send(Request::Apply { confirm_timeout_ms: 0, stop_first: false });
+    a.send(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
     let reached = d.path().join("var/lib/drover/test-hook.reached");
     let start = Instant::now();
     while !reached.exists() {
@@ -235,18 +236,25 @@ fn kill_at(point: &str) -> (tempfile::TempDir, String) {
     fs::remove_file(d.path().join("var/lib/drover/test-hook")).unwrap();
     let a = Agent::start(d.path());
     let msg = a.state.recovered.clone().unwrap_or_default();
+    let state = a.state.clone();
     a.bye();
-    (d, msg)
+    (d, msg, state)
+}
+
+fn assert_on_v1(d: &Path) {
+    for (p, c) in [("/etc/a", "a1"), ("/etc/b", "b1"), ("/etc/c", "c1"), ("/etc/d", "d1")] {
+        assert_eq!(read(d, p).as_deref(), Some(c), "{p}");
+    }
+    assert!(!d.join("opt").exists(), "directories created by the interrupted apply are gone");
+    assert!(!d.join("var/lib/drover/pending.json").exists(), "no activation left pending");
 }
 
 #[test]
 fn sigkill_mid_swap_recovers_to_the_old_generation() {
-    let (d, msg) = kill_at("mid-swap");
+    let (d, msg, st) = kill_at("mid-swap", 0);
     assert!(msg.contains("rolled back"), "{msg}");
-    for (p, c) in [("/etc/a", "a1"), ("/etc/b", "b1"), ("/etc/c", "c1"), ("/etc/d", "d1")] {
-        assert_eq!(read(d.path(), p).as_deref(), Some(c), "{p}");
-    }
-    assert!(!d.path().join("opt").exists(), "directories created by the interrupted apply are gone");
+    assert_eq!(st.current, Some(1));
+    assert_on_v1(d.path());
     let leftovers: Vec<_> = fs::read_dir(d.path().join("etc"))
         .unwrap()
         .flatten()
@@ -257,19 +265,48 @@ fn sigkill_mid_swap_recovers_to_the_old_generation() {
 
 #[test]
 fn sigkill_after_stage_recovers_to_the_old_generation() {
-    let (d, msg) = kill_at("after-stage");
+    let (d, msg, st) = kill_at("after-stage", 0);
     assert!(msg.contains("rolled back"), "{msg}");
-    assert_eq!(read(d.path(), "/etc/a").as_deref(), Some("a1"));
+    assert_eq!(st.current, Some(1));
+    assert_on_v1(d.path());
+}
+
+/// Committed, but its services were never restarted nor checked: the new
+/// generation never proved itself, so recovery reverts it (it used to stay,
+/// reported "unchanged" by the next run with stale services).
+#[test]
+fn sigkill_after_commit_reverts_the_unproven_generation() {
+    let (d, msg, st) = kill_at("after-commit", 0);
+    assert!(msg.contains("had committed") && msg.contains("generation 2 reverted to 1"), "{msg}");
+    assert_eq!((st.current, st.pending_confirm), (Some(1), None));
+    assert_on_v1(d.path());
 }
 
 #[test]
-fn sigkill_after_commit_keeps_the_new_generation() {
-    let (d, msg) = kill_at("after-commit");
-    assert!(msg.contains("had committed"), "{msg}");
-    for (p, c) in [("/etc/a", "a2"), ("/etc/b", "b2"), ("/etc/c", "c2"), ("/opt/new/e", "e2")] {
-        assert_eq!(read(d.path(), p).as_deref(), Some(c), "{p}");
+fn sigkill_before_health_reverts_the_unproven_generation() {
+    let (d, msg, st) = kill_at("before-health", 0);
+    assert!(msg.contains("generation 2 reverted to 1") && msg.contains("health checks"), "{msg}");
+    assert_eq!((st.current, st.pending_confirm), (Some(1), None));
+    assert_on_v1(d.path());
+}
+
+/// Healthy and waiting for confirmation when killed: the watchdog (a
+/// separate process) still reverts at the deadline.
+#[test]
+fn sigkill_awaiting_confirm_is_reverted_at_the_deadline() {
+    let (d, msg, st) = kill_at("awaiting-confirm", 1500);
+    assert_eq!(msg, "", "nothing to recover before the deadline");
+    assert_eq!((st.current, st.pending_confirm), (Some(2), Some(2)));
+    assert_eq!(read(d.path(), "/etc/a").as_deref(), Some("a2"));
+    let start = Instant::now();
+    while read(d.path(), "/etc/a").as_deref() != Some("a1") {
+        assert!(start.elapsed() < Duration::from_secs(15), "not reverted after the deadline");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!d.path().join("etc/d").exists());
+    let a = Agent::start(d.path());
+    assert_eq!((a.state.current, a.state.pending_confirm), (Some(1), None));
+    a.bye();
+    assert_on_v1(d.path());
 }
 
 #[test]

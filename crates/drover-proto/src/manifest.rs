@@ -1,4 +1,4 @@
-//! The desired state of one host: files, symlinks and services.
+//! The desired state of one host: files, symlinks, directories and services.
 //!
 //! A manifest is what the controller compiles and the agent activates as one
 //! generation. Entries are sorted by path and unique, so the same inputs give
@@ -37,9 +37,21 @@ pub struct Entry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
-    File { size: u64, hash: Hash },
-    Symlink { target: String },
+    File {
+        size: u64,
+        hash: Hash,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A managed directory: created with its mode and owner, kept at them,
+    /// removed (when empty) once no generation wants it. Parent directories
+    /// of other entries need no entry: the agent creates those as needed.
+    Dir,
 }
+
+/// Longest symlink target accepted (Linux's `PATH_MAX`).
+pub const MAX_LINK_TARGET: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Supervisor {
@@ -103,7 +115,10 @@ impl Manifest {
     }
 
     /// Check the invariants both sides rely on. The agent calls this on every
-    /// manifest it receives: a path escaping the target root is refused here.
+    /// manifest it receives: a path escaping the target root is refused here,
+    /// and so is an entry beneath a file or a symlink of the same manifest (a
+    /// symlink in one generation plus a file beneath it would write through
+    /// the link, wherever it points).
     pub fn validate(&self) -> Result<(), String> {
         for pair in self.entries.windows(2) {
             if pair[0].path >= pair[1].path {
@@ -116,10 +131,16 @@ impl Manifest {
                 return Err(format!("{}: mode {:o} out of range", e.path, e.mode));
             }
             for name in [&e.owner, &e.group] {
-                if name.is_empty() || name.contains([':', '/', '\n']) {
+                if name.is_empty() || name.contains([':', '/', '\n', '\0']) {
                     return Err(format!("{}: bad owner or group {name:?}", e.path));
                 }
             }
+            if let EntryKind::Symlink { target } = &e.kind {
+                check_link_target(&e.path, target)?;
+            }
+        }
+        if let Some((leaf, below)) = self.entry_beneath_leaf() {
+            return Err(format!("{below} lies beneath {leaf}, which is not a directory in this manifest"));
         }
         for pair in self.services.windows(2) {
             if pair[0].name >= pair[1].name {
@@ -127,11 +148,55 @@ impl Manifest {
             }
         }
         for s in &self.services {
-            if s.name.is_empty() || s.name.contains(['/', '\0', ' ']) || s.name.starts_with('.') {
-                return Err(format!("bad service name {:?}", s.name));
-            }
+            check_service_name(&s.name)?;
         }
         Ok(())
+    }
+
+    /// The first entry that has a file or symlink entry as an ancestor.
+    /// Sorted order puts `/a` before `/a/b` (and `/a-b`, `/a.b` between them
+    /// sort before `/a/`), so a stack of open ancestors finds it in one pass.
+    fn entry_beneath_leaf(&self) -> Option<(&str, &str)> {
+        let mut leaves: Vec<&str> = Vec::new();
+        for e in &self.entries {
+            let p = e.path.as_str();
+            for leaf in &leaves {
+                if p.len() > leaf.len() && p.starts_with(leaf) && p.as_bytes()[leaf.len()] == b'/' {
+                    return Some((leaf, p));
+                }
+            }
+            if !matches!(e.kind, EntryKind::Dir) {
+                leaves.retain(|l| p.starts_with(l));
+                leaves.push(p);
+            }
+        }
+        None
+    }
+}
+
+/// A symlink target is free text to the kernel, but not to us: it must be
+/// non-empty, at most `PATH_MAX`, without NUL. It may dangle or point
+/// anywhere: drover never follows links it manages.
+pub fn check_link_target(path: &str, target: &str) -> Result<(), String> {
+    if target.is_empty() || target.len() > MAX_LINK_TARGET || target.contains('\0') {
+        return Err(format!("{path}: symlink target must be 1 to {MAX_LINK_TARGET} bytes without NUL"));
+    }
+    Ok(())
+}
+
+/// A service name becomes a file name on the host (unit files, log
+/// directories): one plain path component, nothing that could climb out.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with(['.', '-'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad service name {name:?}: use letters, digits, '-', '_', '.', '@' and ':', not starting with '.' or '-'"
+        ))
     }
 }
 

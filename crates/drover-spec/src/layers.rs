@@ -1,14 +1,21 @@
 //! Layer trees: `layers/<layer>/<absolute target path>`.
 //!
-//! Files are copied as they are (mode kept); symlinks are kept as symlinks;
-//! `*.j2` files are templates, rendered per host, installed without the
-//! suffix. Plain files are hashed once per load, however many hosts use them.
-//! `.gitkeep` files (empty-directory markers for git) are skipped.
+//! Files are copied as they are (mode kept); symlinks are kept as symlinks
+//! (never followed: a link to a directory is a link, not a copy of the
+//! directory); `*.j2` files are templates, rendered per host, installed
+//! without the suffix. Plain files are hashed once per load, however many
+//! hosts use them. An empty directory is a managed directory (mode kept).
+//! `.gitkeep` files (empty-directory markers for git) are skipped, so a
+//! directory holding only one is an empty directory.
+//!
+//! Refused, naming the file: names that are not UTF-8 (manifest paths are
+//! text), and devices, sockets and fifos (there is nothing to copy; reading a
+//! fifo would hang).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use drover_proto::{check_path, Hash};
+use drover_proto::{check_link_target, check_path, Hash};
 
 use crate::diag::SpecError;
 
@@ -29,6 +36,7 @@ pub enum LayerKind {
     Plain { hash: Hash, size: u64 },
     Template,
     Symlink(String),
+    Dir,
 }
 
 pub fn scan(project: &Path, layer: &str) -> Result<Vec<LayerFile>, SpecError> {
@@ -51,21 +59,44 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
     let mut entries: Vec<_> =
         std::fs::read_dir(dir).map_err(|e| io(dir, e))?.collect::<Result<_, _>>().map_err(|e| io(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
+    let mut contents = 0;
     for e in entries {
         let path = e.path();
+        let Some(rel_in_layer) = path.strip_prefix(root).unwrap_or(&path).to_str().map(str::to_owned) else {
+            return Err(SpecError::file(
+                &path,
+                "the name is not valid UTF-8",
+                "rename the file: target paths are text (convert the name to UTF-8)",
+            ));
+        };
         let md = std::fs::symlink_metadata(&path).map_err(|err| io(&path, err))?;
         if md.is_dir() {
             walk(root, &path, layer, out)?;
+            contents += 1;
             continue;
         }
         if e.file_name() == ".gitkeep" {
             continue;
         }
-        let rel_in_layer = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+        contents += 1;
         let rel = format!("layers/{layer}/{rel_in_layer}");
-        let (target, kind) = if md.file_type().is_symlink() {
+        let ft = md.file_type();
+        let (target, kind) = if ft.is_symlink() {
             let t = std::fs::read_link(&path).map_err(|err| io(&path, err))?;
-            (format!("/{rel_in_layer}"), LayerKind::Symlink(t.to_string_lossy().into_owned()))
+            let Some(t) = t.to_str() else {
+                return Err(SpecError::file(
+                    &path,
+                    "the symlink's target is not valid UTF-8",
+                    "point the link at a UTF-8 path",
+                ));
+            };
+            (format!("/{rel_in_layer}"), LayerKind::Symlink(t.to_owned()))
+        } else if !ft.is_file() {
+            return Err(SpecError::file(
+                &path,
+                "a device, socket or fifo cannot be deployed",
+                "remove it from the layer (drover deploys files, symlinks and directories)",
+            ));
         } else if let Some(stripped) = rel_in_layer.strip_suffix(".j2") {
             (format!("/{stripped}"), LayerKind::Template)
         } else {
@@ -76,7 +107,21 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
             )
         };
         check_path(&target).map_err(|m| SpecError::file(&path, m, "rename the file"))?;
+        if let LayerKind::Symlink(t) = &kind {
+            check_link_target(&target, t).map_err(|m| SpecError::file(&path, m, "fix the link's target"))?;
+        }
         out.push(LayerFile { target, source: path, rel, kind, mode: md.permissions().mode() & 0o7777 });
+    }
+    if contents == 0 && dir != root {
+        let rel_in_layer = dir.strip_prefix(root).unwrap_or(dir).to_string_lossy().into_owned();
+        let md = std::fs::metadata(dir).map_err(|err| io(dir, err))?;
+        out.push(LayerFile {
+            target: format!("/{rel_in_layer}"),
+            source: dir.to_path_buf(),
+            rel: format!("layers/{layer}/{rel_in_layer}"),
+            kind: LayerKind::Dir,
+            mode: md.permissions().mode() & 0o7777,
+        });
     }
     Ok(())
 }

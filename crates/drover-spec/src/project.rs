@@ -72,8 +72,8 @@ struct Plan {
     services: Vec<ServiceSpec>,
     /// A service the host cannot run: it has no supervisor.
     no_supervisor: Option<String>,
-    /// Why the manifest is invalid, if it is.
-    invalid: Option<String>,
+    /// Why the manifest is invalid, if it is: (file to blame, message, help).
+    invalid: Option<(PathBuf, String, String)>,
 }
 
 struct Role {
@@ -316,12 +316,8 @@ impl Project {
                 "install runit on the host, or remove the service from its roles",
             ));
         }
-        if let Some(m) = &plan.invalid {
-            return Err(SpecError::file(
-                &self.dir,
-                format!("host {}: {m}", host.name),
-                "fix the layer or service that produces this path",
-            ));
+        if let Some((file, m, help)) = &plan.invalid {
+            return Err(SpecError::file(file, format!("host {}: {m}", host.name), help.clone()));
         }
         Ok(Compiled { manifest: Manifest { entries, services: plan.services.clone() }, blobs })
     }
@@ -350,6 +346,7 @@ impl Project {
             }
         }
         let mut entries: BTreeMap<String, (Entry, Slot)> = BTreeMap::new();
+        let mut origins: HashMap<String, PathBuf> = HashMap::new();
         let mut shadowed = Vec::new();
         let roles: Vec<&Role> = role_names.iter().filter_map(|r| self.roles.get(r)).collect();
         for role in &roles {
@@ -361,6 +358,7 @@ impl Project {
                             Slot::Blob(BlobSource::File(f.source.clone())),
                         ),
                         LayerKind::Symlink(t) => (EntryKind::Symlink { target: t.clone() }, Slot::Nothing),
+                        LayerKind::Dir => (EntryKind::Dir, Slot::Nothing),
                         // Filled in per host.
                         LayerKind::Template => {
                             (EntryKind::File { size: 0, hash: Hash([0; 32]) }, Slot::Template(f.rel.clone()))
@@ -375,6 +373,7 @@ impl Project {
                         source: None,
                     };
                     apply_attrs(&roles, &mut e);
+                    origins.insert(e.path.clone(), self.dir.join(&f.rel));
                     insert(&mut entries, e, slot, &mut shadowed);
                 }
             }
@@ -410,6 +409,7 @@ impl Project {
                         group: "root".into(),
                         source: None,
                     };
+                    origins.insert(e.path.clone(), self.dir.join(format!("services/{name}.toml")));
                     insert(&mut entries, e, slot, &mut shadowed);
                 }
             }
@@ -438,7 +438,12 @@ impl Project {
         // Paths, modes, owners and service names do not depend on the host:
         // validate once.
         let manifest = Manifest { entries: list, services };
-        let invalid = manifest.validate().err();
+        let invalid = nested(&manifest, &origins).or_else(|| {
+            manifest
+                .validate()
+                .err()
+                .map(|m| (self.dir.clone(), m, "fix the layer or service that produces this path".into()))
+        });
         let Manifest { entries, services } = manifest;
         Plan { entries, blobs, templates, shadowed, services, no_supervisor, invalid }
     }
@@ -660,4 +665,29 @@ fn list_names(dir: &Path) -> Vec<String> {
         v.push("(none)".into());
     }
     v
+}
+
+/// An entry beneath a file or symlink of the same manifest (from two layers,
+/// or a layer and a service's unit files), blamed on the deeper entry's file.
+fn nested(m: &Manifest, origins: &HashMap<String, PathBuf>) -> Option<(PathBuf, String, String)> {
+    let mut leaves: Vec<&Entry> = Vec::new();
+    for e in &m.entries {
+        let p = e.path.as_str();
+        if let Some(leaf) =
+            leaves.iter().find(|l| p.starts_with(l.path.as_str()) && p.as_bytes().get(l.path.len()) == Some(&b'/'))
+        {
+            let what = if matches!(leaf.kind, EntryKind::Symlink { .. }) { "a symlink" } else { "a file" };
+            let other = origins.get(&leaf.path).map_or_else(|| leaf.path.clone(), |o| o.display().to_string());
+            return Some((
+                origins.get(p).cloned().unwrap_or_default(),
+                format!("{p} would lie beneath {}, which is {what} from {other}; drover never writes through a symlink or into a file", leaf.path),
+                "remove one of the two, or make the parent a directory in every layer".into(),
+            ));
+        }
+        if !matches!(e.kind, EntryKind::Dir) {
+            leaves.retain(|l| p.starts_with(l.path.as_str()));
+            leaves.push(e);
+        }
+    }
+    None
 }

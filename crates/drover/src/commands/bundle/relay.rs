@@ -147,7 +147,7 @@ impl Relay {
             .iter()
             .filter_map(|e| match e.kind {
                 EntryKind::File { hash, size } => Some((hash, size)),
-                EntryKind::Symlink { .. } => None,
+                EntryKind::Symlink { .. } | EntryKind::Dir => None,
             })
             .collect();
         let mut rest = Vec::new();
