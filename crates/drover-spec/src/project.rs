@@ -182,6 +182,9 @@ impl Project {
                         Ok(files) => {
                             layer_map.insert(l.get_ref().clone(), files);
                         }
+                        // The layer exists but something in it cannot be
+                        // deployed: that error, naming the file, is the one to show.
+                        Err(e) if dir.join("layers").join(l.get_ref()).is_dir() => errors.push(e),
                         Err(_) => errors.push(SpecError::at(
                             &fname,
                             &text,
