@@ -19,13 +19,13 @@ pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
 pub use manifest::{check_path, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec, Supervisor};
 pub use message::{
-    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, Request, Response,
-    ServiceAction, ServiceRestart, ServiceStatus,
+    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
+    Response, ServiceAction, ServiceRestart, ServiceStatus,
 };
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Size of one blob chunk before compression. Small enough that a cut link
 /// loses little, large enough that per-frame overhead is noise.

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod exit;
 pub mod fleet;
 pub mod link;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod rollout;
