@@ -14,6 +14,7 @@ pub mod link;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod revision;
 pub mod rollout;
 pub mod runlog;
 pub mod select;
