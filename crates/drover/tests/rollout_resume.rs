@@ -30,6 +30,13 @@ impl Sim {
         assert_eq!(init.code, 0, "{}", init.stderr);
         let inv: String = (1..=n).map(|i| format!("[hosts.s{i}]\naddress = \"10.98.0.{i}\"\n\n")).collect();
         fs::write(proj.join("inventory.toml"), inv).unwrap();
+        // No health check: simulated hosts run no services, and a rollout
+        // re-checks health after each batch.
+        fs::write(
+            proj.join("services/web.toml"),
+            "command = \"busybox httpd -f -p 8080 -h /srv/site\"\nrestart-on = [\"/srv/site/**\"]\n",
+        )
+        .unwrap();
         let role = proj.join("roles/site.toml");
         fs::write(&role, format!("{}\n[rollout]\n{policy}\n", fs::read_to_string(&role).unwrap())).unwrap();
         let s = Sim { hosts: tmp.path().join("hosts"), proj, _tmp: tmp };
