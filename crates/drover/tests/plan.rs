@@ -114,13 +114,13 @@ fn plan_changes_nothing_on_a_fresh_host_or_one_whose_pending_generation_expired(
     let before: Vec<_> = (0..2).map(|i| snapshot(&f, i)).collect();
     for args in [&["plan", "--json"][..], &["plan", "--diff", "--json"][..]] {
         let r = f.drover(args);
+        let changed: Vec<String> = (0..2).flat_map(|i| differences(&before[i], &snapshot(&f, i), i)).collect();
+        assert!(changed.is_empty(), "`{}` changed the hosts:\n{}", args.join(" "), changed.join("\n"));
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         let hosts = r.hosts();
         assert_eq!(hosts[0]["outcome"], "planned", "{}", r.stdout);
         assert!(hosts[0]["changes"].as_array().unwrap().iter().any(|c| c["path"] == "/srv/site/index.html"));
         assert_eq!(hosts[1]["recovered"], serde_json::Value::Null, "plan ran recovery on h2: {}", r.stdout);
-        let changed: Vec<String> = (0..2).flat_map(|i| differences(&before[i], &snapshot(&f, i), i)).collect();
-        assert!(changed.is_empty(), "`{}` changed the hosts:\n{}", args.join(" "), changed.join("\n"));
     }
     assert!(!f.host_file(0, "/var/lib/drover").exists());
     assert_eq!(state(&f, 1)["current"], 1, "the pending generation was reverted by plan");

@@ -101,35 +101,59 @@ fn finish(child: Child) -> Run {
     Run::from(child.wait_with_output().unwrap())
 }
 
-#[test]
-fn resume_refuses_a_changed_project_unless_forced_and_pause_resume_work_after_a_resume() {
-    let s = Sim::new(6, "batch = 2\ndelay = \"3s\"\n");
-    s.template("v2");
+/// Start a rollout of template `tag` and SIGKILL its controller in the delay
+/// after batch 1. Returns the revision the rollout recorded, if any.
+fn start_and_kill(s: &Sim, tag: &str) -> Option<String> {
+    s.template(tag);
     let mut first = s.spawn(&["rollout", "start"]);
     s.wait_batches(1);
-    first.kill().unwrap(); // SIGKILL: the controller dies in the delay after batch 1
+    first.kill().unwrap();
     first.wait().unwrap();
-    let started = s.plain(&["rollout", "status", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&started.stdout).unwrap();
-    let rev =
-        v[0]["revision"].as_str().unwrap_or_else(|| panic!("no revision recorded: {}", started.stdout)).to_string();
+    let st = s.plain(&["rollout", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v[0]["status"], "running", "{}", st.stdout);
+    v[0]["revision"].as_str().map(String::from)
+}
+
+#[test]
+fn resume_after_controller_death_refuses_a_changed_project_naming_both_revisions_unless_forced() {
+    let s = Sim::new(6, "batch = 2\ndelay = \"3s\"\n");
+    let rev = start_and_kill(&s, "v2").expect("the rollout must record its project revision");
     assert!(rev.starts_with("inputs:"), "{rev}");
 
-    // The project changed since: resuming would give the rest of the fleet
-    // something else than batch 1 got. Refused, naming both revisions.
+    // The project changed since: the rest of the fleet would get something
+    // other than batch 1 got. Refused (exit 3), naming both revisions.
     s.template("v3");
     let r = s.drover(&["rollout", "resume"]);
     assert_eq!(r.code, 3, "a changed project must be refused: {}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("started at project revision {rev}, but the project is now at inputs:")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
     let st = s.plain(&["rollout", "status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-    assert_eq!(v[0]["status"], "running", "the refused resume must leave the rollout as it was");
-    assert!(r.stderr.contains(&rev), "the started revision is not named: {}", r.stderr);
-    assert_eq!(r.stderr.matches("inputs:").count(), 3, "both revisions named: {}", r.stderr);
-    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    assert_eq!((v[0]["status"].as_str(), v[0]["next_batch"].as_u64()), (Some("running"), Some(1)), "left as it was");
     assert_eq!((s.generation("s3"), s.generation("s4")), (1, 1), "batch 2 must be untouched");
 
-    // Forced: batches 2 and 3 get the project as it is now.
-    let resumed = s.spawn(&["rollout", "resume", "--force", "--json"]);
+    // Forced: batches 2 and 3 get the project as it is now, and it says so.
+    let r = s.drover(&["rollout", "resume", "--force", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--force") && r.stderr.contains(&rev), "forcing must say what it does: {}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((v["status"].as_str(), v["batches"][0]["index"].as_u64()), (Some("done"), Some(1)), "{}", r.stdout);
+    for (h, want) in [("s1", "v2 s1"), ("s2", "v2 s2"), ("s3", "v3 s3"), ("s6", "v3 s6")] {
+        assert_eq!((s.generation(h), s.page(h).trim()), (2, want), "{h}");
+    }
+}
+
+#[test]
+fn pause_and_resume_work_on_a_resumed_rollout() {
+    let s = Sim::new(6, "batch = 2\ndelay = \"3s\"\n");
+    start_and_kill(&s, "v2");
+    // Same project: no --force needed, and no warning.
+    let resumed = s.spawn(&["rollout", "resume", "--json"]);
     s.wait_batches(2);
     // Pause the resumed rollout in its delay: batch 3 must wait.
     let p = s.plain(&["rollout", "pause"]);
@@ -142,29 +166,11 @@ fn resume_refuses_a_changed_project_unless_forced_and_pause_resume_work_after_a_
     assert!(r.stdout.contains("resumed (its controller"), "{}", r.stdout);
     let out = finish(resumed);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("--force"), "forcing must say what it does: {}", out.stderr);
+    assert!(!out.stderr.contains("--force"), "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["status"], "done");
-    assert_eq!(v["batches"][0]["index"], 1, "resume starts at batch 2");
-    for (h, want) in [("s1", "v2 s1"), ("s2", "v2 s2"), ("s3", "v3 s3"), ("s6", "v3 s6")] {
-        assert_eq!(s.generation(h), 2, "{h}");
-        assert_eq!(s.page(h).trim(), want);
-    }
-}
-
-#[test]
-fn resume_of_an_unchanged_project_needs_no_force() {
-    let s = Sim::new(4, "batch = 2\ndelay = \"3s\"\n");
-    s.template("v2");
-    let mut first = s.spawn(&["rollout", "start"]);
-    s.wait_batches(1);
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let r = s.drover(&["rollout", "resume", "--json"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(!r.stderr.contains("--force"), "{}", r.stderr);
-    for h in ["s1", "s2", "s3", "s4"] {
-        assert_eq!(s.page(h).trim(), format!("v2 {h}"));
+    for h in ["s1", "s3", "s5", "s6"] {
+        assert_eq!((s.generation(h), s.page(h).trim()), (2, format!("v2 {h}").as_str()), "{h}");
     }
 }
 
