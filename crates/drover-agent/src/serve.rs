@@ -91,12 +91,14 @@ fn lock_error(e: &AgentError) -> Response {
 }
 
 /// What a read-only session (`drover plan`) may ask: requests that only read.
-/// `Diff` reads too (the candidate it leaves can never be applied here).
+/// `Diff` and `BundleDiff` read too (the candidate they leave can never be
+/// applied here).
 fn allowed_read_only(req: &Request) -> bool {
     matches!(
         req,
         Request::Check { .. }
             | Request::Diff { .. }
+            | Request::BundleDiff { .. }
             | Request::CurrentManifest
             | Request::Status
             | Request::Logs { .. }

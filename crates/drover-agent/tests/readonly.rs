@@ -127,6 +127,13 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
         other => panic!("{other:?}"),
     }
 
+    // A bundle's diff reads only: answered (here: a bad index), not refused.
+    let bad = Request::BundleDiff { index: vec![1, 2, 3], signature: String::new(), host: "h1".into(), generation: 1 };
+    match s.call(bad) {
+        Response::Error { message } => assert!(message.contains("bundle index"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
     let refused = [
         Request::Apply { confirm_timeout_ms: 0, stop_first: false },
         Request::Rollback { to: None, confirm_timeout_ms: 0 },

@@ -87,12 +87,12 @@ fn file_diff(
             if *mode != want.mode {
                 d.attributes.push(format!("mode {mode:04o} -> {:04o}", want.mode));
             }
-            let (o, g) =
-                (owner.clone().unwrap_or_else(|| uid.to_string()), group.clone().unwrap_or_else(|| gid.to_string()));
-            if o != want.owner && uid.to_string() != want.owner {
+            if !same_account(owner.as_deref(), *uid, &want.owner) {
+                let o = owner.clone().unwrap_or_else(|| uid.to_string());
                 d.attributes.push(format!("owner {o} -> {}", want.owner));
             }
-            if g != want.group && gid.to_string() != want.group {
+            if !same_account(group.as_deref(), *gid, &want.group) {
+                let g = group.clone().unwrap_or_else(|| gid.to_string());
                 d.attributes.push(format!("group {g} -> {}", want.group));
             }
             if hash != wh {
@@ -113,6 +113,13 @@ fn file_diff(
         (now, want) => d.attributes.push(format!("kind {} -> {}", host_kind(now), entry_kind(want))),
     }
     d
+}
+
+/// Is the host's owner (name as the host knows it, and id) the one the
+/// project names? By name, by number, or `root` for 0 even on a host whose
+/// account files lack it (as the agent resolves it).
+fn same_account(host_name: Option<&str>, id: u32, want: &str) -> bool {
+    host_name == Some(want) || id.to_string() == want || (id == 0 && want == "root")
 }
 
 /// A unified diff when both sides are text within the limit; otherwise a
@@ -322,6 +329,20 @@ mod tests {
         let d = one(&c, ChangeKind::Modify, host_file(b"same\n", 0o644));
         assert_eq!(d.attributes, vec!["mode 0644 -> 0755".to_string()]);
         assert!(d.unified.is_none() && d.content_note.is_none());
+    }
+
+    #[test]
+    fn owners_match_by_name_by_number_and_root_is_0() {
+        assert!(same_account(Some("www"), 33, "www"));
+        assert!(same_account(None, 33, "33"));
+        assert!(same_account(None, 0, "root"));
+        assert!(!same_account(Some("op"), 1000, "www"));
+        let c = compiled("/etc/x", b"same\n", 0o644);
+        let mut now = host_file(b"same\n", 0o644);
+        if let PathNow::File { uid, owner, .. } = &mut now {
+            (*uid, *owner) = (1000, Some("op".into()));
+        }
+        assert_eq!(one(&c, ChangeKind::Modify, now).attributes, vec!["owner op -> root".to_string()]);
     }
 
     #[test]

@@ -200,3 +200,38 @@ fn plan_diff_shows_host_content_modes_and_restarts_and_exit_code_tells_pending()
     let r = f.drover(&["plan", "--exit-code", "--retries", "0"]);
     assert_eq!(r.code, 1, "an unreachable host must exit 1: {}\n{}", r.stdout, r.stderr);
 }
+
+/// `plan --bundle` diffs through `BundleDiff`, which a read-only session
+/// must answer; the project's side comes from the bundle's compressed blobs.
+/// Simulated host (a directory served by the real agent), no lab needed.
+#[test]
+fn plan_from_a_signed_bundle_is_read_only_and_diffs_the_bundle_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let run =
+        |args: &[&str]| support::Run::from(Command::new(support::DROVER).current_dir(t).args(args).output().unwrap());
+    let ok = |r: support::Run| {
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        r
+    };
+    ok(run(&["init", "proj"]));
+    fs::write(t.join("proj/inventory.toml"), "[hosts.s1]\naddress = \"10.97.0.1\"\n").unwrap();
+    ok(run(&["-C", "proj", "apply", "--simulate", "hosts"]));
+    fs::write(t.join("proj/layers/site/etc/motd"), "from the bundle\n").unwrap();
+    ok(run(&["-C", "proj", "bundle", "build", "-o", "b.drover"]));
+    ok(run(&["bundle", "keygen", "--key", "k.key", "--pub", "k.pub"]));
+    ok(run(&["bundle", "sign", "b.drover", "--key", "k.key"]));
+    let mut before = BTreeMap::new();
+    tree(&t.join("hosts/s1"), &mut before);
+    let plan = ["-C", "proj", "plan", "--bundle", "b.drover", "--pubkey", "k.pub", "--simulate", "hosts", "--diff"];
+    let r = run(&[&plan[..], &["--json", "--exit-code"]].concat());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let mut after = BTreeMap::new();
+    tree(&t.join("hosts/s1"), &mut after);
+    assert_eq!(before, after, "plan --bundle changed the host");
+    let diffs = &r.hosts()[0]["diffs"];
+    assert_eq!(diffs[0]["path"], "/etc/motd", "{diffs}");
+    let u = diffs[0]["unified"].as_str().unwrap();
+    assert!(u.contains("+from the bundle\n") && u.contains("-This host is managed by drover"), "{u}");
+    assert_eq!(diffs[0]["attributes"], serde_json::json!([]), "no owner change on a host without /etc/passwd");
+}
