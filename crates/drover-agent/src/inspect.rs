@@ -9,21 +9,21 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use drover_proto::{check_path, PathInfo, PathNow};
+use drover_proto::{check_path, PathInfo, PathNow, READ_PATHS_MAX};
 
 use crate::accounts::Accounts;
 use crate::layout::Layout;
 use crate::{bail, fsops, Context, Result};
 
-/// At most this many paths per request: a plan asks for the changed paths of
-/// one host, and a reply must fit in a frame.
-pub const MAX_PATHS: usize = 100_000;
-
 /// What is at each of `paths` now; regular files no larger than `max_bytes`
-/// come with their content.
+/// come with their content. At most [`READ_PATHS_MAX`] paths, and
+/// `max_bytes` at most 1 MiB, so the reply fits in a frame.
 pub fn read_paths(layout: &Layout, accounts: &Accounts, paths: &[String], max_bytes: u64) -> Result<Vec<PathInfo>> {
-    if paths.len() > MAX_PATHS {
-        bail!("asked for {} paths at once; at most {MAX_PATHS}", paths.len());
+    if paths.len() > READ_PATHS_MAX {
+        bail!("asked for {} paths at once; at most {READ_PATHS_MAX}", paths.len());
+    }
+    if max_bytes > 1 << 20 {
+        bail!("asked for up to {max_bytes} bytes of content per file; at most 1 MiB");
     }
     paths
         .iter()

@@ -122,6 +122,11 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
         }
         other => panic!("{other:?}"),
     }
+    let too_many = vec!["/etc/motd".to_string(); drover_proto::READ_PATHS_MAX + 1];
+    match s.call(Request::ReadPaths { paths: too_many, max_bytes: 4 }) {
+        Response::Error { message } => assert!(message.contains("at most 256"), "{message}"),
+        other => panic!("{other:?}"),
+    }
     match s.call(Request::ReadPaths { paths: vec!["etc/relative".into()], max_bytes: 4 }) {
         Response::Error { message } => assert!(message.contains("etc/relative"), "{message}"),
         other => panic!("{other:?}"),

@@ -27,6 +27,10 @@ pub use message::{
 /// refuse each other in the hello exchange rather than misreading frames.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
+/// reply stays far below [`MAX_FRAME`]. Ask in batches.
+pub const READ_PATHS_MAX: usize = 256;
+
 /// Size of one blob chunk before compression. Small enough that a cut link
 /// loses little, large enough that per-frame overhead is noise.
 pub const CHUNK_SIZE: usize = 1 << 20;

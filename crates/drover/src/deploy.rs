@@ -262,11 +262,17 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             if let Mode::Plan(opts) = job.mode {
                 if opts.diff {
                     p.step("reading changed paths");
-                    let paths = r.changes.iter().map(|c| c.path.clone()).collect();
-                    let req = Request::ReadPaths { paths, max_bytes: crate::plan::DIFF_LIMIT };
-                    let Response::Paths(now) = conn.link.call(&req, &mut |m| p.step(m)).await? else {
-                        return Err(DeployError::Other("unexpected reply to ReadPaths".into()));
-                    };
+                    let mut now = Vec::with_capacity(r.changes.len());
+                    for batch in r.changes.chunks(drover_proto::READ_PATHS_MAX) {
+                        let paths = batch.iter().map(|c| c.path.clone()).collect();
+                        let req = Request::ReadPaths { paths, max_bytes: crate::plan::DIFF_LIMIT };
+                        match conn.link.call(&req, &mut |m| p.step(m)).await? {
+                            Response::Paths(got) => now.extend(got),
+                            other => {
+                                return Err(DeployError::Other(format!("unexpected reply to ReadPaths: {other:?}")))
+                            }
+                        }
+                    }
                     r.diffs = Some(crate::plan::diffs(&*job.project, &compiled, &r.changes, &now));
                 }
                 r.outcome =

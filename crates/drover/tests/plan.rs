@@ -1,4 +1,5 @@
-//! `drover plan` on real lab hosts: it changes nothing on a host, whatever
+//! `drover plan` on real lab hosts (and, for bundles and batching, simulated
+//! ones): it changes nothing on a host, whatever
 //! state the host is in (never applied to; a generation awaiting
 //! confirmation whose deadline passed, which recovery would revert);
 //! `--diff` shows the host's real content against the project's; `--exit-code`
@@ -234,4 +235,32 @@ fn plan_from_a_signed_bundle_is_read_only_and_diffs_the_bundle_content() {
     let u = diffs[0]["unified"].as_str().unwrap();
     assert!(u.contains("+from the bundle\n") && u.contains("-This host is managed by drover"), "{u}");
     assert_eq!(diffs[0]["attributes"], serde_json::json!([]), "no owner change on a host without /etc/passwd");
+}
+
+/// More changed paths than one `ReadPaths` may carry: read in batches, every
+/// path diffed. Simulated host, no lab needed.
+#[test]
+fn plan_diff_reads_more_changed_paths_than_one_request_carries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let run =
+        |args: &[&str]| support::Run::from(Command::new(support::DROVER).current_dir(t).args(args).output().unwrap());
+    assert_eq!(run(&["init", "proj"]).code, 0);
+    fs::write(t.join("proj/inventory.toml"), "[hosts.s1]\naddress = \"10.97.0.1\"\n").unwrap();
+    let n = drover_proto::READ_PATHS_MAX * 2 + 3;
+    fs::create_dir_all(t.join("proj/layers/site/opt/many")).unwrap();
+    for i in 0..n {
+        fs::write(t.join(format!("proj/layers/site/opt/many/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    let r = run(&["-C", "proj", "plan", "--diff", "--json", "--simulate", "hosts"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let h = &r.hosts()[0];
+    let diffs = h["diffs"].as_array().unwrap();
+    assert_eq!(diffs.len(), h["changes"].as_array().unwrap().len());
+    let many: Vec<_> = diffs.iter().filter(|d| d["path"].as_str().unwrap().starts_with("/opt/many/")).collect();
+    assert_eq!(many.len(), n);
+    for d in many {
+        let i = d["path"].as_str().unwrap().trim_start_matches("/opt/many/f");
+        assert!(d["unified"].as_str().unwrap().contains(&format!("+file {i}\n")), "{d}");
+    }
 }
