@@ -261,19 +261,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 .collect();
             if let Mode::Plan(opts) = job.mode {
                 if opts.diff {
-                    p.step("reading changed paths");
-                    let mut now = Vec::with_capacity(r.changes.len());
-                    for batch in r.changes.chunks(drover_proto::READ_PATHS_MAX) {
-                        let paths = batch.iter().map(|c| c.path.clone()).collect();
-                        let req = Request::ReadPaths { paths, max_bytes: crate::plan::DIFF_LIMIT };
-                        match conn.link.call(&req, &mut |m| p.step(m)).await? {
-                            Response::Paths(got) => now.extend(got),
-                            other => {
-                                return Err(DeployError::Other(format!("unexpected reply to ReadPaths: {other:?}")))
-                            }
-                        }
-                    }
-                    r.diffs = Some(crate::plan::diffs(&*job.project, &compiled, &r.changes, &now));
+                    r.diffs = Some(crate::plan::host_diffs(&*job.project, &mut conn, &compiled, &r.changes, p).await?);
                 }
                 r.outcome =
                     if r.changes.is_empty() && r.restarts.is_empty() { Outcome::Unchanged } else { Outcome::Planned };

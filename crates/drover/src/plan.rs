@@ -11,12 +11,14 @@
 use std::fmt::Write as _;
 use std::io::Read as _;
 
-use drover_proto::{Change, ChangeKind, Entry, EntryKind, Hash, PathInfo, PathNow};
+use drover_proto::{Change, ChangeKind, Entry, EntryKind, Hash, PathInfo, PathNow, Request, Response};
 use drover_spec::{BlobSource, Compiled};
 use serde::Serialize;
 
-use crate::deploy::StateSource;
+use crate::deploy::{DeployError, StateSource};
+use crate::progress::HostProgress;
 use crate::report::HostReport;
+use crate::transport::Connection;
 
 /// Largest file (on either side) shown as a content diff. Larger files are
 /// summarised by size and hash: a plan is read by people.
@@ -48,6 +50,27 @@ pub struct FileDiff {
     pub unified: Option<String>,
     /// Why the content change has no unified diff (binary, too large).
     pub content_note: Option<String>,
+}
+
+/// Read every changed path from the host (in batches that fit a frame) and
+/// diff it against the compiled content.
+pub(crate) async fn host_diffs(
+    source: &dyn StateSource,
+    conn: &mut Connection,
+    compiled: &Compiled,
+    changes: &[Change],
+    p: &HostProgress,
+) -> Result<Vec<FileDiff>, DeployError> {
+    p.step("reading changed paths");
+    let mut now = Vec::with_capacity(changes.len());
+    for batch in changes.chunks(drover_proto::READ_PATHS_MAX) {
+        let paths = batch.iter().map(|c| c.path.clone()).collect();
+        match conn.link.call(&Request::ReadPaths { paths, max_bytes: DIFF_LIMIT }, &mut |m| p.step(m)).await? {
+            Response::Paths(got) => now.extend(got),
+            other => return Err(DeployError::Other(format!("unexpected reply to ReadPaths: {other:?}"))),
+        }
+    }
+    Ok(diffs(source, compiled, changes, &now))
 }
 
 /// The diffs of one host's changes, from the host's answer to `ReadPaths`.

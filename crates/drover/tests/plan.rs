@@ -1,9 +1,8 @@
 //! `drover plan` on real lab hosts (and, for bundles and batching, simulated
-//! ones): it changes nothing on a host, whatever
-//! state the host is in (never applied to; a generation awaiting
-//! confirmation whose deadline passed, which recovery would revert);
-//! `--diff` shows the host's real content against the project's; `--exit-code`
-//! says whether anything would change.
+//! ones): it changes nothing on a host, whatever state the host is in (never
+//! applied to; a generation awaiting confirmation whose deadline passed,
+//! which recovery would revert); `--diff` shows the host's real content
+//! against the project's; `--exit-code` says whether anything would change.
 
 mod support;
 
