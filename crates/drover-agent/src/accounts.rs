@@ -37,6 +37,21 @@ impl Accounts {
             None => name.parse().or_else(|_| bail!("group {name:?} does not exist on this host")),
         }
     }
+
+    /// The name of user `uid`, when the host's `/etc/passwd` has one.
+    pub fn user_name(&self, uid: u32) -> Option<String> {
+        name_of(&self.users, uid)
+    }
+
+    /// The name of group `gid`, when the host's `/etc/group` has one.
+    pub fn group_name(&self, gid: u32) -> Option<String> {
+        name_of(&self.groups, gid)
+    }
+}
+
+/// The first name (alphabetically, so the answer is stable) with this id.
+fn name_of(map: &HashMap<String, u32>, id: u32) -> Option<String> {
+    map.iter().filter(|(_, v)| **v == id).map(|(k, _)| k).min().cloned()
 }
 
 /// `name:x:id:...` lines; anything malformed is skipped.
@@ -60,6 +75,14 @@ mod tests {
         let m = parse("root:x:0:0:root:/root:/bin/sh\nop:x:1000:1000::/home/op:/bin/sh\nbroken\n");
         assert_eq!(m["op"], 1000);
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn ids_map_back_to_names() {
+        let a = Accounts { users: parse("root:x:0:0::/:/bin/sh\nop:x:1000:1000::/:/bin/sh\n"), groups: HashMap::new() };
+        assert_eq!(a.user_name(1000).as_deref(), Some("op"));
+        assert_eq!(a.user_name(4242), None);
+        assert_eq!(a.group_name(0), None);
     }
 
     #[test]

@@ -70,6 +70,17 @@ impl Engine {
         Ok(e)
     }
 
+    /// For a session that only looks (`drover plan`): no lock, no recovery,
+    /// nothing created. A host never applied to reads as having no
+    /// generation; an interrupted transition or an expired pending generation
+    /// is left for the next session that changes the host, and reported by
+    /// the state as it is.
+    pub fn open_read_only(layout: Layout) -> Result<Engine> {
+        let state = StateFile::load(&layout)?;
+        let accounts = Accounts::load(&layout);
+        Ok(Engine { layout, state, accounts, recovered: None, lock: None })
+    }
+
     /// Roll back an interrupted transition; revert an expired unconfirmed
     /// generation. Needs the lock.
     fn recover(&mut self) -> Result<Option<String>> {

@@ -20,6 +20,7 @@ pub mod fsops;
 pub mod gc;
 pub mod health;
 pub mod hooks;
+pub mod inspect;
 pub mod install;
 pub mod layout;
 pub mod ops;

@@ -90,16 +90,40 @@ fn lock_error(e: &AgentError) -> Response {
     }
 }
 
+/// What a read-only session (`drover plan`) may ask: requests that only read.
+/// `Diff` and `BundleDiff` read too (the candidate they leave can never be
+/// applied here).
+fn allowed_read_only(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Check { .. }
+            | Request::Diff { .. }
+            | Request::BundleDiff { .. }
+            | Request::CurrentManifest
+            | Request::Status
+            | Request::Logs { .. }
+            | Request::ReadPaths { .. }
+            | Request::Bye
+            | Request::Ping
+    )
+}
+
+fn read_only_refusal(req: &Request) -> String {
+    let name = format!("{req:?}");
+    let name = name.split([' ', '(', '{']).next().unwrap_or("request");
+    format!("{name} refused: this session was opened read-only (plan); open a normal session to change the host")
+}
+
 pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Result<()> {
     let mut r = BufReader::with_capacity(1 << 20, Idle { inner: input, limit: Cell::new(None) });
     let mut w = BufWriter::new(output);
     let io = |e: FrameError| AgentError(format!("protocol: {e}"));
     skip_to_magic(&mut r, 64 * 1024).map_err(io)?;
-    let idle = match read_frame::<Request, _>(&mut r).map_err(io)? {
-        Request::Hello { protocol, idle_ms, .. } if protocol == PROTOCOL_VERSION => {
+    let (idle, read_only) = match read_frame::<Request, _>(&mut r).map_err(io)? {
+        Request::Hello { protocol, idle_ms, read_only, .. } if protocol == PROTOCOL_VERSION => {
             // Never below a second: a controller's bookkeeping between two
             // requests is not silence.
-            (idle_ms > 0).then(|| Duration::from_millis(idle_ms.max(1000)))
+            ((idle_ms > 0).then(|| Duration::from_millis(idle_ms.max(1000))), read_only)
         }
         Request::Hello { protocol, .. } => {
             let message = format!("controller speaks protocol {protocol}, this agent {PROTOCOL_VERSION}");
@@ -108,7 +132,11 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
         }
         other => return Err(AgentError(format!("expected Hello, got {other:?}"))),
     };
-    let mut engine = match Engine::open(layout.clone(), LOCK_WAIT) {
+    // A read-only session (plan) takes no lock and runs no recovery: it
+    // reports the host exactly as it finds it, and writes nothing.
+    let opened =
+        if read_only { Engine::open_read_only(layout.clone()) } else { Engine::open(layout.clone(), LOCK_WAIT) };
+    let mut engine = match opened {
         Ok(e) => e,
         Err(e) => {
             write_frame(&mut w, &lock_error(&e)).map_err(io)?;
@@ -146,7 +174,14 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 | Request::BundleDiff { .. }
                 | Request::RelayFetch { .. }
         );
-        if changes_host {
+        if read_only && !allowed_read_only(&req) {
+            if !matches!(req, Request::Chunk(_)) {
+                write_frame(&mut w, &Response::Error { message: read_only_refusal(&req) }).map_err(io)?;
+            }
+            continue;
+        }
+        // `Diff` in a read-only session compares without the lock: it reads.
+        if changes_host && !read_only {
             if let Err(e) = engine.ensure_locked(LOCK_WAIT) {
                 if matches!(req, Request::Chunk(_)) {
                     chunk_error.get_or_insert(e);
@@ -257,6 +292,12 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 return Ok(());
             }
             Request::Ping => Response::Pong,
+            Request::ReadPaths { paths, max_bytes } => {
+                match crate::inspect::read_paths(&layout, &engine.accounts, &paths, max_bytes) {
+                    Ok(p) => Response::Paths(p),
+                    Err(e) => Response::Error { message: e.0 },
+                }
+            }
             Request::BundleDiff { index, signature, host, generation } => {
                 let manifest = crate::install::bundle_manifest(&layout, &index, &signature, &host)
                     .and_then(|m| Ok(crate::install::keep_unchanged_sources(m, engine.current_manifest()?.as_ref())));

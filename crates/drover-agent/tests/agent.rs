@@ -42,7 +42,12 @@ impl Agent {
         w.write_all(b"a sudo password line\n").unwrap();
         w.write_all(MAGIC).unwrap();
         let mut a = Agent { child, w, r, state: HostState::default() };
-        match a.call(Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms }) {
+        match a.call(Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            controller: "test".into(),
+            idle_ms,
+            read_only: false,
+        }) {
             Response::Hello { state, .. } => a.state = state,
             other => panic!("{other:?}"),
         }

@@ -22,13 +22,17 @@ pub use manifest::{
     ServiceSpec, Supervisor,
 };
 pub use message::{
-    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, Request, Response,
-    ServiceAction, ServiceRestart, ServiceStatus,
+    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
+    Response, ServiceAction, ServiceRestart, ServiceStatus,
 };
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
+/// reply stays far below [`MAX_FRAME`]. Ask in batches.
+pub const READ_PATHS_MAX: usize = 256;
 
 /// Size of one blob chunk before compression. Small enough that a cut link
 /// loses little, large enough that per-frame overhead is noise.

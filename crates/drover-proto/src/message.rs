@@ -21,6 +21,12 @@ pub enum Request {
         /// word, so a controller lost to a cut link cannot keep the host
         /// locked. 0: no limit.
         idle_ms: u64,
+        /// A session that only looks (`drover plan`): the agent takes no
+        /// lock, runs no recovery, creates nothing, and refuses every request
+        /// that could change the host. `plan` must be safe on a host in any
+        /// state, including one with a generation awaiting confirmation,
+        /// which recovery could revert.
+        read_only: bool,
     },
     /// Is the host on a generation with this manifest hash, undrifted?
     Check {
@@ -108,6 +114,13 @@ pub enum Request {
     /// Keepalive for a session that holds the lock but has nothing to say
     /// for a while (a relay waiting for a peer). Answered with `Pong`.
     Ping,
+    /// What is at these paths on the host now, with the content of regular
+    /// files no larger than `max_bytes` (`plan --diff` shows the host's real
+    /// content, so drift shows). Reads only. Reply `Paths`.
+    ReadPaths {
+        paths: Vec<String>,
+        max_bytes: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +191,39 @@ pub enum Response {
     /// `Error`).
     Busy {
         message: String,
+    },
+    /// The answer to `ReadPaths`, in the order asked.
+    Paths(Vec<PathInfo>),
+}
+
+/// One path on the host as it is now (see `Request::ReadPaths`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInfo {
+    pub path: String,
+    pub now: PathNow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathNow {
+    Absent,
+    File {
+        size: u64,
+        hash: Hash,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        /// Owner and group names from the host's account files, when known.
+        owner: Option<String>,
+        group: Option<String>,
+        /// The whole content, when no larger than the asked `max_bytes`.
+        content: Option<Vec<u8>>,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A directory, device, socket…
+    Other {
+        what: String,
     },
 }
 

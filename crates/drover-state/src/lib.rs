@@ -11,6 +11,7 @@
 mod locks;
 mod migrations;
 mod records;
+mod rollouts;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +19,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use locks::{HostLock, LockHolder};
-pub use records::{AuditEntry, HostResult, NewRun, Rollout, RunRow};
+pub use records::{AuditEntry, HostResult, NewRun, RunRow};
+pub use rollouts::Rollout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -59,6 +59,10 @@ const MIGRATIONS: &[&str] = &[
         run_id INTEGER
     );
     ",
+    // 2: the project revision a rollout started from (resume refuses another).
+    r"
+    ALTER TABLE rollouts ADD COLUMN revision TEXT;
+    ",
 ];
 
 pub fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {

@@ -1,4 +1,4 @@
-//! Runs, per-host results, facts, drain marks, rollouts and the audit log.
+//! Runs, per-host results, facts, drain marks and the audit log.
 
 use rusqlite::{params, OptionalExtension};
 
@@ -39,19 +39,6 @@ pub struct HostResult {
     pub error: Option<String>,
     pub detail: String,
     pub at_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rollout {
-    pub id: i64,
-    pub run_id: Option<i64>,
-    /// The rollout plan (batches, policy) as JSON, owned by the controller.
-    pub plan: String,
-    /// Index of the first batch not yet done.
-    pub next_batch: i64,
-    /// running | paused | aborted | failed | done
-    pub status: String,
-    pub updated_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,77 +213,6 @@ impl Store {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-
-    pub fn create_rollout(&mut self, run_id: Option<i64>, plan: &str) -> Result<i64, StateError> {
-        self.conn.execute(
-            "INSERT INTO rollouts (run_id, plan, next_batch, status, updated_ms) VALUES (?1, ?2, 0, 'running', ?3)",
-            params![run_id, plan, now_ms()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn update_rollout(&mut self, id: i64, next_batch: i64, status: &str) -> Result<(), StateError> {
-        self.conn.execute(
-            "UPDATE rollouts SET next_batch = ?1, status = ?2, updated_ms = ?3 WHERE id = ?4",
-            params![next_batch, status, now_ms(), id],
-        )?;
-        Ok(())
-    }
-
-    /// Record that batches before `next_batch` are done, leaving the status
-    /// alone (a `pause` from another process must not be overwritten).
-    pub fn advance_rollout(&mut self, id: i64, next_batch: i64) -> Result<(), StateError> {
-        self.conn.execute(
-            "UPDATE rollouts SET next_batch = ?1, updated_ms = ?2 WHERE id = ?3",
-            params![next_batch, now_ms(), id],
-        )?;
-        Ok(())
-    }
-
-    pub fn rollout(&self, id: i64) -> Result<Option<Rollout>, StateError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id, run_id, plan, next_batch, status, updated_ms FROM rollouts WHERE id = ?1",
-                [id],
-                row_to_rollout,
-            )
-            .optional()?)
-    }
-
-    /// The newest rollouts first.
-    pub fn rollouts(&self, limit: i64) -> Result<Vec<Rollout>, StateError> {
-        let mut st = self.conn.prepare(
-            "SELECT id, run_id, plan, next_batch, status, updated_ms FROM rollouts ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], row_to_rollout)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The newest rollout that has not finished (running or paused, or
-    /// running when its controller died).
-    pub fn unfinished_rollout(&self) -> Result<Option<Rollout>, StateError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id, run_id, plan, next_batch, status, updated_ms FROM rollouts
-                 WHERE status IN ('running', 'paused') ORDER BY id DESC LIMIT 1",
-                [],
-                row_to_rollout,
-            )
-            .optional()?)
-    }
-}
-
-fn row_to_rollout(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rollout> {
-    Ok(Rollout {
-        id: r.get(0)?,
-        run_id: r.get(1)?,
-        plan: r.get(2)?,
-        next_batch: r.get(3)?,
-        status: r.get(4)?,
-        updated_ms: r.get(5)?,
-    })
 }
 
 #[cfg(test)]
@@ -322,10 +238,10 @@ mod tests {
     #[test]
     fn migrations_are_versioned_and_reopen_is_idempotent() {
         let (d, s) = store();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         drop(s);
         let s = Store::open(&d.path().join(".drover/state.db")).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
     }
 
     #[test]
@@ -377,16 +293,5 @@ mod tests {
         s.save_facts("h1", "{\"os\":\"debian\"}").unwrap();
         assert_eq!(s.facts("h1").unwrap().as_deref(), Some("{\"os\":\"debian\"}"));
         assert_eq!(s.facts("h2").unwrap(), None);
-    }
-
-    #[test]
-    fn rollouts_resume_from_the_store() {
-        let (_d, mut s) = store();
-        let id = s.create_rollout(None, "{\"batches\":[[\"h1\"],[\"h2\"]]}").unwrap();
-        s.update_rollout(id, 1, "running").unwrap();
-        let r = s.unfinished_rollout().unwrap().unwrap();
-        assert_eq!((r.id, r.next_batch), (id, 1));
-        s.update_rollout(id, 2, "done").unwrap();
-        assert!(s.unfinished_rollout().unwrap().is_none());
     }
 }

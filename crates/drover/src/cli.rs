@@ -27,7 +27,7 @@ pub enum Command {
     /// Create a new project from the quickstart example.
     Init(InitArgs),
     /// Show, per host, the files that would change and the services that would restart.
-    Plan(DeployArgs),
+    Plan(crate::commands::deploy::PlanArgs),
     /// Ship and activate the desired state on every selected host.
     Apply(DeployArgs),
     /// Re-activate a kept generation (the previous one by default).

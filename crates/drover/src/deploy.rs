@@ -23,9 +23,12 @@ use crate::transport::{Connection, Timeouts, Transport, TransportError};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Mode {
-    Plan,
+    /// Read-only: the agent takes no lock, runs no recovery, writes nothing.
+    Plan(crate::plan::PlanOptions),
     Apply,
-    Rollback { to: Option<u64> },
+    Rollback {
+        to: Option<u64>,
+    },
 }
 
 /// Where hosts' desired state comes from, and how its blobs are shipped: the
@@ -206,7 +209,10 @@ fn compile(job: &Job, host: &Host, facts: &Facts, generation: u64) -> Result<Com
 
 async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) -> Result<(), DeployError> {
     p.step("connecting");
-    let mut conn = job.transport.connect(host, job.timeouts).await?;
+    let mut conn = match job.mode {
+        Mode::Plan(_) => job.transport.connect_read_only(host, job.timeouts).await?,
+        _ => job.transport.connect(host, job.timeouts).await?,
+    };
     tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));
     r.recovered = conn.state.recovered.clone();
     r.generation = conn.state.current;
@@ -217,7 +223,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             conn.link.set_timeout(apply_timeout(job));
             conn.link.call(&Request::Rollback { to, confirm_timeout_ms: confirm_ms }, &mut |m| p.step(m)).await?
         }
-        Mode::Plan | Mode::Apply => {
+        Mode::Plan(_) | Mode::Apply => {
             let compiled = match desired_state(job, host, &mut conn, p).await? {
                 Desired::UpToDate => {
                     r.outcome = Outcome::Unchanged;
@@ -253,7 +259,10 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                     }
                 })
                 .collect();
-            if matches!(job.mode, Mode::Plan) {
+            if let Mode::Plan(opts) = job.mode {
+                if opts.diff {
+                    r.diffs = Some(crate::plan::host_diffs(&*job.project, &mut conn, &compiled, &r.changes, p).await?);
+                }
                 r.outcome =
                     if r.changes.is_empty() && r.restarts.is_empty() { Outcome::Unchanged } else { Outcome::Planned };
                 conn.close().await;

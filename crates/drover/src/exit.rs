@@ -6,6 +6,11 @@
 //! | 1 | an error before any host was touched (bad project, bad arguments) |
 //! | 2 | some hosts failed or were unreachable; others may have converged |
 //! | 3 | refused: a lock is held, or the environment lacks something (root, tools) |
+//!
+//! `drover plan --exit-code` answers a different question, "is there anything
+//! to do?", as `terraform plan -detailed-exitcode` does: 0 nothing to do, 2
+//! changes pending, 1 an error (a bad project, or any host that could not be
+//! planned). See [`plan_status`].
 
 use std::process::ExitCode;
 
@@ -16,13 +21,39 @@ pub enum ExitStatus {
     Success,
     /// At least one host failed; the run summary says which and why.
     HostsFailed,
+    /// `plan --exit-code`: every host was planned, and some have changes.
+    ChangesPending,
+    /// `plan --exit-code`: some host could not be planned.
+    PlanFailed,
+}
+
+/// The status of a finished run: success unless some host failed.
+pub fn run_status(failed: usize) -> ExitStatus {
+    if failed > 0 {
+        ExitStatus::HostsFailed
+    } else {
+        ExitStatus::Success
+    }
+}
+
+/// The status of `plan`: without `--exit-code` (`detailed`) as any run;
+/// with it, 1 when any host failed or was unreachable, else 2 when any host
+/// has changes pending, else 0.
+pub fn plan_status(detailed: bool, failed: usize, planned: usize) -> ExitStatus {
+    match (detailed, failed, planned) {
+        (false, f, _) => run_status(f),
+        (true, f, _) if f > 0 => ExitStatus::PlanFailed,
+        (true, _, p) if p > 0 => ExitStatus::ChangesPending,
+        (true, _, _) => ExitStatus::Success,
+    }
 }
 
 impl From<ExitStatus> for ExitCode {
     fn from(s: ExitStatus) -> ExitCode {
         match s {
             ExitStatus::Success => ExitCode::SUCCESS,
-            ExitStatus::HostsFailed => ExitCode::from(2),
+            ExitStatus::HostsFailed | ExitStatus::ChangesPending => ExitCode::from(2),
+            ExitStatus::PlanFailed => ExitCode::from(1),
         }
     }
 }
@@ -48,5 +79,20 @@ pub fn report(err: anyhow::Error) -> ExitCode {
         ExitCode::from(3)
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_exit_codes_are_terraform_detailed_exitcode_with_the_flag_and_plain_without() {
+        let code = |s: ExitStatus| format!("{:?}", ExitCode::from(s));
+        assert_eq!(code(plan_status(true, 0, 0)), code(ExitStatus::Success));
+        assert_eq!(code(plan_status(true, 0, 3)), format!("{:?}", ExitCode::from(2)));
+        assert_eq!(code(plan_status(true, 1, 3)), format!("{:?}", ExitCode::from(1)));
+        assert_eq!(plan_status(false, 0, 3), ExitStatus::Success);
+        assert_eq!(plan_status(false, 1, 0), ExitStatus::HostsFailed);
     }
 }

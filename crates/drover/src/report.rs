@@ -56,6 +56,9 @@ pub struct HostReport {
     pub error: Option<String>,
     /// What the agent's start-up recovery did, if anything.
     pub recovered: Option<String>,
+    /// `plan --diff` only: each change, host content against project content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diffs: Option<Vec<crate::plan::FileDiff>>,
 }
 
 impl HostReport {
@@ -73,6 +76,7 @@ impl HostReport {
             attempts: 0,
             error: None,
             recovered: None,
+            diffs: None,
         }
     }
 }
@@ -87,6 +91,11 @@ pub struct RunReport {
 impl RunReport {
     pub fn failed(&self) -> usize {
         self.hosts.iter().filter(|h| h.outcome.is_failure()).count()
+    }
+
+    /// Hosts where `plan` found something to do.
+    pub fn planned(&self) -> usize {
+        self.hosts.iter().filter(|h| h.outcome == Outcome::Planned).count()
     }
 
     /// The summary table printed at the end of a run.

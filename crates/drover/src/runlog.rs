@@ -3,7 +3,6 @@
 //! so two controllers never work the same hosts at once.
 
 use std::path::Path;
-use std::process::Command;
 
 use drover_state::{HostLock, HostResult, NewRun, StateError, Store};
 
@@ -34,45 +33,12 @@ pub fn user() -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
-/// The project's revision: the git commit (with `-dirty` for local changes)
-/// when the project is in git, else a hash of its files.
+/// The project's revision for the audit log: the git commit (with `-dirty`
+/// for local changes) when the project is in git, else `tree:` and the hash
+/// of its files (see [`crate::revision`]).
 pub fn project_rev(dir: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    if let Some(rev) = git(&["rev-parse", "--short=12", "HEAD"]) {
-        let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|s| !s.is_empty());
-        return if dirty { format!("{rev}-dirty") } else { rev };
-    }
-    let mut h = blake3::Hasher::new();
-    hash_tree(dir, dir, &mut h);
-    format!("tree:{}", &h.finalize().to_hex()[..12])
-}
-
-fn hash_tree(root: &Path, dir: &Path, h: &mut blake3::Hasher) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name();
-        if name == ".drover" || name == ".git" {
-            continue;
-        }
-        let p = e.path();
-        if p.is_dir() {
-            hash_tree(root, &p, h);
-        } else if let Ok(bytes) = std::fs::read(&p) {
-            h.update(p.strip_prefix(root).unwrap_or(&p).to_string_lossy().as_bytes());
-            h.update(&bytes);
-        }
-    }
+    let r = crate::revision::Revision::of(dir);
+    r.git.unwrap_or_else(|| format!("tree:{}", r.inputs))
 }
 
 pub struct Run {

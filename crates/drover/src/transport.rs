@@ -92,22 +92,34 @@ impl Transport {
     }
 
     pub async fn connect(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+        self.connect_as(host, t, false).await
+    }
+
+    /// A session that only looks (`drover plan`): the agent takes no lock,
+    /// runs no recovery and writes nothing (at most, the agent binary is
+    /// pushed to its cache on first contact).
+    pub async fn connect_read_only(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+        self.connect_as(host, t, true).await
+    }
+
+    async fn connect_as(&self, host: &Host, t: Timeouts, read_only: bool) -> Result<Connection, TransportError> {
         match self {
-            Transport::Ssh => connect_ssh(host, t).await,
+            Transport::Ssh => connect_ssh(host, t, read_only).await,
             Transport::Sim(sim) => {
                 let (w, r, guard) = sim.open(host).await?;
                 let link = AgentLink::start(w, r, None, t.op).await?;
-                hello(link, Keep::Sim(guard)).await
+                hello(link, Keep::Sim(guard), read_only).await
             }
         }
     }
 }
 
-async fn hello(mut link: AgentLink, keep: Keep) -> Result<Connection, TransportError> {
+async fn hello(mut link: AgentLink, keep: Keep, read_only: bool) -> Result<Connection, TransportError> {
     let req = Request::Hello {
         protocol: PROTOCOL_VERSION,
         controller: format!("drover {}", env!("CARGO_PKG_VERSION")),
         idle_ms: u64::try_from(link.timeout().as_millis()).unwrap_or(u64::MAX),
+        read_only,
     };
     match link.call(&req, &mut |_| {}).await? {
         Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
@@ -145,7 +157,7 @@ fn default_auth() -> drover_ssh::Auth {
     drover_ssh::Auth::Key { path: home.join(".ssh/id_ed25519"), passphrase: None }
 }
 
-async fn connect_ssh(host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+async fn connect_ssh(host: &Host, t: Timeouts, read_only: bool) -> Result<Connection, TransportError> {
     let session = drover_ssh::Session::connect(&ssh_target(host, t)).await?;
     let hex = agent_bin::hash().to_hex();
     let agent = format!(".cache/drover/agent-{hex}");
@@ -156,7 +168,7 @@ async fn connect_ssh(host: &Host, t: Timeouts) -> Result<Connection, TransportEr
         let (stdin, stdout, exit) = proc.into_parts();
         let password = if sudo.is_empty() { None } else { host.auth.password.as_deref() };
         let link = AgentLink::start(stdin, stdout, password, t.op).await?;
-        match hello(link, Keep::Ssh(session.clone())).await {
+        match hello(link, Keep::Ssh(session.clone()), read_only).await {
             Ok(c) => return Ok(c),
             Err(TransportError::Link(LinkError::Closed(_))) => {
                 let info = exit.wait().await?;

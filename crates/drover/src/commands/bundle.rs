@@ -471,6 +471,6 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
         mode,
         project: source,
     };
-    let command = if matches!(mode, Mode::Plan) { "plan" } else { "apply" };
+    let command = if matches!(mode, Mode::Plan(_)) { "plan" } else { "apply" };
     crate::commands::deploy::execute(dir, command, job, hosts, args.json)
 }

@@ -44,6 +44,28 @@ pub struct DeployArgs {
     pub bundle: crate::commands::bundle::ApplyArgs,
 }
 
+/// `drover plan`: the deploy options, plus what to show and how to exit.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Show each change in full: unified diffs of text files (up to 64 KiB;
+    /// binary and larger files by size and hash), mode/owner/link-target
+    /// changes, the services that would restart. The host side is read from
+    /// the host.
+    #[arg(long)]
+    pub diff: bool,
+    /// Exit 0 when nothing would change, 2 when something would, 1 on any
+    /// error (as `terraform plan -detailed-exitcode`).
+    #[arg(long)]
+    pub exit_code: bool,
+    #[command(flatten)]
+    pub args: DeployArgs,
+}
+
+pub fn plan(project_dir: &Path, a: PlanArgs) -> anyhow::Result<ExitStatus> {
+    let opts = crate::plan::PlanOptions { diff: a.diff, detailed_exit: a.exit_code };
+    run(project_dir, a.args, Mode::Plan(opts))
+}
+
 pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
     if args.bundle.wanted() {
         return crate::commands::bundle::apply(project_dir, args, mode);
@@ -73,7 +95,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         project: Arc::new(project),
     };
     let command = match mode {
-        Mode::Plan => "plan",
+        Mode::Plan(_) => "plan",
         Mode::Apply => "apply",
         Mode::Rollback { .. } => "rollback",
     };
@@ -82,7 +104,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
 
 /// Drained hosts are left out of everything but `plan`, each with a word.
 pub(crate) fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> anyhow::Result<()> {
-    if matches!(mode, Mode::Plan) {
+    if matches!(mode, Mode::Plan(_)) {
         return Ok(());
     }
     let drained = runlog::drained(dir)?;
@@ -100,7 +122,10 @@ pub(crate) fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> any
 /// store, print the table (or JSON); the exit status scripts see.
 pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, json: bool) -> anyhow::Result<ExitStatus> {
     raise_fd_limit();
-    let plan = matches!(job.mode, Mode::Plan);
+    let plan = match job.mode {
+        Mode::Plan(o) => Some(o),
+        _ => None,
+    };
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let mut run = runlog::Run::start(dir, command, &names)?;
     let start = Instant::now();
@@ -119,9 +144,13 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.table(plan));
+        print!("{}", report.table(plan.is_some()));
+        print!("{}", crate::plan::render(&report.hosts));
     }
-    Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+    Ok(match plan {
+        Some(o) => crate::exit::plan_status(o.detailed_exit, report.failed(), report.planned()),
+        None => crate::exit::run_status(report.failed()),
+    })
 }
 
 /// Every connection is a file descriptor or two (SSH socket; for simulated

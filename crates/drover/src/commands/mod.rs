@@ -18,7 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let dir = cli.project.as_path();
     match cli.command {
         Command::Init(args) => init::run(args),
-        Command::Plan(args) => deploy::run(dir, args, Mode::Plan),
+        Command::Plan(args) => deploy::plan(dir, args),
         Command::Apply(args) => deploy::run(dir, args, Mode::Apply),
         Command::Rollback { to, args } => deploy::run(dir, args, Mode::Rollback { to }),
         Command::Trust(args) => trust::run(dir, args),

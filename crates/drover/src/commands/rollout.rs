@@ -10,7 +10,8 @@ use drover_spec::Project;
 use crate::deploy::{self, Job, Mode};
 use crate::exit::{ExitStatus, Refused};
 use crate::fleet::{runtime, Fleet};
-use crate::rollout::{Plan, RolloutReport, Runner};
+use crate::revision::Revision;
+use crate::rollout::{self, Plan, RolloutReport, Runner};
 use crate::runlog;
 use crate::select::select;
 use crate::transport::{Timeouts, Transport};
@@ -27,8 +28,9 @@ pub enum Action {
     Start(StartArgs),
     /// Pause the running rollout after its current batch.
     Pause,
-    /// Resume a paused rollout, or continue one whose controller died.
-    Resume(Common),
+    /// Resume a paused rollout, or continue one whose controller died
+    /// (refused if the project changed since it started, unless --force).
+    Resume(ResumeArgs),
     /// Stop the rollout after its current batch; later batches stay untouched.
     Abort,
     /// Show recent rollouts.
@@ -46,6 +48,23 @@ pub struct Common {
     /// Simulated transport (see `drover apply --simulate`).
     #[arg(long, value_name = "DIR")]
     pub simulate: Option<PathBuf>,
+    /// Longest silence tolerated from an agent during one step.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub op_timeout: String,
+    /// Extra attempts per host after a transient failure (connection lost, timeout).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// Continue a rollout whose controller died even though the project
+    /// changed since it started (the remaining batches get the project as it
+    /// is now).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,26 +101,28 @@ pub struct StartArgs {
 pub fn run(dir: &Path, a: RolloutArgs) -> anyhow::Result<ExitStatus> {
     match a.action {
         Action::Start(s) => start(dir, s),
-        Action::Resume(c) => resume(dir, c),
+        Action::Resume(r) => resume(dir, r),
         Action::Pause => set_status(dir, "paused"),
         Action::Abort => set_status(dir, "aborted"),
         Action::Status { json } => status(dir, json),
     }
 }
 
-fn job(project: &Arc<Project>, simulate: Option<&Path>) -> anyhow::Result<(Job, Fleet)> {
-    let fleet = Fleet::new(project, simulate)?;
+fn job(project: &Arc<Project>, c: &Common) -> anyhow::Result<(Job, Fleet)> {
+    let op = drover_spec::parse_duration(&c.op_timeout).map_err(|e| anyhow::anyhow!("--op-timeout: {e}"))?;
+    let mut fleet = Fleet::new(project, c.simulate.as_deref())?;
+    fleet.timeouts.op = op;
     let job = Job {
         project: project.clone(),
-        transport: match simulate {
+        transport: match &c.simulate {
             Some(d) => Transport::local(d)?,
             None => Transport::Ssh,
         },
         mode: Mode::Apply,
-        timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
+        timeouts: Timeouts { connect: project.settings.connect_timeout, op },
         confirm_timeout: project.settings.confirm_timeout,
         parallel: project.settings.parallel,
-        retries: 3,
+        retries: c.retries,
         stop_first: false,
     };
     Ok((job, fleet))
@@ -151,7 +172,8 @@ fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let plan = Plan { batches: policy.batches(&names), policy };
     let mut run = runlog::Run::start(dir, "rollout", &names)?;
-    let id = run.store.create_rollout(Some(run.id), &serde_json::to_string(&plan)?)?;
+    let revision = Revision::of(dir).to_string();
+    let id = run.store.create_rollout(Some(run.id), &serde_json::to_string(&plan)?, &revision)?;
     execute(&project, run, id, &plan, 0, &a.common)
 }
 
@@ -179,7 +201,7 @@ fn execute(
     from: usize,
     c: &Common,
 ) -> anyhow::Result<ExitStatus> {
-    let (job, fleet) = job(project, c.simulate.as_deref())?;
+    let (job, fleet) = job(project, c)?;
     if !c.json {
         eprintln!(
             "rollout {id}: {} hosts in {} batches",
@@ -227,7 +249,8 @@ fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resume(dir: &Path, c: Common) -> anyhow::Result<ExitStatus> {
+fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
+    let c = a.common;
     let mut store = runlog::open(dir)?;
     let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no paused or interrupted rollout to resume") };
     let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
@@ -240,13 +263,24 @@ fn resume(dir: &Path, c: Common) -> anyhow::Result<ExitStatus> {
         }
         return Err(Refused(format!("rollout {} is running (controller pid {})", r.id, owner.unwrap_or(0))).into());
     }
+    let now = Revision::of(dir);
+    rollout::check_resume(r.id, r.revision.as_deref(), &now, a.force).map_err(|e| Refused(e.to_string()))?;
+    if a.force && r.revision.as_deref().map(Revision::parse).is_none_or(|s| !s.same_inputs(&now)) {
+        eprintln!(
+            "warning: rollout {} started at {}; continuing with the project at {now} (--force)",
+            r.id,
+            r.revision.as_deref().unwrap_or("an unrecorded revision")
+        );
+    }
     let plan: Plan = serde_json::from_str(&r.plan)?;
     let from = usize::try_from(r.next_batch).unwrap_or(0);
     let project = Arc::new(Project::load(dir)?);
     let names: Vec<String> = plan.batches.iter().skip(from).flatten().cloned().collect();
     drop(store);
     let mut run = runlog::Run::start(dir, "rollout resume", &names)?;
-    run.store.update_rollout(r.id, r.next_batch, "running")?;
+    // This process drives the rollout now: a later `pause` and `resume`
+    // must find it, not the controller that died.
+    run.store.take_over_rollout(r.id, run.id)?;
     if !c.json {
         eprintln!("continuing rollout {} from batch {} of {}", r.id, from + 1, plan.batches.len());
     }
@@ -266,7 +300,13 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {
     let mut rows = Vec::new();
     for r in store.rollouts(10)? {
         let plan: Plan = serde_json::from_str(&r.plan)?;
-        rows.push(serde_json::json!({"rollout": r.id, "status": r.status, "next_batch": r.next_batch, "batches": plan.batches}));
+        rows.push(serde_json::json!({
+            "rollout": r.id,
+            "status": r.status,
+            "next_batch": r.next_batch,
+            "batches": plan.batches,
+            "revision": r.revision,
+        }));
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
