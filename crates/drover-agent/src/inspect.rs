@@ -5,15 +5,15 @@
 //! it is. Nothing here writes, and the stat cache is not consulted (a plan is
 //! rare; hashing a few changed files is cheap and always right).
 
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::Read;
+use std::os::fd::AsFd;
 
 use drover_proto::{check_path, PathInfo, PathNow, READ_PATHS_MAX};
 
 use crate::accounts::Accounts;
 use crate::layout::Layout;
-use crate::{bail, fsops, Context, Result};
+use crate::safefs::{self, Found, Parent, Root};
+use crate::{bail, Context, Result};
 
 /// What is at each of `paths` now; regular files no larger than `max_bytes`
 /// come with their content. At most [`READ_PATHS_MAX`] paths, and
@@ -25,52 +25,56 @@ pub fn read_paths(layout: &Layout, accounts: &Accounts, paths: &[String], max_by
     if max_bytes > 1 << 20 {
         bail!("asked for up to {max_bytes} bytes of content per file; at most 1 MiB");
     }
+    let root = Root::open(layout.root())?;
     paths
         .iter()
         .map(|p| {
             check_path(p).map_err(|e| crate::AgentError(format!("{p}: {e}")))?;
-            Ok(PathInfo { path: p.clone(), now: read_one(layout, accounts, p, max_bytes)? })
+            Ok(PathInfo { path: p.clone(), now: read_one(&root, accounts, p, max_bytes)? })
         })
         .collect()
 }
 
-fn read_one(layout: &Layout, accounts: &Accounts, path: &str, max_bytes: u64) -> Result<PathNow> {
-    let target = layout.target(path);
-    let md = match fs::symlink_metadata(&target) {
-        Ok(md) => md,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            return Ok(PathNow::Absent)
+fn read_one(root: &Root, accounts: &Accounts, path: &str, max_bytes: u64) -> Result<PathNow> {
+    // Through safefs like every managed path: a symlinked parent is reported,
+    // never read through (plan must not disclose what a link points at).
+    let dir = match root.parent(path, false)? {
+        Parent::Dir(fd) => fd,
+        Parent::Missing => return Ok(PathNow::Absent),
+        Parent::Symlink { at } => return Ok(PathNow::Other { what: format!("beneath the symlink {at}") }),
+    };
+    let name = safefs::name(path);
+    let (mode, uid, gid) = match safefs::look(dir.as_fd(), name)? {
+        Found::Absent | Found::BeneathSymlink { .. } => return Ok(PathNow::Absent),
+        Found::Symlink { target } => return Ok(PathNow::Symlink { target }),
+        Found::Dir { .. } => return Ok(PathNow::Other { what: "a directory".into() }),
+        Found::Special => return Ok(PathNow::Other { what: "a special file".into() }),
+        Found::File { mode, uid, gid, .. } => (mode, uid, gid),
+    };
+    let mut f = safefs::open_file(dir.as_fd(), name)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).ctx(|| format!("read {path}"))?;
+        if n == 0 {
+            break;
         }
-        Err(e) => bail!("lstat {}: {e}", target.display()),
-    };
-    let ft = md.file_type();
-    if ft.is_symlink() {
-        let t = fs::read_link(&target).ctx(|| format!("readlink {}", target.display()))?;
-        return Ok(PathNow::Symlink { target: t.to_string_lossy().into_owned() });
+        hasher.update(&buf[..n]);
+        if size + n as u64 <= max_bytes {
+            head.extend_from_slice(&buf[..n]);
+        }
+        size += n as u64;
     }
-    if !ft.is_file() {
-        let what = if ft.is_dir() { "a directory" } else { "a special file" };
-        return Ok(PathNow::Other { what: what.into() });
-    }
-    let (hash, size) = fsops::hash_file(&target)?;
-    let content = if size <= max_bytes {
-        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        File::open(&target)
-            .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut buf))
-            .ctx(|| format!("read {}", target.display()))?;
-        // Changed between hashing and reading: the hash would not match it.
-        (blake3::hash(&buf).as_bytes() == &hash.0).then_some(buf)
-    } else {
-        None
-    };
     Ok(PathNow::File {
         size,
-        hash,
-        mode: md.permissions().mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        owner: accounts.user_name(md.uid()),
-        group: accounts.group_name(md.gid()),
-        content,
+        hash: drover_proto::Hash(*hasher.finalize().as_bytes()),
+        mode,
+        uid,
+        gid,
+        owner: accounts.user_name(uid),
+        group: accounts.group_name(gid),
+        content: (size <= max_bytes).then_some(head),
     })
 }

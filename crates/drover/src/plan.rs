@@ -237,6 +237,7 @@ fn describe_entry(e: &Entry) -> String {
             hash.short()
         ),
         EntryKind::Symlink { target } => format!("symlink -> {target}"),
+        EntryKind::Dir => format!("directory {:04o} {}:{}", e.mode, e.owner, e.group),
     }
 }
 
@@ -253,6 +254,7 @@ fn entry_kind(k: &EntryKind) -> &'static str {
     match k {
         EntryKind::File { .. } => "file",
         EntryKind::Symlink { .. } => "symlink",
+        EntryKind::Dir => "directory",
     }
 }
 
