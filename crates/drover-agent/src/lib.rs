@@ -23,6 +23,7 @@ pub mod hooks;
 pub mod install;
 pub mod layout;
 pub mod ops;
+pub mod reexec;
 pub mod relay;
 pub mod serve;
 pub mod services;

@@ -6,7 +6,7 @@
 //! (a reboot), the next agent start finds the expired `pending.json` and
 //! reverts then.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -31,9 +31,8 @@ pub fn spawn(layout: &Layout) -> Result<()> {
             .ctx(|| "start watchdog".into())?;
         return Ok(());
     }
-    let exe = std::env::current_exe().ctx(|| "locate agent binary".into())?;
     use std::os::unix::process::CommandExt;
-    Command::new(exe)
+    crate::reexec::command()
         .arg("watchdog")
         .arg("--root")
         .arg(layout.root())

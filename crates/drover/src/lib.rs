@@ -5,6 +5,7 @@
 //! [`exit::ExitStatus`], so scripts can trust them.
 
 pub mod agent_bin;
+pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod deploy;
