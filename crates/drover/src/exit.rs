@@ -18,12 +18,28 @@ pub enum ExitStatus {
     HostsFailed,
 }
 
+impl ExitStatus {
+    /// A run over hosts: any host that did not converge (failed, rolled
+    /// back, unreachable, or whose task died) fails the run.
+    pub fn of_run(report: &crate::report::RunReport) -> ExitStatus {
+        if report.failed() > 0 {
+            ExitStatus::HostsFailed
+        } else {
+            ExitStatus::Success
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::HostsFailed => 2,
+        }
+    }
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(s: ExitStatus) -> ExitCode {
-        match s {
-            ExitStatus::Success => ExitCode::SUCCESS,
-            ExitStatus::HostsFailed => ExitCode::from(2),
-        }
+        ExitCode::from(s.code())
     }
 }
 

@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod runlog;
 pub mod select;
 pub mod sim;
+pub mod tasks;
 pub mod transport;
 
 use std::process::ExitCode;

@@ -56,6 +56,10 @@ pub struct HostReport {
     pub error: Option<String>,
     /// What the agent's start-up recovery did, if anything.
     pub recovered: Option<String>,
+    /// Services a revert (after a failed health check, or of an unconfirmed
+    /// generation) could not stop or start again: the files are back, but
+    /// these may not be running.
+    pub revert_errors: Vec<String>,
 }
 
 impl HostReport {
@@ -73,6 +77,7 @@ impl HostReport {
             attempts: 0,
             error: None,
             recovered: None,
+            revert_errors: vec![],
         }
     }
 }
@@ -100,7 +105,10 @@ impl RunReport {
         );
         for h in &self.hosts {
             let gen = h.generation.map_or("-".to_string(), |g| g.to_string());
-            let detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            let mut detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            for e in &h.revert_errors {
+                let _ = write!(detail, "{}revert left a service down: {e}", if detail.is_empty() { "" } else { "; " });
+            }
             let restarted = if h.restarts.is_empty() { "-".to_string() } else { h.restarts.join(",") };
             let _ = writeln!(
                 out,

@@ -121,7 +121,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     } else {
         print!("{}", report.table(plan));
     }
-    Ok(if report.failed() > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+    Ok(ExitStatus::of_run(&report))
 }
 
 /// Every connection is a file descriptor or two (SSH socket; for simulated
