@@ -198,3 +198,41 @@ fn a_corrupted_root_owned_agent_is_replaced_not_run() {
     assert!(r.stderr.contains("failed its check"), "{}", r.stderr);
     assert_installed(&f);
 }
+
+/// The magic-rollback watchdog, which outlives the session and reverts as
+/// root, is the very agent file that was checked (same inode), not a path
+/// looked up again. Held at `awaiting-confirm` by the agent's test hook.
+#[test]
+fn the_watchdog_runs_the_checked_agent() {
+    let f = Fleet::new("agentswap-wd", 1);
+    assert_eq!(f.apply_json(&[]).code, 0);
+    fs::write(f.host_file(0, "/var/lib/drover/test-hook"), "awaiting-confirm").unwrap();
+    fs::write(f.project().join("layers/site/srv/site/index.html.j2"), "generation {{ generation }}\n").unwrap();
+    let mut apply = f.spawn_drover(&["apply", "--confirm-timeout", "120s"]);
+    let reached = f.host_file(0, "/var/lib/drover/test-hook.reached");
+    let start = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the agent never reached awaiting-confirm");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pids = std::process::Command::new("ip").args(["netns", "pids", &f.lab_hosts()[0].netns]).output().unwrap();
+    let watchdog = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .find(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmd.split(|b| *b == 0).nth(1) == Some(b"watchdog".as_slice())
+        })
+        .expect("a watchdog process");
+    let cmd = fs::read(format!("/proc/{watchdog}/cmdline")).unwrap();
+    let argv0 = String::from_utf8_lossy(cmd.split(|b| *b == 0).next().unwrap()).to_string();
+    let exe = fs::metadata(format!("/proc/{watchdog}/exe")).unwrap();
+    let checked = fs::metadata(installed(&f)).unwrap();
+    let _ = std::process::Command::new("kill").args(["-9", &watchdog]).status();
+    let _ = fs::remove_file(f.host_file(0, "/var/lib/drover/test-hook"));
+    f.kill_agent(0);
+    let _ = apply.kill();
+    let _ = apply.wait();
+    assert_eq!(argv0, bootstrap::agent_path());
+    assert_eq!((exe.dev(), exe.ino()), (checked.dev(), checked.ino()), "the watchdog runs another file");
+}
