@@ -75,16 +75,20 @@ pub fn serve_command(user: &str) -> String {
 }
 
 /// Copy the upload `$1` into the agent directory as root and install it
-/// only if the copy has our sha256.
+/// only if the copy has our sha256. The copy's name is unique per install
+/// (`$$`), so two controllers installing at once never check each other's
+/// half-written copy. Agents of other drover versions are removed once this
+/// one is in place (a process still running one keeps its file open).
 fn install_script() -> String {
     format!(
-        "set -e; umask 077; d={AGENT_DIR}; a={path}; n=$d/.new-{hex}; \
+        "set -e; umask 077; d={AGENT_DIR}; a={path}; n=$d/.new-{hex}.$$; \
          for p in /var/lib/drover \"$d\"; do if [ -L \"$p\" ]; then \
          echo \"$p is a symbolic link: drover will not install its agent through it; remove it\" >&2; exit 1; fi; done; \
          mkdir -p \"$d\"; chown 0:0 \"$d\"; chmod 700 \"$d\"; rm -f \"$n\"; \
          if [ ! -f \"$1\" ] || [ -L \"$1\" ]; then echo \"the uploaded agent $1 is not a regular file\" >&2; exit {EXIT_COPY_MISMATCH}; fi; \
          cat -- \"$1\" > \"$n\"; \
          if printf \"%s  %s\\n\" {sha} \"$n\" | sha256sum -c >/dev/null 2>&1; then chmod 700 \"$n\"; mv -f \"$n\" \"$a\"; \
+         for o in \"$d\"/agent-*; do [ \"$o\" = \"$a\" ] || rm -f \"$o\"; done; \
          else rm -f \"$n\"; echo \"the agent uploaded to $1 does not have sha256 {sha}: it was changed after the upload (by another process of the login user?); not installed\" >&2; exit {EXIT_COPY_MISMATCH}; fi",
         path = agent_path(),
         hex = agent_bin::hash().to_hex(),

@@ -169,6 +169,10 @@ fn a_corrupted_root_owned_agent_is_replaced_not_run() {
     assert_installed(&f);
     let path = installed(&f);
 
+    // An agent of another drover version goes when this one is reinstalled.
+    let other = path.with_file_name(format!("agent-{}", "0".repeat(64)));
+    fs::write(&other, "old").unwrap();
+
     // Different content, same owner and mode. (Written beside and renamed:
     // a watchdog may still be running the old file, which Linux will not
     // let anyone open for writing.)
@@ -182,6 +186,7 @@ fn a_corrupted_root_owned_agent_is_replaced_not_run() {
     assert!(r.stderr.contains("failed its check") && r.stderr.contains("replaced"), "{}", r.stderr);
     assert_not_pwned(&f);
     assert_installed(&f);
+    assert!(!other.exists(), "another version's agent was kept");
 
     // Right content, but writable by others, or owned by op: not run either.
     fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
