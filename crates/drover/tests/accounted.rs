@@ -135,3 +135,46 @@ fn a_revert_that_cannot_restart_a_service_is_reported() {
     let line = table.stdout.lines().find(|l| l.contains("rolled-back")).unwrap_or_else(|| panic!("{}", table.stdout));
     assert!(line.contains("revert left a service down") && line.contains("service web"), "{line}");
 }
+
+/// Magic rollback with nobody connected: generation 2 is activated (its
+/// health check passes, but cuts runit's control pipe of `web`), the
+/// session dies before confirming, and the detached watchdog reverts it,
+/// unable to restart `web`. The next contact reports both the revert and
+/// the service it left down.
+#[test]
+fn a_watchdog_revert_that_leaves_a_service_down_is_reported_at_the_next_contact() {
+    let f = Fleet::new("acct-watchdog", 1);
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let svc = f.project().join("services/web.toml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    let head = text.split("[health]").next().unwrap();
+    let health = "[health]\ncommand = \"rm -f /etc/service/web/supervise/ok\"\nretries = 1\ntimeout = \"2s\"\n";
+    std::fs::write(&svc, format!("{head}{health}")).unwrap();
+    std::fs::write(f.project().join("layers/site/srv/site/index.html.j2"), "generation {{ generation }}\n").unwrap();
+    // Held after activation until killed: no confirmation ever comes.
+    let hook = f.host_file(0, "/var/lib/drover/test-hook");
+    std::fs::write(&hook, "awaiting-confirm").unwrap();
+    let mut apply = f.spawn_drover(&["apply", "--confirm-timeout", "2s"]);
+    let start = std::time::Instant::now();
+    while !f.host_file(0, "/var/lib/drover/test-hook.reached").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the agent never reached awaiting-confirm");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(&hook).unwrap();
+    let _ = apply.kill();
+    let _ = apply.wait();
+    assert_eq!(f.kill_agent(0), 1);
+    let report = f.host_file(0, "/var/lib/drover/watchdog-report.json");
+    while !report.exists() {
+        assert!(start.elapsed() < Duration::from_secs(90), "the watchdog did not revert");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = f.drover(&["plan", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!(h["generation"], 1, "{h}");
+    assert!(h["recovered"].as_str().unwrap_or_default().contains("watchdog"), "{h}");
+    let errors = h["revert_errors"].as_array().unwrap();
+    assert!(errors.len() == 1 && errors[0].as_str().unwrap().contains("service web"), "{h}");
+}
