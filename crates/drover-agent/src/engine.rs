@@ -26,6 +26,8 @@ pub struct Engine {
     pub state: StateFile,
     pub accounts: Accounts,
     pub recovered: Option<String>,
+    /// Services recovery's revert could not put back (see [`Engine::revert_last`]).
+    pub revert_errors: Vec<String>,
     /// Held while this session may change the host (see [`Engine::release`]).
     lock: Option<File>,
 }
@@ -65,7 +67,7 @@ impl Engine {
         }
         let state = StateFile::load(&layout)?;
         let accounts = Accounts::load(&layout);
-        let mut e = Engine { layout, state, accounts, recovered: None, lock: Some(lock) };
+        let mut e = Engine { layout, state, accounts, recovered: None, revert_errors: vec![], lock: Some(lock) };
         e.recovered = e.recover()?;
         Ok(e)
     }
@@ -78,7 +80,7 @@ impl Engine {
     pub fn open_read_only(layout: Layout) -> Result<Engine> {
         let state = StateFile::load(&layout)?;
         let accounts = Accounts::load(&layout);
-        Ok(Engine { layout, state, accounts, recovered: None, lock: None })
+        Ok(Engine { layout, state, accounts, recovered: None, revert_errors: vec![], lock: None })
     }
 
     /// Roll back an interrupted transition; revert an expired unconfirmed
@@ -99,7 +101,10 @@ impl Engine {
                 Phase::AwaitingConfirm => None,
             };
             if let Some(why) = why {
-                notes.extend(self.revert_pending(why)?);
+                if let Some((done, errors)) = self.revert_pending(why)? {
+                    notes.push(done);
+                    self.revert_errors = errors;
+                }
             }
         }
         Ok((!notes.is_empty()).then(|| notes.join("; ")))
@@ -137,6 +142,7 @@ impl Engine {
             next: self.state.next.max(1),
             pending_confirm: pending.map(|p| p.generation),
             recovered: self.recovered.clone(),
+            revert_errors: self.revert_errors.clone(),
             generations,
         }
     }
@@ -313,7 +319,10 @@ impl Engine {
                 let _ = fs::remove_file(self.layout.pending());
                 self.state = StateFile::load(&self.layout)?;
                 // Put stopped services back: the files are as before.
-                let _ = services::perform(&self.layout, &invert(&stops), &[ServiceAction::Start], &manifests, &changed);
+                let failed = self.put_back(&invert(&stops), &[ServiceAction::Start], &manifests, &changed);
+                if !failed.is_empty() {
+                    bail!("{e}; and services stopped before it could not be started again: {}", failed.join("; "));
+                }
                 return Err(e);
             }
         };
@@ -324,8 +333,8 @@ impl Engine {
         let healthy = started.and_then(|()| self.health(&cand.manifest, &cand.restarts));
         if let Err(reason) = healthy {
             progress(format!("generation {generation} unhealthy ({reason}); reverting"));
-            self.revert_last(&reason)?;
-            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason });
+            let (_, revert_errors) = self.revert_last(&reason)?;
+            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason, revert_errors });
         }
         if confirm_ms > 0 {
             let p = Pending {
@@ -388,9 +397,30 @@ impl Engine {
         write_json(&self.layout.statcache(), &cache)
     }
 
+    /// Drive each service on its own, so one that fails does not keep the
+    /// others from being put back; the errors, one per failed service.
+    fn put_back(
+        &self,
+        actions: &[ServiceRestart],
+        kinds: &[ServiceAction],
+        manifests: &[&Manifest],
+        changed: &BTreeSet<String>,
+    ) -> Vec<String> {
+        actions
+            .iter()
+            .filter(|a| kinds.contains(&a.action))
+            .filter_map(|a| {
+                let one = std::slice::from_ref(a);
+                services::perform(&self.layout, one, kinds, manifests, changed).err().map(|e| e.0)
+            })
+            .collect()
+    }
+
     /// Undo the last committed transition: back to exactly what was there
-    /// before it, unmanaged files included.
-    fn revert_last(&mut self, reason: &str) -> Result<String> {
+    /// before it, unmanaged files included. Returns what was done, and the
+    /// services that could not be stopped or started again: the revert goes
+    /// on without them (the files matter most), and they are reported.
+    fn revert_last(&mut self, reason: &str) -> Result<(String, Vec<String>)> {
         let Some(undo) = transition::last_undo(&self.layout, &self.state)? else {
             bail!("cannot revert: no record of the last change ({reason})");
         };
@@ -401,7 +431,7 @@ impl Engine {
         let empty = Manifest::default();
         let restarts = services::plan(cur.as_ref(), back.as_ref().unwrap_or(&empty), &changed);
         let manifests: Vec<&Manifest> = cur.iter().chain(back.iter()).collect();
-        let _ = services::perform(&self.layout, &restarts, &[ServiceAction::Stop], &manifests, &changed);
+        let mut errors = self.put_back(&restarts, &[ServiceAction::Stop], &manifests, &changed);
         let mut st = self.state.clone();
         if let Some(f) = failed {
             st.failed.push(f);
@@ -411,13 +441,13 @@ impl Engine {
         self.state = st;
         self.record_stats(&done)?;
         let _ = fs::remove_file(self.layout.pending());
-        let _ = self.start_services(&restarts, &manifests, &changed);
-        Ok(format!("generation {} reverted to {} ({reason})", gen_name(failed), gen_name(undo.from)))
+        errors.extend(self.put_back(&restarts, &[ServiceAction::Start, ServiceAction::Restart], &manifests, &changed));
+        Ok((format!("generation {} reverted to {} ({reason})", gen_name(failed), gen_name(undo.from)), errors))
     }
 
     /// Revert the pending generation if it is still the current one; a
     /// marker left by a transition that never committed is just removed.
-    fn revert_pending(&mut self, reason: &str) -> Result<Option<String>> {
+    fn revert_pending(&mut self, reason: &str) -> Result<Option<(String, Vec<String>)>> {
         let p: Option<Pending> = read_json(&self.layout.pending())?;
         match p {
             Some(p) if p.seq == self.state.seq && self.state.current == Some(p.generation) => {

@@ -115,8 +115,9 @@ pub fn run(layout: &Layout, a: &Args) -> Result<()> {
             println!("host {}: unchanged (generation {generation})", entry.name);
             Ok(())
         }
-        ApplyOutcome::RolledBack { failed, to, reason } => {
-            bail!("generation {failed} failed and was rolled back to {to:?}: {reason}")
+        ApplyOutcome::RolledBack { failed, to, reason, revert_errors } => {
+            let left: String = revert_errors.iter().map(|e| format!("; the revert left a service down: {e}")).collect();
+            bail!("generation {failed} failed and was rolled back to {to:?}: {reason}{left}")
         }
     }
 }

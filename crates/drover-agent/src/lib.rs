@@ -24,6 +24,7 @@ pub mod inspect;
 pub mod install;
 pub mod layout;
 pub mod ops;
+pub mod reexec;
 pub mod relay;
 pub mod safefs;
 pub mod serve;

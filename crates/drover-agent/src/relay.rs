@@ -25,7 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,9 +95,8 @@ fn running(layout: &Layout, port: u16) -> bool {
 
 fn spawn(layout: &Layout, port: u16) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().ctx(|| "locate agent binary".into())?;
     let _ = fs::remove_file(pid_path(layout, port));
-    let mut child = Command::new(exe)
+    let mut child = crate::reexec::command()
         .args(["relay", "--port", &port.to_string(), "--root"])
         .arg(layout.root())
         .stdin(Stdio::null())

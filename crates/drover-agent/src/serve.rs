@@ -147,7 +147,11 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
         protocol: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         facts: facts::gather(&layout),
-        state: engine.host_state(),
+        state: {
+            let mut state = engine.host_state();
+            crate::watchdog::add_report(&layout, &mut state);
+            state
+        },
     };
     write_frame(&mut w, &hello).map_err(io)?;
     // Recovery is done; read-only requests need no lock. Requests that change
@@ -221,7 +225,10 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                         let _ = write_frame(&mut w, &Response::Progress(m));
                     };
                     match engine.apply(c, confirm_timeout_ms, stop_first, &mut progress) {
-                        Ok(o) => Response::Applied(o),
+                        Ok(o) => {
+                            crate::watchdog::clear_report(&layout);
+                            Response::Applied(o)
+                        }
                         Err(e) => Response::Error { message: e.0 },
                     }
                 }
@@ -231,7 +238,10 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                     let _ = write_frame(&mut w, &Response::Progress(m));
                 };
                 match engine.rollback(to, confirm_timeout_ms, &mut progress) {
-                    Ok(o) => Response::Applied(o),
+                    Ok(o) => {
+                        crate::watchdog::clear_report(&layout);
+                        Response::Applied(o)
+                    }
                     Err(e) => Response::Error { message: e.0 },
                 }
             }

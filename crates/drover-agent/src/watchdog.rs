@@ -6,13 +6,16 @@
 //! (a reboot), the next agent start finds the expired `pending.json` and
 //! reverts then.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use drover_proto::HostState;
+use serde::{Deserialize, Serialize};
+
 use crate::engine::Engine;
 use crate::layout::Layout;
-use crate::state::{now_ms, read_json, Pending, Phase};
+use crate::state::{now_ms, read_json, write_json, Pending, Phase};
 use crate::{Context, Result};
 
 /// Set when agents are served inside another process (the controller's
@@ -31,9 +34,8 @@ pub fn spawn(layout: &Layout) -> Result<()> {
             .ctx(|| "start watchdog".into())?;
         return Ok(());
     }
-    let exe = std::env::current_exe().ctx(|| "locate agent binary".into())?;
     use std::os::unix::process::CommandExt;
-    Command::new(exe)
+    crate::reexec::command()
         .arg("watchdog")
         .arg("--root")
         .arg(layout.root())
@@ -58,6 +60,35 @@ pub fn run(layout: &Layout) -> Result<()> {
     }
     // Opening the engine takes the lock and reverts an expired pending
     // generation as part of its recovery.
-    let _engine = Engine::open(layout.clone(), Duration::from_secs(3600))?;
+    let engine = Engine::open(layout.clone(), Duration::from_secs(3600))?;
+    if let Some(recovered) = engine.recovered {
+        let report = Report { recovered, revert_errors: engine.revert_errors };
+        write_json(&layout.watchdog_report(), &report)?;
+    }
     Ok(())
+}
+
+/// What the watchdog's revert did. No controller is connected when it runs,
+/// so it is kept for the next one: reported at `Hello` like start-up
+/// recovery (services it could not put back included), until a later
+/// activation or rollback makes it history.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub recovered: String,
+    pub revert_errors: Vec<String>,
+}
+
+/// Fold the last watchdog report into the state sent at `Hello`. Reads only.
+pub fn add_report(layout: &Layout, state: &mut HostState) {
+    if let Ok(Some(r)) = read_json::<Report>(&layout.watchdog_report()) {
+        if state.recovered.is_none() {
+            state.recovered = Some(format!("the watchdog: {}", r.recovered));
+        }
+        state.revert_errors.extend(r.revert_errors);
+    }
+}
+
+/// The host changed generation since: the last watchdog report is history.
+pub fn clear_report(layout: &Layout) {
+    let _ = std::fs::remove_file(layout.watchdog_report());
 }

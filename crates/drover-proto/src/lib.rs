@@ -28,7 +28,7 @@ pub use message::{
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

@@ -278,6 +278,9 @@ pub struct HostState {
     /// What start-up recovery did, if anything (e.g. an interrupted apply
     /// rolled back, an unconfirmed generation reverted).
     pub recovered: Option<String>,
+    /// Services that recovery's revert could not put back (the files are
+    /// back; these may not be running).
+    pub revert_errors: Vec<String>,
     /// All kept generations, oldest first.
     pub generations: Vec<u64>,
 }
@@ -339,5 +342,7 @@ pub enum ApplyOutcome {
     UpToDate { generation: u64 },
     /// The candidate failed (health check, supervisor) and the host is back
     /// on `to`, whole.
-    RolledBack { failed: u64, to: Option<u64>, reason: String },
+    /// `revert_errors`: services the revert could not put back (stop or
+    /// start failed); the files are back, these may not be running.
+    RolledBack { failed: u64, to: Option<u64>, reason: String, revert_errors: Vec<String> },
 }

@@ -16,6 +16,16 @@ pub fn hash() -> Hash {
     *H.get_or_init(|| Hash(*blake3::hash(AGENT).as_bytes()))
 }
 
+/// The agent's sha256, hex: what hosts check it against before running it as
+/// root. sha256 rather than blake3 because every host has coreutils'
+/// `sha256sum`, and the check must be done by something other than the
+/// binary being checked (a swapped binary would lie about itself).
+pub fn sha256_hex() -> &'static str {
+    use sha2::Digest;
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| sha2::Sha256::digest(AGENT).iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Write the agent to `path` (for the local transport and `drover-agent`
 /// installs from a bundle), if not already there with the right content.
 pub fn materialize(path: &std::path::Path) -> std::io::Result<()> {

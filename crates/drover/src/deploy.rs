@@ -144,18 +144,29 @@ pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<Hos
     let mut tasks = Vec::with_capacity(hosts.len());
     for host in hosts {
         let (job, sem, progress) = (job.clone(), sem.clone(), progress.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let hp = progress.host(&host.name);
-            let report = run_host(&job, &host, &hp).await;
-            hp.finish(report.outcome.is_failure());
-            report
-        }));
+        let name = host.name.clone();
+        tasks.push((
+            name,
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let hp = progress.host(&host.name);
+                let report = run_host(&job, &host, &hp).await;
+                hp.finish(report.outcome.is_failure());
+                report
+            }),
+        ));
     }
     let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Ok(r) = t.await {
-            out.push(r);
+    for (name, t) in tasks {
+        match t.await {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                progress.host(&name).finish(true);
+                let mut r = HostReport::new(&name);
+                r.outcome = Outcome::Failed;
+                r.error = Some(crate::tasks::failure(e));
+                out.push(r);
+            }
         }
     }
     out.sort_by_cached_key(|r| natural_key(&r.host));
@@ -215,6 +226,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
     };
     tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));
     r.recovered = conn.state.recovered.clone();
+    r.revert_errors = conn.state.revert_errors.clone();
     r.generation = conn.state.current;
     let confirm_ms = u64::try_from(job.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
     let outcome = match job.mode {
@@ -457,8 +469,9 @@ async fn finish(
             r.generation = Some(generation);
             r.outcome = Outcome::Unchanged;
         }
-        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason }) => {
+        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason, revert_errors }) => {
             r.generation = to;
+            r.revert_errors.extend(revert_errors);
             r.outcome = Outcome::RolledBack;
             r.error = Some(format!("generation {failed} failed and was rolled back: {reason}"));
         }

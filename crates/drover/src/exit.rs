@@ -48,13 +48,29 @@ pub fn plan_status(detailed: bool, failed: usize, planned: usize) -> ExitStatus 
     }
 }
 
+impl ExitStatus {
+    /// A run over hosts: any host that did not converge (failed, rolled
+    /// back, unreachable, or whose task died) fails the run.
+    pub fn of_run(report: &crate::report::RunReport) -> ExitStatus {
+        if report.failed() > 0 {
+            ExitStatus::HostsFailed
+        } else {
+            ExitStatus::Success
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::HostsFailed | ExitStatus::ChangesPending => 2,
+            ExitStatus::PlanFailed => 1,
+        }
+    }
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(s: ExitStatus) -> ExitCode {
-        match s {
-            ExitStatus::Success => ExitCode::SUCCESS,
-            ExitStatus::HostsFailed | ExitStatus::ChangesPending => ExitCode::from(2),
-            ExitStatus::PlanFailed => ExitCode::from(1),
-        }
+        ExitCode::from(s.code())
     }
 }
 

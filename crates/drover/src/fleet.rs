@@ -43,22 +43,21 @@ impl Fleet {
             .cloned()
             .map(|h| {
                 let (sem, f, fleet) = (sem.clone(), f.clone(), self.clone());
-                tokio::spawn(async move {
+                let name = h.name.clone();
+                let task = tokio::spawn(async move {
                     let _p = sem.acquire_owned().await;
-                    let name = h.name.clone();
-                    let res = match fleet.transport.connect(&h, fleet.timeouts).await {
+                    match fleet.transport.connect(&h, fleet.timeouts).await {
                         Ok(c) => f(h, c).await,
                         Err(e) => Err(e.to_string()),
-                    };
-                    (name, res)
-                })
+                    }
+                });
+                (name, task)
             })
             .collect();
+        // A task that panicked is that host's error, not a missing line.
         let mut out = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            if let Ok(r) = t.await {
-                out.push(r);
-            }
+        for (name, t) in tasks {
+            out.push((name, t.await.unwrap_or_else(|e| Err(crate::tasks::failure(e)))));
         }
         out
     }

@@ -5,6 +5,7 @@
 //! [`exit::ExitStatus`], so scripts can trust them.
 
 pub mod agent_bin;
+pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod deploy;
@@ -19,6 +20,7 @@ pub mod rollout;
 pub mod runlog;
 pub mod select;
 pub mod sim;
+pub mod tasks;
 pub mod transport;
 
 use std::process::ExitCode;

@@ -59,6 +59,10 @@ pub struct HostReport {
     /// `plan --diff` only: each change, host content against project content.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diffs: Option<Vec<crate::plan::FileDiff>>,
+    /// Services a revert (after a failed health check, or of an unconfirmed
+    /// generation) could not stop or start again: the files are back, but
+    /// these may not be running.
+    pub revert_errors: Vec<String>,
 }
 
 impl HostReport {
@@ -77,6 +81,7 @@ impl HostReport {
             error: None,
             recovered: None,
             diffs: None,
+            revert_errors: vec![],
         }
     }
 }
@@ -109,7 +114,10 @@ impl RunReport {
         );
         for h in &self.hosts {
             let gen = h.generation.map_or("-".to_string(), |g| g.to_string());
-            let detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            let mut detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            for e in &h.revert_errors {
+                let _ = write!(detail, "{}revert left a service down: {e}", if detail.is_empty() { "" } else { "; " });
+            }
             let restarted = if h.restarts.is_empty() { "-".to_string() } else { h.restarts.join(",") };
             let _ = writeln!(
                 out,

@@ -1,16 +1,17 @@
 //! How the controller reaches a host's agent.
 //!
 //! - [`Transport::Ssh`]: the real thing. One SSH connection per host; the
-//!   agent is pushed to `~/.cache/drover/agent-<blake3>` on first contact
-//!   (and after every drover upgrade: a new hash is a new file) and started
-//!   under `sudo` for non-root users.
+//!   agent is installed in the root-owned `/var/lib/drover/agent/` on first
+//!   contact (and after every drover upgrade: a new hash is a new file),
+//!   checked by sha256 as root before every start, and started under `sudo`
+//!   for non-root users. See [`crate::bootstrap`].
 //! - [`Transport::Sim`]: simulated hosts at scale, agents in-process (or as
 //!   processes) over shaped links: latency, bandwidth, failures. See
 //!   [`crate::sim`].
 //!
-//! The remote commands are fixed strings whose only variable part is the
-//! agent's hex hash: there is no remote shell built from user input. The
-//! protocol itself is typed frames.
+//! The remote commands are fixed strings whose only variable parts are the
+//! agent's hex digests and a checked temporary path: there is no remote shell
+//! built from user input. The protocol itself is typed frames.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,11 +19,8 @@ use std::time::Duration;
 use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
 use drover_spec::Host;
 
-use crate::agent_bin;
+use crate::bootstrap;
 use crate::link::{AgentLink, LinkError};
-
-/// Exit status of the serve command when the agent binary is not there yet.
-const EXIT_NO_AGENT: u32 = 97;
 
 #[derive(Debug, Clone)]
 pub enum Transport {
@@ -159,45 +157,40 @@ fn default_auth() -> drover_ssh::Auth {
 
 async fn connect_ssh(host: &Host, t: Timeouts, read_only: bool) -> Result<Connection, TransportError> {
     let session = drover_ssh::Session::connect(&ssh_target(host, t)).await?;
-    let hex = agent_bin::hash().to_hex();
-    let agent = format!(".cache/drover/agent-{hex}");
-    let sudo = if host.user == "root" { "" } else { "sudo -k -S -p '' " };
-    let serve = format!("[ -x {agent} ] || exit {EXIT_NO_AGENT}; exec {sudo}{agent} serve");
+    let serve = bootstrap::serve_command(&host.user);
+    let password = if host.user == "root" { None } else { host.auth.password.as_deref() };
     for attempt in 0..2 {
         let proc = session.exec(&serve).await?;
         let (stdin, stdout, exit) = proc.into_parts();
-        let password = if sudo.is_empty() { None } else { host.auth.password.as_deref() };
         let link = AgentLink::start(stdin, stdout, password, t.op).await?;
         match hello(link, Keep::Ssh(session.clone()), read_only).await {
             Ok(c) => return Ok(c),
             Err(TransportError::Link(LinkError::Closed(_))) => {
                 let info = exit.wait().await?;
-                if info.code == Some(EXIT_NO_AGENT) && attempt == 0 {
-                    upload_agent(&session, &agent).await?;
+                let code = info.code.unwrap_or(0);
+                if (code == bootstrap::EXIT_NO_AGENT || code == bootstrap::EXIT_BAD_AGENT) && attempt == 0 {
+                    if code == bootstrap::EXIT_BAD_AGENT {
+                        tracing::warn!(
+                            "{}: the agent at {} failed its check (sha256, owner or mode); it was not run and is being replaced",
+                            host.name,
+                            bootstrap::agent_path()
+                        );
+                    }
+                    bootstrap::install(&session, &host.user, password, t.op.max(Duration::from_secs(60))).await?;
                     continue;
                 }
                 let stderr = String::from_utf8_lossy(&info.stderr).trim().to_string();
-                let hint = if stderr.contains("incorrect password") || stderr.contains("a password is required") {
-                    " (sudo refused: check the host's password in the inventory)"
-                } else {
-                    ""
-                };
+                if code == bootstrap::EXIT_NO_AGENT || code == bootstrap::EXIT_BAD_AGENT {
+                    return Err(TransportError::Start(format!(
+                        "the agent installed at {} still fails its check after a fresh install; refusing to run it",
+                        bootstrap::agent_path()
+                    )));
+                }
+                let hint = bootstrap::sudo_hint(&stderr);
                 return Err(TransportError::Start(format!("agent exited with {:?}: {stderr}{hint}", info.code)));
             }
             Err(e) => return Err(e),
         }
     }
     Err(TransportError::Start("agent upload did not take".into()))
-}
-
-/// Copy the embedded agent to the host: write a temporary file, then rename,
-/// so a cut connection never leaves a truncated agent under the final name.
-async fn upload_agent(session: &drover_ssh::Session, agent: &str) -> Result<(), TransportError> {
-    let cmd =
-        format!("mkdir -p .cache/drover && cat > {agent}.tmp && chmod 700 {agent}.tmp && mv -f {agent}.tmp {agent}");
-    let out = session.run(&cmd, agent_bin::bytes()).await?;
-    if out.code != Some(0) {
-        return Err(TransportError::Start(format!("upload failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
-    }
-    Ok(())
 }

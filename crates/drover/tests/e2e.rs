@@ -177,7 +177,8 @@ fn csv_inventory_password_login_and_sudo_for_a_non_root_user() {
     use std::os::unix::fs::MetadataExt;
     let md = fs::metadata(f.host_file(0, "/srv/site/index.html")).unwrap();
     assert_eq!(md.uid(), 0, "files are installed as root through sudo");
-    assert!(f.host_file(0, "/home/op/.cache/drover").is_dir(), "agent lives in the login user's home");
+    let agent = f.host_file(0, &drover::bootstrap::agent_path());
+    assert_eq!(fs::metadata(&agent).unwrap().uid(), 0, "the agent that runs as root is owned by root");
     assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[1].address)).contains("host: 10.213."));
 }
 

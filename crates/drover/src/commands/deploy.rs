@@ -149,7 +149,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     }
     Ok(match plan {
         Some(o) => crate::exit::plan_status(o.detailed_exit, report.failed(), report.planned()),
-        None => crate::exit::run_status(report.failed()),
+        None => ExitStatus::of_run(&report),
     })
 }
 

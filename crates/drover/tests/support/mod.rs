@@ -138,7 +138,7 @@ impl Fleet {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains("drover/agent-") && cmd.contains(" serve") && !cmd.starts_with("sudo") {
+            if cmd.contains("/agent-") && cmd.ends_with(" serve ") && !cmd.starts_with("sudo") {
                 let _ = Command::new("kill").args(["-9", pid]).status();
                 n += 1;
             }
