@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod exit;
 pub mod fleet;
 pub mod link;
+pub mod pins;
 pub mod progress;
 pub mod report;
 pub mod rollout;

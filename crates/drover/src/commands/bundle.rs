@@ -179,7 +179,7 @@ fn open_verified(bundle: &Path, pubkey: Option<&Path>, sig: Option<&Path>) -> an
     let sig = sig.map_or_else(|| drover_bundle::sig_path(bundle), Path::to_path_buf);
     let b = Bundle::open_verified(bundle, &sig, &key)?;
     if b.index_signature().is_some() {
-        drover_bundle::verify::verify_index(b.index_bytes(), b.index_signature(), &key, bundle)?;
+        b.verify_embedded(&key)?;
     }
     Ok(b)
 }
