@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,7 +92,9 @@ pub fn serve(layout: &Layout, r: &ServeRequest<'_>) -> Result<Vec<Hash>> {
         bail!("relay: bad listen address {:?}", r.bind);
     }
     let holding: Vec<Hash> = r.blobs.iter().copied().filter(|h| blobs::has(layout, h)).collect();
+    // Root's only: the grant holds the run's secret, the log peers' addresses.
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir(layout)).ctx(|| "create relay dir".into())?;
+    fs::set_permissions(dir(layout), fs::Permissions::from_mode(0o700)).ctx(|| "protect relay dir".into())?;
     let mut g: Grant = read_json(&grant_path(layout, r.port))?.unwrap_or_default();
     if g.secret != r.secret {
         g = Grant { secret: r.secret.to_string(), ..Grant::default() };

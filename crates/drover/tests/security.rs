@@ -360,7 +360,8 @@ fn relay_listens_only_on_the_address_the_controller_gives() {
 }
 
 /// A peer without the secret (`op` on h2) is refused and the refusal is
-/// logged with its address; h2's agent with the secret gets the blob.
+/// logged with its address; `op` on h1 cannot read the secret where it is
+/// kept; h2's agent with the secret gets the blob.
 #[test]
 fn relay_refuses_a_wrong_secret_and_logs_it() {
     let r = Relay::new("sec-relay-wrong", 4);
@@ -369,6 +370,16 @@ fn relay_refuses_a_wrong_secret_and_logs_it() {
     assert_eq!(out[2], "reply ERR not authorised", "{out:?}");
     let log = r.log();
     assert!(log.contains(&format!(" {}:", r.lab.addr(1))) && log.contains("refused: wrong secret"), "log: {log}");
+    // The secret at rest, and the log, are root's alone.
+    let relay_dir = r.lab.f.host_file(0, "/var/lib/drover/relay");
+    let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(relay_dir.clone()), 0o700);
+    assert_eq!(mode(relay_dir.join(format!("{RELAY_PORT}.json"))), 0o600);
+    assert_eq!(mode(relay_dir.join(format!("{RELAY_PORT}.log"))), 0o600);
+    let peek = r
+        .lab
+        .run(0, &format!("setpriv --reuid=op --regid=op --init-groups cat /var/lib/drover/relay/{RELAY_PORT}.json"));
+    assert!(peek.code != 0 && !peek.stdout.contains(&r.secret), "op read the grant: {}", peek.stdout);
 
     // The agent's own client, with a wrong secret, then the right one.
     let msg = error_of(r.fetch_from_h2(&random_hex(32)));

@@ -59,7 +59,7 @@ pub enum Action {
         #[arg(long, value_name = "SECRET_KEY")]
         key: PathBuf,
     },
-    /// Check a bundle's signature, its index signature and every blob's hash.
+    /// Check a bundle's signature, its index and host signatures and every blob's hash.
     Verify(VerifyArgs),
     /// Show what a bundle holds (no signature check).
     Inspect {
