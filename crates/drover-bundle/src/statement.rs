@@ -7,8 +7,10 @@
 //! host and costs O(N²) bytes (and hits the protocol's frame cap at a few
 //! thousand hosts). Why not a Merkle proof against the index: it would need
 //! the index restructured into a hash tree and a proof verifier on the agent;
-//! one Ed25519 signature per host at `bundle sign` time (well under a second
-//! for 10,000 hosts) gives the same guarantee with code both sides have.
+//! one minisign signature per host at `bundle sign` time gives the same
+//! guarantee with code both sides have. Measured (release build, 10,000 hosts
+//! of 20 files each): `sign` takes 2.9 s in all, the signatures add 3.7 MB to
+//! a 14 MB index, and a host receives 1.8 KB instead of the 14 MB index.
 //!
 //! The statement binds the entry to its bundle (project, revision, and the
 //! blake3 of the index) and to its host's name. It is signed with the same
