@@ -336,6 +336,17 @@ mod tests {
     }
 
     #[test]
+    fn serve_refuses_short_secrets_and_bad_addresses() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path());
+        let req = |bind, secret| ServeRequest { bind, port: 1, secret, blobs: &[], idle_ms: 1, max_conns: 1 };
+        let long = "0123456789abcdef0123456789abcdef";
+        assert!(serve(&l, &req("10.0.0.1", "short")).unwrap_err().0.contains("too short"));
+        assert!(serve(&l, &req("", long)).unwrap_err().0.contains("bad listen address"));
+        assert!(serve(&l, &req("a b", long)).unwrap_err().0.contains("bad listen address"));
+    }
+
+    #[test]
     fn server_args_need_a_bind_address() {
         let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         let o = parse_args(&args("--port 7787 --bind 10.0.0.1 --max-conns 3")).unwrap();

@@ -90,3 +90,72 @@ impl Signatures {
         self.hosts.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| self.hosts[i].1.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Settings;
+
+    fn index() -> Index {
+        Index {
+            created_ms: 1,
+            project: "p".into(),
+            revision: "r".into(),
+            base: None,
+            agent: None,
+            settings: Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 1 },
+            hosts: vec![HostEntry {
+                name: "h1".into(),
+                address: "10.0.0.1".into(),
+                port: 22,
+                user: "root".into(),
+                key: None,
+                host_keys: vec![],
+                roles: vec![],
+                groups: vec![],
+                generation: 1,
+                facts: "placeholder".into(),
+                manifest: drover_proto::Manifest::default(),
+            }],
+            blobs: vec![],
+            external: vec![],
+        }
+    }
+
+    #[test]
+    fn statements_decode_only_as_what_they_are() {
+        let idx = index();
+        let bytes = HostStatement::encode(&idx, Hash([3; 32]), &idx.hosts[0]);
+        let st = HostStatement::decode(&bytes).unwrap();
+        assert_eq!((st.host.name.as_str(), st.index), ("h1", Hash([3; 32])));
+        // Another kind of signed object with the same shape is not a statement.
+        let mut other: HostStatement = postcard::from_bytes(&bytes).unwrap();
+        other.domain = "drover-something-else/1".into();
+        let e = HostStatement::decode(&postcard::to_stdvec(&other).unwrap()).unwrap_err();
+        assert!(e.contains("unknown kind"), "{e}");
+        assert!(HostStatement::decode(b"garbage").is_err());
+        // A manifest that escapes its root is refused even when signed.
+        let mut bad = idx.hosts[0].clone();
+        bad.manifest.entries.push(drover_proto::Entry {
+            path: "/srv/../../etc/x".into(),
+            kind: drover_proto::EntryKind::File { size: 1, hash: Hash([1; 32]) },
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            source: None,
+        });
+        let e = HostStatement::decode(&HostStatement::encode(&idx, Hash([3; 32]), &bad)).unwrap_err();
+        assert!(e.contains("normalised"), "{e}");
+    }
+
+    #[test]
+    fn signature_areas_of_old_and_new_bundles_are_read() {
+        let legacy = b"untrusted comment: drover bundle index signature\nRUQ...\n";
+        let s = Signatures::decode(legacy).unwrap();
+        assert!(s.index.starts_with("untrusted comment:") && s.hosts.is_empty());
+        let new = Signatures { index: "i".into(), hosts: vec![("a".into(), "sa".into()), ("b".into(), "sb".into())] };
+        let back = Signatures::decode(&new.encode()).unwrap();
+        assert_eq!((back.host("b"), back.host("c")), (Some("sb"), None));
+        assert!(Signatures::decode(&[0xff; 3]).is_none(), "garbage accepted as a signature area");
+    }
+}

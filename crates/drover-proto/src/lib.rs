@@ -27,7 +27,9 @@ pub use message::{
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `BundleDiff` carries a host statement; relay requests carry a bind
+/// address, a connection cap and a secret (challenge auth).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Size of one blob chunk before compression. Small enough that a cut link
 /// loses little, large enough that per-frame overhead is noise.

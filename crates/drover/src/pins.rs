@@ -153,5 +153,7 @@ mod tests {
         }
         let e = Pins::parse("h1 SHA256:short\n", Path::new("x")).unwrap_err().to_string();
         assert!(e.starts_with("x:1:"), "{e}");
+        let e = Pins::load(Path::new("/nonexistent/fp.txt")).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/fp.txt: "), "{e}");
     }
 }
