@@ -6,7 +6,7 @@
 //! drover-agent watchdog --root DIR     internal: magic-rollback timer
 //! drover-agent install BUNDLE [--sig P] [--pubkey P] [--host N] [--root DIR]
 //!                                      install a signed bundle, no controller
-//! drover-agent relay --port N [--root DIR]
+//! drover-agent relay --port N --bind ADDR [--max-conns N] [--root DIR]
 //!                                      internal: peer relay blob server
 //! drover-agent --version
 //! ```

@@ -21,14 +21,15 @@
 //! staged.
 //!
 //! This module also answers `BundleDiff` (a controller applying from a
-//! bundle): the index signature embedded in the bundle is checked with the
-//! host's key, and the manifest comes from that index.
+//! bundle): the host's signed statement (its own entry from the bundle) is
+//! checked with the host's key, and the manifest comes from it. With that
+//! key present, [`require_signed`] refuses every other kind of change.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use drover_bundle::{Bundle, BundleError, HostEntry, Index, PublicKey};
+use drover_bundle::{Bundle, BundleError, HostEntry, HostStatement, Index, PublicKey};
 use drover_proto::{ApplyOutcome, EntryKind, Hash, Manifest};
 
 use crate::engine::Engine;
@@ -75,12 +76,28 @@ fn refused(e: impl std::fmt::Display) -> AgentError {
 }
 
 pub fn run(layout: &Layout, a: &Args) -> Result<()> {
-    let key_path = a.pubkey.clone().unwrap_or_else(|| layout.target(HOST_KEY));
-    if !key_path.exists() {
-        return Err(refused(format!(
-            "no public key to check the bundle with: pass --pubkey, or install it at {HOST_KEY}"
-        )));
-    }
+    let host_key = layout.target(HOST_KEY);
+    let key_path = match (&a.pubkey, host_key.exists()) {
+        // The host's own key decides whenever it has one: `--pubkey` cannot
+        // bring in another signer.
+        (Some(p), true) => {
+            let (given, own) = (read_key_text(p)?, read_key_text(&host_key)?);
+            if given != own {
+                return Err(refused(format!(
+                    "{} is not this host's bundle key ({HOST_KEY}); this host installs only bundles signed with its key",
+                    p.display()
+                )));
+            }
+            host_key
+        }
+        (Some(p), false) => p.clone(),
+        (None, true) => host_key,
+        (None, false) => {
+            return Err(refused(format!(
+                "no public key to check the bundle with: pass --pubkey, or install it at {HOST_KEY}"
+            )))
+        }
+    };
     let key = PublicKey::from_file(&key_path).map_err(refused)?;
     let sig = a.sig.clone().unwrap_or_else(|| drover_bundle::sig_path(&a.bundle));
     let bundle = Bundle::open_verified(&a.bundle, &sig, &key).map_err(refused)?;
@@ -120,6 +137,12 @@ pub fn run(layout: &Layout, a: &Args) -> Result<()> {
             bail!("generation {failed} failed and was rolled back to {to:?}: {reason}{left}")
         }
     }
+}
+
+/// A public key file's key line (comments aside), to compare two key files.
+fn read_key_text(p: &Path) -> Result<String> {
+    let text = fs::read_to_string(p).map_err(|e| refused(format!("{}: {e}", p.display())))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("untrusted comment:")).collect())
 }
 
 /// `--host`, else the entry named like this host, else the only one.
@@ -215,20 +238,32 @@ pub fn keep_unchanged_sources(mut next: Manifest, current: Option<&Manifest>) ->
     next
 }
 
-/// For `BundleDiff`: check the index signature with the host's key (when it
-/// has one: then a bundle signed by another key is refused) and return host
-/// `host`'s manifest from it.
-pub fn bundle_manifest(layout: &Layout, index: &[u8], signature: &str, host: &str) -> Result<Manifest> {
+/// For `BundleDiff`: check the host statement's signature with the host's
+/// key (when it has one: then a bundle signed by another key is refused) and
+/// return the manifest in it. The statement holds this host's entry only
+/// (see `drover_bundle::statement`).
+pub fn bundle_manifest(layout: &Layout, statement: &[u8], signature: &str) -> Result<Manifest> {
     let key_path = layout.target(HOST_KEY);
     if key_path.exists() {
         let key = PublicKey::from_file(&key_path).map_err(refused)?;
-        drover_bundle::verify::verify_index(index, Some(signature), &key, Path::new("bundle index"))
+        drover_bundle::verify::verify_index(statement, Some(signature), &key, Path::new("bundle host statement"))
             .map_err(|e| refused(with_key(e, &key_path)))?;
     }
-    let idx: Index = postcard::from_bytes(index).map_err(|e| refused(format!("bundle index: {e}")))?;
-    let entry = idx.host(host).ok_or_else(|| refused(format!("host {host} is not in the bundle")))?;
-    entry.manifest.validate().map_err(|e| refused(format!("invalid manifest: {e}")))?;
-    Ok(entry.manifest.clone())
+    let st = HostStatement::decode(statement).map_err(refused)?;
+    Ok(st.host.manifest)
+}
+
+/// A host with a bundle key takes changes from signed bundles only: a plain
+/// `Diff` or a `Rollback` (to a generation that may predate the key) is
+/// refused. The opt-in is the key file itself (docs/bundle.md).
+pub fn require_signed(layout: &Layout, what: &str) -> Result<()> {
+    if layout.target(HOST_KEY).exists() {
+        bail!(
+            "refused: this host takes changes only from bundles signed with its key ({HOST_KEY}); \
+             {what} is not one: apply with `drover apply --bundle FILE` (to go back, apply the earlier signed bundle)"
+        );
+    }
+    Ok(())
 }
 
 fn with_key(e: BundleError, key: &Path) -> String {

@@ -174,8 +174,11 @@ pub fn exec(command: &str, timeout: Duration) -> Result<ExecResult> {
 }
 
 /// Where a service's log is, per supervisor (runit: svlogd's `current`).
-pub fn log_file(service: &str) -> PathBuf {
-    PathBuf::from(format!("/var/log/drover/{service}/current"))
+/// The name comes from the controller: it is checked to be one plain
+/// component first, so `../../etc/shadow` cannot make this read another file.
+pub fn log_file(service: &str) -> Result<PathBuf> {
+    drover_proto::check_name(service).map_err(|e| crate::AgentError(format!("logs: {e}")))?;
+    Ok(PathBuf::from(format!("/var/log/drover/{service}/current")))
 }
 
 /// The last `lines` lines of `path` at or after `since_ms`, and the file

@@ -2,32 +2,35 @@
 //! artifact leaves the controller about once instead of once per host.
 //!
 //! - `RelayServe` (from the controller, over SSH) records a *grant* in
-//!   `relay/<port>.json`: a per-run random token and the blobs that may be
-//!   served, and starts `drover-agent relay --port P` detached if it is not
-//!   running. The server answers on TCP `0.0.0.0:P` until it has been idle
-//!   for the grant's `idle_ms` (and never longer than [`MAX_LIFETIME`]).
+//!   `relay/<port>.json` (0600): the run's secret and the blobs that may be
+//!   served, and starts `drover-agent relay --port P --bind ADDR --max-conns
+//!   N` detached if it is not running. The server listens on the address the
+//!   controller gave (the host's inventory address), never on all addresses;
+//!   serves at most N connections at once; and stops after the grant's
+//!   `idle_ms` without a request (never later than [`MAX_LIFETIME`]).
 //! - `RelayFetch` makes this host a client: it asks a peer's server for each
 //!   blob, streams it into `partial/`, hashes it on the way, and moves it into
 //!   the store only when the blake3 matches (the invariant of [`crate::blobs`]).
 //!
-//! The wire protocol is one request line per connection,
-//! `DROVER-RELAY/1 <token> <blake3 hex> <offset>\n`, answered by `OK <size>\n`
-//! and the raw bytes from `offset` (std's `io::copy` uses `sendfile`), or by
-//! `ERR <reason>\n`. No compression: peers share a fast network and most
-//! large artifacts are compressed already. Only blobs the controller listed
-//! are served, only to holders of the token (which travels over SSH only);
-//! the bytes themselves are not secret from the network, and they are
-//! verified by hash on arrival, so a wrong or malicious peer can waste time
-//! but never get content activated.
+//! Each connection is authenticated by a challenge ([`auth`]): the server
+//! sends a fresh nonce, the client answers with a MAC keyed by the run's
+//! secret, which itself never crosses the relay network. A wrong or replayed
+//! answer is refused and logged in `relay/<port>.log` ([`server`]). The blob
+//! bytes themselves are not secret from the network (no encryption), and
+//! they are verified by hash on arrival, so a wrong or malicious peer can
+//! waste time but never get content activated. No compression: peers share a
+//! fast network and most large artifacts are compressed already.
+
+pub mod auth;
+pub mod server;
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover_proto::Hash;
@@ -35,18 +38,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsops::sync_dir;
 use crate::layout::Layout;
-use crate::state::{read_json, write_json};
+use crate::state::read_json;
 use crate::{bail, blobs, Context, Result};
 
-const PROTO: &str = "DROVER-RELAY/1";
 /// A server never outlives this, whatever its grant says.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+/// Connections one server takes at once, at most, whatever it is asked.
+pub const MAX_CONNS_LIMIT: u32 = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 struct Grant {
-    token: String,
+    secret: String,
     blobs: BTreeSet<String>,
     idle_ms: u64,
 }
@@ -63,25 +67,59 @@ fn pid_path(layout: &Layout, port: u16) -> PathBuf {
     dir(layout).join(format!("{port}.pid"))
 }
 
-/// Grant `blobs` (those held) to holders of `token` on `port`, and make sure
-/// a server runs there. Returns the blobs that are served.
-pub fn serve(layout: &Layout, port: u16, token: &str, wanted: &[Hash], idle_ms: u64) -> Result<Vec<Hash>> {
-    if token.len() < 16 {
-        bail!("relay token too short");
+/// Refused connections, one line each (see [`server`]).
+pub fn log_path(layout: &Layout, port: u16) -> PathBuf {
+    dir(layout).join(format!("{port}.log"))
+}
+
+/// What a `RelayServe` asks for.
+pub struct ServeRequest<'a> {
+    pub bind: &'a str,
+    pub port: u16,
+    pub secret: &'a str,
+    pub blobs: &'a [Hash],
+    pub idle_ms: u64,
+    pub max_conns: u32,
+}
+
+/// Grant `blobs` (those held) to holders of the secret on `bind:port`, and
+/// make sure a server runs there. Returns the blobs that are served.
+pub fn serve(layout: &Layout, r: &ServeRequest<'_>) -> Result<Vec<Hash>> {
+    if r.secret.len() < 32 {
+        bail!("relay secret too short (32 characters at least)");
     }
-    let holding: Vec<Hash> = wanted.iter().copied().filter(|h| blobs::has(layout, h)).collect();
-    fs::create_dir_all(dir(layout)).ctx(|| "create relay dir".into())?;
-    let mut g: Grant = read_json(&grant_path(layout, port))?.unwrap_or_default();
-    if g.token != token {
-        g = Grant { token: token.to_string(), ..Grant::default() };
+    if r.bind.is_empty() || r.bind.contains(['/', ' ', '\n', '\0']) {
+        bail!("relay: bad listen address {:?}", r.bind);
+    }
+    let holding: Vec<Hash> = r.blobs.iter().copied().filter(|h| blobs::has(layout, h)).collect();
+    // Root's only: the grant holds the run's secret, the log peers' addresses.
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir(layout)).ctx(|| "create relay dir".into())?;
+    fs::set_permissions(dir(layout), fs::Permissions::from_mode(0o700)).ctx(|| "protect relay dir".into())?;
+    let mut g: Grant = read_json(&grant_path(layout, r.port))?.unwrap_or_default();
+    if g.secret != r.secret {
+        g = Grant { secret: r.secret.to_string(), ..Grant::default() };
     }
     g.blobs.extend(holding.iter().map(Hash::to_hex));
-    g.idle_ms = idle_ms;
-    write_json(&grant_path(layout, port), &g)?;
-    if !running(layout, port) {
-        spawn(layout, port)?;
+    g.idle_ms = r.idle_ms;
+    write_private(&grant_path(layout, r.port), &serde_json::to_vec(&g).ctx(|| "encode grant".into())?)?;
+    if !running(layout, r.port) {
+        spawn(layout, r)?;
     }
     Ok(holding)
+}
+
+/// Write a file only root can read (the grant holds the run's secret).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .ctx(|| format!("create {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).ctx(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).ctx(|| format!("rename {}", path.display()))
 }
 
 /// Is a relay server of ours listening on `port`? (Its pid file names a live
@@ -93,11 +131,12 @@ fn running(layout: &Layout, port: u16) -> bool {
     cmd.contains("relay") && cmd.contains(&port.to_string())
 }
 
-fn spawn(layout: &Layout, port: u16) -> Result<()> {
+fn spawn(layout: &Layout, r: &ServeRequest<'_>) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let _ = fs::remove_file(pid_path(layout, port));
+    let _ = fs::remove_file(pid_path(layout, r.port));
+    let max = r.max_conns.clamp(1, MAX_CONNS_LIMIT);
     let mut child = crate::reexec::command()
-        .args(["relay", "--port", &port.to_string(), "--root"])
+        .args(["relay", "--port", &r.port.to_string(), "--bind", r.bind, "--max-conns", &max.to_string(), "--root"])
         .arg(layout.root())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -109,7 +148,7 @@ fn spawn(layout: &Layout, port: u16) -> Result<()> {
     // cannot bind.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        if pid_path(layout, port).exists() {
+        if pid_path(layout, r.port).exists() {
             return Ok(());
         }
         if let Ok(Some(_)) = child.try_wait() {
@@ -124,93 +163,25 @@ fn spawn(layout: &Layout, port: u16) -> Result<()> {
     bail!("relay server did not start within 5s")
 }
 
-/// The `relay` verb: `drover-agent relay --port N [--root DIR]`.
+/// The `relay` verb: `drover-agent relay --port N --bind ADDR [--max-conns N] [--root DIR]`.
 pub fn main(layout: &Layout, args: &[String]) -> Result<()> {
-    let port = args
-        .iter()
-        .position(|a| a == "--port")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| crate::AgentError("usage: drover-agent relay --port N [--root DIR]".into()))?;
-    run_server(layout, port)
+    run_server(layout, &parse_args(args)?)
+}
+
+fn parse_args(args: &[String]) -> Result<server::Options> {
+    let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let usage =
+        || crate::AgentError("usage: drover-agent relay --port N --bind ADDR [--max-conns N] [--root DIR]".into());
+    Ok(server::Options {
+        port: get("--port").and_then(|p| p.parse().ok()).ok_or_else(usage)?,
+        bind: get("--bind").cloned().ok_or_else(usage)?,
+        max_conns: get("--max-conns").map_or(Some(8), |n| n.parse::<usize>().ok()).ok_or_else(usage)?.max(1),
+    })
 }
 
 /// Serve granted blobs until idle.
-pub fn run_server(layout: &Layout, port: u16) -> Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port)).ctx(|| format!("relay: listen on port {port}"))?;
-    listener.set_nonblocking(true).ctx(|| "relay: nonblocking".into())?;
-    fs::write(pid_path(layout, port), std::process::id().to_string()).ctx(|| "relay: pid file".into())?;
-    let active = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut last = Instant::now();
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                last = Instant::now();
-                let (layout, active) = (layout.clone(), active.clone());
-                active.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || {
-                    let _ = handle(&layout, port, stream);
-                    active.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-        if active.load(Ordering::SeqCst) > 0 {
-            last = Instant::now();
-        }
-        let idle = read_json::<Grant>(&grant_path(layout, port)).ok().flatten().map_or(0, |g| g.idle_ms);
-        if last.elapsed() > Duration::from_millis(idle) || started.elapsed() > MAX_LIFETIME {
-            let _ = fs::remove_file(pid_path(layout, port));
-            return Ok(());
-        }
-    }
-}
-
-fn handle(layout: &Layout, port: u16, stream: TcpStream) -> Result<()> {
-    stream.set_nonblocking(false).ctx(|| "relay: socket".into())?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).ctx(|| "relay: socket".into())?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).ctx(|| "relay: socket".into())?;
-    let mut r = BufReader::new(stream.try_clone().ctx(|| "relay: socket".into())?);
-    let mut line = String::new();
-    r.by_ref().take(512).read_line(&mut line).ctx(|| "relay: read request".into())?;
-    let mut w = stream;
-    match open_granted(layout, port, &line) {
-        Ok((mut f, size, offset)) => {
-            writeln!(w, "OK {size}").ctx(|| "relay: reply".into())?;
-            f.seek(SeekFrom::Start(offset)).ctx(|| "relay: seek".into())?;
-            std::io::copy(&mut f, &mut w).ctx(|| "relay: send".into())?;
-        }
-        Err(e) => {
-            let _ = writeln!(w, "ERR {}", e.0.replace('\n', " "));
-        }
-    }
-    Ok(())
-}
-
-fn open_granted(layout: &Layout, port: u16, line: &str) -> Result<(File, u64, u64)> {
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    let [proto, token, hex, offset] = parts[..] else { bail!("bad request") };
-    let g: Grant = read_json(&grant_path(layout, port))?.unwrap_or_default();
-    if proto != PROTO || g.token.is_empty() || !same(token.as_bytes(), g.token.as_bytes()) {
-        bail!("not authorised");
-    }
-    let Some(h) = Hash::from_hex(hex).filter(|_| g.blobs.contains(hex)) else { bail!("blob not offered here") };
-    let f = File::open(layout.blob(&h)).ctx(|| format!("blob {}", h.short()))?;
-    let size = f.metadata().ctx(|| "stat blob".into())?.len();
-    let offset: u64 = offset.parse().map_err(|_| crate::AgentError("bad offset".into()))?;
-    if offset > size {
-        bail!("offset past the end");
-    }
-    Ok((f, size, offset))
-}
-
-/// Constant-time comparison (the token is a secret).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+pub fn run_server(layout: &Layout, o: &server::Options) -> Result<()> {
+    server::run(layout, o)
 }
 
 /// Fetch `wanted` (hash, size) from the relay server at `peer` into the
@@ -218,7 +189,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub fn fetch(
     layout: &Layout,
     peer: &str,
-    token: &str,
+    secret: &str,
     wanted: &[(Hash, u64)],
     progress: &mut dyn FnMut(String),
 ) -> Result<(u64, u64)> {
@@ -237,7 +208,7 @@ pub fn fetch(
                 last = Instant::now();
             }
         };
-        fetch_one(layout, peer, token, h, *size, &mut tick)
+        fetch_one(layout, peer, secret, h, *size, &mut tick)
             .map_err(|e| crate::AgentError(format!("peer {peer}: {}", e.0)))?;
         n += 1;
         bytes += size;
@@ -245,7 +216,7 @@ pub fn fetch(
     Ok((n, bytes))
 }
 
-fn fetch_one(layout: &Layout, peer: &str, token: &str, h: &Hash, size: u64, tick: &mut dyn FnMut(u64)) -> Result<()> {
+fn fetch_one(layout: &Layout, peer: &str, secret: &str, h: &Hash, size: u64, tick: &mut dyn FnMut(u64)) -> Result<()> {
     let addr = peer
         .to_socket_addrs()
         .ctx(|| "resolve".into())?
@@ -254,9 +225,17 @@ fn fetch_one(layout: &Layout, peer: &str, token: &str, h: &Hash, size: u64, tick
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ctx(|| "connect".into())?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).ctx(|| "socket".into())?;
     let mut w = stream.try_clone().ctx(|| "socket".into())?;
-    writeln!(w, "{PROTO} {token} {} 0", h.to_hex()).ctx(|| "send request".into())?;
     let mut r = BufReader::with_capacity(1 << 20, stream);
     let mut line = String::new();
+    r.by_ref().take(512).read_line(&mut line).ctx(|| "read challenge".into())?;
+    let nonce = match line.trim().split_once(' ') {
+        Some((auth::PROTO, n)) => auth::unhex::<16>(n).ok_or_else(|| crate::AgentError("bad challenge".into()))?,
+        Some(("ERR", why)) => bail!("refused: {why}"),
+        _ => bail!("not a drover relay server (it said {:?})", line.trim()),
+    };
+    let mac = auth::mac(secret, &nonce, h, 0);
+    writeln!(w, "{} 0 {}", h.to_hex(), auth::hex(&mac)).ctx(|| "send request".into())?;
+    line.clear();
     r.by_ref().take(512).read_line(&mut line).ctx(|| "read reply".into())?;
     match line.trim().split_once(' ') {
         Some(("OK", n)) if n.parse::<u64>().ok() == Some(size) => {}
@@ -329,26 +308,48 @@ mod tests {
         let h = Hash(*blake3::hash(&data).as_bytes());
         store_stream(&la, &h, data.len() as u64, &mut &data[..], "t", &mut |_| {}).unwrap();
         // A server in a thread (the real one is a detached process).
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         fs::create_dir_all(dir(&la)).unwrap();
-        let token = "0123456789abcdef0123";
-        let g = Grant { token: token.into(), blobs: [h.to_hex()].into(), idle_ms: 2000 };
-        write_json(&grant_path(&la, port), &g).unwrap();
+        let secret = "0123456789abcdef0123456789abcdef";
+        let g = Grant { secret: secret.into(), blobs: [h.to_hex()].into(), idle_ms: 2000 };
+        write_private(&grant_path(&la, port), &serde_json::to_vec(&g).unwrap()).unwrap();
         let la2 = la.clone();
-        let server = std::thread::spawn(move || run_server(&la2, port));
+        let o = server::Options { bind: "127.0.0.1".into(), port, max_conns: 4 };
+        let server = std::thread::spawn(move || run_server(&la2, &o));
         while !pid_path(&la, port).exists() {
             std::thread::sleep(Duration::from_millis(10));
         }
         let peer = format!("127.0.0.1:{port}");
-        let wrong = fetch(&lb, &peer, "not-the-token-at-all", &[(h, data.len() as u64)], &mut |_| {});
+        let wrong = fetch(&lb, &peer, "not-the-secret-at-all-not-at-all", &[(h, data.len() as u64)], &mut |_| {});
         assert!(wrong.unwrap_err().0.contains("not authorised"));
         let other = Hash([9; 32]);
-        assert!(fetch(&lb, &peer, token, &[(other, 5)], &mut |_| {}).is_err());
-        let (n, bytes) = fetch(&lb, &peer, token, &[(h, data.len() as u64)], &mut |_| {}).unwrap();
+        assert!(fetch(&lb, &peer, secret, &[(other, 5)], &mut |_| {}).is_err());
+        let (n, bytes) = fetch(&lb, &peer, secret, &[(h, data.len() as u64)], &mut |_| {}).unwrap();
         assert_eq!((n, bytes), (1, data.len() as u64));
         assert_eq!(fs::read(lb.blob(&h)).unwrap(), data);
+        let log = fs::read_to_string(log_path(&la, port)).unwrap();
+        assert!(log.contains("refused: wrong secret"), "{log}");
         server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn serve_refuses_short_secrets_and_bad_addresses() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path());
+        let req = |bind, secret| ServeRequest { bind, port: 1, secret, blobs: &[], idle_ms: 1, max_conns: 1 };
+        let long = "0123456789abcdef0123456789abcdef";
+        assert!(serve(&l, &req("10.0.0.1", "short")).unwrap_err().0.contains("too short"));
+        assert!(serve(&l, &req("", long)).unwrap_err().0.contains("bad listen address"));
+        assert!(serve(&l, &req("a b", long)).unwrap_err().0.contains("bad listen address"));
+    }
+
+    #[test]
+    fn server_args_need_a_bind_address() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let o = parse_args(&args("--port 7787 --bind 10.0.0.1 --max-conns 3")).unwrap();
+        assert_eq!(o, server::Options { bind: "10.0.0.1".into(), port: 7787, max_conns: 3 });
+        assert!(parse_args(&args("--port 7787")).is_err(), "no --bind accepted");
     }
 }

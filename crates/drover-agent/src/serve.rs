@@ -205,7 +205,8 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 Err(e) => Response::Error { message: e.0 },
             },
             Request::Diff { manifest, generation } => {
-                candidate(&engine, Ok(manifest), generation, &mut cand, &mut chunk_error)
+                let manifest = crate::install::require_signed(&layout, "a plain apply").map(|()| manifest);
+                candidate(&engine, manifest, generation, &mut cand, &mut chunk_error)
             }
             Request::Chunk(chunk) => {
                 if chunk_error.is_none() {
@@ -237,7 +238,9 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 let mut progress = |m: String| {
                     let _ = write_frame(&mut w, &Response::Progress(m));
                 };
-                match engine.rollback(to, confirm_timeout_ms, &mut progress) {
+                let done = crate::install::require_signed(&layout, "a rollback")
+                    .and_then(|()| engine.rollback(to, confirm_timeout_ms, &mut progress));
+                match done {
                     Ok(o) => {
                         crate::watchdog::clear_report(&layout);
                         Response::Applied(o)
@@ -272,10 +275,10 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 Err(e) => Response::Error { message: e.0 },
             },
             Request::Logs { service, lines, since_ms, follow } => {
-                let path = layout.target(&crate::ops::log_file(&service).to_string_lossy());
-                match crate::ops::read_log(&path, lines, since_ms) {
+                let path = crate::ops::log_file(&service).map(|p| layout.target(&p.to_string_lossy()));
+                match path.and_then(|path| Ok((crate::ops::read_log(&path, lines, since_ms)?, path))) {
                     Err(e) => Response::Error { message: e.0 },
-                    Ok((batch, mut offset)) => {
+                    Ok(((batch, mut offset), path)) => {
                         write_frame(&mut w, &Response::LogLines(batch)).map_err(io)?;
                         if !follow {
                             Response::LogEnd
@@ -308,22 +311,30 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                     Err(e) => Response::Error { message: e.0 },
                 }
             }
-            Request::BundleDiff { index, signature, host, generation } => {
-                let manifest = crate::install::bundle_manifest(&layout, &index, &signature, &host)
+            Request::BundleDiff { statement, signature, generation } => {
+                let manifest = crate::install::bundle_manifest(&layout, &statement, &signature)
                     .and_then(|m| Ok(crate::install::keep_unchanged_sources(m, engine.current_manifest()?.as_ref())));
                 candidate(&engine, manifest, generation, &mut cand, &mut chunk_error)
             }
-            Request::RelayServe { port, token, blobs, idle_ms } => {
-                match crate::relay::serve(&layout, port, &token, &blobs, idle_ms) {
+            Request::RelayServe { bind, port, secret, blobs, idle_ms, max_conns } => {
+                let r = crate::relay::ServeRequest {
+                    bind: &bind,
+                    port,
+                    secret: &secret,
+                    blobs: &blobs,
+                    idle_ms,
+                    max_conns,
+                };
+                match crate::relay::serve(&layout, &r) {
                     Ok(holding) => Response::RelayServing { holding },
                     Err(e) => Response::Error { message: e.0 },
                 }
             }
-            Request::RelayFetch { peer, token, blobs } => {
+            Request::RelayFetch { peer, secret, blobs } => {
                 let mut progress = |m: String| {
                     let _ = write_frame(&mut w, &Response::Progress(m));
                 };
-                match crate::relay::fetch(&layout, &peer, &token, &blobs, &mut progress) {
+                match crate::relay::fetch(&layout, &peer, &secret, &blobs, &mut progress) {
                     Ok((blobs, bytes)) => Response::RelayFetched { blobs, bytes },
                     Err(e) => Response::Error { message: e.0 },
                 }

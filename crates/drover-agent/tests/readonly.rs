@@ -133,9 +133,9 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
     }
 
     // A bundle's diff reads only: answered (here: a bad index), not refused.
-    let bad = Request::BundleDiff { index: vec![1, 2, 3], signature: String::new(), host: "h1".into(), generation: 1 };
+    let bad = Request::BundleDiff { statement: vec![1, 2, 3], signature: String::new(), generation: 1 };
     match s.call(bad) {
-        Response::Error { message } => assert!(message.contains("bundle index"), "{message}"),
+        Response::Error { message } => assert!(message.contains("host statement"), "{message}"),
         other => panic!("{other:?}"),
     }
 
@@ -146,7 +146,7 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
         Request::Drain { reason: "x".into() },
         Request::Undrain,
         Request::Exec { command: "touch /tmp/x".into(), timeout_ms: 1000 },
-        Request::RelayFetch { peer: "127.0.0.1:1".into(), token: "t".into(), blobs: vec![] },
+        Request::RelayFetch { peer: "127.0.0.1:1".into(), secret: "t".into(), blobs: vec![] },
     ];
     for req in refused {
         let name = format!("{req:?}");

@@ -6,7 +6,8 @@
 //!                zstd frame of CHUNK_SIZE (1 MiB) uncompressed bytes, the
 //!                last one of a blob shorter
 //! index_off      the index: postcard(Index)
-//! sig_off        minisign signature of the index bytes (text), once signed
+//! sig_off        once signed: postcard(Signatures), the minisign signatures
+//!                of the index and of each host statement (`statement`)
 //! len - 72       trailer: "DROVERT\x01", index_off, index_len, sig_off,
 //!                sig_len (u64 each), blake3(index) (32 bytes)
 //! ```
@@ -16,8 +17,9 @@
 //! known place (the trailer, at the end) and seeks straight to any blob or
 //! chunk. Chunks are independent zstd frames of the protocol's chunk size, so
 //! the controller sends them to agents as they are, without recompressing.
-//! The index signature lets a host check what a controller sends it from a
-//! bundle without having the whole file (see `docs/bundle.md`).
+//! The host statement signatures let a host check what a controller sends
+//! it from a bundle (its own entry only) without having the whole file (see
+//! `docs/bundle.md`).
 
 use drover_proto::{Hash, Manifest};
 use serde::{Deserialize, Serialize};

@@ -20,6 +20,7 @@ pub mod format;
 mod read;
 #[cfg(feature = "sign")]
 pub mod sign;
+pub mod statement;
 pub mod verify;
 mod write;
 
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use format::{AgentRef, BaseRef, BlobEntry, HostEntry, Index, Settings};
 pub use read::{Bundle, PackedChunks};
+pub use statement::{HostStatement, Signatures};
 pub use verify::PublicKey;
 pub use write::{BlobInput, Writer};
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use drover_proto::Hash;
 
 use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, TRAILER_LEN};
+use crate::statement::{HostStatement, Signatures};
 use crate::verify::{self, PublicKey};
 use crate::{BundleError, Result};
 
@@ -24,7 +25,7 @@ pub struct Bundle {
     len: u64,
     pub index: Index,
     index_bytes: Vec<u8>,
-    index_sig: Option<String>,
+    sigs: Option<Signatures>,
     trailer: Trailer,
 }
 
@@ -106,8 +107,13 @@ impl Bundle {
         }
         let index: Index = postcard::from_bytes(&index_bytes).map_err(|e| corrupt(format!("index: {e}")))?;
         index.validate(t.index_off).map_err(|e| corrupt(format!("index: {e}")))?;
-        let index_sig = (sl > 0).then(|| String::from_utf8_lossy(&tail[il..il + sl]).into_owned());
-        Ok(Bundle { file, path: path.to_path_buf(), len, index, index_bytes, index_sig, trailer: t })
+        let sigs = match sl {
+            0 => None,
+            _ => Some(
+                Signatures::decode(&tail[il..il + sl]).ok_or_else(|| corrupt("unreadable signature area".into()))?,
+            ),
+        };
+        Ok(Bundle { file, path: path.to_path_buf(), len, index, index_bytes, sigs, trailer: t })
     }
 
     pub fn path(&self) -> &Path {
@@ -129,7 +135,30 @@ impl Bundle {
 
     /// The minisign signature of the index bytes, once the bundle is signed.
     pub fn index_signature(&self) -> Option<&str> {
-        self.index_sig.as_deref()
+        self.sigs.as_ref().map(|s| s.index.as_str())
+    }
+
+    /// What a controller sends host `name`: its signed statement (its own
+    /// entry, bound to this bundle) and the signature, once the bundle is
+    /// signed. See [`crate::statement`].
+    pub fn host_statement(&self, name: &str) -> Option<(Vec<u8>, &str)> {
+        let sig = self.sigs.as_ref()?.host(name)?;
+        let host = self.index.host(name)?;
+        Some((HostStatement::encode(&self.index, self.index_hash(), host), sig))
+    }
+
+    /// Check the signatures embedded in the bundle (the index's and every
+    /// host statement's) with `key`; a signed bundle must have all of them.
+    pub fn verify_embedded(&self, key: &PublicKey) -> Result<()> {
+        verify::verify_index(self.index_bytes(), self.index_signature(), key, &self.path)?;
+        for h in &self.index.hosts {
+            let (bytes, sig) = self.host_statement(&h.name).ok_or_else(|| BundleError::Corrupt {
+                path: self.path.display().to_string(),
+                what: format!("no signed statement for host {}; sign the bundle again", h.name),
+            })?;
+            verify::verify_index(&bytes, Some(sig), key, &self.path)?;
+        }
+        Ok(())
     }
 
     pub fn index_hash(&self) -> Hash {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use minisign::{KeyPair, PublicKey as MsPublicKey, SecretKey, SecretKeyBox};
 
 use crate::format::Trailer;
+use crate::statement::{HostStatement, Signatures};
 use crate::{sig_path, Bundle, BundleError, Result};
 
 /// Environment variable holding the password of an encrypted secret key.
@@ -68,9 +69,10 @@ fn plain_key(text: &str) -> Option<SecretKey> {
     SecretKey::from_bytes(&bytes).ok().filter(|sk| !sk.is_encrypted())
 }
 
-/// Sign `bundle` with the secret key at `key`: embed the index signature in
-/// the bundle (replacing an earlier one), then write the detached signature of
-/// the whole file to `<bundle>.minisig`. Returns that path.
+/// Sign `bundle` with the secret key at `key`: embed the index signature and
+/// one signature per host statement in the bundle (replacing earlier ones),
+/// then write the detached signature of the whole file to `<bundle>.minisig`.
+/// Returns that path.
 pub fn sign(bundle: &Path, key: &Path) -> Result<PathBuf> {
     let sk = load_secret(key)?;
     let pk = MsPublicKey::from_secret_key(&sk).map_err(|e| ms_err(key, e))?;
@@ -81,6 +83,19 @@ pub fn sign(bundle: &Path, key: &Path) -> Result<PathBuf> {
     let isig = minisign::sign(Some(&pk), &sk, b.index_bytes(), Some(&tc), Some("drover bundle index signature"))
         .map_err(|e| ms_err(key, e))?
         .into_string();
+    // One signature per host over its statement (its own entry, bound to
+    // this index), so a host can be sent its entry alone: see `statement`.
+    let mut hosts = Vec::with_capacity(b.index.hosts.len());
+    for h in &b.index.hosts {
+        let bytes = HostStatement::encode(&b.index, b.index_hash(), h);
+        let tc = format!("drover-host {} index {} project:{}", h.name, b.index_hash(), b.index.project);
+        let sig = minisign::sign(Some(&pk), &sk, &bytes[..], Some(&tc), Some("drover host statement signature"))
+            .map_err(|e| ms_err(key, e))?
+            .into_string();
+        hosts.push((h.name.clone(), sig));
+    }
+    hosts.sort();
+    let area = Signatures { index: isig, hosts }.encode();
     let file_tc = format!(
         "timestamp:{}\tfile:{}\tprehashed\tproject:{}\trevision:{}",
         now_s(),
@@ -92,11 +107,11 @@ pub fn sign(bundle: &Path, key: &Path) -> Result<PathBuf> {
 
     let index_end = t.index_off + t.index_len;
     let mut f = OpenOptions::new().write(true).open(bundle).map_err(|e| BundleError::io(bundle, e))?;
-    let nt = Trailer { sig_off: index_end, sig_len: isig.len() as u64, ..t };
+    let nt = Trailer { sig_off: index_end, sig_len: area.len() as u64, ..t };
     let io = |e| BundleError::io(bundle, e);
     f.set_len(index_end).map_err(io)?;
     f.seek(SeekFrom::Start(index_end)).map_err(io)?;
-    f.write_all(isig.as_bytes()).map_err(io)?;
+    f.write_all(&area).map_err(io)?;
     f.write_all(&nt.encode()).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
@@ -199,5 +214,58 @@ mod tests {
         std::fs::write(&p, &orig[..orig.len() - 10]).unwrap();
         assert!(matches!(Bundle::open_verified(&p, &sig, &key), Err(BundleError::BadSignature { .. })));
         assert!(matches!(Bundle::open(&p), Err(BundleError::Truncated(_))));
+    }
+
+    fn host(name: &str) -> crate::HostEntry {
+        crate::HostEntry {
+            name: name.into(),
+            address: format!("10.1.{}.{}", name.len(), name.len()),
+            port: 22,
+            user: "root".into(),
+            key: None,
+            host_keys: vec![format!("ssh-ed25519 AAAA-{name}")],
+            roles: vec![],
+            groups: vec![],
+            generation: 1,
+            facts: "placeholder".into(),
+            manifest: drover_proto::Manifest::default(),
+        }
+    }
+
+    /// Each host gets its own entry alone, signed: the bytes it receives do
+    /// not grow with the fleet and name no other host; a statement moved to
+    /// another host, or altered, fails its signature.
+    #[test]
+    fn host_statements_are_per_host_small_and_signed() {
+        let d = tempfile::tempdir().unwrap();
+        let (sk, pk) = (d.path().join("k.key"), d.path().join("k.pub"));
+        keygen(&sk, &pk).unwrap();
+        let key = PublicKey::from_file(&pk).unwrap();
+        let mut sizes = Vec::new();
+        for n in [2usize, 2000] {
+            let p = d.path().join(format!("b{n}.drv"));
+            let mut idx = index();
+            idx.hosts = (0..n).map(|i| host(&format!("h{i:05}"))).collect();
+            Writer::create(&p).unwrap().finish(idx).unwrap();
+            sign(&p, &sk).unwrap();
+            let b = Bundle::open(&p).unwrap();
+            b.verify_embedded(&key).unwrap();
+            let (bytes, sig) = b.host_statement("h00001").unwrap();
+            verify_index(&bytes, Some(sig), &key, &p).unwrap();
+            let st = crate::HostStatement::decode(&bytes).unwrap();
+            assert_eq!((st.host.name.as_str(), st.index), ("h00001", b.index_hash()));
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("h00000") && !text.contains("AAAA-h00000"), "another host disclosed");
+            sizes.push(bytes.len() + sig.len());
+            // h00000's signature does not cover h00001's statement.
+            let (_, other_sig) = b.host_statement("h00000").unwrap();
+            assert!(verify_index(&bytes, Some(other_sig), &key, &p).is_err(), "statement moved to another host");
+            let mut altered = bytes.clone();
+            let last = altered.len() - 1;
+            altered[last] ^= 1;
+            assert!(verify_index(&altered, Some(sig), &key, &p).is_err(), "altered statement accepted");
+        }
+        assert_eq!(sizes[0], sizes[1], "what one host receives grows with the fleet: {sizes:?}");
+        assert!(sizes[0] < 2048, "{sizes:?}");
     }
 }

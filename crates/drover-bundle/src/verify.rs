@@ -67,8 +67,9 @@ pub(crate) fn finish(mut v: StreamVerifier<'_>, path: &Path, key: &PublicKey) ->
     v.finalize().map_err(|e| map_err(e, path, key))
 }
 
-/// Check the embedded index signature: `index` must be exactly the signed
-/// bytes. `what` names the bundle in messages.
+/// Check an embedded signature (the index's, or a host statement's):
+/// `index` must be exactly the signed bytes. `what` names the bundle in
+/// messages.
 pub fn verify_index(index: &[u8], signature: Option<&str>, key: &PublicKey, what: &Path) -> Result<()> {
     let Some(text) = signature else { return Err(BundleError::Unsigned(what.display().to_string())) };
     let sig = parse_signature(text, what, key)?;

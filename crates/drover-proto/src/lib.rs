@@ -18,8 +18,8 @@ pub mod message;
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
 pub use manifest::{
-    check_link_target, check_path, check_service_name, Entry, EntryKind, HealthCheck, HealthProbe, Manifest,
-    ServiceSpec, Supervisor,
+    check_link_target, check_name, check_path, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec,
+    Supervisor,
 };
 pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
@@ -28,7 +28,9 @@ pub use message::{
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: directories in manifests, read-only sessions and `ReadPaths` (plan),
+/// revert errors, per-host bundle statements, authenticated relay requests.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

@@ -148,7 +148,7 @@ impl Manifest {
             }
         }
         for s in &self.services {
-            check_service_name(&s.name)?;
+            check_name(&s.name)?;
         }
         Ok(())
     }
@@ -184,19 +184,20 @@ pub fn check_link_target(path: &str, target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A service name becomes a file name on the host (unit files, log
-/// directories): one plain path component, nothing that could climb out.
-pub fn check_service_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with(['.', '-'])
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+/// A service name must be one path component a supervisor accepts: 1 to 128
+/// of `A-Z a-z 0-9 - _ . @`, not starting with `.`. It becomes part of host
+/// paths (`/etc/sv/<name>`, `/var/log/drover/<name>/current`), so this is
+/// what keeps a name like `../../etc/shadow` from naming another file. The
+/// same rule as the project's (`services/<name>.toml`), checked again on the
+/// host for every name that arrives from a controller.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "bad service name {name:?}: use letters, digits, '-', '_', '.', '@' and ':', not starting with '.' or '-'"
-        ))
+        Err(format!("bad service name {name:?}: use 1 to 128 of letters, digits, - _ . @ (not starting with .)"))
     }
 }
 
@@ -240,6 +241,17 @@ mod tests {
         let mut c = a.clone();
         c.entries[1].mode = 0o600;
         assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn service_names_cannot_name_other_paths() {
+        for good in ["web", "web-1", "a_b.c@2"] {
+            assert!(check_name(good).is_ok(), "{good} refused");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", "..", "../../etc/shadow", "a/b", ".hidden", "a b", "a\nb", "a\0", long.as_str()] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

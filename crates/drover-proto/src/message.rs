@@ -84,31 +84,37 @@ pub enum Request {
     /// The manifest of the current generation (for per-file generation
     /// stability in templates; see `drover-spec`).
     CurrentManifest,
-    /// Peer relay: serve these blobs (the ones the host holds) to peer agents
-    /// that present `token`, on TCP `port`, until idle for `idle_ms`. Reply
-    /// `RelayServing`. See `drover-agent`'s `relay` module.
+    /// Peer relay: serve these blobs (the ones the host holds) on TCP
+    /// `bind:port` (the host's own address, never all of them), to peers
+    /// that prove they know `secret` (a challenge per connection: the secret
+    /// itself never crosses the relay network), at most `max_conns` at once,
+    /// until idle for `idle_ms`. Reply `RelayServing`. See `drover-agent`'s
+    /// `relay` module.
     RelayServe {
+        bind: String,
         port: u16,
-        token: String,
+        secret: String,
         blobs: Vec<Hash>,
         idle_ms: u64,
+        max_conns: u32,
     },
     /// Peer relay: fetch blobs (hash, size) from the relay server at `peer`
     /// (`address:port`) into the blob store, each verified against its hash.
     /// Reply `RelayFetched`, with `Progress` on the way.
     RelayFetch {
         peer: String,
-        token: String,
+        secret: String,
         blobs: Vec<(Hash, u64)>,
     },
-    /// `Diff` for a manifest taken from a signed bundle: the agent checks
-    /// `signature` (minisign, over `index`) with its `/etc/drover/bundle.pub`
-    /// when it has one, and diffs host `host`'s manifest from that index.
-    /// Reply as to `Diff`.
+    /// `Diff` for a manifest taken from a signed bundle: `statement` is the
+    /// host's own entry from the bundle (a `drover_bundle::HostStatement`,
+    /// never the whole index: a host learns nothing about other hosts), and
+    /// `signature` the bundle signer's minisign signature of those bytes. The
+    /// agent checks it with its `/etc/drover/bundle.pub` when it has one, and
+    /// diffs the manifest from the statement. Reply as to `Diff`.
     BundleDiff {
-        index: Vec<u8>,
+        statement: Vec<u8>,
         signature: String,
-        host: String,
         generation: u64,
     },
     /// Keepalive for a session that holds the lock but has nothing to say

@@ -59,7 +59,7 @@ pub enum Action {
         #[arg(long, value_name = "SECRET_KEY")]
         key: PathBuf,
     },
-    /// Check a bundle's signature, its index signature and every blob's hash.
+    /// Check a bundle's signature, its index and host signatures and every blob's hash.
     Verify(VerifyArgs),
     /// Show what a bundle holds (no signature check).
     Inspect {
@@ -179,7 +179,7 @@ fn open_verified(bundle: &Path, pubkey: Option<&Path>, sig: Option<&Path>) -> an
     let sig = sig.map_or_else(|| drover_bundle::sig_path(bundle), Path::to_path_buf);
     let b = Bundle::open_verified(bundle, &sig, &key)?;
     if b.index_signature().is_some() {
-        drover_bundle::verify::verify_index(b.index_bytes(), b.index_signature(), &key, bundle)?;
+        b.verify_embedded(&key)?;
     }
     Ok(b)
 }

@@ -34,6 +34,8 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitStatus> {
         write(dir, rel, text, *mode)?;
     }
     println!("Created drover project in {}", dir.display());
+    println!("  .gitignore keeps inventory.csv (it holds passwords), *.key and .drover/ out of git;");
+    println!("  put no `password =` in an inventory.toml you commit.");
     println!("Next:");
     println!("  cd {}", dir.display());
     println!("  drover lab up 3 && drover lab inventory > inventory.toml   # or write inventory.toml for your hosts");

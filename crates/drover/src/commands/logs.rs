@@ -37,6 +37,9 @@ pub struct LogsArgs {
 }
 
 pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
+    // Hosts check the name too; refusing it here names the mistake before
+    // any host is contacted.
+    drover_proto::check_name(&a.service).map_err(anyhow::Error::msg)?;
     let project = Project::load(dir)?;
     let hosts = select(&project.hosts, a.hosts.as_deref())?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;

@@ -3,7 +3,9 @@
 //! The explicit step that replaces "accept on first use": drover never
 //! connects to a host whose key is not pinned, and a changed key stops it.
 //! Run this once for new hosts (e.g. an imported CSV), check the printed
-//! fingerprints against what the provider shows, and commit the file.
+//! fingerprints against what the provider shows, and commit the file. With
+//! `--expect FILE` the check is drover's: only keys listed there are pinned
+//! (see [`crate::pins`]).
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use drover_spec::Project;
 
 use crate::exit::ExitStatus;
+use crate::pins::Pins;
 use crate::select::select;
 
 #[derive(Debug, clap::Args)]
@@ -21,10 +24,16 @@ pub struct TrustArgs {
     /// Also replace keys that are pinned but differ (after a reinstall).
     #[arg(long)]
     pub replace: bool,
+    /// Pin only keys whose fingerprint this file lists (lines `HOST SHA256:…`,
+    /// HOST a name or address; see docs/security.md). A host missing from it
+    /// or presenting another key is refused.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<std::path::PathBuf>,
 }
 
 pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<ExitStatus> {
     let project = Project::load(project_dir)?;
+    let pins = args.expect.as_deref().map(Pins::load).transpose()?;
     let hosts = select(&project.hosts, args.hosts.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let timeout = project.settings.connect_timeout;
@@ -56,6 +65,13 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
             }
         };
         let fp = drover_ssh::fingerprint(&key).unwrap_or_default();
+        if let Some(p) = &pins {
+            if let Some(why) = p.refusal(&h.name, &fp, &p.check(&h.name, &h.address, &fp)) {
+                eprintln!("{why}");
+                failed = true;
+                continue;
+            }
+        }
         let base = |k: &str| k.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         if h.host_keys.iter().any(|k| base(k) == base(&key)) {
             println!("{:<16} {fp}  already pinned", h.name);

@@ -38,7 +38,9 @@ const PEER_ATTEMPTS: u32 = 3;
 
 pub struct Relay {
     pub port: u16,
-    pub token: String,
+    /// The run's relay secret: travels to hosts over SSH only; peers prove
+    /// they know it by answering a per-connection challenge.
+    pub secret: String,
     pub min_size: u64,
     pub fanout: usize,
     /// A host's relay server exits after this long without a request.
@@ -67,11 +69,11 @@ enum Plan {
 
 impl Relay {
     pub fn new(port: u16, min_size: u64, fanout: usize, idle_ms: u64) -> anyhow::Result<Relay> {
-        let mut raw = [0u8; 16];
+        let mut raw = [0u8; 32];
         std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut raw)?;
         Ok(Relay {
             port,
-            token: raw.iter().map(|b| format!("{b:02x}")).collect(),
+            secret: raw.iter().map(|b| format!("{b:02x}")).collect(),
             min_size,
             fanout: fanout.max(1),
             idle_ms,
@@ -202,7 +204,7 @@ impl Relay {
                     p.step(format!("fetching {} ({} MiB) from peer {addr}", hash.short(), size >> 20));
                     let req = Request::RelayFetch {
                         peer: addr.clone(),
-                        token: self.token.clone(),
+                        secret: self.secret.clone(),
                         blobs: vec![(hash, size)],
                     };
                     match conn.link.call(&req, &mut |m| p.step(m)).await {
@@ -247,11 +249,16 @@ impl Relay {
 
     /// Ask the host to serve `hash`; whether it does.
     async fn serve(&self, host: &Host, conn: &mut Connection, hash: Hash) -> Result<bool, DeployError> {
+        // The host listens on the address its peers reach it at, and takes
+        // a few more connections than the controller schedules (a transfer
+        // ending while the next begins), not an unbounded number.
         let req = Request::RelayServe {
+            bind: host.address.clone(),
             port: self.port,
-            token: self.token.clone(),
+            secret: self.secret.clone(),
             blobs: vec![hash],
             idle_ms: self.idle_ms,
+            max_conns: u32::try_from(self.fanout * 2).unwrap_or(u32::MAX),
         };
         match conn.link.call(&req, &mut |_| {}).await {
             Ok(Response::RelayServing { holding }) => Ok(holding.contains(&hash)),

@@ -36,16 +36,12 @@ impl StateSource for BundleSource {
         Ok(Compiled { manifest: e.manifest.clone(), blobs: HashMap::new() })
     }
 
-    /// With an index signature, the host checks it with its own key and
-    /// takes the manifest from the signed index.
+    /// From a signed bundle, the host gets its own signed statement (its
+    /// entry alone, never the whole index), checks it with its own key when
+    /// it has one, and takes the manifest from it.
     fn diff_request(&self, host: &Host, manifest: &Manifest, generation: u64) -> Request {
-        match self.bundle.index_signature() {
-            Some(sig) => Request::BundleDiff {
-                index: self.bundle.index_bytes().to_vec(),
-                signature: sig.to_string(),
-                host: host.name.clone(),
-                generation,
-            },
+        match self.bundle.host_statement(&host.name) {
+            Some((statement, sig)) => Request::BundleDiff { statement, signature: sig.to_string(), generation },
             None => Request::Diff { manifest: manifest.clone(), generation },
         }
     }
