@@ -22,6 +22,7 @@ pub mod health;
 pub mod hooks;
 pub mod install;
 pub mod layout;
+pub mod logs;
 pub mod ops;
 pub mod relay;
 pub mod serve;

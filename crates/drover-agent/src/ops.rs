@@ -173,9 +173,10 @@ pub fn exec(command: &str, timeout: Duration) -> Result<ExecResult> {
     Ok((code, out_t.join().unwrap_or_default(), err_t.join().unwrap_or_default(), timed_out))
 }
 
-/// Where a service's log is, per supervisor (runit: svlogd's `current`).
+/// Where a runit or OpenRC service's log is (svlogd's `current`; see
+/// [`drover_proto::service_log_file`]). systemd services: [`crate::logs`].
 pub fn log_file(service: &str) -> PathBuf {
-    PathBuf::from(format!("/var/log/drover/{service}/current"))
+    PathBuf::from(drover_proto::service_log_file(service))
 }
 
 /// The last `lines` lines of `path` at or after `since_ms`, and the file

@@ -272,3 +272,19 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), LabError> {
         Err(e) => Err(LabError::io("remove", dir)(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adding systemd hosts must not invalidate the runit bases already
+    /// cached on machines: the runit recipe hashes what it always hashed.
+    #[test]
+    fn runit_recipe_is_unchanged_and_systemd_has_its_own_base() {
+        assert_eq!(recipe_id(Init::Runit), "82b29a323239");
+        assert_ne!(recipe_id(Init::Systemd), recipe_id(Init::Runit));
+        let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
+        assert_eq!(base_dir(&config, Init::Runit), Path::new("/c/base-bookworm-82b29a323239"));
+        assert!(base_dir(&config, Init::Systemd).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
+    }
+}

@@ -17,7 +17,9 @@ pub mod message;
 
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
-pub use manifest::{check_path, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec, Supervisor};
+pub use manifest::{
+    check_path, service_log_file, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec, Supervisor,
+};
 pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, Request, Response,
     ServiceAction, ServiceRestart, ServiceStatus,
