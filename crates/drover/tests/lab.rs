@@ -198,6 +198,14 @@ fn leftovers(lab_dir: &Path, idx: &str, netns_inodes: &[u64]) -> Vec<String> {
     if lab_dir.exists() {
         left.push(format!("directory {}", lab_dir.display()));
     }
+    // systemd hosts' cgroups, in whichever hierarchy the machine has.
+    let name = lab_dir.file_name().unwrap();
+    for top in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let dir = Path::new(top).join("drover-lab").join(name);
+        if dir.exists() {
+            left.push(format!("cgroup {}", dir.display()));
+        }
+    }
     left
 }
 
@@ -347,4 +355,61 @@ fn up_refuses_bad_requests_clearly() {
         assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
     }
+}
+
+/// `--init systemd`: systemd is pid 1 of every host, sshd is its
+/// `ssh.service`, journald works, each host has its own machine id and its
+/// own cgroup subtree; faults, status and heal work as for runit; the lab
+/// keeps its init; and `down` leaves nothing, cgroups included.
+#[test]
+fn systemd_hosts_boot_systemd_with_sshd_as_a_unit_take_faults_and_leave_nothing_behind() {
+    let lab = TestLab::new("systemd");
+    let summary = lab.ok(&["up", "2", "--init", "systemd"]);
+    assert!(summary.contains("2 systemd hosts up"), "{summary}");
+    let (key, hosts) = inventory(&lab);
+    let known_hosts = lab.dir().join("test_known_hosts");
+    let lines: String = hosts.values().map(|(a, k)| format!("{a} {k}\n")).collect();
+    fs::write(&known_hosts, lines).unwrap();
+
+    let mut machine_ids = Vec::new();
+    for (name, (address, _)) in &hosts {
+        let script = "cat /proc/1/comm; systemctl is-system-running; systemctl is-active ssh; \
+                      ps -o comm= -p $(systemctl show --property=MainPID --value ssh); \
+                      systemctl --failed --plain --no-legend | wc -l; \
+                      journalctl -u ssh --no-pager | grep -c 'Server listening'; cat /etc/machine-id";
+        let out = ssh_root(&known_hosts, &key, address, script);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let got: Vec<&str> = stdout.lines().collect();
+        assert!(got.len() == 7, "{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(got[..5], ["systemd", "running", "active", "sshd", "0"], "{name}: {stdout}");
+        assert_ne!(got[5], "0", "{name}: journald has no line from ssh.service");
+        machine_ids.push(got[6].to_string());
+        let cgroup = Path::new("/sys/fs/cgroup/systemd/drover-lab").join(&lab.name).join(name);
+        if Path::new("/sys/fs/cgroup/systemd/drover-lab").exists() {
+            assert!(cgroup.join("system.slice/ssh.service").is_dir(), "no delegated cgroup at {}", cgroup.display());
+        }
+    }
+    assert_ne!(machine_ids[0], machine_ids[1], "hosts share a machine id");
+
+    // The lab keeps its init.
+    let out = lab.drover(&["up", "3", "--init", "runit"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("runs systemd hosts") && err.contains("runit"), "{err}");
+
+    // Faults: freeze stops systemd too, thaw resumes it; down and heal.
+    let (h1, h2) = (&hosts["h1"].0, &hosts["h2"].0);
+    lab.ok(&["fault", "h1", "freeze"]);
+    lab.ok(&["fault", "h2", "down"]);
+    assert!(banner(h1, Duration::from_secs(2)).is_err(), "a frozen host sent a banner");
+    let status: serde_json::Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
+    let states: Vec<&str> = status.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["frozen", "down"]);
+    lab.ok(&["heal", "all"]);
+    for h in [h1, h2] {
+        banner(h, Duration::from_secs(2)).unwrap_or_else(|e| panic!("{h} after heal: {e}"));
+    }
+    let out = ssh_root(&known_hosts, &key, h1, "systemctl is-system-running");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "running", "systemd after thaw");
+
+    down_and_check_clean(&lab, &lab_index(h1), 2);
 }
