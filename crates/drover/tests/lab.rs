@@ -229,7 +229,7 @@ fn lab_index(address: &str) -> String {
 fn lab_hosts_answer_ssh_take_faults_and_leave_nothing_behind() {
     let lab = TestLab::new("fleet");
     let summary = lab.ok(&["up", "3"]);
-    assert!(summary.contains("3 hosts up"), "{summary}");
+    assert!(summary.contains("3 runit hosts up"), "{summary}");
     assert!(lab.ok(&["up", "3"]).contains("(0 new)"), "up is idempotent");
 
     let (key, hosts) = inventory(&lab);
@@ -360,7 +360,8 @@ fn up_refuses_bad_requests_clearly() {
 /// `--init systemd`: systemd is pid 1 of every host, sshd is its
 /// `ssh.service`, journald works, each host has its own machine id and its
 /// own cgroup subtree; faults, status and heal work as for runit; the lab
-/// keeps its init; and `down` leaves nothing, cgroups included.
+/// keeps its init; and `down` leaves nothing, cgroups included, even after a
+/// host's systemd was killed and the state file deleted.
 #[test]
 fn systemd_hosts_boot_systemd_with_sshd_as_a_unit_take_faults_and_leave_nothing_behind() {
     let lab = TestLab::new("systemd");
@@ -411,5 +412,19 @@ fn systemd_hosts_boot_systemd_with_sshd_as_a_unit_take_faults_and_leave_nothing_
     let out = ssh_root(&known_hosts, &key, h1, "systemctl is-system-running");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "running", "systemd after thaw");
 
+    // A crash: h2's systemd killed, the state file gone. `down` still finds
+    // and removes everything, the cgroups by the lab's name.
+    let h2_root = lab.dir().join("hosts/h2/merged");
+    let systemd = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == h2_root)
+                && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd")
+        })
+        .expect("h2 runs systemd");
+    Command::new("kill").args(["-9", &systemd.to_string()]).status().unwrap();
+    fs::remove_file(lab.dir().join("state.json")).unwrap();
     down_and_check_clean(&lab, &lab_index(h1), 2);
 }
