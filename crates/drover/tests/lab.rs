@@ -360,10 +360,11 @@ fn up_refuses_bad_requests_clearly() {
 /// `--init systemd`: systemd is pid 1 of every host, sshd is its
 /// `ssh.service`, journald works, each host has its own machine id and its
 /// own cgroup subtree; faults, status and heal work as for runit; the lab
-/// keeps its init; and `down` leaves nothing, cgroups included, even after a
-/// host's systemd was killed and the state file deleted.
+/// keeps its init; `up` restarts a host whose systemd died; and `down`
+/// leaves nothing, cgroups included, even after a host's systemd was killed
+/// and the state file deleted.
 #[test]
-fn systemd_hosts_boot_systemd_with_sshd_as_a_unit_take_faults_and_leave_nothing_behind() {
+fn systemd_hosts_boot_systemd_with_sshd_as_a_unit_take_faults_restart_and_leave_nothing_behind() {
     let lab = TestLab::new("systemd");
     let summary = lab.ok(&["up", "2", "--init", "systemd"]);
     assert!(summary.contains("2 systemd hosts up"), "{summary}");
@@ -412,19 +413,34 @@ fn systemd_hosts_boot_systemd_with_sshd_as_a_unit_take_faults_and_leave_nothing_
     let out = ssh_root(&known_hosts, &key, h1, "systemctl is-system-running");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "running", "systemd after thaw");
 
-    // A crash: h2's systemd killed, the state file gone. `down` still finds
-    // and removes everything, the cgroups by the lab's name.
+    // h2's systemd killed: the host is `stopped`, and `up` boots it again
+    // (in the cgroup the dead one left).
     let h2_root = lab.dir().join("hosts/h2/merged");
-    let systemd = fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == h2_root)
-                && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd")
-        })
-        .expect("h2 runs systemd");
-    Command::new("kill").args(["-9", &systemd.to_string()]).status().unwrap();
+    let kill_systemd = || {
+        let systemd = fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == h2_root)
+                    && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd")
+            })
+            .expect("h2 runs systemd");
+        Command::new("kill").args(["-9", &systemd.to_string()]).status().unwrap();
+    };
+    kill_systemd();
+    let start = Instant::now();
+    while !lab.ok(&["status"]).lines().any(|l| l.starts_with("h2 ") && l.contains("stopped")) {
+        assert!(start.elapsed() < Duration::from_secs(5), "h2 not stopped: {}", lab.ok(&["status"]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lab.ok(&["up", "2", "--init", "systemd"]).contains("(0 new)"));
+    let out = ssh_root(&known_hosts, &key, h2, "systemctl is-system-running");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "running", "systemd after a restart by up");
+
+    // A crash: h2's systemd killed again, the state file gone. `down` still
+    // finds and removes everything, the cgroups by the lab's name.
+    kill_systemd();
     fs::remove_file(lab.dir().join("state.json")).unwrap();
     down_and_check_clean(&lab, &lab_index(h1), 2);
 }

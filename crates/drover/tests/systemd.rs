@@ -52,3 +52,35 @@ fn removing_a_service_stops_it_and_daemon_reload_forgets_its_unit_systemd() {
     let r = f.apply_json(&[]);
     assert_eq!(r.hosts()[0]["outcome"], "unchanged", "{}", r.stdout);
 }
+
+/// A generation that edits a unit (here its environment) restarts the
+/// service on the new definition: systemd re-read the file first, so the
+/// running process has the new environment and systemd does not flag the
+/// unit as changed on disk.
+#[test]
+fn an_edited_unit_is_reloaded_before_its_service_restarts_systemd() {
+    let f = Fleet::on("sd-edit", 1, Init::Systemd);
+    let svc = f.project().join("services/web.toml");
+    let text = fs::read_to_string(&svc).unwrap();
+    let command = "command = \"echo flavour $FLAVOUR; exec busybox httpd -f -p 8080 -h /srv/site\"";
+    let text = text.replace("command = \"busybox httpd -f -p 8080 -h /srv/site\"", command);
+    fs::write(&svc, format!("{text}\n[env]\nFLAVOUR = \"one\"\n")).unwrap();
+    assert_eq!(f.apply_json(&[]).code, 0);
+    let pid = f.service_pid(0, "web");
+
+    fs::write(&svc, format!("{text}\n[env]\nFLAVOUR = \"two\"\n")).unwrap();
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!(h["changes"][0]["path"], "/etc/systemd/system/web.service", "{h}");
+    assert_eq!(h["restarts"], serde_json::json!(["web"]), "{h}");
+    assert_ne!(f.service_pid(0, "web"), pid, "web was not restarted");
+    let out = f.host_sh(
+        0,
+        "systemctl show --property=NeedDaemonReload --value web; \
+         tr '\\0' '\\n' < /proc/$(systemctl show --property=MainPID --value web)/environ | grep ^FLAVOUR=",
+    );
+    assert_eq!(out, "no\nFLAVOUR=two", "the restart ran a stale unit");
+    let logs = f.drover(&["logs", "web"]);
+    assert!(logs.stdout.contains("flavour two"), "{}", logs.stdout);
+}
