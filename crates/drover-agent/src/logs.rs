@@ -90,13 +90,18 @@ fn now_s() -> u64 {
 
 /// `journalctl -u unit … -o json`: the lines and the cursor of the last one.
 fn journal(unit: &str, extra: &[String]) -> Result<(Vec<LogLine>, Option<String>)> {
-    let out = Command::new("journalctl")
+    journal_with("journalctl", unit, extra)
+}
+
+/// [`journal`] with the program named (tests make it fail).
+fn journal_with(program: &str, unit: &str, extra: &[String]) -> Result<(Vec<LogLine>, Option<String>)> {
+    let out = Command::new(program)
         .args(["--unit", unit, "--output=json", "--output-fields=MESSAGE", "--no-pager", "--quiet"])
         .args(extra)
         .output()
-        .ctx(|| "run journalctl (systemd services log to the journal)".into())?;
+        .ctx(|| format!("run {program} (systemd services log to the journal)"))?;
     if !out.status.success() {
-        bail!("journalctl --unit {unit} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!("{program} --unit {unit} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(parse_journal_json(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -147,5 +152,13 @@ mod tests {
         assert_eq!(lines[2].text, "");
         assert_eq!(cursor.as_deref(), Some("s=a;i=3"));
         assert_eq!(parse_journal_json(""), (vec![], None));
+    }
+
+    #[test]
+    fn a_missing_or_failing_journalctl_is_an_error_naming_it() {
+        let err = journal_with("/nonexistent/journalctl", "web", &[]).unwrap_err().0;
+        assert!(err.starts_with("run /nonexistent/journalctl (systemd services log to the journal)"), "{err}");
+        let err = journal_with("false", "web", &[]).unwrap_err().0;
+        assert!(err.starts_with("false --unit web failed (exit status: 1)"), "{err}");
     }
 }

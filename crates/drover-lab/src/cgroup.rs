@@ -67,7 +67,12 @@ impl Layout {
 
 /// The controller's layout, or an error saying why systemd hosts cannot run.
 pub(crate) fn detect() -> Result<Layout, LabError> {
-    let root = Path::new(CGROUP_ROOT);
+    detect_at(Path::new(CGROUP_ROOT))
+}
+
+/// [`detect`] for a cgroup mount root (a parameter so tests can point it at
+/// a directory that is no cgroup file system).
+fn detect_at(root: &Path) -> Result<Layout, LabError> {
     if fs_magic(root) == Some(CGROUP2_SUPER_MAGIC) {
         return Ok(Layout::Unified);
     }
@@ -197,4 +202,20 @@ pub(crate) fn remove_lab(lab: &str) -> usize {
         let _ = fs::remove_dir(top.join(PARENT)); // fails while another lab has cgroups: fine
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_cgroup_file_system_is_a_refusal_that_says_what_is_missing() {
+        let dir = std::env::temp_dir().join(format!("drover-lab-cgroup-{}", std::process::id()));
+        fs::create_dir_all(dir.join("systemd")).unwrap();
+        let err = detect_at(&dir).unwrap_err();
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(err.is_refusal());
+        let msg = err.to_string();
+        assert!(msg.contains("name=systemd") && msg.contains("cgroup2") && msg.contains("--init runit"), "{msg}");
+    }
 }
