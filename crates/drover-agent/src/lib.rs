@@ -23,6 +23,7 @@ pub mod hooks;
 pub mod inspect;
 pub mod install;
 pub mod layout;
+pub mod logs;
 pub mod ops;
 pub mod reexec;
 pub mod relay;

@@ -173,12 +173,13 @@ pub fn exec(command: &str, timeout: Duration) -> Result<ExecResult> {
     Ok((code, out_t.join().unwrap_or_default(), err_t.join().unwrap_or_default(), timed_out))
 }
 
-/// Where a service's log is, per supervisor (runit: svlogd's `current`).
+/// Where a runit or OpenRC service's log is (svlogd's `current`; see
+/// [`drover_proto::service_log_file`]); systemd services: [`crate::logs`].
 /// The name comes from the controller: it is checked to be one plain
 /// component first, so `../../etc/shadow` cannot make this read another file.
 pub fn log_file(service: &str) -> Result<PathBuf> {
     drover_proto::check_name(service).map_err(|e| crate::AgentError(format!("logs: {e}")))?;
-    Ok(PathBuf::from(format!("/var/log/drover/{service}/current")))
+    Ok(PathBuf::from(drover_proto::service_log_file(service)))
 }
 
 /// The last `lines` lines of `path` at or after `since_ms`, and the file

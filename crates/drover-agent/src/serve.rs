@@ -275,10 +275,11 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 Err(e) => Response::Error { message: e.0 },
             },
             Request::Logs { service, lines, since_ms, follow } => {
-                let path = crate::ops::log_file(&service).map(|p| layout.target(&p.to_string_lossy()));
-                match path.and_then(|path| Ok((crate::ops::read_log(&path, lines, since_ms)?, path))) {
+                let current = engine.current_manifest().ok().flatten();
+                let reader = crate::logs::LogReader::open(&layout, current.as_ref(), &service);
+                match reader.and_then(|mut r| Ok((r.initial(lines, since_ms)?, r))) {
                     Err(e) => Response::Error { message: e.0 },
-                    Ok(((batch, mut offset), path)) => {
+                    Ok((batch, mut reader)) => {
                         write_frame(&mut w, &Response::LogLines(batch)).map_err(io)?;
                         if !follow {
                             Response::LogEnd
@@ -290,7 +291,7 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                             let mut last = std::time::Instant::now();
                             loop {
                                 std::thread::sleep(Duration::from_millis(250));
-                                let more = crate::ops::read_more(&path, &mut offset).unwrap_or_default();
+                                let more = reader.more().unwrap_or_default();
                                 if !more.is_empty() || last.elapsed() > HEARTBEAT {
                                     write_frame(&mut w, &Response::LogLines(more)).map_err(io)?;
                                     last = std::time::Instant::now();

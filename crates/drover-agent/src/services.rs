@@ -41,6 +41,15 @@ pub fn plan(old: Option<&Manifest>, new: &Manifest, changed: &BTreeSet<String>) 
 }
 
 /// Run the supervisor command for each action of the given kinds.
+///
+/// systemd keeps its own copy of every unit file it has loaded: after a
+/// transition changed anything under `/etc/systemd/` (a unit added, edited
+/// or removed), `systemctl daemon-reload` runs once, before any service is
+/// started or restarted, so systemd acts on the files now on disk and
+/// forgets units whose files are gone. It runs even when nothing is started
+/// (a generation that only removes a unit), which is why it keys on the
+/// phase (`kinds` has Start or Restart: the phase after the swap) rather
+/// than on the actions.
 pub fn perform(
     layout: &Layout,
     actions: &[ServiceRestart],
@@ -52,17 +61,22 @@ pub fn perform(
         return Ok(());
     }
     let spec_of = |name: &str| specs.iter().flat_map(|m| m.services.iter()).find(|s| s.name == name);
-    let mut reloaded = false;
+    if needs_daemon_reload(kinds, specs, changed) {
+        run(Command::new("systemctl").arg("daemon-reload"))?;
+    }
     for a in actions.iter().filter(|a| kinds.contains(&a.action)) {
         let Some(spec) = spec_of(&a.name) else { continue };
-        if spec.supervisor == Supervisor::Systemd && !reloaded && changed.iter().any(|p| p.starts_with("/etc/systemd/"))
-        {
-            run(Command::new("systemctl").arg("daemon-reload"))?;
-            reloaded = true;
-        }
         control(spec, a.action)?;
     }
     Ok(())
+}
+
+/// See [`perform`]: after a swap that touched systemd's unit directory, on a
+/// host where some service (kept, new or dropped) is systemd's.
+fn needs_daemon_reload(kinds: &[ServiceAction], specs: &[&Manifest], changed: &BTreeSet<String>) -> bool {
+    let after_swap = kinds.iter().any(|k| matches!(k, ServiceAction::Start | ServiceAction::Restart));
+    let systemd = specs.iter().flat_map(|m| m.services.iter()).any(|s| s.supervisor == Supervisor::Systemd);
+    after_swap && systemd && changed.iter().any(|p| p.starts_with("/etc/systemd/"))
 }
 
 fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
@@ -152,6 +166,22 @@ mod tests {
             triggers: triggers.iter().map(|s| s.to_string()).collect(),
             health: None,
         }
+    }
+
+    #[test]
+    fn daemon_reload_after_a_swap_that_touched_systemd_units_even_a_removal() {
+        let mut web = svc("web", &["/etc/systemd/system/web.service"]);
+        web.supervisor = Supervisor::Systemd;
+        let old = Manifest { entries: vec![], services: vec![web] };
+        let new = Manifest::default(); // web (and its unit file) removed
+        let removed: BTreeSet<String> = ["/etc/systemd/system/web.service".to_string()].into();
+        let after = [ServiceAction::Start, ServiceAction::Restart];
+        assert!(needs_daemon_reload(&after, &[&old, &new], &removed), "a removed unit must be reloaded away");
+        assert!(!needs_daemon_reload(&[ServiceAction::Stop], &[&old, &new], &removed), "not before the swap");
+        let motd: BTreeSet<String> = ["/etc/motd".to_string()].into();
+        assert!(!needs_daemon_reload(&after, &[&old, &new], &motd), "no unit changed");
+        let runit = Manifest { entries: vec![], services: vec![svc("web", &[])] };
+        assert!(!needs_daemon_reload(&after, &[&runit], &removed), "no systemd service on this host");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Built once with debootstrap and cached under a name that hashes the whole
 //! recipe (suite, packages, and the files we add), so changing the recipe
-//! builds a new base instead of silently reusing an old one. The build runs
+//! builds a new base instead of silently reusing an old one. Each init
+//! ([`Init`]) has its own recipe and so its own base. The build runs
 //! in a temporary directory that is renamed into place only when complete,
 //! under a lock: a crash can leave a temporary directory (removed by the next
 //! build), never a half base that hosts would use.
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::LabConfig;
 use crate::error::LabError;
+use crate::init::Init;
 use crate::sys::FileLock;
 use crate::{cmd, mirror, sys};
 
@@ -24,13 +26,30 @@ pub const SUITE: &str = "bookworm";
 /// (so other tools can be compared on the same hosts), sudo for the `op`
 /// user, and iproute2/procps to look around.
 const PACKAGES: &[&str] = &["openssh-server", "runit", "busybox", "python3", "sudo", "iproute2", "procps"];
+/// The same for systemd hosts: systemd (and `systemd-sysv`, so
+/// `/sbin/init` is systemd) instead of runit.
+const SYSTEMD_PACKAGES: &[&str] =
+    &["openssh-server", "systemd", "systemd-sysv", "busybox", "python3", "sudo", "iproute2", "procps"];
 /// Bump when `configure` changes in a way the assets do not show.
 const RECIPE_VERSION: u32 = 1;
 
 const INIT: &str = include_str!("../assets/init.sh");
+const INIT_SYSTEMD: &str = include_str!("../assets/init-systemd.sh");
 const SSHD_RUN: &str = include_str!("../assets/sshd-run.sh");
 const SSHD_CONFIG: &str = include_str!("../assets/sshd_config.conf");
 const SUDOERS: &str = include_str!("../assets/sudoers");
+const JOURNALD_CONF: &str = include_str!("../assets/journald.conf");
+/// Units of a Debian install that have no business on a lab host: timers
+/// that would run apt, fstrim or e2scrub at random moments (they write to
+/// the host's overlay and cost CPU in the middle of a measurement).
+const MASKED_UNITS: &[&str] = &[
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+];
 
 /// Path of pid 1 inside every host.
 pub(crate) const INIT_PATH: &str = "/usr/local/sbin/drover-lab-init";
@@ -45,27 +64,56 @@ pub struct Base {
     pub built_in: Option<Duration>,
 }
 
-/// Short hash of everything that decides the base's content.
-pub fn recipe_id() -> String {
+/// Short hash of everything that decides the base's content for `init`.
+///
+/// The runit recipe hashes exactly what it hashed before systemd hosts
+/// existed, so bases already cached on a machine stay valid.
+pub fn recipe_id(init: Init) -> String {
     let mut h = blake3::Hasher::new();
-    for part in
-        [SUITE, "minbase", &PACKAGES.join(","), INIT, SSHD_RUN, SSHD_CONFIG, SUDOERS, &RECIPE_VERSION.to_string()]
-    {
+    let version = RECIPE_VERSION.to_string();
+    let runit_packages = PACKAGES.join(",");
+    let systemd_packages = SYSTEMD_PACKAGES.join(",");
+    let masked = MASKED_UNITS.join(",");
+    let parts: Vec<&str> = match init {
+        Init::Runit => vec![SUITE, "minbase", &runit_packages, INIT, SSHD_RUN, SSHD_CONFIG, SUDOERS, &version],
+        Init::Systemd => vec![
+            SUITE,
+            "minbase",
+            "systemd",
+            &systemd_packages,
+            INIT_SYSTEMD,
+            SSHD_CONFIG,
+            SUDOERS,
+            JOURNALD_CONF,
+            &masked,
+            &version,
+        ],
+    };
+    for part in parts {
         h.update(part.as_bytes());
         h.update(&[0]);
     }
     h.finalize().to_hex()[..12].to_string()
 }
 
-/// Where the base of the current recipe lives (it may not exist yet).
-pub fn base_dir(config: &LabConfig) -> PathBuf {
-    config.cache_root.join(format!("base-{SUITE}-{}", recipe_id()))
+/// Where the base of `init`'s current recipe lives (it may not exist yet):
+/// `base-bookworm-<id>` for runit (the name it always had),
+/// `base-bookworm-systemd-<id>` for systemd.
+pub fn base_dir(config: &LabConfig, init: Init) -> PathBuf {
+    config.cache_root.join(base_name(init))
+}
+
+fn base_name(init: Init) -> String {
+    match init {
+        Init::Runit => format!("base-{SUITE}-{}", recipe_id(init)),
+        Init::Systemd => format!("base-{SUITE}-systemd-{}", recipe_id(init)),
+    }
 }
 
 /// Return the cached base, building it first if needed. `on_build` is
 /// called once before a build starts (it takes about a minute).
-pub fn ensure(config: &LabConfig, on_build: &dyn Fn(&Path)) -> Result<Base, LabError> {
-    let dir = base_dir(config);
+pub fn ensure(config: &LabConfig, init: Init, on_build: &dyn Fn(&Path)) -> Result<Base, LabError> {
+    let dir = base_dir(config, init);
     if dir.is_dir() {
         return Ok(Base { dir, built_in: None });
     }
@@ -77,9 +125,12 @@ pub fn ensure(config: &LabConfig, on_build: &dyn Fn(&Path)) -> Result<Base, LabE
     remove_stale_builds(&config.cache_root)?;
     on_build(&dir);
     let started = Instant::now();
-    let tmp = config.cache_root.join(format!(".build-{}-{}", recipe_id(), std::process::id()));
-    let log = config.cache_root.join(format!("base-{SUITE}-{}.log", recipe_id()));
-    let result = debootstrap(config, &tmp, &log).and_then(|()| configure(&tmp));
+    let tmp = config.cache_root.join(format!(".build-{}-{}", recipe_id(init), std::process::id()));
+    let log = config.cache_root.join(format!("{}.log", base_name(init)));
+    let result = debootstrap(config, init, &tmp, &log).and_then(|()| match init {
+        Init::Runit => configure(&tmp),
+        Init::Systemd => configure_systemd(&tmp),
+    });
     if let Err(e) = result {
         let _ = remove_tree(&tmp);
         return Err(e);
@@ -88,13 +139,17 @@ pub fn ensure(config: &LabConfig, on_build: &dyn Fn(&Path)) -> Result<Base, LabE
     Ok(Base { dir, built_in: Some(started.elapsed()) })
 }
 
-fn debootstrap(config: &LabConfig, tmp: &Path, log: &Path) -> Result<(), LabError> {
+fn debootstrap(config: &LabConfig, init: Init, tmp: &Path, log: &Path) -> Result<(), LabError> {
+    let packages = match init {
+        Init::Runit => PACKAGES,
+        Init::Systemd => SYSTEMD_PACKAGES,
+    };
     let mirror = mirror::find(config.mirror.as_deref(), SUITE)?;
     let log_file = fs::File::create(log).map_err(LabError::io("create", log))?;
     let err_file = log_file.try_clone().map_err(LabError::io("open", log))?;
     let mut cmd = Command::new("debootstrap");
     cmd.arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(format!("--include={}", packages.join(",")))
         .arg(SUITE)
         .arg(tmp)
         .arg(&mirror)
@@ -126,6 +181,33 @@ fn configure(root: &Path) -> Result<(), LabError> {
     write_file(&root.join("etc/sudoers.d/drover-lab"), SUDOERS, 0o440)?;
     remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
     remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
+    add_user(root)?;
+    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} {}\n", recipe_id(Init::Runit)), 0o644)
+}
+
+/// Turn a fresh debootstrap tree into a systemd lab host image: sshd is
+/// Debian's own `ssh.service` (enabled by the package), journald keeps the
+/// journal in /run, noisy timers are masked, and every host gets its own
+/// machine id at `up` (the base's is emptied).
+fn configure_systemd(root: &Path) -> Result<(), LabError> {
+    write_file(&root.join(INIT_PATH.trim_start_matches('/')), INIT_SYSTEMD, 0o755)?;
+    write_file(&root.join("etc/ssh/sshd_config.d/drover-lab.conf"), SSHD_CONFIG, 0o644)?;
+    write_file(&root.join("etc/sudoers.d/drover-lab"), SUDOERS, 0o440)?;
+    write_file(&root.join("etc/systemd/journald.conf.d/drover-lab.conf"), JOURNALD_CONF, 0o644)?;
+    let units = root.join("etc/systemd/system");
+    for unit in MASKED_UNITS {
+        let link = units.join(unit);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link).map_err(LabError::io("mask", &link))?;
+    }
+    write_file(&root.join("etc/machine-id"), "", 0o444)?;
+    remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
+    remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
+    add_user(root)?;
+    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} systemd {}\n", recipe_id(Init::Systemd)), 0o644)
+}
+
+fn add_user(root: &Path) -> Result<(), LabError> {
     cmd::run(
         "chroot",
         [
@@ -137,7 +219,7 @@ fn configure(root: &Path) -> Result<(), LabError> {
             USER.as_ref(),
         ],
     )?;
-    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} {}\n", recipe_id()), 0o644)
+    Ok(())
 }
 
 pub(crate) fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), LabError> {
@@ -188,5 +270,21 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), LabError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(LabError::io("remove", dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adding systemd hosts must not invalidate the runit bases already
+    /// cached on machines: the runit recipe hashes what it always hashed.
+    #[test]
+    fn runit_recipe_is_unchanged_and_systemd_has_its_own_base() {
+        assert_eq!(recipe_id(Init::Runit), "82b29a323239");
+        assert_ne!(recipe_id(Init::Systemd), recipe_id(Init::Runit));
+        let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
+        assert_eq!(base_dir(&config, Init::Runit), Path::new("/c/base-bookworm-82b29a323239"));
+        assert!(base_dir(&config, Init::Systemd).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
     }
 }

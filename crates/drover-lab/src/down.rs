@@ -8,7 +8,9 @@
 //!   under the lab directory, and link emulators whose argv names a `dl<i>`
 //!   link;
 //! - mounts: every mount point under the lab directory, deepest first;
-//! - namespaces and links: every `dl<i>…` name.
+//! - namespaces and links: every `dl<i>…` name;
+//! - cgroups (systemd hosts): `drover-lab/<name>` in each hierarchy, with
+//!   every process in them.
 //!
 //! The base cache is kept. The order matters: processes first (they pin
 //! mounts and namespaces), then mounts, then links and namespaces, then the
@@ -23,7 +25,7 @@ use crate::config::{validate_name, LabConfig, LabObject, Naming};
 use crate::error::LabError;
 use crate::state::LabState;
 use crate::sys::FileLock;
-use crate::{base, net, preflight, sys, wire};
+use crate::{base, cgroup, net, preflight, sys, wire};
 
 /// What `down` removed.
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ pub fn down(config: &LabConfig, name: &str) -> Result<DownReport, LabError> {
             }
         }
     }
-    let existed = paths.dir.exists() || !indexes.is_empty();
+    let existed = paths.dir.exists() || !indexes.is_empty() || !cgroup::lab_dirs(name).is_empty();
     let mut report = teardown(name, &indexes, Some(&paths.dir))?;
     report.existed = existed;
     Ok(report)
@@ -79,6 +81,7 @@ pub fn down_all(config: &LabConfig) -> Result<Vec<DownReport>, LabError> {
             }
         }
     }
+    names.extend(cgroup::lab_names().into_iter().filter(|n| validate_name(n).is_ok()));
     let mut reports = names.iter().map(|n| down(config, n)).collect::<Result<Vec<_>, _>>()?;
     let orphans: BTreeSet<u8> =
         sys::links().iter().chain(&sys::netns_names()).filter_map(|n| Naming::parse(n)).map(|(i, _)| i).collect();
@@ -89,7 +92,7 @@ pub fn down_all(config: &LabConfig) -> Result<Vec<DownReport>, LabError> {
 }
 
 fn teardown(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Result<DownReport, LabError> {
-    let processes = kill_all(indexes, dir);
+    let processes = kill_all(name, indexes, dir);
     let mut mounts = 0;
     if let Some(dir) = dir {
         for m in sys::mounts_under(dir)? {
@@ -110,9 +113,13 @@ fn teardown(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Result<Do
         base::remove_tree(dir)?;
     }
     // Namespaces are freed asynchronously; their veth peers go with them.
+    // A cgroup can be removed only once its last process is reaped.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = leftovers(indexes, dir)?;
+        if dir.is_some() {
+            cgroup::remove_lab(name);
+        }
+        let left = leftovers(name, indexes, dir)?;
         if left.is_empty() {
             break;
         }
@@ -128,12 +135,13 @@ fn teardown(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Result<Do
 }
 
 /// Every process of the lab: in its namespaces, chrooted in its directory,
-/// or a link emulator on its links.
-fn lab_pids(indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Vec<i32> {
+/// in its cgroups (systemd hosts), or a link emulator on its links.
+fn lab_pids(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Vec<i32> {
     let (_, netns) = net::objects_of(indexes);
     let mut pids: Vec<i32> = netns.iter().flat_map(|ns| sys::netns_pids(ns)).collect();
     if let Some(dir) = dir {
         pids.extend(sys::pids_rooted_under(dir));
+        pids.extend(cgroup::lab_pids(name));
     }
     pids.extend(sys::pids_with_args(|args| {
         args.iter().any(|a| a == wire::MARKER)
@@ -148,11 +156,11 @@ fn lab_pids(indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Vec<i32> {
 }
 
 /// SIGKILL until none is left (a dying supervisor may fork once more).
-fn kill_all(indexes: &BTreeSet<u8>, dir: Option<&Path>) -> usize {
+fn kill_all(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> usize {
     let mut killed = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let pids = lab_pids(indexes, dir);
+        let pids = lab_pids(name, indexes, dir);
         if pids.is_empty() || Instant::now() > deadline {
             return killed.len();
         }
@@ -164,12 +172,13 @@ fn kill_all(indexes: &BTreeSet<u8>, dir: Option<&Path>) -> usize {
     }
 }
 
-fn leftovers(indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Result<Vec<String>, LabError> {
+fn leftovers(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Result<Vec<String>, LabError> {
     let (links, netns) = net::objects_of(indexes);
     let mut left: Vec<String> = netns.into_iter().map(|n| format!("netns {n}")).collect();
     left.extend(links.into_iter().map(|(l, _)| format!("link {l}")));
-    left.extend(lab_pids(indexes, dir).into_iter().map(|p| format!("process {p}")));
+    left.extend(lab_pids(name, indexes, dir).into_iter().map(|p| format!("process {p}")));
     if let Some(dir) = dir {
+        left.extend(cgroup::lab_dirs(name).into_iter().map(|c| format!("cgroup {}", c.display())));
         left.extend(sys::mounts_under(dir)?.into_iter().map(|m| format!("mount {}", m.display())));
         if dir.exists() {
             left.push(format!("directory {}", dir.display()));

@@ -98,6 +98,14 @@ pub enum LabError {
     #[error("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM); unset DROVER_LAB_NETEM to use the userspace link emulator")]
     NoKernelNetem,
 
+    /// systemd hosts need a cgroup hierarchy systemd can manage.
+    #[error("systemd lab hosts need a cgroup hierarchy for systemd: cgroup2 at /sys/fs/cgroup, or the v1 `name=systemd` hierarchy at /sys/fs/cgroup/systemd; neither is mounted here (use `--init runit`)")]
+    NoSystemdCgroup,
+
+    /// `up --init X` on a lab that already runs the other init.
+    #[error("lab {lab:?} runs {existing} hosts; it cannot grow {requested} hosts. Use another `--lab`, or `drover lab down --lab {lab}` first")]
+    InitMismatch { lab: String, existing: crate::Init, requested: crate::Init },
+
     /// The userspace link emulator could not be started or run.
     #[error("link emulator for {host}: {detail}")]
     Wire { host: String, detail: String },
@@ -107,7 +115,10 @@ impl LabError {
     /// True when the machine, not the request, is at fault (no root, not
     /// Linux, missing tools): the CLI exits with its "refused" code.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, LabError::NotLinux { .. } | LabError::NotRoot | LabError::MissingTools { .. })
+        matches!(
+            self,
+            LabError::NotLinux { .. } | LabError::NotRoot | LabError::MissingTools { .. } | LabError::NoSystemdCgroup
+        )
     }
 
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LabError {

@@ -7,7 +7,9 @@
 //! The processes run in the host's network namespace and in new pid, mount,
 //! uts and ipc namespaces, chrooted into `merged`, with
 //! [`crate::base::INIT_PATH`] as pid 1; it mounts /proc, /dev and /run
-//! privately and execs `runsvdir`, which supervises sshd.
+//! privately and execs `runsvdir`, which supervises sshd, or (systemd
+//! hosts, also in a new cgroup namespace) `systemd`, which starts
+//! `ssh.service`.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -23,10 +25,14 @@ use crate::base::{write_file, INIT_PATH, USER};
 use crate::config::{host_name, LabPaths, Naming};
 use crate::error::LabError;
 use crate::state::HostRecord;
-use crate::{cmd, net, sys};
+use crate::{cgroup, cmd, net, sys};
 
 /// What every host of one `up` shares.
 pub(crate) struct HostSetup<'a> {
+    pub lab: &'a str,
+    /// Set for systemd hosts: the controller's cgroup layout, which each
+    /// host gets a delegated part of (see [`crate::cgroup`]).
+    pub cgroups: Option<cgroup::Layout>,
     pub paths: &'a LabPaths,
     pub naming: Naming,
     pub base: &'a Path,
@@ -51,6 +57,9 @@ impl HostSetup<'_> {
             sys::mount_overlay(self.base, &upper, &work, &merged)?;
         }
         self.write_identity(n, &merged)?;
+        if self.cgroups.is_some() {
+            write_machine_id(&merged)?;
+        }
         self.set_password(&merged)?;
         let host_key = read_host_key(&merged)?;
         Ok(HostRecord { n, name: host_name(n), address: self.naming.address(n), host_key })
@@ -109,19 +118,14 @@ impl HostSetup<'_> {
         let log_path = self.paths.console_log(n);
         let open_log =
             || OpenOptions::new().create(true).append(true).open(&log_path).map_err(LabError::io("open", &log_path));
+        let mut unshare = vec!["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc"];
+        if self.cgroups.is_some() {
+            unshare.push("--cgroup");
+        }
+        unshare.extend(["--kill-child", "--propagation", "private"]);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns])
-            .args([
-                "unshare",
-                "--pid",
-                "--fork",
-                "--mount",
-                "--uts",
-                "--ipc",
-                "--kill-child",
-                "--propagation",
-                "private",
-            ])
+            .args(unshare)
             .arg("chroot")
             .arg(self.paths.merged(n))
             .arg(INIT_PATH)
@@ -133,6 +137,16 @@ impl HostSetup<'_> {
             .stderr(open_log()?)
             // Its own process group: a Ctrl-C on `drover lab up` must not kill hosts.
             .process_group(0);
+        if let Some(layout) = self.cgroups {
+            // The cgroup namespace's root is the cgroup we are in when
+            // `unshare` runs: join the host's own first, so systemd sees only
+            // its part of the tree.
+            let procs = cgroup::prepare_host(layout, self.lab, n)?;
+            // SAFETY: the closure only calls async-signal-safe functions
+            // (open, write, close) on data prepared before the fork.
+            unsafe { cmd.pre_exec(move || cgroup::join_in_child(&procs)) };
+            cmd.env("container", "drover-lab").env("DROVER_LAB_CGROUP", layout.as_str());
+        }
         tracing::debug!(command = %cmd::render(&cmd), "start host");
         let mut child = cmd.spawn().map_err(|source| LabError::Spawn { program: "ip".into(), source })?;
         // Reap it if it exits while we are still running (no zombies in
@@ -169,6 +183,18 @@ impl HostSetup<'_> {
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!("console {}: {}", path.display(), if tail.is_empty() { "(empty)".into() } else { tail.join(" | ") })
     }
+}
+
+/// systemd hosts each need their own machine id (journald names its files
+/// after it; D-Bus and logs use it): made once, kept in the upper layer.
+fn write_machine_id(root: &Path) -> Result<(), LabError> {
+    let path = root.join("etc/machine-id");
+    let current = fs::read_to_string(&path).unwrap_or_default();
+    if current.trim().len() == 32 {
+        return Ok(());
+    }
+    let id: String = sys::random_bytes(16)?.iter().map(|b| format!("{b:02x}")).collect();
+    write_file(&path, &format!("{id}\n"), 0o444)
 }
 
 /// `ssh-ed25519 AAAA…` of the host, without its comment.

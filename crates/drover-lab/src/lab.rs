@@ -83,6 +83,11 @@ impl Lab {
         &self.state.name
     }
 
+    /// pid 1 of the lab's hosts.
+    pub fn init(&self) -> crate::Init {
+        self.state.init
+    }
+
     /// The lab's index: its subnet is `10.213.<index>.0/24`.
     pub fn index(&self) -> u8 {
         self.state.index
@@ -254,7 +259,7 @@ mod tests {
     fn lab() -> Lab {
         let config = LabConfig { state_root: "/var/lib/drover-lab".into(), ..LabConfig::from_env() };
         let paths = config.lab_paths("lab").unwrap();
-        let mut state = LabState::new("lab", 0, "/base".into());
+        let mut state = LabState::new("lab", 0, crate::Init::Runit, "/base".into());
         state.hosts = (1..=2)
             .map(|n| HostRecord {
                 n,

@@ -3,7 +3,7 @@
 //!
 //! Each host has its own network namespace and address, its own root file
 //! system (an overlay on a shared Debian base built once with debootstrap),
-//! a real `sshd` supervised by runit, a root login by key and a non-root
+//! a real `sshd` supervised by runit or systemd ([`Init`]), a root login by key and a non-root
 //! user `op` with a password and sudo. Faults (delay, loss, rate, link cut,
 //! freeze) are injected per host. Nothing a lab creates can reach outside
 //! the machine, and `down` removes all of it, even after a crash.
@@ -23,12 +23,14 @@
 //! `docs/lab.md` for the user-facing description.
 
 mod base;
+mod cgroup;
 mod cmd;
 pub mod config;
 pub mod down;
 mod error;
 pub mod fault;
 mod host;
+mod init;
 mod inject;
 mod lab;
 pub mod mirror;
@@ -45,5 +47,6 @@ pub use down::{down, down_all, DownReport};
 pub use error::LabError;
 pub use fault::{Fault, Netem};
 pub use host::ssh_banner;
+pub use init::Init;
 pub use lab::{HostState, HostStatus, Lab, LabHost};
 pub use up::{up, Progress, UpReport};

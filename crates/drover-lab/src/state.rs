@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
 use crate::fault::Netem;
+use crate::init::Init;
 
 /// Bumped on incompatible changes; an unknown version reads as corrupt.
 const VERSION: u32 = 1;
@@ -25,6 +26,9 @@ pub(crate) struct LabState {
     pub name: String,
     /// 0..=254: the subnet `10.213.<index>.0/24` and the `dl<index>` prefix.
     pub index: u8,
+    /// pid 1 of every host; state files from before the choice existed are runit.
+    #[serde(default)]
+    pub init: Init,
     /// The base root filesystem the overlays are stacked on.
     pub base: PathBuf,
     pub hosts: Vec<HostRecord>,
@@ -65,8 +69,16 @@ impl FaultRecord {
 }
 
 impl LabState {
-    pub(crate) fn new(name: &str, index: u8, base: PathBuf) -> LabState {
-        LabState { version: VERSION, name: name.to_string(), index, base, hosts: Vec::new(), faults: BTreeMap::new() }
+    pub(crate) fn new(name: &str, index: u8, init: Init, base: PathBuf) -> LabState {
+        LabState {
+            version: VERSION,
+            name: name.to_string(),
+            index,
+            init,
+            base,
+            hosts: Vec::new(),
+            faults: BTreeMap::new(),
+        }
     }
 
     /// `Ok(None)` when there is no state file.

@@ -14,10 +14,11 @@ use crate::base;
 use crate::config::{host_name, LabConfig, LabPaths, Naming, MAX_HOSTS};
 use crate::error::LabError;
 use crate::host::{self, HostSetup};
+use crate::init::Init;
 use crate::lab::Lab;
 use crate::state::{HostRecord, LabState};
 use crate::sys::FileLock;
-use crate::{cmd, net, preflight, sys};
+use crate::{cgroup, cmd, net, preflight, sys};
 
 /// Workers preparing hosts: mostly short `ip` and `ssh-keygen` runs.
 const PREPARE_WORKERS: usize = 8;
@@ -50,11 +51,14 @@ pub struct UpReport {
     pub elapsed: Duration,
 }
 
-/// Bring lab `name` up with at least `count` hosts.
+/// Bring lab `name` up with at least `count` hosts running `init`. A lab
+/// keeps the init it was first brought up with: asking for the other one is
+/// an error ([`LabError::InitMismatch`]), not a silent mix.
 pub fn up(
     config: &LabConfig,
     name: &str,
     count: usize,
+    init: Init,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<UpReport, LabError> {
     let started = Instant::now();
@@ -63,16 +67,25 @@ pub fn up(
         return Err(LabError::TooManyHosts { requested: count, max: MAX_HOSTS });
     }
     let paths = config.lab_paths(name)?;
+    // Checked before anything is created: a machine that cannot run
+    // systemd hosts is refused with nothing to clean up.
+    let cgroups = match init {
+        Init::Runit => None,
+        Init::Systemd => Some(cgroup::detect()?),
+    };
     fs::create_dir_all(&paths.dir).map_err(LabError::io("create", &paths.dir))?;
     let _lock = FileLock::acquire(&paths.lock_file())?;
     let mut base_built_in = None;
     let mut state = match LabState::load(&paths.state_file())? {
+        Some(s) if s.init != init => {
+            return Err(LabError::InitMismatch { lab: name.into(), existing: s.init, requested: init })
+        }
         Some(s) => s,
         None => {
-            let base = base::ensure(config, &|dir| progress(Progress::BuildingBase { dir }))?;
+            let base = base::ensure(config, init, &|dir| progress(Progress::BuildingBase { dir }))?;
             base_built_in = base.built_in;
             let _global = FileLock::acquire(&config.global_lock())?;
-            let state = LabState::new(name, net::free_index(config)?, base.dir);
+            let state = LabState::new(name, net::free_index(config)?, init, base.dir);
             state.save(&paths.state_file())?;
             state
         }
@@ -87,6 +100,8 @@ pub fn up(
     progress(Progress::Planned { total, new: total - existing });
     let shadow_line = Mutex::new(None);
     let setup = HostSetup {
+        lab: name,
+        cgroups,
         paths: &paths,
         naming,
         base: &state.base,

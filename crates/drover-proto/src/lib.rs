@@ -18,8 +18,8 @@ pub mod message;
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
 pub use manifest::{
-    check_link_target, check_name, check_path, Entry, EntryKind, HealthCheck, HealthProbe, Manifest, ServiceSpec,
-    Supervisor,
+    check_link_target, check_name, check_path, service_log_file, Entry, EntryKind, HealthCheck, HealthProbe, Manifest,
+    ServiceSpec, Supervisor,
 };
 pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,

@@ -70,6 +70,14 @@ impl Supervisor {
     }
 }
 
+/// The file a runit or OpenRC service drover generated logs to, and that
+/// `drover logs` reads (`current`, as svlogd names it). The unit generator
+/// (drover-spec) and the agent's log reader both use this one definition so
+/// they cannot disagree. systemd services log to the journal instead.
+pub fn service_log_file(service: &str) -> String {
+    format!("/var/log/drover/{service}/current")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     /// The supervisor's name for the service.

@@ -4,7 +4,8 @@
 //! and trigger restarts like any other file. Each supervisor gets the idiom
 //! its users expect: runit a `run` script plus an `svlogd` logger
 //! (`/var/log/drover/<name>/current`), systemd a unit in /etc/systemd/system,
-//! OpenRC a `supervise-daemon` script.
+//! OpenRC a `supervise-daemon` script logging to the same `current` file
+//! (so `drover logs` reads both alike).
 
 use drover_proto::Supervisor;
 
@@ -48,10 +49,9 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
                 "#!/bin/sh\n{header}exec 2>&1\n{exports}exec {user}/bin/sh -c {}\n",
                 sh_quote(&script(d.command))
             );
-            let log = format!(
-                "#!/bin/sh\n{header}mkdir -p /var/log/drover/{n}\nexec svlogd -tt /var/log/drover/{n}\n",
-                n = d.name
-            );
+            let dir = drover_proto::service_log_file(d.name);
+            let dir = dir.trim_end_matches("/current");
+            let log = format!("#!/bin/sh\n{header}mkdir -p {dir}\nexec svlogd -tt {dir}\n");
             vec![
                 UnitFile { path: format!("/etc/sv/{}/run", d.name), content: Some(run), symlink: None, mode: 0o755 },
                 UnitFile {
@@ -85,11 +85,15 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
             }]
         }
         Supervisor::OpenRc => {
+            // supervise-daemon appends to `output_log` but does not create
+            // its directory: `start_pre` does, owned by the service's user.
+            // The file is the one `drover logs` reads for runit too.
+            let log = drover_proto::service_log_file(d.name);
+            let log_dir = log.rsplit_once('/').map_or("/var/log/drover", |(dir, _)| dir).to_string();
             let script = format!(
-                "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log=/var/log/drover/{n}.log\nerror_log=/var/log/drover/{n}.log\n{exports}",
+                "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log={log}\nerror_log={log}\n{exports}\nstart_pre() {{\n\tcheckpath -d -m 0755 -o {u} {log_dir}\n}}\n",
                 args = sh_quote(&format!("-c {}", sh_quote(&script(d.command)))),
                 u = d.user,
-                n = d.name,
             );
             vec![UnitFile {
                 path: format!("/etc/init.d/{}", d.name),
@@ -114,6 +118,23 @@ mod tests {
         assert!(run.contains("exec chpst -u www /bin/sh -c 'exec httpd -f -p 8080'"), "{run}");
         assert!(run.contains(r"export GREETING='it'\''s'"), "{run}");
         assert_eq!(f[2].symlink.as_deref(), Some("/etc/sv/web"));
+    }
+
+    /// Regression: the OpenRC unit logged to `/var/log/drover/<name>.log`, a
+    /// file `drover logs` never reads, in a directory nothing created.
+    #[test]
+    fn openrc_unit_logs_where_drover_logs_reads_and_creates_the_directory() {
+        let env = Default::default();
+        let d = ServiceDef { name: "web", command: "httpd", user: "www", env: &env };
+        let f = files(Supervisor::OpenRc, &d);
+        let script = f[0].content.as_deref().unwrap();
+        let log = drover_proto::service_log_file("web");
+        assert_eq!(log, "/var/log/drover/web/current");
+        assert!(script.contains(&format!("output_log={log}\n")), "{script}");
+        assert!(script.contains(&format!("error_log={log}\n")), "{script}");
+        assert!(script.contains("start_pre() {\n\tcheckpath -d -m 0755 -o www /var/log/drover/web\n}\n"), "{script}");
+        let runit = files(Supervisor::Runit, &d);
+        assert!(runit[1].content.as_deref().unwrap().contains("exec svlogd -tt /var/log/drover/web\n"));
     }
 
     #[test]

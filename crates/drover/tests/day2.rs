@@ -1,19 +1,32 @@
 //! Rolling upgrades and day-2 operations against real lab hosts: batches
 //! behind health gates, a failing batch stopped and reverted with later
 //! batches untouched, hooks in order, a killed controller resumed, drain,
-//! drift in status, logs and exec across hosts.
+//! drift in status, logs and exec across hosts. Drain, status and logs
+//! (runit's svlogd file, systemd's journal) run on both inits.
 
+#[macro_use]
 mod support;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use drover_lab::Init;
 use support::{Fleet, Run};
 
 /// The quickstart with a rollout policy, hooks that log with timestamps, a
 /// health check that a test can break per host, and a service that logs.
 fn rollout_fleet(name: &str, n: usize, extra_policy: &str) -> Fleet {
-    let f = Fleet::new(name, n);
+    setup_rollout(Fleet::new(name, n), extra_policy)
+}
+
+/// The same on hosts whose pid 1 is `init`.
+fn rollout_fleet_on(name: &str, n: usize, extra_policy: &str, init: Init) -> Fleet {
+    setup_rollout(Fleet::on(name, n, init), extra_policy)
+}
+
+fn setup_rollout(f: Fleet, extra_policy: &str) -> Fleet {
     let p = f.project();
     fs::write(
         p.join("services/web.toml"),
@@ -180,9 +193,14 @@ fn pause_holds_the_rollout_between_batches_and_resume_continues() {
     assert_eq!(generation(&f, 3), 2);
 }
 
-#[test]
-fn drain_status_drift_logs_and_exec_on_several_hosts() {
-    let f = rollout_fleet("d2-ops", 3, "batch = 2\n");
+on_both_inits!(
+    drain_status_drift_logs_and_exec_on_several_hosts:
+    drain_status_drift_logs_and_exec_on_several_hosts_runit,
+    drain_status_drift_logs_and_exec_on_several_hosts_systemd
+);
+
+fn drain_status_drift_logs_and_exec_on_several_hosts(init: Init) {
+    let f = rollout_fleet_on("d2-ops", 3, "batch = 2\n", init);
     // exec: grouped output, exit codes summarised.
     let r = f.drover(&["exec", "all", "--", "hostname"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -197,11 +215,17 @@ fn drain_status_drift_logs_and_exec_on_several_hosts() {
     // logs: every host's line, prefixed by host and timestamp.
     let r = f.drover(&["logs", "web"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // (systemd's journal also has the unit's "Started …" lines.)
     for h in ["h1", "h2", "h3"] {
-        let line =
-            r.stdout.lines().find(|l| l.starts_with(&format!("{h}  "))).unwrap_or_else(|| panic!("{}", r.stdout));
-        assert!(line.contains("hello from") && line.contains("Z  "), "{line}");
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{h}  ")) && l.contains("hello from"))
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        assert!(line.ends_with(&format!("Z  hello from {h}")), "{line}");
     }
+    // runit's svlogd file, or (systemd) the journal and no file at all.
+    assert_eq!(f.host_file(0, "/var/log/drover/web/current").exists(), init == Init::Runit);
 
     // status: drift after a hand edit.
     fs::write(f.host_file(1, "/etc/motd"), "edited by hand\n").unwrap();
@@ -210,7 +234,7 @@ fn drain_status_drift_logs_and_exec_on_several_hosts() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[1]["drift"], serde_json::json!(["/etc/motd"]));
     assert_eq!(v[0]["drift"], serde_json::json!([]));
-    assert_eq!(v[0]["services"][0]["state"], "run");
+    assert_eq!(v[0]["services"][0]["state"], f.running_state());
     assert_eq!(v[0]["services"][0]["healthy"], true);
 
     // drain: services stop, applies skip the host, undrain brings them back.
@@ -219,7 +243,8 @@ fn drain_status_drift_logs_and_exec_on_several_hosts() {
     let st = f.drover(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v[2]["drained"], "disk swap");
-    assert_eq!(v[2]["services"][0]["state"], "down");
+    assert_eq!(v[2]["services"][0]["state"], f.stopped_state());
+    assert!(f.service_pid(2, "web").is_empty(), "a drained host's service must not run");
     bump_template(&f, "v2");
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0);
@@ -229,7 +254,8 @@ fn drain_status_drift_logs_and_exec_on_several_hosts() {
     let st = f.drover(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v[2]["drained"], serde_json::Value::Null);
-    assert_eq!(v[2]["services"][0]["state"], "run");
+    assert_eq!(v[2]["services"][0]["state"], f.running_state());
+    assert!(!f.service_pid(2, "web").is_empty(), "undrain must start the service again");
 
     // history records every run per host.
     let r = f.drover(&["history", "h3", "--json"]);
@@ -288,4 +314,56 @@ fn read_only_sessions_never_block_an_apply_and_end_with_their_controller() {
     }
     exec.kill().unwrap();
     exec.wait().unwrap();
+}
+
+on_both_inits!(
+    logs_follow_streams_new_lines_as_they_are_written:
+    logs_follow_streams_new_lines_as_they_are_written_runit,
+    logs_follow_streams_new_lines_as_they_are_written_systemd
+);
+
+/// `drover logs web -f` streams a service's lines as they are written (from
+/// svlogd's file, or from the journal): the lines already there, then a
+/// restart's new ones, each exactly once.
+fn logs_follow_streams_new_lines_as_they_are_written(init: Init) {
+    let f = Fleet::on("d2-follow", 1, init);
+    let svc = f.project().join("services/web.toml");
+    let text = fs::read_to_string(&svc).unwrap();
+    let logging = "command = \"echo hello from $(hostname); exec busybox httpd -f -p 8080 -h /srv/site\"";
+    fs::write(&svc, text.replace("command = \"busybox httpd -f -p 8080 -h /srv/site\"", logging)).unwrap();
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let mut child = f.spawn_drover(&["logs", "web", "-f"]);
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let hello = |want: usize, rx: &mpsc::Receiver<String>, seen: &mut Vec<String>| {
+        let start = Instant::now();
+        while seen.iter().filter(|l| l.contains("hello from h1")).count() < want {
+            assert!(start.elapsed() < Duration::from_secs(30), "wanted {want} hello lines, got {seen:#?}");
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                seen.push(l);
+            }
+        }
+    };
+    let mut seen = Vec::new();
+    hello(1, &rx, &mut seen);
+    assert!(seen[0].starts_with("h1  ") && seen.iter().any(|l| l.contains("Z  hello from h1")), "{seen:#?}");
+    let restart = match init {
+        Init::Runit => "SVDIR=/etc/service sv restart web >/dev/null && echo restarted",
+        Init::Systemd => "systemctl restart web && echo restarted",
+    };
+    assert_eq!(f.host_sh(0, restart), "restarted");
+    hello(2, &rx, &mut seen);
+    std::thread::sleep(Duration::from_secs(1));
+    seen.extend(rx.try_iter());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(seen.iter().filter(|l| l.contains("hello from h1")).count(), 2, "a line came twice: {seen:#?}");
 }

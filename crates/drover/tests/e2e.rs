@@ -1,19 +1,29 @@
 //! End to end: the real `drover` binary against real sshd hosts of the lab
-//! fleet (network namespaces, overlay roots, runit). Each test brings up its
-//! own small lab under a unique name and tears it down when done.
+//! fleet (network namespaces, overlay roots, runit or systemd as pid 1).
+//! Each test brings up its own small lab under a unique name and tears it
+//! down when done. The scenarios that exercise a supervisor (apply,
+//! restart-on-change, health gate, rollback, magic rollback) run twice, as
+//! `…_runit` and `…_systemd`.
 //!
 //! Needs root (the lab does); fails loudly otherwise.
 
+#[macro_use]
 mod support;
 
 use std::fs;
 use std::time::{Duration, Instant};
 
+use drover_lab::Init;
 use support::{curl, Fleet};
 
-#[test]
-fn apply_then_noop_then_one_change_restarts_only_what_depends_on_it() {
-    let f = Fleet::new("e2e-apply", 3);
+on_both_inits!(
+    apply_then_noop_then_one_change_restarts_only_what_depends_on_it:
+    apply_then_noop_then_one_change_restarts_only_what_depends_on_it_runit,
+    apply_then_noop_then_one_change_restarts_only_what_depends_on_it_systemd
+);
+
+fn apply_then_noop_then_one_change_restarts_only_what_depends_on_it(init: Init) {
+    let f = Fleet::on("e2e-apply", 3, init);
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for h in r.hosts() {
@@ -24,6 +34,7 @@ fn apply_then_noop_then_one_change_restarts_only_what_depends_on_it() {
         let page = curl(&format!("http://{}:8080/", host.address));
         assert!(page.contains(&format!("host: h{}", i + 1)) && page.contains("generation: 1"), "{page}");
     }
+    assert!(!f.service_pid(0, "web").is_empty(), "{} does not report web running", f.init());
 
     // Second apply: unchanged everywhere, nothing sent, nothing written.
     let before: Vec<_> = (0..3).map(|i| f.upper_snapshot(i)).collect();
@@ -78,9 +89,14 @@ fn plan_shows_changes_and_writes_nothing() {
     assert!(!f.host_file(0, "/srv/site/index.html").exists());
 }
 
-#[test]
-fn failing_health_check_rolls_the_host_back() {
-    let f = Fleet::new("e2e-health", 2);
+on_both_inits!(
+    failing_health_check_rolls_the_host_back:
+    failing_health_check_rolls_the_host_back_runit,
+    failing_health_check_rolls_the_host_back_systemd
+);
+
+fn failing_health_check_rolls_the_host_back(init: Init) {
+    let f = Fleet::on("e2e-health", 2, init);
     assert_eq!(f.apply_json(&[]).code, 0);
     let good = fs::read_to_string(f.host_file(0, "/srv/site/index.html")).unwrap();
     // Generation 2 changes the page and probes a URL that answers 404.
@@ -199,9 +215,14 @@ fn bad_project_file_is_a_clear_error_and_nothing_is_applied() {
     assert!(!f.host_file(0, "/var/lib/drover").exists(), "a host was contacted despite a bad project");
 }
 
-#[test]
-fn a_change_that_breaks_ssh_reverts_itself() {
-    let f = Fleet::new("e2e-magic", 1);
+on_both_inits!(
+    a_change_that_breaks_ssh_reverts_itself:
+    a_change_that_breaks_ssh_reverts_itself_runit,
+    a_change_that_breaks_ssh_reverts_itself_systemd
+);
+
+fn a_change_that_breaks_ssh_reverts_itself(init: Init) {
+    let f = Fleet::on("e2e-magic", 1, init);
     assert_eq!(f.apply_json(&[]).code, 0);
     let keys = fs::read_to_string(f.host_file(0, "/root/.ssh/authorized_keys")).unwrap();
     // Generation 2 replaces root's authorized_keys (unmanaged so far) with a
@@ -233,9 +254,14 @@ fn a_change_that_breaks_ssh_reverts_itself() {
     assert_eq!(r.hosts()[0]["generation"], 1);
 }
 
-#[test]
-fn rollback_returns_to_the_previous_generation() {
-    let f = Fleet::new("e2e-rollback", 1);
+on_both_inits!(
+    rollback_returns_to_the_previous_generation:
+    rollback_returns_to_the_previous_generation_runit,
+    rollback_returns_to_the_previous_generation_systemd
+);
+
+fn rollback_returns_to_the_previous_generation(init: Init) {
+    let f = Fleet::on("e2e-rollback", 1, init);
     assert_eq!(f.apply_json(&[]).code, 0);
     fs::write(f.project().join("layers/site/etc/motd"), "second\n").unwrap();
     assert_eq!(f.apply_json(&[]).code, 0);

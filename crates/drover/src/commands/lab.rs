@@ -9,8 +9,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::Subcommand;
-use drover_lab::{DownReport, Fault, Lab, LabConfig, LabError, Progress, WireHelper};
+use drover_lab::{DownReport, Fault, Init, Lab, LabConfig, LabError, Progress, WireHelper};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::exit::{ExitStatus, Refused};
@@ -36,6 +37,13 @@ pub enum LabCommand {
         /// Number of hosts, 1 to 240.
         #[arg(value_parser = clap::value_parser!(u16).range(1..=240))]
         count: u16,
+        /// pid 1 of the hosts: `runit` (sshd under runsvdir) or `systemd`
+        /// (systemd with journald; sshd is ssh.service). Chosen at a lab's
+        /// first `up`; each has its own cached base.
+        #[arg(long, default_value = "runit", value_name = "INIT",
+              value_parser = clap::builder::PossibleValuesParser::new(["runit", "systemd"])
+                  .map(|s| s.parse::<Init>().expect("possible values parse")))]
+        init: Init,
     },
     /// Print an inventory.toml for the lab (root login by key, host keys pinned).
     Inventory {
@@ -88,7 +96,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
     });
     let name = args.lab.as_str();
     let result = match args.command {
-        LabCommand::Up { count } => return up(&config, name, count),
+        LabCommand::Up { count, init } => return up(&config, name, count, init),
         LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {
             print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
         }),
@@ -118,7 +126,7 @@ fn lab_error(e: LabError) -> anyhow::Error {
     }
 }
 
-fn up(config: &LabConfig, name: &str, count: u16) -> anyhow::Result<ExitStatus> {
+fn up(config: &LabConfig, name: &str, count: u16, init: Init) -> anyhow::Result<ExitStatus> {
     let bar = ProgressBar::new(u64::from(count));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ready ({elapsed})")
@@ -138,7 +146,7 @@ fn up(config: &LabConfig, name: &str, count: u16) -> anyhow::Result<ExitStatus> 
         Progress::Started { .. } => {}
         Progress::Ready { .. } => bar.inc(1),
     };
-    let result = drover_lab::up(config, name, usize::from(count), &on_progress);
+    let result = drover_lab::up(config, name, usize::from(count), init, &on_progress);
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
@@ -157,8 +165,9 @@ fn up(config: &LabConfig, name: &str, count: u16) -> anyhow::Result<ExitStatus> 
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "lab {name:?}: {} hosts up ({} new) in {:.1}s",
+        "lab {name:?}: {} {} hosts up ({} new) in {:.1}s",
         hosts.len(),
+        lab.init(),
         report.added,
         report.elapsed.as_secs_f64()
     );

@@ -83,7 +83,9 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
                 Ok(())
             }
         });
-        let printer = async {
+        // The printer runs beside the fetches, not after them: a follow's
+        // fetches never end, and its lines must appear as they come.
+        let printer = tokio::spawn(async move {
             let mut all = Vec::new();
             while let Some((host, lines)) = rx.recv().await {
                 if follow {
@@ -100,12 +102,13 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
             for (at, host, text) in all {
                 let _ = writeln!(out, "{host}  {}  {text}", iso(at));
             }
-        };
+        });
         let results = tokio::select! {
             r = async { let r = fetch.await; r } => r,
             _ = tokio::signal::ctrl_c() => return 0,
         };
-        printer.await;
+        // Every sender is gone with the fetches, so the printer finishes.
+        let _ = printer.await;
         let mut failed = 0;
         for (h, r) in results {
             if let Err(e) = r {

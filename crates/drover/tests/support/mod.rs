@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use drover_lab::LabHost;
+use drover_lab::{Init, LabHost};
 
 pub const DROVER: &str = env!("CARGO_BIN_EXE_drover");
 
@@ -37,14 +37,43 @@ impl Run {
     }
 }
 
+/// One scenario as two tests, `$runit` on runit lab hosts and `$systemd` on
+/// systemd ones: the body is written once (`fn $scenario(init: Init)`), and
+/// a failure names the init it failed on.
+#[allow(unused_macros)] // not every test file has such scenarios
+macro_rules! on_both_inits {
+    ($scenario:ident: $runit:ident, $systemd:ident) => {
+        #[test]
+        fn $runit() {
+            $scenario(drover_lab::Init::Runit)
+        }
+        #[test]
+        fn $systemd() {
+            $scenario(drover_lab::Init::Systemd)
+        }
+    };
+}
+
 pub struct Fleet {
     name: String,
+    init: Init,
     dir: tempfile::TempDir,
     hosts: Vec<LabHost>,
 }
 
 impl Fleet {
+    /// A runit lab of `n` hosts named `name`, and a quickstart project for it.
     pub fn new(name: &str, n: usize) -> Fleet {
+        Fleet::with_init(name, n, Init::Runit)
+    }
+
+    /// The same on hosts whose pid 1 is `init`. The lab is named
+    /// `<name>-<init>` so both variants of a scenario can run side by side.
+    pub fn on(name: &str, n: usize, init: Init) -> Fleet {
+        Fleet::with_init(&format!("{name}-{init}"), n, init)
+    }
+
+    fn with_init(name: &str, n: usize, init: Init) -> Fleet {
         assert!(
             std::fs::read_to_string("/proc/self/status")
                 .unwrap()
@@ -53,17 +82,38 @@ impl Fleet {
             "the end-to-end tests need root (they run a lab fleet of network namespaces)"
         );
         let _ = lab_cmd(name, &["down"]);
-        let up = lab_cmd(name, &["up", &n.to_string()]);
+        let up = lab_cmd(name, &["up", &n.to_string(), "--init", init.as_str()]);
         assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
         let dir = tempfile::tempdir().unwrap();
         let proj = dir.path().join("proj");
-        let init = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
-        assert_eq!(init.code, 0, "{}", init.stderr);
+        let scaffold = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+        assert_eq!(scaffold.code, 0, "{}", scaffold.stderr);
         let inv = lab_cmd(name, &["inventory"]);
         assert_eq!(inv.code, 0, "{}", inv.stderr);
         std::fs::write(proj.join("inventory.toml"), inv.stdout).unwrap();
         let hosts = drover_lab::Lab::open(name).expect("lab state").hosts().to_vec();
-        Fleet { name: name.to_string(), dir, hosts }
+        Fleet { name: name.to_string(), init, dir, hosts }
+    }
+
+    pub fn init(&self) -> Init {
+        self.init
+    }
+
+    /// The supervisor's word for a running service in `drover status`
+    /// (runit's `sv status`, systemd's `systemctl is-active`).
+    pub fn running_state(&self) -> &'static str {
+        match self.init {
+            Init::Runit => "run",
+            Init::Systemd => "active",
+        }
+    }
+
+    /// The same for a stopped service.
+    pub fn stopped_state(&self) -> &'static str {
+        match self.init {
+            Init::Runit => "down",
+            Init::Systemd => "inactive",
+        }
     }
 
     pub fn project(&self) -> PathBuf {
@@ -123,12 +173,33 @@ impl Fleet {
         out
     }
 
-    /// The pid runit reports for a service on host `i`.
+    /// The pid the host's supervisor reports for a service on host `i`
+    /// (runit's `supervise/pid`, systemd's `MainPID`); empty if none.
     pub fn service_pid(&self, i: usize, service: &str) -> String {
-        std::fs::read_to_string(self.host_file(i, &format!("/etc/sv/{service}/supervise/pid")))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        match self.init {
+            Init::Runit => std::fs::read_to_string(self.host_file(i, &format!("/etc/sv/{service}/supervise/pid")))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            Init::Systemd => {
+                let pid = self.host_sh(i, &format!("systemctl show --property=MainPID --value {service}"));
+                if pid == "0" {
+                    String::new()
+                } else {
+                    pid
+                }
+            }
+        }
+    }
+
+    /// Run `script` with /bin/sh on host `i` (through `drover exec`) and
+    /// return its trimmed stdout; panics if it fails.
+    pub fn host_sh(&self, i: usize, script: &str) -> String {
+        let host = &self.hosts[i].name;
+        let r = self.drover(&["exec", host, "--", script]);
+        assert_eq!(r.code, 0, "exec on {host}: {script}\n{}\n{}", r.stdout, r.stderr);
+        // `=== h1 (exit 0)` then the output.
+        r.stdout.split_once('\n').map(|(_, out)| out).unwrap_or("").trim().to_string()
     }
 
     /// SIGKILL every `drover-agent serve` process of host `i`. Returns how many.
