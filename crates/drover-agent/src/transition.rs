@@ -228,15 +228,13 @@ fn plan(
             }
             (PathState::Other { what }, _) => bail!("{path}: refusing to replace {what} with a managed entry"),
             (PathState::Dir { .. }, PathState::Dir { .. }) => {}
-            (PathState::Dir { .. }, _) => {
-                // Only an empty directory (once this transition's removals
-                // are done) may give way: nothing unmanaged is ever deleted.
-                if !empties(&mut w, path, &wants, &state.dirs)? {
-                    if *want == PathState::Absent {
-                        continue; // a dropped directory that holds other files stays
-                    }
-                    bail!("refusing to replace the directory {path}: it holds files drover does not manage");
+            // Only an empty directory (once this transition's removals are
+            // done) may give way: nothing unmanaged is ever deleted.
+            (PathState::Dir { .. }, _) if !empties(&mut w, path, &wants, &state.dirs)? => {
+                if *want == PathState::Absent {
+                    continue; // a dropped directory that holds other files stays
                 }
+                bail!("refusing to replace the directory {path}: it holds files drover does not manage");
             }
             (PathState::File { hash, .. }, _) => {
                 ingest(layout, root, path, hash)?;
