@@ -89,7 +89,7 @@ pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
         match res {
             Ok(s) => rows.push(serde_json::json!({
                 "host": host, "generation": s.state.current, "drift": s.drift, "services": s.services,
-                "drained": s.drained, "pending_confirm": s.state.pending_confirm, "last_run": last_run,
+                "drained": s.drained, "pending_confirm": s.state.pending_confirm, "recovered": s.state.recovered, "last_run": last_run,
             })),
             Err(e) => {
                 failed += 1;
