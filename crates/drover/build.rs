@@ -38,13 +38,25 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(p).display());
     }
     // OUT_DIR is <target>/<profile>/build/drover-<hash>/out: keep the agent's
-    // own build beside it so it is cached across builds and profiles.
-    let target_dir =
-        out.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| workspace.join("target")).join("agent");
+    // own build beside it so it is cached across builds and profiles (one
+    // directory per feature set, so test and release builds do not evict
+    // each other).
+    let hooks = env::var_os("CARGO_FEATURE_AGENT_TEST_HOOKS").is_some();
+    let target_dir = out
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join(if hooks { "agent-test-hooks" } else { "agent" });
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--locked", "-p", "drover-agent", "--profile", "agent", "--target", TARGET])
-        .arg("--target-dir")
+    cmd.args(["build", "--locked", "-p", "drover-agent", "--profile", "agent", "--target", TARGET]);
+    // Test builds embed an agent with its fault-injection points; a release
+    // never does (the feature is off unless scripts/test asks for it).
+    if hooks {
+        cmd.args(["--features", "test-hooks"]);
+    }
+    cmd.arg("--target-dir")
         .arg(&target_dir)
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))

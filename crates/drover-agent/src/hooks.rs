@@ -3,16 +3,22 @@
 //! "Kill the agent at any point of apply" must be testable deterministically.
 //! When `/var/lib/drover/test-hook` exists and names a point (e.g.
 //! `mid-swap`), the agent writes `test-hook.reached` and sleeps there for a
-//! minute, giving the test time to SIGKILL it. Without the file this costs one
-//! failed `stat` per point. Production hosts never have the file.
-
-use std::time::Duration;
+//! minute, giving the test time to SIGKILL it.
+//!
+//! Compiled in only with the `test-hooks` feature (`scripts/test` turns it
+//! on, for the agent and for the agent the controller embeds): the agent a
+//! release build ships has empty hook points and looks at no such file.
 
 use crate::layout::Layout;
 
 /// Points in a transition where a test may stop the agent.
 pub const POINTS: &[&str] = &["after-stage", "mid-swap", "after-commit", "before-health", "awaiting-confirm"];
 
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn point(_layout: &Layout, _name: &str) {}
+
+#[cfg(feature = "test-hooks")]
 pub fn point(layout: &Layout, name: &str) {
     let file = layout.hook_file();
     let Ok(wanted) = std::fs::read_to_string(&file) else { return };
@@ -20,5 +26,5 @@ pub fn point(layout: &Layout, name: &str) {
         return;
     }
     let _ = std::fs::write(file.with_extension("reached"), name);
-    std::thread::sleep(Duration::from_secs(60));
+    std::thread::sleep(std::time::Duration::from_secs(60));
 }

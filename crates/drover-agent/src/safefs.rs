@@ -273,6 +273,18 @@ pub fn remove_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
     }
 }
 
+/// Remove directory `name` if it is empty; absent is fine. Returns whether
+/// it is gone: something that appeared in it meanwhile (a supervisor's
+/// `supervise/`, a user's file) keeps it, since drover deletes nothing it
+/// does not manage.
+pub fn remove_dir_if_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool> {
+    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
+        Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(errno(e)).ctx(|| format!("remove directory {}", name.to_string_lossy())),
+    }
+}
+
 /// Remove an empty directory; absent is fine, a non-empty one is an error.
 pub fn remove_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
     match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {

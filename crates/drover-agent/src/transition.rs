@@ -362,8 +362,13 @@ fn execute(layout: &Layout, root: &Root, ops: &[Op], target: impl Fn(&Op) -> &Pa
     removals.sort_by_key(|(o, _)| std::cmp::Reverse(depth(&o.path)));
     for (op, now) in &removals {
         let dir = root.parent_for_write(&op.path)?;
-        match now {
-            Found::Dir { .. } => safefs::remove_dir(dir.as_fd(), safefs::name(&op.path))?,
+        match (now, target(op)) {
+            // A directory that is only to go away stays if something appeared
+            // in it meanwhile; one that must give way to a file may not.
+            (Found::Dir { .. }, PathState::Absent) => {
+                safefs::remove_dir_if_empty(dir.as_fd(), safefs::name(&op.path))?;
+            }
+            (Found::Dir { .. }, _) => safefs::remove_dir(dir.as_fd(), safefs::name(&op.path))?,
             _ => safefs::remove_file(dir.as_fd(), safefs::name(&op.path))?,
         }
     }

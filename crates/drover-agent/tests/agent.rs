@@ -255,6 +255,10 @@ fn assert_on_v1(d: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
 fn sigkill_mid_swap_recovers_to_the_old_generation() {
     let (d, msg, st) = kill_at("mid-swap", 0);
     assert!(msg.contains("rolled back"), "{msg}");
@@ -269,6 +273,10 @@ fn sigkill_mid_swap_recovers_to_the_old_generation() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
 fn sigkill_after_stage_recovers_to_the_old_generation() {
     let (d, msg, st) = kill_at("after-stage", 0);
     assert!(msg.contains("rolled back"), "{msg}");
@@ -280,6 +288,10 @@ fn sigkill_after_stage_recovers_to_the_old_generation() {
 /// generation never proved itself, so recovery reverts it (it used to stay,
 /// reported "unchanged" by the next run with stale services).
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
 fn sigkill_after_commit_reverts_the_unproven_generation() {
     let (d, msg, st) = kill_at("after-commit", 0);
     assert!(msg.contains("had committed") && msg.contains("generation 2 reverted to 1"), "{msg}");
@@ -288,6 +300,10 @@ fn sigkill_after_commit_reverts_the_unproven_generation() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
 fn sigkill_before_health_reverts_the_unproven_generation() {
     let (d, msg, st) = kill_at("before-health", 0);
     assert!(msg.contains("generation 2 reverted to 1") && msg.contains("health checks"), "{msg}");
@@ -298,6 +314,10 @@ fn sigkill_before_health_reverts_the_unproven_generation() {
 /// Healthy and waiting for confirmation when killed: the watchdog (a
 /// separate process) still reverts at the deadline.
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
 fn sigkill_awaiting_confirm_is_reverted_at_the_deadline() {
     let (d, msg, st) = kill_at("awaiting-confirm", 1500);
     assert_eq!(msg, "", "nothing to recover before the deadline");

@@ -142,6 +142,10 @@ fn a_revert_that_cannot_restart_a_service_is_reported() {
 /// unable to restart `web`. The next contact reports both the revert and
 /// the service it left down.
 #[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
 fn a_watchdog_revert_that_leaves_a_service_down_is_reported_at_the_next_contact() {
     let f = Fleet::new("acct-watchdog", 1);
     let r = f.apply_json(&[]);

@@ -208,6 +208,10 @@ fn a_corrupted_root_owned_agent_is_replaced_not_run() {
 /// root, is the very agent file that was checked (same inode), not a path
 /// looked up again. Held at `awaiting-confirm` by the agent's test hook.
 #[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
 fn the_watchdog_runs_the_checked_agent() {
     let f = Fleet::new("agentswap-wd", 1);
     assert_eq!(f.apply_json(&[]).code, 0);

@@ -119,6 +119,10 @@ fn failing_health_check_rolls_the_host_back(init: Init) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
 fn sigkill_of_the_agent_mid_apply_recovers_to_one_generation() {
     let f = Fleet::new("e2e-kill", 1);
     assert_eq!(f.apply_json(&[]).code, 0);

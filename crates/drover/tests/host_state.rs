@@ -178,6 +178,10 @@ fn status(f: &Fleet) -> serde_json::Value {
 /// Killed after the swap and the restart, before the health check: the
 /// next contact reverts to generation 1 and restarts the service on it.
 #[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
 fn sigkill_before_health_reverts_and_the_service_serves_the_old_generation() {
     let (f, v1) = kill_at("hs-before-health", "before-health", "30s");
     let st = status(&f);
@@ -200,6 +204,10 @@ fn sigkill_before_health_reverts_and_the_service_serves_the_old_generation() {
 /// Killed while waiting for confirmation (the controller too): the
 /// watchdog reverts at the deadline and the service serves generation 1.
 #[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
 fn sigkill_awaiting_confirm_is_reverted_by_the_watchdog_and_the_service_serves_the_old_generation() {
     let (f, v1) = kill_at("hs-awaiting", "awaiting-confirm", "3s");
     let start = Instant::now();

@@ -170,3 +170,21 @@ fn a_parent_writable_by_others_is_refused() {
     assert!(err.0.contains("refusing to write under /shared"), "{err}");
     assert!(!dir.path().join("shared/f").exists());
 }
+
+/// A directory drover created, in which something else appeared (runit's
+/// `supervise/`), stays when its generation is undone: nothing unmanaged is
+/// deleted, and the undo itself succeeds.
+#[test]
+fn undo_keeps_a_created_directory_that_something_else_now_uses() {
+    let (dir, l) = root();
+    let h = put_blob(&l, b"run");
+    let mut st = StateFile::load(&l).unwrap();
+    run(&l, &mut st, None, Some(1), vec![("/etc/sv/web/run".into(), file(h))], &HashMap::new()).unwrap();
+    fs::create_dir_all(dir.path().join("etc/sv/web/supervise")).unwrap();
+    fs::write(dir.path().join("etc/sv/web/supervise/pid"), b"42").unwrap();
+    let j = last_undo(&l, &st).unwrap().unwrap();
+    undo(&l, &mut st, &j).unwrap();
+    assert!(!dir.path().join("etc/sv/web/run").exists());
+    assert_eq!(fs::read(dir.path().join("etc/sv/web/supervise/pid")).unwrap(), b"42");
+    assert_eq!(st.current, None);
+}
