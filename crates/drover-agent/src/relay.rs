@@ -101,25 +101,12 @@ pub fn serve(layout: &Layout, r: &ServeRequest<'_>) -> Result<Vec<Hash>> {
     }
     g.blobs.extend(holding.iter().map(Hash::to_hex));
     g.idle_ms = r.idle_ms;
-    write_private(&grant_path(layout, r.port), &serde_json::to_vec(&g).ctx(|| "encode grant".into())?)?;
+    // Only root may read it: the grant holds the run's secret.
+    crate::fsops::write_atomic(&grant_path(layout, r.port), &serde_json::to_vec(&g).ctx(|| "encode grant".into())?)?;
     if !running(layout, r.port) {
         spawn(layout, r)?;
     }
     Ok(holding)
-}
-
-/// Write a file only root can read (the grant holds the run's secret).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).ctx(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).ctx(|| format!("rename {}", path.display()))
 }
 
 /// Is a relay server of ours listening on `port`? (Its pid file names a live
@@ -314,7 +301,7 @@ mod tests {
         fs::create_dir_all(dir(&la)).unwrap();
         let secret = "0123456789abcdef0123456789abcdef";
         let g = Grant { secret: secret.into(), blobs: [h.to_hex()].into(), idle_ms: 2000 };
-        write_private(&grant_path(&la, port), &serde_json::to_vec(&g).unwrap()).unwrap();
+        crate::fsops::write_atomic(&grant_path(&la, port), &serde_json::to_vec(&g).unwrap()).unwrap();
         let la2 = la.clone();
         let o = server::Options { bind: "127.0.0.1".into(), port, max_conns: 4 };
         let server = std::thread::spawn(move || run_server(&la2, &o));
