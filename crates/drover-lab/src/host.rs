@@ -162,12 +162,18 @@ impl HostSetup<'_> {
         let ns = self.naming.netns(n);
         let started = Instant::now();
         let mut last_err = String::from("no answer");
+        // Each attempt waits longer for the banner than the one before: on a
+        // loaded machine an sshd can need more than a second per connection,
+        // and abandoning every connection after a fixed short wait would
+        // start a fresh (as slow) sshd child each time, forever.
+        let mut wait = Duration::from_millis(500);
         while Instant::now() < deadline {
-            match ssh_banner(addr, Duration::from_millis(500)) {
+            match ssh_banner(addr, wait) {
                 Ok(b) if b.starts_with("SSH-") => return Ok(()),
                 Ok(b) => last_err = format!("unexpected banner {b:?}"),
-                Err(e) => last_err = e.to_string(),
+                Err(e) => last_err = format!("{e} after waiting {wait:?}"),
             }
+            wait = (wait * 2).min(Duration::from_secs(8));
             if started.elapsed() > Duration::from_secs(2) && sys::netns_pids(&ns).is_empty() {
                 return Err(format!("its processes exited; {}", self.console_tail(n)));
             }
