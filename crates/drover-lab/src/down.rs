@@ -57,6 +57,11 @@ pub fn down(config: &LabConfig, name: &str) -> Result<DownReport, LabError> {
         }
     }
     let existed = paths.dir.exists() || !indexes.is_empty() || !cgroup::lab_dirs(name).is_empty();
+    // No index is handed out while ours goes: between removing our state
+    // file and the final sweep of `dl<i>` leftovers, another lab could
+    // otherwise be given index i, and the sweep would delete its links.
+    fs::create_dir_all(&config.state_root).map_err(LabError::io("create", &config.state_root))?;
+    let _global = FileLock::acquire(&config.global_lock())?;
     let mut report = teardown(name, &indexes, Some(&paths.dir))?;
     report.existed = existed;
     Ok(report)
