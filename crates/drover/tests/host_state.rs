@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 use support::{curl, Fleet, Run};
 
+/// The page host 0 serves, once its web server answers (a service that was
+/// just (re)started may not listen yet): up to 20 s.
+fn page(f: &Fleet) -> String {
+    let addr = format!("{}:8080", f.lab_hosts()[0].address);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    curl(&format!("http://{addr}/"))
+}
+
 /// `script` run as `op` on host `i`: its exit code and output.
 fn as_op(f: &Fleet, i: usize, script: &str) -> (i32, String) {
     let host = &f.lab_hosts()[i].name;
@@ -146,7 +158,7 @@ fn kill_at(name: &str, point: &str, confirm: &str) -> (Fleet, String) {
     )
     .unwrap();
     assert_eq!(f.apply_json(&[]).code, 0);
-    let v1 = curl(&format!("http://{}:8080/", f.lab_hosts()[0].address));
+    let v1 = page(&f);
     assert!(v1.contains("generation: 1"), "{v1}");
     let tpl = f.project().join("layers/site/srv/site/index.html.j2");
     fs::write(&tpl, fs::read_to_string(&tpl).unwrap().replace("<h1>", "<h1>v2 ")).unwrap();
@@ -160,7 +172,7 @@ fn kill_at(name: &str, point: &str, confirm: &str) -> (Fleet, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The new page is live at this point: the services restarted with it.
-    assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[0].address)).contains("<h1>v2 "));
+    assert!(page(&f).contains("<h1>v2 "));
     // Kill the agent and the controller (which would otherwise confirm).
     assert!(f.kill_agent(0) > 0, "no agent process found");
     let _ = child.kill();
@@ -187,8 +199,7 @@ fn sigkill_before_health_reverts_and_the_service_serves_the_old_generation() {
     let st = status(&f);
     let text = st.to_string();
     assert!(text.contains("reverted to 1"), "recovery named: {text}");
-    let page = curl(&format!("http://{}:8080/", f.lab_hosts()[0].address));
-    assert_eq!(page, v1, "the service serves generation 1 again");
+    assert_eq!(page(&f), v1, "the service serves generation 1 again");
     assert!(!f.service_pid(0, "web").is_empty(), "web is running");
     assert_eq!(
         fs::read_to_string(f.host_file(0, "/var/lib/drover/state.json")).map(|s| s.contains("\"current\": 1")).ok(),
@@ -198,7 +209,7 @@ fn sigkill_before_health_reverts_and_the_service_serves_the_old_generation() {
     // And the next apply brings generation 2 properly, health-checked.
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[0].address)).contains("<h1>v2 "));
+    assert!(page(&f).contains("<h1>v2 "));
 }
 
 /// Killed while waiting for confirmation (the controller too): the
@@ -212,11 +223,11 @@ fn sigkill_awaiting_confirm_is_reverted_by_the_watchdog_and_the_service_serves_t
     let (f, v1) = kill_at("hs-awaiting", "awaiting-confirm", "3s");
     let start = Instant::now();
     loop {
-        let page = curl(&format!("http://{}:8080/", f.lab_hosts()[0].address));
-        if page == v1 && !f.host_file(0, "/var/lib/drover/pending.json").exists() {
+        let now = page(&f);
+        if now == v1 && !f.host_file(0, "/var/lib/drover/pending.json").exists() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "not reverted: {page}");
+        assert!(start.elapsed() < Duration::from_secs(60), "not reverted: {now}");
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(!f.service_pid(0, "web").is_empty(), "web is running");
