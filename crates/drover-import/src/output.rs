@@ -32,7 +32,8 @@ pub fn write_inventory(path: &Path, text: &str, force: bool) -> Result<(), Write
         f.write_all(text.as_bytes())?;
         f.sync_all()
     });
-    let placed = written.and_then(|()| if force { std::fs::rename(&tmp, path) } else { std::fs::hard_link(&tmp, path) });
+    let placed =
+        written.and_then(|()| if force { std::fs::rename(&tmp, path) } else { std::fs::hard_link(&tmp, path) });
     let _ = std::fs::remove_file(&tmp);
     match placed {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists(path.to_path_buf())),

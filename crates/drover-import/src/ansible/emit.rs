@@ -67,7 +67,9 @@ pub fn inventory_toml(imp: &Imported) -> String {
         imp.source
     );
     if unmapped > 0 {
-        head.push_str(&format!("# {unmapped} Ansible setting(s) were not imported; the import listed them on stderr.\n"));
+        head.push_str(&format!(
+            "# {unmapped} Ansible setting(s) were not imported; the import listed them on stderr.\n"
+        ));
     }
     let nl = if body.ends_with('\n') { "" } else { "\n" };
     format!("{head}\n{body}{nl}")

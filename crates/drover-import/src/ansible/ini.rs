@@ -73,7 +73,11 @@ pub fn parse(src: &Src<'_>) -> Result<Model, SpecError> {
             State::Hosts => host_line(src, &mut m, &group, line, n)?,
             State::Vars => {
                 let (k, v) = line.split_once('=').ok_or_else(|| {
-                    src.err_line(n, format!("expected key=value in [{group}:vars], found `{line}`"), "write one key=value per line")
+                    src.err_line(
+                        n,
+                        format!("expected key=value in [{group}:vars], found `{line}`"),
+                        "write one key=value per line",
+                    )
                 })?;
                 let var = Var { value: value::ini(v), line: n };
                 m.group(&group, n).vars.insert(k.trim().to_string(), var);

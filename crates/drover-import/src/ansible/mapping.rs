@@ -48,7 +48,10 @@ pub fn classify(key: &str, value: Option<&toml::Value>) -> Kind {
         k if k.starts_with("ansible_become") || k.starts_with("ansible_sudo") || k.starts_with("ansible_su_") => {
             Kind::Unmapped(BECOME)
         }
-        "ansible_ssh_common_args" | "ansible_ssh_extra_args" | "ansible_ssh_args" | "ansible_sftp_extra_args"
+        "ansible_ssh_common_args"
+        | "ansible_ssh_extra_args"
+        | "ansible_ssh_args"
+        | "ansible_sftp_extra_args"
         | "ansible_scp_extra_args" => {
             Kind::Unmapped("drover's SSH client is built in and takes no OpenSSH options; use drover.toml [apply]")
         }

@@ -49,10 +49,7 @@ fn colons_outside_brackets(s: &str) -> Vec<usize> {
 }
 
 fn parse_port(p: &str, pattern: &str) -> Result<u16, String> {
-    p.parse::<u16>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("`{pattern}`: `{p}` is not a port number (1-65535)"))
+    p.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(|| format!("`{pattern}`: `{p}` is not a port number (1-65535)"))
 }
 
 /// Expand the first `[beg:end(:step)]` and recurse on the rest.

@@ -132,9 +132,11 @@ fn depths(src: &Src<'_>, m: &Model) -> Result<BTreeMap<String, usize>, SpecError
     let mut depth = BTreeMap::new();
     let mut stack = vec![];
     visit(src, m, "all", 0, &mut depth, &mut stack)?;
-    // A group reachable only through a cycle is not reachable from `all`.
-    if let Some((name, g)) = m.groups.iter().find(|(n, _)| !depth.contains_key(*n)) {
-        return Err(cycle(src, g.line, &[name.clone(), name.clone()]));
+    // Groups that only have each other as parents are unreachable from
+    // `all`: walking from one of them finds the cycle and names it.
+    let unreached: Vec<&String> = m.groups.keys().filter(|n| !depth.contains_key(*n)).collect();
+    for name in unreached {
+        visit(src, m, name, 1, &mut depth, &mut stack)?;
     }
     Ok(depth)
 }
@@ -237,9 +239,8 @@ fn connection(src: &Src<'_>, layers: &[&Vars]) -> Result<Connection, SpecError> 
             toml::Value::Integer(i) => Some(i.to_string()),
             _ => None,
         };
-        let bad = |what: &str| {
-            src.err_line(var.line, format!("{k} must be {what}, found {v}"), format!("set {k} to {what}"))
-        };
+        let bad =
+            |what: &str| src.err_line(var.line, format!("{k} must be {what}, found {v}"), format!("set {k} to {what}"));
         match c {
             Conn::Port => {
                 let p = text.and_then(|t| t.parse::<u16>().ok()).filter(|&p| p > 0);

@@ -26,7 +26,11 @@ pub fn parse(src: &Src<'_>) -> Result<Model, SpecError> {
         let line = e.location().map_or(1, |l| l.line());
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        src.err_line(line, format!("not valid YAML: {msg}"), "fix the YAML at the marked line (indentation, a missing `:` or quote)")
+        src.err_line(
+            line,
+            format!("not valid YAML: {msg}"),
+            "fix the YAML at the marked line (indentation, a missing `:` or quote)",
+        )
     })?;
     let mut p = Parser { src, m: Model::default() };
     match doc {

@@ -66,10 +66,11 @@ pub fn run(project_dir: &Path, args: InventoryArgs) -> anyhow::Result<ExitStatus
         imported.groups.len(),
         imported.unmapped().count(),
     );
+    let next = "next: give the hosts roles (`roles = [...]` per host, or [defaults] roles in drover.toml), then `drover trust`";
     if a.stdout {
-        eprintln!("{summary}");
+        eprintln!("{summary}\n{next}");
     } else {
-        println!("{summary}");
+        println!("{summary}\n{next}");
     }
     Ok(ExitStatus::Success)
 }
