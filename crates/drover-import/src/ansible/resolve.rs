@@ -67,11 +67,16 @@ pub fn resolve(src: &Src<'_>, mut m: Model) -> Result<Imported, SpecError> {
             group_vars.insert(name.clone(), t);
         }
     }
+    let mut direct: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (g, group) in &m.groups {
+        for h in &group.hosts {
+            direct.entry(h.as_str()).or_default().insert(g.as_str());
+        }
+    }
     let mut hosts = Vec::new();
     let mut used = BTreeSet::new();
     for (name, decl) in &m.hosts {
-        let mut member: BTreeSet<&str> =
-            m.groups.iter().filter(|(_, g)| g.hosts.contains(name)).map(|(n, _)| n.as_str()).collect();
+        let mut member = direct.remove(name.as_str()).unwrap_or_default();
         if member.iter().all(|g| *g == "all") {
             member.insert("ungrouped");
         }

@@ -32,14 +32,15 @@ pub fn parse(src: &Src<'_>) -> Result<Model, SpecError> {
             "fix the YAML at the marked line (indentation, a missing `:` or quote)",
         )
     })?;
-    let mut p = Parser { src, m: Model::default() };
+    let mut p = Parser { src, lines: src.text.lines().collect(), m: Model::default() };
     match doc {
         Yaml::Null => {}
         Yaml::Mapping(top) => {
+            let mut cursor = 1;
             for (k, v) in &top {
-                let name = p.name(k, 1)?;
-                let line = p.find(&name, 1);
-                p.group(&name, v, line, &mut vec![])?;
+                let name = p.name(k, cursor)?;
+                cursor = p.find(&name, cursor);
+                p.group(&name, v, cursor, &mut vec![])?;
             }
         }
         _ => {
@@ -55,6 +56,9 @@ pub fn parse(src: &Src<'_>) -> Result<Model, SpecError> {
 
 struct Parser<'a, 's> {
     src: &'a Src<'s>,
+    /// The text's lines, so that finding a name does not rescan from the
+    /// start (10,000 hosts would make that quadratic).
+    lines: Vec<&'s str>,
     m: Model,
 }
 
@@ -75,9 +79,11 @@ impl Parser<'_, '_> {
             Yaml::Mapping(m) => m,
             _ => return Err(self.not_a_mapping(&format!("group {name}"), line)),
         };
+        let mut cursor = line;
         for (k, v) in body {
-            let key = self.name(k, line)?;
-            let at = self.find(&key, line);
+            let key = self.name(k, cursor)?;
+            let at = self.find(&key, cursor);
+            cursor = at;
             match key.as_str() {
                 "hosts" => self.hosts(name, v, at)?,
                 "vars" => {
@@ -87,9 +93,11 @@ impl Parser<'_, '_> {
                 "children" => {
                     let children = self.mapping(v, at, &format!("children of group {name}"))?;
                     path.push(name.to_string());
+                    let mut ccursor = at;
                     for (ck, cv) in children.iter() {
-                        let child = self.name(ck, at)?;
-                        let cline = self.find(&child, at);
+                        let child = self.name(ck, ccursor)?;
+                        let cline = self.find(&child, ccursor);
+                        ccursor = cline;
                         self.m.group(name, line).children.insert(child.clone());
                         self.group(&child, cv, cline, path)?;
                     }
@@ -109,9 +117,11 @@ impl Parser<'_, '_> {
 
     fn hosts(&mut self, group: &str, v: &Yaml, line: usize) -> Result<(), SpecError> {
         let hosts = self.mapping(v, line, &format!("hosts of group {group}"))?;
+        let mut cursor = line;
         for (k, hv) in hosts.iter() {
-            let pattern = self.name(k, line)?;
-            let at = self.find(&pattern, line);
+            let pattern = self.name(k, cursor)?;
+            let at = self.find(&pattern, cursor);
+            cursor = at;
             let (names, port) = range::expand(&pattern).map_err(|e| self.src.err_line(at, e, range_help()))?;
             let mut vars = Vars::new();
             if let Some(p) = port {
@@ -127,9 +137,11 @@ impl Parser<'_, '_> {
 
     fn vars(&self, v: &Yaml, line: usize, what: &str) -> Result<Vars, SpecError> {
         let mut out = Vars::new();
+        let mut cursor = line;
         for (k, val) in self.mapping(v, line, what)?.iter() {
-            let key = self.name(k, line)?;
-            out.insert(key.clone(), Var { value: value::yaml(val), line: self.find(&key, line) });
+            let key = self.name(k, cursor)?;
+            cursor = self.find(&key, cursor);
+            out.insert(key, Var { value: value::yaml(val), line: cursor });
         }
         Ok(out)
     }
@@ -156,18 +168,17 @@ impl Parser<'_, '_> {
     }
 
     /// The first line at or after `from` whose text starts with `key:`
-    /// (bare or quoted); `from` if there is none.
+    /// (bare or quoted); `from` if there is none. Entries of one mapping are
+    /// looked for in order, each from the previous one's line.
     fn find(&self, key: &str, from: usize) -> usize {
         let starts = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
-        self.src
-            .text
-            .lines()
-            .enumerate()
-            .skip(from.saturating_sub(1))
-            .find(|(_, l)| {
-                let t = l.trim_start().trim_start_matches("- ");
+        let skip = from.saturating_sub(1);
+        let rest = self.lines.get(skip..).unwrap_or_default();
+        rest.iter()
+            .position(|l| {
+                let t = l.trim_start().trim_start_matches("- ").trim_start_matches(['{', ' ']);
                 starts.iter().any(|s| t.starts_with(s.as_str()))
             })
-            .map_or(from, |(i, _)| i + 1)
+            .map_or(from, |i| skip + i + 1)
     }
 }
