@@ -486,6 +486,19 @@ const MALFORMED: &[(&str, &str, usize, &str)] = &[
     ("hosts.yml", "all:\n  hosts:\n    w1:\n      ansible_host: [1\n", 5, "not valid YAML"),
     ("hosts.yml", "all:\n  hosts:\n    w1: {ansible_port: 99999}\n", 3, "ansible_port must be a port number"),
     ("hosts.yml", "- web\n- db\n", 1, "must be a mapping of group names"),
+    ("hosts.ini", "[web]\nw1\n[web:children]\nweb\n", 4, "group web lists itself as a child"),
+    ("hosts.ini", "[web:children]\na b\n", 2, "`a b` is not a group name"),
+    ("hosts.ini", "[web]\nw1 ansible_host=\"[1, 2]\"\n", 2, "ansible_host must be a host name or IP address"),
+    ("hosts.yml", "all:\n  children:\n    web: 5\n", 3, "group web must be a mapping"),
+    (
+        "hosts.yml",
+        "all:\n  children:\n    web:\n      children:\n        web:\n",
+        5,
+        "group web is nested inside itself (all → web → web)",
+    ),
+    ("hosts.yml", "all:\n  hosts:\n    ? [a, b]\n    : 1\n", 2, "a key must be text"),
+    ("hosts.yml", "all:\n  hosts:\n    web[3:1]:\n", 3, "after its end"),
+    ("hosts.yml", "all:\n  hosts:\n    w1:\n      ansible_user: {a: 1}\n", 4, "ansible_user must be a user name"),
 ];
 
 #[test]
@@ -504,9 +517,14 @@ fn malformed_inventories_are_errors_naming_the_file_and_line() {
 }
 
 #[test]
-fn an_unreadable_inventory_is_an_error_naming_the_file() {
+fn an_unreadable_or_hostless_inventory_is_an_error_naming_the_file() {
     let err = drover_import::ansible::import_file(Path::new("/nonexistent/hosts.ini")).unwrap_err();
     assert!(err.message.starts_with("/nonexistent/hosts.ini: cannot read"), "{}", err.message);
+    for (name, text) in [("hosts.ini", "# only a comment\n[web]\n"), ("hosts.yml", "all:\n  children:\n    web:\n")] {
+        let err = import_str(name, text).unwrap_err();
+        assert_eq!(err.message, format!("{name}: no hosts in this inventory"));
+        assert!(err.help.unwrap().contains("right file"));
+    }
 }
 
 #[test]

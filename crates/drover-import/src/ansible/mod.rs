@@ -62,6 +62,11 @@ impl Imported {
         self.findings.iter().filter(|f| !f.kept)
     }
 
+    /// Findings that were imported, with a caveat.
+    pub fn caveats(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.kept)
+    }
+
     /// The generated `inventory.toml`.
     pub fn to_toml(&self) -> String {
         emit::inventory_toml(self)

@@ -55,6 +55,13 @@ pub fn resolve(src: &Src<'_>, mut m: Model) -> Result<Imported, SpecError> {
     m.group("ungrouped", 1);
     let parents = hang_under_all(&mut m);
     let depth = depths(src, &m)?;
+    if m.hosts.is_empty() {
+        return Err(SpecError::file(
+            std::path::Path::new(src.name),
+            "no hosts in this inventory",
+            "check it is the right file: an Ansible inventory lists hosts (under [group] sections, or `hosts:` in YAML)",
+        ));
+    }
     let priority = |g: &str| -> i64 {
         let v = m.groups[g].vars.get("ansible_group_priority");
         v.and_then(|v| v.value.as_ref().ok()).and_then(toml::Value::as_integer).unwrap_or(1)

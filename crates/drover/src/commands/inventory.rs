@@ -59,12 +59,12 @@ pub fn run(project_dir: &Path, args: InventoryArgs) -> anyhow::Result<ExitStatus
         drover_import::write_inventory(&path, &text, a.force)?;
         path.display().to_string()
     };
-    let kept = imported.findings.len() - imported.unmapped().count();
     let summary = format!(
-        "imported {} hosts, {} groups into {target}; {} not imported, {kept} imported with a caveat",
+        "imported {} hosts, {} groups into {target}; {} not imported, {} imported with a caveat",
         imported.hosts.len(),
         imported.groups.len(),
         imported.unmapped().count(),
+        imported.caveats().count(),
     );
     let next = "next: give the hosts roles (`roles = [...]` per host, or [defaults] roles in drover.toml), then `drover trust`";
     if a.stdout {
