@@ -52,6 +52,8 @@ pub enum Command {
     Drain(DrainArgs),
     /// Start a drained host's services again and clear the mark.
     Undrain(DrainArgs),
+    /// Inventories: import one people already have (Ansible INI or YAML).
+    Inventory(crate::commands::inventory::InventoryArgs),
     /// Record hosts' SSH host keys in the project's known_hosts.
     Trust(TrustArgs),
     /// Run a local lab fleet: real SSH hosts in network namespaces.

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod day2;
 pub mod deploy;
 pub mod init;
+pub mod inventory;
 pub mod lab;
 pub mod logs;
 pub mod rollout;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Apply(args) => deploy::run(dir, args, Mode::Apply),
         Command::Rollback { to, args } => deploy::run(dir, args, Mode::Rollback { to }),
         Command::Trust(args) => trust::run(dir, args),
+        Command::Inventory(args) => inventory::run(dir, args),
         Command::Lab(args) => lab::run(args),
         Command::Status(t) => day2::status(dir, t),
         Command::Rollout(a) => rollout::run(dir, a),

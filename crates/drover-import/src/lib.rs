@@ -1,0 +1,18 @@
+//! Inventories people already have, converted to drover's `inventory.toml`.
+//!
+//! A separate crate so that the YAML parser it needs is not compiled into
+//! `drover-spec` (every other crate's dependency) nor shipped to hosts. The
+//! output is checked the only way that matters: it is TOML that
+//! `drover_spec::Project::load` accepts (see the tests).
+//!
+//! Errors are [`drover_spec::SpecError`]s, the same miette diagnostics as
+//! every other project file: the file, the line, and what to do.
+
+// `SpecError` carries the offending file's text so miette can show the line;
+// see drover-spec's lib.rs for why it is not boxed.
+#![allow(clippy::result_large_err)]
+
+pub mod ansible;
+mod output;
+
+pub use output::{write_inventory, WriteError};
