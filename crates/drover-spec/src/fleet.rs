@@ -53,7 +53,13 @@ pub(crate) struct FleetCtx {
 const MEMO_LIMIT: usize = 4096;
 
 impl FleetCtx {
-    pub fn new(hosts: &[Host], vars_for: impl Fn(&Host) -> Vars, facts: &HashMap<String, Facts>, roles: &[String], groups: &[String]) -> FleetCtx {
+    pub fn new(
+        hosts: &[Host],
+        vars_for: impl Fn(&Host) -> Vars,
+        facts: &HashMap<String, Facts>,
+        roles: &[String],
+        groups: &[String],
+    ) -> FleetCtx {
         FleetCtx { value: build(hosts, vars_for, facts, roles, groups), memo: Mutex::default() }
     }
 

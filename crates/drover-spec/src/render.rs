@@ -34,9 +34,12 @@ impl Templates {
             r
         }
         for name in ["default", "d"] {
-            env.add_filter(name, |st: &minijinja::State, v: &minijinja::Value, a: minijinja::value::Rest<minijinja::Value>| {
-                handled(minijinja::filters::default(st, v, a))
-            });
+            env.add_filter(
+                name,
+                |st: &minijinja::State, v: &minijinja::Value, a: minijinja::value::Rest<minijinja::Value>| {
+                    handled(minijinja::filters::default(st, v, a))
+                },
+            );
         }
         env.add_test("defined", |v: &minijinja::Value| handled(minijinja::tests::is_defined(v)));
         env.add_test("undefined", |v: &minijinja::Value| handled(minijinja::tests::is_undefined(v)));
@@ -93,10 +96,8 @@ impl Templates {
     /// run (one `fleet`) are equal: templates have no other inputs.
     pub fn memo_key(&self, name: &str, ctx: &minijinja::Value) -> Option<(String, Vec<minijinja::Value>)> {
         let paths = self.fleet_readers.get(name)?;
-        let values = paths
-            .iter()
-            .map(|p| p.iter().fold(ctx.clone(), |v, k| v.get_attr(k).unwrap_or_default()))
-            .collect();
+        let values =
+            paths.iter().map(|p| p.iter().fold(ctx.clone(), |v, k| v.get_attr(k).unwrap_or_default())).collect();
         Some((name.to_string(), values))
     }
 
@@ -125,7 +126,8 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error, host: Option<&st
         Some(h) => format!("{what} (rendering for host {h})"),
         None => what,
     };
-    let help = "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), generation, fleet.*";
+    let help =
+        "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), generation, fleet.*";
     match (e.range(), e.line()) {
         (Some(r), _) if !text.is_empty() => SpecError::at(name, text, r, what, "here", help),
         (None, Some(line)) if !text.is_empty() => SpecError::at(name, text, line_span(text, line), what, "here", help),
@@ -135,16 +137,16 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error, host: Option<&st
 
 /// A template read a fact of a host whose facts are not cached.
 fn missing_fact(name: &str, text: &str, e: &minijinja::Error, host: &str, other: &str, fact: &str) -> SpecError {
-    let what = format!(
-        "host {other} has no cached facts, so its fact `{fact}` is unknown (rendering for host {host})"
-    );
+    let what = format!("host {other} has no cached facts, so its fact `{fact}` is unknown (rendering for host {host})");
     let help = format!(
         "drover caches a host's facts whenever it contacts it: run `drover status --hosts {other}` first, \
          or give the template a default, e.g. `h.facts.{fact} | default(...)`"
     );
     match (e.range(), e.line()) {
         (Some(r), _) if !text.is_empty() => SpecError::at(name, text, r, what, "missing fact", help),
-        (None, Some(line)) if !text.is_empty() => SpecError::at(name, text, line_span(text, line), what, "missing fact", help),
+        (None, Some(line)) if !text.is_empty() => {
+            SpecError::at(name, text, line_span(text, line), what, "missing fact", help)
+        }
         _ => SpecError::file(std::path::Path::new(name), what, help),
     }
 }

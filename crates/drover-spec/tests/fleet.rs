@@ -123,10 +123,13 @@ fn a_membership_change_changes_the_member_list_on_every_host() {
     let tpl = "{% for h in fleet.roles.etcd %}{{ h.name }}=http://{{ h.address }}:2380{% if not loop.last %},{% endif %}{% endfor %}\n";
     let dir = project(tpl);
     let before = rendered(&Project::load(dir.path()).unwrap());
-    assert!(before.iter().all(|(_, t)| t == "h1=http://10.0.0.1:2380,h2=http://10.0.0.2:2380,h10=http://10.0.0.10:2380\n"));
+    assert!(before
+        .iter()
+        .all(|(_, t)| t == "h1=http://10.0.0.1:2380,h2=http://10.0.0.2:2380,h10=http://10.0.0.10:2380\n"));
     // h3 gains the etcd role.
     let inv = fs::read_to_string(dir.path().join("inventory.toml")).unwrap();
-    fs::write(dir.path().join("inventory.toml"), inv.replace("roles = [\"web\"]", "roles = [\"web\", \"etcd\"]")).unwrap();
+    fs::write(dir.path().join("inventory.toml"), inv.replace("roles = [\"web\"]", "roles = [\"web\", \"etcd\"]"))
+        .unwrap();
     let after = rendered(&Project::load(dir.path()).unwrap());
     assert!(
         after.iter().all(|(_, t)| t
@@ -168,7 +171,8 @@ fn a_missing_fact_with_a_default_renders_the_default() {
 
 #[test]
 fn an_undefined_variable_in_a_fleet_template_is_not_blamed_on_facts() {
-    let dir = project("{% for h in fleet.roles.etcd %}{{ h.facts.cpus | default(1) }}{% endfor %}\n{{ no_such_var }}\n");
+    let dir =
+        project("{% for h in fleet.roles.etcd %}{{ h.facts.cpus | default(1) }}{% endfor %}\n{{ no_such_var }}\n");
     let p = Project::load(dir.path()).unwrap();
     let e = render_error(p.compile(&p.hosts[0], &facts("h10", 1), 1).err().unwrap());
     assert!(e.contains("undefined") && e.contains("fleet.conf.j2:2"), "{e}");

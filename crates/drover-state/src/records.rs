@@ -302,6 +302,9 @@ mod tests {
         assert_eq!(s.facts("h1").unwrap().as_deref(), Some("{\"os\":\"debian\"}"));
         assert_eq!(s.facts("h2").unwrap(), None);
         s.save_facts("h0", "{}").unwrap();
-        assert_eq!(s.all_facts().unwrap(), vec![("h0".into(), "{}".into()), ("h1".into(), "{\"os\":\"debian\"}".into())]);
+        assert_eq!(
+            s.all_facts().unwrap(),
+            vec![("h0".into(), "{}".into()), ("h1".into(), "{\"os\":\"debian\"}".into())]
+        );
     }
 }
