@@ -135,7 +135,7 @@ pub(crate) fn facts_value(f: &Facts) -> Value {
 pub(crate) fn natural_key(s: &str) -> (String, u64, String) {
     let i = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
     let j = s[i..].find(|c: char| !c.is_ascii_digit()).map_or(s.len(), |k| i + k);
-    (s[..i].to_string(), s[i..j].parse().unwrap_or(u64::MAX), s[j..].to_string())
+    (s[..i].to_string(), s[i..j].parse().unwrap_or(0), s[j..].to_string())
 }
 
 thread_local! {

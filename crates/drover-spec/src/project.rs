@@ -511,7 +511,10 @@ impl Project {
         );
         top.insert("facts".into(), crate::fleet::facts_value(facts));
         top.insert("generation".into(), Value::from(generation));
-        top.insert("fleet".into(), self.fleet().value.clone());
+        // Built only for projects whose templates read it (once per run).
+        if self.templates.reads_fleet() {
+            top.insert("fleet".into(), self.fleet().value.clone());
+        }
         Value::from(top)
     }
 }

@@ -20,6 +20,8 @@ pub struct Templates {
     /// [`Templates::memo_key`]). Templates that include or import others are
     /// left out: what the others read is not listed here.
     fleet_readers: std::collections::HashMap<String, Vec<Vec<String>>>,
+    /// Whether any template reads `fleet` (if none does, it is never built).
+    reads_fleet: bool,
 }
 
 impl Templates {
@@ -68,6 +70,7 @@ impl Templates {
             .filter(|(_, t)| t.undeclared_variables(false).contains("generation"))
             .map(|(n, _)| n.to_string())
             .collect();
+        let reads_fleet = env.templates().any(|(_, t)| t.undeclared_variables(false).contains("fleet"));
         let fleet_readers = env
             .templates()
             .filter(|(_, t)| {
@@ -88,7 +91,7 @@ impl Templates {
                 Some((n.to_string(), paths))
             })
             .collect();
-        Ok(Templates { env, uses_generation, fleet_readers })
+        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet })
     }
 
     /// For a template that reads `fleet`: its name and the values in `ctx`
@@ -99,6 +102,10 @@ impl Templates {
         let values =
             paths.iter().map(|p| p.iter().fold(ctx.clone(), |v, k| v.get_attr(k).unwrap_or_default())).collect();
         Some((name.to_string(), values))
+    }
+
+    pub fn reads_fleet(&self) -> bool {
+        self.reads_fleet
     }
 
     pub fn uses_generation(&self, name: &str) -> bool {
