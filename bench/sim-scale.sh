@@ -5,6 +5,7 @@
 # Usage:  bench/sim-scale.sh                       # builds target/release/drover
 #         DROVER=/path/to/drover HOSTS=1000 bench/sim-scale.sh
 #         SIM_FLAGS="--sim-latency 20ms --sim-bandwidth 10mbit --sim-failure-rate 0.01" bench/sim-scale.sh
+#         FLEET=1 bench/sim-scale.sh               # plus a template reading `fleet` (issue 12)
 #
 # Hosts are in-process agents (`--simulate DIR`, see crates/drover/src/sim.rs),
 # each with its own root directory under a temporary DIR, created by the first
@@ -28,6 +29,15 @@ import sys
 for i in range(1, int(sys.argv[1]) + 1):
     print(f'[hosts.s{i}]\naddress = "10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"\n')
 EOF
+if [ -n "${FLEET:-}" ]; then
+    # Reads the whole fleet on every host (its size, the first five hosts):
+    # small output, so the figure is the cost of `fleet`, not of disk writes.
+    cat > "$WORK/project/layers/site/etc/fleet.conf.j2" <<'EOF'
+hosts {{ fleet.hosts | length }}, site role {{ fleet.roles.site | length }}
+{% for h in fleet.hosts[:5] %}seed {{ h.name }} {{ h.address }}:{{ h.port }}
+{% endfor %}
+EOF
+fi
 
 run() { # label
     local out=$WORK/time.txt
@@ -37,7 +47,7 @@ run() { # label
     echo "| $1 | $wall s | $((rss / 1024)) MiB | $((rss / HOSTS)) KiB | $(tail -1 "$WORK/last.txt") |"
 }
 
-echo "Machine: $(nproc) cores, kernel $(uname -r); $HOSTS simulated hosts ${SIM_FLAGS:+($SIM_FLAGS)}"
+echo "Machine: $(nproc) cores, kernel $(uname -r); $HOSTS simulated hosts ${SIM_FLAGS:+($SIM_FLAGS)}${FLEET:+, with a fleet template}"
 echo
 echo "| run | wall | peak RSS | RSS / host | summary |"
 echo "|---|---|---|---|---|"

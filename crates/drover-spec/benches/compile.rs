@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench -p drover-spec --bench compile             # 10,000 hosts × 200 files
 //! HOSTS=1000 FILES=50 cargo bench -p drover-spec --bench compile
+//! CASE=fleet cargo bench -p drover-spec --bench compile  # only the fleet case
 //! ```
 //!
 //! A plain binary (`harness = false`) rather than criterion: one run takes
@@ -15,6 +16,13 @@
 //! and `app` (templates, one in ten files, using the host's name, a group var
 //! and a host var), a service whose `restart-on` glob matches the app files,
 //! and hosts in 10 groups, each with a var of its own.
+//!
+//! The fleet case (issue 12): the same, but the templates read `fleet` lists
+//! as real fleets do: an etcd member list (`fleet.roles.etcd`, 5 hosts), load
+//! balancer backends (`fleet.roles.web`, every tenth host: 1,000), and an
+//! `/etc/hosts` of every host (`fleet.hosts`, 10,000 lines), each also
+//! reading a group var (`region`, 10 values), so hosts share renderings by
+//! region. The compile includes building the `fleet` value, as a run does.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -39,7 +47,17 @@ fn template(i: usize, variant: &str) -> String {
     )
 }
 
-fn make_project(dir: &Path, hosts: usize, files: usize) {
+/// A template reading a `fleet` list (see the module docs), by `i % 3`.
+fn fleet_template(i: usize, variant: &str) -> String {
+    let body = match i % 3 {
+        0 => "{% for h in fleet.roles.etcd %}{{ h.name }}=http://{{ h.address }}:2380{% if not loop.last %},{% endif %}{% endfor %}\n",
+        1 => "{% for h in fleet.roles.web %}server {{ h.name }} {{ h.address }}:{{ h.vars.port }} check\n{% endfor %}",
+        _ => "{% for h in fleet.hosts %}{{ h.address }} {{ h.name }}\n{% endfor %}",
+    };
+    format!("# fleet config {i} ({variant}), region {{{{ region }}}}\n{body}")
+}
+
+fn make_project(dir: &Path, hosts: usize, files: usize, fleet: bool) {
     let templates = (files / 10).max(1);
     write(
         &dir.join("drover.toml"),
@@ -52,8 +70,11 @@ fn make_project(dir: &Path, hosts: usize, files: usize) {
         write(&dir.join(format!("layers/base/etc/base/d{}/f{i}.conf", i % 16)), &format!("{i}\n{filler}"));
     }
     for i in 0..templates {
-        write(&dir.join(format!("layers/app/etc/app/t{i}.conf.j2")), &template(i, "v1"));
+        let text = if fleet { fleet_template(i, "v1") } else { template(i, "v1") };
+        write(&dir.join(format!("layers/app/etc/app/t{i}.conf.j2")), &text);
     }
+    write(&dir.join("roles/etcd.toml"), "layers = [\"base\", \"app\"]\n");
+    write(&dir.join("roles/web.toml"), "layers = [\"base\", \"app\"]\n");
     let mut inv = String::with_capacity(hosts * 64);
     for g in 0..10 {
         let _ = writeln!(inv, "[groups.g{g}.vars]\nregion = \"region-{g}\"\n");
@@ -61,12 +82,18 @@ fn make_project(dir: &Path, hosts: usize, files: usize) {
     for h in 0..hosts {
         let _ = writeln!(
             inv,
-            "[hosts.h{h}]\naddress = \"10.{}.{}.{}\"\ngroups = [\"g{}\"]\nvars = {{ port = {} }}\n",
+            "[hosts.h{h}]\naddress = \"10.{}.{}.{}\"\ngroups = [\"g{}\"]\nvars = {{ port = {} }}\n{}",
             h / 65536,
             (h / 256) % 256,
             h % 256,
             h % 10,
-            8000 + h % 100
+            8000 + h % 100,
+            match h {
+                _ if !fleet => "",
+                0..5 => "roles = [\"app\", \"etcd\"]\n",
+                _ if h % 10 == 5 => "roles = [\"app\", \"web\"]\n",
+                _ => "",
+            }
         );
     }
     write(&dir.join("inventory.toml"), &inv);
@@ -108,18 +135,32 @@ fn main() {
     let hosts = env_usize("HOSTS", if testing { 50 } else { 10_000 });
     let files = env_usize("FILES", if testing { 20 } else { 200 });
     let threads = env_usize("THREADS", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let case = std::env::var("CASE").unwrap_or_default();
+    if case != "fleet" {
+        run_case(hosts, files, threads, false);
+    }
+    if case != "plain" {
+        run_case(hosts, files, threads, true);
+    }
+}
+
+fn run_case(hosts: usize, files: usize, threads: usize, fleet: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    make_project(dir.path(), hosts, files);
+    make_project(dir.path(), hosts, files, fleet);
+    let variant = |v| if fleet { fleet_template(0, v) } else { template(0, v) };
 
     let t = Instant::now();
     let p = Project::load(dir.path()).expect("load");
     let load = t.elapsed();
     let (one_thread, entries) = compile_all(&p, 1);
     assert!(entries >= hosts * files, "every host gets every file (plus its service's runit files)");
+    // A fresh load for the parallel figure: the first compile builds `fleet`
+    // and renders the fleet templates, and that must be in the figure.
+    let p = Project::load(dir.path()).expect("load");
     let (full, _) = compile_all(&p, threads);
 
     // One template changes: load again (what `drover apply` does) and recompile.
-    write(&dir.path().join("layers/app/etc/app/t0.conf.j2"), &template(0, "v2"));
+    write(&dir.path().join("layers/app/etc/app/t0.conf.j2"), &variant("v2"));
     let t = Instant::now();
     let p2 = Project::load(dir.path()).expect("reload");
     let (recompile, _) = compile_all(&p2, threads);
@@ -128,7 +169,8 @@ fn main() {
         != p.compile(&p.hosts[0], &facts(), 1).expect("compile").manifest.hash();
     assert!(changed, "the template change shows in the manifest");
 
-    println!("compile: {hosts} hosts x {files} files ({} templates), {threads} threads", (files / 10).max(1));
+    let what = if fleet { "templates reading fleet.roles.* / fleet.hosts" } else { "templates" };
+    println!("compile: {hosts} hosts x {files} files ({} {what}), {threads} threads", (files / 10).max(1));
     println!("| step | time | per host |");
     println!("|---|---|---|");
     let per_host = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6 / hosts as f64);
@@ -137,4 +179,5 @@ fn main() {
     println!("| compile all hosts, {threads} threads | {} | {} |", secs(full), per_host(full));
     println!("| one template changed: load + compile all | {} | {} |", secs(incremental), per_host(incremental));
     println!("|   of which compile | {} | |", secs(recompile));
+    println!();
 }

@@ -15,6 +15,7 @@
 mod diag;
 mod duration;
 mod files;
+mod fleet;
 mod inventory;
 mod layers;
 mod project;

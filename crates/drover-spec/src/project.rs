@@ -22,6 +22,7 @@ use toml::Spanned;
 use crate::diag::SpecError;
 use crate::duration::parse_duration;
 use crate::files::{FileAttrs, ProjectFile, RoleFile, ServiceFile, Vars};
+use crate::fleet::FleetCtx;
 use crate::inventory::{self, Host};
 use crate::layers::{self, LayerFile, LayerKind};
 use crate::render::Templates;
@@ -52,6 +53,10 @@ pub struct Project {
     role_rollouts: BTreeMap<String, crate::RolloutPolicy>,
     /// Compile plans by (roles, supervisor), built on first use.
     plans: std::sync::Mutex<Vec<PlanKey>>,
+    /// Facts each host last reported (see [`Project::set_fact_cache`]).
+    fact_cache: HashMap<String, Facts>,
+    /// The `fleet` template value, built on first use: once per run.
+    fleet: std::sync::OnceLock<FleetCtx>,
 }
 
 /// A cached plan and what it was built for: (roles, supervisor, plan).
@@ -254,7 +259,47 @@ impl Project {
             rollout,
             role_rollouts,
             plans: Default::default(),
+            fact_cache: HashMap::new(),
+            fleet: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The facts other hosts' templates see for each host (`fleet.hosts[i].facts`):
+    /// what each host last reported, by host name. Hosts absent here have
+    /// none; a template reading one of their facts fails unless it gives a
+    /// default. Set before compiling (the `fleet` value is built once, on
+    /// the first compile, and never changes afterwards).
+    pub fn set_fact_cache(&mut self, facts: HashMap<String, Facts>) {
+        self.fact_cache = facts;
+        self.fleet = std::sync::OnceLock::new();
+    }
+
+    /// The `fleet` value and its renderings (see the `fleet` module).
+    fn fleet(&self) -> &FleetCtx {
+        self.fleet.get_or_init(|| {
+            let mut roles: BTreeSet<String> = self.roles.keys().cloned().collect();
+            // Roles no host has yet are empty lists, not undefined: a
+            // template looping over `fleet.roles.etcd` survives scaling to 0.
+            if let Ok(rd) = std::fs::read_dir(self.dir.join("roles")) {
+                for e in rd.flatten() {
+                    if let Some(n) = e.file_name().to_str().and_then(|n| n.strip_suffix(".toml")) {
+                        roles.insert(n.to_string());
+                    }
+                }
+            }
+            let roles: Vec<String> = roles.into_iter().collect();
+            let groups: Vec<String> = self.groups.keys().cloned().collect();
+            FleetCtx::new(&self.hosts, |h| self.vars_for(h), &self.fact_cache, &roles, &groups)
+        })
+    }
+
+    /// Render one template for a host: once per run for every host that
+    /// reads the same values, if it reads `fleet` (see `Templates::memo_key`).
+    fn render(&self, name: &str, ctx: &minijinja::Value, host: &Host) -> Result<crate::fleet::Rendered, SpecError> {
+        match self.templates.memo_key(name, ctx) {
+            Some(key) => self.fleet().render(key, || self.templates.render(name, ctx, &host.name)),
+            None => Ok(crate::fleet::rendered(self.templates.render(name, ctx, &host.name)?)),
+        }
     }
 
     /// The rollout policy for `role` (its own `[rollout]`, else the project's).
@@ -297,20 +342,17 @@ impl Project {
         let mut entries = plan.entries.clone();
         let mut blobs = plan.blobs.clone();
         for (i, name) in &plan.templates {
-            let text = self.templates.render(name, &ctx, &host.name)?;
+            let (bytes, hash) = self.render(name, &ctx, host)?;
             let e = &mut entries[*i];
             if self.templates.uses_generation(name) {
                 let c0 = ctx0.get_or_insert_with(|| self.context(host, facts, 0, &vars));
-                let t0 = self.templates.render(name, c0, &host.name)?;
-                e.source = Some(Hash(*blake3::hash(t0.as_bytes()).as_bytes()));
+                e.source = Some(self.render(name, c0, host)?.1);
             }
-            let bytes = Arc::new(text.into_bytes());
-            let hash = Hash(*blake3::hash(&bytes).as_bytes());
             e.kind = EntryKind::File { size: bytes.len() as u64, hash };
             blobs.insert(hash, BlobSource::Bytes(bytes));
         }
         for name in &plan.shadowed {
-            self.templates.render(name, &ctx, &host.name)?;
+            self.render(name, &ctx, host)?;
         }
         if let Some(name) = &plan.no_supervisor {
             return Err(SpecError::file(
@@ -455,6 +497,7 @@ impl Project {
     /// once per host per compile, so no detour through JSON.
     fn context(&self, host: &Host, facts: &Facts, generation: u64, vars: &Vars) -> minijinja::Value {
         use minijinja::{context, Value};
+        // A var named `fleet` is shadowed (`vars.fleet` still reads it).
         let all = Value::from_serialize(vars);
         let mut top: BTreeMap<String, Value> =
             vars.keys().map(|k| (k.clone(), all.get_attr(k).unwrap_or_default())).collect();
@@ -466,15 +509,12 @@ impl Project {
                 roles => host.roles, groups => host.groups,
             },
         );
-        top.insert(
-            "facts".into(),
-            context! {
-                hostname => facts.hostname, os_id => facts.os_id, os_version => facts.os_version,
-                arch => facts.arch, kernel => facts.kernel, cpus => facts.cpus, mem_bytes => facts.mem_bytes,
-                supervisor => facts.supervisor.map(|s| s.as_str()),
-            },
-        );
+        top.insert("facts".into(), crate::fleet::facts_value(facts));
         top.insert("generation".into(), Value::from(generation));
+        // Built only for projects whose templates read it (once per run).
+        if self.templates.reads_fleet() {
+            top.insert("fleet".into(), self.fleet().value.clone());
+        }
         Value::from(top)
     }
 }

@@ -14,6 +14,14 @@ pub struct Templates {
     /// Templates that use `generation` (rendered a second time for their
     /// generation-independent source hash).
     uses_generation: std::collections::HashSet<String>,
+    /// Templates that read `fleet`, with the other variables they read
+    /// (dotted paths): their rendering is a function of those values alone,
+    /// so hosts that agree on them share one rendering (see
+    /// [`Templates::memo_key`]). Templates that include or import others are
+    /// left out: what the others read is not listed here.
+    fleet_readers: std::collections::HashMap<String, Vec<Vec<String>>>,
+    /// Whether any template reads `fleet` (if none does, it is never built).
+    reads_fleet: bool,
 }
 
 impl Templates {
@@ -21,6 +29,22 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // A missing fact that a default or a `defined` test handled is not
+        // the cause of a later undefined-value error (see `fleet::take_missing`).
+        fn handled<T>(r: T) -> T {
+            crate::fleet::clear_missing();
+            r
+        }
+        for name in ["default", "d"] {
+            env.add_filter(
+                name,
+                |st: &minijinja::State, v: &minijinja::Value, a: minijinja::value::Rest<minijinja::Value>| {
+                    handled(minijinja::filters::default(st, v, a))
+                },
+            );
+        }
+        env.add_test("defined", |v: &minijinja::Value| handled(minijinja::tests::is_defined(v)));
+        env.add_test("undefined", |v: &minijinja::Value| handled(minijinja::tests::is_undefined(v)));
         let mut errors = Vec::new();
         for f in files.filter(|f| matches!(f.kind, LayerKind::Template)) {
             let text = match std::fs::read_to_string(&f.source) {
@@ -46,7 +70,42 @@ impl Templates {
             .filter(|(_, t)| t.undeclared_variables(false).contains("generation"))
             .map(|(n, _)| n.to_string())
             .collect();
-        Ok(Templates { env, uses_generation })
+        let reads_fleet = env.templates().any(|(_, t)| t.undeclared_variables(false).contains("fleet"));
+        let fleet_readers = env
+            .templates()
+            .filter(|(_, t)| {
+                let src = t.source();
+                !["include", "import", "extends"].iter().any(|w| src.contains(w))
+            })
+            .filter_map(|(n, t)| {
+                let vars = t.undeclared_variables(true);
+                if !vars.iter().any(|v| v == "fleet" || v.starts_with("fleet.")) {
+                    return None;
+                }
+                let mut paths: Vec<Vec<String>> = vars
+                    .iter()
+                    .filter(|v| *v != "fleet" && !v.starts_with("fleet."))
+                    .map(|v| v.split('.').map(str::to_string).collect())
+                    .collect();
+                paths.sort();
+                Some((n.to_string(), paths))
+            })
+            .collect();
+        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet })
+    }
+
+    /// For a template that reads `fleet`: its name and the values in `ctx`
+    /// of everything else it reads. Two renderings with equal keys in one
+    /// run (one `fleet`) are equal: templates have no other inputs.
+    pub fn memo_key(&self, name: &str, ctx: &minijinja::Value) -> Option<(String, Vec<minijinja::Value>)> {
+        let paths = self.fleet_readers.get(name)?;
+        let values =
+            paths.iter().map(|p| p.iter().fold(ctx.clone(), |v, k| v.get_attr(k).unwrap_or_default())).collect();
+        Some((name.to_string(), values))
+    }
+
+    pub fn reads_fleet(&self) -> bool {
+        self.reads_fleet
     }
 
     pub fn uses_generation(&self, name: &str) -> bool {
@@ -55,9 +114,15 @@ impl Templates {
 
     pub fn render(&self, name: &str, ctx: &minijinja::Value, host: &str) -> Result<String, SpecError> {
         let tmpl = self.env.get_template(name).map_err(|e| template_error(name, "", &e, Some(host)))?;
+        crate::fleet::clear_missing();
         tmpl.render(ctx).map_err(|e| {
             let src = tmpl.source().to_string();
-            template_error(name, &src, &e, Some(host))
+            match crate::fleet::take_missing() {
+                Some((other, fact)) if e.kind() == minijinja::ErrorKind::UndefinedError => {
+                    missing_fact(name, &src, &e, host, &other, &fact)
+                }
+                _ => template_error(name, &src, &e, Some(host)),
+            }
         })
     }
 }
@@ -68,10 +133,27 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error, host: Option<&st
         Some(h) => format!("{what} (rendering for host {h})"),
         None => what,
     };
-    let help = "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), generation";
+    let help =
+        "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), generation, fleet.*";
     match (e.range(), e.line()) {
         (Some(r), _) if !text.is_empty() => SpecError::at(name, text, r, what, "here", help),
         (None, Some(line)) if !text.is_empty() => SpecError::at(name, text, line_span(text, line), what, "here", help),
+        _ => SpecError::file(std::path::Path::new(name), what, help),
+    }
+}
+
+/// A template read a fact of a host whose facts are not cached.
+fn missing_fact(name: &str, text: &str, e: &minijinja::Error, host: &str, other: &str, fact: &str) -> SpecError {
+    let what = format!("host {other} has no cached facts, so its fact `{fact}` is unknown (rendering for host {host})");
+    let help = format!(
+        "drover caches a host's facts whenever it contacts it: run `drover status --hosts {other}` first, \
+         or give the template a default, e.g. `h.facts.{fact} | default(...)`"
+    );
+    match (e.range(), e.line()) {
+        (Some(r), _) if !text.is_empty() => SpecError::at(name, text, r, what, "missing fact", help),
+        (None, Some(line)) if !text.is_empty() => {
+            SpecError::at(name, text, line_span(text, line), what, "missing fact", help)
+        }
         _ => SpecError::file(std::path::Path::new(name), what, help),
     }
 }

@@ -195,6 +195,14 @@ impl Store {
         Ok(self.conn.query_row("SELECT facts FROM facts WHERE host = ?1", [host], |r| r.get(0)).optional()?)
     }
 
+    /// Every host's cached facts (JSON), for templates that read other
+    /// hosts' facts: one query for the whole fleet, not one per host.
+    pub fn all_facts(&self) -> Result<Vec<(String, String)>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT host, facts FROM facts ORDER BY host")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Mark (reason `Some`) or unmark (`None`) a host as drained.
     pub fn set_drained(&mut self, host: &str, reason: Option<&str>) -> Result<(), StateError> {
         match reason {
@@ -293,5 +301,10 @@ mod tests {
         s.save_facts("h1", "{\"os\":\"debian\"}").unwrap();
         assert_eq!(s.facts("h1").unwrap().as_deref(), Some("{\"os\":\"debian\"}"));
         assert_eq!(s.facts("h2").unwrap(), None);
+        s.save_facts("h0", "{}").unwrap();
+        assert_eq!(
+            s.all_facts().unwrap(),
+            vec![("h0".into(), "{}".into()), ("h1".into(), "{\"os\":\"debian\"}".into())]
+        );
     }
 }

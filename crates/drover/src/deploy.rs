@@ -70,16 +70,13 @@ impl StateSource for Project {
     /// the rest of a host's no-op, and a run may have 10,000 hosts.
     fn remember_facts(&self, host: &Host, facts: &Facts) {
         static STORE: std::sync::Mutex<Option<(std::path::PathBuf, drover_state::Store)>> = std::sync::Mutex::new(None);
-        let Ok(json) = serde_json::to_string(facts) else { return };
         let path = self.dir.join(".drover/state.db");
         let mut cached = STORE.lock().unwrap_or_else(|e| e.into_inner());
         if cached.as_ref().is_none_or(|(p, _)| *p != path) {
             *cached = drover_state::Store::open(&path).ok().map(|s| (path, s));
         }
         if let Some((_, store)) = cached.as_mut() {
-            if store.facts(&host.name).ok().flatten().as_deref() != Some(json.as_str()) {
-                let _ = store.save_facts(&host.name, &json);
-            }
+            crate::runlog::remember_facts(store, &host.name, facts);
         }
     }
 }

@@ -13,6 +13,33 @@ pub fn open(project_dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(&project_dir.join(".drover/state.db"))?)
 }
 
+/// The project, with the fact cache its templates read other hosts' facts
+/// from (`fleet.hosts[i].facts`): a snapshot taken now, so every host of
+/// this run is compiled against the same fleet. A cached entry that no
+/// longer parses (an older drover's facts) counts as not cached.
+pub fn load_project(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
+    let mut project = drover_spec::Project::load(project_dir)?;
+    let db = project_dir.join(".drover/state.db");
+    if db.exists() {
+        let facts = Store::open(&db)?
+            .all_facts()?
+            .into_iter()
+            .filter_map(|(host, json)| Some((host, serde_json::from_str(&json).ok()?)))
+            .collect();
+        project.set_fact_cache(facts);
+    }
+    Ok(project)
+}
+
+/// Remember the facts a host reported (only when they changed), for other
+/// hosts' templates (see [`load_project`]).
+pub fn remember_facts(store: &mut Store, host: &str, facts: &drover_proto::Facts) {
+    let Ok(json) = serde_json::to_string(facts) else { return };
+    if store.facts(host).ok().flatten().as_deref() != Some(json.as_str()) {
+        let _ = store.save_facts(host, &json);
+    }
+}
+
 /// The operator, as far as we can tell (sudo keeps the real one in SUDO_USER).
 pub fn user() -> String {
     if let Some(u) =

@@ -284,7 +284,7 @@ fn offline_generation(store: Option<&drover_state::Store>, host: &str) -> u64 {
 
 fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let project = Project::load(dir)?;
+    let project = runlog::load_project(dir)?;
     let sel: Vec<&str> = [a.hosts.as_deref(), a.roles.as_deref()].into_iter().flatten().collect();
     let sel = (!sel.is_empty()).then(|| sel.join(","));
     let hosts = select(&project.hosts, sel.as_deref())?;
@@ -438,7 +438,7 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
             (Arc::new(source::BundleSource { bundle: b, relay }), hosts, settings)
         }
         None => {
-            let project = Arc::new(Project::load(dir)?);
+            let project = Arc::new(runlog::load_project(dir)?);
             deploy::preflight(&project, &project.hosts)?;
             let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
             let settings = drover_bundle::Settings {

@@ -74,13 +74,21 @@ pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
     let rt = runtime()?;
     let results = rt.block_on(fleet.each(&hosts, |_h, mut c| async move {
         let r = c.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string());
+        let facts = std::mem::take(&mut c.facts);
         c.close().await;
         match r? {
-            Response::Status(s) => Ok(s),
+            Response::Status(s) => Ok((s, facts)),
             other => Err(format!("unexpected reply {other:?}")),
         }
     }));
-    let store = runlog::open(dir)?;
+    let mut store = runlog::open(dir)?;
+    // Other hosts' templates read these (`fleet.hosts[i].facts`).
+    for (host, res) in &results {
+        if let Ok((_, facts)) = res {
+            runlog::remember_facts(&mut store, host, facts);
+        }
+    }
+    let results: Vec<_> = results.into_iter().map(|(h, r)| (h, r.map(|(s, _)| s))).collect();
     let mut failed = 0;
     let mut rows = Vec::new();
     for (host, res) in &results {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_spec::{Host, Project};
+use drover_spec::Host;
 
 use crate::deploy::{self, Job, Mode};
 use crate::exit::ExitStatus;
@@ -70,7 +70,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
     if args.bundle.wanted() {
         return crate::commands::bundle::apply(project_dir, args, mode);
     }
-    let project = Project::load(project_dir)?;
+    let project = runlog::load_project(project_dir)?;
     let mut hosts = select(&project.hosts, args.hosts.as_deref())?;
     if !matches!(mode, Mode::Rollback { .. }) {
         deploy::preflight(&project, &hosts)?;

@@ -129,7 +129,7 @@ fn job(project: &Arc<Project>, c: &Common) -> anyhow::Result<(Job, Fleet)> {
 }
 
 fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
-    let project = Arc::new(Project::load(dir)?);
+    let project = Arc::new(runlog::load_project(dir)?);
     let mut hosts = select(&project.hosts, a.hosts.as_deref())?;
     deploy::preflight(&project, &hosts)?;
     let drained = runlog::drained(dir)?;
@@ -274,7 +274,7 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     }
     let plan: Plan = serde_json::from_str(&r.plan)?;
     let from = usize::try_from(r.next_batch).unwrap_or(0);
-    let project = Arc::new(Project::load(dir)?);
+    let project = Arc::new(runlog::load_project(dir)?);
     let names: Vec<String> = plan.batches.iter().skip(from).flatten().cloned().collect();
     drop(store);
     let mut run = runlog::Run::start(dir, "rollout resume", &names)?;
