@@ -115,6 +115,8 @@ pub struct FileAttrs {
     pub group: Option<String>,
     /// Octal string, e.g. "0640".
     pub mode: Option<String>,
+    /// Let a file that holds a secret be world-readable (refused otherwise).
+    pub allow_world_readable: Option<bool>,
 }
 
 /// `services/<name>.toml`

@@ -20,6 +20,7 @@ mod layers;
 mod project;
 mod render;
 pub mod rollout;
+mod secrets;
 mod units;
 
 pub use diag::SpecError;

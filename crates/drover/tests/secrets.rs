@@ -57,6 +57,12 @@ impl Op {
     }
 }
 
+/// `needle` in `hay`, ignoring whitespace and miette's wrapping (`│`).
+fn has(hay: &str, needle: &str) -> bool {
+    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace() && *c != '│').collect::<String>();
+    squash(hay).contains(&squash(needle))
+}
+
 fn init_project(op: &Op) {
     let r = Run::from(Command::new(DROVER).arg("init").arg(&op.proj).output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -148,4 +154,131 @@ fn secret_verbs_init_set_list_edit_add_file_rekey() {
     assert_eq!(store.get("api_token").unwrap().expose(), b"tok-123");
     let layer = store.decrypt_file(&op.proj.join("layers/site/etc/ssl/site.key.age"), "k").unwrap();
     assert_eq!(layer.expose(), b"\x00\x01binary-key\xff");
+}
+
+const VALUE: &str = "Zq8-clear-SECRET-4711";
+
+/// A quickstart project on two simulated hosts with one secret in a
+/// template (`/etc/app.conf`, line 2) and one encrypted binary layer file.
+fn secret_project(tmp: &Path) -> Op {
+    let op = Op::new(tmp);
+    init_project(&op);
+    std::fs::write(
+        op.proj.join("inventory.toml"),
+        "[hosts.s1]\naddress = \"10.0.0.1\"\n[hosts.s2]\naddress = \"10.0.0.2\"\n",
+    )
+    .unwrap();
+    op.ok(&["secret", "init"]);
+    let r = op.run_stdin(&["secret", "set", "db_password"], format!("{VALUE}\n").as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(
+        op.proj.join("layers/site/etc/app.conf.j2"),
+        "# app\npassword={{ secrets.db_password }}\nhost={{ host.name }}\n",
+    )
+    .unwrap();
+    let key = tmp.join("site.key");
+    std::fs::write(&key, format!("\x00key-{VALUE}\x01")).unwrap();
+    op.ok(&["secret", "add-file", key.to_str().unwrap(), "layers/site/etc/ssl/site.key"]);
+    std::fs::remove_file(&key).unwrap();
+    op
+}
+
+fn sim(op: &Op, verb: &str, hosts: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![verb, "--simulate", hosts.to_str().unwrap()];
+    if verb == "apply" {
+        args.extend(["--confirm-timeout", "0s"]);
+    }
+    args.extend(extra);
+    op.run(&args)
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o7777
+}
+
+/// `secrets.NAME` in a template and a `*.age` layer file reach each host
+/// decrypted, without the suffix, 0600 root; a world-readable mode from the
+/// role is refused (naming the path) until the role allows it.
+#[test]
+fn secrets_install_decrypted_0600_and_world_readable_needs_allowing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let hosts = tmp.path().join("hosts");
+    let r = sim(&op, "apply", &hosts, &["--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for h in ["s1", "s2"] {
+        let conf = hosts.join(h).join("etc/app.conf");
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), format!("# app\npassword={VALUE}\nhost={h}\n"));
+        assert_eq!(mode(&conf), 0o600);
+        let key = hosts.join(h).join("etc/ssl/site.key");
+        assert_eq!(std::fs::read(&key).unwrap(), format!("\x00key-{VALUE}\x01").into_bytes());
+        assert_eq!(mode(&key), 0o600);
+        assert!(!hosts.join(h).join("etc/ssl/site.key.age").exists());
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&conf).unwrap().uid(), 0);
+    }
+
+    let role = op.proj.join("roles/site.toml");
+    let base = std::fs::read_to_string(&role).unwrap();
+    std::fs::write(&role, format!("{base}\n[files]\n\"/etc/app.conf\" = {{ mode = \"0644\" }}\n")).unwrap();
+    let refused = sim(&op, "apply", &hosts, &[]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        has(&refused.stderr, "/etc/app.conf holds a secret but would be world-readable")
+            && has(&refused.stderr, "allow-world-readable = true"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(mode(&hosts.join("s1/etc/app.conf")), 0o600, "nothing was applied");
+
+    std::fs::write(
+        &role,
+        format!("{base}\n[files]\n\"/etc/app.conf\" = {{ mode = \"0640\" }}\n\"/etc/ssl/*\" = {{ mode = \"0644\", allow-world-readable = true }}\n"),
+    )
+    .unwrap();
+    let r = sim(&op, "apply", &hosts, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(mode(&hosts.join("s1/etc/app.conf")), 0o640, "the role's mode wins");
+    assert_eq!(mode(&hosts.join("s1/etc/ssl/site.key")), 0o644, "explicitly allowed");
+}
+
+/// A template naming a secret that does not exist stops the run before any
+/// host with the template's file and line; so does a missing or wrong
+/// identity, naming the secret and the recipients it is encrypted to.
+#[test]
+fn undefined_secret_and_missing_key_stop_before_any_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut op = secret_project(tmp.path());
+    let hosts = tmp.path().join("hosts");
+    let tpl = op.proj.join("layers/site/etc/app.conf.j2");
+    let good = std::fs::read_to_string(&tpl).unwrap();
+    std::fs::write(&tpl, format!("{good}token={{{{ secrets.api_tokn }}}}\n")).unwrap();
+    for verb in ["plan", "apply"] {
+        let r = sim(&op, verb, &hosts, &[]);
+        assert_eq!(r.code, 1, "{verb}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("layers/site/etc/app.conf.j2:4"), "{verb}: {}", r.stderr);
+        assert!(has(&r.stderr, "secret \"api_tokn\" is not defined"), "{verb}: {}", r.stderr);
+        assert!(!hosts.exists(), "{verb} touched no host");
+    }
+    std::fs::write(&tpl, good).unwrap();
+
+    // Someone else's key, then no key at all.
+    let (other, _) = drover_secrets::generate_identity();
+    let other_id = tmp.path().join("other.txt");
+    std::fs::write(&other_id, other.as_bytes()).unwrap();
+    let recipient = std::fs::read_to_string(op.proj.join("secrets/recipients.txt")).unwrap();
+    let recipient = recipient.lines().find(|l| l.starts_with("age1")).unwrap().to_string();
+    op.identity = Some(other_id);
+    let mut runs = vec![sim(&op, "plan", &hosts, &[]), sim(&op, "apply", &hosts, &[])];
+    op.identity = None;
+    std::fs::remove_file(op.home.join(".config/drover/identity.txt")).unwrap();
+    runs.push(sim(&op, "apply", &hosts, &[]));
+    for r in runs {
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        assert!(has(&r.stderr, "no identity can decrypt"), "{}", r.stderr);
+        assert!(r.stderr.contains("db_password") || r.stderr.contains("site.key.age"), "{}", r.stderr);
+        assert!(r.stderr.contains(&recipient[..12]), "names the recipient {recipient}: {}", r.stderr);
+        assert!(!hosts.exists(), "no host touched");
+    }
 }
