@@ -282,3 +282,88 @@ fn undefined_secret_and_missing_key_stop_before_any_host() {
         assert!(!hosts.exists(), "no host touched");
     }
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(p);
+            } else if t.is_file() && std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Apply, change the secret, `plan --diff` (table and JSON), apply again,
+/// all at -vv: the clear-text values appear nowhere drover wrote on the
+/// controller (the project with .drover/state.db, its temp dir, stdout and
+/// stderr of every run), and on a host only in the target files and the
+/// agent's private blob store (0600 files in 0700 directories).
+#[test]
+fn secret_values_are_nowhere_but_their_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let hosts = tmp.path().join("hosts");
+    let new_value = "Nw9-second-SECRET-0815";
+    let mut outputs = Vec::new();
+    let r = sim(&op, "apply", &hosts, &["-vv", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    outputs.push(r);
+    let set = op.run_stdin(&["secret", "set", "db_password"], new_value.as_bytes());
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    outputs.push(set);
+    let key = tmp.path().join("site.key");
+    std::fs::write(&key, format!("key-{new_value}")).unwrap();
+    op.ok(&["secret", "add-file", key.to_str().unwrap(), "layers/site/etc/ssl/site.key"]);
+    std::fs::remove_file(&key).unwrap();
+
+    let table = sim(&op, "plan", &hosts, &["--diff", "-vv"]);
+    assert_eq!(table.code, 0, "{}\n{}", table.stdout, table.stderr);
+    assert!(table.stdout.contains("<secret db_password changed>"), "{}", table.stdout);
+    assert!(table.stdout.contains("<secret layers/site/etc/ssl/site.key.age changed>"), "{}", table.stdout);
+    let json = sim(&op, "plan", &hosts, &["--diff", "--json", "-vv"]);
+    assert_eq!(json.code, 0, "{}\n{}", json.stdout, json.stderr);
+    assert!(json.stdout.contains("<secret db_password changed>"), "{}", json.stdout);
+    outputs.extend([table, json]);
+    let r = sim(&op, "apply", &hosts, &["-vv", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    outputs.push(r);
+    let conf = std::fs::read_to_string(hosts.join("s1/etc/app.conf")).unwrap();
+    assert!(conf.contains(new_value), "the new value arrived: {conf}");
+    assert!(op.proj.join(".drover/state.db").is_file(), "the runs were recorded");
+
+    for v in [VALUE, new_value] {
+        for r in &outputs {
+            assert!(!r.stdout.contains(v) && !r.stderr.contains(v), "{v} printed:\n{}\n{}", r.stdout, r.stderr);
+        }
+        for dir in [&op.proj, &op.home] {
+            let found = files_containing(dir, v.as_bytes());
+            assert!(found.is_empty(), "{v} in clear on the controller: {found:?}");
+        }
+        for h in ["s1", "s2"] {
+            let root = hosts.join(h);
+            let found = files_containing(&root, v.as_bytes());
+            if v == new_value {
+                assert!(found.contains(&root.join("etc/app.conf")), "the grep finds the target: {found:?}");
+            }
+            for f in found {
+                let rel = f.strip_prefix(&root).unwrap();
+                if rel == Path::new("etc/app.conf") || rel == Path::new("etc/ssl/site.key") {
+                    continue;
+                }
+                assert!(rel.starts_with("var/lib/drover/blobs"), "{v} in clear on {h} at {}", rel.display());
+                assert_eq!(mode(&f), 0o600, "{}", rel.display());
+                for d in f.ancestors().skip(1).take_while(|d| d.starts_with(root.join("var/lib/drover"))) {
+                    assert_eq!(mode(d), 0o700, "{}", d.display());
+                }
+            }
+        }
+    }
+}
