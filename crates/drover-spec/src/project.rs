@@ -137,11 +137,13 @@ impl Project {
             None => crate::RolloutPolicy::default(),
         };
         let mut role_rollouts = BTreeMap::new();
+        let secrets = drover_secrets::Store::new(&dir);
         let src = inventory::Sources {
             dir: &dir,
             project_defaults: &pf.defaults,
             project_name: "drover.toml",
             project_text: &pf_text,
+            secrets: &secrets,
         };
         let (raw_hosts, groups) = inventory::load(&src)?;
 
@@ -254,7 +256,6 @@ impl Project {
             return Err(e);
         }
         let templates = Templates::load(layer_map.values().flatten())?;
-        let secrets = drover_secrets::Store::new(&dir);
         let template_names = layer_map.values().flatten().filter(|f| matches!(f.kind, LayerKind::Template));
         crate::secrets::check_defined(&templates, template_names.map(|f| &f.rel), &secrets)?;
         Ok(Project {

@@ -367,3 +367,47 @@ fn secret_values_are_nowhere_but_their_targets() {
         }
     }
 }
+
+/// `inventory.csv.age` is read like `inventory.csv` (hosts named by
+/// address), its errors name the line without showing it, and an undefined
+/// `password = { secret = … }` names the inventory line and the secret.
+#[test]
+fn encrypted_csv_inventory_and_password_secrets_load_without_showing_passwords() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let csv = tmp.path().join("inv.csv");
+    std::fs::write(&csv, format!("10.9.0.1,ops,{VALUE}\n")).unwrap();
+    op.ok(&["secret", "add-file", csv.to_str().unwrap(), "inventory.csv"]);
+    std::fs::write(
+        op.proj.join("inventory.toml"),
+        "[hosts.t1]\naddress = \"10.9.0.2\"\nuser = \"ops\"\npassword = { secret = \"db_password\" }\n",
+    )
+    .unwrap();
+    let hosts = tmp.path().join("hosts");
+    let r = sim(&op, "apply", &hosts, &["--json", "-vv"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let names: Vec<String> = r.hosts().iter().map(|h| h["host"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(names.contains(&"10.9.0.1".to_string()) && names.contains(&"t1".to_string()), "{}", r.stdout);
+    assert!(!r.stdout.contains(VALUE) && !r.stderr.contains(VALUE));
+
+    std::fs::write(&csv, format!("10.9.0.1,ops,{VALUE}\n10.9.0.3,{VALUE}\n")).unwrap();
+    op.ok(&["secret", "add-file", csv.to_str().unwrap(), "inventory.csv"]);
+    let bad = sim(&op, "plan", &hosts, &[]);
+    assert_eq!(bad.code, 1, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(has(&bad.stderr, "inventory.csv.age:2") && has(&bad.stderr, "found 2 column(s)"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains(VALUE), "{}", bad.stderr);
+    std::fs::remove_file(op.proj.join("inventory.csv.age")).unwrap();
+
+    std::fs::write(
+        op.proj.join("inventory.toml"),
+        "[hosts.t1]\naddress = \"10.9.0.2\"\n\n[hosts.t2]\naddress = \"10.9.0.3\"\npassword = { secret = \"root_pw\" }\n",
+    )
+    .unwrap();
+    let undefined = sim(&op, "plan", &hosts, &[]);
+    assert_eq!(undefined.code, 1);
+    assert!(
+        has(&undefined.stderr, "inventory.toml:4") && has(&undefined.stderr, "\"root_pw\" is not defined"),
+        "{}",
+        undefined.stderr
+    );
+}
