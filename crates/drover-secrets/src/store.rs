@@ -68,8 +68,8 @@ impl Store {
         v
     }
 
-    /// Every encrypted file of the project: `secrets/*.age` and
-    /// `layers/**.age`, sorted.
+    /// Every encrypted file of the project: `secrets/*.age`,
+    /// `layers/**.age` and `inventory.csv.age`, sorted.
     pub fn files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -84,6 +84,10 @@ impl Store {
         let mut out = Vec::new();
         walk(&self.dir.join("secrets"), &mut out);
         walk(&self.dir.join("layers"), &mut out);
+        let inventory = self.dir.join("inventory.csv.age");
+        if inventory.is_file() {
+            out.push(inventory);
+        }
         out.sort();
         out
     }

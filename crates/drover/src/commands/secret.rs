@@ -95,7 +95,7 @@ pub fn run(dir: &Path, args: SecretArgs) -> anyhow::Result<ExitStatus> {
             for f in store.files() {
                 let rel = f.strip_prefix(dir).unwrap_or(&f);
                 if !rel.starts_with("secrets") {
-                    println!("{:<24} {}", "(layer file)", rel.display());
+                    println!("{:<24} {}", "(encrypted file)", rel.display());
                 }
             }
         }
