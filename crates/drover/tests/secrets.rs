@@ -528,3 +528,56 @@ fn on_lab_hosts_secrets_and_passwords_stay_out_of_args_env_and_files() {
         }
     }
 }
+
+/// An operator's existing SSH ed25519 key works as recipient and identity;
+/// a passphrase-protected one is refused with what to do instead.
+#[test]
+fn an_ssh_ed25519_key_is_a_recipient_and_an_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut op = Op::new(tmp.path());
+    init_project(&op);
+    std::fs::write(op.proj.join("inventory.toml"), "[hosts.s1]\naddress = \"10.0.0.1\"\n").unwrap();
+    let key = tmp.path().join("id_ed25519");
+    let gen = |path: &Path, pass: &str| {
+        let s = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-C", "ops@example", "-N", pass, "-f"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    gen(&key, "");
+    let pubkey = tmp.path().join("id_ed25519.pub");
+    op.ok(&["secret", "init", "--ssh-key", pubkey.to_str().unwrap()]);
+    let rec = std::fs::read_to_string(op.proj.join("secrets/recipients.txt")).unwrap();
+    assert!(rec.lines().any(|l| l.starts_with("ssh-ed25519 ") && l.ends_with("ops@example")), "{rec}");
+    assert!(!op.home.join(".config/drover/identity.txt").exists(), "no age key generated");
+    assert_eq!(op.run_stdin(&["secret", "set", "token"], VALUE.as_bytes()).code, 0);
+    std::fs::write(op.proj.join("layers/site/etc/token.j2"), "{{ secrets.token }}").unwrap();
+    op.identity = Some(key);
+    let hosts = tmp.path().join("hosts");
+    let r = sim(&op, "apply", &hosts, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read_to_string(hosts.join("s1/etc/token")).unwrap(), VALUE);
+
+    let locked = tmp.path().join("locked");
+    gen(&locked, "a passphrase");
+    op.identity = Some(locked);
+    let r = sim(&op, "plan", &hosts, &[]);
+    assert_eq!(r.code, 1);
+    assert!(has(&r.stderr, "passphrase-protected"), "{}", r.stderr);
+}
+
+/// A bundle would carry the clear text in its file: building one for a host
+/// whose state holds a secret is refused, naming the path and the secret.
+#[test]
+fn a_bundle_with_secrets_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let out = tmp.path().join("b.drover");
+    let r = op.run(&["bundle", "build", "-o", out.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(has(&r.stderr, "bundles cannot carry secrets yet") && r.stderr.contains("/etc/app.conf"), "{}", r.stderr);
+    assert!(!r.stderr.contains(VALUE));
+    assert!(files_containing(tmp.path(), VALUE.as_bytes()).is_empty(), "nothing written in clear");
+}
