@@ -38,6 +38,16 @@ pub struct Auth {
     pub password: Option<String>,
 }
 
+/// The password is overwritten with zeros when dropped (it may have come
+/// decrypted from a secret).
+impl Drop for Auth {
+    fn drop(&mut self) {
+        if let Some(p) = &mut self.password {
+            zeroize::Zeroize::zeroize(p);
+        }
+    }
+}
+
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
