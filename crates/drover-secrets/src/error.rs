@@ -12,6 +12,8 @@ pub enum SecretError {
         "{0}: lists no recipients; add an age1… or ssh-ed25519 public key (one per line), or run `drover secret init`"
     )]
     NoRecipients(PathBuf),
+    #[error("{0} does not exist: run `drover secret init` first (it says who can read the project's secrets)")]
+    NoRecipientsFile(PathBuf),
     #[error("{path}: not a usable identity: {message}")]
     BadIdentity { path: PathBuf, message: String },
     #[error(

@@ -19,7 +19,12 @@ pub struct Recipients {
 
 impl Recipients {
     pub fn load(path: &Path) -> Result<Recipients, SecretError> {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let text = match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SecretError::NoRecipientsFile(path.to_path_buf()))
+            }
+            r => r.map_err(io(path))?,
+        };
         Recipients::parse(path, &text)
     }
 

@@ -207,5 +207,8 @@ mod tests {
         assert!(e.starts_with("secrets/recipients.txt:2:"), "{e}");
         let e = Recipients::parse(Path::new("r.txt"), "# nobody\n").err().unwrap().to_string();
         assert!(e.contains("no recipients"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let e = Store::new(d.path()).write(&d.path().join("secrets/x.age"), b"v").unwrap_err().to_string();
+        assert!(e.contains("recipients.txt does not exist") && e.contains("drover secret init"), "{e}");
     }
 }

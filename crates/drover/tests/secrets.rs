@@ -581,3 +581,39 @@ fn a_bundle_with_secrets_is_refused() {
     assert!(!r.stderr.contains(VALUE));
     assert!(files_containing(tmp.path(), VALUE.as_bytes()).is_empty(), "nothing written in clear");
 }
+
+/// The failure paths drover handles: an editor that fails leaves the secret
+/// as it was and no temp file; a binary secret in a template and a file
+/// that is not age are errors naming the secret or file, before any host.
+#[test]
+fn failing_editor_binary_secret_in_template_and_corrupt_file_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let hosts = tmp.path().join("hosts");
+    let before = std::fs::read(op.proj.join("secrets/db_password.age")).unwrap();
+    let seen = tmp.path().join("seen");
+    let script = format!("echo \"$1\" > {}; echo garbage > \"$1\"; exit 3", seen.display());
+    let editor = tmp.path().join("bad-editor.sh");
+    std::fs::write(&editor, format!("#!/bin/sh\n{script}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = Run::from(op.cmd(&["secret", "edit", "db_password"]).env("VISUAL", &editor).output().unwrap());
+    assert_ne!(r.code, 0);
+    assert!(has(&r.stderr, "exited with") && has(&r.stderr, "nothing changed"), "{}", r.stderr);
+    assert_eq!(std::fs::read(op.proj.join("secrets/db_password.age")).unwrap(), before);
+    let tmpfile = std::fs::read_to_string(&seen).unwrap();
+    assert!(!Path::new(tmpfile.trim()).exists(), "temp file removed: {tmpfile}");
+
+    assert_eq!(op.run_stdin(&["secret", "set", "blob"], b"\xff\xfe\x00").code, 0);
+    std::fs::write(op.proj.join("layers/site/etc/blob.j2"), "{{ secrets.blob }}").unwrap();
+    let r = sim(&op, "plan", &hosts, &[]);
+    assert_eq!(r.code, 1);
+    assert!(has(&r.stderr, "secret blob is not UTF-8 text") && has(&r.stderr, "add-file"), "{}", r.stderr);
+    std::fs::remove_file(op.proj.join("layers/site/etc/blob.j2")).unwrap();
+
+    std::fs::write(op.proj.join("layers/site/etc/ssl/site.key.age"), "not age at all\n").unwrap();
+    let r = sim(&op, "apply", &hosts, &[]);
+    assert_eq!(r.code, 1);
+    assert!(has(&r.stderr, "site.key.age: cannot decrypt") && has(&r.stderr, "is it an age file?"), "{}", r.stderr);
+    assert!(!hosts.exists(), "no host touched");
+}
