@@ -436,7 +436,8 @@ fn processes_showing(needles: &[&str]) -> Vec<String> {
 /// `password = { secret = … }` (both non-root, so the password also feeds
 /// `sudo`). The secret reaches its target 0600 root; neither it nor the
 /// login password is in any process's arguments or environment while the
-/// apply runs, nor in anything drover wrote on the controller, nor
+/// apply runs, nor in its output (`-vv`, `RUST_LOG=trace`, `--json`), nor
+/// in anything drover wrote on the controller, nor
 /// anywhere a host wrote (its overlay upper directory) outside the target
 /// and the private blob store.
 #[test]
@@ -476,6 +477,7 @@ fn on_lab_hosts_secrets_and_passwords_stay_out_of_args_env_and_files() {
     let (out_path, err_path) = (keys.path().join("apply.out"), keys.path().join("apply.err"));
     let mut child = op
         .cmd(&["apply", "--json", "-vv"])
+        .env("RUST_LOG", "trace")
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
@@ -495,6 +497,7 @@ fn on_lab_hosts_secrets_and_passwords_stay_out_of_args_env_and_files() {
     };
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(samples > 5, "the apply was sampled while it ran ({samples})");
+    assert!(r.stderr.lines().count() > 100, "trace logs were written and searched:\n{}", r.stderr);
     assert!(seen.is_empty(), "in a process's args or environment: {seen:?}");
     for h in r.hosts() {
         assert_eq!(h["outcome"], "changed", "{h}");
