@@ -50,9 +50,27 @@ pub struct HostFields {
     pub port: Option<u16>,
     /// Private key file (relative to the project directory).
     pub key: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub roles: Option<Vec<Spanned<String>>>,
     pub groups: Option<Vec<String>>,
+}
+
+/// A login password: in clear (`password = "…"`), or one of the project's
+/// secrets (`password = { secret = "NAME" }`, docs/secrets.md).
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Password {
+    Plain(String),
+    Secret { secret: String },
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Password::Plain(_) => f.write_str("Plain(***)"),
+            Password::Secret { secret } => write!(f, "Secret({secret})"),
+        }
+    }
 }
 
 /// `inventory.toml`
@@ -76,7 +94,7 @@ pub struct HostEntry {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub key: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub roles: Option<Vec<Spanned<String>>>,
     pub groups: Option<Vec<String>>,
     /// Pinned SSH host key ("ssh-ed25519 AAAA…").
@@ -115,6 +133,8 @@ pub struct FileAttrs {
     pub group: Option<String>,
     /// Octal string, e.g. "0640".
     pub mode: Option<String>,
+    /// Let a file that holds a secret be world-readable (refused otherwise).
+    pub allow_world_readable: Option<bool>,
 }
 
 /// `services/<name>.toml`

@@ -3,14 +3,16 @@
 //!
 //! Connection settings resolve as: `drover.toml [defaults]` <
 //! `inventory.toml [defaults]` < the host's own entry. CSV hosts are named by
-//! their address.
+//! their address. `inventory.csv.age` is the same list encrypted
+//! (docs/secrets.md); its errors never show its lines, which hold passwords.
+//! A password may be a secret: `password = { secret = "NAME" }`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::{line_span, SpecError};
-use crate::files::{HostFields, InventoryFile, Vars};
+use crate::files::{HostFields, InventoryFile, Password, Vars};
 
 /// A host, resolved: everything needed to reach it and compile for it.
 #[derive(Debug, Clone)]
@@ -36,6 +38,16 @@ pub struct Auth {
     pub password: Option<String>,
 }
 
+/// The password is overwritten with zeros when dropped (it may have come
+/// decrypted from a secret).
+impl Drop for Auth {
+    fn drop(&mut self) {
+        if let Some(p) = &mut self.password {
+            zeroize::Zeroize::zeroize(p);
+        }
+    }
+}
+
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
@@ -59,6 +71,7 @@ pub struct Sources<'a> {
     pub project_defaults: &'a HostFields,
     pub project_name: &'a str,
     pub project_text: &'a str,
+    pub secrets: &'a drover_secrets::Store,
 }
 
 pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>), SpecError> {
@@ -83,16 +96,10 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
             let mut keys: Vec<String> = entry.host_key.iter().cloned().collect();
             keys.extend(known_for(&known, name, &entry.address));
             let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, &sources);
+            let origin = format!("inventory.toml:{}", lines.line_of(span.start));
+            let password = password(src.secrets, f.password.as_ref(), name, &origin)?;
             hosts.push(RawHost {
-                host: build(
-                    src.dir,
-                    name,
-                    &entry.address,
-                    &f,
-                    keys,
-                    entry.vars.clone(),
-                    format!("inventory.toml:{}", lines.line_of(span.start)),
-                ),
+                host: build(src.dir, name, &entry.address, &f, password, keys, entry.vars.clone(), origin),
                 role_refs,
             });
         }
@@ -102,9 +109,19 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
     }
     if csv_path.exists() {
         let text = read(&csv_path)?;
-        hosts.extend(parse_csv(src, &text, &known)?);
+        hosts.extend(parse_csv(src, "inventory.csv", &text, &known)?);
     }
-    if !toml_path.exists() && !csv_path.exists() {
+    let age_path = src.dir.join("inventory.csv.age");
+    if age_path.exists() {
+        let secret = src.secrets.decrypt_file(&age_path, "inventory.csv.age").map_err(|e| {
+            SpecError::file(&age_path, e.to_string(), "set DROVER_IDENTITY to a key listed in secrets/recipients.txt")
+        })?;
+        let text = secret.expose_str().ok_or_else(|| {
+            SpecError::file(&age_path, "decrypts to something that is not UTF-8 text", "encrypt a CSV file")
+        })?;
+        hosts.extend(parse_csv(src, "inventory.csv.age", text, &known)?);
+    }
+    if !toml_path.exists() && !csv_path.exists() && !age_path.exists() {
         return Err(SpecError::file(
             &toml_path,
             "no inventory",
@@ -161,11 +178,43 @@ fn role_refs(
     f.roles.iter().flatten().map(|r| (r.get_ref().clone(), src.clone(), r.span())).collect()
 }
 
+/// A host's password, decrypted when it is a secret.
+fn password(
+    store: &drover_secrets::Store,
+    p: Option<&Password>,
+    host: &str,
+    origin: &str,
+) -> Result<Option<String>, SpecError> {
+    match p {
+        None => Ok(None),
+        Some(Password::Plain(s)) => Ok(Some(s.clone())),
+        Some(Password::Secret { secret }) => {
+            let s = store.get(secret).map_err(|e| {
+                SpecError::file(
+                    Path::new(origin),
+                    format!("host {host}: password: {e}"),
+                    "define it with `drover secret set NAME`, or set DROVER_IDENTITY to a key that can decrypt it",
+                )
+            })?;
+            let text = s.expose_str().ok_or_else(|| {
+                SpecError::file(
+                    Path::new(origin),
+                    format!("host {host}: secret {secret} is not UTF-8 text"),
+                    "set it again",
+                )
+            })?;
+            Ok(Some(text.to_string()))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build(
     dir: &Path,
     name: &str,
     address: &str,
     f: &HostFields,
+    password: Option<String>,
     host_keys: Vec<String>,
     vars: Vars,
     origin: String,
@@ -175,7 +224,7 @@ fn build(
         address: address.to_string(),
         port: f.port.unwrap_or(22),
         user: f.user.clone().unwrap_or_else(|| "root".into()),
-        auth: Auth { key: f.key.as_ref().map(|k| expand(dir, k)), password: f.password.clone() },
+        auth: Auth { key: f.key.as_ref().map(|k| expand(dir, k)), password },
         host_keys,
         roles: f.roles.iter().flatten().map(|r| r.get_ref().clone()).collect(),
         groups: f.groups.clone().unwrap_or_default(),
@@ -194,11 +243,14 @@ fn expand(dir: &Path, p: &str) -> PathBuf {
     dir.join(p)
 }
 
-fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Result<Vec<RawHost>, SpecError> {
+/// `name` is `inventory.csv` or `inventory.csv.age`; the encrypted one's
+/// errors name the line but never show it (it holds passwords).
+fn parse_csv(src: &Sources<'_>, name: &str, text: &str, known: &[(String, String)]) -> Result<Vec<RawHost>, SpecError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let secret = name.ends_with(".age");
     let project_src: Arc<str> = format!("{}\u{0}{}", src.project_name, src.project_text).into();
-    let csv_src: Arc<str> = format!("inventory.csv\u{0}{text}").into();
+    let csv_src: Arc<str> = if secret { format!("{name}\u{0}").into() } else { format!("{name}\u{0}{text}").into() };
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let t = line.trim();
@@ -207,14 +259,17 @@ fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Resul
         }
         let cols: Vec<&str> = t.split(',').map(str::trim).collect();
         if cols.len() < 3 || cols.len() > 4 || cols[..3].iter().any(|c| c.is_empty()) {
-            errors.push(SpecError::at(
-                "inventory.csv",
-                text,
-                line_span(text, lineno),
-                format!("expected address,user,password[,roles], found {} column(s)", cols.len()),
-                "this line",
-                "write one host per line as address,user,password or address,user,password,role1;role2",
-            ));
+            let what = format!("expected address,user,password[,roles], found {} column(s)", cols.len());
+            let help = "write one host per line as address,user,password or address,user,password,role1;role2";
+            errors.push(if secret {
+                SpecError::file(
+                    Path::new(&format!("{name}:{lineno}")),
+                    what,
+                    format!("{help} (`drover secret edit {name}`)"),
+                )
+            } else {
+                SpecError::at(name, text, line_span(text, lineno), what, "this line", help)
+            });
             continue;
         }
         let (address, port) = match cols[0].rsplit_once(':') {
@@ -225,17 +280,19 @@ fn parse_csv(src: &Sources<'_>, text: &str, known: &[(String, String)]) -> Resul
         let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
         let mut f = src.project_defaults.clone();
         f.user = Some(cols[1].to_string());
-        f.password = Some(cols[2].to_string());
+        f.password = Some(Password::Plain(cols[2].to_string()));
         f.port = port.or(f.port);
         let mut refs: Vec<(String, Arc<str>, std::ops::Range<usize>)> =
             f.roles.iter().flatten().map(|r| (r.get_ref().clone(), project_src.clone(), r.span())).collect();
         if let Some(roles) = cols.get(3) {
             let names: Vec<String> = roles.split([';', ' ']).filter(|r| !r.is_empty()).map(String::from).collect();
-            refs = names.iter().map(|r| (r.clone(), csv_src.clone(), line_start..line_start + line.len())).collect();
+            let span = if secret { 0..0 } else { line_start..line_start + line.len() };
+            refs = names.iter().map(|r| (r.clone(), csv_src.clone(), span.clone())).collect();
             f.roles = Some(names.into_iter().map(|n| toml::Spanned::new(0..0, n)).collect());
         }
         let keys = known_for(known, cols[0], address);
-        let host = build(src.dir, cols[0], address, &f, keys, Vars::new(), format!("inventory.csv:{lineno}"));
+        let password = Some(cols[2].to_string());
+        let host = build(src.dir, cols[0], address, &f, password, keys, Vars::new(), format!("{name}:{lineno}"));
         out.push(RawHost { host, role_refs: refs });
     }
     match SpecError::many(errors) {

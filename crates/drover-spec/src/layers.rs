@@ -3,7 +3,8 @@
 //! Files are copied as they are (mode kept); symlinks are kept as symlinks
 //! (never followed: a link to a directory is a link, not a copy of the
 //! directory); `*.j2` files are templates, rendered per host, installed
-//! without the suffix. Plain files are hashed once per load, however many
+//! without the suffix; `*.age` files are age-encrypted (docs/secrets.md),
+//! installed decrypted without the suffix. Plain files are hashed once per load, however many
 //! hosts use them. An empty directory is a managed directory (mode kept).
 //! `.gitkeep` files (empty-directory markers for git) are skipped, so a
 //! directory holding only one is an empty directory.
@@ -33,8 +34,14 @@ pub struct LayerFile {
 
 #[derive(Debug, Clone)]
 pub enum LayerKind {
-    Plain { hash: Hash, size: u64 },
+    Plain {
+        hash: Hash,
+        size: u64,
+    },
     Template,
+    /// An age-encrypted file (`*.age`), installed decrypted without the
+    /// suffix; decrypted only when a host needs it.
+    Encrypted,
     Symlink(String),
     Dir,
 }
@@ -99,6 +106,8 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
             ));
         } else if let Some(stripped) = rel_in_layer.strip_suffix(".j2") {
             (format!("/{stripped}"), LayerKind::Template)
+        } else if let Some(stripped) = rel_in_layer.strip_suffix(".age") {
+            (format!("/{stripped}"), LayerKind::Encrypted)
         } else {
             let bytes = std::fs::read(&path).map_err(|err| io(&path, err))?;
             (

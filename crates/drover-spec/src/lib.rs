@@ -21,6 +21,7 @@ mod layers;
 mod project;
 mod render;
 pub mod rollout;
+mod secrets;
 mod units;
 
 pub use diag::SpecError;

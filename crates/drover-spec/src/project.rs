@@ -57,6 +57,8 @@ pub struct Project {
     fact_cache: HashMap<String, Facts>,
     /// The `fleet` template value, built on first use: once per run.
     fleet: std::sync::OnceLock<FleetCtx>,
+    /// The project's encrypted secrets, decrypted on first use.
+    secrets: drover_secrets::Store,
 }
 
 /// A cached plan and what it was built for: (roles, supervisor, plan).
@@ -75,6 +77,14 @@ struct Plan {
     /// so their errors stop the run as before.
     shadowed: Vec<String>,
     services: Vec<ServiceSpec>,
+    /// (index in `entries`, encrypted layer file, its `layers/…` name),
+    /// decrypted when a host is compiled.
+    encrypted: Vec<(usize, PathBuf, String)>,
+    /// Paths that hold a secret, and which (secret names, or the encrypted
+    /// file's `layers/…` name).
+    secret_paths: BTreeMap<String, Vec<String>>,
+    /// The secrets the templates read (`*`: all of them).
+    secret_names: BTreeSet<String>,
     /// A service the host cannot run: it has no supervisor.
     no_supervisor: Option<String>,
     /// Why the manifest is invalid, if it is: (file to blame, message, help).
@@ -107,6 +117,9 @@ pub enum BlobSource {
 pub struct Compiled {
     pub manifest: Manifest,
     pub blobs: HashMap<Hash, BlobSource>,
+    /// Paths whose content holds a secret, with the secrets' names: shown as
+    /// `<secret NAME changed>`, never diffed or printed.
+    pub secrets: BTreeMap<String, Vec<String>>,
 }
 
 impl Project {
@@ -129,11 +142,13 @@ impl Project {
             None => crate::RolloutPolicy::default(),
         };
         let mut role_rollouts = BTreeMap::new();
+        let secrets = drover_secrets::Store::new(&dir);
         let src = inventory::Sources {
             dir: &dir,
             project_defaults: &pf.defaults,
             project_name: "drover.toml",
             project_text: &pf_text,
+            secrets: &secrets,
         };
         let (raw_hosts, groups) = inventory::load(&src)?;
 
@@ -246,6 +261,8 @@ impl Project {
             return Err(e);
         }
         let templates = Templates::load(layer_map.values().flatten())?;
+        let template_names = layer_map.values().flatten().filter(|f| matches!(f.kind, LayerKind::Template));
+        crate::secrets::check_defined(&templates, template_names.map(|f| &f.rel), &secrets)?;
         Ok(Project {
             dir,
             settings,
@@ -261,6 +278,7 @@ impl Project {
             plans: Default::default(),
             fact_cache: HashMap::new(),
             fleet: std::sync::OnceLock::new(),
+            secrets,
         })
     }
 
@@ -337,7 +355,13 @@ impl Project {
     pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
         let plan = self.plan(&host.roles, facts.supervisor);
         let vars = self.vars_for(host);
-        let ctx = self.context(host, facts, generation, &vars);
+        let mut ctx = self.context(host, facts, generation, &vars);
+        let mut secrets_ctx = None;
+        if !plan.secret_names.is_empty() {
+            let sv = crate::secrets::context(&self.secrets, &plan.secret_names)?;
+            ctx = minijinja::context! { secrets => sv.clone(), ..ctx };
+            secrets_ctx = Some(sv);
+        }
         let mut ctx0 = None;
         let mut entries = plan.entries.clone();
         let mut blobs = plan.blobs.clone();
@@ -345,7 +369,13 @@ impl Project {
             let (bytes, hash) = self.render(name, &ctx, host)?;
             let e = &mut entries[*i];
             if self.templates.uses_generation(name) {
-                let c0 = ctx0.get_or_insert_with(|| self.context(host, facts, 0, &vars));
+                let c0 = ctx0.get_or_insert_with(|| {
+                    let c = self.context(host, facts, 0, &vars);
+                    match &secrets_ctx {
+                        Some(sv) => minijinja::context! { secrets => sv.clone(), ..c },
+                        None => c,
+                    }
+                });
                 e.source = Some(self.render(name, c0, host)?.1);
             }
             e.kind = EntryKind::File { size: bytes.len() as u64, hash };
@@ -353,6 +383,13 @@ impl Project {
         }
         for name in &plan.shadowed {
             self.render(name, &ctx, host)?;
+        }
+        for (i, source, rel) in &plan.encrypted {
+            let secret = crate::secrets::layer_file(&self.secrets, source, rel)?;
+            let bytes = Arc::new(secret.expose().to_vec());
+            let hash = Hash(*blake3::hash(&bytes).as_bytes());
+            entries[*i].kind = EntryKind::File { size: bytes.len() as u64, hash };
+            blobs.insert(hash, BlobSource::Bytes(bytes));
         }
         if let Some(name) = &plan.no_supervisor {
             return Err(SpecError::file(
@@ -364,7 +401,11 @@ impl Project {
         if let Some((file, m, help)) = &plan.invalid {
             return Err(SpecError::file(file, format!("host {}: {m}", host.name), help.clone()));
         }
-        Ok(Compiled { manifest: Manifest { entries, services: plan.services.clone() }, blobs })
+        Ok(Compiled {
+            manifest: Manifest { entries, services: plan.services.clone() },
+            blobs,
+            secrets: plan.secret_paths.clone(),
+        })
     }
 
     /// The plan for hosts with these roles and this supervisor (cached).
@@ -382,6 +423,7 @@ impl Project {
         enum Slot {
             Blob(BlobSource),
             Template(String),
+            Encrypted(PathBuf, String),
             Nothing,
         }
         /// A later file at the same path replaces an earlier one.
@@ -393,6 +435,8 @@ impl Project {
         let mut entries: BTreeMap<String, (Entry, Slot)> = BTreeMap::new();
         let mut origins: HashMap<String, PathBuf> = HashMap::new();
         let mut shadowed = Vec::new();
+        let mut secret_paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut world_readable_ok: BTreeSet<String> = BTreeSet::new();
         let roles: Vec<&Role> = role_names.iter().filter_map(|r| self.roles.get(r)).collect();
         for role in &roles {
             for layer in &role.layers {
@@ -408,16 +452,32 @@ impl Project {
                         LayerKind::Template => {
                             (EntryKind::File { size: 0, hash: Hash([0; 32]) }, Slot::Template(f.rel.clone()))
                         }
+                        LayerKind::Encrypted => (
+                            EntryKind::File { size: 0, hash: Hash([0; 32]) },
+                            Slot::Encrypted(f.source.clone(), f.rel.clone()),
+                        ),
+                    };
+                    let holds: Option<Vec<String>> = match &f.kind {
+                        LayerKind::Encrypted => Some(vec![f.rel.clone()]),
+                        LayerKind::Template => self.templates.secret_refs(&f.rel).map(|r| r.iter().cloned().collect()),
+                        _ => None,
                     };
                     let mut e = Entry {
                         path: f.target.clone(),
                         kind,
-                        mode: f.mode,
+                        // A secret's file is 0600 unless the role says otherwise.
+                        mode: if holds.is_some() { crate::secrets::SECRET_MODE } else { f.mode },
                         owner: "root".into(),
                         group: "root".into(),
                         source: None,
                     };
-                    apply_attrs(&roles, &mut e);
+                    if apply_attrs(&roles, &mut e) {
+                        world_readable_ok.insert(e.path.clone());
+                    }
+                    secret_paths.remove(&e.path);
+                    if let Some(h) = holds {
+                        secret_paths.insert(e.path.clone(), h);
+                    }
                     origins.insert(e.path.clone(), self.dir.join(&f.rel));
                     insert(&mut entries, e, slot, &mut shadowed);
                 }
@@ -455,6 +515,7 @@ impl Project {
                         source: None,
                     };
                     origins.insert(e.path.clone(), self.dir.join(format!("services/{name}.toml")));
+                    secret_paths.remove(&e.path);
                     insert(&mut entries, e, slot, &mut shadowed);
                 }
             }
@@ -469,6 +530,8 @@ impl Project {
         services.sort_by(|a, b| a.name.cmp(&b.name));
         let mut blobs = HashMap::new();
         let mut templates = Vec::new();
+        let mut encrypted = Vec::new();
+        let mut exposed = None;
         let mut list = Vec::with_capacity(entries.len());
         for (_, (e, slot)) in entries {
             match (slot, &e.kind) {
@@ -476,21 +539,47 @@ impl Project {
                     blobs.insert(*hash, src);
                 }
                 (Slot::Template(t), _) => templates.push((list.len(), t)),
+                (Slot::Encrypted(src, rel), _) => encrypted.push((list.len(), src, rel)),
                 _ => {}
+            }
+            if secret_paths.contains_key(&e.path) && exposed.is_none() {
+                exposed = crate::secrets::world_readable(&e.path, e.mode, world_readable_ok.contains(&e.path)).map(|m| {
+                    let file = origins.get(&e.path).cloned().unwrap_or_default();
+                    (file, m, "leave the mode to drover (0600), or set a mode without read for others in the role's [files]".to_string())
+                });
             }
             list.push(e);
         }
         // Paths, modes, owners and service names do not depend on the host:
         // validate once.
         let manifest = Manifest { entries: list, services };
-        let invalid = nested(&manifest, &origins).or_else(|| {
+        let invalid = exposed.or_else(|| nested(&manifest, &origins)).or_else(|| {
             manifest
                 .validate()
                 .err()
                 .map(|m| (self.dir.clone(), m, "fix the layer or service that produces this path".into()))
         });
         let Manifest { entries, services } = manifest;
-        Plan { entries, blobs, templates, shadowed, services, no_supervisor, invalid }
+        let secret_names = templates
+            .iter()
+            .map(|(_, t)| t)
+            .chain(&shadowed)
+            .filter_map(|t| self.templates.secret_refs(t))
+            .flatten()
+            .cloned()
+            .collect();
+        Plan {
+            entries,
+            blobs,
+            templates,
+            shadowed,
+            encrypted,
+            secret_paths,
+            secret_names,
+            services,
+            no_supervisor,
+            invalid,
+        }
     }
 
     /// The template context. Built as minijinja values directly: this runs
@@ -573,7 +662,10 @@ fn role_files_attrs(
     Ok(out)
 }
 
-fn apply_attrs(roles: &[&Role], e: &mut Entry) {
+/// Apply the roles' `[files]` attributes; true when one allows the file to
+/// be world-readable even if it holds a secret.
+fn apply_attrs(roles: &[&Role], e: &mut Entry) -> bool {
+    let mut allow = false;
     for role in roles {
         for (m, a, mode) in &role.files {
             if m.is_match(&e.path) {
@@ -586,9 +678,13 @@ fn apply_attrs(roles: &[&Role], e: &mut Entry) {
                 if let Some(md) = mode {
                     e.mode = *md;
                 }
+                if let Some(a) = a.allow_world_readable {
+                    allow = a;
+                }
             }
         }
     }
+    allow
 }
 
 fn load_service(dir: &Path, name: &Spanned<String>, role_file: &str, role_text: &str) -> Result<Service, SpecError> {

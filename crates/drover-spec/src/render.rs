@@ -22,6 +22,9 @@ pub struct Templates {
     fleet_readers: std::collections::HashMap<String, Vec<Vec<String>>>,
     /// Whether any template reads `fleet` (if none does, it is never built).
     reads_fleet: bool,
+    /// Per template, the secrets it reads (`secrets.NAME`); `*` when it
+    /// reads `secrets` as a whole (then every secret is given to it).
+    secret_refs: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Templates {
@@ -91,7 +94,22 @@ impl Templates {
                 Some((n.to_string(), paths))
             })
             .collect();
-        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet })
+        let secret_refs = env
+            .templates()
+            .filter_map(|(n, t)| {
+                let names: std::collections::BTreeSet<String> = t
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .filter_map(|v| match v.strip_prefix("secrets") {
+                        Some("") => Some("*".to_string()),
+                        Some(rest) => rest.strip_prefix('.').map(|r| r.split('.').next().unwrap_or(r).to_string()),
+                        None => None,
+                    })
+                    .collect();
+                (!names.is_empty()).then(|| (n.to_string(), names))
+            })
+            .collect();
+        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet, secret_refs })
     }
 
     /// For a template that reads `fleet`: its name and the values in `ctx`
@@ -106,6 +124,16 @@ impl Templates {
 
     pub fn reads_fleet(&self) -> bool {
         self.reads_fleet
+    }
+
+    /// The secrets template `name` reads (empty: none).
+    pub fn secret_refs(&self, name: &str) -> Option<&std::collections::BTreeSet<String>> {
+        self.secret_refs.get(name)
+    }
+
+    /// Template `name`'s source, for errors that point into it.
+    pub fn source(&self, name: &str) -> Option<String> {
+        self.env.get_template(name).ok().map(|t| t.source().to_string())
     }
 
     pub fn uses_generation(&self, name: &str) -> bool {
@@ -133,8 +161,8 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error, host: Option<&st
         Some(h) => format!("{what} (rendering for host {h})"),
         None => what,
     };
-    let help =
-        "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), generation, fleet.*";
+    let help = "fix the template; variables available are host.*, facts.*, vars.* (and each var by name), \
+                generation, fleet.*, secrets.* (define one with `drover secret set NAME`)";
     match (e.range(), e.line()) {
         (Some(r), _) if !text.is_empty() => SpecError::at(name, text, r, what, "here", help),
         (None, Some(line)) if !text.is_empty() => SpecError::at(name, text, line_span(text, line), what, "here", help),

@@ -16,6 +16,14 @@ impl Secret {
     }
 }
 
+/// Overwritten with zeros when dropped (`zeroize`), so a freed password
+/// does not linger in the heap.
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")

@@ -60,4 +60,6 @@ pub enum Command {
     Lab(LabArgs),
     /// Air-gapped deployment: build, sign, verify and inspect bundles.
     Bundle(crate::commands::bundle::BundleArgs),
+    /// Age-encrypted secrets: init, set, edit, add-file, rekey, list.
+    Secret(crate::commands::secret::SecretArgs),
 }

@@ -102,6 +102,10 @@ fn file_diff(
         content_note: None,
     };
     let Some(want) = want else { return d };
+    if let Some(names) = compiled.secrets.get(&c.path) {
+        secret_diff(&mut d, now, want, names);
+        return d;
+    }
     match (now, &want.kind) {
         (
             PathNow::File { hash, size, mode, uid, gid, owner, group, content },
@@ -136,6 +140,47 @@ fn file_diff(
         (now, want) => d.attributes.push(format!("kind {} -> {}", host_kind(now), entry_kind(want))),
     }
     d
+}
+
+/// A path that holds a secret: attribute changes as usual, the content only
+/// as `<secret NAME changed>`, and no content hash on either side (a hash of
+/// a short secret is a brute-force oracle).
+fn secret_diff(d: &mut FileDiff, now: &PathNow, want: &Entry, names: &[String]) {
+    if let PathNow::File { hash, .. } = now {
+        d.before = d.before.replace(&hash.short(), "<secret>");
+    }
+    if let EntryKind::File { hash, .. } = &want.kind {
+        d.after = d.after.replace(&hash.short(), "<secret>");
+    }
+    match (now, &want.kind) {
+        (PathNow::File { hash, mode, uid, gid, owner, group, .. }, EntryKind::File { hash: wh, .. }) => {
+            if *mode != want.mode {
+                d.attributes.push(format!("mode {mode:04o} -> {:04o}", want.mode));
+            }
+            if !same_account(owner.as_deref(), *uid, &want.owner) {
+                d.attributes.push(format!(
+                    "owner {} -> {}",
+                    owner.clone().unwrap_or_else(|| uid.to_string()),
+                    want.owner
+                ));
+            }
+            if !same_account(group.as_deref(), *gid, &want.group) {
+                d.attributes.push(format!(
+                    "group {} -> {}",
+                    group.clone().unwrap_or_else(|| gid.to_string()),
+                    want.group
+                ));
+            }
+            if hash != wh {
+                d.content_note = Some(format!("<secret {} changed>", names.join(", ")));
+            }
+        }
+        (PathNow::Absent, _) => d.content_note = Some(format!("<secret {} added>", names.join(", "))),
+        (now, want) => {
+            d.attributes.push(format!("kind {} -> {}", host_kind(now), entry_kind(want)));
+            d.content_note = Some(format!("<secret {} changed>", names.join(", ")));
+        }
+    }
 }
 
 /// Is the host's owner (name as the host knows it, and id) the one the
@@ -317,7 +362,7 @@ mod tests {
         };
         let manifest = drover_proto::Manifest { entries: vec![entry], ..Default::default() };
         let blobs = [(h(content), BlobSource::Bytes(std::sync::Arc::new(content.to_vec())))].into_iter().collect();
-        Compiled { manifest, blobs }
+        Compiled { manifest, blobs, secrets: Default::default() }
     }
 
     fn host_file(content: &[u8], mode: u32) -> PathNow {
@@ -346,6 +391,20 @@ mod tests {
         assert!(u.contains("--- host:/etc/x") && u.contains("+++ project:/etc/x"), "{u}");
         assert!(u.contains("-old\n") && u.contains("+new\n") && u.contains(" a\n"), "{u}");
         assert!(d.attributes.is_empty() && d.content_note.is_none());
+    }
+
+    #[test]
+    fn a_secret_file_shows_as_secret_changed_with_no_content_or_hash() {
+        let mut c = compiled("/etc/x", b"password=new-clear-value\n", 0o600);
+        c.secrets.insert("/etc/x".into(), vec!["db_password".into()]);
+        let d = one(&c, ChangeKind::Modify, host_file(b"password=old-clear-value\n", 0o644));
+        let shown = format!("{d:?}");
+        assert_eq!(d.content_note.as_deref(), Some("<secret db_password changed>"));
+        assert!(d.unified.is_none());
+        assert_eq!(d.attributes, vec!["mode 0644 -> 0600".to_string()]);
+        assert!(!shown.contains("clear-value"), "{shown}");
+        assert!(!shown.contains(&h(b"password=new-clear-value\n").short()), "{shown}");
+        assert!(!shown.contains(&h(b"password=old-clear-value\n").short()), "{shown}");
     }
 
     #[test]

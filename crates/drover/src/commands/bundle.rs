@@ -306,6 +306,16 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
         let (facts, facts_from) = offline_facts(store.as_ref(), host, sup);
         let generation = offline_generation(store.as_ref(), &host.name);
         let c = project.compile(host, &facts, generation)?;
+        // A bundle would carry the secret in clear: refused until bundles
+        // encrypt per host (docs/secrets.md, "Bundles").
+        if let Some((path, names)) = c.secrets.iter().next() {
+            anyhow::bail!(
+                "{}: {path} holds a secret ({}); bundles cannot carry secrets yet (they would be in clear in the file). \
+                 Deploy secret-bearing roles with `drover apply` over SSH",
+                host.name,
+                names.join(", ")
+            );
+        }
         for e in &c.manifest.entries {
             let EntryKind::File { hash, .. } = e.kind else { continue };
             if in_base(&hash) {

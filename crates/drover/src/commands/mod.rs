@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod lab;
 pub mod logs;
 pub mod rollout;
+pub mod secret;
 pub mod trust;
 
 use crate::cli::{Cli, Command};
@@ -33,5 +34,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Drain(a) => day2::drain(dir, a, true),
         Command::Undrain(a) => day2::drain(dir, a, false),
         Command::Bundle(a) => bundle::run(dir, a),
+        Command::Secret(a) => secret::run(dir, a),
     }
 }

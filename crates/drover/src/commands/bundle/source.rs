@@ -33,7 +33,7 @@ impl StateSource for BundleSource {
                 ));
             }
         }
-        Ok(Compiled { manifest: e.manifest.clone(), blobs: HashMap::new() })
+        Ok(Compiled { manifest: e.manifest.clone(), blobs: HashMap::new(), secrets: Default::default() })
     }
 
     /// From a signed bundle, the host gets its own signed statement (its
