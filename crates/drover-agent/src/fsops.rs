@@ -71,11 +71,17 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Hash a file's content by streaming it.
 pub fn hash_file(path: &Path) -> Result<(Hash, u64)> {
     let mut f = File::open(path).ctx(|| format!("open {}", path.display()))?;
+    hash_reader(&mut f).ctx(|| format!("read {}", path.display()))
+}
+
+/// Hash everything `r` yields, in 256 KiB reads: a file of any size costs
+/// one buffer.
+pub fn hash_reader(r: &mut dyn Read) -> std::io::Result<(Hash, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = f.read(&mut buf).ctx(|| format!("read {}", path.display()))?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }

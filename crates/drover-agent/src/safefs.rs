@@ -106,7 +106,21 @@ impl Root {
     /// Walk to the parent directory of `path` (absolute, validated). With
     /// `write`, every directory on the way must be trusted.
     pub fn parent(&self, path: &str, write: bool) -> Result<Parent> {
-        let (dirs, _) = split(path);
+        self.walk(&split(path).0, write)
+    }
+
+    /// Walk to directory `path` itself ("" is the root).
+    pub fn dir(&self, path: &str, write: bool) -> Result<Parent> {
+        let comps: Vec<&str> = path.trim_start_matches('/').split('/').filter(|c| !c.is_empty()).collect();
+        self.walk(&comps, write)
+    }
+
+    /// What is at `path` now (no cache: for the few paths a transition touches).
+    pub fn look(&self, path: &str) -> Result<Found> {
+        look_in(&self.parent(path, false)?, path)
+    }
+
+    fn walk(&self, dirs: &[&str], write: bool) -> Result<Parent> {
         let mut cur: Option<OwnedFd> = None;
         let mut walked = String::new();
         if write {
@@ -115,7 +129,7 @@ impl Root {
                 bail!("refusing to write under {}: the target root is writable by other users", self.path.display());
             }
         }
-        for comp in dirs {
+        for &comp in dirs {
             walked.push('/');
             walked.push_str(comp);
             let at: BorrowedFd<'_> = cur.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd());
@@ -175,6 +189,15 @@ pub fn name(path: &str) -> &OsStr {
     OsStr::from_bytes(split(path).1.as_bytes())
 }
 
+/// What is at `path`, given the walk to its parent.
+fn look_in(parent: &Parent, path: &str) -> Result<Found> {
+    match parent {
+        Parent::Dir(fd) => look(fd.as_fd(), name(path)),
+        Parent::Missing => Ok(Found::Absent),
+        Parent::Symlink { at } => Ok(Found::BeneathSymlink { at: at.clone() }),
+    }
+}
+
 /// Look at `name` in `dir` without following it.
 pub fn look(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Found> {
     let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -208,16 +231,7 @@ pub fn open_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<std::fs::File> {
 /// Hash the regular file `name` in `dir`.
 pub fn hash_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Hash> {
     let mut f = open_file(dir, name)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).ctx(|| format!("read {}", name.to_string_lossy()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Hash(*hasher.finalize().as_bytes()))
+    Ok(crate::fsops::hash_reader(&mut f).ctx(|| format!("read {}", name.to_string_lossy()))?.0)
 }
 
 /// Create `name` in `dir` (which must not exist) with `src`'s content, owner
@@ -330,7 +344,7 @@ fn gid_of(g: u32) -> rustix::fs::Gid {
 /// so a tree of 20,000 files walks each directory once, not once per file.
 pub struct Walker<'r> {
     root: &'r Root,
-    dirs: HashMap<String, Option<std::result::Result<OwnedFd, String>>>,
+    dirs: HashMap<String, Parent>,
 }
 
 impl<'r> Walker<'r> {
@@ -342,30 +356,25 @@ impl<'r> Walker<'r> {
         self.root
     }
 
+    /// The (cached) walk to `path`'s parent.
+    fn parent(&mut self, path: &str) -> Result<&Parent> {
+        let key = split(path).0.join("/");
+        if !self.dirs.contains_key(&key) {
+            let p = self.root.parent(path, false)?;
+            self.dirs.insert(key.clone(), p);
+        }
+        Ok(&self.dirs[&key])
+    }
+
     /// What is at `path` now.
     pub fn look(&mut self, path: &str) -> Result<Found> {
-        let (dirs, _) = split(path);
-        let key = dirs.join("/");
-        if !self.dirs.contains_key(&key) {
-            let v = match self.root.parent(path, false)? {
-                Parent::Dir(fd) => Some(Ok(fd)),
-                Parent::Missing => None,
-                Parent::Symlink { at } => Some(Err(at)),
-            };
-            self.dirs.insert(key.clone(), v);
-        }
-        match &self.dirs[&key] {
-            None => Ok(Found::Absent),
-            Some(Err(at)) => Ok(Found::BeneathSymlink { at: at.clone() }),
-            Some(Ok(fd)) => look(fd.as_fd(), name(path)),
-        }
+        look_in(self.parent(path)?, path)
     }
 
     /// Hash the file at `path` (which [`Walker::look`] found to be a file).
     pub fn hash(&mut self, path: &str) -> Result<Hash> {
-        let (dirs, _) = split(path);
-        match self.dirs.get(&dirs.join("/")) {
-            Some(Some(Ok(fd))) => hash_at(fd.as_fd(), name(path)),
+        match self.parent(path)? {
+            Parent::Dir(fd) => hash_at(fd.as_fd(), name(path)),
             _ => bail!("{path}: not a file"),
         }
     }

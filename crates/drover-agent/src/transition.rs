@@ -331,7 +331,7 @@ fn execute(layout: &Layout, root: &Root, ops: &[Op], target: impl Fn(&Op) -> &Pa
     let mut places = Vec::new();
     for op in ops {
         let want = target(op);
-        let now = safefs_state(root, &op.path)?;
+        let now = root.look(&op.path)?;
         let same_kind = matches!(
             (&now, want),
             (Found::Dir { .. }, PathState::Dir { .. })
@@ -413,7 +413,7 @@ fn execute(layout: &Layout, root: &Root, ops: &[Op], target: impl Fn(&Op) -> &Pa
         parents.insert(parent_of(&op.path));
     }
     for p in parents {
-        if let Ok(safefs::Parent::Dir(fd)) = root.parent(&format!("{p}/x"), false) {
+        if let Ok(safefs::Parent::Dir(fd)) = root.dir(&p, false) {
             safefs::sync(fd.as_fd())?;
         }
     }
@@ -422,14 +422,6 @@ fn execute(layout: &Layout, root: &Root, ops: &[Op], target: impl Fn(&Op) -> &Pa
 
 fn parent_of(path: &str) -> String {
     path[..path.rfind('/').unwrap_or(0)].to_string()
-}
-
-fn safefs_state(root: &Root, path: &str) -> Result<Found> {
-    match root.parent(path, false)? {
-        safefs::Parent::Dir(fd) => safefs::look(fd.as_fd(), safefs::name(path)),
-        safefs::Parent::Missing => Ok(Found::Absent),
-        safefs::Parent::Symlink { at } => Ok(Found::BeneathSymlink { at }),
-    }
 }
 
 /// Undo an uncommitted journal: every path back to its prior state. Safe to
