@@ -166,18 +166,14 @@ fn plan(
     let parent_dir = PathState::Dir { mode: PARENT_DIR_MODE, uid, gid };
 
     // Parent directories every wanted path needs, shallowest first.
-    let mut required: Vec<&str> = wants
-        .iter()
-        .filter(|(_, s)| *s != PathState::Absent)
-        .flat_map(|(p, _)| ancestors(p))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    required.sort_by_key(|p| depth(p));
+    let required: BTreeSet<&str> =
+        wants.iter().filter(|(_, s)| *s != PathState::Absent).flat_map(|(p, _)| ancestors(p)).collect();
+    let mut shallow_first: Vec<&str> = required.iter().copied().collect();
+    shallow_first.sort_by_key(|p| depth(p));
     // Managed files or symlinks that become parent directories this time.
     let mut converted: BTreeSet<&str> = BTreeSet::new();
     let mut ops = Vec::new();
-    for d in &required {
+    for d in &shallow_first {
         if want_map.get(d).is_some_and(|s| matches!(s, PathState::Dir { .. })) {
             continue; // an explicit directory entry: planned below
         }
