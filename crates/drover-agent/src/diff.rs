@@ -25,6 +25,9 @@ pub struct Candidate {
     pub wants: Vec<(String, PathState)>,
     pub changes: Vec<Change>,
     pub restarts: Vec<ServiceRestart>,
+    /// Size of every file content the manifest names, by hash: each arriving
+    /// chunk is checked against it (a lookup, not a scan of 20,000 entries).
+    pub sizes: HashMap<drover_proto::Hash, u64>,
 }
 
 /// Manifest entries with owner names resolved to this host's ids.
@@ -92,7 +95,15 @@ pub fn diff(
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     let changed: BTreeSet<String> = changes.iter().map(|c| c.path.clone()).collect();
     let restarts = services::plan(current, &desired, &changed);
-    Ok(Candidate { manifest: desired, generation, wants, changes, restarts })
+    let sizes = desired
+        .entries
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::File { hash, size } => Some((hash, size)),
+            _ => None,
+        })
+        .collect();
+    Ok(Candidate { manifest: desired, generation, wants, changes, restarts, sizes })
 }
 
 /// Managed paths whose content differs from what generation `m` says.

@@ -180,7 +180,8 @@ impl Engine {
         let mut out = Vec::new();
         for e in &cand.manifest.entries {
             if let EntryKind::File { hash, .. } = e.kind {
-                let changing = cand.changes.iter().any(|c| c.path == e.path);
+                // `changes` is sorted by path.
+                let changing = cand.changes.binary_search_by(|c| c.path.as_str().cmp(&e.path)).is_ok();
                 if changing && blobs::needs_transfer(&self.layout, &hash) && seen.insert(hash) {
                     out.push((hash, blobs::partial_len(&self.layout, &hash)));
                 }
@@ -190,14 +191,9 @@ impl Engine {
     }
 
     pub fn receive(&self, chunk: &BlobChunk, cand: &Candidate) -> Result<()> {
-        let size = cand
-            .manifest
-            .entries
-            .iter()
-            .find_map(|e| match e.kind {
-                EntryKind::File { hash, size } if hash == chunk.hash => Some(size),
-                _ => None,
-            })
+        let size = *cand
+            .sizes
+            .get(&chunk.hash)
             .ok_or_else(|| crate::AgentError(format!("unexpected blob {}", chunk.hash.short())))?;
         blobs::receive(&self.layout, chunk, size)
     }
