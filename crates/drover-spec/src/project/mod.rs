@@ -1,0 +1,236 @@
+//! Loading a project and compiling it per host.
+//!
+//! Variable precedence, lowest first (later wins per top-level key; tables
+//! are replaced, not merged, as in Ansible's default):
+//! 1. `drover.toml [vars]` (project)
+//! 2. `inventory.toml [groups.<g>.vars]`, in the host's group order
+//! 3. `roles/<r>.toml [vars]`, in the host's role order
+//! 4. the host's own `vars`
+//!
+//! Layer precedence: a host's roles in order, each role's layers in order; a
+//! later layer's file replaces an earlier one at the same target path.
+
+mod load;
+mod plan;
+mod service;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_proto::{EntryKind, Facts, Hash, Manifest, Supervisor};
+
+use crate::diag::SpecError;
+use crate::files::Vars;
+use crate::fleet::FleetCtx;
+use crate::inventory::Host;
+use crate::layers::LayerFile;
+use crate::render::Templates;
+
+use plan::Plan;
+use service::{Role, Service};
+
+/// Project-wide settings from `drover.toml [apply]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    /// Unconfirmed generations revert after this (0 disables magic rollback).
+    pub confirm_timeout: Duration,
+    pub parallel: usize,
+    pub connect_timeout: Duration,
+}
+
+pub struct Project {
+    pub dir: PathBuf,
+    pub settings: Settings,
+    pub hosts: Vec<Host>,
+    vars: Vars,
+    groups: BTreeMap<String, Vars>,
+    roles: BTreeMap<String, Role>,
+    services: BTreeMap<String, Service>,
+    layers: BTreeMap<String, Vec<LayerFile>>,
+    templates: Templates,
+    /// The project's default rollout policy, and each role's own.
+    rollout: crate::RolloutPolicy,
+    role_rollouts: BTreeMap<String, crate::RolloutPolicy>,
+    /// Compile plans by (roles, supervisor), built on first use.
+    plans: std::sync::Mutex<Vec<PlanKey>>,
+    /// Facts each host last reported (see [`Project::set_fact_cache`]).
+    fact_cache: HashMap<String, Facts>,
+    /// The `fleet` template value, built on first use: once per run.
+    fleet: std::sync::OnceLock<FleetCtx>,
+    /// The project's encrypted secrets, decrypted on first use.
+    secrets: drover_secrets::Store,
+}
+
+/// A cached plan and what it was built for: (roles, supervisor, plan).
+type PlanKey = (Vec<String>, Option<Supervisor>, Arc<Plan>);
+
+/// Where a blob's bytes come from when the controller sends it.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    File(PathBuf),
+    Bytes(Arc<Vec<u8>>),
+}
+
+pub struct Compiled {
+    pub manifest: Manifest,
+    pub blobs: HashMap<Hash, BlobSource>,
+    /// Paths whose content holds a secret, with the secrets' names: shown as
+    /// `<secret NAME changed>`, never diffed or printed.
+    pub secrets: BTreeMap<String, Vec<String>>,
+}
+
+impl Project {
+    /// The facts other hosts' templates see for each host (`fleet.hosts[i].facts`):
+    /// what each host last reported, by host name. Hosts absent here have
+    /// none; a template reading one of their facts fails unless it gives a
+    /// default. Set before compiling (the `fleet` value is built once, on
+    /// the first compile, and never changes afterwards).
+    pub fn set_fact_cache(&mut self, facts: HashMap<String, Facts>) {
+        self.fact_cache = facts;
+        self.fleet = std::sync::OnceLock::new();
+    }
+
+    /// The `fleet` value and its renderings (see the `fleet` module).
+    fn fleet(&self) -> &FleetCtx {
+        self.fleet.get_or_init(|| {
+            let mut roles: BTreeSet<String> = self.roles.keys().cloned().collect();
+            // Roles no host has yet are empty lists, not undefined: a
+            // template looping over `fleet.roles.etcd` survives scaling to 0.
+            if let Ok(rd) = std::fs::read_dir(self.dir.join("roles")) {
+                for e in rd.flatten() {
+                    if let Some(n) = e.file_name().to_str().and_then(|n| n.strip_suffix(".toml")) {
+                        roles.insert(n.to_string());
+                    }
+                }
+            }
+            let roles: Vec<String> = roles.into_iter().collect();
+            let groups: Vec<String> = self.groups.keys().cloned().collect();
+            FleetCtx::new(&self.hosts, |h| self.vars_for(h), &self.fact_cache, &roles, &groups)
+        })
+    }
+
+    /// Render one template for a host: once per run for every host that
+    /// reads the same values, if it reads `fleet` (see `Templates::memo_key`).
+    fn render(&self, name: &str, ctx: &minijinja::Value, host: &Host) -> Result<crate::fleet::Rendered, SpecError> {
+        match self.templates.memo_key(name, ctx) {
+            Some(key) => self.fleet().render(key, || self.templates.render(name, ctx, &host.name)),
+            None => Ok(crate::fleet::rendered(self.templates.render(name, ctx, &host.name)?)),
+        }
+    }
+
+    /// The rollout policy for `role` (its own `[rollout]`, else the project's).
+    pub fn rollout_policy(&self, role: Option<&str>) -> crate::RolloutPolicy {
+        role.and_then(|r| self.role_rollouts.get(r)).unwrap_or(&self.rollout).clone()
+    }
+
+    pub fn has_rollout_policy(&self, role: &str) -> bool {
+        self.role_rollouts.contains_key(role)
+    }
+
+    /// Merged variables for a host (see the module docs for precedence).
+    pub fn vars_for(&self, host: &Host) -> Vars {
+        let mut v = self.vars.clone();
+        for g in &host.groups {
+            if let Some(gv) = self.groups.get(g) {
+                v.extend(gv.clone());
+            }
+        }
+        for r in &host.roles {
+            if let Some(role) = self.roles.get(r) {
+                v.extend(role.vars.clone());
+            }
+        }
+        v.extend(host.vars.clone());
+        v
+    }
+
+    /// Compile one host's desired state. `generation` is the number this
+    /// state will get on the host (templates may show it).
+    ///
+    /// Everything but the templates depends only on the host's roles and
+    /// supervisor, so that part is a [`Plan`] built once per run and shared;
+    /// a host costs a clone of it plus its template renderings.
+    pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
+        let plan = self.plan(&host.roles, facts.supervisor);
+        let vars = self.vars_for(host);
+        let mut ctx = self.context(host, facts, generation, &vars);
+        let mut secrets_ctx = None;
+        if !plan.secret_names.is_empty() {
+            let sv = crate::secrets::context(&self.secrets, &plan.secret_names)?;
+            ctx = minijinja::context! { secrets => sv.clone(), ..ctx };
+            secrets_ctx = Some(sv);
+        }
+        let mut ctx0 = None;
+        let mut entries = plan.entries.clone();
+        let mut blobs = plan.blobs.clone();
+        for (i, name) in &plan.templates {
+            let (bytes, hash) = self.render(name, &ctx, host)?;
+            let e = &mut entries[*i];
+            if self.templates.uses_generation(name) {
+                let c0 = ctx0.get_or_insert_with(|| {
+                    let c = self.context(host, facts, 0, &vars);
+                    match &secrets_ctx {
+                        Some(sv) => minijinja::context! { secrets => sv.clone(), ..c },
+                        None => c,
+                    }
+                });
+                e.source = Some(self.render(name, c0, host)?.1);
+            }
+            e.kind = EntryKind::File { size: bytes.len() as u64, hash };
+            blobs.insert(hash, BlobSource::Bytes(bytes));
+        }
+        for name in &plan.shadowed {
+            self.render(name, &ctx, host)?;
+        }
+        for (i, source, rel) in &plan.encrypted {
+            let secret = crate::secrets::layer_file(&self.secrets, source, rel)?;
+            let bytes = Arc::new(secret.expose().to_vec());
+            let hash = Hash(*blake3::hash(&bytes).as_bytes());
+            entries[*i].kind = EntryKind::File { size: bytes.len() as u64, hash };
+            blobs.insert(hash, BlobSource::Bytes(bytes));
+        }
+        if let Some(name) = &plan.no_supervisor {
+            return Err(SpecError::file(
+                Path::new(&format!("services/{name}.toml")),
+                format!("host {} has no supported supervisor (systemd, runit or OpenRC), so service {name} cannot run there", host.name),
+                "install runit on the host, or remove the service from its roles",
+            ));
+        }
+        if let Some((file, m, help)) = &plan.invalid {
+            return Err(SpecError::file(file, format!("host {}: {m}", host.name), help.clone()));
+        }
+        Ok(Compiled {
+            manifest: Manifest { entries, services: plan.services.clone() },
+            blobs,
+            secrets: plan.secret_paths.clone(),
+        })
+    }
+
+    /// The template context. Built as minijinja values directly: this runs
+    /// once per host per compile, so no detour through JSON.
+    fn context(&self, host: &Host, facts: &Facts, generation: u64, vars: &Vars) -> minijinja::Value {
+        use minijinja::{context, Value};
+        // A var named `fleet` is shadowed (`vars.fleet` still reads it).
+        let all = Value::from_serialize(vars);
+        let mut top: BTreeMap<String, Value> =
+            vars.keys().map(|k| (k.clone(), all.get_attr(k).unwrap_or_default())).collect();
+        top.insert("vars".into(), all);
+        top.insert(
+            "host".into(),
+            context! {
+                name => host.name, address => host.address, port => host.port, user => host.user,
+                roles => host.roles, groups => host.groups,
+            },
+        );
+        top.insert("facts".into(), crate::fleet::facts_value(facts));
+        top.insert("generation".into(), Value::from(generation));
+        // Built only for projects whose templates read it (once per run).
+        if self.templates.reads_fleet() {
+            top.insert("fleet".into(), self.fleet().value.clone());
+        }
+        Value::from(top)
+    }
+}
