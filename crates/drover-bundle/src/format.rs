@@ -24,7 +24,11 @@
 use drover_proto::{Hash, Manifest};
 use serde::{Deserialize, Serialize};
 
-pub const MAGIC: &[u8; 8] = b"DROVERB\x01";
+/// Format 2: host entries carry sealed (per-host encrypted) secret content.
+pub const MAGIC: &[u8; 8] = b"DROVERB\x02";
+/// Bundles written before secrets could be bundled: refused with a message
+/// that says to build again (their index does not decode as format 2).
+pub const MAGIC_V1: &[u8; 8] = b"DROVERB\x01";
 pub const TRAILER_MAGIC: &[u8; 8] = b"DROVERT\x01";
 pub const TRAILER_LEN: u64 = 72;
 /// Uncompressed bytes per chunk: the protocol's, so chunks go out as stored.
@@ -94,6 +98,29 @@ pub struct HostEntry {
     /// from an earlier run) or `placeholder`.
     pub facts: String,
     pub manifest: Manifest,
+    /// The host key its sealed content is encrypted to (`ssh-ed25519 AAAA…`,
+    /// no comment): one of `host_keys`. `None` when nothing is sealed.
+    pub recipient: Option<String>,
+    /// Paths whose content is a secret, sorted by path: their blobs are in
+    /// the bundle only encrypted to `recipient` (see [`crate::seal`]).
+    pub sealed: Vec<SealedEntry>,
+}
+
+/// One secret-bearing file of a host. The manifest names the clear content
+/// (`clear`, what the host verifies after decrypting); the bundle holds only
+/// `cipher`, an age file for the host's key, as an ordinary blob (so the
+/// signatures cover the ciphertext like any other blob).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEntry {
+    pub path: String,
+    /// The secrets the content holds (`secrets.NAME`, or the `*.age` file).
+    pub names: Vec<String>,
+    /// blake3 of the clear content: the manifest entry's hash.
+    pub clear: Hash,
+    /// blake3 of the ciphertext: a blob of this bundle.
+    pub cipher: Hash,
+    /// Length of the ciphertext (what a host receiving it expects).
+    pub cipher_size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +132,29 @@ pub struct BlobEntry {
     pub offset: u64,
     /// Compressed length of each chunk.
     pub chunks: Vec<u32>,
+}
+
+impl HostEntry {
+    /// A sealed entry must name a file of the manifest by its clear hash, and
+    /// say which key it is sealed to: a host then verifies what it decrypts
+    /// against the signed manifest.
+    pub fn validate_sealed(&self) -> Result<(), String> {
+        if !self.sealed.is_empty() && self.recipient.is_none() {
+            return Err(format!("host {}: sealed content without a recipient key", self.name));
+        }
+        for s in &self.sealed {
+            match self.manifest.entry(&s.path).map(|e| &e.kind) {
+                Some(drover_proto::EntryKind::File { hash, .. }) if *hash == s.clear => {}
+                _ => return Err(format!("host {}: sealed {} does not match its manifest entry", self.name, s.path)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The sealed entry whose clear content is `h`, if any.
+    pub fn sealed_by_clear(&self, h: &Hash) -> Option<&SealedEntry> {
+        self.sealed.iter().find(|s| s.clear == *h)
+    }
 }
 
 impl BlobEntry {
@@ -143,6 +193,13 @@ impl Index {
         }
         for h in &self.hosts {
             h.manifest.validate().map_err(|e| format!("host {}: {e}", h.name))?;
+            h.validate_sealed()?;
+            for s in &h.sealed {
+                match self.blob(&s.cipher) {
+                    Some(b) if b.size == s.cipher_size => {}
+                    _ => return Err(format!("host {}: the sealed content of {} is not in the bundle", h.name, s.path)),
+                }
+            }
         }
         Ok(())
     }

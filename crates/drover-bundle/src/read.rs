@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use drover_proto::Hash;
 
-use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, TRAILER_LEN};
+use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, MAGIC_V1, TRAILER_LEN};
 use crate::statement::{HostStatement, Signatures};
 use crate::verify::{self, PublicKey};
 use crate::{BundleError, Result};
@@ -39,9 +39,7 @@ impl Bundle {
         file.read_exact_at(&mut tail, t.index_off).map_err(|e| BundleError::io(path, e))?;
         let mut magic = [0u8; 8];
         file.read_exact_at(&mut magic, 0).map_err(|e| BundleError::io(path, e))?;
-        if &magic != MAGIC {
-            return Err(BundleError::NotABundle(path.display().to_string()));
-        }
+        check_magic(&magic, path)?;
         Bundle::from_tail(file, path, len, t, tail)
     }
 
@@ -85,9 +83,7 @@ impl Bundle {
         let (Some(t), true) = (pre, pos == len) else {
             return Err(BundleError::Truncated(path.display().to_string()));
         };
-        if head != MAGIC {
-            return Err(BundleError::NotABundle(path.display().to_string()));
-        }
+        check_magic(&head, path)?;
         Bundle::from_tail(file, path, len, t, tail)
     }
 
@@ -249,6 +245,14 @@ impl Iterator for PackedChunks<'_> {
         self.file_off += u64::from(len);
         self.i += 1;
         Some(res)
+    }
+}
+
+fn check_magic(head: &[u8], path: &Path) -> Result<()> {
+    match head {
+        h if h == MAGIC => Ok(()),
+        h if h == MAGIC_V1 => Err(BundleError::OldFormat(path.display().to_string())),
+        _ => Err(BundleError::NotABundle(path.display().to_string())),
     }
 }
 
