@@ -87,3 +87,125 @@ pub fn open_received(layout: &Layout, entry_name: &str, sealed: &[SealedEntry]) 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_proto::{Entry, EntryKind, Manifest};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn h(b: &[u8]) -> Hash {
+        Hash(*blake3::hash(b).as_bytes())
+    }
+
+    /// A host root with an SSH host key, and an entry for `/etc/x` holding
+    /// `plain`, sealed to `sealed_to` (this host's key when `None`).
+    fn setup(plain: &[u8], sealed_to: Option<&str>) -> (tempfile::TempDir, Layout, HostEntry, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join("etc/ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(ssh.join("ssh_host_ed25519_key"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let layout = Layout::new(dir.path());
+        let own = seal::public_key(&layout.target(HOST_SSH_KEY)).unwrap();
+        let recipient = sealed_to.map_or(own, str::to_string);
+        let cipher = seal::seal(&recipient, plain).unwrap();
+        let entry = HostEntry {
+            name: "h1".into(),
+            address: "10.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            key: None,
+            host_keys: vec![],
+            roles: vec![],
+            groups: vec![],
+            generation: 1,
+            facts: "placeholder".into(),
+            manifest: Manifest {
+                entries: vec![Entry {
+                    path: "/etc/x".into(),
+                    kind: EntryKind::File { size: plain.len() as u64, hash: h(plain) },
+                    mode: 0o600,
+                    owner: "root".into(),
+                    group: "root".into(),
+                    source: None,
+                }],
+                services: vec![],
+            },
+            recipient: Some(recipient),
+            sealed: vec![SealedEntry {
+                path: "/etc/x".into(),
+                names: vec!["db".into()],
+                clear: h(plain),
+                cipher: h(&cipher),
+                cipher_size: cipher.len() as u64,
+            }],
+        };
+        (dir, layout, entry, cipher)
+    }
+
+    #[test]
+    fn the_ciphertext_is_asked_for_then_opened_into_a_private_blob() {
+        let plain = b"password=s3cret\n";
+        let (_d, layout, entry, cipher) = setup(plain, None);
+        assert!(check(&layout, &entry).unwrap().is_some());
+        let mut cand = Candidate {
+            manifest: entry.manifest.clone(),
+            generation: 1,
+            wants: vec![],
+            changes: vec![],
+            restarts: vec![],
+            sizes: HashMap::new(),
+        };
+        let other = h(b"plain");
+        let missing = redirect_missing(&layout, &entry.sealed, &mut cand, vec![(h(plain), 0), (other, 3)]);
+        assert_eq!(missing, vec![(h(&cipher), 0), (other, 3)], "clear content asked for");
+        assert_eq!(cand.sizes.get(&h(&cipher)), Some(&(cipher.len() as u64)));
+
+        crate::fsops::private_dir(&layout.blobs()).unwrap();
+        std::fs::write(layout.blob(&h(&cipher)), &cipher).unwrap();
+        // Received already: nothing more to send.
+        assert!(redirect_missing(&layout, &entry.sealed, &mut cand, vec![(h(plain), 0)]).is_empty());
+        open_received(&layout, "h1", &entry.sealed).unwrap();
+        assert_eq!(std::fs::read(layout.blob(&h(plain))).unwrap(), plain);
+        let mode = std::fs::metadata(layout.blob(&h(plain))).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!layout.blob(&h(&cipher)).exists(), "ciphertext kept");
+    }
+
+    #[test]
+    fn another_key_a_missing_key_and_a_wrong_clear_hash_are_refused_storing_nothing() {
+        let other = tempfile::tempdir().unwrap();
+        let k = other.path().join("k");
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&k)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let foreign = seal::public_key(&k).unwrap();
+        let (_d, layout, entry, _) = setup(b"v", Some(&foreign));
+        let e = check(&layout, &entry).unwrap_err().0;
+        assert!(e.contains("sealed to host key") && e.contains(&seal::fingerprint(&foreign)), "{e}");
+
+        let (_d, layout, mut entry, _) = setup(b"v", None);
+        std::fs::remove_file(layout.target(HOST_SSH_KEY)).unwrap();
+        let e = check(&layout, &entry).unwrap_err().0;
+        assert!(e.contains("this host's key cannot be read") && e.contains(HOST_SSH_KEY), "{e}");
+
+        // Sealed content whose clear hash is not the signed one.
+        let (_d, layout, _, _) = setup(b"v", None);
+        let sealed_to = seal::public_key(&layout.target(HOST_SSH_KEY)).unwrap();
+        let cipher2 = seal::seal(&sealed_to, b"not v").unwrap();
+        entry.sealed[0].cipher = h(&cipher2);
+        crate::fsops::private_dir(&layout.blobs()).unwrap();
+        std::fs::write(layout.blob(&h(&cipher2)), &cipher2).unwrap();
+        let e = open_received(&layout, "h1", &entry.sealed).unwrap_err().0;
+        assert!(e.contains("/etc/x") && e.contains("does not match the signed manifest"), "{e}");
+        assert!(!layout.blob(&h(b"v")).exists() && !layout.blob(&h(b"not v")).exists());
+    }
+}

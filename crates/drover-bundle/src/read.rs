@@ -271,3 +271,37 @@ fn read_trailer(file: &File, len: u64, path: &Path) -> Result<Option<Trailer>> {
     file.read_exact_at(&mut b, len - TRAILER_LEN).map_err(|e| BundleError::io(path, e))?;
     Ok(Trailer::decode(&b, len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Settings;
+    use crate::Writer;
+
+    #[test]
+    fn a_format_1_bundle_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.drv");
+        let w = Writer::create(&p).unwrap();
+        let settings = Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 1 };
+        let index = Index {
+            created_ms: 1,
+            project: "p".into(),
+            revision: "r".into(),
+            base: None,
+            agent: None,
+            settings,
+            hosts: vec![],
+            blobs: vec![],
+            external: vec![],
+        };
+        w.finish(index).unwrap();
+        Bundle::open(&p).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[..8].copy_from_slice(MAGIC_V1);
+        std::fs::write(&p, bytes).unwrap();
+        let e = Bundle::open(&p).err().unwrap();
+        assert!(matches!(e, BundleError::OldFormat(_)), "{e}");
+        assert!(e.to_string().contains("build it again"), "{e}");
+    }
+}

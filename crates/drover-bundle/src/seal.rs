@@ -84,6 +84,13 @@ pub struct HostIdentity {
     pub public: String,
 }
 
+impl std::fmt::Debug for HostIdentity {
+    /// The public half only: the private key never reaches a message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostIdentity({})", fingerprint(&self.public))
+    }
+}
+
 impl HostIdentity {
     /// Read `private` (unencrypted OpenSSH ed25519, as sshd keeps it) and
     /// `private.pub`.

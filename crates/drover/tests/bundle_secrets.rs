@@ -238,6 +238,14 @@ fn bundled_secrets_are_sealed_per_host_and_install_by_apply_and_usb() {
     assert!(text.contains("secret files") && text.contains("/etc/app.conf  (db_password)"), "{text}");
     assert!(!text.contains(VALUE) && !r.stdout.contains(VALUE));
 
+    // `plan --diff` from the bundle names the secret, shows no content.
+    let pubkey = env.path("ops.pub");
+    let args = ["plan", "--diff", "--bundle", site.to_str().unwrap(), "--pubkey", pubkey.to_str().unwrap()];
+    let r = env.run(&f.project(), &[&args[..], &["--hosts", "h1"]].concat(), false, b"");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("<secret db_password added>"), "{}", r.stdout);
+    assert!(!r.stdout.contains(VALUE) && !r.stdout.contains(KEY_VALUE), "{}", r.stdout);
+
     // A controller with the bundle and no way to decrypt anything.
     let r = apply_bundle(&f, &env, &site, "h1");
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
