@@ -40,6 +40,7 @@ use drover_proto::{ApplyOutcome, EntryKind, Hash, Manifest};
 
 use crate::engine::Engine;
 use crate::layout::Layout;
+use crate::sealed::Opened;
 use crate::{bail, blobs, facts, AgentError, Context, Result};
 
 /// Where a host keeps the public key bundles must be signed with.
@@ -117,8 +118,8 @@ pub fn run(layout: &Layout, a: &Args) -> Result<()> {
     let f = facts::gather(layout);
     let entry = choose_host(&bundle.index, a.host.as_deref(), &f.hostname).map_err(refused)?;
     check_supervisor(&entry.manifest, f.supervisor).map_err(refused)?;
-    let identity = crate::sealed::check(layout, entry).map_err(refused)?;
-    stage_blobs(layout, &bundle, entry, identity.as_ref())?;
+    let (entry, opened, identity) = crate::sealed::open_entry(layout, entry.clone()).map_err(refused)?;
+    stage_blobs(layout, &bundle, &entry, &opened, identity.as_ref())?;
 
     let mut engine = Engine::open(layout.clone(), Duration::from_secs(30))?;
     let manifest = keep_unchanged_sources(entry.manifest.clone(), engine.current_manifest()?.as_ref());
@@ -184,7 +185,13 @@ fn check_supervisor(m: &Manifest, have: Option<drover_proto::Supervisor>) -> Res
 /// Extract every blob the manifest needs and the host lacks; verify all
 /// before any enters the store. A sealed blob is decrypted with the host's
 /// key and checked against the manifest's clear hash.
-fn stage_blobs(layout: &Layout, bundle: &Bundle, entry: &HostEntry, identity: Option<&HostIdentity>) -> Result<()> {
+fn stage_blobs(
+    layout: &Layout,
+    bundle: &Bundle,
+    entry: &HostEntry,
+    opened: &[Opened],
+    identity: Option<&HostIdentity>,
+) -> Result<()> {
     let m = &entry.manifest;
     let mut need: Vec<(Hash, u64)> = m
         .entries
@@ -197,7 +204,8 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, entry: &HostEntry, identity: Op
         .collect();
     need.sort();
     need.dedup();
-    let cipher = |h: &Hash| entry.sealed_by_clear(h).map(|s| s.cipher);
+    let sealed_by_clear = |h: &Hash| opened.iter().find(|o| o.clear == *h);
+    let cipher = |h: &Hash| sealed_by_clear(h).map(|s| s.cipher);
     for (h, _) in &need {
         if bundle.blob(&cipher(h).unwrap_or(*h)).is_none() {
             let base = bundle.index.base.as_ref().map_or(String::new(), |b| format!(" (revision {})", b.revision));
@@ -211,7 +219,7 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, entry: &HostEntry, identity: Op
     let mut staged: Vec<(Hash, PathBuf)> = Vec::new();
     let res = (|| {
         for (h, _) in &need {
-            let sealed = entry.sealed_by_clear(h);
+            let sealed = sealed_by_clear(h);
             let Some(e) = bundle.blob(&sealed.map_or(*h, |s| s.cipher)) else { continue };
             crate::fsops::private_dir(&staged_dir)?;
             let tmp = staged_dir.join(format!("bundle-{}", h.to_hex()));
@@ -328,6 +336,7 @@ mod tests {
             manifest: Manifest::default(),
             recipient: None,
             sealed: vec![],
+            sealed_clear: vec![],
         }
     }
 

@@ -3,44 +3,76 @@
 //! keeps at `/etc/ssh/ssh_host_ed25519_key`.
 //!
 //! The order keeps "nothing half-applied":
-//! 1. [`check`], before anything is written: the signed host entry says which
-//!    key its secrets are sealed to; a host whose key is another (re-keyed, or
-//!    not the host the entry is for) is refused here.
+//! 1. [`open_entry`], before anything is written: the signed host entry says
+//!    which key its secrets are sealed to; a host whose key is another
+//!    (re-keyed, or not the host the entry is for) is refused here. Then the
+//!    sealed clear hashes are opened and put back into the manifest (the
+//!    bundle shows only the ciphertexts' hashes).
 //! 2. The ciphertext travels as an ordinary blob (hash-checked on arrival):
 //!    [`redirect_missing`] asks for it instead of the clear content.
 //! 3. [`open_received`], before the transition: each ciphertext is decrypted
-//!    and checked against the clear hash of the signed manifest, and only
-//!    then stored as that blob (0600 in the private store, like any blob:
-//!    the store needs it for exact rollback). The ciphertext is dropped.
+//!    and checked against the clear hash, and only then stored as that blob
+//!    (0600 in the private store, like any blob: the store needs it for exact
+//!    rollback). The ciphertext is dropped.
 
 use std::collections::HashMap;
 
 use drover_bundle::seal::{self, HostIdentity, HOST_SSH_KEY};
-use drover_bundle::{HostEntry, SealedEntry};
-use drover_proto::Hash;
+use drover_bundle::{HostEntry, SealedClear};
+use drover_proto::{EntryKind, Hash};
 
 use crate::diff::Candidate;
 use crate::layout::Layout;
 use crate::{blobs, AgentError, Context, Result};
 
+/// A sealed file once its clear hash is known: where it goes, what it must
+/// hash to, and the ciphertext blob it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub path: String,
+    pub clear: Hash,
+    pub cipher: Hash,
+    pub cipher_size: u64,
+}
+
+fn load_identity(layout: &Layout, host: &str) -> Result<HostIdentity> {
+    HostIdentity::load(&layout.target(HOST_SSH_KEY)).map_err(|e| {
+        AgentError(format!(
+            "this bundle holds secrets sealed to host {host}'s SSH key, and this host's key cannot be read ({e})"
+        ))
+    })
+}
+
 /// Refuse an entry whose secrets are sealed to a key this host does not
-/// have; with sealed content, return the host's identity to open it with.
-/// Reads only.
-pub fn check(layout: &Layout, entry: &HostEntry) -> Result<Option<HostIdentity>> {
+/// have; otherwise put the sealed clear hashes (and template sources) back
+/// into its manifest. Returns the entry, its sealed files and, when there
+/// are any, the host's identity to open them with. Reads only.
+pub fn open_entry(layout: &Layout, mut entry: HostEntry) -> Result<(HostEntry, Vec<Opened>, Option<HostIdentity>)> {
     if entry.sealed.is_empty() {
-        return Ok(None);
+        return Ok((entry, vec![], None));
     }
     entry.validate_sealed().map_err(AgentError)?;
+    let id = load_identity(layout, &entry.name)?;
     let sealed_to = entry.recipient.as_deref().unwrap_or_default();
-    let key = layout.target(HOST_SSH_KEY);
-    let id = HostIdentity::load(&key).map_err(|e| {
-        AgentError(format!(
-            "this bundle holds secrets sealed to host {}'s SSH key, and this host's key cannot be read ({e})",
-            entry.name
-        ))
-    })?;
     seal::check_recipient(&entry.name, sealed_to, &id.public).map_err(|e| AgentError(e.to_string()))?;
-    Ok(Some(id))
+    let clear = id.open_clear(&entry.sealed_clear, &entry.name).map_err(|e| AgentError(e.to_string()))?;
+    let by_path: HashMap<&str, &SealedClear> = clear.iter().map(|c| (c.path.as_str(), c)).collect();
+    let mut opened = Vec::with_capacity(entry.sealed.len());
+    for s in &entry.sealed {
+        let c = by_path.get(s.path.as_str()).ok_or_else(|| {
+            AgentError(format!("host {}: no sealed hash for {}; the bundle is damaged", entry.name, s.path))
+        })?;
+        opened.push(Opened { path: s.path.clone(), clear: c.hash, cipher: s.cipher, cipher_size: s.cipher_size });
+    }
+    let sealed: std::collections::HashSet<&str> = opened.iter().map(|o| o.path.as_str()).collect();
+    for e in &mut entry.manifest.entries {
+        let Some(c) = by_path.get(e.path.as_str()).filter(|_| sealed.contains(e.path.as_str())) else { continue };
+        if let EntryKind::File { hash, .. } = &mut e.kind {
+            *hash = c.hash;
+        }
+        e.source = c.source;
+    }
+    Ok((entry, opened, Some(id)))
 }
 
 /// The clear blobs a candidate lacks, with each sealed one replaced by its
@@ -48,11 +80,11 @@ pub fn check(layout: &Layout, entry: &HostEntry) -> Result<Option<HostIdentity>>
 /// accepted).
 pub fn redirect_missing(
     layout: &Layout,
-    sealed: &[SealedEntry],
+    sealed: &[Opened],
     cand: &mut Candidate,
     missing: Vec<(Hash, u64)>,
 ) -> Vec<(Hash, u64)> {
-    let by_clear: HashMap<Hash, &SealedEntry> = sealed.iter().map(|s| (s.clear, s)).collect();
+    let by_clear: HashMap<Hash, &Opened> = sealed.iter().map(|s| (s.clear, s)).collect();
     let mut out = Vec::with_capacity(missing.len());
     for (h, have) in missing {
         match by_clear.get(&h) {
@@ -69,16 +101,15 @@ pub fn redirect_missing(
 }
 
 /// Decrypt every received ciphertext whose clear content the store lacks,
-/// check it against the signed manifest's hash, store it, drop the
-/// ciphertext. Any failure stops before the transition.
-pub fn open_received(layout: &Layout, entry_name: &str, sealed: &[SealedEntry]) -> Result<()> {
-    let todo: Vec<&SealedEntry> =
+/// check it against the clear hash, store it, drop the ciphertext. Any
+/// failure stops before the transition.
+pub fn open_received(layout: &Layout, host: &str, sealed: &[Opened]) -> Result<()> {
+    let todo: Vec<&Opened> =
         sealed.iter().filter(|s| blobs::needs_transfer(layout, &s.clear) && blobs::has(layout, &s.cipher)).collect();
     if todo.is_empty() {
         return Ok(());
     }
-    let id = HostIdentity::load(&layout.target(HOST_SSH_KEY))
-        .map_err(|e| AgentError(format!("cannot open the secrets for host {entry_name}: {e}")))?;
+    let id = load_identity(layout, host)?;
     for s in todo {
         let cipher = std::fs::read(layout.blob(&s.cipher)).ctx(|| format!("read sealed {}", s.path))?;
         let plain = id.open(&cipher, &s.clear, &s.path).map_err(|e| AgentError(e.to_string()))?;
@@ -91,7 +122,8 @@ pub fn open_received(layout: &Layout, entry_name: &str, sealed: &[SealedEntry]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use drover_proto::{Entry, EntryKind, Manifest};
+    use drover_bundle::SealedEntry;
+    use drover_proto::{Entry, Manifest};
     use std::os::unix::fs::PermissionsExt;
 
     fn h(b: &[u8]) -> Hash {
@@ -99,8 +131,13 @@ mod tests {
     }
 
     /// A host root with an SSH host key, and an entry for `/etc/x` holding
-    /// `plain`, sealed to `sealed_to` (this host's key when `None`).
-    fn setup(plain: &[u8], sealed_to: Option<&str>) -> (tempfile::TempDir, Layout, HostEntry, Vec<u8>) {
+    /// `plain` (its sealed clear hash: `clear`'s), sealed to `sealed_to`
+    /// (this host's key when `None`).
+    fn setup_with(
+        plain: &[u8],
+        clear: &[u8],
+        sealed_to: Option<&str>,
+    ) -> (tempfile::TempDir, Layout, HostEntry, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let ssh = dir.path().join("etc/ssh");
         std::fs::create_dir_all(&ssh).unwrap();
@@ -114,6 +151,11 @@ mod tests {
         let own = seal::public_key(&layout.target(HOST_SSH_KEY)).unwrap();
         let recipient = sealed_to.map_or(own, str::to_string);
         let cipher = seal::seal(&recipient, plain).unwrap();
+        let sealed_clear = seal::seal_clear(
+            &recipient,
+            &[SealedClear { path: "/etc/x".into(), hash: h(clear), source: Some(Hash([5; 32])) }],
+        )
+        .unwrap();
         let entry = HostEntry {
             name: "h1".into(),
             address: "10.0.0.1".into(),
@@ -128,7 +170,7 @@ mod tests {
             manifest: Manifest {
                 entries: vec![Entry {
                     path: "/etc/x".into(),
-                    kind: EntryKind::File { size: plain.len() as u64, hash: h(plain) },
+                    kind: EntryKind::File { size: plain.len() as u64, hash: h(&cipher) },
                     mode: 0o600,
                     owner: "root".into(),
                     group: "root".into(),
@@ -140,19 +182,33 @@ mod tests {
             sealed: vec![SealedEntry {
                 path: "/etc/x".into(),
                 names: vec!["db".into()],
-                clear: h(plain),
                 cipher: h(&cipher),
                 cipher_size: cipher.len() as u64,
             }],
+            sealed_clear,
         };
         (dir, layout, entry, cipher)
+    }
+
+    fn setup(plain: &[u8], sealed_to: Option<&str>) -> (tempfile::TempDir, Layout, HostEntry, Vec<u8>) {
+        setup_with(plain, plain, sealed_to)
     }
 
     #[test]
     fn the_ciphertext_is_asked_for_then_opened_into_a_private_blob() {
         let plain = b"password=s3cret\n";
         let (_d, layout, entry, cipher) = setup(plain, None);
-        assert!(check(&layout, &entry).unwrap().is_some());
+        let (entry, opened, id) = open_entry(&layout, entry).unwrap();
+        assert!(id.is_some());
+        // The clear hash and the source are back in the manifest.
+        let e = entry.manifest.entry("/etc/x").unwrap();
+        assert_eq!(
+            (&e.kind, e.source),
+            (&EntryKind::File { size: plain.len() as u64, hash: h(plain) }, Some(Hash([5; 32])))
+        );
+        let want =
+            Opened { path: "/etc/x".into(), clear: h(plain), cipher: h(&cipher), cipher_size: cipher.len() as u64 };
+        assert_eq!(opened, vec![want]);
         let mut cand = Candidate {
             manifest: entry.manifest.clone(),
             generation: 1,
@@ -162,15 +218,15 @@ mod tests {
             sizes: HashMap::new(),
         };
         let other = h(b"plain");
-        let missing = redirect_missing(&layout, &entry.sealed, &mut cand, vec![(h(plain), 0), (other, 3)]);
+        let missing = redirect_missing(&layout, &opened, &mut cand, vec![(h(plain), 0), (other, 3)]);
         assert_eq!(missing, vec![(h(&cipher), 0), (other, 3)], "clear content asked for");
         assert_eq!(cand.sizes.get(&h(&cipher)), Some(&(cipher.len() as u64)));
 
         crate::fsops::private_dir(&layout.blobs()).unwrap();
         std::fs::write(layout.blob(&h(&cipher)), &cipher).unwrap();
         // Received already: nothing more to send.
-        assert!(redirect_missing(&layout, &entry.sealed, &mut cand, vec![(h(plain), 0)]).is_empty());
-        open_received(&layout, "h1", &entry.sealed).unwrap();
+        assert!(redirect_missing(&layout, &opened, &mut cand, vec![(h(plain), 0)]).is_empty());
+        open_received(&layout, "h1", &opened).unwrap();
         assert_eq!(std::fs::read(layout.blob(&h(plain))).unwrap(), plain);
         let mode = std::fs::metadata(layout.blob(&h(plain))).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -189,22 +245,20 @@ mod tests {
         assert!(st.success());
         let foreign = seal::public_key(&k).unwrap();
         let (_d, layout, entry, _) = setup(b"v", Some(&foreign));
-        let e = check(&layout, &entry).unwrap_err().0;
+        let e = open_entry(&layout, entry).unwrap_err().0;
         assert!(e.contains("sealed to host key") && e.contains(&seal::fingerprint(&foreign)), "{e}");
 
-        let (_d, layout, mut entry, _) = setup(b"v", None);
+        let (_d, layout, entry, _) = setup(b"v", None);
         std::fs::remove_file(layout.target(HOST_SSH_KEY)).unwrap();
-        let e = check(&layout, &entry).unwrap_err().0;
+        let e = open_entry(&layout, entry).unwrap_err().0;
         assert!(e.contains("this host's key cannot be read") && e.contains(HOST_SSH_KEY), "{e}");
 
-        // Sealed content whose clear hash is not the signed one.
-        let (_d, layout, _, _) = setup(b"v", None);
-        let sealed_to = seal::public_key(&layout.target(HOST_SSH_KEY)).unwrap();
-        let cipher2 = seal::seal(&sealed_to, b"not v").unwrap();
-        entry.sealed[0].cipher = h(&cipher2);
+        // Sealed content that is not what the sealed clear hash says.
+        let (_d, layout, entry, cipher) = setup_with(b"not v", b"v", None);
+        let (_, opened, _) = open_entry(&layout, entry).unwrap();
         crate::fsops::private_dir(&layout.blobs()).unwrap();
-        std::fs::write(layout.blob(&h(&cipher2)), &cipher2).unwrap();
-        let e = open_received(&layout, "h1", &entry.sealed).unwrap_err().0;
+        std::fs::write(layout.blob(&h(&cipher)), &cipher).unwrap();
+        let e = open_received(&layout, "h1", &opened).unwrap_err().0;
         assert!(e.contains("/etc/x") && e.contains("does not match the signed manifest"), "{e}");
         assert!(!layout.blob(&h(b"v")).exists() && !layout.blob(&h(b"not v")).exists());
     }

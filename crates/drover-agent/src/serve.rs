@@ -63,7 +63,7 @@ fn candidate(
     engine: &Engine,
     manifest: Result<drover_proto::Manifest>,
     generation: u64,
-    sealed: &[drover_bundle::SealedEntry],
+    sealed: &[crate::sealed::Opened],
     cand: &mut Option<Candidate>,
     chunk_error: &mut Option<AgentError>,
 ) -> Response {
@@ -160,7 +160,7 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
 
     let mut cand: Option<Candidate> = None;
     // The candidate's host (from a bundle) and its sealed secrets.
-    let mut sealed: (String, Vec<drover_bundle::SealedEntry>) = Default::default();
+    let mut sealed: (String, Vec<crate::sealed::Opened>) = Default::default();
     let mut chunk_error: Option<AgentError> = None;
     loop {
         let req = match read_frame::<Request, _>(&mut r) {
@@ -318,9 +318,9 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
             }
             Request::BundleDiff { statement, signature, generation } => {
                 let entry = crate::install::bundle_entry(&layout, &statement, &signature)
-                    .and_then(|e| crate::sealed::check(&layout, &e).map(|_| e));
+                    .and_then(|e| crate::sealed::open_entry(&layout, e));
                 let (name, secrets, manifest) = match entry {
-                    Ok(e) => (e.name, e.sealed, Ok(e.manifest)),
+                    Ok((e, opened, _)) => (e.name, opened, Ok(e.manifest)),
                     Err(e) => (String::new(), vec![], Err(e)),
                 };
                 let manifest = manifest

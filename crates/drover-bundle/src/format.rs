@@ -104,23 +104,53 @@ pub struct HostEntry {
     /// Paths whose content is a secret, sorted by path: their blobs are in
     /// the bundle only encrypted to `recipient` (see [`crate::seal`]).
     pub sealed: Vec<SealedEntry>,
+    /// `seal(postcard(Vec<SealedClear>))`: the clear hashes (and template
+    /// sources) of the sealed files, for the host only. In the manifest above
+    /// a sealed file's hash is its ciphertext's and its source is `None`: a
+    /// hash of a short secret could be confirmed by guessing.
+    pub sealed_clear: Vec<u8>,
 }
 
-/// One secret-bearing file of a host. The manifest names the clear content
-/// (`clear`, what the host verifies after decrypting); the bundle holds only
-/// `cipher`, an age file for the host's key, as an ordinary blob (so the
-/// signatures cover the ciphertext like any other blob).
+/// One secret-bearing file of a host, as the bundle shows it: no clear
+/// hash. The ciphertext is an age file for the host's key, stored as an
+/// ordinary blob (so the signatures cover it like any other blob).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedEntry {
     pub path: String,
     /// The secrets the content holds (`secrets.NAME`, or the `*.age` file).
     pub names: Vec<String>,
-    /// blake3 of the clear content: the manifest entry's hash.
-    pub clear: Hash,
-    /// blake3 of the ciphertext: a blob of this bundle.
+    /// blake3 of the ciphertext: a blob of this bundle, and the manifest
+    /// entry's hash until the host puts the clear one in.
     pub cipher: Hash,
     /// Length of the ciphertext (what a host receiving it expects).
     pub cipher_size: u64,
+}
+
+/// What only the host learns about a sealed file (inside `sealed_clear`):
+/// the clear content's blake3, which the manifest entry gets back on the
+/// host, and the entry's template source hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedClear {
+    pub path: String,
+    pub hash: Hash,
+    pub source: Option<Hash>,
+}
+
+impl HostEntry {
+    /// A sealed entry must name a file of the manifest whose (stand-in) hash
+    /// is its ciphertext's, and say which key it is sealed to.
+    pub fn validate_sealed(&self) -> Result<(), String> {
+        if !self.sealed.is_empty() && (self.recipient.is_none() || self.sealed_clear.is_empty()) {
+            return Err(format!("host {}: sealed content without a recipient key", self.name));
+        }
+        for s in &self.sealed {
+            match self.manifest.entry(&s.path).map(|e| (&e.kind, e.source)) {
+                Some((drover_proto::EntryKind::File { hash, .. }, None)) if *hash == s.cipher => {}
+                _ => return Err(format!("host {}: sealed {} does not match its manifest entry", self.name, s.path)),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,29 +162,6 @@ pub struct BlobEntry {
     pub offset: u64,
     /// Compressed length of each chunk.
     pub chunks: Vec<u32>,
-}
-
-impl HostEntry {
-    /// A sealed entry must name a file of the manifest by its clear hash, and
-    /// say which key it is sealed to: a host then verifies what it decrypts
-    /// against the signed manifest.
-    pub fn validate_sealed(&self) -> Result<(), String> {
-        if !self.sealed.is_empty() && self.recipient.is_none() {
-            return Err(format!("host {}: sealed content without a recipient key", self.name));
-        }
-        for s in &self.sealed {
-            match self.manifest.entry(&s.path).map(|e| &e.kind) {
-                Some(drover_proto::EntryKind::File { hash, .. }) if *hash == s.clear => {}
-                _ => return Err(format!("host {}: sealed {} does not match its manifest entry", self.name, s.path)),
-            }
-        }
-        Ok(())
-    }
-
-    /// The sealed entry whose clear content is `h`, if any.
-    pub fn sealed_by_clear(&self, h: &Hash) -> Option<&SealedEntry> {
-        self.sealed.iter().find(|s| s.clear == *h)
-    }
 }
 
 impl BlobEntry {

@@ -30,7 +30,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use format::{AgentRef, BaseRef, BlobEntry, HostEntry, Index, SealedEntry, Settings};
+pub use format::{AgentRef, BaseRef, BlobEntry, HostEntry, Index, SealedClear, SealedEntry, Settings};
 pub use read::{Bundle, PackedChunks};
 pub use statement::{HostStatement, Signatures};
 pub use verify::PublicKey;

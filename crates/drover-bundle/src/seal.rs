@@ -16,10 +16,13 @@
 //! that must be kept in step with the SSH one.
 //!
 //! What a sealed entry binds: the signed host entry names the ciphertext's
-//! blake3 (the blob) and the clear content's blake3 (the manifest's hash);
-//! the host checks the first while receiving and the second after
-//! decrypting, so a sealed file is activated only if it is exactly what was
-//! signed.
+//! blake3 (the blob, also the manifest entry's stand-in hash) and carries,
+//! sealed too, the clear content's blake3 (`HostEntry::sealed_clear`), which
+//! the host puts back into the manifest. The host checks the first while
+//! receiving and the second after decrypting, so a sealed file is activated
+//! only if it is exactly what was signed. The clear hash is sealed because a
+//! hash of a short secret (a password alone in a file) can be confirmed by
+//! guessing: a leaked bundle must not allow even that.
 
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
@@ -29,6 +32,7 @@ use base64::Engine as _;
 use drover_proto::Hash;
 use sha2::Digest as _;
 
+use crate::format::SealedClear;
 use crate::{BundleError, Result};
 
 /// The private host key the agent decrypts with, and its public half.
@@ -105,9 +109,8 @@ impl HostIdentity {
         }
     }
 
-    /// Decrypt `cipher` and check the clear content against `clear` (the
-    /// signed manifest's hash). `what` names the file in messages.
-    pub fn open(&self, cipher: &[u8], clear: &Hash, what: &str) -> Result<Vec<u8>> {
+    /// Decrypt `cipher`. `what` names it in messages.
+    pub fn open_raw(&self, cipher: &[u8], what: &str) -> Result<Vec<u8>> {
         let dec = age::Decryptor::new(cipher).map_err(|e| err(format!("{what}: sealed content unreadable: {e}")))?;
         let mut r = dec.decrypt(std::iter::once(&self.inner as &dyn age::Identity)).map_err(|e| {
             err(format!(
@@ -117,6 +120,13 @@ impl HostIdentity {
         })?;
         let mut out = Vec::new();
         r.read_to_end(&mut out).map_err(|e| err(format!("{what}: sealed content damaged: {e}")))?;
+        Ok(out)
+    }
+
+    /// Decrypt `cipher` and check the clear content against `clear` (the
+    /// hash the host put back into the signed manifest).
+    pub fn open(&self, cipher: &[u8], clear: &Hash, what: &str) -> Result<Vec<u8>> {
+        let out = self.open_raw(cipher, what)?;
         if Hash(*blake3::hash(&out).as_bytes()) != *clear {
             return Err(err(format!(
                 "{what}: decrypted content does not match the signed manifest; build the bundle again"
@@ -124,6 +134,19 @@ impl HostIdentity {
         }
         Ok(out)
     }
+
+    /// The clear hashes of a host entry's sealed files (`sealed_clear`).
+    pub fn open_clear(&self, sealed_clear: &[u8], host: &str) -> Result<Vec<SealedClear>> {
+        let what = format!("host {host}: the sealed file hashes");
+        let raw = self.open_raw(sealed_clear, &what)?;
+        postcard::from_bytes(&raw).map_err(|e| err(format!("{what}: {e}")))
+    }
+}
+
+/// Seal the clear hashes of a host's sealed files (`HostEntry::sealed_clear`).
+pub fn seal_clear(recipient: &str, items: &[SealedClear]) -> Result<Vec<u8>> {
+    let raw = postcard::to_stdvec(items).map_err(|e| err(format!("encode sealed hashes: {e}")))?;
+    seal(recipient, &raw)
 }
 
 /// `private.pub`'s key as `ssh-ed25519 <base64>`.

@@ -119,6 +119,7 @@ mod tests {
                 manifest: drover_proto::Manifest::default(),
                 recipient: None,
                 sealed: vec![],
+                sealed_clear: vec![],
             }],
             blobs: vec![],
             external: vec![],

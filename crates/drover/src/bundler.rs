@@ -6,15 +6,16 @@
 //! sealed to its host's pinned SSH ed25519 host key (`drover_bundle::seal`)
 //! in memory and only the ciphertext is written, so the bundle file (and
 //! nothing else the build writes: there are no temp files) never holds the
-//! clear text. The clear content's hash stays in the manifest, so the host
-//! verifies what it decrypts against what was signed.
+//! clear text. The clear content's hash is sealed too (the manifest shows the
+//! ciphertext's), so the host verifies what it decrypts against what was
+//! signed, and a leaked bundle does not even let one confirm a guess.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use drover_bundle::{seal, BlobInput, Bundle, BundleError, HostEntry, Index, SealedEntry, Writer};
+use drover_bundle::{seal, BlobInput, Bundle, BundleError, HostEntry, Index, SealedClear, SealedEntry, Writer};
 use drover_proto::{EntryKind, Facts, Hash, Supervisor};
 use drover_spec::{BlobSource, Compiled, Host, Project, SpecError};
 use zeroize::Zeroize;
@@ -94,8 +95,8 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
     for host in i.hosts {
         let (facts, facts_from) = offline_facts(i.store, host, i.supervisor);
         let generation = offline_generation(i.store, &host.name);
-        let c = i.project.compile(host, &facts, generation)?;
-        let (recipient, sealed) = seal_secrets(&mut w, host, &c)?;
+        let mut c = i.project.compile(host, &facts, generation)?;
+        let sealed = seal_secrets(&mut w, host, &mut c)?;
         for e in &c.manifest.entries {
             let EntryKind::File { hash, .. } = e.kind else { continue };
             if c.secrets.contains_key(&e.path) {
@@ -126,8 +127,9 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
             generation,
             facts: facts_from.into(),
             manifest: c.manifest,
-            recipient,
-            sealed,
+            recipient: sealed.recipient,
+            sealed: sealed.entries,
+            sealed_clear: sealed.clear,
         });
     }
     entries.sort_by(|x, y| x.name.cmp(&y.name));
@@ -155,21 +157,31 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
     Ok(w.finish(index)?)
 }
 
+/// What a host entry says about its sealed files.
+struct Sealed {
+    recipient: Option<String>,
+    entries: Vec<SealedEntry>,
+    clear: Vec<u8>,
+}
+
 /// Seal each secret-bearing file of `host` to its ed25519 host key and add
-/// the ciphertexts as blobs (one per distinct content of this host). A host
-/// with secrets and no such key is refused.
-fn seal_secrets(w: &mut Writer, host: &Host, c: &Compiled) -> Result<(Option<String>, Vec<SealedEntry>), BuildError> {
+/// the ciphertexts as blobs (one per distinct content of this host); in the
+/// manifest, such a file's hash becomes its ciphertext's and its template
+/// source is dropped, both sealed instead (`HostEntry::sealed_clear`). A
+/// host with secrets and no such key is refused.
+fn seal_secrets(w: &mut Writer, host: &Host, c: &mut Compiled) -> Result<Sealed, BuildError> {
     if c.secrets.is_empty() {
-        return Ok((None, vec![]));
+        return Ok(Sealed { recipient: None, entries: vec![], clear: vec![] });
     }
     let recipient = seal::recipient_of(&host.host_keys).ok_or_else(|| BuildError::NoHostKey {
         host: host.name.clone(),
         paths: c.secrets.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
     let mut done: HashMap<Hash, (Hash, u64)> = HashMap::new();
-    let mut sealed = Vec::new();
-    for e in &c.manifest.entries {
-        let (EntryKind::File { hash, .. }, Some(names)) = (&e.kind, c.secrets.get(&e.path)) else { continue };
+    let (mut entries, mut clear) = (Vec::new(), Vec::new());
+    for e in &mut c.manifest.entries {
+        let Some(names) = c.secrets.get(&e.path) else { continue };
+        let EntryKind::File { hash, .. } = &mut e.kind else { continue };
         let (cipher, cipher_size) = match done.get(hash) {
             Some(v) => *v,
             None => {
@@ -183,9 +195,12 @@ fn seal_secrets(w: &mut Writer, host: &Host, c: &Compiled) -> Result<(Option<Str
                 (ch, ct.len() as u64)
             }
         };
-        sealed.push(SealedEntry { path: e.path.clone(), names: names.clone(), clear: *hash, cipher, cipher_size });
+        clear.push(SealedClear { path: e.path.clone(), hash: *hash, source: e.source.take() });
+        *hash = cipher;
+        entries.push(SealedEntry { path: e.path.clone(), names: names.clone(), cipher, cipher_size });
     }
-    Ok((Some(recipient), sealed))
+    let clear = seal::seal_clear(&recipient, &clear)?;
+    Ok(Sealed { recipient: Some(recipient), entries, clear })
 }
 
 /// A secret file's content, in memory (it is encrypted before anything is

@@ -191,6 +191,16 @@ fn bundled_secrets_are_sealed_per_host_and_install_by_apply_and_usb() {
             assert!(files_containing(dir, v).is_empty(), "{v} in clear: {:?}", files_containing(dir, v));
         }
     }
+    // Not even the clear contents' hashes (a short secret's could be
+    // confirmed by guessing): raw or in hex.
+    let bytes = fs::read(&site).unwrap();
+    for h in ["h1", "h2"] {
+        for content in [format!("password={VALUE}\nhost={h}\n"), format!("-----KEY {KEY_VALUE}-----\n")] {
+            let raw = blake3::hash(content.as_bytes());
+            let found = |n: &[u8]| bytes.windows(n.len()).any(|w| w == n);
+            assert!(!found(raw.as_bytes()) && !found(raw.to_hex().as_bytes()), "{h}: a clear hash is in the bundle");
+        }
+    }
     let r = env.ok(
         Path::new("/"),
         &["bundle", "verify", site.to_str().unwrap(), "--pubkey", env.path("ops.pub").to_str().unwrap()],
