@@ -11,9 +11,12 @@
 //! 1. the signature of the whole file is checked (`--pubkey`, else
 //!    `/etc/drover/bundle.pub`), in one read that also keeps the index;
 //! 2. the host's manifest is chosen and validated (paths must be absolute and
-//!    normalised: no `..`), its supervisor checked against this host's;
-//! 3. every blob this host lacks is extracted to `partial/`, each verified
-//!    against its blake3 from the signed index; only when all are good do
+//!    normalised: no `..`), its supervisor checked against this host's, and,
+//!    when it holds secrets, the key they are sealed to against this host's
+//!    SSH host key ([`crate::sealed`]);
+//! 3. every blob this host lacks is extracted to `partial/` (0600), each
+//!    verified against its blake3 from the signed index (a sealed one is
+//!    decrypted and checked against the manifest's clear hash); only when all are good do
 //!    they move into the blob store;
 //! 4. the engine diffs and activates, as for `Apply`.
 //!
@@ -26,14 +29,18 @@
 //! key present, [`require_signed`] refuses every other kind of change.
 
 use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use drover_bundle::seal::HostIdentity;
 use drover_bundle::{Bundle, BundleError, HostEntry, HostStatement, Index, PublicKey};
 use drover_proto::{ApplyOutcome, EntryKind, Hash, Manifest};
 
 use crate::engine::Engine;
 use crate::layout::Layout;
+use crate::sealed::Opened;
 use crate::{bail, blobs, facts, AgentError, Context, Result};
 
 /// Where a host keeps the public key bundles must be signed with.
@@ -111,7 +118,8 @@ pub fn run(layout: &Layout, a: &Args) -> Result<()> {
     let f = facts::gather(layout);
     let entry = choose_host(&bundle.index, a.host.as_deref(), &f.hostname).map_err(refused)?;
     check_supervisor(&entry.manifest, f.supervisor).map_err(refused)?;
-    stage_blobs(layout, &bundle, &entry.manifest)?;
+    let (entry, opened, identity) = crate::sealed::open_entry(layout, entry.clone()).map_err(refused)?;
+    stage_blobs(layout, &bundle, &entry, &opened, identity.as_ref())?;
 
     let mut engine = Engine::open(layout.clone(), Duration::from_secs(30))?;
     let manifest = keep_unchanged_sources(entry.manifest.clone(), engine.current_manifest()?.as_ref());
@@ -175,8 +183,16 @@ fn check_supervisor(m: &Manifest, have: Option<drover_proto::Supervisor>) -> Res
 }
 
 /// Extract every blob the manifest needs and the host lacks; verify all
-/// before any enters the store.
-fn stage_blobs(layout: &Layout, bundle: &Bundle, m: &Manifest) -> Result<()> {
+/// before any enters the store. A sealed blob is decrypted with the host's
+/// key and checked against the manifest's clear hash.
+fn stage_blobs(
+    layout: &Layout,
+    bundle: &Bundle,
+    entry: &HostEntry,
+    opened: &[Opened],
+    identity: Option<&HostIdentity>,
+) -> Result<()> {
+    let m = &entry.manifest;
     let mut need: Vec<(Hash, u64)> = m
         .entries
         .iter()
@@ -188,8 +204,10 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, m: &Manifest) -> Result<()> {
         .collect();
     need.sort();
     need.dedup();
+    let sealed_by_clear = |h: &Hash| opened.iter().find(|o| o.clear == *h);
+    let cipher = |h: &Hash| sealed_by_clear(h).map(|s| s.cipher);
     for (h, _) in &need {
-        if bundle.blob(h).is_none() {
+        if bundle.blob(&cipher(h).unwrap_or(*h)).is_none() {
             let base = bundle.index.base.as_ref().map_or(String::new(), |b| format!(" (revision {})", b.revision));
             return Err(refused(format!(
                 "blob {} is not in this incremental bundle and not on this host: install its base bundle{base} first",
@@ -201,12 +219,28 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, m: &Manifest) -> Result<()> {
     let mut staged: Vec<(Hash, PathBuf)> = Vec::new();
     let res = (|| {
         for (h, _) in &need {
-            let Some(e) = bundle.blob(h) else { continue };
-            fs::create_dir_all(&staged_dir).ctx(|| "create partial dir".into())?;
+            let sealed = sealed_by_clear(h);
+            let Some(e) = bundle.blob(&sealed.map_or(*h, |s| s.cipher)) else { continue };
+            crate::fsops::private_dir(&staged_dir)?;
             let tmp = staged_dir.join(format!("bundle-{}", h.to_hex()));
-            let mut f = fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .ctx(|| format!("create {}", tmp.display()))?;
             staged.push((*h, tmp.clone()));
-            bundle.extract(e, &mut f).map_err(refused)?;
+            match (sealed, identity) {
+                (Some(s), Some(id)) => {
+                    let mut cipher = Vec::new();
+                    bundle.extract(e, &mut cipher).map_err(refused)?;
+                    let plain = id.open(&cipher, &s.clear, &s.path).map_err(refused)?;
+                    f.write_all(&plain).ctx(|| format!("write {}", tmp.display()))?;
+                }
+                (Some(s), None) => return Err(refused(format!("{}: sealed, and no host key to open it", s.path))),
+                (None, _) => bundle.extract(e, &mut f).map_err(refused)?,
+            }
             f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
         }
         Ok(())
@@ -217,7 +251,7 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, m: &Manifest) -> Result<()> {
         }
         return Err(e);
     }
-    fs::create_dir_all(layout.blobs()).ctx(|| "create blob dir".into())?;
+    crate::fsops::private_dir(&layout.blobs())?;
     for (h, p) in &staged {
         fs::rename(p, layout.blob(h)).ctx(|| format!("store blob {}", h.short()))?;
     }
@@ -240,9 +274,9 @@ pub fn keep_unchanged_sources(mut next: Manifest, current: Option<&Manifest>) ->
 
 /// For `BundleDiff`: check the host statement's signature with the host's
 /// key (when it has one: then a bundle signed by another key is refused) and
-/// return the manifest in it. The statement holds this host's entry only
-/// (see `drover_bundle::statement`).
-pub fn bundle_manifest(layout: &Layout, statement: &[u8], signature: &str) -> Result<Manifest> {
+/// return the host entry in it (manifest and sealed secrets). The statement
+/// holds this host's entry only (see `drover_bundle::statement`).
+pub fn bundle_entry(layout: &Layout, statement: &[u8], signature: &str) -> Result<HostEntry> {
     let key_path = layout.target(HOST_KEY);
     if key_path.exists() {
         let key = PublicKey::from_file(&key_path).map_err(refused)?;
@@ -250,7 +284,7 @@ pub fn bundle_manifest(layout: &Layout, statement: &[u8], signature: &str) -> Re
             .map_err(|e| refused(with_key(e, &key_path)))?;
     }
     let st = HostStatement::decode(statement).map_err(refused)?;
-    Ok(st.host.manifest)
+    Ok(st.host)
 }
 
 /// A host with a bundle key takes changes from signed bundles only: a plain
@@ -300,6 +334,9 @@ mod tests {
             generation: 1,
             facts: "placeholder".into(),
             manifest: Manifest::default(),
+            recipient: None,
+            sealed: vec![],
+            sealed_clear: vec![],
         }
     }
 

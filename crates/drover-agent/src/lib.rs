@@ -28,6 +28,7 @@ pub mod ops;
 pub mod reexec;
 pub mod relay;
 pub mod safefs;
+pub mod sealed;
 pub mod serve;
 pub mod services;
 pub mod state;

@@ -57,21 +57,21 @@ impl<R: Read + AsFd> Read for Idle<R> {
 }
 
 /// Diff `manifest` with the host: it becomes the session's candidate for
-/// `Apply` (from `Diff`, or from a bundle's index with `BundleDiff`).
+/// `Apply` (from `Diff`, or from a bundle's host statement with
+/// `BundleDiff`, whose sealed secrets are asked for as ciphertext).
 fn candidate(
     engine: &Engine,
     manifest: Result<drover_proto::Manifest>,
     generation: u64,
+    sealed: &[crate::sealed::Opened],
     cand: &mut Option<Candidate>,
     chunk_error: &mut Option<AgentError>,
 ) -> Response {
     match manifest.and_then(|m| engine.diff(m, generation)) {
-        Ok(c) => {
-            let reply = Response::Diff {
-                changes: c.changes.clone(),
-                restarts: c.restarts.clone(),
-                missing: engine.missing(&c),
-            };
+        Ok(mut c) => {
+            let missing = engine.missing(&c);
+            let missing = crate::sealed::redirect_missing(&engine.layout, sealed, &mut c, missing);
+            let reply = Response::Diff { changes: c.changes.clone(), restarts: c.restarts.clone(), missing };
             *cand = Some(c);
             *chunk_error = None;
             reply
@@ -159,6 +159,8 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
     engine.release();
 
     let mut cand: Option<Candidate> = None;
+    // The candidate's host (from a bundle) and its sealed secrets.
+    let mut sealed: (String, Vec<crate::sealed::Opened>) = Default::default();
     let mut chunk_error: Option<AgentError> = None;
     loop {
         let req = match read_frame::<Request, _>(&mut r) {
@@ -206,7 +208,8 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
             },
             Request::Diff { manifest, generation } => {
                 let manifest = crate::install::require_signed(&layout, "a plain apply").map(|()| manifest);
-                candidate(&engine, manifest, generation, &mut cand, &mut chunk_error)
+                sealed = Default::default();
+                candidate(&engine, manifest, generation, &[], &mut cand, &mut chunk_error)
             }
             Request::Chunk(chunk) => {
                 if chunk_error.is_none() {
@@ -225,7 +228,8 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                     let mut progress = |m: String| {
                         let _ = write_frame(&mut w, &Response::Progress(m));
                     };
-                    match engine.apply(c, confirm_timeout_ms, stop_first, &mut progress) {
+                    let opened = crate::sealed::open_received(&layout, &sealed.0, &sealed.1);
+                    match opened.and_then(|()| engine.apply(c, confirm_timeout_ms, stop_first, &mut progress)) {
                         Ok(o) => {
                             crate::watchdog::clear_report(&layout);
                             Response::Applied(o)
@@ -313,9 +317,16 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 }
             }
             Request::BundleDiff { statement, signature, generation } => {
-                let manifest = crate::install::bundle_manifest(&layout, &statement, &signature)
+                let entry = crate::install::bundle_entry(&layout, &statement, &signature)
+                    .and_then(|e| crate::sealed::open_entry(&layout, e));
+                let (name, secrets, manifest) = match entry {
+                    Ok((e, opened, _)) => (e.name, opened, Ok(e.manifest)),
+                    Err(e) => (String::new(), vec![], Err(e)),
+                };
+                let manifest = manifest
                     .and_then(|m| Ok(crate::install::keep_unchanged_sources(m, engine.current_manifest()?.as_ref())));
-                candidate(&engine, manifest, generation, &mut cand, &mut chunk_error)
+                sealed = (name, secrets);
+                candidate(&engine, manifest, generation, &sealed.1, &mut cand, &mut chunk_error)
             }
             Request::RelayServe { bind, port, secret, blobs, idle_ms, max_conns } => {
                 let r = crate::relay::ServeRequest {

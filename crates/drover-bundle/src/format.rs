@@ -24,7 +24,11 @@
 use drover_proto::{Hash, Manifest};
 use serde::{Deserialize, Serialize};
 
-pub const MAGIC: &[u8; 8] = b"DROVERB\x01";
+/// Format 2: host entries carry sealed (per-host encrypted) secret content.
+pub const MAGIC: &[u8; 8] = b"DROVERB\x02";
+/// Bundles written before secrets could be bundled: refused with a message
+/// that says to build again (their index does not decode as format 2).
+pub const MAGIC_V1: &[u8; 8] = b"DROVERB\x01";
 pub const TRAILER_MAGIC: &[u8; 8] = b"DROVERT\x01";
 pub const TRAILER_LEN: u64 = 72;
 /// Uncompressed bytes per chunk: the protocol's, so chunks go out as stored.
@@ -94,6 +98,59 @@ pub struct HostEntry {
     /// from an earlier run) or `placeholder`.
     pub facts: String,
     pub manifest: Manifest,
+    /// The host key its sealed content is encrypted to (`ssh-ed25519 AAAA…`,
+    /// no comment): one of `host_keys`. `None` when nothing is sealed.
+    pub recipient: Option<String>,
+    /// Paths whose content is a secret, sorted by path: their blobs are in
+    /// the bundle only encrypted to `recipient` (see [`crate::seal`]).
+    pub sealed: Vec<SealedEntry>,
+    /// `seal(postcard(Vec<SealedClear>))`: the clear hashes (and template
+    /// sources) of the sealed files, for the host only. In the manifest above
+    /// a sealed file's hash is its ciphertext's and its source is `None`: a
+    /// hash of a short secret could be confirmed by guessing.
+    pub sealed_clear: Vec<u8>,
+}
+
+/// One secret-bearing file of a host, as the bundle shows it: no clear
+/// hash. The ciphertext is an age file for the host's key, stored as an
+/// ordinary blob (so the signatures cover it like any other blob).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEntry {
+    pub path: String,
+    /// The secrets the content holds (`secrets.NAME`, or the `*.age` file).
+    pub names: Vec<String>,
+    /// blake3 of the ciphertext: a blob of this bundle, and the manifest
+    /// entry's hash until the host puts the clear one in.
+    pub cipher: Hash,
+    /// Length of the ciphertext (what a host receiving it expects).
+    pub cipher_size: u64,
+}
+
+/// What only the host learns about a sealed file (inside `sealed_clear`):
+/// the clear content's blake3, which the manifest entry gets back on the
+/// host, and the entry's template source hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedClear {
+    pub path: String,
+    pub hash: Hash,
+    pub source: Option<Hash>,
+}
+
+impl HostEntry {
+    /// A sealed entry must name a file of the manifest whose (stand-in) hash
+    /// is its ciphertext's, and say which key it is sealed to.
+    pub fn validate_sealed(&self) -> Result<(), String> {
+        if !self.sealed.is_empty() && (self.recipient.is_none() || self.sealed_clear.is_empty()) {
+            return Err(format!("host {}: sealed content without a recipient key", self.name));
+        }
+        for s in &self.sealed {
+            match self.manifest.entry(&s.path).map(|e| (&e.kind, e.source)) {
+                Some((drover_proto::EntryKind::File { hash, .. }, None)) if *hash == s.cipher => {}
+                _ => return Err(format!("host {}: sealed {} does not match its manifest entry", self.name, s.path)),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +200,13 @@ impl Index {
         }
         for h in &self.hosts {
             h.manifest.validate().map_err(|e| format!("host {}: {e}", h.name))?;
+            h.validate_sealed()?;
+            for s in &h.sealed {
+                match self.blob(&s.cipher) {
+                    Some(b) if b.size == s.cipher_size => {}
+                    _ => return Err(format!("host {}: the sealed content of {} is not in the bundle", h.name, s.path)),
+                }
+            }
         }
         Ok(())
     }

@@ -8,6 +8,9 @@
 //! revision. The layout is in [`format`]; [`Writer`] streams one out,
 //! [`Bundle`] reads one by seeking (never loading blobs in memory).
 //!
+//! Secret-bearing files are the exception to sharing: their content is
+//! stored only encrypted to the one host it is for ([`seal`]).
+//!
 //! Signing is minisign's prehashed Ed25519, so `minisign -Vm site.drv -p
 //! ops.pub` checks a bundle with the standard tool. Verification
 //! ([`verify`]) depends only on `minisign-verify` (no dependencies), so the
@@ -18,6 +21,7 @@
 
 pub mod format;
 mod read;
+pub mod seal;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod statement;
@@ -26,7 +30,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use format::{AgentRef, BaseRef, BlobEntry, HostEntry, Index, Settings};
+pub use format::{AgentRef, BaseRef, BlobEntry, HostEntry, Index, SealedClear, SealedEntry, Settings};
 pub use read::{Bundle, PackedChunks};
 pub use statement::{HostStatement, Signatures};
 pub use verify::PublicKey;
@@ -38,6 +42,8 @@ pub enum BundleError {
     Io { path: String, err: std::io::Error },
     #[error("{0}: not a drover bundle (bad magic)")]
     NotABundle(String),
+    #[error("{0}: a bundle of an older format (1, before secrets could be bundled); build it again with this drover")]
+    OldFormat(String),
     #[error("{0}: truncated or damaged bundle (no valid trailer at the end); copy it again")]
     Truncated(String),
     #[error("{path}: bad bundle: {what}")]
@@ -54,6 +60,9 @@ pub enum BundleError {
     BlobMismatch { hash: String, got: String },
     #[error("{0}")]
     Invalid(String),
+    /// Sealing or opening a host's secret content (`seal`).
+    #[error("{0}")]
+    Secret(String),
 }
 
 impl BundleError {

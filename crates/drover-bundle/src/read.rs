@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use drover_proto::Hash;
 
-use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, TRAILER_LEN};
+use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, MAGIC_V1, TRAILER_LEN};
 use crate::statement::{HostStatement, Signatures};
 use crate::verify::{self, PublicKey};
 use crate::{BundleError, Result};
@@ -39,9 +39,7 @@ impl Bundle {
         file.read_exact_at(&mut tail, t.index_off).map_err(|e| BundleError::io(path, e))?;
         let mut magic = [0u8; 8];
         file.read_exact_at(&mut magic, 0).map_err(|e| BundleError::io(path, e))?;
-        if &magic != MAGIC {
-            return Err(BundleError::NotABundle(path.display().to_string()));
-        }
+        check_magic(&magic, path)?;
         Bundle::from_tail(file, path, len, t, tail)
     }
 
@@ -85,9 +83,7 @@ impl Bundle {
         let (Some(t), true) = (pre, pos == len) else {
             return Err(BundleError::Truncated(path.display().to_string()));
         };
-        if head != MAGIC {
-            return Err(BundleError::NotABundle(path.display().to_string()));
-        }
+        check_magic(&head, path)?;
         Bundle::from_tail(file, path, len, t, tail)
     }
 
@@ -252,6 +248,14 @@ impl Iterator for PackedChunks<'_> {
     }
 }
 
+fn check_magic(head: &[u8], path: &Path) -> Result<()> {
+    match head {
+        h if h == MAGIC => Ok(()),
+        h if h == MAGIC_V1 => Err(BundleError::OldFormat(path.display().to_string())),
+        _ => Err(BundleError::NotABundle(path.display().to_string())),
+    }
+}
+
 fn open_file(path: &Path) -> Result<(File, u64)> {
     let file = File::open(path).map_err(|e| BundleError::io(path, e))?;
     let len = file.metadata().map_err(|e| BundleError::io(path, e))?.len();
@@ -266,4 +270,38 @@ fn read_trailer(file: &File, len: u64, path: &Path) -> Result<Option<Trailer>> {
     let mut b = [0u8; TRAILER_LEN as usize];
     file.read_exact_at(&mut b, len - TRAILER_LEN).map_err(|e| BundleError::io(path, e))?;
     Ok(Trailer::decode(&b, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Settings;
+    use crate::Writer;
+
+    #[test]
+    fn a_format_1_bundle_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.drv");
+        let w = Writer::create(&p).unwrap();
+        let settings = Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 1 };
+        let index = Index {
+            created_ms: 1,
+            project: "p".into(),
+            revision: "r".into(),
+            base: None,
+            agent: None,
+            settings,
+            hosts: vec![],
+            blobs: vec![],
+            external: vec![],
+        };
+        w.finish(index).unwrap();
+        Bundle::open(&p).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[..8].copy_from_slice(MAGIC_V1);
+        std::fs::write(&p, bytes).unwrap();
+        let e = Bundle::open(&p).err().unwrap();
+        assert!(matches!(e, BundleError::OldFormat(_)), "{e}");
+        assert!(e.to_string().contains("build it again"), "{e}");
+    }
 }

@@ -229,6 +229,9 @@ mod tests {
             generation: 1,
             facts: "placeholder".into(),
             manifest: drover_proto::Manifest::default(),
+            recipient: None,
+            sealed: vec![],
+            sealed_clear: vec![],
         }
     }
 

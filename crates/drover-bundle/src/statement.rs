@@ -25,7 +25,8 @@ use crate::format::{HostEntry, Index};
 
 /// Domain separation: these bytes can never be mistaken for another signed
 /// drover object (an index, a file).
-pub const DOMAIN: &str = "drover-host-statement/1";
+/// Version 2: the host entry carries its sealed secrets (`seal`).
+pub const DOMAIN: &str = "drover-host-statement/2";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostStatement {
@@ -116,6 +117,9 @@ mod tests {
                 generation: 1,
                 facts: "placeholder".into(),
                 manifest: drover_proto::Manifest::default(),
+                recipient: None,
+                sealed: vec![],
+                sealed_clear: vec![],
             }],
             blobs: vec![],
             external: vec![],

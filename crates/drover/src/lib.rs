@@ -6,6 +6,7 @@
 
 pub mod agent_bin;
 pub mod bootstrap;
+pub mod bundler;
 pub mod cli;
 pub mod commands;
 pub mod deploy;

@@ -571,17 +571,22 @@ fn an_ssh_ed25519_key_is_a_recipient_and_an_identity() {
     assert!(has(&r.stderr, "passphrase-protected"), "{}", r.stderr);
 }
 
-/// A bundle would carry the clear text in its file: building one for a host
-/// whose state holds a secret is refused, naming the path and the secret.
+/// Bundles seal each host's secrets to its pinned SSH ed25519 host key
+/// (`tests/bundle_secrets.rs`); a host with secrets and no such key pinned
+/// is refused at build time, naming the host, the paths and the fix, and
+/// nothing is written (no bundle, no clear text).
 #[test]
-fn a_bundle_with_secrets_is_refused() {
+fn a_bundle_for_a_host_without_a_pinned_ed25519_key_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let op = secret_project(tmp.path());
     let out = tmp.path().join("b.drover");
     let r = op.run(&["bundle", "build", "-o", out.to_str().unwrap()]);
     assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(has(&r.stderr, "bundles cannot carry secrets yet") && r.stderr.contains("/etc/app.conf"), "{}", r.stderr);
+    for want in ["host s1", "/etc/app.conf", "no ssh-ed25519 key", "drover trust --hosts s1"] {
+        assert!(has(&r.stderr, want), "{want}: {}", r.stderr);
+    }
     assert!(!r.stderr.contains(VALUE));
+    assert!(!out.exists() && !tmp.path().join("b.drover.partial").exists(), "a bundle was left behind");
     assert!(files_containing(tmp.path(), VALUE.as_bytes()).is_empty(), "nothing written in clear");
 }
 

@@ -13,6 +13,7 @@
 //! The format and the signature scheme are in the `drover-bundle` crate and
 //! `docs/bundle.md`; the relay scheduler in [`relay`].
 
+pub mod inspect;
 pub mod relay;
 pub mod source;
 
@@ -21,17 +22,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use drover_bundle::{BlobInput, Bundle, HostEntry, Index, PublicKey, Writer};
-use drover_proto::{EntryKind, Facts, Hash, Supervisor};
-use drover_spec::{BlobSource, Host, Project};
+use drover_bundle::{Bundle, HostEntry, PublicKey};
+use drover_proto::Supervisor;
+use drover_spec::{Host, Project};
 
+use crate::bundler::{self, BuildError, BuildInput};
 use crate::commands::deploy::DeployArgs;
 use crate::deploy::{self, Job, Mode, StateSource};
 use crate::exit::{ExitStatus, Refused};
 use crate::report::human_bytes;
+use crate::runlog;
 use crate::select::select;
 use crate::transport::{Timeouts, Transport};
-use crate::{agent_bin, runlog};
 
 /// The controller's default key for checking bundles (hosts use the same path).
 pub const DEFAULT_PUBKEY: &str = "/etc/drover/bundle.pub";
@@ -155,7 +157,7 @@ pub fn run(dir: &Path, a: BundleArgs) -> anyhow::Result<ExitStatus> {
             println!("signed {}: {}", bundle.display(), sig.display());
         }
         Action::Verify(v) => verify(&v)?,
-        Action::Inspect { bundle, json } => inspect(&bundle, json)?,
+        Action::Inspect { bundle, json } => inspect::inspect(&bundle, json)?,
         Action::Agent { verify: v, output } => {
             let b = open_verified(&v.bundle, v.pubkey.as_deref(), v.sig.as_deref())?;
             let a = b.index.agent.as_ref().context("this bundle carries no agent")?;
@@ -203,55 +205,6 @@ fn verify(v: &VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
-    let b = Bundle::open(path)?;
-    let i = &b.index;
-    if json {
-        let v = serde_json::json!({
-            "project": i.project,
-            "revision": i.revision,
-            "created_ms": i.created_ms,
-            "signed": b.index_signature().is_some(),
-            "base": i.base.as_ref().map(|b| serde_json::json!({"revision": b.revision, "index": b.index.to_hex()})),
-            "agent": i.agent.as_ref().map(|a| a.hash.to_hex()),
-            "hosts": i.hosts.iter().map(|h| serde_json::json!({
-                "name": h.name, "address": h.address, "generation": h.generation, "facts": h.facts,
-                "files": h.manifest.entries.len(), "services": h.manifest.services.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "blobs": i.blobs.iter().map(|e| serde_json::json!({"hash": e.hash.to_hex(), "size": e.size, "packed": e.packed_len()})).collect::<Vec<_>>(),
-            "external": i.external.iter().map(Hash::to_hex).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!("{}: project {} revision {}", path.display(), i.project, i.revision);
-    println!("  signed index: {}", if b.index_signature().is_some() { "yes" } else { "no" });
-    if let Some(base) = &i.base {
-        println!("  incremental on revision {} (index {})", base.revision, base.index.short());
-    }
-    for h in &i.hosts {
-        println!(
-            "  host {:<12} {:<16} {} files, {} services, generation {}, facts {}",
-            h.name,
-            h.address,
-            h.manifest.entries.len(),
-            h.manifest.services.len(),
-            h.generation,
-            h.facts
-        );
-    }
-    let raw: u64 = i.blobs.iter().map(|e| e.size).sum();
-    let packed: u64 = i.blobs.iter().map(|e| e.packed_len()).sum();
-    println!(
-        "  {} blobs, {} ({} compressed); {} more in the base",
-        i.blobs.len(),
-        human_bytes(raw),
-        human_bytes(packed),
-        i.external.len()
-    );
-    Ok(())
-}
-
 fn parse_supervisor(s: &str) -> anyhow::Result<Supervisor> {
     Ok(match s {
         "runit" => Supervisor::Runit,
@@ -259,27 +212,6 @@ fn parse_supervisor(s: &str) -> anyhow::Result<Supervisor> {
         "openrc" => Supervisor::OpenRc,
         other => anyhow::bail!("--supervisor {other}: expected runit, systemd or openrc"),
     })
-}
-
-/// Facts for compiling `host` offline: cached from its last run when the
-/// state store has them, else placeholders.
-fn offline_facts(store: Option<&drover_state::Store>, host: &Host, sup: Supervisor) -> (Facts, &'static str) {
-    let cached =
-        store.and_then(|s| s.facts(&host.name).ok().flatten()).and_then(|j| serde_json::from_str::<Facts>(&j).ok());
-    match cached {
-        Some(f) if f.supervisor.is_some() => (f, "cache"),
-        _ => (Facts { hostname: host.name.clone(), supervisor: Some(sup), ..Facts::default() }, "placeholder"),
-    }
-}
-
-/// The generation templates show: one past the last one recorded for the
-/// host, else 1 (the host assigns the real number; see `docs/bundle.md`).
-fn offline_generation(store: Option<&drover_state::Store>, host: &str) -> u64 {
-    let last = store
-        .and_then(|s| s.history(Some(host), 50).ok())
-        .and_then(|rows| rows.iter().filter_map(|r| r.generation).max())
-        .and_then(|g| u64::try_from(g).ok());
-    last.map_or(1, |g| g + 1)
 }
 
 fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
@@ -291,82 +223,20 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
     let sup = parse_supervisor(&a.supervisor)?;
     let store = runlog::open(dir).ok();
     let base = a.base.as_deref().map(Bundle::open).transpose().context("reading the base bundle")?;
-    let in_base = |h: &Hash| base.as_ref().is_some_and(|b| b.blob(h).is_some());
-    let mut w = Writer::create(&a.output)?;
-    let mut external = Vec::new();
-
-    let agent = agent_bin::hash();
-    if in_base(&agent) {
-        external.push(agent);
-    } else {
-        w.add(agent, BlobInput::Bytes(agent_bin::bytes()))?;
-    }
-    let mut entries = Vec::new();
-    for host in &hosts {
-        let (facts, facts_from) = offline_facts(store.as_ref(), host, sup);
-        let generation = offline_generation(store.as_ref(), &host.name);
-        let c = project.compile(host, &facts, generation)?;
-        // A bundle would carry the secret in clear: refused until bundles
-        // encrypt per host (docs/secrets.md, "Bundles").
-        if let Some((path, names)) = c.secrets.iter().next() {
-            anyhow::bail!(
-                "{}: {path} holds a secret ({}); bundles cannot carry secrets yet (they would be in clear in the file). \
-                 Deploy secret-bearing roles with `drover apply` over SSH",
-                host.name,
-                names.join(", ")
-            );
-        }
-        for e in &c.manifest.entries {
-            let EntryKind::File { hash, .. } = e.kind else { continue };
-            if in_base(&hash) {
-                external.push(hash);
-                continue;
-            }
-            if w.contains(&hash) {
-                continue;
-            }
-            match c.blobs.get(&hash) {
-                Some(BlobSource::File(p)) => w.add(hash, BlobInput::File(p))?,
-                Some(BlobSource::Bytes(b)) => w.add(hash, BlobInput::Bytes(b))?,
-                None => anyhow::bail!("{}: no content for {}", host.name, e.path),
-            };
-        }
-        entries.push(HostEntry {
-            name: host.name.clone(),
-            address: host.address.clone(),
-            port: host.port,
-            user: host.user.clone(),
-            key: host.auth.key.as_ref().map(|k| k.display().to_string()),
-            host_keys: host.host_keys.clone(),
-            roles: host.roles.clone(),
-            groups: host.groups.clone(),
-            generation,
-            facts: facts_from.into(),
-            manifest: c.manifest,
-        });
-    }
-    entries.sort_by(|x, y| x.name.cmp(&y.name));
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let index = Index {
-        created_ms: ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()),
-        project: project.settings.name.clone(),
+    let input = BuildInput {
+        project: &project,
+        hosts: &hosts,
+        store: store.as_ref(),
+        base: base.as_ref(),
+        supervisor: sup,
         revision: runlog::project_rev(dir),
-        base: base.as_ref().map(|b| drover_bundle::BaseRef {
-            revision: b.index.revision.clone(),
-            index: b.index_hash(),
-            created_ms: b.index.created_ms,
-        }),
-        agent: Some(drover_bundle::AgentRef { hash: agent, version: env!("CARGO_PKG_VERSION").into() }),
-        settings: drover_bundle::Settings {
-            confirm_timeout_ms: ms(project.settings.confirm_timeout),
-            parallel: project.settings.parallel as u64,
-            connect_timeout_ms: ms(project.settings.connect_timeout),
-        },
-        hosts: entries,
-        blobs: Vec::new(),
-        external,
+        output: &a.output,
     };
-    let index = w.finish(index)?;
+    // Spec errors keep their own rendering (file, line, fix).
+    let index = bundler::build(&input).map_err(|e| match e {
+        BuildError::Spec(s) => anyhow::Error::new(*s),
+        other => anyhow::Error::new(other),
+    })?;
     let placeholders: Vec<&str> =
         index.hosts.iter().filter(|h| h.facts == "placeholder").map(|h| h.name.as_str()).collect();
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
@@ -386,6 +256,14 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
             _ => placeholders.join(", "),
         };
         println!("  no cached facts for {who} (never applied from here): compiled with supervisor {}", a.supervisor);
+    }
+    let sealed: Vec<&HostEntry> = index.hosts.iter().filter(|h| !h.sealed.is_empty()).collect();
+    if !sealed.is_empty() {
+        println!(
+            "  {} secret files of {} hosts sealed, each to its host's SSH host key (`bundle inspect` lists them)",
+            sealed.iter().map(|h| h.sealed.len()).sum::<usize>(),
+            sealed.len()
+        );
     }
     println!("next: drover bundle sign {} --key ops.key", a.output.display());
     Ok(())

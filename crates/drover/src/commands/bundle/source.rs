@@ -33,7 +33,10 @@ impl StateSource for BundleSource {
                 ));
             }
         }
-        Ok(Compiled { manifest: e.manifest.clone(), blobs: HashMap::new(), secrets: Default::default() })
+        // Sealed paths are secrets: `plan --diff` names them, never shows
+        // content (the controller cannot decrypt them anyway).
+        let secrets = e.sealed.iter().map(|s| (s.path.clone(), s.names.clone())).collect();
+        Ok(Compiled { manifest: e.manifest.clone(), blobs: HashMap::new(), secrets })
     }
 
     /// From a signed bundle, the host gets its own signed statement (its

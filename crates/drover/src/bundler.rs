@@ -1,0 +1,223 @@
+//! `drover bundle build`: compile the selected hosts offline and write one
+//! bundle (`docs/bundle.md`).
+//!
+//! Plain blobs are shared: stored once, however many hosts use them. A file
+//! that holds a secret (`Compiled::secrets`) is the exception: its content is
+//! sealed to its host's pinned SSH ed25519 host key (`drover_bundle::seal`)
+//! in memory and only the ciphertext is written, so the bundle file (and
+//! nothing else the build writes: there are no temp files) never holds the
+//! clear text. The clear content's hash is sealed too (the manifest shows the
+//! ciphertext's), so the host verifies what it decrypts against what was
+//! signed, and a leaked bundle does not even let one confirm a guess.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use drover_bundle::{seal, BlobInput, Bundle, BundleError, HostEntry, Index, SealedClear, SealedEntry, Writer};
+use drover_proto::{EntryKind, Facts, Hash, Supervisor};
+use drover_spec::{BlobSource, Compiled, Host, Project, SpecError};
+use zeroize::Zeroize;
+
+use crate::agent_bin;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// Boxed: a `SpecError` carries its source and diagnostics.
+    #[error(transparent)]
+    Spec(Box<SpecError>),
+    #[error(
+        "host {host}: {paths} hold secrets, and its pinned host keys include no ssh-ed25519 key to seal them to \
+         (bundles encrypt each host's secrets to that key); pin it with `drover trust --hosts {host}` \
+         (or set `host-key = \"ssh-ed25519 …\"` in the inventory), or leave the host out of the bundle"
+    )]
+    NoHostKey { host: String, paths: String },
+    #[error("host {host}: no content for {path}")]
+    NoContent { host: String, path: String },
+    #[error("host {host}: read {path}: {err}")]
+    Read { host: String, path: String, err: std::io::Error },
+}
+
+impl From<SpecError> for BuildError {
+    fn from(e: SpecError) -> Self {
+        BuildError::Spec(Box::new(e))
+    }
+}
+
+/// What to build.
+pub struct BuildInput<'a> {
+    pub project: &'a Project,
+    pub hosts: &'a [Host],
+    pub store: Option<&'a drover_state::Store>,
+    pub base: Option<&'a Bundle>,
+    pub supervisor: Supervisor,
+    pub revision: String,
+    pub output: &'a Path,
+}
+
+/// Facts for compiling `host` offline: cached from its last run when the
+/// state store has them, else placeholders.
+fn offline_facts(store: Option<&drover_state::Store>, host: &Host, sup: Supervisor) -> (Facts, &'static str) {
+    let cached =
+        store.and_then(|s| s.facts(&host.name).ok().flatten()).and_then(|j| serde_json::from_str::<Facts>(&j).ok());
+    match cached {
+        Some(f) if f.supervisor.is_some() => (f, "cache"),
+        _ => (Facts { hostname: host.name.clone(), supervisor: Some(sup), ..Facts::default() }, "placeholder"),
+    }
+}
+
+/// The generation templates show: one past the last one recorded for the
+/// host, else 1 (the host assigns the real number; see `docs/bundle.md`).
+fn offline_generation(store: Option<&drover_state::Store>, host: &str) -> u64 {
+    let last = store
+        .and_then(|s| s.history(Some(host), 50).ok())
+        .and_then(|rows| rows.iter().filter_map(|r| r.generation).max())
+        .and_then(|g| u64::try_from(g).ok());
+    last.map_or(1, |g| g + 1)
+}
+
+/// Compile every host and write the bundle; the final index.
+pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
+    let in_base = |h: &Hash| i.base.is_some_and(|b| b.blob(h).is_some());
+    let mut w = Writer::create(i.output)?;
+    let mut external = Vec::new();
+
+    let agent = agent_bin::hash();
+    if in_base(&agent) {
+        external.push(agent);
+    } else {
+        w.add(agent, BlobInput::Bytes(agent_bin::bytes()))?;
+    }
+    let mut entries = Vec::new();
+    for host in i.hosts {
+        let (facts, facts_from) = offline_facts(i.store, host, i.supervisor);
+        let generation = offline_generation(i.store, &host.name);
+        let mut c = i.project.compile(host, &facts, generation)?;
+        let sealed = seal_secrets(&mut w, host, &mut c)?;
+        for e in &c.manifest.entries {
+            let EntryKind::File { hash, .. } = e.kind else { continue };
+            if c.secrets.contains_key(&e.path) {
+                continue;
+            }
+            if in_base(&hash) {
+                external.push(hash);
+                continue;
+            }
+            if w.contains(&hash) {
+                continue;
+            }
+            match c.blobs.get(&hash) {
+                Some(BlobSource::File(p)) => w.add(hash, BlobInput::File(p))?,
+                Some(BlobSource::Bytes(b)) => w.add(hash, BlobInput::Bytes(b))?,
+                None => return Err(BuildError::NoContent { host: host.name.clone(), path: e.path.clone() }),
+            };
+        }
+        entries.push(HostEntry {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            key: host.auth.key.as_ref().map(|k| k.display().to_string()),
+            host_keys: host.host_keys.clone(),
+            roles: host.roles.clone(),
+            groups: host.groups.clone(),
+            generation,
+            facts: facts_from.into(),
+            manifest: c.manifest,
+            recipient: sealed.recipient,
+            sealed: sealed.entries,
+            sealed_clear: sealed.clear,
+        });
+    }
+    entries.sort_by(|x, y| x.name.cmp(&y.name));
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let p = i.project;
+    let index = Index {
+        created_ms: ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()),
+        project: p.settings.name.clone(),
+        revision: i.revision.clone(),
+        base: i.base.map(|b| drover_bundle::BaseRef {
+            revision: b.index.revision.clone(),
+            index: b.index_hash(),
+            created_ms: b.index.created_ms,
+        }),
+        agent: Some(drover_bundle::AgentRef { hash: agent, version: env!("CARGO_PKG_VERSION").into() }),
+        settings: drover_bundle::Settings {
+            confirm_timeout_ms: ms(p.settings.confirm_timeout),
+            parallel: p.settings.parallel as u64,
+            connect_timeout_ms: ms(p.settings.connect_timeout),
+        },
+        hosts: entries,
+        blobs: Vec::new(),
+        external,
+    };
+    Ok(w.finish(index)?)
+}
+
+/// What a host entry says about its sealed files.
+struct Sealed {
+    recipient: Option<String>,
+    entries: Vec<SealedEntry>,
+    clear: Vec<u8>,
+}
+
+/// Seal each secret-bearing file of `host` to its ed25519 host key and add
+/// the ciphertexts as blobs (one per distinct content of this host); in the
+/// manifest, such a file's hash becomes its ciphertext's and its template
+/// source is dropped, both sealed instead (`HostEntry::sealed_clear`). A
+/// host with secrets and no such key is refused.
+fn seal_secrets(w: &mut Writer, host: &Host, c: &mut Compiled) -> Result<Sealed, BuildError> {
+    if c.secrets.is_empty() {
+        return Ok(Sealed { recipient: None, entries: vec![], clear: vec![] });
+    }
+    let recipient = seal::recipient_of(&host.host_keys).ok_or_else(|| BuildError::NoHostKey {
+        host: host.name.clone(),
+        paths: c.secrets.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    let mut done: HashMap<Hash, (Hash, u64)> = HashMap::new();
+    let (mut entries, mut clear) = (Vec::new(), Vec::new());
+    for e in &mut c.manifest.entries {
+        let Some(names) = c.secrets.get(&e.path) else { continue };
+        let EntryKind::File { hash, .. } = &mut e.kind else { continue };
+        let (cipher, cipher_size) = match done.get(hash) {
+            Some(v) => *v,
+            None => {
+                let mut plain = clear_content(host, &e.path, hash, c.blobs.get(hash))?;
+                let sealed = seal::seal(&recipient, &plain);
+                plain.zeroize();
+                let ct = sealed?;
+                let ch = Hash(*blake3::hash(&ct).as_bytes());
+                w.add(ch, BlobInput::Bytes(&ct))?;
+                done.insert(*hash, (ch, ct.len() as u64));
+                (ch, ct.len() as u64)
+            }
+        };
+        clear.push(SealedClear { path: e.path.clone(), hash: *hash, source: e.source.take() });
+        *hash = cipher;
+        entries.push(SealedEntry { path: e.path.clone(), names: names.clone(), cipher, cipher_size });
+    }
+    let clear = seal::seal_clear(&recipient, &clear)?;
+    Ok(Sealed { recipient: Some(recipient), entries, clear })
+}
+
+/// A secret file's content, in memory (it is encrypted before anything is
+/// written).
+fn clear_content(host: &Host, path: &str, hash: &Hash, src: Option<&BlobSource>) -> Result<Vec<u8>, BuildError> {
+    match src {
+        None if *hash == Hash(*blake3::hash(b"").as_bytes()) => Ok(Vec::new()),
+        Some(BlobSource::Bytes(b)) => Ok(b.to_vec()),
+        Some(BlobSource::File(p)) => {
+            let mut out = Vec::new();
+            std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut out)).map_err(|err| BuildError::Read {
+                host: host.name.clone(),
+                path: p.display().to_string(),
+                err,
+            })?;
+            Ok(out)
+        }
+        None => Err(BuildError::NoContent { host: host.name.clone(), path: path.into() }),
+    }
+}
