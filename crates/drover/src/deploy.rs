@@ -29,6 +29,8 @@ pub enum Mode {
     Rollback {
         to: Option<u64>,
     },
+    /// Reboot, wait for the host to come back healthy (`drover reboot`).
+    Reboot,
 }
 
 /// Where hosts' desired state comes from, and how its blobs are shipped: the
@@ -94,6 +96,8 @@ pub struct Job {
     pub retries: u32,
     /// Stop restarting services before the swap (rollout order).
     pub stop_first: bool,
+    /// Reboot (these) hosts after activation; confirm after the reboot.
+    pub reboot: Option<crate::reboot::RebootPlan>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +231,20 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
     r.generation = conn.state.current;
     let confirm_ms = u64::try_from(job.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
     let outcome = match job.mode {
+        Mode::Reboot => {
+            if let Some(g) = conn.state.pending_confirm {
+                return Err(DeployError::Other(format!(
+                    "generation {g} still awaits confirmation; apply again to finish it before rebooting"
+                )));
+            }
+            let plan = job.reboot.clone().unwrap_or(crate::reboot::RebootPlan::every_host(Duration::from_secs(300)));
+            let boots = crate::reboot::request(job, &mut conn, plan.timeout).await?;
+            conn.close().await;
+            r.rebooted = true;
+            crate::reboot::await_return(job, host, &plan, boots, None, p).await?;
+            r.outcome = Outcome::Rebooted;
+            return Ok(());
+        }
         Mode::Rollback { to } => {
             p.step("rolling back");
             conn.link.set_timeout(apply_timeout(job));
@@ -287,6 +305,30 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 .await?
         }
     };
+    if let Some(plan) = job.reboot.as_ref().filter(|plan| plan.applies(host)) {
+        if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written }) = outcome {
+            r.generation = Some(generation);
+            r.files_written = files_written;
+            r.restarts = restarted;
+            p.step("activated; rebooting");
+            let boots = crate::reboot::request(job, &mut conn, plan.timeout).await?;
+            conn.close().await;
+            r.rebooted = true;
+            let pending = (!job.confirm_timeout.is_zero()).then_some(generation);
+            match crate::reboot::await_return(job, host, plan, boots, pending, p).await? {
+                crate::reboot::Returned::Confirmed { generation } => {
+                    r.generation = generation;
+                    r.outcome = Outcome::Changed;
+                }
+                crate::reboot::Returned::RolledBack { now, reason } => {
+                    r.generation = now;
+                    r.outcome = Outcome::RolledBack;
+                    r.error = Some(reason);
+                }
+            }
+            return Ok(());
+        }
+    }
     conn.close().await;
     finish(job, host, outcome, r, p).await
 }

@@ -58,3 +58,93 @@ fn lab_reboot(init: Init) {
     assert_eq!(f.host_sh(0, "cat /root/kept"), "kept");
 }
 on_both_inits!(lab_reboot: lab_reboot_restarts_the_host_from_its_root_on_disk_runit, lab_reboot_restarts_the_host_from_its_root_on_disk_systemd);
+
+/// Mark host `i`'s current boot (a file on its tmpfs `/run`).
+fn mark_boot(f: &Fleet, i: usize) {
+    f.host_sh(i, "touch /run/before-boot");
+}
+
+/// Did host `i` boot since [`mark_boot`]?
+fn rebooted_since_mark(f: &Fleet, i: usize) -> bool {
+    f.host_sh(i, "test -e /run/before-boot && echo same-boot || echo rebooted") == "rebooted"
+}
+
+/// Where the agent's boot-time hook lives on a host with `init`.
+fn hook_path(init: Init) -> &'static str {
+    match init {
+        Init::Systemd => "/etc/systemd/system/drover-boot.service",
+        Init::Runit => "/etc/runit/boot-run/10-drover-boot.sh",
+    }
+}
+
+/// `apply --reboot` with a good generation: the host reboots, comes back,
+/// its services are healthy, and the generation is confirmed after the
+/// boot: reported `changed` and `rebooted`, nothing left pending, the new
+/// files in place, the boot-time hook installed (on systemd, enabled early
+/// in the boot).
+fn good_generation_is_confirmed_after_reboot(init: Init) {
+    let f = Fleet::on("rb-good", 1, init);
+    assert_eq!(f.apply_json(&[]).code, 0);
+    mark_boot(&f, 0);
+    std::fs::write(f.project().join("layers/site/etc/motd"), "after the reboot\n").unwrap();
+    let r = f.apply_json(&["--reboot", "--confirm-timeout", "20s", "--reboot-timeout", "90s"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!(h["outcome"], "changed", "{h}");
+    assert_eq!(h["rebooted"], true, "{h}");
+    assert_eq!(h["generation"], 2, "{h}");
+    assert!(rebooted_since_mark(&f, 0), "the host did not reboot");
+    assert!(!f.host_file(0, "/var/lib/drover/pending.json").exists(), "generation 2 still unconfirmed");
+    assert_eq!(std::fs::read_to_string(f.host_file(0, "/etc/motd")).unwrap(), "after the reboot\n");
+    assert!(f.host_file(0, hook_path(init)).exists(), "no boot-time hook at {}", hook_path(init));
+    if init == Init::Systemd {
+        assert_eq!(f.host_sh(0, "systemctl is-enabled drover-boot; systemctl is-active drover-boot"), "enabled\nactive");
+    }
+    let boots = f.host_sh(0, "cat /var/lib/drover/boot.json");
+    assert!(boots.contains("\"boots\": 1"), "{boots}");
+    // The service came back with the boot (the page keeps the generation
+    // it last changed in).
+    let web = support::curl(&format!("http://{}:8080/", f.lab_hosts()[0].address));
+    assert!(web.contains("host: h1"), "{web}");
+    // Confirmed means kept: well past the agent's deadline, still generation 2.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(f.apply_json(&[]).hosts()[0]["outcome"], "unchanged");
+}
+on_both_inits!(good_generation_is_confirmed_after_reboot: good_generation_is_confirmed_after_reboot_runit, good_generation_is_confirmed_after_reboot_systemd);
+
+/// A generation that breaks SSH only once sshd restarts (a drop-in moving
+/// it to another port: the running sshd keeps its configuration) is
+/// applied with `--reboot`. After the boot nobody can log in; the agent's
+/// boot-time hook had re-armed the watchdog, which reverts at the deadline
+/// and reboots once more into generation 1. The controller, still waiting,
+/// finds it there: `rolled-back` with the agent's reason, exit code 2, no
+/// operator action. The drop-in is gone, SSH works, the boot-loop guard
+/// says why it rebooted, and the host booted exactly twice.
+fn generation_breaking_ssh_after_reboot_comes_back_on_the_previous(init: Init) {
+    let f = Fleet::on("rb-ssh", 1, init);
+    assert_eq!(f.apply_json(&[]).code, 0);
+    mark_boot(&f, 0);
+    let dropin = f.project().join("layers/site/etc/ssh/sshd_config.d/zz-moved.conf");
+    std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+    std::fs::write(&dropin, "Port 2222\n").unwrap();
+    let started = Instant::now();
+    let r = f.apply_json(&["--reboot", "--confirm-timeout", "8s", "--reboot-timeout", "60s"]);
+    assert_eq!(r.code, 2, "a rolled-back host fails the run:\n{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!(h["outcome"], "rolled-back", "{h}");
+    assert_eq!(h["rebooted"], true, "{h}");
+    assert_eq!(h["generation"], 1, "{h}");
+    let error = h["error"].as_str().unwrap();
+    assert!(error.contains("generation 2 was not confirmed after the reboot"), "{error}");
+    assert!(error.contains("no confirmation from the controller before the deadline"), "{error}");
+    assert!(error.contains("rebooting once"), "{error}");
+    assert!(!f.host_file(0, "/etc/ssh/sshd_config.d/zz-moved.conf").exists(), "the drop-in is still there");
+    assert!(rebooted_since_mark(&f, 0));
+    let guard = f.host_sh(0, "cat /var/lib/drover/reboot-guard.json; cat /var/lib/drover/boot.json");
+    assert!(guard.contains("\"generation\": 2") && guard.contains("\"boots\": 2"), "{guard}");
+    eprintln!("rolled back across two reboots in {:.1}s", started.elapsed().as_secs_f64());
+    // A later apply (without the drop-in) sees generation 1 and is a no-op.
+    std::fs::remove_dir_all(f.project().join("layers/site/etc/ssh")).unwrap();
+    assert_eq!(f.apply_json(&[]).hosts()[0]["outcome"], "unchanged");
+}
+on_both_inits!(generation_breaking_ssh_after_reboot_comes_back_on_the_previous: generation_breaking_ssh_after_reboot_comes_back_on_the_previous_runit, generation_breaking_ssh_after_reboot_comes_back_on_the_previous_systemd);

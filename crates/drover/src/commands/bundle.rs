@@ -474,6 +474,7 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
         parallel: args.parallel.unwrap_or(usize::try_from(settings.parallel).unwrap_or(512)),
         retries: args.retries,
         stop_first: false,
+        reboot: if matches!(mode, Mode::Plan(_)) { None } else { args.reboot.plan(None)? },
         transport: match &args.simulate {
             Some(d) => Transport::local(d)?,
             None => Transport::Ssh,

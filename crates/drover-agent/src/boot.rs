@@ -1,0 +1,270 @@
+//! Magic rollback across a reboot.
+//!
+//! A change that matters most on a remote machine (kernel, network, firewall,
+//! sshd) often takes effect only at the next boot, which is exactly when a
+//! machine is lost. So a generation activated with `--reboot` stays
+//! unconfirmed through the reboot:
+//!
+//! 1. `Reboot` (from the controller, after `Apply`): the boot-time hook is
+//!    installed ([`install_hook`]), the pending generation is marked
+//!    ([`RebootMark`]) with a deadline that covers the shutdown and the
+//!    boot, and the host reboots through its [`HostEnv`].
+//! 2. At boot, before anything drover manages starts, the hook runs
+//!    `drover-agent boot` ([`at_boot`]): it counts the boot, gives the
+//!    controller a fresh `confirm_ms` from now, and starts the watchdog.
+//! 3. Unconfirmed at the deadline, the watchdog reverts to the previous
+//!    generation and reboots once more into it ([`reboot_after_revert`]);
+//!    `reboot-guard.json` records that it did and why, and it never does so
+//!    twice for one generation (no boot loop).
+//!
+//! A second boot into a marked generation before it was confirmed (the
+//! generation itself made the host reboot) does not renew the deadline: the
+//! watchdog reverts at once.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::layout::Layout;
+use crate::state::{now_ms, read_json, write_json, Pending, Phase};
+use crate::{bail, Context, Result};
+
+/// How the agent reboots the host it runs on. Chosen once, at the agent's
+/// entry (the command line), never guessed from the target root: an agent
+/// serving a simulated host inside the controller's process, or as a local
+/// process of the controller machine, must not be able to reboot that
+/// machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEnv {
+    /// A real host: reboot through its init.
+    System,
+    /// A simulated host (a directory on the controller machine): refuses.
+    Simulated,
+}
+
+impl HostEnv {
+    /// The agent's command-line flag for this environment, for re-execs.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            HostEnv::System => None,
+            HostEnv::Simulated => Some(SIMULATED_FLAG),
+        }
+    }
+
+    /// Reboot now. systemd reboots in order (`systemctl reboot`); runit as
+    /// pid 1 through `runit-init 6`; anything else (a lab host, whose pid 1
+    /// is `runsvdir` in its own pid namespace) with `reboot(2)` after a
+    /// `sync`. In a pid namespace other than the first, `reboot(2)` ends that
+    /// namespace's init only, which is what a lab host's reboot is.
+    pub fn reboot(self) -> Result<()> {
+        match self {
+            HostEnv::Simulated => bail!("this host is simulated (a directory on the controller): it cannot reboot"),
+            HostEnv::System => {
+                if Path::new("/run/systemd/system").is_dir() {
+                    return run(Command::new("systemctl").arg("reboot"));
+                }
+                let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+                if init.trim() == "runit" && Path::new("/sbin/runit-init").exists() {
+                    return run(Command::new("/sbin/runit-init").arg("6"));
+                }
+                // SAFETY: sync and reboot take no pointers; reboot only
+                // returns on failure.
+                let rc = unsafe {
+                    libc::sync();
+                    libc::reboot(libc::LINUX_REBOOT_CMD_RESTART)
+                };
+                bail!("reboot(2) failed ({rc}): {}", std::io::Error::last_os_error())
+            }
+        }
+    }
+}
+
+/// `drover-agent serve --simulated`: see [`HostEnv::Simulated`].
+pub const SIMULATED_FLAG: &str = "--simulated";
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let what = format!("{cmd:?}");
+    let out = cmd.output().ctx(|| what.clone())?;
+    if !out.status.success() {
+        bail!("{what}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// On a pending generation: it is to be confirmed after a reboot.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RebootMark {
+    /// Given to the controller at boot, from the moment the hook runs.
+    pub confirm_ms: u64,
+    /// Boots into this generation so far (0: not yet rebooted).
+    pub boots: u32,
+}
+
+/// Boots the hook has seen: the controller compares the count before and
+/// after a reboot to know the host really went through one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BootRecord {
+    pub boots: u64,
+    pub last_ms: u64,
+}
+
+/// Why the watchdog rebooted a host after a revert (at most once per
+/// generation: the boot-loop guard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RebootGuard {
+    pub generation: u64,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+pub fn boots(layout: &Layout) -> u64 {
+    read_json::<BootRecord>(&layout.boot_record()).ok().flatten().map_or(0, |b| b.boots)
+}
+
+/// Handle `Reboot`: install the hook, mark the pending generation (if any)
+/// so that it survives the reboot, and return the boot count now. The
+/// caller replies, then calls [`HostEnv::reboot`].
+pub fn prepare(layout: &Layout, env: HostEnv, confirm_ms: u64, boot_timeout_ms: u64) -> Result<u64> {
+    if env == HostEnv::Simulated {
+        // Refused before anything is written.
+        env.reboot()?;
+    }
+    install_hook(layout)?;
+    if let Some(mut p) = read_json::<Pending>(&layout.pending())? {
+        if p.phase != Phase::AwaitingConfirm {
+            bail!("generation {} is still activating; reboot once it is healthy", p.generation);
+        }
+        // Long enough for shutdown and boot; the hook renews it at boot.
+        p.deadline_ms = now_ms() + boot_timeout_ms + confirm_ms;
+        p.reboot = Some(RebootMark { confirm_ms, boots: 0 });
+        write_json(&layout.pending(), &p)?;
+    }
+    Ok(boots(layout))
+}
+
+/// `drover-agent boot`, run by the boot-time hook before the services drover
+/// manages start. Quick and blocking nothing: it only rewrites
+/// `pending.json` and starts the watchdog, which does any revert (driving
+/// the supervisor from inside an early boot unit could wait on the boot
+/// itself).
+pub fn at_boot(layout: &Layout, env: HostEnv) -> Result<String> {
+    let rec = BootRecord { boots: boots(layout) + 1, last_ms: now_ms() };
+    write_json(&layout.boot_record(), &rec)?;
+    let Some(mut p) = read_json::<Pending>(&layout.pending())? else {
+        return Ok(format!("boot {}: nothing pending", rec.boots));
+    };
+    let what = match (p.phase, p.reboot.as_mut()) {
+        (Phase::AwaitingConfirm, Some(mark)) if mark.boots == 0 => {
+            mark.boots = 1;
+            p.deadline_ms = now_ms() + mark.confirm_ms;
+            format!("generation {} awaits confirmation for {} ms", p.generation, mark.confirm_ms)
+        }
+        (Phase::AwaitingConfirm, Some(mark)) => {
+            mark.boots += 1;
+            p.deadline_ms = now_ms();
+            format!("generation {} booted again before it was confirmed: reverting", p.generation)
+        }
+        (Phase::AwaitingConfirm, None) => format!("generation {} awaits confirmation (deadline kept)", p.generation),
+        (Phase::Starting, _) => format!("generation {} never finished activating: reverting", p.generation),
+    };
+    write_json(&layout.pending(), &p)?;
+    crate::watchdog::spawn(layout, env)?;
+    Ok(what)
+}
+
+/// After the watchdog reverted a generation that was to be confirmed after
+/// a reboot: should it reboot once more, into the generation now current?
+/// Records the decision first (the boot-loop guard), and returns what to
+/// say in the watchdog's report.
+pub fn reboot_after_revert(layout: &Layout, reverted: &Pending) -> Result<(String, bool)> {
+    let guard = read_json::<RebootGuard>(&layout.reboot_guard())?;
+    if guard.is_some_and(|g| g.generation == reverted.generation) {
+        let note = format!("not rebooting again: already rebooted once after reverting generation {}", reverted.generation);
+        return Ok((note, false));
+    }
+    let reason = format!(
+        "generation {} was not confirmed after the reboot; rebooting once into the generation it reverted to",
+        reverted.generation
+    );
+    write_json(&layout.reboot_guard(), &RebootGuard { generation: reverted.generation, reason: reason.clone(), at_ms: now_ms() })?;
+    Ok((reason, true))
+}
+
+/// The hook's files for the host's init, with the agent's own path. Written
+/// only when they differ (an agent upgrade changes the path).
+pub fn install_hook(layout: &Layout) -> Result<()> {
+    let exe = std::env::current_exe().ctx(|| "the agent's own path".into())?;
+    let exe = exe.to_string_lossy();
+    match crate::facts::gather(layout).supervisor {
+        Some(drover_proto::Supervisor::Systemd) => {
+            put(layout, SYSTEMD_UNIT_PATH, &systemd_unit(&exe), 0o644)?;
+            let wants = layout.target(SYSTEMD_WANTS_PATH);
+            if std::fs::symlink_metadata(&wants).is_err() {
+                if let Some(dir) = wants.parent() {
+                    std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+                }
+                std::os::unix::fs::symlink(SYSTEMD_UNIT_PATH, &wants).ctx(|| format!("link {}", wants.display()))?;
+            }
+            Ok(())
+        }
+        Some(drover_proto::Supervisor::Runit) => put(layout, RUNIT_HOOK_PATH, &runit_hook(&exe), 0o755),
+        other => bail!("no boot-time hook for this host's init ({other:?}): reboots need systemd or runit"),
+    }
+}
+
+pub const SYSTEMD_UNIT_PATH: &str = "/etc/systemd/system/drover-boot.service";
+const SYSTEMD_WANTS_PATH: &str = "/etc/systemd/system/sysinit.target.wants/drover-boot.service";
+/// Debian's runit runs `/etc/runit/boot-run/*.sh` in stage 1 (native boot),
+/// before stage 2 starts any service; so does the lab's runit init.
+pub const RUNIT_HOOK_PATH: &str = "/etc/runit/boot-run/10-drover-boot.sh";
+
+/// Early (no default dependencies, before `sysinit.target`, so before every
+/// ordinary unit and every service drover manages), quick (oneshot: it only
+/// re-arms), and leaving the watchdog it starts alone (`KillMode=process`).
+fn systemd_unit(exe: &str) -> String {
+    format!(
+        "# Written by drover's agent: magic rollback across reboots (docs/operations.md).\n\
+         [Unit]\n\
+         Description=drover: re-arm the rollback of an unconfirmed generation\n\
+         DefaultDependencies=no\n\
+         After=local-fs.target\n\
+         Before=sysinit.target shutdown.target\n\
+         Conflicts=shutdown.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         KillMode=process\n\
+         ExecStart={exe} boot\n\
+         \n\
+         [Install]\n\
+         WantedBy=sysinit.target\n"
+    )
+}
+
+fn runit_hook(exe: &str) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Written by drover's agent: magic rollback across reboots (docs/operations.md).\n\
+         [ -x {exe} ] || exit 0\n\
+         exec {exe} boot\n"
+    )
+}
+
+fn put(layout: &Layout, path: &str, content: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let target = layout.target(path);
+    if std::fs::read_to_string(&target).is_ok_and(|c| c == content) {
+        return Ok(());
+    }
+    let dir = target.parent().ok_or_else(|| crate::AgentError(format!("{path}: no parent")))?;
+    std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+    // Not `fsops::write_atomic`: that makes the directory private, and
+    // these are the init's directories.
+    let tmp = dir.join(".drover-boot.tmp");
+    std::fs::write(&tmp, content).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", tmp.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(|| format!("fsync {}", tmp.display()))?;
+    std::fs::rename(&tmp, &target).ctx(|| format!("rename into {}", target.display()))
+}
