@@ -180,14 +180,18 @@ pub fn at_boot(layout: &Layout, env: HostEnv) -> Result<String> {
 pub fn reboot_after_revert(layout: &Layout, reverted: &Pending) -> Result<(String, bool)> {
     let guard = read_json::<RebootGuard>(&layout.reboot_guard())?;
     if guard.is_some_and(|g| g.generation == reverted.generation) {
-        let note = format!("not rebooting again: already rebooted once after reverting generation {}", reverted.generation);
+        let note =
+            format!("not rebooting again: already rebooted once after reverting generation {}", reverted.generation);
         return Ok((note, false));
     }
     let reason = format!(
         "generation {} was not confirmed after the reboot; rebooting once into the generation it reverted to",
         reverted.generation
     );
-    write_json(&layout.reboot_guard(), &RebootGuard { generation: reverted.generation, reason: reason.clone(), at_ms: now_ms() })?;
+    write_json(
+        &layout.reboot_guard(),
+        &RebootGuard { generation: reverted.generation, reason: reason.clone(), at_ms: now_ms() },
+    )?;
     Ok((reason, true))
 }
 
@@ -267,4 +271,101 @@ fn put(layout: &Layout, path: &str, content: &str, mode: u32) -> Result<()> {
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", tmp.display()))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(|| format!("fsync {}", tmp.display()))?;
     std::fs::rename(&tmp, &target).ctx(|| format!("rename into {}", target.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mtime(p: &Path) -> std::time::SystemTime {
+        std::fs::metadata(p).unwrap().modified().unwrap()
+    }
+
+    /// On a systemd host: the unit (early, oneshot, leaving the watchdog
+    /// alone) and its `sysinit.target.wants` link; written once, a second
+    /// install writes nothing.
+    #[test]
+    fn systemd_hook_is_an_early_unit_enabled_in_sysinit() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
+        let layout = Layout::new(d.path());
+        install_hook(&layout).unwrap();
+        let unit = layout.target(SYSTEMD_UNIT_PATH);
+        let text = std::fs::read_to_string(&unit).unwrap();
+        for line in ["DefaultDependencies=no", "Before=sysinit.target shutdown.target", "KillMode=process", " boot\n"] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        let wants = layout.target(SYSTEMD_WANTS_PATH);
+        assert_eq!(std::fs::read_link(&wants).unwrap(), Path::new(SYSTEMD_UNIT_PATH));
+        let before = mtime(&unit);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        install_hook(&layout).unwrap();
+        assert_eq!(mtime(&unit), before, "an unchanged hook is not rewritten");
+        // The init's directory keeps its mode (not made private like ours).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(unit.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755);
+    }
+
+    /// On a runit host: an executable stage-1 script that runs the agent's
+    /// `boot` if the agent is still there.
+    #[test]
+    fn runit_hook_is_a_stage_one_script() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/service")).unwrap();
+        std::fs::create_dir_all(d.path().join("usr/bin")).unwrap();
+        std::fs::write(d.path().join("usr/bin/sv"), "").unwrap();
+        let layout = Layout::new(d.path());
+        install_hook(&layout).unwrap();
+        let script = layout.target(RUNIT_HOOK_PATH);
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n") && text.contains(" boot\n"), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&script).unwrap().permissions().mode() & 0o777, 0o755);
+    }
+
+    /// No init the agent knows: refused, saying which inits work.
+    #[test]
+    fn unknown_init_gets_no_hook_and_says_why() {
+        let d = tempfile::tempdir().unwrap();
+        let e = install_hook(&Layout::new(d.path())).unwrap_err();
+        assert!(e.0.contains("reboots need systemd or runit"), "{e}");
+    }
+
+    /// A simulated host never reboots: `prepare` refuses before writing
+    /// anything (no hook, no mark).
+    #[test]
+    fn simulated_host_refuses_to_reboot_and_writes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
+        let layout = Layout::new(d.path());
+        let e = prepare(&layout, HostEnv::Simulated, 1000, 1000).unwrap_err();
+        assert!(e.0.contains("simulated"), "{e}");
+        assert!(!layout.target(SYSTEMD_UNIT_PATH).exists());
+        assert_eq!(HostEnv::Simulated.flag(), Some(SIMULATED_FLAG));
+        assert_eq!(HostEnv::System.flag(), None);
+    }
+
+    /// The boot-loop guard: the first revert of a generation reboots, any
+    /// later one for the same generation does not, and says why.
+    #[test]
+    fn reboot_after_revert_happens_once_per_generation() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path());
+        let p = Pending {
+            generation: 7,
+            deadline_ms: 0,
+            seq: 3,
+            phase: Phase::AwaitingConfirm,
+            reboot: Some(RebootMark { confirm_ms: 1, boots: 1 }),
+        };
+        let (why, reboot) = reboot_after_revert(&layout, &p).unwrap();
+        assert!(reboot && why.contains("generation 7 was not confirmed"), "{why}");
+        let guard: RebootGuard = read_json(&layout.reboot_guard()).unwrap().unwrap();
+        assert_eq!(guard.generation, 7);
+        let (why, reboot) = reboot_after_revert(&layout, &p).unwrap();
+        assert!(!reboot && why.contains("already rebooted once"), "{why}");
+        let other = Pending { generation: 8, ..p };
+        assert!(reboot_after_revert(&layout, &other).unwrap().1, "a later generation has its own one reboot");
+    }
 }

@@ -311,7 +311,8 @@ impl Engine {
         // Before the commit: from the moment the new generation is current
         // until it has proved healthy, a record says so (the transition's seq
         // ties it to this commit; if the commit never happens it is stale).
-        let starting = Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting, reboot: None };
+        let starting =
+            Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting, reboot: None };
         write_json(&self.layout.pending(), &starting)?;
         let done = match transition::run(&self.layout, &mut st, from, Some(generation), cand.wants.clone(), &managed) {
             Ok(d) => d,

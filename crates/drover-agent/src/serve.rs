@@ -137,8 +137,11 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
     };
     // A read-only session (plan) takes no lock and runs no recovery: it
     // reports the host exactly as it finds it, and writes nothing.
-    let opened =
-        if read_only { Engine::open_read_only(layout.clone(), env) } else { Engine::open(layout.clone(), LOCK_WAIT, env) };
+    let opened = if read_only {
+        Engine::open_read_only(layout.clone(), env)
+    } else {
+        Engine::open(layout.clone(), LOCK_WAIT, env)
+    };
     let mut engine = match opened {
         Ok(e) => e,
         Err(e) => {

@@ -47,7 +47,8 @@ impl Lab {
         // something removed them meanwhile.
         net::ensure_host_link(naming, n, false)?;
         run.start_if_stopped(n)?;
-        run.wait_ready(n, deadline).map_err(|why| LabError::HostsNotReady { failures: vec![(host.name.clone(), why)] })?;
+        run.wait_ready(n, deadline)
+            .map_err(|why| LabError::HostsNotReady { failures: vec![(host.name.clone(), why)] })?;
         Ok(started.elapsed())
     }
 }

@@ -143,7 +143,10 @@ pub(crate) async fn await_return(
                 unhealthy = Some(why);
                 conn.close().await;
                 if generation.is_none() {
-                    return Err(DeployError::Other(format!("services unhealthy after the reboot: {}", unhealthy.unwrap_or_default())));
+                    return Err(DeployError::Other(format!(
+                        "services unhealthy after the reboot: {}",
+                        unhealthy.unwrap_or_default()
+                    )));
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;

@@ -49,7 +49,8 @@ fn lab_reboot(init: Init) {
     let r = f.lab(&["reboot", "h1"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("h1 rebooted"), "{}", r.stdout);
-    let after = f.host_sh(0, "pgrep -xc sleep; cat /root/kept; test -e /run/before-boot && echo same-boot || echo rebooted");
+    let after =
+        f.host_sh(0, "pgrep -xc sleep; cat /root/kept; test -e /run/before-boot && echo same-boot || echo rebooted");
     assert_eq!(after, "0\nkept\nrebooted");
 
     f.host_sh(0, "touch /run/before-boot");
@@ -98,7 +99,10 @@ fn good_generation_is_confirmed_after_reboot(init: Init) {
     assert_eq!(std::fs::read_to_string(f.host_file(0, "/etc/motd")).unwrap(), "after the reboot\n");
     assert!(f.host_file(0, hook_path(init)).exists(), "no boot-time hook at {}", hook_path(init));
     if init == Init::Systemd {
-        assert_eq!(f.host_sh(0, "systemctl is-enabled drover-boot; systemctl is-active drover-boot"), "enabled\nactive");
+        assert_eq!(
+            f.host_sh(0, "systemctl is-enabled drover-boot; systemctl is-active drover-boot"),
+            "enabled\nactive"
+        );
     }
     let boots = f.host_sh(0, "cat /var/lib/drover/boot.json");
     assert!(boots.contains("\"boots\": 1"), "{boots}");

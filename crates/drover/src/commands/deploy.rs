@@ -62,8 +62,8 @@ pub struct RebootArgs {
 impl RebootArgs {
     /// `--reboot`, else what the project's policies ask for.
     pub fn plan(&self, project: Option<&drover_spec::Project>) -> anyhow::Result<Option<crate::reboot::RebootPlan>> {
-        let timeout = drover_spec::parse_duration(&self.reboot_timeout)
-            .map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+        let timeout =
+            drover_spec::parse_duration(&self.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
         Ok(if self.reboot {
             Some(crate::reboot::RebootPlan::every_host(timeout))
         } else {

@@ -39,7 +39,8 @@ pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
     let project = runlog::load_project(dir)?;
     let mut hosts = select(&project.hosts, (a.target != "all").then_some(a.target.as_str()))?;
     crate::commands::deploy::skip_drained(dir, &mut hosts, Mode::Reboot)?;
-    let timeout = drover_spec::parse_duration(&a.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+    let timeout =
+        drover_spec::parse_duration(&a.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
     let job = Job {
         timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
         confirm_timeout: project.settings.confirm_timeout,

@@ -215,8 +215,8 @@ fn execute(
 ) -> anyhow::Result<ExitStatus> {
     let (mut job, fleet) = job(project, c)?;
     if plan.policy.reboot {
-        let timeout = drover_spec::parse_duration(&c.reboot_timeout)
-            .map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+        let timeout =
+            drover_spec::parse_duration(&c.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
         job.reboot = Some(crate::reboot::RebootPlan::every_host(timeout));
     }
     if !c.json {
