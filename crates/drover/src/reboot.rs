@@ -52,6 +52,18 @@ impl RebootPlan {
     }
 }
 
+/// Refused before any host is touched: simulated hosts are directories on
+/// this machine, and no agent may reboot it.
+pub fn refuse_simulated(reboot: Option<&RebootPlan>, simulate: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let (Some(_), Some(dir)) = (reboot, simulate) {
+        anyhow::bail!(
+            "--simulate {}: simulated hosts cannot reboot (this machine would be the one rebooted); drop --reboot, or `reboot = true` from the [rollout] policy, to simulate",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// How a host came back.
 #[derive(Debug)]
 pub(crate) enum Returned {

@@ -124,6 +124,9 @@ impl RunReport {
         for h in &self.hosts {
             let gen = h.generation.map_or("-".to_string(), |g| g.to_string());
             let mut detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            if h.rebooted && detail.is_empty() {
+                detail = "rebooted".into();
+            }
             for e in &h.revert_errors {
                 let _ = write!(detail, "{}revert left a service down: {e}", if detail.is_empty() { "" } else { "; " });
             }

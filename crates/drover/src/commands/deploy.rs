@@ -113,6 +113,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         Mode::Plan(_) => None,
         _ => args.reboot.plan(Some(&project))?,
     };
+    crate::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
     let job = Job {
         timeouts: Timeouts { connect: project.settings.connect_timeout, op: dur(&args.op_timeout)? },
         confirm_timeout,

@@ -41,13 +41,15 @@ pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
     crate::commands::deploy::skip_drained(dir, &mut hosts, Mode::Reboot)?;
     let timeout =
         drover_spec::parse_duration(&a.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+    let plan = crate::reboot::RebootPlan::every_host(timeout);
+    crate::reboot::refuse_simulated(Some(&plan), a.simulate.as_deref())?;
     let job = Job {
         timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
         confirm_timeout: project.settings.confirm_timeout,
         parallel: a.batch,
         retries: 0,
         stop_first: false,
-        reboot: Some(crate::reboot::RebootPlan::every_host(timeout)),
+        reboot: Some(plan),
         transport: match &a.simulate {
             Some(d) => Transport::local(d)?,
             None => Transport::Ssh,

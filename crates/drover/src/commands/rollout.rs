@@ -170,6 +170,11 @@ fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
     if a.reboot {
         policy.reboot = true;
     }
+    if policy.reboot {
+        // Before the rollout is recorded: nothing to abort afterwards.
+        let plan = crate::reboot::RebootPlan::every_host(Duration::ZERO);
+        crate::reboot::refuse_simulated(Some(&plan), a.common.simulate.as_deref())?;
+    }
     let store = runlog::open(dir)?;
     if let Some(r) = store.unfinished_rollout()? {
         return Err(Refused(format!(
