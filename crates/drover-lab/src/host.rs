@@ -188,7 +188,7 @@ impl HostRun<'_> {
     /// The shell that boots host `n` (see [`BOOT_LOOP`]), if it runs.
     pub(crate) fn boot_shells(&self, n: u16) -> Vec<i32> {
         let marker = boot_marker(self.lab, n);
-        sys::pids_with_args(|args| args.iter().any(|a| *a == marker))
+        sys::pids_with_args(|args| args.contains(&marker))
     }
 
     /// Wait until host `n`'s sshd sends its banner; on failure say why,

@@ -301,3 +301,67 @@ fn rolling_reboot_waits_for_each_batch_and_stops_at_an_unhealthy_one() {
     assert!(rebooted_since_mark(&f, 0));
     assert!(!rebooted_since_mark(&f, 2), "h3 was rebooted after h1's batch failed");
 }
+
+/// A host that does not come back (here sshd stays down after the boot:
+/// runit's `down` file) fails `drover reboot` once the wait is over (twice
+/// the reboot timeout plus the confirm window), saying so and what the last
+/// attempt got.
+#[test]
+fn a_host_that_does_not_come_back_in_time_fails_with_the_reason() {
+    let f = Fleet::new("rb-lost", 1);
+    let settings = f.project().join("drover.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, text.replace("confirm-timeout = \"30s\"", "confirm-timeout = \"3s\"")).unwrap();
+    f.host_sh(0, "touch /etc/service/sshd/down");
+    let started = Instant::now();
+    let r = f.drover(&["reboot", "h1", "--reboot-timeout", "2s", "--json"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!((h["outcome"].as_str(), h["rebooted"].as_bool()), (Some("failed"), Some(true)), "{h}");
+    let error = h["error"].as_str().unwrap();
+    assert!(error.contains("did not come back from the reboot within 7s"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}", started.elapsed());
+    // Put sshd back from outside and reboot the host the lab's way.
+    std::fs::remove_file(f.host_file(0, "/etc/service/sshd/down")).unwrap();
+    assert_eq!(f.lab(&["reboot", "h1"]).code, 0);
+    assert_eq!(f.host_sh(0, "echo back"), "back");
+}
+
+/// `drover reboot` refuses a host whose last generation still awaits its
+/// confirmation (the agent was killed right after activating it): a reboot
+/// now would decide that generation's fate by accident. The next `apply`
+/// confirms it; then the reboot goes through.
+#[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
+fn reboot_refuses_a_host_with_an_unconfirmed_generation() {
+    let f = Fleet::new("rb-pending", 1);
+    assert_eq!(f.apply_json(&[]).code, 0);
+    std::fs::write(f.project().join("layers/site/etc/motd"), "pending\n").unwrap();
+    let hook = f.host_file(0, "/var/lib/drover/test-hook");
+    std::fs::write(&hook, "awaiting-confirm").unwrap();
+    let mut child = f.spawn_drover(&["apply", "--json", "--confirm-timeout", "120s", "--retries", "0"]);
+    let reached = f.host_file(0, "/var/lib/drover/test-hook.reached");
+    let start = Instant::now();
+    while !reached.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "agent never reached awaiting-confirm");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(f.kill_agent(0) > 0);
+    std::fs::remove_file(&hook).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(f.host_file(0, "/var/lib/drover/pending.json").exists());
+
+    let r = f.drover(&["reboot", "h1", "--json"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!((h["outcome"].as_str(), h["rebooted"].as_bool()), (Some("failed"), Some(false)), "{h}");
+    assert!(h["error"].as_str().unwrap().contains("generation 2 still awaits confirmation"), "{h}");
+    assert_eq!(f.apply_json(&[]).hosts()[0]["outcome"], "changed");
+    assert!(!f.host_file(0, "/var/lib/drover/pending.json").exists());
+    let r = f.drover(&["reboot", "h1", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
