@@ -125,12 +125,12 @@ pub fn boots(layout: &Layout) -> u64 {
 /// Handle `Reboot`: install the hook, mark the pending generation (if any)
 /// so that it survives the reboot, and return the boot count now. The
 /// caller replies, then calls [`HostEnv::reboot`].
-pub fn prepare(layout: &Layout, env: HostEnv, confirm_ms: u64, boot_timeout_ms: u64) -> Result<u64> {
+pub fn prepare(layout: &Layout, env: HostEnv, confirm_ms: u64, boot_timeout_ms: u64, sha256: &str) -> Result<u64> {
     if env == HostEnv::Simulated {
         // Refused before anything is written.
         env.reboot()?;
     }
-    install_hook(layout)?;
+    install_hook(layout, sha256)?;
     if let Some(mut p) = read_json::<Pending>(&layout.pending())? {
         if p.phase != Phase::AwaitingConfirm {
             bail!("generation {} is still activating; reboot once it is healthy", p.generation);
@@ -195,14 +195,30 @@ pub fn reboot_after_revert(layout: &Layout, reverted: &Pending) -> Result<(Strin
     Ok((reason, true))
 }
 
-/// The hook's files for the host's init, with the agent's own path. Written
-/// only when they differ (an agent upgrade changes the path).
-pub fn install_hook(layout: &Layout) -> Result<()> {
+/// The hook's files for the host's init. Both run `boot-hook.sh` in the
+/// agent's private state directory, which checks the agent binary's
+/// `sha256` (given by the controller, which knows what it installed) before
+/// running it as root: only the checked agent runs as root, at boot too
+/// (`docs/security.md`). Written only when they differ (an agent upgrade
+/// changes the script).
+pub fn install_hook(layout: &Layout, sha256: &str) -> Result<()> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("agent sha256 {sha256:?} is not 64 hex digits");
+    }
     let exe = std::env::current_exe().ctx(|| "the agent's own path".into())?;
     let exe = exe.to_string_lossy();
+    if exe.contains(['\'', '\n', '\\']) {
+        bail!("the agent's path {exe:?} cannot be written into a shell script");
+    }
+    let script = layout.boot_hook();
+    let text = hook_script(&exe, sha256);
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(text.as_str()) {
+        crate::fsops::write_atomic(&script, text.as_bytes())?;
+    }
+    let script = script.to_string_lossy();
     match crate::facts::gather(layout).supervisor {
         Some(drover_proto::Supervisor::Systemd) => {
-            put(layout, SYSTEMD_UNIT_PATH, &systemd_unit(&exe), 0o644)?;
+            put(layout, SYSTEMD_UNIT_PATH, &systemd_unit(&script), 0o644)?;
             let wants = layout.target(SYSTEMD_WANTS_PATH);
             if std::fs::symlink_metadata(&wants).is_err() {
                 if let Some(dir) = wants.parent() {
@@ -212,7 +228,7 @@ pub fn install_hook(layout: &Layout) -> Result<()> {
             }
             Ok(())
         }
-        Some(drover_proto::Supervisor::Runit) => put(layout, RUNIT_HOOK_PATH, &runit_hook(&exe), 0o755),
+        Some(drover_proto::Supervisor::Runit) => put(layout, RUNIT_HOOK_PATH, &runit_hook(&script), 0o755),
         other => bail!("no boot-time hook for this host's init ({other:?}): reboots need systemd or runit"),
     }
 }
@@ -226,7 +242,7 @@ pub const RUNIT_HOOK_PATH: &str = "/etc/runit/boot-run/10-drover-boot.sh";
 /// Early (no default dependencies, before `sysinit.target`, so before every
 /// ordinary unit and every service drover manages), quick (oneshot: it only
 /// re-arms), and leaving the watchdog it starts alone (`KillMode=process`).
-fn systemd_unit(exe: &str) -> String {
+fn systemd_unit(script: &str) -> String {
     format!(
         "# Written by drover's agent: magic rollback across reboots (docs/operations.md).\n\
          [Unit]\n\
@@ -240,19 +256,32 @@ fn systemd_unit(exe: &str) -> String {
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          KillMode=process\n\
-         ExecStart={exe} boot\n\
+         ExecStart=/bin/sh {script}\n\
          \n\
          [Install]\n\
          WantedBy=sysinit.target\n"
     )
 }
 
-fn runit_hook(exe: &str) -> String {
+fn runit_hook(script: &str) -> String {
     format!(
         "#!/bin/sh\n\
          # Written by drover's agent: magic rollback across reboots (docs/operations.md).\n\
-         [ -x {exe} ] || exit 0\n\
-         exec {exe} boot\n"
+         [ -r {script} ] || exit 0\n\
+         exec /bin/sh {script}\n"
+    )
+}
+
+/// Run the agent's `boot` if the binary is still there and has the sha256
+/// the controller installed; otherwise say why and do nothing (a boot must
+/// never stop on this).
+fn hook_script(exe: &str, sha256: &str) -> String {
+    format!(
+        "# Written by drover's agent: run by its boot-time hook (docs/operations.md, \"Reboots\").\n\
+         a='{exe}'\n\
+         [ -x \"$a\" ] || {{ echo \"drover-boot: $a is gone; nothing to re-arm\" >&2; exit 0; }}\n\
+         printf '%s  %s\\n' {sha256} \"$a\" | sha256sum -c >/dev/null 2>&1 || {{ echo \"drover-boot: $a does not have sha256 {sha256}: not run\" >&2; exit 0; }}\n\
+         exec \"$a\" boot\n"
     )
 }
 
@@ -284,22 +313,25 @@ mod tests {
     /// On a systemd host: the unit (early, oneshot, leaving the watchdog
     /// alone) and its `sysinit.target.wants` link; written once, a second
     /// install writes nothing.
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     #[test]
     fn systemd_hook_is_an_early_unit_enabled_in_sysinit() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
         let layout = Layout::new(d.path());
-        install_hook(&layout).unwrap();
+        install_hook(&layout, SHA).unwrap();
         let unit = layout.target(SYSTEMD_UNIT_PATH);
         let text = std::fs::read_to_string(&unit).unwrap();
-        for line in ["DefaultDependencies=no", "Before=sysinit.target shutdown.target", "KillMode=process", " boot\n"] {
+        let exec = format!("ExecStart=/bin/sh {}\n", layout.boot_hook().display());
+        for line in ["DefaultDependencies=no", "Before=sysinit.target shutdown.target", "KillMode=process", &exec] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
         let wants = layout.target(SYSTEMD_WANTS_PATH);
         assert_eq!(std::fs::read_link(&wants).unwrap(), Path::new(SYSTEMD_UNIT_PATH));
         let before = mtime(&unit);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        install_hook(&layout).unwrap();
+        install_hook(&layout, SHA).unwrap();
         assert_eq!(mtime(&unit), before, "an unchanged hook is not rewritten");
         // The init's directory keeps its mode (not made private like ours).
         use std::os::unix::fs::PermissionsExt;
@@ -316,10 +348,11 @@ mod tests {
         std::fs::create_dir_all(d.path().join("usr/bin")).unwrap();
         std::fs::write(d.path().join("usr/bin/sv"), "").unwrap();
         let layout = Layout::new(d.path());
-        install_hook(&layout).unwrap();
+        install_hook(&layout, SHA).unwrap();
         let script = layout.target(RUNIT_HOOK_PATH);
         let text = std::fs::read_to_string(&script).unwrap();
-        assert!(text.starts_with("#!/bin/sh\n") && text.contains(" boot\n"), "{text}");
+        let exec = format!("exec /bin/sh {}\n", layout.boot_hook().display());
+        assert!(text.starts_with("#!/bin/sh\n") && text.contains(&exec), "{text}");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&script).unwrap().permissions().mode() & 0o777, 0o755);
     }
@@ -328,8 +361,30 @@ mod tests {
     #[test]
     fn unknown_init_gets_no_hook_and_says_why() {
         let d = tempfile::tempdir().unwrap();
-        let e = install_hook(&Layout::new(d.path())).unwrap_err();
+        let e = install_hook(&Layout::new(d.path()), SHA).unwrap_err();
         assert!(e.0.contains("reboots need systemd or runit"), "{e}");
+    }
+
+    /// The script the hook runs checks the agent's sha256 before running
+    /// it: a binary that does not match is not run (and the boot goes on);
+    /// a "sha256" that is not one is refused before anything is written
+    /// (it ends up in a shell script).
+    #[test]
+    fn hook_script_runs_only_the_agent_with_the_expected_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
+        let layout = Layout::new(d.path());
+        for bad in ["abc", "'; reboot; '", &SHA.replace('0', "g")] {
+            let e = install_hook(&layout, bad).unwrap_err();
+            assert!(e.0.contains("not 64 hex digits"), "{e}");
+        }
+        assert!(!layout.boot_hook().exists());
+        install_hook(&layout, SHA).unwrap();
+        let out = std::process::Command::new("/bin/sh").arg(layout.boot_hook()).output().unwrap();
+        assert!(out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(&format!("does not have sha256 {SHA}: not run")), "{said}");
+        assert!(out.stdout.is_empty(), "the agent ran: {}", String::from_utf8_lossy(&out.stdout));
     }
 
     /// A simulated host never reboots: `prepare` refuses before writing
@@ -339,7 +394,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
         let layout = Layout::new(d.path());
-        let e = prepare(&layout, HostEnv::Simulated, 1000, 1000).unwrap_err();
+        let e = prepare(&layout, HostEnv::Simulated, 1000, 1000, SHA).unwrap_err();
         assert!(e.0.contains("simulated"), "{e}");
         assert!(!layout.target(SYSTEMD_UNIT_PATH).exists());
         assert_eq!(HostEnv::Simulated.flag(), Some(SIMULATED_FLAG));

@@ -76,6 +76,10 @@ impl Layout {
     pub fn watchdog_report(&self) -> PathBuf {
         self.state.join("watchdog-report.json")
     }
+    /// The script the boot-time hook runs (see [`crate::boot`]).
+    pub fn boot_hook(&self) -> PathBuf {
+        self.state.join("boot-hook.sh")
+    }
     /// How many boots the boot-time hook has seen (see [`crate::boot`]).
     pub fn boot_record(&self) -> PathBuf {
         self.state.join("boot.json")

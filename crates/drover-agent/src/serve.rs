@@ -255,8 +255,8 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
                     Err(e) => Response::Error { message: e.0 },
                 }
             }
-            Request::Reboot { confirm_timeout_ms, boot_timeout_ms } => {
-                match crate::boot::prepare(&layout, env, confirm_timeout_ms, boot_timeout_ms) {
+            Request::Reboot { confirm_timeout_ms, boot_timeout_ms, agent_sha256 } => {
+                match crate::boot::prepare(&layout, env, confirm_timeout_ms, boot_timeout_ms, &agent_sha256) {
                     Ok(boots) => {
                         write_frame(&mut w, &Response::Rebooting { boots }).map_err(io)?;
                         w.flush().map_err(|e| AgentError(format!("protocol: {e}")))?;

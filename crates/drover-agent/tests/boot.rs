@@ -239,7 +239,8 @@ fn reboot_request_is_refused_on_a_simulated_host() {
     a.apply("v1", 0);
     a.apply("v2", 600_000);
     let before = fs::read(state_file(d.path(), "pending.json")).unwrap();
-    let r = a.call(Request::Reboot { confirm_timeout_ms: 1000, boot_timeout_ms: 1000 });
+    let sha = "0".repeat(64);
+    let r = a.call(Request::Reboot { confirm_timeout_ms: 1000, boot_timeout_ms: 1000, agent_sha256: sha });
     let Response::Error { message } = r else { panic!("{r:?}") };
     assert!(message.contains("simulated") && message.contains("cannot reboot"), "{message}");
     assert_eq!(fs::read(state_file(d.path(), "pending.json")).unwrap(), before);

@@ -135,6 +135,9 @@ pub enum Request {
     Reboot {
         confirm_timeout_ms: u64,
         boot_timeout_ms: u64,
+        /// The agent's sha256 (hex), which the boot-time hook checks before
+        /// running it as root, as the controller's bootstrap does.
+        agent_sha256: String,
     },
 }
 

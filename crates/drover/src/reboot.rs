@@ -78,8 +78,19 @@ pub(crate) enum Returned {
 /// boot count before the reboot.
 pub(crate) async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, DeployError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let req = Request::Reboot { confirm_timeout_ms: ms(job.confirm_timeout), boot_timeout_ms: ms(timeout) };
-    match conn.link.call(&req, &mut |_| {}).await? {
+    let req = Request::Reboot {
+        confirm_timeout_ms: ms(job.confirm_timeout),
+        boot_timeout_ms: ms(timeout),
+        agent_sha256: crate::agent_bin::sha256_hex().to_string(),
+    };
+    // Not retried: a retry would find the generation awaiting confirmation
+    // and confirm it without checking the host after its boot.
+    let reply = conn.link.call(&req, &mut |_| {}).await.map_err(|e| {
+        DeployError::Other(format!(
+            "no reply to Reboot ({e}); the host may be rebooting: unless confirmed after its boot, it reverts by itself"
+        ))
+    })?;
+    match reply {
         Response::Rebooting { boots } => Ok(boots),
         Response::Error { message } => Err(DeployError::Other(format!("reboot refused: {message}"))),
         other => Err(DeployError::Other(format!("unexpected reply to Reboot: {other:?}"))),
