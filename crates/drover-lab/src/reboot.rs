@@ -15,6 +15,7 @@ use crate::error::LabError;
 use crate::host::HostRun;
 use crate::init::Init;
 use crate::lab::Lab;
+use crate::state::LabState;
 use crate::sys::FileLock;
 use crate::{cgroup, net, preflight, sys};
 
@@ -22,18 +23,18 @@ use crate::{cgroup, net, preflight, sys};
 pub const REBOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Lab {
-    /// Reboot host `name` from outside and wait until its sshd answers.
-    /// Returns how long it took.
-    pub fn reboot(&self, name: &str) -> Result<Duration, LabError> {
+    /// Reboot the hosts named by `targets` (`all`, `h3`, `h1,h3`) from
+    /// outside, one after the other, each until its sshd answers. Returns
+    /// how long each took.
+    pub fn reboot(&self, targets: &str) -> Result<Vec<(String, Duration)>, LabError> {
         preflight::check(preflight::NET)?;
+        let names: Vec<String> = self.select(targets)?.into_iter().map(|h| h.name.clone()).collect();
+        names.into_iter().map(|name| Ok((name.clone(), self.reboot_one(&name)?))).collect()
+    }
+
+    fn reboot_one(&self, name: &str) -> Result<Duration, LabError> {
         let started = Instant::now();
-        let host = self.select(name)?;
-        let [host] = host.as_slice() else {
-            return Err(LabError::HostsNotReady {
-                failures: vec![(name.into(), "name exactly one host to reboot".into())],
-            });
-        };
-        let n = parse_host_name(&host.name).expect("state host names are valid");
+        let n = parse_host_name(name).expect("state host names are valid");
         let naming = Naming { idx: self.state.index };
         let cgroups = match self.state.init {
             Init::Runit => None,
@@ -42,13 +43,25 @@ impl Lab {
         let run = HostRun { lab: self.name(), cgroups, paths: &self.paths, naming };
         let _lock = FileLock::acquire(&self.paths.lock_file())?;
         let deadline = started + REBOOT_TIMEOUT;
-        stop(&run, n, deadline).map_err(|why| LabError::HostsNotReady { failures: vec![(host.name.clone(), why)] })?;
+        let failed = |why: String| LabError::HostsNotReady { failures: vec![(name.to_string(), why)] };
+        stop(&run, n, deadline).map_err(failed)?;
         // The namespace and its link outlive the processes; recreated if
         // something removed them meanwhile.
         net::ensure_host_link(naming, n, false)?;
         run.start_if_stopped(n)?;
-        run.wait_ready(n, deadline)
-            .map_err(|why| LabError::HostsNotReady { failures: vec![(host.name.clone(), why)] })?;
+        // Its processes are new: a freeze is over. A cut link stays cut, and
+        // a host behind one is not waited for (as `up` does).
+        let state_file = self.paths.state_file();
+        let mut state = LabState::load(&state_file)?.unwrap_or_else(|| self.state.clone());
+        let fault = state.faults.get_mut(name);
+        let down = fault.as_ref().is_some_and(|f| f.down);
+        if let Some(f) = fault.filter(|f| f.frozen) {
+            f.frozen = false;
+            state.save(&state_file)?;
+        }
+        if !down {
+            run.wait_ready(n, deadline).map_err(failed)?;
+        }
         Ok(started.elapsed())
     }
 }

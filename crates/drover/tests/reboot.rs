@@ -57,6 +57,18 @@ fn lab_reboot(init: Init) {
     f.host_sh(0, &format!("(sleep 1; {}) >/dev/null 2>&1 &", reboot_command(init)));
     wait_rebooted(&f, 0, Duration::from_secs(90));
     assert_eq!(f.host_sh(0, "cat /root/kept"), "kept");
+
+    // A frozen host reboots too, and is no longer frozen after it.
+    assert_eq!(f.lab(&["fault", "h1", "freeze"]).code, 0);
+    let r = f.lab(&["reboot", "all"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let status = f.lab(&["status", "--json"]);
+    assert!(status.stdout.contains("\"up\"") && !status.stdout.contains("frozen\""), "{}", status.stdout);
+    assert_eq!(f.host_sh(0, "echo back"), "back");
+    // A host the lab does not have: refused, naming it.
+    let r = f.lab(&["reboot", "h9"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("h9"), "{}", r.stderr);
 }
 on_both_inits!(lab_reboot: lab_reboot_restarts_the_host_from_its_root_on_disk_runit, lab_reboot_restarts_the_host_from_its_root_on_disk_systemd);
 

@@ -105,8 +105,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
         }),
         LabCommand::Fault { host, fault } => fault_cmd(&config, name, &host, &fault),
         LabCommand::Reboot { host } => Lab::open_with(&config, name).and_then(|lab| {
-            let took = lab.reboot(&host)?;
-            println!("{host} rebooted, answers SSH again after {:.1}s", took.as_secs_f64());
+            for (host, took) in lab.reboot(&host)? {
+                println!("{host} rebooted, answers SSH again after {:.1}s", took.as_secs_f64());
+            }
             Ok(())
         }),
         LabCommand::Heal { host } => Lab::open_with(&config, name).and_then(|mut lab| {
