@@ -100,7 +100,9 @@ fn good_generation_is_confirmed_after_reboot(init: Init) {
     assert_eq!(f.apply_json(&[]).code, 0);
     mark_boot(&f, 0);
     std::fs::write(f.project().join("layers/site/etc/motd"), "after the reboot\n").unwrap();
+    let started = Instant::now();
     let r = f.apply_json(&["--reboot", "--confirm-timeout", "20s", "--reboot-timeout", "90s"]);
+    eprintln!("apply --reboot, confirmed after the boot, in {:.1}s", started.elapsed().as_secs_f64());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let h = &r.hosts()[0];
     assert_eq!(h["outcome"], "changed", "{h}");
@@ -376,4 +378,28 @@ fn reboot_refuses_a_host_with_an_unconfirmed_generation() {
     assert!(!f.host_file(0, "/var/lib/drover/pending.json").exists());
     let r = f.drover(&["reboot", "h1", "--json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+/// `reboot = true` in a role's `[rollout]` policy: a plain `apply` reboots
+/// the hosts of that role (and confirms after the boot), and only them.
+#[test]
+fn reboot_in_a_role_policy_reboots_that_roles_hosts_on_apply() {
+    let f = Fleet::new("rb-role", 2);
+    let p = f.project();
+    let site = std::fs::read_to_string(p.join("roles/site.toml")).unwrap();
+    std::fs::write(p.join("roles/kernel.toml"), format!("{site}\n[rollout]\nreboot = true\n")).unwrap();
+    let inv = std::fs::read_to_string(p.join("inventory.toml")).unwrap();
+    std::fs::write(p.join("inventory.toml"), inv.replace("[hosts.h2]\n", "[hosts.h2]\nroles = [\"kernel\"]\n"))
+        .unwrap();
+    assert_eq!(f.apply_json(&["--reboot-timeout", "60s"]).code, 0);
+    mark_boot(&f, 0);
+    mark_boot(&f, 1);
+    std::fs::write(p.join("layers/site/etc/motd"), "v2\n").unwrap();
+    let r = f.apply_json(&["--reboot-timeout", "60s"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let hosts = r.hosts();
+    assert_eq!((hosts[0]["outcome"].as_str(), hosts[0]["rebooted"].as_bool()), (Some("changed"), Some(false)));
+    assert_eq!((hosts[1]["outcome"].as_str(), hosts[1]["rebooted"].as_bool()), (Some("changed"), Some(true)));
+    assert!(!rebooted_since_mark(&f, 0), "h1 has no role asking for reboots");
+    assert!(rebooted_since_mark(&f, 1), "h2's role asks for reboots");
 }
