@@ -231,20 +231,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
     r.generation = conn.state.current;
     let confirm_ms = u64::try_from(job.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
     let outcome = match job.mode {
-        Mode::Reboot => {
-            if let Some(g) = conn.state.pending_confirm {
-                return Err(DeployError::Other(format!(
-                    "generation {g} still awaits confirmation; apply again to finish it before rebooting"
-                )));
-            }
-            let plan = job.reboot.clone().unwrap_or(crate::reboot::RebootPlan::every_host(Duration::from_secs(300)));
-            let boots = crate::reboot::request(job, &mut conn, plan.timeout).await?;
-            conn.close().await;
-            r.rebooted = true;
-            crate::reboot::await_return(job, host, &plan, boots, None, p).await?;
-            r.outcome = Outcome::Rebooted;
-            return Ok(());
-        }
+        Mode::Reboot => return crate::reboot::reboot_only(job, host, conn, r, p).await,
         Mode::Rollback { to } => {
             p.step("rolling back");
             conn.link.set_timeout(apply_timeout(job));
@@ -307,26 +294,9 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
     };
     if let Some(plan) = job.reboot.as_ref().filter(|plan| plan.applies(host)) {
         if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written }) = outcome {
-            r.generation = Some(generation);
             r.files_written = files_written;
             r.restarts = restarted;
-            p.step("activated; rebooting");
-            let boots = crate::reboot::request(job, &mut conn, plan.timeout).await?;
-            conn.close().await;
-            r.rebooted = true;
-            let pending = (!job.confirm_timeout.is_zero()).then_some(generation);
-            match crate::reboot::await_return(job, host, plan, boots, pending, p).await? {
-                crate::reboot::Returned::Confirmed { generation } => {
-                    r.generation = generation;
-                    r.outcome = Outcome::Changed;
-                }
-                crate::reboot::Returned::RolledBack { now, reason } => {
-                    r.generation = now;
-                    r.outcome = Outcome::RolledBack;
-                    r.error = Some(reason);
-                }
-            }
-            return Ok(());
+            return crate::reboot::after_activation(job, host, plan, conn, generation, r, p).await;
         }
     }
     conn.close().await;

@@ -19,6 +19,7 @@ use drover_spec::{Host, Project};
 
 use crate::deploy::{DeployError, Job};
 use crate::progress::HostProgress;
+use crate::report::{HostReport, Outcome};
 use crate::transport::Connection;
 
 /// Which hosts reboot after activation, and how long one may take to come
@@ -66,7 +67,7 @@ pub fn refuse_simulated(reboot: Option<&RebootPlan>, simulate: Option<&std::path
 
 /// How a host came back.
 #[derive(Debug)]
-pub(crate) enum Returned {
+enum Returned {
     /// On the generation it was rebooted with, healthy, confirmed.
     Confirmed { generation: Option<u64> },
     /// On another generation than the one it was rebooted with: the agent
@@ -74,9 +75,65 @@ pub(crate) enum Returned {
     RolledBack { now: Option<u64>, reason: String },
 }
 
+/// `drover reboot`, one host: refused while a generation awaits
+/// confirmation (the reboot would decide its fate by accident); else reboot
+/// and wait until it is back, healthy.
+pub(crate) async fn reboot_only(
+    job: &Job,
+    host: &Host,
+    mut conn: Connection,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    if let Some(g) = conn.state.pending_confirm {
+        conn.close().await;
+        return Err(DeployError::Other(format!(
+            "generation {g} still awaits confirmation; apply again to finish it before rebooting"
+        )));
+    }
+    let plan = job.reboot.clone().unwrap_or(RebootPlan::every_host(Duration::from_secs(300)));
+    let boots = request(job, &mut conn, plan.timeout).await?;
+    conn.close().await;
+    r.rebooted = true;
+    await_return(job, host, &plan, boots, None, p).await?;
+    r.outcome = Outcome::Rebooted;
+    Ok(())
+}
+
+/// `generation` was just activated over `conn`: reboot, wait, confirm after
+/// the boot, and report where the host ended up.
+pub(crate) async fn after_activation(
+    job: &Job,
+    host: &Host,
+    plan: &RebootPlan,
+    mut conn: Connection,
+    generation: u64,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    r.generation = Some(generation);
+    p.step("activated; rebooting");
+    let boots = request(job, &mut conn, plan.timeout).await?;
+    conn.close().await;
+    r.rebooted = true;
+    let pending = (!job.confirm_timeout.is_zero()).then_some(generation);
+    match await_return(job, host, plan, boots, pending, p).await? {
+        Returned::Confirmed { generation } => {
+            r.generation = generation;
+            r.outcome = Outcome::Changed;
+        }
+        Returned::RolledBack { now, reason } => {
+            r.generation = now;
+            r.outcome = Outcome::RolledBack;
+            r.error = Some(reason);
+        }
+    }
+    Ok(())
+}
+
 /// Ask the agent to reboot (after `Apply`, in the same session). Returns the
 /// boot count before the reboot.
-pub(crate) async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, DeployError> {
+async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, DeployError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let req = Request::Reboot {
         confirm_timeout_ms: ms(job.confirm_timeout),
@@ -104,7 +161,7 @@ pub(crate) async fn request(job: &Job, conn: &mut Connection, timeout: Duration)
 /// The wait covers the reboot, the agent's confirm window and a second
 /// reboot (the revert's): a host whose new generation broke SSH is only
 /// reachable again after all three.
-pub(crate) async fn await_return(
+async fn await_return(
     job: &Job,
     host: &Host,
     plan: &RebootPlan,
@@ -232,7 +289,6 @@ pub async fn rolling(
     batch: usize,
     progress: impl Fn(usize) -> crate::progress::Progress,
 ) -> Vec<crate::report::HostReport> {
-    use crate::report::{HostReport, Outcome};
     let mut out: Vec<HostReport> = Vec::with_capacity(hosts.len());
     let mut stopped: Option<String> = None;
     for chunk in hosts.chunks(batch.max(1)) {
