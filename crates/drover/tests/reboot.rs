@@ -117,6 +117,13 @@ fn good_generation_is_confirmed_after_reboot(init: Init) {
             f.host_sh(0, "systemctl is-enabled drover-boot; systemctl is-active drover-boot"),
             "enabled\nactive"
         );
+        // It ran before the service drover manages started.
+        let t = f.host_sh(
+            0,
+            "systemctl show -P ActiveEnterTimestampMonotonic drover-boot; systemctl show -P ExecMainStartTimestampMonotonic web",
+        );
+        let t: Vec<u64> = t.lines().map(|l| l.parse().unwrap()).collect();
+        assert!(t[0] > 0 && t[0] <= t[1], "drover-boot done at {} us, web started at {} us", t[0], t[1]);
     }
     let boots = f.host_sh(0, "cat /var/lib/drover/boot.json");
     assert!(boots.contains("\"boots\": 1"), "{boots}");
