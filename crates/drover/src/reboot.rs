@@ -216,7 +216,14 @@ async fn await_return(
         }
         match health(&mut conn, job.confirm_timeout / 2).await {
             Ok(()) => {}
-            Err(why) => {
+            Err(Unhealthy::Lost(e)) => {
+                // Going down again (the revert's reboot, say): keep waiting.
+                last = e;
+                conn.close().await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Err(Unhealthy::Services(why)) => {
                 // Not confirmed: the agent reverts at its deadline and
                 // reboots; keep waiting to report where it ends up.
                 p.step(format!("unhealthy after the reboot ({why}); not confirming"));
@@ -244,25 +251,34 @@ async fn await_return(
     }
 }
 
+/// Why a host back from a reboot is not confirmed (yet).
+enum Unhealthy {
+    /// A service's health check fails: the reason reported.
+    Services(String),
+    /// The connection ended: the host is going down again.
+    Lost(String),
+}
+
 /// Every service with a health check passes it, retried while the host's
 /// services are still starting (up to `within`).
-async fn health(conn: &mut Connection, within: Duration) -> Result<(), String> {
+async fn health(conn: &mut Connection, within: Duration) -> Result<(), Unhealthy> {
     let until = Instant::now() + within;
     loop {
-        let bad = match conn.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string())? {
+        let reply = conn.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| Unhealthy::Lost(e.to_string()))?;
+        let bad = match reply {
             Response::Status(s) => s
                 .services
                 .iter()
                 .filter(|sv| sv.healthy == Some(false))
                 .map(|sv| format!("{}: {}", sv.name, sv.detail))
                 .collect::<Vec<_>>(),
-            other => return Err(format!("unexpected reply to Status: {other:?}")),
+            other => return Err(Unhealthy::Lost(format!("unexpected reply to Status: {other:?}"))),
         };
         if bad.is_empty() {
             return Ok(());
         }
         if Instant::now() > until {
-            return Err(bad.join("; "));
+            return Err(Unhealthy::Services(bad.join("; ")));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -410,3 +410,28 @@ fn reboot_in_a_role_policy_reboots_that_roles_hosts_on_apply() {
     assert!(!rebooted_since_mark(&f, 0), "h1 has no role asking for reboots");
     assert!(rebooted_since_mark(&f, 1), "h2's role asks for reboots");
 }
+
+/// A generation healthy when activated but not after a boot (here runit's
+/// `down` file in the web service's directory: the running service is
+/// untouched, runit does not start it at boot). After the reboot the
+/// controller finds web unhealthy and does not confirm; the host reverts
+/// at the deadline and reboots into generation 1, where web starts again.
+/// Reported `rolled-back`, naming the unhealthy service.
+#[test]
+fn a_generation_unhealthy_only_after_the_boot_is_not_confirmed_and_reverts() {
+    let f = Fleet::new("rb-sick", 1);
+    assert_eq!(f.apply_json(&[]).code, 0);
+    let down = f.project().join("layers/site/etc/sv/web/down");
+    std::fs::create_dir_all(down.parent().unwrap()).unwrap();
+    std::fs::write(&down, "").unwrap();
+    let r = f.apply_json(&["--reboot", "--confirm-timeout", "6s", "--reboot-timeout", "60s"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!((h["outcome"].as_str(), h["generation"].as_u64()), (Some("rolled-back"), Some(1)), "{h}");
+    let error = h["error"].as_str().unwrap();
+    assert!(error.contains("services unhealthy: web"), "{error}");
+    assert!(error.contains("rebooting once"), "{error}");
+    assert!(!f.host_file(0, "/etc/sv/web/down").exists());
+    let web = support::curl(&format!("http://{}:8080/", f.lab_hosts()[0].address));
+    assert!(web.contains("host: h1"), "{web}");
+}
