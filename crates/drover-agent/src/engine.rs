@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use drover_proto::{ApplyOutcome, BlobChunk, EntryKind, Hash, HostState, Manifest, ServiceAction, ServiceRestart};
 
 use crate::accounts::Accounts;
+use crate::boot::HostEnv;
 use crate::diff::{self, Candidate};
 use crate::fsops::PathState;
 use crate::layout::Layout;
@@ -30,6 +31,8 @@ pub struct Engine {
     pub revert_errors: Vec<String>,
     /// Held while this session may change the host (see [`Engine::release`]).
     lock: Option<File>,
+    /// How this host reboots (and whether it may): passed on to the watchdog.
+    pub env: HostEnv,
 }
 
 /// Take the host lock, waiting up to `wait` for another session to finish.
@@ -57,7 +60,7 @@ fn take_lock(layout: &Layout, wait: Duration) -> Result<File> {
 
 impl Engine {
     /// Lock, load and recover. Waits up to `wait` for another agent to finish.
-    pub fn open(layout: Layout, wait: Duration) -> Result<Engine> {
+    pub fn open(layout: Layout, wait: Duration, env: HostEnv) -> Result<Engine> {
         crate::fsops::private_dir(layout.state_dir())?;
         let lock = take_lock(&layout, wait)?;
         if !layout.private_marker().exists() {
@@ -67,7 +70,7 @@ impl Engine {
         }
         let state = StateFile::load(&layout)?;
         let accounts = Accounts::load(&layout);
-        let mut e = Engine { layout, state, accounts, recovered: None, revert_errors: vec![], lock: Some(lock) };
+        let mut e = Engine { layout, state, accounts, recovered: None, revert_errors: vec![], lock: Some(lock), env };
         e.recovered = e.recover()?;
         Ok(e)
     }
@@ -77,10 +80,10 @@ impl Engine {
     /// generation; an interrupted transition or an expired pending generation
     /// is left for the next session that changes the host, and reported by
     /// the state as it is.
-    pub fn open_read_only(layout: Layout) -> Result<Engine> {
+    pub fn open_read_only(layout: Layout, env: HostEnv) -> Result<Engine> {
         let state = StateFile::load(&layout)?;
         let accounts = Accounts::load(&layout);
-        Ok(Engine { layout, state, accounts, recovered: None, revert_errors: vec![], lock: None })
+        Ok(Engine { layout, state, accounts, recovered: None, revert_errors: vec![], lock: None, env })
     }
 
     /// Roll back an interrupted transition; revert an expired unconfirmed
@@ -144,6 +147,7 @@ impl Engine {
             recovered: self.recovered.clone(),
             revert_errors: self.revert_errors.clone(),
             generations,
+            boots: crate::boot::boots(&self.layout),
         }
     }
 
@@ -307,7 +311,8 @@ impl Engine {
         // Before the commit: from the moment the new generation is current
         // until it has proved healthy, a record says so (the transition's seq
         // ties it to this commit; if the commit never happens it is stale).
-        let starting = Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting };
+        let starting =
+            Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting, reboot: None };
         write_json(&self.layout.pending(), &starting)?;
         let done = match transition::run(&self.layout, &mut st, from, Some(generation), cand.wants.clone(), &managed) {
             Ok(d) => d,
@@ -338,9 +343,10 @@ impl Engine {
                 deadline_ms: now_ms() + confirm_ms,
                 seq: self.state.seq,
                 phase: Phase::AwaitingConfirm,
+                reboot: None,
             };
             write_json(&self.layout.pending(), &p)?;
-            watchdog::spawn(&self.layout)?;
+            watchdog::spawn(&self.layout, self.env)?;
             hooks::point(&self.layout, "awaiting-confirm");
         } else {
             fs::remove_file(self.layout.pending()).ctx(|| "remove activation marker".into())?;

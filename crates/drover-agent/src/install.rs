@@ -82,7 +82,7 @@ fn refused(e: impl std::fmt::Display) -> AgentError {
     AgentError(format!("refused: {e}; nothing was changed on this host"))
 }
 
-pub fn run(layout: &Layout, a: &Args) -> Result<()> {
+pub fn run(layout: &Layout, a: &Args, env: crate::boot::HostEnv) -> Result<()> {
     let host_key = layout.target(HOST_KEY);
     let key_path = match (&a.pubkey, host_key.exists()) {
         // The host's own key decides whenever it has one: `--pubkey` cannot
@@ -121,7 +121,7 @@ pub fn run(layout: &Layout, a: &Args) -> Result<()> {
     let (entry, opened, identity) = crate::sealed::open_entry(layout, entry.clone()).map_err(refused)?;
     stage_blobs(layout, &bundle, &entry, &opened, identity.as_ref())?;
 
-    let mut engine = Engine::open(layout.clone(), Duration::from_secs(30))?;
+    let mut engine = Engine::open(layout.clone(), Duration::from_secs(30), env)?;
     let manifest = keep_unchanged_sources(entry.manifest.clone(), engine.current_manifest()?.as_ref());
     let generation = engine.host_state().next;
     let cand = engine.diff(manifest, generation)?;

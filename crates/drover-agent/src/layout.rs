@@ -76,6 +76,19 @@ impl Layout {
     pub fn watchdog_report(&self) -> PathBuf {
         self.state.join("watchdog-report.json")
     }
+    /// The script the boot-time hook runs (see [`crate::boot`]).
+    pub fn boot_hook(&self) -> PathBuf {
+        self.state.join("boot-hook.sh")
+    }
+    /// How many boots the boot-time hook has seen (see [`crate::boot`]).
+    pub fn boot_record(&self) -> PathBuf {
+        self.state.join("boot.json")
+    }
+    /// The generation the watchdog rebooted after reverting, and why: it
+    /// does so once per generation (see [`crate::boot`]).
+    pub fn reboot_guard(&self) -> PathBuf {
+        self.state.join("reboot-guard.json")
+    }
     pub fn lock(&self) -> PathBuf {
         self.state.join("lock")
     }

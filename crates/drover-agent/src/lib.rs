@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod boot;
 pub mod cli;
 pub mod diff;
 pub mod engine;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use drover_proto::frame::skip_to_magic;
 use drover_proto::{read_frame, write_frame, FrameError, Request, Response, PROTOCOL_VERSION};
 
+use crate::boot::HostEnv;
 use crate::diff::Candidate;
 use crate::engine::Engine;
 use crate::facts;
@@ -114,7 +115,9 @@ fn read_only_refusal(req: &Request) -> String {
     format!("{name} refused: this session was opened read-only (plan); open a normal session to change the host")
 }
 
-pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Result<()> {
+/// Serve one controller session. `env` says how this host reboots (see
+/// [`HostEnv`]); it is chosen by whoever starts the agent.
+pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl Write) -> Result<()> {
     let mut r = BufReader::with_capacity(1 << 20, Idle { inner: input, limit: Cell::new(None) });
     let mut w = BufWriter::new(output);
     let io = |e: FrameError| AgentError(format!("protocol: {e}"));
@@ -134,8 +137,11 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
     };
     // A read-only session (plan) takes no lock and runs no recovery: it
     // reports the host exactly as it finds it, and writes nothing.
-    let opened =
-        if read_only { Engine::open_read_only(layout.clone()) } else { Engine::open(layout.clone(), LOCK_WAIT) };
+    let opened = if read_only {
+        Engine::open_read_only(layout.clone(), env)
+    } else {
+        Engine::open(layout.clone(), LOCK_WAIT, env)
+    };
     let mut engine = match opened {
         Ok(e) => e,
         Err(e) => {
@@ -179,6 +185,7 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                 | Request::Undrain
                 | Request::BundleDiff { .. }
                 | Request::RelayFetch { .. }
+                | Request::Reboot { .. }
         );
         if read_only && !allowed_read_only(&req) {
             if !matches!(req, Request::Chunk(_)) {
@@ -248,6 +255,19 @@ pub fn serve(layout: Layout, input: impl Read + AsFd, output: impl Write) -> Res
                     Ok(o) => {
                         crate::watchdog::clear_report(&layout);
                         Response::Applied(o)
+                    }
+                    Err(e) => Response::Error { message: e.0 },
+                }
+            }
+            Request::Reboot { confirm_timeout_ms, boot_timeout_ms, agent_sha256 } => {
+                match crate::boot::prepare(&layout, env, confirm_timeout_ms, boot_timeout_ms, &agent_sha256) {
+                    Ok(boots) => {
+                        write_frame(&mut w, &Response::Rebooting { boots }).map_err(io)?;
+                        w.flush().map_err(|e| AgentError(format!("protocol: {e}")))?;
+                        // The lock goes with this process; the reply is out.
+                        engine.release();
+                        std::thread::sleep(Duration::from_millis(200));
+                        return env.reboot();
                     }
                     Err(e) => Response::Error { message: e.0 },
                 }

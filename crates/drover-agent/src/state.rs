@@ -57,6 +57,10 @@ pub struct Pending {
     pub seq: u64,
     #[serde(default)]
     pub phase: Phase,
+    /// Set when the generation is to be confirmed after a reboot (see
+    /// [`crate::boot`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<crate::boot::RebootMark>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use drover_proto::HostState;
 use serde::{Deserialize, Serialize};
 
+use crate::boot::HostEnv;
 use crate::engine::Engine;
 use crate::layout::Layout;
 use crate::state::{now_ms, read_json, write_json, Pending, Phase};
@@ -23,13 +24,13 @@ use crate::{Context, Result};
 /// an agent, so the watchdog runs as a thread of that process instead.
 pub static IN_PROCESS: AtomicBool = AtomicBool::new(false);
 
-pub fn spawn(layout: &Layout) -> Result<()> {
+pub fn spawn(layout: &Layout, env: HostEnv) -> Result<()> {
     if IN_PROCESS.load(Ordering::Relaxed) {
         let layout = layout.clone();
         std::thread::Builder::new()
             .name("drover-watchdog".into())
             .spawn(move || {
-                let _ = run(&layout);
+                let _ = run(&layout, env);
             })
             .ctx(|| "start watchdog".into())?;
         return Ok(());
@@ -39,6 +40,7 @@ pub fn spawn(layout: &Layout) -> Result<()> {
         .arg("watchdog")
         .arg("--root")
         .arg(layout.root())
+        .args(env.flag())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -48,22 +50,43 @@ pub fn spawn(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Wait for the deadline, then revert if still unconfirmed.
-pub fn run(layout: &Layout) -> Result<()> {
-    loop {
+/// Wait for the deadline, then revert if still unconfirmed. A generation
+/// still `starting` is one a boot found (the agent activating it is gone:
+/// started at boot, see [`crate::boot::at_boot`]), or one another session
+/// is activating now; either way recovery, under the lock, decides.
+pub fn run(layout: &Layout, env: HostEnv) -> Result<()> {
+    let last = loop {
         let Some(p) = read_json::<Pending>(&layout.pending())? else { return Ok(()) };
         let now = now_ms();
-        if p.phase == Phase::AwaitingConfirm && now >= p.deadline_ms {
-            break;
+        if p.phase == Phase::Starting || now >= p.deadline_ms {
+            break p;
         }
-        std::thread::sleep(Duration::from_millis((p.deadline_ms - now).min(200)));
-    }
+        std::thread::sleep(Duration::from_millis(p.deadline_ms.saturating_sub(now).min(200)));
+    };
     // Opening the engine takes the lock and reverts an expired pending
     // generation as part of its recovery.
-    let engine = Engine::open(layout.clone(), Duration::from_secs(3600))?;
-    if let Some(recovered) = engine.recovered {
-        let report = Report { recovered, revert_errors: engine.revert_errors };
+    let engine = Engine::open(layout.clone(), Duration::from_secs(3600), env)?;
+    let current = engine.state.current;
+    let Engine { recovered, revert_errors, .. } = engine;
+    if let Some(mut recovered) = recovered {
+        let mut report = Report { recovered: recovered.clone(), revert_errors };
         write_json(&layout.watchdog_report(), &report)?;
+        // A generation that was to be confirmed after a reboot may have
+        // changed what only a boot applies: boot again into the old one.
+        // The report says so before the reboot: it may end this process.
+        let reverted = last.reboot.is_some() && current != Some(last.generation);
+        if reverted {
+            let (note, reboot) = crate::boot::reboot_after_revert(layout, &last)?;
+            recovered = format!("{recovered}; {note}");
+            report.recovered = recovered.clone();
+            write_json(&layout.watchdog_report(), &report)?;
+            if reboot {
+                if let Err(e) = env.reboot() {
+                    report.recovered = format!("{recovered}; but the reboot failed: {e}");
+                    write_json(&layout.watchdog_report(), &report)?;
+                }
+            }
+        }
     }
     Ok(())
 }

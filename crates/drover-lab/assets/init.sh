@@ -25,4 +25,11 @@ ln -s /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o mode=755,size=16m,nosuid,nodev tmpfs /run
 mkdir -m 755 /run/sshd
 hostname -F /etc/hostname
+# Stage-1 hooks, as Debian's runit runs them at a native boot (/etc/runit/1
+# with /etc/runit/native.boot.run): once the file systems are there, before
+# any service starts. drover's agent puts its boot-time hook here.
+for f in /etc/runit/boot-run/*.sh; do
+  [ -r "$f" ] || continue
+  sh "$f" || echo "drover-lab-init: $f failed" >&2
+done
 exec runsvdir -P /etc/service

@@ -66,8 +66,8 @@ pub struct Base {
 
 /// Short hash of everything that decides the base's content for `init`.
 ///
-/// The runit recipe hashes exactly what it hashed before systemd hosts
-/// existed, so bases already cached on a machine stay valid.
+/// The runit recipe hashes what it hashed before systemd hosts existed (the
+/// init script among it, which since runs stage-1 hooks: a new base once).
 pub fn recipe_id(init: Init) -> String {
     let mut h = blake3::Hasher::new();
     let version = RECIPE_VERSION.to_string();
@@ -277,14 +277,15 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), LabError> {
 mod tests {
     use super::*;
 
-    /// Adding systemd hosts must not invalidate the runit bases already
-    /// cached on machines: the runit recipe hashes what it always hashed.
+    /// The runit recipe changes only with what it hashes (the init script
+    /// changed once since systemd hosts came: it runs stage-1 hooks now),
+    /// and systemd hosts have a base of their own.
     #[test]
-    fn runit_recipe_is_unchanged_and_systemd_has_its_own_base() {
-        assert_eq!(recipe_id(Init::Runit), "82b29a323239");
+    fn runit_recipe_is_pinned_and_systemd_has_its_own_base() {
+        assert_eq!(recipe_id(Init::Runit), "53b1506096ce");
         assert_ne!(recipe_id(Init::Systemd), recipe_id(Init::Runit));
         let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
-        assert_eq!(base_dir(&config, Init::Runit), Path::new("/c/base-bookworm-82b29a323239"));
+        assert_eq!(base_dir(&config, Init::Runit), Path::new("/c/base-bookworm-53b1506096ce"));
         assert!(base_dir(&config, Init::Systemd).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
     }
 }

@@ -148,6 +148,10 @@ fn lab_pids(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Vec<i32> 
         pids.extend(sys::pids_rooted_under(dir));
         pids.extend(cgroup::lab_pids(name));
     }
+    // The shells that boot hosts again when they reboot themselves.
+    let boot = crate::host::boot_marker(name, 0);
+    let boot_prefix = boot.trim_end_matches("h0");
+    pids.extend(sys::pids_with_args(|args| args.iter().any(|a| a.starts_with(boot_prefix))));
     pids.extend(sys::pids_with_args(|args| {
         args.iter().any(|a| a == wire::MARKER)
             && args

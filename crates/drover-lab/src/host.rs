@@ -27,14 +27,21 @@ use crate::error::LabError;
 use crate::state::HostRecord;
 use crate::{cgroup, cmd, net, sys};
 
-/// What every host of one `up` shares.
-pub(crate) struct HostSetup<'a> {
+/// What starting and waiting for a host's processes needs: `up` and
+/// `reboot` alike.
+#[derive(Clone, Copy)]
+pub(crate) struct HostRun<'a> {
     pub lab: &'a str,
     /// Set for systemd hosts: the controller's cgroup layout, which each
     /// host gets a delegated part of (see [`crate::cgroup`]).
     pub cgroups: Option<cgroup::Layout>,
     pub paths: &'a LabPaths,
     pub naming: Naming,
+}
+
+/// What every host of one `up` shares.
+pub(crate) struct HostSetup<'a> {
+    pub run: HostRun<'a>,
     pub base: &'a Path,
     /// The lab's public key, for root's authorized_keys.
     pub authorized_key: &'a str,
@@ -48,8 +55,9 @@ impl HostSetup<'_> {
     /// Network, overlay and per-host files for host `n`; idempotent.
     /// `recorded`: the lab state already lists the host.
     pub(crate) fn prepare(&self, n: u16, recorded: bool) -> Result<HostRecord, LabError> {
-        net::ensure_host_link(self.naming, n, !recorded)?;
-        let (upper, work, merged) = (self.paths.upper(n), self.paths.work(n), self.paths.merged(n));
+        let HostRun { naming, paths, cgroups, .. } = self.run;
+        net::ensure_host_link(naming, n, !recorded)?;
+        let (upper, work, merged) = (paths.upper(n), paths.work(n), paths.merged(n));
         for d in [&upper, &work, &merged] {
             fs::create_dir_all(d).map_err(LabError::io("create", d))?;
         }
@@ -57,12 +65,12 @@ impl HostSetup<'_> {
             sys::mount_overlay(self.base, &upper, &work, &merged)?;
         }
         self.write_identity(n, &merged)?;
-        if self.cgroups.is_some() {
+        if cgroups.is_some() {
             write_machine_id(&merged)?;
         }
         self.set_password(&merged)?;
         let host_key = read_host_key(&merged)?;
-        Ok(HostRecord { n, name: host_name(n), address: self.naming.address(n), host_key })
+        Ok(HostRecord { n, name: host_name(n), address: naming.address(n), host_key })
     }
 
     fn write_identity(&self, n: u16, root: &Path) -> Result<(), LabError> {
@@ -70,8 +78,8 @@ impl HostSetup<'_> {
         write_file(&root.join("etc/hostname"), &format!("{name}\n"), 0o644)?;
         let hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{name}\n{}\tcontroller\n",
-            self.naming.address(n),
-            self.naming.gateway()
+            self.run.naming.address(n),
+            self.run.naming.gateway()
         );
         write_file(&root.join("etc/hosts"), &hosts, 0o644)?;
         let ssh_dir = root.join("root/.ssh");
@@ -107,12 +115,34 @@ impl HostSetup<'_> {
         *cached = text.lines().find(|l| l.starts_with(&format!("{USER}:"))).map(str::to_string);
         Ok(())
     }
+}
 
+/// The argv[0] of the shell that boots host `n` of `lab` and boots it again
+/// when it reboots itself: how `down` and `reboot` find it (it lives in the
+/// root namespaces, outside the host).
+pub(crate) fn boot_marker(lab: &str, n: u16) -> String {
+    format!("drover-lab-boot:{lab}:{}", host_name(n))
+}
+
+/// What the boot shell does. `reboot(2)` inside a pid namespace other than
+/// the first ends the namespace's init as if killed by SIGHUP (restart) or
+/// SIGINT (halt, power-off); `unshare` re-raises that signal, so the shell
+/// sees status 129 for a reboot and starts the host again, from its root as
+/// it is on disk. Any other end (halt, `down`, `reboot` from outside, which
+/// SIGKILLs everything) ends the shell too.
+const BOOT_LOOP: &str = r#"while :; do
+  "$@"
+  rc=$?
+  [ "$rc" -eq 129 ] || exit "$rc"
+  echo "drover-lab: the host rebooted itself; booting it again" >&2
+done"#;
+
+impl HostRun<'_> {
     /// Start host `n`'s processes unless some are running. Returns whether
     /// it started them.
     pub(crate) fn start_if_stopped(&self, n: u16) -> Result<bool, LabError> {
         let ns = self.naming.netns(n);
-        if !sys::netns_pids(&ns).is_empty() {
+        if !sys::netns_pids(&ns).is_empty() || !self.boot_shells(n).is_empty() {
             return Ok(false);
         }
         let log_path = self.paths.console_log(n);
@@ -123,8 +153,8 @@ impl HostSetup<'_> {
             unshare.push("--cgroup");
         }
         unshare.extend(["--kill-child", "--propagation", "private"]);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns])
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", BOOT_LOOP, &boot_marker(self.lab, n), "ip", "netns", "exec", &ns])
             .args(unshare)
             .arg("chroot")
             .arg(self.paths.merged(n))
@@ -148,11 +178,17 @@ impl HostSetup<'_> {
             cmd.env("container", "drover-lab").env("DROVER_LAB_CGROUP", layout.as_str());
         }
         tracing::debug!(command = %cmd::render(&cmd), "start host");
-        let mut child = cmd.spawn().map_err(|source| LabError::Spawn { program: "ip".into(), source })?;
+        let mut child = cmd.spawn().map_err(|source| LabError::Spawn { program: "sh".into(), source })?;
         // Reap it if it exits while we are still running (no zombies in
         // long-lived callers); afterwards, init adopts it.
         std::thread::spawn(move || child.wait());
         Ok(true)
+    }
+
+    /// The shell that boots host `n` (see [`BOOT_LOOP`]), if it runs.
+    pub(crate) fn boot_shells(&self, n: u16) -> Vec<i32> {
+        let marker = boot_marker(self.lab, n);
+        sys::pids_with_args(|args| args.contains(&marker))
     }
 
     /// Wait until host `n`'s sshd sends its banner; on failure say why,

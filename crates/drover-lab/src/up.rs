@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::base;
 use crate::config::{host_name, LabConfig, LabPaths, Naming, MAX_HOSTS};
 use crate::error::LabError;
-use crate::host::{self, HostSetup};
+use crate::host::{self, HostRun, HostSetup};
 use crate::init::Init;
 use crate::lab::Lab;
 use crate::state::{HostRecord, LabState};
@@ -100,10 +100,7 @@ pub fn up(
     progress(Progress::Planned { total, new: total - existing });
     let shadow_line = Mutex::new(None);
     let setup = HostSetup {
-        lab: name,
-        cgroups,
-        paths: &paths,
-        naming,
+        run: HostRun { lab: name, cgroups, paths: &paths, naming },
         base: &state.base,
         authorized_key: &authorized_key,
         password: &password,
@@ -116,7 +113,7 @@ pub fn up(
         state.faults.iter().filter(|(_, f)| f.down || f.frozen).map(|(h, _)| h.clone()).collect();
     let prepared = parallel(&numbers, PREPARE_WORKERS, |&n| {
         let record = setup.prepare(n, recorded.contains(&n)).map_err(|e| format!("{e:#}"))?;
-        setup.start_if_stopped(n).map_err(|e| format!("{e:#}"))?;
+        setup.run.start_if_stopped(n).map_err(|e| format!("{e:#}"))?;
         progress(Progress::Started { host: &record.name });
         Ok::<HostRecord, String>(record)
     });
@@ -127,7 +124,7 @@ pub fn up(
             Ok(())
         }
         Ok(record) => {
-            setup.wait_ready(record.n, deadline).inspect(|()| progress(Progress::Ready { host: &record.name }))
+            setup.run.wait_ready(record.n, deadline).inspect(|()| progress(Progress::Ready { host: &record.name }))
         }
         Err(e) => Err(e.clone()),
     });

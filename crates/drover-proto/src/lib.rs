@@ -30,7 +30,7 @@ pub use message::{
 /// refuse each other in the hello exchange rather than misreading frames.
 /// 5: directories in manifests, read-only sessions and `ReadPaths` (plan),
 /// revert errors, per-host bundle statements, authenticated relay requests.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

@@ -127,6 +127,18 @@ pub enum Request {
         paths: Vec<String>,
         max_bytes: u64,
     },
+    /// Reboot the host (after `Apply`, in the same session: the generation
+    /// it activated is then confirmed after the boot). The agent installs
+    /// its boot-time hook, gives a pending generation `boot_timeout_ms +
+    /// confirm_timeout_ms` to get through the reboot and, at boot, a fresh
+    /// `confirm_timeout_ms`; replies `Rebooting` and reboots.
+    Reboot {
+        confirm_timeout_ms: u64,
+        boot_timeout_ms: u64,
+        /// The agent's sha256 (hex), which the boot-time hook checks before
+        /// running it as root, as the controller's bootstrap does.
+        agent_sha256: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +212,11 @@ pub enum Response {
     },
     /// The answer to `ReadPaths`, in the order asked.
     Paths(Vec<PathInfo>),
+    /// The host reboots now; `boots`: boots its hook has counted so far
+    /// (after the reboot, `HostState::boots` is higher).
+    Rebooting {
+        boots: u64,
+    },
 }
 
 /// One path on the host as it is now (see `Request::ReadPaths`).
@@ -289,6 +306,8 @@ pub struct HostState {
     pub revert_errors: Vec<String>,
     /// All kept generations, oldest first.
     pub generations: Vec<u64>,
+    /// Boots the agent's boot-time hook has counted (see `Reboot`).
+    pub boots: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

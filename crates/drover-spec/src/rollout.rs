@@ -30,6 +30,9 @@ pub struct RolloutFile {
     pub min_healthy_time: Option<Spanned<String>>,
     /// Revert the hosts of a failed batch to their previous generation.
     pub revert_failed_batch: Option<bool>,
+    /// Reboot each host after activation and confirm the generation only
+    /// once it is back and healthy (magic rollback across the reboot).
+    pub reboot: Option<bool>,
     pub cluster_check: Option<ClusterCheckFile>,
     #[serde(default)]
     pub hooks: HooksFile,
@@ -106,6 +109,10 @@ pub struct RolloutPolicy {
     pub order: Order,
     pub min_healthy_time: Duration,
     pub revert_failed_batch: bool,
+    /// Reboot after activation (`reboot = true`; `--reboot` on the command
+    /// line): see `docs/operations.md`, "Reboots".
+    #[serde(default)]
+    pub reboot: bool,
     pub cluster_check: Option<ClusterCheck>,
     pub hooks: Hooks,
 }
@@ -121,6 +128,7 @@ impl Default for RolloutPolicy {
             order: Order::StartFirst,
             min_healthy_time: Duration::ZERO,
             revert_failed_batch: true,
+            reboot: false,
             cluster_check: None,
             hooks: Hooks::default(),
         }
@@ -203,6 +211,7 @@ pub fn resolve(f: &RolloutFile, name: &str, text: &str) -> Result<RolloutPolicy,
         order,
         min_healthy_time: dur(&f.min_healthy_time, d.min_healthy_time)?,
         revert_failed_batch: f.revert_failed_batch.unwrap_or(true),
+        reboot: f.reboot.unwrap_or(false),
         cluster_check,
         hooks: Hooks {
             before: f.hooks.before.clone(),

@@ -188,3 +188,22 @@ fn missing_project_says_how_to_start() {
     let e = render_error(Project::load(dir.path()).err().unwrap());
     assert!(e.contains("drover init"), "{e}");
 }
+
+/// `reboot = true` in a role's `[rollout]` marks that role for reboots
+/// (`apply` reboots its hosts); the project default stays without; a
+/// `reboot` that is not a boolean is an error at its line.
+#[test]
+fn reboot_in_a_role_rollout_policy() {
+    let dir = project();
+    let role = dir.path().join("roles/site.toml");
+    let text = fs::read_to_string(&role).unwrap();
+    fs::write(&role, format!("{text}\n[rollout]\nreboot = true\n")).unwrap();
+    let p = Project::load(dir.path()).unwrap();
+    assert!(p.rollout_policy(Some("site")).reboot);
+    assert!(!p.rollout_policy(None).reboot);
+    assert_eq!(p.reboot_roles(), ["site"]);
+
+    fs::write(&role, format!("{text}\n[rollout]\nreboot = \"yes\"\n")).unwrap();
+    let e = render_error(Project::load(dir.path()).err().expect("a string reboot is refused"));
+    assert!(e.contains("site.toml") && e.contains("reboot"), "{e}");
+}

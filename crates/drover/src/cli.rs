@@ -48,6 +48,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run a command on hosts; output grouped per host, exit codes summarised.
     Exec(ExecArgs),
+    /// Reboot hosts one batch at a time, each batch back and healthy before
+    /// the next (e.g. after a kernel update from packages).
+    Reboot(crate::commands::reboot::RebootCmd),
     /// Stop a host's services and mark it so applies and rollouts skip it.
     Drain(DrainArgs),
     /// Start a drained host's services again and clear the mark.

@@ -29,6 +29,8 @@ pub enum Mode {
     Rollback {
         to: Option<u64>,
     },
+    /// Reboot, wait for the host to come back healthy (`drover reboot`).
+    Reboot,
 }
 
 /// Where hosts' desired state comes from, and how its blobs are shipped: the
@@ -94,6 +96,8 @@ pub struct Job {
     pub retries: u32,
     /// Stop restarting services before the swap (rollout order).
     pub stop_first: bool,
+    /// Reboot (these) hosts after activation; confirm after the reboot.
+    pub reboot: Option<crate::reboot::RebootPlan>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +231,7 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
     r.generation = conn.state.current;
     let confirm_ms = u64::try_from(job.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
     let outcome = match job.mode {
+        Mode::Reboot => return crate::reboot::reboot_only(job, host, conn, r, p).await,
         Mode::Rollback { to } => {
             p.step("rolling back");
             conn.link.set_timeout(apply_timeout(job));
@@ -287,6 +292,13 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 .await?
         }
     };
+    if let Some(plan) = job.reboot.as_ref().filter(|plan| plan.applies(host)) {
+        if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written }) = outcome {
+            r.files_written = files_written;
+            r.restarts = restarted;
+            return crate::reboot::after_activation(job, host, plan, conn, generation, r, p).await;
+        }
+    }
     conn.close().await;
     finish(job, host, outcome, r, p).await
 }

@@ -16,6 +16,7 @@ pub mod link;
 pub mod pins;
 pub mod plan;
 pub mod progress;
+pub mod reboot;
 pub mod report;
 pub mod revision;
 pub mod rollout;

@@ -21,6 +21,10 @@ pub enum Outcome {
     Failed,
     /// Could not be reached at all.
     Unreachable,
+    /// `drover reboot`: rebooted and back, healthy.
+    Rebooted,
+    /// `drover reboot`: left alone because an earlier batch failed.
+    Skipped,
 }
 
 impl Outcome {
@@ -35,6 +39,8 @@ impl Outcome {
             Outcome::RolledBack => "rolled-back",
             Outcome::Failed => "failed",
             Outcome::Unreachable => "unreachable",
+            Outcome::Rebooted => "rebooted",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct HostReport {
     /// generation) could not stop or start again: the files are back, but
     /// these may not be running.
     pub revert_errors: Vec<String>,
+    /// The host was rebooted in this run (`--reboot`, `drover reboot`).
+    pub rebooted: bool,
 }
 
 impl HostReport {
@@ -82,6 +90,7 @@ impl HostReport {
             recovered: None,
             diffs: None,
             revert_errors: vec![],
+            rebooted: false,
         }
     }
 }
@@ -115,6 +124,9 @@ impl RunReport {
         for h in &self.hosts {
             let gen = h.generation.map_or("-".to_string(), |g| g.to_string());
             let mut detail = h.error.clone().or_else(|| h.recovered.clone()).unwrap_or_default();
+            if h.rebooted && detail.is_empty() {
+                detail = "rebooted".into();
+            }
             for e in &h.revert_errors {
                 let _ = write!(detail, "{}revert left a service down: {e}", if detail.is_empty() { "" } else { "; " });
             }

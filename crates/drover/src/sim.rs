@@ -202,6 +202,8 @@ impl Sim {
             .arg("serve")
             .arg("--root")
             .arg(root)
+            // This machine is the controller: the agent must never reboot it.
+            .arg(drover_agent::boot::SIMULATED_FLAG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -226,7 +228,7 @@ fn spawn_thread(root: PathBuf) -> Result<(Writer, Reader, Guard), TransportError
         .stack_size(1 << 20)
         .spawn(move || {
             let layout = drover_agent::layout::Layout::new(root);
-            if let Err(e) = drover_agent::serve::serve(layout, input, &theirs) {
+            if let Err(e) = drover_agent::serve::serve(layout, drover_agent::boot::HostEnv::Simulated, input, &theirs) {
                 tracing::debug!("simulated agent: {e}");
             }
             // Closing our end is the agent process exiting: the controller

@@ -126,6 +126,11 @@ impl Project {
         role.and_then(|r| self.role_rollouts.get(r)).unwrap_or(&self.rollout).clone()
     }
 
+    /// Roles whose own `[rollout]` says `reboot = true`.
+    pub fn reboot_roles(&self) -> Vec<String> {
+        self.role_rollouts.iter().filter(|(_, p)| p.reboot).map(|(r, _)| r.clone()).collect()
+    }
+
     pub fn has_rollout_policy(&self, role: &str) -> bool {
         self.role_rollouts.contains_key(role)
     }

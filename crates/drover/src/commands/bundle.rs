@@ -346,12 +346,15 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
         Some(s) => dur(s)?,
         None => Duration::from_millis(settings.confirm_timeout_ms),
     };
+    let reboot = if matches!(mode, Mode::Plan(_)) { None } else { args.reboot.plan(None)? };
+    crate::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
     let job = Job {
         timeouts: Timeouts { connect: Duration::from_millis(settings.connect_timeout_ms), op: dur(&args.op_timeout)? },
         confirm_timeout,
         parallel: args.parallel.unwrap_or(usize::try_from(settings.parallel).unwrap_or(512)),
         retries: args.retries,
         stop_first: false,
+        reboot,
         transport: match &args.simulate {
             Some(d) => Transport::local(d)?,
             None => Transport::Ssh,

@@ -42,6 +42,34 @@ pub struct DeployArgs {
     pub sim: crate::sim::SimArgs,
     #[command(flatten)]
     pub bundle: crate::commands::bundle::ApplyArgs,
+    #[command(flatten)]
+    pub reboot: RebootArgs,
+}
+
+/// Rebooting hosts after activation (see docs/operations.md, "Reboots").
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebootArgs {
+    /// Reboot each host after activation; confirm the generation only once
+    /// the host is back, over a new connection, with healthy services
+    /// (`reboot = true` in a `[rollout]` policy does the same for its hosts).
+    #[arg(long)]
+    pub reboot: bool,
+    /// How long a host may take to come back from a reboot.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub reboot_timeout: String,
+}
+
+impl RebootArgs {
+    /// `--reboot`, else what the project's policies ask for.
+    pub fn plan(&self, project: Option<&drover_spec::Project>) -> anyhow::Result<Option<crate::reboot::RebootPlan>> {
+        let timeout =
+            drover_spec::parse_duration(&self.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+        Ok(if self.reboot {
+            Some(crate::reboot::RebootPlan::every_host(timeout))
+        } else {
+            project.and_then(|p| crate::reboot::RebootPlan::from_project(p, timeout))
+        })
+    }
 }
 
 /// `drover plan`: the deploy options, plus what to show and how to exit.
@@ -81,12 +109,18 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         Some(s) => dur(s)?,
         None => project.settings.confirm_timeout,
     };
+    let reboot = match mode {
+        Mode::Plan(_) => None,
+        _ => args.reboot.plan(Some(&project))?,
+    };
+    crate::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
     let job = Job {
         timeouts: Timeouts { connect: project.settings.connect_timeout, op: dur(&args.op_timeout)? },
         confirm_timeout,
         parallel: args.parallel.unwrap_or(project.settings.parallel),
         retries: args.retries,
         stop_first: false,
+        reboot,
         transport: match &args.simulate {
             Some(dir) => args.sim.transport(dir)?,
             None => Transport::Ssh,
@@ -98,6 +132,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         Mode::Plan(_) => "plan",
         Mode::Apply => "apply",
         Mode::Rollback { .. } => "rollback",
+        Mode::Reboot => "reboot",
     };
     execute(project_dir, command, job, hosts, args.json)
 }

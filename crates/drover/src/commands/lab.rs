@@ -65,6 +65,9 @@ pub enum LabCommand {
         #[arg(required = true, num_args = 1.., value_name = "FAULT")]
         fault: Vec<String>,
     },
+    /// Reboot one host: kill all its processes, start its init again from
+    /// its root as it is on disk, wait until it answers SSH.
+    Reboot { host: String },
     /// Remove every fault from hosts (`all`, `h3` or `h1,h3`).
     Heal { host: String },
     /// Show each host's address, state (up, down, frozen, stopped) and link faults.
@@ -101,6 +104,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
             print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
         }),
         LabCommand::Fault { host, fault } => fault_cmd(&config, name, &host, &fault),
+        LabCommand::Reboot { host } => Lab::open_with(&config, name).and_then(|lab| {
+            for (host, took) in lab.reboot(&host)? {
+                println!("{host} rebooted, answers SSH again after {:.1}s", took.as_secs_f64());
+            }
+            Ok(())
+        }),
         LabCommand::Heal { host } => Lab::open_with(&config, name).and_then(|mut lab| {
             lab.heal(&host)?;
             println!("healed {host}");

@@ -7,6 +7,7 @@ pub mod init;
 pub mod inventory;
 pub mod lab;
 pub mod logs;
+pub mod reboot;
 pub mod rollout;
 pub mod secret;
 pub mod trust;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::History(a) => day2::history(dir, a),
         Command::Logs(a) => logs::run(dir, a),
         Command::Exec(a) => day2::exec(dir, a),
+        Command::Reboot(a) => reboot::run(dir, a),
         Command::Drain(a) => day2::drain(dir, a, true),
         Command::Undrain(a) => day2::drain(dir, a, false),
         Command::Bundle(a) => bundle::run(dir, a),

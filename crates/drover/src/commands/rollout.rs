@@ -54,6 +54,10 @@ pub struct Common {
     /// Extra attempts per host after a transient failure (connection lost, timeout).
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
+    /// How long a host may take to come back from a reboot (rollouts with
+    /// `--reboot` or `reboot = true`).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub reboot_timeout: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +98,10 @@ pub struct StartArgs {
     /// Do not revert the hosts of a failed batch.
     #[arg(long)]
     pub no_revert: bool,
+    /// Reboot each host after activation and confirm it once back healthy
+    /// (as `reboot = true` in the policy); a failed batch's revert reboots too.
+    #[arg(long)]
+    pub reboot: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -124,6 +132,7 @@ fn job(project: &Arc<Project>, c: &Common) -> anyhow::Result<(Job, Fleet)> {
         parallel: project.settings.parallel,
         retries: c.retries,
         stop_first: false,
+        reboot: None,
     };
     Ok((job, fleet))
 }
@@ -157,6 +166,14 @@ fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
     }
     if a.no_revert {
         policy.revert_failed_batch = false;
+    }
+    if a.reboot {
+        policy.reboot = true;
+    }
+    if policy.reboot {
+        // Before the rollout is recorded: nothing to abort afterwards.
+        let plan = crate::reboot::RebootPlan::every_host(Duration::ZERO);
+        crate::reboot::refuse_simulated(Some(&plan), a.common.simulate.as_deref())?;
     }
     let store = runlog::open(dir)?;
     if let Some(r) = store.unfinished_rollout()? {
@@ -201,7 +218,12 @@ fn execute(
     from: usize,
     c: &Common,
 ) -> anyhow::Result<ExitStatus> {
-    let (job, fleet) = job(project, c)?;
+    let (mut job, fleet) = job(project, c)?;
+    if plan.policy.reboot {
+        let timeout =
+            drover_spec::parse_duration(&c.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+        job.reboot = Some(crate::reboot::RebootPlan::every_host(timeout));
+    }
     if !c.json {
         eprintln!(
             "rollout {id}: {} hosts in {} batches",

@@ -1,0 +1,330 @@
+//! Reboots as a step of a run: `apply --reboot` (and `reboot = true` in a
+//! rollout policy), `rollout start --reboot`, `drover reboot TARGET`.
+//!
+//! After activation the controller sends `Reboot` in the same session; the
+//! agent installs its boot-time hook, marks the unconfirmed generation and
+//! reboots. The controller then reconnects (a new SSH connection each try)
+//! until the host answers *from a later boot* (the hook counts boots), checks
+//! its services' health and confirms. If it cannot (SSH broken by the new
+//! generation, services unhealthy), it does not confirm: the host reverts by
+//! itself at the deadline and reboots once more into the previous
+//! generation, and the controller, still waiting, finds it there and reports
+//! it rolled back with the agent's reason. See `docs/operations.md`,
+//! "Reboots".
+
+use std::time::{Duration, Instant};
+
+use drover_proto::{HostState, Request, Response};
+use drover_spec::{Host, Project};
+
+use crate::deploy::{DeployError, Job};
+use crate::progress::HostProgress;
+use crate::report::{HostReport, Outcome};
+use crate::transport::Connection;
+
+/// Which hosts reboot after activation, and how long one may take to come
+/// back.
+#[derive(Debug, Clone)]
+pub struct RebootPlan {
+    /// From sending `Reboot` until the host answers SSH from its next boot.
+    pub timeout: Duration,
+    /// `None`: every host; otherwise hosts with one of these roles.
+    pub roles: Option<Vec<String>>,
+}
+
+impl RebootPlan {
+    pub fn every_host(timeout: Duration) -> RebootPlan {
+        RebootPlan { timeout, roles: None }
+    }
+
+    /// From the project: every host when the project's rollout policy says
+    /// `reboot = true`, else the hosts of roles whose own policy does;
+    /// `None` when no policy asks for reboots.
+    pub fn from_project(project: &Project, timeout: Duration) -> Option<RebootPlan> {
+        if project.rollout_policy(None).reboot {
+            return Some(RebootPlan::every_host(timeout));
+        }
+        let roles = project.reboot_roles();
+        (!roles.is_empty()).then_some(RebootPlan { timeout, roles: Some(roles) })
+    }
+
+    pub fn applies(&self, host: &Host) -> bool {
+        self.roles.as_ref().is_none_or(|roles| host.roles.iter().any(|r| roles.contains(r)))
+    }
+}
+
+/// Refused before any host is touched: simulated hosts are directories on
+/// this machine, and no agent may reboot it.
+pub fn refuse_simulated(reboot: Option<&RebootPlan>, simulate: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let (Some(_), Some(dir)) = (reboot, simulate) {
+        anyhow::bail!(
+            "--simulate {}: simulated hosts cannot reboot (this machine would be the one rebooted); drop --reboot, or `reboot = true` from the [rollout] policy, to simulate",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// How a host came back.
+#[derive(Debug)]
+enum Returned {
+    /// On the generation it was rebooted with, healthy, confirmed.
+    Confirmed { generation: Option<u64> },
+    /// On another generation than the one it was rebooted with: the agent
+    /// reverted it (`reason`, from its report).
+    RolledBack { now: Option<u64>, reason: String },
+}
+
+/// `drover reboot`, one host: refused while a generation awaits
+/// confirmation (the reboot would decide its fate by accident); else reboot
+/// and wait until it is back, healthy.
+pub(crate) async fn reboot_only(
+    job: &Job,
+    host: &Host,
+    mut conn: Connection,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    if let Some(g) = conn.state.pending_confirm {
+        conn.close().await;
+        return Err(DeployError::Other(format!(
+            "generation {g} still awaits confirmation; apply again to finish it before rebooting"
+        )));
+    }
+    let plan = job.reboot.clone().unwrap_or(RebootPlan::every_host(Duration::from_secs(300)));
+    let boots = request(job, &mut conn, plan.timeout).await?;
+    conn.close().await;
+    r.rebooted = true;
+    await_return(job, host, &plan, boots, None, p).await?;
+    r.outcome = Outcome::Rebooted;
+    Ok(())
+}
+
+/// `generation` was just activated over `conn`: reboot, wait, confirm after
+/// the boot, and report where the host ended up.
+pub(crate) async fn after_activation(
+    job: &Job,
+    host: &Host,
+    plan: &RebootPlan,
+    mut conn: Connection,
+    generation: u64,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
+    r.generation = Some(generation);
+    p.step("activated; rebooting");
+    let boots = request(job, &mut conn, plan.timeout).await?;
+    conn.close().await;
+    r.rebooted = true;
+    let pending = (!job.confirm_timeout.is_zero()).then_some(generation);
+    match await_return(job, host, plan, boots, pending, p).await? {
+        Returned::Confirmed { generation } => {
+            r.generation = generation;
+            r.outcome = Outcome::Changed;
+        }
+        Returned::RolledBack { now, reason } => {
+            r.generation = now;
+            r.outcome = Outcome::RolledBack;
+            r.error = Some(reason);
+        }
+    }
+    Ok(())
+}
+
+/// Ask the agent to reboot (after `Apply`, in the same session). Returns the
+/// boot count before the reboot.
+async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, DeployError> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let req = Request::Reboot {
+        confirm_timeout_ms: ms(job.confirm_timeout),
+        boot_timeout_ms: ms(timeout),
+        agent_sha256: crate::agent_bin::sha256_hex().to_string(),
+    };
+    // Not retried: a retry would find the generation awaiting confirmation
+    // and confirm it without checking the host after its boot.
+    let reply = conn.link.call(&req, &mut |_| {}).await.map_err(|e| {
+        DeployError::Other(format!(
+            "no reply to Reboot ({e}); the host may be rebooting: unless confirmed after its boot, it reverts by itself"
+        ))
+    })?;
+    match reply {
+        Response::Rebooting { boots } => Ok(boots),
+        Response::Error { message } => Err(DeployError::Other(format!("reboot refused: {message}"))),
+        other => Err(DeployError::Other(format!("unexpected reply to Reboot: {other:?}"))),
+    }
+}
+
+/// Wait for the host to come back from the reboot requested at boot count
+/// `boots`, then confirm `generation` (if one awaits confirmation) once its
+/// services are healthy.
+///
+/// The wait covers the reboot, the agent's confirm window and a second
+/// reboot (the revert's): a host whose new generation broke SSH is only
+/// reachable again after all three.
+async fn await_return(
+    job: &Job,
+    host: &Host,
+    plan: &RebootPlan,
+    boots: u64,
+    generation: Option<u64>,
+    p: &HostProgress,
+) -> Result<Returned, DeployError> {
+    let waited = plan.timeout * 2 + job.confirm_timeout;
+    let deadline = Instant::now() + waited;
+    let mut last = String::from("no answer yet");
+    let mut unhealthy: Option<String> = None;
+    p.step("rebooting");
+    loop {
+        if Instant::now() > deadline {
+            let why = match unhealthy {
+                Some(u) => format!("services unhealthy after the reboot ({u}); then {last}"),
+                None => last,
+            };
+            return Err(DeployError::Other(format!("did not come back from the reboot within {waited:?}: {why}")));
+        }
+        let mut conn = match job.transport.connect(host, job.timeouts).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = e.to_string();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let state = conn.state.clone();
+        if state.boots <= boots {
+            last = "not rebooted yet".into();
+            conn.close().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        p.step("back from the reboot; checking health");
+        if let Some(g) = generation {
+            if state.current != Some(g) {
+                // Reverted. The watchdog reboots once more into the old
+                // generation: wait for that boot too, so the host is left
+                // as it will stay.
+                let reason = reverted_reason(&state, g, unhealthy.as_deref());
+                let rebooting_again = state.recovered.as_deref().is_some_and(|r| r.contains("rebooting once"));
+                conn.close().await;
+                if rebooting_again && state.boots < boots + 2 && Instant::now() < deadline {
+                    last = "reverted; waiting for its second reboot".into();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+                return Ok(Returned::RolledBack { now: state.current, reason });
+            }
+        }
+        match health(&mut conn, job.confirm_timeout / 2).await {
+            Ok(()) => {}
+            Err(Unhealthy::Lost(e)) => {
+                // Going down again (the revert's reboot, say): keep waiting.
+                last = e;
+                conn.close().await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Err(Unhealthy::Services(why)) => {
+                // Not confirmed: the agent reverts at its deadline and
+                // reboots; keep waiting to report where it ends up.
+                p.step(format!("unhealthy after the reboot ({why}); not confirming"));
+                unhealthy = Some(why);
+                conn.close().await;
+                if generation.is_none() {
+                    return Err(DeployError::Other(format!(
+                        "services unhealthy after the reboot: {}",
+                        unhealthy.unwrap_or_default()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        if let Some(g) = generation.filter(|g| state.pending_confirm == Some(*g)) {
+            p.step("confirming after the reboot");
+            match conn.link.call(&Request::Confirm { generation: g }, &mut |_| {}).await? {
+                Response::Confirmed { .. } => {}
+                other => return Err(DeployError::Other(format!("confirm after the reboot: {other:?}"))),
+            }
+        }
+        conn.close().await;
+        return Ok(Returned::Confirmed { generation: state.current });
+    }
+}
+
+/// Why a host back from a reboot is not confirmed (yet).
+enum Unhealthy {
+    /// A service's health check fails: the reason reported.
+    Services(String),
+    /// The connection ended: the host is going down again.
+    Lost(String),
+}
+
+/// Every service with a health check passes it, retried while the host's
+/// services are still starting (up to `within`).
+async fn health(conn: &mut Connection, within: Duration) -> Result<(), Unhealthy> {
+    let until = Instant::now() + within;
+    loop {
+        let reply = conn.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| Unhealthy::Lost(e.to_string()))?;
+        let bad = match reply {
+            Response::Status(s) => s
+                .services
+                .iter()
+                .filter(|sv| sv.healthy == Some(false))
+                .map(|sv| format!("{}: {}", sv.name, sv.detail))
+                .collect::<Vec<_>>(),
+            other => return Err(Unhealthy::Lost(format!("unexpected reply to Status: {other:?}"))),
+        };
+        if bad.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            return Err(Unhealthy::Services(bad.join("; ")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn reverted_reason(state: &HostState, generation: u64, unhealthy: Option<&str>) -> String {
+    let mut reason = format!("generation {generation} was not confirmed after the reboot");
+    if let Some(u) = unhealthy {
+        reason.push_str(&format!(" (services unhealthy: {u})"));
+    }
+    match &state.recovered {
+        Some(r) => reason.push_str(&format!("; the host reverted it: {r}")),
+        None => reason.push_str(&format!("; the host came back on generation {:?}", state.current)),
+    }
+    reason
+}
+
+/// `drover reboot`: `hosts` in batches of `batch`, each batch back and
+/// healthy before the next starts; after a batch with a failure, the rest
+/// are not rebooted (reported `skipped`, with the reason).
+pub async fn rolling(
+    job: std::sync::Arc<Job>,
+    hosts: Vec<Host>,
+    batch: usize,
+    progress: impl Fn(usize) -> crate::progress::Progress,
+) -> Vec<crate::report::HostReport> {
+    let mut out: Vec<HostReport> = Vec::with_capacity(hosts.len());
+    let mut stopped: Option<String> = None;
+    for chunk in hosts.chunks(batch.max(1)) {
+        if let Some(why) = &stopped {
+            for h in chunk {
+                let mut r = HostReport::new(&h.name);
+                r.outcome = Outcome::Skipped;
+                r.error = Some(why.clone());
+                out.push(r);
+            }
+            continue;
+        }
+        let p = progress(chunk.len());
+        let reports = crate::deploy::run(job.clone(), chunk.to_vec(), p.clone()).await;
+        p.finish();
+        let failed: Vec<&str> = reports.iter().filter(|r| r.outcome.is_failure()).map(|r| r.host.as_str()).collect();
+        if !failed.is_empty() {
+            stopped = Some(format!("not rebooted: the batch of {} failed", failed.join(", ")));
+        }
+        out.extend(reports);
+    }
+    out
+}
