@@ -163,6 +163,23 @@ fn plan_shows_the_instances_that_move_when_a_host_is_added() {
         assert!(out.stdout.contains(&format!("  > {n} moves {} -> s5\n", before[*n])), "{}", out.stdout);
     }
     assert!(out.stdout.contains(&format!("0 added, 0 removed, {} moved", moved.len())), "{}", out.stdout);
+    // The same in the JSON report.
+    let v: serde_json::Value = serde_json::from_str(&ok(&proj, &["plan", "--json", "--simulate", sim]).stdout).unwrap();
+    let json: Vec<(String, String, String)> = v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["change"], "moved");
+            (c["name"].as_str().unwrap().into(), c["from"].as_str().unwrap().into(), c["to"].as_str().unwrap().into())
+        })
+        .collect();
+    let mut want: Vec<(String, String, String)> =
+        moved.iter().map(|n| (n.to_string(), before[*n].clone(), "s5".to_string())).collect();
+    let mut got = json.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
     // Applied, the moved instances' units are on s5 and gone from their old hosts.
     ok(&proj, &["apply", "--json", "--simulate", sim]);
     for n in &moved {
