@@ -234,3 +234,15 @@ fn an_instance_removed_is_stopped_and_its_unit_gone() {
     assert_eq!(f.service_pid(0, "node-0"), pid0, "node-0 was restarted");
     assert_eq!(f.apply_json(&[]).hosts()[0]["outcome"], "unchanged");
 }
+
+#[test]
+fn an_impossible_placement_stops_apply_before_any_host_is_contacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 3);
+    write(&proj, "services/node.toml", &NODE.replace("count = 12", "count = 13"));
+    let hosts = tmp.path().join("hosts");
+    let r = drover(&proj, &["apply", "--simulate", hosts.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("13 node instances need 4 hosts with max-per-host 4; 3"), "{}", r.stderr);
+    assert!(!hosts.exists(), "a host was contacted");
+}
