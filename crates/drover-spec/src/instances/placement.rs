@@ -90,6 +90,7 @@ pub fn place(service: &str, count: u32, max: u32, slots: &[Slot], pinned: &[Stri
         values.entry(s.spread.as_deref().unwrap_or("")).or_insert(n);
     }
     let value: Vec<usize> = slots.iter().map(|s| values[s.spread.as_deref().unwrap_or("")]).collect();
+    let spread = values.len() > 1;
     let mut used = vec![0u32; values.len()];
     let mut load = vec![0u32; slots.len()];
     let mut out = Vec::with_capacity(count as usize);
@@ -121,10 +122,23 @@ pub fn place(service: &str, count: u32, max: u32, slots: &[Slot], pinned: &[Stri
         let least = (0..values.len()).filter(|v| room[*v] > 0).map(|v| used[v]).min();
         let Some(least) = least else { return Err(Refusal::Capacity { count, max, hosts: slots.len() }) };
         let ik = instance_key(service, index);
-        let best = (0..slots.len())
-            .filter(|&i| load[i] < max && used[value[i]] == least)
-            .max_by(|&a, &b| mix(ik ^ keys[a]).cmp(&mix(ik ^ keys[b])).then_with(|| slots[b].host.cmp(&slots[a].host)))
-            .ok_or(Refusal::Capacity { count, max, hosts: slots.len() })?;
+        // The hot loop (count × hosts pairs): plain indexing, the spread
+        // check only when spreading, names compared only on a tie.
+        let mut best: Option<(u64, usize)> = None;
+        for i in 0..slots.len() {
+            if load[i] >= max || (spread && used[value[i]] != least) {
+                continue;
+            }
+            let sc = mix(ik ^ keys[i]);
+            let better = match best {
+                None => true,
+                Some((bs, b)) => sc > bs || (sc == bs && slots[i].host < slots[b].host),
+            };
+            if better {
+                best = Some((sc, i));
+            }
+        }
+        let Some((_, best)) = best else { return Err(Refusal::Capacity { count, max, hosts: slots.len() }) };
         load[best] += 1;
         used[value[best]] += 1;
         room[value[best]] -= 1;
