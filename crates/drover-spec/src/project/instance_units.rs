@@ -54,7 +54,8 @@ fn strings(svc: &Service) -> Vec<(String, String)> {
     v
 }
 
-fn is_template(text: &str) -> bool {
+/// A service file string is a template when it has `{{` or `{%`.
+pub(super) fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 

@@ -8,6 +8,7 @@ use drover_proto::{HealthCheck, HealthProbe};
 use globset::{Glob, GlobMatcher};
 use toml::Spanned;
 
+use super::instance_units::is_template;
 use super::load::list_names;
 use crate::diag::SpecError;
 use crate::duration::parse_duration;
@@ -133,11 +134,11 @@ pub(super) fn load_service(
         })?;
         ports.push((pname.clone(), range));
     }
-    let templated = sf.command.as_deref().is_some_and(|c| c.contains("{{"))
-        || sf.env.values().any(|v| v.contains("{{"))
+    let templated = sf.command.as_deref().is_some_and(is_template)
+        || sf.env.values().any(|v| is_template(v))
         || health.as_ref().is_some_and(|h| match &h.probe {
-            HealthProbe::Command(c) => c.contains("{{"),
-            HealthProbe::Http { url } => url.contains("{{"),
+            HealthProbe::Command(c) => is_template(c),
+            HealthProbe::Http { url } => is_template(url),
             HealthProbe::Tcp { .. } => tcp_template.is_some(),
         });
     let instanced = !matches!(scale, Scale::Plain) || !ports.is_empty() || templated;
