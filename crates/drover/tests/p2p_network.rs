@@ -1,0 +1,449 @@
+//! The p2p-network example (`examples/p2p-network`) end to end on lab hosts,
+//! through the real binary: 3 bootnodes pinned to h1..h3, nodes placed by
+//! count, one monitor. Brought up on 6 hosts, every node must reach a
+//! bootnode; `drover scale` takes the nodes 12 → 18 → 9 (removed instances'
+//! processes and units gone); a 7th host joins without moving the instances
+//! that stay; a new release rolls out batch by batch behind the health gates.
+//! Every step is checked through the example's own monitor, for every
+//! instance, and against the processes really running on each host.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Fleet;
+
+/// One instance as `drover endpoints --json` lists it.
+#[derive(Debug, Clone, PartialEq)]
+struct Inst {
+    service: String,
+    host: String,
+    address: String,
+    ports: BTreeMap<String, u64>,
+}
+
+type Endpoints = BTreeMap<String, Inst>;
+
+fn example_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/p2p-network")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// The lab fleet with the example as its project (the lab's inventory
+/// replaces the example's, which must name the same hosts).
+fn example_on_lab(f: &Fleet) {
+    let proj = f.project();
+    fs::remove_dir_all(&proj).unwrap();
+    copy_tree(&example_dir(), &proj);
+    let example: toml::Table = toml::from_str(&fs::read_to_string(proj.join("inventory.toml")).unwrap()).unwrap();
+    let lab_inv = f.lab(&["inventory"]).stdout;
+    let lab: toml::Table = toml::from_str(&lab_inv).unwrap();
+    let names = |t: &toml::Table| t["hosts"].as_table().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&example), names(&lab), "the example's inventory.toml has the lab's hosts");
+    fs::write(proj.join("inventory.toml"), lab_inv).unwrap();
+}
+
+fn endpoints(f: &Fleet) -> Endpoints {
+    let r = f.drover(&["endpoints", "--json"]);
+    assert_eq!(r.code, 0, "drover endpoints --json:\n{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout));
+    let mut out = Endpoints::new();
+    for (service, list) in v.as_object().unwrap() {
+        for (i, inst) in list.as_array().unwrap().iter().enumerate() {
+            assert_eq!(inst["index"].as_u64(), Some(i as u64), "{service} ordered by index: {inst}");
+            let ports =
+                inst["ports"].as_object().unwrap().iter().map(|(k, p)| (k.clone(), p.as_u64().unwrap())).collect();
+            let name = inst["name"].as_str().unwrap().to_string();
+            let inst = Inst {
+                service: service.clone(),
+                host: inst["host"].as_str().unwrap().into(),
+                address: inst["address"].as_str().unwrap().into(),
+                ports,
+            };
+            assert!(out.insert(name.clone(), inst).is_none(), "{name} listed twice");
+        }
+    }
+    out
+}
+
+fn of(eps: &Endpoints, service: &str) -> Vec<String> {
+    eps.iter().filter(|(_, i)| i.service == service).map(|(n, _)| n.clone()).collect()
+}
+
+/// The placement the example asks for: bootnode-i on h(i+1), `nodes`
+/// nodes named node-0.. with at most 4 per host, one monitor; every host of
+/// the lab listed with its own address.
+fn check_placement(f: &Fleet, eps: &Endpoints, nodes: usize) {
+    let addr: BTreeMap<String, String> =
+        f.lab_hosts().iter().map(|h| (h.name.clone(), h.address.to_string())).collect();
+    for (name, i) in eps {
+        assert_eq!(addr.get(&i.host), Some(&i.address), "{name}: host and address");
+    }
+    for b in 0..3 {
+        assert_eq!(eps[&format!("bootnode-{b}")].host, format!("h{}", b + 1), "bootnodes are pinned");
+    }
+    let want: BTreeSet<String> = (0..nodes).map(|i| format!("node-{i}")).collect();
+    assert_eq!(of(eps, "node").into_iter().collect::<BTreeSet<_>>(), want);
+    assert_eq!(of(eps, "bootnode").len(), 3);
+    assert_eq!(of(eps, "monitor"), vec!["monitor-0".to_string()]);
+    let mut per_host = BTreeMap::<&str, usize>::new();
+    for i in eps.values().filter(|i| i.service == "node") {
+        *per_host.entry(&i.host).or_default() += 1;
+    }
+    assert!(per_host.values().all(|&n| n <= 4), "max-per-host 4: {per_host:?}");
+}
+
+/// Instance name -> (host, pid) of every python program of the example
+/// running on any lab host, from the hosts' namespaces' processes.
+fn running(f: &Fleet) -> BTreeMap<String, (String, u32)> {
+    let mut out = BTreeMap::new();
+    for h in f.lab_hosts() {
+        let pids = std::process::Command::new("ip").args(["netns", "pids", &h.netns]).output().unwrap();
+        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+            let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv: Vec<String> = argv.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            if !argv[0].contains("python3") || !argv.iter().any(|a| a.starts_with("/opt/p2p/")) {
+                continue;
+            }
+            let name = if argv.iter().any(|a| a == "/opt/p2p/monitor.py") {
+                "monitor-0".to_string()
+            } else {
+                let at = argv.iter().position(|a| a == "--name").expect("node.py --name");
+                argv[at + 1].clone()
+            };
+            let prev = out.insert(name.clone(), (h.name.clone(), pid.parse().unwrap()));
+            assert!(prev.is_none(), "{name} runs twice: {prev:?} and on {}", h.name);
+        }
+    }
+    out
+}
+
+/// The processes are exactly the instances drover placed, each on its host
+/// (removed ones have stopped: allow their supervisor a moment).
+fn check_processes(f: &Fleet, eps: &Endpoints) -> BTreeMap<String, (String, u32)> {
+    let want: BTreeMap<String, String> = eps.iter().map(|(n, i)| (n.clone(), i.host.clone())).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = running(f);
+        let got: BTreeMap<String, String> = run.iter().map(|(n, (h, _))| (n.clone(), h.clone())).collect();
+        if got == want {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "processes are not the placed instances:\nwant {want:?}\ngot  {got:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A GET that may fail (the monitor may be restarting or moving).
+fn get(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let (hostport, path) = rest.split_once('/')?;
+    let addr = hostport.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200").then(|| body.to_string())
+}
+
+fn monitor_url(eps: &Endpoints) -> String {
+    let m = &eps["monitor-0"];
+    format!("http://{}:{}/summary", m.address, m.ports["http"])
+}
+
+/// Why the monitor's summary does not (yet) show the whole network of `eps`
+/// on `release`: every bootnode and node listed and up on its host with the
+/// release, every node connected to a bootnode, and every node in some
+/// bootnode's peer list (the bootnodes recorded the handshakes too).
+fn network_problems(summary: &Value, eps: &Endpoints, release: &str) -> Vec<String> {
+    let mut bad = vec![];
+    let insts = summary["instances"].as_object().cloned().unwrap_or_default();
+    let want: BTreeSet<&String> = eps.iter().filter(|(_, i)| i.service != "monitor").map(|(n, _)| n).collect();
+    let got: BTreeSet<&String> = insts.keys().collect();
+    if got != want {
+        bad.push(format!("monitor polls {got:?}, placed are {want:?}"));
+    }
+    let boots: BTreeSet<String> = of(eps, "bootnode").into_iter().collect();
+    let mut peers = BTreeSet::new();
+    for (name, s) in &insts {
+        if s["up"] != true {
+            bad.push(format!("{name} is down: {s}"));
+            continue;
+        }
+        if s["release"] != release {
+            bad.push(format!("{name} runs {} not {release}", s["release"]));
+        }
+        if eps.get(name).is_some_and(|i| s["host"] != i.host.as_str()) {
+            bad.push(format!("{name} reported on {} but placed on {}", s["host"], eps[name].host));
+        }
+        if s["service"] == "node" && !s["connected_to"].as_str().is_some_and(|b| boots.contains(b)) {
+            bad.push(format!("{name} is not connected to a bootnode: {}", s["connected_to"]));
+        }
+        if s["service"] == "bootnode" {
+            peers.extend(s["peers"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()));
+        }
+    }
+    for n in of(eps, "node") {
+        if !peers.contains(&n) {
+            bad.push(format!("no bootnode lists {n} as a peer"));
+        }
+    }
+    bad
+}
+
+/// Wait until the monitor shows the whole network of `eps` on `release`.
+fn wait_for_network(eps: &Endpoints, release: &str) -> Value {
+    let url = monitor_url(eps);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = (Value::Null, vec!["monitor not answering".to_string()]);
+    while Instant::now() < deadline {
+        if let Some(body) = get(&url) {
+            let s: Value = serde_json::from_str(&body).unwrap();
+            let bad = network_problems(&s, eps, release);
+            if bad.is_empty() {
+                return s;
+            }
+            last = (s, bad);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("the monitor at {url} never showed the whole network on {release}: {:#?}\nlast summary: {}", last.1, last.0);
+}
+
+fn apply(f: &Fleet) -> Value {
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "apply:\n{}\n{}", r.stdout, r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// `drover scale node N`: the file keeps its comments and formatting (only
+/// the count changes), and the printed plan names every instance added or
+/// removed.
+fn scale_nodes(f: &Fleet, from: usize, to: usize) {
+    let file = f.project().join("services/node.toml");
+    let before = fs::read_to_string(&file).unwrap();
+    let r = f.drover(&["scale", "node", &to.to_string()]);
+    assert_eq!(r.code, 0, "scale node {to}:\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        before.replace(&format!("count = {from}\n"), &format!("count = {to}\n")),
+        "scale changes only placement.count"
+    );
+    for i in from.min(to)..from.max(to) {
+        assert!(r.stdout.contains(&format!("node-{i}")), "the plan names node-{i}:\n{}", r.stdout);
+    }
+}
+
+/// Samples the monitor's summaries in the background (one per round).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<Mutex<Vec<Value>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(url: String) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let (s, r) = (stop.clone(), rounds.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(v) = get(&url).and_then(|b| serde_json::from_str::<Value>(&b).ok()) {
+                    let mut rs = r.lock().unwrap();
+                    if rs.last().is_none_or(|l| l["round"] != v["round"]) {
+                        rs.push(v);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Sampler { stop, rounds, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> Vec<Value> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.rounds.lock().unwrap())
+    }
+}
+
+#[test]
+fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
+    let t0 = Instant::now();
+    let mut f = Fleet::new("p2p", 6);
+    example_on_lab(&f);
+
+    // Up: every node reached a bootnode, as the monitor sees it.
+    apply(&f);
+    let eps = endpoints(&f);
+    check_placement(&f, &eps, 12);
+    check_processes(&f, &eps);
+    wait_for_network(&eps, "v1");
+    // Every host has the same discovery file, the same data as `endpoints`.
+    let discovery = fs::read_to_string(f.host_file(0, "/etc/p2p/discovery.json")).unwrap();
+    for i in 1..6 {
+        assert_eq!(fs::read_to_string(f.host_file(i, "/etc/p2p/discovery.json")).unwrap(), discovery);
+    }
+    let r = f.drover(&["endpoints", "--json"]);
+    let from_file: Value = serde_json::from_str(&discovery).unwrap();
+    let printed: Value = serde_json::from_str(&r.stdout).unwrap();
+    for (service, list) in printed.as_object().unwrap() {
+        for (i, inst) in list.as_array().unwrap().iter().enumerate() {
+            for (k, v) in inst.as_object().unwrap() {
+                assert_eq!(&from_file[service][i][k], v, "discovery file vs endpoints: {service}[{i}].{k}");
+            }
+        }
+    }
+    eprintln!("[{:?}] up: 3 bootnodes, 12 nodes, monitor", t0.elapsed());
+
+    // Scale 12 → 18: six more nodes, all in the network.
+    scale_nodes(&f, 12, 18);
+    apply(&f);
+    let eps = endpoints(&f);
+    check_placement(&f, &eps, 18);
+    check_processes(&f, &eps);
+    wait_for_network(&eps, "v1");
+    eprintln!("[{:?}] scaled to 18", t0.elapsed());
+
+    // Scale 18 → 9: node-9..node-17 stop and their units go, on every host.
+    scale_nodes(&f, 18, 9);
+    apply(&f);
+    let eps = endpoints(&f);
+    check_placement(&f, &eps, 9);
+    check_processes(&f, &eps);
+    for i in 9..18 {
+        for h in 0..6 {
+            for unit in [format!("/etc/sv/node-{i}"), format!("/etc/service/node-{i}")] {
+                assert!(!f.host_file(h, &unit).exists(), "h{}: {unit} left behind", h + 1);
+            }
+        }
+    }
+    let summary = wait_for_network(&eps, "v1");
+    assert_eq!(summary["nodes"]["total"], 9);
+    eprintln!("[{:?}] scaled to 9", t0.elapsed());
+
+    // A 7th host joins: every instance that existed stays where it was (same
+    // host, address and ports, same process: not even restarted) unless it
+    // moved to the new host, and no more than ⌈count/hosts⌉ of a service do.
+    let before = eps;
+    let pids_before = running(&f);
+    let inventory = f.grow(7);
+    fs::write(f.project().join("inventory.toml"), inventory).unwrap();
+    let plan = f.drover(&["plan"]);
+    assert_eq!(plan.code, 0, "plan:\n{}\n{}", plan.stdout, plan.stderr);
+    apply(&f);
+    let eps = endpoints(&f);
+    check_placement(&f, &eps, 9);
+    let pids_after = check_processes(&f, &eps);
+    let mut moved = BTreeMap::<&str, Vec<&String>>::new();
+    for (name, was) in &before {
+        let now = &eps[name];
+        if now == was {
+            assert_eq!(pids_after[name], pids_before[name], "{name} stayed on {} but was restarted", was.host);
+        } else {
+            assert_eq!(
+                now.host, "h7",
+                "{name} moved from {} to {}: only moves to the new host are allowed",
+                was.host, now.host
+            );
+            assert!(plan.stdout.contains(name.as_str()), "plan shows {name} moving:\n{}", plan.stdout);
+            moved.entry(&was.service).or_default().push(name);
+        }
+    }
+    assert!(moved.get("bootnode").is_none(), "pinned bootnodes never move");
+    assert!(moved.get("node").map_or(0, Vec::len) <= 9usize.div_ceil(7), "at most ⌈9/7⌉ nodes move: {moved:?}");
+    // The new host takes part: it has the network's files and runs its share.
+    for file in ["/etc/p2p/bootnodes.json", "/etc/p2p/discovery.json"] {
+        assert_eq!(fs::read(f.host_file(6, file)).unwrap(), fs::read(f.host_file(0, file)).unwrap(), "h7 {file}");
+    }
+    assert!(eps.values().any(|i| i.host == "h7"), "h7 runs no instance: {eps:#?}");
+    wait_for_network(&eps, "v1");
+    eprintln!("[{:?}] h7 joined; moved {moved:?}", t0.elapsed());
+
+    // A new release: `drover rollout start` upgrades two hosts at a time,
+    // and a batch only starts once the previous one's nodes run the new
+    // release and are back in the network (their health checks: welcomed by
+    // a bootnode), which the monitor's rounds show.
+    let toml = f.project().join("drover.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    fs::write(&toml, text.replace("release = \"v1\"", "release = \"v2\"")).unwrap();
+    let sampler = Sampler::start(monitor_url(&eps));
+    let r = f.drover(&["rollout", "start", "--json"]);
+    assert_eq!(r.code, 0, "rollout:\n{}\n{}", r.stdout, r.stderr);
+    let summary = wait_for_network(&eps, "v2");
+    let rounds = sampler.finish();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["status"], "done");
+    let batches: Vec<Vec<String>> = v["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            assert_eq!(b["outcome"], "ok", "{b}");
+            b["hosts"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect()
+        })
+        .collect();
+    let want: Vec<Vec<String>> = [&["h1", "h2"][..], &["h3", "h4"], &["h5", "h6"], &["h7"]]
+        .iter()
+        .map(|b| b.iter().map(|h| h.to_string()).collect())
+        .collect();
+    assert_eq!(batches, want, "two hosts at a time, in order");
+    assert_eq!(summary["releases"], serde_json::json!({"v2": 9}));
+    check_gates(&rounds, &eps, &batches);
+    eprintln!("[{:?}] rolled out v2 in {} batches ({} monitor rounds)", t0.elapsed(), batches.len(), rounds.len());
+}
+
+/// In no monitor round does a node of a later batch run the new release
+/// while a node of an earlier batch is not yet on it and connected: each
+/// batch started only after the previous one passed its health gates.
+fn check_gates(rounds: &[Value], eps: &Endpoints, batches: &[Vec<String>]) {
+    let batch_of = |host: &str| batches.iter().position(|b| b.iter().any(|h| h == host)).unwrap();
+    let nodes: Vec<(String, usize)> = of(eps, "node")
+        .into_iter()
+        .map(|n| {
+            let b = batch_of(&eps[&n].host);
+            (n, b)
+        })
+        .collect();
+    let mut seen_upgrades = 0;
+    for r in rounds {
+        let st = |n: &str| &r["instances"][n];
+        let upgraded = |n: &str| st(n)["up"] == true && st(n)["release"] == "v2";
+        let ready = |n: &str| upgraded(n) && st(n)["connected_to"].is_string();
+        for (late, lb) in &nodes {
+            if !upgraded(late) {
+                continue;
+            }
+            seen_upgrades += 1;
+            for (early, eb) in &nodes {
+                assert!(
+                    eb >= lb || ready(early),
+                    "round {}: {late} (batch {lb}) runs v2 while {early} (batch {eb}) is not ready: {}",
+                    r["round"],
+                    r["instances"]
+                );
+            }
+        }
+    }
+    assert!(seen_upgrades > 0, "the monitor saw the rollout happen ({} rounds)", rounds.len());
+}
