@@ -386,6 +386,28 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     // a bootnode), which the monitor's rounds show.
     let toml = f.project().join("drover.toml");
     let text = fs::read_to_string(&toml).unwrap();
+
+    // First a mistyped release ("2.0": node.py refuses it, so nothing on the
+    // first batch's hosts gets healthy): the gate stops the rollout at its
+    // first batch, which is reverted; the network stays whole on v1.
+    fs::write(&toml, text.replace("release = \"v1\"", "release = \"2.0\"")).unwrap();
+    let r = f.drover(&["rollout", "start", "--json"]);
+    assert_eq!(r.code, 2, "a rollout whose first batch fails its health gates fails:\n{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+    let batches = v["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "no batch after the failed one: {v}");
+    assert_eq!(batches[0]["outcome"], "failed");
+    assert_eq!(batches[0]["hosts"], serde_json::json!(["h1", "h2"]));
+    wait_for_network(&eps, "v1");
+    for i in 0..7 {
+        for unit in fs::read_dir(f.host_file(i, "/etc/sv")).unwrap().flatten() {
+            let run = fs::read_to_string(unit.path().join("run")).unwrap_or_default();
+            assert!(!run.contains("--release 2.0"), "h{}: {:?} is of the failed release", i + 1, unit.path());
+        }
+    }
+    eprintln!("[{:?}] the mistyped release stopped at its first batch", t0.elapsed());
+
     fs::write(&toml, text.replace("release = \"v1\"", "release = \"v2\"")).unwrap();
     let sampler = Sampler::start(monitor_url(&eps));
     let r = f.drover(&["rollout", "start", "--json"]);

@@ -19,6 +19,7 @@ removed node disappears from their peer lists.
 
 import argparse
 import json
+import re
 import socket
 import socketserver
 import threading
@@ -156,6 +157,11 @@ def main():
     ap.add_argument("--release", required=True)
     ap.add_argument("--bootnodes", help="JSON list of bootnode instances; without it, this peer is a bootnode")
     args = ap.parse_args()
+    if not re.fullmatch(r"v\d+(\.\d+)*", args.release):
+        # A mistyped release must not join the network under a name other
+        # peers cannot compare: refuse to start (so its health check fails
+        # and drover rolls the host back).
+        ap.error(f"release {args.release!r} is not v<major>[.<minor>...] (e.g. v2, v2.1)")
     peer = Peer(args)
     serve_p2p(peer, args.p2p)
     log(f"{peer.name}: {peer.kind} {peer.release} on p2p :{args.p2p}, rpc :{args.rpc}")
