@@ -6,7 +6,7 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 
 /// A problem in a project file. Rendered by miette with the offending line
 /// underlined and a `help:` line that says what to do.
-#[derive(Debug, thiserror::Error, Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error, Diagnostic)]
 #[error("{message}")]
 pub struct SpecError {
     pub message: String,

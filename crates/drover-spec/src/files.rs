@@ -152,6 +152,36 @@ pub struct ServiceFile {
     #[serde(default)]
     pub restart_on: Vec<Spanned<String>>,
     pub health: Option<Spanned<HealthFile>>,
+    /// Instances on every host whose roles include the service (default 1).
+    pub instances: Option<Spanned<u32>>,
+    /// Port name → range ("30300-30399" or one port): each instance gets one
+    /// port per name, stable across applies.
+    #[serde(default)]
+    pub ports: BTreeMap<String, Spanned<String>>,
+    /// Instead of `instances`: `count` instances placed over the hosts.
+    pub placement: Option<Spanned<PlacementFile>>,
+}
+
+/// `[placement]` of a service (docs/project.md#placement).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlacementFile {
+    pub count: u32,
+    pub max_per_host: Option<u32>,
+    /// A host var, or `group:<prefix>`, whose values instances spread across.
+    pub spread: Option<Spanned<String>>,
+    pub requires: Option<Spanned<RequiresFile>>,
+    /// Instance i runs on `pinned[i]`.
+    #[serde(default)]
+    pub pinned: Vec<Spanned<String>>,
+}
+
+/// `requires = { cpus = 2, mem = "4GiB" }`, checked against cached facts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RequiresFile {
+    pub cpus: Option<u32>,
+    pub mem: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,9 +23,10 @@
 //! h.facts %}`); reading a fact from it is an error naming that host, unless
 //! the template gives a default (`h.facts.cpus | default(1)`).
 //!
-//! Service instances (`fleet.services`) come with service instances (issue
-//! #12, item 2); until then `fleet` has no `services` key, and a template
-//! reading it fails as any undefined variable does.
+//! `fleet.services.<service>` lists a service's instances ordered by index,
+//! each `{ name, index, service, host, address, ports }` (see the
+//! `instances` module); a service with neither `instances` nor
+//! `[placement]` has one per host running it, named as the service.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,8 +60,9 @@ impl FleetCtx {
         facts: &HashMap<String, Facts>,
         roles: &[String],
         groups: &[String],
+        services: Option<Value>,
     ) -> FleetCtx {
-        FleetCtx { value: build(hosts, vars_for, facts, roles, groups), memo: Mutex::default() }
+        FleetCtx { value: build(hosts, vars_for, facts, roles, groups, services), memo: Mutex::default() }
     }
 
     /// The rendering for `key` (a template and the values of everything it
@@ -95,6 +97,7 @@ fn build(
     facts: &HashMap<String, Facts>,
     roles: &[String],
     groups: &[String],
+    services: Option<Value>,
 ) -> Value {
     let mut order: Vec<&Host> = hosts.iter().collect();
     order.sort_by_cached_key(|h| natural_key(&h.name));
@@ -119,7 +122,12 @@ fn build(
         }
         all.push(v);
     }
-    minijinja::context! { hosts => all, roles => by_role, groups => by_group }
+    let mut top: BTreeMap<&str, Value> =
+        [("hosts", Value::from(all)), ("roles", Value::from(by_role)), ("groups", Value::from(by_group))].into();
+    if let Some(s) = services {
+        top.insert("services", s);
+    }
+    Value::from(top)
 }
 
 /// A host's facts as templates see them (`facts.*`, `fleet.hosts[i].facts.*`).

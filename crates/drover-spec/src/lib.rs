@@ -16,6 +16,7 @@ mod diag;
 mod duration;
 mod files;
 mod fleet;
+pub mod instances;
 mod inventory;
 mod layers;
 mod project;
@@ -26,6 +27,7 @@ mod units;
 
 pub use diag::SpecError;
 pub use duration::parse_duration;
+pub use instances::{Endpoints, Instance};
 pub use inventory::{Auth, Host};
 pub use project::{BlobSource, Compiled, Project, Settings};
 pub use rollout::RolloutPolicy;

@@ -174,6 +174,7 @@ impl Project {
             plans: Default::default(),
             fact_cache: HashMap::new(),
             fleet: std::sync::OnceLock::new(),
+            placed: std::sync::OnceLock::new(),
             secrets,
         })
     }

@@ -10,7 +10,9 @@
 //! Layer precedence: a host's roles in order, each role's layers in order; a
 //! later layer's file replaces an earlier one at the same target path.
 
+mod instance_units;
 mod load;
+mod placed;
 mod plan;
 mod service;
 
@@ -60,6 +62,8 @@ pub struct Project {
     fact_cache: HashMap<String, Facts>,
     /// The `fleet` template value, built on first use: once per run.
     fleet: std::sync::OnceLock<FleetCtx>,
+    /// Where every service's instances run (and their ports): once per run.
+    placed: std::sync::OnceLock<Result<placed::Placed, SpecError>>,
     /// The project's encrypted secrets, decrypted on first use.
     secrets: drover_secrets::Store,
 }
@@ -91,6 +95,7 @@ impl Project {
     pub fn set_fact_cache(&mut self, facts: HashMap<String, Facts>) {
         self.fact_cache = facts;
         self.fleet = std::sync::OnceLock::new();
+        self.placed = std::sync::OnceLock::new();
     }
 
     /// The `fleet` value and its renderings (see the `fleet` module).
@@ -108,7 +113,10 @@ impl Project {
             }
             let roles: Vec<String> = roles.into_iter().collect();
             let groups: Vec<String> = self.groups.keys().cloned().collect();
-            FleetCtx::new(&self.hosts, |h| self.vars_for(h), &self.fact_cache, &roles, &groups)
+            // A placement error is reported by `compile` (which asks for it
+            // first); `fleet.services` is then simply absent.
+            let services = self.placed().ok().map(|p| minijinja::Value::from_serialize(&p.services));
+            FleetCtx::new(&self.hosts, |h| self.vars_for(h), &self.fact_cache, &roles, &groups, services)
         })
     }
 
@@ -154,6 +162,7 @@ impl Project {
     /// supervisor, so that part is a [`Plan`] built once per run and shared;
     /// a host costs a clone of it plus its template renderings.
     pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
+        self.placed()?;
         let plan = self.plan(&host.roles, facts.supervisor);
         let vars = self.vars_for(host);
         let mut ctx = self.context(host, facts, generation, &vars);
@@ -202,11 +211,21 @@ impl Project {
         if let Some((file, m, help)) = &plan.invalid {
             return Err(SpecError::file(file, format!("host {}: {m}", host.name), help.clone()));
         }
-        Ok(Compiled {
-            manifest: Manifest { entries, services: plan.services.clone() },
-            blobs,
-            secrets: plan.secret_paths.clone(),
-        })
+        let mut services = plan.services.clone();
+        if !plan.instanced.is_empty()
+            && self.instance_units(&plan, host, &ctx, &mut entries, &mut blobs, &mut services)?
+        {
+            let m = Manifest { entries, services };
+            if let Err(e) = m.validate() {
+                return Err(SpecError::file(
+                    &self.dir,
+                    format!("host {}: {e}", host.name),
+                    "a service instance's unit clashes with a layer file or another service: rename one",
+                ));
+            }
+            return Ok(Compiled { manifest: m, blobs, secrets: plan.secret_paths.clone() });
+        }
+        Ok(Compiled { manifest: Manifest { entries, services }, blobs, secrets: plan.secret_paths.clone() })
     }
 
     /// The template context. Built as minijinja values directly: this runs

@@ -36,6 +36,11 @@ pub(super) struct Plan {
     pub(super) secret_names: BTreeSet<String>,
     /// A service the host cannot run: it has no supervisor.
     pub(super) no_supervisor: Option<String>,
+    pub(super) supervisor: Option<Supervisor>,
+    /// Services compiled per host and instance (`Service::instanced`), with
+    /// the paths their `restart-on` globs match here: every instance
+    /// restarts on those, and on its own unit files.
+    pub(super) instanced: Vec<(String, Vec<String>)>,
     /// Why the manifest is invalid, if it is: (file to blame, message, help).
     pub(super) invalid: Option<(PathBuf, String, String)>,
 }
@@ -117,6 +122,7 @@ impl Project {
             }
         }
         let mut services = Vec::new();
+        let mut instanced = Vec::new();
         let mut no_supervisor = None;
         let names: BTreeSet<&String> = roles.iter().flat_map(|r| r.services.iter()).collect();
         for name in names {
@@ -125,27 +131,21 @@ impl Project {
                 no_supervisor = Some(name.clone());
                 break;
             };
+            if svc.instanced {
+                let triggers =
+                    entries.keys().filter(|p| svc.restart_on.iter().any(|g| g.is_match(p.as_str()))).cloned().collect();
+                instanced.push((name.clone(), triggers));
+                continue;
+            }
             let mut unit_paths = Vec::new();
             if let Some(cmd) = &svc.command {
                 let def = ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env };
                 for u in units::files(sup, &def) {
                     unit_paths.push(u.path.clone());
-                    let (kind, slot) = match (u.content, u.symlink) {
-                        (Some(c), _) => {
-                            let bytes = Arc::new(c.into_bytes());
-                            let hash = Hash(*blake3::hash(&bytes).as_bytes());
-                            (EntryKind::File { size: bytes.len() as u64, hash }, Slot::Blob(BlobSource::Bytes(bytes)))
-                        }
-                        (None, Some(t)) => (EntryKind::Symlink { target: t }, Slot::Nothing),
-                        (None, None) => continue,
-                    };
-                    let e = Entry {
-                        path: u.path,
-                        kind,
-                        mode: u.mode,
-                        owner: "root".into(),
-                        group: "root".into(),
-                        source: None,
+                    let Some((e, blob)) = unit_entry(u) else { continue };
+                    let slot = match blob {
+                        Some((_, src)) => Slot::Blob(src),
+                        None => Slot::Nothing,
                     };
                     origins.insert(e.path.clone(), self.dir.join(format!("services/{name}.toml")));
                     secret_paths.remove(&e.path);
@@ -211,9 +211,26 @@ impl Project {
             secret_names,
             services,
             no_supervisor,
+            supervisor: sup,
+            instanced,
             invalid,
         }
     }
+}
+
+/// A unit file as a manifest entry, with its blob (files only).
+pub(super) fn unit_entry(u: units::UnitFile) -> Option<(Entry, Option<(Hash, BlobSource)>)> {
+    let (kind, blob) = match (u.content, u.symlink) {
+        (Some(c), _) => {
+            let bytes = Arc::new(c.into_bytes());
+            let hash = Hash(*blake3::hash(&bytes).as_bytes());
+            (EntryKind::File { size: bytes.len() as u64, hash }, Some((hash, BlobSource::Bytes(bytes))))
+        }
+        (None, Some(t)) => (EntryKind::Symlink { target: t }, None),
+        (None, None) => return None,
+    };
+    let e = Entry { path: u.path, kind, mode: u.mode, owner: "root".into(), group: "root".into(), source: None };
+    Some((e, blob))
 }
 
 /// Apply the roles' `[files]` attributes; true when one allows the file to

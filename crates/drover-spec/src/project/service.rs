@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use drover_proto::{HealthCheck, HealthProbe};
 use globset::{Glob, GlobMatcher};
@@ -10,7 +11,9 @@ use toml::Spanned;
 use super::load::list_names;
 use crate::diag::SpecError;
 use crate::duration::parse_duration;
-use crate::files::{FileAttrs, ServiceFile, Vars};
+use crate::files::{FileAttrs, PlacementFile, ServiceFile, Vars};
+use crate::instances::ports::PortRange;
+use crate::instances::{parse_size, Placement, Requires, Scale, Spread};
 
 pub(super) struct Role {
     pub(super) layers: Vec<String>,
@@ -26,6 +29,17 @@ pub(super) struct Service {
     pub(super) env: BTreeMap<String, String>,
     pub(super) restart_on: Vec<GlobMatcher>,
     pub(super) health: Option<HealthCheck>,
+    /// One per host (as before), `instances = N`, or placed by count.
+    pub(super) scale: Scale,
+    /// `[ports]`: name → range.
+    pub(super) ports: Vec<(String, PortRange)>,
+    /// Compiled per host and instance rather than in the shared plan: it has
+    /// instances, ports, or template strings (`{{` in command, env, health).
+    pub(super) instanced: bool,
+    /// `services/<name>.toml` and its text, for errors found later
+    /// (placement) that point into it.
+    pub(super) file: String,
+    pub(super) text: Arc<str>,
 }
 
 pub(super) fn load_service(
@@ -84,6 +98,53 @@ pub(super) fn load_service(
         restart_on.push(m.compile_matcher());
     }
     let health = sf.health.as_ref().map(|h| health(h, &fname, &text)).transpose()?;
+    let scale = match (&sf.instances, &sf.placement) {
+        (Some(_), Some(p)) => {
+            return Err(SpecError::at(
+                &fname,
+                &text,
+                p.span(),
+                "a service has `instances` or `[placement]`, not both",
+                "here",
+                "instances = N runs N on every host with the role; [placement] count = N places N over those hosts",
+            ))
+        }
+        (Some(n), None) => Scale::Fixed(*n.get_ref()),
+        (None, Some(p)) => Scale::Placed(placement(p.get_ref(), p.span(), &fname, &text)?),
+        (None, None) => Scale::Plain,
+    };
+    let mut ports = Vec::new();
+    for (pname, r) in &sf.ports {
+        let range = PortRange::parse(r.get_ref()).map_err(|m| {
+            SpecError::at(
+                &fname,
+                &text,
+                r.span(),
+                format!("port range {pname}: {m}"),
+                "here",
+                "write a range such as \"30300-30399\" (or one port, \"8080\")",
+            )
+        })?;
+        ports.push((pname.clone(), range));
+    }
+    let templated = sf.command.as_deref().is_some_and(|c| c.contains("{{"))
+        || sf.env.values().any(|v| v.contains("{{"))
+        || health.as_ref().is_some_and(|h| match &h.probe {
+            HealthProbe::Command(c) => c.contains("{{"),
+            HealthProbe::Http { url } => url.contains("{{"),
+            HealthProbe::Tcp { .. } => false,
+        });
+    let instanced = !matches!(scale, Scale::Plain) || !ports.is_empty() || templated;
+    if instanced && sf.unit.is_some() {
+        return Err(SpecError::at(
+            &fname,
+            &text,
+            whole,
+            "instances, ports, placement and templates need a service drover runs (`command`), not an existing `unit`",
+            "here",
+            "replace unit = \"…\" with command = \"…\", or drop instances/[ports]/[placement]",
+        ));
+    }
     Ok(Service {
         command: sf.command,
         unit: sf.unit,
@@ -91,6 +152,53 @@ pub(super) fn load_service(
         env: sf.env,
         restart_on,
         health,
+        scale,
+        ports,
+        instanced,
+        file: fname,
+        text: text.into(),
+    })
+}
+
+fn placement(p: &PlacementFile, span: std::ops::Range<usize>, fname: &str, text: &str) -> Result<Placement, SpecError> {
+    if p.max_per_host == Some(0) {
+        return Err(SpecError::at(
+            fname,
+            text,
+            span,
+            "max-per-host = 0 leaves no room for any instance",
+            "here",
+            "set max-per-host to 1 or more, or remove it (no limit)",
+        ));
+    }
+    let requires = match &p.requires {
+        None => None,
+        Some(r) => {
+            let mem = match &r.get_ref().mem {
+                None => None,
+                Some(m) => Some((
+                    parse_size(m).map_err(|e| {
+                        SpecError::at(
+                            fname,
+                            text,
+                            r.span(),
+                            format!("requires.mem: {e}"),
+                            "here",
+                            "write e.g. mem = \"4GiB\" or \"512MiB\"",
+                        )
+                    })?,
+                    m.clone(),
+                )),
+            };
+            Some((Requires { cpus: r.get_ref().cpus, mem }, r.span()))
+        }
+    };
+    Ok(Placement {
+        count: p.count,
+        max_per_host: p.max_per_host,
+        spread: p.spread.as_ref().map(|s| (Spread::parse(s.get_ref()), s.span())),
+        requires,
+        pinned: p.pinned.iter().map(|h| (h.get_ref().clone(), h.span())).collect(),
     })
 }
 

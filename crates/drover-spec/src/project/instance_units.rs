@@ -1,0 +1,117 @@
+//! Per host: the supervisor units, triggers and health checks of the
+//! instances placed on it.
+//!
+//! Why per host and not in the shared [`Plan`]: with placement, which
+//! instances a host runs differs from host to host, and their command, env
+//! and health strings are templates of the instance. Everything else stays
+//! in the plan, so a fleet without instanced services compiles as fast as
+//! before.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::LazyLock;
+
+use drover_proto::{Entry, Hash, HealthProbe, ServiceSpec};
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use crate::diag::SpecError;
+use crate::instances::Instance;
+use crate::inventory::Host;
+use crate::units::{self, ServiceDef};
+
+use super::plan::{unit_entry, Plan};
+use super::service::Service;
+use super::{BlobSource, Project};
+
+/// Strings of service files are rendered with the same strictness as
+/// layer templates: an undefined variable is an error, not "".
+static INLINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+});
+
+impl Project {
+    /// Add the units of this host's instances to its manifest; true when
+    /// any were added (the manifest must then be validated again).
+    pub(super) fn instance_units(
+        &self,
+        plan: &Plan,
+        host: &Host,
+        ctx: &Value,
+        entries: &mut Vec<Entry>,
+        blobs: &mut HashMap<Hash, BlobSource>,
+        services: &mut Vec<ServiceSpec>,
+    ) -> Result<bool, SpecError> {
+        let Some(sup) = plan.supervisor else { return Ok(false) };
+        let Some(mine) = self.placed()?.by_host.get(&host.name) else { return Ok(false) };
+        let mut added = false;
+        for (name, base) in &plan.instanced {
+            let (Some(list), Some(svc)) = (mine.get(name), self.services.get(name)) else { continue };
+            let Some(cmd) = &svc.command else { continue };
+            for inst in list {
+                let ictx = minijinja::context! { instance => Value::from_serialize(inst), fleet => self.fleet().value.clone(), ..ctx.clone() };
+                let r = |what: &str, text: &str| inline(svc, inst, what, text, &ictx);
+                let command = r("command", cmd)?;
+                let env = svc.env.iter().map(|(k, v)| Ok((k.clone(), r(&format!("env.{k}"), v)?))).collect::<Result<
+                    BTreeMap<_, _>,
+                    SpecError,
+                >>(
+                )?;
+                let health = match &svc.health {
+                    None => None,
+                    Some(h) => {
+                        let mut h = h.clone();
+                        match &mut h.probe {
+                            HealthProbe::Command(c) => *c = r("health.command", c)?,
+                            HealthProbe::Http { url } => *url = r("health.http", url)?,
+                            HealthProbe::Tcp { .. } => {}
+                        }
+                        Some(h)
+                    }
+                };
+                let def = ServiceDef { name: &inst.name, command: &command, user: &svc.user, env: &env };
+                let mut triggers = base.clone();
+                for u in units::files(sup, &def) {
+                    triggers.push(u.path.clone());
+                    let Some((e, blob)) = unit_entry(u) else { continue };
+                    match entries.binary_search_by(|x| x.path.as_str().cmp(&e.path)) {
+                        Ok(_) => {
+                            return Err(SpecError::file(
+                                Path::new(&svc.file),
+                                format!("host {}: {} (a unit file of instance {}) is also written by a layer or another service", host.name, e.path, inst.name),
+                                "rename the service or the instance's clash, or remove the layer file",
+                            ))
+                        }
+                        Err(pos) => entries.insert(pos, e),
+                    }
+                    if let Some((h, src)) = blob {
+                        blobs.insert(h, src);
+                    }
+                }
+                triggers.sort();
+                triggers.dedup();
+                services.push(ServiceSpec { name: inst.name.clone(), supervisor: sup, triggers, health });
+                added = true;
+            }
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(added)
+    }
+}
+
+/// A command, env value or health string: a template of the instance when it
+/// contains `{{`, as written otherwise.
+fn inline(svc: &Service, inst: &Instance, what: &str, text: &str, ctx: &Value) -> Result<String, SpecError> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(text.to_string());
+    }
+    INLINE.render_str(text, ctx).map_err(|e| {
+        let detail = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+        SpecError::file(
+            Path::new(&svc.file),
+            format!("{what}: {detail} (rendering instance {} for host {})", inst.name, inst.host),
+            "fix the template; it sees instance.* (name, index, service, host, address, ports.*), host.*, vars.*, facts.*, fleet.*",
+        )
+    })
+}
