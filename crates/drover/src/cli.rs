@@ -62,4 +62,9 @@ pub enum Command {
     Bundle(crate::commands::bundle::BundleArgs),
     /// Age-encrypted secrets: init, set, edit, add-file, rekey, list.
     Secret(crate::commands::secret::SecretArgs),
+    /// Every service's instances: host, address and ports (discovery).
+    Endpoints(crate::commands::instances::EndpointsArgs),
+    /// Set a service's number of instances in its file and show which
+    /// instances that adds, removes or moves (apply to make it so).
+    Scale(crate::commands::instances::ScaleArgs),
 }

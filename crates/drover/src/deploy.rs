@@ -56,6 +56,11 @@ pub trait StateSource: Send + Sync {
 
     /// Facts a host reported, for compiling offline later (`bundle build`).
     fn remember_facts(&self, _host: &Host, _facts: &Facts) {}
+
+    /// The services whose instances `plan` reports moves of.
+    fn services(&self) -> std::collections::BTreeSet<String> {
+        Default::default()
+    }
 }
 
 pub type PackedChunks<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), String>> + Send + 'a>;
@@ -63,6 +68,10 @@ pub type PackedChunks<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), Strin
 impl StateSource for Project {
     fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, String> {
         Project::compile(self, host, facts, generation).map_err(|e| format!("{:?}", miette::Report::new(e)))
+    }
+
+    fn services(&self) -> std::collections::BTreeSet<String> {
+        self.endpoints().map(|e| e.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Cached in the project's state store (written only when they changed).

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod deploy;
 pub mod exit;
 pub mod fleet;
+pub mod instances;
 pub mod link;
 pub mod pins;
 pub mod plan;

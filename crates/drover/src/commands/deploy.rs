@@ -127,6 +127,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
         _ => None,
     };
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let project = job.project.clone();
     let mut run = runlog::Run::start(dir, command, &names)?;
     let start = Instant::now();
     let progress = Progress::new(hosts.len(), !json);
@@ -146,6 +147,10 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     } else {
         print!("{}", report.table(plan.is_some()));
         print!("{}", crate::plan::render(&report.hosts));
+        if plan.is_some() {
+            let services = project.services();
+            print!("{}", crate::instances::render(&crate::instances::from_reports(&report.hosts, &services)));
+        }
     }
     Ok(match plan {
         Some(o) => crate::exit::plan_status(o.detailed_exit, report.failed(), report.planned()),

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod day2;
 pub mod deploy;
 pub mod init;
+pub mod instances;
 pub mod inventory;
 pub mod lab;
 pub mod logs;
@@ -35,5 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Undrain(a) => day2::drain(dir, a, false),
         Command::Bundle(a) => bundle::run(dir, a),
         Command::Secret(a) => secret::run(dir, a),
+        Command::Endpoints(a) => instances::endpoints(dir, a),
+        Command::Scale(a) => instances::scale(dir, a),
     }
 }
