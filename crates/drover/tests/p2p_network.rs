@@ -249,8 +249,9 @@ fn scale_nodes(f: &Fleet, from: usize, to: usize) {
         before.replace(&format!("count = {from}\n"), &format!("count = {to}\n")),
         "scale changes only placement.count"
     );
+    let sign = if to > from { '+' } else { '-' };
     for i in from.min(to)..from.max(to) {
-        assert!(r.stdout.contains(&format!("node-{i}")), "the plan names node-{i}:\n{}", r.stdout);
+        assert!(r.stdout.contains(&format!("{sign} node-{i} on h")), "the plan names node-{i}:\n{}", r.stdout);
     }
 }
 
@@ -370,10 +371,13 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
                 "{name} moved from {} to {}: only moves to the new host are allowed",
                 was.host, now.host
             );
-            assert!(plan.stdout.contains(name.as_str()), "plan shows {name} moving:\n{}", plan.stdout);
+            let line = format!("{name} moves {} -> h7", was.host);
+            assert!(plan.stdout.contains(&line), "plan shows `{line}`:\n{}", plan.stdout);
             moved.entry(&was.service).or_default().push(name);
         }
     }
+    let moves = plan.stdout.lines().filter(|l| l.contains(" moves ")).count();
+    assert_eq!(moves, moved.values().map(Vec::len).sum::<usize>(), "plan shows only real moves:\n{}", plan.stdout);
     assert!(moved.get("bootnode").is_none(), "pinned bootnodes never move");
     assert!(moved.get("node").map_or(0, Vec::len) <= 9usize.div_ceil(7), "at most ⌈9/7⌉ nodes move: {moved:?}");
     // The new host takes part: it has the network's files and runs its share.
