@@ -188,11 +188,20 @@ pub struct RequiresFile {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HealthFile {
     pub command: Option<String>,
-    pub tcp: Option<u16>,
+    /// A port, or a template of the instance (`"{{ instance.ports.p2p }}"`).
+    pub tcp: Option<TcpPort>,
     pub http: Option<String>,
     pub timeout: Option<Spanned<String>>,
     pub retries: Option<u32>,
     pub interval: Option<Spanned<String>>,
+}
+
+/// `tcp = 8080` or `tcp = "{{ instance.ports.p2p }}"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TcpPort {
+    Port(u16),
+    Template(String),
 }
 
 impl HostEntry {

@@ -308,3 +308,14 @@ fn a_plain_service_is_one_per_host_named_as_the_service() {
         p.endpoints().unwrap()["node"].iter().map(|i| (i.name.clone(), i.index, i.host.clone())).collect();
     assert_eq!(names, [("node".into(), 0, "h1".into()), ("node".into(), 0, "h2".into())]);
 }
+
+#[test]
+fn a_tcp_health_check_can_be_an_instance_port() {
+    let t = project(1, "command = \"/bin/node\"\ninstances = 2\n[ports]\np2p = \"30300-30309\"\n[health]\ntcp = \"{{ instance.ports.p2p }}\"\n");
+    let p = load(t.path());
+    let c = compile(&p, "h1");
+    let probes: Vec<&HealthProbe> = c.manifest.services.iter().map(|s| &s.health.as_ref().unwrap().probe).collect();
+    assert_eq!(probes, [&HealthProbe::Tcp { port: 30300 }, &HealthProbe::Tcp { port: 30301 }]);
+    let t = project(1, "command = \"/bin/node\"\n[health]\ntcp = \"8080\"\n");
+    assert!(error(t.path()).contains("services/node.toml:2: tcp = \"8080\": a port is a number"));
+}

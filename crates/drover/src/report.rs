@@ -91,6 +91,10 @@ pub struct RunReport {
     pub command: String,
     pub hosts: Vec<HostReport>,
     pub duration_ms: u64,
+    /// `plan` only: service instances that would be added, removed or
+    /// moved to another host (see `crate::instances`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<crate::instances::InstanceChange>,
 }
 
 impl RunReport {

@@ -163,6 +163,23 @@ fn plan_shows_the_instances_that_move_when_a_host_is_added() {
         assert!(out.stdout.contains(&format!("  > {n} moves {} -> s5\n", before[*n])), "{}", out.stdout);
     }
     assert!(out.stdout.contains(&format!("0 added, 0 removed, {} moved", moved.len())), "{}", out.stdout);
+    // The same in the JSON report.
+    let v: serde_json::Value = serde_json::from_str(&ok(&proj, &["plan", "--json", "--simulate", sim]).stdout).unwrap();
+    let json: Vec<(String, String, String)> = v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["change"], "moved");
+            (c["name"].as_str().unwrap().into(), c["from"].as_str().unwrap().into(), c["to"].as_str().unwrap().into())
+        })
+        .collect();
+    let mut want: Vec<(String, String, String)> =
+        moved.iter().map(|n| (n.to_string(), before[*n].clone(), "s5".to_string())).collect();
+    let mut got = json.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
     // Applied, the moved instances' units are on s5 and gone from their old hosts.
     ok(&proj, &["apply", "--json", "--simulate", sim]);
     for n in &moved {
@@ -216,4 +233,16 @@ fn an_instance_removed_is_stopped_and_its_unit_gone() {
     }
     assert_eq!(f.service_pid(0, "node-0"), pid0, "node-0 was restarted");
     assert_eq!(f.apply_json(&[]).hosts()[0]["outcome"], "unchanged");
+}
+
+#[test]
+fn an_impossible_placement_stops_apply_before_any_host_is_contacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 3);
+    write(&proj, "services/node.toml", &NODE.replace("count = 12", "count = 13"));
+    let hosts = tmp.path().join("hosts");
+    let r = drover(&proj, &["apply", "--simulate", hosts.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("13 node instances need 4 hosts with max-per-host 4; 3"), "{}", r.stderr);
+    assert!(!hosts.exists(), "a host was contacted");
 }

@@ -63,6 +63,17 @@ impl Project {
                     Some(h) => {
                         let mut h = h.clone();
                         match &mut h.probe {
+                            HealthProbe::Tcp { .. } if svc.tcp_template.is_some() => {
+                                let port = r("health.tcp", svc.tcp_template.as_deref().unwrap_or_default())?;
+                                let port = port.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                                    SpecError::file(
+                                        Path::new(&svc.file),
+                                        format!("health.tcp: {port:?} is not a port (instance {} on host {})", inst.name, inst.host),
+                                        "make the template render a port number, e.g. tcp = \"{{ instance.ports.p2p }}\"",
+                                    )
+                                })?;
+                                h.probe = HealthProbe::Tcp { port };
+                            }
                             HealthProbe::Command(c) => *c = r("health.command", c)?,
                             HealthProbe::Http { url } => *url = r("health.http", url)?,
                             HealthProbe::Tcp { .. } => {}

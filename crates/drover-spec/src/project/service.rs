@@ -36,6 +36,8 @@ pub(super) struct Service {
     /// Compiled per host and instance rather than in the shared plan: it has
     /// instances, ports, or template strings (`{{` in command, env, health).
     pub(super) instanced: bool,
+    /// `[health] tcp = "{{ … }}"`: the port, rendered per instance.
+    pub(super) tcp_template: Option<String>,
     /// `services/<name>.toml` and its text, for errors found later
     /// (placement) that point into it.
     pub(super) file: String,
@@ -98,6 +100,10 @@ pub(super) fn load_service(
         restart_on.push(m.compile_matcher());
     }
     let health = sf.health.as_ref().map(|h| health(h, &fname, &text)).transpose()?;
+    let tcp_template = match sf.health.as_ref().and_then(|h| h.get_ref().tcp.clone()) {
+        Some(crate::files::TcpPort::Template(t)) => Some(t),
+        _ => None,
+    };
     let scale = match (&sf.instances, &sf.placement) {
         (Some(_), Some(p)) => {
             return Err(SpecError::at(
@@ -132,7 +138,7 @@ pub(super) fn load_service(
         || health.as_ref().is_some_and(|h| match &h.probe {
             HealthProbe::Command(c) => c.contains("{{"),
             HealthProbe::Http { url } => url.contains("{{"),
-            HealthProbe::Tcp { .. } => false,
+            HealthProbe::Tcp { .. } => tcp_template.is_some(),
         });
     let instanced = !matches!(scale, Scale::Plain) || !ports.is_empty() || templated;
     if instanced && sf.unit.is_some() {
@@ -155,6 +161,7 @@ pub(super) fn load_service(
         scale,
         ports,
         instanced,
+        tcp_template,
         file: fname,
         text: text.into(),
     })
@@ -217,8 +224,21 @@ fn health(h: &Spanned<crate::files::HealthFile>, fname: &str, text: &str) -> Res
     }
     let probe = if let Some(c) = &hf.command {
         HealthProbe::Command(c.clone())
-    } else if let Some(p) = hf.tcp {
+    } else if let Some(crate::files::TcpPort::Port(p)) = hf.tcp {
         HealthProbe::Tcp { port: p }
+    } else if let Some(crate::files::TcpPort::Template(t)) = &hf.tcp {
+        if !t.contains("{{") {
+            return Err(SpecError::at(
+                fname,
+                text,
+                h.span(),
+                format!("tcp = {t:?}: a port is a number, or a template such as \"{{{{ instance.ports.p2p }}}}\""),
+                "here",
+                "write tcp = 8080 (no quotes) or tcp = \"{{ instance.ports.NAME }}\"",
+            ));
+        }
+        // Rendered per instance (see `instance_units`).
+        HealthProbe::Tcp { port: 0 }
     } else {
         let url = hf.http.clone().unwrap_or_default();
         if !url.starts_with("http://") {

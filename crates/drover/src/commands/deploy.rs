@@ -135,10 +135,15 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     let reports = rt.block_on(deploy::run(Arc::new(job), hosts, progress.clone()));
     progress.finish();
     rt.shutdown_timeout(Duration::from_secs(1));
+    let instances = match plan {
+        Some(_) => crate::instances::from_reports(&reports, &project.services()),
+        None => vec![],
+    };
     let report = RunReport {
         command: command.into(),
         hosts: reports,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
+        instances,
     };
     run.record_all(&report.hosts)?;
     run.finish(report.failed() == 0)?;
@@ -147,10 +152,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     } else {
         print!("{}", report.table(plan.is_some()));
         print!("{}", crate::plan::render(&report.hosts));
-        if plan.is_some() {
-            let services = project.services();
-            print!("{}", crate::instances::render(&crate::instances::from_reports(&report.hosts, &services)));
-        }
+        print!("{}", crate::instances::render(&report.instances));
     }
     Ok(match plan {
         Some(o) => crate::exit::plan_status(o.detailed_exit, report.failed(), report.planned()),
