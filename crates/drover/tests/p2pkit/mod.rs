@@ -128,7 +128,8 @@ pub fn monitor_url(eps: &Endpoints) -> String {
 }
 
 /// Why the monitor's summary does not (yet) show the whole network of `eps`
-/// on `release`: every bootnode and node listed and up on its host with the
+/// on `release`: every bootnode and node listed and up on its host (its own
+/// hostname, as it reports it) with the
 /// release, every node connected to a bootnode, and every node in some
 /// bootnode's peer list (the bootnodes recorded the handshakes too).
 pub fn network_problems(summary: &Value, eps: &Endpoints, release: &str) -> Vec<String> {
@@ -149,8 +150,8 @@ pub fn network_problems(summary: &Value, eps: &Endpoints, release: &str) -> Vec<
         if s["release"] != release {
             bad.push(format!("{name} runs {} not {release}", s["release"]));
         }
-        if eps.get(name).is_some_and(|i| s["host"] != i.host.as_str()) {
-            bad.push(format!("{name} reported on {} but placed on {}", s["host"], eps[name].host));
+        if eps.get(name).is_some_and(|i| s["hostname"] != i.host.as_str()) {
+            bad.push(format!("{name} runs on {} but is placed on {}", s["hostname"], eps[name].host));
         }
         if s["service"] == "node" && !s["connected_to"].as_str().is_some_and(|b| boots.contains(b)) {
             bad.push(format!("{name} is not connected to a bootnode: {}", s["connected_to"]));
@@ -170,7 +171,7 @@ pub fn network_problems(summary: &Value, eps: &Endpoints, release: &str) -> Vec<
 /// Wait until the monitor shows the whole network of `eps` on `release`.
 pub fn wait_for_network(eps: &Endpoints, release: &str) -> Value {
     let url = monitor_url(eps);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = (Value::Null, vec!["monitor not answering".to_string()]);
     while Instant::now() < deadline {
         if let Some(body) = get(&url) {

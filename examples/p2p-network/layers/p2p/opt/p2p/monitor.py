@@ -8,7 +8,7 @@ restart. Each round asks every instance that has an rpc port for `/status`
 and keeps the result; `/summary` serves the last complete round:
 
     {"round": N, "instances": {"node-3": {"service", "host", "address",
-      "up", "release", "connected_to", "peers"}, ...},
+      "up", "hostname", "release", "connected_to", "peers"}, ...},
      "nodes": {"total", "up", "connected"}, "releases": {"v1": 12}}
 """
 
@@ -28,9 +28,15 @@ def poll(inst):
     url = f"http://{inst['address']}:{inst['ports']['rpc']}/status"
     row = {"service": inst["service"], "host": inst["host"], "address": inst["address"], "up": False}
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:
+        with urllib.request.urlopen(url, timeout=2.0) as r:
             st = json.load(r)
-        row.update(up=True, release=st.get("release"), connected_to=st.get("connected_to"), peers=st.get("peers", []))
+        row.update(
+            up=True,
+            hostname=st.get("hostname"),
+            release=st.get("release"),
+            connected_to=st.get("connected_to"),
+            peers=st.get("peers", []),
+        )
     except (OSError, ValueError) as e:
         row["error"] = str(e)
     return inst["name"], row

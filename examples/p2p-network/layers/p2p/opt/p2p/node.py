@@ -3,7 +3,7 @@
 
 Every peer listens on its p2p port for handshakes (`HELLO <name> <release>`,
 answered `WELCOME <name> <release>`) and serves its state on its rpc port:
-`/status` (JSON: name, kind, release, connected_to, peers) and `/health`
+`/status` (JSON: name, hostname, kind, release, connected_to, peers) and `/health`
 (200 once the peer is part of the network: a bootnode at once, a node when
 a bootnode has welcomed it; 503 before). drover's health check reads
 `/health`, so an apply or a rollout batch only counts when every node really
@@ -48,6 +48,7 @@ class Peer:
             peers = sorted(n for n, (_, seen) in self.peers.items() if now - seen < PEER_TTL)
             return {
                 "name": self.name,
+                "hostname": socket.gethostname(),
                 "kind": self.kind,
                 "release": self.release,
                 "connected_to": self.connected_to,
