@@ -2,8 +2,10 @@
 //! through the real binary: 3 bootnodes pinned to h1..h3, nodes placed by
 //! count, one monitor. Brought up on 6 hosts, every node must reach a
 //! bootnode; `drover scale` takes the nodes 12 → 18 → 9 (removed instances'
-//! processes and units gone); a 7th host joins without moving the instances
-//! that stay; a new release rolls out batch by batch behind the health gates.
+//! processes and units gone); 28 do not fit on 6 hosts (refused); a 7th
+//! host joins without moving the instances that stay, and then 28 fit; a
+//! mistyped release stops at the first batch's health gates, and a new one
+//! rolls out batch by batch.
 //! Every step is checked through the example's own monitor, for every
 //! instance, and against the processes really running on each host.
 
@@ -135,6 +137,15 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     assert_eq!(summary["nodes"]["total"], 9);
     eprintln!("[{:?}] scaled to 9", t0.elapsed());
 
+    // 28 nodes do not fit on 6 hosts of at most 4 each: `scale` refuses,
+    // stating the shortfall, and leaves the file as it was.
+    let node_toml = f.project().join("services/node.toml");
+    let text = fs::read_to_string(&node_toml).unwrap();
+    let r = f.drover(&["scale", "node", "28"]);
+    assert_eq!(r.code, 1, "scale node 28 on 6 hosts:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("28 node instances need 7 hosts with max-per-host 4"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&node_toml).unwrap(), text, "a refused scale leaves the file alone");
+
     // A 7th host joins: every instance that existed stays where it was (same
     // host, address and ports, same process: not even restarted) unless it
     // moved to the new host, and no more than ⌈count/hosts⌉ of a service do.
@@ -172,9 +183,23 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     for file in ["/etc/p2p/bootnodes.json", "/etc/p2p/discovery.json"] {
         assert_eq!(fs::read(f.host_file(6, file)).unwrap(), fs::read(f.host_file(0, file)).unwrap(), "h7 {file}");
     }
-    assert!(eps.values().any(|i| i.host == "h7"), "h7 runs no instance: {eps:#?}");
+    let on_h7: Vec<&String> = eps.iter().filter(|(_, i)| i.host == "h7").map(|(n, _)| n).collect();
+    assert!(!on_h7.is_empty(), "h7 runs no instance: {eps:#?}");
     wait_for_network(&eps, "v1");
-    eprintln!("[{:?}] h7 joined; moved {moved:?}", t0.elapsed());
+    eprintln!("[{:?}] h7 joined; moved {moved:?}; h7 runs {on_h7:?}", t0.elapsed());
+
+    // Now 28 nodes fit, exactly: 4 on every host, h7 included, all joined.
+    scale_nodes(&f, 9, 28);
+    apply(&f);
+    let eps = endpoints(&f);
+    check_placement(&f, &eps, 28);
+    for h in f.lab_hosts() {
+        let n = eps.values().filter(|i| i.service == "node" && i.host == h.name).count();
+        assert_eq!(n, 4, "{}: 28 nodes over 7 hosts of at most 4", h.name);
+    }
+    check_processes(&f, &eps);
+    wait_for_network(&eps, "v1");
+    eprintln!("[{:?}] scaled to 28", t0.elapsed());
 
     // A new release: `drover rollout start` upgrades two hosts at a time,
     // and a batch only starts once the previous one's nodes run the new
@@ -226,7 +251,7 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
         .map(|b| b.iter().map(|h| h.to_string()).collect())
         .collect();
     assert_eq!(batches, want, "two hosts at a time, in order");
-    assert_eq!(summary["releases"], serde_json::json!({"v2": 9}));
+    assert_eq!(summary["releases"], serde_json::json!({"v2": 28}));
     check_gates(&rounds, &eps, &batches);
     eprintln!("[{:?}] rolled out v2 in {} batches ({} monitor rounds)", t0.elapsed(), batches.len(), rounds.len());
 }
