@@ -6,6 +6,7 @@
 //! cargo bench -p drover-spec --bench compile             # 10,000 hosts × 200 files
 //! HOSTS=1000 FILES=50 cargo bench -p drover-spec --bench compile
 //! CASE=fleet cargo bench -p drover-spec --bench compile  # only the fleet case
+//! CASE=instances cargo bench -p drover-spec --bench compile  # the fleet case, service placed
 //! ```
 //!
 //! A plain binary (`harness = false`) rather than criterion: one run takes
@@ -23,6 +24,12 @@
 //! `/etc/hosts` of every host (`fleet.hosts`, 10,000 lines), each also
 //! reading a group var (`region`, 10 values), so hosts share renderings by
 //! region. The compile includes building the `fleet` value, as a run does.
+//!
+//! The instances case (issue 12, items 2-3; only with `CASE=instances`): the
+//! fleet case with the service placed by count (two instances per host on
+//! average, `max-per-host = 4`, two port ranges, a command template), so
+//! the figure includes placing 20,000 instances over 10,000 hosts and
+//! writing each host's instance units.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -57,14 +64,24 @@ fn fleet_template(i: usize, variant: &str) -> String {
     format!("# fleet config {i} ({variant}), region {{{{ region }}}}\n{body}")
 }
 
-fn make_project(dir: &Path, hosts: usize, files: usize, fleet: bool) {
+fn make_project(dir: &Path, hosts: usize, files: usize, fleet: bool, instances: bool) {
     let templates = (files / 10).max(1);
     write(
         &dir.join("drover.toml"),
         "[project]\nname = \"bench\"\n\n[defaults]\nroles = [\"app\"]\n\n[vars]\nport = 8080\nworkers = [1, 2, 3, 4]\n",
     );
     write(&dir.join("roles/app.toml"), "layers = [\"base\", \"app\"]\nservices = [\"app\"]\n");
-    write(&dir.join("services/app.toml"), "command = \"/usr/bin/app\"\nrestart-on = [\"/etc/app/**\"]\n");
+    let service = if instances {
+        format!(
+            "command = \"/usr/bin/app --name {{{{ instance.name }}}} --port {{{{ instance.ports.p2p }}}}\"\n\
+             restart-on = [\"/etc/app/**\"]\n[ports]\np2p = \"20000-29999\"\nrpc = \"30000-39999\"\n\
+             [placement]\ncount = {}\nmax-per-host = 4\n",
+            hosts * 2
+        )
+    } else {
+        "command = \"/usr/bin/app\"\nrestart-on = [\"/etc/app/**\"]\n".to_string()
+    };
+    write(&dir.join("services/app.toml"), &service);
     let filler: String = "x".repeat(1023) + "\n";
     for i in 0..files - templates {
         write(&dir.join(format!("layers/base/etc/base/d{}/f{i}.conf", i % 16)), &format!("{i}\n{filler}"));
@@ -136,17 +153,21 @@ fn main() {
     let files = env_usize("FILES", if testing { 20 } else { 200 });
     let threads = env_usize("THREADS", std::thread::available_parallelism().map_or(1, |n| n.get()));
     let case = std::env::var("CASE").unwrap_or_default();
+    if case == "instances" {
+        run_case(hosts, files, threads, true, true);
+        return;
+    }
     if case != "fleet" {
-        run_case(hosts, files, threads, false);
+        run_case(hosts, files, threads, false, false);
     }
     if case != "plain" {
-        run_case(hosts, files, threads, true);
+        run_case(hosts, files, threads, true, false);
     }
 }
 
-fn run_case(hosts: usize, files: usize, threads: usize, fleet: bool) {
+fn run_case(hosts: usize, files: usize, threads: usize, fleet: bool, instances: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    make_project(dir.path(), hosts, files, fleet);
+    make_project(dir.path(), hosts, files, fleet, instances);
     let variant = |v| if fleet { fleet_template(0, v) } else { template(0, v) };
 
     let t = Instant::now();
@@ -169,7 +190,11 @@ fn run_case(hosts: usize, files: usize, threads: usize, fleet: bool) {
         != p.compile(&p.hosts[0], &facts(), 1).expect("compile").manifest.hash();
     assert!(changed, "the template change shows in the manifest");
 
-    let what = if fleet { "templates reading fleet.roles.* / fleet.hosts" } else { "templates" };
+    let what = match (fleet, instances) {
+        (_, true) => "templates reading fleet.*; service placed: 2 instances per host on average",
+        (true, false) => "templates reading fleet.roles.* / fleet.hosts",
+        _ => "templates",
+    };
     println!("compile: {hosts} hosts x {files} files ({} {what}), {threads} threads", (files / 10).max(1));
     println!("| step | time | per host |");
     println!("|---|---|---|");

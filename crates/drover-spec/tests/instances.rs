@@ -319,3 +319,26 @@ fn a_tcp_health_check_can_be_an_instance_port() {
     let t = project(1, "command = \"/bin/node\"\n[health]\ntcp = \"8080\"\n");
     assert!(error(t.path()).contains("services/node.toml:2: tcp = \"8080\": a port is a number"));
 }
+
+#[test]
+fn requires_keeps_instances_off_hosts_that_lack_it() {
+    let svc = "command = \"/bin/node\"\n[placement]\ncount = 12\nrequires = { cpus = 2, mem = \"4GiB\" }\n";
+    let t = project(6, svc);
+    let mut p = Project::load(t.path()).unwrap();
+    let mut cache: HashMap<String, Facts> = p.hosts.iter().map(|h| (h.name.clone(), facts(&h.name))).collect();
+    cache.get_mut("h2").unwrap().cpus = 1;
+    cache.get_mut("h4").unwrap().mem_bytes = 1 << 30;
+    cache.remove("h6");
+    p.set_fact_cache(cache);
+    let hosts: std::collections::BTreeSet<&str> =
+        p.endpoints().unwrap()["node"].iter().map(|i| i.host.as_str()).collect();
+    assert!(hosts.is_subset(&["h1", "h3", "h5"].into()), "{hosts:?}");
+    // A pinned host that lacks it is refused, naming what it lacks.
+    fs::write(t.path().join("services/node.toml"), format!("{svc}pinned = [\"h2\"]\n")).unwrap();
+    let mut p2 = Project::load(t.path()).unwrap();
+    let mut cache: HashMap<String, Facts> = p2.hosts.iter().map(|h| (h.name.clone(), facts(&h.name))).collect();
+    cache.get_mut("h2").unwrap().cpus = 1;
+    p2.set_fact_cache(cache);
+    let e = p2.endpoints().unwrap_err();
+    assert!(e.message.contains("pinned host h2 does not meet `requires`: its facts lack cpus >= 2"), "{}", e.message);
+}
