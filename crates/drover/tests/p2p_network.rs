@@ -45,7 +45,7 @@ fn check_placement(f: &Fleet, eps: &Endpoints, nodes: usize) {
 
 /// The processes are exactly the instances drover placed, each on its host
 /// (removed ones have stopped: allow their supervisor a moment).
-fn check_processes(f: &Fleet, eps: &Endpoints) -> BTreeMap<String, (String, u32)> {
+fn check_processes(f: &Fleet, eps: &Endpoints) -> Pids {
     let want: BTreeMap<String, String> = eps.iter().map(|(n, i)| (n.clone(), i.host.clone())).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -84,6 +84,18 @@ fn scale_nodes(f: &Fleet, from: usize, to: usize) {
     }
 }
 
+type Pids = BTreeMap<String, (String, u32)>;
+
+/// Scaling touches only the instances it adds or removes: every other one
+/// keeps its host and ports, and its process (not even restarted; the
+/// monitor re-reads the discovery file instead).
+fn survivors_untouched(before: &Endpoints, pids_before: &Pids, after: &Endpoints, pids_after: &Pids) {
+    for (name, was) in before.iter().filter(|(n, _)| after.contains_key(*n)) {
+        assert_eq!(&after[name], was, "{name} moved while scaling");
+        assert_eq!(pids_after[name], pids_before[name], "{name} was restarted while scaling");
+    }
+}
+
 #[test]
 fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     let t0 = Instant::now();
@@ -94,7 +106,7 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     apply(&f);
     let eps = endpoints(&f);
     check_placement(&f, &eps, 12);
-    check_processes(&f, &eps);
+    let pids = check_processes(&f, &eps);
     wait_for_network(&eps, "v1");
     // Every host has the same discovery file, the same data as `endpoints
     // --json`, and the bootnode list every node reads is its bootnode part.
@@ -110,18 +122,22 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     // Scale 12 → 18: six more nodes, all in the network.
     scale_nodes(&f, 12, 18);
     apply(&f);
+    let (before, pids_before) = (eps, pids);
     let eps = endpoints(&f);
     check_placement(&f, &eps, 18);
-    check_processes(&f, &eps);
+    let pids = check_processes(&f, &eps);
+    survivors_untouched(&before, &pids_before, &eps, &pids);
     wait_for_network(&eps, "v1");
     eprintln!("[{:?}] scaled to 18", t0.elapsed());
 
     // Scale 18 → 9: node-9..node-17 stop and their units go, on every host.
     scale_nodes(&f, 18, 9);
     apply(&f);
+    let (before, pids_before) = (eps, pids);
     let eps = endpoints(&f);
     check_placement(&f, &eps, 9);
-    check_processes(&f, &eps);
+    let pids = check_processes(&f, &eps);
+    survivors_untouched(&before, &pids_before, &eps, &pids);
     for i in 9..18 {
         for h in 0..6 {
             // (runit's own `supervise` state may stay in /etc/sv/node-N: drover
@@ -149,8 +165,7 @@ fn p2p_network_comes_up_scales_extends_and_rolls_out_a_release_on_lab_hosts() {
     // A 7th host joins: every instance that existed stays where it was (same
     // host, address and ports, same process: not even restarted) unless it
     // moved to the new host, and no more than ⌈count/hosts⌉ of a service do.
-    let before = eps;
-    let pids_before = running(&f);
+    let (before, pids_before) = (eps, pids);
     let inventory = f.grow(7);
     fs::write(f.project().join("inventory.toml"), inventory).unwrap();
     let plan = f.drover(&["plan"]);
