@@ -22,6 +22,9 @@ pub struct Templates {
     fleet_readers: std::collections::HashMap<String, Vec<Vec<String>>>,
     /// Whether any template reads `fleet` (if none does, it is never built).
     reads_fleet: bool,
+    /// Whether any template may read `fleet.services` (it names it, or reads
+    /// `fleet` whole): only then is the instance list put into `fleet`.
+    reads_fleet_services: bool,
     /// Per template, the secrets it reads (`secrets.NAME`); `*` when it
     /// reads `secrets` as a whole (then every secret is given to it).
     secret_refs: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
@@ -74,6 +77,9 @@ impl Templates {
             .map(|(n, _)| n.to_string())
             .collect();
         let reads_fleet = env.templates().any(|(_, t)| t.undeclared_variables(false).contains("fleet"));
+        let reads_fleet_services = env
+            .templates()
+            .any(|(_, t)| t.undeclared_variables(true).iter().any(|v| v == "fleet" || v.starts_with("fleet.services")));
         let fleet_readers = env
             .templates()
             .filter(|(_, t)| {
@@ -109,7 +115,7 @@ impl Templates {
                 (!names.is_empty()).then(|| (n.to_string(), names))
             })
             .collect();
-        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet, secret_refs })
+        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet, reads_fleet_services, secret_refs })
     }
 
     /// For a template that reads `fleet`: its name and the values in `ctx`
@@ -124,6 +130,10 @@ impl Templates {
 
     pub fn reads_fleet(&self) -> bool {
         self.reads_fleet
+    }
+
+    pub fn reads_fleet_services(&self) -> bool {
+        self.reads_fleet_services
     }
 
     /// The secrets template `name` reads (empty: none).

@@ -342,3 +342,10 @@ fn requires_keeps_instances_off_hosts_that_lack_it() {
     let e = p2.endpoints().unwrap_err();
     assert!(e.message.contains("pinned host h2 does not meet `requires`: its facts lack cpus >= 2"), "{}", e.message);
 }
+
+#[test]
+fn a_syntax_error_in_a_command_template_is_refused_at_load() {
+    let t = project(1, "command = \"/bin/node {{ instance.name \"\ninstances = 1\n");
+    let e = error(t.path());
+    assert!(e.starts_with("services/node.toml: command: syntax error"), "{e}");
+}

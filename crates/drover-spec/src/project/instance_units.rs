@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::LazyLock;
 
 use drover_proto::{Entry, Hash, HealthProbe, ServiceSpec};
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -23,13 +22,41 @@ use super::plan::{unit_entry, Plan};
 use super::service::Service;
 use super::{BlobSource, Project};
 
-/// Strings of service files are rendered with the same strictness as
-/// layer templates: an undefined variable is an error, not "".
-static INLINE: LazyLock<Environment<'static>> = LazyLock::new(|| {
+/// The template strings of instanced services' files (command, env values,
+/// health), compiled once at load: a syntax error is found before any
+/// compile, and a host's compile only renders. Rendered with the same
+/// strictness as layer templates: an undefined variable is an error.
+pub(super) fn inline_templates(services: &BTreeMap<String, Service>) -> Result<Environment<'static>, SpecError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env
-});
+    for svc in services.values().filter(|s| s.instanced) {
+        for (what, text) in strings(svc) {
+            if is_template(&text) {
+                env.add_template_owned(format!("{}#{what}", svc.file), text).map_err(|e| {
+                    SpecError::file(Path::new(&svc.file), format!("{what}: {e}"), "fix the template syntax")
+                })?;
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// (name, text) of a service's strings that may be templates.
+fn strings(svc: &Service) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = svc.command.iter().map(|c| ("command".to_string(), c.clone())).collect();
+    v.extend(svc.env.iter().map(|(k, t)| (format!("env.{k}"), t.clone())));
+    match svc.health.as_ref().map(|h| &h.probe) {
+        Some(HealthProbe::Command(c)) => v.push(("health.command".into(), c.clone())),
+        Some(HealthProbe::Http { url }) => v.push(("health.http".into(), url.clone())),
+        _ => {}
+    }
+    v.extend(svc.tcp_template.iter().map(|t| ("health.tcp".to_string(), t.clone())));
+    v
+}
+
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
 
 impl Project {
     /// Add the units of this host's instances to its manifest; true when
@@ -51,13 +78,12 @@ impl Project {
             let Some(cmd) = &svc.command else { continue };
             for inst in list {
                 let ictx = minijinja::context! { instance => Value::from_serialize(inst), fleet => self.fleet().value.clone(), ..ctx.clone() };
-                let r = |what: &str, text: &str| inline(svc, inst, what, text, &ictx);
+                let r = |what: &str, text: &str| self.inline(svc, inst, what, text, &ictx);
                 let command = r("command", cmd)?;
-                let env = svc.env.iter().map(|(k, v)| Ok((k.clone(), r(&format!("env.{k}"), v)?))).collect::<Result<
-                    BTreeMap<_, _>,
-                    SpecError,
-                >>(
-                )?;
+                let mut env = BTreeMap::new();
+                for (k, v) in &svc.env {
+                    env.insert(k.clone(), r(&format!("env.{k}"), v)?);
+                }
                 let health = match &svc.health {
                     None => None,
                     Some(h) => {
@@ -111,18 +137,21 @@ impl Project {
     }
 }
 
-/// A command, env value or health string: a template of the instance when it
-/// contains `{{`, as written otherwise.
-fn inline(svc: &Service, inst: &Instance, what: &str, text: &str, ctx: &Value) -> Result<String, SpecError> {
-    if !text.contains("{{") && !text.contains("{%") {
-        return Ok(text.to_string());
+impl Project {
+    /// A command, env value or health string: a template of the instance
+    /// when it contains `{{` or `{%`, as written otherwise.
+    fn inline(&self, svc: &Service, inst: &Instance, what: &str, text: &str, ctx: &Value) -> Result<String, SpecError> {
+        if !is_template(text) {
+            return Ok(text.to_string());
+        }
+        let rendered = self.inline.get_template(&format!("{}#{what}", svc.file)).and_then(|t| t.render(ctx));
+        rendered.map_err(|e| {
+            let detail = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+            SpecError::file(
+                Path::new(&svc.file),
+                format!("{what}: {detail} (rendering instance {} for host {})", inst.name, inst.host),
+                "fix the template; it sees instance.* (name, index, service, host, address, ports.*), host.*, vars.*, facts.*, fleet.*",
+            )
+        })
     }
-    INLINE.render_str(text, ctx).map_err(|e| {
-        let detail = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
-        SpecError::file(
-            Path::new(&svc.file),
-            format!("{what}: {detail} (rendering instance {} for host {})", inst.name, inst.host),
-            "fix the template; it sees instance.* (name, index, service, host, address, ports.*), host.*, vars.*, facts.*, fleet.*",
-        )
-    })
 }

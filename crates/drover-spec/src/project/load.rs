@@ -157,6 +157,7 @@ impl Project {
             return Err(e);
         }
         let templates = Templates::load(layer_map.values().flatten())?;
+        let inline = super::instance_units::inline_templates(&services)?;
         let template_names = layer_map.values().flatten().filter(|f| matches!(f.kind, LayerKind::Template));
         crate::secrets::check_defined(&templates, template_names.map(|f| &f.rel), &secrets)?;
         Ok(Project {
@@ -175,6 +176,7 @@ impl Project {
             fact_cache: HashMap::new(),
             fleet: std::sync::OnceLock::new(),
             placed: std::sync::OnceLock::new(),
+            inline,
             secrets,
         })
     }

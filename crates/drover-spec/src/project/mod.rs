@@ -62,6 +62,8 @@ pub struct Project {
     fact_cache: HashMap<String, Facts>,
     /// The `fleet` template value, built on first use: once per run.
     fleet: std::sync::OnceLock<FleetCtx>,
+    /// Instanced services' template strings (see `instance_units`).
+    inline: minijinja::Environment<'static>,
     /// Where every service's instances run (and their ports): once per run.
     placed: std::sync::OnceLock<Result<placed::Placed, SpecError>>,
     /// The project's encrypted secrets, decrypted on first use.
@@ -115,7 +117,11 @@ impl Project {
             let groups: Vec<String> = self.groups.keys().cloned().collect();
             // A placement error is reported by `compile` (which asks for it
             // first); `fleet.services` is then simply absent.
-            let services = self.placed().ok().map(|p| minijinja::Value::from_serialize(&p.services));
+            // Built only when something may read it: a list of every
+            // host's instances costs time on a 10,000-host fleet.
+            let wanted = self.templates.reads_fleet_services() || self.services.values().any(|s| s.instanced);
+            let services =
+                wanted.then(|| self.placed().ok().map(|p| minijinja::Value::from_serialize(&p.services))).flatten();
             FleetCtx::new(&self.hosts, |h| self.vars_for(h), &self.fact_cache, &roles, &groups, services)
         })
     }
@@ -162,7 +168,11 @@ impl Project {
     /// supervisor, so that part is a [`Plan`] built once per run and shared;
     /// a host costs a clone of it plus its template renderings.
     pub fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, SpecError> {
-        self.placed()?;
+        // Only instanced services can fail to place (plain ones are one per
+        // host, with no ports); for the others placement waits until asked.
+        if self.services.values().any(|s| s.instanced) {
+            self.placed()?;
+        }
         let plan = self.plan(&host.roles, facts.supervisor);
         let vars = self.vars_for(host);
         let mut ctx = self.context(host, facts, generation, &vars);
