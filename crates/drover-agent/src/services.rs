@@ -91,8 +91,9 @@ fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
             sv_retrying(&["restart", name])
         }
         (Supervisor::Runit, ServiceAction::Stop) => {
-            // A missing service directory means it is already gone.
-            if Path::new("/etc/service").join(name).join("supervise/ok").exists() {
+            // No runsv (a missing service directory, or one left with a
+            // dead runsv's FIFO) means it is already stopped.
+            if runsv_listening(&Path::new("/etc/service").join(name).join("supervise/ok")) {
                 run(Command::new("sv").args(["-w", "10", "down", name]).env("SVDIR", "/etc/service"))?;
             }
             Ok(())
@@ -113,17 +114,30 @@ fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
 }
 
 /// runsvdir notices a new service directory within 5 s; `sv` fails until the
-/// service's `runsv` has created `supervise/ok`.
+/// service's `runsv` listens on `supervise/ok`.
 fn wait_for_runsv(name: &str) -> Result<()> {
     let ok = Path::new("/etc/service").join(name).join("supervise/ok");
     let start = Instant::now();
-    while !ok.exists() {
+    while !runsv_listening(&ok) {
         if start.elapsed() > Duration::from_secs(15) {
             bail!("service {name}: runsvdir did not pick up /etc/service/{name} within 15 s (is runsvdir running?)");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// Whether a `runsv` supervises the service whose `supervise/ok` this is:
+/// runsv holds that FIFO open for reading, so opening it for writing without
+/// blocking succeeds, and fails (ENXIO) when nobody reads it. The FIFO's mere
+/// existence says nothing: runit's `supervise/` stays in `/etc/sv/<name>`
+/// after the service is removed (drover deletes only what it wrote), so a
+/// service removed and added again (an instance scaled away and back) has
+/// a stale FIFO until runsvdir starts its new runsv. This is `sv`'s own
+/// check ("runsv not running").
+fn runsv_listening(ok: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(ok).is_ok()
 }
 
 /// `supervise/ok` appears slightly before runsv accepts control commands;
@@ -182,6 +196,20 @@ mod tests {
         assert!(!needs_daemon_reload(&after, &[&old, &new], &motd), "no unit changed");
         let runit = Manifest { entries: vec![], services: vec![svc("web", &[])] };
         assert!(!needs_daemon_reload(&after, &[&runit], &removed), "no systemd service on this host");
+    }
+
+    #[test]
+    fn runsv_listens_only_while_someone_holds_its_ok_fifo_open() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
+        assert!(!runsv_listening(&ok), "no supervise/ok: no runsv");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &ok, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        assert!(!runsv_listening(&ok), "a FIFO left by a runsv that is gone");
+        let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&ok).unwrap();
+        assert!(runsv_listening(&ok), "runsv holds it open");
+        drop(reader);
+        assert!(!runsv_listening(&ok), "runsv ended");
     }
 
     #[test]

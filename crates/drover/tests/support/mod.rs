@@ -99,6 +99,18 @@ impl Fleet {
         self.init
     }
 
+    /// Grow the lab to `n` hosts (`lab up N` adds h<k+1>..h<n>, never
+    /// removes any) and return the lab's new inventory.toml; the project's
+    /// inventory is left for the test to change.
+    pub fn grow(&mut self, n: usize) -> String {
+        let up = lab_cmd(&self.name, &["up", &n.to_string(), "--init", self.init.as_str()]);
+        assert_eq!(up.code, 0, "lab up {n} failed:\n{}\n{}", up.stdout, up.stderr);
+        self.hosts = drover_lab::Lab::open(&self.name).expect("lab state").hosts().to_vec();
+        let inv = lab_cmd(&self.name, &["inventory"]);
+        assert_eq!(inv.code, 0, "{}", inv.stderr);
+        inv.stdout
+    }
+
     /// The supervisor's word for a running service in `drover status`
     /// (runit's `sv status`, systemd's `systemctl is-active`).
     pub fn running_state(&self) -> &'static str {
