@@ -68,6 +68,7 @@ pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
         command: "reboot".into(),
         hosts: reports,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
+        instances: Vec::new(),
     };
     run.record_all(&report.hosts)?;
     run.finish(report.failed() == 0)?;
