@@ -328,6 +328,8 @@ pub enum ServiceAction {
     Start,
     Restart,
     Stop,
+    /// The supervisor's reload (a change matched only `reload-on`).
+    Reload,
 }
 
 impl ServiceAction {
@@ -336,6 +338,7 @@ impl ServiceAction {
             ServiceAction::Start => "start",
             ServiceAction::Restart => "restart",
             ServiceAction::Stop => "stop",
+            ServiceAction::Reload => "reload",
         }
     }
 }

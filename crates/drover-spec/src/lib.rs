@@ -18,10 +18,12 @@ mod files;
 mod fleet;
 mod inventory;
 mod layers;
+pub mod lock;
 mod project;
 mod render;
 pub mod rollout;
 mod secrets;
+pub mod setup;
 mod units;
 
 pub use diag::SpecError;

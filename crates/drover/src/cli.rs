@@ -62,4 +62,6 @@ pub enum Command {
     Bundle(crate::commands::bundle::BundleArgs),
     /// Age-encrypted secrets: init, set, edit, add-file, rekey, list.
     Secret(crate::commands::secret::SecretArgs),
+    /// Debian packages: resolve the roles' packages and write packages.lock.
+    Packages(crate::commands::packages::PackagesArgs),
 }

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod exit;
 pub mod fleet;
 pub mod link;
+pub mod packages;
 pub mod pins;
 pub mod plan;
 pub mod progress;

@@ -7,6 +7,7 @@ pub mod init;
 pub mod inventory;
 pub mod lab;
 pub mod logs;
+pub mod packages;
 pub mod rollout;
 pub mod secret;
 pub mod trust;
@@ -35,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Undrain(a) => day2::drain(dir, a, false),
         Command::Bundle(a) => bundle::run(dir, a),
         Command::Secret(a) => secret::run(dir, a),
+        Command::Packages(a) => packages::run(dir, a),
     }
 }

@@ -1,0 +1,249 @@
+//! Packages, users, groups, directories and reload-on on lab hosts that
+//! have no route to any package mirror (issue 13, items 1-4): real dpkg,
+//! real useradd, real supervisors, the real agent.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{Fleet, Run, DROVER};
+
+fn append(path: &Path, text: &str) {
+    let mut s = std::fs::read_to_string(path).unwrap_or_default();
+    s.push_str(text);
+    std::fs::write(path, s).unwrap();
+}
+
+/// Top-level keys go before the file's first table.
+fn prepend(path: &Path, text: &str) {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    std::fs::write(path, format!("{text}{s}")).unwrap();
+}
+
+fn apply_ok(f: &Fleet) -> Vec<serde_json::Value> {
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "apply failed:\n{}\n{}", r.stdout, r.stderr);
+    r.hosts()
+}
+
+/// `dpkg-query` on host 0: "<status> <version>" of a package.
+fn dpkg_status(f: &Fleet, pkg: &str) -> String {
+    f.host_sh(0, &format!("dpkg-query -W -f='${{Status}} ${{Version}}' {pkg} 2>/dev/null || true"))
+}
+
+#[test]
+fn packages_install_from_the_cache_on_a_host_without_a_mirror_route_and_a_second_apply_runs_no_dpkg() {
+    let f = Fleet::new("pkg-offline", 1);
+    // No route anywhere but the lab's own link: no mirror is reachable.
+    let routes = f.host_sh(0, "ip route show default; ip -6 route show default");
+    assert_eq!(routes, "", "the lab host has a default route");
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
+
+    // The lock names sl and its dependency not in the base system, with
+    // hashes of the cached files.
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(f.project().join("packages.lock")).unwrap()).unwrap();
+    let target = &lock["targets"].as_array().unwrap()[0];
+    assert_eq!(target["target"].as_str().unwrap(), "debian-12-amd64");
+    let pkgs = target["packages"].as_array().unwrap();
+    let names: Vec<&str> = pkgs.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["libncurses6", "sl"], "closure: sl plus what the base system lacks");
+    for p in pkgs {
+        let cached = f.project().join(format!(".drover/packages/{}.deb", p["blake3"].as_str().unwrap()));
+        let bytes = std::fs::read(&cached).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), p["blake3"].as_str().unwrap());
+        let version = p["version"].as_str().unwrap();
+        let name = p["name"].as_str().unwrap();
+        assert_eq!(dpkg_status(&f, name), format!("install ok installed {version}"), "{name}");
+    }
+    assert!(f.host_file(0, "/usr/games/sl").is_file(), "sl's files are installed");
+
+    // Second apply: unchanged, and dpkg did not run (its log is untouched).
+    let log = std::fs::read(f.host_file(0, "/var/log/dpkg.log")).unwrap();
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["outcome"], "unchanged", "{hosts:?}");
+    assert_eq!(std::fs::read(f.host_file(0, "/var/log/dpkg.log")).unwrap(), log, "dpkg ran on a no-op apply");
+
+    // A changed package list without re-locking is refused before any host is touched.
+    let role = f.project().join("roles/site.toml");
+    let text = std::fs::read_to_string(&role).unwrap().replace("[\"sl\"]", "[\"sl\", \"figlet\"]");
+    std::fs::write(&role, text).unwrap();
+    let r = f.apply_json(&[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("role site's packages changed") && r.stderr.contains("drover packages lock"), "{}", r.stderr);
+}
+
+/// A project whose one host cannot be reached (nothing listens at the
+/// address): any error must come from resolution, before connecting.
+fn offline_project(role_extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("p");
+    let r = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(proj.join("inventory.toml"), "[hosts.far]\naddress = \"192.0.2.1\"\nhost-key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1TPpVyCo8KkWnL4SgJvDfGq8r8R8mH2D0m9m0x6Rq2\"\n").unwrap();
+    prepend(&proj.join("roles/site.toml"), role_extra);
+    (dir, proj)
+}
+
+#[test]
+fn unknown_packages_and_unsatisfiable_versions_are_refused_before_any_host_is_contacted() {
+    for (extra, want) in [
+        ("packages = [\"no-such-package-drover\"]\n", "package \"no-such-package-drover\" is not known"),
+        ("packages = [\"sl=0.0-0\"]\n", "package sl version \"0.0-0\" cannot be had"),
+    ] {
+        let (_d, proj) = offline_project(extra);
+        let r = Run::from(Command::new(DROVER).arg("-C").arg(&proj).arg("plan").output().unwrap());
+        assert_ne!(r.code, 0, "{extra}");
+        assert!(r.stderr.contains(want) && r.stderr.contains("roles/site.toml"), "{extra}: {}", r.stderr);
+        assert!(!r.stderr.contains("192.0.2.1"), "a host was contacted: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "a host was reported on, so it was contacted: {}", r.stdout);
+        assert!(!proj.join("packages.lock").exists(), "a failed resolution wrote a lock");
+    }
+}
+
+/// A .deb named `name` whose postinst prints a marker and fails.
+fn failing_deb(dir: &Path, name: &str) {
+    let root = dir.join(format!("{name}-build"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/doc").join(name)).unwrap();
+    std::fs::write(root.join("usr/share/doc").join(name).join("README"), "x\n").unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: fails\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("DEBIAN/postinst"), "#!/bin/sh\necho drover-test-postinst-failed >&2\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("DEBIAN/postinst"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let st = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(debs.join(format!("{name}_1.0_all.deb")))
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn a_failing_maintainer_script_fails_the_generation_with_files_not_swapped_and_dpkgs_output_shown() {
+    let f = Fleet::new("pkg-fail", 1);
+    apply_ok(&f);
+    let motd = std::fs::read(f.host_file(0, "/etc/motd")).unwrap();
+    failing_deb(&f.project(), "drover-failing");
+    append(&f.project().join("drover.toml"), "\n[packages]\nsources = [\"debs\", \"apt\"]\n");
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"drover-failing\"]\n");
+    append(&f.project().join("layers/site/etc/motd"), "changed with the failing package\n");
+    let r = f.apply_json(&[]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let h = &r.hosts()[0];
+    assert_eq!(h["outcome"], "failed", "{h}");
+    let err = h["error"].as_str().unwrap_or_default();
+    assert!(err.contains("drover-test-postinst-failed") && err.contains("dpkg"), "{err}");
+    assert_eq!(std::fs::read(f.host_file(0, "/etc/motd")).unwrap(), motd, "files were swapped");
+    assert!(!dpkg_status(&f, "drover-failing").contains("installed 1.0"), "left installed");
+    assert_eq!(f.host_sh(0, "dpkg --audit"), "", "dpkg left half-installed packages");
+}
+
+#[test]
+fn users_groups_and_dirs_are_created_with_their_ids_and_modes_before_the_files_they_own() {
+    let f = Fleet::new("pkg-users", 1);
+    append(
+        &f.project().join("roles/site.toml"),
+        r#"
+[groups.appgrp]
+gid = 2345
+
+[users.app]
+uid = 2345
+group = "appgrp"
+home = "/home/app"
+shell = "/bin/sh"
+
+[users.svc]
+system = true
+
+[dirs."/srv/app"]
+owner = "app"
+group = "appgrp"
+mode = "0750"
+
+[files."/srv/app/config"]
+owner = "app"
+group = "appgrp"
+mode = "0640"
+
+[files."/srv/svc.conf"]
+owner = "svc"
+"#,
+    );
+    let layer = f.project().join("layers/site");
+    std::fs::create_dir_all(layer.join("srv/app")).unwrap();
+    std::fs::write(layer.join("srv/app/config"), "key = 1\n").unwrap();
+    std::fs::write(layer.join("srv/svc.conf"), "svc\n").unwrap();
+    apply_ok(&f);
+    let passwd = std::fs::read_to_string(f.host_file(0, "/etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("app:x:2345:2345::/home/app:/bin/sh")), "{passwd}");
+    let group = std::fs::read_to_string(f.host_file(0, "/etc/group")).unwrap();
+    assert!(group.lines().any(|l| l.starts_with("appgrp:x:2345:")), "{group}");
+    let svc_uid: u32 = passwd.lines().find(|l| l.starts_with("svc:")).expect("svc created").split(':').nth(2).unwrap().parse().unwrap();
+    assert!(svc_uid < 1000, "a system user gets a system uid, got {svc_uid}");
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(f.host_file(0, "/srv/app")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (2345, 2345, 0o750));
+    let md = std::fs::metadata(f.host_file(0, "/srv/app/config")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (2345, 2345, 0o640));
+    assert_eq!(std::fs::metadata(f.host_file(0, "/srv/svc.conf")).unwrap().uid(), svc_uid);
+    assert!(f.host_file(0, "/home/app").is_dir(), "home created");
+    // No-op afterwards, and a rollback keeps the users.
+    assert_eq!(apply_ok(&f)[0]["outcome"], "unchanged");
+    let r = f.drover(&["rollback", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let passwd = std::fs::read_to_string(f.host_file(0, "/etc/passwd")).unwrap();
+    assert!(passwd.contains("app:x:2345") && passwd.contains("svc:x:"), "rollback deleted users");
+    assert!(!f.host_file(0, "/srv/app/config").exists(), "rollback kept the files");
+}
+
+#[test]
+fn a_change_matching_only_reload_on_reloads_the_service_without_restarting_it() {
+    let f = Fleet::new("pkg-reload", 1);
+    std::fs::write(
+        f.project().join("services/rl.toml"),
+        r#"command = "trap 'echo hup >> /run/rl-reloads' HUP; while :; do sleep 1 & wait $!; done"
+restart-on = ["/srv/rl/**"]
+reload-on = ["/etc/rl/**"]
+"#,
+    )
+    .unwrap();
+    let role = f.project().join("roles/site.toml");
+    let text = std::fs::read_to_string(&role).unwrap().replace("services = [\"web\"]", "services = [\"web\", \"rl\"]");
+    std::fs::write(&role, text).unwrap();
+    let layer = f.project().join("layers/site");
+    std::fs::create_dir_all(layer.join("etc/rl")).unwrap();
+    std::fs::create_dir_all(layer.join("srv/rl")).unwrap();
+    std::fs::write(layer.join("etc/rl/conf"), "1\n").unwrap();
+    std::fs::write(layer.join("srv/rl/bin"), "1\n").unwrap();
+    apply_ok(&f);
+    let pid = f.service_pid(0, "rl");
+    assert!(!pid.is_empty(), "rl runs");
+
+    std::fs::write(layer.join("etc/rl/conf"), "2\n").unwrap();
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["restarts"], serde_json::json!(["rl:reload"]), "{hosts:?}");
+    assert_eq!(f.service_pid(0, "rl"), pid, "a reload-on change restarted the service");
+    let start = std::time::Instant::now();
+    while !f.host_file(0, "/run/rl-reloads").exists() {
+        assert!(start.elapsed().as_secs() < 10, "the service never saw its reload (SIGHUP)");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    std::fs::write(layer.join("etc/rl/conf"), "3\n").unwrap();
+    std::fs::write(layer.join("srv/rl/bin"), "2\n").unwrap();
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["restarts"], serde_json::json!(["rl"]), "{hosts:?}");
+    assert_ne!(f.service_pid(0, "rl"), pid, "a restart-on change must restart");
+}
