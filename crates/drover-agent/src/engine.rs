@@ -372,8 +372,12 @@ impl Engine {
             fs::remove_file(self.layout.pending()).ctx(|| "remove activation marker".into())?;
         }
         gc::collect(&self.layout, &mut self.state)?;
-        let restarted =
-            cand.restarts.iter().filter(|r| r.action != ServiceAction::Stop).map(|r| r.name.clone()).collect();
+        let restarted = cand
+            .restarts
+            .iter()
+            .filter(|r| r.action != ServiceAction::Stop)
+            .map(|r| if r.action == ServiceAction::Reload { format!("{}:reload", r.name) } else { r.name.clone() })
+            .collect();
         let files_written = done.ops.iter().filter(|o| !o.implicit).count() as u64;
         Ok(ApplyOutcome::Activated { generation, restarted, files_written })
     }

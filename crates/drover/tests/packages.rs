@@ -152,6 +152,7 @@ fn a_failing_maintainer_script_fails_the_generation_with_files_not_swapped_and_d
 #[test]
 fn users_groups_and_dirs_are_created_with_their_ids_and_modes_before_the_files_they_own() {
     let f = Fleet::new("pkg-users", 1);
+    apply_ok(&f); // generation 1, for the rollback below
     append(
         &f.project().join("roles/site.toml"),
         r#"
@@ -172,7 +173,7 @@ owner = "app"
 group = "appgrp"
 mode = "0750"
 
-[files."/srv/app/config"]
+[files."/etc/app/config"]
 owner = "app"
 group = "appgrp"
 mode = "0640"
@@ -182,8 +183,10 @@ owner = "svc"
 "#,
     );
     let layer = f.project().join("layers/site");
-    std::fs::create_dir_all(layer.join("srv/app")).unwrap();
-    std::fs::write(layer.join("srv/app/config"), "key = 1\n").unwrap();
+    // Not beneath /srv/app: drover never writes into a directory another
+    // user can write to (docs/security.md), its owner included.
+    std::fs::create_dir_all(layer.join("etc/app")).unwrap();
+    std::fs::write(layer.join("etc/app/config"), "key = 1\n").unwrap();
     std::fs::write(layer.join("srv/svc.conf"), "svc\n").unwrap();
     apply_ok(&f);
     let passwd = std::fs::read_to_string(f.host_file(0, "/etc/passwd")).unwrap();
@@ -195,7 +198,7 @@ owner = "svc"
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(f.host_file(0, "/srv/app")).unwrap();
     assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (2345, 2345, 0o750));
-    let md = std::fs::metadata(f.host_file(0, "/srv/app/config")).unwrap();
+    let md = std::fs::metadata(f.host_file(0, "/etc/app/config")).unwrap();
     assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (2345, 2345, 0o640));
     assert_eq!(std::fs::metadata(f.host_file(0, "/srv/svc.conf")).unwrap().uid(), svc_uid);
     assert!(f.host_file(0, "/home/app").is_dir(), "home created");
@@ -205,7 +208,7 @@ owner = "svc"
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let passwd = std::fs::read_to_string(f.host_file(0, "/etc/passwd")).unwrap();
     assert!(passwd.contains("app:x:2345") && passwd.contains("svc:x:"), "rollback deleted users");
-    assert!(!f.host_file(0, "/srv/app/config").exists(), "rollback kept the files");
+    assert!(!f.host_file(0, "/etc/app/config").exists(), "rollback kept the files");
 }
 
 #[test]
@@ -213,7 +216,7 @@ fn a_change_matching_only_reload_on_reloads_the_service_without_restarting_it() 
     let f = Fleet::new("pkg-reload", 1);
     std::fs::write(
         f.project().join("services/rl.toml"),
-        r#"command = "trap 'echo hup >> /run/rl-reloads' HUP; while :; do sleep 1 & wait $!; done"
+        r#"command = "trap 'echo hup >> /var/tmp/rl-reloads' HUP; while :; do sleep 1 & wait $!; done"
 restart-on = ["/srv/rl/**"]
 reload-on = ["/etc/rl/**"]
 "#,
@@ -236,7 +239,7 @@ reload-on = ["/etc/rl/**"]
     assert_eq!(hosts[0]["restarts"], serde_json::json!(["rl:reload"]), "{hosts:?}");
     assert_eq!(f.service_pid(0, "rl"), pid, "a reload-on change restarted the service");
     let start = std::time::Instant::now();
-    while !f.host_file(0, "/run/rl-reloads").exists() {
+    while !f.host_file(0, "/var/tmp/rl-reloads").exists() {
         assert!(start.elapsed().as_secs() < 10, "the service never saw its reload (SIGHUP)");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
