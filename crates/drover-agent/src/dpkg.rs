@@ -81,7 +81,15 @@ fn run_dpkg(layout: &Layout, pkgs: &[&Package], absent: &[String]) -> Result<Str
     }
     if !pkgs.is_empty() {
         let files: Vec<_> = pkgs.iter().map(|p| layout.blob(&p.hash)).collect();
-        if let Err(e) = dpkg(Command::new("dpkg").args(["--install", "--force-confold"]).args(&files)) {
+        // `dpkg --install` in its two steps, so a test can stop the agent
+        // between them (packages unpacked, not configured: what recovery's
+        // `dpkg --configure -a` must finish).
+        let names: Vec<&str> = pkgs.iter().map(|p| p.name.as_str()).collect();
+        let done = dpkg(Command::new("dpkg").args(["--unpack", "--force-confold"]).args(&files)).and_then(|_| {
+            crate::hooks::point(layout, "dpkg-unpacked");
+            dpkg(Command::new("dpkg").args(["--configure", "--force-confold"]).args(&names))
+        });
+        if let Err(e) = done {
             let after = installed(layout);
             let broken: Vec<&str> = pkgs
                 .iter()

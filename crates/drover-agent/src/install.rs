@@ -184,6 +184,8 @@ fn stage_blobs(layout: &Layout, bundle: &Bundle, m: &Manifest) -> Result<()> {
             EntryKind::File { hash, size } => Some((hash, size)),
             EntryKind::Symlink { .. } | EntryKind::Dir => None,
         })
+        // The packages not yet installed at their version travel too.
+        .chain(crate::setup::missing(layout, m))
         .filter(|(h, _)| blobs::needs_transfer(layout, h))
         .collect();
     need.sort();

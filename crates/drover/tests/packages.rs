@@ -250,3 +250,106 @@ reload-on = ["/etc/rl/**"]
     assert_eq!(hosts[0]["restarts"], serde_json::json!(["rl"]), "{hosts:?}");
     assert_ne!(f.service_pid(0, "rl"), pid, "a restart-on change must restart");
 }
+
+/// Killed between `dpkg --unpack` and `dpkg --configure`: the next session
+/// finishes the install with `dpkg --configure -a` and says so.
+#[test]
+#[cfg_attr(
+    not(feature = "agent-test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover/agent-test-hooks"
+)]
+fn an_agent_killed_mid_install_is_finished_by_dpkg_configure_at_the_next_session() {
+    let f = Fleet::new("pkg-crash", 1);
+    apply_ok(&f);
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
+    let hook = f.host_file(0, "/var/lib/drover/test-hook");
+    std::fs::write(&hook, "dpkg-unpacked").unwrap();
+    let mut child = f.spawn_drover(&["apply", "--json", "--retries", "0"]);
+    let reached = f.host_file(0, "/var/lib/drover/test-hook.reached");
+    let start = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(start.elapsed().as_secs() < 120, "agent never reached dpkg-unpacked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(f.kill_agent(0) > 0, "no agent process found");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_file(&hook).unwrap();
+    let status_file = || std::fs::read_to_string(f.host_file(0, "/var/lib/dpkg/status")).unwrap();
+    let sl = |s: &str| s.split("\n\n").find(|st| st.starts_with("Package: sl\n")).unwrap_or("").to_string();
+    assert!(sl(&status_file()).contains("Status: install ok unpacked"), "{}", sl(&status_file()));
+
+    let st = f.drover(&["status", "--json"]);
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    assert!(st.stdout.contains("a package install was interrupted; dpkg --configure -a finished it"), "{}", st.stdout);
+    assert!(sl(&status_file()).contains("Status: install ok installed"), "{}", sl(&status_file()));
+    assert_eq!(f.host_sh(0, "dpkg --audit"), "");
+    assert!(!f.host_file(0, "/usr/sbin/policy-rc.d").exists(), "drover's policy-rc.d was left behind");
+    // The apply that was cut off now completes (sl is in place: no dpkg).
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
+}
+
+fn drover_in(dir: &Path, args: &[&str]) -> Run {
+    Run::from(Command::new(DROVER).current_dir(dir).args(args).stdin(std::process::Stdio::null()).output().unwrap())
+}
+
+fn ok(r: &Run) {
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_install() {
+    let f = Fleet::new("pkg-bundle", 2);
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = (keys.path().join("ops.key"), keys.path().join("ops.pub"));
+    ok(&drover_in(keys.path(), &["bundle", "keygen", "--key", key.to_str().unwrap(), "--pub", public.to_str().unwrap()]));
+    let bundle = keys.path().join("site.drv");
+    ok(&f.drover(&["bundle", "build", "-o", bundle.to_str().unwrap()]));
+    ok(&drover_in(Path::new("/"), &["bundle", "sign", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]));
+    let inspect = drover_in(Path::new("/"), &["bundle", "inspect", bundle.to_str().unwrap(), "--json"]);
+    ok(&inspect);
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(f.project().join("packages.lock")).unwrap()).unwrap();
+    for p in lock["targets"].as_array().unwrap()[0]["packages"].as_array().unwrap() {
+        assert!(inspect.stdout.contains(p["blake3"].as_str().unwrap()), "bundle lacks {}: {}", p["name"], inspect.stdout);
+    }
+
+    // drover apply --bundle, with the project (and its package cache) away.
+    let away = f.project().with_extension("away");
+    std::fs::rename(f.project(), &away).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let r = drover_in(
+        empty.path(),
+        &["apply", "--json", "--hosts", "h1", "--bundle", bundle.to_str().unwrap(), "--pubkey", public.to_str().unwrap()],
+    );
+    std::fs::rename(&away, f.project()).unwrap();
+    ok(&r);
+    assert_eq!(r.hosts()[0]["outcome"], "changed", "{}", r.stdout);
+    assert!(f.host_file(0, "/usr/games/sl").is_file(), "h1: sl not installed from the bundle");
+
+    // The host's own agent, from a USB stick: no controller, no network.
+    let stick = f.host_file(1, "/media/usb");
+    std::fs::create_dir_all(&stick).unwrap();
+    std::fs::copy(&bundle, stick.join("site.drv")).unwrap();
+    std::fs::copy(drover_bundle::sig_path(&bundle), stick.join("site.drv.minisig")).unwrap();
+    std::fs::copy(&public, stick.join("ops.pub")).unwrap();
+    let agent = stick.join("drover-agent");
+    ok(&drover_in(
+        Path::new("/"),
+        &["bundle", "agent", bundle.to_str().unwrap(), "--pubkey", public.to_str().unwrap(), "-o", agent.to_str().unwrap()],
+    ));
+    let h = &f.lab_hosts()[1];
+    let r = Run::from(
+        Command::new("ip")
+            .args(["netns", "exec", &h.netns, "chroot"])
+            .arg(&h.root)
+            .args(["/media/usb/drover-agent", "install", "/media/usb/site.drv", "--pubkey", "/media/usb/ops.pub"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    ok(&r);
+    assert!(r.stdout.contains("installed") && r.stdout.contains("sl=5.02"), "{}", r.stdout);
+    assert!(f.host_file(1, "/usr/games/sl").is_file(), "h2: sl not installed by the agent's install");
+}

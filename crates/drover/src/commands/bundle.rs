@@ -316,8 +316,13 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
                 names.join(", ")
             );
         }
-        for e in &c.manifest.entries {
-            let EntryKind::File { hash, .. } = e.kind else { continue };
+        // Files' contents and the locked packages' .deb files.
+        let files = c.manifest.entries.iter().filter_map(|e| match e.kind {
+            EntryKind::File { hash, .. } => Some((hash, e.path.as_str())),
+            _ => None,
+        });
+        let debs = c.manifest.setup.packages.iter().map(|p| (p.hash, p.name.as_str()));
+        for (hash, what) in files.chain(debs) {
             if in_base(&hash) {
                 external.push(hash);
                 continue;
@@ -328,7 +333,7 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
             match c.blobs.get(&hash) {
                 Some(BlobSource::File(p)) => w.add(hash, BlobInput::File(p))?,
                 Some(BlobSource::Bytes(b)) => w.add(hash, BlobInput::Bytes(b))?,
-                None => anyhow::bail!("{}: no content for {}", host.name, e.path),
+                None => anyhow::bail!("{}: no content for {what}", host.name),
             };
         }
         entries.push(HostEntry {
