@@ -353,3 +353,25 @@ fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_in
     assert!(r.stdout.contains("installed") && r.stdout.contains("sl=5.02"), "{}", r.stdout);
     assert!(f.host_file(1, "/usr/games/sl").is_file(), "h2: sl not installed by the agent's install");
 }
+
+#[test]
+fn packages_absent_are_removed_and_a_rollback_does_not_reinstall_them() {
+    let f = Fleet::new("pkg-absent", 1);
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
+    apply_ok(&f);
+    assert!(dpkg_status(&f, "sl").starts_with("install ok installed"));
+    let role = f.project().join("roles/site.toml");
+    let text = std::fs::read_to_string(&role).unwrap().replace("packages = [\"sl\"]", "packages-absent = [\"sl\"]");
+    std::fs::write(&role, text).unwrap();
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
+    // (--remove, not --purge: a package's configuration files would stay; sl has none.)
+    assert!(!dpkg_status(&f, "sl").contains("ok installed"), "{}", dpkg_status(&f, "sl"));
+    assert!(!f.host_file(0, "/usr/games/sl").exists());
+    // Back to the generation that had sl: files are restored, packages are not touched.
+    let log = std::fs::read(f.host_file(0, "/var/log/dpkg.log")).unwrap();
+    let r = f.drover(&["rollback", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read(f.host_file(0, "/var/log/dpkg.log")).unwrap(), log, "rollback ran dpkg");
+    assert!(!f.host_file(0, "/usr/games/sl").exists(), "rollback reinstalled sl");
+}
