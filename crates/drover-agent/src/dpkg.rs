@@ -126,7 +126,8 @@ fn dpkg(cmd: &mut Command) -> Result<String> {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         // The end of dpkg's output is where it says what failed.
-        let tail: String = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String =
+            text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
         bail!("dpkg {:?} failed ({}):\n{tail}", cmd.get_args().next().unwrap_or_default(), out.status);
     }
     Ok(text)

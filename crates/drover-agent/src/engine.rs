@@ -389,8 +389,7 @@ impl Engine {
         changed: &BTreeSet<String>,
     ) -> Result<(), String> {
         let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
-        services::perform(&self.layout, restarts, &kinds, manifests, changed)
-            .map_err(|e| e.0)
+        services::perform(&self.layout, restarts, &kinds, manifests, changed).map_err(|e| e.0)
     }
 
     fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {

@@ -204,10 +204,8 @@ mod tests {
             services: vec![svc("db", &["/etc/db.conf"]), svc("web", &["/srv/www/index.html"])],
             ..Default::default()
         };
-        let new = Manifest {
-            services: vec![svc("cache", &[]), svc("web", &["/srv/www/index.html"])],
-            ..Default::default()
-        };
+        let new =
+            Manifest { services: vec![svc("cache", &[]), svc("web", &["/srv/www/index.html"])], ..Default::default() };
         let changed: BTreeSet<String> = ["/srv/www/index.html".to_string()].into();
         let p = plan(Some(&old), &new, &changed);
         let got: Vec<(&str, ServiceAction)> = p.iter().map(|r| (r.name.as_str(), r.action)).collect();

@@ -29,8 +29,16 @@ pub fn drift(layout: &Layout, accounts: &Accounts, setup: &Setup) -> Vec<String>
             out.push(format!("package {n} installed (should be absent)"));
         }
     }
-    out.extend(setup.groups.iter().filter(|g| accounts.group_id(&g.name).is_none()).map(|g| format!("group {} missing", g.name)));
-    out.extend(setup.users.iter().filter(|u| accounts.user_id(&u.name).is_none()).map(|u| format!("user {} missing", u.name)));
+    out.extend(
+        setup
+            .groups
+            .iter()
+            .filter(|g| accounts.group_id(&g.name).is_none())
+            .map(|g| format!("group {} missing", g.name)),
+    );
+    out.extend(
+        setup.users.iter().filter(|u| accounts.user_id(&u.name).is_none()).map(|u| format!("user {} missing", u.name)),
+    );
     out
 }
 

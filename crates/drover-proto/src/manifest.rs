@@ -18,8 +18,9 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Sorted by `name`, no duplicates.
     pub services: Vec<ServiceSpec>,
-    /// Packages, users and groups, set up before the files swap.
-    pub setup: crate::Setup,
+    /// Packages, users and groups, set up before the files swap. Boxed: most
+    /// manifests have none, and a manifest travels inside enums by value.
+    pub setup: Box<crate::Setup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

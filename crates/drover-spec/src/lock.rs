@@ -134,7 +134,10 @@ impl PackageLock {
             let have: Vec<&str> = self.targets.iter().map(|t| t.target.as_str()).collect();
             return Err(SpecError::file(
                 &project.join(LOCK_FILE),
-                format!("host {host} is {target}, which packages.lock has no packages for (it has: {})", have.join(", ")),
+                format!(
+                    "host {host} is {target}, which packages.lock has no packages for (it has: {})",
+                    have.join(", ")
+                ),
                 format!("run `drover packages lock --target {target}` (the package source must carry that release)"),
             ));
         };
@@ -144,7 +147,13 @@ impl PackageLock {
             let hash = p.hash().ok_or_else(|| {
                 SpecError::file(&project.join(LOCK_FILE), format!("package {}: bad blake3", p.name), relock)
             })?;
-            out.push(Package { name: p.name.clone(), version: p.version.clone(), arch: p.arch.clone(), hash, size: p.size });
+            out.push(Package {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                hash,
+                size: p.size,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

@@ -33,7 +33,11 @@ pub fn load(rf: &RoleFile, fname: &str, text: &str) -> Result<RoleSetup, SpecErr
         let (name, version) = split_request(p.get_ref());
         let checks = check_word(name).and_then(|()| version.map_or(Ok(()), check_word));
         checks.map_err(|m| {
-            bad(p.span(), format!("package {:?}: {m}", p.get_ref()), "write a Debian package name, optionally name=version")
+            bad(
+                p.span(),
+                format!("package {:?}: {m}", p.get_ref()),
+                "write a Debian package name, optionally name=version",
+            )
         })?;
         out.packages.push(p.get_ref().trim().to_string());
     }
@@ -64,9 +68,8 @@ pub fn load(rf: &RoleFile, fname: &str, text: &str) -> Result<RoleSetup, SpecErr
             system: uf.system,
         };
         let one = drover_proto::Setup { users: vec![spec.clone()], ..Default::default() };
-        one.validate().map_err(|m| {
-            bad(u.span(), format!("user {name}: {m}"), "use valid names and absolute home/shell paths")
-        })?;
+        one.validate()
+            .map_err(|m| bad(u.span(), format!("user {name}: {m}"), "use valid names and absolute home/shell paths"))?;
         out.users.push(spec);
     }
     for (path, a) in &rf.dirs {

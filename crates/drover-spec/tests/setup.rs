@@ -43,7 +43,10 @@ fn load(p: &Path) -> Project {
 
 #[test]
 fn reload_on_paths_become_reload_triggers_and_never_restart_triggers() {
-    let d = project("", "command = \"sleep 1000\"\nrestart-on = [\"/srv/app/**\"]\nreload-on = [\"/etc/app/**\", \"/srv/app/bin\"]\n");
+    let d = project(
+        "",
+        "command = \"sleep 1000\"\nrestart-on = [\"/srv/app/**\"]\nreload-on = [\"/etc/app/**\", \"/srv/app/bin\"]\n",
+    );
     let p = load(d.path());
     let c = p.compile(&p.hosts[0], &facts(), 1).unwrap();
     let s = &c.manifest.services[0];

@@ -272,8 +272,9 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 if opts.diff {
                     r.diffs = Some(crate::plan::host_diffs(&*job.project, &mut conn, &compiled, &r.changes, p).await?);
                 }
-                r.outcome =
-                    if r.changes.is_empty() && r.restarts.is_empty() { Outcome::Unchanged } else { Outcome::Planned };
+                // `missing` alone: packages to install, no file to change.
+                let nothing = r.changes.is_empty() && r.restarts.is_empty() && missing.is_empty();
+                r.outcome = if nothing { Outcome::Unchanged } else { Outcome::Planned };
                 conn.close().await;
                 return Ok(());
             }

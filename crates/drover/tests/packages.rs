@@ -44,7 +44,8 @@ fn packages_install_from_the_cache_on_a_host_without_a_mirror_route_and_a_second
 
     // The lock names sl and its dependency not in the base system, with
     // hashes of the cached files.
-    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(f.project().join("packages.lock")).unwrap()).unwrap();
+    let lock: toml::Table =
+        toml::from_str(&std::fs::read_to_string(f.project().join("packages.lock")).unwrap()).unwrap();
     let target = &lock["targets"].as_array().unwrap()[0];
     assert_eq!(target["target"].as_str().unwrap(), "debian-12-amd64");
     let pkgs = target["packages"].as_array().unwrap();
@@ -72,7 +73,11 @@ fn packages_install_from_the_cache_on_a_host_without_a_mirror_route_and_a_second
     std::fs::write(&role, text).unwrap();
     let r = f.apply_json(&[]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("role site's packages changed") && r.stderr.contains("drover packages lock"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("role site's packages changed") && r.stderr.contains("drover packages lock"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// A project whose one host cannot be reached (nothing listens at the
@@ -111,7 +116,9 @@ fn failing_deb(dir: &Path, name: &str) {
     std::fs::write(root.join("usr/share/doc").join(name).join("README"), "x\n").unwrap();
     std::fs::write(
         root.join("DEBIAN/control"),
-        format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: fails\n"),
+        format!(
+            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: fails\n"
+        ),
     )
     .unwrap();
     std::fs::write(root.join("DEBIAN/postinst"), "#!/bin/sh\necho drover-test-postinst-failed >&2\nexit 1\n").unwrap();
@@ -193,7 +200,15 @@ owner = "svc"
     assert!(passwd.lines().any(|l| l.starts_with("app:x:2345:2345::/home/app:/bin/sh")), "{passwd}");
     let group = std::fs::read_to_string(f.host_file(0, "/etc/group")).unwrap();
     assert!(group.lines().any(|l| l.starts_with("appgrp:x:2345:")), "{group}");
-    let svc_uid: u32 = passwd.lines().find(|l| l.starts_with("svc:")).expect("svc created").split(':').nth(2).unwrap().parse().unwrap();
+    let svc_uid: u32 = passwd
+        .lines()
+        .find(|l| l.starts_with("svc:"))
+        .expect("svc created")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(svc_uid < 1000, "a system user gets a system uid, got {svc_uid}");
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(f.host_file(0, "/srv/app")).unwrap();
@@ -304,15 +319,24 @@ fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_in
     prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
     let keys = tempfile::tempdir().unwrap();
     let (key, public) = (keys.path().join("ops.key"), keys.path().join("ops.pub"));
-    ok(&drover_in(keys.path(), &["bundle", "keygen", "--key", key.to_str().unwrap(), "--pub", public.to_str().unwrap()]));
+    ok(&drover_in(
+        keys.path(),
+        &["bundle", "keygen", "--key", key.to_str().unwrap(), "--pub", public.to_str().unwrap()],
+    ));
     let bundle = keys.path().join("site.drv");
     ok(&f.drover(&["bundle", "build", "-o", bundle.to_str().unwrap()]));
     ok(&drover_in(Path::new("/"), &["bundle", "sign", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]));
     let inspect = drover_in(Path::new("/"), &["bundle", "inspect", bundle.to_str().unwrap(), "--json"]);
     ok(&inspect);
-    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(f.project().join("packages.lock")).unwrap()).unwrap();
+    let lock: toml::Table =
+        toml::from_str(&std::fs::read_to_string(f.project().join("packages.lock")).unwrap()).unwrap();
     for p in lock["targets"].as_array().unwrap()[0]["packages"].as_array().unwrap() {
-        assert!(inspect.stdout.contains(p["blake3"].as_str().unwrap()), "bundle lacks {}: {}", p["name"], inspect.stdout);
+        assert!(
+            inspect.stdout.contains(p["blake3"].as_str().unwrap()),
+            "bundle lacks {}: {}",
+            p["name"],
+            inspect.stdout
+        );
     }
 
     // drover apply --bundle, with the project (and its package cache) away.
@@ -321,7 +345,16 @@ fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_in
     let empty = tempfile::tempdir().unwrap();
     let r = drover_in(
         empty.path(),
-        &["apply", "--json", "--hosts", "h1", "--bundle", bundle.to_str().unwrap(), "--pubkey", public.to_str().unwrap()],
+        &[
+            "apply",
+            "--json",
+            "--hosts",
+            "h1",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pubkey",
+            public.to_str().unwrap(),
+        ],
     );
     std::fs::rename(&away, f.project()).unwrap();
     ok(&r);
@@ -337,7 +370,15 @@ fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_in
     let agent = stick.join("drover-agent");
     ok(&drover_in(
         Path::new("/"),
-        &["bundle", "agent", bundle.to_str().unwrap(), "--pubkey", public.to_str().unwrap(), "-o", agent.to_str().unwrap()],
+        &[
+            "bundle",
+            "agent",
+            bundle.to_str().unwrap(),
+            "--pubkey",
+            public.to_str().unwrap(),
+            "-o",
+            agent.to_str().unwrap(),
+        ],
     ));
     let h = &f.lab_hosts()[1];
     let r = Run::from(

@@ -117,7 +117,12 @@ impl Project {
 
     /// The packages, users, groups and absent packages of a host with these
     /// roles on `facts`' OS and architecture, from the lock (see `crate::lock`).
-    fn setup_for(&self, host: &Host, facts: &Facts, blobs: &mut HashMap<Hash, BlobSource>) -> Result<drover_proto::Setup, SpecError> {
+    fn setup_for(
+        &self,
+        host: &Host,
+        facts: &Facts,
+        blobs: &mut HashMap<Hash, BlobSource>,
+    ) -> Result<drover_proto::Setup, SpecError> {
         let mut setup = crate::setup::merge(host.roles.iter().filter_map(|r| self.roles.get(r)).map(|r| &r.setup));
         let requests = self.package_requests();
         if !host.roles.iter().any(|r| requests.contains_key(r)) {
@@ -265,7 +270,7 @@ impl Project {
         }
         let setup = self.setup_for(host, facts, &mut blobs)?;
         Ok(Compiled {
-            manifest: Manifest { entries, services: plan.services.clone(), setup },
+            manifest: Manifest { entries, services: plan.services.clone(), setup: Box::new(setup) },
             blobs,
             secrets: plan.secret_paths.clone(),
         })

@@ -29,11 +29,8 @@ pub fn run(dir: &Path, args: PackagesArgs) -> anyhow::Result<ExitStatus> {
     match args.command {
         PackagesCommand::Lock { target } => {
             let mut project = crate::runlog::load_project_unlocked(dir)?;
-            let targets: BTreeSet<String> = if target.is_empty() {
-                crate::packages::known_targets(&project)
-            } else {
-                target.into_iter().collect()
-            };
+            let targets: BTreeSet<String> =
+                if target.is_empty() { crate::packages::known_targets(&project) } else { target.into_iter().collect() };
             let lock = crate::packages::lock(&mut project, &targets)?;
             for t in &lock.targets {
                 let bytes: u64 = t.packages.iter().map(|p| p.size).sum();

@@ -109,7 +109,8 @@ pub fn read_source(project: &Path, source: &str, n: usize, arch: &str, index: &m
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        if let Some(mut c) = candidate(&text, Origin::File(f.clone()), n).filter(|c| c.arch == arch || c.arch == "all") {
+        if let Some(mut c) = candidate(&text, Origin::File(f.clone()), n).filter(|c| c.arch == arch || c.arch == "all")
+        {
             c.filename = name;
             index.add(c);
         }

@@ -107,7 +107,8 @@ pub fn ensure_lock(project: &mut Project) -> Result<(), PackageError> {
 
 /// The controller's target plus every target of a host in the fact cache.
 pub fn known_targets(project: &Project) -> BTreeSet<String> {
-    let mut t: BTreeSet<String> = project.hosts.iter().filter_map(|h| project.cached_facts(&h.name)).filter_map(target_of).collect();
+    let mut t: BTreeSet<String> =
+        project.hosts.iter().filter_map(|h| project.cached_facts(&h.name)).filter_map(target_of).collect();
     if t.is_empty() {
         t.insert(controller_target());
     }
@@ -128,18 +129,18 @@ fn fetch(project: &Path, cands: &[&index::Candidate]) -> Result<Vec<(String, u64
         source_name: cache.display().to_string(),
         detail: format!("cannot create the cache: {e}"),
     })?;
-    let from_apt: Vec<String> = cands
-        .iter()
-        .filter(|c| matches!(c.origin, Origin::Apt))
-        .map(|c| format!("{}={}", c.name, c.version))
-        .collect();
+    let from_apt: Vec<String> =
+        cands.iter().filter(|c| matches!(c.origin, Origin::Apt)).map(|c| format!("{}={}", c.name, c.version)).collect();
     if !from_apt.is_empty() {
         let out = Command::new("apt-get")
             .current_dir(tmp.path())
             .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
             .args(&from_apt)
             .output()
-            .map_err(|e| PackageError::Source { source_name: "apt".into(), detail: format!("cannot run apt-get: {e}") })?;
+            .map_err(|e| PackageError::Source {
+                source_name: "apt".into(),
+                detail: format!("cannot run apt-get: {e}"),
+            })?;
         if !out.status.success() {
             return Err(PackageError::Source {
                 source_name: "apt".into(),
@@ -159,7 +160,9 @@ fn fetch(project: &Path, cands: &[&index::Candidate]) -> Result<Vec<(String, u64
         let dest = cache_path(project, &hash);
         if !dest.exists() {
             let part = tmp.path().join("part");
-            std::fs::write(&part, &bytes).and_then(|()| std::fs::rename(&part, &dest)).map_err(|e| err(c, e.to_string()))?;
+            std::fs::write(&part, &bytes)
+                .and_then(|()| std::fs::rename(&part, &dest))
+                .map_err(|e| err(c, e.to_string()))?;
         }
         out.push((hash, bytes.len() as u64));
     }

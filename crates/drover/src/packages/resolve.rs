@@ -105,7 +105,8 @@ pub fn resolve(index: &Index, requests: &BTreeMap<String, Vec<String>>) -> Resul
 /// minbase). These are never shipped.
 fn base_system(index: &Index) -> BTreeMap<&str, &Candidate> {
     let mut base: BTreeMap<&str, &Candidate> = BTreeMap::new();
-    let mut queue: VecDeque<&Candidate> = index.by_name.values().filter_map(|cs| best(cs.iter().filter(|c| c.base))).collect();
+    let mut queue: VecDeque<&Candidate> =
+        index.by_name.values().filter_map(|cs| best(cs.iter().filter(|c| c.base))).collect();
     while let Some(c) = queue.pop_front() {
         if base.insert(c.name.as_str(), c).is_some() {
             continue;
