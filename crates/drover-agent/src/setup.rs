@@ -93,8 +93,12 @@ pub fn run(layout: &Layout, accounts: &Accounts, setup: &Setup, packages: bool) 
                 if let Some(id) = uid {
                     c.args(["-u", &id.to_string()]);
                 }
+                // No primary group given: the group named like the user,
+                // made by useradd unless it exists or this role declares it.
+                let own_group = accounts.group_id(&u.name).is_some() || setup.groups.iter().any(|g| g.name == u.name);
                 match &u.group {
                     Some(g) => c.args(["-g", g]),
+                    None if own_group => c.args(["-g", &u.name]),
                     None => c.arg("-U"),
                 };
                 if !u.groups.is_empty() {

@@ -108,8 +108,43 @@ fn unknown_packages_and_unsatisfiable_versions_are_refused_before_any_host_is_co
     }
 }
 
+#[test]
+fn a_conflicting_closure_and_an_unreadable_source_are_refused_naming_the_package_and_the_source() {
+    let (_d, proj) = offline_project("packages = [\"drover-a\", \"drover-b\"]\n");
+    build_deb(&proj, "drover-a", "Depends: drover-c\n", "#!/bin/sh\n");
+    build_deb(&proj, "drover-b", "", "#!/bin/sh\n");
+    build_deb(&proj, "drover-c", "Conflicts: drover-b\n", "#!/bin/sh\n");
+    append(&proj.join("drover.toml"), "\n[packages]\nsources = [\"debs\"]\n");
+    let r = Run::from(Command::new(DROVER).arg("-C").arg(&proj).arg("plan").output().unwrap());
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("package drover-c conflicts with drover-b") && r.stderr.contains("roles/site.toml"),
+        "exit {}: {}{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "a host was contacted: {}", r.stdout);
+
+    let toml = std::fs::read_to_string(proj.join("drover.toml")).unwrap().replace("[\"debs\"]", "[\"no-such-dir\"]");
+    std::fs::write(proj.join("drover.toml"), toml).unwrap();
+    let r = Run::from(Command::new(DROVER).arg("-C").arg(&proj).args(["packages", "lock"]).output().unwrap());
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("package source") && r.stderr.contains("no-such-dir") && r.stderr.contains("cannot read"),
+        "{}",
+        r.stderr
+    );
+    assert!(!proj.join("packages.lock").exists());
+}
+
 /// A .deb named `name` whose postinst prints a marker and fails.
 fn failing_deb(dir: &Path, name: &str) {
+    build_deb(dir, name, "", "#!/bin/sh\necho drover-test-postinst-failed >&2\nexit 1\n");
+}
+
+/// A small .deb in `dir/debs`, with extra control fields and a postinst.
+fn build_deb(dir: &Path, name: &str, control_extra: &str, postinst: &str) {
     let root = dir.join(format!("{name}-build"));
     std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
     std::fs::create_dir_all(root.join("usr/share/doc").join(name)).unwrap();
@@ -117,11 +152,11 @@ fn failing_deb(dir: &Path, name: &str) {
     std::fs::write(
         root.join("DEBIAN/control"),
         format!(
-            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: fails\n"
+            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\n{control_extra}Description: test\n"
         ),
     )
     .unwrap();
-    std::fs::write(root.join("DEBIAN/postinst"), "#!/bin/sh\necho drover-test-postinst-failed >&2\nexit 1\n").unwrap();
+    std::fs::write(root.join("DEBIAN/postinst"), postinst).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root.join("DEBIAN/postinst"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let debs = dir.join("debs");
@@ -171,6 +206,9 @@ uid = 2345
 group = "appgrp"
 home = "/home/app"
 shell = "/bin/sh"
+
+[groups.svc]
+system = true
 
 [users.svc]
 system = true
@@ -415,4 +453,34 @@ fn packages_absent_are_removed_and_a_rollback_does_not_reinstall_them() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(std::fs::read(f.host_file(0, "/var/log/dpkg.log")).unwrap(), log, "rollback ran dpkg");
     assert!(!f.host_file(0, "/usr/games/sl").exists(), "rollback reinstalled sl");
+}
+
+#[test]
+fn an_account_whose_id_differs_and_a_host_without_useradd_fail_the_generation_before_any_file_changes() {
+    let f = Fleet::new("pkg-acct", 1);
+    append(&f.project().join("roles/site.toml"), "\n[users.app]\nuid = 2345\n");
+    apply_ok(&f);
+    let motd = std::fs::read(f.host_file(0, "/etc/motd")).unwrap();
+    append(&f.project().join("layers/site/etc/motd"), "changed\n");
+
+    let role = f.project().join("roles/site.toml");
+    let text = std::fs::read_to_string(&role).unwrap().replace("uid = 2345", "uid = 2346");
+    std::fs::write(&role, &text).unwrap();
+    let r = f.apply_json(&[]);
+    assert_ne!(r.code, 0);
+    let err = r.hosts()[0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("user app exists with uid 2345, the role says 2346"), "{err}");
+    assert_eq!(std::fs::read(f.host_file(0, "/etc/motd")).unwrap(), motd, "files changed");
+
+    std::fs::write(
+        &role,
+        text.replace("uid = 2346", "uid = 2345").replace("[users.app]", "[users.other]\n[users.app]"),
+    )
+    .unwrap();
+    std::fs::remove_file(f.host_file(0, "/usr/sbin/useradd")).unwrap();
+    let r = f.apply_json(&[]);
+    assert_ne!(r.code, 0);
+    let err = r.hosts()[0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("useradd not found") && err.contains("passwd"), "{err}");
+    assert_eq!(std::fs::read(f.host_file(0, "/etc/motd")).unwrap(), motd, "files changed");
 }
