@@ -40,9 +40,18 @@ pub fn installed(layout: &Layout) -> HashMap<String, String> {
     out
 }
 
-/// The packages of `want` not installed at their locked version.
+/// The packages of `want` not installed at their locked version or newer.
+/// drover never downgrades: a newer version on the host is usually a
+/// security update, and going back reruns maintainer scripts that were
+/// not written for it.
 pub fn to_install<'a>(installed: &HashMap<String, String>, want: &'a [Package]) -> Vec<&'a Package> {
-    want.iter().filter(|p| installed.get(&p.name) != Some(&p.version)).collect()
+    want.iter()
+        .filter(|p| {
+            installed
+                .get(&p.name)
+                .is_none_or(|have| drover_proto::debversion::compare(have, &p.version) == std::cmp::Ordering::Less)
+        })
+        .collect()
 }
 
 fn marker(layout: &Layout) -> std::path::PathBuf {
@@ -166,5 +175,22 @@ mod tests {
         let got = installed(&Layout::new(dir.path()));
         assert_eq!(got.get("sl").map(|s| s.as_str()), Some("5.02-1+b1"));
         assert!(!got.contains_key("bad"));
+    }
+
+    #[test]
+    fn installs_what_is_missing_or_older_and_never_downgrades() {
+        let p = |name: &str, version: &str| Package {
+            name: name.into(),
+            version: version.into(),
+            arch: "all".into(),
+            hash: drover_proto::Hash([0; 32]),
+            size: 1,
+        };
+        let want = [p("same", "1.0-1"), p("older", "1.0-2"), p("newer", "1.0-1"), p("absent", "1")];
+        let have: HashMap<String, String> = [("same", "1.0-1"), ("older", "1.0-1"), ("newer", "1.0-1+deb12u1")]
+            .map(|(a, b)| (a.into(), b.into()))
+            .into();
+        let got: Vec<&str> = to_install(&have, &want).iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(got, ["older", "absent"]);
     }
 }

@@ -8,7 +8,6 @@
 
 mod index;
 mod resolve;
-mod version;
 
 use std::collections::BTreeSet;
 use std::path::Path;

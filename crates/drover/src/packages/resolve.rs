@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::index::{Candidate, Dep, Index};
-use super::version::{compare, satisfies};
 use super::PackageError;
+use drover_proto::debversion::{compare, satisfies};
 
 pub struct Resolution {
     /// Every package of every closure, by name.

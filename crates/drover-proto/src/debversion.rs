@@ -1,6 +1,9 @@
 //! Debian version comparison, as `dpkg --compare-versions` does it
 //! (deb-version(7)): epoch, then upstream version, then revision, each
 //! compared in alternating non-digit and digit runs, `~` sorting first.
+//!
+//! Here because both sides need it: the controller to resolve dependency
+//! constraints, the agent to never downgrade an installed package.
 
 use std::cmp::Ordering;
 
