@@ -2,6 +2,7 @@
 //! have no route to any package mirror (issue 13, items 1-4): real dpkg,
 //! real useradd, real supervisors, the real agent.
 
+#[macro_use]
 mod support;
 
 use std::path::Path;
@@ -264,9 +265,14 @@ owner = "svc"
     assert!(!f.host_file(0, "/etc/app/config").exists(), "rollback kept the files");
 }
 
-#[test]
-fn a_change_matching_only_reload_on_reloads_the_service_without_restarting_it() {
-    let f = Fleet::new("pkg-reload", 1);
+on_both_inits!(
+    reload_scenario:
+    a_change_matching_only_reload_on_reloads_the_service_without_restarting_it_runit,
+    a_change_matching_only_reload_on_reloads_the_service_without_restarting_it_systemd
+);
+
+fn reload_scenario(init: drover_lab::Init) {
+    let f = Fleet::on("pkg-reload", 1, init);
     std::fs::write(
         f.project().join("services/rl.toml"),
         r#"command = "trap 'echo hup >> /var/tmp/rl-reloads' HUP; while :; do sleep 1 & wait $!; done"
