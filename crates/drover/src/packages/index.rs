@@ -167,11 +167,13 @@ pub fn parse_deps(s: &str) -> Vec<Vec<Dep>> {
             group
                 .split('|')
                 .filter_map(|alt| {
-                    let alt = alt.split(['[', '<']).next().unwrap_or("").trim();
-                    let (name, rest) = match alt.find('(') {
-                        Some(i) => (alt[..i].trim(), Some(alt[i + 1..].trim_end_matches(')').trim())),
-                        None => (alt, None),
+                    // `name:arch (op version) [archs] <profiles>`: the
+                    // version's `<<`/`<=` must not be read as a profile.
+                    let (name, rest) = match (alt.find('('), alt.find(')')) {
+                        (Some(i), Some(j)) if j > i => (&alt[..i], Some(alt[i + 1..j].trim())),
+                        _ => (alt, None),
                     };
+                    let name = name.split(['[', '<']).next().unwrap_or("");
                     let name = name.split(':').next().unwrap_or(name).trim();
                     if name.is_empty() {
                         return None;
@@ -195,8 +197,10 @@ mod tests {
 
     #[test]
     fn dependency_fields_parse() {
-        let d = parse_deps("libc6 (>= 2.2.5), libncurses6 (>= 6) | foo, perl:any, bar [amd64] <!nocheck>");
-        assert_eq!(d.len(), 4);
+        let d =
+            parse_deps("libc6 (>= 2.2.5), libncurses6 (>= 6) | foo, perl:any, bar [amd64] <!nocheck>, k (<= 1.18~)");
+        assert_eq!(d.len(), 5);
+        assert_eq!(d[4][0], Dep { name: "k".into(), version: Some(("<=".into(), "1.18~".into())) });
         assert_eq!(d[0][0], Dep { name: "libc6".into(), version: Some((">=".into(), "2.2.5".into())) });
         assert_eq!(d[1].len(), 2);
         assert_eq!(d[2][0].name, "perl");
