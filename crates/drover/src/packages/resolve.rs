@@ -100,26 +100,31 @@ pub fn resolve(index: &Index, requests: &BTreeMap<String, Vec<String>>) -> Resul
     Ok(Resolution { selected, roles })
 }
 
-/// What every Debian system of the source's release has: the Essential and
-/// Priority: required packages and their dependencies (debootstrap's
-/// minbase). These are never shipped.
+/// What every Debian system of the source's release surely has: the
+/// Essential and Priority: required packages and, recursively, their
+/// dependencies that have no alternative. These are never shipped.
+///
+/// An alternative (`usrmerge | usr-is-merged`) is not followed: which one
+/// a host has depends on how it was installed (debootstrap picks
+/// usr-is-merged, apt would pick usrmerge and perl with it). Guessing wrong
+/// would leave a dependency unshipped and the install failing on the host;
+/// not guessing ships a package the host may already have, which the agent
+/// then skips.
 fn base_system(index: &Index) -> BTreeMap<&str, &Candidate> {
-    let mut base: BTreeMap<&str, &Candidate> = BTreeMap::new();
-    let mut queue: VecDeque<&Candidate> =
-        index.by_name.values().filter_map(|cs| best(cs.iter().filter(|c| c.base))).collect();
+    let seeds: Vec<&Candidate> = index.by_name.values().filter_map(|cs| best(cs.iter().filter(|c| c.base))).collect();
+    let mut base: BTreeMap<&str, &Candidate> = seeds.iter().map(|c| (c.name.as_str(), *c)).collect();
+    let mut queue: VecDeque<&Candidate> = seeds.into_iter().collect();
     while let Some(c) = queue.pop_front() {
-        if base.insert(c.name.as_str(), c).is_some() {
-            continue;
-        }
-        for group in &c.depends {
-            if group.iter().any(|d| base.values().any(|b| matches(d, b))) {
+        for group in c.depends.iter().filter(|g| g.len() == 1) {
+            let d = &group[0];
+            if base.values().any(|b| matches(d, b)) {
                 continue;
             }
-            let pick = group.iter().find_map(|d| {
-                let real = index.by_name.get(&d.name).and_then(|cs| best(cs.iter().filter(|c| matches(d, c))));
-                real.or_else(|| if d.version.is_none() { provider(index, &d.name, None) } else { None })
-            });
-            queue.extend(pick);
+            let real = index.by_name.get(&d.name).and_then(|cs| best(cs.iter().filter(|c| matches(d, c))));
+            if let Some(p) = real {
+                base.insert(p.name.as_str(), p);
+                queue.push_back(p);
+            }
         }
     }
     base
