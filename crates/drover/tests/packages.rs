@@ -146,10 +146,15 @@ fn failing_deb(dir: &Path, name: &str) {
 
 /// A small .deb in `dir/debs`, with extra control fields and a postinst.
 fn build_deb(dir: &Path, name: &str, control_extra: &str, postinst: &str) {
+    build_deb_with(dir, name, control_extra, postinst, b"x\n");
+}
+
+/// [`build_deb`] with `payload` as its one file.
+fn build_deb_with(dir: &Path, name: &str, control_extra: &str, postinst: &str, payload: &[u8]) {
     let root = dir.join(format!("{name}-build"));
     std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
     std::fs::create_dir_all(root.join("usr/share/doc").join(name)).unwrap();
-    std::fs::write(root.join("usr/share/doc").join(name).join("README"), "x\n").unwrap();
+    std::fs::write(root.join("usr/share/doc").join(name).join("README"), payload).unwrap();
     std::fs::write(
         root.join("DEBIAN/control"),
         format!(
@@ -489,4 +494,36 @@ fn an_account_whose_id_differs_and_a_host_without_useradd_fail_the_generation_be
     let err = r.hosts()[0]["error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("useradd not found") && err.contains("passwd"), "{err}");
     assert_eq!(std::fs::read(f.host_file(0, "/etc/motd")).unwrap(), motd, "files changed");
+}
+
+#[test]
+fn with_relay_the_locked_packages_travel_host_to_host_and_the_controller_sends_them_about_once() {
+    let f = Fleet::new("pkg-relay", 3);
+    // 1.5 MiB that does not compress: above the relay's 1 MiB threshold.
+    let mut noise = Vec::with_capacity(3 << 19);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while noise.len() < 3 << 19 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    build_deb_with(&f.project(), "drover-big", "", "#!/bin/sh\n", &noise);
+    append(&f.project().join("drover.toml"), "\n[packages]\nsources = [\"debs\", \"apt\"]\n");
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"drover-big\"]\n");
+    let lock = f.drover(&["packages", "lock"]);
+    assert_eq!(lock.code, 0, "{}", lock.stderr);
+    let size = std::fs::metadata(f.project().join("debs/drover-big_1.0_all.deb")).unwrap().len();
+    let r = f.apply_json(&["--relay", "--relay-min-mib", "1"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let sent: u64 = r.hosts().iter().map(|h| h["bytes_sent"].as_u64().unwrap()).sum();
+    // Direct, each of the 3 hosts would get the whole .deb from the controller.
+    assert!(sent < 2 * size, "controller sent {sent} bytes for a {size}-byte package on 3 hosts: not relayed");
+    for i in 0..3 {
+        assert!(
+            f.host_file(i, "/usr/share/doc/drover-big/README").is_file(),
+            "h{}: the package is not installed",
+            i + 1
+        );
+    }
 }
