@@ -139,6 +139,40 @@ fn a_conflicting_closure_and_an_unreadable_source_are_refused_naming_the_package
     assert!(!proj.join("packages.lock").exists());
 }
 
+#[test]
+fn a_fresh_checkout_refetches_exactly_the_locked_files_and_refuses_a_changed_one() {
+    let (_d, proj) = offline_project("packages = [\"sl\", \"drover-own\"]\n");
+    build_deb(&proj, "drover-own", "", "#!/bin/sh\n");
+    append(&proj.join("drover.toml"), "\n[packages]\nsources = [\"debs\", \"apt\"]\n");
+    let drover = |args: &[&str]| Run::from(Command::new(DROVER).arg("-C").arg(&proj).args(args).output().unwrap());
+    let r = drover(&["packages", "lock"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lock_text = std::fs::read_to_string(proj.join("packages.lock")).unwrap();
+    let cache = proj.join(".drover/packages");
+    let before: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before.len(), 3, "sl, libncurses6, drover-own: {before:?}");
+
+    // A fresh checkout: the lock, no cache. Plan fetches the same files.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let r = drover(&["plan"]);
+    assert!(r.stdout.contains("unreachable"), "compile stopped: {}{}", r.stdout, r.stderr);
+    let mut after: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(after, before, "other files than the locked ones");
+    assert_eq!(std::fs::read_to_string(proj.join("packages.lock")).unwrap(), lock_text, "the lock was rewritten");
+
+    // The same version rebuilt with other content: refused, not taken.
+    std::fs::remove_dir_all(&cache).unwrap();
+    build_deb_with(&proj, "drover-own", "", "#!/bin/sh\n", b"other\n");
+    let r = drover(&["plan"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("fetching drover-own 1.0") && r.stderr.contains("packages.lock says"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "a host was contacted: {}", r.stdout);
+    assert_eq!(std::fs::read_to_string(proj.join("packages.lock")).unwrap(), lock_text, "the lock was rewritten");
+}
+
 /// A .deb named `name` whose postinst prints a marker and fails.
 fn failing_deb(dir: &Path, name: &str) {
     build_deb(dir, name, "", "#!/bin/sh\necho drover-test-postinst-failed >&2\nexit 1\n");

@@ -146,7 +146,7 @@ impl Project {
                 return Err(SpecError::file(
                     &path,
                     format!("package {} {} is locked but not in the cache", p.name, p.version),
-                    "run `drover packages lock` to fetch the locked files again",
+                    "plan and apply fetch the locked files again (exactly these versions and hashes); was the fetch refused?",
                 ));
             }
             blobs.insert(p.hash, BlobSource::File(path));

@@ -96,11 +96,69 @@ pub fn lock(project: &mut Project, targets: &BTreeSet<String>) -> Result<Package
 /// fact cache. An existing lock is never re-resolved (a changed package list
 /// is a compile error that says to run `drover packages lock`).
 pub fn ensure_lock(project: &mut Project) -> Result<(), PackageError> {
-    if project.package_requests().is_empty() || project.package_lock().is_some() {
+    if project.package_requests().is_empty() {
         return Ok(());
+    }
+    if let Some(lock) = project.package_lock() {
+        return refetch(project, lock);
     }
     let targets = known_targets(project);
     lock(project, &targets)?;
+    Ok(())
+}
+
+/// Put back into the cache the locked `.deb` files it lacks (a fresh
+/// checkout has the lock but not `.drover/`): exactly the locked name and
+/// version, from a source directory holding the locked file name, else apt;
+/// a file whose blake3 is not the locked one is an error, never taken.
+fn refetch(project: &Project, lock: &PackageLock) -> Result<(), PackageError> {
+    let mut seen = BTreeSet::new();
+    let missing: Vec<&LockedPackage> = lock
+        .targets
+        .iter()
+        .flat_map(|t| &t.packages)
+        .filter(|p| !cache_path(&project.dir, &p.blake3).is_file() && seen.insert(&p.blake3))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sources = &project.settings.package_sources;
+    let cands: Vec<index::Candidate> = missing
+        .iter()
+        .map(|p| {
+            let in_dir = sources
+                .iter()
+                .filter(|s| *s != "apt")
+                .map(|s| project.dir.join(s).join(&p.filename))
+                .find(|f| f.is_file());
+            index::Candidate {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                depends: vec![],
+                conflicts: vec![],
+                provides: vec![],
+                base: false,
+                filename: p.filename.clone(),
+                origin: in_dir.map_or(Origin::Apt, Origin::File),
+                source: 0,
+            }
+        })
+        .collect();
+    let refs: Vec<&index::Candidate> = cands.iter().collect();
+    for (p, (hash, _)) in missing.iter().zip(fetch(&project.dir, &refs)?) {
+        if hash != p.blake3 {
+            return Err(PackageError::Fetch {
+                package: p.name.clone(),
+                version: p.version.clone(),
+                detail: format!(
+                    "the source's file has blake3 {hash}, packages.lock says {}: the package changed under the same \
+                     version. Run `drover packages lock` to take the new file (and review the lock's diff)",
+                    p.blake3
+                ),
+            });
+        }
+    }
     Ok(())
 }
 
