@@ -71,6 +71,7 @@ fn candidate(
                 changes: c.changes.clone(),
                 restarts: c.restarts.clone(),
                 missing: engine.missing(&c),
+                setup: crate::setup::drift(&engine.layout, &engine.accounts, &c.manifest.setup),
             };
             *cand = Some(c);
             *chunk_error = None;

@@ -561,3 +561,21 @@ fn with_relay_the_locked_packages_travel_host_to_host_and_the_controller_sends_t
         );
     }
 }
+
+#[test]
+fn a_package_removed_by_hand_is_drift_that_plan_shows_and_apply_reinstalls() {
+    let f = Fleet::new("pkg-drift", 1);
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
+    apply_ok(&f);
+    f.host_sh(0, "dpkg --remove sl >/dev/null 2>&1");
+    assert!(!f.host_file(0, "/usr/games/sl").exists());
+    let r = f.drover(&["plan", "--json"]);
+    assert_eq!(r.hosts()[0]["outcome"], "planned", "{}", r.stdout);
+    assert_eq!(r.hosts()[0]["setup"], serde_json::json!(["package sl 5.02-1+b1 not installed"]), "{}", r.stdout);
+    let st = f.drover(&["status", "--json"]);
+    assert!(st.stdout.contains("package sl 5.02-1+b1 not installed"), "drift not reported: {}", st.stdout);
+    let hosts = apply_ok(&f);
+    assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
+    assert!(f.host_file(0, "/usr/games/sl").is_file(), "sl not reinstalled");
+    assert_eq!(apply_ok(&f)[0]["outcome"], "unchanged");
+}
