@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use crate::layout::Layout;
 use crate::{bail, Result};
 
-#[derive(Debug, Default)]
+/// The id [`Accounts::with_declared`] gives accounts that do not exist yet
+/// and declare no id (never a real owner: `(uid_t)-2` is reserved).
+pub const NOT_YET_CREATED: u32 = u32::MAX - 1;
+
+#[derive(Debug, Default, Clone)]
 pub struct Accounts {
     users: HashMap<String, u32>,
     groups: HashMap<String, u32>,
@@ -36,6 +40,35 @@ impl Accounts {
             None if name == "root" => Ok(0),
             None => name.parse().or_else(|_| bail!("group {name:?} does not exist on this host")),
         }
+    }
+
+    /// The id of an existing user (no fallbacks: for "does it exist").
+    pub fn user_id(&self, name: &str) -> Option<u32> {
+        self.users.get(name).copied()
+    }
+
+    pub fn group_id(&self, name: &str) -> Option<u32> {
+        self.groups.get(name).copied()
+    }
+
+    /// These accounts plus the ones `setup` will create, for comparing a
+    /// generation with the host before they exist: a declared id is used as
+    /// is; an account without one gets an id no file has yet
+    /// ([`NOT_YET_CREATED`]), so files it owns count as changing, and the
+    /// comparison is made again once the account exists.
+    pub fn with_declared(&self, setup: &drover_proto::Setup) -> Accounts {
+        let mut a = self.clone();
+        for g in &setup.groups {
+            a.groups.entry(g.name.clone()).or_insert(g.gid.unwrap_or(NOT_YET_CREATED));
+        }
+        for u in &setup.users {
+            a.users.entry(u.name.clone()).or_insert(u.uid.unwrap_or(NOT_YET_CREATED));
+            // useradd -U makes a group named like the user.
+            if u.group.is_none() {
+                a.groups.entry(u.name.clone()).or_insert(NOT_YET_CREATED);
+            }
+        }
+        a
     }
 
     /// The name of user `uid`, when the host's `/etc/passwd` has one.

@@ -102,6 +102,7 @@ pub fn diff(
             EntryKind::File { hash, size } => Some((hash, size)),
             _ => None,
         })
+        .chain(desired.setup.packages.iter().map(|p| (p.hash, p.size)))
         .collect();
     Ok(Candidate { manifest: desired, generation, wants, changes, restarts, sizes })
 }

@@ -20,7 +20,7 @@ use crate::layout::Layout;
 use crate::safefs::{Root, Walker};
 use crate::state::{self, load_manifest, now_ms, read_json, save_manifest, write_json, Pending, Phase, StateFile};
 use crate::transition::{self, gen_name, Done};
-use crate::{bail, blobs, gc, health, hooks, services, watchdog, Context, Result};
+use crate::{bail, blobs, gc, health, hooks, services, setup, watchdog, Context, Result};
 
 pub struct Engine {
     pub layout: Layout,
@@ -90,6 +90,7 @@ impl Engine {
     /// generation. Needs the lock.
     fn recover(&mut self) -> Result<Option<String>> {
         let mut notes = Vec::new();
+        notes.extend(crate::dpkg::recover(&self.layout));
         if let Some(what) = transition::recover(&self.layout, &self.state)? {
             self.state = StateFile::load(&self.layout)?;
             notes.push(what);
@@ -159,7 +160,9 @@ impl Engine {
     /// Reads only; writes nothing.
     pub fn check(&self, hash: &Hash) -> Result<(bool, Vec<String>)> {
         let Some(cur) = self.current_manifest()? else { return Ok((false, vec![])) };
-        let drift = diff::drift(&self.layout, &self.accounts, &state::load_statcache(&self.layout), &cur)?;
+        let accounts = self.accounts.with_declared(&cur.setup);
+        let mut drift = diff::drift(&self.layout, &accounts, &state::load_statcache(&self.layout), &cur)?;
+        drift.extend(setup::drift(&self.layout, &self.accounts, &cur.setup));
         let pending = self.layout.pending().exists();
         Ok((cur.hash() == *hash && drift.is_empty() && !pending, drift))
     }
@@ -169,7 +172,7 @@ impl Engine {
         let cur = self.current_manifest()?;
         diff::diff(
             &self.layout,
-            &self.accounts,
+            &self.accounts.with_declared(&manifest.setup),
             &state::load_statcache(&self.layout),
             cur.as_ref(),
             manifest,
@@ -191,6 +194,7 @@ impl Engine {
                 }
             }
         }
+        out.extend(setup::missing(&self.layout, &cand.manifest).into_iter().filter(|(h, _)| seen.insert(*h)));
         out
     }
 
@@ -218,10 +222,15 @@ impl Engine {
         if generation < self.state.next {
             bail!("generation {generation} is not newer than this host's next number {}", self.state.next);
         }
-        if cand.changes.is_empty() && self.current_manifest()?.map(|m| m.hash()) == Some(cand.manifest.hash()) {
+        let setup_drift = setup::drift(&self.layout, &self.accounts, &cand.manifest.setup);
+        if cand.changes.is_empty()
+            && setup_drift.is_empty()
+            && self.current_manifest()?.map(|m| m.hash()) == Some(cand.manifest.hash())
+        {
             return Ok(ApplyOutcome::UpToDate { generation: self.state.current.unwrap_or(0) });
         }
         self.ensure_blobs(&cand)?;
+        let cand = self.set_up(cand, true, progress)?;
         save_manifest(&self.layout, generation, &cand.manifest)?;
         let mut next = self.state.clone();
         next.next = generation + 1;
@@ -250,8 +259,25 @@ impl Engine {
         let m = load_manifest(&self.layout, target)?;
         let cand = self.diff(m, target)?;
         self.ensure_blobs(&cand)?;
+        let cand = self.set_up(cand, false, progress)?;
         let next = self.state.clone();
         self.activate(next, cand, confirm_ms, false, progress)
+    }
+
+    /// Groups, users and (with `packages`) packages, before anything is
+    /// stopped or swapped: a failure here leaves the host as it was. New
+    /// accounts change what owner names resolve to, so the candidate is
+    /// compared with the host again.
+    fn set_up(&mut self, cand: Candidate, packages: bool, progress: &mut dyn FnMut(String)) -> Result<Candidate> {
+        let (created, done) = setup::run(&self.layout, &self.accounts, &cand.manifest.setup, packages)?;
+        for d in done {
+            progress(d);
+        }
+        if !created {
+            return Ok(cand);
+        }
+        self.accounts = Accounts::load(&self.layout);
+        self.diff(cand.manifest, cand.generation)
     }
 
     fn ensure_blobs(&self, cand: &Candidate) -> Result<()> {
@@ -352,8 +378,12 @@ impl Engine {
             fs::remove_file(self.layout.pending()).ctx(|| "remove activation marker".into())?;
         }
         gc::collect(&self.layout, &mut self.state)?;
-        let restarted =
-            cand.restarts.iter().filter(|r| r.action != ServiceAction::Stop).map(|r| r.name.clone()).collect();
+        let restarted = cand
+            .restarts
+            .iter()
+            .filter(|r| r.action != ServiceAction::Stop)
+            .map(|r| if r.action == ServiceAction::Reload { format!("{}:reload", r.name) } else { r.name.clone() })
+            .collect();
         let files_written = done.ops.iter().filter(|o| !o.implicit).count() as u64;
         Ok(ApplyOutcome::Activated { generation, restarted, files_written })
     }
@@ -364,8 +394,8 @@ impl Engine {
         manifests: &[&Manifest],
         changed: &BTreeSet<String>,
     ) -> Result<(), String> {
-        services::perform(&self.layout, restarts, &[ServiceAction::Start, ServiceAction::Restart], manifests, changed)
-            .map_err(|e| e.0)
+        let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
+        services::perform(&self.layout, restarts, &kinds, manifests, changed).map_err(|e| e.0)
     }
 
     fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
@@ -443,7 +473,8 @@ impl Engine {
         self.state = st;
         self.record_stats(&done)?;
         let _ = fs::remove_file(self.layout.pending());
-        errors.extend(self.put_back(&restarts, &[ServiceAction::Start, ServiceAction::Restart], &manifests, &changed));
+        let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
+        errors.extend(self.put_back(&restarts, &kinds, &manifests, &changed));
         Ok((format!("generation {} reverted to {} ({reason})", gen_name(failed), gen_name(undo.from)), errors))
     }
 

@@ -48,6 +48,8 @@ pub fn collect_at(layout: &Layout, state: &mut StateFile, now: SystemTime) -> cr
                 EntryKind::File { hash, .. } => Some(hash),
                 EntryKind::Symlink { .. } | EntryKind::Dir => None,
             }));
+            // Kept for relaying to peers and for reinstalling after drift.
+            live.extend(m.setup.packages.iter().map(|p| p.hash));
         }
     }
     if let Some(undo) = transition::last_undo(layout, state)? {

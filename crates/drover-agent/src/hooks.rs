@@ -12,7 +12,8 @@
 use crate::layout::Layout;
 
 /// Points in a transition where a test may stop the agent.
-pub const POINTS: &[&str] = &["after-stage", "mid-swap", "after-commit", "before-health", "awaiting-confirm"];
+pub const POINTS: &[&str] =
+    &["after-stage", "mid-swap", "after-commit", "before-health", "awaiting-confirm", "dpkg-unpacked"];
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]

@@ -200,6 +200,8 @@ fn stage_blobs(
             EntryKind::File { hash, size } => Some((hash, size)),
             EntryKind::Symlink { .. } | EntryKind::Dir => None,
         })
+        // The packages not yet installed at their version travel too.
+        .chain(crate::setup::missing(layout, m))
         .filter(|(h, _)| blobs::needs_transfer(layout, h))
         .collect();
     need.sort();
@@ -365,11 +367,11 @@ mod tests {
     fn templated_files_whose_source_is_unchanged_keep_the_hosts_rendering() {
         let current = Manifest {
             entries: vec![entry("/a", b"gen 3", Some(1)), entry("/b", b"gen 3", Some(2))],
-            services: vec![],
+            ..Default::default()
         };
         let next = Manifest {
             entries: vec![entry("/a", b"gen 1", Some(1)), entry("/b", b"gen 1", Some(9))],
-            services: vec![],
+            ..Default::default()
         };
         let kept = keep_unchanged_sources(next.clone(), Some(&current));
         assert_eq!(kept.entries[0], current.entries[0], "unchanged source re-rendered");

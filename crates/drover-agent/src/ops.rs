@@ -32,7 +32,12 @@ impl Engine {
     pub fn status(&self) -> Result<HostStatus> {
         let cur = self.current_manifest()?;
         let drift = match &cur {
-            Some(m) => crate::diff::drift(&self.layout, &self.accounts, &state::load_statcache(&self.layout), m)?,
+            Some(m) => {
+                let accounts = self.accounts.with_declared(&m.setup);
+                let mut d = crate::diff::drift(&self.layout, &accounts, &state::load_statcache(&self.layout), m)?;
+                d.extend(crate::setup::drift(&self.layout, &self.accounts, &m.setup));
+                d
+            }
             None => vec![],
         };
         let services = cur

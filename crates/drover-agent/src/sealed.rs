@@ -176,7 +176,7 @@ mod tests {
                     group: "root".into(),
                     source: None,
                 }],
-                services: vec![],
+                ..Default::default()
             },
             recipient: Some(recipient),
             sealed: vec![SealedEntry {

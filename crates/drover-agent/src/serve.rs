@@ -72,7 +72,12 @@ fn candidate(
         Ok(mut c) => {
             let missing = engine.missing(&c);
             let missing = crate::sealed::redirect_missing(&engine.layout, sealed, &mut c, missing);
-            let reply = Response::Diff { changes: c.changes.clone(), restarts: c.restarts.clone(), missing };
+            let reply = Response::Diff {
+                changes: c.changes.clone(),
+                restarts: c.restarts.clone(),
+                missing,
+                setup: crate::setup::drift(&engine.layout, &engine.accounts, &c.manifest.setup),
+            };
             *cand = Some(c);
             *chunk_error = None;
             reply

@@ -1,7 +1,9 @@
 //! Which services a change restarts, and driving the host's supervisor.
 //!
 //! A service restarts when any of its trigger paths changed (its unit files
-//! are among its triggers); a new service starts; a dropped one stops. The
+//! are among its triggers); one whose only changed inputs are `reload-on`
+//! paths is reloaded instead (nginx re-reads its config without dropping
+//! connections); a new service starts; a dropped one stops. The
 //! supervisor is told through its own command-line tool (`sv`, `systemctl`,
 //! `rc-service`), with argv, never through a shell.
 
@@ -30,7 +32,14 @@ pub fn plan(old: Option<&Manifest>, new: &Manifest, changed: &BTreeSet<String>) 
             None => Some(ServiceAction::Start),
             Some(prev) => {
                 let hit = |spec: &ServiceSpec| spec.triggers.iter().any(|t| changed.contains(t));
-                (hit(s) || hit(&prev) || prev.supervisor != s.supervisor).then_some(ServiceAction::Restart)
+                let reload = |spec: &ServiceSpec| spec.reload_triggers.iter().any(|t| changed.contains(t));
+                if hit(s) || hit(&prev) || prev.supervisor != s.supervisor {
+                    Some(ServiceAction::Restart)
+                } else if reload(s) {
+                    Some(ServiceAction::Reload)
+                } else {
+                    None
+                }
             }
         };
         if let Some(action) = action {
@@ -90,6 +99,10 @@ fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
             wait_for_runsv(name)?;
             sv_retrying(&["restart", name])
         }
+        // runit's `reload` sends SIGHUP, what daemons expect for "re-read config".
+        (Supervisor::Runit, ServiceAction::Reload) => sv_retrying(&["reload", name]),
+        (Supervisor::Systemd, ServiceAction::Reload) => run(Command::new("systemctl").args(["reload", name])),
+        (Supervisor::OpenRc, ServiceAction::Reload) => run(Command::new("rc-service").args([name, "reload"])),
         (Supervisor::Runit, ServiceAction::Stop) => {
             // No runsv (a missing service directory, or one left with a
             // dead runsv's FIFO) means it is already stopped.
@@ -178,6 +191,7 @@ mod tests {
             name: name.into(),
             supervisor: Supervisor::Runit,
             triggers: triggers.iter().map(|s| s.to_string()).collect(),
+            reload_triggers: vec![],
             health: None,
         }
     }
@@ -186,7 +200,7 @@ mod tests {
     fn daemon_reload_after_a_swap_that_touched_systemd_units_even_a_removal() {
         let mut web = svc("web", &["/etc/systemd/system/web.service"]);
         web.supervisor = Supervisor::Systemd;
-        let old = Manifest { entries: vec![], services: vec![web] };
+        let old = Manifest { entries: vec![], services: vec![web], ..Default::default() };
         let new = Manifest::default(); // web (and its unit file) removed
         let removed: BTreeSet<String> = ["/etc/systemd/system/web.service".to_string()].into();
         let after = [ServiceAction::Start, ServiceAction::Restart];
@@ -194,7 +208,7 @@ mod tests {
         assert!(!needs_daemon_reload(&[ServiceAction::Stop], &[&old, &new], &removed), "not before the swap");
         let motd: BTreeSet<String> = ["/etc/motd".to_string()].into();
         assert!(!needs_daemon_reload(&after, &[&old, &new], &motd), "no unit changed");
-        let runit = Manifest { entries: vec![], services: vec![svc("web", &[])] };
+        let runit = Manifest { services: vec![svc("web", &[])], ..Default::default() };
         assert!(!needs_daemon_reload(&after, &[&runit], &removed), "no systemd service on this host");
     }
 
@@ -215,10 +229,11 @@ mod tests {
     #[test]
     fn only_services_whose_inputs_changed_restart() {
         let old = Manifest {
-            entries: vec![],
             services: vec![svc("db", &["/etc/db.conf"]), svc("web", &["/srv/www/index.html"])],
+            ..Default::default()
         };
-        let new = Manifest { entries: vec![], services: vec![svc("cache", &[]), svc("web", &["/srv/www/index.html"])] };
+        let new =
+            Manifest { services: vec![svc("cache", &[]), svc("web", &["/srv/www/index.html"])], ..Default::default() };
         let changed: BTreeSet<String> = ["/srv/www/index.html".to_string()].into();
         let p = plan(Some(&old), &new, &changed);
         let got: Vec<(&str, ServiceAction)> = p.iter().map(|r| (r.name.as_str(), r.action)).collect();
@@ -228,5 +243,17 @@ mod tests {
         );
         let unrelated: BTreeSet<String> = ["/etc/motd".to_string()].into();
         assert!(plan(Some(&new), &new, &unrelated).is_empty());
+    }
+
+    #[test]
+    fn reload_on_paths_reload_unless_a_restart_trigger_changed_too() {
+        let mut web = svc("web", &["/etc/web/bin"]);
+        web.reload_triggers = vec!["/etc/web/site.conf".into()];
+        let m = Manifest { services: vec![web], ..Default::default() };
+        let conf: BTreeSet<String> = ["/etc/web/site.conf".to_string()].into();
+        assert_eq!(plan(Some(&m), &m, &conf)[0].action, ServiceAction::Reload);
+        let both: BTreeSet<String> = ["/etc/web/site.conf".to_string(), "/etc/web/bin".to_string()].into();
+        assert_eq!(plan(Some(&m), &m, &both)[0].action, ServiceAction::Restart);
+        assert_eq!(plan(None, &m, &conf)[0].action, ServiceAction::Start, "a new service starts");
     }
 }

@@ -120,7 +120,7 @@ fn manifest(files: &Files) -> (Manifest, BTreeMap<Hash, Vec<u8>>) {
             }
         })
         .collect();
-    (Manifest { entries, services: vec![] }, blobs)
+    (Manifest { entries, ..Default::default() }, blobs)
 }
 
 fn files(pairs: &[(&'static str, &'static str)]) -> Files {

@@ -74,7 +74,7 @@ impl Agent {
             group: "root".into(),
             source: None,
         };
-        let manifest = Manifest { entries: vec![entry], services: vec![] };
+        let manifest = Manifest { entries: vec![entry], ..Default::default() };
         let generation = self.state.next;
         let Response::Diff { missing, .. } = self.call(Request::Diff { manifest, generation }) else { panic!("diff") };
         for (h, _) in missing {

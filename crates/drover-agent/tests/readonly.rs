@@ -91,7 +91,7 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
         group: "root".into(),
         source: None,
     };
-    let manifest = Manifest { entries: vec![entry], services: vec![] };
+    let manifest = Manifest { entries: vec![entry], ..Default::default() };
     match s.call(Request::Diff { manifest, generation: 1 }) {
         Response::Diff { changes, missing, .. } => {
             assert_eq!(changes.len(), 1);

@@ -10,10 +10,12 @@
 //! always [`Request::Hello`] / [`Response::Hello`], which carries
 //! [`PROTOCOL_VERSION`] so either side can refuse a peer it does not speak.
 
+pub mod debversion;
 pub mod frame;
 pub mod hash;
 pub mod manifest;
 pub mod message;
+pub mod setup;
 
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
@@ -25,12 +27,16 @@ pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
     Response, ServiceAction, ServiceRestart, ServiceStatus,
 };
+pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
 /// 5: directories in manifests, read-only sessions and `ReadPaths` (plan),
 /// revert errors, per-host bundle statements, authenticated relay requests.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 6: `Reboot`/`Rebooting` and `HostState.boots` (magic rollback across a reboot).
+/// 7: packages, users and groups in manifests (`Setup`), `reload-on`
+/// triggers and the `Reload` service action.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

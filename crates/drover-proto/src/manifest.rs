@@ -18,6 +18,9 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Sorted by `name`, no duplicates.
     pub services: Vec<ServiceSpec>,
+    /// Packages, users and groups, set up before the files swap. Boxed: most
+    /// manifests have none, and a manifest travels inside enums by value.
+    pub setup: Box<crate::Setup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +89,9 @@ pub struct ServiceSpec {
     /// Target paths whose change restarts this service (its unit files
     /// included). Resolved by the controller from the service's globs.
     pub triggers: Vec<String>,
+    /// Target paths whose change only reloads this service (`reload-on`),
+    /// unless a trigger changed too. Never includes a trigger.
+    pub reload_triggers: Vec<String>,
     pub health: Option<HealthCheck>,
 }
 
@@ -158,7 +164,7 @@ impl Manifest {
         for s in &self.services {
             check_name(&s.name)?;
         }
-        Ok(())
+        self.setup.validate()
     }
 
     /// The first entry that has a file or symlink entry as an ancestor.
@@ -243,7 +249,7 @@ mod tests {
 
     #[test]
     fn hash_is_deterministic_and_content_sensitive() {
-        let a = Manifest { entries: vec![file("/a"), file("/b")], services: vec![] };
+        let a = Manifest { entries: vec![file("/a"), file("/b")], services: vec![], setup: Default::default() };
         let b = a.clone();
         assert_eq!(a.hash(), b.hash());
         let mut c = a.clone();
@@ -265,20 +271,20 @@ mod tests {
     #[test]
     fn validate_refuses_escapes_and_disorder() {
         for bad in ["relative", "/a/../etc/shadow", "/a//b", "/a/./b", "/"] {
-            let m = Manifest { entries: vec![file(bad)], services: vec![] };
+            let m = Manifest { entries: vec![file(bad)], services: vec![], setup: Default::default() };
             assert!(m.validate().is_err(), "{bad} accepted");
         }
-        let m = Manifest { entries: vec![file("/b"), file("/a")], services: vec![] };
+        let m = Manifest { entries: vec![file("/b"), file("/a")], services: vec![], setup: Default::default() };
         assert!(m.validate().is_err());
-        let m = Manifest { entries: vec![file("/a"), file("/a")], services: vec![] };
+        let m = Manifest { entries: vec![file("/a"), file("/a")], services: vec![], setup: Default::default() };
         assert!(m.validate().is_err());
-        let m = Manifest { entries: vec![file("/a"), file("/b/c")], services: vec![] };
+        let m = Manifest { entries: vec![file("/a"), file("/b/c")], services: vec![], setup: Default::default() };
         assert!(m.validate().is_ok());
     }
 
     #[test]
     fn entry_lookup() {
-        let m = Manifest { entries: vec![file("/a"), file("/b")], services: vec![] };
+        let m = Manifest { entries: vec![file("/a"), file("/b")], services: vec![], setup: Default::default() };
         assert!(m.entry("/b").is_some());
         assert!(m.entry("/c").is_none());
     }

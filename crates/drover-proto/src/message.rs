@@ -168,6 +168,10 @@ pub enum Response {
         /// Blobs to send, with how many bytes of each the host already holds
         /// from an interrupted transfer (resume from there).
         missing: Vec<(Hash, u64)>,
+        /// What the host lacks of the generation's packages, users and
+        /// groups, one line each (`package sl 5.02-1+b1 not installed`):
+        /// work for `Apply` that no path change shows.
+        setup: Vec<String>,
     },
     /// Human-readable progress from a long operation.
     Progress(String),
@@ -347,6 +351,8 @@ pub enum ServiceAction {
     Start,
     Restart,
     Stop,
+    /// The supervisor's reload (a change matched only `reload-on`).
+    Reload,
 }
 
 impl ServiceAction {
@@ -355,6 +361,7 @@ impl ServiceAction {
             ServiceAction::Start => "start",
             ServiceAction::Restart => "restart",
             ServiceAction::Stop => "stop",
+            ServiceAction::Reload => "reload",
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct ProjectFile {
     #[serde(default)]
     pub apply: ApplySection,
     pub rollout: Option<crate::rollout::RolloutFile>,
+    #[serde(default)]
+    pub packages: PackagesSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +126,53 @@ pub struct RoleFile {
     #[serde(default)]
     pub files: BTreeMap<String, Spanned<FileAttrs>>,
     pub rollout: Option<crate::rollout::RolloutFile>,
+    /// Debian packages, `name` or `name=version` (see docs/project.md).
+    #[serde(default)]
+    pub packages: Vec<Spanned<String>>,
+    /// Package names removed when installed.
+    #[serde(default)]
+    pub packages_absent: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub users: BTreeMap<String, Spanned<UserFile>>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Spanned<GroupFile>>,
+    /// Managed directories: `[dirs."/srv/app"] owner = "app", mode = "0750"`.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, Spanned<FileAttrs>>,
+}
+
+/// `[users.<name>]` in a role.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserFile {
+    pub uid: Option<u32>,
+    /// Primary group; default: a group named like the user.
+    pub group: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+    #[serde(default)]
+    pub system: bool,
+}
+
+/// `[groups.<name>]` in a role.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GroupFile {
+    pub gid: Option<u32>,
+    #[serde(default)]
+    pub system: bool,
+}
+
+/// `drover.toml [packages]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PackagesSection {
+    /// Where packages come from, first match wins: `"apt"` (the
+    /// controller's apt configuration) or a directory of `.deb` files
+    /// (relative to the project). Default: `["apt"]`.
+    pub sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -151,6 +200,10 @@ pub struct ServiceFile {
     /// Globs over target paths; a change to a matching file restarts the service.
     #[serde(default)]
     pub restart_on: Vec<Spanned<String>>,
+    /// Globs over target paths; a change to a matching file only reloads
+    /// the service (unless a `restart-on` path changed too).
+    #[serde(default)]
+    pub reload_on: Vec<Spanned<String>>,
     pub health: Option<Spanned<HealthFile>>,
     /// Instances on every host whose roles include the service (default 1).
     pub instances: Option<Spanned<u32>>,

@@ -19,10 +19,12 @@ mod fleet;
 pub mod instances;
 mod inventory;
 mod layers;
+pub mod lock;
 mod project;
 mod render;
 pub mod rollout;
 mod secrets;
+pub mod setup;
 mod units;
 
 pub use diag::SpecError;

@@ -72,7 +72,7 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
             let env: String =
                 d.env.iter().map(|(k, v)| format!("Environment=\"{k}={}\"\n", v.replace('"', "\\\""))).collect();
             let unit = format!(
-                "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
+                "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\nExecReload=/bin/kill -HUP $MAINPID\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
                 n = d.name,
                 cmd = sh_quote(&script(d.command)),
                 u = d.user,

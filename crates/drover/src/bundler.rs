@@ -97,11 +97,14 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
         let generation = offline_generation(i.store, &host.name);
         let mut c = i.project.compile(host, &facts, generation)?;
         let sealed = seal_secrets(&mut w, host, &mut c)?;
-        for e in &c.manifest.entries {
-            let EntryKind::File { hash, .. } = e.kind else { continue };
-            if c.secrets.contains_key(&e.path) {
-                continue;
-            }
+        // Files' contents (secret ones are sealed above) and the locked
+        // packages' .deb files.
+        let files = c.manifest.entries.iter().filter_map(|e| match e.kind {
+            EntryKind::File { hash, .. } if !c.secrets.contains_key(&e.path) => Some((hash, e.path.as_str())),
+            _ => None,
+        });
+        let debs = c.manifest.setup.packages.iter().map(|p| (p.hash, p.name.as_str()));
+        for (hash, what) in files.chain(debs) {
             if in_base(&hash) {
                 external.push(hash);
                 continue;
@@ -112,7 +115,7 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
             match c.blobs.get(&hash) {
                 Some(BlobSource::File(p)) => w.add(hash, BlobInput::File(p))?,
                 Some(BlobSource::Bytes(b)) => w.add(hash, BlobInput::Bytes(b))?,
-                None => return Err(BuildError::NoContent { host: host.name.clone(), path: e.path.clone() }),
+                None => return Err(BuildError::NoContent { host: host.name.clone(), path: what.to_string() }),
             };
         }
         entries.push(HostEntry {

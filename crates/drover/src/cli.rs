@@ -70,4 +70,6 @@ pub enum Command {
     /// Set a service's number of instances in its file and show which
     /// instances that adds, removes or moves (apply to make it so).
     Scale(crate::commands::instances::ScaleArgs),
+    /// Debian packages: resolve the roles' packages and write packages.lock.
+    Packages(crate::commands::packages::PackagesArgs),
 }

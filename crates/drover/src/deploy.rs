@@ -268,10 +268,12 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             let generation = conn.state.next;
             p.step("comparing");
             let req = job.project.diff_request(host, &compiled.manifest, generation);
-            let Response::Diff { changes, restarts, missing } = conn.link.call(&req, &mut |m| p.step(m)).await? else {
+            let Response::Diff { changes, restarts, missing, setup } = conn.link.call(&req, &mut |m| p.step(m)).await?
+            else {
                 return Err(DeployError::Other("unexpected reply to Diff".into()));
             };
             r.changes = changes;
+            r.setup = setup;
             r.restarts = restarts
                 .iter()
                 .map(|s| {
@@ -286,8 +288,9 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 if opts.diff {
                     r.diffs = Some(crate::plan::host_diffs(&*job.project, &mut conn, &compiled, &r.changes, p).await?);
                 }
-                r.outcome =
-                    if r.changes.is_empty() && r.restarts.is_empty() { Outcome::Unchanged } else { Outcome::Planned };
+                // Packages to install or accounts to create change no path.
+                let nothing = r.changes.is_empty() && r.restarts.is_empty() && r.setup.is_empty();
+                r.outcome = if nothing { Outcome::Unchanged } else { Outcome::Planned };
                 conn.close().await;
                 return Ok(());
             }

@@ -14,6 +14,7 @@ pub mod exit;
 pub mod fleet;
 pub mod instances;
 pub mod link;
+pub mod packages;
 pub mod pins;
 pub mod plan;
 pub mod progress;

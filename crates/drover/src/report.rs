@@ -52,6 +52,9 @@ pub struct HostReport {
     pub generation: Option<u64>,
     pub changes: Vec<Change>,
     pub restarts: Vec<String>,
+    /// Packages, users and groups the host lacked (see `Response::Diff`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
     /// Compressed blob bytes sent (0 on a no-op).
     pub bytes_sent: u64,
     pub blobs_sent: u64,
@@ -81,6 +84,7 @@ impl HostReport {
             generation: None,
             changes: vec![],
             restarts: vec![],
+            setup: vec![],
             bytes_sent: 0,
             blobs_sent: 0,
             files_written: 0,

@@ -18,6 +18,13 @@ pub fn open(project_dir: &Path) -> anyhow::Result<Store> {
 /// this run is compiled against the same fleet. A cached entry that no
 /// longer parses (an older drover's facts) counts as not cached.
 pub fn load_project(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
+    let mut project = load_project_unlocked(project_dir)?;
+    crate::packages::ensure_lock(&mut project)?;
+    Ok(project)
+}
+
+/// [`load_project`] without writing a missing `packages.lock`.
+pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
     let mut project = drover_spec::Project::load(project_dir)?;
     let db = project_dir.join(".drover/state.db");
     if db.exists() {

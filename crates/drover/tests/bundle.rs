@@ -207,7 +207,7 @@ fn escaping_bundle(good: &Path, out: &Path, key: &Path, host: &str) {
     let e = index.hosts.iter_mut().find(|h| h.name == host).unwrap();
     let mut entry = e.manifest.entries.iter().find(|x| x.path == "/etc/motd").unwrap().clone();
     entry.path = "/srv/../../etc/escaped".into();
-    e.manifest = drover_proto::Manifest { entries: vec![entry.clone()], services: vec![] };
+    e.manifest = drover_proto::Manifest { entries: vec![entry.clone()], ..Default::default() };
     let drover_proto::EntryKind::File { hash, .. } = entry.kind else { panic!() };
     let mut content = Vec::new();
     b.extract(b.blob(&hash).unwrap(), &mut content).unwrap();

@@ -129,7 +129,22 @@ impl Project {
                 }
                 triggers.sort();
                 triggers.dedup();
-                services.push(ServiceSpec { name: inst.name.clone(), supervisor: sup, triggers, health });
+                // `reload-on` holds per instance as for a plain service: a
+                // path that also restarts it is a restart trigger only.
+                let reload_triggers: Vec<String> = entries
+                    .iter()
+                    .map(|e| &e.path)
+                    .filter(|p| svc.reload_on.iter().any(|g| g.is_match(p.as_str())))
+                    .filter(|p| triggers.binary_search(p).is_err())
+                    .cloned()
+                    .collect();
+                services.push(ServiceSpec {
+                    name: inst.name.clone(),
+                    supervisor: sup,
+                    triggers,
+                    reload_triggers,
+                    health,
+                });
                 added = true;
             }
         }

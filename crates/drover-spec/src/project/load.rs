@@ -23,6 +23,7 @@ impl Project {
     /// together; nothing is returned half-loaded.
     pub fn load(dir: &Path) -> Result<Project, SpecError> {
         let dir = dir.to_path_buf();
+        let project_dir = dir.clone();
         let pf_path = dir.join("drover.toml");
         let pf_text = std::fs::read_to_string(&pf_path).map_err(|_| {
             SpecError::file(
@@ -138,8 +139,8 @@ impl Project {
                     Err(e) => errors.push(e),
                 }
             }
-            match role_files_attrs(&rf, &fname, &text) {
-                Ok(files) => {
+            match role_files_attrs(&rf, &fname, &text).and_then(|f| Ok((f, crate::setup::load(&rf, &fname, &text)?))) {
+                Ok((files, setup)) => {
                     roles.insert(
                         name,
                         Role {
@@ -147,6 +148,7 @@ impl Project {
                             services: rf.services.iter().map(|s| s.get_ref().clone()).collect(),
                             vars: rf.vars,
                             files,
+                            setup,
                         },
                     );
                 }
@@ -178,6 +180,7 @@ impl Project {
             placed: std::sync::OnceLock::new(),
             inline,
             secrets,
+            package_lock: crate::lock::PackageLock::read(&project_dir)?,
         })
     }
 }
@@ -196,6 +199,7 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
         confirm_timeout: dur(&pf.apply.confirm_timeout, Duration::from_secs(30))?,
         parallel: pf.apply.parallel.unwrap_or(512).max(1),
         connect_timeout: dur(&pf.apply.connect_timeout, Duration::from_secs(10))?,
+        package_sources: pf.packages.sources.clone().unwrap_or_else(|| vec!["apt".into()]),
     })
 }
 

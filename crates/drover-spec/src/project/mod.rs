@@ -41,6 +41,8 @@ pub struct Settings {
     pub confirm_timeout: Duration,
     pub parallel: usize,
     pub connect_timeout: Duration,
+    /// `[packages] sources`: `"apt"` or directories of `.deb` files, first wins.
+    pub package_sources: Vec<String>,
 }
 
 pub struct Project {
@@ -68,6 +70,8 @@ pub struct Project {
     placed: std::sync::OnceLock<Result<placed::Placed, SpecError>>,
     /// The project's encrypted secrets, decrypted on first use.
     secrets: drover_secrets::Store,
+    /// `packages.lock`, if there is one (see [`Project::set_package_lock`]).
+    package_lock: Option<crate::lock::PackageLock>,
 }
 
 /// A cached plan and what it was built for: (roles, supervisor, plan).
@@ -98,6 +102,68 @@ impl Project {
         self.fact_cache = facts;
         self.fleet = std::sync::OnceLock::new();
         self.placed = std::sync::OnceLock::new();
+    }
+
+    /// Each role's `packages`, as written (roles without packages left out).
+    pub fn package_requests(&self) -> BTreeMap<String, Vec<String>> {
+        self.roles
+            .iter()
+            .filter(|(_, r)| !r.setup.packages.is_empty())
+            .map(|(n, r)| (n.clone(), r.setup.packages.clone()))
+            .collect()
+    }
+
+    pub fn package_lock(&self) -> Option<&crate::lock::PackageLock> {
+        self.package_lock.as_ref()
+    }
+
+    /// Use this lock (after `drover packages lock` wrote it).
+    pub fn set_package_lock(&mut self, lock: crate::lock::PackageLock) {
+        self.package_lock = Some(lock);
+    }
+
+    /// The packages, users, groups and absent packages of a host with these
+    /// roles on `facts`' OS and architecture, from the lock (see `crate::lock`).
+    fn setup_for(
+        &self,
+        host: &Host,
+        facts: &Facts,
+        blobs: &mut HashMap<Hash, BlobSource>,
+    ) -> Result<drover_proto::Setup, SpecError> {
+        let mut setup = crate::setup::merge(host.roles.iter().filter_map(|r| self.roles.get(r)).map(|r| &r.setup));
+        let requests = self.package_requests();
+        if !host.roles.iter().any(|r| requests.contains_key(r)) {
+            return Ok(setup);
+        }
+        let Some(lock) = &self.package_lock else {
+            return Err(SpecError::file(
+                &self.dir.join(crate::lock::LOCK_FILE),
+                "the project has packages but no packages.lock",
+                "run `drover packages lock` (plan and apply also write it when it is missing)",
+            ));
+        };
+        // Placeholder facts (the preflight compile): check against the first target.
+        let target = crate::lock::target_of(facts)
+            .or_else(|| lock.targets.first().map(|t| t.target.clone()))
+            .unwrap_or_default();
+        setup.packages = lock.packages_for(&self.dir, &host.roles, &requests, &target, &host.name)?;
+        for p in &setup.packages {
+            let path = crate::lock::cache_path(&self.dir, &p.hash.to_hex());
+            if !path.is_file() {
+                return Err(SpecError::file(
+                    &path,
+                    format!("package {} {} is locked but not in the cache", p.name, p.version),
+                    "plan and apply fetch the locked files again (exactly these versions and hashes); was the fetch refused?",
+                ));
+            }
+            blobs.insert(p.hash, BlobSource::File(path));
+        }
+        Ok(setup)
+    }
+
+    /// The facts `host` last reported, from the fact cache.
+    pub fn cached_facts(&self, host: &str) -> Option<&Facts> {
+        self.fact_cache.get(host)
     }
 
     /// The `fleet` value and its renderings (see the `fleet` module).
@@ -227,10 +293,11 @@ impl Project {
             return Err(SpecError::file(file, format!("host {}: {m}", host.name), help.clone()));
         }
         let mut services = plan.services.clone();
+        let setup = Box::new(self.setup_for(host, facts, &mut blobs)?);
         if !plan.instanced.is_empty()
             && self.instance_units(&plan, host, &ctx, &mut entries, &mut blobs, &mut services)?
         {
-            let m = Manifest { entries, services };
+            let m = Manifest { entries, services, setup };
             if let Err(e) = m.validate() {
                 return Err(SpecError::file(
                     &self.dir,
@@ -240,7 +307,7 @@ impl Project {
             }
             return Ok(Compiled { manifest: m, blobs, secrets: plan.secret_paths.clone() });
         }
-        Ok(Compiled { manifest: Manifest { entries, services }, blobs, secrets: plan.secret_paths.clone() })
+        Ok(Compiled { manifest: Manifest { entries, services, setup }, blobs, secrets: plan.secret_paths.clone() })
     }
 
     /// The template context. Built as minijinja values directly: this runs

@@ -121,6 +121,36 @@ impl Project {
                 }
             }
         }
+        // Roles' `[dirs]`: managed directories with their owner and mode. A
+        // layer's directory at the same path takes these attributes; a
+        // layer's file or symlink there is a conflict.
+        let mut dir_conflict = None;
+        for role in &roles {
+            for (path, owner, group, mode) in &role.setup.dirs {
+                if let Some((e, _)) = entries.get(path) {
+                    if !matches!(e.kind, EntryKind::Dir) {
+                        dir_conflict.get_or_insert_with(|| {
+                            let from = origins.get(path).map_or_else(String::new, |o| o.display().to_string());
+                            (
+                                origins.get(path).cloned().unwrap_or_default(),
+                                format!("{path} is a directory in a role's [dirs] but a file or symlink in {from}"),
+                                "remove one of the two".to_string(),
+                            )
+                        });
+                        continue;
+                    }
+                }
+                let e = Entry {
+                    path: path.clone(),
+                    kind: EntryKind::Dir,
+                    mode: *mode,
+                    owner: owner.clone(),
+                    group: group.clone(),
+                    source: None,
+                };
+                insert(&mut entries, e, Slot::Nothing, &mut shadowed);
+            }
+        }
         let mut services = Vec::new();
         let mut instanced = Vec::new();
         let mut no_supervisor = None;
@@ -157,8 +187,20 @@ impl Project {
             triggers.extend(unit_paths);
             triggers.sort();
             triggers.dedup();
+            let reload_triggers: Vec<String> = entries
+                .keys()
+                .filter(|p| svc.reload_on.iter().any(|g| g.is_match(p.as_str())))
+                .filter(|p| triggers.binary_search(p).is_err())
+                .cloned()
+                .collect();
             let unit_name = svc.unit.clone().unwrap_or_else(|| name.clone());
-            services.push(ServiceSpec { name: unit_name, supervisor: sup, triggers, health: svc.health.clone() });
+            services.push(ServiceSpec {
+                name: unit_name,
+                supervisor: sup,
+                triggers,
+                reload_triggers,
+                health: svc.health.clone(),
+            });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
         let mut blobs = HashMap::new();
@@ -185,14 +227,14 @@ impl Project {
         }
         // Paths, modes, owners and service names do not depend on the host:
         // validate once.
-        let manifest = Manifest { entries: list, services };
-        let invalid = exposed.or_else(|| nested(&manifest, &origins)).or_else(|| {
+        let manifest = Manifest { entries: list, services, setup: Default::default() };
+        let invalid = exposed.or(dir_conflict).or_else(|| nested(&manifest, &origins)).or_else(|| {
             manifest
                 .validate()
                 .err()
                 .map(|m| (self.dir.clone(), m, "fix the layer or service that produces this path".into()))
         });
-        let Manifest { entries, services } = manifest;
+        let Manifest { entries, services, .. } = manifest;
         let secret_names = templates
             .iter()
             .map(|(_, t)| t)

@@ -21,6 +21,8 @@ pub(super) struct Role {
     pub(super) services: Vec<String>,
     pub(super) vars: Vars,
     pub(super) files: Vec<(GlobMatcher, FileAttrs, Option<u32>)>,
+    /// Packages, users, groups and directories (see `crate::setup`).
+    pub(super) setup: crate::setup::RoleSetup,
 }
 
 pub(super) struct Service {
@@ -29,6 +31,7 @@ pub(super) struct Service {
     pub(super) user: String,
     pub(super) env: BTreeMap<String, String>,
     pub(super) restart_on: Vec<GlobMatcher>,
+    pub(super) reload_on: Vec<GlobMatcher>,
     pub(super) health: Option<HealthCheck>,
     /// One per host (as before), `instances = N`, or placed by count.
     pub(super) scale: Scale,
@@ -87,7 +90,8 @@ pub(super) fn load_service(
         ));
     }
     let mut restart_on = Vec::new();
-    for g in &sf.restart_on {
+    let mut reload_on = Vec::new();
+    for (g, reload) in sf.restart_on.iter().map(|g| (g, false)).chain(sf.reload_on.iter().map(|g| (g, true))) {
         let m = Glob::new(g.get_ref()).map_err(|e| {
             SpecError::at(
                 &fname,
@@ -98,7 +102,11 @@ pub(super) fn load_service(
                 "fix the glob, e.g. \"/etc/myapp/**\"",
             )
         })?;
-        restart_on.push(m.compile_matcher());
+        if reload {
+            reload_on.push(m.compile_matcher());
+        } else {
+            restart_on.push(m.compile_matcher());
+        }
     }
     let health = sf.health.as_ref().map(|h| health(h, &fname, &text)).transpose()?;
     let tcp_template = match sf.health.as_ref().and_then(|h| h.get_ref().tcp.clone()) {
@@ -158,6 +166,7 @@ pub(super) fn load_service(
         user: sf.user.unwrap_or_else(|| "root".into()),
         env: sf.env,
         restart_on,
+        reload_on,
         health,
         scale,
         ports,

@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod lab;
 pub mod logs;
 pub mod reboot;
+pub mod packages;
 pub mod rollout;
 pub mod secret;
 pub mod trust;
@@ -40,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Secret(a) => secret::run(dir, a),
         Command::Endpoints(a) => instances::endpoints(dir, a),
         Command::Scale(a) => instances::scale(dir, a),
+        Command::Packages(a) => packages::run(dir, a),
     }
 }

@@ -151,6 +151,8 @@ impl Relay {
                 EntryKind::File { hash, size } => Some((hash, size)),
                 EntryKind::Symlink { .. } | EntryKind::Dir => None,
             })
+            // Packages' .deb files are blobs like any other.
+            .chain(c.manifest.setup.packages.iter().map(|p| (p.hash, p.size)))
             .collect();
         let mut rest = Vec::new();
         for &(hash, have) in missing {

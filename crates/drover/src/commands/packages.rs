@@ -1,0 +1,46 @@
+//! `drover packages lock`: resolve the roles' packages and write
+//! `packages.lock` (docs/project.md#packages). Parsing and printing only;
+//! the work is in `crate::packages`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::exit::ExitStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct PackagesArgs {
+    #[command(subcommand)]
+    pub command: PackagesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PackagesCommand {
+    /// Resolve every role's packages (with their dependencies), fetch the
+    /// .deb files into .drover/packages/ and write packages.lock.
+    Lock {
+        /// Lock for this target (`debian-12-amd64`; repeatable). Default: the
+        /// targets of the hosts drover has facts for, else the controller's own.
+        #[arg(long)]
+        target: Vec<String>,
+    },
+}
+
+pub fn run(dir: &Path, args: PackagesArgs) -> anyhow::Result<ExitStatus> {
+    match args.command {
+        PackagesCommand::Lock { target } => {
+            let mut project = crate::runlog::load_project_unlocked(dir)?;
+            let targets: BTreeSet<String> =
+                if target.is_empty() { crate::packages::known_targets(&project) } else { target.into_iter().collect() };
+            let lock = crate::packages::lock(&mut project, &targets)?;
+            for t in &lock.targets {
+                let bytes: u64 = t.packages.iter().map(|p| p.size).sum();
+                println!("{}: {} packages, {} bytes", t.target, t.packages.len(), bytes);
+                for p in &t.packages {
+                    println!("  {} {} {}", p.name, p.version, p.arch);
+                }
+            }
+            println!("wrote packages.lock");
+            Ok(ExitStatus::Success)
+        }
+    }
+}
