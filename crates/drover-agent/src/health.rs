@@ -95,7 +95,11 @@ fn http(url: &str, timeout: Duration) -> Result<(), String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    // One write: `write!` on a socket issues a syscall per piece, and a
+    // server that answers after its first read and closes would reset the
+    // connection under the rest of the request, losing its answer.
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut head = [0u8; 64];
     let mut n = 0;
     while n < 12 {
@@ -135,9 +139,17 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = l.accept() {
+                // Read the whole request before answering, as a real
+                // server does (closing with unread bytes resets the link).
+                let mut req = Vec::new();
                 let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf);
-                let _ = write!(s, "HTTP/1.0 {status}\r\n\r\nbody");
+                while !req.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(format!("HTTP/1.0 {status}\r\n\r\nbody").as_bytes());
             }
         });
         port
