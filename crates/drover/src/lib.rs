@@ -22,6 +22,7 @@ pub mod rollout;
 pub mod runlog;
 pub mod select;
 pub mod sim;
+pub mod status;
 pub mod tasks;
 pub mod transport;
 
