@@ -26,6 +26,7 @@ mod units;
 
 pub use diag::SpecError;
 pub use duration::parse_duration;
+pub use files::ReconcilePolicy;
 pub use inventory::{Auth, Host};
 pub use project::{BlobSource, Compiled, Project, Settings};
 pub use rollout::RolloutPolicy;

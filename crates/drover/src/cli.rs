@@ -62,4 +62,6 @@ pub enum Command {
     Bundle(crate::commands::bundle::BundleArgs),
     /// Age-encrypted secrets: init, set, edit, add-file, rekey, list.
     Secret(crate::commands::secret::SecretArgs),
+    /// Dashboard, JSON API, Prometheus /metrics; optionally continuous convergence.
+    Serve(crate::commands::serve::ServeArgs),
 }

@@ -39,6 +39,8 @@ pub struct Settings {
     pub confirm_timeout: Duration,
     pub parallel: usize,
     pub connect_timeout: Duration,
+    /// `[serve] reconcile` (see `drover serve --reconcile`).
+    pub reconcile: crate::files::ReconcilePolicy,
 }
 
 pub struct Project {

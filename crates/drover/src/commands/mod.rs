@@ -9,6 +9,7 @@ pub mod lab;
 pub mod logs;
 pub mod rollout;
 pub mod secret;
+pub mod serve;
 pub mod trust;
 
 use crate::cli::{Cli, Command};
@@ -35,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Undrain(a) => day2::drain(dir, a, false),
         Command::Bundle(a) => bundle::run(dir, a),
         Command::Secret(a) => secret::run(dir, a),
+        Command::Serve(a) => serve::run(dir, a),
     }
 }

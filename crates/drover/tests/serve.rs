@@ -1,0 +1,409 @@
+//! `drover serve` end to end: a real lab fleet, the real binary, and the
+//! dashboard driven in headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, over WebDriver). The grid shows every host, a host
+//! taken down turns unreachable on the open page without a reload, drift
+//! shows (report) or is healed (heal), `/metrics` parses as Prometheus
+//! text with per-host series, and only an operator token with the CSRF
+//! value can act.
+
+#[macro_use]
+#[allow(unused_macros)]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use support::{Fleet, DROVER};
+
+/// `drover serve` in the background; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(f: &Fleet, args: &[&str]) -> Server {
+        let mut c = Command::new(DROVER);
+        c.arg("-C").arg(f.project()).args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+        let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap_or_default().to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "serve did not say where it listens: {line:?}");
+        Server { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.0 request: (status, body).
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+fn get_json(addr: &str, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let (code, body) = http(addr, "GET", path, headers, "");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+}
+
+/// Poll `f` until it gives `Some`, for at most `limit`.
+async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Headless Chromium behind a chromedriver of our own; both end on drop.
+struct Browser {
+    driver: Child,
+    client: Option<Client>,
+}
+
+impl Browser {
+    async fn open() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]}),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        let client = loop {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("cannot start chromium through chromedriver: {e}"),
+            }
+        };
+        Browser { driver, client: Some(client) }
+    }
+
+    fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    /// The `data-state` of host `name`'s grid cell, if the cell is there.
+    async fn cell_state(&self, name: &str) -> Option<String> {
+        let cell = self.c().find(Locator::Css(&format!("#grid .cell[data-host='{name}']"))).await.ok()?;
+        cell.attr("data-state").await.ok()?
+    }
+
+    async fn screenshot(&self, file: &str) {
+        let png = self.c().screenshot().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img").join(file);
+        std::fs::write(&path, png).unwrap();
+    }
+
+    async fn close(mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = c.close().await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Short connect timeouts, so a downed host is found within one pass.
+fn quick(f: &Fleet, extra: &str) {
+    let p = f.project().join("drover.toml");
+    let mut t = std::fs::read_to_string(&p).unwrap();
+    t.push_str("connect-timeout = \"2s\"\n");
+    t.push_str(extra);
+    std::fs::write(&p, t).unwrap();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn grid_shows_every_host_a_downed_host_turns_unreachable_live_and_metrics_have_per_host_series() {
+    let f = Fleet::new("sv-grid", 3);
+    quick(&f, "");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // Report policy (the default): a pass records itself, shows drift, heals nothing.
+    std::fs::write(f.host_file(2, "/etc/motd"), "edited by hand\n").unwrap();
+    let srv = Server::start(&f, &["--reconcile", "2s"]);
+    rt().block_on(async {
+        let b = Browser::open().await;
+        b.c().goto(&srv.url("/")).await.unwrap();
+        for (h, want) in [("h1", "converged"), ("h2", "converged"), ("h3", "drifted")] {
+            let got = until(&format!("{h}'s cell"), Duration::from_secs(30), || b.cell_state(h)).await;
+            assert_eq!(got, want, "{h}");
+        }
+        let cells = b.c().find_all(Locator::Css("#grid .cell")).await.unwrap();
+        assert_eq!(cells.len(), 3, "one cell per host");
+
+        // Marks this page load: still there later means no reload happened.
+        b.c().execute("window.__same_page = 42; return 1;", vec![]).await.unwrap();
+        let down = f.lab(&["fault", "h2", "down"]);
+        assert_eq!(down.code, 0, "{}", down.stderr);
+        let st = until("h2 unreachable on the page", Duration::from_secs(60), || async {
+            b.cell_state("h2").await.filter(|s| s == "unreachable")
+        })
+        .await;
+        assert_eq!(st, "unreachable");
+        let same = b.c().execute("return window.__same_page === 42;", vec![]).await.unwrap();
+        assert_eq!(same, serde_json::json!(true), "the cell changed by SSE, not by a reload");
+        assert_eq!(b.cell_state("h1").await.as_deref(), Some("converged"), "h1 is untouched by h2's fault");
+        assert_eq!(b.cell_state("h3").await.as_deref(), Some("drifted"), "report policy does not heal");
+        b.screenshot("serve-grid.png").await;
+
+        // The host page: services, health, drift file list, last runs.
+        b.c().find(Locator::Css("#grid .cell[data-host='h3']")).await.unwrap().click().await.unwrap();
+        let drift = until("h3's drift list", Duration::from_secs(10), || async {
+            b.c().find(Locator::Css("#drift")).await.ok()?.text().await.ok()
+        })
+        .await;
+        assert!(drift.contains("/etc/motd"), "{drift}");
+        let page = b.c().find(Locator::Css("#host")).await.unwrap().text().await.unwrap();
+        assert!(page.contains("web") && page.contains("changed"), "services and the apply run: {page}");
+        b.screenshot("serve-host.png").await;
+        b.close().await;
+    });
+
+    // The API is status --json's rows; the pass was recorded as a run.
+    let s = get_json(&srv.addr, "/api/status", &[]);
+    let h3 = s["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "h3").unwrap();
+    assert_eq!(h3["status"]["drift"], serde_json::json!(["/etc/motd"]));
+    assert!(h3["status"]["generation"].is_u64(), "{h3}");
+    let h2 = s["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "h2").unwrap();
+    assert!(h2["status"]["error"].is_string(), "{h2}");
+    let hist = f.drover(&["history", "--json"]);
+    let _ = hist;
+    let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
+    assert!(store.runs(100).unwrap().iter().any(|r| r.command == "reconcile"), "each pass is a recorded run");
+    assert_eq!(std::fs::read_to_string(f.host_file(2, "/etc/motd")).unwrap(), "edited by hand\n");
+
+    // /metrics: valid Prometheus text, per-host series.
+    let (code, text) = http(&srv.addr, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200);
+    let samples = parse_prometheus(&text);
+    let get = |name: &str, labels: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l == labels)
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+    };
+    assert_eq!(get("drover_host_reachable", "host=\"h1\""), 1.0);
+    assert_eq!(get("drover_host_reachable", "host=\"h2\""), 0.0);
+    assert_eq!(get("drover_host_drift_files", "host=\"h3\""), 1.0);
+    assert_eq!(get("drover_host_state", "host=\"h2\",state=\"unreachable\""), 1.0);
+    assert!(get("drover_host_generation", "host=\"h1\"") >= 1.0);
+    assert_eq!(get("drover_service_healthy", "host=\"h1\",service=\"web\""), 1.0);
+    assert_eq!(get("drover_host_last_run_success", "host=\"h1\",outcome=\"changed\""), 1.0);
+    assert_eq!(get("drover_hosts", "state=\"unreachable\""), 1.0);
+    let _ = f.lab(&["heal", "h2"]);
+}
+
+/// A minimal Prometheus text (0.0.4) parser: every line is a comment
+/// (`# HELP`/`# TYPE` well-formed) or `name{labels} value`; panics otherwise.
+fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(c) = line.strip_prefix("# ") {
+            let f: Vec<&str> = c.splitn(3, ' ').collect();
+            assert!(matches!(f[0], "HELP" | "TYPE") && f.len() == 3, "bad comment: {line}");
+            if f[0] == "TYPE" {
+                assert!(matches!(f[2], "gauge" | "counter" | "histogram"), "bad type: {line}");
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"))),
+            None => (series, ""),
+        };
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(), "bad name: {line}");
+        for kv in labels.split("\",").filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once("=\"").unwrap_or_else(|| panic!("bad label {kv}: {line}"));
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad label name: {line}");
+            let _ = v;
+        }
+        out.push((name.to_string(), labels.to_string(), value));
+    }
+    out
+}
+
+#[test]
+fn heal_policy_reapplies_a_drifted_file_and_its_cell_returns_to_converged() {
+    let f = Fleet::new("sv-heal", 2);
+    quick(&f, "\n[serve]\nreconcile = \"heal\"\n");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let motd = f.host_file(1, "/etc/motd");
+    let want = std::fs::read_to_string(&motd).unwrap();
+    let srv = Server::start(&f, &["--reconcile", "2s"]);
+    rt().block_on(async {
+        let b = Browser::open().await;
+        b.c().goto(&srv.url("/")).await.unwrap();
+        until("h2 converged", Duration::from_secs(30), || async {
+            b.cell_state("h2").await.filter(|s| s == "converged")
+        })
+        .await;
+        std::fs::write(&motd, "edited by hand\n").unwrap();
+        // The pass shows what it found, then heals it, live.
+        until("h2 drifted on the page", Duration::from_secs(30), || async {
+            b.cell_state("h2").await.filter(|s| s == "drifted")
+        })
+        .await;
+        let st = until("h2 converged again", Duration::from_secs(60), || async {
+            b.cell_state("h2").await.filter(|s| s == "converged")
+        })
+        .await;
+        assert_eq!(st, "converged");
+        assert_eq!(std::fs::read_to_string(&motd).unwrap(), want, "the file itself is back");
+        let r = f.drover(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v[1]["drift"], serde_json::json!([]), "status agrees: {v:#}");
+        b.close().await;
+    });
+    let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
+    let healed = store.history(Some("h2"), 10).unwrap();
+    let run = healed
+        .iter()
+        .find(|h| h.outcome == "changed" && h.run_id > 1)
+        .unwrap_or_else(|| panic!("a recorded heal run for h2: {healed:#?}\n{:#?}", store.runs(20).unwrap()));
+    let runs = store.runs(100).unwrap();
+    let rr = runs.iter().find(|r| r.id == run.run_id).unwrap();
+    assert_eq!(rr.command, "reconcile", "{rr:?}");
+    assert!(
+        store.history(Some("h1"), 10).unwrap().iter().all(|h| h.run_id == 1 || h.outcome == "unchanged"),
+        "h1 was not touched"
+    );
+}
+
+#[test]
+fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it() {
+    let f = Fleet::new("sv-auth", 2);
+    quick(&f, "");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // Not loopback without tokens: refused at start, saying what to do.
+    let r = f.drover(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("without --token-file"), "{}", r.stderr);
+    let tokens = f.project().join("tokens");
+    std::fs::write(
+        &tokens,
+        "# name role token\nvera viewer vvvvvvvvvvvvvvvvvvvv\notto operator oooooooooooooooooooo\n",
+    )
+    .unwrap();
+    // A bad token file names the line.
+    let bad = f.project().join("bad-tokens");
+    std::fs::write(&bad, "vera boss vvvvvvvvvvvvvvvvvvvv\n").unwrap();
+    let r = f.drover(&["serve", "--listen", "127.0.0.1:0", "--token-file", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad-tokens:1: unknown role `boss`"), "{}", r.stderr);
+
+    let srv = Server::start(&f, &["--token-file", tokens.to_str().unwrap(), "--check-every", "2s"]);
+    let (code, _) = http(&srv.addr, "GET", "/api/status", &[], "");
+    assert_eq!(code, 401, "no token, no data");
+    let viewer = [("Authorization", "Bearer vvvvvvvvvvvvvvvvvvvv")];
+    let operator = [("Authorization", "Bearer oooooooooooooooooooo")];
+    let vs = get_json(&srv.addr, "/api/session", &viewer);
+    assert_eq!(vs["role"], "viewer");
+    let body = r#"{"hosts":"h2"}"#;
+    let json = ("Content-Type", "application/json");
+    let (code, msg) = http(
+        &srv.addr,
+        "POST",
+        "/api/action/drain",
+        &[viewer[0], json, ("X-Drover-CSRF", vs["csrf"].as_str().unwrap())],
+        body,
+    );
+    assert_eq!(code, 403, "a viewer cannot act: {msg}");
+    let os = get_json(&srv.addr, "/api/session", &operator);
+    let (code, msg) = http(&srv.addr, "POST", "/api/action/drain", &[operator[0], json], body);
+    assert_eq!(code, 403, "no CSRF value, no action: {msg}");
+    let (code, msg) = http(
+        &srv.addr,
+        "POST",
+        "/api/action/drain",
+        &[operator[0], json, ("X-Drover-CSRF", vs["csrf"].as_str().unwrap())],
+        body,
+    );
+    assert_eq!(code, 403, "another token's CSRF value does not count: {msg}");
+    assert!(f.drover(&["status", "--json"]).stdout.contains("\"drained\": null"), "nothing was drained yet");
+
+    // The operator acts from the page: the host page's drain button.
+    rt().block_on(async {
+        let b = Browser::open().await;
+        b.c().goto(&srv.url("/login?token=oooooooooooooooooooo")).await.unwrap();
+        until("h2's cell", Duration::from_secs(30), || b.cell_state("h2")).await;
+        b.c().goto(&srv.url("/#/host/h2")).await.unwrap();
+        let button = until("the drain button", Duration::from_secs(10), || async {
+            b.c().find(Locator::Css("#do-drain")).await.ok()
+        })
+        .await;
+        button.click().await.unwrap();
+        b.c().goto(&srv.url("/#/")).await.unwrap();
+        let st = until("h2 drained", Duration::from_secs(60), || async {
+            b.cell_state("h2").await.filter(|s| s == "drained")
+        })
+        .await;
+        assert_eq!(st, "drained");
+        b.close().await;
+    });
+    let _ = os;
+    let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
+    let audit = store.audit_log(50).unwrap();
+    assert!(audit.iter().any(|a| a.user == "otto" && a.command == "serve:drain" && a.args == "h2"), "{audit:#?}");
+    assert!(!audit.iter().any(|a| a.user == "vera"), "the refused viewer did nothing: {audit:#?}");
+    assert_eq!(store.drained().unwrap().iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["h2"]);
+}
