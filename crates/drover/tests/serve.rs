@@ -407,3 +407,50 @@ fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it
     assert!(!audit.iter().any(|a| a.user == "vera"), "the refused viewer did nothing: {audit:#?}");
     assert_eq!(store.drained().unwrap().iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["h2"]);
 }
+
+/// Healing takes host locks like a CLI `apply`: a host held by another run
+/// is left alone (the page says why, the refused pass is recorded, the
+/// server keeps serving) and healed once the lock is gone.
+#[test]
+fn heal_leaves_a_host_locked_by_another_run_alone_and_heals_it_once_released() {
+    let f = Fleet::new("sv-lock", 2);
+    quick(&f, "\n[serve]\nreconcile = \"heal\"\n");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let mut holder = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
+    let run = holder
+        .begin_run(&drover_state::NewRun {
+            command: "apply".into(),
+            args: "(test holds h2)".into(),
+            user: "test".into(),
+            project_rev: "-".into(),
+        })
+        .unwrap();
+    let lock = holder.lock_hosts(run, &["h2".to_string()]).unwrap();
+    let motd = f.host_file(1, "/etc/motd");
+    let want = std::fs::read_to_string(&motd).unwrap();
+    std::fs::write(&motd, "edited by hand\n").unwrap();
+    let srv = Server::start(&f, &["--reconcile", "1s"]);
+    rt().block_on(async {
+        let b = Browser::open().await;
+        b.c().goto(&srv.url("/")).await.unwrap();
+        let banner = until("the lock named on the page", Duration::from_secs(30), || async {
+            let t = b.c().find(Locator::Css("#problems")).await.ok()?.text().await.ok()?;
+            t.contains("being changed by another drover").then_some(t)
+        })
+        .await;
+        assert!(banner.contains(&format!("run {run}")) && banner.contains("h2"), "{banner}");
+        assert_eq!(b.cell_state("h2").await.as_deref(), Some("drifted"));
+        assert_eq!(b.cell_state("h1").await.as_deref(), Some("converged"));
+        assert_eq!(std::fs::read_to_string(&motd).unwrap(), "edited by hand\n", "a locked host is not touched");
+        let refused =
+            holder.runs(50).unwrap().into_iter().filter(|r| r.command == "reconcile" && r.status == "refused").count();
+        assert!(refused >= 1, "the refused pass is a recorded run");
+
+        holder.unlock_hosts(lock).unwrap();
+        until("h2 healed", Duration::from_secs(60), || async { b.cell_state("h2").await.filter(|s| s == "converged") })
+            .await;
+        assert_eq!(std::fs::read_to_string(&motd).unwrap(), want);
+        b.close().await;
+    });
+}
