@@ -454,3 +454,61 @@ fn heal_leaves_a_host_locked_by_another_run_alone_and_heals_it_once_released() {
         b.close().await;
     });
 }
+
+/// Another process holding the state store's write lock (as a CLI run
+/// does while it records) never stalls the server: the API answers from the
+/// last snapshot at once, the page names the problem, and it clears when
+/// the lock goes; a CLI `apply` beside a reconciling server succeeds.
+#[test]
+fn a_locked_state_store_never_stalls_the_server_and_a_cli_apply_runs_beside_it() {
+    let f = Fleet::new("sv-busy", 2);
+    quick(&f, "");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let srv = Server::start(&f, &["--reconcile", "1s"]);
+    let first = Instant::now();
+    while get_json(&srv.addr, "/api/status", &[])["pass"].as_u64().unwrap_or(0) < 1 {
+        assert!(first.elapsed() < Duration::from_secs(30), "no first pass");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SQLite's own client holds the write lock for 15 s.
+    let db = f.project().join(".drover/state.db");
+    let mut locker = Command::new("python3")
+        .args(["-c", "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(15)\nc.execute('COMMIT')"])
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(locker.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let locked_at = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let problem = loop {
+        let t = Instant::now();
+        let s = get_json(&srv.addr, "/api/status", &[]);
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(s["hosts"].as_array().map(Vec::len), Some(2), "the last snapshot is still served");
+        let p = s["problems"].to_string();
+        if p.contains("locked") {
+            break p;
+        }
+        assert!(locked_at.elapsed() < Duration::from_secs(30), "the busy store never showed: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(slowest < Duration::from_millis(500), "a request waited {slowest:?} on the store");
+    let (code, _) = http(&srv.addr, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200, "metrics are served from the snapshot too");
+    eprintln!("problem shown: {problem}; slowest request {slowest:?}");
+    assert!(locker.wait().unwrap().success());
+    let cleared = Instant::now();
+    while !get_json(&srv.addr, "/api/status", &[])["problems"].as_array().unwrap().is_empty() {
+        assert!(cleared.elapsed() < Duration::from_secs(30), "the problem never cleared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A CLI apply beside the reconciling server: not refused, not blocked.
+    std::fs::write(f.project().join("layers/site/etc/motd"), "changed under a running server\n").unwrap();
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.hosts().iter().all(|h| h["outcome"] == "changed"), "{}", r.stdout);
+}
