@@ -380,6 +380,13 @@ fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it
     );
     assert_eq!(code, 403, "another token's CSRF value does not count: {msg}");
     assert!(f.drover(&["status", "--json"]).stdout.contains("\"drained\": null"), "nothing was drained yet");
+    let csrf = ("X-Drover-CSRF", os["csrf"].as_str().unwrap());
+    let (code, msg) = http(&srv.addr, "POST", "/api/action/rollout-abort", &[operator[0], json, csrf], "{}");
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("no rollout in progress"), "the CLI's reason is passed on: {msg}");
+    let (code, msg) = http(&srv.addr, "POST", "/api/action/reboot", &[operator[0], json, csrf], "{}");
+    assert_eq!(code, 404, "{msg}");
+    assert!(msg.contains("rollout-start"), "the known actions are listed: {msg}");
 
     // The operator acts from the page: the host page's drain button.
     rt().block_on(async {
@@ -400,7 +407,6 @@ fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it
         assert_eq!(st, "drained");
         b.close().await;
     });
-    let _ = os;
     let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
     let audit = store.audit_log(50).unwrap();
     assert!(audit.iter().any(|a| a.user == "otto" && a.command == "serve:drain" && a.args == "h2"), "{audit:#?}");
@@ -511,4 +517,49 @@ fn a_locked_state_store_never_stalls_the_server_and_a_cli_apply_runs_beside_it()
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.hosts().iter().all(|h| h["outcome"] == "changed"), "{}", r.stdout);
+}
+
+/// An operator starts a rollout from the page; its batches progress on the
+/// open page (no reload) until it is done, and the hosts are on the new
+/// generation.
+#[test]
+fn a_rollout_started_from_the_page_progresses_live_batch_by_batch() {
+    let f = Fleet::new("sv-roll", 2);
+    quick(&f, "\n[rollout]\nbatch = 1\ndelay = \"3s\"\n");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    std::fs::write(f.project().join("layers/site/etc/motd"), "rolled out from the dashboard\n").unwrap();
+    let srv = Server::start(&f, &["--check-every", "2s"]);
+    rt().block_on(async {
+        let b = Browser::open().await;
+        b.c().goto(&srv.url("/")).await.unwrap();
+        until("h2's cell", Duration::from_secs(30), || b.cell_state("h2")).await;
+        b.c().execute("window.__same_page = 7; return 1;", vec![]).await.unwrap();
+        b.c().find(Locator::Css("#ro-start")).await.unwrap().click().await.unwrap();
+        let info = |attr: &'static str| {
+            let b = &b;
+            async move { b.c().find(Locator::Css("#rollout-info")).await.ok()?.attr(attr).await.ok()? }
+        };
+        // Between the batches (a 3 s delay): one of two done, still running.
+        until("batch 1 of 2 done while running", Duration::from_secs(60), || async {
+            (info("data-done").await.as_deref() == Some("1") && info("data-status").await.as_deref() == Some("running"))
+                .then_some(())
+        })
+        .await;
+        until("the rollout done", Duration::from_secs(60), || async {
+            (info("data-status").await.as_deref() == Some("done")).then_some(())
+        })
+        .await;
+        assert_eq!(info("data-done").await.as_deref(), Some("2"));
+        let same = b.c().execute("return window.__same_page === 7;", vec![]).await.unwrap();
+        assert_eq!(same, serde_json::json!(true), "followed live, without a reload");
+        b.close().await;
+    });
+    for i in 0..2 {
+        assert_eq!(std::fs::read_to_string(f.host_file(i, "/etc/motd")).unwrap(), "rolled out from the dashboard\n");
+    }
+    let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
+    let audit = store.audit_log(50).unwrap();
+    assert!(audit.iter().any(|a| a.user == "local" && a.command == "serve:rollout-start"), "{audit:#?}");
+    assert_eq!(store.rollouts(1).unwrap()[0].status, "done");
 }

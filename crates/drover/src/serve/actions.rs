@@ -1,7 +1,13 @@
 //! Operator actions from the dashboard: `apply`, `drain`, `undrain`,
-//! `check`. Each is written to the audit log under the token's name before
-//! it starts, then runs in the background (the page follows it live); the
-//! deploy itself is an ordinary recorded run that takes host locks.
+//! `check`, `rollout-start|pause|resume|abort`. Each is written to the
+//! audit log under the token's name before it starts, then runs in the
+//! background (the page follows it live); the deploy itself is an ordinary
+//! recorded run that takes host locks.
+//!
+//! A rollout is driven by a child `drover rollout start` (or `resume`)
+//! process: it behaves exactly as one started from a terminal — the same
+//! locks, the same resume after a crash — and outlives a restart of the
+//! server; pause and abort are the CLI's too.
 
 use std::sync::Arc;
 
@@ -27,7 +33,7 @@ pub(super) async fn start(
     body: ActionBody,
 ) -> Result<String, ActionError> {
     if !matches!(verb, "apply" | "drain" | "undrain" | "check") {
-        return Err(ActionError::Unknown(verb.into()));
+        return rollout(sh, id, verb, body).await;
     }
     let sel = match body.hosts.trim() {
         "" | "all" => None,
@@ -66,6 +72,59 @@ pub(super) async fn start(
         sh2.wake.notify_one();
     });
     Ok(format!("{verb} on {}", names_len(sh, &sel)))
+}
+
+async fn rollout(sh: &Arc<Shared>, id: &Identity, verb: &str, body: ActionBody) -> Result<String, ActionError> {
+    let mut args: Vec<String> = match verb {
+        "rollout-start" => vec!["rollout".into(), "start".into()],
+        "rollout-resume" => vec!["rollout".into(), "resume".into()],
+        "rollout-pause" => vec!["rollout".into(), "pause".into()],
+        "rollout-abort" => vec!["rollout".into(), "abort".into()],
+        _ => return Err(ActionError::Unknown(verb.into())),
+    };
+    let hosts = body.hosts.trim();
+    let batch = body.batch.as_deref().map(str::trim).filter(|b| !b.is_empty());
+    if verb == "rollout-start" {
+        if !hosts.is_empty() && hosts != "all" {
+            args.extend(["--hosts".into(), hosts.into()]);
+        }
+        if let Some(b) = batch {
+            args.extend(["--batch".into(), b.into()]);
+        }
+    }
+    audit(sh, id, verb, &args[2..].join(" ")).await?;
+    let mut cmd =
+        tokio::process::Command::new(std::env::current_exe().map_err(|e| ActionError::Refused(e.to_string()))?);
+    cmd.arg("-C").arg(&sh.dir).args(&args).stdin(std::process::Stdio::null()).kill_on_drop(false);
+    if matches!(verb, "rollout-pause" | "rollout-abort") {
+        let out = cmd.output().await.map_err(|e| ActionError::Refused(e.to_string()))?;
+        if !out.status.success() {
+            return Err(ActionError::Refused(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    if let Some(d) = &sh.simulate {
+        cmd.arg("--simulate").arg(d);
+    }
+    let mut child = cmd
+        .arg("--json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| ActionError::Refused(format!("starting the rollout: {e}")))?;
+    let (sh2, verb2, who) = (sh.clone(), verb.to_string(), id.name.clone());
+    tokio::spawn(async move {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
+        }
+        match child.wait().await {
+            Ok(s) if s.success() => {}
+            r => tracing::warn!("{verb2} by {who} ended {r:?}: {}", err.trim()),
+        }
+        sh2.wake.notify_one();
+    });
+    Ok(verb.replace('-', " "))
 }
 
 fn names_len(sh: &Shared, sel: &Option<String>) -> String {

@@ -169,6 +169,9 @@ pub(super) struct ActionBody {
     pub hosts: String,
     #[serde(default)]
     pub reason: Option<String>,
+    /// `rollout-start`: hosts per batch or a percentage (else the policy's).
+    #[serde(default)]
+    pub batch: Option<String>,
 }
 
 async fn action(
@@ -188,7 +191,7 @@ async fn action(
     match actions::start(&sh, &id, &verb, body).await {
         Ok(msg) => (StatusCode::ACCEPTED, Json(serde_json::json!({"started": msg}))).into_response(),
         Err(actions::ActionError::Unknown(v)) => {
-            error(StatusCode::NOT_FOUND, format!("no action `{v}` (apply, drain, undrain, check)"))
+            error(StatusCode::NOT_FOUND, format!("no action `{v}` (apply, drain, undrain, check, rollout-start, rollout-pause, rollout-resume, rollout-abort)"))
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }

@@ -100,6 +100,20 @@ impl Shared {
         });
     }
 
+    /// The same snapshot with the latest rollout's progress, so the page
+    /// follows a rollout batch by batch between check passes.
+    pub(crate) fn publish_rollout(&self, rollout: Option<snapshot::RolloutView>) {
+        let old = self.snapshot();
+        self.publish(Snapshot {
+            at_ms: old.at_ms,
+            pass: 0,
+            hosts: old.hosts.clone(),
+            rollout,
+            problems: old.problems.clone(),
+            check_ms: old.check_ms,
+        });
+    }
+
     pub(crate) fn count_results(&self, rows: &[drover_state::HostResult]) {
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(rows);
     }
@@ -141,9 +155,30 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
                 }
             }
         });
+        tokio::spawn(watch_rollout(shared.clone()));
         axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown()).await?;
         Ok(())
     })
+}
+
+/// Every second, the latest rollout's row (one short read); when it moved,
+/// publish it and check the hosts again (their generations changed).
+async fn watch_rollout(sh: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let dir = sh.dir.clone();
+        let latest = tokio::task::spawn_blocking(move || -> Option<snapshot::RolloutView> {
+            let store = crate::runlog::open(&dir).ok()?;
+            store.rollouts(1).ok()?.first().map(snapshot::RolloutView::of)
+        })
+        .await
+        .ok()
+        .flatten();
+        if latest.is_some() && latest != sh.snapshot().rollout {
+            sh.publish_rollout(latest);
+            sh.wake.notify_one();
+        }
+    }
 }
 
 async fn shutdown() {

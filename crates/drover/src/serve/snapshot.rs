@@ -91,7 +91,7 @@ pub struct Snapshot {
     pub check_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutView {
     pub id: i64,
     pub status: String,

@@ -20,12 +20,12 @@ async function api(path, opts) {
   if (!r.ok) throw new Error(body.error || r.status + " " + r.statusText);
   return body;
 }
-async function act(verb, hostSel) {
+async function act(verb, hostSel, extra) {
   try {
     const r = await api("/api/action/" + verb, {
       method: "POST",
       headers: { "content-type": "application/json", "x-drover-csrf": session.csrf },
-      body: JSON.stringify({ hosts: hostSel || "" }),
+      body: JSON.stringify(Object.assign({ hosts: hostSel || "" }, extra || {})),
     });
     flash("started: " + r.started);
   } catch (e) {
@@ -96,11 +96,16 @@ function summary(s) {
   const p = $("#problems");
   p.hidden = !s.problems.length;
   p.textContent = s.problems.join("\n");
-  const r = s.rollout, box = $("#rollout");
-  box.hidden = !r || r.status === "done";
-  if (r) {
-    box.innerHTML = `rollout ${r.id}: <b>${esc(r.status)}</b> ` + r.batches.map((b, i) =>
-      `<span class="batch ${i < r.next_batch ? "done" : ""}" title="${esc(b.join(", "))}">${i + 1}: ${b.length}</span>`).join("");
+  const r = s.rollout;
+  $("#rollout").hidden = !r && session.role !== "operator";
+  const info = $("#rollout-info");
+  if (!r) {
+    info.textContent = "no rollout yet";
+  } else {
+    info.dataset.status = r.status;
+    info.dataset.done = r.next_batch;
+    info.innerHTML = `rollout ${r.id}: <b id="rollout-status">${esc(r.status)}</b>, ${r.next_batch} of ${r.batches.length} batches done ` +
+      r.batches.map((b, i) => `<span class="batch ${i < r.next_batch ? "done" : ""}" title="${esc(b.join(", "))}">${i + 1}: ${b.length}</span>`).join("");
   }
 }
 async function load() {
@@ -175,6 +180,8 @@ async function main() {
   $("#who").textContent = session.name + " (" + session.role + ")";
   document.querySelectorAll(".op").forEach((b) => (b.hidden = session.role !== "operator"));
   $("#check-now").onclick = () => act("check", "");
+  $("#ro-start").onclick = () => act("rollout-start", $("#ro-hosts").value, { batch: $("#ro-batch").value });
+  for (const v of ["pause", "resume", "abort"]) $("#ro-" + v).onclick = () => act("rollout-" + v, "");
   ["#search", "#f-role", "#f-group", "#f-state"].forEach((s) => $(s).addEventListener("input", filter));
   $("#grid").addEventListener("click", (e) => { if (e.target.dataset.host) location.hash = "#/host/" + encodeURIComponent(e.target.dataset.host); });
   $("#counts").addEventListener("click", (e) => { const c = e.target.closest(".count"); if (c) { $("#f-state").value = c.dataset.state; filter(); } });
