@@ -26,6 +26,8 @@ pub struct ProjectFile {
     pub rollout: Option<crate::rollout::RolloutFile>,
     #[serde(default)]
     pub serve: ServeSection,
+    #[serde(default)]
+    pub alert: Vec<crate::alert::AlertFile>,
 }
 
 /// `[serve]`: what `drover serve --reconcile` does with what it finds.

@@ -12,6 +12,7 @@
 // matters and boxing it would only add noise at every `?`.
 #![allow(clippy::result_large_err)]
 
+pub mod alert;
 mod diag;
 mod duration;
 mod files;
@@ -24,6 +25,7 @@ pub mod rollout;
 mod secrets;
 mod units;
 
+pub use alert::{AlertFormat, AlertOn, AlertRule};
 pub use diag::SpecError;
 pub use duration::parse_duration;
 pub use files::ReconcilePolicy;

@@ -33,6 +33,7 @@ impl Project {
         })?;
         let pf: ProjectFile = toml::from_str(&pf_text).map_err(|e| SpecError::toml("drover.toml", &pf_text, &e))?;
         let settings = settings(&pf, &pf_text)?;
+        let alerts = crate::alert::resolve(&pf.alert, "drover.toml", &pf_text)?;
         let rollout = match &pf.rollout {
             Some(r) => crate::rollout::resolve(r, "drover.toml", &pf_text)?,
             None => crate::RolloutPolicy::default(),
@@ -171,6 +172,7 @@ impl Project {
             templates,
             rollout,
             role_rollouts,
+            alerts,
             plans: Default::default(),
             fact_cache: HashMap::new(),
             fleet: std::sync::OnceLock::new(),

@@ -47,6 +47,8 @@ pub struct Project {
     pub dir: PathBuf,
     pub settings: Settings,
     pub hosts: Vec<Host>,
+    /// `[[alert]]` rules (for `drover serve`).
+    pub alerts: Vec<crate::AlertRule>,
     vars: Vars,
     groups: BTreeMap<String, Vars>,
     roles: BTreeMap<String, Role>,

@@ -38,6 +38,7 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
         Ok(Err(e)) => return sh.keep_last(format!("project: {e:#}")),
         Err(e) => return sh.keep_last(format!("project: {e}")),
     };
+    sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).set_rules(project.alerts.clone());
     let fleet = match Fleet::new(&project, sh.simulate.as_deref()) {
         Ok(f) => f,
         Err(e) => return sh.keep_last(format!("transport: {e:#}")),

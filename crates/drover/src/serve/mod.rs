@@ -7,6 +7,7 @@
 //! connection or a CLI `apply` holding the store never stalls a request.
 
 mod actions;
+mod alerts;
 mod api;
 pub mod auth;
 mod check;
@@ -60,6 +61,8 @@ pub struct Shared {
     wake: Notify,
     pub(crate) tokens: Option<Tokens>,
     pub(crate) counters: Mutex<metrics::Counters>,
+    /// `[[alert]]` rules and the alerts they have open.
+    pub(crate) alerts: Mutex<alerts::Alerts>,
     /// Secret mixed into CSRF tokens: new per server start.
     pub(crate) csrf_key: [u8; 32],
 }
@@ -82,8 +85,10 @@ impl Shared {
             "pass": new.pass, "at_ms": new.at_ms, "counts": new.counts(), "rollout": new.rollout,
             "problems": new.problems, "changed": changed, "total": new.hosts.len(),
         });
-        *self.snap.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        let new = Arc::new(new);
+        *self.snap.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         let _ = self.events.send(msg.to_string().into());
+        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).evaluate(&new);
     }
 
     /// A pass that could not run at all: keep the last snapshot, say why.
@@ -134,6 +139,7 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
         wake: Notify::new(),
         tokens: cfg.tokens,
         counters: Mutex::new(metrics::Counters::default()),
+        alerts: Mutex::new(alerts::Alerts::default()),
         csrf_key,
     });
     let rt = crate::fleet::runtime().map_err(|e| std::io::Error::other(e.to_string()))?;
