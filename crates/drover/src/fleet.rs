@@ -108,3 +108,33 @@ pub async fn drain(
     .await??;
     Ok(results)
 }
+
+/// Send a `Logs` request on `c` and pass each batch of lines to `tx` as
+/// `(host, lines)` until the agent says the past is done (or, following,
+/// until `tx`'s receiver goes away).
+pub async fn stream_logs(
+    c: &mut Connection,
+    req: &drover_proto::Request,
+    follow: bool,
+    host: &str,
+    tx: &tokio::sync::mpsc::Sender<(String, Vec<drover_proto::LogLine>)>,
+) -> Result<(), String> {
+    use drover_proto::Response;
+    c.link.call_no_wait(req).await.map_err(|e| e.to_string())?;
+    if follow {
+        // A quiet service is not a dead link: wait indefinitely.
+        c.link.set_timeout(Duration::from_secs(365 * 24 * 3600));
+    }
+    loop {
+        match c.link.recv().await.map_err(|e| e.to_string())? {
+            Response::LogLines(lines) => {
+                if tx.send((host.to_string(), lines)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Response::LogEnd => return Ok(()),
+            Response::Error { message } => return Err(message),
+            other => return Err(format!("unexpected reply {other:?}")),
+        }
+    }
+}

@@ -172,6 +172,10 @@ fn rt() -> tokio::runtime::Runtime {
 fn grid_shows_every_host_a_downed_host_turns_unreachable_live_and_metrics_have_per_host_series() {
     let f = Fleet::new("sv-grid", 3);
     quick(&f, "");
+    let web = f.project().join("services/web.toml");
+    let t = std::fs::read_to_string(&web).unwrap();
+    std::fs::write(&web, t.replace("command = \"busybox", "command = \"echo hello from $(hostname); exec busybox"))
+        .unwrap();
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     // Report policy (the default): a pass records itself, shows drift, heals nothing.
@@ -211,6 +215,12 @@ fn grid_shows_every_host_a_downed_host_turns_unreachable_live_and_metrics_have_p
         assert!(drift.contains("/etc/motd"), "{drift}");
         let page = b.c().find(Locator::Css("#host")).await.unwrap().text().await.unwrap();
         assert!(page.contains("web") && page.contains("changed"), "services and the apply run: {page}");
+        let logs = until("h3's log lines", Duration::from_secs(20), || async {
+            let t = b.c().find(Locator::Css("#host-logs")).await.ok()?.text().await.ok()?;
+            (t != "loading…").then_some(t)
+        })
+        .await;
+        assert!(logs.contains("web  hello from h3"), "recent log lines, fetched from the host: {logs}");
         b.screenshot("serve-host.png").await;
         b.close().await;
     });

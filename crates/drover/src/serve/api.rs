@@ -29,6 +29,7 @@ pub(super) fn router(sh: Arc<Shared>) -> Router {
         .route("/api/session", get(session))
         .route("/api/status", get(status))
         .route("/api/host/{name}", get(host))
+        .route("/api/host/{name}/logs", get(host_logs))
         .route("/api/history", get(history))
         .route("/api/events", get(events))
         .route("/api/action/{verb}", post(action))
@@ -115,6 +116,22 @@ async fn host(State(sh): State<Arc<Shared>>, Path(name): Path<String>) -> Respon
         Err(e) => serde_json::json!({"error": e}),
     };
     Json(serde_json::json!({"host": h, "generations": generations, "runs": runs})).into_response()
+}
+
+/// The last lines of each of the host's services, fetched from the host on
+/// request (the one thing a page asks a host directly: logs are not kept
+/// in the snapshot); 15 s at most.
+async fn host_logs(State(sh): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let services: Vec<String> = match sh.snapshot().host(&name) {
+        None => return error(StatusCode::NOT_FOUND, format!("no host `{name}` in the inventory")),
+        Some(h) => h.probe.iter().flat_map(|p| p.services.iter().map(|s| s.name.clone())).collect(),
+    };
+    let work = super::check::recent_logs(&sh, name, services, 20);
+    match tokio::time::timeout(std::time::Duration::from_secs(15), work).await {
+        Ok(Ok(lines)) => Json(serde_json::json!({"lines": lines})).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, e),
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the host did not send its logs within 15 s"),
+    }
 }
 
 #[derive(Deserialize)]

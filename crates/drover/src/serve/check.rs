@@ -230,3 +230,45 @@ pub(crate) async fn apply(
     .map_err(|e| format!("recording the run: {e:#}"))?;
     Ok(reports)
 }
+
+/// The last `lines` log lines of each of `services` on `host`, oldest first,
+/// as `{service, at_ms, text}`.
+pub(crate) async fn recent_logs(
+    sh: &Arc<Shared>,
+    host: String,
+    services: Vec<String>,
+    lines: u32,
+) -> Result<Vec<serde_json::Value>, String> {
+    let dir = sh.dir.clone();
+    let project = tokio::task::spawn_blocking(move || drover_spec::Project::load(&dir).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())??;
+    let h = project.hosts.iter().find(|h| h.name == host).cloned().ok_or_else(|| format!("no host `{host}`"))?;
+    let fleet = Fleet::new(&project, sh.simulate.as_deref()).map_err(|e| format!("{e:#}"))?;
+    let results = fleet
+        .each(std::slice::from_ref(&h), move |h, mut c| {
+            let services = services.clone();
+            async move {
+                let mut out = Vec::new();
+                for service in services {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                    let req =
+                        drover_proto::Request::Logs { service: service.clone(), lines, since_ms: None, follow: false };
+                    let r = crate::fleet::stream_logs(&mut c, &req, false, &h.name, &tx).await;
+                    drop(tx);
+                    while let Some((_, batch)) = rx.recv().await {
+                        out.extend(
+                            batch
+                                .into_iter()
+                                .map(|l| serde_json::json!({"service": service, "at_ms": l.at_ms, "text": l.text})),
+                        );
+                    }
+                    r?;
+                }
+                c.close().await;
+                Ok(out)
+            }
+        })
+        .await;
+    results.into_iter().next().map(|(_, r)| r).unwrap_or_else(|| Err("no result".into()))
+}

@@ -151,7 +151,11 @@ async function showHost(name) {
     <h3>services</h3><table><tr><th>service</th><th>state</th><th>health</th><th>detail</th></tr>${services || '<tr><td colspan="4">none</td></tr>'}</table>
     <h3>drift</h3>${drift ? `<ul id="drift">${drift}</ul>` : "<p>none</p>"}
     <h3>last runs</h3><table id="host-runs"><tr><th>run</th><th>outcome</th><th>gen</th><th>changes</th><th>bytes</th><th>when</th><th>error</th></tr>${runs}</table>
-    ${Array.isArray(d.runs) ? "" : `<p class="err">${esc(d.runs.error)}</p>`}`;
+    ${Array.isArray(d.runs) ? "" : `<p class="err">${esc(d.runs.error)}</p>`}
+    <h3>recent log lines</h3><pre id="host-logs">loading…</pre>`;
+  api("/api/host/" + encodeURIComponent(name) + "/logs").then(
+    (l) => { const p = $("#host-logs"); if (p) p.textContent = l.lines.map((x) => `${new Date(x.at_ms).toISOString()}  ${x.service}  ${x.text}`).join("\n") || "none"; },
+    (e) => { const p = $("#host-logs"); if (p) p.textContent = e.message; });
   for (const v of ["apply", "drain", "undrain"]) {
     const b = $("#do-" + v);
     if (b) b.onclick = () => act(v, name);
