@@ -132,7 +132,13 @@ impl Browser {
 
     pub async fn screenshot(&self, file: &str) {
         let png = self.c().screenshot().await.unwrap();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img").join(file);
+        // Every run takes them; DROVER_SCREENSHOTS=1 writes them where the
+        // README shows them (docs/img), else beside the build (no dirty tree).
+        let dir = match std::env::var_os("DROVER_SCREENSHOTS") {
+            Some(_) => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img"),
+            None => std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        };
+        let path = dir.join(file);
         std::fs::write(&path, png).unwrap();
     }
 
