@@ -157,6 +157,14 @@ fn heal_policy_reapplies_a_drifted_file_and_its_cell_returns_to_converged() {
         store.history(Some("h1"), 10).unwrap().iter().all(|h| h.run_id == 1 || h.outcome == "unchanged"),
         "h1 was not touched"
     );
+    // The heal run is counted in /metrics (results recorded since the start).
+    let (_, text) = http(&srv.addr, "GET", "/metrics", &[], "");
+    let samples = parse_prometheus(&text);
+    let get = |name: &str, labels: &str| samples.iter().find(|(n, l, _)| n == name && l == labels).map(|s| s.2);
+    assert_eq!(get("drover_host_results_total", "outcome=\"changed\""), Some(1.0), "{text}");
+    // (0 bytes: the drifted file's content is still in the host's blob store.)
+    assert_eq!(get("drover_bytes_sent_total", ""), Some(0.0), "{text}");
+    assert_eq!(get("drover_host_run_duration_seconds_count", ""), Some(1.0), "{text}");
 }
 
 #[test]

@@ -146,12 +146,15 @@ async fn read_store(sh: &Arc<Shared>, facts: crate::status::Probed) -> Result<St
     tokio::task::spawn_blocking(move || -> Result<StoreState, String> {
         let mut store = runlog::open(&dir).map_err(|e| format!("{e:#}"))?;
         status::remember(&mut store, &facts);
-        let recent = store.history(None, 100_000).map_err(|e| e.to_string())?;
-        metrics.count_results(&recent);
-        let mut lasts = HashMap::new();
-        for r in recent {
-            lasts.entry(r.host.clone()).or_insert(r);
-        }
+        let latest = store.latest_per_host().map_err(|e| e.to_string())?;
+        let newest = latest.iter().map(|r| r.at_ms).max().unwrap_or(0);
+        let since = metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).since();
+        let fresh = match since {
+            Some(m) => store.results_since(m).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(&fresh, newest);
+        let lasts = latest.into_iter().map(|r| (r.host.clone(), r)).collect();
         let rollout = store.rollouts(1).map_err(|e| e.to_string())?.into_iter().next();
         Ok((lasts, rollout))
     })

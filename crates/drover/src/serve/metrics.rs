@@ -26,13 +26,17 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Count results newer than the last call (`rows` newest first). The
-    /// first call only sets the watermark: history before the server
+    /// Results after this instant are new (`None` before the first pass).
+    pub fn since(&self) -> Option<i64> {
+        self.watermark_ms
+    }
+
+    /// Count `rows` (recorded after [`Counters::since`]). The first call
+    /// only sets the watermark to `newest`: history from before the server
     /// started is not re-counted on every restart.
-    pub fn observe(&mut self, rows: &[drover_state::HostResult]) {
-        let newest = rows.iter().map(|r| r.at_ms).max();
+    pub fn observe(&mut self, rows: &[drover_state::HostResult], newest: i64) {
         let Some(mark) = self.watermark_ms else {
-            self.watermark_ms = Some(newest.unwrap_or(0));
+            self.watermark_ms = Some(newest);
             return;
         };
         for r in rows.iter().filter(|r| r.at_ms > mark) {
@@ -47,7 +51,7 @@ impl Counters {
             self.duration_sum_s += s;
             self.duration_count += 1;
         }
-        self.watermark_ms = Some(newest.unwrap_or(mark).max(mark));
+        self.watermark_ms = Some(rows.iter().map(|r| r.at_ms).fold(mark.max(newest), i64::max));
     }
 }
 

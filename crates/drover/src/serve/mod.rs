@@ -118,10 +118,6 @@ impl Shared {
             check_ms: old.check_ms,
         });
     }
-
-    pub(crate) fn count_results(&self, rows: &[drover_state::HostResult]) {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(rows);
-    }
 }
 
 /// Serve until interrupted (Ctrl-C / SIGTERM).
