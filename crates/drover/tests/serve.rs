@@ -89,6 +89,14 @@ fn grid_shows_every_host_a_downed_host_turns_unreachable_live_and_metrics_have_p
     assert!(store.runs(100).unwrap().iter().any(|r| r.command == "reconcile"), "each pass is a recorded run");
     assert_eq!(std::fs::read_to_string(f.host_file(2, "/etc/motd")).unwrap(), "edited by hand\n");
 
+    // Without tokens, only pages opened by address or as localhost: a
+    // rebinding domain that resolves to 127.0.0.1 gets nothing.
+    let (code, body) = http(&srv.addr, "GET", "/api/session", &[("Host", "evil.example:7780")], "");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("open this server by its address"), "{body}");
+    let (code, _) = http(&srv.addr, "GET", "/api/session", &[("Host", "localhost:7780")], "");
+    assert_eq!(code, 200);
+
     // /metrics: valid Prometheus text, per-host series.
     let (code, text) = http(&srv.addr, "GET", "/metrics", &[], "");
     assert_eq!(code, 200);

@@ -46,9 +46,18 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({"error": msg.into()}))).into_response()
 }
 
-/// Without a token file (loopback only) everyone is the local operator.
+/// Without a token file (loopback only) everyone is the local operator —
+/// but only when the page was reached by address or as `localhost`: a
+/// domain of an attacker's that resolves to 127.0.0.1 (DNS rebinding) would
+/// otherwise be same-origin with this server in the victim's browser.
 async fn authenticate(State(sh): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let id = match &sh.tokens {
+        None if !local_host_header(req.headers()) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "without --token-file, open this server by its address (http://127.0.0.1:PORT) or as localhost",
+            )
+        }
         None => Identity { name: "local".into(), role: Role::Operator },
         Some(tokens) => match presented(req.headers()).and_then(|t| tokens.check(&t).cloned()) {
             Some(id) => id,
@@ -62,6 +71,16 @@ async fn authenticate(State(sh): State<Arc<Shared>>, mut req: Request, next: Nex
     };
     req.extensions_mut().insert(id);
     next.run(req).await
+}
+
+fn local_host_header(h: &HeaderMap) -> bool {
+    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else { return true };
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn presented(h: &HeaderMap) -> Option<String> {
