@@ -76,10 +76,12 @@ impl Shared {
     pub(crate) fn publish(&self, mut new: Snapshot) {
         let old = self.snapshot();
         new.pass = old.pass + 1;
+        let before: std::collections::HashMap<&str, &snapshot::HostView> =
+            old.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
         let changed: Vec<_> = new
             .hosts
             .iter()
-            .filter(|h| old.host(&h.host).is_none_or(|o| o.state != h.state || o.status != h.status))
+            .filter(|h| before.get(h.host.as_str()).is_none_or(|o| o.state != h.state || o.status != h.status))
             .collect();
         let msg = serde_json::json!({
             "pass": new.pass, "at_ms": new.at_ms, "counts": new.counts(), "rollout": new.rollout,
