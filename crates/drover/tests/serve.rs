@@ -241,11 +241,11 @@ fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it
         b.c().goto(&srv.url("/login?token=oooooooooooooooooooo")).await.unwrap();
         until("h2's cell", Duration::from_secs(30), || b.cell_state("h2")).await;
         b.c().goto(&srv.url("/#/host/h2")).await.unwrap();
-        let button = until("the drain button", Duration::from_secs(10), || async {
-            b.c().find(Locator::Css("#do-drain")).await.ok()
+        // (A live update may redraw the host page between find and click.)
+        until("a click on the drain button", Duration::from_secs(10), || async {
+            b.c().find(Locator::Css("#do-drain")).await.ok()?.click().await.ok()
         })
         .await;
-        button.click().await.unwrap();
         b.c().goto(&srv.url("/#/")).await.unwrap();
         let st = until("h2 drained", Duration::from_secs(60), || async {
             b.cell_state("h2").await.filter(|s| s == "drained")

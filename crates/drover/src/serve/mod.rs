@@ -78,11 +78,8 @@ impl Shared {
         new.pass = old.pass + 1;
         let before: std::collections::HashMap<&str, &snapshot::HostView> =
             old.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
-        let changed: Vec<_> = new
-            .hosts
-            .iter()
-            .filter(|h| before.get(h.host.as_str()).is_none_or(|o| o.state != h.state || o.status != h.status))
-            .collect();
+        let changed: Vec<_> =
+            new.hosts.iter().filter(|h| before.get(h.host.as_str()).is_none_or(|o| h.differs(o))).collect();
         let msg = serde_json::json!({
             "pass": new.pass, "at_ms": new.at_ms, "counts": new.counts(), "rollout": new.rollout,
             "problems": new.problems, "changed": changed, "total": new.hosts.len(),

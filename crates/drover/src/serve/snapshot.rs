@@ -63,18 +63,40 @@ fn is_failure(outcome: &str) -> bool {
     matches!(outcome, "failed" | "rolled-back")
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HostView {
     pub host: String,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub state: State,
-    /// Exactly `drover status --json`'s row for the host.
-    pub status: serde_json::Value,
-    #[serde(skip)]
     pub probe: Result<HostStatus, String>,
-    #[serde(skip)]
+    /// The last recorded result (without its `detail` report: not shown,
+    /// and the largest part of a row).
     pub last: Option<HostResult>,
+}
+
+/// `{host, roles, groups, state, status}`, `status` being exactly `drover
+/// status --json`'s row, built when sent rather than kept: 10,000 JSON
+/// trees would be most of the server's memory.
+impl Serialize for HostView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let status = crate::status::row(&self.host, &self.probe, &crate::status::last_run(self.last.as_ref()));
+        let mut m = s.serialize_struct("HostView", 5)?;
+        m.serialize_field("host", &self.host)?;
+        m.serialize_field("roles", &self.roles)?;
+        m.serialize_field("groups", &self.groups)?;
+        m.serialize_field("state", &self.state)?;
+        m.serialize_field("status", &status)?;
+        m.end()
+    }
+}
+
+impl HostView {
+    /// What a page shows of it changed (the SSE stream sends only these).
+    pub fn differs(&self, o: &HostView) -> bool {
+        self.state != o.state || self.probe != o.probe || self.last != o.last
+    }
 }
 
 /// What the server last learned; `at_ms` 0 until the first pass ends.
@@ -123,14 +145,6 @@ impl Snapshot {
 /// One host's view from its probe and last recorded result.
 pub fn view(host: &Host, probe: Result<HostStatus, String>, last: Option<HostResult>) -> HostView {
     let state = State::of(&probe, last.as_ref());
-    let status = crate::status::row(&host.name, &probe, &crate::status::last_run(last.as_ref()));
-    HostView {
-        host: host.name.clone(),
-        roles: host.roles.clone(),
-        groups: host.groups.clone(),
-        state,
-        status,
-        probe,
-        last,
-    }
+    let last = last.map(|l| HostResult { detail: String::new(), ..l });
+    HostView { host: host.name.clone(), roles: host.roles.clone(), groups: host.groups.clone(), state, probe, last }
 }
