@@ -26,6 +26,28 @@ pub struct ProjectFile {
     pub rollout: Option<crate::rollout::RolloutFile>,
     #[serde(default)]
     pub packages: PackagesSection,
+    #[serde(default)]
+    pub serve: ServeSection,
+    #[serde(default)]
+    pub alert: Vec<crate::alert::AlertFile>,
+}
+
+/// `[serve]`: what `drover serve --reconcile` does with what it finds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeSection {
+    pub reconcile: Option<ReconcilePolicy>,
+}
+
+/// `report` only records and shows drift; `heal` also re-applies drifted
+/// hosts and hosts without a current generation. Default `report`: a
+/// server that starts writing to hosts must be asked to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReconcilePolicy {
+    #[default]
+    Report,
+    Heal,
 }
 
 #[derive(Debug, Default, Deserialize)]

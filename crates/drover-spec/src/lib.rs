@@ -12,6 +12,7 @@
 // matters and boxing it would only add noise at every `?`.
 #![allow(clippy::result_large_err)]
 
+pub mod alert;
 mod diag;
 mod duration;
 mod files;
@@ -27,8 +28,10 @@ mod secrets;
 pub mod setup;
 mod units;
 
+pub use alert::{AlertFormat, AlertOn, AlertRule};
 pub use diag::SpecError;
 pub use duration::parse_duration;
+pub use files::ReconcilePolicy;
 pub use instances::{Endpoints, Instance};
 pub use inventory::{Auth, Host};
 pub use project::{BlobSource, Compiled, Project, Settings};

@@ -72,4 +72,6 @@ pub enum Command {
     Scale(crate::commands::instances::ScaleArgs),
     /// Debian packages: resolve the roles' packages and write packages.lock.
     Packages(crate::commands::packages::PackagesArgs),
+    /// Dashboard, JSON API, Prometheus /metrics; optionally continuous convergence.
+    Serve(crate::commands::serve::ServeArgs),
 }

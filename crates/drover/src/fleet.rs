@@ -67,3 +67,74 @@ impl Fleet {
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
+
+/// Drain (stop services, mark) or undrain hosts, and record the mark in the
+/// state store for the hosts that answered; per host, the services stopped
+/// or started, or why not.
+pub async fn drain(
+    dir: &std::path::Path,
+    fleet: &Fleet,
+    hosts: &[Host],
+    on: bool,
+    reason: &str,
+) -> anyhow::Result<Vec<(String, Result<Vec<String>, String>)>> {
+    use drover_proto::{Request, Response};
+    let req = if on { Request::Drain { reason: reason.into() } } else { Request::Undrain };
+    let results = fleet
+        .each(hosts, move |_h, mut c| {
+            let req = req.clone();
+            async move {
+                let r = c.link.call(&req, &mut |_| {}).await.map_err(|e| e.to_string());
+                c.close().await;
+                match r? {
+                    Response::Drained { services, .. } => Ok(services),
+                    other => Err(format!("unexpected reply {other:?}")),
+                }
+            }
+        })
+        .await;
+    let (dir, reason, marks) = (
+        dir.to_path_buf(),
+        reason.to_string(),
+        results.iter().filter(|(_, r)| r.is_ok()).map(|(h, _)| h.clone()).collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut store = crate::runlog::open(&dir)?;
+        for h in marks {
+            store.set_drained(&h, on.then_some(reason.as_str()))?;
+        }
+        Ok(())
+    })
+    .await??;
+    Ok(results)
+}
+
+/// Send a `Logs` request on `c` and pass each batch of lines to `tx` as
+/// `(host, lines)` until the agent says the past is done (or, following,
+/// until `tx`'s receiver goes away).
+pub async fn stream_logs(
+    c: &mut Connection,
+    req: &drover_proto::Request,
+    follow: bool,
+    host: &str,
+    tx: &tokio::sync::mpsc::Sender<(String, Vec<drover_proto::LogLine>)>,
+) -> Result<(), String> {
+    use drover_proto::Response;
+    c.link.call_no_wait(req).await.map_err(|e| e.to_string())?;
+    if follow {
+        // A quiet service is not a dead link: wait indefinitely.
+        c.link.set_timeout(Duration::from_secs(365 * 24 * 3600));
+    }
+    loop {
+        match c.link.recv().await.map_err(|e| e.to_string())? {
+            Response::LogLines(lines) => {
+                if tx.send((host.to_string(), lines)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Response::LogEnd => return Ok(()),
+            Response::Error { message } => return Err(message),
+            other => return Err(format!("unexpected reply {other:?}")),
+        }
+    }
+}

@@ -24,7 +24,9 @@ pub mod revision;
 pub mod rollout;
 pub mod runlog;
 pub mod select;
+pub mod serve;
 pub mod sim;
+pub mod status;
 pub mod tasks;
 pub mod transport;
 

@@ -85,12 +85,24 @@ impl Run {
     /// Record the run and lock its hosts; refused (exit 3) if another drover
     /// holds any of them.
     pub fn start(project_dir: &Path, command: &str, hosts: &[String]) -> anyhow::Result<Run> {
-        let mut store = open(project_dir)?;
         let args: Vec<String> = std::env::args().skip(1).collect();
+        Run::start_as(project_dir, command, &args.join(" "), &user(), hosts)
+    }
+
+    /// [`Run::start`] on someone else's behalf: `drover serve` records the
+    /// token's name as the user and what was asked as the arguments.
+    pub fn start_as(
+        project_dir: &Path,
+        command: &str,
+        args: &str,
+        user: &str,
+        hosts: &[String],
+    ) -> anyhow::Result<Run> {
+        let mut store = open(project_dir)?;
         let id = store.begin_run(&NewRun {
             command: command.into(),
-            args: args.join(" "),
-            user: user(),
+            args: args.into(),
+            user: user.into(),
             project_rev: project_rev(project_dir),
         })?;
         match store.lock_hosts(id, hosts) {

@@ -34,6 +34,7 @@ impl Project {
         })?;
         let pf: ProjectFile = toml::from_str(&pf_text).map_err(|e| SpecError::toml("drover.toml", &pf_text, &e))?;
         let settings = settings(&pf, &pf_text)?;
+        let alerts = crate::alert::resolve(&pf.alert, "drover.toml", &pf_text)?;
         let rollout = match &pf.rollout {
             Some(r) => crate::rollout::resolve(r, "drover.toml", &pf_text)?,
             None => crate::RolloutPolicy::default(),
@@ -174,6 +175,7 @@ impl Project {
             templates,
             rollout,
             role_rollouts,
+            alerts,
             plans: Default::default(),
             fact_cache: HashMap::new(),
             fleet: std::sync::OnceLock::new(),
@@ -200,6 +202,7 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
         parallel: pf.apply.parallel.unwrap_or(512).max(1),
         connect_timeout: dur(&pf.apply.connect_timeout, Duration::from_secs(10))?,
         package_sources: pf.packages.sources.clone().unwrap_or_else(|| vec!["apt".into()]),
+        reconcile: pf.serve.reconcile.unwrap_or_default(),
     })
 }
 

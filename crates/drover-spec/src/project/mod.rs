@@ -43,12 +43,16 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// `[packages] sources`: `"apt"` or directories of `.deb` files, first wins.
     pub package_sources: Vec<String>,
+    /// `[serve] reconcile` (see `drover serve --reconcile`).
+    pub reconcile: crate::files::ReconcilePolicy,
 }
 
 pub struct Project {
     pub dir: PathBuf,
     pub settings: Settings,
     pub hosts: Vec<Host>,
+    /// `[[alert]]` rules (for `drover serve`).
+    pub alerts: Vec<crate::AlertRule>,
     vars: Vars,
     groups: BTreeMap<String, Vars>,
     roles: BTreeMap<String, Role>,

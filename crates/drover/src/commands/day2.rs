@@ -11,6 +11,7 @@ use crate::exit::ExitStatus;
 use crate::fleet::{runtime, Fleet};
 use crate::runlog;
 use crate::select::select;
+use crate::status;
 
 /// Options shared by commands that talk to hosts.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,38 +73,17 @@ pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
     let hosts = select(&project.hosts, t.hosts.as_deref())?;
     let fleet = Fleet::new(&project, t.simulate.as_deref())?;
     let rt = runtime()?;
-    let results = rt.block_on(fleet.each(&hosts, |_h, mut c| async move {
-        let r = c.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string());
-        let facts = std::mem::take(&mut c.facts);
-        c.close().await;
-        match r? {
-            Response::Status(s) => Ok((s, facts)),
-            other => Err(format!("unexpected reply {other:?}")),
-        }
-    }));
+    let results = rt.block_on(status::probe(&fleet, &hosts));
     let mut store = runlog::open(dir)?;
     // Other hosts' templates read these (`fleet.hosts[i].facts`).
-    for (host, res) in &results {
-        if let Ok((_, facts)) = res {
-            runlog::remember_facts(&mut store, host, facts);
-        }
-    }
+    status::remember(&mut store, &results);
     let results: Vec<_> = results.into_iter().map(|(h, r)| (h, r.map(|(s, _)| s))).collect();
     let mut failed = 0;
     let mut rows = Vec::new();
     for (host, res) in &results {
         let last = store.history(Some(host), 1)?.into_iter().next();
-        let last_run = last.as_ref().map(|l| format!("{} ({})", l.outcome, ago(l.at_ms))).unwrap_or_else(|| "-".into());
-        match res {
-            Ok(s) => rows.push(serde_json::json!({
-                "host": host, "generation": s.state.current, "drift": s.drift, "services": s.services,
-                "drained": s.drained, "pending_confirm": s.state.pending_confirm, "recovered": s.state.recovered, "last_run": last_run,
-            })),
-            Err(e) => {
-                failed += 1;
-                rows.push(serde_json::json!({"host": host, "error": e, "last_run": last_run}));
-            }
-        }
+        failed += usize::from(res.is_err());
+        rows.push(status::row(host, res, &status::last_run(last.as_ref())));
     }
     if t.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -157,24 +137,12 @@ pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
     Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
 }
 
-fn ago(at_ms: i64) -> String {
-    let s = (drover_state::now_ms() - at_ms).max(0) / 1000;
-    match s {
-        0..=119 => format!("{s}s ago"),
-        120..=7199 => format!("{}m ago", s / 60),
-        _ => format!("{}h ago", s / 3600),
-    }
-}
-
 pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStatus> {
     let store = runlog::open(dir)?;
     let rows = store.history(a.host.as_deref(), a.limit)?;
     let runs = store.runs(10_000)?;
     if a.json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|r| serde_json::json!({"run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes, "bytes_sent": r.bytes_sent, "error": r.error, "at_ms": r.at_ms}))
-            .collect();
+        let v: Vec<_> = rows.iter().map(status::history_row).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitStatus::Success);
     }
@@ -191,7 +159,7 @@ pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStat
             r.outcome,
             r.generation.map_or("-".into(), |g| g.to_string()),
             r.changes,
-            ago(r.at_ms),
+            status::ago(r.at_ms),
             run.map_or("", |x| x.project_rev.as_str()),
             run.map_or("", |x| x.user.as_str()),
             r.error.unwrap_or_default()
@@ -289,25 +257,12 @@ pub fn drain(dir: &std::path::Path, a: DrainArgs, on: bool) -> anyhow::Result<Ex
     let hosts = target_hosts(&project, &a.target)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
     audit(dir, if on { "drain" } else { "undrain" }, &a.target)?;
-    let req = if on { Request::Drain { reason: a.reason.clone() } } else { Request::Undrain };
     let rt = runtime()?;
-    let results = rt.block_on(fleet.each(&hosts, move |_h, mut c| {
-        let req = req.clone();
-        async move {
-            let r = c.link.call(&req, &mut |_| {}).await.map_err(|e| e.to_string());
-            c.close().await;
-            match r? {
-                Response::Drained { services, .. } => Ok(services),
-                other => Err(format!("unexpected reply {other:?}")),
-            }
-        }
-    }));
-    let mut store = runlog::open(dir)?;
+    let results = rt.block_on(crate::fleet::drain(dir, &fleet, &hosts, on, &a.reason))?;
     let mut failed = 0;
     for (h, r) in results {
         match r {
             Ok(services) => {
-                store.set_drained(&h, on.then_some(a.reason.as_str()))?;
                 let verb = if on { "drained; stopped" } else { "undrained; started" };
                 println!(
                     "{h}: {verb} {}",

@@ -6,9 +6,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use drover_proto::{LogLine, Request, Response};
+use drover_proto::{LogLine, Request};
 use drover_spec::Project;
 use tokio::sync::mpsc;
 
@@ -62,25 +61,9 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
         let fetch = fleet.each(&hosts, move |h, mut c| {
             let (req, tx) = (req.clone(), tx.clone());
             async move {
-                c.link.call_no_wait(&req).await.map_err(|e| e.to_string())?;
-                if follow {
-                    // A quiet service is not a dead link: wait indefinitely.
-                    c.link.set_timeout(Duration::from_secs(365 * 24 * 3600));
-                }
-                loop {
-                    match c.link.recv().await.map_err(|e| e.to_string())? {
-                        Response::LogLines(lines) => {
-                            if tx.send((h.name.clone(), lines)).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Response::LogEnd => break,
-                        Response::Error { message } => return Err(message),
-                        other => return Err(format!("unexpected reply {other:?}")),
-                    }
-                }
+                let r = crate::fleet::stream_logs(&mut c, &req, follow, &h.name, &tx).await;
                 c.close().await;
-                Ok(())
+                r
             }
         });
         // The printer runs beside the fetches, not after them: a follow's

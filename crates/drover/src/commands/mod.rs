@@ -12,6 +12,7 @@ pub mod packages;
 pub mod reboot;
 pub mod rollout;
 pub mod secret;
+pub mod serve;
 pub mod trust;
 
 use crate::cli::{Cli, Command};
@@ -42,5 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Endpoints(a) => instances::endpoints(dir, a),
         Command::Scale(a) => instances::scale(dir, a),
         Command::Packages(a) => packages::run(dir, a),
+        Command::Serve(a) => serve::run(dir, a),
     }
 }

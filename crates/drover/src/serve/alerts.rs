@@ -1,0 +1,172 @@
+//! Alerts: `[[alert]]` rules evaluated on every snapshot, sent to webhooks.
+//!
+//! A condition (per host, or per rollout) must hold for the rule's `for`
+//! before it fires; it fires once (deduplicated until it clears) and sends
+//! a `resolved` message when it clears. Delivery never blocks the check
+//! loop: each message is its own task, retried with exponential backoff
+//! (1 s, 2 s, 4 s, 8 s; 10 s timeout per attempt), then given up with a
+//! warning on stderr.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use drover_spec::{AlertFormat, AlertOn, AlertRule};
+
+use super::snapshot::Snapshot;
+
+/// Attempts per message: the first and four retries.
+const ATTEMPTS: u32 = 5;
+
+#[derive(Default)]
+pub struct Alerts {
+    rules: Vec<AlertRule>,
+    /// (rule name, subject) → since when the condition holds, and whether
+    /// the firing message went out.
+    open: HashMap<(String, String), (i64, bool)>,
+    client: Option<reqwest::Client>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Message {
+    pub alert: String,
+    pub status: &'static str,
+    pub on: &'static str,
+    pub subject: String,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+impl Alerts {
+    /// The project's rules as of this pass (edits to drover.toml apply
+    /// without a restart; open alerts of removed rules are dropped).
+    pub fn set_rules(&mut self, rules: Vec<AlertRule>) {
+        self.open.retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
+        self.rules = rules;
+    }
+
+    /// Compare `snap` with what is open; send what fired or resolved.
+    pub fn evaluate(&mut self, snap: &Snapshot) {
+        if self.rules.is_empty() {
+            return;
+        }
+        let now = drover_state::now_ms();
+        let mut out = Vec::new();
+        for rule in &self.rules {
+            let now_true = subjects(rule.on, snap);
+            for (subject, detail) in &now_true {
+                let key = (rule.name.clone(), subject.clone());
+                let (since, fired) = self.open.entry(key).or_insert((now, false));
+                let held = Duration::from_millis(u64::try_from(now - *since).unwrap_or(0));
+                if !*fired && held >= rule.hold {
+                    *fired = true;
+                    out.push((rule.clone(), message(rule, "firing", subject, detail, now)));
+                }
+            }
+            let gone: Vec<(String, String)> = self
+                .open
+                .keys()
+                .filter(|(name, subject)| *name == rule.name && !now_true.contains_key(subject))
+                .cloned()
+                .collect();
+            for key in gone {
+                if let Some((_, true)) = self.open.remove(&key) {
+                    out.push((rule.clone(), message(rule, "resolved", &key.1, "", now)));
+                }
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        let client = self.client.get_or_insert_with(|| {
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
+        });
+        for (rule, msg) in out {
+            tokio::spawn(deliver(client.clone(), rule, msg));
+        }
+    }
+}
+
+fn message(rule: &AlertRule, status: &'static str, subject: &str, detail: &str, at_ms: i64) -> Message {
+    Message {
+        alert: rule.name.clone(),
+        status,
+        on: rule.on.as_str(),
+        subject: subject.into(),
+        detail: detail.into(),
+        at_ms,
+    }
+}
+
+/// Who the condition holds for now, with a word on why.
+fn subjects(on: AlertOn, s: &Snapshot) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    match on {
+        AlertOn::RolloutFailed | AlertOn::RolloutPaused => {
+            let want = if on == AlertOn::RolloutFailed { "failed" } else { "paused" };
+            if let Some(r) = s.rollout.as_ref().filter(|r| r.status == want) {
+                m.insert(format!("rollout {}", r.id), format!("batch {} of {}", r.next_batch + 1, r.batches.len()));
+            }
+        }
+        _ => {
+            for h in &s.hosts {
+                let why = match (on, &h.probe) {
+                    (AlertOn::Unreachable, Err(e)) => Some(e.clone()),
+                    (AlertOn::Unhealthy, Ok(p)) => {
+                        let bad: Vec<&str> =
+                            p.services.iter().filter(|v| v.healthy == Some(false)).map(|v| v.name.as_str()).collect();
+                        (!bad.is_empty()).then(|| format!("failing health: {}", bad.join(", ")))
+                    }
+                    (AlertOn::Drifted, Ok(p)) => {
+                        (!p.drift.is_empty()).then(|| format!("drift: {}", p.drift.join(", ")))
+                    }
+                    (AlertOn::ApplyFailed, _) => h
+                        .last
+                        .as_ref()
+                        .filter(|l| matches!(l.outcome.as_str(), "failed" | "rolled-back"))
+                        .map(|l| format!("run {} {}: {}", l.run_id, l.outcome, l.error.clone().unwrap_or_default())),
+                    _ => None,
+                };
+                if let Some(w) = why {
+                    m.insert(h.host.clone(), w);
+                }
+            }
+        }
+    }
+    m
+}
+
+fn payload(format: AlertFormat, m: &Message) -> serde_json::Value {
+    match format {
+        AlertFormat::Json => serde_json::to_value(m).unwrap_or_default(),
+        AlertFormat::Slack => {
+            let icon = if m.status == "firing" { ":red_circle:" } else { ":large_green_circle:" };
+            let detail = if m.detail.is_empty() { String::new() } else { format!(" — {}", m.detail) };
+            serde_json::json!({"text": format!("{icon} drover {} {}: {} ({}){detail}", m.alert, m.status, m.subject, m.on)})
+        }
+    }
+}
+
+async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message) {
+    let body = payload(rule.format, &msg);
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=ATTEMPTS {
+        let err = match client.post(&rule.webhook).json(&body).send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => format!("HTTP {}", r.status()),
+            Err(e) => e.to_string(),
+        };
+        if attempt == ATTEMPTS {
+            tracing::warn!(
+                "alert {} ({} {}): giving up on {} after {ATTEMPTS} attempts: {err}",
+                msg.alert,
+                msg.status,
+                msg.subject,
+                rule.webhook
+            );
+            return;
+        }
+        tracing::info!("alert {}: {} answered {err}; retrying in {wait:?}", msg.alert, rule.webhook);
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}

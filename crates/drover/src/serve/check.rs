@@ -1,0 +1,281 @@
+//! The check pass and continuous convergence (`--reconcile`).
+//!
+//! A pass probes every host with the same `Status` round trip as `drover
+//! status` (read-only on the host: generation, drift, services, health),
+//! then, under `reconcile = "heal"`, re-applies the hosts that drifted or
+//! have no current generation through the ordinary deploy pipeline — which
+//! takes the same host locks as a CLI `apply`, skips drained hosts, and
+//! records the run. A pass never waits on a busy store for longer than the
+//! store's busy timeout; on failure the page keeps the last snapshot and
+//! shows the problem.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover_proto::HostStatus;
+use drover_spec::{Host, Project, ReconcilePolicy};
+use drover_state::{HostResult, NewRun, Rollout};
+
+use super::snapshot::{self, RolloutView, Snapshot};
+use super::Shared;
+use crate::deploy::{self, Job, Mode};
+use crate::fleet::Fleet;
+use crate::progress::Progress;
+use crate::report::HostReport;
+use crate::runlog;
+use crate::status;
+use crate::transport::Timeouts;
+
+/// What a pass was asked to do: only look (`reconcile: false`, the
+/// dashboard's refresh), or look and record, healing under `heal`.
+pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
+    let started = Instant::now();
+    let mut problems = Vec::new();
+    let dir = sh.dir.clone();
+    let project = match tokio::task::spawn_blocking(move || runlog::load_project(&dir)).await {
+        Ok(Ok(p)) => Arc::new(p),
+        Ok(Err(e)) => return sh.keep_last(format!("project: {e:#}")),
+        Err(e) => return sh.keep_last(format!("project: {e}")),
+    };
+    sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).set_rules(project.alerts.clone());
+    let fleet = match Fleet::new(&project, sh.simulate.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return sh.keep_last(format!("transport: {e:#}")),
+    };
+    let mut results = status::probe(&fleet, &project.hosts).await;
+    let store_state = read_store(sh, results.clone()).await;
+    let (mut lasts, rollout) = match store_state {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(format!("state store: {e}"));
+            let old = sh.snapshot();
+            (old.hosts.iter().filter_map(|h| Some((h.host.clone(), h.last.clone()?))).collect(), None)
+        }
+    };
+    if reconcile {
+        let heal = project.settings.reconcile == ReconcilePolicy::Heal;
+        let targets: Vec<Host> = if heal { needs_heal(&project.hosts, &results) } else { Vec::new() };
+        let busy = rollout.as_ref().filter(|r| r.status == "running" || r.status == "paused");
+        if !targets.is_empty() && busy.is_none() {
+            // Show what was found before healing it (the page sees the
+            // host drifted, then converged).
+            sh.publish(build(&project, &results, &lasts, rollout.as_ref(), problems.clone(), started));
+        }
+        let outcome = match busy {
+            Some(r) if !targets.is_empty() => {
+                Err(format!("heal skipped: rollout {} is {} (it converges its hosts itself)", r.id, r.status))
+            }
+            _ if targets.is_empty() => record_look(sh, if heal { "heal" } else { "report" }).await,
+            _ => apply(sh, project.clone(), &fleet, targets.clone(), "reconcile", "heal", "drover serve")
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = outcome {
+            problems.push(e);
+        } else if !targets.is_empty() {
+            // Show the healed hosts as they are now, not as they were.
+            let again: HashMap<_, _> = status::probe(&fleet, &targets).await.into_iter().collect();
+            for (h, r) in results.iter_mut() {
+                if let Some(n) = again.get(h) {
+                    *r = n.clone();
+                }
+            }
+            if let Ok((l, _)) = read_store(sh, Vec::new()).await {
+                lasts = l;
+            }
+        }
+    }
+    sh.publish(build(&project, &results, &lasts, rollout.as_ref(), problems, started));
+}
+
+type Probes = [crate::status::Probe];
+
+fn build(
+    project: &Project,
+    results: &Probes,
+    lasts: &HashMap<String, HostResult>,
+    rollout: Option<&Rollout>,
+    problems: Vec<String>,
+    started: Instant,
+) -> Snapshot {
+    let probes: HashMap<&str, &Result<(HostStatus, drover_proto::Facts), String>> =
+        results.iter().map(|(h, r)| (h.as_str(), r)).collect();
+    let hosts = project
+        .hosts
+        .iter()
+        .map(|h| {
+            let probe = match probes.get(h.name.as_str()) {
+                Some(Ok((s, _))) => Ok(s.clone()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("not probed".into()),
+            };
+            snapshot::view(h, probe, lasts.get(&h.name).cloned())
+        })
+        .collect();
+    Snapshot {
+        at_ms: drover_state::now_ms(),
+        pass: 0,
+        hosts,
+        rollout: rollout.map(RolloutView::of),
+        problems,
+        check_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Reachable, not drained, and drifted or never applied.
+fn needs_heal(hosts: &[Host], results: &Probes) -> Vec<Host> {
+    let want: std::collections::HashSet<&str> = results
+        .iter()
+        .filter_map(|(h, r)| {
+            let (s, _) = r.as_ref().ok()?;
+            (s.drained.is_none() && (!s.drift.is_empty() || s.state.current.is_none())).then_some(h.as_str())
+        })
+        .collect();
+    hosts.iter().filter(|h| want.contains(h.name.as_str())).cloned().collect()
+}
+
+type StoreState = (HashMap<String, HostResult>, Option<Rollout>);
+
+/// Each host's last result and the unfinished rollout, in short read
+/// transactions (WAL: a CLI `apply` writing meanwhile is not blocked); the
+/// probe's facts are remembered for templates, as `drover status` does.
+async fn read_store(sh: &Arc<Shared>, facts: crate::status::Probed) -> Result<StoreState, String> {
+    let dir = sh.dir.clone();
+    let metrics = sh.clone();
+    tokio::task::spawn_blocking(move || -> Result<StoreState, String> {
+        let mut store = runlog::open(&dir).map_err(|e| format!("{e:#}"))?;
+        status::remember(&mut store, &facts);
+        let latest = store.latest_per_host().map_err(|e| e.to_string())?;
+        let newest = latest.iter().map(|r| r.at_ms).max().unwrap_or(0);
+        let since = metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).since();
+        let fresh = match since {
+            Some(m) => store.results_since(m).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(&fresh, newest);
+        let lasts = latest.into_iter().map(|r| (r.host.clone(), r)).collect();
+        let rollout = store.rollouts(1).map_err(|e| e.to_string())?.into_iter().next();
+        Ok((lasts, rollout))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A pass that changed nothing is still a recorded run: the history shows
+/// the server looked, and when.
+async fn record_look(sh: &Arc<Shared>, policy: &str) -> Result<(), String> {
+    let dir = sh.dir.clone();
+    let args = format!("reconcile={policy}");
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut store = runlog::open(&dir)?;
+        let id = store.begin_run(&NewRun {
+            command: "reconcile".into(),
+            args,
+            user: "drover serve".into(),
+            project_rev: runlog::project_rev(&dir),
+        })?;
+        store.finish_run(id, "ok")?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("recording the pass: {e:#}"))
+}
+
+/// Apply the project to `hosts` as a recorded run by `user` (drained hosts
+/// left out; refused when another drover holds one of them).
+pub(crate) async fn apply(
+    sh: &Arc<Shared>,
+    project: Arc<Project>,
+    fleet: &Fleet,
+    mut hosts: Vec<Host>,
+    command: &'static str,
+    args: &str,
+    user: &str,
+) -> Result<Vec<HostReport>, String> {
+    let dir = sh.dir.clone();
+    let drained = tokio::task::spawn_blocking(move || runlog::drained(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+    hosts.retain(|h| !drained.iter().any(|(d, _)| *d == h.name));
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    deploy::preflight(&project, &hosts).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let (dir, args, user) = (sh.dir.clone(), args.to_string(), user.to_string());
+    let mut run = tokio::task::spawn_blocking(move || runlog::Run::start_as(&dir, command, &args, &user, &names))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+    let job = Job {
+        timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
+        confirm_timeout: project.settings.confirm_timeout,
+        parallel: project.settings.parallel,
+        retries: 3,
+        stop_first: false,
+        transport: fleet.transport.clone(),
+        mode: Mode::Apply,
+        // Healing never reboots a host, even one whose role's rollout
+        // policy says `reboot = true`: an unattended reboot is an
+        // operator's decision (`drover apply --reboot`).
+        reboot: None,
+        project,
+    };
+    let n = hosts.len();
+    let reports = deploy::run(Arc::new(job), hosts, Progress::new(n, false)).await;
+    let ok = reports.iter().all(|r| !r.outcome.is_failure());
+    let rec = reports.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        run.record_all(&rec)?;
+        run.finish(ok)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("recording the run: {e:#}"))?;
+    Ok(reports)
+}
+
+/// The last `lines` log lines of each of `services` on `host`, oldest first,
+/// as `{service, at_ms, text}`.
+pub(crate) async fn recent_logs(
+    sh: &Arc<Shared>,
+    host: String,
+    services: Vec<String>,
+    lines: u32,
+) -> Result<Vec<serde_json::Value>, String> {
+    let dir = sh.dir.clone();
+    let project = tokio::task::spawn_blocking(move || drover_spec::Project::load(&dir).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())??;
+    let h = project.hosts.iter().find(|h| h.name == host).cloned().ok_or_else(|| format!("no host `{host}`"))?;
+    let fleet = Fleet::new(&project, sh.simulate.as_deref()).map_err(|e| format!("{e:#}"))?;
+    let results = fleet
+        .each(std::slice::from_ref(&h), move |h, mut c| {
+            let services = services.clone();
+            async move {
+                let mut out = Vec::new();
+                for service in services {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                    let req =
+                        drover_proto::Request::Logs { service: service.clone(), lines, since_ms: None, follow: false };
+                    let r = crate::fleet::stream_logs(&mut c, &req, false, &h.name, &tx).await;
+                    drop(tx);
+                    while let Some((_, batch)) = rx.recv().await {
+                        out.extend(
+                            batch
+                                .into_iter()
+                                .map(|l| serde_json::json!({"service": service, "at_ms": l.at_ms, "text": l.text})),
+                        );
+                    }
+                    r?;
+                }
+                c.close().await;
+                Ok(out)
+            }
+        })
+        .await;
+    results.into_iter().next().map(|(_, r)| r).unwrap_or_else(|| Err("no result".into()))
+}

@@ -1,0 +1,150 @@
+//! The fleet as the dashboard shows it: every host's last probe, its last
+//! recorded run, and the state the grid colours it by. Built once per check
+//! pass and shared read-only (`Arc`), so pages and `/metrics` never touch
+//! the hosts or wait for the state store.
+
+use std::collections::BTreeMap;
+
+use drover_proto::HostStatus;
+use drover_spec::Host;
+use drover_state::{HostResult, Rollout};
+use serde::Serialize;
+
+/// The grid's colours, worst first: a host shows the first that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Unreachable,
+    Failed,
+    Unhealthy,
+    Drifted,
+    Drained,
+    Converged,
+}
+
+impl State {
+    pub const ALL: [State; 6] =
+        [State::Unreachable, State::Failed, State::Unhealthy, State::Drifted, State::Drained, State::Converged];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unreachable => "unreachable",
+            State::Failed => "failed",
+            State::Unhealthy => "unhealthy",
+            State::Drifted => "drifted",
+            State::Drained => "drained",
+            State::Converged => "converged",
+        }
+    }
+
+    /// Drained wins over what a drained host looks like (its services are
+    /// stopped on purpose); a host never applied counts as drifted (it is
+    /// not on the desired state, and `heal` converges it).
+    pub fn of(probe: &Result<HostStatus, String>, last: Option<&HostResult>) -> State {
+        let s = match probe {
+            Err(_) => return State::Unreachable,
+            Ok(s) => s,
+        };
+        if s.drained.is_some() {
+            State::Drained
+        } else if last.is_some_and(|l| is_failure(&l.outcome)) {
+            State::Failed
+        } else if s.services.iter().any(|sv| sv.healthy == Some(false)) {
+            State::Unhealthy
+        } else if !s.drift.is_empty() || s.state.current.is_none() {
+            State::Drifted
+        } else {
+            State::Converged
+        }
+    }
+}
+
+fn is_failure(outcome: &str) -> bool {
+    matches!(outcome, "failed" | "rolled-back")
+}
+
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub host: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub state: State,
+    pub probe: Result<HostStatus, String>,
+    /// The last recorded result (without its `detail` report: not shown,
+    /// and the largest part of a row).
+    pub last: Option<HostResult>,
+}
+
+/// `{host, roles, groups, state, status}`, `status` being exactly `drover
+/// status --json`'s row, built when sent rather than kept: 10,000 JSON
+/// trees would be most of the server's memory.
+impl Serialize for HostView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let status = crate::status::row(&self.host, &self.probe, &crate::status::last_run(self.last.as_ref()));
+        let mut m = s.serialize_struct("HostView", 5)?;
+        m.serialize_field("host", &self.host)?;
+        m.serialize_field("roles", &self.roles)?;
+        m.serialize_field("groups", &self.groups)?;
+        m.serialize_field("state", &self.state)?;
+        m.serialize_field("status", &status)?;
+        m.end()
+    }
+}
+
+impl HostView {
+    /// What a page shows of it changed (the SSE stream sends only these).
+    pub fn differs(&self, o: &HostView) -> bool {
+        self.state != o.state || self.probe != o.probe || self.last != o.last
+    }
+}
+
+/// What the server last learned; `at_ms` 0 until the first pass ends.
+#[derive(Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub at_ms: i64,
+    /// Check passes so far (the SSE stream names them).
+    pub pass: u64,
+    pub hosts: Vec<HostView>,
+    pub rollout: Option<RolloutView>,
+    /// Why the last pass could not read or write the state store, the
+    /// project or the hosts (the page shows it; data is from before).
+    pub problems: Vec<String>,
+    pub check_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    pub id: i64,
+    pub status: String,
+    pub next_batch: i64,
+    pub batches: Vec<Vec<String>>,
+}
+
+impl RolloutView {
+    pub fn of(r: &Rollout) -> RolloutView {
+        let batches = serde_json::from_str::<crate::rollout::Plan>(&r.plan).map(|p| p.batches).unwrap_or_default();
+        RolloutView { id: r.id, status: r.status.clone(), next_batch: r.next_batch, batches }
+    }
+}
+
+impl Snapshot {
+    pub fn host(&self, name: &str) -> Option<&HostView> {
+        self.hosts.iter().find(|h| h.host == name)
+    }
+
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut m: BTreeMap<&'static str, usize> = State::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        for h in &self.hosts {
+            *m.entry(h.state.as_str()).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// One host's view from its probe and last recorded result.
+pub fn view(host: &Host, probe: Result<HostStatus, String>, last: Option<HostResult>) -> HostView {
+    let state = State::of(&probe, last.as_ref());
+    let last = last.map(|l| HostResult { detail: String::new(), ..l });
+    HostView { host: host.name.clone(), roles: host.roles.clone(), groups: host.groups.clone(), state, probe, last }
+}
