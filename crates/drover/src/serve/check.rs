@@ -44,7 +44,11 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
         Err(e) => return sh.keep_last(format!("transport: {e:#}")),
     };
     let mut results = status::probe(&fleet, &project.hosts).await;
-    let store_state = read_store(sh, results.clone()).await;
+    // The facts go to the store, not into the snapshot: moved out, not
+    // cloned with every host's status (a pass's peak memory).
+    let facts: Vec<(String, drover_proto::Facts)> =
+        results.iter_mut().filter_map(|(h, r)| r.as_mut().ok().map(|(_, f)| (h.clone(), std::mem::take(f)))).collect();
+    let store_state = read_store(sh, facts).await;
     let (mut lasts, rollout) = match store_state {
         Ok(s) => s,
         Err(e) => {
@@ -87,6 +91,15 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
         }
     }
     sh.publish(build(&project, &results, &lasts, rollout.as_ref(), problems, started));
+    drop((results, lasts, project));
+    // A pass allocates per host (replies, facts, JSON) and frees it all;
+    // glibc keeps the freed pages, so between passes the server would hold
+    // its peak. Hand them back: a resident server should cost what it keeps.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 type Probes = [crate::status::Probe];
@@ -140,12 +153,15 @@ type StoreState = (HashMap<String, HostResult>, Option<Rollout>);
 /// Each host's last result and the unfinished rollout, in short read
 /// transactions (WAL: a CLI `apply` writing meanwhile is not blocked); the
 /// probe's facts are remembered for templates, as `drover status` does.
-async fn read_store(sh: &Arc<Shared>, facts: crate::status::Probed) -> Result<StoreState, String> {
+async fn read_store(sh: &Arc<Shared>, facts: Vec<(String, drover_proto::Facts)>) -> Result<StoreState, String> {
     let dir = sh.dir.clone();
     let metrics = sh.clone();
     tokio::task::spawn_blocking(move || -> Result<StoreState, String> {
         let mut store = runlog::open(&dir).map_err(|e| format!("{e:#}"))?;
-        status::remember(&mut store, &facts);
+        for (host, f) in &facts {
+            runlog::remember_facts(&mut store, host, f);
+        }
+        drop(facts);
         let latest = store.latest_per_host().map_err(|e| e.to_string())?;
         let newest = latest.iter().map(|r| r.at_ms).max().unwrap_or(0);
         let since = metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).since();
