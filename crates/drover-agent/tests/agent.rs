@@ -3,70 +3,25 @@
 //! to happen here (SIGKILL mid-swap and after commit, corrupt blobs, escapes,
 //! drift, an unconfirmed generation).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drover_proto::frame::{encode, read_frame};
-use drover_proto::{
-    ApplyOutcome, BlobChunk, ChangeKind, Entry, EntryKind, Hash, HostState, Manifest, Request, Response, MAGIC,
-    PROTOCOL_VERSION,
-};
-
-struct Agent {
-    child: Child,
-    w: ChildStdin,
-    r: BufReader<ChildStdout>,
-    state: HostState,
-}
+use drover_proto::{ApplyOutcome, BlobChunk, ChangeKind, Entry, EntryKind, Hash, Manifest, Request, Response};
+use support::Agent;
 
 impl Agent {
     fn start(root: &Path) -> Agent {
         Agent::start_idle(root, 0)
     }
 
-    /// With the controller's idle limit (`Hello::idle_ms`).
+    /// With the controller's idle limit (`Hello::idle_ms`), after a line on
+    /// stdin as sudo's password prompt leaves it.
     fn start_idle(root: &Path, idle_ms: u64) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drover-agent"))
-            .args(["serve", "--root"])
-            .arg(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut w = child.stdin.take().unwrap();
-        let r = BufReader::new(child.stdout.take().unwrap());
-        w.write_all(b"a sudo password line\n").unwrap();
-        w.write_all(MAGIC).unwrap();
-        let mut a = Agent { child, w, r, state: HostState::default() };
-        match a.call(Request::Hello {
-            protocol: PROTOCOL_VERSION,
-            controller: "test".into(),
-            idle_ms,
-            read_only: false,
-        }) {
-            Response::Hello { state, .. } => a.state = state,
-            other => panic!("{other:?}"),
-        }
-        a
-    }
-
-    fn send(&mut self, req: Request) {
-        self.w.write_all(&encode(&req).unwrap()).unwrap();
-        self.w.flush().unwrap();
-    }
-
-    fn call(&mut self, req: Request) -> Response {
-        self.send(req);
-        loop {
-            match read_frame::<Response, _>(&mut self.r).unwrap() {
-                Response::Progress(_) => continue,
-                other => return other,
-            }
-        }
+        Agent::spawn(root, &[], b"a sudo password line\n", idle_ms)
     }
 
     /// Diff, send what is missing, apply.
@@ -90,11 +45,6 @@ impl Agent {
             self.state.next = generation + 1;
         }
         r
-    }
-
-    fn bye(mut self) {
-        let _ = self.call(Request::Bye);
-        let _ = self.child.wait();
     }
 }
 

@@ -9,57 +9,23 @@
 //! agent refuses `Reboot`, so the tests write the mark into `pending.json`
 //! as `Reboot` would.
 
+mod support;
+
 use std::fs;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drover_proto::frame::{encode, read_frame};
-use drover_proto::{
-    ApplyOutcome, BlobChunk, Entry, EntryKind, Hash, HostState, Manifest, Request, Response, MAGIC, PROTOCOL_VERSION,
-};
+use drover_proto::frame::encode;
+use drover_proto::{ApplyOutcome, BlobChunk, Entry, EntryKind, Hash, Manifest, Request, Response};
+use support::Agent;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_drover-agent");
 
-struct Agent {
-    child: Child,
-    w: ChildStdin,
-    r: BufReader<ChildStdout>,
-    state: HostState,
-}
-
 impl Agent {
     fn start(root: &Path) -> Agent {
-        let mut child = Command::new(AGENT)
-            .args(["serve", "--simulated", "--root"])
-            .arg(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut w = child.stdin.take().unwrap();
-        let r = BufReader::new(child.stdout.take().unwrap());
-        w.write_all(MAGIC).unwrap();
-        let mut a = Agent { child, w, r, state: HostState::default() };
-        let hello =
-            Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms: 0, read_only: false };
-        match a.call(hello) {
-            Response::Hello { state, .. } => a.state = state,
-            other => panic!("{other:?}"),
-        }
-        a
-    }
-
-    fn call(&mut self, req: Request) -> Response {
-        self.w.write_all(&encode(&req).unwrap()).unwrap();
-        self.w.flush().unwrap();
-        loop {
-            match read_frame::<Response, _>(&mut self.r).unwrap() {
-                Response::Progress(_) => continue,
-                other => return other,
-            }
-        }
+        Agent::spawn(root, &["--simulated"], b"", 0)
     }
 
     /// One file `/etc/kernel-ish` with `content`, activated as the next
@@ -84,11 +50,6 @@ impl Agent {
         let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
         assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
         self.state.next = generation + 1;
-    }
-
-    fn bye(mut self) {
-        let _ = self.call(Request::Bye);
-        let _ = self.child.wait();
     }
 }
 
