@@ -4,7 +4,8 @@
 //! four busybox backends, a virtual IP. A load generator in this test asks
 //! the virtual IP for the page without pause, from four connections at
 //! once, through a `rollout start --order start-first` of the backends and
-//! through a `drain` of the active balancer, and counts failed requests.
+//! through a `drain` of the active balancer, and through the reload of a
+//! changed backend list, and counts failed requests: none may fail.
 
 mod support;
 
@@ -87,15 +88,17 @@ fn holds(f: &Fleet, i: usize, vip: &str) -> bool {
     r.stdout.contains(&format!(" {vip}/"))
 }
 
-/// The balancer holding the virtual IP, once exactly one does.
-fn vip_holder(f: &Fleet, vip: &str) -> usize {
+/// Wait until balancer `i`, and only it, holds the virtual IP. Both start
+/// as backups; whichever times out first takes the address, and the one
+/// with the higher priority then takes it over (VRRP preemption).
+fn wait_for_holder(f: &Fleet, i: usize, vip: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let on: Vec<usize> = BALANCERS.into_iter().filter(|&i| holds(f, i, vip)).collect();
-        if on.len() == 1 {
-            return on[0];
+        let on: Vec<usize> = BALANCERS.into_iter().filter(|&b| holds(f, b, vip)).collect();
+        if on == [i] {
+            return;
         }
-        assert!(Instant::now() < deadline, "the virtual IP {vip} is on balancers {on:?}, not on exactly one");
+        assert!(Instant::now() < deadline, "the virtual IP {vip} is on balancers {on:?} (0-based), not on {i} alone");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -114,8 +117,7 @@ fn get(addr: SocketAddr) -> Result<Answer, String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     write!(s, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("send: {e}"))?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| format!("read: {e} after {raw:?}"))?;
+    let raw = read_answer(&mut s)?;
     let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("no complete answer: {raw:?}"))?;
     if !head.starts_with("HTTP/1.1 200 ") {
         return Err(format!("not 200: {raw:?}"));
@@ -133,6 +135,31 @@ fn get(addr: SocketAddr) -> Result<Answer, String> {
 
 /// A failed request: when it started, and why it failed.
 type Failure = (Instant, String);
+
+/// An answer is complete at its `Content-Length` or at the end of the
+/// stream, as for any HTTP client: what the connection does after the
+/// last byte (a reset from a host that no longer knows it) is not the
+/// answer's business.
+fn read_answer(s: &mut TcpStream) -> Result<String, String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let complete = |raw: &[u8]| {
+        let text = String::from_utf8_lossy(raw);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+        let len = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")?.trim().parse::<usize>().ok());
+        len.is_some_and(|n| body.len() >= n)
+    };
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&raw).into_owned()),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read: {e} after {:?}", String::from_utf8_lossy(&raw))),
+        }
+        if complete(&raw) {
+            return Ok(String::from_utf8_lossy(&raw).into_owned());
+        }
+    }
+}
 
 /// Clients asking the virtual IP for the page back to back, each on its
 /// own connection per request, until stopped.
@@ -181,7 +208,8 @@ impl Load {
 const CLIENTS: usize = 4;
 
 /// How long a client waits for an answer: far more than a request retried
-/// over every backend takes (nginx: 250 ms connect timeout each).
+/// over every backend takes (nginx: 250 ms connect timeout each). A request
+/// still unanswered then counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn ok(r: &Run, what: &str) {
@@ -213,8 +241,8 @@ fn assert_no_mirror_route(f: &Fleet) {
 }
 
 #[test]
-fn web_cluster_on_hosts_without_a_mirror_fails_no_request_in_a_backend_rollout_and_only_open_ones_in_a_balancer_drain()
-{
+fn web_cluster_on_hosts_without_a_mirror_fails_no_request_through_a_backend_rollout_a_balancer_drain_or_a_backend_list_reload(
+) {
     let t0 = Instant::now();
     let f = Fleet::new("wc-e2e", 6);
     let vip = example_on_lab(&f);
@@ -250,8 +278,9 @@ fn web_cluster_on_hosts_without_a_mirror_fails_no_request_in_a_backend_rollout_a
         let peer = f.lab_hosts()[1 - i].address.to_string();
         assert!(conf.contains(&format!("unicast_peer {{\n        {peer}\n    }}")), "h{}: peer:\n{conf}", i + 1);
     }
-    let first = vip_holder(&f, &vip);
-    assert_eq!(first, 0, "h1 has the higher priority");
+    // h1 is first among the balancers: priority 150 to h2's 140.
+    let first = 0;
+    wait_for_holder(&f, first, &vip);
 
     // (a) A new backend release, rolled out one backend at a time.
     let web_pids: Vec<String> = BACKENDS.iter().map(|&b| f.service_pid(b, "web")).collect();
@@ -299,8 +328,7 @@ fn web_cluster_on_hosts_without_a_mirror_fails_no_request_in_a_backend_rollout_a
         std::thread::sleep(Duration::from_millis(50));
     }
     let moved = drain_at.elapsed();
-    // Clients whose request was open at the move wait out their timeout.
-    std::thread::sleep(READ_TIMEOUT + Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs(2));
     let after = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let (answers, failed) = load.finish();
@@ -311,24 +339,35 @@ fn web_cluster_on_hosts_without_a_mirror_fails_no_request_in_a_backend_rollout_a
         failed.len(),
         failed.iter().map(|(_, e)| e).collect::<Vec<_>>()
     );
+    // Requests open on the drained balancer when the address moves are
+    // still answered by it (the address stays on its `lo`; nginx stops
+    // gracefully, 2 s later): examples/web-cluster/README.md.
+    assert_eq!(failed.len(), 0, "failed requests during the drain: {failed:?}");
+    assert!(answers.len() > 200, "too few requests to mean anything: {}", answers.len());
     assert!(!holds(&f, first, &vip), "the drained {active_name} still holds the virtual IP");
     assert!(answers.iter().any(|a| a.at < drain_at && a.balancer == active_name), "{active_name} served before");
     let late: Vec<&Answer> = answers.iter().filter(|a| a.at > after).collect();
     assert!(!late.is_empty(), "no answers after the move");
     assert!(late.iter().all(|a| a.balancer == other_name), "after the move, not all from {other_name}");
-    // A request whose connection is open on the drained balancer when the
-    // address leaves it loses its answer (the TCP connection cannot follow
-    // the address; docs: examples/web-cluster/README.md). That is at most
-    // one request per client, all begun before the address had moved; no
-    // request begun after it may fail.
-    let moved_at = drain_at + moved;
-    assert!(failed.len() <= CLIENTS, "more failed requests than clients during the drain: {failed:?}");
-    for (started, e) in &failed {
-        assert!(
-            *started >= drain_at && *started <= moved_at,
-            "a request begun outside the address move ({:?} after the drain began, moved at {moved:?}) failed: {e}",
-            started.duration_since(drain_at)
-        );
-    }
+    let st = f.drover(&["status", "--json", "--hosts", &active_name]);
+    assert!(st.stdout.contains("web-cluster test"), "{active_name} is not shown drained: {}", st.stdout);
+
+    // (c) A backend leaves the inventory: the serving balancer's backend
+    // list changes, and nginx reloads it (reload-on), not restarts.
+    let other_nginx = f.service_pid(other, "nginx");
+    let inv = f.project().join("inventory.toml");
+    let mut t: toml::Table = toml::from_str(&fs::read_to_string(&inv).unwrap()).unwrap();
+    t["hosts"].as_table_mut().unwrap().remove("h6").unwrap();
+    fs::write(&inv, toml::to_string(&t).unwrap()).unwrap();
+    let load = Load::start(&vip, CLIENTS);
+    let r = f.apply_json(&["--hosts", &other_name]);
+    let (answers, failed) = load.finish();
+    ok(&r, "apply after removing h6");
+    assert_eq!(r.hosts()[0]["restarts"], serde_json::json!(["nginx:reload"]), "{}", r.stdout);
+    assert_eq!(f.service_pid(other, "nginx"), other_nginx, "nginx was restarted, not reloaded");
+    let conf = fs::read_to_string(f.host_file(other, "/etc/nginx/nginx.conf")).unwrap();
+    assert!(!conf.contains(&format!("server {}:", f.lab_hosts()[5].address)), "h6 still listed:\n{conf}");
+    assert_eq!(failed.len(), 0, "failed requests during the reload: {failed:?}");
+    assert!(!answers.is_empty());
     eprintln!("[{:?}] done", t0.elapsed());
 }
