@@ -46,8 +46,10 @@ def main():
             row.append(", ".join(loads))
             print("| " + " | ".join(row) + " |")
     print()
-    print("Forks / parallel used: " + "; ".join(
-        f"{LABEL[t]} {n} hosts: {forks[(t, n)]}" for n in sizes for t in tools if (t, n) in forks))
+    # drover takes no forks: it runs with its default (`apply.parallel`, 512).
+    used = [f"{LABEL[t]} {n} hosts: {'--parallel ' if t == 'pyinfra' else 'forks '}{forks[(t, n)]}"
+            for n in sizes for t in tools if (t, n) in forks and t != "drover"]
+    print("drover: default parallelism (512). " + "; ".join(used) + ".")
 
     sweep = sorted((r for r in runs if r["phase"] == "tune-noop"), key=lambda r: (r["tool"], r["hosts"], r["forks"]))
     if sweep:
