@@ -10,6 +10,10 @@
 # handler, notified only by a change under /etc/bench or to its run file.
 # Directories are made by one `command` with `creates` (one module run, not
 # one `file` per directory). `forks` is passed in (the driver tunes it).
+# `timeout = 60`: with 100 hosts connecting at once on a loaded 2-core box,
+# mitogen hit the default 10 s connect timeout on 9 hosts (kept as
+# results/compare-100h-20261129/mitogen-100-tune-first-timeout10s.log);
+# drover's own per-step timeout is 60 s.
 # Rollback: re-run the previous version of the project.
 # Sourced by bench/compare.sh.
 
@@ -24,6 +28,7 @@ forks = $3
 strategy = $2
 $4
 host_key_checking = False
+timeout = 60
 gathering = explicit
 interpreter_python = /usr/bin/python3
 stdout_callback = ansible.builtin.default
