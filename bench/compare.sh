@@ -1,33 +1,38 @@
 #!/usr/bin/env bash
-# drover vs Ansible vs pyinfra: the same deployment on the same lab hosts.
+# drover vs Ansible (plain and with mitogen) vs pyinfra, each in its fastest
+# idiom, doing the same work on the same lab hosts.
 #
-# Usage (root):  bench/compare.sh                      # 20 then 100 hosts
-#                BENCH_SIZES=20 bench/compare.sh
-#                BENCH_TOOLS="drover pyinfra" DROVER=target/release/drover bench/compare.sh
+# Usage (root):  DROVER=/path/to/drover bench/compare.sh          # 20 then 100 hosts
+#                BENCH_SIZES=20 BENCH_TOOLS="drover mitogen" DROVER=... bench/compare.sh
+#   BENCH_FORKS="5 10 20"   Ansible forks to try (default: hosts/4, hosts/2, hosts)
+#   BENCH_FORKS_FIXED=N     skip the forks sweep, use N
+#   BENCH_OUT=DIR           where logs, JSON and the table go
+#                           (default bench/results/compare-<UTC date>-<time>)
+#   DROVER_COMMIT=TEXT      what the drover binary was built from, if DROVER is
+#                           not inside a git checkout (printed with the results)
 #
-# The deployment, written once per tool in its own idiom:
+# The deployment (bench/compare/<tool>.sh has each tool's project and why it
+# is that tool's fastest idiom):
 #   - 50 small files      /etc/bench/small/fNN.conf (about 300 bytes each)
 #   - one 5 MiB file      /opt/bench/blob.bin (random: no tool can compress it)
 #   - one template        /etc/bench/app.conf (host name and a variable)
 #   - one runit service   benchapp (`sleep`), restarted only when something
-#                         under /etc/bench changed
+#                         under /etc/bench or its run file changed
 #
-# For each size and tool: a fresh lab (`drover lab up N --lab perf`), then
-# three runs, each timed with bench/measure.py (wall time; peak memory of the
-# controller process tree):
-#   first    hosts start empty (drover also pushes its agent here)
-#   no-op    nothing changed
-#   change   one small file edited (the service restarts)
-# After each run the script checks host h1: the files are there, and the
-# service's pid changed exactly when it should have.
-#
-# Settings: Ansible (ansible-core from PyPI) with pipelining on, forks = hosts,
-# no fact gathering (the deployment needs none), host key checking off, and
-# its defaults otherwise (ControlPersist 60s: back-to-back runs reuse SSH
-# connections). pyinfra with --parallel = hosts. drover with its defaults
-# (parallel 512, magic rollback: a changed host is confirmed over a second
-# connection). Progress goes to stderr; a markdown table to stdout.
+# Per size and tool, on a fresh lab (`drover lab up N`), four phases, each
+# timed by bench/measure.py (wall time, controller peak memory, load average):
+#   first     hosts start empty (drover also pushes its agent)
+#   noop      nothing changed
+#   change    one small file edited (v2; the service restarts)
+#   rollback  back to v1: `drover rollback` for drover (generations are kept
+#             on the hosts); re-running the v1 project for the others
+# After each phase the first and last hosts are checked: every file of the
+# expected version, the template, and the service's pid changed exactly
+# when it should have. For Ansible, forks are tuned first: a sweep of no-op
+# runs on a separate fresh lab picks the fastest (all are recorded).
+# Progress goes to stderr; the markdown table to stdout and OUT/table.md.
 set -euo pipefail
+shopt -s inherit_errexit
 
 [ "$(id -u)" = 0 ] || { echo "bench/compare.sh needs root (lab hosts are namespaces)" >&2; exit 3; }
 cd "$(dirname "$0")/.."
@@ -38,216 +43,118 @@ if [ -z "${DROVER:-}" ]; then
 fi
 DROVER=$(realpath "$DROVER")
 SIZES="${BENCH_SIZES:-20 100}"
-TOOLS="${BENCH_TOOLS:-drover ansible pyinfra}"
-LAB=perf
+TOOLS="${BENCH_TOOLS:-drover mitogen ansible pyinfra}"
+LAB="${BENCH_LAB:-cmp}"
+LAB_KEY="${DROVER_LAB_DIR:-/var/lib/drover-lab}/$LAB/id_ed25519"
+OUT=$(realpath -m "${BENCH_OUT:-bench/results/compare-$(date -u +%Y%m%d-%H%M)}")
 VENV="${BENCH_VENV:-/var/tmp/drover-bench/venv}"
-if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ]; then
-    echo "installing ansible-core and pyinfra into $VENV ..." >&2
+# mitogen 0.3.54 supports ansible-core up to 2.20 (its version checks go to
+# 2.21); both Ansible flavours use the same ansible-core.
+PINS="ansible-core==2.19.14 mitogen==0.3.54 pyinfra==3.10.0"
+if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ] \
+    || ! "$VENV/bin/python" -c 'import ansible_mitogen' 2>/dev/null; then
+    echo "installing $PINS into $VENV ..." >&2
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q ansible-core pyinfra >&2
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install -q $PINS >&2
 fi
-ANSIBLE_VERSION=$("$VENV/bin/ansible" --version | head -1 | sed 's/.*core //; s/]//')
-PYINFRA_VERSION=$("$VENV/bin/pyinfra" --version | sed 's/.*v//')
 
 WORK=$(mktemp -d /var/tmp/drover-compare.XXXXXX)
-trap '"$DROVER" lab down --lab $LAB >/dev/null 2>&1 || true' EXIT
+CONTENT=$WORK/content
+LIB=$REPO/bench/compare/lib.sh
+export DROVER VENV LAB LAB_KEY CONTENT
+trap '"$DROVER" lab down --lab "$LAB" >/dev/null 2>&1 || true' EXIT
 log() { echo "[compare] $*" >&2; }
+# shellcheck source=bench/compare/lib.sh
+source "$LIB"
+mkdir -p "$OUT"
+make_content "$CONTENT"
 
-# The shared content: every tool ships exactly these bytes.
-content=$WORK/content
-mkdir -p "$content/small"
-for i in $(seq -w 1 50); do
-    { echo "# small file $i"; head -c 200 /dev/urandom | base64 -w 76; } > "$content/small/f$i.conf"
-done
-head -c $((5 << 20)) /dev/urandom > "$content/blob.bin"
-RUN_SCRIPT='#!/bin/sh
-exec sleep 1000000
-'
+drover_commit=${DROVER_COMMIT:-$(git -C "$(dirname "$DROVER")" describe --always --dirty 2>/dev/null || echo unknown)}
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "cpus: $(nproc) ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo))"
+    echo "memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "kernel: $(uname -r); $(. /etc/os-release; echo "$PRETTY_NAME")"
+    echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "drover: $("$DROVER" --version) sha256 $(sha256sum "$DROVER" | cut -c1-16) built from $drover_commit"
+    echo "ansible-core: $("$VENV/bin/python" -c 'import ansible; print(ansible.__version__)')"
+    echo "mitogen: $("$VENV/bin/python" -c 'import mitogen; print(".".join(map(str, mitogen.__version__)))')"
+    echo "pyinfra: $("$VENV/bin/pyinfra" --version | sed 's/.*v//')"
+    echo "python: $("$VENV/bin/python" --version)"
+    echo "openssh client: $(ssh -V 2>&1)"
+    echo "lab hosts: drover lab (network namespaces, overlay root, OpenSSH, runit), sharing the controller's CPUs"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
 
-setup_drover() { # dir
-    local d=$1
-    mkdir -p "$d/roles" "$d/services" "$d/layers/bench/etc/bench/small" "$d/layers/bench/opt/bench"
-    cat > "$d/drover.toml" <<'EOF'
-[project]
-name = "bench"
-
-[defaults]
-roles = ["bench"]
-
-[vars]
-greeting = "hello"
-EOF
-    printf 'layers = ["bench"]\nservices = ["benchapp"]\n' > "$d/roles/bench.toml"
-    printf 'command = "sleep 1000000"\nrestart-on = ["/etc/bench/**"]\n' > "$d/services/benchapp.toml"
-    cp "$content"/small/* "$d/layers/bench/etc/bench/small/"
-    cp "$content/blob.bin" "$d/layers/bench/opt/bench/"
-    printf '# rendered for {{ host.name }}\ngreeting = "{{ greeting }}"\n' > "$d/layers/bench/etc/bench/app.conf.j2"
-    "$DROVER" lab inventory --lab $LAB > "$d/inventory.toml"
-    SMALL_DIR="$d/layers/bench/etc/bench/small"
-}
-run_drover() { "$DROVER" -C "$1" apply; }
-
-setup_ansible() { # dir n
-    local d=$1 n=$2
-    mkdir -p "$d/files" "$d/templates"
-    cp -r "$content/small" "$d/files/small"
-    cp "$content/blob.bin" "$d/files/"
-    printf '# rendered for {{ inventory_hostname }}\ngreeting = "{{ greeting }}"\n' > "$d/templates/app.conf.j2"
-    cat > "$d/ansible.cfg" <<EOF
-[defaults]
-forks = $n
-host_key_checking = False
-gathering = explicit
-interpreter_python = /usr/bin/python3
-stdout_callback = ansible.builtin.default
-retry_files_enabled = False
-
-[ssh_connection]
-pipelining = True
-ssh_common_args = -o UserKnownHostsFile=/dev/null
-EOF
-    {
-        echo "[bench]"
-        "$DROVER" lab inventory --lab $LAB | awk -F'"' '/^\[hosts\./ { sub(/^\[hosts\./, ""); sub(/\]$/, ""); name = $0 } /^address/ { print name " ansible_host=" $2 }'
-        echo
-        echo "[bench:vars]"
-        echo "ansible_user=root"
-        echo "ansible_ssh_private_key_file=/var/lib/drover-lab/$LAB/id_ed25519"
-        echo "greeting=hello"
-    } > "$d/hosts.ini"
-    cat > "$d/site.yml" <<'EOF'
-- hosts: bench
-  gather_facts: false
-  tasks:
-    - name: directories
-      ansible.builtin.file: { path: "{{ item }}", state: directory, mode: "0755" }
-      loop: [/etc/bench, /opt/bench, /etc/sv/benchapp]
-    - name: small files
-      ansible.builtin.copy: { src: files/small/, dest: /etc/bench/small/, mode: "0644" }
-      notify: restart benchapp
-    - name: large file
-      ansible.builtin.copy: { src: files/blob.bin, dest: /opt/bench/blob.bin, mode: "0644" }
-    - name: template
-      ansible.builtin.template: { src: templates/app.conf.j2, dest: /etc/bench/app.conf, mode: "0644" }
-      notify: restart benchapp
-    - name: service definition
-      ansible.builtin.copy:
-        dest: /etc/sv/benchapp/run
-        mode: "0755"
-        content: "#!/bin/sh\nexec sleep 1000000\n"
-      notify: restart benchapp
-    - name: service enabled
-      ansible.builtin.file: { src: /etc/sv/benchapp, dest: /etc/service/benchapp, state: link }
-  handlers:
-    - name: restart benchapp
-      ansible.builtin.shell: for i in $(seq 50); do sv restart benchapp && exit 0; sleep 0.2; done; exit 1
-EOF
-    SMALL_DIR="$d/files/small"
-}
-run_ansible() { (cd "$1" && "$VENV/bin/ansible-playbook" -i hosts.ini site.yml); }
-
-setup_pyinfra() { # dir n
-    local d=$1
-    mkdir -p "$d/files" "$d/templates"
-    cp -r "$content/small" "$d/files/small"
-    cp "$content/blob.bin" "$d/files/"
-    printf '# rendered for {{ host.name }}\ngreeting = "{{ greeting }}"\n' > "$d/templates/app.conf.j2"
-    {
-        : > "$d/known_hosts" # lab addresses are reused with new keys: never trust ~/.ssh/known_hosts
-        echo "_data = {'ssh_user': 'root', 'ssh_key': '/var/lib/drover-lab/$LAB/id_ed25519', 'ssh_strict_host_key_checking': 'off', 'ssh_known_hosts_file': '$d/known_hosts', 'greeting': 'hello'}"
-        echo "bench = ["
-        "$DROVER" lab inventory --lab $LAB | awk -F'"' '/^\[hosts\./ { sub(/^\[hosts\./, ""); sub(/\]$/, ""); name = $0 } /^address/ { print "    (\"" name "\", {\"ssh_hostname\": \"" $2 "\"}),"}'
-        echo "]"
-        echo "bench = (bench, _data)"
-    } > "$d/inventory.py"
-    cat > "$d/deploy.py" <<'EOF'
-from io import StringIO
-
-from pyinfra import host
-from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
-
-small = files.sync(name="small files", src="files/small/", dest="/etc/bench/small", mode="644")
-files.put(name="large file", src="files/blob.bin", dest="/opt/bench/blob.bin", mode="644")
-conf = files.template(name="template", src="templates/app.conf.j2", dest="/etc/bench/app.conf",
-                      mode="644", greeting=host.data.greeting)
-run = files.put(name="service definition", src=StringIO("#!/bin/sh\nexec sleep 1000000\n"),
-                dest="/etc/sv/benchapp/run", mode="755")
-files.link(name="service enabled", path="/etc/service/benchapp", target="/etc/sv/benchapp")
-server.shell(name="restart benchapp",
-             commands=["for i in $(seq 50); do sv restart benchapp && exit 0; sleep 0.2; done; exit 1"],
-             _if=any_changed(small, conf, run))
-EOF
-    SMALL_DIR="$d/files/small"
-}
-run_pyinfra() { (cd "$1" && "$VENV/bin/pyinfra" inventory.py deploy.py -y --parallel "$2"); }
-
-h1_root() { echo "/var/lib/drover-lab/$LAB/hosts/h1/merged"; }
-h1_pid() { cat "$(h1_root)/etc/sv/benchapp/supervise/pid" 2>/dev/null || echo none; }
-
-check_h1() { # phase pid_before
-    local phase=$1 before=$2 root after
-    root=$(h1_root)
-    cmp -s "$root/opt/bench/blob.bin" "$content/blob.bin" || { log "h1: blob.bin wrong after $phase"; return 1; }
-    cmp -s "$root/etc/bench/small/f01.conf" "$SMALL_DIR/f01.conf" || { log "h1: f01.conf wrong after $phase"; return 1; }
-    grep -q "rendered for h1" "$root/etc/bench/app.conf" || { log "h1: app.conf wrong after $phase"; return 1; }
-    sleep 1
-    after=$(h1_pid)
-    case $phase in
-        noop) [ "$after" = "$before" ] || { log "h1: service restarted by a no-op ($before -> $after)"; return 1; } ;;
-        *) [ "$after" != "$before" ] && [ "$after" != none ] || { log "h1: service not (re)started by $phase"; return 1; } ;;
-    esac
+fresh_lab() { # n
+    "$DROVER" lab down --lab "$LAB" >/dev/null
+    "$DROVER" lab up "$1" --lab "$LAB" >/dev/null
+    sleep 2
 }
 
-fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
-field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+# One timed run: NAME.json (measure.py's figures plus what ran) and NAME.log.
+timed() { # name tool hosts phase forks fn dir
+    local name=$1 tool=$2 n=$3 phase=$4 forks=$5 fn=$6 dir=$7 out=$OUT/$1.json code
+    python3 "$REPO/bench/measure.py" "$out" -- bash -c 'source "$1"; shift; "$@"' _ "$LIB" "$fn" "$dir" "$forks" \
+        2>"$OUT/$name.log" || true
+    python3 - "$out" "$tool" "$n" "$phase" "$forks" <<'PY'
+import json, sys
+path, tool, hosts, phase, forks = sys.argv[1:]
+d = json.load(open(path))
+d.update(tool=tool, hosts=int(hosts), phase=phase, forks=int(forks))
+json.dump(d, open(path, "w"))
+PY
+    code=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["code"])' "$out")
+    [ "$code" = 0 ] || { log "$name exited $code; see $OUT/$name.log"; tail -20 "$OUT/$name.log" >&2; return 1; }
+    log "  $name: $(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["wall_s"], "s, load", d["loadavg_start"])' "$out")"
+}
 
-export DROVER VENV
-export -f run_drover run_ansible run_pyinfra
-declare -A WALL PSS RSS
+# Ansible's best forks for this size: apply once, then a no-op per candidate.
+tune_forks() { # tool n -> prints the fastest forks
+    local tool=$1 n=$2 dir=$WORK/$1-$2-tune best="" best_s="" f s
+    local cands=${BENCH_FORKS:-"$(( (n + 3) / 4 )) $(( (n + 1) / 2 )) $n"}
+    fresh_lab "$n"
+    mkdir -p "$dir"
+    "setup_$tool" "$dir" "$n"
+    "version_$tool" "$dir" v1
+    timed "$tool-$n-tune-first" "$tool" "$n" tune-first "$n" "run_$tool" "$dir" >&2
+    for f in $cands; do
+        timed "$tool-$n-tune-noop-forks$f" "$tool" "$n" tune-noop "$f" "run_$tool" "$dir" >&2
+        s=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["wall_s"])' "$OUT/$tool-$n-tune-noop-forks$f.json")
+        if [ -z "$best" ] || awk -v a="$s" -v b="$best_s" 'BEGIN { exit !(a < b) }'; then best=$f best_s=$s; fi
+    done
+    echo "$best"
+}
+
 for n in $SIZES; do
     for tool in $TOOLS; do
-        log "== $tool, $n hosts: fresh lab"
-        "$DROVER" lab down --lab $LAB >/dev/null
-        "$DROVER" lab up "$n" --lab $LAB >/dev/null
-        sleep 2
+        forks=$n
+        if [ "$tool" = ansible ] || [ "$tool" = mitogen ]; then
+            if [ -n "${BENCH_FORKS_FIXED:-}" ]; then forks=$BENCH_FORKS_FIXED; else
+                log "== $tool, $n hosts: forks sweep"
+                forks=$(tune_forks "$tool" "$n")
+            fi
+        fi
+        log "== $tool, $n hosts (forks/parallel $forks): fresh lab"
+        fresh_lab "$n"
         dir=$WORK/$tool-$n
         mkdir -p "$dir"
         "setup_$tool" "$dir" "$n"
-        for phase in first noop change; do
-            if [ "$phase" = change ]; then
-                echo "# changed $(date +%s.%N)" >> "$SMALL_DIR/f01.conf"
-            fi
-            before=$(h1_pid)
-            log "$tool $n hosts: $phase"
-            out=$WORK/$tool-$n-$phase.json
-            python3 "$REPO/bench/measure.py" "$out" -- bash -c "run_$tool \"\$@\"" _ "$dir" "$n" \
-                2>"$WORK/$tool-$n-$phase.log" || true
-            code=$(field "$out" code)
-            [ "$code" = 0 ] || { log "$tool $phase exited $code; see $WORK/$tool-$n-$phase.log"; tail -20 "$WORK/$tool-$n-$phase.log" >&2; exit 1; }
-            check_h1 "$phase" "$before" || { tail -20 "$WORK/$tool-$n-$phase.log" >&2; exit 1; }
-            WALL[$tool,$n,$phase]=$(field "$out" wall_s)
-            PSS[$tool,$n,$phase]=$(fmt_mib "$(field "$out" peak_pss_kb)")
-            RSS[$tool,$n,$phase]=$(fmt_mib "$(field "$out" maxrss_kb)")
-            log "  ${WALL[$tool,$n,$phase]} s, peak PSS ${PSS[$tool,$n,$phase]} MiB, max RSS ${RSS[$tool,$n,$phase]} MiB"
+        for phase in first noop change rollback; do
+            case $phase in
+                first) "version_$tool" "$dir" v1; fn=run_$tool; ver=v1 ;;
+                noop) fn=run_$tool; ver=v1 ;;
+                change) "version_$tool" "$dir" v2; fn=run_$tool; ver=v2 ;;
+                rollback) "prepare_rollback_$tool" "$dir"; fn=rollback_$tool; ver=v1 ;;
+            esac
+            before1=$(host_pid h1) beforen=$(host_pid "h$n")
+            timed "$tool-$n-$phase" "$tool" "$n" "$phase" "$forks" "$fn" "$dir"
+            sleep 1 # runsv writes the new pid just after `sv restart` returns
+            check_host h1 "$phase" "$ver" "$before1" && check_host "h$n" "$phase" "$ver" "$beforen" \
+                || { tail -20 "$OUT/$tool-$n-$phase.log" >&2; exit 1; }
         done
     done
 done
-"$DROVER" lab down --lab $LAB >/dev/null
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.1f×", a / b; else print "-" }'; }
-echo
-echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r). drover $("$DROVER" --version | awk '{ print $2 }'), ansible-core $ANSIBLE_VERSION, pyinfra $PYINFRA_VERSION."
-echo
-echo "| hosts | run | $(for t in $TOOLS; do printf '%s time | ' "$t"; done)$(for t in $TOOLS; do printf '%s peak PSS (max RSS) | ' "$t"; done)Ansible ÷ drover | pyinfra ÷ drover |"
-echo "|---|---|$(for t in $TOOLS; do printf -- '---|'; done)$(for t in $TOOLS; do printf -- '---|'; done)---|---|"
-for n in $SIZES; do
-    for phase in first noop change; do
-        row="| $n | $phase |"
-        for t in $TOOLS; do row+=" ${WALL[$t,$n,$phase]} s |"; done
-        for t in $TOOLS; do row+=" ${PSS[$t,$n,$phase]} MiB (${RSS[$t,$n,$phase]} MiB) |"; done
-        d=${WALL[drover,$n,$phase]:-0}
-        row+=" $(ratio "${WALL[ansible,$n,$phase]:-0}" "$d") | $(ratio "${WALL[pyinfra,$n,$phase]:-0}" "$d") |"
-        echo "$row"
-    done
-done
+"$DROVER" lab down --lab "$LAB" >/dev/null
+python3 "$REPO/bench/compare/table.py" "$OUT" | tee "$OUT/table.md"

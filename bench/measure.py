@@ -13,6 +13,10 @@ Two memory figures, because a single number misleads for tools that fork:
   every 100 ms. The tree includes daemonised descendants (Ansible's
   ControlPersist ssh masters): this process is their subreaper.
 
+It also records the load average (1, 5, 15 min) at the start and the end:
+on a shared machine a figure means little without the load it was taken
+under.
+
 The command's stdout/stderr go to this process's stderr. The exit code is
 passed through (and recorded).
 """
@@ -58,6 +62,11 @@ def pss_kb(pid):
     return 0
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def main():
     out_path, sep, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
     assert sep == "--" and cmd, __doc__
@@ -73,6 +82,7 @@ def main():
             peak[0] = max(peak[0], total)
             done.wait(0.1)
 
+    load_start = loadavg()
     start = time.monotonic()
     child = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr)
     sampler = threading.Thread(target=sample, daemon=True)
@@ -83,7 +93,8 @@ def main():
     sampler.join()
     code = os.waitstatus_to_exitcode(status)
     with open(out_path, "w") as f:
-        json.dump({"wall_s": round(wall, 3), "maxrss_kb": usage.ru_maxrss, "peak_pss_kb": peak[0], "code": code}, f)
+        json.dump({"wall_s": round(wall, 3), "maxrss_kb": usage.ru_maxrss, "peak_pss_kb": peak[0], "code": code,
+                   "loadavg_start": load_start, "loadavg_end": loadavg()}, f)
     sys.exit(code if code >= 0 else 128 - code)
 
 
