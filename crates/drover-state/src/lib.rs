@@ -162,7 +162,9 @@ impl Store {
         self.b.runs(limit)
     }
 
-    /// Per-host results, newest first; all hosts when `host` is `None`.
+    /// Per-host results, newest first (ties: later run, then host name
+    /// descending, the same on both backends); all hosts when `host` is
+    /// `None`.
     pub fn history(&self, host: Option<&str>, limit: i64) -> Result<Vec<HostResult>, StateError> {
         self.b.history(host, limit)
     }

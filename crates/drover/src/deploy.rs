@@ -80,11 +80,12 @@ impl StateSource for Project {
     /// One connection for the whole run: opening the store costs more than
     /// the rest of a host's no-op, and a run may have 10,000 hosts.
     fn remember_facts(&self, host: &Host, facts: &Facts) {
-        static STORE: std::sync::Mutex<Option<(std::path::PathBuf, drover_state::Store)>> = std::sync::Mutex::new(None);
-        let path = self.dir.join(".drover/state.db");
+        static STORE: std::sync::Mutex<Option<(drover_state::Location, drover_state::Store)>> =
+            std::sync::Mutex::new(None);
+        let Ok(loc) = crate::runlog::location(&self.dir) else { return };
         let mut cached = STORE.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|(p, _)| *p != path) {
-            *cached = drover_state::Store::open(&path).ok().map(|s| (path, s));
+        if cached.as_ref().is_none_or(|(l, _)| *l != loc) {
+            *cached = crate::runlog::open(&self.dir).ok().map(|s| (loc, s));
         }
         if let Some((_, store)) = cached.as_mut() {
             crate::runlog::remember_facts(store, &host.name, facts);

@@ -161,9 +161,10 @@ impl Pg {
 
     pub(super) fn history(&self, host: Option<&str>, limit: i64) -> Result<Vec<HostResult>, StateError> {
         let host = host.map(str::to_string);
-        self.results("WHERE $1::text IS NULL OR host = $1 ORDER BY at_ms DESC, run_id DESC LIMIT $2", move |c, sql| {
-            c.query(sql, &[&host, &limit])
-        })
+        self.results(
+            "WHERE $1::text IS NULL OR host = $1 ORDER BY at_ms DESC, run_id DESC, host DESC LIMIT $2",
+            move |c, sql| c.query(sql, &[&host, &limit]),
+        )
     }
 
     pub(super) fn latest_per_host(&self) -> Result<Vec<HostResult>, StateError> {
@@ -174,7 +175,9 @@ impl Pg {
     }
 
     pub(super) fn results_since(&self, at_ms: i64) -> Result<Vec<HostResult>, StateError> {
-        self.results("WHERE at_ms > $1 ORDER BY at_ms DESC, run_id DESC", move |c, sql| c.query(sql, &[&at_ms]))
+        self.results("WHERE at_ms > $1 ORDER BY at_ms DESC, run_id DESC, host DESC", move |c, sql| {
+            c.query(sql, &[&at_ms])
+        })
     }
 
     fn results(

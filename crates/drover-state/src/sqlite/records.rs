@@ -111,7 +111,10 @@ impl Sqlite {
 
     /// Per-host results, newest first; all hosts when `host` is `None`.
     pub(super) fn history(&self, host: Option<&str>, limit: i64) -> Result<Vec<HostResult>, StateError> {
-        self.results("WHERE ?1 IS NULL OR host = ?1 ORDER BY at_ms DESC, run_id DESC LIMIT ?2", params![host, limit])
+        self.results(
+            "WHERE ?1 IS NULL OR host = ?1 ORDER BY at_ms DESC, run_id DESC, host DESC LIMIT ?2",
+            params![host, limit],
+        )
     }
 
     /// Each host's newest result, in one query (`drover serve` colours
@@ -126,7 +129,7 @@ impl Sqlite {
 
     /// Results recorded after `at_ms`, newest first.
     pub(super) fn results_since(&self, at_ms: i64) -> Result<Vec<HostResult>, StateError> {
-        self.results("WHERE at_ms > ?1 ORDER BY at_ms DESC, run_id DESC", params![at_ms])
+        self.results("WHERE at_ms > ?1 ORDER BY at_ms DESC, run_id DESC, host DESC", params![at_ms])
     }
 
     pub(super) fn results(&self, tail: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<HostResult>, StateError> {
