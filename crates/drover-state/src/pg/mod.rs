@@ -31,8 +31,7 @@ impl Pg {
     fn export_all(&self) -> Result<Snapshot, StateError> {
         self.conn.call(|c| {
             let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).start()?;
-            let mut s = Snapshot::default();
-            s.runs = tx
+            let runs = tx
                 .query(
                     r#"SELECT id, command, args, "user", project_rev, started_ms, finished_ms, status, pid
                        FROM runs ORDER BY id"#,
@@ -42,26 +41,26 @@ impl Pg {
                 .map(|r| (records::row_to_run(r), u32::try_from(r.get::<_, i64>(8)).unwrap_or(0)))
                 .collect();
             let sql = format!("SELECT {} FROM host_results ORDER BY run_id, host", records::RESULT_COLUMNS);
-            s.results = tx.query(&sql, &[])?.iter().map(records::row_to_result).collect();
-            s.audit = tx
+            let results = tx.query(&sql, &[])?.iter().map(records::row_to_result).collect();
+            let audit = tx
                 .query(r#"SELECT id, at_ms, "user", command, args, project_rev, run_id FROM audit ORDER BY id"#, &[])?
                 .iter()
                 .map(|r| (r.get(0), records::row_to_audit(r, 1)))
                 .collect();
-            s.facts = tx
+            let facts = tx
                 .query("SELECT host, facts, updated_ms FROM facts ORDER BY host", &[])?
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
-            s.drained = tx
+            let drained = tx
                 .query("SELECT host, since_ms, reason FROM drained ORDER BY host", &[])?
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
             let sql = format!("SELECT {} FROM rollouts ORDER BY id", rollouts::COLUMNS);
-            s.rollouts = tx.query(&sql, &[])?.iter().map(rollouts::row_to_rollout).collect();
+            let rollouts = tx.query(&sql, &[])?.iter().map(rollouts::row_to_rollout).collect();
             tx.commit()?;
-            Ok(s)
+            Ok(Snapshot { runs, results, audit, facts, drained, rollouts })
         })
     }
 
