@@ -22,8 +22,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir "$WORK/pg" && chown postgres: "$WORK/pg" && chmod 700 "$WORK/pg"
 runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
-    -o "-p $PORT -c listen_addresses=127.0.0.1 -k $WORK" start >/dev/null
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w \
+    -o "-p $PORT -c listen_addresses=127.0.0.1 -k $WORK/pg" start >/dev/null || { cat "$WORK/pg/server.log" >&2; exit 1; }
 "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres fleet
 URL="postgres://postgres@127.0.0.1:$PORT/fleet?sslmode=disable"
 
@@ -37,8 +37,11 @@ PY
 run() { # backend label
     local out=$WORK/time.txt
     if [ "$1" = postgres ]; then export DROVER_STATE_URL=$URL; else unset DROVER_STATE_URL; fi
+    local rc=0
     /usr/bin/time -f "%e %M" -o "$out" "$DROVER" -C "$WORK/project" apply --simulate "$WORK/hosts-$1" \
-        > "$WORK/last.txt" 2>&1 || { tail -5 "$WORK/last.txt" >&2; exit 1; }
+        > "$WORK/last.txt" 2>&1 || rc=$?
+    # 2: some hosts failed (a loaded machine times some out): still a figure.
+    [ "$rc" -le 2 ] || { tail -5 "$WORK/last.txt" >&2; exit 1; }
     read -r wall rss < "$out"
     echo "| $1 | $2 | $wall s | $((rss / 1024)) MiB | $(tail -1 "$WORK/last.txt") |"
 }
@@ -49,5 +52,5 @@ echo "| backend | run | wall | peak RSS | summary |"
 echo "|---|---|---|---|---|"
 for b in sqlite postgres; do
     run "$b" "first apply"
-    for i in 1 2 3; do run "$b" "no-op apply ($i)"; done
+    for i in $(seq "${NOOPS:-3}"); do run "$b" "no-op apply ($i)"; done
 done
