@@ -79,6 +79,12 @@ impl PgCluster {
     /// initdb + pg_ctl start on a free port (retried if another process
     /// took the port in between).
     pub fn start() -> PgCluster {
+        PgCluster::start_with("")
+    }
+
+    /// [`PgCluster::start`] with more server options (`-c name=value …`,
+    /// e.g. TLS settings).
+    pub fn start_with(options: &str) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("drover-pg-").tempdir().expect("temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -95,7 +101,7 @@ impl PgCluster {
             let mut c = server_cmd(&bin.join("pg_ctl"));
             c.arg("-D").arg(&data).arg("-l").arg(dir.path().join("server.log")).args(["-w", "-t", "60", "-o"]).arg(
                 format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off -c max_connections=200",
+                    "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off -c max_connections=200 {options}",
                     dir.path().display()
                 ),
             );

@@ -132,9 +132,14 @@ fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = std::env::var_os("PGSSLROOTCERT").filter(|p| !p.is_empty()) {
         let shown = std::path::Path::new(&path).display().to_string();
+        let mut added = 0;
         for cert in CertificateDer::pem_file_iter(&path).map_err(|e| format!("PGSSLROOTCERT {shown}: {e}"))? {
             let cert = cert.map_err(|e| format!("PGSSLROOTCERT {shown}: {e}"))?;
             roots.add(cert).map_err(|e| format!("PGSSLROOTCERT {shown}: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("PGSSLROOTCERT {shown}: no PEM certificate in it (give the CA's certificate)"));
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
