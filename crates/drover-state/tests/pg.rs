@@ -71,9 +71,9 @@ fn a_live_holder_refuses_naming_itself_and_keeps_its_lease_renewed() {
     // Released: the other run gets them at once.
     a.unlock_hosts(lock).unwrap();
     let l = b.lock_hosts(rb, &hosts(&["h2", "h3"])).unwrap();
-    // Dropping a lock without unlocking releases it too.
+    // Dropping a lock without unlocking releases it too, before the drop
+    // returns (a failed command exits right after).
     drop(l);
-    std::thread::sleep(Duration::from_millis(300));
     let l = a.lock_hosts(ra, &hosts(&["h2", "h3"])).unwrap();
     a.unlock_hosts(l).unwrap();
 }

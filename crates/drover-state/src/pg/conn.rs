@@ -98,11 +98,6 @@ impl Conn {
             Err(Fail::State(e)) => Err(e),
         }
     }
-
-    /// Run `f` on the connection without waiting (a lock released on drop).
-    pub(super) fn spawn(&self, f: impl FnOnce(&mut Client) + Send + 'static) {
-        let _ = self.tx.send(Box::new(f));
-    }
 }
 
 /// `postgres::Error`'s own text is terse ("error connecting to server");

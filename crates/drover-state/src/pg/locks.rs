@@ -46,9 +46,13 @@ impl Drop for Lease {
             let _ = t.join();
         }
         if !self.released {
+            // Waited for, not queued: a command that fails after locking
+            // drops its run and exits at once, and must not leave its hosts
+            // locked for a whole lease.
             let (run_id, hosts) = (self.run_id, std::mem::take(&mut self.hosts));
-            self.conn.spawn(move |c| {
-                let _ = c.execute("DELETE FROM host_locks WHERE host = ANY($1) AND run_id = $2", &[&hosts, &run_id]);
+            let _ = self.conn.call(move |c| {
+                c.execute("DELETE FROM host_locks WHERE host = ANY($1) AND run_id = $2", &[&hosts, &run_id])?;
+                Ok(())
             });
         }
     }
