@@ -30,6 +30,17 @@ pub struct ProjectFile {
     pub serve: ServeSection,
     #[serde(default)]
     pub alert: Vec<crate::alert::AlertFile>,
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+/// `[state]`: where runs, locks and history are kept (see
+/// `crate::state::settings`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSection {
+    pub url: Option<Spanned<String>>,
+    pub lock_lease: Option<Spanned<String>>,
 }
 
 /// `[serve]`: what `drover serve --reconcile` does with what it finds.

@@ -26,6 +26,7 @@ mod render;
 pub mod rollout;
 mod secrets;
 pub mod setup;
+pub mod state;
 mod units;
 
 pub use alert::{AlertFormat, AlertOn, AlertRule};

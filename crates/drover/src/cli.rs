@@ -74,4 +74,6 @@ pub enum Command {
     Packages(crate::commands::packages::PackagesArgs),
     /// Dashboard, JSON API, Prometheus /metrics; optionally continuous convergence.
     Serve(crate::commands::serve::ServeArgs),
+    /// The state store: copy a SQLite history to PostgreSQL (`migrate`).
+    State(crate::commands::state::StateArgs),
 }

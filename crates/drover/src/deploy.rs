@@ -77,17 +77,28 @@ impl StateSource for Project {
     }
 
     /// Cached in the project's state store (written only when they changed).
-    /// One connection for the whole run: opening the store costs more than
-    /// the rest of a host's no-op, and a run may have 10,000 hosts.
+    /// One connection for the whole run, and the stored facts read once at
+    /// its start: opening the store costs more than the rest of a host's
+    /// no-op, a run may have 10,000 hosts, and on PostgreSQL a round trip
+    /// per host to compare would dominate a no-op run.
     fn remember_facts(&self, host: &Host, facts: &Facts) {
-        static STORE: std::sync::Mutex<Option<(std::path::PathBuf, drover_state::Store)>> = std::sync::Mutex::new(None);
-        let path = self.dir.join(".drover/state.db");
-        let mut cached = STORE.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|(p, _)| *p != path) {
-            *cached = drover_state::Store::open(&path).ok().map(|s| (path, s));
+        struct Cache {
+            dir: std::path::PathBuf,
+            store: drover_state::Store,
+            known: std::collections::HashMap<String, String>,
         }
-        if let Some((_, store)) = cached.as_mut() {
-            crate::runlog::remember_facts(store, &host.name, facts);
+        static CACHE: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
+        let mut cached = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_none_or(|c| c.dir != self.dir) {
+            *cached = crate::runlog::open(&self.dir).ok().map(|store| {
+                let known = store.all_facts().unwrap_or_default().into_iter().collect();
+                Cache { dir: self.dir.clone(), store, known }
+            });
+        }
+        let Some(c) = cached.as_mut() else { return };
+        let Ok(json) = serde_json::to_string(facts) else { return };
+        if c.known.get(&host.name) != Some(&json) && c.store.save_facts(&host.name, &json).is_ok() {
+            c.known.insert(host.name.clone(), json);
         }
     }
 }

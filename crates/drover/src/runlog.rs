@@ -1,16 +1,33 @@
-//! Recording runs in the project's state store (`.drover/state.db`): who ran
+//! Recording runs in the project's state store (`.drover/state.db`, or the
+//! PostgreSQL database of `[state] url` / `DROVER_STATE_URL`): who ran
 //! what, when, against which project revision; per-host results; host locks
 //! so two controllers never work the same hosts at once.
 
 use std::path::Path;
 
-use drover_state::{HostLock, HostResult, NewRun, StateError, Store};
+use drover_state::{HostLock, HostResult, Location, NewRun, StateError, Store};
 
 use crate::exit::Refused;
 use crate::report::HostReport;
 
+/// Where this project's state lives (`DROVER_STATE_URL` wins over
+/// `[state] url`, which wins over `.drover/state.db`).
+pub fn location(project_dir: &Path) -> anyhow::Result<Location> {
+    let settings = drover_spec::state::settings(project_dir)?;
+    Ok(Location::resolve(project_dir, settings.url.as_deref())?)
+}
+
+/// Open the project's store. A PostgreSQL server that cannot be reached
+/// fails here, before any host is contacted, naming the URL without its
+/// password.
 pub fn open(project_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open(&project_dir.join(".drover/state.db"))?)
+    let settings = drover_spec::state::settings(project_dir)?;
+    let loc = Location::resolve(project_dir, settings.url.as_deref())?;
+    let mut store = Store::open_location(&loc)?;
+    if let Some(lease) = settings.lock_lease {
+        store.set_lock_lease(lease);
+    }
+    Ok(store)
 }
 
 /// The project, with the fact cache its templates read other hosts' facts
@@ -26,9 +43,11 @@ pub fn load_project(project_dir: &Path) -> anyhow::Result<drover_spec::Project> 
 /// [`load_project`] without writing a missing `packages.lock`.
 pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
     let mut project = drover_spec::Project::load(project_dir)?;
-    let db = project_dir.join(".drover/state.db");
-    if db.exists() {
-        let facts = Store::open(&db)?
+    // A SQLite file is not created just to read facts from it; a database
+    // server is always asked (and an unreachable one stops the run here).
+    let loc = location(project_dir)?;
+    if !matches!(&loc, Location::Sqlite(db) if !db.exists()) {
+        let facts = open(project_dir)?
             .all_facts()?
             .into_iter()
             .filter_map(|(host, json)| Some((host, serde_json::from_str(&json).ok()?)))

@@ -3,6 +3,10 @@
 //! batches untouched, hooks in order, a killed controller resumed, drain,
 //! drift in status, logs and exec across hosts. Drain, status and logs
 //! (runit's svlogd file, systemd's journal) run on both inits.
+//!
+//! The suite runs on both state backends: `scripts/test` runs it a second
+//! time with `DROVER_TEST_STATE=postgres`, which gives each fleet its own
+//! database on a throwaway PostgreSQL server (`support::Fleet`).
 
 #[macro_use]
 mod support;
@@ -160,6 +164,7 @@ fn a_killed_controller_is_resumed_from_the_state_store() {
     child.kill().unwrap(); // SIGKILL the controller
     child.wait().unwrap();
     assert_eq!(generation(&f, 2), 1, "batch 2 must not have started");
+    f.wait_for_dead_controllers_leases();
     let st = f.drover(&["rollout", "status", "--json"]);
     assert!(st.stdout.contains("\"running\""), "{}", st.stdout);
     let r = f.drover(&["rollout", "resume", "--json"]);

@@ -71,10 +71,11 @@ fn target_hosts(project: &Project, sel: &str) -> anyhow::Result<Vec<drover_spec:
 pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
     let project = Project::load(dir)?;
     let hosts = select(&project.hosts, t.hosts.as_deref())?;
+    // The store first: an unreachable database stops here, before any host.
+    let mut store = runlog::open(dir)?;
     let fleet = Fleet::new(&project, t.simulate.as_deref())?;
     let rt = runtime()?;
     let results = rt.block_on(status::probe(&fleet, &hosts));
-    let mut store = runlog::open(dir)?;
     // Other hosts' templates read these (`fleet.hosts[i].facts`).
     status::remember(&mut store, &results);
     let results: Vec<_> = results.into_iter().map(|(h, r)| (h, r.map(|(s, _)| s))).collect();

@@ -13,6 +13,7 @@ pub mod reboot;
 pub mod rollout;
 pub mod secret;
 pub mod serve;
+pub mod state;
 pub mod trust;
 
 use crate::cli::{Cli, Command};
@@ -44,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Scale(a) => instances::scale(dir, a),
         Command::Packages(a) => packages::run(dir, a),
         Command::Serve(a) => serve::run(dir, a),
+        Command::State(a) => state::run(dir, a),
     }
 }

@@ -59,7 +59,15 @@ pub struct Fleet {
     init: Init,
     dir: tempfile::TempDir,
     hosts: Vec<LabHost>,
+    /// With `DROVER_TEST_STATE=postgres`: the database every command of
+    /// this fleet uses (`DROVER_STATE_URL`), on the test process's own
+    /// throwaway server; else the project's SQLite file.
+    state_url: Option<String>,
 }
+
+/// The host-lock lease of fleets on PostgreSQL (`[state] lock-lease`):
+/// short, so a test that kills a controller waits little for its locks.
+pub const PG_LEASE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Fleet {
     /// A runit lab of `n` hosts named `name`, and a quickstart project for it.
@@ -92,7 +100,18 @@ impl Fleet {
         assert_eq!(inv.code, 0, "{}", inv.stderr);
         std::fs::write(proj.join("inventory.toml"), inv.stdout).unwrap();
         let hosts = drover_lab::Lab::open(name).expect("lab state").hosts().to_vec();
-        Fleet { name: name.to_string(), init, dir, hosts }
+        let state_url = match std::env::var("DROVER_TEST_STATE").as_deref() {
+            Ok("postgres") => {
+                let toml = proj.join("drover.toml");
+                let mut text = std::fs::read_to_string(&toml).unwrap();
+                text.push_str(&format!("\n[state]\nlock-lease = \"{}s\"\n", PG_LEASE.as_secs()));
+                std::fs::write(&toml, text).unwrap();
+                Some(drover_pgtest::shared().fresh_db())
+            }
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => panic!("DROVER_TEST_STATE={other}: use postgres or sqlite"),
+        };
+        Fleet { name: name.to_string(), init, dir, hosts, state_url }
     }
 
     pub fn init(&self) -> Init {
@@ -143,7 +162,25 @@ impl Fleet {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(DROVER);
         c.arg("-C").arg(self.project()).args(args).stdin(Stdio::null());
+        match &self.state_url {
+            Some(u) => c.env("DROVER_STATE_URL", u),
+            None => c.env_remove("DROVER_STATE_URL"),
+        };
         c
+    }
+
+    /// The PostgreSQL URL this fleet's state is in, if it is.
+    pub fn state_url(&self) -> Option<&str> {
+        self.state_url.as_deref()
+    }
+
+    /// After SIGKILLing a controller: on PostgreSQL its host locks stay
+    /// until their lease runs out (a pid proves nothing across machines),
+    /// so wait that long; on SQLite a dead pid frees them at once.
+    pub fn wait_for_dead_controllers_leases(&self) {
+        if self.state_url.is_some() {
+            std::thread::sleep(PG_LEASE + std::time::Duration::from_millis(500));
+        }
     }
 
     pub fn spawn_drover(&self, args: &[&str]) -> Child {

@@ -1,4 +1,5 @@
-//! Schema migrations, in order. Never edit a released one: append.
+//! SQLite schema migrations, in order. Never edit a released one: append.
+//! `PRAGMA user_version` says how many have run.
 
 use rusqlite::Connection;
 
@@ -63,9 +64,13 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE rollouts ADD COLUMN revision TEXT;
     ",
+    // 3: the lock holder's machine, named when a lock refuses.
+    r"
+    ALTER TABLE host_locks ADD COLUMN machine TEXT NOT NULL DEFAULT '';
+    ",
 ];
 
-pub fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {
+pub(super) fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {
     let have: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
     if have > known {

@@ -1,0 +1,118 @@
+//! What callers read and write: plain structs, the same on both backends.
+
+/// A run about to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub command: String,
+    pub args: String,
+    pub user: String,
+    pub project_rev: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: i64,
+    pub command: String,
+    pub args: String,
+    pub user: String,
+    pub project_rev: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub status: String,
+}
+
+/// One host's outcome in one run. `detail` is the full report as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostResult {
+    pub run_id: i64,
+    pub host: String,
+    pub outcome: String,
+    pub generation: Option<i64>,
+    pub changes: i64,
+    pub bytes_sent: i64,
+    pub files_written: i64,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub user: String,
+    pub command: String,
+    pub args: String,
+    pub project_rev: String,
+    pub run_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    pub id: i64,
+    /// The run of the controller driving it (the last to start or resume it).
+    pub run_id: Option<i64>,
+    /// The rollout plan (batches, policy) as JSON, owned by the controller.
+    pub plan: String,
+    /// Index of the first batch not yet done.
+    pub next_batch: i64,
+    /// running | paused | aborted | failed | done
+    pub status: String,
+    pub updated_ms: i64,
+    /// The project revision it started from (see `drover::revision`);
+    /// `None` for rollouts recorded before revisions were.
+    pub revision: Option<String>,
+}
+
+/// Who holds a host's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub host: String,
+    pub run_id: i64,
+    pub pid: u32,
+    /// The holder's machine (empty for SQLite locks taken by an older drover).
+    pub machine: String,
+    pub command: String,
+    pub since_ms: i64,
+}
+
+/// Held until given to [`crate::Store::unlock_hosts`]. On PostgreSQL it
+/// also renews its lease from a background thread while it lives, and
+/// dropping it without unlocking releases the hosts too.
+#[derive(Debug)]
+pub struct HostLock {
+    pub run_id: i64,
+    pub hosts: Vec<String>,
+    pub(crate) lease: Option<crate::pg::Lease>,
+}
+
+/// Everything a store recorded, as `drover state migrate` copies it. Rows
+/// keep their ids, so runs, results, audit entries and rollouts still point
+/// at each other in the copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Each run with the pid of its controller.
+    pub runs: Vec<(RunRow, u32)>,
+    pub results: Vec<HostResult>,
+    /// Each entry with its id.
+    pub audit: Vec<(i64, AuditEntry)>,
+    /// host, facts (JSON), updated_ms
+    pub facts: Vec<(String, String, i64)>,
+    /// host, since_ms, reason
+    pub drained: Vec<(String, i64, Option<String>)>,
+    pub rollouts: Vec<Rollout>,
+}
+
+pub(crate) fn describe_holders(holders: &[LockHolder]) -> String {
+    let first = &holders[0];
+    let hosts: Vec<&str> = holders.iter().map(|h| h.host.as_str()).collect();
+    let at = if first.machine.is_empty() { String::new() } else { format!(" on {}", first.machine) };
+    format!(
+        "{} host(s) are being changed by another drover (run {}, `drover {}`, pid {}{at}): {}. Wait for it to finish; if that process is gone, its lock is released automatically",
+        holders.len(),
+        first.run_id,
+        first.command,
+        first.pid,
+        hosts.join(", ")
+    )
+}

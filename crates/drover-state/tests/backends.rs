@@ -1,0 +1,205 @@
+//! The store's behaviour, written once and run on both backends: SQLite in
+//! a temp dir, PostgreSQL on a real throwaway server (`drover-pgtest`).
+
+use drover_state::{copy, AuditEntry, HostResult, NewRun, Store};
+
+/// `$body(open)` as two tests; `open()` opens (or reopens) the same store.
+macro_rules! on_both {
+    ($body:ident: $sqlite:ident, $pg:ident) => {
+        #[test]
+        fn $sqlite() {
+            let d = tempfile::tempdir().unwrap();
+            let path = d.path().join(".drover/state.db");
+            $body(&|| Store::open(&path).unwrap())
+        }
+        #[test]
+        fn $pg() {
+            let url = drover_pgtest::shared().fresh_db();
+            $body(&|| Store::connect(&url).unwrap())
+        }
+    };
+}
+
+type Open<'a> = &'a dyn Fn() -> Store;
+
+fn run(s: &mut Store) -> i64 {
+    s.begin_run(&NewRun {
+        command: "apply".into(),
+        args: "--hosts h1".into(),
+        user: "op".into(),
+        project_rev: "abc".into(),
+    })
+    .unwrap()
+}
+
+fn result(run_id: i64, host: &str, outcome: &str, at_ms: i64) -> HostResult {
+    HostResult {
+        run_id,
+        host: host.into(),
+        outcome: outcome.into(),
+        generation: Some(1),
+        changes: 3,
+        bytes_sent: 100,
+        files_written: 3,
+        duration_ms: 5,
+        error: (outcome == "failed").then(|| "boom".into()),
+        detail: "{}".into(),
+        at_ms,
+    }
+}
+
+fn migrations_are_versioned_and_reopen_is_idempotent(open: Open) {
+    let v = open().schema_version().unwrap();
+    assert!(v >= 1);
+    assert_eq!(open().schema_version().unwrap(), v);
+}
+on_both!(migrations_are_versioned_and_reopen_is_idempotent: sqlite_migrations_reopen, pg_migrations_reopen);
+
+fn runs_results_history_and_audit(open: Open) {
+    let mut s = open();
+    let id = run(&mut s);
+    for (host, at) in [("h1", 10), ("h2", 20)] {
+        s.record_host(&result(id, host, "changed", at)).unwrap();
+    }
+    s.finish_run(id, "ok").unwrap();
+    let runs = s.runs(10).unwrap();
+    assert_eq!((runs[0].id, runs[0].status.as_str(), runs[0].finished_ms.is_some()), (id, "ok", true));
+    assert_eq!(s.run_pid(id).unwrap(), Some(std::process::id()));
+    assert_eq!(s.history(Some("h1"), 10).unwrap().len(), 1);
+    let all = s.history(None, 10).unwrap();
+    assert_eq!(all.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["h2", "h1"]);
+    assert_eq!(all[1], result(id, "h1", "changed", 10), "a result reads back whole");
+    s.audit(&AuditEntry {
+        at_ms: 99,
+        user: "op2".into(),
+        command: "drain".into(),
+        args: "h3".into(),
+        project_rev: "r".into(),
+        run_id: None,
+    })
+    .unwrap();
+    let audit = s.audit_log(10).unwrap();
+    assert_eq!((audit[0].command.as_str(), audit[0].run_id), ("drain", None));
+    assert_eq!((audit[1].command.as_str(), audit[1].user.as_str(), audit[1].run_id), ("apply", "op", Some(id)));
+}
+on_both!(runs_results_history_and_audit: sqlite_runs_results_history_audit, pg_runs_results_history_audit);
+
+fn latest_result_per_host_and_results_since(open: Open) {
+    let mut s = open();
+    let (r1, r2) = (run(&mut s), run(&mut s));
+    s.record_hosts(&[
+        result(r1, "h1", "changed", 10),
+        result(r1, "h2", "failed", 10),
+        result(r2, "h1", "unchanged", 30),
+        result(r2, "h3", "changed", 40),
+    ])
+    .unwrap();
+    let mut latest: Vec<_> = s.latest_per_host().unwrap().into_iter().map(|r| (r.host, r.outcome, r.run_id)).collect();
+    latest.sort();
+    assert_eq!(
+        latest,
+        [
+            ("h1".into(), "unchanged".into(), r2),
+            ("h2".into(), "failed".into(), r1),
+            ("h3".into(), "changed".into(), r2)
+        ]
+    );
+    let since: Vec<_> = s.results_since(10).unwrap().into_iter().map(|r| r.host).collect();
+    assert_eq!(since, ["h3", "h1"], "newest first, strictly after");
+}
+on_both!(latest_result_per_host_and_results_since: sqlite_latest_and_since, pg_latest_and_since);
+
+fn ten_thousand_results_in_one_call_and_a_rerecorded_host_keeps_the_last(open: Open) {
+    let mut s = open();
+    let id = run(&mut s);
+    let rows: Vec<_> = (0..10_000).map(|i| result(id, &format!("h{i:05}"), "unchanged", i)).collect();
+    s.record_hosts(&rows).unwrap();
+    s.record_host(&result(id, "h00007", "failed", 20_000)).unwrap();
+    let all = s.history(None, 20_000).unwrap();
+    assert_eq!(all.len(), 10_000);
+    assert_eq!(all[0], result(id, "h00007", "failed", 20_000));
+    assert_eq!(all[1].host, "h09999");
+}
+on_both!(
+    ten_thousand_results_in_one_call_and_a_rerecorded_host_keeps_the_last:
+    sqlite_ten_thousand_results,
+    pg_ten_thousand_results
+);
+
+fn drain_marks_and_facts(open: Open) {
+    let mut s = open();
+    s.set_drained("h3", Some("disk swap")).unwrap();
+    s.set_drained("h3", Some("disk swap, again")).unwrap();
+    assert_eq!(s.drained().unwrap().iter().map(|d| (&*d.0, &*d.2)).collect::<Vec<_>>(), [("h3", "disk swap, again")]);
+    s.set_drained("h3", None).unwrap();
+    assert!(s.drained().unwrap().is_empty());
+    s.save_facts("h1", "{\"os\":\"debian\"}").unwrap();
+    assert_eq!(s.facts("h1").unwrap().as_deref(), Some("{\"os\":\"debian\"}"));
+    assert_eq!(s.facts("h2").unwrap(), None);
+    s.save_facts("h0", "{}").unwrap();
+    s.save_facts("h0", "{\"a\":1}").unwrap();
+    assert_eq!(
+        s.all_facts().unwrap(),
+        vec![("h0".into(), "{\"a\":1}".into()), ("h1".into(), "{\"os\":\"debian\"}".into())]
+    );
+}
+on_both!(drain_marks_and_facts: sqlite_drain_marks_and_facts, pg_drain_marks_and_facts);
+
+fn rollouts_resume_with_their_revision_and_a_new_owner(open: Open) {
+    let mut s = open();
+    let id = s.create_rollout(Some(1), "{\"batches\":[[\"h1\"],[\"h2\"]]}", "inputs:abc").unwrap();
+    s.update_rollout(id, 1, "paused").unwrap();
+    let r = s.unfinished_rollout().unwrap().unwrap();
+    assert_eq!((r.id, r.next_batch, r.run_id, r.revision.as_deref()), (id, 1, Some(1), Some("inputs:abc")));
+    s.take_over_rollout(id, 7).unwrap();
+    let r = s.rollout(id).unwrap().unwrap();
+    assert_eq!((r.run_id, r.status.as_str(), r.next_batch), (Some(7), "running", 1));
+    s.advance_rollout(id, 2).unwrap();
+    assert_eq!(s.rollout(id).unwrap().unwrap().status, "running", "advance leaves the status");
+    s.update_rollout(id, 2, "done").unwrap();
+    assert!(s.unfinished_rollout().unwrap().is_none());
+    assert_eq!(s.rollouts(5).unwrap().len(), 1);
+}
+on_both!(rollouts_resume_with_their_revision_and_a_new_owner: sqlite_rollouts_resume, pg_rollouts_resume);
+
+/// A history with one of everything, for the copy tests.
+fn fill(s: &mut Store) {
+    let r1 = run(s);
+    s.record_hosts(&[result(r1, "h1", "changed", 10), result(r1, "h2", "failed", 11)]).unwrap();
+    s.finish_run(r1, "failed").unwrap();
+    let r2 = run(s);
+    s.record_host(&result(r2, "h2", "changed", 20)).unwrap();
+    s.save_facts("h1", "{\"os\":\"debian\"}").unwrap();
+    s.set_drained("h2", Some("disk")).unwrap();
+    s.set_drained("h3", None).unwrap();
+    let ro = s.create_rollout(Some(r2), "{}", "inputs:x").unwrap();
+    s.update_rollout(ro, 1, "paused").unwrap();
+    s.audit(&AuditEntry {
+        at_ms: 5,
+        user: "u".into(),
+        command: "exec".into(),
+        args: "all -- uptime".into(),
+        project_rev: "r".into(),
+        run_id: None,
+    })
+    .unwrap();
+}
+
+fn copied_history_is_whole_and_new_rows_follow_it(open: Open) {
+    let d = tempfile::tempdir().unwrap();
+    let mut src = Store::open(&d.path().join("src.db")).unwrap();
+    fill(&mut src);
+    let mut dst = open();
+    let n = copy(&src, &mut dst).unwrap();
+    assert_eq!((n.runs, n.results, n.audit, n.facts, n.drained, n.rollouts), (2, 3, 3, 1, 1, 1));
+    assert_eq!(dst.export().unwrap(), src.export().unwrap());
+    // New ids continue after the copied ones.
+    let r3 = run(&mut dst);
+    assert_eq!(r3, 3);
+    assert_eq!(dst.create_rollout(Some(r3), "{}", "x").unwrap(), 2);
+    // A second copy into a store with runs is refused, changing nothing.
+    let e = copy(&src, &mut dst).unwrap_err().to_string();
+    assert!(e.contains("already has runs") && e.contains("empty database"), "{e}");
+    assert_eq!(dst.runs(10).unwrap().len(), 3);
+}
+on_both!(copied_history_is_whole_and_new_rows_follow_it: sqlite_copy_whole, pg_copy_whole);
