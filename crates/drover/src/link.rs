@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use drover_proto::frame::{decode, encode};
-use drover_proto::{FrameError, Request, Response, MAGIC, MAX_FRAME};
+use drover_proto::frame::{chunk_head, decode, encode};
+use drover_proto::{FrameError, Hash, Request, Response, MAGIC, MAX_FRAME};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,14 @@ impl AgentLink {
     pub async fn send(&mut self, req: &Request) -> Result<(), LinkError> {
         let frame = encode(req).map_err(|e| LinkError::Protocol(e.to_string()))?;
         self.write(&frame).await
+    }
+
+    /// Queue a blob chunk (pipelined), written from `data` where it lies:
+    /// the same bytes go to every host, without a framed copy per host.
+    pub async fn send_chunk(&mut self, hash: Hash, offset: u64, data: &[u8]) -> Result<(), LinkError> {
+        let head = chunk_head(hash, offset, data.len()).map_err(|e| LinkError::Protocol(e.to_string()))?;
+        self.write(&head).await?;
+        self.write(data).await
     }
 
     pub async fn flush(&mut self) -> Result<(), LinkError> {
