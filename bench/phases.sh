@@ -81,9 +81,11 @@ cmd_for() {
             echo "# changed $(date +%s.%N)" >> "$d/layers/bench/etc/bench/small/f01.conf"
         fi
         log "$phase"
+        # measure.py passes the command's stdout to its stderr: the shell
+        # it runs writes the JSON report to a file itself.
         python3 "$REPO/bench/measure.py" "$WORK/$phase.measure.json" -- \
-            "$DROVER" -C "$d" "$(cmd_for "$phase")" --json > "$WORK/$phase.json" 2>"$WORK/$phase.log" \
-            || { log "$phase failed; see $WORK/$phase.log"; tail -5 "$WORK/$phase.log" >&2; }
+            bash -c 'exec "$0" -C "$1" "$2" --json > "$3"' "$DROVER" "$d" "$(cmd_for "$phase")" "$WORK/$phase.json" \
+            2>"$WORK/$phase.log" || { log "$phase failed; see $WORK/$phase.log"; tail -5 "$WORK/$phase.log" >&2; }
         summary "$WORK/$phase.measure.json" "$WORK/$phase.json" "$phase"
     done
     echo "raw: $WORK"

@@ -317,7 +317,8 @@ async fn run_once(
                 return Ok(());
             }
             let clock = Instant::now();
-            let sent = ship::send_blobs(job, chunks, host, &mut conn, &compiled, &missing, r, p).await;
+            let shipper = ship::Shipper { source: &*job.project, chunks };
+            let sent = shipper.send_all(host, &mut conn, &compiled, &missing, r, p).await;
             r.phases.send_ms += ms(clock.elapsed());
             sent?;
             p.step("applying");

@@ -17,7 +17,7 @@ use drover_proto::{Hash, CHUNK_SIZE};
 use drover_spec::{BlobSource, Compiled, Host};
 use tokio::sync::OnceCell;
 
-use crate::deploy::{DeployError, Job, StateSource};
+use crate::deploy::{DeployError, StateSource};
 use crate::progress::HostProgress;
 use crate::report::HostReport;
 use crate::transport::Connection;
@@ -128,32 +128,30 @@ pub struct Shipper<'a> {
     pub chunks: &'a ChunkCache,
 }
 
-/// Send the blobs a host lacks (through the peer relay when enabled), and
-/// flush.
-pub(crate) async fn send_blobs(
-    job: &Job,
-    chunks: &ChunkCache,
-    host: &Host,
-    conn: &mut Connection,
-    c: &Compiled,
-    missing: &[(Hash, u64)],
-    r: &mut HostReport,
-    p: &HostProgress,
-) -> Result<(), DeployError> {
-    let ship = Shipper { source: &*job.project, chunks };
-    let direct = match job.project.relay() {
-        Some(relay) => relay.deliver(&ship, host, conn, c, missing, r, p).await?,
-        None => missing.to_vec(),
-    };
-    for (i, (hash, have)) in direct.iter().enumerate() {
-        p.step(format!("sending {}/{} blobs", i + 1, direct.len()));
-        ship.blob(conn, c, hash, *have, r, p).await?;
-    }
-    conn.link.flush().await?;
-    Ok(())
-}
-
 impl Shipper<'_> {
+    /// Send the blobs a host lacks (through the peer relay when enabled),
+    /// and flush.
+    pub(crate) async fn send_all(
+        &self,
+        host: &Host,
+        conn: &mut Connection,
+        c: &Compiled,
+        missing: &[(Hash, u64)],
+        r: &mut HostReport,
+        p: &HostProgress,
+    ) -> Result<(), DeployError> {
+        let direct = match self.source.relay() {
+            Some(relay) => relay.deliver(self, host, conn, c, missing, r, p).await?,
+            None => missing.to_vec(),
+        };
+        for (i, (hash, have)) in direct.iter().enumerate() {
+            p.step(format!("sending {}/{} blobs", i + 1, direct.len()));
+            self.blob(conn, c, hash, *have, r, p).await?;
+        }
+        conn.link.flush().await?;
+        Ok(())
+    }
+
     /// Queue one blob's chunks from offset `have` (pipelined: no reply).
     pub(crate) async fn blob(
         &self,
