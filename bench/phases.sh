@@ -5,6 +5,7 @@
 # Usage (root):  DROVER=target/release/drover bench/phases.sh            # 20 hosts
 #                N=100 PHASES="first" DROVER=... bench/phases.sh           # memory at 100
 #                OUT=bench/results/phases-20-after.txt DROVER=... bench/phases.sh
+#                EXTRA="--parallel 32" ...                                   # extra apply/rollback flags
 #
 # The deployment is the one in bench/compare.sh (50 small files, one 5 MiB
 # random file, one template, one runit service restarted when /etc/bench
@@ -60,7 +61,7 @@ slow = max(hosts, key=lambda h: h["duration_ms"])
 tot = r.get("phases", {})
 def row(p):
     return " ".join(f"{n}={p.get(n + '_ms', 0):.0f}" for n in names)
-print(f"{sys.argv[3]}: wall {m['wall_s']:.3f} s, controller max RSS {m['maxrss_kb'] / 1024:.0f} MiB, "
+print(f"{sys.argv[3]}: wall {m['wall_s']:.3f} s, controller max RSS {m['maxrss_kb'] / 1024:.0f} MiB, peak PSS {m['peak_pss_kb'] / 1024:.0f} MiB, "
       f"hosts {outcomes}")
 print(f"  summed over hosts (ms): {row(tot)}")
 print(f"  slowest host {slow['host']} ({slow['duration_ms']} ms): {row(slow.get('phases', {}))}")
@@ -75,7 +76,7 @@ cmd_for() {
 }
 
 {
-    echo "drover $("$DROVER" --version | awk '{ print $2 }') ($DROVER), $N lab hosts, $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "drover $("$DROVER" --version | awk '{ print $2 }') ($DROVER), $N lab hosts, flags: ${EXTRA:-none}, $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     for phase in $PHASES; do
         if [ "$phase" = change ]; then
             echo "# changed $(date +%s.%N)" >> "$d/layers/bench/etc/bench/small/f01.conf"
@@ -84,7 +85,7 @@ cmd_for() {
         # measure.py passes the command's stdout to its stderr: the shell
         # it runs writes the JSON report to a file itself.
         python3 "$REPO/bench/measure.py" "$WORK/$phase.measure.json" -- \
-            bash -c 'exec "$0" -C "$1" "$2" --json > "$3"' "$DROVER" "$d" "$(cmd_for "$phase")" "$WORK/$phase.json" \
+            bash -c 'exec "$0" -C "$1" "$2" --json $4 > "$3"' "$DROVER" "$d" "$(cmd_for "$phase")" "$WORK/$phase.json" "${EXTRA:-}" \
             2>"$WORK/$phase.log" || { log "$phase failed; see $WORK/$phase.log"; tail -5 "$WORK/$phase.log" >&2; }
         summary "$WORK/$phase.measure.json" "$WORK/$phase.json" "$phase"
     done
