@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::time::{Duration, Instant};
 
-use drover_proto::{ApplyOutcome, BlobChunk, EntryKind, Hash, HostState, Manifest, ServiceAction, ServiceRestart};
+use drover_proto::{
+    ApplyOutcome, BlobChunk, EntryKind, Hash, HostState, Manifest, ServiceAction, ServiceRestart, ServiceTimes,
+};
 
 use crate::accounts::Accounts;
 use crate::boot::HostEnv;
@@ -355,13 +357,20 @@ impl Engine {
         };
         self.state = st;
         self.record_stats(&done)?;
+        // Timed only when a service is (re)started, so "0" means "none was".
+        let timed = cand.restarts.iter().any(|r| r.action != ServiceAction::Stop);
+        let micros = |d: Duration| if timed { u64::try_from(d.as_micros()).unwrap_or(u64::MAX) } else { 0 };
+        let clock = Instant::now();
         let started = self.start_services(&cand.restarts, &manifests, &changed);
+        let mut times = ServiceTimes { restart_us: micros(clock.elapsed()), health_us: 0 };
         hooks::point(&self.layout, "before-health");
+        let clock = Instant::now();
         let healthy = started.and_then(|()| self.health(&cand.manifest, &cand.restarts));
+        times.health_us = micros(clock.elapsed());
         if let Err(reason) = healthy {
             progress(format!("generation {generation} unhealthy ({reason}); reverting"));
             let (_, revert_errors) = self.revert_last(&reason)?;
-            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason, revert_errors });
+            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason, revert_errors, times });
         }
         if confirm_ms > 0 {
             let p = Pending {
@@ -385,7 +394,7 @@ impl Engine {
             .map(|r| if r.action == ServiceAction::Reload { format!("{}:reload", r.name) } else { r.name.clone() })
             .collect();
         let files_written = done.ops.iter().filter(|o| !o.implicit).count() as u64;
-        Ok(ApplyOutcome::Activated { generation, restarted, files_written })
+        Ok(ApplyOutcome::Activated { generation, restarted, files_written, times })
     }
 
     fn start_services(

@@ -128,7 +128,7 @@ pub fn run(layout: &Layout, a: &Args, env: crate::boot::HostEnv) -> Result<()> {
     let changes = cand.changes.len();
     let mut progress = |m: String| println!("  {m}");
     match engine.apply(cand, 0, false, &mut progress)? {
-        ApplyOutcome::Activated { generation, restarted, files_written } => {
+        ApplyOutcome::Activated { generation, restarted, files_written, .. } => {
             println!(
                 "host {}: generation {generation} activated ({changes} changes, {files_written} files written, restarted: {})",
                 entry.name,
@@ -140,7 +140,7 @@ pub fn run(layout: &Layout, a: &Args, env: crate::boot::HostEnv) -> Result<()> {
             println!("host {}: unchanged (generation {generation})", entry.name);
             Ok(())
         }
-        ApplyOutcome::RolledBack { failed, to, reason, revert_errors } => {
+        ApplyOutcome::RolledBack { failed, to, reason, revert_errors, .. } => {
             let left: String = revert_errors.iter().map(|e| format!("; the revert left a service down: {e}")).collect();
             bail!("generation {failed} failed and was rolled back to {to:?}: {reason}{left}")
         }

@@ -29,6 +29,7 @@ pub mod logs;
 pub mod ops;
 pub mod reexec;
 pub mod relay;
+pub mod runit;
 pub mod safefs;
 pub mod sealed;
 pub mod serve;

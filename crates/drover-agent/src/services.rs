@@ -91,13 +91,14 @@ fn needs_daemon_reload(kinds: &[ServiceAction], specs: &[&Manifest], changed: &B
 fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
     let name = spec.name.as_str();
     match (spec.supervisor, action) {
-        (Supervisor::Runit, ServiceAction::Start) => {
+        (Supervisor::Runit, ServiceAction::Start | ServiceAction::Restart) => {
             wait_for_runsv(name)?;
-            sv_retrying(&["up", name])
-        }
-        (Supervisor::Runit, ServiceAction::Restart) => {
-            wait_for_runsv(name)?;
-            sv_retrying(&["restart", name])
+            let restart = action == ServiceAction::Restart;
+            if crate::runit::has_check(name) {
+                sv_retrying(&[if restart { "restart" } else { "up" }, name])
+            } else {
+                crate::runit::up(name, restart)
+            }
         }
         // runit's `reload` sends SIGHUP, what daemons expect for "re-read config".
         (Supervisor::Runit, ServiceAction::Reload) => sv_retrying(&["reload", name]),
@@ -126,8 +127,10 @@ fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
     }
 }
 
-/// runsvdir notices a new service directory within 5 s; `sv` fails until the
-/// service's `runsv` listens on `supervise/ok`.
+/// runsvdir notices a new service directory within 5 s (it looks every 5 s:
+/// this wait is most of a first deploy's time); `sv` fails until the
+/// service's `runsv` listens on `supervise/ok`. Looking costs one `open`, so
+/// look often.
 fn wait_for_runsv(name: &str) -> Result<()> {
     let ok = Path::new("/etc/service").join(name).join("supervise/ok");
     let start = Instant::now();
@@ -135,7 +138,7 @@ fn wait_for_runsv(name: &str) -> Result<()> {
         if start.elapsed() > Duration::from_secs(15) {
             bail!("service {name}: runsvdir did not pick up /etc/service/{name} within 15 s (is runsvdir running?)");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }

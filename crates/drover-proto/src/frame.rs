@@ -38,6 +38,34 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(buf)
 }
 
+/// The frame of `Request::Chunk { hash, offset, data }` without its data:
+/// `chunk_head(..) ++ data` is exactly `encode(&Request::Chunk(..))`. A
+/// chunk shared by many connections is then written from where it lies
+/// instead of being copied into a frame per connection (the controller's
+/// memory at hundreds of hosts).
+pub fn chunk_head(hash: crate::Hash, offset: u64, data_len: usize) -> Result<Vec<u8>, FrameError> {
+    let empty = crate::Request::Chunk(crate::BlobChunk { hash, offset, data: Vec::new() });
+    let mut head = encode(&empty)?;
+    // postcard ends the message with the data's length (a varint: 0, one
+    // byte) and then the data; put the real length there.
+    let zero = head.pop();
+    assert_eq!(zero, Some(0), "postcard ends a BlobChunk with its data's length");
+    let mut n = data_len;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            head.push(byte);
+            break;
+        }
+        head.push(byte | 0x80);
+    }
+    let body = head.len() - 4 + data_len;
+    let len = u32::try_from(body).map_err(|_| FrameError::TooLarge(body))?;
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(head)
+}
+
 /// Decode a frame body (without its length prefix).
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(postcard::from_bytes(body)?)
@@ -89,6 +117,18 @@ pub fn skip_to_magic<R: Read>(r: &mut R, limit: usize) -> Result<(), FrameError>
 mod tests {
     use super::*;
     use crate::message::Request;
+
+    #[test]
+    fn a_chunk_head_and_its_data_are_the_chunk_frame() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 1 << 20, (1 << 21) + 5] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (hash, offset) = (crate::Hash([len as u8; 32]), (len as u64) << 20);
+            let whole = encode(&Request::Chunk(crate::BlobChunk { hash, offset, data: data.clone() })).unwrap();
+            let mut parts = chunk_head(hash, offset, len).unwrap();
+            parts.extend_from_slice(&data);
+            assert!(parts == whole, "length {len}");
+        }
+    }
 
     #[test]
     fn frames_round_trip() {

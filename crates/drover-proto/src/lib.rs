@@ -25,7 +25,7 @@ pub use manifest::{
 };
 pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
-    Response, ServiceAction, ServiceRestart, ServiceStatus,
+    Response, ServiceAction, ServiceRestart, ServiceStatus, ServiceTimes,
 };
 pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
 
@@ -36,7 +36,8 @@ pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
 /// 6: `Reboot`/`Rebooting` and `HostState.boots` (magic rollback across a reboot).
 /// 7: packages, users and groups in manifests (`Setup`), `reload-on`
 /// triggers and the `Reload` service action.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: `ServiceTimes` in `ApplyOutcome` (per-phase timing in `--json`).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

@@ -366,15 +366,27 @@ impl ServiceAction {
     }
 }
 
+/// How long the agent spent driving the supervisor and probing health during
+/// an activation. Only the agent sees these: to the controller they are one
+/// `Apply` round trip, and a slow restart must be told apart from a slow
+/// fsync (`--json`'s per-host `phases`, `docs/operations.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTimes {
+    /// Starting, restarting and reloading services after the swap.
+    pub restart_us: u64,
+    /// Health probes of the services that were (re)started.
+    pub health_us: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyOutcome {
     /// The candidate is live and healthy.
-    Activated { generation: u64, restarted: Vec<String>, files_written: u64 },
+    Activated { generation: u64, restarted: Vec<String>, files_written: u64, times: ServiceTimes },
     /// Nothing to do: the host already runs this manifest.
     UpToDate { generation: u64 },
     /// The candidate failed (health check, supervisor) and the host is back
     /// on `to`, whole.
     /// `revert_errors`: services the revert could not put back (stop or
     /// start failed); the files are back, these may not be running.
-    RolledBack { failed: u64, to: Option<u64>, reason: String, revert_errors: Vec<String> },
+    RolledBack { failed: u64, to: Option<u64>, reason: String, revert_errors: Vec<String>, times: ServiceTimes },
 }

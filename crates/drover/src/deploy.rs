@@ -10,15 +10,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_proto::{
-    ApplyOutcome, BlobChunk, Facts, Hash, Manifest, Request, Response, ServiceAction, Supervisor, CHUNK_SIZE,
-};
-use drover_spec::{BlobSource, Compiled, Host, Project, SpecError};
+use drover_proto::{ApplyOutcome, Facts, Hash, Manifest, Request, Response, ServiceAction, Supervisor};
+use drover_spec::{Compiled, Host, Project, SpecError};
 use tokio::sync::Semaphore;
 
 use crate::link::LinkError;
+use crate::phases::ms;
 use crate::progress::{HostProgress, Progress};
 use crate::report::{HostReport, Outcome};
+use crate::ship::{self, ChunkCache};
 use crate::transport::{Connection, Timeouts, Transport, TransportError};
 
 #[derive(Debug, Clone, Copy)]
@@ -162,16 +162,18 @@ pub fn preflight(project: &Project, hosts: &[Host]) -> Result<(), SpecError> {
 
 pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<HostReport> {
     let sem = Arc::new(Semaphore::new(job.parallel.max(1)));
+    // One per run: every host's copy of a blob is compressed once.
+    let chunks = Arc::new(ChunkCache::new(ship::CACHE_BYTES));
     let mut tasks = Vec::with_capacity(hosts.len());
     for host in hosts {
-        let (job, sem, progress) = (job.clone(), sem.clone(), progress.clone());
+        let (job, sem, progress, chunks) = (job.clone(), sem.clone(), progress.clone(), chunks.clone());
         let name = host.name.clone();
         tasks.push((
             name,
             tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let hp = progress.host(&host.name);
-                let report = run_host(&job, &host, &hp).await;
+                let report = run_host(&job, &chunks, &host, &hp).await;
                 hp.finish(report.outcome.is_failure());
                 report
             }),
@@ -201,14 +203,14 @@ fn natural_key(s: &str) -> (String, u64, String) {
     (s[..i].to_string(), s[i..j].parse().unwrap_or(0), s[j..].to_string())
 }
 
-async fn run_host(job: &Job, host: &Host, p: &HostProgress) -> HostReport {
+async fn run_host(job: &Job, chunks: &ChunkCache, host: &Host, p: &HostProgress) -> HostReport {
     let start = Instant::now();
     let mut r = HostReport::new(&host.name);
     let mut attempt = 0;
     loop {
         attempt += 1;
         r.attempts = attempt;
-        match run_once(job, host, &mut r, p).await {
+        match run_once(job, chunks, host, &mut r, p).await {
             Ok(()) => break,
             Err(e) if e.is_transient() && attempt <= job.retries => {
                 p.step(format!("retrying after: {e}"));
@@ -239,12 +241,21 @@ fn compile(job: &Job, host: &Host, facts: &Facts, generation: u64) -> Result<Com
     job.project.compile(host, facts, generation).map_err(DeployError::Spec)
 }
 
-async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) -> Result<(), DeployError> {
+async fn run_once(
+    job: &Job,
+    chunks: &ChunkCache,
+    host: &Host,
+    r: &mut HostReport,
+    p: &HostProgress,
+) -> Result<(), DeployError> {
     p.step("connecting");
     let mut conn = match job.mode {
         Mode::Plan(_) => job.transport.connect_read_only(host, job.timeouts).await?,
         _ => job.transport.connect(host, job.timeouts).await?,
     };
+    r.phases.connect_ms += ms(conn.connect_time);
+    r.phases.hello_ms += ms(conn.hello_time);
+    let clock = Instant::now();
     tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));
     r.recovered = conn.state.recovered.clone();
     r.revert_errors = conn.state.revert_errors.clone();
@@ -255,10 +266,16 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
         Mode::Rollback { to } => {
             p.step("rolling back");
             conn.link.set_timeout(apply_timeout(job));
-            conn.link.call(&Request::Rollback { to, confirm_timeout_ms: confirm_ms }, &mut |m| p.step(m)).await?
+            let clock = Instant::now();
+            let req = Request::Rollback { to, confirm_timeout_ms: confirm_ms };
+            let outcome = conn.link.call(&req, &mut |m| p.step(m)).await?;
+            add_activation(r, clock, &outcome);
+            outcome
         }
         Mode::Plan(_) | Mode::Apply => {
-            let compiled = match desired_state(job, host, &mut conn, p).await? {
+            let desired = desired_state(job, host, &mut conn, p).await;
+            r.phases.diff_ms += ms(clock.elapsed());
+            let compiled = match desired? {
                 Desired::UpToDate => {
                     r.outcome = Outcome::Unchanged;
                     conn.close().await;
@@ -267,7 +284,10 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 // An earlier attempt activated exactly this; it only lacks the
                 // confirmation (this is a new connection, so give it).
                 Desired::AwaitingConfirm(generation) if matches!(job.mode, Mode::Apply) => {
-                    conn.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
+                    let clock = Instant::now();
+                    let confirmed = conn.link.call(&Request::Confirm { generation }, &mut |_| {}).await;
+                    r.phases.confirm_ms += ms(clock.elapsed());
+                    confirmed?;
                     conn.close().await;
                     r.generation = Some(generation);
                     r.outcome = Outcome::Changed;
@@ -278,9 +298,11 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
             };
             let generation = conn.state.next;
             p.step("comparing");
+            let clock = Instant::now();
             let req = job.project.diff_request(host, &compiled.manifest, generation);
-            let Response::Diff { changes, restarts, missing, setup } = conn.link.call(&req, &mut |m| p.step(m)).await?
-            else {
+            let diff = conn.link.call(&req, &mut |m| p.step(m)).await;
+            r.phases.diff_ms += ms(clock.elapsed());
+            let Response::Diff { changes, restarts, missing, setup } = diff? else {
                 return Err(DeployError::Other("unexpected reply to Diff".into()));
             };
             r.changes = changes;
@@ -305,18 +327,22 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
                 conn.close().await;
                 return Ok(());
             }
-            send_blobs(job, host, &mut conn, &compiled, &missing, r, p).await?;
+            let clock = Instant::now();
+            let shipper = ship::Shipper { source: &*job.project, chunks };
+            let sent = shipper.send_all(host, &mut conn, &compiled, &missing, r, p).await;
+            r.phases.send_ms += ms(clock.elapsed());
+            sent?;
             p.step("applying");
             conn.link.set_timeout(apply_timeout(job));
-            conn.link
-                .call(&Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: job.stop_first }, &mut |m| {
-                    p.step(m)
-                })
-                .await?
+            let clock = Instant::now();
+            let req = Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: job.stop_first };
+            let outcome = conn.link.call(&req, &mut |m| p.step(m)).await?;
+            add_activation(r, clock, &outcome);
+            outcome
         }
     };
     if let Some(plan) = job.reboot.as_ref().filter(|plan| plan.applies(host)) {
-        if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written }) = outcome {
+        if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written, .. }) = outcome {
             r.files_written = files_written;
             r.restarts = restarted;
             return crate::reboot::after_activation(job, host, plan, conn, generation, r, p).await;
@@ -324,6 +350,16 @@ async fn run_once(job: &Job, host: &Host, r: &mut HostReport, p: &HostProgress) 
     }
     conn.close().await;
     finish(job, host, outcome, r, p).await
+}
+
+/// Split the `Apply`/`Rollback` round trip that began at `clock` into the
+/// activate, restart and health phases (see [`crate::phases`]).
+fn add_activation(r: &mut HostReport, clock: Instant, outcome: &Response) {
+    let times = match outcome {
+        Response::Applied(ApplyOutcome::Activated { times, .. } | ApplyOutcome::RolledBack { times, .. }) => *times,
+        _ => Default::default(),
+    };
+    r.phases.add_activation(clock.elapsed(), &times);
 }
 
 fn apply_timeout(job: &Job) -> Duration {
@@ -389,96 +425,6 @@ fn keep_unchanged_sources(mut next: Compiled, current: &drover_proto::Manifest) 
     next
 }
 
-async fn send_blobs(
-    job: &Job,
-    host: &Host,
-    conn: &mut Connection,
-    c: &Compiled,
-    missing: &[(Hash, u64)],
-    r: &mut HostReport,
-    p: &HostProgress,
-) -> Result<(), DeployError> {
-    let direct = match job.project.relay() {
-        Some(relay) => relay.deliver(&*job.project, host, conn, c, missing, r, p).await?,
-        None => missing.to_vec(),
-    };
-    for (i, (hash, have)) in direct.iter().enumerate() {
-        p.step(format!("sending {}/{} blobs", i + 1, direct.len()));
-        send_blob(&*job.project, conn, c, hash, *have, r, p).await?;
-    }
-    conn.link.flush().await?;
-    Ok(())
-}
-
-/// Queue one blob's chunks from offset `have` (pipelined: no reply).
-pub(crate) async fn send_blob(
-    source: &dyn StateSource,
-    conn: &mut Connection,
-    c: &Compiled,
-    hash: &Hash,
-    have: u64,
-    r: &mut HostReport,
-    p: &HostProgress,
-) -> Result<(), DeployError> {
-    if let Some(chunks) = source.packed(hash, have) {
-        for chunk in chunks {
-            let (offset, data) = chunk.map_err(DeployError::Other)?;
-            let n = data.len() as u64;
-            conn.link.send(&Request::Chunk(BlobChunk { hash: *hash, offset, data })).await?;
-            r.bytes_sent += n;
-            p.sent(n);
-        }
-        r.blobs_sent += 1;
-        return Ok(());
-    }
-    // A file is read one chunk at a time: hundreds of hosts receiving the
-    // same large file at once must not each hold a copy of it.
-    let (bytes, mut file) = match c.blobs.get(hash) {
-        Some(BlobSource::Bytes(b)) => (Some(b.clone()), None),
-        Some(BlobSource::File(path)) => {
-            let f = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?;
-            (None, Some((f, path)))
-        }
-        None => return Err(DeployError::Other(format!("agent asked for unknown blob {}", hash.short()))),
-    };
-    let len = match (&bytes, &file) {
-        (Some(b), _) => b.len() as u64,
-        (_, Some((f, path))) => {
-            f.metadata().await.map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?.len()
-        }
-        _ => 0,
-    };
-    let mut buf = Vec::new();
-    let mut offset = have.min(len);
-    while offset < len {
-        let n = (len - offset).min(CHUNK_SIZE as u64) as usize;
-        let data: &[u8] = match (&bytes, &mut file) {
-            (Some(b), _) => &b[offset as usize..offset as usize + n],
-            (_, Some((f, path))) => {
-                use tokio::io::{AsyncReadExt, AsyncSeekExt};
-                buf.resize(n, 0);
-                let read = async {
-                    f.seek(std::io::SeekFrom::Start(offset)).await?;
-                    f.read_exact(&mut buf).await
-                };
-                read.await.map_err(|e| DeployError::Other(format!("read {}: {e}", path.display())))?;
-                &buf
-            }
-            _ => break,
-        };
-        let packed = zstd::encode_all(data, 3).map_err(|e| DeployError::Other(format!("compress: {e}")))?;
-        let sent = packed.len() as u64;
-        conn.link.send(&Request::Chunk(BlobChunk { hash: *hash, offset, data: packed })).await?;
-        r.bytes_sent += sent;
-        p.sent(sent);
-        offset += n as u64;
-    }
-    r.blobs_sent += 1;
-    Ok(())
-}
-
 async fn finish(
     job: &Job,
     host: &Host,
@@ -487,13 +433,16 @@ async fn finish(
     p: &HostProgress,
 ) -> Result<(), DeployError> {
     match outcome {
-        Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written }) => {
+        Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written, .. }) => {
             r.generation = Some(generation);
             r.files_written = files_written;
             r.restarts = restarted;
             if !job.confirm_timeout.is_zero() {
                 p.step("confirming over a new connection");
-                confirm(job, host, generation).await?;
+                let clock = Instant::now();
+                let confirmed = confirm(job, host, generation).await;
+                r.phases.confirm_ms += ms(clock.elapsed());
+                confirmed?;
             }
             r.outcome = Outcome::Changed;
         }
@@ -501,7 +450,7 @@ async fn finish(
             r.generation = Some(generation);
             r.outcome = Outcome::Unchanged;
         }
-        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason, revert_errors }) => {
+        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason, revert_errors, .. }) => {
             r.generation = to;
             r.revert_errors.extend(revert_errors);
             r.outcome = Outcome::RolledBack;

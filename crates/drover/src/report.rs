@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use drover_proto::Change;
 use serde::Serialize;
 
+use crate::phases::Phases;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -61,6 +63,8 @@ pub struct HostReport {
     /// Paths the agent wrote or removed.
     pub files_written: u64,
     pub duration_ms: u64,
+    /// Where `duration_ms` went (see [`crate::phases`]).
+    pub phases: Phases,
     pub attempts: u32,
     pub error: Option<String>,
     /// What the agent's start-up recovery did, if anything.
@@ -89,6 +93,7 @@ impl HostReport {
             blobs_sent: 0,
             files_written: 0,
             duration_ms: 0,
+            phases: Phases::default(),
             attempts: 0,
             error: None,
             recovered: None,
@@ -104,6 +109,8 @@ pub struct RunReport {
     pub command: String,
     pub hosts: Vec<HostReport>,
     pub duration_ms: u64,
+    /// Every host's phases added up: where the fleet's time went.
+    pub phases: Phases,
     /// `plan` only: service instances that would be added, removed or
     /// moved to another host (see `crate::instances`).
     #[serde(skip_serializing_if = "Vec::is_empty")]

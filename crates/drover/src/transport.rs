@@ -14,7 +14,7 @@
 //! built from user input. The protocol itself is typed frames.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
 use drover_spec::Host;
@@ -62,6 +62,11 @@ pub struct Connection {
     pub link: AgentLink,
     pub facts: Facts,
     pub state: HostState,
+    /// How long the transport took to reach the host (SSH: TCP, handshake,
+    /// authentication) and then to start the agent and exchange the hello
+    /// (an agent push included): the `connect` and `hello` phases.
+    pub connect_time: Duration,
+    pub hello_time: Duration,
     _keep: Keep,
 }
 
@@ -101,14 +106,19 @@ impl Transport {
     }
 
     async fn connect_as(&self, host: &Host, t: Timeouts, read_only: bool) -> Result<Connection, TransportError> {
-        match self {
-            Transport::Ssh => connect_ssh(host, t, read_only).await,
+        let start = Instant::now();
+        let (mut c, connected) = match self {
+            Transport::Ssh => connect_ssh(host, t, read_only).await?,
             Transport::Sim(sim) => {
                 let (w, r, guard) = sim.open(host).await?;
+                let connected = Instant::now();
                 let link = AgentLink::start(w, r, None, t.op).await?;
-                hello(link, Keep::Sim(guard), read_only).await
+                (hello(link, Keep::Sim(guard), read_only).await?, connected)
             }
-        }
+        };
+        c.connect_time = connected - start;
+        c.hello_time = connected.elapsed();
+        Ok(c)
     }
 }
 
@@ -121,7 +131,7 @@ async fn hello(mut link: AgentLink, keep: Keep, read_only: bool) -> Result<Conne
     };
     match link.call(&req, &mut |_| {}).await? {
         Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
-            Ok(Connection { link, facts, state, _keep: keep })
+            Ok(Connection { link, facts, state, connect_time: Duration::ZERO, hello_time: Duration::ZERO, _keep: keep })
         }
         Response::Hello { protocol, .. } => Err(TransportError::Version(protocol)),
         other => Err(LinkError::Protocol(format!("expected Hello, got {other:?}")).into()),
@@ -155,8 +165,10 @@ fn default_auth() -> drover_ssh::Auth {
     drover_ssh::Auth::Key { path: home.join(".ssh/id_ed25519"), passphrase: None }
 }
 
-async fn connect_ssh(host: &Host, t: Timeouts, read_only: bool) -> Result<Connection, TransportError> {
+/// The connection, and when the SSH session was up (the rest is `hello`).
+async fn connect_ssh(host: &Host, t: Timeouts, read_only: bool) -> Result<(Connection, Instant), TransportError> {
     let session = drover_ssh::Session::connect(&ssh_target(host, t)).await?;
+    let connected = Instant::now();
     let serve = bootstrap::serve_command(&host.user);
     let password = if host.user == "root" { None } else { host.auth.password.as_deref() };
     for attempt in 0..2 {
@@ -164,7 +176,7 @@ async fn connect_ssh(host: &Host, t: Timeouts, read_only: bool) -> Result<Connec
         let (stdin, stdout, exit) = proc.into_parts();
         let link = AgentLink::start(stdin, stdout, password, t.op).await?;
         match hello(link, Keep::Ssh(session.clone()), read_only).await {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((c, connected)),
             Err(TransportError::Link(LinkError::Closed(_))) => {
                 let info = exit.wait().await?;
                 let code = info.code.unwrap_or(0);

@@ -72,7 +72,13 @@ fn a_panicking_host_task_is_reported_failed_and_fails_the_run() {
     assert_eq!(got, [("s1", Outcome::Changed), ("s2", Outcome::Failed), ("s3", Outcome::Changed)]);
     let err = reports[1].error.as_deref().unwrap_or_default();
     assert!(err.contains("panicked") && err.contains("injected bug while compiling for s2"), "{err}");
-    let run = RunReport { command: "apply".into(), hosts: reports, duration_ms: 0, instances: vec![] };
+    let run = RunReport {
+        command: "apply".into(),
+        hosts: reports,
+        duration_ms: 0,
+        phases: Default::default(),
+        instances: vec![],
+    };
     assert_eq!(ExitStatus::of_run(&run).code(), 2);
     assert!(run.table(false).lines().any(|l| l.starts_with("s2") && l.contains("failed") && l.contains("panicked")));
 }

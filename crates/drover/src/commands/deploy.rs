@@ -176,6 +176,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     };
     let report = RunReport {
         command: command.into(),
+        phases: crate::phases::Phases::sum(reports.iter().map(|h| &h.phases)),
         hosts: reports,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
         instances,

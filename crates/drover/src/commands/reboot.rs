@@ -66,6 +66,7 @@ pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
     rt.shutdown_timeout(Duration::from_secs(1));
     let report = RunReport {
         command: "reboot".into(),
+        phases: crate::phases::Phases::sum(reports.iter().map(|h| &h.phases)),
         hosts: reports,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
         instances: Vec::new(),

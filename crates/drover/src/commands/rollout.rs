@@ -245,7 +245,16 @@ fn execute(
 
 fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        /// The report with every host's phases added up.
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a RolloutReport,
+            phases: crate::phases::Phases,
+        }
+        let hosts = r.batches.iter().flat_map(|b| b.reports.iter().chain(&b.reverted));
+        let out = Out { report: r, phases: crate::phases::Phases::sum(hosts.map(|h| &h.phases)) };
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!("{:<6} {:<8} {:<30} DETAIL", "BATCH", "RESULT", "HOSTS");

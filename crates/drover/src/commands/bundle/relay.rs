@@ -21,10 +21,11 @@ use std::time::Duration;
 use drover_proto::{EntryKind, Hash, Request, Response};
 use drover_spec::{Compiled, Host};
 
-use crate::deploy::{send_blob, DeployError, StateSource};
+use crate::deploy::DeployError;
 use crate::link::LinkError;
 use crate::progress::HostProgress;
 use crate::report::HostReport;
+use crate::ship::Shipper;
 use crate::transport::Connection;
 
 /// How often a waiting host looks for a free source again (it is also woken
@@ -135,7 +136,7 @@ impl Relay {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn deliver(
         &self,
-        source: &dyn StateSource,
+        ship: &Shipper<'_>,
         host: &Host,
         conn: &mut Connection,
         c: &Compiled,
@@ -157,7 +158,7 @@ impl Relay {
         let mut rest = Vec::new();
         for &(hash, have) in missing {
             let size = sizes.get(&hash).copied().unwrap_or(0);
-            if size < self.min_size || !self.one(source, host, conn, c, hash, have, size, r, p).await? {
+            if size < self.min_size || !self.one(ship, host, conn, c, hash, have, size, r, p).await? {
                 rest.push((hash, have));
             }
         }
@@ -168,7 +169,7 @@ impl Relay {
     #[allow(clippy::too_many_arguments)]
     async fn one(
         &self,
-        source: &dyn StateSource,
+        ship: &Shipper<'_>,
         host: &Host,
         conn: &mut Connection,
         c: &Compiled,
@@ -188,7 +189,7 @@ impl Relay {
                 Plan::Seed => {
                     p.step(format!("sending {} ({} MiB, relay seed)", hash.short(), size >> 20));
                     let sent = async {
-                        send_blob(source, conn, c, &hash, have, r, p).await?;
+                        ship.blob(conn, c, &hash, have, r, p).await?;
                         conn.link.flush().await?;
                         self.serve(host, conn, hash).await
                     }
