@@ -73,10 +73,12 @@ echo "| run | wall | peak RSS (drover process) | RSS / host | peak PSS (tree) | 
 echo "|---|---|---|---|---|---|"
 n=0
 for phase in $PHASES; do
-    n=$((n + 1))
     case $phase in
         first) run "first apply" first ;;
-        noop) run "no-op apply ($n)" noop ;;
+        noop)
+            n=$((n + 1))
+            run "no-op apply ($n)" noop
+            ;;
         change)
             echo "# changed" >> "$WORK/project/layers/site/etc/motd"
             run "one file changed" change
