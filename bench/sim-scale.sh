@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# 10,000 simulated hosts from one controller: first apply, no-op apply and a
-# one-file change, timed, with the controller's peak RSS.
+# Simulated hosts from one controller: first apply, no-op applies and a
+# one-file change, timed, with the controller's peak memory (bench/measure.py).
 #
-# Usage:  bench/sim-scale.sh                       # builds target/release/drover
+# Usage:  bench/sim-scale.sh                       # builds target/release/drover; 10,000 hosts
+#         HOSTS=30000 PHASES="first noop" bench/sim-scale.sh
 #         DROVER=/path/to/drover HOSTS=1000 bench/sim-scale.sh
-#         SIM_FLAGS="--sim-latency 20ms --sim-bandwidth 10mbit --sim-failure-rate 0.01" bench/sim-scale.sh
+#         SIM_FLAGS="--sim-latency 0 --sim-bandwidth 0 --sim-failure-rate 0" bench/sim-scale.sh   # ideal links
 #         FLEET=1 bench/sim-scale.sh               # plus a template reading `fleet` (issue 12)
+#         OUT=bench/results/x.json bench/sim-scale.sh   # also one JSON line per phase
 #
-# Hosts are in-process agents (`--simulate DIR`, see crates/drover/src/sim.rs),
+# Links are `--simulate`'s defaults unless SIM_FLAGS says otherwise: 50 ms
+# round trip, 100 mbit each way, 0.5 % of connections failing (retried).
+# PHASES is a list of: first (the first apply: hosts created), noop (an apply
+# that changes nothing), change (one file changed on every host); default
+# "first noop noop noop change".
+#
+# Hosts are in-process agents (`--simulate DIR`, see crates/drover/src/sim/),
 # each with its own root directory under a temporary DIR, created by the first
 # apply. The project is the quickstart (`drover init`: two files, one template,
-# one service) with a generated inventory. Needs no root and no lab.
+# one service with an HTTP health check) with a generated inventory. Needs no
+# root and no lab. Memory: maxrss is the drover process, which here includes
+# every in-process agent's buffers and thread stacks (an upper bound on the
+# controller's own share); peak_pss sums the process tree (agents too, with
+# --sim-processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${DROVER:-}" ]; then
@@ -19,39 +31,60 @@ if [ -z "${DROVER:-}" ]; then
 fi
 DROVER=$(realpath "$DROVER")
 HOSTS="${HOSTS:-10000}"
+PHASES="${PHASES:-first noop noop noop change}"
 read -r -a FLAGS <<< "${SIM_FLAGS:-}"
 WORK=$(mktemp -d /var/tmp/drover-sim.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
 "$DROVER" init "$WORK/project" >/dev/null
-python3 - "$HOSTS" > "$WORK/project/inventory.toml" <<'EOF'
+python3 - "$HOSTS" > "$WORK/project/inventory.toml" <<'PY'
 import sys
 for i in range(1, int(sys.argv[1]) + 1):
     print(f'[hosts.s{i}]\naddress = "10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"\n')
-EOF
+PY
 if [ -n "${FLEET:-}" ]; then
     # Reads the whole fleet on every host (its size, the first five hosts):
     # small output, so the figure is the cost of `fleet`, not of disk writes.
-    cat > "$WORK/project/layers/site/etc/fleet.conf.j2" <<'EOF'
+    cat > "$WORK/project/layers/site/etc/fleet.conf.j2" <<'J2'
 hosts {{ fleet.hosts | length }}, site role {{ fleet.roles.site | length }}
 {% for h in fleet.hosts[:5] %}seed {{ h.name }} {{ h.address }}:{{ h.port }}
 {% endfor %}
-EOF
+J2
 fi
 
-run() { # label
-    local out=$WORK/time.txt
-    /usr/bin/time -f "%e %M" -o "$out" "$DROVER" -C "$WORK/project" apply --simulate "$WORK/hosts" "${FLAGS[@]}" \
-        > "$WORK/last.txt" 2>&1 || { tail -5 "$WORK/last.txt" >&2; exit 1; }
-    read -r wall rss < "$out"
-    echo "| $1 | $wall s | $((rss / 1024)) MiB | $((rss / HOSTS)) KiB | $(tail -1 "$WORK/last.txt") |"
+run() { # label phase
+    local m=$WORK/measure.json
+    python3 bench/measure.py "$m" -- "$DROVER" -C "$WORK/project" apply --simulate "$WORK/hosts" "${FLAGS[@]}" \
+        2> "$WORK/last.txt" || { tail -5 "$WORK/last.txt" >&2; exit 1; }
+    read -r wall rss pss < <(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["wall_s"], m["maxrss_kb"], m["peak_pss_kb"])' "$m")
+    local summary
+    summary=$(grep -E '^[0-9]+ hosts:' "$WORK/last.txt" | tail -1)
+    echo "| $1 | $wall s | $((rss / 1024)) MiB | $((rss / HOSTS)) KiB | $((pss / 1024)) MiB | $summary |"
+    if [ -n "${OUT:-}" ]; then
+        python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m.update(phase=sys.argv[2], hosts=int(sys.argv[3]), flags=sys.argv[4], summary=sys.argv[5]); print(json.dumps(m))' \
+            "$m" "$2" "$HOSTS" "${SIM_FLAGS:-}" "$summary" >> "$OUT"
+    fi
 }
 
-echo "Machine: $(nproc) cores, kernel $(uname -r); $HOSTS simulated hosts ${SIM_FLAGS:+($SIM_FLAGS)}${FLEET:+, with a fleet template}"
+echo "# $(date -u +%FT%TZ) $HOSTS simulated hosts; flags: ${SIM_FLAGS:-defaults (50 ms RTT, 100 mbit, 0.5 % failures)}${FLEET:+; with a fleet template}"
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | wall | peak RSS | RSS / host | summary |"
-echo "|---|---|---|---|---|"
-run "first apply"
-for i in 1 2 3; do run "no-op apply ($i)"; done
-echo "# changed" >> "$WORK/project/layers/site/etc/motd"
-run "one file changed"
+echo "| run | wall | peak RSS (drover process) | RSS / host | peak PSS (tree) | summary |"
+echo "|---|---|---|---|---|---|"
+n=0
+for phase in $PHASES; do
+    case $phase in
+        first) run "first apply" first ;;
+        noop)
+            n=$((n + 1))
+            run "no-op apply ($n)" noop
+            ;;
+        change)
+            echo "# changed" >> "$WORK/project/layers/site/etc/motd"
+            run "one file changed" change
+            ;;
+        *) echo "unknown phase $phase (first, noop, change)" >&2; exit 2 ;;
+    esac
+done
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

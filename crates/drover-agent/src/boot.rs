@@ -133,7 +133,7 @@ pub fn prepare(layout: &Layout, env: HostEnv, confirm_ms: u64, boot_timeout_ms: 
         // Refused before anything is written.
         env.reboot()?;
     }
-    install_hook(layout, sha256)?;
+    install_hook(layout, env, sha256)?;
     if let Some(mut p) = read_json::<Pending>(&layout.pending())? {
         if p.phase != Phase::AwaitingConfirm {
             bail!("generation {} is still activating; reboot once it is healthy", p.generation);

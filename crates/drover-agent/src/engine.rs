@@ -22,7 +22,7 @@ use crate::layout::Layout;
 use crate::safefs::{Root, Walker};
 use crate::state::{self, load_manifest, now_ms, read_json, save_manifest, write_json, Pending, Phase, StateFile};
 use crate::transition::{self, gen_name, Done};
-use crate::{bail, blobs, gc, health, hooks, services, setup, watchdog, Context, Result};
+use crate::{bail, blobs, gc, hooks, services, setup, watchdog, Context, Result};
 
 pub struct Engine {
     pub layout: Layout,
@@ -332,7 +332,7 @@ impl Engine {
             .filter(|r| r.action == ServiceAction::Stop || (stop_first && r.action == ServiceAction::Restart))
             .map(|r| ServiceRestart { name: r.name.clone(), action: ServiceAction::Stop })
             .collect();
-        services::perform(&self.layout, &stops, &[ServiceAction::Stop], &manifests, &changed)?;
+        services::perform(self.env, &self.layout, &stops, &[ServiceAction::Stop], &manifests, &changed)?;
         progress(format!("activating generation {generation}: {} paths", cand.changes.len()));
         let mut st = next;
         let from = self.state.current;
@@ -404,19 +404,17 @@ impl Engine {
         changed: &BTreeSet<String>,
     ) -> Result<(), String> {
         let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
-        services::perform(&self.layout, restarts, &kinds, manifests, changed).map_err(|e| e.0)
+        services::perform(self.env, &self.layout, restarts, &kinds, manifests, changed).map_err(|e| e.0)
     }
 
+    /// Probe through the host's supervisor: a simulated host's fake decides
+    /// which probes are real (see [`crate::supervisor::fake`]).
     fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
-        if self.layout.simulated() {
-            // No service was started (see `services::perform`): nothing to probe.
-            return Ok(());
-        }
         for r in restarts.iter().filter(|r| r.action != ServiceAction::Stop) {
-            let Some(hc) = m.services.iter().find(|s| s.name == r.name).and_then(|s| s.health.as_ref()) else {
-                continue;
-            };
-            health::check(hc).map_err(|e| format!("service {}: {e}", r.name))?;
+            let Some(spec) = m.services.iter().find(|s| s.name == r.name) else { continue };
+            let Some(hc) = spec.health.as_ref() else { continue };
+            let sup = self.env.supervisor(&self.layout, spec.supervisor);
+            sup.health(&r.name, hc).map_err(|e| format!("service {}: {e}", r.name))?;
         }
         Ok(())
     }
@@ -452,7 +450,7 @@ impl Engine {
             .filter(|a| kinds.contains(&a.action))
             .filter_map(|a| {
                 let one = std::slice::from_ref(a);
-                services::perform(&self.layout, one, kinds, manifests, changed).err().map(|e| e.0)
+                services::perform(self.env, &self.layout, one, kinds, manifests, changed).err().map(|e| e.0)
             })
             .collect()
     }

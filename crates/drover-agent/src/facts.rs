@@ -4,9 +4,13 @@ use std::path::Path;
 
 use drover_proto::{Facts, Supervisor};
 
+use crate::boot::HostEnv;
 use crate::layout::Layout;
 
-pub fn gather(layout: &Layout) -> Facts {
+/// The facts of the host `layout` serves in environment `env`: what the
+/// kernel says (hostname, pid 1) only on a real host; a simulated host's
+/// come from its root.
+pub fn gather(layout: &Layout, env: HostEnv) -> Facts {
     let read = |p: &str| std::fs::read_to_string(layout.target(p)).unwrap_or_default().trim().to_string();
     let os = read("/etc/os-release");
     let field = |k: &str| {
@@ -16,8 +20,8 @@ pub fn gather(layout: &Layout) -> Facts {
             .trim_matches('"')
             .to_string()
     };
-    let mut hostname = read("/proc/sys/kernel/hostname");
-    if hostname.is_empty() || layout.simulated() {
+    let mut hostname = if env == HostEnv::System { read("/proc/sys/kernel/hostname") } else { String::new() };
+    if hostname.is_empty() {
         hostname = read("/etc/hostname");
     }
     let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
@@ -32,7 +36,7 @@ pub fn gather(layout: &Layout) -> Facts {
         os_version: field("VERSION_ID"),
         arch: std::env::consts::ARCH.to_string(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
-        supervisor: detect_supervisor(layout),
+        supervisor: detect_supervisor(layout, env),
         cpus: std::thread::available_parallelism().map(|n| u32::try_from(n.get()).unwrap_or(1)).unwrap_or(1),
         mem_bytes: mem_kb * 1024,
     }
@@ -40,14 +44,12 @@ pub fn gather(layout: &Layout) -> Facts {
 
 /// systemd if it is running, runit if runsvdir is (or `/etc/service` exists
 /// with `sv` installed), OpenRC if its tools are there.
-fn detect_supervisor(layout: &Layout) -> Option<Supervisor> {
+fn detect_supervisor(layout: &Layout, env: HostEnv) -> Option<Supervisor> {
     let t = |p: &str| layout.target(p);
     if t("/run/systemd/system").is_dir() {
         return Some(Supervisor::Systemd);
     }
-    let init =
-        if layout.simulated() { String::new() } else { std::fs::read_to_string("/proc/1/comm").unwrap_or_default() };
-    if matches!(init.trim(), "runit" | "runsvdir")
+    if matches!(env.init_name().as_str(), "runit" | "runsvdir")
         || (t("/etc/service").is_dir() && exists_any(layout, &["/usr/bin/sv", "/sbin/sv", "/bin/sv"]))
     {
         return Some(Supervisor::Runit);

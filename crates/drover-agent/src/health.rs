@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,13 +15,19 @@ use drover_proto::{HealthCheck, HealthProbe};
 
 /// Probe until healthy or out of retries. `Err` says why the last attempt failed.
 pub fn check(hc: &HealthCheck) -> Result<(), String> {
+    check_in(hc, None)
+}
+
+/// [`check`], with a `command` probe run in `cwd` (a simulated host's root:
+/// see [`crate::supervisor::fake`]).
+pub fn check_in(hc: &HealthCheck, cwd: Option<&Path>) -> Result<(), String> {
     let timeout = Duration::from_millis(hc.timeout_ms.max(1));
     let mut last = String::new();
     for attempt in 0..hc.retries.max(1) {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(hc.interval_ms));
         }
-        match probe(&hc.probe, timeout) {
+        match probe(&hc.probe, timeout, cwd) {
             Ok(()) => return Ok(()),
             Err(e) => last = e,
         }
@@ -36,9 +43,9 @@ pub fn describe(p: &HealthProbe) -> String {
     }
 }
 
-fn probe(p: &HealthProbe, timeout: Duration) -> Result<(), String> {
+fn probe(p: &HealthProbe, timeout: Duration, cwd: Option<&Path>) -> Result<(), String> {
     match p {
-        HealthProbe::Command(cmd) => command(cmd, timeout),
+        HealthProbe::Command(cmd) => command(cmd, timeout, cwd),
         HealthProbe::Tcp { port } => {
             let addr = SocketAddr::from(([127, 0, 0, 1], *port));
             TcpStream::connect_timeout(&addr, timeout).map(|_| ()).map_err(|e| e.to_string())
@@ -47,8 +54,12 @@ fn probe(p: &HealthProbe, timeout: Duration) -> Result<(), String> {
     }
 }
 
-fn command(cmd: &str, timeout: Duration) -> Result<(), String> {
-    let mut child = Command::new("/bin/sh")
+fn command(cmd: &str, timeout: Duration, cwd: Option<&Path>) -> Result<(), String> {
+    let mut sh = Command::new("/bin/sh");
+    if let Some(dir) = cwd {
+        sh.current_dir(dir);
+    }
+    let mut child = sh
         .args(["-c", cmd])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

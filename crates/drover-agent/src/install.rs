@@ -115,7 +115,7 @@ pub fn run(layout: &Layout, a: &Args, env: crate::boot::HostEnv) -> Result<()> {
         bundle.index.project,
         bundle.index.revision
     );
-    let f = facts::gather(layout);
+    let f = facts::gather(layout, env);
     let entry = choose_host(&bundle.index, a.host.as_deref(), &f.hostname).map_err(refused)?;
     check_supervisor(&entry.manifest, f.supervisor).map_err(refused)?;
     let (entry, opened, identity) = crate::sealed::open_entry(layout, entry.clone()).map_err(refused)?;

@@ -22,12 +22,6 @@ impl Layout {
         &self.root
     }
 
-    /// Is this a simulated host (root other than `/`)? Supervisors are not
-    /// driven then: there is no real service to restart.
-    pub fn simulated(&self) -> bool {
-        self.root != Path::new("/")
-    }
-
     /// A manifest path (absolute, validated) under the target root.
     pub fn target(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))

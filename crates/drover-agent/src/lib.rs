@@ -36,6 +36,7 @@ pub mod serve;
 pub mod services;
 pub mod setup;
 pub mod state;
+pub mod supervisor;
 pub mod transition;
 pub mod watchdog;
 

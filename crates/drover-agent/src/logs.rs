@@ -14,6 +14,7 @@ use std::process::Command;
 
 use drover_proto::{LogLine, Manifest, Supervisor};
 
+use crate::boot::HostEnv;
 use crate::layout::Layout;
 use crate::{bail, Context, Result};
 
@@ -26,14 +27,14 @@ pub enum LogReader {
 
 impl LogReader {
     /// The reader for `service` as the current generation runs it: the
-    /// journal for a systemd service (unless simulated: simulated hosts have
-    /// no journal), its log file otherwise.
-    pub fn open(layout: &Layout, current: Option<&Manifest>, service: &str) -> Result<LogReader> {
+    /// journal for a systemd service (on a host that has one: see
+    /// [`HostEnv::has_journal`]), its log file otherwise.
+    pub fn open(layout: &Layout, env: HostEnv, current: Option<&Manifest>, service: &str) -> Result<LogReader> {
         let file = crate::ops::log_file(service)?;
         let systemd = current
             .and_then(|m| m.services.iter().find(|s| s.name == service))
             .is_some_and(|s| s.supervisor == Supervisor::Systemd);
-        Ok(if systemd && !layout.simulated() {
+        Ok(if systemd && env.has_journal() {
             LogReader::Journal { unit: service.to_string(), cursor: None, since_s: 0 }
         } else {
             LogReader::File { path: layout.target(&file.to_string_lossy()), offset: 0 }

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drover_proto::{HostStatus, LogLine, ServiceAction, ServiceRestart, ServiceStatus, Supervisor};
+use drover_proto::{HostStatus, LogLine, ServiceAction, ServiceRestart};
 
 use crate::engine::Engine;
-use crate::{bail, health, services, state, Context, Result};
+use crate::{bail, services, state, Context, Result};
 
 const OUTPUT_CAP: usize = 1 << 20;
 
@@ -44,10 +44,11 @@ impl Engine {
             .iter()
             .flat_map(|m| m.services.iter())
             .map(|s| {
-                let mut st = supervisor_status(s.supervisor, &s.name, self.layout.simulated());
+                let sup = self.env.supervisor(&self.layout, s.supervisor);
+                let mut st = sup.status(&s.name);
                 st.healthy = s.health.as_ref().map(|hc| {
                     let once = drover_proto::HealthCheck { retries: 1, ..hc.clone() };
-                    match health::check(&once) {
+                    match sup.health(&s.name, &once) {
                         Ok(()) => true,
                         Err(e) => {
                             st.detail = e;
@@ -71,54 +72,12 @@ impl Engine {
         if let Some(r) = reason {
             crate::fsops::write_atomic(&mark, r.as_bytes())?;
         }
-        services::perform(&self.layout, &acts, &[action], &[&cur], &Default::default())?;
+        services::perform(self.env, &self.layout, &acts, &[action], &[&cur], &Default::default())?;
         if reason.is_none() {
             crate::fsops::remove(&mark)?;
         }
         Ok(acts.into_iter().map(|a| a.name).collect())
     }
-}
-
-fn supervisor_status(sup: Supervisor, name: &str, simulated: bool) -> ServiceStatus {
-    let mut st = ServiceStatus {
-        name: name.to_string(),
-        state: "unknown".into(),
-        pid: None,
-        uptime_s: None,
-        healthy: None,
-        detail: String::new(),
-    };
-    if simulated {
-        st.state = "simulated".into();
-        return st;
-    }
-    let out =
-        |cmd: &mut Command| cmd.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    match sup {
-        Supervisor::Runit => {
-            // "run: web: (pid 123) 45s; run: log: (pid 12) 50s"
-            let s = out(Command::new("sv").args(["status", name]).env("SVDIR", "/etc/service"));
-            let main = s.split(';').next().unwrap_or("").trim();
-            st.state = main.split(':').next().unwrap_or("unknown").trim().to_string();
-            st.pid = main.split("(pid ").nth(1).and_then(|r| r.split(')').next()).and_then(|p| p.parse().ok());
-            st.uptime_s = main.rsplit(' ').next().and_then(|t| t.trim_end_matches('s').parse().ok());
-            st.detail = main.to_string();
-        }
-        Supervisor::Systemd => {
-            st.state = out(Command::new("systemctl").args(["is-active", name])).trim().to_string();
-            st.pid = out(Command::new("systemctl").args(["show", "-p", "MainPID", "--value", name]))
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p != 0);
-        }
-        Supervisor::OpenRc => {
-            let s = out(Command::new("rc-service").args([name, "status"]));
-            st.state = if s.contains("started") { "run".into() } else { "down".into() };
-            st.detail = s.trim().to_string();
-        }
-    }
-    st
 }
 
 /// Exit code (None if killed), stdout, stderr, timed out.

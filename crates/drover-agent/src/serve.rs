@@ -157,7 +157,7 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
     let hello = Response::Hello {
         protocol: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        facts: facts::gather(&layout),
+        facts: facts::gather(&layout, env),
         state: {
             let mut state = engine.host_state();
             crate::watchdog::add_report(&layout, &mut state);
@@ -305,7 +305,7 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
             },
             Request::Logs { service, lines, since_ms, follow } => {
                 let current = engine.current_manifest().ok().flatten();
-                let reader = crate::logs::LogReader::open(&layout, current.as_ref(), &service);
+                let reader = crate::logs::LogReader::open(&layout, env, current.as_ref(), &service);
                 match reader.and_then(|mut r| Ok((r.initial(lines, since_ms)?, r))) {
                     Err(e) => Response::Error { message: e.0 },
                     Ok((batch, mut reader)) => {

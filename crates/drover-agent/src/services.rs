@@ -4,18 +4,16 @@
 //! are among its triggers); one whose only changed inputs are `reload-on`
 //! paths is reloaded instead (nginx re-reads its config without dropping
 //! connections); a new service starts; a dropped one stops. The
-//! supervisor is told through its own command-line tool (`sv`, `systemctl`,
-//! `rc-service`), with argv, never through a shell.
+//! supervisor that carries the actions out is the host environment's
+//! ([`crate::supervisor`]).
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use drover_proto::{Manifest, ServiceAction, ServiceRestart, ServiceSpec, Supervisor};
 
+use crate::boot::HostEnv;
 use crate::layout::Layout;
-use crate::{bail, Result};
+use crate::Result;
 
 pub fn plan(old: Option<&Manifest>, new: &Manifest, changed: &BTreeSet<String>) -> Vec<ServiceRestart> {
     let find = |m: Option<&Manifest>, name: &str| m.and_then(|m| m.services.iter().find(|s| s.name == name).cloned());
@@ -49,7 +47,8 @@ pub fn plan(old: Option<&Manifest>, new: &Manifest, changed: &BTreeSet<String>) 
     out
 }
 
-/// Run the supervisor command for each action of the given kinds.
+/// Drive the host's supervisor (see [`crate::supervisor`]: real or fake,
+/// as the host environment says) for each action of the given kinds.
 ///
 /// systemd keeps its own copy of every unit file it has loaded: after a
 /// transition changed anything under `/etc/systemd/` (a unit added, edited
@@ -60,22 +59,20 @@ pub fn plan(old: Option<&Manifest>, new: &Manifest, changed: &BTreeSet<String>) 
 /// phase (`kinds` has Start or Restart: the phase after the swap) rather
 /// than on the actions.
 pub fn perform(
+    env: HostEnv,
     layout: &Layout,
     actions: &[ServiceRestart],
     kinds: &[ServiceAction],
     specs: &[&Manifest],
     changed: &BTreeSet<String>,
 ) -> Result<()> {
-    if layout.simulated() {
-        return Ok(());
-    }
     let spec_of = |name: &str| specs.iter().flat_map(|m| m.services.iter()).find(|s| s.name == name);
     if needs_daemon_reload(kinds, specs, changed) {
-        run(Command::new("systemctl").arg("daemon-reload"))?;
+        env.supervisor(layout, Supervisor::Systemd).daemon_reload()?;
     }
     for a in actions.iter().filter(|a| kinds.contains(&a.action)) {
         let Some(spec) = spec_of(&a.name) else { continue };
-        control(spec, a.action)?;
+        env.supervisor(layout, spec.supervisor).control(&spec.name, a.action)?;
     }
     Ok(())
 }
@@ -86,103 +83,6 @@ fn needs_daemon_reload(kinds: &[ServiceAction], specs: &[&Manifest], changed: &B
     let after_swap = kinds.iter().any(|k| matches!(k, ServiceAction::Start | ServiceAction::Restart));
     let systemd = specs.iter().flat_map(|m| m.services.iter()).any(|s| s.supervisor == Supervisor::Systemd);
     after_swap && systemd && changed.iter().any(|p| p.starts_with("/etc/systemd/"))
-}
-
-fn control(spec: &ServiceSpec, action: ServiceAction) -> Result<()> {
-    let name = spec.name.as_str();
-    match (spec.supervisor, action) {
-        (Supervisor::Runit, ServiceAction::Start | ServiceAction::Restart) => {
-            wait_for_runsv(name)?;
-            let restart = action == ServiceAction::Restart;
-            if crate::runit::has_check(name) {
-                sv_retrying(&[if restart { "restart" } else { "up" }, name])
-            } else {
-                crate::runit::up(name, restart)
-            }
-        }
-        // runit's `reload` sends SIGHUP, what daemons expect for "re-read config".
-        (Supervisor::Runit, ServiceAction::Reload) => sv_retrying(&["reload", name]),
-        (Supervisor::Systemd, ServiceAction::Reload) => run(Command::new("systemctl").args(["reload", name])),
-        (Supervisor::OpenRc, ServiceAction::Reload) => run(Command::new("rc-service").args([name, "reload"])),
-        (Supervisor::Runit, ServiceAction::Stop) => {
-            // No runsv (a missing service directory, or one left with a
-            // dead runsv's FIFO) means it is already stopped.
-            if runsv_listening(&Path::new("/etc/service").join(name).join("supervise/ok")) {
-                run(Command::new("sv").args(["-w", "10", "down", name]).env("SVDIR", "/etc/service"))?;
-            }
-            Ok(())
-        }
-        (Supervisor::Systemd, ServiceAction::Start) => run(Command::new("systemctl").args(["enable", "--now", name])),
-        (Supervisor::Systemd, ServiceAction::Restart) => run(Command::new("systemctl").args(["restart", name])),
-        (Supervisor::Systemd, ServiceAction::Stop) => run(Command::new("systemctl").args(["disable", "--now", name])),
-        (Supervisor::OpenRc, ServiceAction::Start) => {
-            run(Command::new("rc-update").args(["add", name, "default"]))?;
-            run(Command::new("rc-service").args([name, "start"]))
-        }
-        (Supervisor::OpenRc, ServiceAction::Restart) => run(Command::new("rc-service").args([name, "restart"])),
-        (Supervisor::OpenRc, ServiceAction::Stop) => {
-            run(Command::new("rc-service").args([name, "stop"]))?;
-            run(Command::new("rc-update").args(["del", name, "default"]))
-        }
-    }
-}
-
-/// runsvdir notices a new service directory within 5 s (it looks every 5 s:
-/// this wait is most of a first deploy's time); `sv` fails until the
-/// service's `runsv` listens on `supervise/ok`. Looking costs one `open`, so
-/// look often.
-fn wait_for_runsv(name: &str) -> Result<()> {
-    let ok = Path::new("/etc/service").join(name).join("supervise/ok");
-    let start = Instant::now();
-    while !runsv_listening(&ok) {
-        if start.elapsed() > Duration::from_secs(15) {
-            bail!("service {name}: runsvdir did not pick up /etc/service/{name} within 15 s (is runsvdir running?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
-
-/// Whether a `runsv` supervises the service whose `supervise/ok` this is:
-/// runsv holds that FIFO open for reading, so opening it for writing without
-/// blocking succeeds, and fails (ENXIO) when nobody reads it. The FIFO's mere
-/// existence says nothing: runit's `supervise/` stays in `/etc/sv/<name>`
-/// after the service is removed (drover deletes only what it wrote), so a
-/// service removed and added again (an instance scaled away and back) has
-/// a stale FIFO until runsvdir starts its new runsv. This is `sv`'s own
-/// check ("runsv not running").
-fn runsv_listening(ok: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(ok).is_ok()
-}
-
-/// `supervise/ok` appears slightly before runsv accepts control commands;
-/// retry `sv` briefly across that window.
-fn sv_retrying(args: &[&str]) -> Result<()> {
-    let mut last = Ok(());
-    for _ in 0..20 {
-        last = run(Command::new("sv").args(args).env("SVDIR", "/etc/service"));
-        if last.is_ok() {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    last
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().map_err(|e| crate::AgentError(format!("run {:?}: {e}", cmd.get_program())))?;
-    if !out.status.success() {
-        bail!(
-            "{:?} {:?} failed ({}): {}",
-            cmd.get_program(),
-            cmd.get_args().collect::<Vec<_>>(),
-            out.status,
-            format!("{} {}", String::from_utf8_lossy(&out.stdout).trim(), String::from_utf8_lossy(&out.stderr).trim())
-                .trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -213,20 +113,6 @@ mod tests {
         assert!(!needs_daemon_reload(&after, &[&old, &new], &motd), "no unit changed");
         let runit = Manifest { services: vec![svc("web", &[])], ..Default::default() };
         assert!(!needs_daemon_reload(&after, &[&runit], &removed), "no systemd service on this host");
-    }
-
-    #[test]
-    fn runsv_listens_only_while_someone_holds_its_ok_fifo_open() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let ok = dir.path().join("ok");
-        assert!(!runsv_listening(&ok), "no supervise/ok: no runsv");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &ok, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
-        assert!(!runsv_listening(&ok), "a FIFO left by a runsv that is gone");
-        let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&ok).unwrap();
-        assert!(runsv_listening(&ok), "runsv holds it open");
-        drop(reader);
-        assert!(!runsv_listening(&ok), "runsv ended");
     }
 
     #[test]

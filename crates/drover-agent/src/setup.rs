@@ -9,6 +9,7 @@
 //! deleting a user strands the files it owns, and downgrading packages
 //! reruns maintainer scripts that were never written to go backwards.
 
+use std::path::Path;
 use std::process::Command;
 
 use drover_proto::{Hash, Manifest, Setup};
@@ -142,7 +143,9 @@ fn tool(layout: &Layout, name: &str) -> Result<Command> {
         bail!("{name} not found on this host (/usr/sbin/{name}): install the `passwd` package to let drover create accounts");
     };
     let mut c = Command::new(layout.target(&path));
-    if layout.simulated() {
+    // The tools act on `/` unless told otherwise: a target root elsewhere
+    // (a simulated host, a test's directory) is theirs to write.
+    if layout.root() != Path::new("/") {
         c.arg("--root").arg(layout.root());
     }
     Ok(c)

@@ -108,3 +108,114 @@ fn hosts_that_never_answer_are_reported_with_a_reason() {
         assert!(!h["error"].as_str().unwrap_or("").is_empty(), "a reason: {h:#}");
     }
 }
+
+/// A second service, `worker`, next to the quickstart's `web`: restarted by
+/// `/etc/worker/bin.conf`, reloaded by `/etc/worker/site.conf`, healthy while
+/// its site.conf has a greeting (a command probe, run in the simulated host's
+/// root).
+fn add_worker(proj: &Path) {
+    std::fs::write(
+        proj.join("services/worker.toml"),
+        "command = \"sleep infinity\"\nrestart-on = [\"/etc/worker/bin.conf\"]\n\
+         reload-on = [\"/etc/worker/site.conf\"]\n\n[health]\ncommand = \"grep -q greeting etc/worker/site.conf\"\n\
+         timeout = \"2s\"\nretries = 2\ninterval = \"10ms\"\n",
+    )
+    .unwrap();
+    let role = std::fs::read_to_string(proj.join("roles/site.toml")).unwrap();
+    std::fs::write(
+        proj.join("roles/site.toml"),
+        role.replace("services = [\"web\"]", "services = [\"web\", \"worker\"]"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(proj.join("layers/site/etc/worker")).unwrap();
+    std::fs::write(proj.join("layers/site/etc/worker/bin.conf"), "threads = 4\n").unwrap();
+    std::fs::write(proj.join("layers/site/etc/worker/site.conf"), "greeting = hi\n").unwrap();
+}
+
+/// The lines the fake supervisor of simulated host `host` recorded since
+/// `seen` lines ago; advances `seen`.
+fn new_calls(hosts: &Path, host: &str, seen: &mut usize) -> Vec<String> {
+    let calls = std::fs::read_to_string(hosts.join(host).join(drover_agent::supervisor::fake::CALLS)).unwrap();
+    let lines: Vec<String> = calls.lines().map(String::from).collect();
+    let new = lines[*seen..].to_vec();
+    *seen = lines.len();
+    new
+}
+
+/// Simulated hosts go through the real service path: a first apply starts
+/// both services and probes them; a change to web's content restarts web
+/// exactly once and leaves worker alone; a change to worker's `reload-on`
+/// file reloads worker and nothing else; a no-op drives nothing. Asserted
+/// from the fake supervisor's record on every host. (Links keep their
+/// default latency and bandwidth; failures are off so that the record is
+/// exact.)
+#[test]
+fn simulated_hosts_restart_only_changed_services_and_reload_on_reload_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 3);
+    add_worker(&proj);
+    let hosts = tmp.path().join("hosts");
+    let flags = ["--sim-failure-rate", "0"];
+    let hosts_names = ["s1", "s2", "s3"];
+    let mut seen = [0usize; 3];
+    let check = |seen: &mut [usize; 3], want: &[&str], sorted: bool| {
+        for (i, h) in hosts_names.iter().enumerate() {
+            let mut got = new_calls(&hosts, h, &mut seen[i]);
+            if sorted {
+                got.sort();
+            }
+            assert_eq!(got, want, "{h}'s fake supervisor record");
+        }
+    };
+
+    let first = apply(&proj, &hosts, &flags);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let started = ["health web http ok", "health worker command ok", "start web", "start worker"];
+    check(&mut seen, &started, true);
+
+    let noop = apply(&proj, &hosts, &flags);
+    assert_eq!(outcomes(&noop).get("unchanged"), Some(&3), "{}", noop.stdout);
+    check(&mut seen, &[], false);
+
+    let tpl = proj.join("layers/site/srv/site/index.html.j2");
+    std::fs::write(&tpl, std::fs::read_to_string(&tpl).unwrap() + "\n<!-- v2 -->\n").unwrap();
+    let web = apply(&proj, &hosts, &flags);
+    assert_eq!(outcomes(&web).get("changed"), Some(&3), "{}", web.stdout);
+    check(&mut seen, &["restart web", "health web http ok"], false);
+
+    std::fs::write(proj.join("layers/site/etc/worker/site.conf"), "greeting = hello\n").unwrap();
+    let reload = apply(&proj, &hosts, &flags);
+    assert_eq!(outcomes(&reload).get("changed"), Some(&3), "{}", reload.stdout);
+    check(&mut seen, &["reload worker", "health worker command ok"], false);
+}
+
+/// A health command that fails on a simulated host fails the generation
+/// there as on a real one: the host is reported rolled back (the
+/// file the probe reads is back as it was, and the fake saw the failed probe
+/// and the service put back).
+#[test]
+fn a_failing_health_command_on_a_simulated_host_reverts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 1);
+    add_worker(&proj);
+    let hosts = tmp.path().join("hosts");
+    let flags = ["--sim-failure-rate", "0"];
+    let first = apply(&proj, &hosts, &flags);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let mut seen = 0;
+    new_calls(&hosts, "s1", &mut seen);
+
+    // A site.conf (a reload-on path) without a greeting reloads worker,
+    // whose probe then fails.
+    std::fs::write(proj.join("layers/site/etc/worker/site.conf"), "nothing\n").unwrap();
+    let bad = apply(&proj, &hosts, &flags);
+    assert_ne!(bad.code, 0, "{}\n{}", bad.stdout, bad.stderr);
+    let h = &bad.hosts()[0];
+    assert_eq!(h["outcome"], "rolled-back", "{h:#}");
+    assert!(h["error"].as_str().unwrap_or("").contains("health command"), "{h:#}");
+    let conf = std::fs::read_to_string(hosts.join("s1/etc/worker/site.conf")).unwrap();
+    assert_eq!(conf, "greeting = hi\n", "reverted: site.conf is back as it was");
+    let calls = new_calls(&hosts, "s1", &mut seen);
+    assert_eq!(calls[..2], ["reload worker", "health worker command failed"], "{calls:?}");
+    assert!(calls[2..].contains(&"reload worker".to_string()), "put back after the revert: {calls:?}");
+}

@@ -1,6 +1,7 @@
 //! The boot-time hook's files: what each init runs early at boot, and the
 //! script they both run (see [`super`]).
 
+use crate::boot::HostEnv;
 use crate::layout::Layout;
 use crate::{bail, Context, Result};
 
@@ -10,7 +11,7 @@ use crate::{bail, Context, Result};
 /// running it as root: only the checked agent runs as root, at boot too
 /// (`docs/security.md`). Written only when they differ (an agent upgrade
 /// changes the script).
-pub fn install_hook(layout: &Layout, sha256: &str) -> Result<()> {
+pub fn install_hook(layout: &Layout, env: HostEnv, sha256: &str) -> Result<()> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("agent sha256 {sha256:?} is not 64 hex digits");
     }
@@ -25,7 +26,7 @@ pub fn install_hook(layout: &Layout, sha256: &str) -> Result<()> {
         crate::fsops::write_atomic(&script, text.as_bytes())?;
     }
     let script = script.to_string_lossy();
-    match crate::facts::gather(layout).supervisor {
+    match crate::facts::gather(layout, env).supervisor {
         Some(drover_proto::Supervisor::Systemd) => {
             put(layout, SYSTEMD_UNIT_PATH, &systemd_unit(&script), 0o644)?;
             let wants = layout.target(SYSTEMD_WANTS_PATH);
@@ -131,7 +132,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
         let layout = Layout::new(d.path());
-        install_hook(&layout, SHA).unwrap();
+        install_hook(&layout, HostEnv::Simulated, SHA).unwrap();
         let unit = layout.target(SYSTEMD_UNIT_PATH);
         let text = std::fs::read_to_string(&unit).unwrap();
         let exec = format!("ExecStart=/bin/sh {}\n", layout.boot_hook().display());
@@ -142,7 +143,7 @@ mod tests {
         assert_eq!(std::fs::read_link(&wants).unwrap(), Path::new(SYSTEMD_UNIT_PATH));
         let before = mtime(&unit);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        install_hook(&layout, SHA).unwrap();
+        install_hook(&layout, HostEnv::Simulated, SHA).unwrap();
         assert_eq!(mtime(&unit), before, "an unchanged hook is not rewritten");
         // The init's directory keeps its mode (not made private like ours).
         use std::os::unix::fs::PermissionsExt;
@@ -159,7 +160,7 @@ mod tests {
         std::fs::create_dir_all(d.path().join("usr/bin")).unwrap();
         std::fs::write(d.path().join("usr/bin/sv"), "").unwrap();
         let layout = Layout::new(d.path());
-        install_hook(&layout, SHA).unwrap();
+        install_hook(&layout, HostEnv::Simulated, SHA).unwrap();
         let script = layout.target(RUNIT_HOOK_PATH);
         let text = std::fs::read_to_string(&script).unwrap();
         let exec = format!("exec /bin/sh {}\n", layout.boot_hook().display());
@@ -172,7 +173,7 @@ mod tests {
     #[test]
     fn unknown_init_gets_no_hook_and_says_why() {
         let d = tempfile::tempdir().unwrap();
-        let e = install_hook(&Layout::new(d.path()), SHA).unwrap_err();
+        let e = install_hook(&Layout::new(d.path()), HostEnv::Simulated, SHA).unwrap_err();
         assert!(e.0.contains("reboots need systemd or runit"), "{e}");
     }
 
@@ -186,11 +187,11 @@ mod tests {
         std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
         let layout = Layout::new(d.path());
         for bad in ["abc", "'; reboot; '", &SHA.replace('0', "g")] {
-            let e = install_hook(&layout, bad).unwrap_err();
+            let e = install_hook(&layout, HostEnv::Simulated, bad).unwrap_err();
             assert!(e.0.contains("not 64 hex digits"), "{e}");
         }
         assert!(!layout.boot_hook().exists());
-        install_hook(&layout, SHA).unwrap();
+        install_hook(&layout, HostEnv::Simulated, SHA).unwrap();
         let out = std::process::Command::new("/bin/sh").arg(layout.boot_hook()).output().unwrap();
         assert!(out.status.success());
         let said = String::from_utf8_lossy(&out.stderr);

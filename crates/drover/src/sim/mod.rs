@@ -1,0 +1,204 @@
+//! Simulated hosts for scale tests and benchmarks: thousands of hosts on one
+//! machine, over links as slow and unreliable as asked for.
+//!
+//! Each host is a directory `<base>/<host>` served by the real agent code
+//! (`drover_agent::serve`), either in-process on a thread of its own over a
+//! Unix socket pair (the default: a 10,000-host run needs no 10,000
+//! processes) or, with `--sim-processes`, as one local `drover-agent serve
+//! --root` process per connection. A missing host directory is created with
+//! a minimal skeleton (hostname, runit's `sv` and `/etc/service`), so an
+//! inventory is all a simulated fleet needs.
+//!
+//! The link is shaped on the controller's side by [`ShapedRead`] and
+//! [`ShapedWrite`]: a delay line per direction (half the round-trip latency
+//! each way), paced to the bandwidth, with at most [`WINDOW`] bytes in
+//! flight (like a TCP window). With a failure rate, that fraction of
+//! connections fails: half are refused outright, half are reset after a
+//! random number of bytes (up to [`CUT_RANGE`]); both count as transient, so
+//! they exercise the runner's retries.
+//!
+//! The agent runs in its simulated host environment (`HostEnv::Simulated`,
+//! chosen here, never guessed from the root): services go through the real
+//! restart, reload and health-check path against a fake supervisor that
+//! records its calls in the host's root (`drover_agent::supervisor::fake`),
+//! the host never reboots, and confirmation watchdogs run as threads when
+//! in-process.
+//!
+//! By default a link is what a fleet across the internet looks like (see
+//! [`args`]): 50 ms round trip, 100 mbit each way, 0.5 % of connections
+//! failing; `--sim-latency 0 --sim-bandwidth 0 --sim-failure-rate 0` is the
+//! ideal link.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use drover_spec::Host;
+
+use crate::agent_bin;
+use crate::link::{Reader, Writer};
+use crate::transport::TransportError;
+
+mod args;
+mod shape;
+
+pub use args::{parse_rate, LinkShape, SimArgs};
+use shape::{Fault, Pace, SplitMix};
+pub use shape::{ShapedRead, ShapedWrite, CUT_RANGE, WINDOW};
+
+#[derive(Debug)]
+pub struct Sim {
+    base: PathBuf,
+    shape: LinkShape,
+    processes: bool,
+    /// The agent binary, written once per run (process mode).
+    agent: OnceLock<Result<PathBuf, String>>,
+    /// Connections opened, to vary the random draws.
+    opened: AtomicU64,
+}
+
+/// Keeps a simulated agent alive for the length of a connection.
+pub enum Guard {
+    Thread(tokio::sync::oneshot::Receiver<()>),
+    Child(tokio::process::Child),
+}
+
+impl Guard {
+    /// Wait (briefly) for the agent to finish its session, so the host lock
+    /// is free for the next connection to the same host.
+    pub async fn close(self) {
+        match self {
+            Guard::Thread(done) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+            }
+            Guard::Child(mut c) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
+            }
+        }
+    }
+}
+
+impl Sim {
+    pub fn new(base: PathBuf, shape: LinkShape, processes: bool) -> Sim {
+        if !processes {
+            drover_agent::watchdog::IN_PROCESS.store(true, Ordering::Relaxed);
+        }
+        Sim { base, shape, processes, agent: OnceLock::new(), opened: AtomicU64::new(0) }
+    }
+
+    pub fn root(&self, host: &str) -> PathBuf {
+        self.base.join(host)
+    }
+
+    /// Open a byte stream to `host`'s agent: (to agent, from agent, guard).
+    pub async fn open(&self, host: &Host) -> Result<(Writer, Reader, Guard), TransportError> {
+        let root = self.root(&host.name);
+        ensure_root(&root, &host.name).map_err(|e| TransportError::Start(format!("{}: {e}", root.display())))?;
+        let n = self.opened.fetch_add(1, Ordering::Relaxed);
+        let mut rng = SplitMix(seed(&host.name, n));
+        let fault = Arc::new(Fault::new());
+        if self.shape.failure_rate > 0.0 && rng.unit() < self.shape.failure_rate {
+            if rng.next().is_multiple_of(2) {
+                let source = io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused (simulated failure)");
+                return Err(drover_ssh::SshError::Connect { addr: host.address.clone(), source }.into());
+            }
+            fault.cut_after.store(rng.next() % CUT_RANGE, Ordering::Relaxed);
+        }
+        let (w, r, guard): (Writer, Reader, Guard) =
+            if self.processes { self.spawn_process(&root).await? } else { spawn_thread(root)? };
+        if !self.shape.shaped() {
+            return Ok((w, r, guard));
+        }
+        let w = ShapedWrite::new(w, Pace::new(self.shape, fault.clone()));
+        let r = ShapedRead::new(r, Pace::new(self.shape, fault));
+        Ok((Box::new(w), Box::new(r), guard))
+    }
+
+    async fn spawn_process(&self, root: &Path) -> Result<(Writer, Reader, Guard), TransportError> {
+        let agent = self
+            .agent
+            .get_or_init(|| {
+                let p = self.base.join(".drover-agent");
+                agent_bin::materialize(&p).map(|()| p.clone()).map_err(|e| format!("{}: {e}", p.display()))
+            })
+            .clone()
+            .map_err(TransportError::Start)?;
+        let mut child = tokio::process::Command::new(&agent)
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            // This machine is the controller: the agent must never reboot it.
+            .arg(drover_agent::boot::SIMULATED_FLAG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Start(format!("{}: {e}", agent.display())))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(TransportError::Start("no pipes".into()));
+        };
+        Ok((Box::new(stdin), Box::new(stdout), Guard::Child(child)))
+    }
+}
+
+/// The agent on a thread of this process, over a Unix socket pair.
+fn spawn_thread(root: PathBuf) -> Result<(Writer, Reader, Guard), TransportError> {
+    let start = |e: io::Error| TransportError::Start(format!("in-process agent: {e}"));
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(start)?;
+    let input = theirs.try_clone().map_err(start)?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sim-agent".into())
+        .stack_size(1 << 20)
+        .spawn(move || {
+            let layout = drover_agent::layout::Layout::new(root);
+            if let Err(e) = drover_agent::serve::serve(layout, drover_agent::boot::HostEnv::Simulated, input, &theirs) {
+                tracing::debug!("simulated agent: {e}");
+            }
+            // Closing our end is the agent process exiting: the controller
+            // sees end of stream.
+            let _ = theirs.shutdown(std::net::Shutdown::Both);
+            let _ = done_tx.send(());
+        })
+        .map_err(start)?;
+    ours.set_nonblocking(true).map_err(start)?;
+    let (r, w) = tokio::net::UnixStream::from_std(ours).map_err(start)?.into_split();
+    Ok((Box::new(w), Box::new(r), Guard::Thread(done_rx)))
+}
+
+/// A fresh simulated host: enough of a root for the agent's facts to find a
+/// hostname and a supervisor (runit), so projects with services compile.
+pub fn ensure_root(root: &Path, name: &str) -> io::Result<()> {
+    if root.join("etc/hostname").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(root.join("etc/service"))?;
+    std::fs::create_dir_all(root.join("usr/bin"))?;
+    std::fs::write(root.join("usr/bin/sv"), b"")?;
+    std::fs::write(root.join("etc/os-release"), b"ID=debian\nVERSION_ID=\"12\"\n")?;
+    // Last: its presence means the skeleton is complete.
+    std::fs::write(root.join("etc/hostname"), format!("{name}\n"))
+}
+
+/// Create simulated roots for `names` under `base` (benchmarks do this ahead
+/// of time so the first run measures deployment, not `mkdir`).
+pub fn init_roots<'a>(base: &Path, names: impl IntoIterator<Item = &'a str>) -> io::Result<usize> {
+    let mut n = 0;
+    for name in names {
+        ensure_root(&base.join(name), name)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn seed(host: &str, n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let h = blake3::hash(host.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(b) ^ nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
