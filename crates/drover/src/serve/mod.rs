@@ -80,13 +80,23 @@ impl Shared {
             old.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
         let changed: Vec<_> =
             new.hosts.iter().filter(|h| before.get(h.host.as_str()).is_none_or(|o| h.differs(o))).collect();
-        let msg = serde_json::json!({
-            "pass": new.pass, "at_ms": new.at_ms, "counts": new.counts(), "rollout": new.rollout,
-            "problems": new.problems, "changed": changed, "total": new.hosts.len(),
-        });
+        // Written straight to text: a JSON tree of every changed host (all
+        // of them on the first pass) was tens of MB at 10,000 hosts.
+        let msg = serde_json::to_string(&Update {
+            pass: new.pass,
+            at_ms: new.at_ms,
+            counts: new.counts(),
+            rollout: &new.rollout,
+            problems: &new.problems,
+            changed,
+            total: new.hosts.len(),
+        })
+        .unwrap_or_default();
+        drop(before);
+        drop(old);
         let new = Arc::new(new);
         *self.snap.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
-        let _ = self.events.send(msg.to_string().into());
+        let _ = self.events.send(msg.into());
         self.alerts.lock().unwrap_or_else(|e| e.into_inner()).evaluate(&new);
     }
 
@@ -117,6 +127,18 @@ impl Shared {
             check_ms: old.check_ms,
         });
     }
+}
+
+/// One SSE `update` message: what a page needs to follow a pass.
+#[derive(serde::Serialize)]
+struct Update<'a> {
+    pass: u64,
+    at_ms: i64,
+    counts: std::collections::BTreeMap<&'static str, usize>,
+    rollout: &'a Option<snapshot::RolloutView>,
+    problems: &'a [String],
+    changed: Vec<&'a snapshot::HostView>,
+    total: usize,
 }
 
 /// Serve until interrupted (Ctrl-C / SIGTERM).
