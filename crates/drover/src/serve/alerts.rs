@@ -5,9 +5,11 @@
 //! a `resolved` message when it clears. Delivery never blocks the check
 //! loop: each message is its own task, retried with exponential backoff
 //! (1 s, 2 s, 4 s, 8 s; 10 s timeout per attempt), then given up with a
-//! warning on stderr.
+//! warning on stderr and listed as undelivered (the API and the page show
+//! it until that webhook next takes a message).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_spec::{AlertFormat, AlertOn, AlertRule};
@@ -17,6 +19,33 @@ use super::snapshot::Snapshot;
 /// Attempts per message: the first and four retries.
 const ATTEMPTS: u32 = 5;
 
+/// Undelivered messages kept for the page (the most recent).
+const UNDELIVERED_KEPT: usize = 20;
+
+/// A message given up on: shown until its webhook next answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Undelivered {
+    pub alert: String,
+    pub status: &'static str,
+    pub subject: String,
+    pub webhook: String,
+    pub attempts: u32,
+    pub error: String,
+    pub at_ms: i64,
+}
+
+impl Undelivered {
+    /// One line for the page's problem banner.
+    pub fn line(&self) -> String {
+        format!(
+            "alert {} ({} {}) not delivered: {} gave up after {} attempts: {}",
+            self.alert, self.status, self.subject, self.webhook, self.attempts, self.error
+        )
+    }
+}
+
+type UndeliveredList = Arc<Mutex<VecDeque<Undelivered>>>;
+
 #[derive(Default)]
 pub struct Alerts {
     rules: Vec<AlertRule>,
@@ -24,6 +53,8 @@ pub struct Alerts {
     /// the firing message went out.
     open: HashMap<(String, String), (i64, bool)>,
     client: Option<reqwest::Client>,
+    /// Written by delivery tasks as they give up or succeed.
+    undelivered: UndeliveredList,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -42,6 +73,12 @@ impl Alerts {
     pub fn set_rules(&mut self, rules: Vec<AlertRule>) {
         self.open.retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
         self.rules = rules;
+    }
+
+    /// Messages given up on whose webhook has not answered since, oldest
+    /// first.
+    pub fn undelivered(&self) -> Vec<Undelivered> {
+        self.undelivered.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// Compare `snap` with what is open; send what fired or resolved.
@@ -81,7 +118,7 @@ impl Alerts {
             reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
         });
         for (rule, msg) in out {
-            tokio::spawn(deliver(client.clone(), rule, msg));
+            tokio::spawn(deliver(client.clone(), rule, msg, self.undelivered.clone()));
         }
     }
 }
@@ -146,12 +183,16 @@ fn payload(format: AlertFormat, m: &Message) -> serde_json::Value {
     }
 }
 
-async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message) {
+async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message, undelivered: UndeliveredList) {
     let body = payload(rule.format, &msg);
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
         let err = match client.post(&rule.webhook).json(&body).send().await {
-            Ok(r) if r.status().is_success() => return,
+            Ok(r) if r.status().is_success() => {
+                // The endpoint works again: what it missed is no longer news.
+                undelivered.lock().unwrap_or_else(|e| e.into_inner()).retain(|u| u.webhook != rule.webhook);
+                return;
+            }
             Ok(r) => format!("HTTP {}", r.status()),
             Err(e) => e.to_string(),
         };
@@ -163,6 +204,19 @@ async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message) {
                 msg.subject,
                 rule.webhook
             );
+            let mut list = undelivered.lock().unwrap_or_else(|e| e.into_inner());
+            if list.len() == UNDELIVERED_KEPT {
+                list.pop_front();
+            }
+            list.push_back(Undelivered {
+                alert: msg.alert,
+                status: msg.status,
+                subject: msg.subject,
+                webhook: rule.webhook,
+                attempts: ATTEMPTS,
+                error: err,
+                at_ms: drover_state::now_ms(),
+            });
             return;
         }
         tracing::info!("alert {}: {} answered {err}; retrying in {wait:?}", msg.alert, rule.webhook);

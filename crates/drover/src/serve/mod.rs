@@ -80,14 +80,15 @@ impl Shared {
             old.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
         let changed: Vec<_> =
             new.hosts.iter().filter(|h| before.get(h.host.as_str()).is_none_or(|o| h.differs(o))).collect();
+        let problems = self.problems(&new);
         // Written straight to text: a JSON tree of every changed host (all
-        // of them on the first pass) was tens of MB at 10,000 hosts.
+        // 10,000 on a first pass) costs several times its text.
         let msg = serde_json::to_string(&Update {
             pass: new.pass,
             at_ms: new.at_ms,
             counts: new.counts(),
             rollout: &new.rollout,
-            problems: &new.problems,
+            problems,
             changed,
             total: new.hosts.len(),
         })
@@ -98,6 +99,13 @@ impl Shared {
         *self.snap.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         let _ = self.events.send(msg.into());
         self.alerts.lock().unwrap_or_else(|e| e.into_inner()).evaluate(&new);
+    }
+
+    /// What the page's banner lists: the pass's problems, then alert
+    /// messages no webhook took.
+    pub(crate) fn problems(&self, snap: &Snapshot) -> Vec<String> {
+        let undelivered = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).undelivered();
+        snap.problems.iter().cloned().chain(undelivered.iter().map(|u| u.line())).collect()
     }
 
     /// A pass that could not run at all: keep the last snapshot, say why.
@@ -136,7 +144,7 @@ struct Update<'a> {
     at_ms: i64,
     counts: std::collections::BTreeMap<&'static str, usize>,
     rollout: &'a Option<snapshot::RolloutView>,
-    problems: &'a [String],
+    problems: Vec<String>,
     changed: Vec<&'a snapshot::HostView>,
     total: usize,
 }
