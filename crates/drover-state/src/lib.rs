@@ -8,6 +8,7 @@
 //!
 //! rusqlite stays inside this crate: callers see plain structs.
 
+mod alerts;
 mod locks;
 mod migrations;
 mod records;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use alerts::OpenAlert;
 pub use locks::{HostLock, LockHolder};
 pub use records::{AuditEntry, HostResult, NewRun, RunRow};
 pub use rollouts::Rollout;

@@ -63,6 +63,16 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE rollouts ADD COLUMN revision TEXT;
     ",
+    // 3: the alerts `drover serve` has open (kept across its restarts).
+    r"
+    CREATE TABLE open_alerts (
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        fired INTEGER NOT NULL,
+        PRIMARY KEY (rule, subject)
+    );
+    ",
 ];
 
 pub fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {

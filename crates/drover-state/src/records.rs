@@ -265,10 +265,10 @@ mod tests {
     #[test]
     fn migrations_are_versioned_and_reopen_is_idempotent() {
         let (d, s) = store();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), 3);
         drop(s);
         let s = Store::open(&d.path().join(".drover/state.db")).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), 3);
     }
 
     #[test]

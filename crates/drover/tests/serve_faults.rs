@@ -202,3 +202,42 @@ fn a_webhook_that_always_fails_gets_five_attempts_with_backoff_then_is_shown_und
     assert_eq!(hooks.times("/fail").len(), 5);
     assert_eq!(status(&srv)["undelivered"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn open_alerts_survive_a_restart_not_fired_again_and_resolved_by_the_next_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proj, hosts) = simulated(dir.path(), 1);
+    let hooks = Hooks::start();
+    let toml = proj.join("drover.toml");
+    let rule = format!("\n[[alert]]\nname = \"edited\"\non = \"drifted\"\nwebhook = \"http://{}/ok\"\n", hooks.addr);
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap() + &rule).unwrap();
+    let motd = hosts.join("s1/etc/motd");
+    let want = std::fs::read_to_string(&motd).unwrap();
+    std::fs::write(&motd, "edited by hand\n").unwrap();
+    let args = ["--simulate", hosts.to_str().unwrap(), "--check-every", "1s"];
+
+    let srv = Server::start_in(&proj, &args);
+    wait("the firing message", 60, || (hooks.at("/ok").len() == 1).then_some(()));
+    // A pass after the one that fired (which saved it), then the server dies.
+    let pass = status(&srv)["pass"].as_u64().unwrap();
+    wait("one more pass", 30, || (status(&srv)["pass"].as_u64().unwrap() > pass).then_some(()));
+    drop(srv);
+    let store = drover_state::Store::open(&proj.join(".drover/state.db")).unwrap();
+    let open = store.open_alerts().unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!((open[0].rule.as_str(), open[0].subject.as_str(), open[0].fired), ("edited", "s1", true));
+
+    let srv = Server::start_in(&proj, &args);
+    wait("three passes of the new server", 60, || (status(&srv)["pass"].as_u64().unwrap() >= 3).then_some(()));
+    assert_eq!(hooks.at("/ok").len(), 1, "not fired again: {:?}", hooks.at("/ok"));
+    std::fs::write(&motd, want).unwrap();
+    wait("the resolve message", 60, || (hooks.at("/ok").len() == 2).then_some(()));
+    let m = &hooks.at("/ok")[1];
+    assert_eq!(
+        (m["alert"].as_str(), m["status"].as_str(), m["subject"].as_str()),
+        (Some("edited"), Some("resolved"), Some("s1"))
+    );
+    let pass = status(&srv)["pass"].as_u64().unwrap();
+    wait("one more pass", 30, || (status(&srv)["pass"].as_u64().unwrap() > pass).then_some(()));
+    assert_eq!(store.open_alerts().unwrap(), vec![], "nothing left open");
+}

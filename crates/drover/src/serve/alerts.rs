@@ -50,8 +50,10 @@ type UndeliveredList = Arc<Mutex<VecDeque<Undelivered>>>;
 pub struct Alerts {
     rules: Vec<AlertRule>,
     /// (rule name, subject) → since when the condition holds, and whether
-    /// the firing message went out.
+    /// the firing message went out. Kept in the state store across restarts.
     open: HashMap<(String, String), (i64, bool)>,
+    /// `open` changed since it was last saved.
+    dirty: bool,
     client: Option<reqwest::Client>,
     /// Written by delivery tasks as they give up or succeed.
     undelivered: UndeliveredList,
@@ -71,8 +73,38 @@ impl Alerts {
     /// The project's rules as of this pass (edits to drover.toml apply
     /// without a restart; open alerts of removed rules are dropped).
     pub fn set_rules(&mut self, rules: Vec<AlertRule>) {
+        let before = self.open.len();
         self.open.retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
+        self.dirty |= self.open.len() != before;
         self.rules = rules;
+    }
+
+    /// The alerts a previous server left open (before the first pass).
+    pub fn restore(&mut self, saved: Vec<drover_state::OpenAlert>) {
+        self.open = saved.into_iter().map(|a| ((a.rule, a.subject), (a.since_ms, a.fired))).collect();
+    }
+
+    /// The open alerts to save, if they changed since the last call.
+    pub fn take_changes(&mut self) -> Option<Vec<drover_state::OpenAlert>> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        let list = self
+            .open
+            .iter()
+            .map(|((rule, subject), (since_ms, fired))| drover_state::OpenAlert {
+                rule: rule.clone(),
+                subject: subject.clone(),
+                since_ms: *since_ms,
+                fired: *fired,
+            })
+            .collect();
+        Some(list)
+    }
+
+    /// Saving failed (the store busy): try again after the next pass.
+    pub fn unsaved(&mut self) {
+        self.dirty = true;
     }
 
     /// Messages given up on whose webhook has not answered since, oldest
@@ -92,10 +124,13 @@ impl Alerts {
             let now_true = subjects(rule.on, snap);
             for (subject, detail) in &now_true {
                 let key = (rule.name.clone(), subject.clone());
+                let new = !self.open.contains_key(&key);
+                self.dirty |= new;
                 let (since, fired) = self.open.entry(key).or_insert((now, false));
                 let held = Duration::from_millis(u64::try_from(now - *since).unwrap_or(0));
                 if !*fired && held >= rule.hold {
                     *fired = true;
+                    self.dirty = true;
                     out.push((rule.clone(), message(rule, "firing", subject, detail, now)));
                 }
             }
@@ -105,6 +140,7 @@ impl Alerts {
                 .filter(|(name, subject)| *name == rule.name && !now_true.contains_key(subject))
                 .cloned()
                 .collect();
+            self.dirty |= !gone.is_empty();
             for key in gone {
                 if let Some((_, true)) = self.open.remove(&key) {
                     out.push((rule.clone(), message(rule, "resolved", &key.1, "", now)));

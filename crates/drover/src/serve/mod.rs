@@ -178,8 +178,10 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
         let sh = shared.clone();
         let (every, reconcile) = (cfg.reconcile.unwrap_or(cfg.check_every), cfg.reconcile.is_some());
         tokio::spawn(async move {
+            restore_alerts(&sh).await;
             loop {
                 check::pass(&sh, reconcile).await;
+                save_alerts(&sh).await;
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = sh.wake.notified() => {}
@@ -190,6 +192,37 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
         axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown()).await?;
         Ok(())
     })
+}
+
+/// Open alerts as the last server left them: one already sent is not sent
+/// again, and its resolve message still goes out.
+async fn restore_alerts(sh: &Arc<Shared>) {
+    let dir = sh.dir.clone();
+    match tokio::task::spawn_blocking(move || crate::runlog::open(&dir)?.open_alerts().map_err(anyhow::Error::from))
+        .await
+    {
+        Ok(Ok(saved)) => sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).restore(saved),
+        Ok(Err(e)) => tracing::warn!("open alerts not restored (they may fire again): {e:#}"),
+        Err(e) => tracing::warn!("open alerts not restored (they may fire again): {e}"),
+    }
+}
+
+/// After a pass: the open alerts, if they changed (kept for the next try
+/// when the store is busy).
+async fn save_alerts(sh: &Arc<Shared>) {
+    let Some(list) = sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).take_changes() else { return };
+    let dir = sh.dir.clone();
+    let saved = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        Ok(crate::runlog::open(&dir)?.set_open_alerts(&list)?)
+    })
+    .await;
+    let err = match saved {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("saving open alerts: {err} (trying again after the next pass)");
+    sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).unsaved();
 }
 
 /// Every second, the latest rollout's row (one short read); when it moved,
