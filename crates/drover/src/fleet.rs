@@ -46,7 +46,7 @@ impl Fleet {
         let mut out: Vec<(String, Result<T, String>)> =
             hosts.iter().map(|h| (h.name.clone(), Err("not reached".to_string()))).collect();
         let fleet = self.clone();
-        let mut done = futures_util::stream::iter(hosts.to_vec().into_iter().enumerate())
+        let mut done = futures_util::stream::iter(hosts.iter().cloned().enumerate().collect::<Vec<_>>())
             .map(move |(i, h)| {
                 let (f, fleet) = (f.clone(), fleet.clone());
                 let task = tokio::spawn(async move {
