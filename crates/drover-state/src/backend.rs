@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{AuditEntry, HostLock, HostResult, NewRun, Rollout, RunRow, Snapshot, StateError};
+use crate::{AuditEntry, HostLock, HostResult, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError};
 
 /// A state backend. Every method is one transaction (or one statement):
 /// callers never see a half-recorded run. Implementations must be `Send`
@@ -27,6 +27,8 @@ pub trait Backend: Send {
     fn all_facts(&self) -> Result<Vec<(String, String)>, StateError>;
     fn set_drained(&mut self, host: &str, reason: Option<&str>) -> Result<(), StateError>;
     fn drained(&self) -> Result<Vec<(String, i64, String)>, StateError>;
+    fn open_alerts(&self) -> Result<Vec<OpenAlert>, StateError>;
+    fn set_open_alerts(&mut self, alerts: &[OpenAlert]) -> Result<(), StateError>;
     /// All of `hosts` or none; refused with [`StateError::Locked`] naming
     /// the holder if any is held.
     fn lock_hosts(&mut self, run_id: i64, hosts: &[String]) -> Result<HostLock, StateError>;

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use backend::Backend;
 pub use copy::{copy, CopyCounts};
 pub use location::{redact_url, Location};
-pub use types::{AuditEntry, HostLock, HostResult, LockHolder, NewRun, Rollout, RunRow, Snapshot};
+pub use types::{AuditEntry, HostLock, HostResult, LockHolder, NewRun, OpenAlert, Rollout, RunRow, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -203,6 +203,16 @@ impl Store {
     /// Drained hosts with since (ms) and reason.
     pub fn drained(&self) -> Result<Vec<(String, i64, String)>, StateError> {
         self.b.drained()
+    }
+
+    /// The alerts `drover serve` has open (see [`OpenAlert`]).
+    pub fn open_alerts(&self) -> Result<Vec<OpenAlert>, StateError> {
+        self.b.open_alerts()
+    }
+
+    /// Replace the set of open alerts, in one transaction.
+    pub fn set_open_alerts(&mut self, alerts: &[OpenAlert]) -> Result<(), StateError> {
+        self.b.set_open_alerts(alerts)
     }
 
     /// Take all of `hosts` for `run_id`, or none: refused

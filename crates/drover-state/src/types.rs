@@ -116,3 +116,16 @@ pub(crate) fn describe_holders(holders: &[LockHolder]) -> String {
         hosts.join(", ")
     )
 }
+
+/// An alert `drover serve` has open, kept across its restarts: a firing
+/// alert is not sent again by the next server, and its resolve message still
+/// goes out when the condition clears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAlert {
+    pub rule: String,
+    pub subject: String,
+    /// Since when the condition holds.
+    pub since_ms: i64,
+    /// Whether the firing message went out.
+    pub fired: bool,
+}

@@ -73,6 +73,16 @@ const MIGRATIONS: &[&str] = &[
         run_id BIGINT
     );
     "#,
+    // The alerts `drover serve` has open (kept across its restarts).
+    r#"
+    CREATE TABLE open_alerts (
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        fired BOOLEAN NOT NULL,
+        PRIMARY KEY (rule, subject)
+    );
+    "#,
 ];
 
 pub(super) fn known() -> u32 {

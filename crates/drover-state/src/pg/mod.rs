@@ -12,7 +12,7 @@ use std::time::Duration;
 pub(crate) use locks::Lease;
 
 use crate::backend::Backend;
-use crate::{AuditEntry, HostLock, HostResult, NewRun, Rollout, RunRow, Snapshot, StateError};
+use crate::{AuditEntry, HostLock, HostResult, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError};
 use conn::Conn;
 
 pub(crate) struct Pg {
@@ -175,6 +175,12 @@ impl Backend for Pg {
     }
     fn drained(&self) -> Result<Vec<(String, i64, String)>, StateError> {
         Pg::drained(self)
+    }
+    fn open_alerts(&self) -> Result<Vec<OpenAlert>, StateError> {
+        Pg::open_alerts(self)
+    }
+    fn set_open_alerts(&mut self, alerts: &[OpenAlert]) -> Result<(), StateError> {
+        Pg::set_open_alerts(self, alerts)
     }
     fn lock_hosts(&mut self, run_id: i64, hosts: &[String]) -> Result<HostLock, StateError> {
         Pg::lock_hosts(self, run_id, hosts)

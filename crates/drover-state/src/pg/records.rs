@@ -3,7 +3,7 @@
 use postgres::Row;
 
 use super::Pg;
-use crate::{now_ms, AuditEntry, HostResult, NewRun, RunRow, StateError};
+use crate::{now_ms, AuditEntry, HostResult, NewRun, OpenAlert, RunRow, StateError};
 
 pub(super) const RESULT_COLUMNS: &str =
     "run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms";
@@ -234,6 +234,34 @@ impl Pg {
         self.conn.call(|c| {
             let rows = c.query("SELECT host, since_ms, COALESCE(reason, '') FROM drained ORDER BY host", &[])?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        })
+    }
+
+    pub(super) fn open_alerts(&self) -> Result<Vec<OpenAlert>, StateError> {
+        self.conn.call(|c| {
+            let rows = c.query("SELECT rule, subject, since_ms, fired FROM open_alerts ORDER BY rule, subject", &[])?;
+            Ok(rows
+                .iter()
+                .map(|r| OpenAlert { rule: r.get(0), subject: r.get(1), since_ms: r.get(2), fired: r.get(3) })
+                .collect())
+        })
+    }
+
+    /// Replace the whole set, in one transaction (it is small: one row per
+    /// rule and subject whose condition holds).
+    pub(super) fn set_open_alerts(&mut self, alerts: &[OpenAlert]) -> Result<(), StateError> {
+        let alerts = alerts.to_vec();
+        self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("DELETE FROM open_alerts", &[])?;
+            for a in &alerts {
+                tx.execute(
+                    "INSERT INTO open_alerts (rule, subject, since_ms, fired) VALUES ($1, $2, $3, $4)",
+                    &[&a.rule, &a.subject, &a.since_ms, &a.fired],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
         })
     }
 }

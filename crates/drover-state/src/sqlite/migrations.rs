@@ -68,6 +68,16 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE host_locks ADD COLUMN machine TEXT NOT NULL DEFAULT '';
     ",
+    // 4: the alerts `drover serve` has open (kept across its restarts).
+    r"
+    CREATE TABLE open_alerts (
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        fired INTEGER NOT NULL,
+        PRIMARY KEY (rule, subject)
+    );
+    ",
 ];
 
 pub(super) fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 
 use crate::backend::Backend;
-use crate::{AuditEntry, HostLock, HostResult, NewRun, Rollout, RunRow, Snapshot, StateError};
+use crate::{AuditEntry, HostLock, HostResult, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError};
 
 pub(crate) struct Sqlite {
     conn: Connection,
@@ -193,6 +193,12 @@ impl Backend for Sqlite {
     }
     fn drained(&self) -> Result<Vec<(String, i64, String)>, StateError> {
         Sqlite::drained(self)
+    }
+    fn open_alerts(&self) -> Result<Vec<OpenAlert>, StateError> {
+        Sqlite::open_alerts(self)
+    }
+    fn set_open_alerts(&mut self, alerts: &[OpenAlert]) -> Result<(), StateError> {
+        Sqlite::set_open_alerts(self, alerts)
     }
     fn lock_hosts(&mut self, run_id: i64, hosts: &[String]) -> Result<HostLock, StateError> {
         Sqlite::lock_hosts(self, run_id, hosts)

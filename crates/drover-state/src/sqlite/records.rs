@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Sqlite;
-use crate::{now_ms, AuditEntry, HostResult, NewRun, RunRow, StateError};
+use crate::{now_ms, AuditEntry, HostResult, NewRun, OpenAlert, RunRow, StateError};
 
 impl Sqlite {
     /// Record the start of a run (and its audit entry) and return its id.
@@ -192,5 +192,30 @@ impl Sqlite {
         let mut st = self.conn.prepare("SELECT host, since_ms, COALESCE(reason, '') FROM drained ORDER BY host")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(super) fn open_alerts(&self) -> Result<Vec<OpenAlert>, StateError> {
+        let mut st =
+            self.conn.prepare("SELECT rule, subject, since_ms, fired FROM open_alerts ORDER BY rule, subject")?;
+        let rows = st.query_map([], |r| {
+            Ok(OpenAlert { rule: r.get(0)?, subject: r.get(1)?, since_ms: r.get(2)?, fired: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replace the whole set, in one transaction (it is small: one row per
+    /// rule and subject whose condition holds).
+    pub(super) fn set_open_alerts(&mut self, alerts: &[OpenAlert]) -> Result<(), StateError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM open_alerts", [])?;
+        {
+            let mut st =
+                tx.prepare("INSERT INTO open_alerts (rule, subject, since_ms, fired) VALUES (?1, ?2, ?3, ?4)")?;
+            for a in alerts {
+                st.execute(params![a.rule, a.subject, a.since_ms, a.fired])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }

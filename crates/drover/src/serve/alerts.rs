@@ -5,9 +5,11 @@
 //! a `resolved` message when it clears. Delivery never blocks the check
 //! loop: each message is its own task, retried with exponential backoff
 //! (1 s, 2 s, 4 s, 8 s; 10 s timeout per attempt), then given up with a
-//! warning on stderr.
+//! warning on stderr and listed as undelivered (the API and the page show
+//! it until that webhook next takes a message).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_spec::{AlertFormat, AlertOn, AlertRule};
@@ -17,13 +19,44 @@ use super::snapshot::Snapshot;
 /// Attempts per message: the first and four retries.
 const ATTEMPTS: u32 = 5;
 
+/// Undelivered messages kept for the page (the most recent).
+const UNDELIVERED_KEPT: usize = 20;
+
+/// A message given up on: shown until its webhook next answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Undelivered {
+    pub alert: String,
+    pub status: &'static str,
+    pub subject: String,
+    pub webhook: String,
+    pub attempts: u32,
+    pub error: String,
+    pub at_ms: i64,
+}
+
+impl Undelivered {
+    /// One line for the page's problem banner.
+    pub fn line(&self) -> String {
+        format!(
+            "alert {} ({} {}) not delivered: {} gave up after {} attempts: {}",
+            self.alert, self.status, self.subject, self.webhook, self.attempts, self.error
+        )
+    }
+}
+
+type UndeliveredList = Arc<Mutex<VecDeque<Undelivered>>>;
+
 #[derive(Default)]
 pub struct Alerts {
     rules: Vec<AlertRule>,
     /// (rule name, subject) → since when the condition holds, and whether
-    /// the firing message went out.
+    /// the firing message went out. Kept in the state store across restarts.
     open: HashMap<(String, String), (i64, bool)>,
+    /// `open` changed since it was last saved.
+    dirty: bool,
     client: Option<reqwest::Client>,
+    /// Written by delivery tasks as they give up or succeed.
+    undelivered: UndeliveredList,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -40,8 +73,44 @@ impl Alerts {
     /// The project's rules as of this pass (edits to drover.toml apply
     /// without a restart; open alerts of removed rules are dropped).
     pub fn set_rules(&mut self, rules: Vec<AlertRule>) {
+        let before = self.open.len();
         self.open.retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
+        self.dirty |= self.open.len() != before;
         self.rules = rules;
+    }
+
+    /// The alerts a previous server left open (before the first pass).
+    pub fn restore(&mut self, saved: Vec<drover_state::OpenAlert>) {
+        self.open = saved.into_iter().map(|a| ((a.rule, a.subject), (a.since_ms, a.fired))).collect();
+    }
+
+    /// The open alerts to save, if they changed since the last call.
+    pub fn take_changes(&mut self) -> Option<Vec<drover_state::OpenAlert>> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        let list = self
+            .open
+            .iter()
+            .map(|((rule, subject), (since_ms, fired))| drover_state::OpenAlert {
+                rule: rule.clone(),
+                subject: subject.clone(),
+                since_ms: *since_ms,
+                fired: *fired,
+            })
+            .collect();
+        Some(list)
+    }
+
+    /// Saving failed (the store busy): try again after the next pass.
+    pub fn unsaved(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Messages given up on whose webhook has not answered since, oldest
+    /// first.
+    pub fn undelivered(&self) -> Vec<Undelivered> {
+        self.undelivered.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// Compare `snap` with what is open; send what fired or resolved.
@@ -55,10 +124,13 @@ impl Alerts {
             let now_true = subjects(rule.on, snap);
             for (subject, detail) in &now_true {
                 let key = (rule.name.clone(), subject.clone());
+                let new = !self.open.contains_key(&key);
+                self.dirty |= new;
                 let (since, fired) = self.open.entry(key).or_insert((now, false));
                 let held = Duration::from_millis(u64::try_from(now - *since).unwrap_or(0));
                 if !*fired && held >= rule.hold {
                     *fired = true;
+                    self.dirty = true;
                     out.push((rule.clone(), message(rule, "firing", subject, detail, now)));
                 }
             }
@@ -68,6 +140,7 @@ impl Alerts {
                 .filter(|(name, subject)| *name == rule.name && !now_true.contains_key(subject))
                 .cloned()
                 .collect();
+            self.dirty |= !gone.is_empty();
             for key in gone {
                 if let Some((_, true)) = self.open.remove(&key) {
                     out.push((rule.clone(), message(rule, "resolved", &key.1, "", now)));
@@ -81,7 +154,7 @@ impl Alerts {
             reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
         });
         for (rule, msg) in out {
-            tokio::spawn(deliver(client.clone(), rule, msg));
+            tokio::spawn(deliver(client.clone(), rule, msg, self.undelivered.clone()));
         }
     }
 }
@@ -146,12 +219,16 @@ fn payload(format: AlertFormat, m: &Message) -> serde_json::Value {
     }
 }
 
-async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message) {
+async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message, undelivered: UndeliveredList) {
     let body = payload(rule.format, &msg);
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
         let err = match client.post(&rule.webhook).json(&body).send().await {
-            Ok(r) if r.status().is_success() => return,
+            Ok(r) if r.status().is_success() => {
+                // The endpoint works again: what it missed is no longer news.
+                undelivered.lock().unwrap_or_else(|e| e.into_inner()).retain(|u| u.webhook != rule.webhook);
+                return;
+            }
             Ok(r) => format!("HTTP {}", r.status()),
             Err(e) => e.to_string(),
         };
@@ -163,6 +240,19 @@ async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message) {
                 msg.subject,
                 rule.webhook
             );
+            let mut list = undelivered.lock().unwrap_or_else(|e| e.into_inner());
+            if list.len() == UNDELIVERED_KEPT {
+                list.pop_front();
+            }
+            list.push_back(Undelivered {
+                alert: msg.alert,
+                status: msg.status,
+                subject: msg.subject,
+                webhook: rule.webhook,
+                attempts: ATTEMPTS,
+                error: err,
+                at_ms: drover_state::now_ms(),
+            });
             return;
         }
         tracing::info!("alert {}: {} answered {err}; retrying in {wait:?}", msg.alert, rule.webhook);

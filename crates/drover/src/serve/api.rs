@@ -117,9 +117,11 @@ async fn session(State(sh): State<Arc<Shared>>, Extension(id): Extension<Identit
 /// The snapshot: per host `status --json`'s row plus roles, groups, state.
 async fn status(State(sh): State<Arc<Shared>>) -> Response {
     let s = sh.snapshot();
+    let undelivered = sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).undelivered();
     Json(serde_json::json!({
         "pass": s.pass, "at_ms": s.at_ms, "counts": s.counts(), "hosts": s.hosts,
-        "rollout": s.rollout, "problems": s.problems, "check_ms": s.check_ms,
+        "rollout": s.rollout, "problems": sh.problems(&s), "check_ms": s.check_ms,
+        "undelivered": undelivered,
     }))
     .into_response()
 }

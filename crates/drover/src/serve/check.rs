@@ -63,8 +63,8 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
         let busy = rollout.as_ref().filter(|r| r.status == "running" || r.status == "paused");
         if !targets.is_empty() && busy.is_none() {
             // Show what was found before healing it (the page sees the
-            // host drifted, then converged).
-            sh.publish(build(&project, &results, &lasts, rollout.as_ref(), problems.clone(), started));
+            // host drifted, then converged): a copy, only when healing.
+            sh.publish(build(&project, results.clone(), lasts.clone(), rollout.as_ref(), problems.clone(), started));
         }
         let outcome = match busy {
             Some(r) if !targets.is_empty() => {
@@ -90,8 +90,8 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
             }
         }
     }
-    sh.publish(build(&project, &results, &lasts, rollout.as_ref(), problems, started));
-    drop((results, lasts, project));
+    sh.publish(build(&project, results, lasts, rollout.as_ref(), problems, started));
+    drop(project);
     // A pass allocates per host (replies, facts, JSON) and frees it all;
     // glibc keeps the freed pages, so between passes the server would hold
     // its peak. Hand them back: a resident server should cost what it keeps.
@@ -104,26 +104,26 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
 
 type Probes = [crate::status::Probe];
 
+/// The snapshot, moving each host's reply and last result into its view
+/// (a copy of 10,000 replies would be the pass's peak memory).
 fn build(
     project: &Project,
-    results: &Probes,
-    lasts: &HashMap<String, HostResult>,
+    results: Vec<crate::status::Probe>,
+    mut lasts: HashMap<String, HostResult>,
     rollout: Option<&Rollout>,
     problems: Vec<String>,
     started: Instant,
 ) -> Snapshot {
-    let probes: HashMap<&str, &Result<(HostStatus, drover_proto::Facts), String>> =
-        results.iter().map(|(h, r)| (h.as_str(), r)).collect();
+    let mut probes: HashMap<String, Result<(HostStatus, drover_proto::Facts), String>> = results.into_iter().collect();
     let hosts = project
         .hosts
         .iter()
         .map(|h| {
-            let probe = match probes.get(h.name.as_str()) {
-                Some(Ok((s, _))) => Ok(s.clone()),
-                Some(Err(e)) => Err(e.clone()),
+            let probe = match probes.remove(&h.name) {
+                Some(r) => r.map(|(s, _)| s),
                 None => Err("not probed".into()),
             };
-            snapshot::view(h, probe, lasts.get(&h.name).cloned())
+            snapshot::view(h, probe, lasts.remove(&h.name))
         })
         .collect();
     Snapshot {
@@ -170,7 +170,9 @@ async fn read_store(sh: &Arc<Shared>, facts: Vec<(String, drover_proto::Facts)>)
             None => Vec::new(),
         };
         metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(&fresh, newest);
-        let lasts = latest.into_iter().map(|r| (r.host.clone(), r)).collect();
+        // Without `detail` (each run's report: not shown, and the largest
+        // part of a row), dropped here rather than held through the pass.
+        let lasts = latest.into_iter().map(|r| (r.host.clone(), HostResult { detail: String::new(), ..r })).collect();
         let rollout = store.rollouts(1).map_err(|e| e.to_string())?.into_iter().next();
         Ok((lasts, rollout))
     })

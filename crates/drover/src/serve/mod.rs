@@ -80,14 +80,32 @@ impl Shared {
             old.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
         let changed: Vec<_> =
             new.hosts.iter().filter(|h| before.get(h.host.as_str()).is_none_or(|o| h.differs(o))).collect();
-        let msg = serde_json::json!({
-            "pass": new.pass, "at_ms": new.at_ms, "counts": new.counts(), "rollout": new.rollout,
-            "problems": new.problems, "changed": changed, "total": new.hosts.len(),
-        });
+        let problems = self.problems(&new);
+        // Written straight to text: a JSON tree of every changed host (all
+        // 10,000 on a first pass) costs several times its text.
+        let msg = serde_json::to_string(&Update {
+            pass: new.pass,
+            at_ms: new.at_ms,
+            counts: new.counts(),
+            rollout: &new.rollout,
+            problems,
+            changed,
+            total: new.hosts.len(),
+        })
+        .unwrap_or_default();
+        drop(before);
+        drop(old);
         let new = Arc::new(new);
         *self.snap.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
-        let _ = self.events.send(msg.to_string().into());
+        let _ = self.events.send(msg.into());
         self.alerts.lock().unwrap_or_else(|e| e.into_inner()).evaluate(&new);
+    }
+
+    /// What the page's banner lists: the pass's problems, then alert
+    /// messages no webhook took.
+    pub(crate) fn problems(&self, snap: &Snapshot) -> Vec<String> {
+        let undelivered = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).undelivered();
+        snap.problems.iter().cloned().chain(undelivered.iter().map(|u| u.line())).collect()
     }
 
     /// A pass that could not run at all: keep the last snapshot, say why.
@@ -119,6 +137,18 @@ impl Shared {
     }
 }
 
+/// One SSE `update` message: what a page needs to follow a pass.
+#[derive(serde::Serialize)]
+struct Update<'a> {
+    pass: u64,
+    at_ms: i64,
+    counts: std::collections::BTreeMap<&'static str, usize>,
+    rollout: &'a Option<snapshot::RolloutView>,
+    problems: Vec<String>,
+    changed: Vec<&'a snapshot::HostView>,
+    total: usize,
+}
+
 /// Serve until interrupted (Ctrl-C / SIGTERM).
 pub fn run(cfg: Config) -> Result<(), ServeError> {
     if !cfg.listen.ip().is_loopback() && cfg.tokens.is_none() {
@@ -148,8 +178,10 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
         let sh = shared.clone();
         let (every, reconcile) = (cfg.reconcile.unwrap_or(cfg.check_every), cfg.reconcile.is_some());
         tokio::spawn(async move {
+            restore_alerts(&sh).await;
             loop {
                 check::pass(&sh, reconcile).await;
+                save_alerts(&sh).await;
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = sh.wake.notified() => {}
@@ -160,6 +192,37 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
         axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown()).await?;
         Ok(())
     })
+}
+
+/// Open alerts as the last server left them: one already sent is not sent
+/// again, and its resolve message still goes out.
+async fn restore_alerts(sh: &Arc<Shared>) {
+    let dir = sh.dir.clone();
+    match tokio::task::spawn_blocking(move || crate::runlog::open(&dir)?.open_alerts().map_err(anyhow::Error::from))
+        .await
+    {
+        Ok(Ok(saved)) => sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).restore(saved),
+        Ok(Err(e)) => tracing::warn!("open alerts not restored (they may fire again): {e:#}"),
+        Err(e) => tracing::warn!("open alerts not restored (they may fire again): {e}"),
+    }
+}
+
+/// After a pass: the open alerts, if they changed (kept for the next try
+/// when the store is busy).
+async fn save_alerts(sh: &Arc<Shared>) {
+    let Some(list) = sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).take_changes() else { return };
+    let dir = sh.dir.clone();
+    let saved = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        Ok(crate::runlog::open(&dir)?.set_open_alerts(&list)?)
+    })
+    .await;
+    let err = match saved {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("saving open alerts: {err} (trying again after the next pass)");
+    sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).unsaved();
 }
 
 /// Every second, the latest rollout's row (one short read); when it moved,

@@ -20,8 +20,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(f: &Fleet, args: &[&str]) -> Server {
+        Server::start_in(&f.project(), args)
+    }
+
+    /// For a project of the test's own (e.g. simulated hosts).
+    pub fn start_in(project: &std::path::Path, args: &[&str]) -> Server {
         let mut c = Command::new(DROVER);
-        c.arg("-C").arg(f.project()).args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+        c.arg("-C").arg(project).args(["serve", "--listen", "127.0.0.1:0"]).args(args);
         let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -202,18 +207,22 @@ pub fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
     out
 }
 
-/// A webhook receiver: records every request's path and JSON body; `/flaky`
-/// fails its first request (500), `/hang` never answers.
+/// One request a [`Hooks`] receiver got: path, JSON body, when.
+pub type Got = (String, serde_json::Value, Instant);
+
+/// A webhook receiver: records every request's path, JSON body and arrival;
+/// `/flaky` fails its first request (500), `/fail` every one, `/hang` never
+/// answers.
 pub struct Hooks {
     pub addr: String,
-    pub got: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Got>>>,
 }
 
 impl Hooks {
     pub fn start() -> Hooks {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        let got: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>> = Default::default();
+        let got: std::sync::Arc<std::sync::Mutex<Vec<Got>>> = Default::default();
         let g = got.clone();
         std::thread::spawn(move || {
             let flaky_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -239,11 +248,16 @@ impl Hooks {
                     }
                     let mut body = vec![0; len];
                     r.read_exact(&mut body).unwrap();
-                    g.lock().unwrap().push((path.clone(), serde_json::from_slice(&body).unwrap_or_default()));
+                    g.lock().unwrap().push((
+                        path.clone(),
+                        serde_json::from_slice(&body).unwrap_or_default(),
+                        Instant::now(),
+                    ));
                     if path == "/hang" {
                         std::thread::sleep(Duration::from_secs(600));
                     }
-                    let fail = path == "/flaky" && !flaky_seen.swap(true, std::sync::atomic::Ordering::SeqCst);
+                    let fail = path == "/fail"
+                        || path == "/flaky" && !flaky_seen.swap(true, std::sync::atomic::Ordering::SeqCst);
                     let status = if fail { "500 Internal Server Error" } else { "200 OK" };
                     let mut s = s;
                     let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -254,6 +268,11 @@ impl Hooks {
     }
 
     pub fn at(&self, path: &str) -> Vec<serde_json::Value> {
-        self.got.lock().unwrap().iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
+        self.got.lock().unwrap().iter().filter(|(p, _, _)| p == path).map(|(_, b, _)| b.clone()).collect()
+    }
+
+    /// When each request to `path` arrived.
+    pub fn times(&self, path: &str) -> Vec<Instant> {
+        self.got.lock().unwrap().iter().filter(|(p, _, _)| p == path).map(|(_, _, t)| *t).collect()
     }
 }
