@@ -1,7 +1,7 @@
 //! The store's behaviour, written once and run on both backends: SQLite in
 //! a temp dir, PostgreSQL on a real throwaway server (`drover-pgtest`).
 
-use drover_state::{copy, AuditEntry, HostResult, NewRun, Store};
+use drover_state::{copy, AuditEntry, HostResult, NewRun, OpenAlert, Store};
 
 /// `$body(open)` as two tests; `open()` opens (or reopens) the same store.
 macro_rules! on_both {
@@ -144,6 +144,26 @@ fn drain_marks_and_facts(open: Open) {
     );
 }
 on_both!(drain_marks_and_facts: sqlite_drain_marks_and_facts, pg_drain_marks_and_facts);
+
+fn open_alerts_are_replaced_as_a_set_and_survive_a_reopen(open: Open) {
+    let alert = |rule: &str, subject: &str, since_ms, fired| OpenAlert {
+        rule: rule.into(),
+        subject: subject.into(),
+        since_ms,
+        fired,
+    };
+    assert_eq!(open().open_alerts().unwrap(), vec![]);
+    let first = vec![alert("down", "h1", 10, true), alert("down", "h2", 20, false), alert("drift", "h1", 30, true)];
+    open().set_open_alerts(&first).unwrap();
+    assert_eq!(open().open_alerts().unwrap(), first, "read back whole, ordered by rule then subject, after a reopen");
+    // The next pass: h1 recovered, h2 fired, a new alert opened.
+    let second = vec![alert("down", "h2", 20, true), alert("unhealthy", "h3", 40, false)];
+    open().set_open_alerts(&second).unwrap();
+    assert_eq!(open().open_alerts().unwrap(), second, "the set is replaced, not merged");
+    open().set_open_alerts(&[]).unwrap();
+    assert_eq!(open().open_alerts().unwrap(), vec![]);
+}
+on_both!(open_alerts_are_replaced_as_a_set_and_survive_a_reopen: sqlite_open_alerts, pg_open_alerts);
 
 fn rollouts_resume_with_their_revision_and_a_new_owner(open: Open) {
     let mut s = open();
