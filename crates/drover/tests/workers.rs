@@ -1,0 +1,169 @@
+//! Runs split across controllers (`apply --workers`, `drover worker`) on a
+//! real PostgreSQL server (`drover-pgtest`) and simulated hosts, through
+//! the real binary: no root and no lab needed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover_state::Store;
+use support::{Run, DROVER};
+
+/// A quickstart project with `n` hosts named s1..sn.
+fn project(dir: &Path, n: usize) -> std::path::PathBuf {
+    let proj = dir.join("project");
+    let init = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let mut inv = String::new();
+    for i in 1..=n {
+        inv.push_str(&format!("[hosts.s{i}]\naddress = \"10.99.{}.{}\"\n\n", i / 256, i % 256));
+    }
+    std::fs::write(proj.join("inventory.toml"), inv).unwrap();
+    proj
+}
+
+fn worker(proj: &Path, url: &str) -> Child {
+    Command::new(DROVER)
+        .arg("-C")
+        .arg(proj)
+        .args(["worker", "--state", url, "--batch", "10", "--lease", "2s"])
+        .env_remove("DROVER_STATE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// 200 simulated hosts, one run, three worker processes; one is SIGKILLed
+/// while it holds jobs. Its jobs are claimed again once their lease
+/// expired, every host ends converged with exactly one generation (none
+/// applied twice), the run's history holds every host once, the report
+/// has all 200, and the surviving workers exit on their own.
+#[test]
+fn three_workers_one_killed_every_host_converged_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 200);
+    let hosts = tmp.path().join("hosts");
+    let url = drover_pgtest::shared().fresh_db();
+
+    let apply = Command::new(DROVER)
+        .arg("-C")
+        .arg(&proj)
+        .args(["apply", "--json", "--workers", "0", "--sim-latency", "40ms", "--simulate"])
+        .arg(&hosts)
+        .env("DROVER_STATE_URL", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = Store::connect(&url).unwrap();
+    let run_id = until("the run's jobs", || {
+        let r = store.runs(1).ok()?.into_iter().next()?;
+        (store.jobs(r.id).ok()?.len() == 200).then_some(r.id)
+    });
+
+    let mut workers: Vec<Child> = (0..3).map(|_| worker(&proj, &url)).collect();
+    let victim = format!("{}:{}", drover_state::machine(), workers[0].id());
+    let held = until("the victim holding jobs after some hosts are done", || {
+        let jobs = store.jobs(run_id).ok()?;
+        let done = jobs.iter().filter(|j| j.state == "done").count();
+        let held: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.state == "claimed" && j.claimed_by.as_deref() == Some(victim.as_str()))
+            .map(|j| j.host.clone())
+            .collect();
+        (done >= 20 && !held.is_empty()).then_some(held)
+    });
+    workers[0].kill().unwrap(); // SIGKILL
+    workers[0].wait().unwrap();
+
+    let out = Run::from(apply.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let reports = out.hosts();
+    assert_eq!(reports.len(), 200, "{}", out.stderr);
+    let mut seen = std::collections::BTreeSet::new();
+    for h in &reports {
+        assert!(seen.insert(h["host"].as_str().unwrap().to_string()), "host reported twice: {h:#}");
+        // A host the victim had finished but not recorded is found
+        // unchanged by the worker that takes its job over.
+        assert!(h["outcome"] == "changed" || h["outcome"] == "unchanged", "{h:#}");
+    }
+    for w in &mut workers[1..] {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "a surviving worker exits 0 when the run is done");
+    }
+
+    // Exactly one generation on every host: none applied twice.
+    for i in 1..=200 {
+        let gens = std::fs::read_dir(hosts.join(format!("s{i}/var/lib/drover/gens")))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".manifest"))
+            .count();
+        assert_eq!(gens, 1, "s{i} has {gens} generations");
+        let page = std::fs::read_to_string(hosts.join(format!("s{i}/srv/site/index.html"))).unwrap();
+        assert!(page.contains(&format!("s{i}")), "s{i}'s page names it: {page}");
+    }
+
+    // The run's history holds every host, once.
+    let history: Vec<_> = store.history(None, 100_000).unwrap().into_iter().filter(|h| h.run_id == run_id).collect();
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &history {
+        *per_host.entry(h.host.clone()).or_default() += 1;
+    }
+    assert_eq!(per_host.len(), 200);
+    assert!(per_host.values().all(|n| *n == 1));
+    let run = store.runs(5).unwrap().into_iter().find(|r| r.id == run_id).unwrap();
+    assert_eq!(run.status, "ok");
+
+    // The killed worker's jobs were re-claimed after the lease, by others.
+    let jobs = store.jobs(run_id).unwrap();
+    assert!(jobs.iter().all(|j| j.state == "done"));
+    for host in &held {
+        let j = jobs.iter().find(|j| &j.host == host).unwrap();
+        assert_eq!(j.claimed_before.as_deref(), Some(victim.as_str()), "{j:?}");
+        assert_ne!(j.claimed_by.as_deref(), Some(victim.as_str()), "{j:?}");
+        assert!(j.claims >= 2, "{j:?}");
+    }
+    let by: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.claimed_by.clone()).collect();
+    assert!(by.len() >= 2, "the work was split: {by:?}");
+}
+
+/// `--workers` on the default SQLite store is refused before any host is
+/// touched, saying why and what to set.
+#[test]
+fn apply_with_workers_on_sqlite_is_refused_naming_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 3);
+    let hosts = tmp.path().join("hosts");
+    let out = Run::from(
+        Command::new(DROVER)
+            .arg("-C")
+            .arg(&proj)
+            .args(["apply", "--workers", "2", "--simulate"])
+            .arg(&hosts)
+            .env_remove("DROVER_STATE_URL")
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("--workers needs a shared PostgreSQL state store"), "{}", out.stderr);
+    assert!(out.stderr.contains("state.db"), "names the store: {}", out.stderr);
+    assert!(out.stderr.contains("[state] url"), "says what to set: {}", out.stderr);
+    assert!(!hosts.exists(), "no host was touched");
+}
