@@ -261,7 +261,8 @@ impl Store {
         self.b.create_jobs(run_id, spec, hosts)
     }
 
-    /// Claim up to `limit` jobs of the oldest run with claimable ones
+    /// Claim up to `limit` jobs of the oldest open run (its controller
+    /// still holds its host locks) with claimable ones
     /// (queued, or held past an expired lease) for `worker`. Two workers
     /// never get the same job: PostgreSQL skips rows another claimer has
     /// locked (`FOR UPDATE SKIP LOCKED`); SQLite claims in one immediate
@@ -286,7 +287,7 @@ impl Store {
         self.b.jobs(run_id)
     }
 
-    /// Jobs of any run not done yet (a worker waits while there are some:
+    /// Jobs of open runs not done yet (a worker waits while there are some:
     /// a held job becomes claimable again if its holder dies).
     pub fn unfinished_jobs(&self) -> Result<i64, StateError> {
         self.b.unfinished_jobs()

@@ -137,7 +137,9 @@ pub fn apply(
             }
         );
     }
-    let mut children = (0..local).map(|_| spawn_worker(dir)).collect::<std::io::Result<Vec<Child>>>()?;
+    // Batches no larger than an even share, so every local worker gets some.
+    let batch = hosts.len().div_ceil(local.max(1)).clamp(1, DEFAULT_BATCH);
+    let mut children = (0..local).map(|_| spawn_worker(dir, batch)).collect::<std::io::Result<Vec<Child>>>()?;
     let reports = wait_for(&run.store, run.id, quiet);
     for c in &mut children {
         let _ = c.wait();
@@ -147,11 +149,14 @@ pub fn apply(
     Ok(reports)
 }
 
-fn spawn_worker(dir: &Path) -> std::io::Result<Child> {
+/// Jobs a worker claims at once unless told otherwise.
+pub const DEFAULT_BATCH: usize = 32;
+
+fn spawn_worker(dir: &Path, batch: usize) -> std::io::Result<Child> {
     std::process::Command::new(std::env::current_exe()?)
         .arg("-C")
         .arg(dir)
-        .arg("worker")
+        .args(["worker", "--batch", &batch.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -167,3 +167,103 @@ fn apply_with_workers_on_sqlite_is_refused_naming_why() {
     assert!(out.stderr.contains("[state] url"), "says what to set: {}", out.stderr);
     assert!(!hosts.exists(), "no host was touched");
 }
+
+/// `apply --workers 2` starts two local worker processes that share the
+/// run; the report and the history are those of an ordinary apply, and a
+/// second apply through workers finds everything unchanged.
+#[test]
+fn apply_with_two_local_workers_reports_like_a_single_controller() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 40);
+    let hosts = tmp.path().join("hosts");
+    let url = drover_pgtest::shared().fresh_db();
+    let apply = || {
+        Run::from(
+            Command::new(DROVER)
+                .arg("-C")
+                .arg(&proj)
+                .args(["apply", "--json", "--workers", "2", "--sim-latency", "20ms", "--simulate"])
+                .arg(&hosts)
+                .env("DROVER_STATE_URL", &url)
+                .output()
+                .unwrap(),
+        )
+    };
+    let first = apply();
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let names: Vec<String> = first.hosts().iter().map(|h| h["host"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (1..=40).map(|i| format!("s{i}")).collect();
+    assert_eq!(names, expected, "every host, in host order");
+    assert!(first.hosts().iter().all(|h| h["outcome"] == "changed" && h["generation"] == 1));
+    let v: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(v["command"], "apply");
+
+    let store = Store::connect(&url).unwrap();
+    let run = store.runs(1).unwrap().remove(0);
+    let jobs = store.jobs(run.id).unwrap();
+    let by: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.claimed_by.clone()).collect();
+    assert_eq!(by.len(), 2, "both local workers took jobs: {by:?}");
+    assert_eq!(store.history(None, 1000).unwrap().iter().filter(|h| h.run_id == run.id).count(), 40);
+
+    let again = apply();
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(again.hosts().iter().all(|h| h["outcome"] == "unchanged" && h["bytes_sent"] == 0));
+}
+
+/// A worker whose project is not at the run's revision refuses to run its
+/// jobs (naming both revisions) and leaves them for a worker that is; a
+/// run whose controller died is not carried out by a worker started later.
+#[test]
+fn a_worker_refuses_another_revision_and_ignores_runs_whose_controller_died() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 5);
+    let toml = proj.join("drover.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!(
+            "{text}
+[state]
+lock-lease = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let hosts = tmp.path().join("hosts");
+    let url = drover_pgtest::shared().fresh_db();
+    let mut apply = Command::new(DROVER)
+        .arg("-C")
+        .arg(&proj)
+        .args(["apply", "--json", "--workers", "0", "--simulate"])
+        .arg(&hosts)
+        .env("DROVER_STATE_URL", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = Store::connect(&url).unwrap();
+    let run_id = until("the run's jobs", || {
+        let r = store.runs(1).ok()?.into_iter().next()?;
+        (store.jobs(r.id).ok()?.len() == 5).then_some(r.id)
+    });
+
+    let tpl = proj.join("layers/site/srv/site/index.html.j2");
+    let original = std::fs::read_to_string(&tpl).unwrap();
+    std::fs::write(&tpl, format!("{original}\n<!-- edited after the run started -->\n")).unwrap();
+    let refused = Run::from(worker(&proj, &url).wait_with_output().unwrap());
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains(&format!("run {run_id} was started from project revision")), "{}", refused.stderr);
+    assert!(refused.stderr.contains("Check out the same revision"), "{}", refused.stderr);
+    assert!(!hosts.exists(), "no host was touched");
+
+    // The controller dies: its host locks go with it (no lease renewal),
+    // and a worker started afterwards has nothing to do.
+    apply.kill().unwrap();
+    apply.wait().unwrap();
+    std::fs::write(&tpl, original).unwrap();
+    std::thread::sleep(Duration::from_millis(1500)); // the 1s lease of its host locks
+    let idle = Run::from(worker(&proj, &url).wait_with_output().unwrap());
+    assert_eq!(idle.code, 0, "{}", idle.stderr);
+    assert!(idle.stderr.contains("0 host(s) done"), "{}", idle.stderr);
+    assert!(!hosts.exists(), "no host was touched");
+}

@@ -2,6 +2,10 @@
 //! `FOR UPDATE SKIP LOCKED` (two workers racing for jobs each get different
 //! ones, neither waits for the other) and held on a lease of the server's
 //! clock, so a job whose worker died becomes claimable again.
+//!
+//! Only jobs of an open run count: one whose controller still holds its
+//! host locks (their lease is alive). A run whose `apply` died is not
+//! carried out later by whoever starts a worker next.
 
 use std::time::Duration;
 
@@ -9,6 +13,11 @@ use super::locks::SERVER_NOW_MS;
 use super::records::insert_results;
 use super::Pg;
 use crate::{Claim, HostResult, JobRow, StateError};
+
+/// Runs whose controller still holds its hosts.
+fn open_runs() -> String {
+    format!("(SELECT run_id FROM host_locks WHERE expires_ms > {SERVER_NOW_MS})")
+}
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -38,7 +47,10 @@ impl Pg {
         let (worker, lease) = (worker.to_string(), ms(lease));
         self.conn.call(move |c| {
             let mut tx = c.transaction()?;
-            let claimable = format!("(state = 'queued' OR (state = 'claimed' AND lease_expires_ms < {SERVER_NOW_MS}))");
+            let claimable = format!(
+                "((state = 'queued' OR (state = 'claimed' AND lease_expires_ms < {SERVER_NOW_MS})) AND run_id IN {})",
+                open_runs()
+            );
             // In SET, `j.state` and `j.claimed_by` are the row's values
             // before this update: a job taken over names its old holder.
             let sql = format!(
@@ -123,6 +135,9 @@ impl Pg {
     }
 
     pub(super) fn unfinished_jobs(&self) -> Result<i64, StateError> {
-        self.conn.call(|c| Ok(c.query_one("SELECT COUNT(*) FROM jobs WHERE state <> 'done'", &[])?.get(0)))
+        self.conn.call(|c| {
+            let sql = format!("SELECT COUNT(*) FROM jobs WHERE state <> 'done' AND run_id IN {}", open_runs());
+            Ok(c.query_one(&sql, &[])?.get(0))
+        })
     }
 }

@@ -2,7 +2,8 @@
 //! One machine only (the file is local), so a claim is one immediate
 //! transaction: the database's write lock keeps two claimers apart.
 //! `drover apply --workers` refuses SQLite; this keeps the schema and the
-//! trait the same on both backends.
+//! trait the same on both backends. An open run is one still `running`
+//! (SQLite host locks follow pids, not leases).
 
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-const CLAIMABLE: &str = "(state = 'queued' OR (state = 'claimed' AND lease_expires_ms < ?1))";
+const CLAIMABLE: &str = "((state = 'queued' OR (state = 'claimed' AND lease_expires_ms < ?1))
+    AND run_id IN (SELECT id FROM runs WHERE status = 'running'))";
 
 impl Sqlite {
     pub(super) fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError> {
@@ -134,6 +136,6 @@ impl Sqlite {
     }
 
     pub(super) fn unfinished_jobs(&self) -> Result<i64, StateError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM jobs WHERE state <> 'done'", [], |r| r.get(0))?)
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM jobs WHERE state <> 'done' AND run_id IN (SELECT id FROM runs WHERE status = 'running')", [], |r| r.get(0))?)
     }
 }
