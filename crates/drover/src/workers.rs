@@ -16,7 +16,7 @@
 //! finds it unchanged. A worker that lost its lease (stalled) has its late
 //! results dropped: only the job's current holder records it.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{mpsc, Arc};
@@ -214,46 +214,76 @@ pub fn worker_id() -> String {
     format!("{}:{}", drover_state::machine(), std::process::id())
 }
 
-/// `drover worker`: claim, run and record jobs of any run with work until
-/// none has unfinished jobs (or forever with `follow`). Jobs held by a live
+/// `drover worker`: claim, run and record jobs of any open run until none
+/// has unfinished jobs (or forever with `follow`). Jobs held by a live
 /// worker count as unfinished: if it dies, they become claimable here.
+///
+/// Batches are pipelined: while hosts are in flight, the worker claims
+/// more (up to the run's `parallel` hosts at once), so a batch size meant
+/// to keep the split even does not also cap a worker's concurrency. Each
+/// batch is recorded when it finishes.
 pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
     let id = worker_id();
     let mut store = runlog::open(dir)?;
     let _renewer = Renewer::start(runlog::open(dir)?, id.clone(), o.lease);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut prepared: Option<(i64, Arc<Job>, HashMap<String, Host>)> = None;
+    let mut prepared: HashMap<i64, Prepared> = HashMap::new();
     let mut summary = WorkerSummary { id: id.clone(), ..Default::default() };
+    let (done_tx, done_rx) = mpsc::channel::<(i64, Vec<HostReport>)>();
+    let (mut in_flight, mut cap) = (0usize, o.batch.max(1) as usize);
     loop {
-        let Some(claim) = store.claim_jobs(&id, o.batch.max(1), o.lease)? else {
+        while in_flight < cap {
+            let want = (o.batch.max(1) as usize).min(cap - in_flight) as i64;
+            let Some(claim) = store.claim_jobs(&id, want, o.lease)? else { break };
+            let p = match prepared.entry(claim.run_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(prepare(dir, claim.run_id, &claim.spec)?),
+            };
+            cap = p.job.parallel.max(1);
+            in_flight += claim.hosts.len();
+            let (hosts, unknown): (Vec<&String>, Vec<&String>) =
+                claim.hosts.iter().partition(|h| p.hosts.contains_key(*h));
+            let hosts: Vec<Host> = hosts.into_iter().map(|h| p.hosts[h].clone()).collect();
+            let unknown: Vec<HostReport> = unknown
+                .into_iter()
+                .map(|h| {
+                    let mut r = HostReport::new(h);
+                    r.outcome = Outcome::Failed;
+                    r.error = Some(format!("not in the inventory of the worker's project {}", dir.display()));
+                    r
+                })
+                .collect();
+            let (job, tx, run_id) = (p.job.clone(), done_tx.clone(), claim.run_id);
+            rt.spawn(async move {
+                let mut reports = deploy::run(job, hosts, Progress::new(0, false)).await;
+                reports.extend(unknown);
+                let _ = tx.send((run_id, reports));
+            });
+        }
+        if in_flight == 0 {
             if !o.follow && store.unfinished_jobs()? == 0 {
                 return Ok(summary);
             }
             std::thread::sleep(Duration::from_millis(200));
             continue;
-        };
-        if prepared.as_ref().is_none_or(|p| p.0 != claim.run_id) {
-            prepared = Some(prepare(dir, claim.run_id, &claim.spec)?);
         }
-        let (_, job, known) = prepared.as_ref().expect("prepared above");
-        let (hosts, unknown): (Vec<&String>, Vec<&String>) = claim.hosts.iter().partition(|h| known.contains_key(*h));
-        let hosts: Vec<Host> = hosts.into_iter().map(|h| known[h].clone()).collect();
-        let mut reports = rt.block_on(deploy::run(job.clone(), hosts, Progress::new(0, false)));
-        reports.extend(unknown.into_iter().map(|h| {
-            let mut r = HostReport::new(h);
-            r.outcome = Outcome::Failed;
-            r.error = Some(format!("not in the inventory of the worker's project {}", dir.display()));
-            r
-        }));
-        let results =
-            reports.iter().map(|r| runlog::host_result(claim.run_id, r)).collect::<anyhow::Result<Vec<_>>>()?;
+        // A finished batch; or, after a while, look for more jobs again.
+        let Ok((run_id, reports)) = done_rx.recv_timeout(Duration::from_millis(200)) else { continue };
+        in_flight -= reports.len();
+        let results = reports.iter().map(|r| runlog::host_result(run_id, r)).collect::<anyhow::Result<Vec<_>>>()?;
         summary.hosts += store.finish_jobs(&id, &results)?;
-        summary.runs.insert(claim.run_id);
+        summary.runs.insert(run_id);
     }
 }
 
+/// A run as this worker runs it: the deploy job and the project's hosts.
+struct Prepared {
+    job: Arc<Job>,
+    hosts: HashMap<String, Host>,
+}
+
 /// Load the project for a run's jobs: the same revision, the run's options.
-fn prepare(dir: &Path, run_id: i64, spec: &str) -> anyhow::Result<(i64, Arc<Job>, HashMap<String, Host>)> {
+fn prepare(dir: &Path, run_id: i64, spec: &str) -> anyhow::Result<Prepared> {
     let spec: WorkSpec =
         serde_json::from_str(spec).map_err(|e| WorkersError::BadSpec { run_id, reason: e.to_string() })?;
     let ours = runlog::project_rev(dir);
@@ -264,7 +294,7 @@ fn prepare(dir: &Path, run_id: i64, spec: &str) -> anyhow::Result<(i64, Arc<Job>
     }
     let project = runlog::load_project(dir)?;
     let hosts = project.hosts.iter().map(|h| (h.name.clone(), h.clone())).collect();
-    Ok((run_id, Arc::new(spec.job(project)?), hosts))
+    Ok(Prepared { job: Arc::new(spec.job(project)?), hosts })
 }
 
 /// Renews the lease of every job this worker holds, every third of the
