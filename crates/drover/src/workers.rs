@@ -137,9 +137,12 @@ pub fn apply(
             }
         );
     }
-    // Batches no larger than an even share, so every local worker gets some.
-    let batch = hosts.len().div_ceil(local.max(1)).clamp(1, DEFAULT_BATCH);
-    let mut children = (0..local).map(|_| spawn_worker(dir, batch)).collect::<std::io::Result<Vec<Child>>>()?;
+    // The run's parallelism is shared among its local workers, in batches
+    // no larger than an even share, so every one of them gets some.
+    let parallel = spec.parallel.div_ceil(local.max(1)).max(1);
+    let batch = hosts.len().div_ceil(local.max(1)).clamp(1, DEFAULT_BATCH.min(parallel));
+    let mut children =
+        (0..local).map(|_| spawn_worker(dir, batch, parallel)).collect::<std::io::Result<Vec<Child>>>()?;
     let reports = wait_for(&run.store, run.id, quiet);
     for c in &mut children {
         let _ = c.wait();
@@ -150,13 +153,13 @@ pub fn apply(
 }
 
 /// Jobs a worker claims at once unless told otherwise.
-pub const DEFAULT_BATCH: usize = 32;
+pub const DEFAULT_BATCH: usize = 16;
 
-fn spawn_worker(dir: &Path, batch: usize) -> std::io::Result<Child> {
+fn spawn_worker(dir: &Path, batch: usize, parallel: usize) -> std::io::Result<Child> {
     std::process::Command::new(std::env::current_exe()?)
         .arg("-C")
         .arg(dir)
-        .args(["worker", "--batch", &batch.to_string()])
+        .args(["worker", "--batch", &batch.to_string(), "--parallel", &parallel.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -193,8 +196,10 @@ fn wait_for(store: &Store, run_id: i64, quiet: bool) -> anyhow::Result<Vec<HostR
 /// How a `drover worker` behaves.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Jobs claimed at once (and run concurrently, up to the run's parallel).
+    /// Jobs claimed at once.
     pub batch: i64,
+    /// Hosts this worker runs at once (claimed batches in flight).
+    pub parallel: usize,
     /// How long a claimed job stays this worker's without renewal.
     pub lease: Duration,
     /// Keep polling for new runs instead of exiting when none has work.
@@ -219,9 +224,10 @@ pub fn worker_id() -> String {
 /// worker count as unfinished: if it dies, they become claimable here.
 ///
 /// Batches are pipelined: while hosts are in flight, the worker claims
-/// more (up to the run's `parallel` hosts at once), so a batch size meant
-/// to keep the split even does not also cap a worker's concurrency. Each
-/// batch is recorded when it finishes.
+/// more, up to `parallel` hosts at once (and the run's own `--parallel`),
+/// so small batches keep the split among workers even without capping a
+/// worker's concurrency at one batch, and a worker never takes more than
+/// it works on. Each batch is recorded when it finishes.
 pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
     let id = worker_id();
     let mut store = runlog::open(dir)?;
@@ -230,16 +236,16 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
     let mut prepared: HashMap<i64, Prepared> = HashMap::new();
     let mut summary = WorkerSummary { id: id.clone(), ..Default::default() };
     let (done_tx, done_rx) = mpsc::channel::<(i64, Vec<HostReport>)>();
-    let (mut in_flight, mut cap) = (0usize, o.batch.max(1) as usize);
+    let (batch, mut in_flight, mut cap) = (o.batch.max(1) as usize, 0usize, o.parallel.max(1));
     loop {
         while in_flight < cap {
-            let want = (o.batch.max(1) as usize).min(cap - in_flight) as i64;
+            let want = batch.min(cap - in_flight) as i64;
             let Some(claim) = store.claim_jobs(&id, want, o.lease)? else { break };
             let p = match prepared.entry(claim.run_id) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(prepare(dir, claim.run_id, &claim.spec)?),
             };
-            cap = p.job.parallel.max(1);
+            cap = p.job.parallel.min(o.parallel).max(1);
             in_flight += claim.hosts.len();
             let (hosts, unknown): (Vec<&String>, Vec<&String>) =
                 claim.hosts.iter().partition(|h| p.hosts.contains_key(*h));

@@ -29,7 +29,7 @@ fn worker(proj: &Path, url: &str) -> Child {
     Command::new(DROVER)
         .arg("-C")
         .arg(proj)
-        .args(["worker", "--state", url, "--batch", "10", "--lease", "2s"])
+        .args(["worker", "--state", url, "--batch", "10", "--parallel", "20", "--lease", "2s"])
         .env_remove("DROVER_STATE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -142,6 +142,13 @@ fn three_workers_one_killed_every_host_converged_exactly_once() {
     }
     let by: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.claimed_by.clone()).collect();
     assert!(by.len() >= 2, "the work was split: {by:?}");
+    let taken_over: Vec<_> = reports.iter().filter(|h| held.iter().any(|x| h["host"] == x.as_str())).collect();
+    eprintln!(
+        "{} jobs taken over from the killed worker: {} changed, {} already done by it (unchanged)",
+        taken_over.len(),
+        taken_over.iter().filter(|h| h["outcome"] == "changed").count(),
+        taken_over.iter().filter(|h| h["outcome"] == "unchanged").count()
+    );
 }
 
 /// `--workers` on the default SQLite store is refused before any host is

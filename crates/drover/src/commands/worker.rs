@@ -16,9 +16,14 @@ pub struct WorkerArgs {
     /// unfinished jobs.
     #[arg(long)]
     pub follow: bool,
-    /// Jobs (hosts) claimed at once and run concurrently.
-    #[arg(long, default_value_t = 32)]
+    /// Jobs (hosts) claimed at once; small batches keep the split among
+    /// workers even.
+    #[arg(long, default_value_t = 16)]
     pub batch: i64,
+    /// Hosts this worker runs at once (it claims more batches while fewer
+    /// are in flight; a run's own --parallel also caps it).
+    #[arg(long, default_value_t = 128)]
+    pub parallel: usize,
     /// How long a claimed job stays this worker's without renewal; a job of
     /// a worker that died is claimable again this long after its last renewal.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
@@ -34,7 +39,7 @@ pub fn run(dir: &Path, a: WorkerArgs) -> anyhow::Result<ExitStatus> {
     }
     let lease = drover_spec::parse_duration(&a.lease).map_err(|e| anyhow::anyhow!("--lease: {e}"))?;
     anyhow::ensure!(lease >= std::time::Duration::from_millis(300), "--lease {}: use at least 300ms", a.lease);
-    let s = workers::work(dir, &WorkerOptions { batch: a.batch, lease, follow: a.follow })?;
+    let s = workers::work(dir, &WorkerOptions { batch: a.batch, parallel: a.parallel, lease, follow: a.follow })?;
     eprintln!("worker {}: {} host(s) done in run(s) {:?}", s.id, s.hosts, s.runs);
     Ok(ExitStatus::Success)
 }
