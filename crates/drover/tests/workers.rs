@@ -29,7 +29,7 @@ fn worker(proj: &Path, url: &str) -> Child {
     Command::new(DROVER)
         .arg("-C")
         .arg(proj)
-        .args(["worker", "--state", url, "--batch", "10", "--parallel", "20", "--lease", "2s"])
+        .args(["worker", "--state", url, "--batch", "10", "--parallel", "20", "--lease", "3s"])
         .env_remove("DROVER_STATE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
