@@ -160,8 +160,12 @@ fn a_webhook_that_always_fails_gets_five_attempts_with_backoff_then_is_shown_und
     let (proj, hosts) = simulated(dir.path(), 1);
     let hooks = Hooks::start();
     let toml = proj.join("drover.toml");
-    let rule = format!("\n[[alert]]\nname = \"sick\"\non = \"unhealthy\"\nwebhook = \"http://{}/fail\"\n", hooks.addr);
+    // Drift, not ill health: a simulated host's fake supervisor answers
+    // its HTTP probe as healthy, and a file edited by hand stays drifted
+    // (no heal) for the whole test.
+    let rule = format!("\n[[alert]]\nname = \"sick\"\non = \"drifted\"\nwebhook = \"http://{}/fail\"\n", hooks.addr);
     std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap() + &rule).unwrap();
+    std::fs::write(hosts.join("s1/etc/motd"), "edited by hand\n").unwrap();
     let srv = Server::start_in(&proj, &["--simulate", hosts.to_str().unwrap(), "--check-every", "1s"]);
 
     let first = wait("the first attempt", 60, || hooks.times("/fail").first().copied());
