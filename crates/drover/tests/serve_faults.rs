@@ -41,8 +41,9 @@ fn problems(st: &Value) -> Vec<String> {
 }
 
 /// The quickstart project with `n` simulated hosts `s1`..`sN`, applied once
-/// (every host then shows `unhealthy`: its health check has nothing behind
-/// it). Returns (project, hosts' base directory).
+/// (every host then shows `converged`: the fake supervisor of a simulated
+/// host answers its HTTP health check). Returns (project, hosts' base
+/// directory).
 fn simulated(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     let (proj, hosts) = (dir.join("p"), dir.join("hosts"));
     assert!(Command::new(DROVER).arg("init").arg(&proj).output().unwrap().status.success());
