@@ -31,7 +31,6 @@ pub mod sim;
 pub mod status;
 pub mod tasks;
 pub mod transport;
-pub mod workers;
 
 use std::process::ExitCode;
 
