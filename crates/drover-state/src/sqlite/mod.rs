@@ -97,26 +97,7 @@ impl Sqlite {
                 params![r.id, r.command, r.args, r.user, r.project_rev, pid, r.started_ms, r.finished_ms, r.status],
             )?;
         }
-        for h in &s.results {
-            tx.execute(
-                "INSERT INTO host_results
-                 (run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    h.run_id,
-                    h.host,
-                    h.outcome,
-                    h.generation,
-                    h.changes,
-                    h.bytes_sent,
-                    h.files_written,
-                    h.duration_ms,
-                    h.error,
-                    h.detail,
-                    h.at_ms
-                ],
-            )?;
-        }
+        records::insert_results(&tx, &s.results)?;
         for (id, e) in &s.audit {
             tx.execute(
                 "INSERT INTO audit (id, at_ms, user, command, args, project_rev, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -64,28 +64,7 @@ impl Sqlite {
     /// not one per host, however large the fleet).
     pub(super) fn record_hosts(&mut self, hs: &[HostResult]) -> Result<(), StateError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO host_results
-             (run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            for h in hs {
-                st.execute(params![
-                    h.run_id,
-                    h.host,
-                    h.outcome,
-                    h.generation,
-                    h.changes,
-                    h.bytes_sent,
-                    h.files_written,
-                    h.duration_ms,
-                    h.error,
-                    h.detail,
-                    h.at_ms
-                ])?;
-            }
-        }
+        insert_results(&tx, hs)?;
         tx.commit()?;
         Ok(())
     }
@@ -218,4 +197,31 @@ impl Sqlite {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Write host results inside the caller's transaction: a run's summary
+/// ([`Sqlite::record_hosts`]) and a copied history (`import_all`, into an
+/// empty store) share the one statement.
+pub(super) fn insert_results(tx: &rusqlite::Transaction<'_>, hs: &[HostResult]) -> Result<(), StateError> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO host_results
+         (run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for h in hs {
+        st.execute(params![
+            h.run_id,
+            h.host,
+            h.outcome,
+            h.generation,
+            h.changes,
+            h.bytes_sent,
+            h.files_written,
+            h.duration_ms,
+            h.error,
+            h.detail,
+            h.at_ms
+        ])?;
+    }
+    Ok(())
 }
