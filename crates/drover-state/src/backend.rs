@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{AuditEntry, HostLock, HostResult, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError};
+use crate::{
+    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError,
+};
 
 /// A state backend. Every method is one transaction (or one statement):
 /// callers never see a half-recorded run. Implementations must be `Send`
@@ -44,4 +46,20 @@ pub trait Backend: Send {
     /// Write `s` into this store, which must have no runs yet; ids are kept
     /// (and id sequences moved past them).
     fn import(&mut self, s: &Snapshot) -> Result<(), StateError>;
+    /// Record `run_id` as one queued job per host, with its work spec.
+    fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError>;
+    /// Claim up to `limit` claimable jobs (queued, or claimed with an
+    /// expired lease) of the oldest run that has any, for `worker`, leased
+    /// for `lease`. `None`: nothing claimable now.
+    fn claim_jobs(&mut self, worker: &str, limit: i64, lease: Duration) -> Result<Option<Claim>, StateError>;
+    /// Extend the lease of every job `worker` holds; how many it holds.
+    fn renew_jobs(&mut self, worker: &str, lease: Duration) -> Result<u64, StateError>;
+    /// Mark the jobs of `results` done and record the results, in one
+    /// transaction, but only those `worker` still holds (a job re-claimed
+    /// after its lease expired belongs to its new holder). How many counted.
+    fn finish_jobs(&mut self, worker: &str, results: &[HostResult]) -> Result<u64, StateError>;
+    /// A run's jobs, by host.
+    fn jobs(&self, run_id: i64) -> Result<Vec<JobRow>, StateError>;
+    /// Jobs of any run not done yet.
+    fn unfinished_jobs(&self) -> Result<i64, StateError>;
 }

@@ -33,7 +33,9 @@ use std::time::Duration;
 pub use backend::Backend;
 pub use copy::{copy, CopyCounts};
 pub use location::{redact_url, Location};
-pub use types::{AuditEntry, HostLock, HostResult, LockHolder, NewRun, OpenAlert, Rollout, RunRow, Snapshot};
+pub use types::{
+    AuditEntry, Claim, HostLock, HostResult, JobRow, LockHolder, NewRun, OpenAlert, Rollout, RunRow, Snapshot,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -263,5 +265,43 @@ impl Store {
     /// Everything recorded (locks excepted: they belong to live processes).
     pub fn export(&self) -> Result<Snapshot, StateError> {
         self.b.export()
+    }
+
+    /// Record `run_id` as one queued job per host (`apply --workers`);
+    /// `spec` is what workers need to run them (JSON, the controller's).
+    pub fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError> {
+        self.b.create_jobs(run_id, spec, hosts)
+    }
+
+    /// Claim up to `limit` jobs of the oldest open run (its controller
+    /// still holds its host locks) with claimable ones
+    /// (queued, or held past an expired lease) for `worker`. Two workers
+    /// never get the same job: PostgreSQL skips rows another claimer has
+    /// locked (`FOR UPDATE SKIP LOCKED`); SQLite claims in one immediate
+    /// transaction.
+    pub fn claim_jobs(&mut self, worker: &str, limit: i64, lease: Duration) -> Result<Option<Claim>, StateError> {
+        self.b.claim_jobs(worker, limit, lease)
+    }
+
+    /// Extend the lease of every job `worker` holds (its renewal thread
+    /// calls this every third of the lease).
+    pub fn renew_jobs(&mut self, worker: &str, lease: Duration) -> Result<u64, StateError> {
+        self.b.renew_jobs(worker, lease)
+    }
+
+    /// Record results of jobs `worker` still holds and mark them done, in
+    /// one transaction; results of jobs it lost are dropped. How many counted.
+    pub fn finish_jobs(&mut self, worker: &str, results: &[HostResult]) -> Result<u64, StateError> {
+        self.b.finish_jobs(worker, results)
+    }
+
+    pub fn jobs(&self, run_id: i64) -> Result<Vec<JobRow>, StateError> {
+        self.b.jobs(run_id)
+    }
+
+    /// Jobs of open runs not done yet (a worker waits while there are some:
+    /// a held job becomes claimable again if its holder dies).
+    pub fn unfinished_jobs(&self) -> Result<i64, StateError> {
+        self.b.unfinished_jobs()
     }
 }

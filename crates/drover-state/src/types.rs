@@ -129,3 +129,33 @@ pub struct OpenAlert {
     /// Whether the firing message went out.
     pub fired: bool,
 }
+
+/// One host's job in a run split across workers (`drover apply --workers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub run_id: i64,
+    pub host: String,
+    /// queued | claimed | done
+    pub state: String,
+    /// The worker (`machine:pid`) holding or last holding it.
+    pub claimed_by: Option<String>,
+    /// How many times it was claimed (more than once: a worker died or
+    /// stalled past its lease).
+    pub claims: i64,
+    /// The previous holder, when it was claimed again after a lease expired.
+    pub claimed_before: Option<String>,
+    pub lease_expires_ms: Option<i64>,
+    /// The host's outcome once done.
+    pub outcome: Option<String>,
+    /// The host's full report (JSON) once done, from `host_results`.
+    pub detail: Option<String>,
+}
+
+/// Jobs a worker just claimed: all of one run, with that run's work spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub run_id: i64,
+    /// What the run asked for (deploy options as JSON, owned by the controller).
+    pub spec: String,
+    pub hosts: Vec<String>,
+}

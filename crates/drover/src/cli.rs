@@ -76,4 +76,7 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// The state store: copy a SQLite history to PostgreSQL (`migrate`).
     State(crate::commands::state::StateArgs),
+    /// Claim and run host jobs of runs split across controllers
+    /// (`apply --workers`), from the shared PostgreSQL state store.
+    Worker(crate::commands::worker::WorkerArgs),
 }

@@ -197,7 +197,7 @@ pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<Hos
 }
 
 /// Sort h2 before h10.
-fn natural_key(s: &str) -> (String, u64, String) {
+pub(crate) fn natural_key(s: &str) -> (String, u64, String) {
     let i = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
     let j = s[i..].find(|c: char| !c.is_ascii_digit()).map_or(s.len(), |k| i + k);
     (s[..i].to_string(), s[i..j].parse().unwrap_or(0), s[j..].to_string())

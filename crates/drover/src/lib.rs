@@ -31,6 +31,7 @@ pub mod sim;
 pub mod status;
 pub mod tasks;
 pub mod transport;
+pub mod workers;
 
 use std::process::ExitCode;
 

@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use drover_proto::ServiceTimes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds per phase, summed over a host's attempts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Phases {
     /// TCP connect, SSH handshake (host key check) and authentication.
     pub connect_ms: f64,

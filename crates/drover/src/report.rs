@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 
 use drover_proto::Change;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::phases::Phases;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Already on the desired state; nothing was sent or written.
@@ -47,7 +47,9 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Deserialized too: a run split across workers is reported from the
+/// reports its workers recorded (`crate::workers`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostReport {
     pub host: String,
     pub outcome: Outcome,
@@ -55,7 +57,7 @@ pub struct HostReport {
     pub changes: Vec<Change>,
     pub restarts: Vec<String>,
     /// Packages, users and groups the host lacked (see `Response::Diff`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<String>,
     /// Compressed blob bytes sent (0 on a no-op).
     pub bytes_sent: u64,
@@ -63,14 +65,16 @@ pub struct HostReport {
     /// Paths the agent wrote or removed.
     pub files_written: u64,
     pub duration_ms: u64,
-    /// Where `duration_ms` went (see [`crate::phases`]).
+    /// Where `duration_ms` went (see [`crate::phases`]). Absent in a
+    /// report read back from an older run's JSON.
+    #[serde(default)]
     pub phases: Phases,
     pub attempts: u32,
     pub error: Option<String>,
     /// What the agent's start-up recovery did, if anything.
     pub recovered: Option<String>,
     /// `plan --diff` only: each change, host content against project content.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub diffs: Option<Vec<crate::plan::FileDiff>>,
     /// Services a revert (after a failed health check, or of an unconfirmed
     /// generation) could not stop or start again: the files are back, but

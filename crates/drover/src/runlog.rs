@@ -141,25 +141,9 @@ impl Run {
 
     /// Every host's result in one transaction.
     pub fn record_all(&mut self, reports: &[HostReport]) -> anyhow::Result<()> {
-        let rows = reports.iter().map(|r| self.result(r)).collect::<anyhow::Result<Vec<_>>>()?;
+        let rows = reports.iter().map(|r| host_result(self.id, r)).collect::<anyhow::Result<Vec<_>>>()?;
         self.store.record_hosts(&rows)?;
         Ok(())
-    }
-
-    fn result(&self, r: &HostReport) -> anyhow::Result<HostResult> {
-        Ok(HostResult {
-            run_id: self.id,
-            host: r.host.clone(),
-            outcome: r.outcome.as_str().into(),
-            generation: r.generation.and_then(|g| i64::try_from(g).ok()),
-            changes: r.changes.len() as i64,
-            bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),
-            files_written: i64::try_from(r.files_written).unwrap_or(i64::MAX),
-            duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
-            error: r.error.clone(),
-            detail: serde_json::to_string(r)?,
-            at_ms: drover_state::now_ms(),
-        })
     }
 
     pub fn finish(mut self, ok: bool) -> anyhow::Result<()> {
@@ -169,6 +153,23 @@ impl Run {
         self.store.finish_run(self.id, if ok { "ok" } else { "failed" })?;
         Ok(())
     }
+}
+
+/// A host's report as the store records it in run `run_id`.
+pub fn host_result(run_id: i64, r: &HostReport) -> anyhow::Result<HostResult> {
+    Ok(HostResult {
+        run_id,
+        host: r.host.clone(),
+        outcome: r.outcome.as_str().into(),
+        generation: r.generation.and_then(|g| i64::try_from(g).ok()),
+        changes: r.changes.len() as i64,
+        bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),
+        files_written: i64::try_from(r.files_written).unwrap_or(i64::MAX),
+        duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+        error: r.error.clone(),
+        detail: serde_json::to_string(r)?,
+        at_ms: drover_state::now_ms(),
+    })
 }
 
 /// Hosts marked drained in the store, with their reasons.

@@ -19,7 +19,7 @@ use super::Pg;
 use crate::{machine, now_ms, HostLock, LockHolder, StateError};
 
 /// The server's clock, in ms since the epoch.
-const SERVER_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(super) const SERVER_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Renews a lock's lease while it lives; dropping it stops the renewal and
 /// (unless [`Store::unlock_hosts`](crate::Store::unlock_hosts) released the

@@ -73,7 +73,23 @@ const MIGRATIONS: &[&str] = &[
         run_id BIGINT
     );
     "#,
-    // The alerts `drover serve` has open (kept across its restarts).
+    // 2: runs split across workers: one job per host, claimed with a lease.
+    r#"
+    CREATE TABLE job_runs (run_id BIGINT PRIMARY KEY REFERENCES runs(id), spec TEXT NOT NULL);
+    CREATE TABLE jobs (
+        run_id BIGINT NOT NULL REFERENCES job_runs(run_id),
+        host TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        claimed_by TEXT,
+        claims BIGINT NOT NULL DEFAULT 0,
+        claimed_before TEXT,
+        lease_expires_ms BIGINT,
+        outcome TEXT,
+        PRIMARY KEY (run_id, host)
+    );
+    CREATE INDEX jobs_open ON jobs(run_id) WHERE state <> 'done';
+    "#,
+    // 3: the alerts `drover serve` has open (kept across its restarts).
     r#"
     CREATE TABLE open_alerts (
         rule TEXT NOT NULL,

@@ -2,6 +2,7 @@
 //! team (operators, CI, `drover serve`), on any number of machines.
 
 mod conn;
+mod jobs;
 mod locks;
 mod migrations;
 mod records;
@@ -12,7 +13,9 @@ use std::time::Duration;
 pub(crate) use locks::Lease;
 
 use crate::backend::Backend;
-use crate::{AuditEntry, HostLock, HostResult, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError};
+use crate::{
+    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError,
+};
 use conn::Conn;
 
 pub(crate) struct Pg {
@@ -214,5 +217,23 @@ impl Backend for Pg {
     }
     fn import(&mut self, s: &Snapshot) -> Result<(), StateError> {
         self.import_all(s)
+    }
+    fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError> {
+        Pg::create_jobs(self, run_id, spec, hosts)
+    }
+    fn claim_jobs(&mut self, worker: &str, limit: i64, lease: Duration) -> Result<Option<Claim>, StateError> {
+        Pg::claim_jobs(self, worker, limit, lease)
+    }
+    fn renew_jobs(&mut self, worker: &str, lease: Duration) -> Result<u64, StateError> {
+        Pg::renew_jobs(self, worker, lease)
+    }
+    fn finish_jobs(&mut self, worker: &str, results: &[HostResult]) -> Result<u64, StateError> {
+        Pg::finish_jobs(self, worker, results)
+    }
+    fn jobs(&self, run_id: i64) -> Result<Vec<JobRow>, StateError> {
+        Pg::jobs(self, run_id)
+    }
+    fn unfinished_jobs(&self) -> Result<i64, StateError> {
+        Pg::unfinished_jobs(self)
     }
 }

@@ -78,6 +78,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rule, subject)
     );
     ",
+    // 5: runs split across workers (the same tables as PostgreSQL's 2).
+    r"
+    CREATE TABLE job_runs (run_id INTEGER PRIMARY KEY REFERENCES runs(id), spec TEXT NOT NULL);
+    CREATE TABLE jobs (
+        run_id INTEGER NOT NULL REFERENCES job_runs(run_id),
+        host TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        claimed_by TEXT,
+        claims INTEGER NOT NULL DEFAULT 0,
+        claimed_before TEXT,
+        lease_expires_ms INTEGER,
+        outcome TEXT,
+        PRIMARY KEY (run_id, host)
+    );
+    ",
 ];
 
 pub(super) fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {

@@ -1,5 +1,6 @@
 //! The SQLite backend: one file per project (`.drover/state.db`), WAL mode.
 
+mod jobs;
 mod locks;
 mod migrations;
 mod records;
@@ -11,7 +12,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 
 use crate::backend::Backend;
-use crate::{AuditEntry, HostLock, HostResult, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError};
+use crate::{
+    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError,
+};
 
 pub(crate) struct Sqlite {
     conn: Connection,
@@ -213,5 +216,23 @@ impl Backend for Sqlite {
     }
     fn import(&mut self, s: &Snapshot) -> Result<(), StateError> {
         self.import_all(s)
+    }
+    fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError> {
+        Sqlite::create_jobs(self, run_id, spec, hosts)
+    }
+    fn claim_jobs(&mut self, worker: &str, limit: i64, lease: Duration) -> Result<Option<Claim>, StateError> {
+        Sqlite::claim_jobs(self, worker, limit, lease)
+    }
+    fn renew_jobs(&mut self, worker: &str, lease: Duration) -> Result<u64, StateError> {
+        Sqlite::renew_jobs(self, worker, lease)
+    }
+    fn finish_jobs(&mut self, worker: &str, results: &[HostResult]) -> Result<u64, StateError> {
+        Sqlite::finish_jobs(self, worker, results)
+    }
+    fn jobs(&self, run_id: i64) -> Result<Vec<JobRow>, StateError> {
+        Sqlite::jobs(self, run_id)
+    }
+    fn unfinished_jobs(&self) -> Result<i64, StateError> {
+        Sqlite::unfinished_jobs(self)
     }
 }

@@ -40,6 +40,11 @@ pub struct DeployArgs {
     pub simulate: Option<PathBuf>,
     #[command(flatten)]
     pub sim: crate::sim::SimArgs,
+    /// apply: record the run as one job per host in the shared PostgreSQL
+    /// store and have N local `drover worker` processes run them (0: only
+    /// workers started elsewhere); the report is the same.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     #[command(flatten)]
     pub bundle: crate::commands::bundle::ApplyArgs,
     #[command(flatten)]
@@ -95,6 +100,15 @@ pub fn plan(project_dir: &Path, a: PlanArgs) -> anyhow::Result<ExitStatus> {
 }
 
 pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+    if args.workers.is_some() {
+        if !matches!(mode, Mode::Apply) {
+            return Err(crate::workers::WorkersError::Unsupported("a command other than apply").into());
+        }
+        if args.bundle.wanted() {
+            return Err(crate::workers::WorkersError::Unsupported("--bundle").into());
+        }
+        crate::workers::require_shared_store(project_dir)?;
+    }
     if args.bundle.wanted() {
         return crate::commands::bundle::apply(project_dir, args, mode);
     }
@@ -114,6 +128,12 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         _ => args.reboot.plan(Some(&project))?,
     };
     crate::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
+    if let Some(n) = args.workers {
+        if reboot.is_some() {
+            return Err(crate::workers::WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
+        }
+        return apply_by_workers(project_dir, &args, confirm_timeout, project.settings.parallel, hosts, n);
+    }
     let job = Job {
         timeouts: Timeouts { connect: project.settings.connect_timeout, op: dur(&args.op_timeout)? },
         confirm_timeout,
@@ -135,6 +155,56 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         Mode::Reboot => "reboot",
     };
     execute(project_dir, command, job, hosts, args.json)
+}
+
+/// `apply --workers N` (see `crate::workers`): the same report, assembled
+/// from what the workers recorded.
+fn apply_by_workers(
+    dir: &Path,
+    args: &DeployArgs,
+    confirm_timeout: Duration,
+    parallel: usize,
+    hosts: Vec<Host>,
+    n: usize,
+) -> anyhow::Result<ExitStatus> {
+    let op = drover_spec::parse_duration(&args.op_timeout).map_err(anyhow::Error::msg)?;
+    let spec = crate::workers::WorkSpec {
+        revision: runlog::project_rev(dir),
+        simulate: args.simulate.as_deref().map(std::path::absolute).transpose()?,
+        sim: crate::workers::SimSpec {
+            latency: args.sim.sim_latency.clone(),
+            bandwidth: args.sim.sim_bandwidth.clone(),
+            failure_rate: args.sim.sim_failure_rate,
+            processes: args.sim.sim_processes,
+        },
+        retries: args.retries,
+        op_timeout_ms: u64::try_from(op.as_millis()).unwrap_or(u64::MAX),
+        confirm_timeout_ms: u64::try_from(confirm_timeout.as_millis()).unwrap_or(u64::MAX),
+        parallel: args.parallel.unwrap_or(parallel),
+    };
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let start = Instant::now();
+    let reports = crate::workers::apply(dir, &spec, &names, n, args.json)?;
+    let report = RunReport {
+        command: "apply".into(),
+        phases: crate::phases::Phases::sum(reports.iter().map(|h| &h.phases)),
+        hosts: reports,
+        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
+        instances: vec![],
+    };
+    print_report(&report, args.json, false)?;
+    Ok(ExitStatus::of_run(&report))
+}
+
+fn print_report(report: &RunReport, json: bool, plan: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.table(plan));
+        print!("{}", crate::plan::render(&report.hosts));
+        print!("{}", crate::instances::render(&report.instances));
+    }
+    Ok(())
 }
 
 /// Drained hosts are left out of everything but `plan`, each with a word.
@@ -183,13 +253,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     };
     run.record_all(&report.hosts)?;
     run.finish(report.failed() == 0)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table(plan.is_some()));
-        print!("{}", crate::plan::render(&report.hosts));
-        print!("{}", crate::instances::render(&report.instances));
-    }
+    print_report(&report, json, plan.is_some())?;
     Ok(match plan {
         Some(o) => crate::exit::plan_status(o.detailed_exit, report.failed(), report.planned()),
         None => ExitStatus::of_run(&report),

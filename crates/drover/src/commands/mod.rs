@@ -15,6 +15,7 @@ pub mod secret;
 pub mod serve;
 pub mod state;
 pub mod trust;
+pub mod worker;
 
 use crate::cli::{Cli, Command};
 use crate::deploy::Mode;
@@ -46,5 +47,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Packages(a) => packages::run(dir, a),
         Command::Serve(a) => serve::run(dir, a),
         Command::State(a) => state::run(dir, a),
+        Command::Worker(a) => worker::run(dir, a),
     }
 }

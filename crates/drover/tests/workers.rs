@@ -1,0 +1,305 @@
+//! Runs split across controllers (`apply --workers`, `drover worker`) on a
+//! real PostgreSQL server (`drover-pgtest`) and simulated hosts, through
+//! the real binary: no root and no lab needed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover_state::Store;
+use support::{Run, DROVER};
+
+/// A quickstart project with `n` hosts named s1..sn.
+fn project(dir: &Path, n: usize) -> std::path::PathBuf {
+    let proj = dir.join("project");
+    let init = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let mut inv = String::new();
+    for i in 1..=n {
+        inv.push_str(&format!("[hosts.s{i}]\naddress = \"10.99.{}.{}\"\n\n", i / 256, i % 256));
+    }
+    std::fs::write(proj.join("inventory.toml"), inv).unwrap();
+    proj
+}
+
+fn worker(proj: &Path, url: &str) -> Child {
+    Command::new(DROVER)
+        .arg("-C")
+        .arg(proj)
+        .args(["worker", "--state", url, "--batch", "10", "--parallel", "20", "--lease", "3s"])
+        .env_remove("DROVER_STATE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// 200 simulated hosts, one run, three worker processes; one is SIGKILLed
+/// while it holds jobs. Its jobs are claimed again once their lease
+/// expired, every host ends converged exactly once (one successful
+/// generation; only a host the kill interrupted mid-apply also has that
+/// attempt, marked failed and reverted by the agent), the run's history
+/// holds every host once, the report has all 200, and the surviving
+/// workers exit on their own.
+#[test]
+fn three_workers_one_killed_every_host_converged_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 200);
+    let hosts = tmp.path().join("hosts");
+    let url = drover_pgtest::shared().fresh_db();
+
+    let apply = Command::new(DROVER)
+        .arg("-C")
+        .arg(&proj)
+        .args(["apply", "--json", "--workers", "0", "--sim-latency", "40ms", "--sim-failure-rate", "0", "--simulate"])
+        .arg(&hosts)
+        .env("DROVER_STATE_URL", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = Store::connect(&url).unwrap();
+    let run_id = until("the run's jobs", || {
+        let r = store.runs(1).ok()?.into_iter().next()?;
+        (store.jobs(r.id).ok()?.len() == 200).then_some(r.id)
+    });
+
+    let mut workers: Vec<Child> = (0..3).map(|_| worker(&proj, &url)).collect();
+    let victim = format!("{}:{}", drover_state::machine(), workers[0].id());
+    let held = until("the victim holding jobs after some hosts are done", || {
+        let jobs = store.jobs(run_id).ok()?;
+        let done = jobs.iter().filter(|j| j.state == "done").count();
+        let held: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.state == "claimed" && j.claimed_by.as_deref() == Some(victim.as_str()))
+            .map(|j| j.host.clone())
+            .collect();
+        (done >= 20 && !held.is_empty()).then_some(held)
+    });
+    workers[0].kill().unwrap(); // SIGKILL
+    workers[0].wait().unwrap();
+
+    let out = Run::from(apply.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let reports = out.hosts();
+    assert_eq!(reports.len(), 200, "{}", out.stderr);
+    let mut seen = std::collections::BTreeSet::new();
+    for h in &reports {
+        assert!(seen.insert(h["host"].as_str().unwrap().to_string()), "host reported twice: {h:#}");
+        // A host the victim had finished but not recorded is found
+        // unchanged by the worker that takes its job over.
+        assert!(h["outcome"] == "changed" || h["outcome"] == "unchanged", "{h:#}");
+    }
+    for w in workers.drain(1..) {
+        let out = Run::from(w.wait_with_output().unwrap());
+        assert_eq!(out.code, 0, "a surviving worker exits 0 when the run is done: {}", out.stderr);
+    }
+
+    // Converged exactly once: one successful generation per host. The only
+    // other generation a host may have is an attempt the SIGKILL cut short
+    // on a host the killed worker held, which the agent's recovery marked
+    // failed and reverted before the job's new holder applied it again.
+    let mut interrupted = vec![];
+    for i in 1..=200 {
+        let name = format!("s{i}");
+        let state = hosts.join(&name).join("var/lib/drover");
+        let st: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap()).unwrap();
+        let current = st["current"].as_u64().unwrap();
+        let failed: Vec<u64> = st["failed"].as_array().unwrap().iter().map(|g| g.as_u64().unwrap()).collect();
+        let gens: Vec<u64> = std::fs::read_dir(state.join("gens"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_string_lossy().strip_suffix(".manifest")?.parse().ok())
+            .collect();
+        let ok: Vec<u64> = gens.iter().copied().filter(|g| !failed.contains(g)).collect();
+        assert_eq!(ok, vec![current], "{name}: one successful generation, the current one: {st}");
+        if gens.len() > 1 {
+            assert!(held.contains(&name), "{name} was not the killed worker's, yet has {gens:?}: {st}");
+            assert_eq!(gens.len(), 2, "{name}: at most one interrupted attempt: {st}");
+            interrupted.push(name.clone());
+        }
+        let page = std::fs::read_to_string(hosts.join(format!("{name}/srv/site/index.html"))).unwrap();
+        assert!(page.contains(&name), "{name}'s page names it: {page}");
+    }
+
+    // The run's history holds every host, once.
+    let history: Vec<_> = store.history(None, 100_000).unwrap().into_iter().filter(|h| h.run_id == run_id).collect();
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &history {
+        *per_host.entry(h.host.clone()).or_default() += 1;
+    }
+    assert_eq!(per_host.len(), 200);
+    assert!(per_host.values().all(|n| *n == 1));
+    let run = store.runs(5).unwrap().into_iter().find(|r| r.id == run_id).unwrap();
+    assert_eq!(run.status, "ok");
+
+    // The killed worker's jobs were re-claimed after the lease, by others.
+    let jobs = store.jobs(run_id).unwrap();
+    assert!(jobs.iter().all(|j| j.state == "done"));
+    for host in &held {
+        let j = jobs.iter().find(|j| &j.host == host).unwrap();
+        assert_eq!(j.claimed_before.as_deref(), Some(victim.as_str()), "{j:?}");
+        assert_ne!(j.claimed_by.as_deref(), Some(victim.as_str()), "{j:?}");
+        assert!(j.claims >= 2, "{j:?}");
+    }
+    let by: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.claimed_by.clone()).collect();
+    assert!(by.len() >= 2, "the work was split: {by:?}");
+    let taken_over: Vec<_> = reports.iter().filter(|h| held.iter().any(|x| h["host"] == x.as_str())).collect();
+    eprintln!(
+        "{} jobs taken over from the killed worker: {} changed, {} already done by it (unchanged), {} interrupted mid-apply and reverted by the agent first",
+        taken_over.len(),
+        taken_over.iter().filter(|h| h["outcome"] == "changed").count(),
+        taken_over.iter().filter(|h| h["outcome"] == "unchanged").count(),
+        interrupted.len()
+    );
+}
+
+/// `--workers` on the default SQLite store is refused before any host is
+/// touched, saying why and what to set.
+#[test]
+fn apply_with_workers_on_sqlite_is_refused_naming_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 3);
+    let hosts = tmp.path().join("hosts");
+    let out = Run::from(
+        Command::new(DROVER)
+            .arg("-C")
+            .arg(&proj)
+            .args(["apply", "--workers", "2", "--sim-failure-rate", "0", "--simulate"])
+            .arg(&hosts)
+            .env_remove("DROVER_STATE_URL")
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("--workers needs a shared PostgreSQL state store"), "{}", out.stderr);
+    assert!(out.stderr.contains("state.db"), "names the store: {}", out.stderr);
+    assert!(out.stderr.contains("[state] url"), "says what to set: {}", out.stderr);
+    assert!(!hosts.exists(), "no host was touched");
+}
+
+/// `apply --workers 2` starts two local worker processes that share the
+/// run; the report and the history are those of an ordinary apply, and a
+/// second apply through workers finds everything unchanged.
+#[test]
+fn apply_with_two_local_workers_reports_like_a_single_controller() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 40);
+    let hosts = tmp.path().join("hosts");
+    let url = drover_pgtest::shared().fresh_db();
+    let apply = || {
+        Run::from(
+            Command::new(DROVER)
+                .arg("-C")
+                .arg(&proj)
+                .args([
+                    "apply",
+                    "--json",
+                    "--workers",
+                    "2",
+                    "--sim-latency",
+                    "20ms",
+                    "--sim-failure-rate",
+                    "0",
+                    "--simulate",
+                ])
+                .arg(&hosts)
+                .env("DROVER_STATE_URL", &url)
+                .output()
+                .unwrap(),
+        )
+    };
+    let first = apply();
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let names: Vec<String> = first.hosts().iter().map(|h| h["host"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (1..=40).map(|i| format!("s{i}")).collect();
+    assert_eq!(names, expected, "every host, in host order");
+    assert!(first.hosts().iter().all(|h| h["outcome"] == "changed" && h["generation"] == 1));
+    let v: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(v["command"], "apply");
+
+    let store = Store::connect(&url).unwrap();
+    let run = store.runs(1).unwrap().remove(0);
+    let jobs = store.jobs(run.id).unwrap();
+    let by: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.claimed_by.clone()).collect();
+    assert_eq!(by.len(), 2, "both local workers took jobs: {by:?}");
+    assert_eq!(store.history(None, 1000).unwrap().iter().filter(|h| h.run_id == run.id).count(), 40);
+
+    let again = apply();
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(again.hosts().iter().all(|h| h["outcome"] == "unchanged" && h["bytes_sent"] == 0));
+}
+
+/// A worker whose project is not at the run's revision refuses to run its
+/// jobs (naming both revisions) and leaves them for a worker that is; a
+/// run whose controller died is not carried out by a worker started later.
+#[test]
+fn a_worker_refuses_another_revision_and_ignores_runs_whose_controller_died() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 5);
+    let toml = proj.join("drover.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!(
+            "{text}
+[state]
+lock-lease = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let hosts = tmp.path().join("hosts");
+    let url = drover_pgtest::shared().fresh_db();
+    let mut apply = Command::new(DROVER)
+        .arg("-C")
+        .arg(&proj)
+        .args(["apply", "--json", "--workers", "0", "--sim-failure-rate", "0", "--simulate"])
+        .arg(&hosts)
+        .env("DROVER_STATE_URL", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = Store::connect(&url).unwrap();
+    let run_id = until("the run's jobs", || {
+        let r = store.runs(1).ok()?.into_iter().next()?;
+        (store.jobs(r.id).ok()?.len() == 5).then_some(r.id)
+    });
+
+    let tpl = proj.join("layers/site/srv/site/index.html.j2");
+    let original = std::fs::read_to_string(&tpl).unwrap();
+    std::fs::write(&tpl, format!("{original}\n<!-- edited after the run started -->\n")).unwrap();
+    let refused = Run::from(worker(&proj, &url).wait_with_output().unwrap());
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains(&format!("run {run_id} was started from project revision")), "{}", refused.stderr);
+    assert!(refused.stderr.contains("Check out the same revision"), "{}", refused.stderr);
+    assert!(!hosts.exists(), "no host was touched");
+
+    // The controller dies: its host locks go with it (no lease renewal),
+    // and a worker started afterwards has nothing to do.
+    apply.kill().unwrap();
+    apply.wait().unwrap();
+    std::fs::write(&tpl, original).unwrap();
+    std::thread::sleep(Duration::from_millis(1500)); // the 1s lease of its host locks
+    let idle = Run::from(worker(&proj, &url).wait_with_output().unwrap());
+    assert_eq!(idle.code, 0, "{}", idle.stderr);
+    assert!(idle.stderr.contains("0 host(s) done"), "{}", idle.stderr);
+    assert!(!hosts.exists(), "no host was touched");
+}
