@@ -63,6 +63,35 @@ pub fn partial_len(layout: &Layout, h: &Hash) -> u64 {
     fs::metadata(layout.partial(h)).map(|m| m.len()).unwrap_or(0)
 }
 
+/// Where a transfer of `h` (`size` bytes) resumes: `None` when the store
+/// has it, else the bytes already held in `partial/`.
+///
+/// A partial transfer that already holds all `size` bytes was cut between
+/// its last write and its move into the store (the agent killed during that
+/// fsync). Left alone it would stay there: the controller resumes at
+/// `size`, sends nothing, and every apply fails with "not received". With
+/// `repair` (a session holding the host lock) it is synced, verified and
+/// stored now, or discarded and sent again whole; a read-only session
+/// (`plan`) reports it as it finds it and writes nothing.
+pub fn resume_from(layout: &Layout, h: &Hash, size: u64, repair: bool) -> Option<u64> {
+    if !needs_transfer(layout, h) {
+        return None;
+    }
+    let have = partial_len(layout, h);
+    if have < size || !repair {
+        return Some(have);
+    }
+    let partial = layout.partial(h);
+    let synced = fs::File::open(&partial).and_then(|f| f.sync_all());
+    match synced.ok().map(|()| finish(layout, &partial, h)) {
+        Some(Ok(())) => None,
+        _ => {
+            let _ = fs::remove_file(&partial);
+            Some(0)
+        }
+    }
+}
+
 /// Append one chunk; when the blob is complete (`size` reached) verify and
 /// move it into the store.
 pub fn receive(layout: &Layout, chunk: &BlobChunk, size: u64) -> Result<()> {
@@ -122,6 +151,46 @@ mod tests {
 
     fn chunk(h: Hash, offset: u64, raw: &[u8]) -> BlobChunk {
         BlobChunk { hash: h, offset, data: zstd::encode_all(raw, 1).unwrap() }
+    }
+
+    /// The agent killed after writing a blob's last chunk and before moving
+    /// it into the store: the next session stores it instead of asking for
+    /// bytes past its end (which the controller never sends).
+    #[test]
+    fn a_whole_partial_transfer_is_stored_not_resumed_past_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        let data = b"all of it arrived".to_vec();
+        let h = Hash(*blake3::hash(&data).as_bytes());
+        private_dir(&l.partial_dir()).unwrap();
+        fs::write(l.partial(&h), &data).unwrap();
+        let size = data.len() as u64;
+        // Read-only: reported as found, nothing written.
+        assert_eq!(resume_from(&l, &h, size, false), Some(size));
+        assert!(!has(&l, &h) && l.partial(&h).exists());
+        assert_eq!(resume_from(&l, &h, size, true), None);
+        assert_eq!(fs::read(l.blob(&h)).unwrap(), data);
+        assert!(!l.partial(&h).exists());
+        assert_eq!(resume_from(&l, &h, size, true), None);
+    }
+
+    /// A partial transfer as long as the blob (or longer) whose content does
+    /// not verify is dropped and sent again from the start.
+    #[test]
+    fn a_whole_partial_transfer_that_does_not_verify_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        let data = b"the real content".to_vec();
+        let h = Hash(*blake3::hash(&data).as_bytes());
+        private_dir(&l.partial_dir()).unwrap();
+        for junk in [b"the REAL content".to_vec(), b"the real content and more".to_vec()] {
+            fs::write(l.partial(&h), &junk).unwrap();
+            assert_eq!(resume_from(&l, &h, data.len() as u64, true), Some(0));
+            assert!(!has(&l, &h) && !l.partial(&h).exists());
+        }
+        // A short one resumes where it stopped.
+        fs::write(l.partial(&h), &data[..4]).unwrap();
+        assert_eq!(resume_from(&l, &h, data.len() as u64, true), Some(4));
     }
 
     #[test]

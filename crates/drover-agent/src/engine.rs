@@ -122,6 +122,11 @@ impl Engine {
         self.lock = None;
     }
 
+    /// Does this session hold the host lock (may it write)?
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
+    }
+
     /// Before anything that changes the host: hold the lock again, and
     /// reload what another session may have changed meanwhile.
     pub fn ensure_locked(&mut self, wait: Duration) -> Result<()> {
@@ -185,18 +190,21 @@ impl Engine {
     /// Blobs a candidate needs that are neither stored nor on disk already,
     /// with the bytes of each already received.
     pub fn missing(&self, cand: &Candidate) -> Vec<(Hash, u64)> {
+        // Only a session that holds the lock may complete a transfer.
+        let repair = self.holds_lock();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for e in &cand.manifest.entries {
-            if let EntryKind::File { hash, .. } = e.kind {
+            if let EntryKind::File { hash, size } = e.kind {
                 // `changes` is sorted by path.
                 let changing = cand.changes.binary_search_by(|c| c.path.as_str().cmp(&e.path)).is_ok();
-                if changing && blobs::needs_transfer(&self.layout, &hash) && seen.insert(hash) {
-                    out.push((hash, blobs::partial_len(&self.layout, &hash)));
+                if changing && seen.insert(hash) {
+                    out.extend(blobs::resume_from(&self.layout, &hash, size, repair).map(|have| (hash, have)));
                 }
             }
         }
-        out.extend(setup::missing(&self.layout, &cand.manifest).into_iter().filter(|(h, _)| seen.insert(*h)));
+        let packages = setup::missing(&self.layout, &cand.manifest, repair);
+        out.extend(packages.into_iter().filter(|(h, _)| seen.insert(*h)));
         out
     }
 

@@ -201,7 +201,7 @@ fn stage_blobs(
             EntryKind::Symlink { .. } | EntryKind::Dir => None,
         })
         // The packages not yet installed at their version travel too.
-        .chain(crate::setup::missing(layout, m))
+        .chain(crate::setup::missing(layout, m, false))
         .filter(|(h, _)| blobs::needs_transfer(layout, h))
         .collect();
     need.sort();

@@ -77,12 +77,13 @@ pub fn open_entry(layout: &Layout, mut entry: HostEntry) -> Result<(HostEntry, V
 
 /// The clear blobs a candidate lacks, with each sealed one replaced by its
 /// ciphertext (and the ciphertext's size made known, so its chunks are
-/// accepted).
+/// accepted). `repair` as in [`blobs::resume_from`].
 pub fn redirect_missing(
     layout: &Layout,
     sealed: &[Opened],
     cand: &mut Candidate,
     missing: Vec<(Hash, u64)>,
+    repair: bool,
 ) -> Vec<(Hash, u64)> {
     let by_clear: HashMap<Hash, &Opened> = sealed.iter().map(|s| (s.clear, s)).collect();
     let mut out = Vec::with_capacity(missing.len());
@@ -92,7 +93,7 @@ pub fn redirect_missing(
             Some(s) if blobs::has(layout, &s.cipher) => {}
             Some(s) => {
                 cand.sizes.insert(s.cipher, s.cipher_size);
-                out.push((s.cipher, blobs::partial_len(layout, &s.cipher)));
+                out.extend(blobs::resume_from(layout, &s.cipher, s.cipher_size, repair).map(|have| (s.cipher, have)));
             }
             None => out.push((h, have)),
         }
@@ -218,14 +219,14 @@ mod tests {
             sizes: HashMap::new(),
         };
         let other = h(b"plain");
-        let missing = redirect_missing(&layout, &opened, &mut cand, vec![(h(plain), 0), (other, 3)]);
+        let missing = redirect_missing(&layout, &opened, &mut cand, vec![(h(plain), 0), (other, 3)], true);
         assert_eq!(missing, vec![(h(&cipher), 0), (other, 3)], "clear content asked for");
         assert_eq!(cand.sizes.get(&h(&cipher)), Some(&(cipher.len() as u64)));
 
         crate::fsops::private_dir(&layout.blobs()).unwrap();
         std::fs::write(layout.blob(&h(&cipher)), &cipher).unwrap();
         // Received already: nothing more to send.
-        assert!(redirect_missing(&layout, &opened, &mut cand, vec![(h(plain), 0)]).is_empty());
+        assert!(redirect_missing(&layout, &opened, &mut cand, vec![(h(plain), 0)], true).is_empty());
         open_received(&layout, "h1", &opened).unwrap();
         assert_eq!(std::fs::read(layout.blob(&h(plain))).unwrap(), plain);
         let mode = std::fs::metadata(layout.blob(&h(plain))).unwrap().permissions().mode() & 0o777;

@@ -71,7 +71,7 @@ fn candidate(
     match manifest.and_then(|m| engine.diff(m, generation)) {
         Ok(mut c) => {
             let missing = engine.missing(&c);
-            let missing = crate::sealed::redirect_missing(&engine.layout, sealed, &mut c, missing);
+            let missing = crate::sealed::redirect_missing(&engine.layout, sealed, &mut c, missing, engine.holds_lock());
             let reply = Response::Diff {
                 changes: c.changes.clone(),
                 restarts: c.restarts.clone(),

@@ -44,16 +44,16 @@ pub fn drift(layout: &Layout, accounts: &Accounts, setup: &Setup) -> Vec<String>
 }
 
 /// Package blobs the host needs and does not have: those not installed at
-/// their version (once installed, a `.deb` need not travel again).
-pub fn missing(layout: &Layout, m: &Manifest) -> Vec<(Hash, u64)> {
+/// their version (once installed, a `.deb` need not travel again), with the
+/// offset each resumes from ([`blobs::resume_from`]; `repair` as there).
+pub fn missing(layout: &Layout, m: &Manifest, repair: bool) -> Vec<(Hash, u64)> {
     if m.setup.packages.is_empty() {
         return vec![];
     }
     let installed = dpkg::installed(layout);
     dpkg::to_install(&installed, &m.setup.packages)
         .into_iter()
-        .filter(|p| blobs::needs_transfer(layout, &p.hash))
-        .map(|p| (p.hash, blobs::partial_len(layout, &p.hash)))
+        .filter_map(|p| blobs::resume_from(layout, &p.hash, p.size, repair).map(|have| (p.hash, have)))
         .collect()
 }
 

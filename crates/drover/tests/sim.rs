@@ -219,3 +219,46 @@ fn a_failing_health_command_on_a_simulated_host_reverts_it() {
     assert_eq!(calls[..2], ["reload worker", "health worker command failed"], "{calls:?}");
     assert!(calls[2..].contains(&"reload worker".to_string()), "put back after the revert: {calls:?}");
 }
+
+/// The state a SIGKILLed agent leaves when it dies between writing a blob's
+/// last chunk and moving it into the store (during that fsync): all of the
+/// blob's bytes in `partial/`, none in `blobs/`. The next apply stores it
+/// and sends none of it again. (Before the fix the agent asked to resume at
+/// the blob's end, the controller had nothing to send, and every apply
+/// failed with "content … was not received; apply again": seen when a
+/// worker was killed mid-run.)
+#[test]
+fn a_blob_whose_transfer_was_whole_but_not_stored_is_stored_by_the_next_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 2);
+    let hosts = tmp.path().join("hosts");
+    // 256 KiB that zstd cannot shrink, so what was sent shows.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(proj.join("layers/site/opt")).unwrap();
+    std::fs::write(proj.join("layers/site/opt/big.bin"), &data).unwrap();
+    let partial = hosts.join("s1/var/lib/drover/partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    for d in [hosts.join("s1/var/lib/drover"), partial.clone()] {
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    std::fs::write(partial.join(blake3::hash(&data).to_hex().as_str()), &data).unwrap();
+
+    let run = apply(&proj, &hosts, &["--sim-latency", "0", "--sim-failure-rate", "0"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(outcomes(&run).get("changed"), Some(&2), "{}", run.stdout);
+    let sent = |h: &str| run.hosts().iter().find(|r| r["host"] == h).unwrap()["bytes_sent"].as_u64().unwrap();
+    assert!(sent("s2") >= data.len() as u64, "s2 got the blob: {}", run.stdout);
+    assert!(sent("s1") + data.len() as u64 <= sent("s2"), "s1 was not sent the blob again: {}", run.stdout);
+    for h in ["s1", "s2"] {
+        assert_eq!(std::fs::read(hosts.join(h).join("opt/big.bin")).unwrap(), data, "{h} has the file");
+    }
+    assert_eq!(std::fs::read_dir(&partial).unwrap().count(), 0, "nothing left in s1's partial/");
+}
