@@ -19,6 +19,7 @@ pub struct PgCluster {
     dir: Option<tempfile::TempDir>,
     bin: PathBuf,
     port: u16,
+    options: String,
     next_db: AtomicUsize,
 }
 
@@ -98,21 +99,22 @@ impl PgCluster {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let mut c = server_cmd(&bin.join("pg_ctl"));
-            c.arg("-D").arg(&data).arg("-l").arg(dir.path().join("server.log")).args(["-w", "-t", "60", "-o"]).arg(
-                format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off -c max_connections=200 {options}",
-                    dir.path().display()
-                ),
-            );
-            c.arg("start");
-            let out = c.stdin(Stdio::null()).output().expect("pg_ctl");
-            if out.status.success() {
-                return PgCluster { dir: Some(dir), bin, port, next_db: AtomicUsize::new(0) };
+            if pg_ctl_start(&bin, dir.path(), port, options) {
+                return PgCluster { dir: Some(dir), bin, port, options: options.into(), next_db: AtomicUsize::new(0) };
             }
             last = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
         }
         panic!("pg_ctl start failed 5 times; server log:\n{last}");
+    }
+
+    /// Start the server again after [`PgCluster::stop`], on the same port
+    /// with the same data (a database that comes back).
+    pub fn restart(&self) {
+        let dir = self.dir.as_ref().expect("a live cluster");
+        if !pg_ctl_start(&self.bin, dir.path(), self.port, &self.options) {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            panic!("pg_ctl start (again, port {}) failed; server log:\n{log}", self.port);
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -151,6 +153,17 @@ impl Drop for PgCluster {
         self.stop();
         drop(self.dir.take());
     }
+}
+
+/// `pg_ctl start` of the cluster in `dir` on `port`; did it come up?
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16, options: &str) -> bool {
+    let mut c = server_cmd(&bin.join("pg_ctl"));
+    c.arg("-D").arg(dir.join("data")).arg("-l").arg(dir.join("server.log")).args(["-w", "-t", "60", "-o"]).arg(format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off -c max_connections=200 {options}",
+        dir.display()
+    ));
+    c.arg("start");
+    c.stdin(Stdio::null()).output().expect("pg_ctl").status.success()
 }
 
 fn free_port() -> u16 {

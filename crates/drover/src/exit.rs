@@ -4,7 +4,7 @@
 //! |------|---------|
 //! | 0 | success: every selected host converged |
 //! | 1 | an error before any host was touched (bad project, bad arguments) |
-//! | 2 | some hosts failed or were unreachable; others may have converged |
+//! | 2 | some hosts failed or were unreachable, or the run was cut short after hosts were touched (its state store lost); others may have converged |
 //! | 3 | refused: a lock is held, or the environment lacks something (root, tools) |
 //!
 //! `drover plan --exit-code` answers a different question, "is there anything
@@ -93,6 +93,9 @@ pub fn report(err: anyhow::Error) -> ExitCode {
     eprintln!("error: {err:#}");
     if err.downcast_ref::<Refused>().is_some() {
         ExitCode::from(3)
+    } else if matches!(err.downcast_ref(), Some(crate::workers::WorkersError::StoreLost { .. })) {
+        // Hosts may have changed before the run was cut short.
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     }

@@ -47,6 +47,17 @@ pub enum WorkersError {
     Revision { run_id: i64, dir: String, theirs: String, ours: String },
     #[error("run {run_id}: its work spec cannot be read ({reason}); was it recorded by another drover version?")]
     BadSpec { run_id: i64, reason: String },
+    /// The store went away mid-run. Exit 2: hosts may have changed.
+    #[error(
+        "{who} lost the state store mid-run ({reason}). No more hosts were taken on; {in_flight}. Once the database is back, run the same command again: hosts that converged are found unchanged, the others are applied"
+    )]
+    StoreLost { who: String, reason: String, in_flight: String },
+}
+
+impl WorkersError {
+    fn store_lost(who: impl Into<String>, e: impl std::fmt::Display, in_flight: String) -> WorkersError {
+        WorkersError::StoreLost { who: who.into(), reason: e.to_string(), in_flight }
+    }
 }
 
 /// What a worker needs to run a job the way the applying controller would
@@ -169,7 +180,10 @@ fn spawn_worker(dir: &Path, batch: usize, parallel: usize) -> std::io::Result<Ch
 fn wait_for(store: &Store, run_id: i64, quiet: bool) -> anyhow::Result<Vec<HostReport>> {
     let mut shown = usize::MAX;
     loop {
-        let jobs = store.jobs(run_id)?;
+        let jobs = store.jobs(run_id).map_err(|e| {
+            let in_flight = "the workers' hosts already changing finish their transitions (each agent's lock and journal keep a host whole), their results unrecorded".to_string();
+            WorkersError::store_lost(format!("run {run_id}"), e, in_flight)
+        })?;
         let done = jobs.iter().filter(|j| j.state == "done").count();
         if !quiet && done != shown {
             eprintln!("run {run_id}: {done}/{} hosts done", jobs.len());
@@ -237,10 +251,22 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
     let mut summary = WorkerSummary { id: id.clone(), ..Default::default() };
     let (done_tx, done_rx) = mpsc::channel::<(i64, Vec<HostReport>)>();
     let (batch, mut in_flight, mut cap) = (o.batch.max(1) as usize, 0usize, o.parallel.max(1));
+    // Set when the store fails: claim nothing more, let the hosts in flight
+    // finish (cutting them off mid-transition would only leave the agents
+    // to roll back), then stop.
+    let mut lost: Option<drover_state::StateError> = None;
+    let mut unrecorded = 0usize;
     loop {
-        while in_flight < cap {
+        while in_flight < cap && lost.is_none() {
             let want = batch.min(cap - in_flight) as i64;
-            let Some(claim) = store.claim_jobs(&id, want, o.lease)? else { break };
+            let claim = match store.claim_jobs(&id, want, o.lease) {
+                Ok(Some(claim)) => claim,
+                Ok(None) => break,
+                Err(e) => {
+                    lost = Some(e);
+                    break;
+                }
+            };
             let p = match prepared.entry(claim.run_id) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(prepare(dir, claim.run_id, &claim.spec)?),
@@ -267,8 +293,16 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
             });
         }
         if in_flight == 0 {
-            if !o.follow && store.unfinished_jobs()? == 0 {
-                return Ok(summary);
+            if let Some(e) = lost {
+                let in_flight = format!(
+                    "the {unrecorded} host(s) it had in flight finished their transitions, their results unrecorded"
+                );
+                return Err(WorkersError::store_lost(format!("worker {id}"), e, in_flight).into());
+            }
+            match store.unfinished_jobs() {
+                Ok(0) if !o.follow => return Ok(summary),
+                Ok(_) => {}
+                Err(e) => lost = Some(e),
             }
             std::thread::sleep(Duration::from_millis(200));
             continue;
@@ -276,9 +310,21 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
         // A finished batch; or, after a while, look for more jobs again.
         let Ok((run_id, reports)) = done_rx.recv_timeout(Duration::from_millis(200)) else { continue };
         in_flight -= reports.len();
+        if lost.is_some() {
+            unrecorded += reports.len();
+            continue;
+        }
         let results = reports.iter().map(|r| runlog::host_result(run_id, r)).collect::<anyhow::Result<Vec<_>>>()?;
-        summary.hosts += store.finish_jobs(&id, &results)?;
-        summary.runs.insert(run_id);
+        match store.finish_jobs(&id, &results) {
+            Ok(n) => {
+                summary.hosts += n;
+                summary.runs.insert(run_id);
+            }
+            Err(e) => {
+                unrecorded += results.len();
+                lost = Some(e);
+            }
+        }
     }
 }
 
