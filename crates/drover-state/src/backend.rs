@@ -46,7 +46,7 @@ pub trait Backend: Send {
     /// Write `s` into this store, which must have no runs yet; ids are kept
     /// (and id sequences moved past them).
     fn import(&mut self, s: &Snapshot) -> Result<(), StateError>;
-    /// Record `run_id` as one queued job per host, with its work spec.
+    /// Queue one job per host of `run_id`; the first call records its work spec.
     fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError>;
     /// Claim up to `limit` claimable jobs (queued, or claimed with an
     /// expired lease) of the oldest run that has any, for `worker`, leased

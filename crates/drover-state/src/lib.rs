@@ -267,8 +267,10 @@ impl Store {
         self.b.export()
     }
 
-    /// Record `run_id` as one queued job per host (`apply --workers`);
-    /// `spec` is what workers need to run them (JSON, the controller's).
+    /// Queue one job per host of `run_id` (`apply --workers`; a rollout
+    /// queues one batch at a time, each once the one before passed its
+    /// gates). `spec` is what workers need to run them (JSON, the
+    /// controller's); the first call records it for the whole run.
     pub fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError> {
         self.b.create_jobs(run_id, spec, hosts)
     }

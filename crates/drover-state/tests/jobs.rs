@@ -37,7 +37,11 @@ fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: &dyn Fn() -> Store)
     let hosts: Vec<String> = (1..=5).map(|i| format!("h{i}")).collect();
     let run = begin(&mut s);
     let lock = s.lock_hosts(run, &hosts).unwrap();
-    s.create_jobs(run, "{\"spec\":1}", &hosts).unwrap();
+    // Queued in two steps (as a rollout queues its batches): the spec is
+    // the first call's.
+    s.create_jobs(run, "{\"spec\":1}", &hosts[..2]).unwrap();
+    assert_eq!(s.unfinished_jobs().unwrap(), 2);
+    s.create_jobs(run, "{\"spec\":2}", &hosts[2..]).unwrap();
     assert_eq!(s.unfinished_jobs().unwrap(), 5);
 
     let long = Duration::from_secs(60);

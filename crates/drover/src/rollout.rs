@@ -86,6 +86,10 @@ pub struct Runner<'a> {
     pub run: &'a mut runlog::Run,
     pub rollout_id: i64,
     pub json: bool,
+    /// Hand each batch to workers (`--workers`) instead of running it here.
+    /// The gates between batches (health, hooks, cluster check) and a
+    /// failed batch's revert stay with this controller.
+    pub workers: Option<crate::workers::Workers>,
 }
 
 impl Runner<'_> {
@@ -172,12 +176,19 @@ impl Runner<'_> {
                 return Ok(b);
             }
         }
-        let mut job = self.job.clone_for(Mode::Apply);
-        job.stop_first = policy.order == Order::StopFirst;
-        let reports = deploy::run(Arc::new(job), hosts.clone(), Progress::new(hosts.len(), !self.json)).await;
-        for r in &reports {
-            self.run.record(r)?;
-        }
+        let reports = match &self.workers {
+            // The workers record each host's result themselves.
+            Some(w) => tokio::task::block_in_place(|| w.run(self.run, names, self.json))?,
+            None => {
+                let mut job = self.job.clone_for(Mode::Apply);
+                job.stop_first = policy.order == Order::StopFirst;
+                let reports = deploy::run(Arc::new(job), hosts.clone(), Progress::new(hosts.len(), !self.json)).await;
+                for r in &reports {
+                    self.run.record(r)?;
+                }
+                reports
+            }
+        };
         let failed: Vec<&HostReport> = reports.iter().filter(|r| r.outcome.is_failure()).collect();
         let mut reason = (!failed.is_empty()).then(|| {
             failed

@@ -73,6 +73,9 @@ pub struct WorkSpec {
     pub op_timeout_ms: u64,
     pub confirm_timeout_ms: u64,
     pub parallel: usize,
+    /// A rollout's `order = "stop-first"`.
+    #[serde(default)]
+    pub stop_first: bool,
 }
 
 /// The `--sim-*` flags, as recorded.
@@ -85,6 +88,22 @@ pub struct SimSpec {
 }
 
 impl WorkSpec {
+    /// The spec that runs hosts as `job` would, at `dir`'s revision. A
+    /// simulated transport is the unshaped one `rollout --simulate` uses.
+    pub fn of_job(dir: &Path, job: &Job, simulate: Option<&Path>) -> anyhow::Result<WorkSpec> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(WorkSpec {
+            revision: runlog::project_rev(dir),
+            simulate: simulate.map(std::path::absolute).transpose()?,
+            sim: SimSpec { latency: "0".into(), bandwidth: "0".into(), failure_rate: 0.0, processes: true },
+            retries: job.retries,
+            op_timeout_ms: ms(job.timeouts.op),
+            confirm_timeout_ms: ms(job.confirm_timeout),
+            parallel: job.parallel,
+            stop_first: job.stop_first,
+        })
+    }
+
     fn job(&self, project: drover_spec::Project) -> anyhow::Result<Job> {
         let transport = match &self.simulate {
             Some(dir) => crate::sim::SimArgs {
@@ -104,7 +123,7 @@ impl WorkSpec {
             confirm_timeout: Duration::from_millis(self.confirm_timeout_ms),
             parallel: self.parallel,
             retries: self.retries,
-            stop_first: false,
+            stop_first: self.stop_first,
             reboot: None,
             transport,
             mode: Mode::Apply,
@@ -134,33 +153,58 @@ pub fn apply(
 ) -> anyhow::Result<Vec<HostReport>> {
     require_shared_store(dir)?;
     let mut run = runlog::Run::start(dir, "apply", hosts)?;
-    run.store.create_jobs(run.id, &serde_json::to_string(spec)?, hosts)?;
-    if !quiet {
-        eprintln!(
-            "run {}: {} host jobs recorded in {}; {}",
-            run.id,
-            hosts.len(),
-            run.store.describe(),
-            if local == 0 {
-                "waiting for `drover worker` processes on that store".to_string()
-            } else {
-                format!("starting {local} local worker(s)")
-            }
-        );
-    }
-    // The run's parallelism is shared among its local workers, in batches
-    // no larger than an even share, so every one of them gets some.
-    let parallel = spec.parallel.div_ceil(local.max(1)).max(1);
-    let batch = hosts.len().div_ceil(local.max(1)).clamp(1, DEFAULT_BATCH.min(parallel));
-    let mut children =
-        (0..local).map(|_| spawn_worker(dir, batch, parallel)).collect::<std::io::Result<Vec<Child>>>()?;
-    let reports = wait_for(&run.store, run.id, quiet);
-    for c in &mut children {
-        let _ = c.wait();
-    }
-    let reports = reports?;
+    let reports = Workers { dir: dir.to_path_buf(), spec: spec.clone(), local }.run(&mut run, hosts, quiet)?;
     run.finish(!reports.iter().any(|r| r.outcome.is_failure()))?;
     Ok(reports)
+}
+
+/// Hosts of a run handed to workers: `apply --workers` hands all at once,
+/// a rollout one batch at a time (so its gates hold between batches).
+#[derive(Debug, Clone)]
+pub struct Workers {
+    /// The project directory (local workers run in it).
+    pub dir: PathBuf,
+    pub spec: WorkSpec,
+    /// Local worker processes to start for each hand-out (0: only
+    /// `drover worker`s started elsewhere).
+    pub local: usize,
+}
+
+impl Workers {
+    /// Queue `hosts` as jobs of `run`, start the local workers, wait until
+    /// every job of the run is done; the reports of `hosts`, in host order.
+    pub fn run(&self, run: &mut runlog::Run, hosts: &[String], quiet: bool) -> anyhow::Result<Vec<HostReport>> {
+        run.store.create_jobs(run.id, &serde_json::to_string(&self.spec)?, hosts)?;
+        let local = self.local;
+        if !quiet {
+            eprintln!(
+                "run {}: {} host jobs recorded in {}; {}",
+                run.id,
+                hosts.len(),
+                run.store.describe(),
+                if local == 0 {
+                    "waiting for `drover worker` processes on that store".to_string()
+                } else {
+                    format!("starting {local} local worker(s)")
+                }
+            );
+        }
+        // The run's parallelism is shared among its local workers, in
+        // batches no larger than an even share, so every one of them gets
+        // some.
+        let parallel = self.spec.parallel.div_ceil(local.max(1)).max(1);
+        let batch = hosts.len().div_ceil(local.max(1)).clamp(1, DEFAULT_BATCH.min(parallel));
+        let mut children =
+            (0..local).map(|_| spawn_worker(&self.dir, batch, parallel)).collect::<std::io::Result<Vec<Child>>>()?;
+        let reports = wait_for(&run.store, run.id, quiet);
+        for c in &mut children {
+            let _ = c.wait();
+        }
+        let mut reports = reports?;
+        let wanted: std::collections::HashSet<&str> = hosts.iter().map(String::as_str).collect();
+        reports.retain(|r| wanted.contains(r.host.as_str()));
+        Ok(reports)
+    }
 }
 
 /// Jobs a worker claims at once unless told otherwise.

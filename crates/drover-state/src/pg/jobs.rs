@@ -28,7 +28,10 @@ impl Pg {
         let (spec, hosts) = (spec.to_string(), hosts.to_vec());
         self.conn.call(move |c| {
             let mut tx = c.transaction()?;
-            tx.execute("INSERT INTO job_runs (run_id, spec) VALUES ($1, $2)", &[&run_id, &spec])?;
+            tx.execute(
+                "INSERT INTO job_runs (run_id, spec) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING",
+                &[&run_id, &spec],
+            )?;
             tx.execute(
                 "INSERT INTO jobs (run_id, host) SELECT $1, h FROM UNNEST($2::text[]) AS h",
                 &[&run_id, &hosts],

@@ -22,7 +22,10 @@ const CLAIMABLE: &str = "((state = 'queued' OR (state = 'claimed' AND lease_expi
 impl Sqlite {
     pub(super) fn create_jobs(&mut self, run_id: i64, spec: &str, hosts: &[String]) -> Result<(), StateError> {
         let tx = self.conn.transaction()?;
-        tx.execute("INSERT INTO job_runs (run_id, spec) VALUES (?1, ?2)", params![run_id, spec])?;
+        tx.execute(
+            "INSERT INTO job_runs (run_id, spec) VALUES (?1, ?2) ON CONFLICT (run_id) DO NOTHING",
+            params![run_id, spec],
+        )?;
         {
             let mut st = tx.prepare("INSERT INTO jobs (run_id, host) VALUES (?1, ?2)")?;
             for h in hosts {

@@ -181,6 +181,7 @@ fn apply_by_workers(
         op_timeout_ms: u64::try_from(op.as_millis()).unwrap_or(u64::MAX),
         confirm_timeout_ms: u64::try_from(confirm_timeout.as_millis()).unwrap_or(u64::MAX),
         parallel: args.parallel.unwrap_or(parallel),
+        stop_first: false,
     };
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let start = Instant::now();

@@ -58,6 +58,11 @@ pub struct Common {
     /// `--reboot` or `reboot = true`).
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub reboot_timeout: String,
+    /// Hand each batch to N local worker processes and any `drover worker
+    /// --follow` on the same PostgreSQL store (0: only those), as
+    /// `apply --workers` does; gates and reverts stay here.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +143,9 @@ fn job(project: &Arc<Project>, c: &Common) -> anyhow::Result<(Job, Fleet)> {
 }
 
 fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
+    if a.common.workers.is_some() {
+        crate::workers::require_shared_store(dir)?;
+    }
     let project = Arc::new(runlog::load_project(dir)?);
     let mut hosts = select(&project.hosts, a.hosts.as_deref())?;
     deploy::preflight(&project, &hosts)?;
@@ -170,6 +178,9 @@ fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
     if a.reboot {
         policy.reboot = true;
     }
+    if policy.reboot && a.common.workers.is_some() {
+        return Err(crate::workers::WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
+    }
     if policy.reboot {
         // Before the rollout is recorded: nothing to abort afterwards.
         let plan = crate::reboot::RebootPlan::every_host(Duration::ZERO);
@@ -191,7 +202,7 @@ fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
     let mut run = runlog::Run::start(dir, "rollout", &names)?;
     let revision = Revision::of(dir).to_string();
     let id = run.store.create_rollout(Some(run.id), &serde_json::to_string(&plan)?, &revision)?;
-    execute(&project, run, id, &plan, 0, &a.common)
+    execute(dir, &project, run, id, &plan, 0, &a.common)
 }
 
 /// Whose `[rollout]` applies: the role named by `--hosts`, else the one role
@@ -211,6 +222,7 @@ fn policy_role(project: &Project, sel: Option<&str>, hosts: &[drover_spec::Host]
 }
 
 fn execute(
+    dir: &Path,
     project: &Arc<Project>,
     mut run: runlog::Run,
     id: i64,
@@ -231,9 +243,18 @@ fn execute(
             plan.batches.len()
         );
     }
+    let workers = match c.workers {
+        Some(local) => {
+            let mut spec = crate::workers::WorkSpec::of_job(dir, &job, c.simulate.as_deref())?;
+            spec.stop_first = plan.policy.order == drover_spec::rollout::Order::StopFirst;
+            Some(crate::workers::Workers { dir: dir.to_path_buf(), spec, local })
+        }
+        None => None,
+    };
     let rt = runtime()?;
     let report = rt.block_on(async {
-        let mut runner = Runner { project: project.clone(), fleet, job, run: &mut run, rollout_id: id, json: c.json };
+        let mut runner =
+            Runner { project: project.clone(), fleet, job, run: &mut run, rollout_id: id, json: c.json, workers };
         runner.run(plan, from).await
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -282,6 +303,9 @@ fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
 
 fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     let c = a.common;
+    if c.workers.is_some() {
+        crate::workers::require_shared_store(dir)?;
+    }
     let mut store = runlog::open(dir)?;
     let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no paused or interrupted rollout to resume") };
     let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
@@ -304,6 +328,9 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
         );
     }
     let plan: Plan = serde_json::from_str(&r.plan)?;
+    if plan.policy.reboot && c.workers.is_some() {
+        return Err(crate::workers::WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
+    }
     let from = usize::try_from(r.next_batch).unwrap_or(0);
     let project = Arc::new(runlog::load_project(dir)?);
     let names: Vec<String> = plan.batches.iter().skip(from).flatten().cloned().collect();
@@ -315,7 +342,7 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     if !c.json {
         eprintln!("continuing rollout {} from batch {} of {}", r.id, from + 1, plan.batches.len());
     }
-    execute(&project, run, r.id, &plan, from, &c)
+    execute(dir, &project, run, r.id, &plan, from, &c)
 }
 
 fn set_status(dir: &Path, status: &str) -> anyhow::Result<ExitStatus> {
