@@ -34,7 +34,8 @@ pub use backend::Backend;
 pub use copy::{copy, CopyCounts};
 pub use location::{redact_url, Location};
 pub use types::{
-    AuditEntry, Claim, HostLock, HostResult, JobRow, LockHolder, NewRun, OpenAlert, Rollout, RunRow, Snapshot,
+    AuditEntry, Claim, HostLock, HostResult, JobRow, LeaseWatch, LockHolder, NewRun, OpenAlert, Rollout, RunRow,
+    Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]

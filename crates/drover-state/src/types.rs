@@ -86,6 +86,28 @@ pub struct HostLock {
     pub(crate) lease: Option<crate::pg::Lease>,
 }
 
+impl HostLock {
+    /// Tells, from any thread, whether this lock can still be counted on.
+    pub fn watch(&self) -> LeaseWatch {
+        LeaseWatch(self.lease.as_ref().map(|l| l.lost.clone()))
+    }
+}
+
+/// Whether a [`HostLock`]'s lease still holds. A PostgreSQL lease whose
+/// renewal failed (the database went away, or this process stalled past
+/// the lease and another run took hosts over) is lost for good: from then
+/// on another controller may lock those hosts, so the holder must start no
+/// more of them. SQLite locks follow their holder's pid and are never lost.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseWatch(Option<std::sync::Arc<std::sync::OnceLock<String>>>);
+
+impl LeaseWatch {
+    /// Why the lease was lost, once it was.
+    pub fn lost(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|l| l.get()).map(String::as_str)
+    }
+}
+
 /// Everything a store recorded, as `drover state migrate` copies it. Rows
 /// keep their ids, so runs, results, audit entries and rollouts still point
 /// at each other in the copy.

@@ -118,6 +118,9 @@ pub struct Job {
     pub stop_first: bool,
     /// Reboot (these) hosts after activation; confirm after the reboot.
     pub reboot: Option<crate::reboot::RebootPlan>,
+    /// The run's host-lock lease: once it is lost (its store went away),
+    /// no more hosts are started; those already started finish.
+    pub fence: drover_state::LeaseWatch,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +176,13 @@ pub async fn run(job: Arc<Job>, hosts: Vec<Host>, progress: Progress) -> Vec<Hos
             tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let hp = progress.host(&host.name);
+                if let Some(why) = job.fence.lost() {
+                    hp.finish(false);
+                    let mut r = HostReport::new(&host.name);
+                    r.outcome = Outcome::Skipped;
+                    r.error = Some(format!("not started: {why}"));
+                    return r;
+                }
                 let report = run_host(&job, &chunks, &host, &hp).await;
                 hp.finish(report.outcome.is_failure());
                 report

@@ -93,7 +93,7 @@ pub fn report(err: anyhow::Error) -> ExitCode {
     eprintln!("error: {err:#}");
     if err.downcast_ref::<Refused>().is_some() {
         ExitCode::from(3)
-    } else if matches!(err.downcast_ref(), Some(crate::workers::WorkersError::StoreLost { .. })) {
+    } else if err.downcast_ref::<crate::runlog::StoreLost>().is_some() {
         // Hosts may have changed before the run was cut short.
         ExitCode::from(2)
     } else {

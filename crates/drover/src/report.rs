@@ -25,7 +25,9 @@ pub enum Outcome {
     Unreachable,
     /// `drover reboot`: rebooted and back, healthy.
     Rebooted,
-    /// `drover reboot`: left alone because an earlier batch failed.
+    /// Left alone: `drover reboot` after an earlier batch failed, or any run
+    /// that lost its state store (and so its host-lock lease) before this
+    /// host's turn.
     Skipped,
 }
 

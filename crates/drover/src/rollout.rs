@@ -114,6 +114,15 @@ impl Runner<'_> {
             }
         }
         for (i, names) in plan.batches.iter().enumerate().skip(from) {
+            if let Some(why) = self.run.watch().lost() {
+                let in_flight = format!("batches before {} are done; `drover rollout resume` continues", i + 1);
+                return Err(crate::runlog::StoreLost {
+                    who: format!("rollout {}", self.rollout_id),
+                    reason: why.into(),
+                    in_flight,
+                }
+                .into());
+            }
             if let Some(stop) = self.wait_while_paused().await? {
                 report.status = stop;
                 return Ok(report);

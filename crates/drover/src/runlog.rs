@@ -100,7 +100,25 @@ pub struct Run {
     lock: Option<HostLock>,
 }
 
+/// The state store went away mid-run. Exit 2: hosts may have changed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{who} lost the state store mid-run ({reason}). No more hosts were taken on; {in_flight}. Once the database is back, run the same command again: hosts that converged are found unchanged, the others are applied"
+)]
+pub struct StoreLost {
+    /// "run 12", "worker host:pid".
+    pub who: String,
+    pub reason: String,
+    /// What became of the hosts already started.
+    pub in_flight: String,
+}
+
 impl Run {
+    /// Whether the run's host locks still hold (see [`drover_state::LeaseWatch`]).
+    pub fn watch(&self) -> drover_state::LeaseWatch {
+        self.lock.as_ref().map(HostLock::watch).unwrap_or_default()
+    }
+
     /// Record the run and lock its hosts; refused (exit 3) if another drover
     /// holds any of them.
     pub fn start(project_dir: &Path, command: &str, hosts: &[String]) -> anyhow::Result<Run> {

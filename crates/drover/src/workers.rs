@@ -47,17 +47,10 @@ pub enum WorkersError {
     Revision { run_id: i64, dir: String, theirs: String, ours: String },
     #[error("run {run_id}: its work spec cannot be read ({reason}); was it recorded by another drover version?")]
     BadSpec { run_id: i64, reason: String },
-    /// The store went away mid-run. Exit 2: hosts may have changed.
-    #[error(
-        "{who} lost the state store mid-run ({reason}). No more hosts were taken on; {in_flight}. Once the database is back, run the same command again: hosts that converged are found unchanged, the others are applied"
-    )]
-    StoreLost { who: String, reason: String, in_flight: String },
 }
 
-impl WorkersError {
-    fn store_lost(who: impl Into<String>, e: impl std::fmt::Display, in_flight: String) -> WorkersError {
-        WorkersError::StoreLost { who: who.into(), reason: e.to_string(), in_flight }
-    }
+fn store_lost(who: impl Into<String>, e: impl std::fmt::Display, in_flight: String) -> runlog::StoreLost {
+    runlog::StoreLost { who: who.into(), reason: e.to_string(), in_flight }
 }
 
 /// What a worker needs to run a job the way the applying controller would
@@ -125,6 +118,7 @@ impl WorkSpec {
             retries: self.retries,
             stop_first: self.stop_first,
             reboot: None,
+            fence: Default::default(),
             transport,
             mode: Mode::Apply,
             project: Arc::new(project),
@@ -226,7 +220,7 @@ fn wait_for(store: &Store, run_id: i64, quiet: bool) -> anyhow::Result<Vec<HostR
     loop {
         let jobs = store.jobs(run_id).map_err(|e| {
             let in_flight = "the workers' hosts already changing finish their transitions (each agent's lock and journal keep a host whole), their results unrecorded".to_string();
-            WorkersError::store_lost(format!("run {run_id}"), e, in_flight)
+            store_lost(format!("run {run_id}"), e, in_flight)
         })?;
         let done = jobs.iter().filter(|j| j.state == "done").count();
         if !quiet && done != shown {
@@ -341,7 +335,7 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
                 let in_flight = format!(
                     "the {unrecorded} host(s) it had in flight finished their transitions, their results unrecorded"
                 );
-                return Err(WorkersError::store_lost(format!("worker {id}"), e, in_flight).into());
+                return Err(store_lost(format!("worker {id}"), e, in_flight).into());
             }
             match store.unfinished_jobs() {
                 Ok(0) if !o.follow => return Ok(summary),

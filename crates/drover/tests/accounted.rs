@@ -65,6 +65,7 @@ fn a_panicking_host_task_is_reported_failed_and_fails_the_run() {
         retries: 2,
         stop_first: false,
         reboot: None,
+        fence: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let reports = rt.block_on(drover::deploy::run(Arc::new(job), hosts, Progress::new(3, false)));

@@ -337,16 +337,15 @@ fn host_gens(hosts: &Path, name: &str) -> HostGens {
     HostGens { current: st["current"].as_u64(), failed: st["failed"].as_array().map_or(0, Vec::len), open }
 }
 
-/// The database stops (an immediate shutdown) while two local workers are
-/// mid-run: the workers claim nothing more and let the hosts they had in
-/// flight finish (no host is left mid-transition or with a failed
-/// attempt), and the controller exits 2 naming the store without its
-/// password and saying what to do. Some hosts were never started. Once the
-/// database is back, the same command converges the rest: hosts the cut
-/// run finished are found unchanged, every host has exactly one
-/// generation, and the new run's history holds every host.
-#[test]
-fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_resumes() {
+/// The database stops (an immediate shutdown) mid-run, with 30 of 200
+/// hosts converged; `workers` splits the run across two local workers.
+/// Nothing more is started, the hosts in flight finish (no host is left
+/// mid-transition or with a failed attempt), and the run exits 2 naming the
+/// store without its password and saying what to do. Once the database is
+/// back, the same command converges the rest: hosts the cut run finished
+/// are found unchanged, every host has exactly one generation, and the new
+/// run's history holds every host. What the cut run printed is returned.
+fn lose_the_database_mid_run(workers: bool) -> (Run, Vec<String>) {
     const N: usize = 200;
     let tmp = tempfile::tempdir().unwrap();
     let proj = project(tmp.path(), N);
@@ -359,11 +358,12 @@ fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_r
     // Trust authentication ignores it; the error must not show it.
     let url = plain.replace("postgres@", "postgres:s3cret-pw@");
     let apply = || {
-        Command::new(DROVER)
-            .arg("-C")
-            .arg(&proj)
-            .args(["apply", "--json", "--workers", "2", "--parallel", "20", "--sim-latency", "40ms"])
-            .args(["--sim-failure-rate", "0", "--simulate"])
+        let mut c = Command::new(DROVER);
+        c.arg("-C").arg(&proj).args(["apply", "--json", "--parallel", "20", "--sim-latency", "40ms"]);
+        if workers {
+            c.args(["--workers", "2"]);
+        }
+        c.args(["--sim-failure-rate", "0", "--simulate"])
             .arg(&hosts)
             .env("DROVER_STATE_URL", &url)
             .stdin(Stdio::null())
@@ -372,14 +372,10 @@ fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_r
             .spawn()
             .unwrap()
     };
+    let converged_now = || (1..=N).filter(|i| host_gens(&hosts, &format!("s{i}")).current == Some(1)).count();
 
     let cut = apply();
-    let store = Store::connect(&plain).unwrap();
-    until("30 hosts done", || {
-        let r = store.runs(1).ok()?.into_iter().next()?;
-        (store.jobs(r.id).ok()?.iter().filter(|j| j.state == "done").count() >= 30).then_some(())
-    });
-    drop(store);
+    until("30 hosts converged", || (converged_now() >= 30).then_some(()));
     pg.stop();
     let out = Run::from(cut.wait_with_output().unwrap());
     assert_eq!(out.code, 2, "hosts may have changed, the run is cut short: exit 2\n{}\n{}", out.stdout, out.stderr);
@@ -387,8 +383,8 @@ fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_r
     assert!(out.stderr.contains("run the same command again"), "says what to do: {}", out.stderr);
     assert!(out.stderr.contains(&format!("127.0.0.1:{}", pg.port())), "names the store: {}", out.stderr);
     assert!(!out.stderr.contains("s3cret-pw"), "never the password: {}", out.stderr);
-
     eprintln!("the cut run said:\n{}", out.stderr.lines().rev().take(4).collect::<Vec<_>>().join("\n"));
+
     let mut converged = vec![];
     for i in 1..=N {
         let name = format!("s{i}");
@@ -401,7 +397,7 @@ fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_r
         }
     }
     assert!(converged.len() >= 30, "the hosts done before the cut stay done: {}", converged.len());
-    assert!(converged.len() < N, "claiming stopped: some hosts were never started");
+    assert!(converged.len() < N, "no more hosts were started: some never were");
 
     pg.restart();
     std::thread::sleep(Duration::from_millis(2500)); // the cut run's 2s host-lock lease
@@ -420,6 +416,34 @@ fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_r
     let run = store.runs(1).unwrap().remove(0);
     assert_eq!(run.status, "ok");
     assert_eq!(store.history(None, 100_000).unwrap().iter().filter(|h| h.run_id == run.id).count(), N);
+    (out, converged)
+}
+
+/// [`lose_the_database_mid_run`] with two local workers: they claim no more
+/// jobs once the store is gone.
+#[test]
+fn the_database_lost_mid_run_stops_claiming_lets_hosts_finish_and_the_next_run_resumes() {
+    lose_the_database_mid_run(true);
+}
+
+/// [`lose_the_database_mid_run`] with a plain apply: its host-lock lease
+/// cannot be renewed, so it starts no more hosts (another controller may
+/// take them once the lease ran out), and it still prints its whole report:
+/// every host, the ones it did not start as skipped with the reason.
+#[test]
+fn a_plain_apply_that_loses_its_database_starts_no_more_hosts_and_still_reports_every_host() {
+    let (out, converged) = lose_the_database_mid_run(false);
+    let reports = out.hosts();
+    assert_eq!(reports.len(), 200, "{}", out.stdout);
+    for h in &reports {
+        let name = h["host"].as_str().unwrap();
+        if converged.iter().any(|c| c == name) {
+            assert_eq!(h["outcome"], "changed", "{h:#}");
+        } else {
+            assert_eq!(h["outcome"], "skipped", "{h:#}");
+            assert!(h["error"].as_str().unwrap().starts_with("not started: "), "{h:#}");
+        }
+    }
 }
 
 /// A rollout through two local workers goes batch by batch behind its

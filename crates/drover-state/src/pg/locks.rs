@@ -9,7 +9,7 @@
 //! lock, so two controllers racing for overlapping hosts never both win
 //! (all or none of a run's hosts is taken).
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub(super) const SERVER_NOW_MS: &str = "(extract(epoch from clock_timestamp()) *
 /// (unless [`Store::unlock_hosts`](crate::Store::unlock_hosts) released the
 /// hosts already) releases them.
 pub(crate) struct Lease {
+    /// Set by the renewal thread when a renewal fails (see [`crate::LeaseWatch`]).
+    pub(crate) lost: Arc<OnceLock<String>>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     conn: Conn,
@@ -58,7 +60,13 @@ impl Drop for Lease {
     }
 }
 
-fn renew_every(conn: Conn, run_id: i64, hosts: Vec<String>, lease: Duration) -> (mpsc::Sender<()>, JoinHandle<()>) {
+fn renew_every(
+    conn: Conn,
+    run_id: i64,
+    hosts: Vec<String>,
+    lease: Duration,
+    lost: Arc<OnceLock<String>>,
+) -> (mpsc::Sender<()>, JoinHandle<()>) {
     let (stop, stopped) = mpsc::channel::<()>();
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let thread = std::thread::Builder::new()
@@ -77,11 +85,20 @@ fn renew_every(conn: Conn, run_id: i64, hosts: Vec<String>, lease: Duration) -> 
                     // Stalled past the lease (or the database was away): another
                     // run may have taken hosts over. The agent's own lock still
                     // keeps two sessions off one host; say it loudly.
-                    Ok(n) => eprintln!(
-                        "warning: run {run_id} lost the lock of {} host(s): its lease expired before renewal",
-                        hosts.len() - n as usize
-                    ),
-                    Err(e) => eprintln!("warning: run {run_id}: renewing host locks failed: {e}"),
+                    Ok(n) => {
+                        let why = format!(
+                            "run {run_id} lost the lock of {} host(s): its lease expired before renewal",
+                            hosts.len() - n as usize
+                        );
+                        if lost.set(why.clone()).is_ok() {
+                            eprintln!("warning: {why}");
+                        }
+                    }
+                    Err(e) => {
+                        if lost.set(format!("renewing its host locks failed: {e}")).is_ok() {
+                            eprintln!("warning: run {run_id}: renewing host locks failed: {e}");
+                        }
+                    }
                 }
             }
         })
@@ -131,8 +148,10 @@ impl Pg {
             tx.commit()?;
             Ok(())
         })?;
-        let (stop, thread) = renew_every(self.conn.clone(), run_id, hs.clone(), self.lease);
+        let lost = Arc::new(OnceLock::new());
+        let (stop, thread) = renew_every(self.conn.clone(), run_id, hs.clone(), self.lease, lost.clone());
         let lease = Lease {
+            lost,
             stop: Some(stop),
             thread: Some(thread),
             conn: self.conn.clone(),

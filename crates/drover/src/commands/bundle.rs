@@ -355,6 +355,7 @@ pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitSta
         retries: args.retries,
         stop_first: false,
         reboot,
+        fence: Default::default(),
         transport: match &args.simulate {
             Some(d) => Transport::local(d)?,
             None => Transport::Ssh,

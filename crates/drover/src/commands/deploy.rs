@@ -141,6 +141,7 @@ pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyho
         retries: args.retries,
         stop_first: false,
         reboot,
+        fence: Default::default(),
         transport: match &args.simulate {
             Some(dir) => args.sim.transport(dir)?,
             None => Transport::Ssh,
@@ -226,7 +227,13 @@ pub(crate) fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> any
 
 /// Run `job` on `hosts` with live progress, record the run in the state
 /// store, print the table (or JSON); the exit status scripts see.
-pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, json: bool) -> anyhow::Result<ExitStatus> {
+pub(crate) fn execute(
+    dir: &Path,
+    command: &str,
+    mut job: Job,
+    hosts: Vec<Host>,
+    json: bool,
+) -> anyhow::Result<ExitStatus> {
     raise_fd_limit();
     let plan = match job.mode {
         Mode::Plan(o) => Some(o),
@@ -235,6 +242,7 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let project = job.project.clone();
     let mut run = runlog::Run::start(dir, command, &names)?;
+    job.fence = run.watch();
     let start = Instant::now();
     let progress = Progress::new(hosts.len(), !json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -252,7 +260,16 @@ pub(crate) fn execute(dir: &Path, command: &str, job: Job, hosts: Vec<Host>, jso
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
         instances,
     };
-    run.record_all(&report.hosts)?;
+    // A lost store must not lose the report too: print it, then say so.
+    let recorded = run.record_all(&report.hosts);
+    if let Some(reason) = run.watch().lost().map(String::from).or(recorded.as_ref().err().map(|e| format!("{e:#}"))) {
+        print_report(&report, json, plan.is_some())?;
+        let skipped = report.hosts.iter().filter(|h| h.outcome == crate::report::Outcome::Skipped).count();
+        let in_flight = format!(
+            "the hosts already started finished (the report above; {skipped} not started), their results unrecorded"
+        );
+        return Err(runlog::StoreLost { who: format!("run {}", run.id), reason, in_flight }.into());
+    }
     run.finish(report.failed() == 0)?;
     print_report(&report, json, plan.is_some())?;
     Ok(match plan {

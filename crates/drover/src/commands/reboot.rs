@@ -50,6 +50,7 @@ pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
         retries: 0,
         stop_first: false,
         reboot: Some(plan),
+        fence: Default::default(),
         transport: match &a.simulate {
             Some(d) => Transport::local(d)?,
             None => Transport::Ssh,

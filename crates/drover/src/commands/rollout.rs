@@ -138,6 +138,7 @@ fn job(project: &Arc<Project>, c: &Common) -> anyhow::Result<(Job, Fleet)> {
         retries: c.retries,
         stop_first: false,
         reboot: None,
+        fence: Default::default(),
     };
     Ok((job, fleet))
 }
@@ -251,6 +252,7 @@ fn execute(
         }
         None => None,
     };
+    job.fence = run.watch();
     let rt = runtime()?;
     let report = rt.block_on(async {
         let mut runner =

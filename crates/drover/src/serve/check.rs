@@ -240,6 +240,7 @@ pub(crate) async fn apply(
         // policy says `reboot = true`: an unattended reboot is an
         // operator's decision (`drover apply --reboot`).
         reboot: None,
+        fence: Default::default(),
         project,
     };
     let n = hosts.len();
