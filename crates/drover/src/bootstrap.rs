@@ -57,14 +57,29 @@ pub fn agent_path() -> String {
 /// Check, as root, that the installed agent is root-owned 0700 in a
 /// root-owned 0700 directory and has our sha256; then run it. `stat` does
 /// not follow symbolic links, so a link in place of either fails the check.
+///
+/// The sha256 is computed once per file, not once per connection (about
+/// 10 ms of a host's CPU each time, two connections per changed host):
+/// after a successful check the script records the file's identity (device,
+/// inode, size, mtime and ctime in ns) in `.ok-<blake3>` in the same root-only
+/// directory, and hashes again only when that identity changed. Only root
+/// can write the directory, and any change to the file (rename, rewrite,
+/// chmod) changes its ctime, which no one can set back short of moving the
+/// system clock. A `stat` without `%.9Y` (coreutils before 8.6) never
+/// matches, so every start hashes, as before.
 fn serve_script() -> String {
     format!(
-        "d={AGENT_DIR}; a={path}; \
+        "d={AGENT_DIR}; a={path}; k=$d/.ok-{hex}; \
          [ -e \"$a\" ] || [ -L \"$a\" ] || exit {EXIT_NO_AGENT}; \
-         [ \"$(stat -c %u.%a \"$d\")\" = 0.700 ] && [ \"$(stat -c %u.%a \"$a\")\" = 0.700 ] && [ -f \"$a\" ] \
-         && printf \"%s  %s\\n\" {sha} \"$a\" | sha256sum -c >/dev/null 2>&1 || exit {EXIT_BAD_AGENT}; \
+         [ \"$(stat -c %u.%a \"$d\")\" = 0.700 ] && [ -f \"$a\" ] \
+         && s=$(stat -c \"%u.%a %d.%i.%s.%.9Y.%.9Z\" \"$a\") && [ \"${{s%% *}}\" = 0.700 ] || exit {EXIT_BAD_AGENT}; \
+         ok=; [ -f \"$k\" ] && read -r ok < \"$k\"; \
+         if [ \"$ok\" != \"${{s#* }}\" ]; then \
+         printf \"%s  %s\\n\" {sha} \"$a\" | sha256sum -c >/dev/null 2>&1 || exit {EXIT_BAD_AGENT}; \
+         printf \"%s\\n\" \"${{s#* }}\" > \"$k\" 2>/dev/null; fi; \
          exec \"$a\" serve",
         path = agent_path(),
+        hex = agent_bin::hash().to_hex(),
         sha = agent_bin::sha256_hex(),
     )
 }
@@ -88,7 +103,7 @@ fn install_script() -> String {
          if [ ! -f \"$1\" ] || [ -L \"$1\" ]; then echo \"the uploaded agent $1 is not a regular file\" >&2; exit {EXIT_COPY_MISMATCH}; fi; \
          cat -- \"$1\" > \"$n\"; \
          if printf \"%s  %s\\n\" {sha} \"$n\" | sha256sum -c >/dev/null 2>&1; then chmod 700 \"$n\"; mv -f \"$n\" \"$a\"; \
-         for o in \"$d\"/agent-*; do [ \"$o\" = \"$a\" ] || rm -f \"$o\"; done; \
+         for o in \"$d\"/agent-* \"$d\"/.ok-*; do [ \"$o\" = \"$a\" ] || [ \"$o\" = \"$d/.ok-{hex}\" ] || rm -f \"$o\"; done; \
          else rm -f \"$n\"; echo \"the agent uploaded to $1 does not have sha256 {sha}: it was changed after the upload (by another process of the login user?); not installed\" >&2; exit {EXIT_COPY_MISMATCH}; fi",
         path = agent_path(),
         hex = agent_bin::hash().to_hex(),

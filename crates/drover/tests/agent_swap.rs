@@ -77,6 +77,18 @@ fn assert_installed(f: &Fleet) {
     assert!(fs::read(&path).unwrap() == agent_bin::bytes(), "the installed agent is not the embedded one");
 }
 
+/// The root-only record that the installed file passed its sha256 check
+/// (`.ok-<blake3>`: device, inode, size, mtime, ctime) names that very file,
+/// so the next start hashes it only if it changed.
+fn assert_checked_stamp(f: &Fleet) {
+    let path = installed(f);
+    let stamp = path.with_file_name(format!(".ok-{}", agent_bin::hash().to_hex()));
+    let text = fs::read_to_string(&stamp).unwrap_or_else(|e| panic!("{}: {e}", stamp.display()));
+    let md = fs::symlink_metadata(&path).unwrap();
+    let fields: Vec<&str> = text.trim().split('.').collect();
+    assert_eq!(fields.get(1..3), Some(&[&*md.ino().to_string(), &*md.size().to_string()][..]), "{text}");
+}
+
 fn assert_not_pwned(f: &Fleet) {
     assert!(!f.host_file(0, "/root/pwned").exists(), "a planted agent ran as root");
     let tmp: Vec<_> = fs::read_dir(f.host_file(0, "/tmp"))
@@ -152,8 +164,14 @@ fn op_cannot_swap_the_agent_that_runs_as_root() {
     assert!(!f.host_file(0, "/tmp/drover-agent.swapped").exists(), "the upload is removed either way");
     assert_not_pwned(&f);
     assert_installed(&f);
-    let dir: Vec<_> = fs::read_dir(installed(&f).parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(dir.len(), 1, "leftovers in the agent directory: {dir:?}");
+    let mut dir: Vec<String> = fs::read_dir(installed(&f).parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dir.sort();
+    let hex = agent_bin::hash().to_hex();
+    assert_eq!(dir, [format!(".ok-{hex}"), format!("agent-{hex}")], "only the agent and its check record");
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.hosts()[0]["outcome"], "unchanged");
@@ -167,6 +185,7 @@ fn a_corrupted_root_owned_agent_is_replaced_not_run() {
     let r = f.apply_json(&[]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_installed(&f);
+    assert_checked_stamp(&f);
     let path = installed(&f);
 
     // An agent of another drover version goes when this one is reinstalled.
@@ -186,6 +205,7 @@ fn a_corrupted_root_owned_agent_is_replaced_not_run() {
     assert!(r.stderr.contains("failed its check") && r.stderr.contains("replaced"), "{}", r.stderr);
     assert_not_pwned(&f);
     assert_installed(&f);
+    assert_checked_stamp(&f);
     assert!(!other.exists(), "another version's agent was kept");
 
     // Right content, but writable by others, or owned by op: not run either.
