@@ -11,6 +11,13 @@ pub fn bytes() -> &'static [u8] {
     AGENT
 }
 
+/// The agent, gzip-compressed (at build time): what an upload sends to a
+/// host that has `gzip`.
+pub fn gzipped() -> &'static [u8] {
+    static GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drover-agent.gz"));
+    GZ
+}
+
 pub fn hash() -> Hash {
     static H: OnceLock<Hash> = OnceLock::new();
     *H.get_or_init(|| Hash(*blake3::hash(AGENT).as_bytes()))

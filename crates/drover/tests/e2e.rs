@@ -202,6 +202,23 @@ fn csv_inventory_password_login_and_sudo_for_a_non_root_user() {
     assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[1].address)).contains("host: 10.213."));
 }
 
+/// The agent travels gzip-compressed; a host without `gzip` gets it
+/// uncompressed. Both end with the embedded agent, byte for byte, installed.
+#[test]
+fn a_host_without_gzip_gets_the_agent_uncompressed() {
+    let f = Fleet::new("e2e-nogzip", 2);
+    let gzip = f.host_file(1, "/usr/bin/gzip");
+    fs::rename(&gzip, gzip.with_extension("off")).unwrap();
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.hosts().iter().all(|h| h["outcome"] == "changed"), "{}", r.stdout);
+    for i in 0..2 {
+        let agent = fs::read(f.host_file(i, &drover::bootstrap::agent_path())).unwrap();
+        assert!(agent == drover::agent_bin::bytes(), "h{}'s agent is the embedded one", i + 1);
+    }
+    assert!(!f.host_file(1, "/usr/bin/gzip").exists(), "h2 still has no gzip: it was not needed");
+}
+
 #[test]
 fn bad_project_file_is_a_clear_error_and_nothing_is_applied() {
     let f = Fleet::new("e2e-badfile", 1);
