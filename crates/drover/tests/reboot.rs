@@ -44,7 +44,11 @@ fn wait_rebooted(f: &Fleet, i: usize, within: Duration) {
 /// (`systemctl reboot` / `reboot(2)`): it boots again by itself, the same way.
 fn lab_reboot(init: Init) {
     let f = Fleet::on("rb-lab", 1, init);
-    let mark = "nohup sleep 1000 >/dev/null 2>&1 & echo kept > /root/kept; touch /run/before-boot; pgrep -xc sleep";
+    // The background shell may not have become `sleep` yet when pgrep
+    // looks (a loaded machine): wait for it, up to 5 s.
+    let mark = "nohup sleep 1000 >/dev/null 2>&1 & echo kept > /root/kept; touch /run/before-boot; \
+                i=0; until pgrep -x sleep >/dev/null || [ $i -ge 100 ]; do sleep 0.05; i=$((i+1)); done; \
+                pgrep -xc sleep";
     assert_eq!(f.host_sh(0, mark), "1");
     let r = f.lab(&["reboot", "h1"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
