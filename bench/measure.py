@@ -13,7 +13,8 @@ Two memory figures, because a single number misleads for tools that fork:
   every 100 ms. The tree includes daemonised descendants (Ansible's
   ControlPersist ssh masters): this process is their subreaper.
 
-It also records the load average (1, 5, 15 min) at the start and the end:
+It also records the CPU time (user, system) of the command and the
+descendants it waited for, and the load average (1, 5, 15 min) at the start and the end:
 on a shared machine a figure means little without the load it was taken
 under.
 
@@ -94,6 +95,7 @@ def main():
     code = os.waitstatus_to_exitcode(status)
     with open(out_path, "w") as f:
         json.dump({"wall_s": round(wall, 3), "maxrss_kb": usage.ru_maxrss, "peak_pss_kb": peak[0], "code": code,
+                   "cpu_user_s": round(usage.ru_utime, 2), "cpu_sys_s": round(usage.ru_stime, 2),
                    "loadavg_start": load_start, "loadavg_end": loadavg()}, f)
     sys.exit(code if code >= 0 else 128 - code)
 

@@ -23,6 +23,9 @@
 # every in-process agent's buffers and thread stacks (an upper bound on the
 # controller's own share); peak_pss sums the process tree (agents too, with
 # --sim-processes).
+# CPU: the drover process's (user + system), and of it the in-process
+# agents' share (their threads' own CPU, which `--simulate` prints at the end:
+# on a real fleet that CPU is the hosts'); the difference is the controller's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${DROVER:-}" ]; then
@@ -56,21 +59,24 @@ run() { # label phase
     local m=$WORK/measure.json
     python3 bench/measure.py "$m" -- "$DROVER" -C "$WORK/project" apply --simulate "$WORK/hosts" "${FLAGS[@]}" \
         2> "$WORK/last.txt" || { tail -5 "$WORK/last.txt" >&2; exit 1; }
-    read -r wall rss pss < <(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["wall_s"], m["maxrss_kb"], m["peak_pss_kb"])' "$m")
-    local summary
+    read -r wall rss pss cpu < <(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["wall_s"], m["maxrss_kb"], m["peak_pss_kb"], round(m["cpu_user_s"] + m["cpu_sys_s"], 1))' "$m")
+    local summary agents
     summary=$(grep -E '^[0-9]+ hosts:' "$WORK/last.txt" | tail -1)
-    echo "| $1 | $wall s | $((rss / 1024)) MiB | $((rss / HOSTS)) KiB | $((pss / 1024)) MiB | $summary |"
+    # "simulated agents: N sessions used X s of CPU (...)"
+    agents=$(sed -n 's/^simulated agents: [0-9]* sessions used \([0-9.]*\) s of CPU.*/\1/p' "$WORK/last.txt" | tail -1)
+    echo "| $1 | $wall s | $cpu s | ${agents:-?} s | $((rss / 1024)) MiB | $((rss / HOSTS)) KiB | $((pss / 1024)) MiB | $summary |"
     if [ -n "${OUT:-}" ]; then
         python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m.update(phase=sys.argv[2], hosts=int(sys.argv[3]), flags=sys.argv[4], summary=sys.argv[5]); print(json.dumps(m))' \
             "$m" "$2" "$HOSTS" "${SIM_FLAGS:-}" "$summary" >> "$OUT"
+        [ -z "$agents" ] || python3 -c 'import json,sys; l=open(sys.argv[1]).read().splitlines(); m=json.loads(l[-1]); m["agents_cpu_s"]=float(sys.argv[2]); l[-1]=json.dumps(m); open(sys.argv[1],"w").write("\n".join(l)+"\n")' "$OUT" "$agents"
     fi
 }
 
 echo "# $(date -u +%FT%TZ) $HOSTS simulated hosts; flags: ${SIM_FLAGS:-defaults (50 ms RTT, 100 mbit, 0.5 % failures)}${FLEET:+; with a fleet template}"
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | wall | peak RSS (drover process) | RSS / host | peak PSS (tree) | summary |"
-echo "|---|---|---|---|---|---|"
+echo "| run | wall | CPU (drover process) | of it, agents' | peak RSS (drover process) | RSS / host | peak PSS (tree) | summary |"
+echo "|---|---|---|---|---|---|---|---|"
 n=0
 for phase in $PHASES; do
     case $phase in

@@ -1,6 +1,7 @@
 //! Facts about the host, sent in the hello reply and used by templates.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use drover_proto::{Facts, Supervisor};
 
@@ -24,22 +25,48 @@ pub fn gather(layout: &Layout, env: HostEnv) -> Facts {
     if hostname.is_empty() {
         hostname = read("/etc/hostname");
     }
-    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let m = machine();
     Facts {
         hostname,
         os_id: field("ID"),
         os_version: field("VERSION_ID"),
         arch: std::env::consts::ARCH.to_string(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kernel: m.kernel.clone(),
         supervisor: detect_supervisor(layout, env),
-        cpus: std::thread::available_parallelism().map(|n| u32::try_from(n.get()).unwrap_or(1)).unwrap_or(1),
-        mem_bytes: mem_kb * 1024,
+        cpus: m.cpus,
+        mem_bytes: m.mem_bytes,
     }
+}
+
+/// What the kernel says about the machine, the same for every session of
+/// this process.
+struct Machine {
+    kernel: String,
+    cpus: u32,
+    mem_bytes: u64,
+}
+
+/// Read once per process. A real agent serves one session per process, so
+/// this changes nothing there; in-process simulated hosts (thousands of
+/// sessions in the controller's process, all on its machine) no longer
+/// re-read `/proc/meminfo` and the cgroup files behind
+/// `available_parallelism` on every session: that was about a quarter of
+/// a simulated no-op agent's CPU.
+fn machine() -> &'static Machine {
+    static MACHINE: OnceLock<Machine> = OnceLock::new();
+    MACHINE.get_or_init(|| {
+        let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Machine {
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            cpus: std::thread::available_parallelism().map(|n| u32::try_from(n.get()).unwrap_or(1)).unwrap_or(1),
+            mem_bytes: mem_kb * 1024,
+        }
+    })
 }
 
 /// systemd if it is running, runit if runsvdir is (or `/etc/service` exists
@@ -62,4 +89,45 @@ fn detect_supervisor(layout: &Layout, env: HostEnv) -> Option<Supervisor> {
 
 fn exists_any(layout: &Layout, paths: &[&str]) -> bool {
     paths.iter().any(|p| Path::new(&layout.target(p)).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Machine facts are read once per process and shared; a host's own
+    /// (hostname, OS, supervisor) still come from each host's root.
+    #[test]
+    fn host_facts_come_from_each_root_and_machine_facts_are_shared() {
+        let roots: Vec<_> = ["alpha", "beta"]
+            .iter()
+            .map(|name| {
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::create_dir_all(dir.path().join("etc/service")).unwrap();
+                std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+                std::fs::write(dir.path().join("usr/bin/sv"), b"").unwrap();
+                std::fs::write(dir.path().join("etc/hostname"), format!("{name}\n")).unwrap();
+                let os =
+                    if *name == "alpha" { "ID=debian\nVERSION_ID=\"12\"\n" } else { "ID=alpine\nVERSION_ID=3.20\n" };
+                std::fs::write(dir.path().join("etc/os-release"), os).unwrap();
+                dir
+            })
+            .collect();
+        let facts: Vec<Facts> =
+            roots.iter().map(|d| gather(&Layout::new(d.path().to_path_buf()), HostEnv::Simulated)).collect();
+        assert_eq!(
+            (facts[0].hostname.as_str(), facts[0].os_id.as_str(), facts[0].os_version.as_str()),
+            ("alpha", "debian", "12")
+        );
+        assert_eq!(
+            (facts[1].hostname.as_str(), facts[1].os_id.as_str(), facts[1].os_version.as_str()),
+            ("beta", "alpine", "3.20")
+        );
+        assert!(facts.iter().all(|f| f.supervisor == Some(Supervisor::Runit)), "{facts:?}");
+        assert_eq!(
+            (&facts[0].kernel, facts[0].cpus, facts[0].mem_bytes),
+            (&facts[1].kernel, facts[1].cpus, facts[1].mem_bytes)
+        );
+        assert!(facts[0].cpus >= 1 && facts[0].mem_bytes > 0 && !facts[0].kernel.is_empty(), "{:?}", facts[0]);
+    }
 }

@@ -123,7 +123,10 @@ fn read_only_refusal(req: &Request) -> String {
 /// Serve one controller session. `env` says how this host reboots (see
 /// [`HostEnv`]); it is chosen by whoever starts the agent.
 pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl Write) -> Result<()> {
-    let mut r = BufReader::with_capacity(1 << 20, Idle { inner: input, limit: Cell::new(None) });
+    // 64 KiB: larger reads (blob chunks) bypass the buffer anyway, and std
+    // zeroes a BufReader's whole buffer on its first read, so a 1 MiB one
+    // cost every session (a no-op too) 256 page faults and a 1 MiB memset.
+    let mut r = BufReader::with_capacity(64 << 10, Idle { inner: input, limit: Cell::new(None) });
     let mut w = BufWriter::new(output);
     let io = |e: FrameError| AgentError(format!("protocol: {e}"));
     skip_to_magic(&mut r, 64 * 1024).map_err(io)?;

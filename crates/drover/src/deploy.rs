@@ -57,7 +57,17 @@ pub trait StateSource: Send + Sync {
     }
 
     /// Facts a host reported, for compiling offline later (`bundle build`).
+    /// Blocking: the runner calls it only when [`StateSource::facts_known`]
+    /// says no.
     fn remember_facts(&self, _host: &Host, _facts: &Facts) {}
+
+    /// Whether `remember_facts` has nothing to do for these (answered from
+    /// memory): saves a no-op host handing its runtime thread over to
+    /// blocking work, which costs a thread wake-up and a context switch per
+    /// host. `false` (always call it) unless a source knows better.
+    fn facts_known(&self, _host: &Host, _facts: &Facts) -> bool {
+        false
+    }
 
     /// The services whose instances `plan` reports moves of.
     fn services(&self) -> std::collections::BTreeSet<String> {
@@ -76,30 +86,13 @@ impl StateSource for Project {
         self.endpoints().map(|e| e.keys().cloned().collect()).unwrap_or_default()
     }
 
-    /// Cached in the project's state store (written only when they changed).
-    /// One connection for the whole run, and the stored facts read once at
-    /// its start: opening the store costs more than the rest of a host's
-    /// no-op, a run may have 10,000 hosts, and on PostgreSQL a round trip
-    /// per host to compare would dominate a no-op run.
+    /// Cached in the project's state store (see [`crate::fact_cache`]).
     fn remember_facts(&self, host: &Host, facts: &Facts) {
-        struct Cache {
-            dir: std::path::PathBuf,
-            store: drover_state::Store,
-            known: std::collections::HashMap<String, String>,
-        }
-        static CACHE: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
-        let mut cached = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|c| c.dir != self.dir) {
-            *cached = crate::runlog::open(&self.dir).ok().map(|store| {
-                let known = store.all_facts().unwrap_or_default().into_iter().collect();
-                Cache { dir: self.dir.clone(), store, known }
-            });
-        }
-        let Some(c) = cached.as_mut() else { return };
-        let Ok(json) = serde_json::to_string(facts) else { return };
-        if c.known.get(&host.name) != Some(&json) && c.store.save_facts(&host.name, &json).is_ok() {
-            c.known.insert(host.name.clone(), json);
-        }
+        crate::fact_cache::remember(&self.dir, &host.name, facts);
+    }
+
+    fn facts_known(&self, host: &Host, facts: &Facts) -> bool {
+        crate::fact_cache::unchanged(&self.dir, &host.name, facts)
     }
 }
 
@@ -266,7 +259,9 @@ async fn run_once(
     r.phases.connect_ms += ms(conn.connect_time);
     r.phases.hello_ms += ms(conn.hello_time);
     let clock = Instant::now();
-    tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));
+    if !job.project.facts_known(host, &conn.facts) {
+        tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));
+    }
     r.recovered = conn.state.recovered.clone();
     r.revert_errors = conn.state.revert_errors.clone();
     r.generation = conn.state.current;

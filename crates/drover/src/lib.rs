@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod deploy;
 pub mod exit;
+pub mod fact_cache;
 pub mod fleet;
 pub mod instances;
 pub mod link;

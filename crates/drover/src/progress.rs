@@ -1,7 +1,15 @@
 //! Live progress on stderr: one line per active host and a totals line.
 //! Hidden when stderr is not a terminal or `--json` is given, so logs and
 //! machine output stay clean.
+//!
+//! Hidden means not built at all: no bars, no ticker threads. A host's bar
+//! has no steady tick of its own (indicatif starts an OS thread per ticking
+//! bar): its spinner moves when its step changes, and the totals line, the
+//! only bar that ticks, redraws the rest. With bars built for a hidden target
+//! and a ticker per host, progress alone cost a 30,000-host no-op about a
+//! quarter of its CPU (docs/benchmarks.md).
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +32,14 @@ pub struct Counts {
 }
 
 impl Progress {
+    /// Progress for `hosts` hosts; shown only if `visible` and stderr is a
+    /// terminal.
     pub fn new(hosts: usize, visible: bool) -> Progress {
+        Progress::with_target(hosts, visible && std::io::stderr().is_terminal())
+    }
+
+    /// As [`Progress::new`], with the terminal check already made.
+    fn with_target(hosts: usize, visible: bool) -> Progress {
         let counts = Arc::new(Counts { hosts: AtomicU64::new(hosts as u64), ..Default::default() });
         if !visible {
             return Progress { multi: None, total: None, counts };
@@ -47,7 +62,6 @@ impl Progress {
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_prefix(name.to_string());
-            b.enable_steady_tick(Duration::from_millis(120));
             b
         });
         HostProgress { bar, parent: self.clone() }
@@ -83,6 +97,8 @@ impl HostProgress {
     pub fn step(&self, msg: impl Into<String>) {
         if let Some(b) = &self.bar {
             b.set_message(msg.into());
+            // No ticker thread per host: the spinner moves on each step.
+            b.tick();
         }
     }
 
@@ -101,5 +117,49 @@ impl HostProgress {
                 m.remove(&b);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads of this process (Linux).
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[test]
+    fn hidden_progress_builds_no_bars() {
+        let p = Progress::with_target(3, false);
+        assert!(p.multi.is_none() && p.total.is_none());
+        let h = p.host("a");
+        assert!(h.bar.is_none());
+        h.step("connecting");
+        h.sent(10);
+        h.finish(false);
+        assert_eq!(p.counts.done.load(Ordering::Relaxed), 1);
+        assert_eq!(p.counts.bytes.load(Ordering::Relaxed), 10);
+    }
+
+    /// Visible progress: the totals bar ticks on its own thread, a host's bar
+    /// on none (a thread per host was a quarter of a large no-op's CPU).
+    #[test]
+    fn host_bars_start_no_thread_per_host() {
+        let p = Progress::with_target(200, true);
+        let before = threads();
+        let bars: Vec<HostProgress> = (0..200).map(|i| p.host(&format!("h{i}"))).collect();
+        for b in &bars {
+            b.step("connecting");
+        }
+        // Other tests run in parallel threads: allow some slack, far below
+        // one thread per host.
+        let during = threads();
+        assert!(during < before + 50, "{before} threads before 200 host bars, {during} with them");
+        for b in bars {
+            b.finish(false);
+        }
+        assert_eq!(p.counts.done.load(Ordering::Relaxed), 200);
+        p.finish();
     }
 }

@@ -262,3 +262,51 @@ fn a_blob_whose_transfer_was_whole_but_not_stored_is_stored_by_the_next_apply() 
     }
     assert_eq!(std::fs::read_dir(&partial).unwrap().count(), 0, "nothing left in s1's partial/");
 }
+
+/// Every file and directory under `dir` with what a write would change:
+/// size, modification and status-change times (a chmod, a rewrite with the
+/// same bytes, a file created and removed again all show).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(p, (m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()));
+        }
+    }
+    out
+}
+
+/// A no-op over a fleet writes nothing on any host: not a file, not a
+/// directory entry, not a mode (checked on every path of 50 roots), and the
+/// run says how much CPU the in-process agents used, so a benchmark can
+/// tell the hosts' share from the controller's.
+#[test]
+fn a_simulated_no_op_writes_nothing_on_any_host_and_reports_the_agents_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), 50);
+    let hosts = tmp.path().join("hosts");
+    let ideal = ["--sim-latency", "0", "--sim-failure-rate", "0"];
+    let first = apply(&proj, &hosts, &ideal);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(outcomes(&first).get("changed"), Some(&50), "{}", first.stdout);
+
+    let before = snapshot(&hosts);
+    let noop = apply(&proj, &hosts, &ideal);
+    assert_eq!(noop.code, 0, "{}\n{}", noop.stdout, noop.stderr);
+    assert_eq!(outcomes(&noop).get("unchanged"), Some(&50), "{}", noop.stdout);
+    let after = snapshot(&hosts);
+    let changed: Vec<_> = after.iter().filter(|(p, m)| before.get(*p) != Some(m)).map(|(p, _)| p).collect();
+    let gone: Vec<_> = before.keys().filter(|p| !after.contains_key(*p)).collect();
+    assert!(changed.is_empty() && gone.is_empty(), "the no-op wrote {changed:?}, removed {gone:?}");
+    assert!(before.len() > 50 * 10, "every host's tree was compared ({} paths)", before.len());
+
+    let line = noop.stderr.lines().find(|l| l.starts_with("simulated agents: ")).unwrap_or_default();
+    assert!(line.starts_with("simulated agents: 50 sessions used "), "{}", noop.stderr);
+}

@@ -58,6 +58,48 @@ pub struct Sim {
     agent: OnceLock<Result<PathBuf, String>>,
     /// Connections opened, to vary the random draws.
     opened: AtomicU64,
+    /// [`agent_cpu`] when this simulation began.
+    start: (u64, Duration),
+}
+
+/// Says how much CPU the in-process agents used (to stderr, once the run is
+/// over): the rest of the process's CPU is the controller's.
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let (sessions, cpu) = agent_cpu();
+        let (sessions, cpu) = (sessions - self.start.0, cpu.saturating_sub(self.start.1));
+        if !self.processes && sessions > 0 {
+            eprintln!(
+                "simulated agents: {sessions} sessions used {:.1} s of CPU (the hosts' own on a real fleet)",
+                cpu.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// CPU time (microseconds) and sessions of the in-process agents' threads,
+/// summed as each session ends: on a real fleet this CPU is the hosts' own,
+/// so a benchmark must be able to tell it from the controller's.
+static AGENT_CPU_US: AtomicU64 = AtomicU64::new(0);
+static AGENT_SESSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The in-process agents' sessions so far and the CPU they used (this
+/// process, every [`Sim`] together).
+pub fn agent_cpu() -> (u64, Duration) {
+    (AGENT_SESSIONS.load(Ordering::Relaxed), Duration::from_micros(AGENT_CPU_US.load(Ordering::Relaxed)))
+}
+
+/// CPU time (user + system) the calling thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: rusage is plain integers, for which all zeroes is valid.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only fills the struct it is given (RUSAGE_THREAD: Linux).
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let us =
+        |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
+    Duration::from_micros(us(u.ru_utime) + us(u.ru_stime))
 }
 
 /// Keeps a simulated agent alive for the length of a connection.
@@ -86,7 +128,8 @@ impl Sim {
         if !processes {
             drover_agent::watchdog::IN_PROCESS.store(true, Ordering::Relaxed);
         }
-        Sim { base, shape, processes, agent: OnceLock::new(), opened: AtomicU64::new(0) }
+        let start = agent_cpu();
+        Sim { base, shape, processes, agent: OnceLock::new(), opened: AtomicU64::new(0), start }
     }
 
     pub fn root(&self, host: &str) -> PathBuf {
@@ -159,6 +202,9 @@ fn spawn_thread(root: PathBuf) -> Result<(Writer, Reader, Guard), TransportError
             if let Err(e) = drover_agent::serve::serve(layout, drover_agent::boot::HostEnv::Simulated, input, &theirs) {
                 tracing::debug!("simulated agent: {e}");
             }
+            // Counted before the controller can see the session end.
+            AGENT_CPU_US.fetch_add(u64::try_from(thread_cpu().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            AGENT_SESSIONS.fetch_add(1, Ordering::Relaxed);
             // Closing our end is the agent process exiting: the controller
             // sees end of stream.
             let _ = theirs.shutdown(std::net::Shutdown::Both);

@@ -84,4 +84,8 @@ impl StateSource for RelayedProject {
     fn remember_facts(&self, host: &Host, facts: &Facts) {
         self.project.remember_facts(host, facts);
     }
+
+    fn facts_known(&self, host: &Host, facts: &Facts) -> bool {
+        self.project.facts_known(host, facts)
+    }
 }
