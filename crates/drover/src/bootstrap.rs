@@ -153,7 +153,7 @@ const EXIT_NO_GZIP: u32 = 96;
 /// which. Also removes agents left in the old per-user cache, which older
 /// drover versions ran as root.
 ///
-/// The agent travels gzip-compressed (40% of its size: on a slow link the
+/// The agent travels gzip-compressed (46% of its size: on a slow link the
 /// largest part of a first contact) and is unpacked by the host's `gzip`;
 /// a host without one gets it as it is. Either way the root-owned copy's
 /// sha256 is checked before it is installed.

@@ -9,20 +9,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{Run, DROVER};
-
-/// A quickstart project with `n` hosts named s1..sn.
-fn project(dir: &Path, n: usize) -> std::path::PathBuf {
-    let proj = dir.join("project");
-    let init = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
-    assert_eq!(init.code, 0, "{}", init.stderr);
-    let mut inv = String::new();
-    for i in 1..=n {
-        inv.push_str(&format!("[hosts.s{i}]\naddress = \"10.99.{}.{}\"\n\n", i / 256, i % 256));
-    }
-    std::fs::write(proj.join("inventory.toml"), inv).unwrap();
-    proj
-}
+use support::{sim_project as project, Run, DROVER};
 
 fn apply(proj: &Path, hosts: &Path, extra: &[&str]) -> Run {
     let out = Command::new(DROVER)

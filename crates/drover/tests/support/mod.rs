@@ -297,3 +297,17 @@ pub fn curl(url: &str) -> String {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A quickstart project (`drover init`) in `dir/project` with `n` hosts
+/// named s1..sn, for `--simulate` runs (their addresses are never dialled).
+pub fn sim_project(dir: &Path, n: usize) -> PathBuf {
+    let proj = dir.join("project");
+    let init = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let mut inv = String::new();
+    for i in 1..=n {
+        inv.push_str(&format!("[hosts.s{i}]\naddress = \"10.99.{}.{}\"\n\n", i / 256, i % 256));
+    }
+    std::fs::write(proj.join("inventory.toml"), inv).unwrap();
+    proj
+}
