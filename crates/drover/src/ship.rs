@@ -30,6 +30,21 @@ pub const CACHE_BYTES: usize = 64 << 20;
 /// zstd level: 3 is zstd's default, fast enough to stay far ahead of SSH.
 const LEVEL: i32 = 3;
 
+/// Hosts receiving a large transfer at once, per run.
+///
+/// Why: russh takes whatever a channel's window allows (2 MiB from
+/// OpenSSH's sshd) and keeps it, encrypted or queued, until the socket
+/// drains. With 100 hosts whose sshds read slower than the controller
+/// writes, that was 76 of the 112 MiB of heap at the peak of a 100-host
+/// first apply (heaptrack, docs/benchmarks.md). Sixteen streams at once
+/// still fill any controller's uplink; the others wait their turn.
+pub const TRANSFER_SLOTS: usize = 16;
+
+/// A host's transfer smaller than this needs no slot: it cannot hold much
+/// in flight, and queueing thousands of small first applies behind sixteen
+/// slots would cost each a round trip of waiting.
+pub const LARGE_TRANSFER: u64 = 1 << 20;
+
 type Chunk = Arc<[u8]>;
 
 /// Compressed chunks by (blob, uncompressed offset), least recently used
@@ -38,6 +53,8 @@ type Chunk = Arc<[u8]>;
 pub struct ChunkCache {
     cap: usize,
     inner: Mutex<Inner>,
+    /// Large transfers in flight (see [`TRANSFER_SLOTS`]).
+    slots: tokio::sync::Semaphore,
 }
 
 #[derive(Default)]
@@ -58,7 +75,7 @@ struct Slot {
 
 impl ChunkCache {
     pub fn new(cap: usize) -> ChunkCache {
-        ChunkCache { cap, inner: Mutex::new(Inner::default()) }
+        ChunkCache { cap, inner: Mutex::new(Inner::default()), slots: tokio::sync::Semaphore::new(TRANSFER_SLOTS) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -144,11 +161,35 @@ impl Shipper<'_> {
             Some(relay) => relay.deliver(self, host, conn, c, missing, r, p).await?,
             None => missing.to_vec(),
         };
+        let large = pending_bytes(c, &direct) >= LARGE_TRANSFER;
+        let _slot = match large {
+            true => {
+                p.step("waiting for a transfer slot".to_string());
+                Some(self.chunks.slots.acquire().await.map_err(|e| DeployError::Other(e.to_string()))?)
+            }
+            false => None,
+        };
         for (i, (hash, have)) in direct.iter().enumerate() {
             p.step(format!("sending {}/{} blobs", i + 1, direct.len()));
             self.blob(conn, c, hash, *have, r, p).await?;
         }
         conn.link.flush().await?;
+        if large {
+            // The slot is free once the agent has taken everything in: the
+            // agent answers in order, so its `Pong` comes after the last
+            // chunk is on its disk, and nothing of this host is left in
+            // the controller's buffers.
+            // Up to a channel window may still be on its way: as long as the
+            // apply step's wait, not one silent step's.
+            let op = conn.link.timeout();
+            conn.link.set_timeout((op * 10).max(std::time::Duration::from_secs(300)));
+            let pong = conn.link.call(&drover_proto::Request::Ping, &mut |_| {}).await;
+            conn.link.set_timeout(op);
+            match pong? {
+                drover_proto::Response::Pong => {}
+                other => return Err(DeployError::Other(format!("agent answered a ping with {other:?}"))),
+            }
+        }
         Ok(())
     }
 
@@ -193,6 +234,23 @@ impl Shipper<'_> {
         r.blobs_sent += 1;
         Ok(())
     }
+}
+
+/// Bytes still to send of `direct` ((blob, bytes the host has) pairs), by
+/// the sizes the manifest gives (files and packages; anything else, a
+/// sealed secret's ciphertext, counts as small).
+fn pending_bytes(c: &Compiled, direct: &[(Hash, u64)]) -> u64 {
+    let sizes: HashMap<Hash, u64> = c
+        .manifest
+        .entries
+        .iter()
+        .filter_map(|e| match e.kind {
+            drover_proto::EntryKind::File { hash, size } => Some((hash, size)),
+            _ => None,
+        })
+        .chain(c.manifest.setup.packages.iter().map(|p| (p.hash, p.size)))
+        .collect();
+    direct.iter().map(|(h, have)| sizes.get(h).map_or(0, |s| s.saturating_sub(*have))).sum()
 }
 
 /// `n` bytes of a blob from `offset`. A file is read one chunk at a time:

@@ -297,3 +297,37 @@ fn a_simulated_no_op_writes_nothing_on_any_host_and_reports_the_agents_cpu() {
     let line = noop.stderr.lines().find(|l| l.starts_with("simulated agents: ")).unwrap_or_default();
     assert!(line.starts_with("simulated agents: 50 sessions used "), "{}", noop.stderr);
 }
+
+/// More hosts than transfer slots (`ship::TRANSFER_SLOTS`) each receive a
+/// large file: the hosts queue for slots, each slot is freed by the agent's
+/// answer to a ping once it has taken everything in, and every host ends
+/// with the file byte for byte (and nothing left half-received).
+#[test]
+fn more_hosts_than_transfer_slots_all_receive_a_large_file_whole() {
+    let n = drover::ship::TRANSFER_SLOTS * 2 + 3;
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = project(tmp.path(), n);
+    let hosts = tmp.path().join("hosts");
+    let size = (drover::ship::LARGE_TRANSFER + (512 << 10)) as usize;
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(proj.join("layers/site/opt")).unwrap();
+    std::fs::write(proj.join("layers/site/opt/large.bin"), &data).unwrap();
+    let run = apply(&proj, &hosts, &["--sim-latency", "5ms", "--sim-failure-rate", "0"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(outcomes(&run).get("changed"), Some(&n), "{}", run.stdout);
+    for h in run.hosts() {
+        let name = h["host"].as_str().unwrap();
+        assert!(h["bytes_sent"].as_u64().unwrap() >= size as u64, "{name} was sent the file: {h:#}");
+        assert!(std::fs::read(hosts.join(name).join("opt/large.bin")).unwrap() == data, "{name} has it whole");
+        let partial = hosts.join(name).join("var/lib/drover/partial");
+        assert_eq!(std::fs::read_dir(&partial).map_or(0, |d| d.count()), 0, "{name}: nothing half-received");
+    }
+}
