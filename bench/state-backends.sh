@@ -11,21 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DROVER=$(realpath "${DROVER:-target/release/drover}")
 HOSTS="${HOSTS:-10000}"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-WORK=$(mktemp -d /var/tmp/drover-state-bench.XXXXXX)
-chmod 755 "$WORK"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cleanup() {
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir "$WORK/pg" && chown postgres: "$WORK/pg" && chmod 700 "$WORK/pg"
-runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w \
-    -o "-p $PORT -c listen_addresses=127.0.0.1 -k $WORK/pg" start >/dev/null || { cat "$WORK/pg/server.log" >&2; exit 1; }
-"$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres fleet
-URL="postgres://postgres@127.0.0.1:$PORT/fleet?sslmode=disable"
+# shellcheck source=bench/pg-lib.sh
+source bench/pg-lib.sh
+pg_start state-bench
 
 "$DROVER" init "$WORK/project" >/dev/null
 python3 - "$HOSTS" > "$WORK/project/inventory.toml" <<'PY'

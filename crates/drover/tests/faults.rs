@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::{Fleet, Run};
+use support::{noise, Fleet, Run};
 
 /// Seconds a test waits for a run it expects to finish on its own.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
@@ -55,20 +55,6 @@ fn finish(mut child: Child, deadline: Duration) -> (Run, Duration) {
 fn partial_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map_or(0, |rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).max().unwrap_or(0))
-}
-
-/// Incompressible bytes (zstd cannot shrink them), deterministic.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A third of the fleet 100 ms away with 5% loss each way: everything

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{sim_project as project, Run, DROVER};
+use support::{noise, sim_project as project, Run, DROVER};
 
 fn apply(proj: &Path, hosts: &Path, extra: &[&str]) -> Run {
     let out = Command::new(DROVER)
@@ -220,15 +220,7 @@ fn a_blob_whose_transfer_was_whole_but_not_stored_is_stored_by_the_next_apply() 
     let proj = project(tmp.path(), 2);
     let hosts = tmp.path().join("hosts");
     // 256 KiB that zstd cannot shrink, so what was sent shows.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let data: Vec<u8> = (0..256 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(256 * 1024);
     std::fs::create_dir_all(proj.join("layers/site/opt")).unwrap();
     std::fs::write(proj.join("layers/site/opt/big.bin"), &data).unwrap();
     let partial = hosts.join("s1/var/lib/drover/partial");
@@ -309,15 +301,7 @@ fn more_hosts_than_transfer_slots_all_receive_a_large_file_whole() {
     let proj = project(tmp.path(), n);
     let hosts = tmp.path().join("hosts");
     let size = (drover::ship::LARGE_TRANSFER + (512 << 10)) as usize;
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(size);
     std::fs::create_dir_all(proj.join("layers/site/opt")).unwrap();
     std::fs::write(proj.join("layers/site/opt/large.bin"), &data).unwrap();
     let run = apply(&proj, &hosts, &["--sim-latency", "5ms", "--sim-failure-rate", "0"]);

@@ -311,3 +311,17 @@ pub fn sim_project(dir: &Path, n: usize) -> PathBuf {
     std::fs::write(proj.join("inventory.toml"), inv).unwrap();
     proj
 }
+
+/// Incompressible bytes (zstd cannot shrink them), deterministic.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
