@@ -25,6 +25,38 @@ fn worker(proj: &Path, url: &str) -> Child {
         .unwrap()
 }
 
+/// `apply --json --workers 0` on simulated hosts (failures off, `extra`
+/// flags added), left running; once its `n` jobs are queued: the process,
+/// a store client and the run's id.
+fn queue_for_workers(
+    proj: &Path,
+    hosts: &Path,
+    url: &str,
+    extra: &[&str],
+    n: usize,
+    output: fn() -> Stdio,
+) -> (Child, Store, i64) {
+    let apply = Command::new(DROVER)
+        .arg("-C")
+        .arg(proj)
+        .args(["apply", "--json", "--workers", "0", "--sim-failure-rate", "0"])
+        .args(extra)
+        .arg("--simulate")
+        .arg(hosts)
+        .env("DROVER_STATE_URL", url)
+        .stdin(Stdio::null())
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap();
+    let store = Store::connect(url).unwrap();
+    let run_id = until("the run's jobs", || {
+        let r = store.runs(1).ok()?.into_iter().next()?;
+        (store.jobs(r.id).ok()?.len() == n).then_some(r.id)
+    });
+    (apply, store, run_id)
+}
+
 fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + Duration::from_secs(120);
     loop {
@@ -50,22 +82,7 @@ fn three_workers_one_killed_every_host_converged_exactly_once() {
     let hosts = tmp.path().join("hosts");
     let url = drover_pgtest::shared().fresh_db();
 
-    let apply = Command::new(DROVER)
-        .arg("-C")
-        .arg(&proj)
-        .args(["apply", "--json", "--workers", "0", "--sim-latency", "40ms", "--sim-failure-rate", "0", "--simulate"])
-        .arg(&hosts)
-        .env("DROVER_STATE_URL", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let store = Store::connect(&url).unwrap();
-    let run_id = until("the run's jobs", || {
-        let r = store.runs(1).ok()?.into_iter().next()?;
-        (store.jobs(r.id).ok()?.len() == 200).then_some(r.id)
-    });
+    let (apply, store, run_id) = queue_for_workers(&proj, &hosts, &url, &["--sim-latency", "40ms"], 200, Stdio::piped);
 
     let mut workers: Vec<Child> = (0..3).map(|_| worker(&proj, &url)).collect();
     let victim = format!("{}:{}", drover_state::machine(), workers[0].id());
@@ -267,22 +284,7 @@ lock-lease = \"1s\"\n"
     .unwrap();
     let hosts = tmp.path().join("hosts");
     let url = drover_pgtest::shared().fresh_db();
-    let mut apply = Command::new(DROVER)
-        .arg("-C")
-        .arg(&proj)
-        .args(["apply", "--json", "--workers", "0", "--sim-failure-rate", "0", "--simulate"])
-        .arg(&hosts)
-        .env("DROVER_STATE_URL", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let store = Store::connect(&url).unwrap();
-    let run_id = until("the run's jobs", || {
-        let r = store.runs(1).ok()?.into_iter().next()?;
-        (store.jobs(r.id).ok()?.len() == 5).then_some(r.id)
-    });
+    let (mut apply, _store, run_id) = queue_for_workers(&proj, &hosts, &url, &[], 5, Stdio::null);
 
     let tpl = proj.join("layers/site/srv/site/index.html.j2");
     let original = std::fs::read_to_string(&tpl).unwrap();
