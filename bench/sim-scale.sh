@@ -36,15 +36,12 @@ DROVER=$(realpath "$DROVER")
 HOSTS="${HOSTS:-10000}"
 PHASES="${PHASES:-first noop noop noop change}"
 read -r -a FLAGS <<< "${SIM_FLAGS:-}"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 WORK=$(mktemp -d /var/tmp/drover-sim.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-"$DROVER" init "$WORK/project" >/dev/null
-python3 - "$HOSTS" > "$WORK/project/inventory.toml" <<'PY'
-import sys
-for i in range(1, int(sys.argv[1]) + 1):
-    print(f'[hosts.s{i}]\naddress = "10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"\n')
-PY
+sim_project "$WORK/project" "$HOSTS"
 if [ -n "${FLEET:-}" ]; then
     # Reads the whole fleet on every host (its size, the first five hosts):
     # small output, so the figure is the cost of `fleet`, not of disk writes.

@@ -11,16 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DROVER=$(realpath "${DROVER:-target/release/drover}")
 HOSTS="${HOSTS:-10000}"
-# shellcheck source=bench/pg-lib.sh
-source bench/pg-lib.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 pg_start state-bench
 
-"$DROVER" init "$WORK/project" >/dev/null
-python3 - "$HOSTS" > "$WORK/project/inventory.toml" <<'PY'
-import sys
-for i in range(1, int(sys.argv[1]) + 1):
-    print(f'[hosts.s{i}]\naddress = "10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"\n')
-PY
+sim_project "$WORK/project" "$HOSTS"
 
 run() { # backend label
     local out=$WORK/time.txt

@@ -1,5 +1,17 @@
-# Sourced by the bench scripts that need a state store in PostgreSQL:
-# `pg_start NAME` makes WORK (a fresh directory under /var/tmp, removed on
+# Sourced by the bench scripts.
+#
+# `sim_project DIR N`: the quickstart project (`drover init`, with $DROVER) in
+# DIR with N hosts s1..sN for `--simulate` runs (addresses never dialled).
+sim_project() {
+    "$DROVER" init "$1" >/dev/null
+    python3 - "$2" > "$1/inventory.toml" <<'PY'
+import sys
+for i in range(1, int(sys.argv[1]) + 1):
+    print(f'[hosts.s{i}]\naddress = "10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"\n')
+PY
+}
+
+# `pg_start NAME`, for a state store in PostgreSQL: makes WORK (a fresh directory under /var/tmp, removed on
 # exit), starts a throwaway PostgreSQL cluster in it on a free loopback port
 # (fsync on, as a real server), creates database `fleet` and sets URL.
 # Needs root (the server runs as `postgres`) and Debian's postgresql.
