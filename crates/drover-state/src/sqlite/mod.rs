@@ -45,26 +45,8 @@ impl Sqlite {
     fn export_all(&self) -> Result<Snapshot, StateError> {
         let c = &self.conn;
         let mut s = Snapshot::default();
-        let mut st = c.prepare(
-            "SELECT id, command, args, user, project_rev, started_ms, finished_ms, status, pid FROM runs ORDER BY id",
-        )?;
-        s.runs = st
-            .query_map([], |r| {
-                Ok((
-                    RunRow {
-                        id: r.get(0)?,
-                        command: r.get(1)?,
-                        args: r.get(2)?,
-                        user: r.get(3)?,
-                        project_rev: r.get(4)?,
-                        started_ms: r.get(5)?,
-                        finished_ms: r.get(6)?,
-                        status: r.get(7)?,
-                    },
-                    r.get(8)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
+        let mut st = c.prepare(&format!("SELECT {}, pid FROM runs ORDER BY id", records::RUN_COLUMNS))?;
+        s.runs = st.query_map([], |r| Ok((records::row_to_run(r)?, r.get(8)?)))?.collect::<Result<_, _>>()?;
         s.results = self.results("ORDER BY run_id, host", params![])?;
         let mut st = c.prepare("SELECT id, at_ms, user, command, args, project_rev, run_id FROM audit ORDER BY id")?;
         s.audit = st

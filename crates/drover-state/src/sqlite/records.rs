@@ -70,21 +70,8 @@ impl Sqlite {
     }
 
     pub(super) fn runs(&self, limit: i64) -> Result<Vec<RunRow>, StateError> {
-        let mut st = self.conn.prepare(
-            "SELECT id, command, args, user, project_rev, started_ms, finished_ms, status FROM runs ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], |r| {
-            Ok(RunRow {
-                id: r.get(0)?,
-                command: r.get(1)?,
-                args: r.get(2)?,
-                user: r.get(3)?,
-                project_rev: r.get(4)?,
-                started_ms: r.get(5)?,
-                finished_ms: r.get(6)?,
-                status: r.get(7)?,
-            })
-        })?;
+        let mut st = self.conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"))?;
+        let rows = st.query_map([limit], row_to_run)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -224,4 +211,20 @@ pub(super) fn insert_results(tx: &rusqlite::Transaction<'_>, hs: &[HostResult]) 
         ])?;
     }
     Ok(())
+}
+
+/// The columns [`row_to_run`] reads, in its order.
+pub(super) const RUN_COLUMNS: &str = "id, command, args, user, project_rev, started_ms, finished_ms, status";
+
+pub(super) fn row_to_run(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        command: r.get(1)?,
+        args: r.get(2)?,
+        user: r.get(3)?,
+        project_rev: r.get(4)?,
+        started_ms: r.get(5)?,
+        finished_ms: r.get(6)?,
+        status: r.get(7)?,
+    })
 }
