@@ -51,7 +51,7 @@ pub fn plan_status(detailed: bool, failed: usize, planned: usize) -> ExitStatus 
 impl ExitStatus {
     /// A run over hosts: any host that did not converge (failed, rolled
     /// back, unreachable, or whose task died) fails the run.
-    pub fn of_run(report: &crate::report::RunReport) -> ExitStatus {
+    pub fn of_run(report: &crate::run::RunReport) -> ExitStatus {
         if report.failed() > 0 {
             ExitStatus::HostsFailed
         } else {
@@ -74,14 +74,9 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-/// An error that stops a command before it did its job is a user error (1),
-/// unless it says it is a refusal (3).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
 /// Print an error with its whole cause chain (and miette diagnostics when the
-/// error carries one) and pick the exit code.
+/// error carries one) and pick the exit code: 3 for a [`crate::run::Refusal`],
+/// 2 for a run cut short by a lost store ([`crate::run::StoreLost`]), else 1.
 pub fn report(err: anyhow::Error) -> ExitCode {
     let err = match err.downcast::<drover_spec::SpecError>() {
         Ok(diag) => {
@@ -91,9 +86,9 @@ pub fn report(err: anyhow::Error) -> ExitCode {
         Err(err) => err,
     };
     eprintln!("error: {err:#}");
-    if err.downcast_ref::<Refused>().is_some() {
+    if err.downcast_ref::<crate::run::Refusal>().is_some() {
         ExitCode::from(3)
-    } else if err.downcast_ref::<crate::runlog::StoreLost>().is_some() {
+    } else if err.downcast_ref::<crate::run::StoreLost>().is_some() {
         // Hosts may have changed before the run was cut short.
         ExitCode::from(2)
     } else {

@@ -37,7 +37,7 @@ pub fn unchanged(dir: &Path, host: &str, facts: &Facts) -> bool {
 pub fn remember(dir: &Path, host: &str, facts: &Facts) {
     let mut cached = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if cached.as_ref().is_none_or(|c| c.dir != dir) {
-        *cached = crate::runlog::open(dir).ok().map(|store| {
+        *cached = crate::store::open(dir).ok().map(|store| {
             let known = store.all_facts().unwrap_or_default().into_iter().collect();
             Cache { dir: dir.to_path_buf(), store, known }
         });
@@ -65,7 +65,7 @@ mod tests {
         assert!(!unchanged(dir.path(), "a", &other), "changed facts");
         remember(dir.path(), "a", &other);
         assert!(unchanged(dir.path(), "a", &other));
-        let stored = crate::runlog::open(dir.path()).unwrap().all_facts().unwrap();
+        let stored = crate::store::open(dir.path()).unwrap().all_facts().unwrap();
         assert_eq!(stored, vec![("a".to_string(), serde_json::to_string(&other).unwrap())], "written through");
     }
 }

@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use drover_spec::Endpoints;
 use serde::Serialize;
 
-use crate::report::HostReport;
-
 /// One instance's change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "change")]
@@ -90,22 +88,25 @@ pub fn diff(before: &Endpoints, after: &Endpoints) -> Vec<InstanceChange> {
 /// What `plan` found: instance units hosts would stop and start
 /// (`name:stop`, `name:start` in their reports). Only names of the form
 /// `<service>-<index>` for a service of the project count.
-pub fn from_reports(reports: &[HostReport], services: &BTreeSet<String>) -> Vec<InstanceChange> {
+pub fn from_restarts<'a>(
+    hosts: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    services: &BTreeSet<String>,
+) -> Vec<InstanceChange> {
     let is_instance = |n: &str| {
         n.rsplit_once('-')
             .is_some_and(|(s, i)| services.contains(s) && !i.is_empty() && i.bytes().all(|c| c.is_ascii_digit()))
     };
     let mut left: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut joined: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in reports {
-        for s in &r.restarts {
+    for (host, restarts) in hosts {
+        for s in restarts {
             let (map, name) = match (s.strip_suffix(":stop"), s.strip_suffix(":start")) {
                 (Some(n), _) => (&mut left, n),
                 (_, Some(n)) => (&mut joined, n),
                 _ => continue,
             };
             if is_instance(name) {
-                map.entry(name.to_string()).or_default().insert(r.host.clone());
+                map.entry(name.to_string()).or_default().insert(host.to_string());
             }
         }
     }
@@ -275,18 +276,15 @@ mod tests {
 
     #[test]
     fn one_host_left_and_one_joined_is_a_move() {
-        let r = |host: &str, restarts: &[&str]| {
-            let mut h = HostReport::new(host);
-            h.restarts = restarts.iter().map(|s| s.to_string()).collect();
-            h
-        };
+        let r =
+            |host: &'static str, restarts: &[&str]| (host, restarts.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let reports = [
             r("h1", &["node-3:stop", "web"]),
             r("h2", &["node-9:stop"]),
             r("h5", &["node-3:start", "node-12:start", "web:start"]),
         ];
         let services: BTreeSet<String> = ["node".to_string(), "web".to_string()].into();
-        let c = from_reports(&reports, &services);
+        let c = from_restarts(reports.iter().map(|(h, r)| (*h, r.as_slice())), &services);
         assert_eq!(
             c,
             [

@@ -1,38 +1,41 @@
 //! drover: fleet deployment over SSH.
 //!
 //! The binary parses arguments ([`cli`]), then hands off to one module per
-//! verb under [`commands`]. Exit codes are decided in one place,
-//! [`exit::ExitStatus`], so scripts can trust them.
+//! verb under [`commands`] (or to [`serve`]), which build a run and print its
+//! report. The engine is three layers, each importing only those below it
+//! and the base modules: [`run`] (a run's settings, the one scheduler,
+//! batches, workers, the run's record), [`host`] (one host's session as a
+//! state machine, and the delivery strategies it ships with), [`transport`]
+//! (SSH, bootstrap, the agent link, simulated hosts). Exit codes are decided
+//! in one place, [`exit`], so scripts can trust them. `docs/architecture.md`
+//! draws the layers and follows one apply through them.
 
-pub mod agent_bin;
-pub mod bootstrap;
-pub mod bundler;
+// Front ends: parse, call, print.
 pub mod cli;
 pub mod commands;
-pub mod deploy;
 pub mod exit;
+pub mod serve;
+
+// The engine, top to bottom: runs over many hosts, one host's session, how
+// bytes reach a host's agent. No module imports from a layer above its own.
+pub mod host;
+pub mod run;
+pub mod transport;
+
+// Base: imported by any layer, importing none of them.
+pub mod agent_bin;
+pub mod bundler;
 pub mod fact_cache;
-pub mod fleet;
+pub mod human;
 pub mod instances;
-pub mod link;
 pub mod packages;
 pub mod phases;
 pub mod pins;
-pub mod plan;
 pub mod progress;
-pub mod reboot;
-pub mod report;
 pub mod revision;
-pub mod rollout;
-pub mod runlog;
 pub mod select;
-pub mod serve;
-pub mod ship;
-pub mod sim;
-pub mod status;
+pub mod store;
 pub mod tasks;
-pub mod transport;
-pub mod workers;
 
 use std::process::ExitCode;
 

@@ -76,7 +76,7 @@ impl Progress {
             t.set_message(format!(
                 "{done} ok, {failed} failed, {} pending, {} sent",
                 c.hosts.load(Ordering::Relaxed).saturating_sub(done + failed),
-                crate::report::human_bytes(c.bytes.load(Ordering::Relaxed))
+                crate::human::bytes(c.bytes.load(Ordering::Relaxed))
             ));
         }
     }

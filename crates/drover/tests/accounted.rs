@@ -8,12 +8,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover::deploy::{Job, Mode, StateSource};
 use drover::exit::ExitStatus;
-use drover::fleet::Fleet as HostFleet;
+use drover::host::{Mode, Outcome, StateSource};
 use drover::progress::Progress;
-use drover::report::{Outcome, RunReport};
-use drover::sim::{LinkShape, Sim};
+use drover::run::fleet::Fleet as HostFleet;
+use drover::run::{Overrides, RunReport, RunSpec, Settings};
+use drover::transport::sim::{LinkShape, Sim};
 use drover::transport::{Timeouts, Transport};
 use drover_proto::Facts;
 use drover_spec::{Compiled, Host, Project};
@@ -55,20 +55,11 @@ fn a_panicking_host_task_is_reported_failed_and_fails_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (project, transport) = sim_project(tmp.path());
     let hosts = project.hosts.clone();
-    let job = Job {
-        project: Arc::new(PanicsOn { project, host: "s2" }),
-        transport,
-        mode: Mode::Apply,
-        timeouts: TIMEOUTS,
-        confirm_timeout: Duration::ZERO,
-        parallel: 3,
-        retries: 2,
-        stop_first: false,
-        reboot: None,
-        fence: Default::default(),
-    };
+    let settings = Settings { confirm_timeout: None, parallel: 3, connect_timeout: TIMEOUTS.connect };
+    let o = Overrides { retries: Some(2), op_timeout: Some(TIMEOUTS.op), ..Default::default() };
+    let spec = RunSpec::new(Arc::new(PanicsOn { project, host: "s2" }), transport, Mode::Apply, settings, &o);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let reports = rt.block_on(drover::deploy::run(Arc::new(job), hosts, Progress::new(3, false)));
+    let reports = rt.block_on(drover::run::schedule::sessions(&spec, hosts, Progress::new(3, false)));
     let got: Vec<(&str, Outcome)> = reports.iter().map(|r| (r.host.as_str(), r.outcome)).collect();
     assert_eq!(got, [("s1", Outcome::Changed), ("s2", Outcome::Failed), ("s3", Outcome::Changed)]);
     let err = reports[1].error.as_deref().unwrap_or_default();

@@ -10,7 +10,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use drover::{agent_bin, bootstrap};
+use drover::agent_bin;
+use drover::transport::bootstrap;
 use support::Fleet;
 
 /// Runs as root, it leaves `/root/pwned`; run as `op`, `/tmp/pwned-<uid>`.

@@ -197,7 +197,7 @@ fn csv_inventory_password_login_and_sudo_for_a_non_root_user() {
     use std::os::unix::fs::MetadataExt;
     let md = fs::metadata(f.host_file(0, "/srv/site/index.html")).unwrap();
     assert_eq!(md.uid(), 0, "files are installed as root through sudo");
-    let agent = f.host_file(0, &drover::bootstrap::agent_path());
+    let agent = f.host_file(0, &drover::transport::bootstrap::agent_path());
     assert_eq!(fs::metadata(&agent).unwrap().uid(), 0, "the agent that runs as root is owned by root");
     assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[1].address)).contains("host: 10.213."));
 }
@@ -213,7 +213,7 @@ fn a_host_without_gzip_gets_the_agent_uncompressed() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.hosts().iter().all(|h| h["outcome"] == "changed"), "{}", r.stdout);
     for i in 0..2 {
-        let agent = fs::read(f.host_file(i, &drover::bootstrap::agent_path())).unwrap();
+        let agent = fs::read(f.host_file(i, &drover::transport::bootstrap::agent_path())).unwrap();
         assert!(agent == drover::agent_bin::bytes(), "h{}'s agent is the embedded one", i + 1);
     }
     assert!(!f.host_file(1, "/usr/bin/gzip").exists(), "h2 still has no gzip: it was not needed");

@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use drover::deploy::StateSource;
+use drover::host::StateSource;
 use drover_proto::frame::encode;
 use drover_proto::{Request, Response};
 use support::{Fleet, Run, DROVER};
@@ -62,7 +62,7 @@ fn bundle_hosts_receive_only_their_own_entry() {
     let h1 = project.hosts.iter().find(|h| h.name == "h1").unwrap().clone();
     let h2 = project.hosts.iter().find(|h| h.name == "h2").unwrap().clone();
     let manifest = bundle.index.host("h1").unwrap().manifest.clone();
-    let source = drover::commands::bundle::source::BundleSource { bundle, relay: None };
+    let source = drover::host::bundle_source::BundleSource { bundle, relay: None };
     let req = source.diff_request(&h1, &manifest, 1);
     let bytes = encode(&req).unwrap();
     let text = String::from_utf8_lossy(&bytes);

@@ -296,11 +296,11 @@ fn a_simulated_no_op_writes_nothing_on_any_host_and_reports_the_agents_cpu() {
 /// with the file byte for byte (and nothing left half-received).
 #[test]
 fn more_hosts_than_transfer_slots_all_receive_a_large_file_whole() {
-    let n = drover::ship::TRANSFER_SLOTS * 2 + 3;
+    let n = drover::host::ship::TRANSFER_SLOTS * 2 + 3;
     let tmp = tempfile::tempdir().unwrap();
     let proj = project(tmp.path(), n);
     let hosts = tmp.path().join("hosts");
-    let size = (drover::ship::LARGE_TRANSFER + (512 << 10)) as usize;
+    let size = (drover::host::ship::LARGE_TRANSFER + (512 << 10)) as usize;
     let data = noise(size);
     std::fs::create_dir_all(proj.join("layers/site/opt")).unwrap();
     std::fs::write(proj.join("layers/site/opt/large.bin"), &data).unwrap();

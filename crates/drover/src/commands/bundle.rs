@@ -13,30 +13,18 @@
 //! The format and the signature scheme are in the `drover-bundle` crate and
 //! `docs/bundle.md`; the relay scheduler in [`relay`].
 
-pub mod inspect;
-pub mod relay;
-pub mod source;
+mod inspect;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use drover_bundle::{Bundle, HostEntry, PublicKey};
 use drover_proto::Supervisor;
-use drover_spec::{Host, Project};
 
 use crate::bundler::{self, BuildError, BuildInput};
-use crate::commands::deploy::DeployArgs;
-use crate::deploy::{self, Job, Mode, StateSource};
-use crate::exit::{ExitStatus, Refused};
-use crate::report::human_bytes;
-use crate::runlog;
+use crate::exit::ExitStatus;
+use crate::run::bundle::{open_verified, RelayOptions, SignedBundle, DEFAULT_PUBKEY};
 use crate::select::select;
-use crate::transport::{Timeouts, Transport};
-
-/// The controller's default key for checking bundles (hosts use the same path).
-pub const DEFAULT_PUBKEY: &str = "/etc/drover/bundle.pub";
 
 #[derive(Debug, clap::Args)]
 pub struct BundleArgs {
@@ -142,6 +130,19 @@ impl ApplyArgs {
     pub fn wanted(&self) -> bool {
         self.bundle.is_some() || self.relay
     }
+
+    pub fn signed(&self) -> Option<SignedBundle> {
+        let path = self.bundle.clone()?;
+        Some(SignedBundle { path, pubkey: self.pubkey.clone(), sig: self.sig.clone() })
+    }
+
+    pub fn relay_options(&self) -> Option<RelayOptions> {
+        self.relay.then_some(RelayOptions {
+            port: self.relay_port,
+            min_size: self.relay_min_mib << 20,
+            fanout: self.relay_fanout,
+        })
+    }
 }
 
 pub fn run(dir: &Path, a: BundleArgs) -> anyhow::Result<ExitStatus> {
@@ -172,20 +173,6 @@ pub fn run(dir: &Path, a: BundleArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-fn open_verified(bundle: &Path, pubkey: Option<&Path>, sig: Option<&Path>) -> anyhow::Result<Bundle> {
-    let key_path = pubkey.map_or_else(|| PathBuf::from(DEFAULT_PUBKEY), Path::to_path_buf);
-    if !key_path.exists() {
-        return Err(Refused(format!("no public key at {}: pass --pubkey", key_path.display())).into());
-    }
-    let key = PublicKey::from_file(&key_path)?;
-    let sig = sig.map_or_else(|| drover_bundle::sig_path(bundle), Path::to_path_buf);
-    let b = Bundle::open_verified(bundle, &sig, &key)?;
-    if b.index_signature().is_some() {
-        b.verify_embedded(&key)?;
-    }
-    Ok(b)
-}
-
 fn verify(v: &VerifyArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let b = open_verified(&v.bundle, v.pubkey.as_deref(), v.sig.as_deref())?;
@@ -199,7 +186,7 @@ fn verify(v: &VerifyArgs) -> anyhow::Result<()> {
         b.index.revision,
         b.index.hosts.len(),
         b.index.blobs.len(),
-        human_bytes(b.index.blobs.iter().map(|e| e.size).sum()),
+        crate::human::bytes(b.index.blobs.iter().map(|e| e.size).sum()),
         start.elapsed().as_secs_f64()
     );
     Ok(())
@@ -216,20 +203,20 @@ fn parse_supervisor(s: &str) -> anyhow::Result<Supervisor> {
 
 fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let project = runlog::load_project(dir)?;
+    let project = crate::store::load_project(dir)?;
     let sel: Vec<&str> = [a.hosts.as_deref(), a.roles.as_deref()].into_iter().flatten().collect();
     let sel = (!sel.is_empty()).then(|| sel.join(","));
     let hosts = select(&project.hosts, sel.as_deref())?;
     let sup = parse_supervisor(&a.supervisor)?;
-    let store = runlog::open(dir).ok();
-    let base = a.base.as_deref().map(Bundle::open).transpose().context("reading the base bundle")?;
+    let store = crate::store::open(dir).ok();
+    let base = a.base.as_deref().map(drover_bundle::Bundle::open).transpose().context("reading the base bundle")?;
     let input = BuildInput {
         project: &project,
         hosts: &hosts,
         store: store.as_ref(),
         base: base.as_ref(),
         supervisor: sup,
-        revision: runlog::project_rev(dir),
+        revision: crate::store::project_rev(dir),
         output: &a.output,
     };
     // Spec errors keep their own rendering (file, line, fix).
@@ -246,7 +233,7 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
         index.hosts.len(),
         index.blobs.len(),
         index.external.len(),
-        human_bytes(size),
+        crate::human::bytes(size),
         start.elapsed().as_secs_f64(),
         index.revision
     );
@@ -257,7 +244,7 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
         };
         println!("  no cached facts for {who} (never applied from here): compiled with supervisor {}", a.supervisor);
     }
-    let sealed: Vec<&HostEntry> = index.hosts.iter().filter(|h| !h.sealed.is_empty()).collect();
+    let sealed: Vec<&drover_bundle::HostEntry> = index.hosts.iter().filter(|h| !h.sealed.is_empty()).collect();
     if !sealed.is_empty() {
         println!(
             "  {} secret files of {} hosts sealed, each to its host's SSH host key (`bundle inspect` lists them)",
@@ -267,102 +254,4 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
     }
     println!("next: drover bundle sign {} --key ops.key", a.output.display());
     Ok(())
-}
-
-/// Hosts to connect to: the project's inventory entries when there is a
-/// project (they may carry passwords), else the bundle's.
-fn bundle_hosts(dir: &Path, b: &Bundle) -> anyhow::Result<Vec<Host>> {
-    let project = if dir.join("drover.toml").exists() { Some(Project::load(dir)?) } else { None };
-    Ok(b.index
-        .hosts
-        .iter()
-        .map(|e| match project.as_ref().and_then(|p| p.hosts.iter().find(|h| h.name == e.name)) {
-            Some(h) => h.clone(),
-            None => from_entry(e),
-        })
-        .collect())
-}
-
-fn from_entry(e: &HostEntry) -> Host {
-    Host {
-        name: e.name.clone(),
-        address: e.address.clone(),
-        port: e.port,
-        user: e.user.clone(),
-        auth: drover_spec::Auth { key: e.key.as_ref().map(PathBuf::from), password: None },
-        host_keys: e.host_keys.clone(),
-        roles: e.roles.clone(),
-        groups: e.groups.clone(),
-        vars: Default::default(),
-        origin: "bundle".into(),
-    }
-}
-
-/// `plan`/`apply` with `--bundle` or `--relay`: the deploy pipeline with a
-/// bundle or relayed source.
-pub fn apply(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
-    let ba = &args.bundle;
-    if matches!(mode, Mode::Rollback { .. }) {
-        anyhow::bail!("rollback takes no --bundle or --relay (generations are kept on the hosts)");
-    }
-    if ba.relay && args.simulate.is_some() {
-        anyhow::bail!("--relay needs real hosts (relay servers listen on each host's address)");
-    }
-    let relay = ba
-        .relay
-        .then(|| relay::Relay::new(ba.relay_port, ba.relay_min_mib << 20, ba.relay_fanout, 60_000))
-        .transpose()?;
-    let (source, all_hosts, settings): (Arc<dyn StateSource>, Vec<Host>, drover_bundle::Settings) = match &ba.bundle {
-        Some(path) => {
-            let b = open_verified(path, ba.pubkey.as_deref(), ba.sig.as_deref())?;
-            eprintln!(
-                "bundle {}: good signature; project {} revision {}",
-                path.display(),
-                b.index.project,
-                b.index.revision
-            );
-            let hosts = bundle_hosts(dir, &b)?;
-            let settings = b.index.settings.clone();
-            (Arc::new(source::BundleSource { bundle: b, relay }), hosts, settings)
-        }
-        None => {
-            let project = Arc::new(runlog::load_project(dir)?);
-            deploy::preflight(&project, &project.hosts)?;
-            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            let settings = drover_bundle::Settings {
-                confirm_timeout_ms: ms(project.settings.confirm_timeout),
-                parallel: project.settings.parallel as u64,
-                connect_timeout_ms: ms(project.settings.connect_timeout),
-            };
-            let hosts = project.hosts.clone();
-            let relay = relay.context("internal: relay expected")?;
-            (Arc::new(source::RelayedProject { project, relay }), hosts, settings)
-        }
-    };
-    let mut hosts = select(&all_hosts, args.hosts.as_deref())?;
-    crate::commands::deploy::skip_drained(dir, &mut hosts, mode)?;
-    let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
-    let confirm_timeout = match &args.confirm_timeout {
-        Some(s) => dur(s)?,
-        None => Duration::from_millis(settings.confirm_timeout_ms),
-    };
-    let reboot = if matches!(mode, Mode::Plan(_)) { None } else { args.reboot.plan(None)? };
-    crate::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
-    let job = Job {
-        timeouts: Timeouts { connect: Duration::from_millis(settings.connect_timeout_ms), op: dur(&args.op_timeout)? },
-        confirm_timeout,
-        parallel: args.parallel.unwrap_or(usize::try_from(settings.parallel).unwrap_or(512)),
-        retries: args.retries,
-        stop_first: false,
-        reboot,
-        fence: Default::default(),
-        transport: match &args.simulate {
-            Some(d) => Transport::local(d)?,
-            None => Transport::Ssh,
-        },
-        mode,
-        project: source,
-    };
-    let command = if matches!(mode, Mode::Plan(_)) { "plan" } else { "apply" };
-    crate::commands::deploy::execute(dir, command, job, hosts, args.json)
 }

@@ -8,10 +8,9 @@ use drover_proto::{Request, Response};
 use drover_spec::Project;
 
 use crate::exit::ExitStatus;
-use crate::fleet::{runtime, Fleet};
-use crate::runlog;
+use crate::run::fleet::{runtime, Fleet};
+use crate::run::status;
 use crate::select::select;
-use crate::status;
 
 /// Options shared by commands that talk to hosts.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,7 +71,7 @@ pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
     let project = Project::load(dir)?;
     let hosts = select(&project.hosts, t.hosts.as_deref())?;
     // The store first: an unreachable database stops here, before any host.
-    let mut store = runlog::open(dir)?;
+    let mut store = crate::store::open(dir)?;
     let fleet = Fleet::new(&project, t.simulate.as_deref())?;
     let rt = runtime()?;
     let results = rt.block_on(status::probe(&fleet, &hosts));
@@ -139,7 +138,7 @@ pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
 }
 
 pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStatus> {
-    let store = runlog::open(dir)?;
+    let store = crate::store::open(dir)?;
     let rows = store.history(a.host.as_deref(), a.limit)?;
     let runs = store.runs(10_000)?;
     if a.json {
@@ -241,13 +240,13 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn audit(dir: &std::path::Path, command: &str, args: &str) -> anyhow::Result<()> {
-    let mut store = runlog::open(dir)?;
+    let mut store = crate::store::open(dir)?;
     store.audit(&drover_state::AuditEntry {
         at_ms: drover_state::now_ms(),
-        user: runlog::user(),
+        user: crate::store::user(),
         command: command.into(),
         args: args.into(),
-        project_rev: runlog::project_rev(dir),
+        project_rev: crate::store::project_rev(dir),
         run_id: None,
     })?;
     Ok(())
@@ -259,7 +258,7 @@ pub fn drain(dir: &std::path::Path, a: DrainArgs, on: bool) -> anyhow::Result<Ex
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
     audit(dir, if on { "drain" } else { "undrain" }, &a.target)?;
     let rt = runtime()?;
-    let results = rt.block_on(crate::fleet::drain(dir, &fleet, &hosts, on, &a.reason))?;
+    let results = rt.block_on(crate::run::fleet::drain(dir, &fleet, &hosts, on, &a.reason))?;
     let mut failed = 0;
     for (h, r) in results {
         match r {

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use drover_spec::Host;
 
-use crate::deploy::{self, Job, Mode};
 use crate::exit::ExitStatus;
-use crate::progress::Progress;
-use crate::report::RunReport;
-use crate::runlog;
+use crate::host::{Mode, RebootPlan};
+use crate::run::workers::{SimSpec, WorkSpec, WorkersError};
+use crate::run::{Overrides, RunReport, RunSpec};
 use crate::select::select;
-use crate::transport::{Timeouts, Transport};
+use crate::transport::Transport;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeployArgs {
@@ -28,18 +27,18 @@ pub struct DeployArgs {
     /// Revert unconfirmed generations after this ("0s" disables) [default: drover.toml].
     #[arg(long, value_name = "DURATION")]
     pub confirm_timeout: Option<String>,
-    /// Extra attempts per host after a transient failure (connection lost, timeout).
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
-    /// Longest silence tolerated from an agent during one step.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    pub op_timeout: String,
+    /// Extra attempts per host after a transient failure (connection lost, timeout) [default: 3].
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Longest silence tolerated from an agent during one step [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub op_timeout: Option<String>,
     /// Simulated transport: each host is the directory DIR/<host>, served by an
     /// in-process agent instead of SSH (scale tests, benchmarks; see --sim-*).
     #[arg(long, value_name = "DIR")]
     pub simulate: Option<PathBuf>,
     #[command(flatten)]
-    pub sim: crate::sim::SimArgs,
+    pub sim: crate::transport::sim::SimArgs,
     /// apply: record the run as one job per host in the shared PostgreSQL
     /// store and have N local `drover worker` processes run them (0: only
     /// workers started elsewhere); the report is the same.
@@ -66,13 +65,30 @@ pub struct RebootArgs {
 
 impl RebootArgs {
     /// `--reboot`, else what the project's policies ask for.
-    pub fn plan(&self, project: Option<&drover_spec::Project>) -> anyhow::Result<Option<crate::reboot::RebootPlan>> {
-        let timeout =
-            drover_spec::parse_duration(&self.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
+    pub fn plan(&self, project: Option<&drover_spec::Project>) -> anyhow::Result<Option<RebootPlan>> {
+        let timeout = duration("--reboot-timeout", &self.reboot_timeout)?;
         Ok(if self.reboot {
-            Some(crate::reboot::RebootPlan::every_host(timeout))
+            Some(RebootPlan::every_host(timeout))
         } else {
-            project.and_then(|p| crate::reboot::RebootPlan::from_project(p, timeout))
+            project.and_then(|p| RebootPlan::from_project(p, timeout))
+        })
+    }
+}
+
+/// A duration flag's value, or an error naming the flag.
+pub fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
+    drover_spec::parse_duration(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+impl DeployArgs {
+    /// What these flags override of drover.toml's settings and the defaults.
+    pub fn overrides(&self) -> anyhow::Result<Overrides> {
+        let confirm = self.confirm_timeout.as_deref().map(|s| duration("--confirm-timeout", s)).transpose()?;
+        Ok(Overrides {
+            parallel: self.parallel,
+            confirm_timeout: confirm.map(|d| Some(d).filter(|d| !d.is_zero())),
+            retries: self.retries,
+            op_timeout: self.op_timeout.as_deref().map(|s| duration("--op-timeout", s)).transpose()?,
         })
     }
 }
@@ -95,98 +111,89 @@ pub struct PlanArgs {
 }
 
 pub fn plan(project_dir: &Path, a: PlanArgs) -> anyhow::Result<ExitStatus> {
-    let opts = crate::plan::PlanOptions { diff: a.diff, detailed_exit: a.exit_code };
+    let opts = crate::host::diff::PlanOptions { diff: a.diff, detailed_exit: a.exit_code };
     run(project_dir, a.args, Mode::Plan(opts))
 }
 
-pub fn run(project_dir: &std::path::Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+pub fn run(project_dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
     if args.workers.is_some() {
         if !matches!(mode, Mode::Apply) {
-            return Err(crate::workers::WorkersError::Unsupported("a command other than apply").into());
+            return Err(WorkersError::Unsupported("a command other than apply").into());
         }
         if args.bundle.wanted() {
-            return Err(crate::workers::WorkersError::Unsupported("--bundle").into());
+            return Err(WorkersError::Unsupported("--bundle").into());
         }
-        crate::workers::require_shared_store(project_dir)?;
+        crate::run::workers::require_shared_store(project_dir)?;
     }
     if args.bundle.wanted() {
-        return crate::commands::bundle::apply(project_dir, args, mode);
+        return from_bundle(project_dir, args, mode);
     }
-    let project = runlog::load_project(project_dir)?;
+    let project = crate::store::load_project(project_dir)?;
     let mut hosts = select(&project.hosts, args.hosts.as_deref())?;
     if !matches!(mode, Mode::Rollback { .. }) {
-        deploy::preflight(&project, &hosts)?;
+        crate::run::spec::preflight(&project, &hosts)?;
     }
-    skip_drained(project_dir, &mut hosts, mode)?;
-    let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
-    let confirm_timeout = match &args.confirm_timeout {
-        Some(s) => dur(s)?,
-        None => project.settings.confirm_timeout,
-    };
+    crate::run::skip_drained(project_dir, &mut hosts, mode)?;
     let reboot = match mode {
         Mode::Plan(_) => None,
         _ => args.reboot.plan(Some(&project))?,
     };
-    crate::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
+    crate::host::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
+    let transport = Transport::for_hosts(args.simulate.as_deref(), Some(&args.sim))?;
+    let spec = RunSpec::of_project(Arc::new(project), transport, mode, &args.overrides()?).reboot(reboot);
     if let Some(n) = args.workers {
-        if reboot.is_some() {
-            return Err(crate::workers::WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
+        if spec.job.reboot.is_some() {
+            return Err(WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
         }
-        return apply_by_workers(project_dir, &args, confirm_timeout, project.settings.parallel, hosts, n);
+        return apply_by_workers(project_dir, &args, &spec, hosts, n);
     }
-    let job = Job {
-        timeouts: Timeouts { connect: project.settings.connect_timeout, op: dur(&args.op_timeout)? },
-        confirm_timeout,
-        parallel: args.parallel.unwrap_or(project.settings.parallel),
-        retries: args.retries,
-        stop_first: false,
-        reboot,
-        fence: Default::default(),
-        transport: match &args.simulate {
-            Some(dir) => args.sim.transport(dir)?,
-            None => Transport::Ssh,
-        },
-        mode,
-        project: Arc::new(project),
-    };
-    let command = match mode {
+    execute(project_dir, command(mode), spec, hosts, args.json)
+}
+
+fn command(mode: Mode) -> &'static str {
+    match mode {
         Mode::Plan(_) => "plan",
         Mode::Apply => "apply",
         Mode::Rollback { .. } => "rollback",
         Mode::Reboot => "reboot",
-    };
-    execute(project_dir, command, job, hosts, args.json)
+    }
 }
 
-/// `apply --workers N` (see `crate::workers`): the same report, assembled
-/// from what the workers recorded.
+/// `plan`/`apply` with `--bundle` or `--relay`: the same run, its desired
+/// state from a bundle or shipped through peer relays (`crate::run::bundle`).
+fn from_bundle(dir: &Path, args: DeployArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+    let ba = &args.bundle;
+    if matches!(mode, Mode::Rollback { .. }) {
+        anyhow::bail!("rollback takes no --bundle or --relay (generations are kept on the hosts)");
+    }
+    if ba.relay && args.simulate.is_some() {
+        anyhow::bail!("--relay needs real hosts (relay servers listen on each host's address)");
+    }
+    let d = crate::run::bundle::delivery(dir, ba.signed().as_ref(), ba.relay_options())?;
+    let mut hosts = select(&d.hosts, args.hosts.as_deref())?;
+    crate::run::skip_drained(dir, &mut hosts, mode)?;
+    let reboot = if matches!(mode, Mode::Plan(_)) { None } else { args.reboot.plan(None)? };
+    crate::host::reboot::refuse_simulated(reboot.as_ref(), args.simulate.as_deref())?;
+    let transport = Transport::for_hosts(args.simulate.as_deref(), None)?;
+    let spec = RunSpec::new(d.source, transport, mode, d.settings, &args.overrides()?).reboot(reboot);
+    let command = if matches!(mode, Mode::Plan(_)) { "plan" } else { "apply" };
+    execute(dir, command, spec, hosts, args.json)
+}
+
+/// `apply --workers N` (see `crate::run::workers`): the same report,
+/// assembled from what the workers recorded.
 fn apply_by_workers(
     dir: &Path,
     args: &DeployArgs,
-    confirm_timeout: Duration,
-    parallel: usize,
+    spec: &RunSpec,
     hosts: Vec<Host>,
     n: usize,
 ) -> anyhow::Result<ExitStatus> {
-    let op = drover_spec::parse_duration(&args.op_timeout).map_err(anyhow::Error::msg)?;
-    let spec = crate::workers::WorkSpec {
-        revision: runlog::project_rev(dir),
-        simulate: args.simulate.as_deref().map(std::path::absolute).transpose()?,
-        sim: crate::workers::SimSpec {
-            latency: args.sim.sim_latency.clone(),
-            bandwidth: args.sim.sim_bandwidth.clone(),
-            failure_rate: args.sim.sim_failure_rate,
-            processes: args.sim.sim_processes,
-        },
-        retries: args.retries,
-        op_timeout_ms: u64::try_from(op.as_millis()).unwrap_or(u64::MAX),
-        confirm_timeout_ms: u64::try_from(confirm_timeout.as_millis()).unwrap_or(u64::MAX),
-        parallel: args.parallel.unwrap_or(parallel),
-        stop_first: false,
-    };
+    let sim = SimSpec::from(&args.sim);
+    let work = WorkSpec::of_run(dir, spec, args.simulate.as_deref(), sim)?;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let start = Instant::now();
-    let reports = crate::workers::apply(dir, &spec, &names, n, args.json)?;
+    let reports = crate::run::workers::apply(dir, &work, &names, n, args.json)?;
     let report = RunReport {
         command: "apply".into(),
         phases: crate::phases::Phases::sum(reports.iter().map(|h| &h.phases)),
@@ -198,98 +205,30 @@ fn apply_by_workers(
     Ok(ExitStatus::of_run(&report))
 }
 
+/// Run, print the table (or JSON), and the exit status scripts see.
+fn execute(dir: &Path, command: &str, spec: RunSpec, hosts: Vec<Host>, json: bool) -> anyhow::Result<ExitStatus> {
+    let plan = match spec.job.mode {
+        Mode::Plan(o) => Some(o),
+        _ => None,
+    };
+    let ran = crate::run::execute(dir, command, spec, hosts, !json)?;
+    print_report(&ran.report, json, plan.is_some())?;
+    if let Some(lost) = ran.lost {
+        return Err(lost.into());
+    }
+    Ok(match plan {
+        Some(o) => crate::exit::plan_status(o.detailed_exit, ran.report.failed(), ran.report.planned()),
+        None => ExitStatus::of_run(&ran.report),
+    })
+}
+
 fn print_report(report: &RunReport, json: bool, plan: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", report.table(plan));
-        print!("{}", crate::plan::render(&report.hosts));
+        print!("{}", crate::run::report::render_diffs(&report.hosts));
         print!("{}", crate::instances::render(&report.instances));
     }
     Ok(())
-}
-
-/// Drained hosts are left out of everything but `plan`, each with a word.
-pub(crate) fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> anyhow::Result<()> {
-    if matches!(mode, Mode::Plan(_)) {
-        return Ok(());
-    }
-    let drained = runlog::drained(dir)?;
-    hosts.retain(|h| match drained.iter().find(|(d, _)| *d == h.name) {
-        Some((_, reason)) => {
-            eprintln!("skipping {}: drained ({reason}); `drover undrain {}` to include it", h.name, h.name);
-            false
-        }
-        None => true,
-    });
-    Ok(())
-}
-
-/// Run `job` on `hosts` with live progress, record the run in the state
-/// store, print the table (or JSON); the exit status scripts see.
-pub(crate) fn execute(
-    dir: &Path,
-    command: &str,
-    mut job: Job,
-    hosts: Vec<Host>,
-    json: bool,
-) -> anyhow::Result<ExitStatus> {
-    raise_fd_limit();
-    let plan = match job.mode {
-        Mode::Plan(o) => Some(o),
-        _ => None,
-    };
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-    let project = job.project.clone();
-    let mut run = runlog::Run::start(dir, command, &names)?;
-    job.fence = run.watch();
-    let start = Instant::now();
-    let progress = Progress::new(hosts.len(), !json);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let reports = rt.block_on(deploy::run(Arc::new(job), hosts, progress.clone()));
-    progress.finish();
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let instances = match plan {
-        Some(_) => crate::instances::from_reports(&reports, &project.services()),
-        None => vec![],
-    };
-    let report = RunReport {
-        command: command.into(),
-        phases: crate::phases::Phases::sum(reports.iter().map(|h| &h.phases)),
-        hosts: reports,
-        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
-        instances,
-    };
-    // A lost store must not lose the report too: print it, then say so.
-    let recorded = run.record_all(&report.hosts);
-    if let Some(reason) = run.watch().lost().map(String::from).or(recorded.as_ref().err().map(|e| format!("{e:#}"))) {
-        print_report(&report, json, plan.is_some())?;
-        let skipped = report.hosts.iter().filter(|h| h.outcome == crate::report::Outcome::Skipped).count();
-        let in_flight = format!(
-            "the hosts already started finished (the report above; {skipped} not started), their results unrecorded"
-        );
-        return Err(runlog::StoreLost { who: format!("run {}", run.id), reason, in_flight }.into());
-    }
-    run.finish(report.failed() == 0)?;
-    print_report(&report, json, plan.is_some())?;
-    Ok(match plan {
-        Some(o) => crate::exit::plan_status(o.detailed_exit, report.failed(), report.planned()),
-        None => ExitStatus::of_run(&report),
-    })
-}
-
-/// Every connection is a file descriptor or two (SSH socket; for simulated
-/// hosts a socket pair or pipes), and hundreds are open at once: lift the
-/// soft limit (often 1024) to the hard one, as a server would.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
-        return;
-    }
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
-    }
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use crate::exit::ExitStatus;
 use crate::instances;
-use crate::runlog;
 
 #[derive(Debug, clap::Args)]
 pub struct EndpointsArgs {
@@ -26,7 +25,7 @@ pub struct ScaleArgs {
 }
 
 pub fn endpoints(dir: &Path, a: EndpointsArgs) -> anyhow::Result<ExitStatus> {
-    let project = runlog::load_project(dir)?;
+    let project = crate::store::load_project(dir)?;
     let e = instances::select(project.endpoints()?, a.service.as_deref()).map_err(anyhow::Error::msg)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
@@ -39,9 +38,9 @@ pub fn endpoints(dir: &Path, a: EndpointsArgs) -> anyhow::Result<ExitStatus> {
 pub fn scale(dir: &Path, a: ScaleArgs) -> anyhow::Result<ExitStatus> {
     // The placement now: empty if it cannot be placed as it stands (scaling
     // may be what fixes that).
-    let before = runlog::load_project(dir).ok().and_then(|p| p.endpoints().ok().cloned()).unwrap_or_default();
+    let before = crate::store::load_project(dir).ok().and_then(|p| p.endpoints().ok().cloned()).unwrap_or_default();
     let edit = instances::edit_count(dir, &a.service, a.count)?;
-    let after = match runlog::load_project(dir).and_then(|p| Ok(p.endpoints()?.clone())) {
+    let after = match crate::store::load_project(dir).and_then(|p| Ok(p.endpoints()?.clone())) {
         Ok(e) => e,
         Err(e) => {
             std::fs::write(&edit.path, &edit.original)?;

@@ -14,7 +14,8 @@ use clap::Subcommand;
 use drover_lab::{DownReport, Fault, Init, Lab, LabConfig, LabError, Progress, WireHelper};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::exit::{ExitStatus, Refused};
+use crate::exit::ExitStatus;
+use crate::run::Refusal;
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -129,7 +130,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
 /// Refusals keep their exit code (3); everything else is an ordinary error.
 fn lab_error(e: LabError) -> anyhow::Error {
     if e.is_refusal() {
-        Refused(e.to_string()).into()
+        Refusal::Lab(e.to_string()).into()
     } else {
         e.into()
     }

@@ -12,7 +12,7 @@ use drover_spec::Project;
 use tokio::sync::mpsc;
 
 use crate::exit::ExitStatus;
-use crate::fleet::{runtime, Fleet};
+use crate::run::fleet::{runtime, Fleet};
 use crate::select::select;
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,7 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
         let fetch = fleet.each(&hosts, move |h, mut c| {
             let (req, tx) = (req.clone(), tx.clone());
             async move {
-                let r = crate::fleet::stream_logs(&mut c, &req, follow, &h.name, &tx).await;
+                let r = crate::run::fleet::stream_logs(&mut c, &req, follow, &h.name, &tx).await;
                 c.close().await;
                 r
             }

@@ -18,8 +18,8 @@ pub mod trust;
 pub mod worker;
 
 use crate::cli::{Cli, Command};
-use crate::deploy::Mode;
 use crate::exit::ExitStatus;
+use crate::host::Mode;
 
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {

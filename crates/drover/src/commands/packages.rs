@@ -28,7 +28,7 @@ pub enum PackagesCommand {
 pub fn run(dir: &Path, args: PackagesArgs) -> anyhow::Result<ExitStatus> {
     match args.command {
         PackagesCommand::Lock { target } => {
-            let mut project = crate::runlog::load_project_unlocked(dir)?;
+            let mut project = crate::store::load_project_unlocked(dir)?;
             let targets: BTreeSet<String> =
                 if target.is_empty() { crate::packages::known_targets(&project) } else { target.into_iter().collect() };
             let lock = crate::packages::lock(&mut project, &targets)?;

@@ -1,19 +1,16 @@
 //! `drover reboot TARGET`: rolling reboots (for what packages installed, a
 //! kernel say), one batch at a time, each host back and healthy before the
-//! next batch starts. The logic is in [`crate::reboot`].
+//! next batch starts. The batches are
+//! [`crate::run::reboot`], the per-host step [`crate::host::reboot`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::deploy::{Job, Mode};
 use crate::exit::ExitStatus;
-use crate::fleet::runtime;
-use crate::progress::Progress;
-use crate::report::RunReport;
-use crate::runlog;
+use crate::host::{Mode, RebootPlan};
+use crate::run::{Overrides, RunSpec};
 use crate::select::select;
-use crate::transport::{Timeouts, Transport};
+use crate::transport::Transport;
 
 #[derive(Debug, clap::Args)]
 pub struct RebootCmd {
@@ -36,45 +33,19 @@ pub struct RebootCmd {
 
 pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
-    let project = runlog::load_project(dir)?;
+    let project = crate::store::load_project(dir)?;
     let mut hosts = select(&project.hosts, (a.target != "all").then_some(a.target.as_str()))?;
-    crate::commands::deploy::skip_drained(dir, &mut hosts, Mode::Reboot)?;
-    let timeout =
-        drover_spec::parse_duration(&a.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
-    let plan = crate::reboot::RebootPlan::every_host(timeout);
-    crate::reboot::refuse_simulated(Some(&plan), a.simulate.as_deref())?;
-    let job = Job {
-        timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
-        confirm_timeout: project.settings.confirm_timeout,
-        parallel: a.batch,
-        retries: 0,
-        stop_first: false,
-        reboot: Some(plan),
-        fence: Default::default(),
-        transport: match &a.simulate {
-            Some(d) => Transport::local(d)?,
-            None => Transport::Ssh,
-        },
-        mode: Mode::Reboot,
-        project: Arc::new(project),
-    };
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-    let mut run = runlog::Run::start(dir, "reboot", &names)?;
-    let start = Instant::now();
-    let rt = runtime()?;
-    let json = a.json;
-    let reports = rt.block_on(crate::reboot::rolling(Arc::new(job), hosts, a.batch, |n| Progress::new(n, !json)));
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let report = RunReport {
-        command: "reboot".into(),
-        phases: crate::phases::Phases::sum(reports.iter().map(|h| &h.phases)),
-        hosts: reports,
-        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(0),
-        instances: Vec::new(),
-    };
-    run.record_all(&report.hosts)?;
-    run.finish(report.failed() == 0)?;
-    if json {
+    crate::run::skip_drained(dir, &mut hosts, Mode::Reboot)?;
+    let timeout = super::deploy::duration("--reboot-timeout", &a.reboot_timeout)?;
+    let plan = RebootPlan::every_host(timeout);
+    crate::host::reboot::refuse_simulated(Some(&plan), a.simulate.as_deref())?;
+    let transport = Transport::for_hosts(a.simulate.as_deref(), None)?;
+    // A batch at a time, and no retries: a retry would find the generation
+    // awaiting confirmation and confirm it without checking the host.
+    let o = Overrides { parallel: Some(a.batch), retries: Some(0), ..Default::default() };
+    let spec = RunSpec::of_project(Arc::new(project), transport, Mode::Reboot, &o).reboot(Some(plan));
+    let report = crate::run::reboot::execute(dir, &spec, hosts, a.batch, !a.json)?;
+    if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table(false));

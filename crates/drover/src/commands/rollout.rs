@@ -2,19 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use drover_spec::rollout::{parse_batch_str, parse_order};
 use drover_spec::Project;
 
-use crate::deploy::{self, Job, Mode};
-use crate::exit::{ExitStatus, Refused};
-use crate::fleet::{runtime, Fleet};
+use super::deploy::duration;
+use crate::exit::ExitStatus;
 use crate::revision::Revision;
-use crate::rollout::{self, Plan, RolloutReport, Runner};
-use crate::runlog;
+use crate::run::rollout::{self, Drive, Plan, RolloutReport};
+use crate::run::workers::WorkersError;
+use crate::run::Refusal;
 use crate::select::select;
-use crate::transport::{Timeouts, Transport};
 
 #[derive(Debug, clap::Args)]
 pub struct RolloutArgs {
@@ -48,12 +46,12 @@ pub struct Common {
     /// Simulated transport (see `drover apply --simulate`).
     #[arg(long, value_name = "DIR")]
     pub simulate: Option<PathBuf>,
-    /// Longest silence tolerated from an agent during one step.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    pub op_timeout: String,
-    /// Extra attempts per host after a transient failure (connection lost, timeout).
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
+    /// Longest silence tolerated from an agent during one step [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub op_timeout: Option<String>,
+    /// Extra attempts per host after a transient failure (connection lost, timeout) [default: 3].
+    #[arg(long)]
+    pub retries: Option<u32>,
     /// How long a host may take to come back from a reboot (rollouts with
     /// `--reboot` or `reboot = true`).
     #[arg(long, value_name = "DURATION", default_value = "5m")]
@@ -121,36 +119,27 @@ pub fn run(dir: &Path, a: RolloutArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
-fn job(project: &Arc<Project>, c: &Common) -> anyhow::Result<(Job, Fleet)> {
-    let op = drover_spec::parse_duration(&c.op_timeout).map_err(|e| anyhow::anyhow!("--op-timeout: {e}"))?;
-    let mut fleet = Fleet::new(project, c.simulate.as_deref())?;
-    fleet.timeouts.op = op;
-    let job = Job {
-        project: project.clone(),
-        transport: match &c.simulate {
-            Some(d) => Transport::local(d)?,
-            None => Transport::Ssh,
-        },
-        mode: Mode::Apply,
-        timeouts: Timeouts { connect: project.settings.connect_timeout, op },
-        confirm_timeout: project.settings.confirm_timeout,
-        parallel: project.settings.parallel,
-        retries: c.retries,
-        stop_first: false,
-        reboot: None,
-        fence: Default::default(),
-    };
-    Ok((job, fleet))
+impl Common {
+    fn drive(&self) -> anyhow::Result<Drive> {
+        Ok(Drive {
+            simulate: self.simulate.clone(),
+            retries: self.retries,
+            op_timeout: self.op_timeout.as_deref().map(|s| duration("--op-timeout", s)).transpose()?,
+            reboot_timeout: duration("--reboot-timeout", &self.reboot_timeout)?,
+            workers: self.workers,
+            quiet: self.json,
+        })
+    }
 }
 
 fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
     if a.common.workers.is_some() {
-        crate::workers::require_shared_store(dir)?;
+        crate::run::workers::require_shared_store(dir)?;
     }
-    let project = Arc::new(runlog::load_project(dir)?);
+    let project = Arc::new(crate::store::load_project(dir)?);
     let mut hosts = select(&project.hosts, a.hosts.as_deref())?;
-    deploy::preflight(&project, &hosts)?;
-    let drained = runlog::drained(dir)?;
+    crate::run::spec::preflight(&project, &hosts)?;
+    let drained = crate::store::drained(dir)?;
     hosts.retain(|h| !drained.iter().any(|(d, _)| *d == h.name));
     let mut policy = project.rollout_policy(policy_role(&project, a.hosts.as_deref(), &hosts).as_deref());
     let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
@@ -180,27 +169,23 @@ fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
         policy.reboot = true;
     }
     if policy.reboot && a.common.workers.is_some() {
-        return Err(crate::workers::WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
+        return Err(WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
     }
     if policy.reboot {
         // Before the rollout is recorded: nothing to abort afterwards.
-        let plan = crate::reboot::RebootPlan::every_host(Duration::ZERO);
-        crate::reboot::refuse_simulated(Some(&plan), a.common.simulate.as_deref())?;
+        let plan = crate::host::RebootPlan::every_host(std::time::Duration::ZERO);
+        crate::host::reboot::refuse_simulated(Some(&plan), a.common.simulate.as_deref())?;
     }
-    let store = runlog::open(dir)?;
+    let store = crate::store::open(dir)?;
     if let Some(r) = store.unfinished_rollout()? {
-        return Err(Refused(format!(
-            "rollout {} is {} (batch {}); `drover rollout resume` or `drover rollout abort` it first",
-            r.id,
-            r.status,
-            r.next_batch + 1
-        ))
-        .into());
+        return Err(
+            Refusal::RolloutUnfinished { id: r.id, status: r.status.to_string(), batch: r.next_batch + 1 }.into()
+        );
     }
     drop(store);
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let plan = Plan { batches: policy.batches(&names), policy };
-    let mut run = runlog::Run::start(dir, "rollout", &names)?;
+    let mut run = crate::run::record::Run::start(dir, "rollout", &names)?;
     let revision = Revision::of(dir).to_string();
     let id = run.store.create_rollout(Some(run.id), &serde_json::to_string(&plan)?, &revision)?;
     execute(dir, &project, run, id, &plan, 0, &a.common)
@@ -225,45 +210,15 @@ fn policy_role(project: &Project, sel: Option<&str>, hosts: &[drover_spec::Host]
 fn execute(
     dir: &Path,
     project: &Arc<Project>,
-    mut run: runlog::Run,
+    run: crate::run::record::Run,
     id: i64,
     plan: &Plan,
     from: usize,
     c: &Common,
 ) -> anyhow::Result<ExitStatus> {
-    let (mut job, fleet) = job(project, c)?;
-    if plan.policy.reboot {
-        let timeout =
-            drover_spec::parse_duration(&c.reboot_timeout).map_err(|e| anyhow::anyhow!("--reboot-timeout: {e}"))?;
-        job.reboot = Some(crate::reboot::RebootPlan::every_host(timeout));
-    }
-    if !c.json {
-        eprintln!(
-            "rollout {id}: {} hosts in {} batches",
-            plan.batches.iter().map(Vec::len).sum::<usize>(),
-            plan.batches.len()
-        );
-    }
-    let workers = match c.workers {
-        Some(local) => {
-            let mut spec = crate::workers::WorkSpec::of_job(dir, &job, c.simulate.as_deref())?;
-            spec.stop_first = plan.policy.order == drover_spec::rollout::Order::StopFirst;
-            Some(crate::workers::Workers { dir: dir.to_path_buf(), spec, local })
-        }
-        None => None,
-    };
-    job.fence = run.watch();
-    let rt = runtime()?;
-    let report = rt.block_on(async {
-        let mut runner =
-            Runner { project: project.clone(), fleet, job, run: &mut run, rollout_id: id, json: c.json, workers };
-        runner.run(plan, from).await
-    })?;
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let ok = report.status == "done";
+    let report = rollout::execute(dir, project, run, id, plan, from, &c.drive()?)?;
     print(&report, c.json)?;
-    run.finish(ok)?;
-    Ok(if ok { ExitStatus::Success } else { ExitStatus::HostsFailed })
+    Ok(if report.status == "done" { ExitStatus::Success } else { ExitStatus::HostsFailed })
 }
 
 fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
@@ -306,9 +261,9 @@ fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
 fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     let c = a.common;
     if c.workers.is_some() {
-        crate::workers::require_shared_store(dir)?;
+        crate::run::workers::require_shared_store(dir)?;
     }
-    let mut store = runlog::open(dir)?;
+    let mut store = crate::store::open(dir)?;
     let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no paused or interrupted rollout to resume") };
     let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
     let owner_alive = owner.is_some_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
@@ -318,10 +273,10 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
             println!("rollout {} resumed (its controller, pid {}, continues)", r.id, owner.unwrap_or(0));
             return Ok(ExitStatus::Success);
         }
-        return Err(Refused(format!("rollout {} is running (controller pid {})", r.id, owner.unwrap_or(0))).into());
+        return Err(Refusal::RolloutRunning { id: r.id, pid: owner.unwrap_or(0) }.into());
     }
     let now = Revision::of(dir);
-    rollout::check_resume(r.id, r.revision.as_deref(), &now, a.force).map_err(|e| Refused(e.to_string()))?;
+    crate::run::resume::check_resume(r.id, r.revision.as_deref(), &now, a.force).map_err(Refusal::Resume)?;
     if a.force && r.revision.as_deref().map(Revision::parse).is_none_or(|s| !s.same_inputs(&now)) {
         eprintln!(
             "warning: rollout {} started at {}; continuing with the project at {now} (--force)",
@@ -331,13 +286,13 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     }
     let plan: Plan = serde_json::from_str(&r.plan)?;
     if plan.policy.reboot && c.workers.is_some() {
-        return Err(crate::workers::WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
+        return Err(WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
     }
     let from = usize::try_from(r.next_batch).unwrap_or(0);
-    let project = Arc::new(runlog::load_project(dir)?);
+    let project = Arc::new(crate::store::load_project(dir)?);
     let names: Vec<String> = plan.batches.iter().skip(from).flatten().cloned().collect();
     drop(store);
-    let mut run = runlog::Run::start(dir, "rollout resume", &names)?;
+    let mut run = crate::run::record::Run::start(dir, "rollout resume", &names)?;
     // This process drives the rollout now: a later `pause` and `resume`
     // must find it, not the controller that died.
     run.store.take_over_rollout(r.id, run.id)?;
@@ -348,7 +303,7 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn set_status(dir: &Path, status: &str) -> anyhow::Result<ExitStatus> {
-    let mut store = runlog::open(dir)?;
+    let mut store = crate::store::open(dir)?;
     let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no rollout in progress") };
     store.update_rollout(r.id, r.next_batch, status)?;
     println!("rollout {}: {status} (takes effect between batches)", r.id);
@@ -356,7 +311,7 @@ fn set_status(dir: &Path, status: &str) -> anyhow::Result<ExitStatus> {
 }
 
 fn status(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {
-    let store = runlog::open(dir)?;
+    let store = crate::store::open(dir)?;
     let mut rows = Vec::new();
     for r in store.rollouts(10)? {
         let plan: Plan = serde_json::from_str(&r.plan)?;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::exit::ExitStatus;
-use crate::workers::{self, WorkerOptions};
+use crate::run::workers::{self, WorkerOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {

@@ -13,10 +13,21 @@ use std::sync::Arc;
 
 use drover_spec::Host;
 
-use super::api::ActionBody;
 use super::auth::Identity;
 use super::Shared;
-use crate::fleet::Fleet;
+use crate::run::fleet::Fleet;
+
+#[derive(serde::Deserialize)]
+pub(super) struct ActionBody {
+    /// Host, group or role names, comma-separated; `all` or empty: every host.
+    #[serde(default)]
+    pub hosts: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `rollout-start`: hosts per batch or a percentage (else the policy's).
+    #[serde(default)]
+    pub batch: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -45,7 +56,7 @@ pub(super) async fn start(
         return Ok("check pass".into());
     }
     let dir = sh.dir.clone();
-    let project = tokio::task::spawn_blocking(move || crate::runlog::load_project(&dir))
+    let project = tokio::task::spawn_blocking(move || crate::store::load_project(&dir))
         .await
         .map_err(|e| ActionError::Refused(e.to_string()))?
         .map_err(|e| ActionError::Refused(format!("{e:#}")))?;
@@ -61,7 +72,7 @@ pub(super) async fn start(
                 let args = format!("hosts={}", names.join(","));
                 super::check::apply(&sh2, Arc::new(project), &fleet, hosts, "apply", &args, &who).await.map(|_| ())
             }
-            v => crate::fleet::drain(&sh2.dir, &fleet, &hosts, v == "drain", &reason)
+            v => crate::run::fleet::drain(&sh2.dir, &fleet, &hosts, v == "drain", &reason)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("{e:#}")),
@@ -137,13 +148,13 @@ fn names_len(sh: &Shared, sel: &Option<String>) -> String {
 async fn audit(sh: &Arc<Shared>, id: &Identity, verb: &str, args: &str) -> Result<(), ActionError> {
     let (dir, user, command, args) = (sh.dir.clone(), id.name.clone(), format!("serve:{verb}"), args.to_string());
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut store = crate::runlog::open(&dir)?;
+        let mut store = crate::store::open(&dir)?;
         store.audit(&drover_state::AuditEntry {
             at_ms: drover_state::now_ms(),
             user,
             command,
             args,
-            project_rev: crate::runlog::project_rev(&dir),
+            project_rev: crate::store::project_rev(&dir),
             run_id: None,
         })?;
         Ok(())

@@ -172,9 +172,9 @@ async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -
 async fn read_history(sh: &Arc<Shared>, host: Option<String>, limit: i64) -> Result<Vec<serde_json::Value>, String> {
     let dir = sh.dir.clone();
     tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>, String> {
-        let store = crate::runlog::open(&dir).map_err(|e| format!("state store: {e:#}"))?;
+        let store = crate::store::open(&dir).map_err(|e| format!("state store: {e:#}"))?;
         let rows = store.history(host.as_deref(), limit).map_err(|e| e.to_string())?;
-        Ok(rows.iter().map(crate::status::history_row).collect())
+        Ok(rows.iter().map(crate::run::status::history_row).collect())
     })
     .await
     .map_err(|e| e.to_string())?
@@ -200,24 +200,12 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
-#[derive(Deserialize)]
-pub(super) struct ActionBody {
-    /// Host, group or role names, comma-separated; `all` or empty: every host.
-    #[serde(default)]
-    pub hosts: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// `rollout-start`: hosts per batch or a percentage (else the policy's).
-    #[serde(default)]
-    pub batch: Option<String>,
-}
-
 async fn action(
     State(sh): State<Arc<Shared>>,
     Extension(id): Extension<Identity>,
     Path(verb): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<ActionBody>,
+    Json(body): Json<super::actions::ActionBody>,
 ) -> Response {
     if id.role < Role::Operator {
         return error(StatusCode::FORBIDDEN, format!("`{}` is a viewer; actions need an operator token", id.name));

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use drover_proto::HostStatus;
 use drover_spec::{Host, Project, ReconcilePolicy};
@@ -19,13 +19,11 @@ use drover_state::{HostResult, NewRun, Rollout};
 
 use super::snapshot::{self, RolloutView, Snapshot};
 use super::Shared;
-use crate::deploy::{self, Job, Mode};
-use crate::fleet::Fleet;
+use crate::host::{HostReport, Mode};
 use crate::progress::Progress;
-use crate::report::HostReport;
-use crate::runlog;
-use crate::status;
-use crate::transport::Timeouts;
+use crate::run::fleet::Fleet;
+use crate::run::status;
+use crate::run::{Overrides, RunSpec};
 
 /// What a pass was asked to do: only look (`reconcile: false`, the
 /// dashboard's refresh), or look and record, healing under `heal`.
@@ -33,7 +31,7 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     let started = Instant::now();
     let mut problems = Vec::new();
     let dir = sh.dir.clone();
-    let project = match tokio::task::spawn_blocking(move || runlog::load_project(&dir)).await {
+    let project = match tokio::task::spawn_blocking(move || crate::store::load_project(&dir)).await {
         Ok(Ok(p)) => Arc::new(p),
         Ok(Err(e)) => return sh.keep_last(format!("project: {e:#}")),
         Err(e) => return sh.keep_last(format!("project: {e}")),
@@ -102,13 +100,13 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     }
 }
 
-type Probes = [crate::status::Probe];
+type Probes = [crate::run::status::Probe];
 
 /// The snapshot, moving each host's reply and last result into its view
 /// (a copy of 10,000 replies would be the pass's peak memory).
 fn build(
     project: &Project,
-    results: Vec<crate::status::Probe>,
+    results: Vec<crate::run::status::Probe>,
     mut lasts: HashMap<String, HostResult>,
     rollout: Option<&Rollout>,
     problems: Vec<String>,
@@ -157,9 +155,9 @@ async fn read_store(sh: &Arc<Shared>, facts: Vec<(String, drover_proto::Facts)>)
     let dir = sh.dir.clone();
     let metrics = sh.clone();
     tokio::task::spawn_blocking(move || -> Result<StoreState, String> {
-        let mut store = runlog::open(&dir).map_err(|e| format!("{e:#}"))?;
+        let mut store = crate::store::open(&dir).map_err(|e| format!("{e:#}"))?;
         for (host, f) in &facts {
-            runlog::remember_facts(&mut store, host, f);
+            crate::store::remember_facts(&mut store, host, f);
         }
         drop(facts);
         let latest = store.latest_per_host().map_err(|e| e.to_string())?;
@@ -186,12 +184,12 @@ async fn record_look(sh: &Arc<Shared>, policy: &str) -> Result<(), String> {
     let dir = sh.dir.clone();
     let args = format!("reconcile={policy}");
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut store = runlog::open(&dir)?;
+        let mut store = crate::store::open(&dir)?;
         let id = store.begin_run(&NewRun {
             command: "reconcile".into(),
             args,
             user: "drover serve".into(),
-            project_rev: runlog::project_rev(&dir),
+            project_rev: crate::store::project_rev(&dir),
         })?;
         store.finish_run(id, "ok")?;
         Ok(())
@@ -213,7 +211,7 @@ pub(crate) async fn apply(
     user: &str,
 ) -> Result<Vec<HostReport>, String> {
     let dir = sh.dir.clone();
-    let drained = tokio::task::spawn_blocking(move || runlog::drained(&dir))
+    let drained = tokio::task::spawn_blocking(move || crate::store::drained(&dir))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("{e:#}"))?;
@@ -221,30 +219,20 @@ pub(crate) async fn apply(
     if hosts.is_empty() {
         return Ok(Vec::new());
     }
-    deploy::preflight(&project, &hosts).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+    crate::run::spec::preflight(&project, &hosts).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let (dir, args, user) = (sh.dir.clone(), args.to_string(), user.to_string());
-    let mut run = tokio::task::spawn_blocking(move || runlog::Run::start_as(&dir, command, &args, &user, &names))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{e:#}"))?;
-    let job = Job {
-        timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
-        confirm_timeout: project.settings.confirm_timeout,
-        parallel: project.settings.parallel,
-        retries: 3,
-        stop_first: false,
-        transport: fleet.transport.clone(),
-        mode: Mode::Apply,
-        // Healing never reboots a host, even one whose role's rollout
-        // policy says `reboot = true`: an unattended reboot is an
-        // operator's decision (`drover apply --reboot`).
-        reboot: None,
-        fence: Default::default(),
-        project,
-    };
+    let mut run =
+        tokio::task::spawn_blocking(move || crate::run::record::Run::start_as(&dir, command, &args, &user, &names))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{e:#}"))?;
+    // Healing never reboots a host, even one whose role's rollout policy
+    // says `reboot = true`: an unattended reboot is an operator's decision
+    // (`drover apply --reboot`). So no `.reboot(…)` here.
+    let spec = RunSpec::of_project(project, fleet.transport.clone(), Mode::Apply, &Overrides::default());
     let n = hosts.len();
-    let reports = deploy::run(Arc::new(job), hosts, Progress::new(n, false)).await;
+    let reports = crate::run::schedule::sessions(&spec, hosts, Progress::new(n, false)).await;
     let ok = reports.iter().all(|r| !r.outcome.is_failure());
     let rec = reports.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -280,7 +268,7 @@ pub(crate) async fn recent_logs(
                     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
                     let req =
                         drover_proto::Request::Logs { service: service.clone(), lines, since_ms: None, follow: false };
-                    let r = crate::fleet::stream_logs(&mut c, &req, false, &h.name, &tx).await;
+                    let r = crate::run::fleet::stream_logs(&mut c, &req, false, &h.name, &tx).await;
                     drop(tx);
                     while let Some((_, batch)) = rx.recv().await {
                         out.extend(

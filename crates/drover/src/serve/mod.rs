@@ -167,7 +167,7 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
         alerts: Mutex::new(alerts::Alerts::default()),
         csrf_key,
     });
-    let rt = crate::fleet::runtime().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let rt = crate::run::fleet::runtime().map_err(|e| std::io::Error::other(e.to_string()))?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -198,7 +198,7 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
 /// again, and its resolve message still goes out.
 async fn restore_alerts(sh: &Arc<Shared>) {
     let dir = sh.dir.clone();
-    match tokio::task::spawn_blocking(move || crate::runlog::open(&dir)?.open_alerts().map_err(anyhow::Error::from))
+    match tokio::task::spawn_blocking(move || crate::store::open(&dir)?.open_alerts().map_err(anyhow::Error::from))
         .await
     {
         Ok(Ok(saved)) => sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).restore(saved),
@@ -213,7 +213,7 @@ async fn save_alerts(sh: &Arc<Shared>) {
     let Some(list) = sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).take_changes() else { return };
     let dir = sh.dir.clone();
     let saved = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        Ok(crate::runlog::open(&dir)?.set_open_alerts(&list)?)
+        Ok(crate::store::open(&dir)?.set_open_alerts(&list)?)
     })
     .await;
     let err = match saved {
@@ -232,7 +232,7 @@ async fn watch_rollout(sh: Arc<Shared>) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let dir = sh.dir.clone();
         let latest = tokio::task::spawn_blocking(move || -> Option<snapshot::RolloutView> {
-            let store = crate::runlog::open(&dir).ok()?;
+            let store = crate::store::open(&dir).ok()?;
             store.rollouts(1).ok()?.first().map(snapshot::RolloutView::of)
         })
         .await

@@ -81,7 +81,8 @@ pub struct HostView {
 impl Serialize for HostView {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let status = crate::status::row(&self.host, &self.probe, &crate::status::last_run(self.last.as_ref()));
+        let status =
+            crate::run::status::row(&self.host, &self.probe, &crate::run::status::last_run(self.last.as_ref()));
         let mut m = s.serialize_struct("HostView", 5)?;
         m.serialize_field("host", &self.host)?;
         m.serialize_field("roles", &self.roles)?;
@@ -123,7 +124,7 @@ pub struct RolloutView {
 
 impl RolloutView {
     pub fn of(r: &Rollout) -> RolloutView {
-        let batches = serde_json::from_str::<crate::rollout::Plan>(&r.plan).map(|p| p.batches).unwrap_or_default();
+        let batches = serde_json::from_str::<crate::run::rollout::Plan>(&r.plan).map(|p| p.batches).unwrap_or_default();
         RolloutView { id: r.id, status: r.status.clone(), next_batch: r.next_batch, batches }
     }
 }

@@ -7,8 +7,6 @@ use std::path::Path;
 use drover_bundle::Bundle;
 use drover_proto::Hash;
 
-use crate::report::human_bytes;
-
 /// Every sealed (secret) entry, with its host: what `inspect` shows without
 /// decrypting anything.
 fn secret_rows(i: &drover_bundle::Index) -> Vec<(&str, &drover_bundle::SealedEntry)> {
@@ -75,8 +73,8 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     println!(
         "  {} blobs, {} ({} compressed); {} more in the base",
         i.blobs.len(),
-        human_bytes(raw),
-        human_bytes(packed),
+        crate::human::bytes(raw),
+        crate::human::bytes(packed),
         i.external.len()
     );
     Ok(())

@@ -17,9 +17,10 @@ use drover_proto::{Hash, CHUNK_SIZE};
 use drover_spec::{BlobSource, Compiled, Host};
 use tokio::sync::OnceCell;
 
-use crate::deploy::{DeployError, StateSource};
+use super::error::HostError;
+use super::report::HostReport;
+use super::source::StateSource;
 use crate::progress::HostProgress;
-use crate::report::HostReport;
 use crate::transport::Connection;
 
 /// Compressed bytes kept for other hosts. Hosts of one run stream the same
@@ -89,10 +90,10 @@ impl ChunkCache {
 
     /// The compressed chunk of `hash` at `offset`, made by `make` (raw bytes
     /// in, compressed here) unless cached or being made by another host.
-    pub(crate) async fn get<F, Fut>(&self, hash: Hash, offset: u64, make: F) -> Result<Chunk, DeployError>
+    pub(crate) async fn get<F, Fut>(&self, hash: Hash, offset: u64, make: F) -> Result<Chunk, HostError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<u8>, DeployError>>,
+        Fut: std::future::Future<Output = Result<Vec<u8>, HostError>>,
     {
         let cell = {
             let mut g = self.lock();
@@ -107,7 +108,7 @@ impl ChunkCache {
             .get_or_try_init(|| async {
                 let raw = make().await?;
                 let packed: Chunk = tokio::task::block_in_place(|| zstd::bulk::compress(&raw, LEVEL))
-                    .map_err(|e| DeployError::Other(format!("compress: {e}")))?
+                    .map_err(|e| HostError::Other(format!("compress: {e}")))?
                     .into();
                 let mut g = self.lock();
                 g.compressed += 1;
@@ -116,7 +117,7 @@ impl ChunkCache {
                     g.bytes += packed.len();
                     g.evict(self.cap);
                 }
-                Ok::<Chunk, DeployError>(packed)
+                Ok::<Chunk, HostError>(packed)
             })
             .await?;
         Ok(chunk.clone())
@@ -156,7 +157,7 @@ impl Shipper<'_> {
         missing: &[(Hash, u64)],
         r: &mut HostReport,
         p: &HostProgress,
-    ) -> Result<(), DeployError> {
+    ) -> Result<(), HostError> {
         let direct = match self.source.relay() {
             Some(relay) => relay.deliver(self, host, conn, c, missing, r, p).await?,
             None => missing.to_vec(),
@@ -165,7 +166,7 @@ impl Shipper<'_> {
         let _slot = match large {
             true => {
                 p.step("waiting for a transfer slot".to_string());
-                Some(self.chunks.slots.acquire().await.map_err(|e| DeployError::Other(e.to_string()))?)
+                Some(self.chunks.slots.acquire().await.map_err(|e| HostError::Other(e.to_string()))?)
             }
             false => None,
         };
@@ -187,7 +188,7 @@ impl Shipper<'_> {
             conn.link.set_timeout(op);
             match pong? {
                 drover_proto::Response::Pong => {}
-                other => return Err(DeployError::Other(format!("agent answered a ping with {other:?}"))),
+                other => return Err(HostError::Other(format!("agent answered a ping with {other:?}"))),
             }
         }
         Ok(())
@@ -202,10 +203,10 @@ impl Shipper<'_> {
         have: u64,
         r: &mut HostReport,
         p: &HostProgress,
-    ) -> Result<(), DeployError> {
+    ) -> Result<(), HostError> {
         if let Some(chunks) = self.source.packed(hash, have) {
             for chunk in chunks {
-                let (offset, data) = chunk.map_err(DeployError::Other)?;
+                let (offset, data) = chunk.map_err(HostError::Other)?;
                 let n = data.len() as u64;
                 conn.link.send_chunk(*hash, offset, &data).await?;
                 r.bytes_sent += n;
@@ -217,7 +218,7 @@ impl Shipper<'_> {
         let src = c
             .blobs
             .get(hash)
-            .ok_or_else(|| DeployError::Other(format!("agent asked for unknown blob {}", hash.short())))?;
+            .ok_or_else(|| HostError::Other(format!("agent asked for unknown blob {}", hash.short())))?;
         let len = match src {
             BlobSource::Bytes(b) => b.len() as u64,
             BlobSource::File(path) => tokio::fs::metadata(path).await.map_err(|e| read_error(path, e))?.len(),
@@ -255,7 +256,7 @@ fn pending_bytes(c: &Compiled, direct: &[(Hash, u64)]) -> u64 {
 
 /// `n` bytes of a blob from `offset`. A file is read one chunk at a time:
 /// a large artifact is never held whole.
-async fn read(src: &BlobSource, offset: u64, n: usize) -> Result<Vec<u8>, DeployError> {
+async fn read(src: &BlobSource, offset: u64, n: usize) -> Result<Vec<u8>, HostError> {
     match src {
         BlobSource::Bytes(b) => Ok(b[offset as usize..offset as usize + n].to_vec()),
         BlobSource::File(path) => {
@@ -272,8 +273,8 @@ async fn read(src: &BlobSource, offset: u64, n: usize) -> Result<Vec<u8>, Deploy
     }
 }
 
-fn read_error(path: &std::path::Path, e: std::io::Error) -> DeployError {
-    DeployError::Other(format!("read {}: {e}", path.display()))
+fn read_error(path: &std::path::Path, e: std::io::Error) -> HostError {
+    HostError::Other(format!("read {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -337,7 +338,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_read_is_reported_and_not_cached() {
         let cache = ChunkCache::new(CACHE_BYTES);
-        let err = cache.get(h(9), 0, || async { Err(DeployError::Other("read /x: gone".into())) }).await.unwrap_err();
+        let err = cache.get(h(9), 0, || async { Err(HostError::Other("read /x: gone".into())) }).await.unwrap_err();
         assert!(err.to_string().contains("read /x: gone"), "{err}");
         cache.get(h(9), 0, || async { Ok(vec![1, 2, 3]) }).await.unwrap();
         assert_eq!(cache.compressed(), 1, "the retry compressed; the failure left nothing behind");

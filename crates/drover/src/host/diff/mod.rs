@@ -8,16 +8,15 @@
 //! by size and hash; mode, owner, group and link-target changes are listed
 //! on their own.
 
-use std::fmt::Write as _;
 use std::io::Read as _;
 
 use drover_proto::{Change, ChangeKind, Entry, EntryKind, Hash, PathInfo, PathNow, Request, Response};
 use drover_spec::{BlobSource, Compiled};
 use serde::Serialize;
 
-use crate::deploy::{DeployError, StateSource};
+use super::error::HostError;
+use super::source::StateSource;
 use crate::progress::HostProgress;
-use crate::report::HostReport;
 use crate::transport::Connection;
 
 /// Largest file (on either side) shown as a content diff. Larger files are
@@ -60,14 +59,14 @@ pub(crate) async fn host_diffs(
     compiled: &Compiled,
     changes: &[Change],
     p: &HostProgress,
-) -> Result<Vec<FileDiff>, DeployError> {
+) -> Result<Vec<FileDiff>, HostError> {
     p.step("reading changed paths");
     let mut now = Vec::with_capacity(changes.len());
     for batch in changes.chunks(drover_proto::READ_PATHS_MAX) {
         let paths = batch.iter().map(|c| c.path.clone()).collect();
         match conn.link.call(&Request::ReadPaths { paths, max_bytes: DIFF_LIMIT }, &mut |m| p.step(m)).await? {
             Response::Paths(got) => now.extend(got),
-            other => return Err(DeployError::Other(format!("unexpected reply to ReadPaths: {other:?}"))),
+            other => return Err(HostError::Other(format!("unexpected reply to ReadPaths: {other:?}"))),
         }
     }
     Ok(diffs(source, compiled, changes, &now))
@@ -204,9 +203,9 @@ fn content_diff(
     let summary = || {
         format!(
             "{} ({}) -> {} ({})",
-            crate::report::human_bytes(before_size),
+            crate::human::bytes(before_size),
             before_hash.short(),
-            crate::report::human_bytes(after_size),
+            crate::human::bytes(after_size),
             after_hash.short()
         )
     };
@@ -261,7 +260,7 @@ fn describe_host(now: &PathNow) -> String {
         PathNow::Absent => "absent".into(),
         PathNow::File { size, hash, mode, uid, gid, owner, group, .. } => format!(
             "file {} {mode:04o} {}:{} {}",
-            crate::report::human_bytes(*size),
+            crate::human::bytes(*size),
             owner.clone().unwrap_or_else(|| uid.to_string()),
             group.clone().unwrap_or_else(|| gid.to_string()),
             hash.short()
@@ -273,14 +272,9 @@ fn describe_host(now: &PathNow) -> String {
 
 fn describe_entry(e: &Entry) -> String {
     match &e.kind {
-        EntryKind::File { size, hash } => format!(
-            "file {} {:04o} {}:{} {}",
-            crate::report::human_bytes(*size),
-            e.mode,
-            e.owner,
-            e.group,
-            hash.short()
-        ),
+        EntryKind::File { size, hash } => {
+            format!("file {} {:04o} {}:{} {}", crate::human::bytes(*size), e.mode, e.owner, e.group, hash.short())
+        }
         EntryKind::Symlink { target } => format!("symlink -> {target}"),
         EntryKind::Dir => format!("directory {:04o} {}:{}", e.mode, e.owner, e.group),
     }
@@ -303,154 +297,5 @@ fn entry_kind(k: &EntryKind) -> &'static str {
     }
 }
 
-/// The diffs of every host, for people: per host, each changed path with its
-/// attribute changes and content diff, then the services that would restart.
-pub fn render(hosts: &[HostReport]) -> String {
-    let mut out = String::new();
-    for h in hosts {
-        let Some(diffs) = &h.diffs else { continue };
-        if diffs.is_empty() && h.restarts.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "\n=== {}", h.host);
-        for d in diffs {
-            let _ = writeln!(out, "{} {}", d.kind.symbol(), d.path);
-            let _ = writeln!(out, "    host:    {}", d.before);
-            let _ = writeln!(out, "    project: {}", d.after);
-            for a in &d.attributes {
-                let _ = writeln!(out, "    {a}");
-            }
-            if let Some(n) = &d.content_note {
-                let _ = writeln!(out, "    {n}");
-            }
-            if let Some(u) = &d.unified {
-                for line in u.lines() {
-                    let _ = writeln!(out, "    {line}");
-                }
-            }
-        }
-        if !h.restarts.is_empty() {
-            let _ = writeln!(out, "services: {}", h.restarts.join(", "));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct NoSource;
-    impl StateSource for NoSource {
-        fn compile(&self, _: &drover_spec::Host, _: &drover_proto::Facts, _: u64) -> Result<Compiled, String> {
-            Err("unused".into())
-        }
-    }
-
-    fn h(b: &[u8]) -> Hash {
-        Hash(*blake3::hash(b).as_bytes())
-    }
-
-    fn compiled(path: &str, content: &[u8], mode: u32) -> Compiled {
-        let entry = Entry {
-            path: path.into(),
-            kind: EntryKind::File { size: content.len() as u64, hash: h(content) },
-            mode,
-            owner: "root".into(),
-            group: "root".into(),
-            source: None,
-        };
-        let manifest = drover_proto::Manifest { entries: vec![entry], ..Default::default() };
-        let blobs = [(h(content), BlobSource::Bytes(std::sync::Arc::new(content.to_vec())))].into_iter().collect();
-        Compiled { manifest, blobs, secrets: Default::default() }
-    }
-
-    fn host_file(content: &[u8], mode: u32) -> PathNow {
-        PathNow::File {
-            size: content.len() as u64,
-            hash: h(content),
-            mode,
-            uid: 0,
-            gid: 0,
-            owner: Some("root".into()),
-            group: Some("root".into()),
-            content: Some(content.to_vec()),
-        }
-    }
-
-    fn one(c: &Compiled, kind: ChangeKind, now: PathNow) -> FileDiff {
-        let change = Change { path: "/etc/x".into(), kind };
-        diffs(&NoSource, c, &[change], &[PathInfo { path: "/etc/x".into(), now }]).remove(0)
-    }
-
-    #[test]
-    fn text_change_is_a_unified_diff_from_the_host_content() {
-        let c = compiled("/etc/x", b"a\nnew\n", 0o644);
-        let d = one(&c, ChangeKind::Modify, host_file(b"a\nold\n", 0o644));
-        let u = d.unified.unwrap();
-        assert!(u.contains("--- host:/etc/x") && u.contains("+++ project:/etc/x"), "{u}");
-        assert!(u.contains("-old\n") && u.contains("+new\n") && u.contains(" a\n"), "{u}");
-        assert!(d.attributes.is_empty() && d.content_note.is_none());
-    }
-
-    #[test]
-    fn a_secret_file_shows_as_secret_changed_with_no_content_or_hash() {
-        let mut c = compiled("/etc/x", b"password=new-clear-value\n", 0o600);
-        c.secrets.insert("/etc/x".into(), vec!["db_password".into()]);
-        let d = one(&c, ChangeKind::Modify, host_file(b"password=old-clear-value\n", 0o644));
-        let shown = format!("{d:?}");
-        assert_eq!(d.content_note.as_deref(), Some("<secret db_password changed>"));
-        assert!(d.unified.is_none());
-        assert_eq!(d.attributes, vec!["mode 0644 -> 0600".to_string()]);
-        assert!(!shown.contains("clear-value"), "{shown}");
-        assert!(!shown.contains(&h(b"password=new-clear-value\n").short()), "{shown}");
-        assert!(!shown.contains(&h(b"password=old-clear-value\n").short()), "{shown}");
-    }
-
-    #[test]
-    fn mode_only_change_lists_the_mode_and_no_content() {
-        let c = compiled("/etc/x", b"same\n", 0o755);
-        let d = one(&c, ChangeKind::Modify, host_file(b"same\n", 0o644));
-        assert_eq!(d.attributes, vec!["mode 0644 -> 0755".to_string()]);
-        assert!(d.unified.is_none() && d.content_note.is_none());
-    }
-
-    #[test]
-    fn owners_match_by_name_by_number_and_root_is_0() {
-        assert!(same_account(Some("www"), 33, "www"));
-        assert!(same_account(None, 33, "33"));
-        assert!(same_account(None, 0, "root"));
-        assert!(!same_account(Some("op"), 1000, "www"));
-        let c = compiled("/etc/x", b"same\n", 0o644);
-        let mut now = host_file(b"same\n", 0o644);
-        if let PathNow::File { uid, owner, .. } = &mut now {
-            (*uid, *owner) = (1000, Some("op".into()));
-        }
-        assert_eq!(one(&c, ChangeKind::Modify, now).attributes, vec!["owner op -> root".to_string()]);
-    }
-
-    #[test]
-    fn binary_and_oversized_content_are_summarised_by_size_and_hash() {
-        let c = compiled("/etc/x", b"\0\x01binary", 0o644);
-        let d = one(&c, ChangeKind::Modify, host_file(b"text\n", 0o644));
-        assert!(d.unified.is_none());
-        let note = d.content_note.unwrap();
-        assert!(note.starts_with("binary content differs") && note.contains(&h(b"\0\x01binary").short()), "{note}");
-
-        let big = vec![b'x'; DIFF_LIMIT as usize + 1];
-        let c = compiled("/etc/x", &big, 0o644);
-        let d = one(&c, ChangeKind::Modify, host_file(b"small\n", 0o644));
-        assert!(d.content_note.unwrap().contains("larger than 64 KiB"));
-        assert!(d.unified.is_none());
-    }
-
-    #[test]
-    fn a_new_file_diffs_against_nothing_and_a_kind_change_is_named() {
-        let c = compiled("/etc/x", b"hello\n", 0o644);
-        let d = one(&c, ChangeKind::Add, PathNow::Absent);
-        assert!(d.unified.unwrap().contains("+hello\n"));
-        assert_eq!(d.before, "absent");
-        let d = one(&c, ChangeKind::Modify, PathNow::Symlink { target: "/elsewhere".into() });
-        assert_eq!(d.attributes, vec!["kind symlink -> file".to_string()]);
-    }
-}
+mod tests;

@@ -1,136 +1,20 @@
-//! Peer relay, the controller's side: which host gets a large blob from
-//! where, so that each one leaves the controller about once.
-//!
-//! Per blob, the first host that needs it is its *seed*: the controller sends
-//! it over SSH as usual. A host that holds a blob is asked to serve it
-//! (`RelayServe`: a detached server on the host, see `drover-agent`'s relay
-//! module) and becomes a *source*. Every other host that needs the blob
-//! waits for a source with a free slot (at most `fanout` transfers each) and
-//! fetches from it (`RelayFetch`), verified by hash, then serves it too. The
-//! sources grow as the blob spreads, like a tree whose width doubles each
-//! round. A failed peer transfer is retried from another source, and after
-//! three failures the host takes the blob from the controller.
-//!
-//! Small blobs (below `min_size`) are not worth a round trip: they go over
-//! SSH directly.
+//! A host's session receiving its large blobs through the relay: from a peer
+//! with a free slot, else seeded from the controller, then served onwards.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
 
 use drover_proto::{EntryKind, Hash, Request, Response};
 use drover_spec::{Compiled, Host};
 
-use crate::deploy::DeployError;
-use crate::link::LinkError;
+use super::{Plan, Relay, KEEPALIVE, PEER_ATTEMPTS, POLL};
+use crate::host::error::HostError;
+use crate::host::report::HostReport;
+use crate::host::ship::Shipper;
 use crate::progress::HostProgress;
-use crate::report::HostReport;
-use crate::ship::Shipper;
+use crate::transport::link::LinkError;
 use crate::transport::Connection;
 
-/// How often a waiting host looks for a free source again (it is also woken
-/// whenever a transfer ends).
-const POLL: Duration = Duration::from_millis(250);
-
-/// How often a session waiting for a peer pings its agent.
-const KEEPALIVE: Duration = Duration::from_secs(2);
-/// Peer transfers tried before falling back to the controller.
-const PEER_ATTEMPTS: u32 = 3;
-
-pub struct Relay {
-    pub port: u16,
-    /// The run's relay secret: travels to hosts over SSH only; peers prove
-    /// they know it by answering a per-connection challenge.
-    pub secret: String,
-    pub min_size: u64,
-    pub fanout: usize,
-    /// A host's relay server exits after this long without a request.
-    pub idle_ms: u64,
-    blobs: Mutex<HashMap<Hash, BlobState>>,
-    wake: tokio::sync::Notify,
-}
-
-#[derive(Default)]
-struct BlobState {
-    seeding: bool,
-    sources: Vec<Source>,
-}
-
-struct Source {
-    addr: String,
-    busy: usize,
-    failures: u32,
-}
-
-enum Plan {
-    Seed,
-    From(String),
-    Wait,
-}
-
 impl Relay {
-    pub fn new(port: u16, min_size: u64, fanout: usize, idle_ms: u64) -> anyhow::Result<Relay> {
-        let mut raw = [0u8; 32];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut raw)?;
-        Ok(Relay {
-            port,
-            secret: raw.iter().map(|b| format!("{b:02x}")).collect(),
-            min_size,
-            fanout: fanout.max(1),
-            idle_ms,
-            blobs: Mutex::new(HashMap::new()),
-            wake: tokio::sync::Notify::new(),
-        })
-    }
-
-    fn plan(&self, h: &Hash) -> Plan {
-        let mut all = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
-        let st = all.entry(*h).or_default();
-        let free = st.sources.iter_mut().filter(|s| s.busy < self.fanout && s.failures < 2).min_by_key(|s| s.busy);
-        if let Some(s) = free {
-            s.busy += 1;
-            return Plan::From(s.addr.clone());
-        }
-        if !st.seeding && st.sources.iter().all(|s| s.failures >= 2) {
-            st.seeding = true;
-            return Plan::Seed;
-        }
-        Plan::Wait
-    }
-
-    /// A transfer ended: free the source's slot (counting a failure), and add
-    /// the receiving host as a new source if it serves now.
-    fn ended(&self, h: &Hash, from: Option<&str>, failed: bool, new_source: Option<String>) {
-        let mut all = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
-        let st = all.entry(*h).or_default();
-        match from {
-            Some(addr) => {
-                if let Some(s) = st.sources.iter_mut().find(|s| s.addr == addr) {
-                    s.busy = s.busy.saturating_sub(1);
-                    s.failures += u32::from(failed);
-                }
-            }
-            // The seed failed: let another host seed.
-            None if failed => st.seeding = false,
-            None => {}
-        }
-        if let Some(addr) = new_source {
-            if !st.sources.iter().any(|s| s.addr == addr) {
-                st.sources.push(Source { addr, busy: 0, failures: 0 });
-            }
-        }
-        drop(all);
-        self.wake.notify_waiters();
-    }
-
-    fn peer_addr(&self, host: &Host) -> String {
-        if host.address.contains(':') {
-            format!("[{}]:{}", host.address, self.port)
-        } else {
-            format!("{}:{}", host.address, self.port)
-        }
-    }
-
     /// Deliver the large blobs of `missing` by relay; return the rest (small
     /// blobs, and any that must come from the controller after all).
     #[allow(clippy::too_many_arguments)]
@@ -143,7 +27,7 @@ impl Relay {
         missing: &[(Hash, u64)],
         r: &mut HostReport,
         p: &HostProgress,
-    ) -> Result<Vec<(Hash, u64)>, DeployError> {
+    ) -> Result<Vec<(Hash, u64)>, HostError> {
         let sizes: HashMap<Hash, u64> = c
             .manifest
             .entries
@@ -178,7 +62,7 @@ impl Relay {
         size: u64,
         r: &mut HostReport,
         p: &HostProgress,
-    ) -> Result<bool, DeployError> {
+    ) -> Result<bool, HostError> {
         let mut failures = 0;
         let mut last_word = std::time::Instant::now();
         loop {
@@ -220,7 +104,7 @@ impl Relay {
                         }
                         Ok(other) => {
                             self.ended(&hash, Some(&addr), true, None);
-                            return Err(DeployError::Other(format!("unexpected reply to RelayFetch: {other:?}")));
+                            return Err(HostError::Other(format!("unexpected reply to RelayFetch: {other:?}")));
                         }
                         Err(LinkError::Agent(msg)) => {
                             self.ended(&hash, Some(&addr), true, None);
@@ -251,7 +135,7 @@ impl Relay {
     }
 
     /// Ask the host to serve `hash`; whether it does.
-    async fn serve(&self, host: &Host, conn: &mut Connection, hash: Hash) -> Result<bool, DeployError> {
+    async fn serve(&self, host: &Host, conn: &mut Connection, hash: Hash) -> Result<bool, HostError> {
         // The host listens on the address its peers reach it at, and takes
         // a few more connections than the controller schedules (a transfer
         // ending while the next begins), not an unbounded number.
@@ -265,7 +149,7 @@ impl Relay {
         };
         match conn.link.call(&req, &mut |_| {}).await {
             Ok(Response::RelayServing { holding }) => Ok(holding.contains(&hash)),
-            Ok(other) => Err(DeployError::Other(format!("unexpected reply to RelayServe: {other:?}"))),
+            Ok(other) => Err(HostError::Other(format!("unexpected reply to RelayServe: {other:?}"))),
             // Cannot serve (port taken…): it still has the blob, just is no source.
             Err(LinkError::Agent(msg)) => {
                 tracing::warn!("{}: relay server: {msg}", host.name);

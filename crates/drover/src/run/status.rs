@@ -6,7 +6,7 @@ use drover_proto::{Facts, HostStatus, Request, Response};
 use drover_spec::Host;
 use drover_state::{HostResult, Store};
 
-use crate::fleet::Fleet;
+use crate::run::fleet::Fleet;
 
 /// Each host's probe result: its status and the facts it reported, or why not.
 pub type Probe = (String, Result<(HostStatus, Facts), String>);
@@ -33,7 +33,7 @@ pub async fn probe(fleet: &Fleet, hosts: &[Host]) -> Probed {
 pub fn remember(store: &mut Store, results: &[Probe]) {
     for (host, res) in results {
         if let Ok((_, facts)) = res {
-            crate::runlog::remember_facts(store, host, facts);
+            crate::store::remember_facts(store, host, facts);
         }
     }
 }

@@ -9,7 +9,7 @@ use drover_proto::{Facts, Hash, Manifest, Request};
 use drover_spec::{Compiled, Host, Project};
 
 use super::relay::Relay;
-use crate::deploy::{PackedChunks, StateSource};
+use super::source::{PackedChunks, StateSource};
 
 /// Manifests compiled when the bundle was built; blobs read from the file.
 pub struct BundleSource {

@@ -13,6 +13,7 @@
 //! later batches stay untouched, and (by policy) the batch's updated hosts
 //! are rolled back to their previous generation.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,38 +22,78 @@ use drover_spec::rollout::{HostCommand, Order};
 use drover_spec::{Host, Project, RolloutPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::{self, Job, Mode};
-use crate::fleet::Fleet;
+use super::fleet::Fleet;
+use super::record::Run;
+use super::schedule::sessions;
+use super::spec::{Overrides, RunSpec};
+use crate::host::{HostReport, Mode, Outcome, RebootPlan};
 use crate::progress::Progress;
-use crate::report::{HostReport, Outcome};
-use crate::revision::Revision;
-use crate::runlog;
+use crate::transport::Transport;
 
-/// Why a rollout whose controller died is not continued by this process.
-#[derive(Debug, thiserror::Error)]
-pub enum ResumeError {
-    #[error(
-        "rollout {id} started at project revision {started}, but the project is now at {now}: its finished batches got the first, the rest would get the second. Put the project back at {started} and resume, `drover rollout abort` it and start a new rollout, or `drover rollout resume --force` to continue with the project as it is now"
-    )]
-    ProjectChanged { id: i64, started: String, now: String },
-    #[error(
-        "rollout {id} recorded no project revision (it was started by an older drover), so it cannot be shown to continue with the same project (now at {now}); `drover rollout resume --force` to continue anyway, or `drover rollout abort` it"
-    )]
-    UnknownRevision { id: i64, now: String },
+/// How this controller drives a rollout's batches (from `rollout start`'s
+/// and `rollout resume`'s flags).
+#[derive(Debug, Clone)]
+pub struct Drive {
+    /// Simulated hosts under this directory instead of SSH.
+    pub simulate: Option<PathBuf>,
+    pub retries: Option<u32>,
+    pub op_timeout: Option<Duration>,
+    /// How long a host may take to come back from a reboot (policies with `reboot = true`).
+    pub reboot_timeout: Duration,
+    /// Hand each batch to N local workers (and any on the same store).
+    pub workers: Option<usize>,
+    /// No progress on stderr.
+    pub quiet: bool,
 }
 
-/// May rollout `id`, started at `started`, be continued with the project as
-/// it is `now`? Only when it compiles from the same inputs (see
-/// [`crate::revision`]), or with `force`.
-pub fn check_resume(id: i64, started: Option<&str>, now: &Revision, force: bool) -> Result<(), ResumeError> {
-    if force {
-        return Ok(());
+/// Run rollout `id`'s `plan` from batch `from` as `run`, and finish the run.
+pub fn execute(
+    dir: &Path,
+    project: &Arc<Project>,
+    mut run: Run,
+    id: i64,
+    plan: &Plan,
+    from: usize,
+    d: &Drive,
+) -> anyhow::Result<RolloutReport> {
+    let o = Overrides { retries: d.retries, op_timeout: d.op_timeout, ..Default::default() };
+    let transport = Transport::for_hosts(d.simulate.as_deref(), None)?;
+    let mut spec = RunSpec::of_project(project.clone(), transport, Mode::Apply, &o);
+    if plan.policy.reboot {
+        spec.job.reboot = Some(RebootPlan::every_host(d.reboot_timeout));
     }
-    match started.map(Revision::parse) {
-        Some(s) if s.same_inputs(now) => Ok(()),
-        Some(s) => Err(ResumeError::ProjectChanged { id, started: s.to_string(), now: now.to_string() }),
-        None => Err(ResumeError::UnknownRevision { id, now: now.to_string() }),
+    let mut fleet = Fleet::new(project, d.simulate.as_deref())?;
+    fleet.timeouts.op = spec.job.timeouts.op;
+    if !d.quiet {
+        eprintln!(
+            "rollout {id}: {} hosts in {} batches",
+            plan.batches.iter().map(Vec::len).sum::<usize>(),
+            plan.batches.len()
+        );
     }
+    let workers = match d.workers {
+        Some(local) => {
+            let mut work = super::workers::WorkSpec::of_run(
+                dir,
+                &spec,
+                d.simulate.as_deref(),
+                super::workers::SimSpec::unshaped(),
+            )?;
+            work.stop_first = plan.policy.order == Order::StopFirst;
+            Some(super::workers::Workers { dir: dir.to_path_buf(), spec: work, local })
+        }
+        None => None,
+    };
+    spec.fence = run.watch();
+    let rt = super::fleet::runtime()?;
+    let report = rt.block_on(async {
+        let mut runner =
+            Runner { project: project.clone(), fleet, spec, run: &mut run, rollout_id: id, json: d.quiet, workers };
+        runner.run(plan, from).await
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    run.finish(report.status == "done")?;
+    Ok(report)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,14 +123,14 @@ pub struct RolloutReport {
 pub struct Runner<'a> {
     pub project: Arc<Project>,
     pub fleet: Fleet,
-    pub job: Job,
-    pub run: &'a mut runlog::Run,
+    pub spec: RunSpec,
+    pub run: &'a mut Run,
     pub rollout_id: i64,
     pub json: bool,
     /// Hand each batch to workers (`--workers`) instead of running it here.
     /// The gates between batches (health, hooks, cluster check) and a
     /// failed batch's revert stay with this controller.
-    pub workers: Option<crate::workers::Workers>,
+    pub workers: Option<crate::run::workers::Workers>,
 }
 
 impl Runner<'_> {
@@ -116,7 +157,7 @@ impl Runner<'_> {
         for (i, names) in plan.batches.iter().enumerate().skip(from) {
             if let Some(why) = self.run.watch().lost() {
                 let in_flight = format!("batches before {} are done; `drover rollout resume` continues", i + 1);
-                return Err(crate::runlog::StoreLost {
+                return Err(crate::run::StoreLost {
                     who: format!("rollout {}", self.rollout_id),
                     reason: why.into(),
                     in_flight,
@@ -189,9 +230,9 @@ impl Runner<'_> {
             // The workers record each host's result themselves.
             Some(w) => tokio::task::block_in_place(|| w.run(self.run, names, self.json))?,
             None => {
-                let mut job = self.job.clone_for(Mode::Apply);
-                job.stop_first = policy.order == Order::StopFirst;
-                let reports = deploy::run(Arc::new(job), hosts.clone(), Progress::new(hosts.len(), !self.json)).await;
+                let mut spec = self.spec.clone_for(Mode::Apply);
+                spec.job.stop_first = policy.order == Order::StopFirst;
+                let reports = sessions(&spec, hosts.clone(), Progress::new(hosts.len(), !self.json)).await;
                 for r in &reports {
                     self.run.record(r)?;
                 }
@@ -245,9 +286,8 @@ impl Runner<'_> {
                     .collect();
                 if !changed.is_empty() {
                     self.say(format!("reverting {} updated host(s) of the failed batch", changed.len()));
-                    let job = self.job.clone_for(Mode::Rollback { to: None });
-                    b.reverted =
-                        deploy::run(Arc::new(job), changed.clone(), Progress::new(changed.len(), !self.json)).await;
+                    let spec = self.spec.clone_for(Mode::Rollback { to: None });
+                    b.reverted = sessions(&spec, changed.clone(), Progress::new(changed.len(), !self.json)).await;
                     for r in &b.reverted {
                         self.run.record(r)?;
                     }

@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use drover_spec::Host;
 
+use super::error::TransportError;
+use super::link::{Reader, Writer};
 use crate::agent_bin;
-use crate::link::{Reader, Writer};
-use crate::transport::TransportError;
 
 mod args;
 mod shape;

@@ -19,50 +19,31 @@ pub struct Fleet {
 impl Fleet {
     pub fn new(project: &Project, simulate: Option<&std::path::Path>) -> anyhow::Result<Fleet> {
         Ok(Fleet {
-            transport: match simulate {
-                Some(d) => Transport::local(d)?,
-                None => Transport::Ssh,
-            },
-            timeouts: Timeouts { connect: project.settings.connect_timeout, op: Duration::from_secs(60) },
+            transport: Transport::for_hosts(simulate, None)?,
+            timeouts: Timeouts { connect: project.settings.connect_timeout, op: super::spec::OP_TIMEOUT },
             parallel: project.settings.parallel,
         })
     }
 
-    /// Run `f` on every host (up to `parallel` at once); results in host order.
-    ///
-    /// A host's task is spawned only when a slot is free, so at most
-    /// `parallel` connections and task futures exist at a time: spawning all
-    /// of them up front (each waiting on a semaphore) cost about 10 KiB per
-    /// host before any work began, 100 MB at 10,000 hosts. Slots refill as
-    /// any host finishes (not in order), so one slow host does not hold up
-    /// the rest.
+    /// Connect to every host and run `f` on the connection (up to
+    /// `parallel` at once, see [`super::schedule::each`]); results in host order.
     pub async fn each<T, F, Fut>(&self, hosts: &[Host], f: F) -> Vec<(String, Result<T, String>)>
     where
         T: Send + 'static,
         F: Fn(Host, Connection) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, String>> + Send,
+        Fut: Future<Output = Result<T, String>> + Send + 'static,
     {
-        use futures_util::StreamExt;
-        let mut out: Vec<(String, Result<T, String>)> =
-            hosts.iter().map(|h| (h.name.clone(), Err("not reached".to_string()))).collect();
         let fleet = self.clone();
-        let mut done = futures_util::stream::iter(hosts.iter().cloned().enumerate().collect::<Vec<_>>())
-            .map(move |(i, h)| {
-                let (f, fleet) = (f.clone(), fleet.clone());
-                let task = tokio::spawn(async move {
-                    match fleet.transport.connect(&h, fleet.timeouts).await {
-                        Ok(c) => f(h, c).await,
-                        Err(e) => Err(e.to_string()),
-                    }
-                });
-                // A task that panicked is that host's error, not a missing line.
-                async move { (i, task.await.unwrap_or_else(|e| Err(crate::tasks::failure(e)))) }
-            })
-            .buffer_unordered(self.parallel.max(1));
-        while let Some((i, r)) = done.next().await {
-            out[i].1 = r;
-        }
-        out
+        super::schedule::each(hosts.to_vec(), self.parallel, move |h| {
+            let (f, fleet) = (f.clone(), fleet.clone());
+            async move {
+                match fleet.transport.connect(&h, fleet.timeouts).await {
+                    Ok(c) => f(h, c).await,
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -102,7 +83,7 @@ pub async fn drain(
         results.iter().filter(|(_, r)| r.is_ok()).map(|(h, _)| h.clone()).collect::<Vec<_>>(),
     );
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut store = crate::runlog::open(&dir)?;
+        let mut store = crate::store::open(&dir)?;
         for h in marks {
             store.set_drained(&h, on.then_some(reason.as_str()))?;
         }

@@ -2,7 +2,7 @@
 //! as one job per host in the shared PostgreSQL store, and any number of
 //! `drover worker` processes, on this machine or others, claim jobs in
 //! batches, run each batch through the ordinary deploy pipeline
-//! ([`crate::deploy::run`]), and record the results. The applying
+//! ([`super::schedule::sessions`]), and record the results. The applying
 //! controller assembles its report from those results, so it has the same
 //! shape as a single-controller run's.
 //!
@@ -27,11 +27,13 @@ use drover_spec::Host;
 use drover_state::{Location, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::{self, Job, Mode};
+use super::record;
+use super::schedule::{natural_key, sessions};
+use super::spec::{Overrides, RunSpec};
+use crate::host::{HostReport, Mode, Outcome};
 use crate::progress::Progress;
-use crate::report::{HostReport, Outcome};
-use crate::runlog;
-use crate::transport::{Timeouts, Transport};
+use crate::transport::sim::SimArgs;
+use crate::transport::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkersError {
@@ -49,15 +51,15 @@ pub enum WorkersError {
     BadSpec { run_id: i64, reason: String },
 }
 
-fn store_lost(who: impl Into<String>, e: impl std::fmt::Display, in_flight: String) -> runlog::StoreLost {
-    runlog::StoreLost { who: who.into(), reason: e.to_string(), in_flight }
+fn store_lost(who: impl Into<String>, e: impl std::fmt::Display, in_flight: String) -> record::StoreLost {
+    record::StoreLost { who: who.into(), reason: e.to_string(), in_flight }
 }
 
 /// What a worker needs to run a job the way the applying controller would
 /// have: the run's deploy options. Stored as JSON with the run's jobs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkSpec {
-    /// The project revision the run was planned from (see [`runlog::project_rev`]).
+    /// The project revision the run was planned from (see [`crate::store::project_rev`]).
     pub revision: String,
     /// `--simulate DIR` (absolute): simulated hosts instead of SSH.
     pub simulate: Option<PathBuf>,
@@ -81,54 +83,63 @@ pub struct SimSpec {
 }
 
 impl WorkSpec {
-    /// The spec that runs hosts as `job` would, at `dir`'s revision. A
-    /// simulated transport is the unshaped one `rollout --simulate` uses.
-    pub fn of_job(dir: &Path, job: &Job, simulate: Option<&Path>) -> anyhow::Result<WorkSpec> {
+    /// The spec that runs hosts as `spec` would, at `dir`'s revision, on
+    /// hosts simulated under `simulate` with links as `sim` describes.
+    pub fn of_run(dir: &Path, spec: &RunSpec, simulate: Option<&Path>, sim: SimSpec) -> anyhow::Result<WorkSpec> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Ok(WorkSpec {
-            revision: runlog::project_rev(dir),
+            revision: crate::store::project_rev(dir),
             simulate: simulate.map(std::path::absolute).transpose()?,
-            sim: SimSpec { latency: "0".into(), bandwidth: "0".into(), failure_rate: 0.0, processes: true },
-            retries: job.retries,
-            op_timeout_ms: ms(job.timeouts.op),
-            confirm_timeout_ms: ms(job.confirm_timeout),
-            parallel: job.parallel,
-            stop_first: job.stop_first,
+            sim,
+            retries: spec.job.retries,
+            op_timeout_ms: ms(spec.job.timeouts.op),
+            confirm_timeout_ms: spec.job.confirm_timeout.map_or(0, ms),
+            parallel: spec.parallel,
+            stop_first: spec.job.stop_first,
         })
     }
 
-    fn job(&self, project: drover_spec::Project) -> anyhow::Result<Job> {
-        let transport = match &self.simulate {
-            Some(dir) => crate::sim::SimArgs {
-                sim_latency: self.sim.latency.clone(),
-                sim_bandwidth: self.sim.bandwidth.clone(),
-                sim_failure_rate: self.sim.failure_rate,
-                sim_processes: self.sim.processes,
-            }
-            .transport(dir)?,
-            None => Transport::Ssh,
+    fn run_spec(&self, project: drover_spec::Project) -> anyhow::Result<RunSpec> {
+        let sim = SimArgs {
+            sim_latency: self.sim.latency.clone(),
+            sim_bandwidth: self.sim.bandwidth.clone(),
+            sim_failure_rate: self.sim.failure_rate,
+            sim_processes: self.sim.processes,
         };
-        Ok(Job {
-            timeouts: Timeouts {
-                connect: project.settings.connect_timeout,
-                op: Duration::from_millis(self.op_timeout_ms),
-            },
-            confirm_timeout: Duration::from_millis(self.confirm_timeout_ms),
-            parallel: self.parallel,
-            retries: self.retries,
-            stop_first: self.stop_first,
-            reboot: None,
-            fence: Default::default(),
-            transport,
-            mode: Mode::Apply,
-            project: Arc::new(project),
-        })
+        let transport = Transport::for_hosts(self.simulate.as_deref(), Some(&sim))?;
+        let o = Overrides {
+            parallel: Some(self.parallel),
+            confirm_timeout: Some(Some(Duration::from_millis(self.confirm_timeout_ms)).filter(|d| !d.is_zero())),
+            retries: Some(self.retries),
+            op_timeout: Some(Duration::from_millis(self.op_timeout_ms)),
+        };
+        let mut spec = RunSpec::of_project(Arc::new(project), transport, Mode::Apply, &o);
+        spec.job.stop_first = self.stop_first;
+        Ok(spec)
+    }
+}
+
+impl SimSpec {
+    /// The unshaped links `rollout --simulate` uses.
+    pub fn unshaped() -> SimSpec {
+        SimSpec { latency: "0".into(), bandwidth: "0".into(), failure_rate: 0.0, processes: true }
+    }
+}
+
+impl From<&SimArgs> for SimSpec {
+    fn from(a: &SimArgs) -> SimSpec {
+        SimSpec {
+            latency: a.sim_latency.clone(),
+            bandwidth: a.sim_bandwidth.clone(),
+            failure_rate: a.sim_failure_rate,
+            processes: a.sim_processes,
+        }
     }
 }
 
 /// Refuse `--workers` on a SQLite store (before anything is recorded).
 pub fn require_shared_store(dir: &Path) -> anyhow::Result<()> {
-    match runlog::location(dir)? {
+    match crate::store::location(dir)? {
         Location::Postgres(_) => Ok(()),
         Location::Sqlite(p) => Err(WorkersError::NeedsPostgres(p.display().to_string()).into()),
     }
@@ -146,7 +157,7 @@ pub fn apply(
     quiet: bool,
 ) -> anyhow::Result<Vec<HostReport>> {
     require_shared_store(dir)?;
-    let mut run = runlog::Run::start(dir, "apply", hosts)?;
+    let mut run = record::Run::start(dir, "apply", hosts)?;
     let reports = Workers { dir: dir.to_path_buf(), spec: spec.clone(), local }.run(&mut run, hosts, quiet)?;
     run.finish(!reports.iter().any(|r| r.outcome.is_failure()))?;
     Ok(reports)
@@ -167,7 +178,7 @@ pub struct Workers {
 impl Workers {
     /// Queue `hosts` as jobs of `run`, start the local workers, wait until
     /// every job of the run is done; the reports of `hosts`, in host order.
-    pub fn run(&self, run: &mut runlog::Run, hosts: &[String], quiet: bool) -> anyhow::Result<Vec<HostReport>> {
+    pub fn run(&self, run: &mut record::Run, hosts: &[String], quiet: bool) -> anyhow::Result<Vec<HostReport>> {
         run.store.create_jobs(run.id, &serde_json::to_string(&self.spec)?, hosts)?;
         let local = self.local;
         if !quiet {
@@ -238,7 +249,7 @@ fn wait_for(store: &Store, run_id: i64, quiet: bool) -> anyhow::Result<Vec<HostR
                     })
                 })
                 .collect();
-            reports.sort_by_cached_key(|r| deploy::natural_key(&r.host));
+            reports.sort_by_cached_key(|r| natural_key(&r.host));
             return Ok(reports);
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -282,8 +293,8 @@ pub fn worker_id() -> String {
 /// it works on. Each batch is recorded when it finishes.
 pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
     let id = worker_id();
-    let mut store = runlog::open(dir)?;
-    let _renewer = Renewer::start(runlog::open(dir)?, id.clone(), o.lease);
+    let mut store = crate::store::open(dir)?;
+    let _renewer = Renewer::start(crate::store::open(dir)?, id.clone(), o.lease);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut prepared: HashMap<i64, Prepared> = HashMap::new();
     let mut summary = WorkerSummary { id: id.clone(), ..Default::default() };
@@ -309,7 +320,7 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(prepare(dir, claim.run_id, &claim.spec)?),
             };
-            cap = p.job.parallel.min(o.parallel).max(1);
+            cap = p.spec.parallel.min(o.parallel).max(1);
             in_flight += claim.hosts.len();
             let (hosts, unknown): (Vec<&String>, Vec<&String>) =
                 claim.hosts.iter().partition(|h| p.hosts.contains_key(*h));
@@ -323,9 +334,9 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
                     r
                 })
                 .collect();
-            let (job, tx, run_id) = (p.job.clone(), done_tx.clone(), claim.run_id);
+            let (job, tx, run_id) = (p.spec.clone(), done_tx.clone(), claim.run_id);
             rt.spawn(async move {
-                let mut reports = deploy::run(job, hosts, Progress::new(0, false)).await;
+                let mut reports = sessions(&job, hosts, Progress::new(0, false)).await;
                 reports.extend(unknown);
                 let _ = tx.send((run_id, reports));
             });
@@ -352,7 +363,7 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
             unrecorded += reports.len();
             continue;
         }
-        let results = reports.iter().map(|r| runlog::host_result(run_id, r)).collect::<anyhow::Result<Vec<_>>>()?;
+        let results = reports.iter().map(|r| record::host_result(run_id, r)).collect::<anyhow::Result<Vec<_>>>()?;
         match store.finish_jobs(&id, &results) {
             Ok(n) => {
                 summary.hosts += n;
@@ -368,7 +379,7 @@ pub fn work(dir: &Path, o: &WorkerOptions) -> anyhow::Result<WorkerSummary> {
 
 /// A run as this worker runs it: the deploy job and the project's hosts.
 struct Prepared {
-    job: Arc<Job>,
+    spec: Arc<RunSpec>,
     hosts: HashMap<String, Host>,
 }
 
@@ -376,15 +387,15 @@ struct Prepared {
 fn prepare(dir: &Path, run_id: i64, spec: &str) -> anyhow::Result<Prepared> {
     let spec: WorkSpec =
         serde_json::from_str(spec).map_err(|e| WorkersError::BadSpec { run_id, reason: e.to_string() })?;
-    let ours = runlog::project_rev(dir);
+    let ours = crate::store::project_rev(dir);
     if ours != spec.revision {
         return Err(
             WorkersError::Revision { run_id, dir: dir.display().to_string(), theirs: spec.revision, ours }.into()
         );
     }
-    let project = runlog::load_project(dir)?;
+    let project = crate::store::load_project(dir)?;
     let hosts = project.hosts.iter().map(|h| (h.name.clone(), h.clone())).collect();
-    Ok(Prepared { job: Arc::new(spec.job(project)?), hosts })
+    Ok(Prepared { spec: Arc::new(spec.run_spec(project)?), hosts })
 }
 
 /// Renews the lease of every job this worker holds, every third of the

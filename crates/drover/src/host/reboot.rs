@@ -1,4 +1,4 @@
-//! Reboots as a step of a run: `apply --reboot` (and `reboot = true` in a
+//! Rebooting one host as a step of its session: `apply --reboot` (and `reboot = true` in a
 //! rollout policy), `rollout start --reboot`, `drover reboot TARGET`.
 //!
 //! After activation the controller sends `Reboot` in the same session; the
@@ -15,43 +15,13 @@
 use std::time::{Duration, Instant};
 
 use drover_proto::{HostState, Request, Response};
-use drover_spec::{Host, Project};
+use drover_spec::Host;
 
-use crate::deploy::{DeployError, Job};
+use super::error::HostError;
+use super::job::{Job, RebootPlan};
+use super::report::{HostReport, Outcome};
 use crate::progress::HostProgress;
-use crate::report::{HostReport, Outcome};
 use crate::transport::Connection;
-
-/// Which hosts reboot after activation, and how long one may take to come
-/// back.
-#[derive(Debug, Clone)]
-pub struct RebootPlan {
-    /// From sending `Reboot` until the host answers SSH from its next boot.
-    pub timeout: Duration,
-    /// `None`: every host; otherwise hosts with one of these roles.
-    pub roles: Option<Vec<String>>,
-}
-
-impl RebootPlan {
-    pub fn every_host(timeout: Duration) -> RebootPlan {
-        RebootPlan { timeout, roles: None }
-    }
-
-    /// From the project: every host when the project's rollout policy says
-    /// `reboot = true`, else the hosts of roles whose own policy does;
-    /// `None` when no policy asks for reboots.
-    pub fn from_project(project: &Project, timeout: Duration) -> Option<RebootPlan> {
-        if project.rollout_policy(None).reboot {
-            return Some(RebootPlan::every_host(timeout));
-        }
-        let roles = project.reboot_roles();
-        (!roles.is_empty()).then_some(RebootPlan { timeout, roles: Some(roles) })
-    }
-
-    pub fn applies(&self, host: &Host) -> bool {
-        self.roles.as_ref().is_none_or(|roles| host.roles.iter().any(|r| roles.contains(r)))
-    }
-}
 
 /// Refused before any host is touched: simulated hosts are directories on
 /// this machine, and no agent may reboot it.
@@ -84,10 +54,10 @@ pub(crate) async fn reboot_only(
     mut conn: Connection,
     r: &mut HostReport,
     p: &HostProgress,
-) -> Result<(), DeployError> {
+) -> Result<(), HostError> {
     if let Some(g) = conn.state.pending_confirm {
         conn.close().await;
-        return Err(DeployError::Other(format!(
+        return Err(HostError::Other(format!(
             "generation {g} still awaits confirmation; apply again to finish it before rebooting"
         )));
     }
@@ -110,13 +80,13 @@ pub(crate) async fn after_activation(
     generation: u64,
     r: &mut HostReport,
     p: &HostProgress,
-) -> Result<(), DeployError> {
+) -> Result<(), HostError> {
     r.generation = Some(generation);
     p.step("activated; rebooting");
     let boots = request(job, &mut conn, plan.timeout).await?;
     conn.close().await;
     r.rebooted = true;
-    let pending = (!job.confirm_timeout.is_zero()).then_some(generation);
+    let pending = job.confirm_timeout.map(|_| generation);
     match await_return(job, host, plan, boots, pending, p).await? {
         Returned::Confirmed { generation } => {
             r.generation = generation;
@@ -133,24 +103,24 @@ pub(crate) async fn after_activation(
 
 /// Ask the agent to reboot (after `Apply`, in the same session). Returns the
 /// boot count before the reboot.
-async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, DeployError> {
+async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, HostError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let req = Request::Reboot {
-        confirm_timeout_ms: ms(job.confirm_timeout),
+        confirm_timeout_ms: ms(job.confirm_timeout.unwrap_or_default()),
         boot_timeout_ms: ms(timeout),
         agent_sha256: crate::agent_bin::sha256_hex().to_string(),
     };
     // Not retried: a retry would find the generation awaiting confirmation
     // and confirm it without checking the host after its boot.
     let reply = conn.link.call(&req, &mut |_| {}).await.map_err(|e| {
-        DeployError::Other(format!(
+        HostError::Other(format!(
             "no reply to Reboot ({e}); the host may be rebooting: unless confirmed after its boot, it reverts by itself"
         ))
     })?;
     match reply {
         Response::Rebooting { boots } => Ok(boots),
-        Response::Error { message } => Err(DeployError::Other(format!("reboot refused: {message}"))),
-        other => Err(DeployError::Other(format!("unexpected reply to Reboot: {other:?}"))),
+        Response::Error { message } => Err(HostError::Other(format!("reboot refused: {message}"))),
+        other => Err(HostError::Other(format!("unexpected reply to Reboot: {other:?}"))),
     }
 }
 
@@ -168,8 +138,8 @@ async fn await_return(
     boots: u64,
     generation: Option<u64>,
     p: &HostProgress,
-) -> Result<Returned, DeployError> {
-    let waited = plan.timeout * 2 + job.confirm_timeout;
+) -> Result<Returned, HostError> {
+    let waited = plan.timeout * 2 + job.confirm_timeout.unwrap_or_default();
     let deadline = Instant::now() + waited;
     let mut last = String::from("no answer yet");
     let mut unhealthy: Option<String> = None;
@@ -180,7 +150,7 @@ async fn await_return(
                 Some(u) => format!("services unhealthy after the reboot ({u}); then {last}"),
                 None => last,
             };
-            return Err(DeployError::Other(format!("did not come back from the reboot within {waited:?}: {why}")));
+            return Err(HostError::Other(format!("did not come back from the reboot within {waited:?}: {why}")));
         }
         let mut conn = match job.transport.connect(host, job.timeouts).await {
             Ok(c) => c,
@@ -214,7 +184,7 @@ async fn await_return(
                 return Ok(Returned::RolledBack { now: state.current, reason });
             }
         }
-        match health(&mut conn, job.confirm_timeout / 2).await {
+        match health(&mut conn, job.confirm_timeout.unwrap_or_default() / 2).await {
             Ok(()) => {}
             Err(Unhealthy::Lost(e)) => {
                 // Going down again (the revert's reboot, say): keep waiting.
@@ -230,7 +200,7 @@ async fn await_return(
                 unhealthy = Some(why);
                 conn.close().await;
                 if generation.is_none() {
-                    return Err(DeployError::Other(format!(
+                    return Err(HostError::Other(format!(
                         "services unhealthy after the reboot: {}",
                         unhealthy.unwrap_or_default()
                     )));
@@ -243,7 +213,7 @@ async fn await_return(
             p.step("confirming after the reboot");
             match conn.link.call(&Request::Confirm { generation: g }, &mut |_| {}).await? {
                 Response::Confirmed { .. } => {}
-                other => return Err(DeployError::Other(format!("confirm after the reboot: {other:?}"))),
+                other => return Err(HostError::Other(format!("confirm after the reboot: {other:?}"))),
             }
         }
         conn.close().await;
@@ -294,37 +264,4 @@ fn reverted_reason(state: &HostState, generation: u64, unhealthy: Option<&str>) 
         None => reason.push_str(&format!("; the host came back on generation {:?}", state.current)),
     }
     reason
-}
-
-/// `drover reboot`: `hosts` in batches of `batch`, each batch back and
-/// healthy before the next starts; after a batch with a failure, the rest
-/// are not rebooted (reported `skipped`, with the reason).
-pub async fn rolling(
-    job: std::sync::Arc<Job>,
-    hosts: Vec<Host>,
-    batch: usize,
-    progress: impl Fn(usize) -> crate::progress::Progress,
-) -> Vec<crate::report::HostReport> {
-    let mut out: Vec<HostReport> = Vec::with_capacity(hosts.len());
-    let mut stopped: Option<String> = None;
-    for chunk in hosts.chunks(batch.max(1)) {
-        if let Some(why) = &stopped {
-            for h in chunk {
-                let mut r = HostReport::new(&h.name);
-                r.outcome = Outcome::Skipped;
-                r.error = Some(why.clone());
-                out.push(r);
-            }
-            continue;
-        }
-        let p = progress(chunk.len());
-        let reports = crate::deploy::run(job.clone(), chunk.to_vec(), p.clone()).await;
-        p.finish();
-        let failed: Vec<&str> = reports.iter().filter(|r| r.outcome.is_failure()).map(|r| r.host.as_str()).collect();
-        if !failed.is_empty() {
-            stopped = Some(format!("not rebooted: the batch of {} failed", failed.join(", ")));
-        }
-        out.extend(reports);
-    }
-    out
 }

@@ -17,12 +17,7 @@
 //! `0` turns each off: `--sim-latency 0 --sim-bandwidth 0
 //! --sim-failure-rate 0` is an ideal link.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-use super::Sim;
-use crate::transport::Transport;
 
 /// Default round trip of a simulated link.
 pub const DEFAULT_LATENCY: &str = "50ms";
@@ -62,12 +57,6 @@ impl SimArgs {
             anyhow::bail!("--sim-failure-rate {} is not between 0 and 1", self.sim_failure_rate);
         }
         Ok(LinkShape { latency, bandwidth, failure_rate: self.sim_failure_rate })
-    }
-
-    /// The transport for `--simulate base` with these settings.
-    pub fn transport(&self, base: &Path) -> anyhow::Result<Transport> {
-        let shape = self.shape()?;
-        Ok(Transport::Sim(Arc::new(Sim::new(std::path::absolute(base)?, shape, self.sim_processes))))
     }
 }
 

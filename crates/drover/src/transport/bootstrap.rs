@@ -23,17 +23,38 @@
 
 use std::time::Duration;
 
+use super::error::TransportError;
 use crate::agent_bin;
-use crate::transport::TransportError;
 
 /// Where the agent lives on every host.
 pub const AGENT_DIR: &str = "/var/lib/drover/agent";
 
 /// The serve command's exit status when the agent is not installed yet.
-pub const EXIT_NO_AGENT: u32 = 97;
+const EXIT_NO_AGENT: u32 = 97;
 /// ... when it is there but fails its check (sha256, owner or mode): it is
 /// replaced, never run.
-pub const EXIT_BAD_AGENT: u32 = 98;
+const EXIT_BAD_AGENT: u32 = 98;
+/// What the serve command's exit status says about the installed agent, so
+/// that callers never decode the script's exit codes themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentCheck {
+    /// Not installed yet (or this drover's version of it is not).
+    Missing,
+    /// There, but it failed its check (sha256, owner or mode): replaced, never run.
+    Failed,
+}
+
+impl AgentCheck {
+    /// `None`: the exit was the agent's own, not the check's.
+    pub fn from_exit(code: u32) -> Option<AgentCheck> {
+        match code {
+            EXIT_NO_AGENT => Some(AgentCheck::Missing),
+            EXIT_BAD_AGENT => Some(AgentCheck::Failed),
+            _ => None,
+        }
+    }
+}
+
 /// The install command's exit status when the root-owned copy of the upload
 /// does not have the expected sha256.
 const EXIT_COPY_MISMATCH: u32 = 99;

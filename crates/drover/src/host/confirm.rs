@@ -1,0 +1,38 @@
+//! Confirming a new generation over a fresh connection: the proof that a new
+//! SSH login still works after the change (magic rollback's other half: the
+//! agent reverts by itself when no confirmation comes in time).
+
+use std::time::Instant;
+
+use drover_proto::Request;
+use drover_spec::Host;
+
+use super::backoff::backoff;
+use super::error::HostError;
+use super::job::Job;
+
+/// Confirm over a fresh connection: proof that a new SSH login still works
+/// after the change. Retried until shortly before the agent's deadline.
+pub(super) async fn confirm(job: &Job, host: &Host, generation: u64) -> Result<(), HostError> {
+    let deadline = Instant::now() + job.confirm_timeout.unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let res: Result<(), HostError> = async {
+            let mut c = job.transport.connect(host, job.timeouts).await?;
+            c.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
+            c.close().await;
+            Ok(())
+        }
+        .await;
+        match res {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && Instant::now() + backoff(attempt) < deadline => tokio::time::sleep(backoff(attempt)).await,
+            Err(e) => {
+                return Err(HostError::Other(format!(
+                    "generation {generation} is live but could not be confirmed over a new connection ({e}); the host reverts it by itself"
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What a host should become, and whether it already is.
+
+use drover_proto::Facts;
+use drover_proto::{Request, Response};
+use drover_spec::{Compiled, Host};
+
+use super::error::HostError;
+use super::job::Job;
+use crate::progress::HostProgress;
+use crate::transport::Connection;
+
+pub(super) enum Desired {
+    UpToDate,
+    AwaitingConfirm(u64),
+    Change(Compiled),
+}
+
+/// What the host should become, and whether it already is.
+///
+/// Templates may show `generation`. A file must not change just because
+/// another file did (that would resend it and restart its services), so
+/// `generation` means "the generation in which this file last changed": a
+/// templated file whose generation-independent `source` hash is what the host
+/// already has is kept exactly as the host has it.
+pub(super) async fn desired_state(
+    job: &Job,
+    host: &Host,
+    conn: &mut Connection,
+    p: &HostProgress,
+) -> Result<Desired, HostError> {
+    let next = compile(job, host, &conn.facts, conn.state.next)?;
+    let (Some(cur), Some(cur_hash)) = (conn.state.current, conn.state.current_manifest) else {
+        return Ok(Desired::Change(next));
+    };
+    let uses_generation = next.manifest.entries.iter().any(|e| e.source.is_some());
+    let desired = if next.manifest.hash() == cur_hash || !uses_generation {
+        next
+    } else {
+        p.step("reading current manifest");
+        match conn.link.call(&Request::CurrentManifest, &mut |_| {}).await? {
+            Response::CurrentManifest(Some(current)) => keep_unchanged_sources(next, &current),
+            _ => next,
+        }
+    };
+    if desired.manifest.hash() != cur_hash {
+        return Ok(Desired::Change(desired));
+    }
+    if conn.state.pending_confirm == Some(cur) {
+        return Ok(Desired::AwaitingConfirm(cur));
+    }
+    p.step("checking");
+    match conn.link.call(&Request::Check { manifest: cur_hash }, &mut |_| {}).await? {
+        Response::Check { up_to_date: true, .. } => Ok(Desired::UpToDate),
+        Response::Check { .. } => Ok(Desired::Change(desired)),
+        other => Err(HostError::Other(format!("unexpected reply to Check: {other:?}"))),
+    }
+}
+
+/// Templated entries whose source (and attributes) the host already has keep
+/// the host's rendering; the host holds its blob.
+fn keep_unchanged_sources(mut next: Compiled, current: &drover_proto::Manifest) -> Compiled {
+    for e in &mut next.manifest.entries {
+        let Some(c) = current.entry(&e.path) else { continue };
+        if e.source.is_some() && c.source == e.source && c.mode == e.mode && c.owner == e.owner && c.group == e.group {
+            *e = c.clone();
+        }
+    }
+    next
+}
+
+pub(super) fn compile(job: &Job, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, HostError> {
+    job.project.compile(host, facts, generation).map_err(HostError::Spec)
+}

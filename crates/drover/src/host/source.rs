@@ -1,0 +1,68 @@
+//! Where hosts' desired state comes from: the trait every delivery strategy
+//! implements, and its implementation for a project directory.
+
+use drover_proto::{Facts, Hash, Manifest, Request};
+use drover_spec::{Compiled, Host, Project};
+
+/// Where hosts' desired state comes from, and how its blobs are shipped: the
+/// project (compiled per host and generation), or a bundle (`apply --bundle`:
+/// manifests compiled at build time, blobs stored compressed), optionally
+/// with peer relay for large blobs (`--relay`; see `commands::bundle`).
+pub trait StateSource: Send + Sync {
+    fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, String>;
+
+    /// The request that makes `manifest` the host's candidate.
+    fn diff_request(&self, _host: &Host, manifest: &Manifest, generation: u64) -> Request {
+        Request::Diff { manifest: manifest.clone(), generation }
+    }
+
+    /// A blob's chunks as stored compressed (uncompressed offset, zstd
+    /// bytes), from offset `from`; `None`: take it from `Compiled::blobs`.
+    fn packed(&self, _hash: &Hash, _from: u64) -> Option<PackedChunks<'_>> {
+        None
+    }
+
+    /// Peer relay for large blobs, when enabled.
+    fn relay(&self) -> Option<&super::relay::Relay> {
+        None
+    }
+
+    /// Facts a host reported, for compiling offline later (`bundle build`).
+    /// Blocking: the runner calls it only when [`StateSource::facts_known`]
+    /// says no.
+    fn remember_facts(&self, _host: &Host, _facts: &Facts) {}
+
+    /// Whether `remember_facts` has nothing to do for these (answered from
+    /// memory): saves a no-op host handing its runtime thread over to
+    /// blocking work, which costs a thread wake-up and a context switch per
+    /// host. `false` (always call it) unless a source knows better.
+    fn facts_known(&self, _host: &Host, _facts: &Facts) -> bool {
+        false
+    }
+
+    /// The services whose instances `plan` reports moves of.
+    fn services(&self) -> std::collections::BTreeSet<String> {
+        Default::default()
+    }
+}
+
+pub type PackedChunks<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), String>> + Send + 'a>;
+
+impl StateSource for Project {
+    fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, String> {
+        Project::compile(self, host, facts, generation).map_err(|e| format!("{:?}", miette::Report::new(e)))
+    }
+
+    fn services(&self) -> std::collections::BTreeSet<String> {
+        self.endpoints().map(|e| e.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Cached in the project's state store (see [`crate::fact_cache`]).
+    fn remember_facts(&self, host: &Host, facts: &Facts) {
+        crate::fact_cache::remember(&self.dir, &host.name, facts);
+    }
+
+    fn facts_known(&self, host: &Host, facts: &Facts) -> bool {
+        crate::fact_cache::unchanged(&self.dir, &host.name, facts)
+    }
+}

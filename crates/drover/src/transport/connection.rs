@@ -1,0 +1,60 @@
+//! An open session with a host's agent, after the hello exchange, however
+//! the bytes travel (SSH channel or simulated link).
+
+use std::time::Duration;
+
+use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
+
+use super::error::TransportError;
+use super::link::{AgentLink, LinkError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Longest silence tolerated from an agent during an operation.
+    pub op: Duration,
+}
+
+/// An open session with a host's agent, after the hello exchange.
+pub struct Connection {
+    pub link: AgentLink,
+    pub facts: Facts,
+    pub state: HostState,
+    /// How long the transport took to reach the host (SSH: TCP, handshake,
+    /// authentication) and then to start the agent and exchange the hello
+    /// (an agent push included): the `connect` and `hello` phases.
+    pub connect_time: Duration,
+    pub hello_time: Duration,
+    _keep: Keep,
+}
+
+pub(super) enum Keep {
+    Ssh(drover_ssh::Session),
+    Sim(super::sim::Guard),
+}
+
+impl Connection {
+    pub async fn close(self) {
+        self.link.close().await;
+        match self._keep {
+            Keep::Ssh(s) => s.close().await,
+            Keep::Sim(g) => g.close().await,
+        }
+    }
+}
+
+pub(super) async fn hello(mut link: AgentLink, keep: Keep, read_only: bool) -> Result<Connection, TransportError> {
+    let req = Request::Hello {
+        protocol: PROTOCOL_VERSION,
+        controller: format!("drover {}", env!("CARGO_PKG_VERSION")),
+        idle_ms: u64::try_from(link.timeout().as_millis()).unwrap_or(u64::MAX),
+        read_only,
+    };
+    match link.call(&req, &mut |_| {}).await? {
+        Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
+            Ok(Connection { link, facts, state, connect_time: Duration::ZERO, hello_time: Duration::ZERO, _keep: keep })
+        }
+        Response::Hello { protocol, .. } => Err(TransportError::Version(protocol)),
+        other => Err(LinkError::Protocol(format!("expected Hello, got {other:?}")).into()),
+    }
+}
