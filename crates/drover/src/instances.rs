@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use drover_proto::{ServiceAction, ServiceRestart};
 use drover_spec::Endpoints;
 use serde::Serialize;
 
@@ -89,7 +90,7 @@ pub fn diff(before: &Endpoints, after: &Endpoints) -> Vec<InstanceChange> {
 /// (`name:stop`, `name:start` in their reports). Only names of the form
 /// `<service>-<index>` for a service of the project count.
 pub fn from_restarts<'a>(
-    hosts: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    hosts: impl IntoIterator<Item = (&'a str, &'a [ServiceRestart])>,
     services: &BTreeSet<String>,
 ) -> Vec<InstanceChange> {
     let is_instance = |n: &str| {
@@ -100,10 +101,10 @@ pub fn from_restarts<'a>(
     let mut joined: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (host, restarts) in hosts {
         for s in restarts {
-            let (map, name) = match (s.strip_suffix(":stop"), s.strip_suffix(":start")) {
-                (Some(n), _) => (&mut left, n),
-                (_, Some(n)) => (&mut joined, n),
-                _ => continue,
+            let (map, name) = match s.action {
+                ServiceAction::Stop => (&mut left, s.name.as_str()),
+                ServiceAction::Start => (&mut joined, s.name.as_str()),
+                ServiceAction::Restart | ServiceAction::Reload => continue,
             };
             if is_instance(name) {
                 map.entry(name.to_string()).or_default().insert(host.to_string());
@@ -276,8 +277,15 @@ mod tests {
 
     #[test]
     fn one_host_left_and_one_joined_is_a_move() {
-        let r =
-            |host: &'static str, restarts: &[&str]| (host, restarts.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let parse = |s: &str| {
+            let (name, action) = match s.split_once(':') {
+                Some((n, "stop")) => (n, ServiceAction::Stop),
+                Some((n, "start")) => (n, ServiceAction::Start),
+                _ => (s, ServiceAction::Restart),
+            };
+            ServiceRestart { name: name.into(), action }
+        };
+        let r = |host: &'static str, restarts: &[&str]| (host, restarts.iter().map(|s| parse(s)).collect::<Vec<_>>());
         let reports = [
             r("h1", &["node-3:stop", "web"]),
             r("h2", &["node-9:stop"]),

@@ -45,7 +45,7 @@ use clap::Parser;
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
-    match commands::run(cli) {
+    match dispatch(cli) {
         Ok(status) => status.into(),
         Err(err) => exit::report(err),
     }
@@ -63,4 +63,36 @@ fn init_tracing(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Hand a parsed command line to its verb's module.
+fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
+    use cli::Command;
+    use host::Mode;
+    let dir = cli.project.as_path();
+    match cli.command {
+        Command::Init(args) => commands::init::run(args),
+        Command::Plan(args) => commands::deploy::plan(dir, args),
+        Command::Apply(args) => commands::deploy::run(dir, args, Mode::Apply),
+        Command::Rollback { to, args } => commands::deploy::run(dir, args, Mode::Rollback { to }),
+        Command::Trust(args) => commands::trust::run(dir, args),
+        Command::Inventory(args) => commands::inventory::run(dir, args),
+        Command::Lab(args) => commands::lab::run(args),
+        Command::Status(t) => commands::day2::status(dir, t),
+        Command::Rollout(a) => commands::rollout::run(dir, a),
+        Command::History(a) => commands::day2::history(dir, a),
+        Command::Logs(a) => commands::logs::run(dir, a),
+        Command::Exec(a) => commands::day2::exec(dir, a),
+        Command::Reboot(a) => commands::reboot::run(dir, a),
+        Command::Drain(a) => commands::day2::drain(dir, a, true),
+        Command::Undrain(a) => commands::day2::drain(dir, a, false),
+        Command::Bundle(a) => commands::bundle::run(dir, a),
+        Command::Secret(a) => commands::secret::run(dir, a),
+        Command::Endpoints(a) => commands::instances::endpoints(dir, a),
+        Command::Scale(a) => commands::instances::scale(dir, a),
+        Command::Packages(a) => commands::packages::run(dir, a),
+        Command::Serve(a) => commands::serve::run(dir, a),
+        Command::State(a) => commands::state::run(dir, a),
+        Command::Worker(a) => commands::worker::run(dir, a),
+    }
 }

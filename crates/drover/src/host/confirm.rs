@@ -27,12 +27,10 @@ pub(super) async fn confirm(job: &Job, host: &Host, generation: u64) -> Result<(
         .await;
         match res {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && Instant::now() + backoff(attempt) < deadline => tokio::time::sleep(backoff(attempt)).await,
-            Err(e) => {
-                return Err(HostError::Other(format!(
-                    "generation {generation} is live but could not be confirmed over a new connection ({e}); the host reverts it by itself"
-                )))
+            Err(e) if e.is_transient() && Instant::now() + backoff(attempt) < deadline => {
+                tokio::time::sleep(backoff(attempt)).await
             }
+            Err(e) => return Err(HostError::Unconfirmed { generation, cause: e.to_string() }),
         }
     }
 }

@@ -52,7 +52,7 @@ pub(super) async fn desired_state(
     match conn.link.call(&Request::Check { manifest: cur_hash }, &mut |_| {}).await? {
         Response::Check { up_to_date: true, .. } => Ok(Desired::UpToDate),
         Response::Check { .. } => Ok(Desired::Change(desired)),
-        other => Err(HostError::Other(format!("unexpected reply to Check: {other:?}"))),
+        other => Err(HostError::unexpected("Check", &other)),
     }
 }
 
@@ -69,5 +69,5 @@ fn keep_unchanged_sources(mut next: Compiled, current: &drover_proto::Manifest) 
 }
 
 pub(super) fn compile(job: &Job, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, HostError> {
-    job.project.compile(host, facts, generation).map_err(HostError::Spec)
+    job.project.compile(host, facts, generation).map_err(HostError::Compile)
 }

@@ -57,9 +57,7 @@ pub(crate) async fn reboot_only(
 ) -> Result<(), HostError> {
     if let Some(g) = conn.state.pending_confirm {
         conn.close().await;
-        return Err(HostError::Other(format!(
-            "generation {g} still awaits confirmation; apply again to finish it before rebooting"
-        )));
+        return Err(HostError::AwaitingConfirm(g));
     }
     let plan = job.reboot.clone().unwrap_or(RebootPlan::every_host(Duration::from_secs(300)));
     let boots = request(job, &mut conn, plan.timeout).await?;
@@ -112,15 +110,11 @@ async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<
     };
     // Not retried: a retry would find the generation awaiting confirmation
     // and confirm it without checking the host after its boot.
-    let reply = conn.link.call(&req, &mut |_| {}).await.map_err(|e| {
-        HostError::Other(format!(
-            "no reply to Reboot ({e}); the host may be rebooting: unless confirmed after its boot, it reverts by itself"
-        ))
-    })?;
+    let reply = conn.link.call(&req, &mut |_| {}).await.map_err(|e| HostError::RebootUnanswered(e.to_string()))?;
     match reply {
         Response::Rebooting { boots } => Ok(boots),
-        Response::Error { message } => Err(HostError::Other(format!("reboot refused: {message}"))),
-        other => Err(HostError::Other(format!("unexpected reply to Reboot: {other:?}"))),
+        Response::Error { message } => Err(HostError::RebootRefused(message)),
+        other => Err(HostError::unexpected("Reboot", &other)),
     }
 }
 
@@ -150,7 +144,7 @@ async fn await_return(
                 Some(u) => format!("services unhealthy after the reboot ({u}); then {last}"),
                 None => last,
             };
-            return Err(HostError::Other(format!("did not come back from the reboot within {waited:?}: {why}")));
+            return Err(HostError::NotBack { waited, why });
         }
         let mut conn = match job.transport.connect(host, job.timeouts).await {
             Ok(c) => c,
@@ -200,10 +194,7 @@ async fn await_return(
                 unhealthy = Some(why);
                 conn.close().await;
                 if generation.is_none() {
-                    return Err(HostError::Other(format!(
-                        "services unhealthy after the reboot: {}",
-                        unhealthy.unwrap_or_default()
-                    )));
+                    return Err(HostError::UnhealthyAfterReboot(unhealthy.unwrap_or_default()));
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -213,7 +204,7 @@ async fn await_return(
             p.step("confirming after the reboot");
             match conn.link.call(&Request::Confirm { generation: g }, &mut |_| {}).await? {
                 Response::Confirmed { .. } => {}
-                other => return Err(HostError::Other(format!("confirm after the reboot: {other:?}"))),
+                other => return Err(HostError::unexpected("Confirm after the reboot", &other)),
             }
         }
         conn.close().await;

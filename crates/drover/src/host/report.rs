@@ -1,6 +1,6 @@
 //! What happened on one host: its outcome, changes, bytes and phases.
 
-use drover_proto::Change;
+use drover_proto::{Change, ServiceAction, ServiceRestart};
 use serde::{Deserialize, Serialize};
 
 use crate::phases::Phases;
@@ -55,7 +55,11 @@ pub struct HostReport {
     pub outcome: Outcome,
     pub generation: Option<u64>,
     pub changes: Vec<Change>,
-    pub restarts: Vec<String>,
+    /// Services restarted (`plan`: to be started, stopped, restarted or
+    /// reloaded). In JSON each is the service's name, or `name:action` for
+    /// anything but a restart, as before these were typed.
+    #[serde(with = "restart_text")]
+    pub restarts: Vec<ServiceRestart>,
     /// Packages, users and groups the host lacked (see `Response::Diff`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<String>,
@@ -105,5 +109,57 @@ impl HostReport {
             revert_errors: vec![],
             rebooted: false,
         }
+    }
+}
+
+/// A restart as people and `--json` read it: `web`, `web:reload`, `node-3:stop`.
+pub fn restart_text(r: &ServiceRestart) -> String {
+    match r.action {
+        ServiceAction::Restart => r.name.clone(),
+        a => format!("{}:{}", r.name, a.as_str()),
+    }
+}
+
+/// The agent reports what it restarted after an activation as text (`web`,
+/// `web:reload`): read it back into the type once, here.
+pub fn parse_restart(s: &str) -> ServiceRestart {
+    let action = |a: &str| match a {
+        "start" => Some(ServiceAction::Start),
+        "restart" => Some(ServiceAction::Restart),
+        "stop" => Some(ServiceAction::Stop),
+        "reload" => Some(ServiceAction::Reload),
+        _ => None,
+    };
+    match s.rsplit_once(':').and_then(|(n, a)| Some((n, action(a)?))) {
+        Some((name, action)) => ServiceRestart { name: name.to_string(), action },
+        None => ServiceRestart { name: s.to_string(), action: ServiceAction::Restart },
+    }
+}
+
+/// `HostReport::restarts` as a list of strings in JSON.
+mod restart_text {
+    use drover_proto::ServiceRestart;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[ServiceRestart], s: S) -> Result<S::Ok, S::Error> {
+        v.iter().map(super::restart_text).collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServiceRestart>, D::Error> {
+        Ok(Vec::<String>::deserialize(d)?.iter().map(|s| super::parse_restart(s)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_read_back_as_written() {
+        for text in ["web", "web:reload", "node-3:stop", "node-12:start", "a:b:reload", "odd:name"] {
+            assert_eq!(restart_text(&parse_restart(text)), text, "{text}");
+        }
+        let r = parse_restart("odd:name");
+        assert_eq!((r.name.as_str(), r.action), ("odd:name", ServiceAction::Restart));
     }
 }

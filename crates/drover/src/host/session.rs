@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use drover_proto::{ApplyOutcome, Request, Response, ServiceAction};
+use drover_proto::{ApplyOutcome, Request, Response};
 use drover_spec::Host;
 
 use super::backoff::backoff;
@@ -17,7 +17,7 @@ use super::confirm::confirm;
 use super::desired::{compile, desired_state, Desired};
 use super::error::HostError;
 use super::job::{Job, Mode};
-use super::report::{HostReport, Outcome};
+use super::report::{parse_restart, HostReport, Outcome};
 use super::ship::{ChunkCache, Shipper};
 use crate::phases::ms;
 use crate::progress::HostProgress;
@@ -112,21 +112,13 @@ async fn run_once(
             let req = job.project.diff_request(host, &compiled.manifest, generation);
             let diff = conn.link.call(&req, &mut |m| p.step(m)).await;
             r.phases.diff_ms += ms(clock.elapsed());
-            let Response::Diff { changes, restarts, missing, setup } = diff? else {
-                return Err(HostError::Other("unexpected reply to Diff".into()));
+            let (changes, restarts, missing, setup) = match diff? {
+                Response::Diff { changes, restarts, missing, setup } => (changes, restarts, missing, setup),
+                other => return Err(HostError::unexpected("Diff", &other)),
             };
             r.changes = changes;
             r.setup = setup;
-            r.restarts = restarts
-                .iter()
-                .map(|s| {
-                    if s.action == ServiceAction::Restart {
-                        s.name.clone()
-                    } else {
-                        format!("{}:{}", s.name, s.action.as_str())
-                    }
-                })
-                .collect();
+            r.restarts = restarts;
             if let Mode::Plan(opts) = job.mode {
                 if opts.diff {
                     r.diffs = Some(super::diff::host_diffs(&*job.project, &mut conn, &compiled, &r.changes, p).await?);
@@ -154,7 +146,7 @@ async fn run_once(
     if let Some(plan) = job.reboot.as_ref().filter(|plan| plan.applies(host)) {
         if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written, .. }) = outcome {
             r.files_written = files_written;
-            r.restarts = restarted;
+            r.restarts = restarted.iter().map(|s| parse_restart(s)).collect();
             return super::reboot::after_activation(job, host, plan, conn, generation, r, p).await;
         }
     }
@@ -187,7 +179,7 @@ async fn finish(
         Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written, .. }) => {
             r.generation = Some(generation);
             r.files_written = files_written;
-            r.restarts = restarted;
+            r.restarts = restarted.iter().map(|s| parse_restart(s)).collect();
             if job.confirm_timeout.is_some() {
                 p.step("confirming over a new connection");
                 let clock = Instant::now();
@@ -207,7 +199,7 @@ async fn finish(
             r.outcome = Outcome::RolledBack;
             r.error = Some(format!("generation {failed} failed and was rolled back: {reason}"));
         }
-        other => return Err(HostError::Other(format!("unexpected reply: {other:?}"))),
+        other => return Err(HostError::unexpected("Apply", &other)),
     }
     Ok(())
 }

@@ -108,7 +108,7 @@ impl ChunkCache {
             .get_or_try_init(|| async {
                 let raw = make().await?;
                 let packed: Chunk = tokio::task::block_in_place(|| zstd::bulk::compress(&raw, LEVEL))
-                    .map_err(|e| HostError::Other(format!("compress: {e}")))?
+                    .map_err(|e| HostError::Compress(e.to_string()))?
                     .into();
                 let mut g = self.lock();
                 g.compressed += 1;
@@ -166,7 +166,7 @@ impl Shipper<'_> {
         let _slot = match large {
             true => {
                 p.step("waiting for a transfer slot".to_string());
-                Some(self.chunks.slots.acquire().await.map_err(|e| HostError::Other(e.to_string()))?)
+                Some(self.chunks.slots.acquire().await.map_err(|e| HostError::SlotsClosed(e.to_string()))?)
             }
             false => None,
         };
@@ -188,7 +188,7 @@ impl Shipper<'_> {
             conn.link.set_timeout(op);
             match pong? {
                 drover_proto::Response::Pong => {}
-                other => return Err(HostError::Other(format!("agent answered a ping with {other:?}"))),
+                other => return Err(HostError::unexpected("Ping", &other)),
             }
         }
         Ok(())
@@ -206,7 +206,7 @@ impl Shipper<'_> {
     ) -> Result<(), HostError> {
         if let Some(chunks) = self.source.packed(hash, have) {
             for chunk in chunks {
-                let (offset, data) = chunk.map_err(HostError::Other)?;
+                let (offset, data) = chunk.map_err(HostError::Bundle)?;
                 let n = data.len() as u64;
                 conn.link.send_chunk(*hash, offset, &data).await?;
                 r.bytes_sent += n;
@@ -215,10 +215,7 @@ impl Shipper<'_> {
             r.blobs_sent += 1;
             return Ok(());
         }
-        let src = c
-            .blobs
-            .get(hash)
-            .ok_or_else(|| HostError::Other(format!("agent asked for unknown blob {}", hash.short())))?;
+        let src = c.blobs.get(hash).ok_or_else(|| HostError::UnknownBlob(hash.short()))?;
         let len = match src {
             BlobSource::Bytes(b) => b.len() as u64,
             BlobSource::File(path) => tokio::fs::metadata(path).await.map_err(|e| read_error(path, e))?.len(),
@@ -274,7 +271,7 @@ async fn read(src: &BlobSource, offset: u64, n: usize) -> Result<Vec<u8>, HostEr
 }
 
 fn read_error(path: &std::path::Path, e: std::io::Error) -> HostError {
-    HostError::Other(format!("read {}: {e}", path.display()))
+    HostError::Read { path: path.display().to_string(), error: e.to_string() }
 }
 
 #[cfg(test)]
@@ -338,7 +335,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_read_is_reported_and_not_cached() {
         let cache = ChunkCache::new(CACHE_BYTES);
-        let err = cache.get(h(9), 0, || async { Err(HostError::Other("read /x: gone".into())) }).await.unwrap_err();
+        let err = cache
+            .get(h(9), 0, || async { Err(HostError::Read { path: "/x".into(), error: "gone".into() }) })
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("read /x: gone"), "{err}");
         cache.get(h(9), 0, || async { Ok(vec![1, 2, 3]) }).await.unwrap();
         assert_eq!(cache.compressed(), 1, "the retry compressed; the failure left nothing behind");

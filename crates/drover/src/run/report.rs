@@ -51,7 +51,7 @@ impl RunReport {
             for e in &h.revert_errors {
                 let _ = write!(detail, "{}revert left a service down: {e}", if detail.is_empty() { "" } else { "; " });
             }
-            let restarted = if h.restarts.is_empty() { "-".to_string() } else { h.restarts.join(",") };
+            let restarted = if h.restarts.is_empty() { "-".to_string() } else { restarts(h, ",") };
             let _ = writeln!(
                 out,
                 "{:<w$}  {:<11}  {:>4}  {:>7}  {:>9}  {:<20}  {}",
@@ -115,7 +115,7 @@ pub fn render_diffs(hosts: &[HostReport]) -> String {
             }
         }
         if !h.restarts.is_empty() {
-            let _ = writeln!(out, "services: {}", h.restarts.join(", "));
+            let _ = writeln!(out, "services: {}", restarts(h, ", "));
         }
     }
     out
@@ -124,4 +124,8 @@ pub fn render_diffs(hosts: &[HostReport]) -> String {
 /// `plan`'s instance units that hosts would stop and start, as moves.
 pub fn instances_moved(reports: &[HostReport], services: &BTreeSet<String>) -> Vec<InstanceChange> {
     crate::instances::from_restarts(reports.iter().map(|r| (r.host.as_str(), r.restarts.as_slice())), services)
+}
+
+fn restarts(h: &HostReport, sep: &str) -> String {
+    h.restarts.iter().map(crate::host::restart_text).collect::<Vec<_>>().join(sep)
 }

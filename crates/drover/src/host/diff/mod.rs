@@ -66,7 +66,7 @@ pub(crate) async fn host_diffs(
         let paths = batch.iter().map(|c| c.path.clone()).collect();
         match conn.link.call(&Request::ReadPaths { paths, max_bytes: DIFF_LIMIT }, &mut |m| p.step(m)).await? {
             Response::Paths(got) => now.extend(got),
-            other => return Err(HostError::Other(format!("unexpected reply to ReadPaths: {other:?}"))),
+            other => return Err(HostError::unexpected("ReadPaths", &other)),
         }
     }
     Ok(diffs(source, compiled, changes, &now))

@@ -104,7 +104,7 @@ impl Relay {
                         }
                         Ok(other) => {
                             self.ended(&hash, Some(&addr), true, None);
-                            return Err(HostError::Other(format!("unexpected reply to RelayFetch: {other:?}")));
+                            return Err(HostError::unexpected("RelayFetch", &other));
                         }
                         Err(LinkError::Agent(msg)) => {
                             self.ended(&hash, Some(&addr), true, None);
@@ -149,7 +149,7 @@ impl Relay {
         };
         match conn.link.call(&req, &mut |_| {}).await {
             Ok(Response::RelayServing { holding }) => Ok(holding.contains(&hash)),
-            Ok(other) => Err(HostError::Other(format!("unexpected reply to RelayServe: {other:?}"))),
+            Ok(other) => Err(HostError::unexpected("RelayServe", &other)),
             // Cannot serve (port taken…): it still has the blob, just is no source.
             Err(LinkError::Agent(msg)) => {
                 tracing::warn!("{}: relay server: {msg}", host.name);
