@@ -9,6 +9,7 @@
 //! reports.
 
 pub mod bundle;
+pub mod deploy;
 pub mod fleet;
 pub mod reboot;
 pub mod record;
