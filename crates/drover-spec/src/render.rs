@@ -3,8 +3,14 @@
 //! Undefined variables are errors, not empty strings: a typo in a variable
 //! name must stop the apply with the template's file and line, not ship an
 //! empty value to a fleet.
+//!
+//! Templates render text exactly as written, whatever the file's extension:
+//! minijinja escapes `.html`, `.xml`, `.json` and `.yaml` templates by
+//! default (a `.json.j2` turned `"{{ release }}"` into `""1.0""`), which no
+//! config file wants. A template that needs escaping asks for it with a
+//! filter: `| tojson` for a JSON value, `| e` for HTML.
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::diag::{line_span, SpecError};
 use crate::layers::{LayerFile, LayerKind};
@@ -35,6 +41,7 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
         // A missing fact that a default or a `defined` test handled is not
         // the cause of a later undefined-value error (see `fleet::take_missing`).
         fn handled<T>(r: T) -> T {

@@ -28,6 +28,9 @@ pub enum Command {
     Init(InitArgs),
     /// Show, per host, the files that would change and the services that would restart.
     Plan(crate::commands::deploy::PlanArgs),
+    /// Print one host's rendering of one file, as apply would ship it
+    /// (secret values redacted unless --show-secrets).
+    Render(crate::commands::render::RenderArgs),
     /// Ship and activate the desired state on every selected host.
     Apply(DeployArgs),
     /// Re-activate a kept generation (the previous one by default).

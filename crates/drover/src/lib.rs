@@ -32,6 +32,7 @@ pub mod packages;
 pub mod phases;
 pub mod pins;
 pub mod progress;
+pub mod render;
 pub mod revision;
 pub mod select;
 pub mod store;
@@ -84,6 +85,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Logs(a) => commands::logs::run(dir, a),
         Command::Exec(a) => commands::day2::exec(dir, a),
         Command::Reboot(a) => commands::reboot::run(dir, a),
+        Command::Render(a) => commands::render::run(dir, a),
         Command::Drain(a) => commands::day2::drain(dir, a, true),
         Command::Undrain(a) => commands::day2::drain(dir, a, false),
         Command::Bundle(a) => commands::bundle::run(dir, a),

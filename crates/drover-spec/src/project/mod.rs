@@ -165,6 +165,11 @@ impl Project {
         Ok(setup)
     }
 
+    /// The project's secrets (`drover render` redacts their values).
+    pub fn secret_store(&self) -> &drover_secrets::Store {
+        &self.secrets
+    }
+
     /// The facts `host` last reported, from the fact cache.
     pub fn cached_facts(&self, host: &str) -> Option<&Facts> {
         self.fact_cache.get(host)

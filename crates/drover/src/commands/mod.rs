@@ -11,6 +11,7 @@ pub mod lab;
 pub mod logs;
 pub mod packages;
 pub mod reboot;
+pub mod render;
 pub mod rollout;
 pub mod secret;
 pub mod serve;
