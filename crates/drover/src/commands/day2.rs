@@ -47,7 +47,9 @@ pub struct ExecArgs {
     pub json: bool,
     #[arg(long, value_name = "DIR")]
     pub simulate: Option<PathBuf>,
-    /// The command (run through /bin/sh -c as root on each host).
+    /// The command, run as root on each host: one argument is a shell
+    /// command line (`-- 'uptime; df -h'`); several are an argv, each quoted
+    /// for the remote /bin/sh (`-- grep -c "127.0.0.1 localhost" /etc/hosts`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
@@ -64,7 +66,7 @@ pub struct DrainArgs {
 }
 
 fn target_hosts(project: &Project, sel: &str) -> anyhow::Result<Vec<drover_spec::Host>> {
-    select(&project.hosts, if sel == "all" { None } else { Some(sel) })
+    Ok(select(&project.hosts, if sel == "all" { None } else { Some(sel) })?)
 }
 
 pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
@@ -173,7 +175,7 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
     let hosts = target_hosts(&project, &a.target)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
     let timeout = drover_spec::parse_duration(&a.timeout).map_err(anyhow::Error::msg)?;
-    let command = a.command.join(" ");
+    let command = shell_line(&a.command)?;
     audit(dir, "exec", &command)?;
     let rt = runtime()?;
     let cmd = command.clone();
@@ -276,4 +278,39 @@ pub fn drain(dir: &std::path::Path, a: DrainArgs, on: bool) -> anyhow::Result<Ex
         }
     }
     Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+/// What `/bin/sh -c` runs on the host for `exec`'s arguments: a single
+/// argument as written (a command line), several as an argv with each
+/// quoted, so `sh -c 'echo a b'` and `echo 'c;d'` mean on the host what
+/// they meant here.
+fn shell_line(argv: &[String]) -> anyhow::Result<String> {
+    match argv {
+        [one] => Ok(one.clone()),
+        many => shlex::try_join(many.iter().map(String::as_str))
+            .map_err(|e| anyhow::anyhow!("cannot quote the command for the remote shell: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_line;
+
+    fn sh(line: &str) -> String {
+        let out = std::process::Command::new("/bin/sh").arg("-c").arg(line).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn several_arguments_reach_the_remote_shell_as_the_same_argv() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(sh(&shell_line(&argv(&["sh", "-c", "echo a b"])).unwrap()), "a b\n");
+        assert_eq!(sh(&shell_line(&argv(&["echo", "c;d"])).unwrap()), "c;d\n");
+        assert_eq!(
+            sh(&shell_line(&argv(&["printf", "%s|", "it's", "$HOME", "`id`", "a\"b"])).unwrap()),
+            "it's|$HOME|`id`|a\"b|"
+        );
+        // One argument is a command line, as documented.
+        assert_eq!(sh(&shell_line(&argv(&["echo x; echo y"])).unwrap()), "x\ny\n");
+    }
 }
