@@ -1,18 +1,21 @@
 //! `drover logs SERVICE`: a service's log lines from many hosts, each line
 //! prefixed by host and timestamp. Lines travel whole (the agent sends only
 //! complete lines) and one printer writes them, so no two hosts' lines are
-//! ever interleaved mid-line. Without `--follow`, lines from all hosts are
-//! merged in time order.
+//! ever interleaved mid-line. Only the hosts that run the service are asked
+//! (an unknown name is refused before any is contacted). Without
+//! `--follow`, lines from all hosts are merged in time order, each host's in
+//! the order it wrote them (see `crate::run::logs`).
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use drover_proto::{LogLine, Request};
+use drover_proto::Request;
 use drover_spec::Project;
 use tokio::sync::mpsc;
 
 use crate::exit::ExitStatus;
 use crate::run::fleet::{runtime, Fleet};
+use crate::run::logs;
 use crate::select::select;
 
 #[derive(Debug, clap::Args)]
@@ -40,7 +43,8 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
     // any host is contacted.
     drover_proto::check_name(&a.service).map_err(anyhow::Error::msg)?;
     let project = Project::load(dir)?;
-    let hosts = select(&project.hosts, a.hosts.as_deref())?;
+    let selected = select(&project.hosts, a.hosts.as_deref())?;
+    let targets = logs::targets(&project, &selected, &a.service)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
     let since_ms = match &a.since {
         Some(s) => {
@@ -53,41 +57,33 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
         }
         None => None,
     };
-    let (tx, mut rx) = mpsc::channel::<(String, Vec<LogLine>)>(1024);
+    let (tx, mut rx) = mpsc::channel::<logs::Batch>(1024);
     let req = Request::Logs { service: a.service.clone(), lines: a.lines, since_ms, follow: a.follow };
     let follow = a.follow;
     let rt = runtime()?;
     let failed = rt.block_on(async move {
-        let fetch = fleet.each(&hosts, move |h, mut c| {
-            let (req, tx) = (req.clone(), tx.clone());
-            async move {
-                let r = crate::run::fleet::stream_logs(&mut c, &req, follow, &h.name, &tx).await;
-                c.close().await;
-                r
-            }
-        });
+        let fetch = logs::fetch(&fleet, targets, req, follow, tx);
         // The printer runs beside the fetches, not after them: a follow's
         // fetches never end, and its lines must appear as they come.
         let printer = tokio::spawn(async move {
             let mut all = Vec::new();
-            while let Some((host, lines)) = rx.recv().await {
+            while let Some((label, lines)) = rx.recv().await {
                 if follow {
                     let mut out = std::io::stdout().lock();
                     for l in lines {
-                        let _ = writeln!(out, "{host}  {}  {}", iso(l.at_ms), l.text);
+                        let _ = writeln!(out, "{label}  {}  {}", iso(l.at_ms), l.text);
                     }
                 } else {
-                    all.extend(lines.into_iter().map(|l| (l.at_ms, host.clone(), l.text)));
+                    all.push((label, lines));
                 }
             }
-            all.sort();
             let mut out = std::io::stdout().lock();
-            for (at, host, text) in all {
-                let _ = writeln!(out, "{host}  {}  {text}", iso(at));
+            for (label, l) in logs::merge(all) {
+                let _ = writeln!(out, "{label}  {}  {}", iso(l.at_ms), l.text);
             }
         });
         let results = tokio::select! {
-            r = async { let r = fetch.await; r } => r,
+            r = fetch => r,
             _ = tokio::signal::ctrl_c() => return 0,
         };
         // Every sender is gone with the fetches, so the printer finishes.

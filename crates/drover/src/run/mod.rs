@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod deploy;
 pub mod fleet;
+pub mod logs;
 pub mod reboot;
 pub mod record;
 pub mod refusal;
