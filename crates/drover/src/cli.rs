@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::day2::{DrainArgs, ExecArgs, HistoryArgs, Target};
+use crate::commands::day2::{DrainArgs, ExecArgs, HistoryArgs};
 use crate::commands::{deploy::DeployArgs, init::InitArgs, lab::LabArgs, logs::LogsArgs, trust::TrustArgs};
 
 #[derive(Debug, Parser)]
@@ -44,7 +44,7 @@ pub enum Command {
     /// Rolling upgrade: batch by batch behind health gates; pause, resume, abort.
     Rollout(crate::commands::rollout::RolloutArgs),
     /// Per host: generation, drift, services and health, drained, last run.
-    Status(Target),
+    Status(crate::commands::status::StatusArgs),
     /// Past runs per host, from the state store.
     History(HistoryArgs),
     /// A service's log lines from its hosts, prefixed by host and time.

@@ -79,7 +79,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Trust(args) => commands::trust::run(dir, args),
         Command::Inventory(args) => commands::inventory::run(dir, args),
         Command::Lab(args) => commands::lab::run(args),
-        Command::Status(t) => commands::day2::status(dir, t),
+        Command::Status(a) => commands::status::run(dir, a),
         Command::Rollout(a) => commands::rollout::run(dir, a),
         Command::History(a) => commands::day2::history(dir, a),
         Command::Logs(a) => commands::logs::run(dir, a),

@@ -1,4 +1,5 @@
-//! Day-2 commands: `status`, `history`, `exec`, `drain`, `undrain`.
+//! Day-2 commands: `history`, `exec`, `drain`, `undrain` (`status` has its
+//! own module).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,76 +68,6 @@ pub struct DrainArgs {
 
 fn target_hosts(project: &Project, sel: &str) -> anyhow::Result<Vec<drover_spec::Host>> {
     Ok(select(&project.hosts, if sel == "all" { None } else { Some(sel) })?)
-}
-
-pub fn status(dir: &std::path::Path, t: Target) -> anyhow::Result<ExitStatus> {
-    let project = Project::load(dir)?;
-    let hosts = select(&project.hosts, t.hosts.as_deref())?;
-    // The store first: an unreachable database stops here, before any host.
-    let mut store = crate::store::open(dir)?;
-    let fleet = Fleet::new(&project, t.simulate.as_deref())?;
-    let rt = runtime()?;
-    let results = rt.block_on(status::probe(&fleet, &hosts));
-    // Other hosts' templates read these (`fleet.hosts[i].facts`).
-    status::remember(&mut store, &results);
-    let results: Vec<_> = results.into_iter().map(|(h, r)| (h, r.map(|(s, _)| s))).collect();
-    let mut failed = 0;
-    let mut rows = Vec::new();
-    for (host, res) in &results {
-        let last = store.history(Some(host), 1)?.into_iter().next();
-        failed += usize::from(res.is_err());
-        rows.push(status::row(host, res, &status::last_run(last.as_ref())));
-    }
-    if t.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{:<16} {:>4}  {:<6}  {:<34}  {:<10}  LAST RUN", "HOST", "GEN", "DRIFT", "SERVICES", "DRAINED")?;
-        for (row, (host, res)) in rows.iter().zip(&results) {
-            match res {
-                Err(e) => writeln!(
-                    out,
-                    "{host:<16} {:>4}  {:<6}  {:<34}  {:<10}  {}  ERROR: {e}",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    row["last_run"].as_str().unwrap_or("-")
-                )?,
-                Ok(s) => {
-                    let services: Vec<String> = s
-                        .services
-                        .iter()
-                        .map(|sv| {
-                            format!(
-                                "{}:{}{}",
-                                sv.name,
-                                sv.state,
-                                match sv.healthy {
-                                    Some(true) => "+ok",
-                                    Some(false) => "+UNHEALTHY",
-                                    None => "",
-                                }
-                            )
-                        })
-                        .collect();
-                    let gen = s.state.current.map_or("-".into(), |g| g.to_string());
-                    let drift = if s.drift.is_empty() { "none".to_string() } else { s.drift.len().to_string() };
-                    writeln!(
-                        out,
-                        "{host:<16} {gen:>4}  {drift:<6}  {:<34}  {:<10}  {}",
-                        services.join(" "),
-                        s.drained.as_deref().unwrap_or("no"),
-                        row["last_run"].as_str().unwrap_or("-")
-                    )?;
-                    for d in &s.drift {
-                        writeln!(out, "{:<16}        drift: {d}", "")?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
 }
 
 pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStatus> {

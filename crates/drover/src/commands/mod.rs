@@ -16,5 +16,6 @@ pub mod rollout;
 pub mod secret;
 pub mod serve;
 pub mod state;
+pub mod status;
 pub mod trust;
 pub mod worker;

@@ -6,6 +6,7 @@ use drover_spec::{Compiled, Host};
 
 use super::error::HostError;
 use super::job::Job;
+use super::source::StateSource;
 use crate::progress::HostProgress;
 use crate::transport::Connection;
 
@@ -28,9 +29,41 @@ pub(super) async fn desired_state(
     conn: &mut Connection,
     p: &HostProgress,
 ) -> Result<Desired, HostError> {
-    let next = compile(job, host, &conn.facts, conn.state.next)?;
+    let (desired, cur) = compare(&*job.project, host, conn, conn.state.next, p).await?;
+    let Some(cur) = cur else { return Ok(Desired::Change(desired)) };
+    if conn.state.pending_confirm == Some(cur) {
+        return Ok(Desired::AwaitingConfirm(cur));
+    }
+    let Some(cur_hash) = conn.state.current_manifest else { return Ok(Desired::Change(desired)) };
+    p.step("checking");
+    match conn.link.call(&Request::Check { manifest: cur_hash }, &mut |_| {}).await? {
+        Response::Check { up_to_date: true, .. } => Ok(Desired::UpToDate),
+        Response::Check { .. } => Ok(Desired::Change(desired)),
+        other => Err(HostError::unexpected("Check", &other)),
+    }
+}
+
+/// Whether the host's current generation is what `source` compiles for it
+/// now: `false` means an apply would make a new generation (the host is
+/// behind the project, after a rollback say, or a release it missed).
+/// Drift (files edited on the host) is a separate question (`Status`).
+pub async fn is_current(source: &dyn StateSource, host: &Host, conn: &mut Connection) -> Result<bool, HostError> {
+    let (next, quiet) = (conn.state.next, crate::progress::Progress::new(0, false).host(&host.name));
+    Ok(compare(source, host, conn, next, &quiet).await?.1.is_some())
+}
+
+/// What the host should become at `generation`, and its current generation
+/// when that is already it.
+async fn compare(
+    source: &dyn StateSource,
+    host: &Host,
+    conn: &mut Connection,
+    generation: u64,
+    p: &HostProgress,
+) -> Result<(Compiled, Option<u64>), HostError> {
+    let next = source.compile(host, &conn.facts, generation).map_err(HostError::Compile)?;
     let (Some(cur), Some(cur_hash)) = (conn.state.current, conn.state.current_manifest) else {
-        return Ok(Desired::Change(next));
+        return Ok((next, None));
     };
     let uses_generation = next.manifest.entries.iter().any(|e| e.source.is_some());
     let desired = if next.manifest.hash() == cur_hash || !uses_generation {
@@ -42,18 +75,8 @@ pub(super) async fn desired_state(
             _ => next,
         }
     };
-    if desired.manifest.hash() != cur_hash {
-        return Ok(Desired::Change(desired));
-    }
-    if conn.state.pending_confirm == Some(cur) {
-        return Ok(Desired::AwaitingConfirm(cur));
-    }
-    p.step("checking");
-    match conn.link.call(&Request::Check { manifest: cur_hash }, &mut |_| {}).await? {
-        Response::Check { up_to_date: true, .. } => Ok(Desired::UpToDate),
-        Response::Check { .. } => Ok(Desired::Change(desired)),
-        other => Err(HostError::unexpected("Check", &other)),
-    }
+    let same = desired.manifest.hash() == cur_hash;
+    Ok((desired, same.then_some(cur)))
 }
 
 /// Templated entries whose source (and attributes) the host already has keep

@@ -22,6 +22,7 @@ mod session;
 pub mod ship;
 mod source;
 
+pub use desired::is_current;
 pub use error::HostError;
 pub use job::{Job, Mode, RebootPlan};
 pub use report::{parse_restart, restart_text, HostReport, Outcome};

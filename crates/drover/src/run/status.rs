@@ -29,11 +29,112 @@ pub async fn probe(fleet: &Fleet, hosts: &[Host]) -> Probed {
         .await
 }
 
+/// Whether a host runs what the project compiles for it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Currency {
+    /// Its generation is the project's desired state.
+    Current,
+    /// An apply would make a new generation: it missed a release, was
+    /// rolled back, or the project changed since.
+    Behind,
+    /// Could not tell (the project does not compile for it, say).
+    Unknown(String),
+}
+
+/// [`probe`], and whether each host is on the project's desired state
+/// (`source` compiled for it with the facts it just reported): one
+/// connection per host.
+pub async fn probe_against(
+    fleet: &Fleet,
+    hosts: &[Host],
+    source: std::sync::Arc<dyn crate::host::StateSource>,
+) -> Vec<(String, Result<(HostStatus, Facts, Currency), String>)> {
+    fleet
+        .each(hosts, move |h, mut c| {
+            let source = source.clone();
+            async move {
+                let r = c.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string());
+                let status = match r {
+                    Ok(Response::Status(s)) => s,
+                    Ok(other) => {
+                        c.close().await;
+                        return Err(format!("unexpected reply {other:?}"));
+                    }
+                    Err(e) => {
+                        c.close().await;
+                        return Err(e);
+                    }
+                };
+                let currency = match crate::host::is_current(&*source, &h, &mut c).await {
+                    Ok(true) => Currency::Current,
+                    Ok(false) => Currency::Behind,
+                    Err(e) => Currency::Unknown(e.to_string()),
+                };
+                let facts = std::mem::take(&mut c.facts);
+                c.close().await;
+                Ok((status, facts, currency))
+            }
+        })
+        .await
+}
+
 /// Remember every reachable host's facts (other hosts' templates read them).
 pub fn remember(store: &mut Store, results: &[Probe]) {
     for (host, res) in results {
         if let Ok((_, facts)) = res {
             crate::store::remember_facts(store, host, facts);
+        }
+    }
+}
+
+/// A host's state as `status` shows it, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Not reached.
+    Unreachable,
+    /// Whether it is on the project's desired state could not be told.
+    Unknown,
+    /// A service is not running, or fails its health check.
+    Unhealthy,
+    /// Managed files were edited on the host.
+    Drifted,
+    /// Not on the project's desired state (see [`Currency::Behind`]).
+    Behind,
+    /// Drained by an operator: its services are stopped on purpose.
+    Drained,
+    Converged,
+}
+
+impl Verdict {
+    pub fn of(s: &HostStatus, currency: &Currency) -> Verdict {
+        let down = |sv: &drover_proto::ServiceStatus| {
+            sv.healthy == Some(false) || !matches!(sv.state.as_str(), "run" | "active")
+        };
+        if s.drained.is_some() {
+            Verdict::Drained
+        } else if s.services.iter().any(down) {
+            Verdict::Unhealthy
+        } else if !s.drift.is_empty() {
+            Verdict::Drifted
+        } else {
+            match currency {
+                Currency::Behind => Verdict::Behind,
+                Currency::Unknown(_) => Verdict::Unknown,
+                Currency::Current => Verdict::Converged,
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Unreachable => "unreachable",
+            Verdict::Unknown => "unknown",
+            Verdict::Unhealthy => "unhealthy",
+            Verdict::Drifted => "drifted",
+            Verdict::Behind => "behind",
+            Verdict::Drained => "drained",
+            Verdict::Converged => "converged",
         }
     }
 }
