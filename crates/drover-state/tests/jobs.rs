@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use drover_state::{HostResult, NewRun, Store};
+use drover_state::{HostResult, JobState, NewRun, Outcome, RunStatus, Store};
 
 fn result(run_id: i64, host: &str, by: &str) -> HostResult {
     HostResult {
         run_id,
         host: host.into(),
-        outcome: "changed".into(),
+        outcome: Outcome::Changed,
         generation: Some(1),
         changes: 1,
         bytes_sent: 10,
@@ -64,7 +64,7 @@ fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: &dyn Fn() -> Store)
     assert_eq!(s.unfinished_jobs().unwrap(), 0);
 
     let jobs = s.jobs(run).unwrap();
-    assert!(jobs.iter().all(|j| j.state == "done" && j.outcome.as_deref() == Some("changed")));
+    assert!(jobs.iter().all(|j| j.state == JobState::Done && j.outcome == Some(Outcome::Changed)));
     let h3 = jobs.iter().find(|j| j.host == "h3").unwrap();
     assert_eq!((h3.claimed_by.as_deref(), h3.claimed_before.as_deref(), h3.claims), (Some("w3"), Some("w2"), 2));
     assert_eq!(h3.detail.as_deref(), Some("{\"by\":\"w3\"}"));
@@ -73,14 +73,14 @@ fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: &dyn Fn() -> Store)
     let history: Vec<_> = s.history(None, 100).unwrap().into_iter().filter(|h| h.run_id == run).collect();
     assert_eq!(history.len(), 5);
     s.unlock_hosts(lock).unwrap();
-    s.finish_run(run, "ok").unwrap();
+    s.finish_run(run, RunStatus::Ok).unwrap();
 
     // A run whose controller is gone: nothing to claim, nothing to wait for.
     let dead = begin(&mut s);
     let lock = s.lock_hosts(dead, &hosts).unwrap();
     s.create_jobs(dead, "{}", &hosts).unwrap();
     s.unlock_hosts(lock).unwrap();
-    s.finish_run(dead, "failed").unwrap();
+    s.finish_run(dead, RunStatus::Failed).unwrap();
     assert_eq!(s.claim_jobs("w1", 10, long).unwrap(), None);
     assert_eq!(s.unfinished_jobs().unwrap(), 0);
 }

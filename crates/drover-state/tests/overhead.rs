@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use drover_state::{HostResult, NewRun, Store};
+use drover_state::{HostResult, NewRun, Outcome, RunStatus, Store};
 
 fn measure(label: &str, mut s: Store, hosts: usize) {
     let nr = NewRun { command: "apply".into(), args: String::new(), user: "op".into(), project_rev: "r".into() };
@@ -20,7 +20,7 @@ fn measure(label: &str, mut s: Store, hosts: usize) {
         .map(|h| HostResult {
             run_id: id,
             host: h.clone(),
-            outcome: "unchanged".into(),
+            outcome: Outcome::Unchanged,
             generation: Some(3),
             changes: 0,
             bytes_sent: 0,
@@ -45,7 +45,7 @@ fn measure(label: &str, mut s: Store, hosts: usize) {
     let facts_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     s.unlock_hosts(lock).unwrap();
-    s.finish_run(id, "ok").unwrap();
+    s.finish_run(id, RunStatus::Ok).unwrap();
     let unlock_ms = t.elapsed().as_secs_f64() * 1e3;
     let per_host_us = (lock_ms + record_ms + unlock_ms) * 1e3 / hosts as f64;
     println!(
