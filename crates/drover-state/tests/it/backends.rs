@@ -1,54 +1,9 @@
 //! The store's behaviour, written once and run on both backends: SQLite in
 //! a temp dir, PostgreSQL on a real throwaway server (`drover-pgtest`).
 
-use drover_state::{
-    copy, AuditEntry, HostResult, NewRun, OpenAlert, Outcome, RolloutStatus, RunStatus, StateError, Store,
-};
+use drover_state::{copy, AuditEntry, OpenAlert, Outcome, RolloutStatus, RunStatus, StateError, Store};
 
-/// `$body(open)` as two tests; `open()` opens (or reopens) the same store.
-macro_rules! on_both {
-    ($body:ident: $sqlite:ident, $pg:ident) => {
-        #[test]
-        fn $sqlite() {
-            let d = tempfile::tempdir().unwrap();
-            let path = d.path().join(".drover/state.db");
-            $body(&|| Store::open(&path).unwrap())
-        }
-        #[test]
-        fn $pg() {
-            let url = drover_pgtest::shared().fresh_db();
-            $body(&|| Store::connect(&url).unwrap())
-        }
-    };
-}
-
-type Open<'a> = &'a dyn Fn() -> Store;
-
-fn run(s: &mut Store) -> i64 {
-    s.begin_run(&NewRun {
-        command: "apply".into(),
-        args: "--hosts h1".into(),
-        user: "op".into(),
-        project_rev: "abc".into(),
-    })
-    .unwrap()
-}
-
-fn result(run_id: i64, host: &str, outcome: Outcome, at_ms: i64) -> HostResult {
-    HostResult {
-        run_id,
-        host: host.into(),
-        outcome,
-        generation: Some(1),
-        changes: 3,
-        bytes_sent: 100,
-        files_written: 3,
-        duration_ms: 5,
-        error: (outcome == Outcome::Failed).then(|| "boom".into()),
-        detail: "{}".into(),
-        at_ms,
-    }
-}
+use crate::support::{begin, result, Open};
 
 fn migrations_are_versioned_and_reopen_is_idempotent(open: Open) {
     let v = open().schema_version().unwrap();
@@ -59,13 +14,13 @@ on_both!(migrations_are_versioned_and_reopen_is_idempotent: sqlite_migrations_re
 
 fn runs_results_history_and_audit(open: Open) {
     let mut s = open();
-    let id = run(&mut s);
+    let id = begin(&mut s, "apply");
     for (host, at) in [("h1", 10), ("h2", 20)] {
         s.record_host(&result(id, host, Outcome::Changed, at)).unwrap();
     }
     s.finish_run(id, RunStatus::Ok).unwrap();
     let runs = s.runs(10).unwrap();
-    assert_eq!((runs[0].id, runs[0].status.as_str(), runs[0].finished_ms.is_some()), (id, "ok", true));
+    assert_eq!((runs[0].id, runs[0].status, runs[0].finished_ms.is_some()), (id, RunStatus::Ok, true));
     assert_eq!(s.run_pid(id).unwrap(), Some(std::process::id()));
     assert_eq!(s.history(Some("h1"), 10).unwrap().len(), 1);
     let all = s.history(None, 10).unwrap();
@@ -88,7 +43,7 @@ on_both!(runs_results_history_and_audit: sqlite_runs_results_history_audit, pg_r
 
 fn latest_result_per_host_and_results_since(open: Open) {
     let mut s = open();
-    let (r1, r2) = (run(&mut s), run(&mut s));
+    let (r1, r2) = (begin(&mut s, "apply"), begin(&mut s, "apply"));
     s.record_hosts(&[
         result(r1, "h1", Outcome::Changed, 10),
         result(r1, "h2", Outcome::Failed, 10),
@@ -113,7 +68,7 @@ on_both!(latest_result_per_host_and_results_since: sqlite_latest_and_since, pg_l
 
 fn ten_thousand_results_in_one_call_and_a_rerecorded_host_keeps_the_last(open: Open) {
     let mut s = open();
-    let id = run(&mut s);
+    let id = begin(&mut s, "apply");
     let rows: Vec<_> = (0..10_000).map(|i| result(id, &format!("h{i:05}"), Outcome::Unchanged, i)).collect();
     s.record_hosts(&rows).unwrap();
     s.record_host(&result(id, "h00007", Outcome::Failed, 20_000)).unwrap();
@@ -186,10 +141,10 @@ on_both!(rollouts_resume_with_their_revision_and_a_new_owner: sqlite_rollouts_re
 
 /// A history with one of everything, for the copy tests.
 fn fill(s: &mut Store) {
-    let r1 = run(s);
+    let r1 = begin(s, "apply");
     s.record_hosts(&[result(r1, "h1", Outcome::Changed, 10), result(r1, "h2", Outcome::Failed, 11)]).unwrap();
     s.finish_run(r1, RunStatus::Failed).unwrap();
-    let r2 = run(s);
+    let r2 = begin(s, "apply");
     s.record_host(&result(r2, "h2", Outcome::Changed, 20)).unwrap();
     s.save_facts("h1", "{\"os\":\"debian\"}").unwrap();
     s.set_drained("h2", Some("disk")).unwrap();
@@ -216,7 +171,7 @@ fn copied_history_is_whole_and_new_rows_follow_it(open: Open) {
     assert_eq!((n.runs, n.results, n.audit, n.facts, n.drained, n.rollouts), (2, 3, 3, 1, 1, 1));
     assert_eq!(dst.export().unwrap(), src.export().unwrap());
     // New ids continue after the copied ones.
-    let r3 = run(&mut dst);
+    let r3 = begin(&mut dst, "apply");
     assert_eq!(r3, 3);
     assert_eq!(dst.create_rollout(Some(r3), "{}", "x").unwrap(), 2);
     // A second copy into a store with runs is refused, changing nothing.
@@ -230,7 +185,7 @@ on_both!(copied_history_is_whole_and_new_rows_follow_it: sqlite_copy_whole, pg_c
 /// fails the read with an error naming it; it neither panics nor guesses.
 fn unknown_states_are_refused_naming_them(open: Open, raw: &dyn Fn(&str)) {
     let mut s = open();
-    let id = run(&mut s);
+    let id = begin(&mut s, "apply");
     s.record_host(&result(id, "h1", Outcome::Changed, 10)).unwrap();
     s.create_rollout(Some(id), "{}", "x").unwrap();
     raw("UPDATE host_results SET outcome = 'exploded'");
