@@ -1,5 +1,14 @@
 //! The state store: runs, per-host results, host locks, facts, drain marks,
-//! rollouts and the audit log, behind one API ([`Store`]) with two backends.
+//! rollouts, open alerts, worker jobs and the audit log, behind one API
+//! ([`Store`]) with two backends, and the states those rows carry
+//! ([`RunStatus`], [`RolloutStatus`], [`JobState`], [`Outcome`]).
+//!
+//! It must not import the controller (`drover`) or any other drover crate:
+//! what it stores for them (a rollout's plan, a run's work spec, a host's
+//! full report) is JSON it does not read. It has no async API and takes no
+//! tokio dependency: every call blocks, and the PostgreSQL client's own
+//! small runtime lives on the connection's thread, never on the caller's.
+//! Its database crates stay private (callers see plain structs and enums).
 //!
 //! Why a store at all: every run must be recorded durably and queried per
 //! host (`history`, `status`), a second controller must be refused while the
