@@ -2,7 +2,7 @@
 # The state backends' cost per host: the same --simulate applies (first
 # apply, no-op applies) with the state in SQLite and in PostgreSQL (a
 # throwaway local server, loopback, fsync on), plus the store-only figures
-# of crates/drover-state/tests/overhead.rs (record_hosts of 10,000 results…).
+# of crates/drover-state/tests/it/overhead.rs (record_hosts of 10,000 results…).
 #
 # Usage:  DROVER=target/release/drover bench/state-backends.sh
 #         HOSTS=2000 DROVER=target/debug/drover bench/state-backends.sh

@@ -1,5 +1,11 @@
 //! Inventories people already have, converted to drover's `inventory.toml`.
 //!
+//! It holds the Ansible importer (INI and YAML: parsing, host ranges,
+//! variable mapping, the report of what was not imported) and the writer
+//! of the result. It imports drover-spec only, for its diagnostics
+//! ([`drover_spec::SpecError`]): never the controller, the state store, the
+//! SSH transport or an async runtime, and it contacts no host.
+//!
 //! A separate crate so that the YAML parser it needs is not compiled into
 //! `drover-spec` (every other crate's dependency) nor shipped to hosts. The
 //! output is checked the only way that matters: it is TOML that

@@ -1,5 +1,13 @@
 //! The SSH transport: one russh connection per host, in-process.
 //!
+//! It holds connecting (pinned host keys; key, password or agent
+//! authentication; deadlines), remote processes with streamed stdio, and
+//! host-key fingerprints. It carries bytes and knows nothing of what they
+//! mean: it must not import any other drover crate (the project, the
+//! agent's protocol, the state store); the caller hands it a [`Target`]
+//! (the only file it reads is the private key a target names). Its async
+//! API runs on the caller's tokio runtime; it starts none of its own.
+//!
 //! What it guarantees the rest of drover:
 //! - the server's key is one of the pinned keys, or the connection stops with
 //!   [`SshError::HostKeyMismatch`] / [`SshError::HostKeyUnknown`] — there is

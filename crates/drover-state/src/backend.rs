@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError,
+    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RolloutStatus, RunRow, RunStatus,
+    Snapshot, StateError,
 };
 
 /// A state backend. Every method is one transaction (or one statement):
@@ -16,7 +17,7 @@ pub trait Backend: Send {
     fn schema_version(&self) -> Result<u32, StateError>;
     fn begin_run(&mut self, r: &NewRun) -> Result<i64, StateError>;
     fn run_pid(&self, run_id: i64) -> Result<Option<u32>, StateError>;
-    fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError>;
+    fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError>;
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StateError>;
     fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StateError>;
     fn record_hosts(&mut self, hs: &[HostResult]) -> Result<(), StateError>;
@@ -36,7 +37,7 @@ pub trait Backend: Send {
     fn lock_hosts(&mut self, run_id: i64, hosts: &[String]) -> Result<HostLock, StateError>;
     fn unlock_hosts(&mut self, lock: HostLock) -> Result<(), StateError>;
     fn create_rollout(&mut self, run_id: Option<i64>, plan: &str, revision: &str) -> Result<i64, StateError>;
-    fn update_rollout(&mut self, id: i64, next_batch: i64, status: &str) -> Result<(), StateError>;
+    fn update_rollout(&mut self, id: i64, next_batch: i64, status: RolloutStatus) -> Result<(), StateError>;
     fn take_over_rollout(&mut self, id: i64, run_id: i64) -> Result<(), StateError>;
     fn advance_rollout(&mut self, id: i64, next_batch: i64) -> Result<(), StateError>;
     fn rollout(&self, id: i64) -> Result<Option<Rollout>, StateError>;

@@ -1,5 +1,14 @@
 //! The state store: runs, per-host results, host locks, facts, drain marks,
-//! rollouts and the audit log, behind one API ([`Store`]) with two backends.
+//! rollouts, open alerts, worker jobs and the audit log, behind one API
+//! ([`Store`]) with two backends, and the states those rows carry
+//! ([`RunStatus`], [`RolloutStatus`], [`JobState`], [`Outcome`]).
+//!
+//! It must not import the controller (`drover`) or any other drover crate:
+//! what it stores for them (a rollout's plan, a run's work spec, a host's
+//! full report) is JSON it does not read. It has no async API and takes no
+//! tokio dependency: every call blocks, and the PostgreSQL client's own
+//! small runtime lives on the connection's thread, never on the caller's.
+//! Its database crates stay private (callers see plain structs and enums).
 //!
 //! Why a store at all: every run must be recorded durably and queried per
 //! host (`history`, `status`), a second controller must be refused while the
@@ -25,6 +34,7 @@ mod copy;
 mod location;
 mod pg;
 mod sqlite;
+mod states;
 mod types;
 
 use std::path::Path;
@@ -33,6 +43,7 @@ use std::time::Duration;
 pub use backend::Backend;
 pub use copy::{copy, CopyCounts};
 pub use location::{redact_url, Location};
+pub use states::{JobState, Outcome, RolloutStatus, RunStatus, UnknownState};
 pub use types::{
     AuditEntry, Claim, HostLock, HostResult, JobRow, LeaseWatch, LockHolder, NewRun, OpenAlert, Rollout, RunRow,
     Snapshot,
@@ -42,8 +53,10 @@ pub use types::{
 pub enum StateError {
     #[error("state store {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
+    /// See [`StateError::Unknown`] for a row holding a state this drover
+    /// does not know: it is told apart from other database errors.
     #[error("state store: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     /// The URL is printed without its password.
     #[error(
         "state store {url}: cannot connect: {reason}. Check that the server runs and is reachable, and the URL in `[state] url` (drover.toml) or DROVER_STATE_URL"
@@ -63,6 +76,18 @@ pub enum StateError {
     Gone { url: String },
     #[error("state migrate: {0}")]
     Copy(String),
+    /// A row holds a state (status, outcome) this drover does not know.
+    #[error("state store: {0}")]
+    Unknown(UnknownState),
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> StateError {
+        match states::unknown_in(&e) {
+            Some(u) => StateError::Unknown(u),
+            None => StateError::Sql(e),
+        }
+    }
 }
 
 /// The project's state store, on either backend.
@@ -138,7 +163,7 @@ impl Store {
         self.b.run_pid(run_id)
     }
 
-    pub fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError> {
+    pub fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         self.b.finish_run(id, status)
     }
 
@@ -232,7 +257,7 @@ impl Store {
         self.b.create_rollout(run_id, plan, revision)
     }
 
-    pub fn update_rollout(&mut self, id: i64, next_batch: i64, status: &str) -> Result<(), StateError> {
+    pub fn update_rollout(&mut self, id: i64, next_batch: i64, status: RolloutStatus) -> Result<(), StateError> {
         self.b.update_rollout(id, next_batch, status)
     }
 

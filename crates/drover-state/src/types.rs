@@ -1,5 +1,7 @@
 //! What callers read and write: plain structs, the same on both backends.
 
+use crate::{JobState, Outcome, RolloutStatus, RunStatus};
+
 /// A run about to start.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -18,7 +20,7 @@ pub struct RunRow {
     pub project_rev: String,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
-    pub status: String,
+    pub status: RunStatus,
 }
 
 /// One host's outcome in one run. `detail` is the full report as JSON.
@@ -26,7 +28,7 @@ pub struct RunRow {
 pub struct HostResult {
     pub run_id: i64,
     pub host: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub generation: Option<i64>,
     pub changes: i64,
     pub bytes_sent: i64,
@@ -56,8 +58,7 @@ pub struct Rollout {
     pub plan: String,
     /// Index of the first batch not yet done.
     pub next_batch: i64,
-    /// running | paused | aborted | failed | done
-    pub status: String,
+    pub status: RolloutStatus,
     pub updated_ms: i64,
     /// The project revision it started from (see `drover::revision`);
     /// `None` for rollouts recorded before revisions were.
@@ -157,8 +158,7 @@ pub struct OpenAlert {
 pub struct JobRow {
     pub run_id: i64,
     pub host: String,
-    /// queued | claimed | done
-    pub state: String,
+    pub state: JobState,
     /// The worker (`machine:pid`) holding or last holding it.
     pub claimed_by: Option<String>,
     /// How many times it was claimed (more than once: a worker died or
@@ -168,7 +168,7 @@ pub struct JobRow {
     pub claimed_before: Option<String>,
     pub lease_expires_ms: Option<i64>,
     /// The host's outcome once done.
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// The host's full report (JSON) once done, from `host_results`.
     pub detail: Option<String>,
 }

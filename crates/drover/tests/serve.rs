@@ -156,13 +156,17 @@ fn heal_policy_reapplies_a_drifted_file_and_its_cell_returns_to_converged() {
     let healed = store.history(Some("h2"), 10).unwrap();
     let run = healed
         .iter()
-        .find(|h| h.outcome == "changed" && h.run_id > 1)
+        .find(|h| h.outcome == drover_state::Outcome::Changed && h.run_id > 1)
         .unwrap_or_else(|| panic!("a recorded heal run for h2: {healed:#?}\n{:#?}", store.runs(20).unwrap()));
     let runs = store.runs(100).unwrap();
     let rr = runs.iter().find(|r| r.id == run.run_id).unwrap();
     assert_eq!(rr.command, "reconcile", "{rr:?}");
     assert!(
-        store.history(Some("h1"), 10).unwrap().iter().all(|h| h.run_id == 1 || h.outcome == "unchanged"),
+        store
+            .history(Some("h1"), 10)
+            .unwrap()
+            .iter()
+            .all(|h| h.run_id == 1 || h.outcome == drover_state::Outcome::Unchanged),
         "h1 was not touched"
     );
     // The heal run is counted in /metrics (results recorded since the start).
@@ -296,8 +300,12 @@ fn heal_leaves_a_host_locked_by_another_run_alone_and_heals_it_once_released() {
         assert_eq!(b.cell_state("h2").await.as_deref(), Some("drifted"));
         assert_eq!(b.cell_state("h1").await.as_deref(), Some("converged"));
         assert_eq!(std::fs::read_to_string(&motd).unwrap(), "edited by hand\n", "a locked host is not touched");
-        let refused =
-            holder.runs(50).unwrap().into_iter().filter(|r| r.command == "reconcile" && r.status == "refused").count();
+        let refused = holder
+            .runs(50)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.command == "reconcile" && r.status == drover_state::RunStatus::Refused)
+            .count();
         assert!(refused >= 1, "the refused pass is a recorded run");
 
         holder.unlock_hosts(lock).unwrap();
@@ -408,5 +416,5 @@ fn a_rollout_started_from_the_page_progresses_live_batch_by_batch() {
     let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
     let audit = store.audit_log(50).unwrap();
     assert!(audit.iter().any(|a| a.user == "local" && a.command == "serve:rollout-start"), "{audit:#?}");
-    assert_eq!(store.rollouts(1).unwrap()[0].status, "done");
+    assert_eq!(store.rollouts(1).unwrap()[0].status, drover_state::RolloutStatus::Done);
 }

@@ -94,18 +94,21 @@ fn heal_waits_while_a_paused_rollout_holds_the_hosts_says_why_and_heals_once_it_
         s.history(Some(held.as_str()), 50)
             .unwrap()
             .into_iter()
-            .filter(|h| h.outcome == "changed" && runs.iter().any(|r| r.id == h.run_id && r.command == "reconcile"))
+            .filter(|h| {
+                h.outcome == drover_state::Outcome::Changed
+                    && runs.iter().any(|r| r.id == h.run_id && r.command == "reconcile")
+            })
             .count()
     };
     assert_eq!(healed(&store), 0);
-    assert_eq!(store.rollouts(1).unwrap()[0].status, "paused");
+    assert_eq!(store.rollouts(1).unwrap()[0].status, drover_state::RolloutStatus::Paused);
 
     // The rollout ends (aborted: its second batch stays untouched); the
     // next pass heals the host.
     let a = f.drover(&["rollout", "abort"]);
     assert_eq!(a.code, 0, "{}\n{}", a.stdout, a.stderr);
     wait("the rollout process to end", 30, || rollout.try_wait().unwrap());
-    assert_eq!(store.rollouts(1).unwrap()[0].status, "aborted");
+    assert_eq!(store.rollouts(1).unwrap()[0].status, drover_state::RolloutStatus::Aborted);
     let st = wait("the held host healed", 60, || {
         Some(status(&srv)).filter(|s| host(s, &held)["state"] == "converged" && problems(s).is_empty())
     });

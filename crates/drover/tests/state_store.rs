@@ -109,7 +109,7 @@ fn state_migrate_copies_a_sqlite_history_that_drover_then_reads_from_postgres() 
         s.record_host(&HostResult {
             run_id: id,
             host: h.into(),
-            outcome: "changed".into(),
+            outcome: drover_state::Outcome::Changed,
             generation: Some(2),
             changes: 1,
             bytes_sent: 10,
@@ -121,7 +121,7 @@ fn state_migrate_copies_a_sqlite_history_that_drover_then_reads_from_postgres() 
         })
         .unwrap();
     }
-    s.finish_run(id, "ok").unwrap();
+    s.finish_run(id, drover_state::RunStatus::Ok).unwrap();
     s.set_drained("h2", Some("disk swap")).unwrap();
     s.save_facts("h1", "{}").unwrap();
     s.create_rollout(Some(id), "{}", "inputs:x").unwrap();

@@ -88,10 +88,10 @@ fn three_workers_one_killed_every_host_converged_exactly_once() {
     let victim = format!("{}:{}", drover_state::machine(), workers[0].id());
     until("the victim holding jobs after some hosts are done", || {
         let jobs = store.jobs(run_id).ok()?;
-        let done = jobs.iter().filter(|j| j.state == "done").count();
+        let done = jobs.iter().filter(|j| j.state == drover_state::JobState::Done).count();
         let held: Vec<String> = jobs
             .iter()
-            .filter(|j| j.state == "claimed" && j.claimed_by.as_deref() == Some(victim.as_str()))
+            .filter(|j| j.state == drover_state::JobState::Claimed && j.claimed_by.as_deref() == Some(victim.as_str()))
             .map(|j| j.host.clone())
             .collect();
         (done >= 20 && !held.is_empty()).then_some(())
@@ -104,7 +104,7 @@ fn three_workers_one_killed_every_host_converged_exactly_once() {
         .jobs(run_id)
         .unwrap()
         .into_iter()
-        .filter(|j| j.state == "claimed" && j.claimed_by.as_deref() == Some(victim.as_str()))
+        .filter(|j| j.state == drover_state::JobState::Claimed && j.claimed_by.as_deref() == Some(victim.as_str()))
         .map(|j| j.host)
         .collect();
     assert!(!held.is_empty(), "the killed worker held jobs when it died");
@@ -161,11 +161,11 @@ fn three_workers_one_killed_every_host_converged_exactly_once() {
     assert_eq!(per_host.len(), 200);
     assert!(per_host.values().all(|n| *n == 1));
     let run = store.runs(5).unwrap().into_iter().find(|r| r.id == run_id).unwrap();
-    assert_eq!(run.status, "ok");
+    assert_eq!(run.status, drover_state::RunStatus::Ok);
 
     // The killed worker's jobs were re-claimed after the lease, by others.
     let jobs = store.jobs(run_id).unwrap();
-    assert!(jobs.iter().all(|j| j.state == "done"));
+    assert!(jobs.iter().all(|j| j.state == drover_state::JobState::Done));
     for host in &held {
         let j = jobs.iter().find(|j| &j.host == host).unwrap();
         assert_ne!(j.claimed_by.as_deref(), Some(victim.as_str()), "{j:?}");
@@ -403,7 +403,7 @@ fn lose_the_database_mid_run(workers: bool) -> (Run, Vec<String>) {
     }
     let store = Store::connect(&plain).unwrap();
     let run = store.runs(1).unwrap().remove(0);
-    assert_eq!(run.status, "ok");
+    assert_eq!(run.status, drover_state::RunStatus::Ok);
     assert_eq!(store.history(None, 100_000).unwrap().iter().filter(|h| h.run_id == run.id).count(), N);
     (out, converged)
 }
@@ -513,7 +513,7 @@ fn a_rollout_through_workers_goes_batch_by_batch_and_stops_at_a_failed_gate() {
     let mut queued: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
     queued.sort();
     assert_eq!(queued, names[..20].to_vec(), "only batches 1 and 2 were handed to workers");
-    assert!(jobs.iter().all(|j| j.state == "done"));
+    assert!(jobs.iter().all(|j| j.state == drover_state::JobState::Done));
     assert!(batches[0].iter().all(|h| release(h) == 2), "batch 1 converged");
     assert!(batches[1].iter().all(|h| release(h) == 1), "batch 2 was put back");
     assert!(batches[2].iter().all(|h| release(h) == 1), "batch 3 was not touched");

@@ -94,7 +94,10 @@ impl Conn {
             .map_err(|_| gone())?;
         match rrx.recv().map_err(|_| gone())? {
             Ok(v) => Ok(v),
-            Err(Fail::Pg(source)) => Err(StateError::Pg { url: self.url.to_string(), source }),
+            Err(Fail::Pg(source)) => Err(match crate::states::unknown_in(&source) {
+                Some(u) => StateError::Unknown(u),
+                None => StateError::Pg { url: self.url.to_string(), source },
+            }),
             Err(Fail::State(e)) => Err(e),
         }
     }

@@ -99,7 +99,7 @@ impl Pg {
                 let n = tx.execute(
                     "UPDATE jobs SET state = 'done', outcome = $4
                      WHERE run_id = $1 AND host = $2 AND claimed_by = $3 AND state = 'claimed'",
-                    &[&r.run_id, &r.host, &worker, &r.outcome],
+                    &[&r.run_id, &r.host, &worker, &r.outcome.as_str()],
                 )?;
                 if n == 1 {
                     kept.push(r);
@@ -120,20 +120,24 @@ impl Pg {
                  WHERE j.run_id = $1 ORDER BY j.host",
                 &[&run_id],
             )?;
+            // `try_get`: a state or outcome this drover does not know fails
+            // the read instead of panicking.
             Ok(rows
                 .iter()
-                .map(|r| JobRow {
-                    run_id: r.get(0),
-                    host: r.get(1),
-                    state: r.get(2),
-                    claimed_by: r.get(3),
-                    claims: r.get(4),
-                    claimed_before: r.get(5),
-                    lease_expires_ms: r.get(6),
-                    outcome: r.get(7),
-                    detail: r.get(8),
+                .map(|r| {
+                    Ok(JobRow {
+                        run_id: r.get(0),
+                        host: r.get(1),
+                        state: r.try_get(2)?,
+                        claimed_by: r.get(3),
+                        claims: r.get(4),
+                        claimed_before: r.get(5),
+                        lease_expires_ms: r.get(6),
+                        outcome: r.try_get(7)?,
+                        detail: r.get(8),
+                    })
                 })
-                .collect())
+                .collect::<Result<_, postgres::Error>>()?)
         })
     }
 

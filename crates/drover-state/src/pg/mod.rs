@@ -14,9 +14,29 @@ pub(crate) use locks::Lease;
 
 use crate::backend::Backend;
 use crate::{
-    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError,
+    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RolloutStatus, RunRow, RunStatus,
+    Snapshot, StateError,
 };
 use conn::Conn;
+
+/// The stored states (see `crate::states`) are TEXT columns: parsed when
+/// read (unknown text fails the read, naming it), written as `as_str()`.
+macro_rules! text_column {
+    ($t:ty) => {
+        impl<'a> postgres::types::FromSql<'a> for $t {
+            fn from_sql(
+                ty: &postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<$t, Box<dyn std::error::Error + Sync + Send>> {
+                Ok(<&str as postgres::types::FromSql>::from_sql(ty, raw)?.parse::<$t>()?)
+            }
+            fn accepts(ty: &postgres::types::Type) -> bool {
+                <&str as postgres::types::FromSql>::accepts(ty)
+            }
+        }
+    };
+}
+crate::states::for_each_state!(text_column);
 
 pub(crate) struct Pg {
     conn: Conn,
@@ -41,10 +61,10 @@ impl Pg {
                     &[],
                 )?
                 .iter()
-                .map(|r| (records::row_to_run(r), u32::try_from(r.get::<_, i64>(8)).unwrap_or(0)))
-                .collect();
+                .map(|r| Ok((records::row_to_run(r)?, u32::try_from(r.get::<_, i64>(8)).unwrap_or(0))))
+                .collect::<Result<_, postgres::Error>>()?;
             let sql = format!("SELECT {} FROM host_results ORDER BY run_id, host", records::RESULT_COLUMNS);
-            let results = tx.query(&sql, &[])?.iter().map(records::row_to_result).collect();
+            let results = tx.query(&sql, &[])?.iter().map(records::row_to_result).collect::<Result<_, _>>()?;
             let audit = tx
                 .query(r#"SELECT id, at_ms, "user", command, args, project_rev, run_id FROM audit ORDER BY id"#, &[])?
                 .iter()
@@ -61,7 +81,7 @@ impl Pg {
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
             let sql = format!("SELECT {} FROM rollouts ORDER BY id", rollouts::COLUMNS);
-            let rollouts = tx.query(&sql, &[])?.iter().map(rollouts::row_to_rollout).collect();
+            let rollouts = tx.query(&sql, &[])?.iter().map(rollouts::row_to_rollout).collect::<Result<_, _>>()?;
             tx.commit()?;
             Ok(Snapshot { runs, results, audit, facts, drained, rollouts })
         })
@@ -84,7 +104,7 @@ impl Pg {
                         &i64::from(*pid),
                         &r.started_ms,
                         &r.finished_ms,
-                        &r.status,
+                        &r.status.as_str(),
                     ],
                 )?;
             }
@@ -106,7 +126,7 @@ impl Pg {
                 tx.execute(
                     "INSERT INTO rollouts (id, run_id, plan, next_batch, status, updated_ms, revision)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[&r.id, &r.run_id, &r.plan, &r.next_batch, &r.status, &r.updated_ms, &r.revision],
+                    &[&r.id, &r.run_id, &r.plan, &r.next_batch, &r.status.as_str(), &r.updated_ms, &r.revision],
                 )?;
             }
             // Rows came with their ids: new ones must start after them.
@@ -140,7 +160,7 @@ impl Backend for Pg {
     fn run_pid(&self, run_id: i64) -> Result<Option<u32>, StateError> {
         Pg::run_pid(self, run_id)
     }
-    fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError> {
+    fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         Pg::finish_run(self, id, status)
     }
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StateError> {
@@ -194,7 +214,7 @@ impl Backend for Pg {
     fn create_rollout(&mut self, run_id: Option<i64>, plan: &str, revision: &str) -> Result<i64, StateError> {
         Pg::create_rollout(self, run_id, plan, revision)
     }
-    fn update_rollout(&mut self, id: i64, next_batch: i64, status: &str) -> Result<(), StateError> {
+    fn update_rollout(&mut self, id: i64, next_batch: i64, status: RolloutStatus) -> Result<(), StateError> {
         Pg::update_rollout(self, id, next_batch, status)
     }
     fn take_over_rollout(&mut self, id: i64, run_id: i64) -> Result<(), StateError> {

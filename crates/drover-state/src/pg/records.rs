@@ -3,16 +3,17 @@
 use postgres::Row;
 
 use super::Pg;
-use crate::{now_ms, AuditEntry, HostResult, NewRun, OpenAlert, RunRow, StateError};
+use crate::{now_ms, AuditEntry, HostResult, NewRun, OpenAlert, RunRow, RunStatus, StateError};
 
 pub(super) const RESULT_COLUMNS: &str =
     "run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms";
 
-pub(super) fn row_to_result(r: &Row) -> HostResult {
-    HostResult {
+/// Fails (rather than panics) on an outcome this drover does not know.
+pub(super) fn row_to_result(r: &Row) -> Result<HostResult, postgres::Error> {
+    Ok(HostResult {
         run_id: r.get(0),
         host: r.get(1),
-        outcome: r.get(2),
+        outcome: r.try_get(2)?,
         generation: r.get(3),
         changes: r.get(4),
         bytes_sent: r.get(5),
@@ -21,11 +22,12 @@ pub(super) fn row_to_result(r: &Row) -> HostResult {
         error: r.get(8),
         detail: r.get(9),
         at_ms: r.get(10),
-    }
+    })
 }
 
-pub(super) fn row_to_run(r: &Row) -> RunRow {
-    RunRow {
+/// Fails (rather than panics) on a status this drover does not know.
+pub(super) fn row_to_run(r: &Row) -> Result<RunRow, postgres::Error> {
+    Ok(RunRow {
         id: r.get(0),
         command: r.get(1),
         args: r.get(2),
@@ -33,8 +35,8 @@ pub(super) fn row_to_run(r: &Row) -> RunRow {
         project_rev: r.get(4),
         started_ms: r.get(5),
         finished_ms: r.get(6),
-        status: r.get(7),
-    }
+        status: r.try_get(7)?,
+    })
 }
 
 pub(super) fn row_to_audit(r: &Row, from: usize) -> AuditEntry {
@@ -69,7 +71,7 @@ pub(super) fn insert_results(c: &mut impl postgres::GenericClient, hs: &[HostRes
         col(|h| h.duration_ms),
         col(|h| h.at_ms),
     );
-    let (host, outcome, detail) = (text(|h| &h.host), text(|h| &h.outcome), text(|h| &h.detail));
+    let (host, outcome, detail) = (text(|h| &h.host), text(|h| h.outcome.as_str()), text(|h| &h.detail));
     let generation: Vec<Option<i64>> = hs.iter().map(|h| h.generation).collect();
     let error: Vec<Option<String>> = hs.iter().map(|h| h.error.clone()).collect();
     c.execute(
@@ -109,8 +111,8 @@ impl Pg {
         })
     }
 
-    pub(super) fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError> {
-        let status = status.to_string();
+    pub(super) fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
+        let status = status.as_str();
         self.conn.call(move |c| {
             c.execute("UPDATE runs SET finished_ms = $1, status = $2 WHERE id = $3", &[&now_ms(), &status, &id])?;
             Ok(())
@@ -155,7 +157,7 @@ impl Pg {
                    FROM runs ORDER BY id DESC LIMIT $1"#,
                 &[&limit],
             )?;
-            Ok(rows.iter().map(row_to_run).collect())
+            Ok(rows.iter().map(row_to_run).collect::<Result<_, _>>()?)
         })
     }
 
@@ -186,7 +188,7 @@ impl Pg {
         q: impl FnOnce(&mut postgres::Client, &str) -> Result<Vec<Row>, postgres::Error> + Send + 'static,
     ) -> Result<Vec<HostResult>, StateError> {
         let sql = format!("SELECT {RESULT_COLUMNS} FROM host_results {tail}");
-        self.conn.call(move |c| Ok(q(c, &sql)?.iter().map(row_to_result).collect()))
+        self.conn.call(move |c| Ok(q(c, &sql)?.iter().map(row_to_result).collect::<Result<_, _>>()?))
     }
 
     pub(super) fn save_facts(&mut self, host: &str, facts_json: &str) -> Result<(), StateError> {

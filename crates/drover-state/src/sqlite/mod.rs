@@ -13,8 +13,27 @@ use rusqlite::{params, Connection};
 
 use crate::backend::Backend;
 use crate::{
-    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RunRow, Snapshot, StateError,
+    AuditEntry, Claim, HostLock, HostResult, JobRow, NewRun, OpenAlert, Rollout, RolloutStatus, RunRow, RunStatus,
+    Snapshot, StateError,
 };
+
+/// The stored states (see `crate::states`) are TEXT columns: bound as their
+/// text, and parsed when read (unknown text fails the read, naming it).
+macro_rules! text_column {
+    ($t:ty) => {
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<$t> {
+                v.as_str()?.parse().map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+crate::states::for_each_state!(text_column);
 
 pub(crate) struct Sqlite {
     conn: Connection,
@@ -121,7 +140,7 @@ impl Backend for Sqlite {
     fn run_pid(&self, run_id: i64) -> Result<Option<u32>, StateError> {
         Sqlite::run_pid(self, run_id)
     }
-    fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError> {
+    fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         Sqlite::finish_run(self, id, status)
     }
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StateError> {
@@ -175,7 +194,7 @@ impl Backend for Sqlite {
     fn create_rollout(&mut self, run_id: Option<i64>, plan: &str, revision: &str) -> Result<i64, StateError> {
         Sqlite::create_rollout(self, run_id, plan, revision)
     }
-    fn update_rollout(&mut self, id: i64, next_batch: i64, status: &str) -> Result<(), StateError> {
+    fn update_rollout(&mut self, id: i64, next_batch: i64, status: RolloutStatus) -> Result<(), StateError> {
         Sqlite::update_rollout(self, id, next_batch, status)
     }
     fn take_over_rollout(&mut self, id: i64, run_id: i64) -> Result<(), StateError> {

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Sqlite;
-use crate::{now_ms, AuditEntry, HostResult, NewRun, OpenAlert, RunRow, StateError};
+use crate::{now_ms, AuditEntry, HostResult, NewRun, OpenAlert, RunRow, RunStatus, StateError};
 
 impl Sqlite {
     /// Record the start of a run (and its audit entry) and return its id.
@@ -28,7 +28,7 @@ impl Sqlite {
         Ok(self.conn.query_row("SELECT pid FROM runs WHERE id = ?1", [run_id], |r| r.get(0)).optional()?)
     }
 
-    pub(super) fn finish_run(&mut self, id: i64, status: &str) -> Result<(), StateError> {
+    pub(super) fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         self.conn
             .execute("UPDATE runs SET finished_ms = ?1, status = ?2 WHERE id = ?3", params![now_ms(), status, id])?;
         Ok(())

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Sqlite;
-use crate::{now_ms, Rollout, StateError};
+use crate::{now_ms, Rollout, RolloutStatus, StateError};
 
 pub(super) const COLUMNS: &str = "id, run_id, plan, next_batch, status, updated_ms, revision";
 
@@ -22,7 +22,7 @@ impl Sqlite {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub(super) fn update_rollout(&mut self, id: i64, next_batch: i64, status: &str) -> Result<(), StateError> {
+    pub(super) fn update_rollout(&mut self, id: i64, next_batch: i64, status: RolloutStatus) -> Result<(), StateError> {
         self.conn.execute(
             "UPDATE rollouts SET next_batch = ?1, status = ?2, updated_ms = ?3 WHERE id = ?4",
             params![next_batch, status, now_ms(), id],

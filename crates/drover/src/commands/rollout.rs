@@ -113,8 +113,8 @@ pub fn run(dir: &Path, a: RolloutArgs) -> anyhow::Result<ExitStatus> {
     match a.action {
         Action::Start(s) => start(dir, s),
         Action::Resume(r) => resume(dir, r),
-        Action::Pause => set_status(dir, "paused"),
-        Action::Abort => set_status(dir, "aborted"),
+        Action::Pause => set_status(dir, drover_state::RolloutStatus::Paused),
+        Action::Abort => set_status(dir, drover_state::RolloutStatus::Aborted),
         Action::Status { json } => status(dir, json),
     }
 }
@@ -218,7 +218,7 @@ fn execute(
 ) -> anyhow::Result<ExitStatus> {
     let report = rollout::execute(dir, project, run, id, plan, from, &c.drive()?)?;
     print(&report, c.json)?;
-    Ok(if report.status == "done" { ExitStatus::Success } else { ExitStatus::HostsFailed })
+    Ok(if report.status == drover_state::RolloutStatus::Done { ExitStatus::Success } else { ExitStatus::HostsFailed })
 }
 
 fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
@@ -268,8 +268,8 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
     let owner_alive = owner.is_some_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
     if owner_alive {
-        if r.status == "paused" {
-            store.update_rollout(r.id, r.next_batch, "running")?;
+        if r.status == drover_state::RolloutStatus::Paused {
+            store.update_rollout(r.id, r.next_batch, drover_state::RolloutStatus::Running)?;
             println!("rollout {} resumed (its controller, pid {}, continues)", r.id, owner.unwrap_or(0));
             return Ok(ExitStatus::Success);
         }
@@ -302,7 +302,7 @@ fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
     execute(dir, &project, run, r.id, &plan, from, &c)
 }
 
-fn set_status(dir: &Path, status: &str) -> anyhow::Result<ExitStatus> {
+fn set_status(dir: &Path, status: drover_state::RolloutStatus) -> anyhow::Result<ExitStatus> {
     let mut store = crate::store::open(dir)?;
     let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no rollout in progress") };
     store.update_rollout(r.id, r.next_batch, status)?;

@@ -5,47 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::phases::Phases;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Already on the desired state; nothing was sent or written.
-    Unchanged,
-    /// `plan` only: these changes would be made.
-    Planned,
-    /// A new generation is live (and confirmed).
-    Changed,
-    /// The new generation failed its checks; the host is back on the old one.
-    RolledBack,
-    /// Something went wrong; the host is on one whole generation, old or new
-    /// as `generation` says.
-    Failed,
-    /// Could not be reached at all.
-    Unreachable,
-    /// `drover reboot`: rebooted and back, healthy.
-    Rebooted,
-    /// Left alone: `drover reboot` after an earlier batch failed, or any run
-    /// that lost its state store (and so its host-lock lease) before this
-    /// host's turn.
-    Skipped,
-}
-
-impl Outcome {
-    pub fn is_failure(self) -> bool {
-        matches!(self, Outcome::RolledBack | Outcome::Failed | Outcome::Unreachable)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Unchanged => "unchanged",
-            Outcome::Planned => "planned",
-            Outcome::Changed => "changed",
-            Outcome::RolledBack => "rolled-back",
-            Outcome::Failed => "failed",
-            Outcome::Unreachable => "unreachable",
-            Outcome::Rebooted => "rebooted",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
+/// What happened on a host: the same type the state store records (one
+/// `Outcome`, one spelling of each).
+pub use drover_state::Outcome;
 
 /// Deserialized too: a run split across workers is reported from the
 /// reports its workers recorded (`crate::run::workers`).

@@ -62,7 +62,7 @@ impl Run {
             Ok(lock) => Ok(Run { store, id, lock: Some(lock) }),
             Err(StateError::Locked(h)) => {
                 let msg = StateError::Locked(h).to_string();
-                store.finish_run(id, "refused")?;
+                store.finish_run(id, drover_state::RunStatus::Refused)?;
                 Err(Refusal::HostsLocked(msg).into())
             }
             Err(e) => Err(e.into()),
@@ -84,7 +84,8 @@ impl Run {
         if let Some(l) = self.lock.take() {
             self.store.unlock_hosts(l)?;
         }
-        self.store.finish_run(self.id, if ok { "ok" } else { "failed" })?;
+        self.store
+            .finish_run(self.id, if ok { drover_state::RunStatus::Ok } else { drover_state::RunStatus::Failed })?;
         Ok(())
     }
 }
@@ -94,7 +95,7 @@ pub fn host_result(run_id: i64, r: &HostReport) -> anyhow::Result<HostResult> {
     Ok(HostResult {
         run_id,
         host: r.host.clone(),
-        outcome: r.outcome.as_str().into(),
+        outcome: r.outcome,
         generation: r.generation.and_then(|g| i64::try_from(g).ok()),
         changes: r.changes.len() as i64,
         bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),

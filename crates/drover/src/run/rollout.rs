@@ -92,7 +92,7 @@ pub fn execute(
         runner.run(plan, from).await
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
-    run.finish(report.status == "done")?;
+    run.finish(report.status == drover_state::RolloutStatus::Done)?;
     Ok(report)
 }
 
@@ -115,8 +115,8 @@ pub struct BatchReport {
 #[derive(Debug, Serialize)]
 pub struct RolloutReport {
     pub rollout: i64,
-    /// done | failed | aborted | paused
-    pub status: String,
+    /// Done, failed, aborted or paused (serialized as the store spells it).
+    pub status: drover_state::RolloutStatus,
     pub batches: Vec<BatchReport>,
 }
 
@@ -146,7 +146,8 @@ impl Runner<'_> {
 
     /// Run `plan` from batch `from`.
     pub async fn run(&mut self, plan: &Plan, from: usize) -> anyhow::Result<RolloutReport> {
-        let mut report = RolloutReport { rollout: self.rollout_id, status: "done".into(), batches: vec![] };
+        let mut report =
+            RolloutReport { rollout: self.rollout_id, status: drover_state::RolloutStatus::Done, batches: vec![] };
         let policy = &plan.policy;
         if from == 0 {
             if let Some(hook) = &policy.hooks.before {
@@ -180,8 +181,8 @@ impl Runner<'_> {
             ));
             report.batches.push(batch);
             if !ok {
-                self.run.store.update_rollout(self.rollout_id, i as i64, "failed")?;
-                report.status = "failed".into();
+                self.run.store.update_rollout(self.rollout_id, i as i64, drover_state::RolloutStatus::Failed)?;
+                report.status = drover_state::RolloutStatus::Failed;
                 return Ok(report);
             }
             self.run.store.advance_rollout(self.rollout_id, i as i64 + 1)?;
@@ -192,8 +193,12 @@ impl Runner<'_> {
         if let Some(hook) = &policy.hooks.after {
             self.say(format!("hook after: {} on {}", hook.command, hook.host));
             if let Err(e) = self.hook(hook).await {
-                self.run.store.update_rollout(self.rollout_id, plan.batches.len() as i64, "failed")?;
-                report.status = "failed".into();
+                self.run.store.update_rollout(
+                    self.rollout_id,
+                    plan.batches.len() as i64,
+                    drover_state::RolloutStatus::Failed,
+                )?;
+                report.status = drover_state::RolloutStatus::Failed;
                 report.batches.push(BatchReport {
                     index: plan.batches.len(),
                     hosts: vec![],
@@ -205,7 +210,7 @@ impl Runner<'_> {
                 return Ok(report);
             }
         }
-        self.run.store.update_rollout(self.rollout_id, plan.batches.len() as i64, "done")?;
+        self.run.store.update_rollout(self.rollout_id, plan.batches.len() as i64, drover_state::RolloutStatus::Done)?;
         Ok(report)
     }
 
@@ -403,20 +408,22 @@ impl Runner<'_> {
     }
 
     /// Between batches: wait while paused; `Some(status)` to stop.
-    async fn wait_while_paused(&mut self) -> anyhow::Result<Option<String>> {
+    async fn wait_while_paused(&mut self) -> anyhow::Result<Option<drover_state::RolloutStatus>> {
+        use drover_state::RolloutStatus;
         let mut said = false;
         loop {
-            let status = self.run.store.rollout(self.rollout_id)?.map(|r| r.status).unwrap_or_default();
-            match status.as_str() {
-                "paused" => {
+            // A rollout whose row is gone carries on, as before.
+            let status = self.run.store.rollout(self.rollout_id)?.map_or(RolloutStatus::Running, |r| r.status);
+            match status {
+                RolloutStatus::Paused => {
                     if !said {
                         self.say("paused (drover rollout resume | abort)".into());
                         said = true;
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                "aborted" => return Ok(Some("aborted".into())),
-                _ => return Ok(None),
+                RolloutStatus::Aborted => return Ok(Some(RolloutStatus::Aborted)),
+                RolloutStatus::Running | RolloutStatus::Failed | RolloutStatus::Done => return Ok(None),
             }
         }
     }

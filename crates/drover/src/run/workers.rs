@@ -233,7 +233,7 @@ fn wait_for(store: &Store, run_id: i64, quiet: bool) -> anyhow::Result<Vec<HostR
             let in_flight = "the workers' hosts already changing finish their transitions (each agent's lock and journal keep a host whole), their results unrecorded".to_string();
             store_lost(format!("run {run_id}"), e, in_flight)
         })?;
-        let done = jobs.iter().filter(|j| j.state == "done").count();
+        let done = jobs.iter().filter(|j| j.state == drover_state::JobState::Done).count();
         if !quiet && done != shown {
             eprintln!("run {run_id}: {done}/{} hosts done", jobs.len());
             shown = done;

@@ -175,7 +175,8 @@ fn subjects(on: AlertOn, s: &Snapshot) -> HashMap<String, String> {
     let mut m = HashMap::new();
     match on {
         AlertOn::RolloutFailed | AlertOn::RolloutPaused => {
-            let want = if on == AlertOn::RolloutFailed { "failed" } else { "paused" };
+            use drover_state::RolloutStatus;
+            let want = if on == AlertOn::RolloutFailed { RolloutStatus::Failed } else { RolloutStatus::Paused };
             if let Some(r) = s.rollout.as_ref().filter(|r| r.status == want) {
                 m.insert(format!("rollout {}", r.id), format!("batch {} of {}", r.next_batch + 1, r.batches.len()));
             }
@@ -195,7 +196,7 @@ fn subjects(on: AlertOn, s: &Snapshot) -> HashMap<String, String> {
                     (AlertOn::ApplyFailed, _) => h
                         .last
                         .as_ref()
-                        .filter(|l| matches!(l.outcome.as_str(), "failed" | "rolled-back"))
+                        .filter(|l| apply_failed(l.outcome))
                         .map(|l| format!("run {} {}: {}", l.run_id, l.outcome, l.error.clone().unwrap_or_default())),
                     _ => None,
                 };
@@ -206,6 +207,17 @@ fn subjects(on: AlertOn, s: &Snapshot) -> HashMap<String, String> {
         }
     }
     m
+}
+
+/// What `apply-failed` fires on: the last run failed or rolled back. Not
+/// `unreachable`: the `unreachable` alert is about the host now (its
+/// probe), and one down host should not fire both.
+fn apply_failed(outcome: drover_state::Outcome) -> bool {
+    use drover_state::Outcome as O;
+    match outcome {
+        O::Failed | O::RolledBack => true,
+        O::Unreachable | O::Unchanged | O::Planned | O::Changed | O::Rebooted | O::Skipped => false,
+    }
 }
 
 fn payload(format: AlertFormat, m: &Message) -> serde_json::Value {

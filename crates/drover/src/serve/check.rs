@@ -58,7 +58,7 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     if reconcile {
         let heal = project.settings.reconcile == ReconcilePolicy::Heal;
         let targets: Vec<Host> = if heal { needs_heal(&project.hosts, &results) } else { Vec::new() };
-        let busy = rollout.as_ref().filter(|r| r.status == "running" || r.status == "paused");
+        let busy = rollout.as_ref().filter(|r| r.status.is_unfinished());
         if !targets.is_empty() && busy.is_none() {
             // Show what was found before healing it (the page sees the
             // host drifted, then converged): a copy, only when healing.
@@ -191,7 +191,7 @@ async fn record_look(sh: &Arc<Shared>, policy: &str) -> Result<(), String> {
             user: "drover serve".into(),
             project_rev: crate::store::project_rev(&dir),
         })?;
-        store.finish_run(id, "ok")?;
+        store.finish_run(id, drover_state::RunStatus::Ok)?;
         Ok(())
     })
     .await

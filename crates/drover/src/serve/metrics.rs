@@ -40,7 +40,7 @@ impl Counters {
             return;
         };
         for r in rows.iter().filter(|r| r.at_ms > mark) {
-            *self.outcomes.entry(r.outcome.clone()).or_default() += 1;
+            *self.outcomes.entry(r.outcome.as_str().to_string()).or_default() += 1;
             self.bytes_sent += u64::try_from(r.bytes_sent).unwrap_or(0);
             let s = r.duration_ms.max(0) as f64 / 1000.0;
             for (i, b) in DURATION_BUCKETS.iter().enumerate() {
@@ -58,6 +58,17 @@ impl Counters {
 /// A label value, escaped as the format requires.
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// `drover_host_last_run_success`: 1 unless the run failed, rolled back or
+/// could not reach the host (every outcome named, so a new one must be
+/// placed here).
+fn succeeded(outcome: drover_state::Outcome) -> bool {
+    use drover_state::Outcome as O;
+    match outcome {
+        O::Failed | O::RolledBack | O::Unreachable => false,
+        O::Unchanged | O::Planned | O::Changed | O::Rebooted | O::Skipped => true,
+    }
 }
 
 pub fn render(s: &Snapshot, c: &Counters) -> String {
@@ -121,12 +132,12 @@ pub fn render(s: &Snapshot, c: &Counters) -> String {
     head(&mut o, "drover_host_last_run_success", "gauge", "1 if the host's last recorded run succeeded.");
     for h in &s.hosts {
         if let Some(l) = &h.last {
-            let ok = !matches!(l.outcome.as_str(), "failed" | "rolled-back" | "unreachable");
+            let ok = succeeded(l.outcome);
             let _ = writeln!(
                 o,
                 "drover_host_last_run_success{{host=\"{}\",outcome=\"{}\"}} {}",
                 esc(&h.host),
-                esc(&l.outcome),
+                esc(l.outcome.as_str()),
                 u8::from(ok)
             );
         }
@@ -155,14 +166,14 @@ pub fn render(s: &Snapshot, c: &Counters) -> String {
             o,
             "drover_rollout_batches{{rollout=\"{}\",status=\"{}\",of=\"total\"}} {}",
             r.id,
-            esc(&r.status),
+            esc(r.status.as_str()),
             r.batches.len()
         );
         let _ = writeln!(
             o,
             "drover_rollout_batches{{rollout=\"{}\",status=\"{}\",of=\"done\"}} {}",
             r.id,
-            esc(&r.status),
+            esc(r.status.as_str()),
             r.next_batch
         );
     }

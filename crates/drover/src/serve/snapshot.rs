@@ -47,7 +47,7 @@ impl State {
         };
         if s.drained.is_some() {
             State::Drained
-        } else if last.is_some_and(|l| is_failure(&l.outcome)) {
+        } else if last.is_some_and(|l| is_failure(l.outcome)) {
             State::Failed
         } else if s.services.iter().any(|sv| sv.healthy == Some(false)) {
             State::Unhealthy
@@ -59,8 +59,15 @@ impl State {
     }
 }
 
-fn is_failure(outcome: &str) -> bool {
-    matches!(outcome, "failed" | "rolled-back")
+/// Whether the last run colours the host `failed`: it failed or rolled
+/// back. Not `unreachable`: whether the host answers is the probe's to say
+/// now (the grid's `unreachable`), not an old run's.
+fn is_failure(outcome: drover_state::Outcome) -> bool {
+    use drover_state::Outcome as O;
+    match outcome {
+        O::Failed | O::RolledBack => true,
+        O::Unreachable | O::Unchanged | O::Planned | O::Changed | O::Rebooted | O::Skipped => false,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +124,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutView {
     pub id: i64,
-    pub status: String,
+    pub status: drover_state::RolloutStatus,
     pub next_batch: i64,
     pub batches: Vec<Vec<String>>,
 }
@@ -125,7 +132,7 @@ pub struct RolloutView {
 impl RolloutView {
     pub fn of(r: &Rollout) -> RolloutView {
         let batches = serde_json::from_str::<crate::run::rollout::Plan>(&r.plan).map(|p| p.batches).unwrap_or_default();
-        RolloutView { id: r.id, status: r.status.clone(), next_batch: r.next_batch, batches }
+        RolloutView { id: r.id, status: r.status, next_batch: r.next_batch, batches }
     }
 }
 

@@ -8,11 +8,7 @@ use std::path::Path;
 use drover_proto::{EntryKind, Facts, HealthProbe, Supervisor};
 use drover_spec::{Instance, Project};
 
-fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use crate::support::write;
 
 fn facts(name: &str) -> Facts {
     Facts {

@@ -6,20 +6,9 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use drover_ssh::{fingerprint, Auth, Secret, Session, SshError, Target, Timeouts};
+use drover_ssh::{fingerprint, Auth, Secret, Session, SshError};
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA";
-
-fn target(port: u16, connect: Duration) -> Target {
-    Target {
-        address: "127.0.0.1".into(),
-        port,
-        user: "root".into(),
-        auth: Auth::Password(Secret::new("x")),
-        host_keys: vec![KEY.into()],
-        timeouts: Timeouts { connect, ..Default::default() },
-    }
-}
+use crate::support::{target, KEY};
 
 #[tokio::test]
 async fn a_server_that_never_speaks_times_out_in_the_handshake() {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use drover_proto::{EntryKind, Facts, Supervisor};
 use drover_spec::Project;
 
+use crate::support::render_error;
+
 fn scaffold() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../drover/scaffold/quickstart")
 }
@@ -38,14 +40,6 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn facts(name: &str) -> Facts {
     Facts { hostname: name.into(), supervisor: Some(Supervisor::Runit), ..Default::default() }
-}
-
-fn render_error(e: drover_spec::SpecError) -> String {
-    let mut s = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .render_report(&mut s, &e)
-        .unwrap();
-    s
 }
 
 #[test]

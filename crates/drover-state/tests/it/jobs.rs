@@ -3,27 +3,16 @@
 
 use std::time::Duration;
 
-use drover_state::{HostResult, NewRun, Store};
+use drover_state::{HostResult, JobState, Outcome, RunStatus};
 
-fn result(run_id: i64, host: &str, by: &str) -> HostResult {
+use crate::support::{begin, result, Open};
+
+/// Host `host`'s result in `run_id` as worker `by` records it.
+fn result_by(run_id: i64, host: &str, by: &str) -> HostResult {
     HostResult {
-        run_id,
-        host: host.into(),
-        outcome: "changed".into(),
-        generation: Some(1),
-        changes: 1,
-        bytes_sent: 10,
-        files_written: 1,
-        duration_ms: 5,
-        error: None,
         detail: format!("{{\"by\":\"{by}\"}}"),
-        at_ms: drover_state::now_ms(),
+        ..result(run_id, host, Outcome::Changed, drover_state::now_ms())
     }
-}
-
-fn begin(s: &mut Store) -> i64 {
-    let r = NewRun { command: "apply".into(), args: "--workers 0".into(), user: "op".into(), project_rev: "r".into() };
-    s.begin_run(&r).unwrap()
 }
 
 /// Claims split the jobs between workers without overlap; a worker's
@@ -32,10 +21,10 @@ fn begin(s: &mut Store) -> i64 {
 /// the old holder's late results are dropped; every host is recorded once.
 /// A run whose controller is gone (locks released, run finished) offers no
 /// jobs and counts none as unfinished.
-fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: &dyn Fn() -> Store) {
+fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: Open) {
     let mut s = open();
     let hosts: Vec<String> = (1..=5).map(|i| format!("h{i}")).collect();
-    let run = begin(&mut s);
+    let run = begin(&mut s, "apply");
     let lock = s.lock_hosts(run, &hosts).unwrap();
     // Queued in two steps (as a rollout queues its batches): the spec is
     // the first call's.
@@ -57,14 +46,14 @@ fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: &dyn Fn() -> Store)
     std::thread::sleep(Duration::from_millis(500)); // w2 "died": its lease ran out
     let c = s.claim_jobs("w3", 10, long).unwrap().unwrap();
     assert_eq!(c.hosts, vec!["h3", "h4", "h5"], "only w2's expired jobs, not w1's renewed ones");
-    assert_eq!(other.finish_jobs("w2", &[result(run, "h3", "w2")]).unwrap(), 0, "w2 lost h3");
-    let done: Vec<_> = ["h3", "h4", "h5"].iter().map(|h| result(run, h, "w3")).collect();
+    assert_eq!(other.finish_jobs("w2", &[result_by(run, "h3", "w2")]).unwrap(), 0, "w2 lost h3");
+    let done: Vec<_> = ["h3", "h4", "h5"].iter().map(|h| result_by(run, h, "w3")).collect();
     assert_eq!(s.finish_jobs("w3", &done).unwrap(), 3);
-    assert_eq!(s.finish_jobs("w1", &[result(run, "h1", "w1"), result(run, "h2", "w1")]).unwrap(), 2);
+    assert_eq!(s.finish_jobs("w1", &[result_by(run, "h1", "w1"), result_by(run, "h2", "w1")]).unwrap(), 2);
     assert_eq!(s.unfinished_jobs().unwrap(), 0);
 
     let jobs = s.jobs(run).unwrap();
-    assert!(jobs.iter().all(|j| j.state == "done" && j.outcome.as_deref() == Some("changed")));
+    assert!(jobs.iter().all(|j| j.state == JobState::Done && j.outcome == Some(Outcome::Changed)));
     let h3 = jobs.iter().find(|j| j.host == "h3").unwrap();
     assert_eq!((h3.claimed_by.as_deref(), h3.claimed_before.as_deref(), h3.claims), (Some("w3"), Some("w2"), 2));
     assert_eq!(h3.detail.as_deref(), Some("{\"by\":\"w3\"}"));
@@ -73,27 +62,19 @@ fn jobs_are_claimed_once_and_reclaimed_after_the_lease(open: &dyn Fn() -> Store)
     let history: Vec<_> = s.history(None, 100).unwrap().into_iter().filter(|h| h.run_id == run).collect();
     assert_eq!(history.len(), 5);
     s.unlock_hosts(lock).unwrap();
-    s.finish_run(run, "ok").unwrap();
+    s.finish_run(run, RunStatus::Ok).unwrap();
 
     // A run whose controller is gone: nothing to claim, nothing to wait for.
-    let dead = begin(&mut s);
+    let dead = begin(&mut s, "apply");
     let lock = s.lock_hosts(dead, &hosts).unwrap();
     s.create_jobs(dead, "{}", &hosts).unwrap();
     s.unlock_hosts(lock).unwrap();
-    s.finish_run(dead, "failed").unwrap();
+    s.finish_run(dead, RunStatus::Failed).unwrap();
     assert_eq!(s.claim_jobs("w1", 10, long).unwrap(), None);
     assert_eq!(s.unfinished_jobs().unwrap(), 0);
 }
 
-#[test]
-fn sqlite_jobs_are_claimed_once_and_reclaimed_after_the_lease() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join(".drover/state.db");
-    jobs_are_claimed_once_and_reclaimed_after_the_lease(&|| Store::open(&path).unwrap());
-}
-
-#[test]
-fn pg_jobs_are_claimed_once_and_reclaimed_after_the_lease() {
-    let url = drover_pgtest::shared().fresh_db();
-    jobs_are_claimed_once_and_reclaimed_after_the_lease(&|| Store::connect(&url).unwrap());
-}
+on_both!(
+    jobs_are_claimed_once_and_reclaimed_after_the_lease: sqlite_jobs_are_claimed_once_and_reclaimed_after_the_lease,
+    pg_jobs_are_claimed_once_and_reclaimed_after_the_lease
+);

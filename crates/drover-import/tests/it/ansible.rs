@@ -8,8 +8,7 @@ use std::path::Path;
 use drover_import::ansible::{import_str, Finding, Scope};
 use drover_spec::Project;
 
-mod fixtures;
-use fixtures::{INI, INI_TOML, YAML, YAML_TOML};
+use crate::support::{INI, INI_TOML, YAML, YAML_TOML};
 
 fn finding(at: &str, scope: Scope, key: &str, why: &str, kept: bool) -> Finding {
     Finding { at: at.into(), scope, key: key.into(), why: why.into(), kept }

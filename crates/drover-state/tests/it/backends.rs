@@ -1,52 +1,9 @@
 //! The store's behaviour, written once and run on both backends: SQLite in
 //! a temp dir, PostgreSQL on a real throwaway server (`drover-pgtest`).
 
-use drover_state::{copy, AuditEntry, HostResult, NewRun, OpenAlert, Store};
+use drover_state::{copy, AuditEntry, OpenAlert, Outcome, RolloutStatus, RunStatus, StateError, Store};
 
-/// `$body(open)` as two tests; `open()` opens (or reopens) the same store.
-macro_rules! on_both {
-    ($body:ident: $sqlite:ident, $pg:ident) => {
-        #[test]
-        fn $sqlite() {
-            let d = tempfile::tempdir().unwrap();
-            let path = d.path().join(".drover/state.db");
-            $body(&|| Store::open(&path).unwrap())
-        }
-        #[test]
-        fn $pg() {
-            let url = drover_pgtest::shared().fresh_db();
-            $body(&|| Store::connect(&url).unwrap())
-        }
-    };
-}
-
-type Open<'a> = &'a dyn Fn() -> Store;
-
-fn run(s: &mut Store) -> i64 {
-    s.begin_run(&NewRun {
-        command: "apply".into(),
-        args: "--hosts h1".into(),
-        user: "op".into(),
-        project_rev: "abc".into(),
-    })
-    .unwrap()
-}
-
-fn result(run_id: i64, host: &str, outcome: &str, at_ms: i64) -> HostResult {
-    HostResult {
-        run_id,
-        host: host.into(),
-        outcome: outcome.into(),
-        generation: Some(1),
-        changes: 3,
-        bytes_sent: 100,
-        files_written: 3,
-        duration_ms: 5,
-        error: (outcome == "failed").then(|| "boom".into()),
-        detail: "{}".into(),
-        at_ms,
-    }
-}
+use crate::support::{begin, result, Open};
 
 fn migrations_are_versioned_and_reopen_is_idempotent(open: Open) {
     let v = open().schema_version().unwrap();
@@ -57,18 +14,18 @@ on_both!(migrations_are_versioned_and_reopen_is_idempotent: sqlite_migrations_re
 
 fn runs_results_history_and_audit(open: Open) {
     let mut s = open();
-    let id = run(&mut s);
+    let id = begin(&mut s, "apply");
     for (host, at) in [("h1", 10), ("h2", 20)] {
-        s.record_host(&result(id, host, "changed", at)).unwrap();
+        s.record_host(&result(id, host, Outcome::Changed, at)).unwrap();
     }
-    s.finish_run(id, "ok").unwrap();
+    s.finish_run(id, RunStatus::Ok).unwrap();
     let runs = s.runs(10).unwrap();
-    assert_eq!((runs[0].id, runs[0].status.as_str(), runs[0].finished_ms.is_some()), (id, "ok", true));
+    assert_eq!((runs[0].id, runs[0].status, runs[0].finished_ms.is_some()), (id, RunStatus::Ok, true));
     assert_eq!(s.run_pid(id).unwrap(), Some(std::process::id()));
     assert_eq!(s.history(Some("h1"), 10).unwrap().len(), 1);
     let all = s.history(None, 10).unwrap();
     assert_eq!(all.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["h2", "h1"]);
-    assert_eq!(all[1], result(id, "h1", "changed", 10), "a result reads back whole");
+    assert_eq!(all[1], result(id, "h1", Outcome::Changed, 10), "a result reads back whole");
     s.audit(&AuditEntry {
         at_ms: 99,
         user: "op2".into(),
@@ -86,22 +43,22 @@ on_both!(runs_results_history_and_audit: sqlite_runs_results_history_audit, pg_r
 
 fn latest_result_per_host_and_results_since(open: Open) {
     let mut s = open();
-    let (r1, r2) = (run(&mut s), run(&mut s));
+    let (r1, r2) = (begin(&mut s, "apply"), begin(&mut s, "apply"));
     s.record_hosts(&[
-        result(r1, "h1", "changed", 10),
-        result(r1, "h2", "failed", 10),
-        result(r2, "h1", "unchanged", 30),
-        result(r2, "h3", "changed", 40),
+        result(r1, "h1", Outcome::Changed, 10),
+        result(r1, "h2", Outcome::Failed, 10),
+        result(r2, "h1", Outcome::Unchanged, 30),
+        result(r2, "h3", Outcome::Changed, 40),
     ])
     .unwrap();
     let mut latest: Vec<_> = s.latest_per_host().unwrap().into_iter().map(|r| (r.host, r.outcome, r.run_id)).collect();
-    latest.sort();
+    latest.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         latest,
         [
-            ("h1".into(), "unchanged".into(), r2),
-            ("h2".into(), "failed".into(), r1),
-            ("h3".into(), "changed".into(), r2)
+            ("h1".into(), Outcome::Unchanged, r2),
+            ("h2".into(), Outcome::Failed, r1),
+            ("h3".into(), Outcome::Changed, r2)
         ]
     );
     let since: Vec<_> = s.results_since(10).unwrap().into_iter().map(|r| r.host).collect();
@@ -111,13 +68,13 @@ on_both!(latest_result_per_host_and_results_since: sqlite_latest_and_since, pg_l
 
 fn ten_thousand_results_in_one_call_and_a_rerecorded_host_keeps_the_last(open: Open) {
     let mut s = open();
-    let id = run(&mut s);
-    let rows: Vec<_> = (0..10_000).map(|i| result(id, &format!("h{i:05}"), "unchanged", i)).collect();
+    let id = begin(&mut s, "apply");
+    let rows: Vec<_> = (0..10_000).map(|i| result(id, &format!("h{i:05}"), Outcome::Unchanged, i)).collect();
     s.record_hosts(&rows).unwrap();
-    s.record_host(&result(id, "h00007", "failed", 20_000)).unwrap();
+    s.record_host(&result(id, "h00007", Outcome::Failed, 20_000)).unwrap();
     let all = s.history(None, 20_000).unwrap();
     assert_eq!(all.len(), 10_000);
-    assert_eq!(all[0], result(id, "h00007", "failed", 20_000));
+    assert_eq!(all[0], result(id, "h00007", Outcome::Failed, 20_000));
     assert_eq!(all[1].host, "h09999");
 }
 on_both!(
@@ -168,15 +125,15 @@ on_both!(open_alerts_are_replaced_as_a_set_and_survive_a_reopen: sqlite_open_ale
 fn rollouts_resume_with_their_revision_and_a_new_owner(open: Open) {
     let mut s = open();
     let id = s.create_rollout(Some(1), "{\"batches\":[[\"h1\"],[\"h2\"]]}", "inputs:abc").unwrap();
-    s.update_rollout(id, 1, "paused").unwrap();
+    s.update_rollout(id, 1, RolloutStatus::Paused).unwrap();
     let r = s.unfinished_rollout().unwrap().unwrap();
     assert_eq!((r.id, r.next_batch, r.run_id, r.revision.as_deref()), (id, 1, Some(1), Some("inputs:abc")));
     s.take_over_rollout(id, 7).unwrap();
     let r = s.rollout(id).unwrap().unwrap();
-    assert_eq!((r.run_id, r.status.as_str(), r.next_batch), (Some(7), "running", 1));
+    assert_eq!((r.run_id, r.status, r.next_batch), (Some(7), RolloutStatus::Running, 1));
     s.advance_rollout(id, 2).unwrap();
-    assert_eq!(s.rollout(id).unwrap().unwrap().status, "running", "advance leaves the status");
-    s.update_rollout(id, 2, "done").unwrap();
+    assert_eq!(s.rollout(id).unwrap().unwrap().status, RolloutStatus::Running, "advance leaves the status");
+    s.update_rollout(id, 2, RolloutStatus::Done).unwrap();
     assert!(s.unfinished_rollout().unwrap().is_none());
     assert_eq!(s.rollouts(5).unwrap().len(), 1);
 }
@@ -184,16 +141,16 @@ on_both!(rollouts_resume_with_their_revision_and_a_new_owner: sqlite_rollouts_re
 
 /// A history with one of everything, for the copy tests.
 fn fill(s: &mut Store) {
-    let r1 = run(s);
-    s.record_hosts(&[result(r1, "h1", "changed", 10), result(r1, "h2", "failed", 11)]).unwrap();
-    s.finish_run(r1, "failed").unwrap();
-    let r2 = run(s);
-    s.record_host(&result(r2, "h2", "changed", 20)).unwrap();
+    let r1 = begin(s, "apply");
+    s.record_hosts(&[result(r1, "h1", Outcome::Changed, 10), result(r1, "h2", Outcome::Failed, 11)]).unwrap();
+    s.finish_run(r1, RunStatus::Failed).unwrap();
+    let r2 = begin(s, "apply");
+    s.record_host(&result(r2, "h2", Outcome::Changed, 20)).unwrap();
     s.save_facts("h1", "{\"os\":\"debian\"}").unwrap();
     s.set_drained("h2", Some("disk")).unwrap();
     s.set_drained("h3", None).unwrap();
     let ro = s.create_rollout(Some(r2), "{}", "inputs:x").unwrap();
-    s.update_rollout(ro, 1, "paused").unwrap();
+    s.update_rollout(ro, 1, RolloutStatus::Paused).unwrap();
     s.audit(&AuditEntry {
         at_ms: 5,
         user: "u".into(),
@@ -214,7 +171,7 @@ fn copied_history_is_whole_and_new_rows_follow_it(open: Open) {
     assert_eq!((n.runs, n.results, n.audit, n.facts, n.drained, n.rollouts), (2, 3, 3, 1, 1, 1));
     assert_eq!(dst.export().unwrap(), src.export().unwrap());
     // New ids continue after the copied ones.
-    let r3 = run(&mut dst);
+    let r3 = begin(&mut dst, "apply");
     assert_eq!(r3, 3);
     assert_eq!(dst.create_rollout(Some(r3), "{}", "x").unwrap(), 2);
     // A second copy into a store with runs is refused, changing nothing.
@@ -223,3 +180,39 @@ fn copied_history_is_whole_and_new_rows_follow_it(open: Open) {
     assert_eq!(dst.runs(10).unwrap().len(), 3);
 }
 on_both!(copied_history_is_whole_and_new_rows_follow_it: sqlite_copy_whole, pg_copy_whole);
+
+/// A row holding a state this drover does not know (a newer one wrote it)
+/// fails the read with an error naming it; it neither panics nor guesses.
+fn unknown_states_are_refused_naming_them(open: Open, raw: &dyn Fn(&str)) {
+    let mut s = open();
+    let id = begin(&mut s, "apply");
+    s.record_host(&result(id, "h1", Outcome::Changed, 10)).unwrap();
+    s.create_rollout(Some(id), "{}", "x").unwrap();
+    raw("UPDATE host_results SET outcome = 'exploded'");
+    raw("UPDATE runs SET status = 'thinking'");
+    raw("UPDATE rollouts SET status = 'dancing'");
+    let e = s.history(None, 10).unwrap_err();
+    assert!(matches!(e, StateError::Unknown(_)), "{e:?}");
+    assert!(e.to_string().contains("unknown outcome \"exploded\""), "{e}");
+    let e = s.runs(10).unwrap_err().to_string();
+    assert!(e.contains("unknown run status \"thinking\""), "{e}");
+    let e = s.rollouts(10).unwrap_err().to_string();
+    assert!(e.contains("unknown rollout status \"dancing\""), "{e}");
+}
+
+#[test]
+fn sqlite_unknown_states() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join(".drover/state.db");
+    unknown_states_are_refused_naming_them(&|| Store::open(&path).unwrap(), &|sql| {
+        rusqlite::Connection::open(&path).unwrap().execute(sql, []).unwrap();
+    })
+}
+
+#[test]
+fn pg_unknown_states() {
+    let url = drover_pgtest::shared().fresh_db();
+    unknown_states_are_refused_naming_them(&|| Store::connect(&url).unwrap(), &|sql| {
+        postgres::Client::connect(&url, postgres::NoTls).unwrap().execute(sql, &[]).unwrap();
+    })
+}

@@ -7,16 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use drover_state::{NewRun, StateError, Store};
+use drover_state::{StateError, Store};
 
-fn run(s: &mut Store, command: &str) -> i64 {
-    s.begin_run(&NewRun { command: command.into(), args: String::new(), user: "op".into(), project_rev: "r".into() })
-        .unwrap()
-}
-
-fn hosts(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
+use crate::support::{begin, hosts};
 
 #[test]
 fn an_unreachable_server_is_named_without_its_password() {
@@ -48,11 +41,11 @@ fn a_live_holder_refuses_naming_itself_and_keeps_its_lease_renewed() {
     let url = drover_pgtest::shared().fresh_db();
     let (mut a, mut b) = (Store::connect(&url).unwrap(), Store::connect(&url).unwrap());
     a.set_lock_lease(Duration::from_millis(600));
-    let ra = run(&mut a, "rollout");
+    let ra = begin(&mut a, "rollout");
     let lock = a.lock_hosts(ra, &hosts(&["h1", "h2"])).unwrap();
     // Well past several leases: the holder's renewals keep it.
     std::thread::sleep(Duration::from_millis(2000));
-    let rb = run(&mut b, "apply");
+    let rb = begin(&mut b, "apply");
     let e = b.lock_hosts(rb, &hosts(&["h2", "h3"])).unwrap_err();
     let msg = e.to_string();
     let me = drover_state::machine();
@@ -65,7 +58,7 @@ fn a_live_holder_refuses_naming_itself_and_keeps_its_lease_renewed() {
         "{msg}"
     );
     // All or nothing: h3 was not taken by the refused run.
-    let rc = run(&mut b, "apply");
+    let rc = begin(&mut b, "apply");
     let l3 = b.lock_hosts(rc, &hosts(&["h3"])).unwrap();
     b.unlock_hosts(l3).unwrap();
     // Released: the other run gets them at once.
@@ -86,9 +79,9 @@ fn lock_holder_child() {
     let Ok(url) = std::env::var("DROVER_PGTEST_HOLDER_URL") else { return };
     let mut s = Store::connect(&url).unwrap();
     s.set_lock_lease(Duration::from_millis(1500));
-    let id = run(&mut s, "apply");
+    let id = begin(&mut s, "apply");
     let _lock = s.lock_hosts(id, &hosts(&["h1"])).unwrap();
-    // (libtest prints "test lock_holder_child ... " first, on the same line.)
+    // (libtest prints "test pg::lock_holder_child ... " first, on the same line.)
     println!("LOCKED {id}");
     std::thread::sleep(Duration::from_secs(120));
 }
@@ -97,7 +90,7 @@ fn lock_holder_child() {
 fn a_dead_holders_lock_is_taken_over_after_its_lease_not_before() {
     let url = drover_pgtest::shared().fresh_db();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lock_holder_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "pg::lock_holder_child", "--nocapture", "--test-threads=1"])
         .env("DROVER_PGTEST_HOLDER_URL", &url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -113,7 +106,7 @@ fn a_dead_holders_lock_is_taken_over_after_its_lease_not_before() {
     child.wait().unwrap();
     let killed = Instant::now();
     let mut s = Store::connect(&url).unwrap();
-    let id = run(&mut s, "apply");
+    let id = begin(&mut s, "apply");
     // Its pid is gone, but its lease is not: still refused.
     let e = s.lock_hosts(id, &hosts(&["h1"])).unwrap_err().to_string();
     assert!(e.contains("another drover") && e.contains("h1"), "{e}");
@@ -147,7 +140,7 @@ fn two_stores_racing_for_the_same_hosts_never_both_win() {
                 let mut s = Store::connect(&url).unwrap();
                 let mut wins = Vec::new();
                 for _ in 0..rounds {
-                    let id = run(&mut s, "apply");
+                    let id = begin(&mut s, "apply");
                     barrier.wait();
                     let lock = match s.lock_hosts(id, &set) {
                         Ok(l) => Some(l),

@@ -3,16 +3,11 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
 
 use drover_proto::{EntryKind, Facts, Supervisor};
 use drover_spec::Project;
 
-fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use crate::support::{render_error, write};
 
 /// Roles etcd and web (and `spare`, which no host has); hosts declared out
 /// of order: h10, h2, h1 (etcd + web, in group rack-a), h3 (web, rack-b).
@@ -56,14 +51,6 @@ fn rendered(p: &Project) -> Vec<(String, String)> {
             (h.name.clone(), String::from_utf8(b.to_vec()).unwrap())
         })
         .collect()
-}
-
-fn render_error(e: drover_spec::SpecError) -> String {
-    let mut s = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .render_report(&mut s, &e)
-        .unwrap();
-    s
 }
 
 #[test]

@@ -1,16 +1,17 @@
 //! The per-host cost of each backend, printed (not asserted: the figures
 //! go to docs/benchmarks.md). Ignored by default; run with
-//! `cargo test --release -p drover-state --test overhead -- --ignored --nocapture`.
+//! `cargo test --release -p drover-state --test it -- overhead:: --ignored --nocapture`.
 
 use std::time::Instant;
 
-use drover_state::{HostResult, NewRun, Store};
+use drover_state::{HostResult, Outcome, RunStatus, Store};
+
+use crate::support::begin;
 
 fn measure(label: &str, mut s: Store, hosts: usize) {
-    let nr = NewRun { command: "apply".into(), args: String::new(), user: "op".into(), project_rev: "r".into() };
     let names: Vec<String> = (0..hosts).map(|i| format!("s{i}")).collect();
     let t = Instant::now();
-    let id = s.begin_run(&nr).unwrap();
+    let id = begin(&mut s, "apply");
     let lock = s.lock_hosts(id, &names).unwrap();
     let lock_ms = t.elapsed().as_secs_f64() * 1e3;
     // A run's summary as runlog records it: one report of ~600 bytes per host.
@@ -20,7 +21,7 @@ fn measure(label: &str, mut s: Store, hosts: usize) {
         .map(|h| HostResult {
             run_id: id,
             host: h.clone(),
-            outcome: "unchanged".into(),
+            outcome: Outcome::Unchanged,
             generation: Some(3),
             changes: 0,
             bytes_sent: 0,
@@ -45,7 +46,7 @@ fn measure(label: &str, mut s: Store, hosts: usize) {
     let facts_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     s.unlock_hosts(lock).unwrap();
-    s.finish_run(id, "ok").unwrap();
+    s.finish_run(id, RunStatus::Ok).unwrap();
     let unlock_ms = t.elapsed().as_secs_f64() * 1e3;
     let per_host_us = (lock_ms + record_ms + unlock_ms) * 1e3 / hosts as f64;
     println!(

@@ -1,7 +1,8 @@
 //! TLS to the PostgreSQL store: `sslmode=require` connects over TLS, and
 //! the server's certificate is verified (an unknown CA is refused; the CA
-//! named by `PGSSLROOTCERT` is trusted). Its own test binary: it sets
-//! `PGSSLROOTCERT`, which is process-wide.
+//! named by `PGSSLROOTCERT` is trusted). It sets `PGSSLROOTCERT`, which is
+//! process-wide and read by every connection the other tests open, so it
+//! runs in a process of its own: this binary again, with only this test.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -14,8 +15,25 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Set in the process that runs the test alone.
+const ALONE: &str = "DROVER_STATE_TLS_TEST_ALONE";
+
 #[test]
 fn tls_is_required_and_the_servers_certificate_is_verified() {
+    if std::env::var_os(ALONE).is_some() {
+        return verified_alone();
+    }
+    let name = "tls::tls_is_required_and_the_servers_certificate_is_verified";
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && out.contains("1 passed"), "alone, it failed:\n{out}{err}");
+}
+
+fn verified_alone() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
