@@ -22,11 +22,13 @@ pub mod fsops;
 pub mod gc;
 pub mod health;
 pub mod hooks;
+pub mod hostenv;
 pub mod inspect;
 pub mod install;
 pub mod layout;
 pub mod logs;
 pub mod ops;
+pub mod pathstate;
 pub mod reexec;
 pub mod relay;
 pub mod runit;
@@ -38,7 +40,6 @@ pub mod setup;
 pub mod state;
 pub mod supervisor;
 pub mod transition;
-pub mod watchdog;
 
 /// Errors are reported to the controller as text; inside the agent a plain
 /// string with context is all we need, so no error enum hierarchy here.

@@ -12,10 +12,10 @@ use std::time::Duration;
 use drover_proto::frame::skip_to_magic;
 use drover_proto::{read_frame, write_frame, FrameError, Request, Response, PROTOCOL_VERSION};
 
-use crate::boot::HostEnv;
 use crate::diff::Candidate;
 use crate::engine::Engine;
 use crate::facts;
+use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::{AgentError, Result};
 
@@ -163,7 +163,7 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
         facts: facts::gather(&layout, env),
         state: {
             let mut state = engine.host_state();
-            crate::watchdog::add_report(&layout, &mut state);
+            crate::engine::watchdog::add_report(&layout, &mut state);
             state
         },
     };
@@ -246,7 +246,7 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
                     let opened = crate::sealed::open_received(&layout, &sealed.0, &sealed.1);
                     match opened.and_then(|()| engine.apply(c, confirm_timeout_ms, stop_first, &mut progress)) {
                         Ok(o) => {
-                            crate::watchdog::clear_report(&layout);
+                            crate::engine::watchdog::clear_report(&layout);
                             Response::Applied(o)
                         }
                         Err(e) => Response::Error { message: e.0 },
@@ -261,7 +261,7 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
                     .and_then(|()| engine.rollback(to, confirm_timeout_ms, &mut progress));
                 match done {
                     Ok(o) => {
-                        crate::watchdog::clear_report(&layout);
+                        crate::engine::watchdog::clear_report(&layout);
                         Response::Applied(o)
                     }
                     Err(e) => Response::Error { message: e.0 },
