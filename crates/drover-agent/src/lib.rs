@@ -36,6 +36,7 @@ pub mod safefs;
 pub mod sealed;
 pub mod serve;
 pub mod services;
+pub mod session;
 pub mod setup;
 pub mod state;
 pub mod supervisor;
