@@ -83,6 +83,11 @@ impl Layout {
     pub fn reboot_guard(&self) -> PathBuf {
         self.state.join("reboot-guard.json")
     }
+    /// Present while the host is drained, holding the reason (see
+    /// [`crate::ops`]).
+    pub fn drain_mark(&self) -> PathBuf {
+        self.state.join("drained")
+    }
     pub fn lock(&self) -> PathBuf {
         self.state.join("lock")
     }

@@ -227,6 +227,19 @@ impl Engine {
         blobs::receive(&self.layout, chunk, size)
     }
 
+    /// Why the host is drained, if it is (see [`crate::ops`]).
+    pub fn drained(&self) -> Option<String> {
+        fs::read_to_string(self.layout.drain_mark()).ok().map(|s| s.trim().to_string())
+    }
+
+    /// A drained host stays as the operator left it: no apply, no rollback.
+    pub fn refuse_if_drained(&self) -> Result<()> {
+        match self.drained() {
+            Some(r) => bail!("host is drained ({r}); run `drover undrain` first"),
+            None => Ok(()),
+        }
+    }
+
     pub fn confirm(&mut self, generation: u64) -> Result<()> {
         match read_json::<Pending>(&self.layout.pending())? {
             Some(p) if p.generation == generation && p.phase == Phase::AwaitingConfirm => {

@@ -6,7 +6,7 @@
 //! (a reboot), the next agent start finds the expired `pending.json` and
 //! reverts then.
 //!
-//! Part of the engine: [`Engine::activate`](super::Engine) arms it, and at
+//! Part of the engine: activating a generation (`activate.rs`) arms it, and at
 //! the deadline it opens the engine, whose recovery does the revert. After
 //! reverting a generation that was to be confirmed after a reboot (see
 //! [`crate::boot`]), it reboots once more into the old one
