@@ -18,7 +18,7 @@
 
 use std::process::ExitCode;
 
-use crate::boot::{HostEnv, SIMULATED_FLAG};
+use crate::hostenv::{HostEnv, SIMULATED_FLAG};
 use crate::layout::Layout;
 
 pub fn main() -> ExitCode {
@@ -30,7 +30,7 @@ pub fn main() -> ExitCode {
         Some("serve") => {
             raw_stdin().and_then(|input| crate::serve::serve(Layout::new(root), env, input, std::io::stdout().lock()))
         }
-        Some("watchdog") => crate::watchdog::run(&Layout::new(root), env),
+        Some("watchdog") => crate::engine::watchdog::run(&Layout::new(root), env),
         Some("boot") => crate::boot::at_boot(&Layout::new(root), env).map(|what| println!("drover-agent boot: {what}")),
         Some("install") => {
             let rest: Vec<String> = args[1..].iter().filter(|a| *a != SIMULATED_FLAG).cloned().collect();

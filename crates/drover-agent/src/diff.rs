@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use drover_proto::{Change, ChangeKind, EntryKind, Manifest, ServiceRestart};
 
 use crate::accounts::Accounts;
-use crate::fsops::{self, PathState};
 use crate::layout::Layout;
+use crate::pathstate::PathState;
 use crate::safefs::{Root, Walker};
 use crate::state::StatCache;
 use crate::{services, Result};
@@ -38,7 +38,9 @@ pub fn resolve(m: &Manifest, accounts: &Accounts) -> Result<HashMap<String, Path
             let uid = || accounts.uid(&e.owner).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)));
             let gid = || accounts.gid(&e.group).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)));
             let st = match &e.kind {
-                EntryKind::File { hash, .. } => PathState::File { hash: *hash, mode: e.mode, uid: uid()?, gid: gid()? },
+                EntryKind::File { hash, .. } => {
+                    PathState::File { content: *hash, mode: e.mode, uid: uid()?, gid: gid()? }
+                }
                 EntryKind::Symlink { target } => PathState::Symlink { target: target.clone() },
                 EntryKind::Dir => PathState::Dir { mode: e.mode, uid: uid()?, gid: gid()? },
             };
@@ -50,7 +52,7 @@ pub fn resolve(m: &Manifest, accounts: &Accounts) -> Result<HashMap<String, Path
 /// What is at `path` now, through the stat cache.
 pub fn actual(w: &mut Walker<'_>, cache: &StatCache, path: &str) -> Result<PathState> {
     let cached = cache.get(path).copied();
-    Ok(fsops::read_state(w, path, cached)?.0)
+    Ok(w.read_state(path, cached)?.0)
 }
 
 pub fn diff(

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use drover_proto::{Facts, Supervisor};
 
-use crate::boot::HostEnv;
+use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 
 /// The facts of the host `layout` serves in environment `env`: what the

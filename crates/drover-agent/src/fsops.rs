@@ -1,46 +1,18 @@
-//! Small filesystem primitives with the durability the transitions rely on:
-//! atomic replace of the agent's own files (temp file + rename + fsync of the
-//! directory), and "what is at this managed path right now" as a comparable
-//! value, read through [`crate::safefs`] so that no symlink is followed.
+//! Small filesystem primitives for the agent's own files (its state
+//! directory), with the durability the transitions rely on: atomic replace
+//! (temp file + rename + fsync of the directory), private directories, and
+//! content hashing. Managed paths on the host are [`crate::safefs`]'s.
+//!
+//! A leaf: it imports nothing of the agent but its error type.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use drover_proto::Hash;
-use serde::{Deserialize, Serialize};
 
-use crate::safefs::{Found, Walker};
 use crate::{Context, Result};
-
-/// What occupies a path. Owners are numeric here: names are resolved against
-/// the host's own account files before a transition starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PathState {
-    Absent,
-    File {
-        hash: Hash,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
-    Symlink {
-        target: String,
-    },
-    /// A directory. Managed ones are compared by mode and owner; directories
-    /// drover creates as parents get 0755 and the agent's owner.
-    Dir {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
-    /// A device, socket, fifo, or a path beneath a symlink: drover never
-    /// replaces, removes or looks through these.
-    Other {
-        what: String,
-    },
-}
 
 /// Write `bytes` to `path` atomically: readers see the old or the new content,
 /// never a torn file, even if we are killed.
@@ -91,60 +63,6 @@ pub fn hash_reader(r: &mut dyn Read) -> std::io::Result<(Hash, u64)> {
     Ok((Hash(*hasher.finalize().as_bytes()), total))
 }
 
-/// The identity of a file's inode and content as far as `lstat` can tell.
-/// If it has not changed since we hashed the file, the hash still holds: any
-/// write, chmod, chown or replacement changes ctime or the inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatId {
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-}
-
-impl StatId {
-    pub fn of(md: &fs::Metadata) -> StatId {
-        StatId {
-            ino: md.ino(),
-            size: md.size(),
-            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
-            ctime_ns: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
-        }
-    }
-
-    pub fn from_stat(st: &rustix::fs::Stat) -> StatId {
-        StatId {
-            ino: st.st_ino,
-            size: u64::try_from(st.st_size).unwrap_or(0),
-            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
-        }
-    }
-}
-
-/// Read what is at managed `path`, using `cached` (a previously computed
-/// hash for a stat identity) to avoid re-hashing unchanged files.
-pub fn read_state(
-    w: &mut Walker<'_>,
-    path: &str,
-    cached: Option<(StatId, Hash)>,
-) -> Result<(PathState, Option<StatId>)> {
-    Ok(match w.look(path)? {
-        Found::Absent => (PathState::Absent, None),
-        Found::Symlink { target } => (PathState::Symlink { target }, None),
-        Found::Dir { mode, uid, gid } => (PathState::Dir { mode, uid, gid }, None),
-        Found::Special => (PathState::Other { what: "a special file".into() }, None),
-        Found::BeneathSymlink { at } => (PathState::Other { what: format!("beneath the symlink {at}") }, None),
-        Found::File { id, mode, uid, gid } => {
-            let hash = match cached {
-                Some((cid, h)) if cid == id => h,
-                _ => w.hash(path)?,
-            };
-            (PathState::File { hash, mode, uid, gid }, Some(id))
-        }
-    })
-}
-
 /// Remove one of the agent's own files; absent is fine.
 pub fn remove(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
@@ -193,39 +111,7 @@ pub fn private_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safefs::Root;
     use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn read_state_sees_files_links_dirs_and_absence() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        let mut w = Walker::new(&root);
-        fs::write(dir.path().join("f"), b"hello").unwrap();
-        let (st, id) = read_state(&mut w, "/f", None).unwrap();
-        match st {
-            PathState::File { hash, .. } => assert_eq!(hash.0, *blake3::hash(b"hello").as_bytes()),
-            other => panic!("{other:?}"),
-        }
-        // A stale cache entry is ignored: identity differs after a rewrite.
-        fs::write(dir.path().join("f"), b"hello, world").unwrap();
-        let (st2, _) = read_state(&mut w, "/f", Some((id.unwrap(), Hash([0; 32])))).unwrap();
-        let PathState::File { hash, .. } = st2 else { panic!("{st2:?}") };
-        assert_eq!(hash.0, *blake3::hash(b"hello, world").as_bytes());
-        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
-        assert_eq!(read_state(&mut w, "/l", None).unwrap().0, PathState::Symlink { target: "f".into() });
-        assert_eq!(read_state(&mut w, "/nope", None).unwrap().0, PathState::Absent);
-        fs::create_dir(dir.path().join("d")).unwrap();
-        assert!(matches!(read_state(&mut w, "/d", None).unwrap().0, PathState::Dir { .. }));
-        // Beneath a symlink to a directory: not looked through.
-        std::os::unix::fs::symlink("d", dir.path().join("ld")).unwrap();
-        fs::write(dir.path().join("d/x"), b"x").unwrap();
-        let mut w = Walker::new(&root);
-        assert_eq!(
-            read_state(&mut w, "/ld/x", None).unwrap().0,
-            PathState::Other { what: "beneath the symlink /ld".into() }
-        );
-    }
 
     #[test]
     fn write_atomic_replaces_whole_and_privately() {

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use drover_proto::{EntryKind, Hash};
 
-use crate::fsops::PathState;
 use crate::layout::Layout;
+use crate::pathstate::PathState;
 use crate::state::{load_manifest, StateFile, BACKUP_RETENTION, KEEP_FAILED, KEEP_GENERATIONS, PARTIAL_RETENTION};
 use crate::transition;
 
@@ -54,7 +54,7 @@ pub fn collect_at(layout: &Layout, state: &mut StateFile, now: SystemTime) -> cr
     }
     if let Some(undo) = transition::last_undo(layout, state)? {
         live.extend(undo.ops.iter().filter_map(|o| match o.prior {
-            PathState::File { hash, .. } => Some(hash),
+            PathState::File { content: hash, .. } => Some(hash),
             _ => None,
         }));
     }

@@ -12,7 +12,8 @@ use drover_proto::{check_path, PathInfo, PathNow, READ_PATHS_MAX};
 
 use crate::accounts::Accounts;
 use crate::layout::Layout;
-use crate::safefs::{self, Found, Parent, Root};
+use crate::pathstate::Found;
+use crate::safefs::{self, Parent, Root};
 use crate::{bail, Context, Result};
 
 /// What is at each of `paths` now; regular files no larger than `max_bytes`

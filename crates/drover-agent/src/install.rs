@@ -82,7 +82,7 @@ fn refused(e: impl std::fmt::Display) -> AgentError {
     AgentError(format!("refused: {e}; nothing was changed on this host"))
 }
 
-pub fn run(layout: &Layout, a: &Args, env: crate::boot::HostEnv) -> Result<()> {
+pub fn run(layout: &Layout, a: &Args, env: crate::hostenv::HostEnv) -> Result<()> {
     let host_key = layout.target(HOST_KEY);
     let key_path = match (&a.pubkey, host_key.exists()) {
         // The host's own key decides whenever it has one: `--pubkey` cannot

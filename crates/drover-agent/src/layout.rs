@@ -66,7 +66,7 @@ impl Layout {
     pub fn backup(&self, generation: u64, path: &str) -> PathBuf {
         self.state.join("backup").join(generation.to_string()).join(path.trim_start_matches('/'))
     }
-    /// What the detached watchdog's last revert did (see [`crate::watchdog`]).
+    /// What the detached watchdog's last revert did (see [`crate::engine::watchdog`]).
     pub fn watchdog_report(&self) -> PathBuf {
         self.state.join("watchdog-report.json")
     }
@@ -82,6 +82,11 @@ impl Layout {
     /// does so once per generation (see [`crate::boot`]).
     pub fn reboot_guard(&self) -> PathBuf {
         self.state.join("reboot-guard.json")
+    }
+    /// Present while the host is drained, holding the reason (see
+    /// [`crate::ops`]).
+    pub fn drain_mark(&self) -> PathBuf {
+        self.state.join("drained")
     }
     pub fn lock(&self) -> PathBuf {
         self.state.join("lock")

@@ -9,6 +9,42 @@
 //! It is built as a static binary with few dependencies (hashing, compression,
 //! serde) so it runs on any x86_64 Linux without anything installed: no
 //! Python, no shell tools beyond the supervisor's own.
+//!
+//! # Layers
+//!
+//! Imports go down only, never up nor around in a circle. From the top:
+//!
+//! 1. Entry: [`cli`] (the verbs: `serve`, `watchdog`, `boot`, `install`,
+//!    `relay`), [`serve`] (the byte stream: magic, frames, the idle limit)
+//!    and [`session`] (one controller session: a method per request).
+//! 2. Operations on a host that a session or a verb asks for: [`boot`]
+//!    (magic rollback across a reboot), [`ops`] and [`logs`] (day-2),
+//!    [`install`] (a signed bundle without a controller).
+//! 3. [`engine`]: the host under its lock: recovery, diff, apply, revert,
+//!    roll back, confirm, and its [`engine::watchdog`].
+//! 4. What the engine drives: [`diff`], [`transition`], [`services`],
+//!    [`gc`], [`setup`] (accounts, packages), [`sealed`] secrets, [`inspect`],
+//!    the peer [`relay`].
+//! 5. The host's parts: [`state`] (the agent's bookkeeping files),
+//!    [`safefs`] (every managed path, no symlink followed), [`blobs`],
+//!    [`supervisor`], [`dpkg`], [`facts`].
+//! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`],
+//!    [`accounts`], [`hooks`], [`health`], [`runit`], [`reexec`].
+//!
+//! # What it must not import
+//!
+//! - The controller (`drover`) or anything of it: the controller embeds this
+//!   crate (its simulated hosts), never the other way round.
+//! - Anything async (tokio, futures) or networking beyond `std::net`: the
+//!   agent is synchronous, one session per process, threads where it waits.
+//! - Frameworks and heavy dependencies (clap, tracing, an SSH or HTTP
+//!   stack): every dependency ships in the static binary on every host.
+//!   Its own crates are `drover-proto` (the protocol) and `drover-bundle`
+//!   (signed bundles) only.
+//!
+//! Which host it serves, and whether it may reboot it, is never guessed
+//! from the target root: it is a [`hostenv::HostEnv`], chosen where the
+//! agent is started and passed down.
 
 pub mod accounts;
 pub mod blobs;
@@ -22,11 +58,13 @@ pub mod fsops;
 pub mod gc;
 pub mod health;
 pub mod hooks;
+pub mod hostenv;
 pub mod inspect;
 pub mod install;
 pub mod layout;
 pub mod logs;
 pub mod ops;
+pub mod pathstate;
 pub mod reexec;
 pub mod relay;
 pub mod runit;
@@ -34,11 +72,11 @@ pub mod safefs;
 pub mod sealed;
 pub mod serve;
 pub mod services;
+pub mod session;
 pub mod setup;
 pub mod state;
 pub mod supervisor;
 pub mod transition;
-pub mod watchdog;
 
 /// Errors are reported to the controller as text; inside the agent a plain
 /// string with context is all we need, so no error enum hierarchy here.

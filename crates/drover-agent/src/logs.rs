@@ -14,7 +14,7 @@ use std::process::Command;
 
 use drover_proto::{LogLine, Manifest, Supervisor};
 
-use crate::boot::HostEnv;
+use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::{bail, Context, Result};
 

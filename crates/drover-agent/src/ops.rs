@@ -2,7 +2,8 @@
 //!
 //! Drain is a mark (`/var/lib/drover/drained`, holding the reason) plus the
 //! host's managed services stopped; while it is there, applies and rollbacks
-//! are refused so a drained host stays as the operator left it.
+//! are refused so a drained host stays as the operator left it (the engine
+//! checks the mark: [`Engine::refuse_if_drained`]).
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,22 +14,11 @@ use std::time::{Duration, Instant};
 use drover_proto::{HostStatus, LogLine, ServiceAction, ServiceRestart};
 
 use crate::engine::Engine;
-use crate::{bail, services, state, Context, Result};
+use crate::{services, state, Context, Result};
 
 const OUTPUT_CAP: usize = 1 << 20;
 
 impl Engine {
-    pub fn drained(&self) -> Option<String> {
-        fs::read_to_string(self.layout.state_dir().join("drained")).ok().map(|s| s.trim().to_string())
-    }
-
-    pub fn refuse_if_drained(&self) -> Result<()> {
-        match self.drained() {
-            Some(r) => bail!("host is drained ({r}); run `drover undrain` first"),
-            None => Ok(()),
-        }
-    }
-
     pub fn status(&self) -> Result<HostStatus> {
         let cur = self.current_manifest()?;
         let drift = match &cur {
@@ -68,7 +58,7 @@ impl Engine {
         let action = if reason.is_some() { ServiceAction::Stop } else { ServiceAction::Start };
         let acts: Vec<ServiceRestart> =
             cur.services.iter().map(|s| ServiceRestart { name: s.name.clone(), action }).collect();
-        let mark = self.layout.state_dir().join("drained");
+        let mark = self.layout.drain_mark();
         if let Some(r) = reason {
             crate::fsops::write_atomic(&mark, r.as_bytes())?;
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use drover_proto::{Manifest, ServiceAction, ServiceRestart, ServiceSpec, Supervisor};
 
-use crate::boot::HostEnv;
+use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::Result;
 

@@ -5,7 +5,9 @@
 //! - `gens/<n>.manifest`: the manifest of generation n (postcard).
 //! - `statcache.json`: stat identity → hash of managed files, so a no-op check
 //!   hashes nothing.
-//! - `pending.json`: a generation waiting for the controller's confirmation.
+//! - `pending.json`: a generation waiting for the controller's confirmation
+//!   (and, marked with a [`RebootMark`], to be confirmed after a reboot).
+//! - `boot.json`: the boots the boot-time hook has seen ([`BootRecord`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,8 +15,9 @@ use std::fs;
 use drover_proto::{Hash, Manifest};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::fsops::{write_atomic, StatId};
+use crate::fsops::write_atomic;
 use crate::layout::Layout;
+use crate::pathstate::StatId;
 use crate::{Context, Result};
 
 /// How many generations are kept for rollback (the current one included).
@@ -60,7 +63,7 @@ pub struct Pending {
     /// Set when the generation is to be confirmed after a reboot (see
     /// [`crate::boot`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reboot: Option<crate::boot::RebootMark>,
+    pub reboot: Option<RebootMark>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,29 @@ pub enum Phase {
     /// Healthy; reverted unless confirmed before the deadline.
     #[default]
     AwaitingConfirm,
+}
+
+/// On a pending generation: it is to be confirmed after a reboot (see
+/// [`crate::boot`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RebootMark {
+    /// Given to the controller at boot, from the moment the hook runs.
+    pub confirm_ms: u64,
+    /// Boots into this generation so far (0: not yet rebooted).
+    pub boots: u32,
+}
+
+/// Boots the hook has seen: the controller compares the count before and
+/// after a reboot to know the host really went through one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BootRecord {
+    pub boots: u64,
+    pub last_ms: u64,
+}
+
+/// How many boots the boot-time hook has counted (0: none, or no hook).
+pub fn boots(layout: &Layout) -> u64 {
+    read_json::<BootRecord>(&layout.boot_record()).ok().flatten().map_or(0, |b| b.boots)
 }
 
 pub type StatCache = BTreeMap<String, (StatId, Hash)>;

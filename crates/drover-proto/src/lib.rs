@@ -10,6 +10,7 @@
 //! always [`Request::Hello`] / [`Response::Hello`], which carries
 //! [`PROTOCOL_VERSION`] so either side can refuse a peer it does not speak.
 
+mod access;
 pub mod debversion;
 pub mod frame;
 pub mod hash;

@@ -1,7 +1,7 @@
 //! The boot-time hook's files: what each init runs early at boot, and the
 //! script they both run (see [`super`]).
 
-use crate::boot::HostEnv;
+use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::{bail, Context, Result};
 

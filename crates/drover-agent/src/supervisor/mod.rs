@@ -11,7 +11,7 @@
 
 use drover_proto::{HealthCheck, ServiceAction, ServiceStatus, Supervisor};
 
-use crate::boot::HostEnv;
+use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::Result;
 
@@ -43,7 +43,7 @@ impl HostEnv {
     /// The supervisor for services of `kind` on this host.
     pub fn supervisor(self, layout: &Layout, kind: Supervisor) -> Box<dyn Supervise> {
         match (self, kind) {
-            (HostEnv::Simulated, kind) => Box::new(fake::Fake::new(layout, kind)),
+            (HostEnv::Simulated | HostEnv::InProcess, kind) => Box::new(fake::Fake::new(layout, kind)),
             (HostEnv::System, Supervisor::Runit) => Box::new(system::Runit),
             (HostEnv::System, Supervisor::Systemd) => Box::new(system::Systemd),
             (HostEnv::System, Supervisor::OpenRc) => Box::new(system::OpenRc),
@@ -61,7 +61,7 @@ impl HostEnv {
     pub fn init_name(self) -> String {
         match self {
             HostEnv::System => std::fs::read_to_string("/proc/1/comm").unwrap_or_default().trim().to_string(),
-            HostEnv::Simulated => String::new(),
+            HostEnv::Simulated | HostEnv::InProcess => String::new(),
         }
     }
 }

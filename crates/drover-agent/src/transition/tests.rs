@@ -18,7 +18,7 @@ fn ids() -> (u32, u32) {
 
 fn file(h: Hash) -> PathState {
     let (uid, gid) = ids();
-    PathState::File { hash: h, mode: 0o644, uid, gid }
+    PathState::File { content: h, mode: 0o644, uid, gid }
 }
 
 fn link(t: &str) -> PathState {

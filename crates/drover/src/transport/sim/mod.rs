@@ -125,9 +125,6 @@ impl Guard {
 
 impl Sim {
     pub fn new(base: PathBuf, shape: LinkShape, processes: bool) -> Sim {
-        if !processes {
-            drover_agent::watchdog::IN_PROCESS.store(true, Ordering::Relaxed);
-        }
         let start = agent_cpu();
         Sim { base, shape, processes, agent: OnceLock::new(), opened: AtomicU64::new(0), start }
     }
@@ -174,7 +171,7 @@ impl Sim {
             .arg("--root")
             .arg(root)
             // This machine is the controller: the agent must never reboot it.
-            .arg(drover_agent::boot::SIMULATED_FLAG)
+            .arg(drover_agent::hostenv::SIMULATED_FLAG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -199,7 +196,9 @@ fn spawn_thread(root: PathBuf) -> Result<(Writer, Reader, Guard), TransportError
         .stack_size(1 << 20)
         .spawn(move || {
             let layout = drover_agent::layout::Layout::new(root);
-            if let Err(e) = drover_agent::serve::serve(layout, drover_agent::boot::HostEnv::Simulated, input, &theirs) {
+            if let Err(e) =
+                drover_agent::serve::serve(layout, drover_agent::hostenv::HostEnv::InProcess, input, &theirs)
+            {
                 tracing::debug!("simulated agent: {e}");
             }
             // Counted before the controller can see the session end.

@@ -9,48 +9,27 @@
 //! agent refuses `Reboot`, so the tests write the mark into `pending.json`
 //! as `Reboot` would.
 
-mod support;
-
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drover_proto::frame::encode;
-use drover_proto::{ApplyOutcome, BlobChunk, Entry, EntryKind, Hash, Manifest, Request, Response};
-use support::Agent;
+use drover_proto::{ApplyOutcome, Request, Response};
+
+use crate::support::files::files;
+use crate::support::Agent;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_drover-agent");
 
-impl Agent {
-    fn start(root: &Path) -> Agent {
-        Agent::spawn(root, &["--simulated"], b"", 0)
-    }
+fn agent(root: &Path) -> Agent {
+    Agent::spawn(root, &["--simulated"], b"", 0)
+}
 
-    /// One file `/etc/kernel-ish` with `content`, activated as the next
-    /// generation.
-    fn apply(&mut self, content: &'static str, confirm_ms: u64) {
-        let hash = Hash(*blake3::hash(content.as_bytes()).as_bytes());
-        let entry = Entry {
-            path: "/etc/kernel-ish".into(),
-            kind: EntryKind::File { size: content.len() as u64, hash },
-            mode: 0o644,
-            owner: "root".into(),
-            group: "root".into(),
-            source: None,
-        };
-        let manifest = Manifest { entries: vec![entry], ..Default::default() };
-        let generation = self.state.next;
-        let Response::Diff { missing, .. } = self.call(Request::Diff { manifest, generation }) else { panic!("diff") };
-        for (h, _) in missing {
-            let data = zstd::encode_all(content.as_bytes(), 1).unwrap();
-            self.w.write_all(&encode(&Request::Chunk(BlobChunk { hash: h, offset: 0, data })).unwrap()).unwrap();
-        }
-        let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
-        assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
-        self.state.next = generation + 1;
-    }
+/// One file `/etc/kernel-ish` with `content`, activated as the next
+/// generation.
+fn apply(a: &mut Agent, content: &'static str, confirm_ms: u64) {
+    let r = a.apply(&files(&[("/etc/kernel-ish", content)]), confirm_ms);
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
 }
 
 fn state_file(root: &Path, name: &str) -> std::path::PathBuf {
@@ -70,9 +49,9 @@ fn now_ms() -> u64 {
 /// ahead (as `Reboot` sets it, to cover the shutdown).
 fn pending_reboot(confirm_ms: u64, boots: u32) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    let mut a = Agent::start(d.path());
-    a.apply("v1", 0);
-    a.apply("v2", 600_000);
+    let mut a = agent(d.path());
+    apply(&mut a, "v1", 0);
+    apply(&mut a, "v2", 600_000);
     a.bye();
     let mut p = json(d.path(), "pending.json");
     p["deadline_ms"] = serde_json::json!(now_ms() + 600_000);
@@ -134,7 +113,7 @@ fn boot_rearms_a_fresh_deadline_and_the_watchdog_reverts_then_reboots_once() {
     assert!(recovered.contains("rebooting once"), "{recovered}");
     assert!(recovered.contains("but the reboot failed") && recovered.contains("simulated"), "{recovered}");
     // The next session reports it, on generation 1.
-    let a = Agent::start(d.path());
+    let a = agent(d.path());
     assert_eq!((a.state.current, a.state.pending_confirm, a.state.boots), (Some(1), None, 1));
     assert!(a.state.recovered.as_deref().unwrap_or("").contains("rebooting once"), "{:?}", a.state.recovered);
     a.bye();
@@ -173,10 +152,10 @@ fn no_second_reboot_for_the_same_generation() {
 fn boot_counts_and_leaves_an_unmarked_pending_generation_its_deadline() {
     let d = tempfile::tempdir().unwrap();
     assert!(boot(d.path()).contains("boot 1: nothing pending"));
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     assert_eq!(a.state.boots, 1);
-    a.apply("v1", 0);
-    a.apply("v2", 1200);
+    apply(&mut a, "v1", 0);
+    apply(&mut a, "v2", 1200);
     a.bye();
     let deadline = json(d.path(), "pending.json")["deadline_ms"].clone();
     assert!(boot(d.path()).contains("deadline kept"));
@@ -196,9 +175,9 @@ fn boot_counts_and_leaves_an_unmarked_pending_generation_its_deadline() {
 fn reboot_request_is_refused_on_a_simulated_host() {
     let d = tempfile::tempdir().unwrap();
     fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
-    let mut a = Agent::start(d.path());
-    a.apply("v1", 0);
-    a.apply("v2", 600_000);
+    let mut a = agent(d.path());
+    apply(&mut a, "v1", 0);
+    apply(&mut a, "v2", 600_000);
     let before = fs::read(state_file(d.path(), "pending.json")).unwrap();
     let sha = "0".repeat(64);
     let r = a.call(Request::Reboot { confirm_timeout_ms: 1000, boot_timeout_ms: 1000, agent_sha256: sha });

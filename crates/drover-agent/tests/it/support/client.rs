@@ -1,15 +1,14 @@
 //! The real agent binary driven over its stdin/stdout, as the controller
-//! drives it: one client for every test file that speaks the protocol.
-
-// Each test file uses a different part of this client.
-#![allow(dead_code)]
+//! drives it: one client for every test that speaks the protocol.
 
 use std::io::{BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use drover_proto::frame::{encode, read_frame};
-use drover_proto::{HostState, Request, Response, MAGIC, PROTOCOL_VERSION};
+use drover_proto::{ApplyOutcome, BlobChunk, HostState, Request, Response, MAGIC, PROTOCOL_VERSION};
+
+use super::files::{manifest, Files};
 
 pub struct Agent {
     pub child: Child,
@@ -24,6 +23,16 @@ impl Agent {
     /// protocol's magic (what a sudo password prompt leaves on stdin), then
     /// greeted with the controller's idle limit `idle_ms`.
     pub fn spawn(root: &Path, flags: &[&str], preamble: &[u8], idle_ms: u64) -> Agent {
+        Agent::open(root, flags, preamble, idle_ms, false)
+    }
+
+    /// A read-only session (`Hello { read_only: true }`, what `drover plan`
+    /// opens).
+    pub fn read_only(root: &Path) -> Agent {
+        Agent::open(root, &[], b"", 0, true)
+    }
+
+    fn open(root: &Path, flags: &[&str], preamble: &[u8], idle_ms: u64, read_only: bool) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover-agent"))
             .arg("serve")
             .args(flags)
@@ -38,12 +47,7 @@ impl Agent {
         w.write_all(preamble).unwrap();
         w.write_all(MAGIC).unwrap();
         let mut a = Agent { child, w, r, state: HostState::default() };
-        match a.call(Request::Hello {
-            protocol: PROTOCOL_VERSION,
-            controller: "test".into(),
-            idle_ms,
-            read_only: false,
-        }) {
+        match a.call(Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms, read_only }) {
             Response::Hello { state, .. } => a.state = state,
             other => panic!("{other:?}"),
         }
@@ -69,5 +73,29 @@ impl Agent {
     pub fn bye(mut self) {
         let _ = self.call(Request::Bye);
         let _ = self.child.wait();
+    }
+
+    /// Diff, send what is missing (from what already arrived), apply; the
+    /// next generation number, and the current one once activated, follow.
+    pub fn apply(&mut self, files: &Files, confirm_ms: u64) -> Response {
+        let generation = self.state.next;
+        let (m, blobs) = manifest(files);
+        let Response::Diff { missing, .. } = self.call(Request::Diff { manifest: m, generation }) else {
+            panic!("diff")
+        };
+        for (h, have) in missing {
+            let data = &blobs[&h];
+            self.send(Request::Chunk(BlobChunk {
+                hash: h,
+                offset: have,
+                data: zstd::encode_all(&data[have as usize..], 1).unwrap(),
+            }));
+        }
+        let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
+        if let Response::Applied(ApplyOutcome::Activated { generation, .. }) = r {
+            self.state.current = Some(generation);
+            self.state.next = generation + 1;
+        }
+        r
     }
 }

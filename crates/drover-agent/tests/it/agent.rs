@@ -3,102 +3,23 @@
 //! to happen here (SIGKILL mid-swap and after commit, corrupt blobs, escapes,
 //! drift, an unconfirmed generation).
 
-mod support;
-
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use drover_proto::{ApplyOutcome, BlobChunk, ChangeKind, Entry, EntryKind, Hash, Manifest, Request, Response};
-use support::Agent;
+use drover_proto::{ApplyOutcome, BlobChunk, ChangeKind, Request, Response};
 
-impl Agent {
-    fn start(root: &Path) -> Agent {
-        Agent::start_idle(root, 0)
-    }
+use crate::support::files::{files, hash, manifest, read, snapshot};
+use crate::support::Agent;
 
-    /// With the controller's idle limit (`Hello::idle_ms`), after a line on
-    /// stdin as sudo's password prompt leaves it.
-    fn start_idle(root: &Path, idle_ms: u64) -> Agent {
-        Agent::spawn(root, &[], b"a sudo password line\n", idle_ms)
-    }
-
-    /// Diff, send what is missing, apply.
-    fn apply(&mut self, files: &Files, confirm_ms: u64) -> Response {
-        let generation = self.state.next;
-        let (m, blobs) = manifest(files);
-        let Response::Diff { missing, .. } = self.call(Request::Diff { manifest: m, generation }) else {
-            panic!("diff")
-        };
-        for (h, have) in missing {
-            let data = &blobs[&h];
-            self.send(Request::Chunk(BlobChunk {
-                hash: h,
-                offset: have,
-                data: zstd::encode_all(&data[have as usize..], 1).unwrap(),
-            }));
-        }
-        let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
-        if let Response::Applied(ApplyOutcome::Activated { generation, .. }) = r {
-            self.state.current = Some(generation);
-            self.state.next = generation + 1;
-        }
-        r
-    }
+fn agent(root: &Path) -> Agent {
+    agent_idle(root, 0)
 }
 
-type Files = BTreeMap<&'static str, &'static str>;
-
-fn hash(b: &[u8]) -> Hash {
-    Hash(*blake3::hash(b).as_bytes())
-}
-
-fn manifest(files: &Files) -> (Manifest, BTreeMap<Hash, Vec<u8>>) {
-    let mut blobs = BTreeMap::new();
-    let entries = files
-        .iter()
-        .map(|(p, c)| {
-            blobs.insert(hash(c.as_bytes()), c.as_bytes().to_vec());
-            Entry {
-                path: p.to_string(),
-                kind: EntryKind::File { size: c.len() as u64, hash: hash(c.as_bytes()) },
-                mode: 0o644,
-                owner: "root".into(),
-                group: "root".into(),
-                source: None,
-            }
-        })
-        .collect();
-    (Manifest { entries, ..Default::default() }, blobs)
-}
-
-fn files(pairs: &[(&'static str, &'static str)]) -> Files {
-    pairs.iter().copied().collect()
-}
-
-fn read(root: &Path, p: &str) -> Option<String> {
-    fs::read_to_string(root.join(p.trim_start_matches('/'))).ok()
-}
-
-/// Every file under `root` with size and mtime: any write shows up here.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let md = fs::symlink_metadata(e.path()).unwrap();
-            if md.is_dir() {
-                stack.push(e.path());
-            }
-            out.insert(
-                e.path(),
-                (md.size(), md.mtime() * 1_000_000_000 + md.mtime_nsec(), md.ctime() * 1_000_000_000 + md.ctime_nsec()),
-            );
-        }
-    }
-    out
+/// With the controller's idle limit (`Hello::idle_ms`), after a line on
+/// stdin as sudo's password prompt leaves it.
+fn agent_idle(root: &Path, idle_ms: u64) -> Agent {
+    Agent::spawn(root, &[], b"a sudo password line\n", idle_ms)
 }
 
 fn root() -> tempfile::TempDir {
@@ -111,7 +32,7 @@ fn root() -> tempfile::TempDir {
 fn first_apply_noop_and_one_change() {
     let d = root();
     let v1 = files(&[("/etc/app/a.conf", "a1"), ("/etc/app/b.conf", "b1"), ("/srv/data.txt", "data")]);
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let r = a.apply(&v1, 0);
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 1, files_written: 3, .. })), "{r:?}");
     assert_eq!(read(d.path(), "/etc/app/a.conf").as_deref(), Some("a1"));
@@ -119,7 +40,7 @@ fn first_apply_noop_and_one_change() {
 
     // No-op: the cheap check says up to date and nothing on disk changes.
     let before = snapshot(d.path());
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let (m, _) = manifest(&v1);
     assert_eq!(a.state.current_manifest, Some(m.hash()));
     assert!(matches!(a.call(Request::Check { manifest: m.hash() }), Response::Check { up_to_date: true, .. }));
@@ -127,7 +48,7 @@ fn first_apply_noop_and_one_change() {
     assert_eq!(before, snapshot(d.path()), "a no-op session wrote to the host");
 
     // One file changed: one change, one blob.
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let v2 = files(&[("/etc/app/a.conf", "a2"), ("/etc/app/b.conf", "b1"), ("/srv/data.txt", "data")]);
     let (m2, _) = manifest(&v2);
     let Response::Diff { changes, missing, .. } = a.call(Request::Diff { manifest: m2, generation: 2 }) else {
@@ -143,11 +64,11 @@ fn first_apply_noop_and_one_change() {
 fn drift_is_reported_restored_and_the_edit_kept() {
     let d = root();
     let v1 = files(&[("/etc/motd", "managed")]);
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     a.apply(&v1, 0);
     a.bye();
     fs::write(d.path().join("etc/motd"), "edited by hand").unwrap();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let (m, _) = manifest(&v1);
     let Response::Check { up_to_date, drift } = a.call(Request::Check { manifest: m.hash() }) else { panic!() };
     assert!(!up_to_date);
@@ -168,11 +89,11 @@ fn kill_at(point: &str, confirm_ms: u64) -> (tempfile::TempDir, String, drover_p
     let d = root();
     let v1 = files(&[("/etc/a", "a1"), ("/etc/b", "b1"), ("/etc/c", "c1"), ("/etc/d", "d1")]);
     let v2 = files(&[("/etc/a", "a2"), ("/etc/b", "b2"), ("/etc/c", "c2"), ("/opt/new/e", "e2")]);
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     a.apply(&v1, 0);
     a.bye();
     fs::write(d.path().join("var/lib/drover/test-hook"), point).unwrap();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let generation = a.state.next;
     let (m, blobs) = manifest(&v2);
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation }) else { panic!() };
@@ -189,7 +110,7 @@ fn kill_at(point: &str, confirm_ms: u64) -> (tempfile::TempDir, String, drover_p
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
     fs::remove_file(d.path().join("var/lib/drover/test-hook")).unwrap();
-    let a = Agent::start(d.path());
+    let a = agent(d.path());
     let msg = a.state.recovered.clone().unwrap_or_default();
     let state = a.state.clone();
     a.bye();
@@ -278,7 +199,7 @@ fn sigkill_awaiting_confirm_is_reverted_at_the_deadline() {
         assert!(start.elapsed() < Duration::from_secs(15), "not reverted after the deadline");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let a = Agent::start(d.path());
+    let a = agent(d.path());
     assert_eq!((a.state.current, a.state.pending_confirm), (Some(1), None));
     a.bye();
     assert_on_v1(d.path());
@@ -287,7 +208,7 @@ fn sigkill_awaiting_confirm_is_reverted_at_the_deadline() {
 #[test]
 fn corrupt_blob_is_refused_and_nothing_changes() {
     let d = root();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let v1 = files(&[("/etc/x", "good content")]);
     let (m, _) = manifest(&v1);
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
@@ -304,7 +225,7 @@ fn corrupt_blob_is_refused_and_nothing_changes() {
 #[test]
 fn paths_escaping_the_root_are_refused() {
     let d = root();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let mut m = manifest(&files(&[("/etc/x", "x")])).0;
     m.entries[0].path = "/etc/../../outside".into();
     let Response::Error { message } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
@@ -316,7 +237,7 @@ fn paths_escaping_the_root_are_refused() {
 #[test]
 fn rollback_returns_to_the_previous_generation() {
     let d = root();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     a.apply(&files(&[("/etc/v", "one")]), 0);
     a.apply(&files(&[("/etc/v", "two"), ("/etc/extra", "x")]), 0);
     let r = a.call(Request::Rollback { to: None, confirm_timeout_ms: 0 });
@@ -324,7 +245,7 @@ fn rollback_returns_to_the_previous_generation() {
     a.bye();
     assert_eq!(read(d.path(), "/etc/v").as_deref(), Some("one"));
     assert!(!d.path().join("etc/extra").exists());
-    let a = Agent::start(d.path());
+    let a = agent(d.path());
     assert_eq!(a.state.current, Some(1));
     assert_eq!(a.state.generations, vec![1, 2]);
     a.bye();
@@ -334,7 +255,7 @@ fn rollback_returns_to_the_previous_generation() {
 fn unconfirmed_generation_is_reverted_by_the_watchdog_and_unmanaged_files_restored() {
     let d = root();
     fs::write(d.path().join("etc/hosts.conf"), "the operator's own file").unwrap();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     a.apply(&files(&[("/etc/base", "base")]), 0);
     let r = a.apply(&files(&[("/etc/base", "base"), ("/etc/hosts.conf", "drover's version")]), 500);
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 2, .. })), "{r:?}");
@@ -346,7 +267,7 @@ fn unconfirmed_generation_is_reverted_by_the_watchdog_and_unmanaged_files_restor
         assert!(start.elapsed() < Duration::from_secs(10), "watchdog did not revert");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let a = Agent::start(d.path());
+    let a = agent(d.path());
     assert_eq!(a.state.current, Some(1));
     assert_eq!(a.state.pending_confirm, None);
     a.bye();
@@ -355,17 +276,17 @@ fn unconfirmed_generation_is_reverted_by_the_watchdog_and_unmanaged_files_restor
 #[test]
 fn confirmed_generation_stays() {
     let d = root();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     a.apply(&files(&[("/etc/base", "one")]), 0);
     a.apply(&files(&[("/etc/base", "two")]), 800);
     a.bye();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     assert_eq!(a.state.pending_confirm, Some(2));
     assert!(matches!(a.call(Request::Confirm { generation: 2 }), Response::Confirmed { generation: 2 }));
     a.bye();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(read(d.path(), "/etc/base").as_deref(), Some("two"));
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     assert_eq!(a.state.current, Some(2));
     // Confirming a generation that is no longer current is an error.
     assert!(matches!(a.call(Request::Confirm { generation: 1 }), Response::Error { .. }));
@@ -379,7 +300,7 @@ fn interrupted_transfer_resumes_from_the_offset() {
     let v = files(&[("/srv/big.bin", big)]);
     let (m, blobs) = manifest(&v);
     let h = hash(big.as_bytes());
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m.clone(), generation: 1 }) else { panic!() };
     assert_eq!(missing, vec![(h, 0)]);
     a.send(Request::Chunk(BlobChunk {
@@ -390,7 +311,7 @@ fn interrupted_transfer_resumes_from_the_offset() {
     // The link drops here.
     drop(a.w);
     a.child.wait().unwrap();
-    let mut a = Agent::start(d.path());
+    let mut a = agent(d.path());
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!() };
     assert_eq!(missing, vec![(h, 1_000_000)], "resume from what arrived");
     a.send(Request::Chunk(BlobChunk {
@@ -410,7 +331,7 @@ fn interrupted_transfer_resumes_from_the_offset() {
 #[test]
 fn a_silent_session_holding_the_lock_ends_and_frees_it() {
     let root = tempfile::tempdir().unwrap();
-    let mut a = Agent::start_idle(root.path(), 1000);
+    let mut a = agent_idle(root.path(), 1000);
     let (m, _) = manifest(&files(&[("/etc/quiet.conf", "v1")]));
     let Response::Diff { missing, .. } = a.call(Request::Diff { manifest: m, generation: 1 }) else { panic!("diff") };
     assert_eq!(missing.len(), 1);
@@ -427,7 +348,7 @@ fn a_silent_session_holding_the_lock_ends_and_frees_it() {
     assert!(!status.success(), "a session cut short is an error exit");
 
     // The next session gets the lock at once and applies.
-    let mut b = Agent::start(root.path());
+    let mut b = agent(root.path());
     let r = b.apply(&files(&[("/etc/quiet.conf", "v1")]), 0);
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { .. })), "{r:?}");
     assert_eq!(read(root.path(), "/etc/quiet.conf").as_deref(), Some("v1"));

@@ -17,10 +17,18 @@
 //! trusted user is the one the agent runs as (root on a real host), not a
 //! hard-coded uid, so a simulated host under a test user's directory is
 //! judged by the same rule.
+//!
+//! - this file: the target [`Root`] and the walk to a path's parent, looking
+//!   at what is there ([`Found`]), reading;
+//! - `write.rs`: every change to a managed path (create, remove, rename);
+//! - `walker.rs`: one read-only pass over many paths, with directories
+//!   opened once, and a path's [`PathState`] through the stat cache.
+//!
+//! Below everything that touches a managed path; above only [`crate::fsops`]
+//! and [`crate::pathstate`].
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -29,8 +37,17 @@ use drover_proto::Hash;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::process::{getegid, geteuid};
 
-use crate::fsops::StatId;
+#[cfg(doc)]
+use crate::pathstate::PathState;
+use crate::pathstate::{Found, StatId};
 use crate::{bail, Context, Result};
+
+mod walker;
+mod write;
+pub use walker::Walker;
+pub use write::{
+    create_dir, create_file, create_symlink, remove_dir, remove_dir_if_empty, remove_file, rename, set_dir_attrs, sync,
+};
 
 /// The target root, opened once.
 pub struct Root {
@@ -48,31 +65,6 @@ pub enum Parent {
     Missing,
     /// A parent is a symlink (never followed): `at` names it.
     Symlink { at: String },
-}
-
-/// What `lstat` says is at a path, as far as drover cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
-    Absent,
-    File {
-        id: StatId,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
-    Symlink {
-        target: String,
-    },
-    Dir {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
-    Special,
-    /// Beneath a symlink at `at`; what is really there is not looked at.
-    BeneathSymlink {
-        at: String,
-    },
 }
 
 fn errno(e: rustix::io::Errno) -> io::Error {
@@ -207,7 +199,7 @@ pub fn look(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Found> {
     };
     let mode = st.st_mode & 0o7777;
     Ok(match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => Found::File { id: StatId::from_stat(&st), mode, uid: st.st_uid, gid: st.st_gid },
+        FileType::RegularFile => Found::File { content: StatId::from_stat(&st), mode, uid: st.st_uid, gid: st.st_gid },
         FileType::Symlink => {
             let t = rfs::readlinkat(dir, name, Vec::new())
                 .map_err(errno)
@@ -234,87 +226,6 @@ pub fn hash_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Hash> {
     Ok(crate::fsops::hash_reader(&mut f).ctx(|| format!("read {}", name.to_string_lossy()))?.0)
 }
 
-/// Create `name` in `dir` (which must not exist) with `src`'s content, owner
-/// and mode, durably. The file is created 0600 and only then given its mode,
-/// after its owner: chown clears setuid bits, and nobody may open it early.
-pub fn create_file(dir: BorrowedFd<'_>, name: &OsStr, src: &mut dyn Read, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    let _ = rfs::unlinkat(dir, name, AtFlags::empty());
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
-        .map_err(errno)
-        .ctx(|| format!("create {}", name.to_string_lossy()))?;
-    let mut f = std::fs::File::from(fd);
-    io::copy(src, &mut f).ctx(|| format!("write {}", name.to_string_lossy()))?;
-    f.flush().ctx(|| format!("write {}", name.to_string_lossy()))?;
-    rfs::fchown(&f, Some(uid_of(uid)), Some(gid_of(gid)))
-        .map_err(errno)
-        .ctx(|| format!("chown {}", name.to_string_lossy()))?;
-    rfs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(errno).ctx(|| format!("chmod {}", name.to_string_lossy()))?;
-    f.sync_all().ctx(|| format!("fsync {}", name.to_string_lossy()))
-}
-
-pub fn create_symlink(dir: BorrowedFd<'_>, name: &OsStr, target: &str) -> Result<()> {
-    let _ = rfs::unlinkat(dir, name, AtFlags::empty());
-    rfs::symlinkat(target, dir, name).map_err(errno).ctx(|| format!("symlink {}", name.to_string_lossy()))
-}
-
-/// Make directory `name` with exactly this mode and owner (the umask does not apply).
-pub fn create_dir(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(errno(e)).ctx(|| format!("create directory {}", name.to_string_lossy())),
-    }
-    set_dir_attrs(dir, name, mode, uid, gid)
-}
-
-/// Owner then mode of the directory `name` (opened without following).
-pub fn set_dir_attrs(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rfs::openat(dir, name, flags, Mode::empty())
-        .map_err(errno)
-        .ctx(|| format!("open directory {}", name.to_string_lossy()))?;
-    rfs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid)))
-        .map_err(errno)
-        .ctx(|| format!("chown {}", name.to_string_lossy()))?;
-    rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno).ctx(|| format!("chmod {}", name.to_string_lossy()))
-}
-
-/// Remove a file or symlink; absent is fine.
-pub fn remove_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
-    match rfs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(errno(e)).ctx(|| format!("remove {}", name.to_string_lossy())),
-    }
-}
-
-/// Remove directory `name` if it is empty; absent is fine. Returns whether
-/// it is gone: something that appeared in it meanwhile (a supervisor's
-/// `supervise/`, a user's file) keeps it, since drover deletes nothing it
-/// does not manage.
-pub fn remove_dir_if_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool> {
-    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
-        Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => Ok(false),
-        Err(e) => Err(errno(e)).ctx(|| format!("remove directory {}", name.to_string_lossy())),
-    }
-}
-
-/// Remove an empty directory; absent is fine, a non-empty one is an error.
-pub fn remove_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
-    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(errno(e)).ctx(|| format!("remove directory {}", name.to_string_lossy())),
-    }
-}
-
-pub fn rename(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> Result<()> {
-    rfs::renameat(dir, from, dir, to).map_err(errno).ctx(|| format!("rename into {}", to.to_string_lossy()))
-}
-
-pub fn sync(dir: BorrowedFd<'_>) -> Result<()> {
-    rfs::fsync(dir).map_err(errno).ctx(|| "fsync directory".into())
-}
-
 /// Names in directory `name` of `dir` (without following it).
 pub fn list(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Vec<String>> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -330,52 +241,4 @@ pub fn list(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-fn uid_of(u: u32) -> rustix::fs::Uid {
-    rustix::fs::Uid::from_raw(u)
-}
-
-fn gid_of(g: u32) -> rustix::fs::Gid {
-    rustix::fs::Gid::from_raw(g)
-}
-
-/// Parent directories opened during one read-only pass (drift check, diff),
-/// so a tree of 20,000 files walks each directory once, not once per file.
-pub struct Walker<'r> {
-    root: &'r Root,
-    dirs: HashMap<String, Parent>,
-}
-
-impl<'r> Walker<'r> {
-    pub fn new(root: &'r Root) -> Walker<'r> {
-        Walker { root, dirs: HashMap::new() }
-    }
-
-    pub fn root(&self) -> &'r Root {
-        self.root
-    }
-
-    /// The (cached) walk to `path`'s parent.
-    fn parent(&mut self, path: &str) -> Result<&Parent> {
-        let key = split(path).0.join("/");
-        if !self.dirs.contains_key(&key) {
-            let p = self.root.parent(path, false)?;
-            self.dirs.insert(key.clone(), p);
-        }
-        Ok(&self.dirs[&key])
-    }
-
-    /// What is at `path` now.
-    pub fn look(&mut self, path: &str) -> Result<Found> {
-        look_in(self.parent(path)?, path)
-    }
-
-    /// Hash the file at `path` (which [`Walker::look`] found to be a file).
-    pub fn hash(&mut self, path: &str) -> Result<Hash> {
-        match self.parent(path)? {
-            Parent::Dir(fd) => hash_at(fd.as_fd(), name(path)),
-            _ => bail!("{path}: not a file"),
-        }
-    }
 }

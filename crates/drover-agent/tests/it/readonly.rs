@@ -4,68 +4,12 @@
 //! an error that says why, and creates nothing, not even its state directory.
 
 use std::fs;
-use std::io::{BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use drover_proto::frame::{encode, read_frame};
-use drover_proto::{ChangeKind, Entry, EntryKind, Hash, Manifest, PathNow, Request, Response, MAGIC, PROTOCOL_VERSION};
+use drover_proto::{ChangeKind, Manifest, PathNow, Request, Response};
 
-struct Session {
-    child: Child,
-    w: ChildStdin,
-    r: BufReader<ChildStdout>,
-}
-
-impl Session {
-    fn open(root: &Path) -> (Session, Response) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drover-agent"))
-            .args(["serve", "--root"])
-            .arg(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut w = child.stdin.take().unwrap();
-        let r = BufReader::new(child.stdout.take().unwrap());
-        w.write_all(MAGIC).unwrap();
-        let mut s = Session { child, w, r };
-        let hello = s.call(Request::Hello {
-            protocol: PROTOCOL_VERSION,
-            controller: "test".into(),
-            idle_ms: 0,
-            read_only: true,
-        });
-        (s, hello)
-    }
-
-    fn call(&mut self, req: Request) -> Response {
-        self.w.write_all(&encode(&req).unwrap()).unwrap();
-        self.w.flush().unwrap();
-        read_frame::<Response, _>(&mut self.r).unwrap()
-    }
-}
-
-fn h(b: &[u8]) -> Hash {
-    Hash(*blake3::hash(b).as_bytes())
-}
-
-fn listing(root: &Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let md = fs::symlink_metadata(e.path()).unwrap();
-            out.push(format!("{} {:?} {:?}", e.path().display(), md.len(), md.modified().unwrap()));
-            if md.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use crate::support::files::{file_entry, hash, snapshot};
+use crate::support::Agent;
 
 #[test]
 fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
@@ -76,27 +20,18 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
     fs::write(root.join("etc/motd"), "host text\n").unwrap();
     fs::set_permissions(root.join("etc/motd"), fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::symlink("/elsewhere", root.join("etc/link")).unwrap();
-    let before = listing(root);
+    let before = snapshot(root);
 
-    let (mut s, hello) = Session::open(root);
-    let Response::Hello { state, .. } = hello else { panic!("{hello:?}") };
-    assert_eq!((state.current, state.next, state.recovered), (None, 1, None));
+    let mut s = Agent::read_only(root);
+    assert_eq!((s.state.current, s.state.next, s.state.recovered.as_deref()), (None, 1, None));
 
     let content = b"project text\n";
-    let entry = Entry {
-        path: "/etc/motd".into(),
-        kind: EntryKind::File { size: content.len() as u64, hash: h(content) },
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-        source: None,
-    };
-    let manifest = Manifest { entries: vec![entry], ..Default::default() };
+    let manifest = Manifest { entries: vec![file_entry("/etc/motd", content)], ..Default::default() };
     match s.call(Request::Diff { manifest, generation: 1 }) {
         Response::Diff { changes, missing, .. } => {
             assert_eq!(changes.len(), 1);
             assert_eq!(changes[0].kind, ChangeKind::Add);
-            assert_eq!(missing, vec![(h(content), 0)]);
+            assert_eq!(missing, vec![(hash(content), 0)]);
         }
         other => panic!("{other:?}"),
     }
@@ -117,8 +52,8 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
     // Larger than asked: no content, still size and hash.
     match s.call(Request::ReadPaths { paths: vec!["/etc/motd".into()], max_bytes: 4 }) {
         Response::Paths(p) => {
-            let PathNow::File { content, hash, .. } = &p[0].now else { panic!("{p:?}") };
-            assert_eq!((content, *hash), (&None, h(b"host text\n")));
+            let PathNow::File { content, hash: got, .. } = &p[0].now else { panic!("{p:?}") };
+            assert_eq!((content, *got), (&None, hash(b"host text\n")));
         }
         other => panic!("{other:?}"),
     }
@@ -161,6 +96,6 @@ fn a_read_only_session_reads_refuses_changes_and_creates_nothing() {
     assert!(matches!(s.call(Request::Status), Response::Status(_)));
     assert!(matches!(s.call(Request::Bye), Response::Bye));
     s.child.wait().unwrap();
-    assert_eq!(before, listing(root), "a read-only session changed the root");
+    assert_eq!(before, snapshot(root), "a read-only session changed the root");
     assert!(!root.join("var/lib/drover").exists());
 }

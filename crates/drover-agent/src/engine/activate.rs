@@ -1,0 +1,221 @@
+//! The switch to a prepared generation and its undo: services stopped,
+//! the journaled transition, services (re)started and health-checked, then
+//! either a pending confirmation (with the [`super::watchdog`] armed) or a
+//! revert to exactly what was there before.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::time::{Duration, Instant};
+
+use drover_proto::{ApplyOutcome, Manifest, ServiceAction, ServiceRestart, ServiceTimes};
+
+use super::{watchdog, Engine};
+use crate::diff::{self, Candidate};
+use crate::pathstate::{Found, PathState};
+use crate::safefs::{Root, Walker};
+use crate::state::{self, load_manifest, now_ms, read_json, write_json, Pending, Phase, StateFile};
+use crate::transition::{self, gen_name, Done};
+use crate::{bail, gc, hooks, services, Context, Result};
+
+impl Engine {
+    pub(super) fn activate(
+        &mut self,
+        next: StateFile,
+        cand: Candidate,
+        confirm_ms: u64,
+        stop_first: bool,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<ApplyOutcome> {
+        let generation = cand.generation;
+        let old = self.current_manifest()?;
+        let managed = match &old {
+            Some(m) => diff::resolve(m, &self.accounts).unwrap_or_default(),
+            None => HashMap::new(),
+        };
+        let changed: BTreeSet<String> = cand.changes.iter().map(|c| c.path.clone()).collect();
+        let manifests: Vec<&Manifest> = old.iter().chain(std::iter::once(&cand.manifest)).collect();
+        // Dropped services always stop before the swap; with stop-first,
+        // services about to restart stop then too.
+        let stops: Vec<ServiceRestart> = cand
+            .restarts
+            .iter()
+            .filter(|r| r.action == ServiceAction::Stop || (stop_first && r.action == ServiceAction::Restart))
+            .map(|r| ServiceRestart { name: r.name.clone(), action: ServiceAction::Stop })
+            .collect();
+        services::perform(self.env, &self.layout, &stops, &[ServiceAction::Stop], &manifests, &changed)?;
+        progress(format!("activating generation {generation}: {} paths", cand.changes.len()));
+        let mut st = next;
+        let from = self.state.current;
+        // Before the commit: from the moment the new generation is current
+        // until it has proved healthy, a record says so (the transition's seq
+        // ties it to this commit; if the commit never happens it is stale).
+        let starting =
+            Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting, reboot: None };
+        write_json(&self.layout.pending(), &starting)?;
+        let done = match transition::run(&self.layout, &mut st, from, Some(generation), cand.wants.clone(), &managed) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = fs::remove_file(self.layout.pending());
+                self.state = StateFile::load(&self.layout)?;
+                // Put stopped services back: the files are as before.
+                let failed = self.put_back(&invert(&stops), &[ServiceAction::Start], &manifests, &changed);
+                if !failed.is_empty() {
+                    bail!("{e}; and services stopped before it could not be started again: {}", failed.join("; "));
+                }
+                return Err(e);
+            }
+        };
+        self.state = st;
+        self.record_stats(&done)?;
+        // Timed only when a service is (re)started, so "0" means "none was".
+        let timed = cand.restarts.iter().any(|r| r.action != ServiceAction::Stop);
+        let micros = |d: Duration| if timed { u64::try_from(d.as_micros()).unwrap_or(u64::MAX) } else { 0 };
+        let clock = Instant::now();
+        let started = self.start_services(&cand.restarts, &manifests, &changed);
+        let mut times = ServiceTimes { restart_us: micros(clock.elapsed()), health_us: 0 };
+        hooks::point(&self.layout, "before-health");
+        let clock = Instant::now();
+        let healthy = started.and_then(|()| self.health(&cand.manifest, &cand.restarts));
+        times.health_us = micros(clock.elapsed());
+        if let Err(reason) = healthy {
+            progress(format!("generation {generation} unhealthy ({reason}); reverting"));
+            let (_, revert_errors) = self.revert_last(&reason)?;
+            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason, revert_errors, times });
+        }
+        if confirm_ms > 0 {
+            let p = Pending {
+                generation,
+                deadline_ms: now_ms() + confirm_ms,
+                seq: self.state.seq,
+                phase: Phase::AwaitingConfirm,
+                reboot: None,
+            };
+            write_json(&self.layout.pending(), &p)?;
+            watchdog::spawn(&self.layout, self.env)?;
+            hooks::point(&self.layout, "awaiting-confirm");
+        } else {
+            fs::remove_file(self.layout.pending()).ctx(|| "remove activation marker".into())?;
+        }
+        gc::collect(&self.layout, &mut self.state)?;
+        let restarted = cand
+            .restarts
+            .iter()
+            .filter(|r| r.action != ServiceAction::Stop)
+            .map(|r| if r.action == ServiceAction::Reload { format!("{}:reload", r.name) } else { r.name.clone() })
+            .collect();
+        let files_written = done.ops.iter().filter(|o| !o.implicit).count() as u64;
+        Ok(ApplyOutcome::Activated { generation, restarted, files_written, times })
+    }
+
+    fn start_services(
+        &self,
+        restarts: &[ServiceRestart],
+        manifests: &[&Manifest],
+        changed: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
+        services::perform(self.env, &self.layout, restarts, &kinds, manifests, changed).map_err(|e| e.0)
+    }
+
+    /// Probe through the host's supervisor: a simulated host's fake decides
+    /// which probes are real (see [`crate::supervisor::fake`]).
+    fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
+        for r in restarts.iter().filter(|r| r.action != ServiceAction::Stop) {
+            let Some(spec) = m.services.iter().find(|s| s.name == r.name) else { continue };
+            let Some(hc) = spec.health.as_ref() else { continue };
+            let sup = self.env.supervisor(&self.layout, spec.supervisor);
+            sup.health(&r.name, hc).map_err(|e| format!("service {}: {e}", r.name))?;
+        }
+        Ok(())
+    }
+
+    /// Remember stat identities of what we just wrote: the next check hashes
+    /// nothing that has not changed since.
+    fn record_stats(&self, done: &Done) -> Result<()> {
+        let mut cache = state::load_statcache(&self.layout);
+        let root = Root::open(self.layout.root())?;
+        let mut w = Walker::new(&root);
+        for op in &done.ops {
+            cache.remove(&op.path);
+            if let PathState::File { content: hash, .. } = op.want {
+                if let Ok(Found::File { content: id, .. }) = w.look(&op.path) {
+                    cache.insert(op.path.clone(), (id, hash));
+                }
+            }
+        }
+        write_json(&self.layout.statcache(), &cache)
+    }
+
+    /// Drive each service on its own, so one that fails does not keep the
+    /// others from being put back; the errors, one per failed service.
+    fn put_back(
+        &self,
+        actions: &[ServiceRestart],
+        kinds: &[ServiceAction],
+        manifests: &[&Manifest],
+        changed: &BTreeSet<String>,
+    ) -> Vec<String> {
+        actions
+            .iter()
+            .filter(|a| kinds.contains(&a.action))
+            .filter_map(|a| {
+                let one = std::slice::from_ref(a);
+                services::perform(self.env, &self.layout, one, kinds, manifests, changed).err().map(|e| e.0)
+            })
+            .collect()
+    }
+
+    /// Undo the last committed transition: back to exactly what was there
+    /// before it, unmanaged files included. Returns what was done, and the
+    /// services that could not be stopped or started again: the revert goes
+    /// on without them (the files matter most), and they are reported.
+    fn revert_last(&mut self, reason: &str) -> Result<(String, Vec<String>)> {
+        let Some(undo) = transition::last_undo(&self.layout, &self.state)? else {
+            bail!("cannot revert: no record of the last change ({reason})");
+        };
+        let failed = self.state.current;
+        let cur = self.current_manifest()?;
+        let back = undo.from.map(|g| load_manifest(&self.layout, g)).transpose()?;
+        let changed: BTreeSet<String> = undo.ops.iter().map(|o| o.path.clone()).collect();
+        let empty = Manifest::default();
+        let restarts = services::plan(cur.as_ref(), back.as_ref().unwrap_or(&empty), &changed);
+        let manifests: Vec<&Manifest> = cur.iter().chain(back.iter()).collect();
+        let mut errors = self.put_back(&restarts, &[ServiceAction::Stop], &manifests, &changed);
+        let mut st = self.state.clone();
+        if let Some(f) = failed {
+            st.failed.push(f);
+            st.kept.retain(|k| *k != f);
+        }
+        let done = transition::undo(&self.layout, &mut st, &undo)?;
+        self.state = st;
+        self.record_stats(&done)?;
+        let _ = fs::remove_file(self.layout.pending());
+        let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
+        errors.extend(self.put_back(&restarts, &kinds, &manifests, &changed));
+        Ok((format!("generation {} reverted to {} ({reason})", gen_name(failed), gen_name(undo.from)), errors))
+    }
+
+    /// Revert the pending generation if it is still the current one; a
+    /// marker left by a transition that never committed is just removed.
+    pub(super) fn revert_pending(&mut self, reason: &str) -> Result<Option<(String, Vec<String>)>> {
+        let p: Option<Pending> = read_json(&self.layout.pending())?;
+        match p {
+            Some(p) if p.seq == self.state.seq && self.state.current == Some(p.generation) => {
+                self.revert_last(reason).map(Some)
+            }
+            _ => {
+                let _ = fs::remove_file(self.layout.pending());
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Services stopped before a failed transition are started again.
+fn invert(restarts: &[ServiceRestart]) -> Vec<ServiceRestart> {
+    restarts
+        .iter()
+        .filter(|r| r.action == ServiceAction::Stop)
+        .map(|r| ServiceRestart { name: r.name.clone(), action: ServiceAction::Start })
+        .collect()
+}

@@ -1,0 +1,17 @@
+//! The agent's integration tests, one binary (`autotests = false` in
+//! Cargo.toml): the real `drover-agent` binary driven over its stdin/stdout
+//! as the controller drives it, against temporary target roots.
+//!
+//! - `agent`: apply, no-op, drift, rollback, confirmation, transfers, and
+//!   every failure path the transition machinery handles (SIGKILL at each
+//!   hook point, corrupt blobs, escapes, a silent controller);
+//! - `boot`: magic rollback across a reboot (the `boot` verb and the
+//!   watchdog), on a simulated host that never reboots;
+//! - `readonly`: a read-only session (`drover plan`) reads, refuses
+//!   changes, and creates nothing;
+//! - `support`: the client and the manifests they share.
+
+mod agent;
+mod boot;
+mod readonly;
+mod support;
