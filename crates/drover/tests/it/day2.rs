@@ -282,11 +282,27 @@ fn a_second_apply_on_the_same_hosts_is_refused_while_the_first_runs() {
     assert!(out.success());
 }
 
+/// The agent sessions (`drover-agent serve`) running on host `i`.
+fn agent_sessions(f: &Fleet, i: usize) -> usize {
+    let out = std::process::Command::new("ip").args(["netns", "pids", &f.lab_hosts()[i].netns]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).contains("serve")
+        })
+        .count()
+}
+
+/// Sessions that take no host lock (`logs -f`, `exec`) never hold up an
+/// apply, and end once their controller is gone: the follower within its
+/// heartbeat, the exec once its command is over.
 #[test]
 fn read_only_sessions_never_block_an_apply_and_end_with_their_controller() {
     let f = rollout_fleet("d2-readonly", 1, "batch = 1\n");
     // A follower whose controller is killed, and a long exec still running.
     let mut follow = f.spawn_drover(&["logs", "web", "-f"]);
+    let exec_started = Instant::now();
     let mut exec = f.spawn_drover(&["exec", "all", "--", "sleep 30"]);
     std::thread::sleep(Duration::from_secs(2));
     follow.kill().unwrap();
@@ -299,23 +315,27 @@ fn read_only_sessions_never_block_an_apply_and_end_with_their_controller() {
     // The orphaned follower notices within its heartbeat and exits.
     let start = Instant::now();
     loop {
-        let out = std::process::Command::new("ip").args(["netns", "pids", &f.lab_hosts()[0].netns]).output().unwrap();
-        let followers = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter(|pid| {
-                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                String::from_utf8_lossy(&cmd).contains("serve")
-            })
-            .count();
+        let sessions = agent_sessions(&f, 0);
         // Only the exec session's agent may remain.
-        if followers <= 1 {
+        if sessions <= 1 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "{followers} agent sessions still running");
+        assert!(start.elapsed() < Duration::from_secs(15), "{sessions} agent sessions still running");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The exec's controller is killed too: its session ends once the
+    // command is over (30 s after it began), plus the same heartbeat.
     exec.kill().unwrap();
     exec.wait().unwrap();
+    let deadline = exec_started + Duration::from_secs(30 + 15);
+    loop {
+        let sessions = agent_sessions(&f, 0);
+        if sessions == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sessions} agent sessions outlived their controllers");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 on_both_inits!(

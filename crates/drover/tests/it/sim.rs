@@ -251,22 +251,47 @@ fn snapshot(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u64, 
     out
 }
 
+/// What a `--simulate` run says its in-process agents used: (sessions, CPU
+/// seconds), from its `simulated agents: N sessions used X s of CPU` line;
+/// and the most CPU the run could have used at all (its wall-clock time on
+/// every core of this machine, plus the figure's rounding).
+fn agents_cpu(run: &Run, wall: std::time::Duration) -> (u64, f64, f64) {
+    let line = run.stderr.lines().find_map(|l| l.strip_prefix("simulated agents: "));
+    let line = line.unwrap_or_else(|| panic!("no `simulated agents:` line: {}", run.stderr));
+    let figures =
+        line.strip_suffix(" s of CPU (the hosts' own on a real fleet)").and_then(|l| l.split_once(" sessions used "));
+    let (sessions, cpu) = figures.unwrap_or_else(|| panic!("not `N sessions used X s of CPU`: {line}"));
+    let sessions = sessions.parse().unwrap_or_else(|e| panic!("sessions {sessions:?}: {e}"));
+    let cpu: f64 = cpu.parse().unwrap_or_else(|e| panic!("CPU {cpu:?}: {e}"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (sessions, cpu, wall.as_secs_f64() * cores as f64 + 0.05)
+}
+
 /// A no-op over a fleet writes nothing on any host: not a file, not a
 /// directory entry, not a mode (checked on every path of 50 roots), and the
 /// run says how much CPU the in-process agents used, so a benchmark can
-/// tell the hosts' share from the controller's.
+/// tell the hosts' share from the controller's: a session per host, and a
+/// figure no larger than the run could have used (the first, changing run
+/// used some).
 #[test]
 fn a_simulated_no_op_writes_nothing_on_any_host_and_reports_the_agents_cpu() {
     let tmp = tempfile::tempdir().unwrap();
     let proj = project(tmp.path(), 50);
     let hosts = tmp.path().join("hosts");
     let ideal = ["--sim-latency", "0", "--sim-failure-rate", "0"];
+    let start = std::time::Instant::now();
     let first = apply(&proj, &hosts, &ideal);
+    let wall = start.elapsed();
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     assert_eq!(outcomes(&first).get("changed"), Some(&50), "{}", first.stdout);
+    let (sessions, cpu, most) = agents_cpu(&first, wall);
+    assert!(sessions >= 50, "a session per host at least: {sessions}");
+    assert!(cpu > 0.0 && cpu <= most, "{cpu} s of CPU in a run that could use {most} s");
 
     let before = snapshot(&hosts);
+    let start = std::time::Instant::now();
     let noop = apply(&proj, &hosts, &ideal);
+    let wall = start.elapsed();
     assert_eq!(noop.code, 0, "{}\n{}", noop.stdout, noop.stderr);
     assert_eq!(outcomes(&noop).get("unchanged"), Some(&50), "{}", noop.stdout);
     let after = snapshot(&hosts);
@@ -275,8 +300,9 @@ fn a_simulated_no_op_writes_nothing_on_any_host_and_reports_the_agents_cpu() {
     assert!(changed.is_empty() && gone.is_empty(), "the no-op wrote {changed:?}, removed {gone:?}");
     assert!(before.len() > 50 * 10, "every host's tree was compared ({} paths)", before.len());
 
-    let line = noop.stderr.lines().find(|l| l.starts_with("simulated agents: ")).unwrap_or_default();
-    assert!(line.starts_with("simulated agents: 50 sessions used "), "{}", noop.stderr);
+    let (sessions, cpu, most) = agents_cpu(&noop, wall);
+    assert_eq!(sessions, 50, "one session per host: {}", noop.stderr);
+    assert!((0.0..=most).contains(&cpu), "{cpu} s of CPU in a run that could use {most} s");
 }
 
 /// More hosts than transfer slots (`ship::TRANSFER_SLOTS`) each receive a

@@ -2,6 +2,7 @@
 //! errors before any host, nothing in clear anywhere else, and encrypted
 //! inventories.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{has, mode, secret_project, sim, VALUE};
@@ -93,13 +94,38 @@ fn undefined_secret_and_missing_key_stop_before_any_host() {
     }
 }
 
+/// The secrets' targets (`/etc/app.conf`, `/etc/ssl/site.key`) in every
+/// generation the agent under `root` keeps (the current one and those kept
+/// for rollback): the hex hashes of the blobs they point to.
+fn target_blobs(root: &Path) -> BTreeSet<String> {
+    let layout = drover_agent::layout::Layout::new(root);
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(root.join("var/lib/drover/gens")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(generation) = name.strip_suffix(".manifest").and_then(|g| g.parse().ok()) else {
+            continue;
+        };
+        let manifest = drover_agent::state::load_manifest(&layout, generation).unwrap();
+        for entry in manifest.entries {
+            if let drover_proto::EntryKind::File { hash, .. } = entry.kind {
+                if entry.path == "/etc/app.conf" || entry.path == "/etc/ssl/site.key" {
+                    out.insert(hash.to_hex());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Apply, change the secret, `plan --diff` (table and JSON), apply again,
 /// all at -vv: the clear-text values appear nowhere drover wrote on the
 /// controller (the project with .drover/state.db, its temp dir, stdout and
-/// stderr of every run), and on a host only in the target files and the
-/// agent's private blob store (0600 files in 0700 directories).
+/// stderr of every run), and on a host only in the target files and in the
+/// blobs those targets point to: content-addressed (named by the hash of
+/// what they hold), in a kept generation's manifest as a target's content,
+/// and private (0600 files in 0700 directories).
 #[test]
-fn secret_values_are_nowhere_but_their_targets() {
+fn secret_values_are_nowhere_but_their_targets_and_the_blobs_they_point_to() {
     let tmp = tempfile::tempdir().unwrap();
     let op = secret_project(tmp.path());
     let hosts = tmp.path().join("hosts");
@@ -141,6 +167,7 @@ fn secret_values_are_nowhere_but_their_targets() {
         }
         for h in ["s1", "s2"] {
             let root = hosts.join(h);
+            let pointed = target_blobs(&root);
             let found = files_containing(&root, v.as_bytes());
             if v == new_value {
                 assert!(found.contains(&root.join("etc/app.conf")), "the grep finds the target: {found:?}");
@@ -151,6 +178,10 @@ fn secret_values_are_nowhere_but_their_targets() {
                     continue;
                 }
                 assert!(rel.starts_with("var/lib/drover/blobs"), "{v} in clear on {h} at {}", rel.display());
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                let content = blake3::hash(&std::fs::read(&f).unwrap()).to_hex();
+                assert_eq!(content.as_str(), name, "{v} on {h} in a blob not named by its content");
+                assert!(pointed.contains(&name), "{v} on {h} in a blob no target points to: {}", rel.display());
                 assert_eq!(mode(&f), 0o600, "{}", rel.display());
                 for d in f.ancestors().skip(1).take_while(|d| d.starts_with(root.join("var/lib/drover"))) {
                     assert_eq!(mode(d), 0o700, "{}", d.display());
