@@ -1,0 +1,268 @@
+//! A lab fleet of its own for one test, with a fresh quickstart project
+//! for it, driven through the real `drover` binary; taken down when the
+//! test ends, however it ends.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use drover_lab::{Init, LabHost};
+
+use super::lab_name::LabName;
+use super::{Run, DROVER};
+
+/// One lab (network namespaces with sshd, runit or systemd as pid 1) and a
+/// project whose inventory is the lab's.
+pub struct Fleet {
+    name: LabName,
+    init: Init,
+    dir: tempfile::TempDir,
+    hosts: Vec<LabHost>,
+    /// With `DROVER_TEST_STATE=postgres`: the database every command of
+    /// this fleet uses (`DROVER_STATE_URL`), on the test process's own
+    /// throwaway server; else the project's SQLite file.
+    state_url: Option<String>,
+}
+
+/// The host-lock lease of fleets on PostgreSQL (`[state] lock-lease`):
+/// short, so a test that kills a controller waits little for its locks.
+pub const PG_LEASE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Fleet {
+    /// A runit lab of `n` hosts named `name`, and a quickstart project for it.
+    pub fn new(name: &str, n: usize) -> Fleet {
+        Fleet::with_init(name, n, Init::Runit)
+    }
+
+    /// The same on hosts whose pid 1 is `init`. The lab is named
+    /// `<name>-<init>` so both variants of a scenario can run side by side.
+    pub fn on(name: &str, n: usize, init: Init) -> Fleet {
+        Fleet::with_init(&format!("{name}-{init}"), n, init)
+    }
+
+    fn with_init(name: &str, n: usize, init: Init) -> Fleet {
+        assert!(
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
+            "the end-to-end tests need root (they run a lab fleet of network namespaces)"
+        );
+        let name = LabName::claim(name);
+        let _ = lab_cmd(name.as_str(), &["down"]);
+        let up = lab_cmd(name.as_str(), &["up", &n.to_string(), "--init", init.as_str()]);
+        assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
+        let dir = tempfile::tempdir().unwrap();
+        let proj = dir.path().join("proj");
+        let scaffold = Run::from(Command::new(DROVER).arg("init").arg(&proj).output().unwrap());
+        assert_eq!(scaffold.code, 0, "{}", scaffold.stderr);
+        let inv = lab_cmd(name.as_str(), &["inventory"]);
+        assert_eq!(inv.code, 0, "{}", inv.stderr);
+        std::fs::write(proj.join("inventory.toml"), inv.stdout).unwrap();
+        let hosts = drover_lab::Lab::open(name.as_str()).expect("lab state").hosts().to_vec();
+        let state_url = match std::env::var("DROVER_TEST_STATE").as_deref() {
+            Ok("postgres") => {
+                let toml = proj.join("drover.toml");
+                let mut text = std::fs::read_to_string(&toml).unwrap();
+                text.push_str(&format!("\n[state]\nlock-lease = \"{}s\"\n", PG_LEASE.as_secs()));
+                std::fs::write(&toml, text).unwrap();
+                Some(drover_pgtest::shared().fresh_db())
+            }
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => panic!("DROVER_TEST_STATE={other}: use postgres or sqlite"),
+        };
+        Fleet { name, init, dir, hosts, state_url }
+    }
+
+    pub fn init(&self) -> Init {
+        self.init
+    }
+
+    /// Grow the lab to `n` hosts (`lab up N` adds h<k+1>..h<n>, never
+    /// removes any) and return the lab's new inventory.toml; the project's
+    /// inventory is left for the test to change.
+    pub fn grow(&mut self, n: usize) -> String {
+        let up = lab_cmd(self.name.as_str(), &["up", &n.to_string(), "--init", self.init.as_str()]);
+        assert_eq!(up.code, 0, "lab up {n} failed:\n{}\n{}", up.stdout, up.stderr);
+        self.hosts = drover_lab::Lab::open(self.name.as_str()).expect("lab state").hosts().to_vec();
+        let inv = lab_cmd(self.name.as_str(), &["inventory"]);
+        assert_eq!(inv.code, 0, "{}", inv.stderr);
+        inv.stdout
+    }
+
+    /// The supervisor's word for a running service in `drover status`
+    /// (runit's `sv status`, systemd's `systemctl is-active`).
+    pub fn running_state(&self) -> &'static str {
+        match self.init {
+            Init::Runit => "run",
+            Init::Systemd => "active",
+        }
+    }
+
+    /// The same for a stopped service.
+    pub fn stopped_state(&self) -> &'static str {
+        match self.init {
+            Init::Runit => "down",
+            Init::Systemd => "inactive",
+        }
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.dir.path().join("proj")
+    }
+
+    pub fn lab_hosts(&self) -> &[LabHost] {
+        &self.hosts
+    }
+
+    pub fn drover(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(DROVER);
+        c.arg("-C").arg(self.project()).args(args).stdin(Stdio::null());
+        match &self.state_url {
+            Some(u) => c.env("DROVER_STATE_URL", u),
+            None => c.env_remove("DROVER_STATE_URL"),
+        };
+        c
+    }
+
+    /// After SIGKILLing a controller: on PostgreSQL its host locks stay
+    /// until their lease runs out (a pid proves nothing across machines),
+    /// so wait that long; on SQLite a dead pid frees them at once.
+    pub fn wait_for_dead_controllers_leases(&self) {
+        if self.state_url.is_some() {
+            std::thread::sleep(PG_LEASE + std::time::Duration::from_millis(500));
+        }
+    }
+
+    pub fn spawn_drover(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn apply_json(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["apply", "--json"];
+        args.extend_from_slice(extra);
+        self.drover(&args)
+    }
+
+    /// `apply --json`, which must succeed: its per-host reports.
+    pub fn apply_ok(&self) -> Vec<serde_json::Value> {
+        let r = self.apply_json(&[]);
+        assert_eq!(r.code, 0, "apply failed:\n{}\n{}", r.stdout, r.stderr);
+        r.hosts()
+    }
+
+    /// Replace the project by a copy of the repository's `examples/<name>`
+    /// (the caller fits its inventory to the lab).
+    pub fn use_example(&self, name: &str) {
+        let proj = self.project();
+        std::fs::remove_dir_all(&proj).unwrap();
+        super::copy_tree(&super::example(name), &proj);
+    }
+
+    /// Run `args` inside lab host `i`: in its network namespace, chrooted
+    /// into its root (what an operator with a shell on the host runs).
+    pub fn in_host(&self, i: usize, args: &[&str]) -> Run {
+        let h = &self.hosts[i];
+        Run::from(
+            Command::new("ip")
+                .args(["netns", "exec", &h.netns, "chroot"])
+                .arg(&h.root)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    }
+
+    pub fn lab(&self, args: &[&str]) -> Run {
+        lab_cmd(self.name.as_str(), args)
+    }
+
+    /// A path inside host `i`'s root filesystem, as seen from the controller.
+    pub fn host_file(&self, i: usize, path: &str) -> PathBuf {
+        self.hosts[i].root.join(path.trim_start_matches('/'))
+    }
+
+    /// Every file the host has written since boot (its overlay upper dir),
+    /// with sizes and mtimes.
+    pub fn upper_snapshot(&self, i: usize) -> BTreeMap<PathBuf, (u64, i128)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.hosts[i].upper.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                if md.is_dir() {
+                    stack.push(e.path());
+                    continue;
+                }
+                let t = i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec());
+                out.insert(e.path(), (md.size(), t));
+            }
+        }
+        out
+    }
+
+    /// The pid the host's supervisor reports for a service on host `i`
+    /// (runit's `supervise/pid`, systemd's `MainPID`); empty if none.
+    pub fn service_pid(&self, i: usize, service: &str) -> String {
+        match self.init {
+            Init::Runit => std::fs::read_to_string(self.host_file(i, &format!("/etc/sv/{service}/supervise/pid")))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            Init::Systemd => {
+                let pid = self.host_sh(i, &format!("systemctl show --property=MainPID --value {service}"));
+                if pid == "0" {
+                    String::new()
+                } else {
+                    pid
+                }
+            }
+        }
+    }
+
+    /// Run `script` with /bin/sh on host `i` (through `drover exec`) and
+    /// return its trimmed stdout; panics if it fails.
+    pub fn host_sh(&self, i: usize, script: &str) -> String {
+        let host = &self.hosts[i].name;
+        let r = self.drover(&["exec", host, "--", script]);
+        assert_eq!(r.code, 0, "exec on {host}: {script}\n{}\n{}", r.stdout, r.stderr);
+        // `=== h1 (exit 0)` then the output.
+        r.stdout.split_once('\n').map(|(_, out)| out).unwrap_or("").trim().to_string()
+    }
+
+    /// SIGKILL every `drover-agent serve` process of host `i`. Returns how many.
+    pub fn kill_agent(&self, i: usize) -> usize {
+        let out = Command::new("ip").args(["netns", "pids", &self.hosts[i].netns]).output().unwrap();
+        let mut n = 0;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("/agent-") && cmd.ends_with(" serve ") && !cmd.starts_with("sudo") {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let r = lab_cmd(self.name.as_str(), &["down"]);
+        if r.code != 0 {
+            eprintln!("lab down {} failed: {}", self.name.as_str(), r.stderr);
+        }
+    }
+}
+
+fn lab_cmd(name: &str, args: &[&str]) -> Run {
+    let mut c = Command::new(DROVER);
+    c.arg("lab").args(args).arg("--lab").arg(name).stdin(Stdio::null());
+    Run::from(c.output().unwrap())
+}
