@@ -142,8 +142,9 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
 }
 
 fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| SpecError::file(path, format!("cannot read: {e}"), "check the file exists and is UTF-8 text"))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::project::read_text(path, &name)?
+        .ok_or_else(|| SpecError::file(path, "does not exist", "check the file exists"))
 }
 
 /// Line numbers by binary search over the newline offsets (counting newlines

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drover_state::Outcome;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Clone)]
@@ -27,6 +28,9 @@ pub struct Progress {
 pub struct Counts {
     pub done: AtomicU64,
     pub failed: AtomicU64,
+    /// Not reached: counted apart from failures (a host that is down is
+    /// not a deploy that went wrong).
+    pub unreachable: AtomicU64,
     pub bytes: AtomicU64,
     pub hosts: AtomicU64,
 }
@@ -72,10 +76,12 @@ impl Progress {
             let c = &self.counts;
             let done = c.done.load(Ordering::Relaxed);
             let failed = c.failed.load(Ordering::Relaxed);
-            t.set_position(done + failed);
+            let unreachable = c.unreachable.load(Ordering::Relaxed);
+            let finished = done + failed + unreachable;
+            t.set_position(finished);
             t.set_message(format!(
-                "{done} ok, {failed} failed, {} pending, {} sent",
-                c.hosts.load(Ordering::Relaxed).saturating_sub(done + failed),
+                "{done} ok, {failed} failed, {unreachable} unreachable, {} pending, {} sent",
+                c.hosts.load(Ordering::Relaxed).saturating_sub(finished),
                 crate::human::bytes(c.bytes.load(Ordering::Relaxed))
             ));
         }
@@ -107,8 +113,14 @@ impl HostProgress {
         self.parent.refresh();
     }
 
-    pub fn finish(self, failed: bool) {
-        let c = if failed { &self.parent.counts.failed } else { &self.parent.counts.done };
+    /// The host is done, with this outcome.
+    pub fn finish(self, outcome: Outcome) {
+        let counts = &self.parent.counts;
+        let c = match outcome {
+            Outcome::Unreachable => &counts.unreachable,
+            o if o.is_failure() => &counts.failed,
+            _ => &counts.done,
+        };
         c.fetch_add(1, Ordering::Relaxed);
         self.parent.refresh();
         if let Some(b) = self.bar {
@@ -137,8 +149,12 @@ mod tests {
         assert!(h.bar.is_none());
         h.step("connecting");
         h.sent(10);
-        h.finish(false);
+        h.finish(Outcome::Changed);
+        p.host("b").finish(Outcome::Unreachable);
+        p.host("c").finish(Outcome::RolledBack);
         assert_eq!(p.counts.done.load(Ordering::Relaxed), 1);
+        assert_eq!(p.counts.unreachable.load(Ordering::Relaxed), 1, "unreachable is not counted failed");
+        assert_eq!(p.counts.failed.load(Ordering::Relaxed), 1);
         assert_eq!(p.counts.bytes.load(Ordering::Relaxed), 10);
     }
 
@@ -157,7 +173,7 @@ mod tests {
         let during = threads();
         assert!(during < before + 50, "{before} threads before 200 host bars, {during} with them");
         for b in bars {
-            b.finish(false);
+            b.finish(Outcome::Unchanged);
         }
         assert_eq!(p.counts.done.load(Ordering::Relaxed), 200);
         p.finish();

@@ -76,9 +76,15 @@ pub fn file(
     let mut redacted = Vec::new();
     if !show_secrets {
         for name in compiled.secrets.get(&path).into_iter().flatten() {
-            let secret =
-                project.secret_store().get(name).map_err(|e| RenderError::Secret(name.clone(), e.to_string()))?;
-            content = replace_all(&content, secret.expose(), format!("<secret {name}>").as_bytes());
+            // An encrypted layer file (named by its `layers/…` path) is a
+            // secret as a whole; a template holds named secrets' values.
+            content = if name.starts_with("layers/") {
+                format!("<secret {name}>\n").into_bytes()
+            } else {
+                let secret =
+                    project.secret_store().get(name).map_err(|e| RenderError::Secret(name.clone(), e.to_string()))?;
+                replace_all(&content, secret.expose(), format!("<secret {name}>").as_bytes())
+            };
             redacted.push(name.clone());
         }
     }

@@ -25,7 +25,7 @@ impl Project {
         let dir = dir.to_path_buf();
         let project_dir = dir.clone();
         let pf_path = dir.join("drover.toml");
-        let pf_text = std::fs::read_to_string(&pf_path).map_err(|_| {
+        let pf_text = read_text(&pf_path, "drover.toml")?.ok_or_else(|| {
             SpecError::file(
                 &pf_path,
                 "not a drover project (no drover.toml)",
@@ -52,6 +52,9 @@ impl Project {
 
         let mut errors = Vec::new();
         let mut role_files = BTreeMap::new();
+        // A missing role named at one place (say `[defaults] roles`) is one
+        // error, not one per host using it.
+        let mut reported = std::collections::BTreeSet::new();
         for h in &raw_hosts {
             if h.host.roles.is_empty() {
                 errors.push(SpecError::file(
@@ -68,6 +71,7 @@ impl Project {
                     Ok(Some(r)) => {
                         role_files.insert(role.clone(), r);
                     }
+                    Ok(None) if !reported.insert((role.clone(), file.clone(), span.start)) => {}
                     Ok(None) => {
                         let (name, text) = file.split_once('\0').unwrap_or((&**file, ""));
                         let known = list_names(&dir.join("roles"));
@@ -91,6 +95,7 @@ impl Project {
         let mut roles = BTreeMap::new();
         let mut services = BTreeMap::new();
         let mut layer_map = BTreeMap::new();
+        let mut files_globs = Vec::new();
         let mut errors = Vec::new();
         for (name, (rf, text)) in role_files {
             let fname = format!("roles/{name}.toml");
@@ -140,6 +145,17 @@ impl Project {
                     Err(e) => errors.push(e),
                 }
             }
+            for (glob, attrs) in &rf.files {
+                if let Ok(g) = globset::Glob::new(glob) {
+                    files_globs.push(super::unmatched::FilesGlob {
+                        file: fname.clone(),
+                        text: text.clone(),
+                        span: attrs.span(),
+                        glob: glob.clone(),
+                        matcher: g.compile_matcher(),
+                    });
+                }
+            }
             match role_files_attrs(&rf, &fname, &text).and_then(|f| Ok((f, crate::setup::load(&rf, &fname, &text)?))) {
                 Ok((files, setup)) => {
                     roles.insert(
@@ -156,6 +172,7 @@ impl Project {
                 Err(e) => errors.push(e),
             }
         }
+        errors.extend(super::unmatched::check(&layer_map, &roles, &services, &files_globs));
         if let Some(e) = SpecError::many(errors) {
             return Err(e);
         }
@@ -208,9 +225,31 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
 
 fn load_role(dir: &Path, name: &str) -> Result<Option<(RoleFile, String)>, SpecError> {
     let path = dir.join("roles").join(format!("{name}.toml"));
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    let rf: RoleFile = toml::from_str(&text).map_err(|e| SpecError::toml(&format!("roles/{name}.toml"), &text, &e))?;
+    let fname = format!("roles/{name}.toml");
+    let Some(text) = read_text(&path, &fname)? else { return Ok(None) };
+    let rf: RoleFile = toml::from_str(&text).map_err(|e| SpecError::toml(&fname, &text, &e))?;
     Ok(Some((rf, text)))
+}
+
+/// A project file's text; `None` when it does not exist. A file that is
+/// there but unreadable or not UTF-8 is an error saying so (with the line of
+/// the first bad byte), never taken for a missing file.
+pub(crate) fn read_text(path: &Path, name: &str) -> Result<Option<String>, SpecError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SpecError::file(path, format!("cannot read it: {e}"), "check its permissions")),
+    };
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        SpecError::file(
+            Path::new(name),
+            format!("line {line}: not UTF-8 text (byte 0x{:02x} at offset {at})", bytes[at]),
+            "save the file as UTF-8",
+        )
+    })
 }
 
 fn role_files_attrs(

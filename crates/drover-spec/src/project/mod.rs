@@ -12,9 +12,11 @@
 
 mod instance_units;
 mod load;
+pub(crate) use load::read_text;
 mod placed;
 mod plan;
 mod service;
+mod unmatched;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

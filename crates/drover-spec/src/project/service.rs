@@ -46,6 +46,9 @@ pub(super) struct Service {
     /// (placement) that point into it.
     pub(super) file: String,
     pub(super) text: Arc<str>,
+    /// `restart-on` and `reload-on` as written, with where (see
+    /// `super::unmatched`: a pattern matching no managed path is an error).
+    pub(super) globs: Vec<(GlobMatcher, std::ops::Range<usize>, String)>,
 }
 
 pub(super) fn load_service(
@@ -57,7 +60,7 @@ pub(super) fn load_service(
     let n = name.get_ref();
     let fname = format!("services/{n}.toml");
     let path = dir.join(&fname);
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Some(text) = super::load::read_text(&path, &fname)? else {
         return Err(SpecError::at(
             role_file,
             role_text,
@@ -91,6 +94,7 @@ pub(super) fn load_service(
     }
     let mut restart_on = Vec::new();
     let mut reload_on = Vec::new();
+    let mut globs = Vec::new();
     for (g, reload) in sf.restart_on.iter().map(|g| (g, false)).chain(sf.reload_on.iter().map(|g| (g, true))) {
         let m = Glob::new(g.get_ref()).map_err(|e| {
             SpecError::at(
@@ -102,6 +106,8 @@ pub(super) fn load_service(
                 "fix the glob, e.g. \"/etc/myapp/**\"",
             )
         })?;
+        let key = if reload { "reload-on" } else { "restart-on" };
+        globs.push((m.compile_matcher(), g.span(), format!("{key} {:?}", g.get_ref())));
         if reload {
             reload_on.push(m.compile_matcher());
         } else {
@@ -167,6 +173,7 @@ pub(super) fn load_service(
         env: sf.env,
         restart_on,
         reload_on,
+        globs,
         health,
         scale,
         ports,

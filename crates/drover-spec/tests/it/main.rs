@@ -7,5 +7,6 @@ mod support;
 
 mod fleet;
 mod instances;
+mod mistakes;
 mod quickstart;
 mod setup;

@@ -99,6 +99,7 @@ pub struct VerifyArgs {
 
 /// `apply`/`plan` options for bundles and relay (flattened into `DeployArgs`).
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Bundles and peer relay")]
 pub struct ApplyArgs {
     /// Apply from this signed bundle instead of compiling the project:
     /// manifests, blobs and (without a project) the inventory come from it.

@@ -28,25 +28,27 @@ pub struct DeployArgs {
     /// Longest silence tolerated from an agent during one step [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub op_timeout: Option<String>,
-    /// Simulated transport: each host is the directory DIR/<host>, served by an
-    /// in-process agent instead of SSH (scale tests, benchmarks; see --sim-*).
-    #[arg(long, value_name = "DIR")]
-    pub simulate: Option<PathBuf>,
-    #[command(flatten)]
-    pub sim: crate::transport::sim::SimArgs,
     /// apply: record the run as one job per host in the shared PostgreSQL
     /// store and have N local `drover worker` processes run them (0: only
     /// workers started elsewhere); the report is the same.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Work split across controllers")]
     pub workers: Option<usize>,
     #[command(flatten)]
     pub bundle: crate::commands::bundle::ApplyArgs,
     #[command(flatten)]
     pub reboot: RebootArgs,
+    /// Simulated transport: each host is the directory DIR/<host>, served by an
+    /// in-process agent instead of SSH (scale tests, benchmarks; see --sim-*).
+    #[arg(long, value_name = "DIR", help_heading = "Simulated transport (with --simulate)")]
+    pub simulate: Option<PathBuf>,
+    // Last: its heading applies to the flags after it in --help.
+    #[command(flatten)]
+    pub sim: crate::transport::sim::SimArgs,
 }
 
 /// Rebooting hosts after activation (see docs/operations.md, "Reboots").
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Reboots")]
 pub struct RebootArgs {
     /// Reboot each host after activation; confirm the generation only once
     /// the host is back, over a new connection, with healthy services

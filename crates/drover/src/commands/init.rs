@@ -30,8 +30,12 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitStatus> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         anyhow::bail!("{} exists and is not empty; choose a new directory", dir.display());
     }
+    let name = project_name(dir)?;
     for (rel, text, mode) in FILES {
-        write(dir, rel, text, *mode)?;
+        match *rel {
+            "drover.toml" => write(dir, rel, &named(text, &name), *mode)?,
+            _ => write(dir, rel, text, *mode)?,
+        }
     }
     println!("Created drover project in {}", dir.display());
     println!("  .gitignore keeps inventory.csv (it holds passwords), *.key and .drover/ out of git;");
@@ -44,6 +48,19 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// The new project is named after its directory (`drover init shop`: "shop").
+fn project_name(dir: &Path) -> anyhow::Result<String> {
+    let abs = std::path::absolute(dir)?;
+    Ok(abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "drover".into()))
+}
+
+/// The scaffold's drover.toml with `name` as the project's name (a TOML
+/// string, quoted and escaped as TOML wants).
+fn named(text: &str, name: &str) -> String {
+    let quoted = toml_edit::Value::from(name).to_string();
+    text.replacen("name = \"quickstart\"", &format!("name = {}", quoted.trim()), 1)
+}
+
 fn write(dir: &Path, rel: &str, text: &str, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(rel);
@@ -53,4 +70,15 @@ fn write(dir: &Path, rel: &str, text: &str, mode: u32) -> anyhow::Result<()> {
     std::fs::write(&path, text)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_project_is_named_after_its_directory_in_valid_toml() {
+        let text = super::named(super::FILES[0].1, "shop \"east\"");
+        let v: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(v["project"]["name"].as_str(), Some("shop \"east\""));
+        assert!(!text.contains("quickstart\""), "{text}");
+    }
 }

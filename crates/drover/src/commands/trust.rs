@@ -77,6 +77,25 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
             println!("{:<16} {fp}  already pinned", h.name);
             continue;
         }
+        // Keys pinned in inventory.toml (`host-key`) rather than in
+        // known_hosts: trust manages only known_hosts, and both kinds are
+        // accepted, so replacing here would leave the old key trusted.
+        let in_known = |k: &str| {
+            lines.iter().any(|l| {
+                let mut w = l.split_whitespace();
+                w.next().is_some_and(|who| who.split(',').any(|x| x == h.name || x == h.address))
+                    && w.collect::<Vec<_>>().join(" ") == base(k)
+            })
+        };
+        let inventory_pins: Vec<&String> = h.host_keys.iter().filter(|k| !in_known(k)).collect();
+        if args.replace && !inventory_pins.is_empty() {
+            eprintln!(
+                "{:<16} {fp}  DIFFERS from the key pinned by `host-key` in {}; drover trust only writes known_hosts: edit or remove that `host-key` (both pins are accepted, so the old key would stay trusted)",
+                h.name, h.origin
+            );
+            failed = true;
+            continue;
+        }
         if !h.host_keys.is_empty() && !args.replace {
             eprintln!(
                 "{:<16} {fp}  DIFFERS from the pinned key; not changed (use --replace if the host was reinstalled)",

@@ -52,14 +52,14 @@ pub async fn sessions(spec: &RunSpec, hosts: Vec<Host>, progress: Progress) -> V
         async move {
             let hp = progress.host(&host.name);
             if let Some(why) = fence.lost() {
-                hp.finish(false);
+                hp.finish(Outcome::Skipped);
                 let mut r = HostReport::new(&host.name);
                 r.outcome = Outcome::Skipped;
                 r.error = Some(format!("not started: {why}"));
                 return Ok(r);
             }
             let report = run_host(&job, &chunks, &host, &hp).await;
-            hp.finish(report.outcome.is_failure());
+            hp.finish(report.outcome);
             Ok(report)
         }
     })
@@ -68,7 +68,7 @@ pub async fn sessions(spec: &RunSpec, hosts: Vec<Host>, progress: Progress) -> V
         .into_iter()
         .map(|(name, r)| {
             r.unwrap_or_else(|e| {
-                progress.host(&name).finish(true);
+                progress.host(&name).finish(Outcome::Failed);
                 let mut r = HostReport::new(&name);
                 r.outcome = Outcome::Failed;
                 r.error = Some(e);

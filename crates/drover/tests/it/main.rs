@@ -16,6 +16,7 @@ mod agent_swap;
 mod bundle;
 mod bundle_secrets;
 mod day2;
+mod day_one;
 mod e2e;
 mod faults;
 mod fleet;

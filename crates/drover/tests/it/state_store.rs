@@ -83,6 +83,7 @@ fn store_args(cmd: &str, bundle: &Path, url: &str) -> Vec<String> {
         "exec" => &["all", "--", "true"],
         "reboot" => &["all"],
         "drain" | "undrain" => &["web1"],
+        "render" => &["web1", "/etc/motd"],
         "scale" => &["node", "2"],
         "bundle build" => &["-o", bundle.to_str().unwrap()],
         "state migrate" => &["--to", url],
