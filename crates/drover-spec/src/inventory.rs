@@ -143,8 +143,7 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
 
 fn read(path: &Path) -> Result<String, SpecError> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    crate::project::read_text(path, &name)?
-        .ok_or_else(|| SpecError::file(path, "does not exist", "check the file exists"))
+    crate::read::read_text(path, &name)?.ok_or_else(|| SpecError::file(path, "does not exist", "check the file exists"))
 }
 
 /// Line numbers by binary search over the newline offsets (counting newlines

@@ -31,6 +31,7 @@ mod inventory;
 mod layers;
 pub mod lock;
 mod project;
+mod read;
 mod render;
 pub mod rollout;
 mod secrets;

@@ -86,7 +86,7 @@ pub fn target_of(facts: &Facts) -> Option<String> {
 impl PackageLock {
     pub fn read(project: &Path) -> Result<Option<PackageLock>, SpecError> {
         let path = project.join(LOCK_FILE);
-        let Some(text) = crate::project::read_text(&path, LOCK_FILE)? else { return Ok(None) };
+        let Some(text) = crate::read::read_text(&path, LOCK_FILE)? else { return Ok(None) };
         let lock: PackageLock = toml::from_str(&text).map_err(|e| SpecError::toml(LOCK_FILE, &text, &e))?;
         if lock.version != LOCK_VERSION {
             return Err(SpecError::file(

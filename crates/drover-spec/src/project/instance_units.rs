@@ -7,6 +7,7 @@
 //! in the plan, so a fleet without instanced services compiles as fast as
 //! before.
 
+use crate::read::is_template;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -52,11 +53,6 @@ fn strings(svc: &Service) -> Vec<(String, String)> {
     }
     v.extend(svc.tcp_template.iter().map(|t| ("health.tcp".to_string(), t.clone())));
     v
-}
-
-/// A service file string is a template when it has `{{` or `{%`.
-pub(super) fn is_template(text: &str) -> bool {
-    text.contains("{{") || text.contains("{%")
 }
 
 impl Project {

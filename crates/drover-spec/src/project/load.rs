@@ -13,6 +13,7 @@ use crate::duration::parse_duration;
 use crate::files::{FileAttrs, ProjectFile, RoleFile};
 use crate::inventory::{self};
 use crate::layers::{self, LayerKind};
+use crate::read::list_names;
 use crate::render::Templates;
 
 use super::service::{load_service, Role};
@@ -25,7 +26,7 @@ impl Project {
         let dir = dir.to_path_buf();
         let project_dir = dir.clone();
         let pf_path = dir.join("drover.toml");
-        let pf_text = read_text(&pf_path, "drover.toml")?.ok_or_else(|| {
+        let pf_text = crate::read::read_text(&pf_path, "drover.toml")?.ok_or_else(|| {
             SpecError::file(
                 &pf_path,
                 "not a drover project (no drover.toml)",
@@ -226,30 +227,9 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
 fn load_role(dir: &Path, name: &str) -> Result<Option<(RoleFile, String)>, SpecError> {
     let path = dir.join("roles").join(format!("{name}.toml"));
     let fname = format!("roles/{name}.toml");
-    let Some(text) = read_text(&path, &fname)? else { return Ok(None) };
+    let Some(text) = crate::read::read_text(&path, &fname)? else { return Ok(None) };
     let rf: RoleFile = toml::from_str(&text).map_err(|e| SpecError::toml(&fname, &text, &e))?;
     Ok(Some((rf, text)))
-}
-
-/// A project file's text; `None` when it does not exist. A file that is
-/// there but unreadable or not UTF-8 is an error saying so (with the line of
-/// the first bad byte), never taken for a missing file.
-pub(crate) fn read_text(path: &Path, name: &str) -> Result<Option<String>, SpecError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SpecError::file(path, format!("cannot read it: {e}"), "check its permissions")),
-    };
-    String::from_utf8(bytes).map(Some).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
-        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
-        SpecError::file(
-            Path::new(name),
-            format!("line {line}: not UTF-8 text (byte 0x{:02x} at offset {at})", bytes[at]),
-            "save the file as UTF-8",
-        )
-    })
 }
 
 fn role_files_attrs(
@@ -280,15 +260,4 @@ fn role_files_attrs(
         out.push((m.compile_matcher(), attrs.get_ref().clone(), mode));
     }
     Ok(out)
-}
-
-pub(super) fn list_names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().trim_end_matches(".toml").to_string()).collect())
-        .unwrap_or_default();
-    v.sort();
-    if v.is_empty() {
-        v.push("(none)".into());
-    }
-    v
 }

@@ -12,7 +12,6 @@
 
 mod instance_units;
 mod load;
-pub(crate) use load::read_text;
 mod placed;
 mod plan;
 mod service;

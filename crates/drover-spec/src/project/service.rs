@@ -8,13 +8,12 @@ use drover_proto::{HealthCheck, HealthProbe};
 use globset::{Glob, GlobMatcher};
 use toml::Spanned;
 
-use super::instance_units::is_template;
-use super::load::list_names;
 use crate::diag::SpecError;
 use crate::duration::parse_duration;
 use crate::files::{FileAttrs, PlacementFile, ServiceFile, Vars};
 use crate::instances::ports::PortRange;
 use crate::instances::{parse_size, Placement, Requires, Scale, Spread};
+use crate::read::{is_template, list_names};
 
 pub(super) struct Role {
     pub(super) layers: Vec<String>,
@@ -60,7 +59,7 @@ pub(super) fn load_service(
     let n = name.get_ref();
     let fname = format!("services/{n}.toml");
     let path = dir.join(&fname);
-    let Some(text) = super::load::read_text(&path, &fname)? else {
+    let Some(text) = crate::read::read_text(&path, &fname)? else {
         return Err(SpecError::at(
             role_file,
             role_text,

@@ -17,6 +17,7 @@ mod error;
 mod job;
 pub mod reboot;
 pub mod relay;
+mod relay_deliver;
 mod report;
 mod session;
 pub mod ship;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use drover_proto::{EntryKind, Hash, Request, Response};
 use drover_spec::{Compiled, Host};
 
-use super::{Plan, Relay, KEEPALIVE, PEER_ATTEMPTS, POLL};
+use super::relay::{Plan, Relay, KEEPALIVE, PEER_ATTEMPTS, POLL};
 use crate::host::error::HostError;
 use crate::host::report::HostReport;
 use crate::host::ship::Shipper;

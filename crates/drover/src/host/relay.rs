@@ -21,16 +21,14 @@ use std::time::Duration;
 use drover_proto::Hash;
 use drover_spec::Host;
 
-mod deliver;
-
 /// How often a waiting host looks for a free source again (it is also woken
 /// whenever a transfer ends).
-const POLL: Duration = Duration::from_millis(250);
+pub(super) const POLL: Duration = Duration::from_millis(250);
 
 /// How often a session waiting for a peer pings its agent.
-const KEEPALIVE: Duration = Duration::from_secs(2);
+pub(super) const KEEPALIVE: Duration = Duration::from_secs(2);
 /// Peer transfers tried before falling back to the controller.
-const PEER_ATTEMPTS: u32 = 3;
+pub(super) const PEER_ATTEMPTS: u32 = 3;
 
 pub struct Relay {
     pub port: u16,
@@ -42,7 +40,7 @@ pub struct Relay {
     /// A host's relay server exits after this long without a request.
     pub idle_ms: u64,
     blobs: Mutex<HashMap<Hash, BlobState>>,
-    wake: tokio::sync::Notify,
+    pub(super) wake: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -57,7 +55,7 @@ struct Source {
     failures: u32,
 }
 
-enum Plan {
+pub(super) enum Plan {
     Seed,
     From(String),
     Wait,
@@ -78,7 +76,7 @@ impl Relay {
         })
     }
 
-    fn plan(&self, h: &Hash) -> Plan {
+    pub(super) fn plan(&self, h: &Hash) -> Plan {
         let mut all = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
         let st = all.entry(*h).or_default();
         let free = st.sources.iter_mut().filter(|s| s.busy < self.fanout && s.failures < 2).min_by_key(|s| s.busy);
@@ -95,7 +93,7 @@ impl Relay {
 
     /// A transfer ended: free the source's slot (counting a failure), and add
     /// the receiving host as a new source if it serves now.
-    fn ended(&self, h: &Hash, from: Option<&str>, failed: bool, new_source: Option<String>) {
+    pub(super) fn ended(&self, h: &Hash, from: Option<&str>, failed: bool, new_source: Option<String>) {
         let mut all = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
         let st = all.entry(*h).or_default();
         match from {
@@ -118,7 +116,7 @@ impl Relay {
         self.wake.notify_waiters();
     }
 
-    fn peer_addr(&self, host: &Host) -> String {
+    pub(super) fn peer_addr(&self, host: &Host) -> String {
         if host.address.contains(':') {
             format!("[{}]:{}", host.address, self.port)
         } else {
