@@ -39,6 +39,18 @@ pub struct Job {
     pub reboot: Option<RebootPlan>,
 }
 
+impl Mode {
+    /// The command that runs this mode, as runs are recorded.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Mode::Plan(_) => "plan",
+            Mode::Apply => "apply",
+            Mode::Rollback { .. } => "rollback",
+            Mode::Reboot => "reboot",
+        }
+    }
+}
+
 impl Job {
     /// The same settings for another goal (rollouts apply, then may revert).
     pub fn clone_for(&self, mode: Mode) -> Job {

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drover_spec::Host;
+
 use super::bundle::{RelayOptions, SignedBundle};
 use super::workers::{SimSpec, WorkSpec, WorkersError};
-use super::{Overrides, Ran, RunReport, RunSpec};
-use crate::host::{Mode, RebootPlan};
+use super::{Overrides, Ran, RunReport, RunSpec, Settings};
+use crate::host::{Mode, RebootPlan, StateSource};
 use crate::select::select;
 use crate::transport::sim::SimArgs;
 use crate::transport::Transport;
@@ -40,53 +42,61 @@ pub struct Request {
 
 /// The run `req` asks for, recorded; its report for the caller to print.
 pub fn run(dir: &Path, req: &Request) -> anyhow::Result<Ran> {
+    let delivered = req.bundle.is_some() || req.relay.is_some();
     if req.workers.is_some() {
         if !matches!(req.mode, Mode::Apply) {
             return Err(WorkersError::Unsupported("a command other than apply").into());
         }
-        if req.bundle.is_some() || req.relay.is_some() {
+        if delivered {
             return Err(WorkersError::Unsupported("--bundle").into());
         }
         super::workers::require_shared_store(dir)?;
     }
-    if req.bundle.is_some() || req.relay.is_some() {
-        return from_bundle(dir, req);
-    }
-    let project = crate::store::load_project(dir)?;
-    let mut hosts = select(&project.hosts, req.hosts.as_deref())?;
-    if !matches!(req.mode, Mode::Rollback { .. }) {
-        super::spec::preflight(&project, &hosts)?;
-    }
+    let t = if delivered { from_bundle(dir, req)? } else { from_project(dir, req)? };
+    let mut hosts = t.hosts;
     super::skip_drained(dir, &mut hosts, req.mode)?;
-    let reboot = match req.mode {
-        Mode::Plan(_) => None,
-        _ if req.reboot => Some(RebootPlan::every_host(req.reboot_timeout)),
-        _ => RebootPlan::from_project(&project, req.reboot_timeout),
-    };
-    crate::host::reboot::refuse_simulated(reboot.as_ref(), req.simulate.as_deref())?;
-    let transport = Transport::for_hosts(req.simulate.as_deref(), req.sim.as_ref())?;
-    let spec = RunSpec::of_project(Arc::new(project), transport, req.mode, &req.overrides).reboot(reboot);
+    crate::host::reboot::refuse_simulated(t.reboot.as_ref(), req.simulate.as_deref())?;
+    let spec = RunSpec::new(t.source, t.transport, req.mode, t.settings, &req.overrides).reboot(t.reboot);
     if let Some(n) = req.workers {
         if spec.job.reboot.is_some() {
             return Err(WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
         }
         return by_workers(dir, req, &spec, &hosts, n);
     }
-    super::execute(dir, command(req.mode), spec, hosts, req.show)
+    super::execute(dir, req.mode.verb(), spec, hosts, req.show)
 }
 
-fn command(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Plan(_) => "plan",
-        Mode::Apply => "apply",
-        Mode::Rollback { .. } => "rollback",
-        Mode::Reboot => "reboot",
+/// Where a run's desired state comes from, for which hosts, with which
+/// settings, over which transport.
+struct Target {
+    source: Arc<dyn StateSource>,
+    hosts: Vec<Host>,
+    settings: Settings,
+    reboot: Option<RebootPlan>,
+    transport: Transport,
+}
+
+/// The project compiled here: every selected host compiled once first (a
+/// template error stops the run before any host is touched).
+fn from_project(dir: &Path, req: &Request) -> anyhow::Result<Target> {
+    let project = crate::store::load_project(dir)?;
+    let hosts = select(&project.hosts, req.hosts.as_deref())?;
+    if !matches!(req.mode, Mode::Rollback { .. }) {
+        super::spec::preflight(&project, &hosts)?;
     }
+    let reboot = match req.mode {
+        Mode::Plan(_) => None,
+        _ if req.reboot => Some(RebootPlan::every_host(req.reboot_timeout)),
+        _ => RebootPlan::from_project(&project, req.reboot_timeout),
+    };
+    let transport = Transport::for_hosts(req.simulate.as_deref(), req.sim.as_ref())?;
+    let settings = Settings::from(&project.settings);
+    Ok(Target { source: Arc::new(project), hosts, settings, reboot, transport })
 }
 
-/// `--bundle` or `--relay`: the same run, its desired state from a bundle
-/// or shipped through peer relays (see [`super::bundle`]).
-fn from_bundle(dir: &Path, req: &Request) -> anyhow::Result<Ran> {
+/// `--bundle` or `--relay`: the desired state from a bundle, or shipped
+/// through peer relays (see [`super::bundle`]).
+fn from_bundle(dir: &Path, req: &Request) -> anyhow::Result<Target> {
     if matches!(req.mode, Mode::Rollback { .. }) {
         anyhow::bail!("rollback takes no --bundle or --relay (generations are kept on the hosts)");
     }
@@ -94,22 +104,18 @@ fn from_bundle(dir: &Path, req: &Request) -> anyhow::Result<Ran> {
         anyhow::bail!("--relay needs real hosts (relay servers listen on each host's address)");
     }
     let d = super::bundle::delivery(dir, req.bundle.as_ref(), req.relay)?;
-    let mut hosts = select(&d.hosts, req.hosts.as_deref())?;
-    super::skip_drained(dir, &mut hosts, req.mode)?;
+    let hosts = select(&d.hosts, req.hosts.as_deref())?;
     let reboot = match req.mode {
         Mode::Plan(_) => None,
         _ => req.reboot.then(|| RebootPlan::every_host(req.reboot_timeout)),
     };
-    crate::host::reboot::refuse_simulated(reboot.as_ref(), req.simulate.as_deref())?;
     let transport = Transport::for_hosts(req.simulate.as_deref(), None)?;
-    let spec = RunSpec::new(d.source, transport, req.mode, d.settings, &req.overrides).reboot(reboot);
-    let command = if matches!(req.mode, Mode::Plan(_)) { "plan" } else { "apply" };
-    super::execute(dir, command, spec, hosts, req.show)
+    Ok(Target { source: d.source, hosts, settings: d.settings, reboot, transport })
 }
 
 /// `apply --workers N` (see [`super::workers`]): the same report, assembled
 /// from what the workers recorded.
-fn by_workers(dir: &Path, req: &Request, spec: &RunSpec, hosts: &[drover_spec::Host], n: usize) -> anyhow::Result<Ran> {
+fn by_workers(dir: &Path, req: &Request, spec: &RunSpec, hosts: &[Host], n: usize) -> anyhow::Result<Ran> {
     let sim = req.sim.as_ref().map_or_else(SimSpec::unshaped, SimSpec::from);
     let work = WorkSpec::of_run(dir, spec, req.simulate.as_deref(), sim)?;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
