@@ -1,6 +1,10 @@
 //! Air-gapped bundles: everything a fleet (or one host) needs to install, in
 //! one file, signed with minisign.
 //!
+//! It must not import the controller, the spec (a bundle holds compiled
+//! manifests, not projects) or anything async: the agent links it to open
+//! bundles on hosts, and stays small and synchronous.
+//!
 //! A bundle holds, per selected host, the compiled [`Manifest`] (plus the
 //! host's inventory entry, without secrets), every blob those manifests
 //! reference (content-addressed by blake3, zstd-compressed in independent

@@ -1,5 +1,7 @@
 //! A local lab fleet: real OpenSSH hosts on one machine, for trying drover
 //! and for testing and benchmarking it, as `kind` does for Kubernetes.
+//! It knows nothing of drover's projects, protocol or agent (it must not
+//! import them): a lab is hosts, and anything that speaks SSH can use it.
 //!
 //! Each host has its own network namespace and address, its own root file
 //! system (an overlay on a shared Debian base built once with debootstrap),

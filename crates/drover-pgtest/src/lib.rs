@@ -1,4 +1,5 @@
-//! A real PostgreSQL server for tests: Debian's `postgresql` binaries
+//! Tests only (a dev-dependency; it must never be a dependency of a crate
+//! that ships). A real PostgreSQL server for tests: Debian's `postgresql` binaries
 //! (`/usr/lib/postgresql/<version>/bin`), a new cluster in a temp dir, on a
 //! free loopback port. No mocks: the state backend is tested against the
 //! server it will meet.

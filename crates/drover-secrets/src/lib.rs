@@ -1,4 +1,6 @@
-//! Project secrets: age-encrypted, one text-armored file per secret.
+//! Project secrets: age-encrypted, one text-armored file per secret. A
+//! leaf: it must not import the spec, the controller or the agent (they
+//! import it).
 //!
 //! A project's `secrets/recipients.txt` lists who can read its secrets (age
 //! X25519 recipients `age1…`, or SSH `ssh-ed25519` public keys, so an operator
