@@ -324,22 +324,7 @@ mod tests {
     }
 
     fn host(name: &str) -> HostEntry {
-        HostEntry {
-            name: name.into(),
-            address: "10.0.0.1".into(),
-            port: 22,
-            user: "root".into(),
-            key: None,
-            host_keys: vec![],
-            roles: vec![],
-            groups: vec![],
-            generation: 1,
-            facts: "placeholder".into(),
-            manifest: Manifest::default(),
-            recipient: None,
-            sealed: vec![],
-            sealed_clear: vec![],
-        }
+        HostEntry::bare(name, "10.0.0.1")
     }
 
     #[test]

@@ -111,6 +111,29 @@ pub struct HostEntry {
     pub sealed_clear: Vec<u8>,
 }
 
+impl HostEntry {
+    /// A root-login host on port 22 with no keys, roles, secrets or desired
+    /// state yet: what an index is built up from (and every test's fixture).
+    pub fn bare(name: &str, address: &str) -> HostEntry {
+        HostEntry {
+            name: name.into(),
+            address: address.into(),
+            port: 22,
+            user: "root".into(),
+            key: None,
+            host_keys: vec![],
+            roles: vec![],
+            groups: vec![],
+            generation: 1,
+            facts: "placeholder".into(),
+            manifest: drover_proto::Manifest::default(),
+            recipient: None,
+            sealed: vec![],
+            sealed_clear: vec![],
+        }
+    }
+}
+
 /// One secret-bearing file of a host, as the bundle shows it: no clear
 /// hash. The ciphertext is an age file for the host's key, stored as an
 /// ordinary blob (so the signatures cover it like any other blob).

@@ -218,20 +218,8 @@ mod tests {
 
     fn host(name: &str) -> crate::HostEntry {
         crate::HostEntry {
-            name: name.into(),
-            address: format!("10.1.{}.{}", name.len(), name.len()),
-            port: 22,
-            user: "root".into(),
-            key: None,
             host_keys: vec![format!("ssh-ed25519 AAAA-{name}")],
-            roles: vec![],
-            groups: vec![],
-            generation: 1,
-            facts: "placeholder".into(),
-            manifest: drover_proto::Manifest::default(),
-            recipient: None,
-            sealed: vec![],
-            sealed_clear: vec![],
+            ..crate::HostEntry::bare(name, &format!("10.1.{}.{}", name.len(), name.len()))
         }
     }
 
