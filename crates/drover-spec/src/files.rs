@@ -32,6 +32,8 @@ pub struct ProjectFile {
     pub alert: Vec<crate::alert::AlertFile>,
     #[serde(default)]
     pub state: StateSection,
+    #[serde(default)]
+    pub limits: crate::limits::LimitsSection,
 }
 
 /// `[state]`: where runs, locks and history are kept (see

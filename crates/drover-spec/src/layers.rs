@@ -46,7 +46,7 @@ pub enum LayerKind {
     Dir,
 }
 
-pub fn scan(project: &Path, layer: &str) -> Result<Vec<LayerFile>, SpecError> {
+pub fn scan(project: &Path, layer: &str, limits: &crate::Limits) -> Result<Vec<LayerFile>, SpecError> {
     let root = project.join("layers").join(layer);
     if !root.is_dir() {
         return Err(SpecError::file(
@@ -56,12 +56,18 @@ pub fn scan(project: &Path, layer: &str) -> Result<Vec<LayerFile>, SpecError> {
         ));
     }
     let mut out = Vec::new();
-    walk(&root, &root, layer, &mut out)?;
+    walk(&root, &root, layer, limits, &mut out)?;
     out.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(out)
 }
 
-fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Result<(), SpecError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    layer: &str,
+    limits: &crate::Limits,
+    out: &mut Vec<LayerFile>,
+) -> Result<(), SpecError> {
     let io = |p: &Path, e: std::io::Error| SpecError::file(p, format!("cannot read: {e}"), "check permissions");
     let mut entries: Vec<_> =
         std::fs::read_dir(dir).map_err(|e| io(dir, e))?.collect::<Result<_, _>>().map_err(|e| io(dir, e))?;
@@ -78,7 +84,7 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
         };
         let md = std::fs::symlink_metadata(&path).map_err(|err| io(&path, err))?;
         if md.is_dir() {
-            walk(root, &path, layer, out)?;
+            walk(root, &path, layer, limits, out)?;
             contents += 1;
             continue;
         }
@@ -109,11 +115,13 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
         } else if let Some(stripped) = rel_in_layer.strip_suffix(".age") {
             (format!("/{stripped}"), LayerKind::Encrypted)
         } else {
-            let bytes = std::fs::read(&path).map_err(|err| io(&path, err))?;
-            (
-                format!("/{rel_in_layer}"),
-                LayerKind::Plain { hash: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 },
-            )
+            check_size(&path, &md, limits)?;
+            // Streamed: a large file is hashed without holding it in memory.
+            let mut hasher = blake3::Hasher::new();
+            let f = std::fs::File::open(&path).map_err(|err| io(&path, err))?;
+            let size = std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), &mut hasher)
+                .map_err(|err| io(&path, err))?;
+            (format!("/{rel_in_layer}"), LayerKind::Plain { hash: Hash(*hasher.finalize().as_bytes()), size })
         };
         check_path(&target).map_err(|m| SpecError::file(&path, m, "rename the file"))?;
         if let LayerKind::Symlink(t) = &kind {
@@ -131,6 +139,41 @@ fn walk(root: &Path, dir: &Path, layer: &str, out: &mut Vec<LayerFile>) -> Resul
             kind: LayerKind::Dir,
             mode: md.permissions().mode() & 0o7777,
         });
+    }
+    Ok(())
+}
+
+/// A layer file over `[limits] file-size`, or sparse, is refused: drover
+/// ships files whole and the host stores them whole, so a 2 GiB sparse file
+/// of 4 KiB on disk would cost every host 2 GiB (twice: blob and target).
+/// Refused rather than preserved as sparse: the agent's blob store and
+/// generations would have to keep holes through compression, transfer,
+/// verification and atomic swap; a file like that is better made on the
+/// host by the service that needs it.
+fn check_size(path: &Path, md: &std::fs::Metadata, limits: &crate::Limits) -> Result<(), SpecError> {
+    use std::os::unix::fs::MetadataExt;
+    let (size, on_disk) = (md.len(), md.blocks() * 512);
+    if size > limits.file_size {
+        return Err(SpecError::file(
+            path,
+            format!(
+                "{} is larger than the {} a layer file may be",
+                crate::limits::human(size),
+                crate::limits::human(limits.file_size)
+            ),
+            "ship it another way (a package, or fetched by the service), or raise `[limits] file-size` in drover.toml",
+        ));
+    }
+    if size >= 1 << 20 && on_disk < size / 2 {
+        return Err(SpecError::file(
+            path,
+            format!(
+                "is a sparse file ({} long, {} on disk): every host would store it whole",
+                crate::limits::human(size),
+                crate::limits::human(on_disk)
+            ),
+            "drover ships files whole: create the file on the host instead (e.g. `truncate -s` in the service's start command), or make it dense if its size is meant",
+        ));
     }
     Ok(())
 }

@@ -34,11 +34,17 @@ pub struct Templates {
     /// Per template, the secrets it reads (`secrets.NAME`); `*` when it
     /// reads `secrets` as a whole (then every secret is given to it).
     secret_refs: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+    /// What one rendering may take (`[limits]`).
+    limits: crate::Limits,
 }
 
 impl Templates {
-    pub fn load<'a>(files: impl Iterator<Item = &'a LayerFile>) -> Result<Templates, SpecError> {
+    pub fn load<'a>(
+        files: impl Iterator<Item = &'a LayerFile>,
+        limits: &crate::Limits,
+    ) -> Result<Templates, SpecError> {
         let mut env = Environment::new();
+        env.set_fuel(Some(limits.template_steps));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -122,7 +128,15 @@ impl Templates {
                 (!names.is_empty()).then(|| (n.to_string(), names))
             })
             .collect();
-        Ok(Templates { env, uses_generation, fleet_readers, reads_fleet, reads_fleet_services, secret_refs })
+        Ok(Templates {
+            env,
+            uses_generation,
+            fleet_readers,
+            reads_fleet,
+            reads_fleet_services,
+            secret_refs,
+            limits: *limits,
+        })
     }
 
     /// For a template that reads `fleet`: its name and the values in `ctx`
@@ -160,16 +174,57 @@ impl Templates {
     pub fn render(&self, name: &str, ctx: &minijinja::Value, host: &str) -> Result<String, SpecError> {
         let tmpl = self.env.get_template(name).map_err(|e| template_error(name, "", &e, Some(host)))?;
         crate::fleet::clear_missing();
-        tmpl.render(ctx).map_err(|e| {
+        let mut out = Bounded { buf: Vec::new(), limit: self.limits.template_output };
+        let rendered = tmpl.render_captured_to(ctx, &mut out);
+        rendered.map_err(|e| {
             let src = tmpl.source().to_string();
-            match crate::fleet::take_missing() {
-                Some((other, fact)) if e.kind() == minijinja::ErrorKind::UndefinedError => {
+            match (crate::fleet::take_missing(), e.kind()) {
+                (Some((other, fact)), minijinja::ErrorKind::UndefinedError) => {
                     missing_fact(name, &src, &e, host, &other, &fact)
                 }
+                (_, minijinja::ErrorKind::OutOfFuel) => over_limit(
+                    name,
+                    host,
+                    format!("took more than {} template steps (a runaway loop?)", self.limits.template_steps),
+                    "`[limits] template-steps` in drover.toml raises the bound",
+                ),
+                (_, minijinja::ErrorKind::WriteFailure) => over_limit(
+                    name,
+                    host,
+                    format!("renders more than {}", crate::limits::human(self.limits.template_output)),
+                    "`[limits] template-output` in drover.toml raises the bound",
+                ),
                 _ => template_error(name, &src, &e, Some(host)),
             }
+        })?;
+        String::from_utf8(out.buf).map_err(|_| {
+            SpecError::file(std::path::Path::new(name), "rendered bytes that are not UTF-8", "fix the template")
         })
     }
+}
+
+/// A rendering's output, refusing to grow past `limit` bytes.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: u64,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() as u64 + b.len() as u64 > self.limit {
+            return Err(std::io::Error::other("the rendering is over its size limit"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn over_limit(name: &str, host: &str, what: String, help: &str) -> SpecError {
+    SpecError::file(std::path::Path::new(name), format!("{what} (rendering for host {host})"), help)
 }
 
 fn template_error(name: &str, text: &str, e: &minijinja::Error, host: Option<&str>) -> SpecError {

@@ -102,7 +102,7 @@ impl Project {
             let fname = format!("roles/{name}.toml");
             for l in &rf.layers {
                 if !layer_map.contains_key(l.get_ref()) {
-                    match layers::scan(&dir, l.get_ref()) {
+                    match layers::scan(&dir, l.get_ref(), &settings.limits) {
                         Ok(files) => {
                             layer_map.insert(l.get_ref().clone(), files);
                         }
@@ -177,7 +177,7 @@ impl Project {
         if let Some(e) = SpecError::many(errors) {
             return Err(e);
         }
-        let templates = Templates::load(layer_map.values().flatten())?;
+        let templates = Templates::load(layer_map.values().flatten(), &settings.limits)?;
         let inline = super::instance_units::inline_templates(&services)?;
         let template_names = layer_map.values().flatten().filter(|f| matches!(f.kind, LayerKind::Template));
         crate::secrets::check_defined(&templates, template_names.map(|f| &f.rel), &secrets)?;
@@ -221,6 +221,7 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
         connect_timeout: dur(&pf.apply.connect_timeout, Duration::from_secs(10))?,
         package_sources: pf.packages.sources.clone().unwrap_or_else(|| vec!["apt".into()]),
         reconcile: pf.serve.reconcile.unwrap_or_default(),
+        limits: crate::Limits::resolve(&pf.limits, text)?,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Settings {
     pub package_sources: Vec<String>,
     /// `[serve] reconcile` (see `drover serve --reconcile`).
     pub reconcile: crate::files::ReconcilePolicy,
+    /// `[limits]`: what one template or layer file may take.
+    pub limits: crate::Limits,
 }
 
 pub struct Project {
