@@ -7,12 +7,14 @@
 //! value can act.
 //!
 //! By topic: the live page and metrics (`live`), healing (`heal`), who
-//! may act (`auth`), actions confirmed first (`confirm`), hosts behind the
-//! project (`behind`), and the runs page (`runs`).
+//! may act (`auth`), actions confirmed first (`confirm`), drained hosts
+//! (`drained`), hosts behind the project (`behind`), and the runs page
+//! (`runs`).
 
 mod auth;
 mod behind;
 mod confirm;
+mod drained;
 mod heal;
 mod live;
 mod runs;
