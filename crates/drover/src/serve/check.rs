@@ -2,8 +2,11 @@
 //!
 //! A pass probes every host as `drover status` does (read-only on the
 //! host: generation, drift, services, health, and whether its generation
-//! is what the project compiles for it now: `behind` if not), then, under `reconcile = "heal"`, re-applies the hosts that drifted or
-//! have no current generation through the ordinary deploy pipeline — which
+//! is what the project compiles for it now: `behind` if not; the project
+//! is compiled for each host once per pass), then, under `reconcile =
+//! "heal"`, re-applies the hosts that drifted or have no current
+//! generation (not those behind with a generation of their own: a
+//! rollback may be deliberate) through the ordinary deploy pipeline — which
 //! takes the same host locks as a CLI `apply`, skips drained hosts, and
 //! records the run. A pass never waits on a busy store for longer than the
 //! store's busy timeout; on failure the page keeps the last snapshot and
