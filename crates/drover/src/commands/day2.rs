@@ -193,7 +193,12 @@ pub fn drain(dir: &std::path::Path, a: DrainArgs, on: bool) -> anyhow::Result<Ex
     let project = Project::load(dir)?;
     let hosts = target_hosts(&project, &a.target)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
-    audit(dir, if on { "drain" } else { "undrain" }, &a.target)?;
+    // A drain's reason goes to the audit log with it (as the dashboard's does).
+    let args = match on {
+        true => format!("{} --reason {}", a.target, shlex::try_quote(&a.reason)?),
+        false => a.target.clone(),
+    };
+    audit(dir, if on { "drain" } else { "undrain" }, &args)?;
     let rt = runtime()?;
     let results = rt.block_on(crate::run::fleet::drain(dir, &fleet, &hosts, on, &a.reason))?;
     let mut failed = 0;

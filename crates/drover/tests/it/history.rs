@@ -1,6 +1,7 @@
-//! `drover history`: a command column, plan runs left out unless asked
-//! for (`--plans`), and a multi-line error as one table line (whole in
-//! `--json`). Simulated hosts: the table is the point, not the transport.
+//! What the CLI records and shows of the past: `drover history` (a command
+//! column, plan runs left out unless asked for with `--plans`, a multi-line
+//! error as one table line, whole in `--json`) and a drain's reason in the
+//! audit log. Simulated hosts: the record is the point, not the transport.
 
 use crate::support::{drover_in, ok, sim_project};
 
@@ -87,4 +88,19 @@ fn history_has_a_command_column_leaves_plans_out_unless_asked_and_keeps_multi_li
     let j = drover_in(&proj, &["history", "--json", "--plans"]);
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().iter().filter(|r| r["command"] == "plan").count(), 2, "{v:#}");
+}
+
+#[test]
+fn a_drains_reason_is_written_to_the_audit_log_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = sim_project(dir.path(), 2);
+    let sim = dir.path().join("hosts");
+    let sim = sim.to_str().unwrap();
+    ok(&drover_in(&proj, &["apply", "--simulate", sim, "--sim-failure-rate", "0"]));
+    ok(&drover_in(&proj, &["drain", "s1", "--reason", "disk swap, ticket 7", "--simulate", sim]));
+    ok(&drover_in(&proj, &["undrain", "s1", "--simulate", sim]));
+    let store = drover_state::Store::open(&proj.join(".drover/state.db")).unwrap();
+    let log = store.audit_log(10).unwrap();
+    let got: Vec<(&str, &str)> = log.iter().take(2).map(|a| (a.command.as_str(), a.args.as_str())).collect();
+    assert_eq!(got, [("undrain", "s1"), ("drain", "s1 --reason 'disk swap, ticket 7'")], "{log:#?}");
 }
