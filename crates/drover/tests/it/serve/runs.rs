@@ -70,6 +70,8 @@ fn runs_are_grouped_with_command_operator_revision_and_sizes_with_a_duration_plo
             assert_eq!(m, &(r.finished_ms.unwrap() - r.started_ms).to_string(), "run {}", r.id);
         }
 
+        b.screenshot("serve-runs.png").await;
+
         // A run's page: one bar per host, split by its stored phases.
         b.c()
             .find(Locator::Css(&format!("#runs-table tr[data-run='{}'] a", second.id)))
@@ -108,6 +110,7 @@ fn runs_are_grouped_with_command_operator_revision_and_sizes_with_a_duration_plo
         assert!(title.starts_with(&format!("run {}: apply", second.id)), "{title}");
         let sent_cells = attrs(&b, "#run-hosts tr[data-host]", "data-host").await;
         assert_eq!(sent_cells.len(), 3);
+        b.screenshot("serve-run.png").await;
         b.close().await;
     });
 }
