@@ -25,6 +25,8 @@ pub trait Backend: Send {
     fn history(&self, host: Option<&str>, limit: i64) -> Result<Vec<HostResult>, StateError>;
     fn latest_per_host(&self) -> Result<Vec<HostResult>, StateError>;
     fn results_since(&self, at_ms: i64) -> Result<Vec<HostResult>, StateError>;
+    fn run_results(&self, run_id: i64) -> Result<Vec<HostResult>, StateError>;
+    fn run_totals(&self, from_run: i64) -> Result<Vec<crate::RunTotal>, StateError>;
     fn save_facts(&mut self, host: &str, facts_json: &str) -> Result<(), StateError>;
     fn facts(&self, host: &str) -> Result<Option<String>, StateError>;
     fn all_facts(&self) -> Result<Vec<(String, String)>, StateError>;

@@ -46,7 +46,7 @@ pub use location::{redact_url, Location};
 pub use states::{JobState, Outcome, RolloutStatus, RunStatus, UnknownState};
 pub use types::{
     AuditEntry, Claim, HostLock, HostResult, JobRow, LeaseWatch, LockHolder, NewRun, OpenAlert, Rollout, RunRow,
-    Snapshot,
+    RunTotal, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +202,17 @@ impl Store {
     /// row comes last.
     pub fn latest_per_host(&self) -> Result<Vec<HostResult>, StateError> {
         self.b.latest_per_host()
+    }
+
+    /// One run's results, by host name.
+    pub fn run_results(&self, run_id: i64) -> Result<Vec<HostResult>, StateError> {
+        self.b.run_results(run_id)
+    }
+
+    /// The results of runs `from_run` and later, added up per run and
+    /// outcome (ordered by run, then outcome).
+    pub fn run_totals(&self, from_run: i64) -> Result<Vec<RunTotal>, StateError> {
+        self.b.run_totals(from_run)
     }
 
     /// Results recorded after `at_ms`, newest first.

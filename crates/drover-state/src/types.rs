@@ -173,6 +173,19 @@ pub struct JobRow {
     pub detail: Option<String>,
 }
 
+/// One run's results with one outcome, added up (`drover serve`'s runs page
+/// groups a run's hosts without reading each host's report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTotal {
+    pub run_id: i64,
+    pub outcome: Outcome,
+    pub hosts: i64,
+    pub changes: i64,
+    pub bytes_sent: i64,
+    /// The longest host's duration.
+    pub max_duration_ms: i64,
+}
+
 /// Jobs a worker just claimed: all of one run, with that run's work spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {

@@ -53,7 +53,9 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr only; `-v` sets the default level and `RUST_LOG`
-/// overrides it, so stdout stays clean for `--json`.
+/// overrides it, so stdout stays clean for `--json`. Coloured only on a
+/// terminal: `drover serve 2>>serve.log` (or under systemd, into the
+/// journal) must write plain text, not escape codes.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -63,7 +65,9 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).init();
 }
 
 /// Hand a parsed command line to its verb's module.

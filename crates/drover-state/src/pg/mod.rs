@@ -184,6 +184,12 @@ impl Backend for Pg {
     fn results_since(&self, at_ms: i64) -> Result<Vec<HostResult>, StateError> {
         Pg::results_since(self, at_ms)
     }
+    fn run_results(&self, run_id: i64) -> Result<Vec<HostResult>, StateError> {
+        Pg::run_results(self, run_id)
+    }
+    fn run_totals(&self, from_run: i64) -> Result<Vec<crate::RunTotal>, StateError> {
+        Pg::run_totals(self, from_run)
+    }
     fn save_facts(&mut self, host: &str, facts_json: &str) -> Result<(), StateError> {
         Pg::save_facts(self, host, facts_json)
     }

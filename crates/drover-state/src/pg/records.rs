@@ -182,6 +182,34 @@ impl Pg {
         })
     }
 
+    pub(super) fn run_results(&self, run_id: i64) -> Result<Vec<HostResult>, StateError> {
+        self.results("WHERE run_id = $1 ORDER BY host", move |c, sql| c.query(sql, &[&run_id]))
+    }
+
+    pub(super) fn run_totals(&self, from_run: i64) -> Result<Vec<crate::RunTotal>, StateError> {
+        self.conn.call(move |c| {
+            let rows = c.query(
+                "SELECT run_id, outcome, COUNT(*), SUM(changes)::bigint, SUM(bytes_sent)::bigint, MAX(duration_ms)
+                 FROM host_results WHERE run_id >= $1 GROUP BY run_id, outcome ORDER BY run_id, outcome",
+                &[&from_run],
+            )?;
+            let totals = rows
+                .iter()
+                .map(|r| {
+                    Ok(crate::RunTotal {
+                        run_id: r.get(0),
+                        outcome: r.try_get(1)?,
+                        hosts: r.get(2),
+                        changes: r.get(3),
+                        bytes_sent: r.get(4),
+                        max_duration_ms: r.get(5),
+                    })
+                })
+                .collect::<Result<Vec<_>, postgres::Error>>()?;
+            Ok(totals)
+        })
+    }
+
     fn results(
         &self,
         tail: &str,

@@ -164,6 +164,12 @@ impl Backend for Sqlite {
     fn results_since(&self, at_ms: i64) -> Result<Vec<HostResult>, StateError> {
         Sqlite::results_since(self, at_ms)
     }
+    fn run_results(&self, run_id: i64) -> Result<Vec<HostResult>, StateError> {
+        Sqlite::run_results(self, run_id)
+    }
+    fn run_totals(&self, from_run: i64) -> Result<Vec<crate::RunTotal>, StateError> {
+        Sqlite::run_totals(self, from_run)
+    }
     fn save_facts(&mut self, host: &str, facts_json: &str) -> Result<(), StateError> {
         Sqlite::save_facts(self, host, facts_json)
     }

@@ -98,6 +98,28 @@ impl Sqlite {
         self.results("WHERE at_ms > ?1 ORDER BY at_ms DESC, run_id DESC, host DESC", params![at_ms])
     }
 
+    pub(super) fn run_results(&self, run_id: i64) -> Result<Vec<HostResult>, StateError> {
+        self.results("WHERE run_id = ?1 ORDER BY host", params![run_id])
+    }
+
+    pub(super) fn run_totals(&self, from_run: i64) -> Result<Vec<crate::RunTotal>, StateError> {
+        let mut st = self.conn.prepare(
+            "SELECT run_id, outcome, COUNT(*), SUM(changes), SUM(bytes_sent), MAX(duration_ms) FROM host_results
+             WHERE run_id >= ?1 GROUP BY run_id, outcome ORDER BY run_id, outcome",
+        )?;
+        let rows = st.query_map([from_run], |r| {
+            Ok(crate::RunTotal {
+                run_id: r.get(0)?,
+                outcome: r.get(1)?,
+                hosts: r.get(2)?,
+                changes: r.get(3)?,
+                bytes_sent: r.get(4)?,
+                max_duration_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub(super) fn results(&self, tail: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<HostResult>, StateError> {
         let mut st = self.conn.prepare(&format!(
             "SELECT run_id, host, outcome, generation, changes, bytes_sent, files_written, duration_ms, error, detail, at_ms

@@ -41,6 +41,31 @@ fn runs_results_history_and_audit(open: Open) {
 }
 on_both!(runs_results_history_and_audit: sqlite_runs_results_history_audit, pg_runs_results_history_audit);
 
+/// One run's results by host, and runs' results added up per outcome (the
+/// dashboard's runs page: one row per run, without reading host reports).
+fn run_results_and_run_totals(open: Open) {
+    let mut s = open();
+    let (r1, r2) = (begin(&mut s, "apply"), begin(&mut s, "apply"));
+    let mut slow = result(r2, "h3", Outcome::Failed, 40);
+    (slow.bytes_sent, slow.duration_ms) = (7, 900);
+    s.record_hosts(&[
+        result(r1, "h1", Outcome::Changed, 10),
+        result(r2, "h2", Outcome::Changed, 30),
+        slow,
+        result(r2, "h1", Outcome::Changed, 30),
+    ])
+    .unwrap();
+    let hosts: Vec<_> = s.run_results(r2).unwrap().into_iter().map(|r| r.host).collect();
+    assert_eq!(hosts, ["h1", "h2", "h3"]);
+    assert_eq!(s.run_results(r2 + 1).unwrap(), vec![]);
+    let totals = s.run_totals(r2).unwrap();
+    let got: Vec<_> =
+        totals.iter().map(|t| (t.run_id, t.outcome, t.hosts, t.changes, t.bytes_sent, t.max_duration_ms)).collect();
+    assert_eq!(got, [(r2, Outcome::Changed, 2, 6, 200, 5), (r2, Outcome::Failed, 1, 3, 7, 900)]);
+    assert_eq!(s.run_totals(r1).unwrap().len(), 3, "from run r1 on");
+}
+on_both!(run_results_and_run_totals: sqlite_run_results_and_totals, pg_run_results_and_totals);
+
 fn latest_result_per_host_and_results_since(open: Open) {
     let mut s = open();
     let (r1, r2) = (begin(&mut s, "apply"), begin(&mut s, "apply"));

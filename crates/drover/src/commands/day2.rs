@@ -33,6 +33,11 @@ pub struct HistoryArgs {
     pub host: Option<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Include `drover plan` runs (left out by default: a plan changes
+    /// nothing; its rows show COMMAND `plan`, outcome `planned`).
+    #[arg(long)]
+    pub plans: bool,
+    /// Every row as JSON, errors whole (the table shows their first line).
     #[arg(long)]
     pub json: bool,
 }
@@ -72,30 +77,29 @@ fn target_hosts(project: &Project, sel: &str) -> anyhow::Result<Vec<drover_spec:
 
 pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStatus> {
     let store = crate::store::open(dir)?;
-    let rows = store.history(a.host.as_deref(), a.limit)?;
-    let runs = store.runs(10_000)?;
+    let rows = status::history(&store, a.host.as_deref(), a.limit, a.plans)?;
     if a.json {
-        let v: Vec<_> = rows.iter().map(status::history_row).collect();
+        let v: Vec<_> = rows.iter().map(|(r, run)| status::history_row(r, run.as_ref())).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitStatus::Success);
     }
     println!(
-        "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<18} {:<10}  ERROR",
-        "RUN", "HOST", "OUTCOME", "GEN", "CHANGES", "WHEN", "REVISION", "BY"
+        "{:>5}  {:<16} {:<14} {:<12} {:>4} {:>7}  {:<10} {:<18} {:<10}  ERROR",
+        "RUN", "HOST", "COMMAND", "OUTCOME", "GEN", "CHANGES", "WHEN", "REVISION", "BY"
     );
-    for r in rows {
-        let run = runs.iter().find(|x| x.id == r.run_id);
+    for (r, run) in rows {
         println!(
-            "{:>5}  {:<16} {:<12} {:>4} {:>7}  {:<10} {:<18} {:<10}  {}",
+            "{:>5}  {:<16} {:<14} {:<12} {:>4} {:>7}  {:<10} {:<18} {:<10}  {}",
             r.run_id,
             r.host,
+            run.as_ref().map_or("-", |x| x.command.as_str()),
             r.outcome,
             r.generation.map_or("-".into(), |g| g.to_string()),
             r.changes,
             status::ago(r.at_ms),
-            run.map_or("", |x| x.project_rev.as_str()),
-            run.map_or("", |x| x.user.as_str()),
-            r.error.unwrap_or_default()
+            run.as_ref().map_or("", |x| x.project_rev.as_str()),
+            run.as_ref().map_or("", |x| x.user.as_str()),
+            status::first_line(r.error.as_deref().unwrap_or_default())
         );
     }
     Ok(ExitStatus::Success)
@@ -189,7 +193,12 @@ pub fn drain(dir: &std::path::Path, a: DrainArgs, on: bool) -> anyhow::Result<Ex
     let project = Project::load(dir)?;
     let hosts = target_hosts(&project, &a.target)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
-    audit(dir, if on { "drain" } else { "undrain" }, &a.target)?;
+    // A drain's reason goes to the audit log with it (as the dashboard's does).
+    let args = match on {
+        true => format!("{} --reason {}", a.target, shlex::try_quote(&a.reason)?),
+        false => a.target.clone(),
+    };
+    audit(dir, if on { "drain" } else { "undrain" }, &args)?;
     let rt = runtime()?;
     let results = rt.block_on(crate::run::fleet::drain(dir, &fleet, &hosts, on, &a.reason))?;
     let mut failed = 0;

@@ -31,6 +31,10 @@ pub struct HostReport {
     /// Paths the agent wrote or removed.
     pub files_written: u64,
     pub duration_ms: u64,
+    /// When the host's session began (ms since the epoch): the dashboard's
+    /// run timeline places the host's bar by it. Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
     /// Where `duration_ms` went (see [`crate::phases`]). Absent in a
     /// report read back from an older run's JSON.
     #[serde(default)]
@@ -63,6 +67,7 @@ impl HostReport {
             blobs_sent: 0,
             files_written: 0,
             duration_ms: 0,
+            started_ms: None,
             phases: Phases::default(),
             attempts: 0,
             error: None,

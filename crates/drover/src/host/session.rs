@@ -26,6 +26,7 @@ use crate::transport::TransportError;
 pub async fn run_host(job: &Job, chunks: &ChunkCache, host: &Host, p: &HostProgress) -> HostReport {
     let start = Instant::now();
     let mut r = HostReport::new(&host.name);
+    r.started_ms = Some(drover_state::now_ms());
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -41,6 +41,9 @@ pub enum Currency {
     Unknown(String),
 }
 
+/// A host's [`probe_against`] result: status, facts and currency, or why not.
+pub type Judged = (String, Result<(HostStatus, Facts, Currency), String>);
+
 /// [`probe`], and whether each host is on the project's desired state
 /// (`source` compiled for it with the facts it just reported): one
 /// connection per host.
@@ -48,7 +51,7 @@ pub async fn probe_against(
     fleet: &Fleet,
     hosts: &[Host],
     source: std::sync::Arc<dyn crate::host::StateSource>,
-) -> Vec<(String, Result<(HostStatus, Facts, Currency), String>)> {
+) -> Vec<Judged> {
     fleet
         .each(hosts, move |h, mut c| {
             let source = source.clone();
@@ -164,7 +167,53 @@ pub fn ago(at_ms: i64) -> String {
     }
 }
 
-/// A `history --json` row.
-pub fn history_row(r: &HostResult) -> serde_json::Value {
-    serde_json::json!({"run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes, "bytes_sent": r.bytes_sent, "error": r.error, "at_ms": r.at_ms})
+/// A `history --json` row: the host's result (its `error` whole, however
+/// many lines), and its run's command, operator and project revision.
+pub fn history_row(r: &HostResult, run: Option<&drover_state::RunRow>) -> serde_json::Value {
+    serde_json::json!({
+        "run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes,
+        "bytes_sent": r.bytes_sent, "error": r.error, "at_ms": r.at_ms,
+        "command": run.map(|x| x.command.as_str()), "user": run.map(|x| x.user.as_str()),
+        "project_rev": run.map(|x| x.project_rev.as_str()),
+    })
+}
+
+/// An error as one table cell: its first line, and "…" when there is more
+/// (a dpkg failure is dozens of lines; `--json` has them all).
+pub fn first_line(e: &str) -> String {
+    let e = e.trim();
+    match e.split_once('\n') {
+        Some((first, _)) => format!("{} …", first.trim_end()),
+        None => e.to_string(),
+    }
+}
+
+/// Each host's results, newest first, as `drover history` shows them: at
+/// most `limit`, plan runs left out unless `plans` (a plan changes nothing:
+/// counted among deploys it would hide them), each with its run.
+pub fn history(
+    store: &Store,
+    host: Option<&str>,
+    limit: i64,
+    plans: bool,
+) -> Result<Vec<(HostResult, Option<drover_state::RunRow>)>, drover_state::StateError> {
+    let runs: std::collections::HashMap<i64, drover_state::RunRow> =
+        store.runs(100_000)?.into_iter().map(|r| (r.id, r)).collect();
+    let keep = |r: &HostResult| plans || runs.get(&r.run_id).is_none_or(|x| x.command != "plan");
+    let mut ask = limit.max(1);
+    loop {
+        let rows = store.history(host, ask)?;
+        let exhausted = (rows.len() as i64) < ask;
+        let kept: Vec<HostResult> = rows.into_iter().filter(keep).collect();
+        if kept.len() as i64 >= limit || exhausted {
+            let out = kept.into_iter().take(usize::try_from(limit).unwrap_or(0));
+            return Ok(out
+                .map(|r| {
+                    let run = runs.get(&r.run_id).cloned();
+                    (r, run)
+                })
+                .collect());
+        }
+        ask = ask.saturating_mul(4);
+    }
 }

@@ -22,6 +22,8 @@ pub(super) struct ActionBody {
     /// Host, group or role names, comma-separated; `all` or empty: every host.
     #[serde(default)]
     pub hosts: String,
+    /// `drain`: why (required; shown by `drover status`, written to the
+    /// audit log with the action).
     #[serde(default)]
     pub reason: Option<String>,
     /// `rollout-start`: hosts per batch or a percentage (else the policy's).
@@ -50,7 +52,17 @@ pub(super) async fn start(
         "" | "all" => None,
         s => Some(s.to_string()),
     };
-    audit(sh, id, verb, sel.as_deref().unwrap_or("all")).await?;
+    let reason = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
+    let mut args = sel.clone().unwrap_or_else(|| "all".into());
+    if verb == "drain" {
+        // As `drover drain` takes it, so the audit log reads like the CLI.
+        let Some(r) = &reason else {
+            return Err(ActionError::Refused("drain needs a reason (`reason` in the body): say why".into()));
+        };
+        let quoted = shlex::try_quote(r).map_err(|e| ActionError::Refused(format!("reason: {e}")))?;
+        args = format!("{args} --reason {quoted}");
+    }
+    audit(sh, id, verb, &args).await?;
     if verb == "check" {
         sh.wake.notify_one();
         return Ok("check pass".into());
@@ -65,7 +77,7 @@ pub(super) async fn start(
     let fleet = Fleet::new(&project, sh.simulate.as_deref()).map_err(|e| ActionError::Refused(format!("{e:#}")))?;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let (sh2, verb2, who) = (sh.clone(), verb.to_string(), id.name.clone());
-    let reason = body.reason.unwrap_or_else(|| format!("drained by {who} from drover serve"));
+    let reason = format!("{} (drained by {who} from drover serve)", reason.unwrap_or_default());
     tokio::spawn(async move {
         let r = match verb2.as_str() {
             "apply" => {

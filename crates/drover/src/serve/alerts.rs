@@ -185,7 +185,8 @@ fn subjects(on: AlertOn, s: &Snapshot) -> HashMap<String, String> {
             for h in &s.hosts {
                 let why = match (on, &h.probe) {
                     (AlertOn::Unreachable, Err(e)) => Some(e.clone()),
-                    (AlertOn::Unhealthy, Ok(p)) => {
+                    // A drained host's services are stopped on purpose.
+                    (AlertOn::Unhealthy, Ok(p)) if p.drained.is_none() => {
                         let bad: Vec<&str> =
                             p.services.iter().filter(|v| v.healthy == Some(false)).map(|v| v.name.as_str()).collect();
                         (!bad.is_empty()).then(|| format!("failing health: {}", bad.join(", ")))

@@ -18,6 +18,8 @@ use super::{actions, Shared};
 
 const INDEX: &str = include_str!("web/index.html");
 const APP_JS: &str = include_str!("web/app.js");
+const HOST_JS: &str = include_str!("web/host.js");
+const RUNS_JS: &str = include_str!("web/runs.js");
 const APP_CSS: &str = include_str!("web/app.css");
 const COOKIE: &str = "drover_token";
 
@@ -25,12 +27,16 @@ pub(super) fn router(sh: Arc<Shared>) -> Router {
     let authed = Router::new()
         .route("/", get(|| async { page(INDEX, "text/html; charset=utf-8") }))
         .route("/app.js", get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }))
+        .route("/host.js", get(|| async { page(HOST_JS, "text/javascript; charset=utf-8") }))
+        .route("/runs.js", get(|| async { page(RUNS_JS, "text/javascript; charset=utf-8") }))
         .route("/app.css", get(|| async { page(APP_CSS, "text/css; charset=utf-8") }))
         .route("/api/session", get(session))
         .route("/api/status", get(status))
         .route("/api/host/{name}", get(host))
         .route("/api/host/{name}/logs", get(host_logs))
         .route("/api/history", get(history))
+        .route("/api/runs", get(super::runs::list))
+        .route("/api/run/{id}", get(super::runs::one))
         .route("/api/events", get(events))
         .route("/api/action/{verb}", post(action))
         .route("/metrics", get(metrics))
@@ -120,7 +126,7 @@ async fn status(State(sh): State<Arc<Shared>>) -> Response {
     let undelivered = sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).undelivered();
     Json(serde_json::json!({
         "pass": s.pass, "at_ms": s.at_ms, "counts": s.counts(), "hosts": s.hosts,
-        "rollout": s.rollout, "problems": sh.problems(&s), "check_ms": s.check_ms,
+        "rollout": s.rollout, "project_error": s.project_error, "problems": sh.problems(&s), "check_ms": s.check_ms,
         "undelivered": undelivered,
     }))
     .into_response()
@@ -132,7 +138,7 @@ async fn host(State(sh): State<Arc<Shared>>, Path(name): Path<String>) -> Respon
         return error(StatusCode::NOT_FOUND, format!("no host `{name}` in the inventory"));
     };
     let generations = h.probe.as_ref().map(|p| p.state.generations.clone()).unwrap_or_default();
-    let runs = match read_history(&sh, Some(name.clone()), 20).await {
+    let runs = match read_history(&sh, Some(name.clone()), 20, true).await {
         Ok(v) => serde_json::Value::Array(v),
         Err(e) => serde_json::json!({"error": e}),
     };
@@ -159,22 +165,34 @@ async fn host_logs(State(sh): State<Arc<Shared>>, Path(name): Path<String>) -> R
 struct HistoryQuery {
     host: Option<String>,
     limit: Option<i64>,
+    #[serde(default)]
+    plans: bool,
 }
 
 /// `history --json`'s rows, read on request (a short read transaction).
 async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -> Response {
-    match read_history(&sh, q.host, q.limit.unwrap_or(50).clamp(1, 10_000)).await {
+    match read_history(&sh, q.host, q.limit.unwrap_or(50).clamp(1, 10_000), q.plans).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 
-async fn read_history(sh: &Arc<Shared>, host: Option<String>, limit: i64) -> Result<Vec<serde_json::Value>, String> {
+async fn read_history(
+    sh: &Arc<Shared>,
+    host: Option<String>,
+    limit: i64,
+    plans: bool,
+) -> Result<Vec<serde_json::Value>, String> {
     let dir = sh.dir.clone();
     tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>, String> {
         let store = crate::store::open(&dir).map_err(|e| format!("state store: {e:#}"))?;
-        let rows = store.history(host.as_deref(), limit).map_err(|e| e.to_string())?;
-        Ok(rows.iter().map(crate::run::status::history_row).collect())
+        let rows = crate::run::status::history(&store, host.as_deref(), limit, plans).map_err(|e| e.to_string())?;
+        let row = |(r, run): &(drover_state::HostResult, Option<drover_state::RunRow>)| {
+            let mut v = crate::run::status::history_row(r, run.as_ref());
+            v["bytes_sent_human"] = crate::human::bytes(u64::try_from(r.bytes_sent).unwrap_or(0)).into();
+            v
+        };
+        Ok(rows.iter().map(row).collect())
     })
     .await
     .map_err(|e| e.to_string())?

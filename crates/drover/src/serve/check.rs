@@ -1,9 +1,12 @@
 //! The check pass and continuous convergence (`--reconcile`).
 //!
-//! A pass probes every host with the same `Status` round trip as `drover
-//! status` (read-only on the host: generation, drift, services, health),
-//! then, under `reconcile = "heal"`, re-applies the hosts that drifted or
-//! have no current generation through the ordinary deploy pipeline — which
+//! A pass probes every host as `drover status` does (read-only on the
+//! host: generation, drift, services, health, and whether its generation
+//! is what the project compiles for it now: `behind` if not; the project
+//! is compiled for each host once per pass), then, under `reconcile =
+//! "heal"`, re-applies the hosts that drifted or have no current
+//! generation (not those behind with a generation of their own: a
+//! rollback may be deliberate) through the ordinary deploy pipeline — which
 //! takes the same host locks as a CLI `apply`, skips drained hosts, and
 //! records the run. A pass never waits on a busy store for longer than the
 //! store's busy timeout; on failure the page keeps the last snapshot and
@@ -33,19 +36,21 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     let dir = sh.dir.clone();
     let project = match tokio::task::spawn_blocking(move || crate::store::load_project(&dir)).await {
         Ok(Ok(p)) => Arc::new(p),
-        Ok(Err(e)) => return sh.keep_last(format!("project: {e:#}")),
-        Err(e) => return sh.keep_last(format!("project: {e}")),
+        Ok(Err(e)) => return sh.project_broken(format!("{e:#}")),
+        Err(e) => return sh.project_broken(e.to_string()),
     };
     sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).set_rules(project.alerts.clone());
     let fleet = match Fleet::new(&project, sh.simulate.as_deref()) {
         Ok(f) => f,
         Err(e) => return sh.keep_last(format!("transport: {e:#}")),
     };
-    let mut results = status::probe(&fleet, &project.hosts).await;
+    let mut results = status::probe_against(&fleet, &project.hosts, project.clone()).await;
     // The facts go to the store, not into the snapshot: moved out, not
     // cloned with every host's status (a pass's peak memory).
-    let facts: Vec<(String, drover_proto::Facts)> =
-        results.iter_mut().filter_map(|(h, r)| r.as_mut().ok().map(|(_, f)| (h.clone(), std::mem::take(f)))).collect();
+    let facts: Vec<(String, drover_proto::Facts)> = results
+        .iter_mut()
+        .filter_map(|(h, r)| r.as_mut().ok().map(|(_, f, _)| (h.clone(), std::mem::take(f))))
+        .collect();
     let store_state = read_store(sh, facts).await;
     let (mut lasts, rollout) = match store_state {
         Ok(s) => s,
@@ -77,7 +82,8 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
             problems.push(e);
         } else if !targets.is_empty() {
             // Show the healed hosts as they are now, not as they were.
-            let again: HashMap<_, _> = status::probe(&fleet, &targets).await.into_iter().collect();
+            let again: HashMap<_, _> =
+                status::probe_against(&fleet, &targets, project.clone()).await.into_iter().collect();
             for (h, r) in results.iter_mut() {
                 if let Some(n) = again.get(h) {
                     *r = n.clone();
@@ -100,25 +106,26 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     }
 }
 
-type Probes = [crate::run::status::Probe];
+type Probes = [status::Judged];
 
 /// The snapshot, moving each host's reply and last result into its view
 /// (a copy of 10,000 replies would be the pass's peak memory).
 fn build(
     project: &Project,
-    results: Vec<crate::run::status::Probe>,
+    results: Vec<status::Judged>,
     mut lasts: HashMap<String, HostResult>,
     rollout: Option<&Rollout>,
     problems: Vec<String>,
     started: Instant,
 ) -> Snapshot {
-    let mut probes: HashMap<String, Result<(HostStatus, drover_proto::Facts), String>> = results.into_iter().collect();
+    let mut probes: HashMap<String, Result<(HostStatus, drover_proto::Facts, status::Currency), String>> =
+        results.into_iter().collect();
     let hosts = project
         .hosts
         .iter()
         .map(|h| {
             let probe = match probes.remove(&h.name) {
-                Some(r) => r.map(|(s, _)| s),
+                Some(r) => r.map(|(s, _, c)| (s, c)),
                 None => Err("not probed".into()),
             };
             snapshot::view(h, probe, lasts.remove(&h.name))
@@ -130,6 +137,7 @@ fn build(
         hosts,
         rollout: rollout.map(RolloutView::of),
         problems,
+        project_error: None,
         check_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }
 }
@@ -139,7 +147,7 @@ fn needs_heal(hosts: &[Host], results: &Probes) -> Vec<Host> {
     let want: std::collections::HashSet<&str> = results
         .iter()
         .filter_map(|(h, r)| {
-            let (s, _) = r.as_ref().ok()?;
+            let (s, _, _) = r.as_ref().ok()?;
             (s.drained.is_none() && (!s.drift.is_empty() || s.state.current.is_none())).then_some(h.as_str())
         })
         .collect();

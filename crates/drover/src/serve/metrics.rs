@@ -76,7 +76,12 @@ pub fn render(s: &Snapshot, c: &Counters) -> String {
     let head = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    head(&mut o, "drover_host_state", "gauge", "1 for the state the host is in (the dashboard's colour).");
+    head(
+        &mut o,
+        "drover_host_state",
+        "gauge",
+        "1 for the state the host is in (the dashboard's colour; behind: not on the project's desired state).",
+    );
     for h in &s.hosts {
         let _ = writeln!(o, "drover_host_state{{host=\"{}\",state=\"{}\"}} 1", esc(&h.host), h.state.as_str());
     }
@@ -104,8 +109,13 @@ pub fn render(s: &Snapshot, c: &Counters) -> String {
     for h in &s.hosts {
         let _ = writeln!(o, "drover_host_drained{{host=\"{}\"}} {}", esc(&h.host), u8::from(h.state == State::Drained));
     }
-    head(&mut o, "drover_service_healthy", "gauge", "1 healthy, 0 failing (services with a health check).");
-    for h in &s.hosts {
+    head(
+        &mut o,
+        "drover_service_healthy",
+        "gauge",
+        "1 healthy, 0 failing (services with a health check; not of drained hosts, stopped on purpose).",
+    );
+    for h in s.hosts.iter().filter(|h| h.state != State::Drained) {
         for sv in h.probe.iter().flat_map(|p| &p.services) {
             if let Some(ok) = sv.healthy {
                 let _ = writeln!(

@@ -12,6 +12,7 @@ mod api;
 pub mod auth;
 mod check;
 mod metrics;
+mod runs;
 pub mod snapshot;
 
 use std::net::SocketAddr;
@@ -88,6 +89,7 @@ impl Shared {
             at_ms: new.at_ms,
             counts: new.counts(),
             rollout: &new.rollout,
+            project_error: &new.project_error,
             problems,
             changed,
             total: new.hosts.len(),
@@ -110,6 +112,16 @@ impl Shared {
 
     /// A pass that could not run at all: keep the last snapshot, say why.
     pub(crate) fn keep_last(&self, problem: String) {
+        self.keep_last_as(problem, None);
+    }
+
+    /// [`Shared::keep_last`] because the project does not load: the
+    /// rollout box shows `error` too.
+    pub(crate) fn project_broken(&self, error: String) {
+        self.keep_last_as(format!("project: {error}"), Some(error));
+    }
+
+    fn keep_last_as(&self, problem: String, project_error: Option<String>) {
         tracing::warn!("check pass: {problem}");
         let old = self.snapshot();
         self.publish(Snapshot {
@@ -118,6 +130,7 @@ impl Shared {
             hosts: old.hosts.clone(),
             rollout: old.rollout.clone(),
             problems: vec![problem],
+            project_error,
             check_ms: 0,
         });
     }
@@ -132,6 +145,7 @@ impl Shared {
             hosts: old.hosts.clone(),
             rollout,
             problems: old.problems.clone(),
+            project_error: old.project_error.clone(),
             check_ms: old.check_ms,
         });
     }
@@ -144,6 +158,7 @@ struct Update<'a> {
     at_ms: i64,
     counts: std::collections::BTreeMap<&'static str, usize>,
     rollout: &'a Option<snapshot::RolloutView>,
+    project_error: &'a Option<String>,
     problems: Vec<String>,
     changed: Vec<&'a snapshot::HostView>,
     total: usize,

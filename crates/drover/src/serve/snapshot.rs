@@ -10,51 +10,73 @@ use drover_spec::Host;
 use drover_state::{HostResult, Rollout};
 use serde::Serialize;
 
+use crate::run::status::{Currency, Verdict};
+
 /// The grid's colours, worst first: a host shows the first that applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Unreachable,
     Failed,
+    /// Whether it is on the project's desired state could not be told
+    /// (the project does not compile for it, say).
+    Unknown,
     Unhealthy,
     Drifted,
+    /// Not on the project's desired state: an apply would make a new
+    /// generation (a missed release, a rollback, never applied).
+    Behind,
     Drained,
     Converged,
 }
 
 impl State {
-    pub const ALL: [State; 6] =
-        [State::Unreachable, State::Failed, State::Unhealthy, State::Drifted, State::Drained, State::Converged];
+    pub const ALL: [State; 8] = [
+        State::Unreachable,
+        State::Failed,
+        State::Unknown,
+        State::Unhealthy,
+        State::Drifted,
+        State::Behind,
+        State::Drained,
+        State::Converged,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             State::Unreachable => "unreachable",
             State::Failed => "failed",
+            State::Unknown => "unknown",
             State::Unhealthy => "unhealthy",
             State::Drifted => "drifted",
+            State::Behind => "behind",
             State::Drained => "drained",
             State::Converged => "converged",
         }
     }
 
+    /// `drover status`'s verdict ([`Verdict::of`]: the same probe, the same
+    /// rules), and `failed` when the host's last recorded run failed.
     /// Drained wins over what a drained host looks like (its services are
-    /// stopped on purpose); a host never applied counts as drifted (it is
-    /// not on the desired state, and `heal` converges it).
-    pub fn of(probe: &Result<HostStatus, String>, last: Option<&HostResult>) -> State {
+    /// stopped on purpose).
+    pub fn of(probe: &Result<HostStatus, String>, currency: Option<&Currency>, last: Option<&HostResult>) -> State {
         let s = match probe {
             Err(_) => return State::Unreachable,
             Ok(s) => s,
         };
-        if s.drained.is_some() {
-            State::Drained
-        } else if last.is_some_and(|l| is_failure(l.outcome)) {
-            State::Failed
-        } else if s.services.iter().any(|sv| sv.healthy == Some(false)) {
-            State::Unhealthy
-        } else if !s.drift.is_empty() || s.state.current.is_none() {
-            State::Drifted
-        } else {
-            State::Converged
+        let unknown = Currency::Unknown("not checked".into());
+        let verdict = Verdict::of(s, currency.unwrap_or(&unknown));
+        if verdict != Verdict::Drained && last.is_some_and(|l| is_failure(l.outcome)) {
+            return State::Failed;
+        }
+        match verdict {
+            Verdict::Unreachable => State::Unreachable,
+            Verdict::Unknown => State::Unknown,
+            Verdict::Unhealthy => State::Unhealthy,
+            Verdict::Drifted => State::Drifted,
+            Verdict::Behind => State::Behind,
+            Verdict::Drained => State::Drained,
+            Verdict::Converged => State::Converged,
         }
     }
 }
@@ -77,24 +99,31 @@ pub struct HostView {
     pub groups: Vec<String>,
     pub state: State,
     pub probe: Result<HostStatus, String>,
+    /// Whether it runs the project's desired state (`None`: not reached).
+    pub currency: Option<Currency>,
     /// The last recorded result (without its `detail` report: not shown,
     /// and the largest part of a row).
     pub last: Option<HostResult>,
 }
 
-/// `{host, roles, groups, state, status}`, `status` being exactly `drover
-/// status --json`'s row, built when sent rather than kept: 10,000 JSON
-/// trees would be most of the server's memory.
+/// `{host, roles, groups, state, status}` (and `state_error` when the state
+/// could not be told), `status` being exactly `drover status --json`'s
+/// row, built when sent rather than kept: 10,000 JSON trees would be most
+/// of the server's memory.
 impl Serialize for HostView {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let status =
             crate::run::status::row(&self.host, &self.probe, &crate::run::status::last_run(self.last.as_ref()));
-        let mut m = s.serialize_struct("HostView", 5)?;
+        let mut m = s.serialize_struct("HostView", 6)?;
         m.serialize_field("host", &self.host)?;
         m.serialize_field("roles", &self.roles)?;
         m.serialize_field("groups", &self.groups)?;
         m.serialize_field("state", &self.state)?;
+        match &self.currency {
+            Some(Currency::Unknown(why)) => m.serialize_field("state_error", why)?,
+            _ => m.skip_field("state_error")?,
+        }
         m.serialize_field("status", &status)?;
         m.end()
     }
@@ -103,7 +132,7 @@ impl Serialize for HostView {
 impl HostView {
     /// What a page shows of it changed (the SSE stream sends only these).
     pub fn differs(&self, o: &HostView) -> bool {
-        self.state != o.state || self.probe != o.probe || self.last != o.last
+        self.state != o.state || self.probe != o.probe || self.currency != o.currency || self.last != o.last
     }
 }
 
@@ -118,6 +147,9 @@ pub struct Snapshot {
     /// Why the last pass could not read or write the state store, the
     /// project or the hosts (the page shows it; data is from before).
     pub problems: Vec<String>,
+    /// Why the project does not load now (a typo in drover.toml…): the
+    /// rollout box says so, as nothing can be rolled out until it is fixed.
+    pub project_error: Option<String>,
     pub check_ms: u64,
 }
 
@@ -150,9 +182,22 @@ impl Snapshot {
     }
 }
 
-/// One host's view from its probe and last recorded result.
-pub fn view(host: &Host, probe: Result<HostStatus, String>, last: Option<HostResult>) -> HostView {
-    let state = State::of(&probe, last.as_ref());
+/// One host's view from its probe (status and currency) and last recorded
+/// result.
+pub fn view(host: &Host, probe: Result<(HostStatus, Currency), String>, last: Option<HostResult>) -> HostView {
+    let (probe, currency) = match probe {
+        Ok((s, c)) => (Ok(s), Some(c)),
+        Err(e) => (Err(e), None),
+    };
+    let state = State::of(&probe, currency.as_ref(), last.as_ref());
     let last = last.map(|l| HostResult { detail: String::new(), ..l });
-    HostView { host: host.name.clone(), roles: host.roles.clone(), groups: host.groups.clone(), state, probe, last }
+    HostView {
+        host: host.name.clone(),
+        roles: host.roles.clone(),
+        groups: host.groups.clone(),
+        state,
+        probe,
+        currency,
+        last,
+    }
 }

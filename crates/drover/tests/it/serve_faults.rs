@@ -1,13 +1,14 @@
 //! `drover serve` under faults, checked through its HTTP API (no browser):
 //! healing held off while a rollout holds the hosts, the last good snapshot
 //! kept while drover.toml is broken, and a webhook that always fails given
-//! up after five attempts without holding up the loop.
+//! up after five attempts without holding up the loop; its log written
+//! to a file carries no colour codes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::serve::{get_json, quick, Hooks, Server};
+use crate::support::serve::{get_json, quick, simulated, Hooks, Server};
 use crate::support::{wait_until, Fleet, DROVER};
 use serde_json::Value;
 
@@ -22,17 +23,6 @@ fn host<'a>(st: &'a Value, name: &str) -> &'a Value {
 
 fn problems(st: &Value) -> Vec<String> {
     st["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect()
-}
-
-/// The quickstart project with `n` simulated hosts `s1`..`sN`, applied once
-/// (every host then shows `converged`: the fake supervisor of a simulated
-/// host answers its HTTP health check). Returns (project, hosts' base
-/// directory).
-fn simulated(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
-    let (proj, hosts) = (crate::support::sim_project(dir, n), dir.join("hosts"));
-    let out = Command::new(DROVER).arg("-C").arg(&proj).args(["apply", "--simulate"]).arg(&hosts).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (proj, hosts)
 }
 
 #[test]
@@ -243,4 +233,35 @@ fn open_alerts_survive_a_restart_not_fired_again_and_resolved_by_the_next_server
         (status(&srv)["pass"].as_u64().unwrap() > pass).then_some(())
     });
     assert_eq!(store.open_alerts().unwrap(), vec![], "nothing left open");
+}
+
+/// `drover serve 2>>serve.log`: the log is plain text (the warning that
+/// the project does not load, here), with no terminal colour codes.
+#[test]
+fn serve_writes_its_log_to_a_file_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proj, hosts) = simulated(dir.path(), 1);
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(DROVER)
+        .arg("-C")
+        .arg(&proj)
+        .args(["serve", "--listen", "127.0.0.1:0", "--check-every", "1s", "--simulate"])
+        .arg(&hosts)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    let toml = proj.join("drover.toml");
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap() + "\n[apply\n").unwrap();
+    let text = wait_until("the warning in the log file", Duration::from_secs(30), || {
+        Some(std::fs::read_to_string(&log).unwrap()).filter(|t| t.contains("check pass: project:"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(!text.contains('\x1b'), "no escape codes in a log file: {text:?}");
 }

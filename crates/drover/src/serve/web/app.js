@@ -1,8 +1,9 @@
-// drover serve: the fleet grid, host page and runs, kept live by SSE.
-// No framework, no CDN: this file and app.css are embedded in the binary.
+// drover serve: the fleet grid and what every page shares, kept live by
+// SSE. No framework, no CDN: the page's scripts (this file, host.js,
+// runs.js) and app.css are embedded in the binary.
 "use strict";
 const $ = (s) => document.querySelector(s);
-const STATES = ["unreachable", "failed", "unhealthy", "drifted", "drained", "converged"];
+const STATES = ["unreachable", "failed", "unknown", "unhealthy", "drifted", "behind", "drained", "converged"];
 let session = { role: "viewer", csrf: "" };
 const hosts = new Map(); // name -> host view (as /api/status sends it)
 const cells = new Map(); // name -> grid cell element
@@ -20,7 +21,14 @@ async function api(path, opts) {
   if (!r.ok) throw new Error(body.error || r.status + " " + r.statusText);
   return body;
 }
-async function act(verb, hostSel, extra) {
+// Asks first (the confirmation dialog; `needReason`: a reason must be
+// typed, sent as `reason`); cancelled, nothing is sent.
+async function act(verb, hostSel, extra, question, needReason) {
+  if (question) {
+    const answer = await confirmDialog(question, needReason);
+    if (!answer) return;
+    if (needReason) extra = Object.assign({}, extra, { reason: answer.reason });
+  }
   try {
     const r = await api("/api/action/" + verb, {
       method: "POST",
@@ -32,6 +40,23 @@ async function act(verb, hostSel, extra) {
     flash("refused: " + e.message);
   }
 }
+// The confirmation dialog: resolves {reason} on OK, null on cancel/Escape.
+function confirmDialog(question, needReason) {
+  const d = $("#confirm"), ok = $("#confirm-ok"), reason = $("#confirm-reason");
+  $("#confirm-text").textContent = question;
+  $("#confirm-reason-row").hidden = !needReason;
+  reason.value = "";
+  ok.disabled = !!needReason;
+  reason.oninput = () => { ok.disabled = needReason && !reason.value.trim(); };
+  return new Promise((resolve) => {
+    const done = (v) => { d.onclose = null; if (d.open) d.close(); resolve(v); };
+    ok.onclick = () => done({ reason: reason.value.trim() });
+    $("#confirm-cancel").onclick = () => done(null);
+    d.onclose = () => done(null);
+    d.showModal();
+    (needReason ? reason : ok).focus();
+  });
+}
 function flash(msg) {
   const p = $("#problems");
   p.hidden = false;
@@ -39,7 +64,9 @@ function flash(msg) {
 }
 
 function cellTitle(h) {
-  return h.host + ": " + h.state + (h.status.error ? " — " + h.status.error : "");
+  const why = h.status.error || h.state_error || (h.state === "behind" ? "not on the project's desired state" : "") ||
+    (h.status.drained ? "drained: " + h.status.drained : "");
+  return h.host + ": " + h.state + (why ? " — " + why : "");
 }
 function buildGrid() {
   const grid = $("#grid");
@@ -97,9 +124,16 @@ function summary(s) {
   p.hidden = !s.problems.length;
   p.textContent = s.problems.join("\n");
   const r = s.rollout;
-  $("#rollout").hidden = !r && session.role !== "operator";
+  $("#rollout").hidden = !r && !s.project_error && session.role !== "operator";
+  $("#ro-start").disabled = !!s.project_error;
   const info = $("#rollout-info");
-  if (!r) {
+  if (s.project_error) {
+    // Nothing can be rolled out until the project loads: say why.
+    info.dataset.status = "project-error";
+    info.innerHTML = `<span class="err">the project does not load, so no rollout can start: ${esc(s.project_error)}</span>` +
+      (r ? ` (last: rollout ${r.id}, ${esc(r.status)})` : "");
+  } else if (!r) {
+    info.dataset.status = "none";
     info.textContent = "no rollout yet";
   } else {
     info.dataset.status = r.status;
@@ -132,51 +166,16 @@ function update(msg) {
   if (m && msg.changed.some((h) => h.host === decodeURIComponent(m[1]))) showHost(decodeURIComponent(m[1]));
 }
 
-async function showHost(name) {
-  const sec = $("#host");
-  let d;
-  try { d = await api("/api/host/" + encodeURIComponent(name)); } catch (e) { sec.innerHTML = `<p class="err">${esc(e.message)}</p>`; return; }
-  const h = d.host, st = h.status;
-  const ops = session.role === "operator" ? `<p>
-    <button id="do-apply">apply</button> <button id="do-drain">drain</button> <button id="do-undrain">undrain</button></p>` : "";
-  const services = (st.services || []).map((s) => `<tr><td>${esc(s.name)}</td><td>${esc(s.state)}</td>
-    <td>${s.healthy === true ? "healthy" : s.healthy === false ? '<span class="err">failing</span>' : "-"}</td><td>${esc(s.detail)}</td></tr>`).join("");
-  const drift = (st.drift || []).map((p) => `<li><code>${esc(p)}</code></li>`).join("");
-  const runs = Array.isArray(d.runs) ? d.runs.map((r) => `<tr><td>${r.run}</td><td>${esc(r.outcome)}</td><td>${r.generation ?? "-"}</td>
-    <td>${r.changes}</td><td>${r.bytes_sent}</td><td>${ago(r.at_ms)}</td><td class="err">${esc(r.error)}</td></tr>`).join("") : "";
-  sec.innerHTML = `<h2>${esc(h.host)} <span class="badge s-${h.state}" id="host-state">${h.state}</span></h2>
-    <p class="muted">roles: ${esc(h.roles.join(", ") || "-")} · groups: ${esc(h.groups.join(", ") || "-")}
-    · generation ${st.generation ?? "-"} · kept: ${esc(d.generations.join(", ") || "-")}${st.drained ? " · drained: " + esc(st.drained) : ""}</p>
-    ${st.error ? `<p class="err">unreachable: ${esc(st.error)}</p>` : ""}${ops}
-    <h3>services</h3><table><tr><th>service</th><th>state</th><th>health</th><th>detail</th></tr>${services || '<tr><td colspan="4">none</td></tr>'}</table>
-    <h3>drift</h3>${drift ? `<ul id="drift">${drift}</ul>` : "<p>none</p>"}
-    <h3>last runs</h3><table id="host-runs"><tr><th>run</th><th>outcome</th><th>gen</th><th>changes</th><th>bytes</th><th>when</th><th>error</th></tr>${runs}</table>
-    ${Array.isArray(d.runs) ? "" : `<p class="err">${esc(d.runs.error)}</p>`}
-    <h3>recent log lines</h3><pre id="host-logs">loading…</pre>`;
-  api("/api/host/" + encodeURIComponent(name) + "/logs").then(
-    (l) => { const p = $("#host-logs"); if (p) p.textContent = l.lines.map((x) => `${new Date(x.at_ms).toISOString()}  ${x.service}  ${x.text}`).join("\n") || "none"; },
-    (e) => { const p = $("#host-logs"); if (p) p.textContent = e.message; });
-  for (const v of ["apply", "drain", "undrain"]) {
-    const b = $("#do-" + v);
-    if (b) b.onclick = () => act(v, name);
-  }
-}
-async function showRuns() {
-  const sec = $("#runs");
-  try {
-    const rows = await api("/api/history?limit=200");
-    sec.innerHTML = `<h2>runs</h2><table><tr><th>run</th><th>host</th><th>outcome</th><th>gen</th><th>changes</th><th>bytes</th><th>when</th><th>error</th></tr>` +
-      rows.map((r) => `<tr><td>${r.run}</td><td><a href="#/host/${encodeURIComponent(r.host)}">${esc(r.host)}</a></td><td>${esc(r.outcome)}</td>
-      <td>${r.generation ?? "-"}</td><td>${r.changes}</td><td>${r.bytes_sent}</td><td>${ago(r.at_ms)}</td><td class="err">${esc(r.error)}</td></tr>`).join("") + "</table>";
-  } catch (e) { sec.innerHTML = `<p class="err">${esc(e.message)}</p>`; }
-}
 function route() {
   const m = location.hash.match(/^#\/host\/(.+)$/);
-  $("#fleet").hidden = !!m || location.hash === "#/runs";
+  const run = location.hash.match(/^#\/run\/(\d+)$/);
+  const runs = location.hash === "#/runs";
+  $("#fleet").hidden = !!m || runs || !!run;
   $("#host").hidden = !m;
-  $("#runs").hidden = location.hash !== "#/runs";
+  $("#runs").hidden = !runs && !run;
   if (m) showHost(decodeURIComponent(m[1]));
-  if (location.hash === "#/runs") showRuns();
+  if (runs) showRuns();
+  if (run) showRun(Number(run[1]));
 }
 
 async function main() {
@@ -184,8 +183,14 @@ async function main() {
   $("#who").textContent = session.name + " (" + session.role + ")";
   document.querySelectorAll(".op").forEach((b) => (b.hidden = session.role !== "operator"));
   $("#check-now").onclick = () => act("check", "");
-  $("#ro-start").onclick = () => act("rollout-start", $("#ro-hosts").value, { batch: $("#ro-batch").value });
-  for (const v of ["pause", "resume", "abort"]) $("#ro-" + v).onclick = () => act("rollout-" + v, "");
+  $("#ro-start").onclick = () => {
+    const sel = $("#ro-hosts").value.trim() || "all hosts", batch = $("#ro-batch").value.trim();
+    act("rollout-start", $("#ro-hosts").value, { batch: $("#ro-batch").value },
+      `Start a rollout of the project to ${sel}, in batches of ${batch || "the [rollout] policy's size"}?`);
+  };
+  for (const v of ["pause", "resume", "abort"]) {
+    $("#ro-" + v).onclick = () => act("rollout-" + v, "", {}, `${v[0].toUpperCase() + v.slice(1)} the rollout in progress?`);
+  }
   ["#search", "#f-role", "#f-group", "#f-state"].forEach((s) => $(s).addEventListener("input", filter));
   $("#grid").addEventListener("click", (e) => { if (e.target.dataset.host) location.hash = "#/host/" + encodeURIComponent(e.target.dataset.host); });
   $("#counts").addEventListener("click", (e) => { const c = e.target.closest(".count"); if (c) { $("#f-state").value = c.dataset.state; filter(); } });
@@ -197,4 +202,5 @@ async function main() {
   es.addEventListener("reload", () => load());
   es.onerror = () => { $("#live").textContent = "disconnected; retrying…"; };
 }
-main();
+// After host.js and runs.js have run too (they define the other pages).
+window.addEventListener("DOMContentLoaded", main);

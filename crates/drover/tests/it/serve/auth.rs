@@ -79,6 +79,13 @@ fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it
             b.c().find(Locator::Css("#do-drain")).await.ok()?.click().await.ok()
         })
         .await;
+        // It asks why first.
+        let reason = until("the reason field", Duration::from_secs(10), || async {
+            b.c().find(Locator::Css("dialog#confirm[open] #confirm-reason")).await.ok()
+        })
+        .await;
+        reason.send_keys("disk swap").await.unwrap();
+        b.c().find(Locator::Css("#confirm-ok")).await.unwrap().click().await.unwrap();
         b.c().goto(&srv.url("/#/")).await.unwrap();
         let st = until("h2 drained", Duration::from_secs(60), || async {
             b.cell_state("h2").await.filter(|s| s == "drained")
@@ -89,7 +96,10 @@ fn only_an_operator_token_with_the_csrf_value_can_act_and_the_audit_log_names_it
     });
     let store = drover_state::Store::open(&f.project().join(".drover/state.db")).unwrap();
     let audit = store.audit_log(50).unwrap();
-    assert!(audit.iter().any(|a| a.user == "otto" && a.command == "serve:drain" && a.args == "h2"), "{audit:#?}");
+    assert!(
+        audit.iter().any(|a| a.user == "otto" && a.command == "serve:drain" && a.args == "h2 --reason 'disk swap'"),
+        "{audit:#?}"
+    );
     assert!(!audit.iter().any(|a| a.user == "vera"), "the refused viewer did nothing: {audit:#?}");
     assert_eq!(store.drained().unwrap().iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["h2"]);
 }

@@ -125,6 +125,12 @@ fn a_rollout_started_from_the_page_progresses_live_batch_by_batch() {
         until("h2's cell", Duration::from_secs(30), || b.cell_state("h2")).await;
         b.c().execute("window.__same_page = 7; return 1;", vec![]).await.unwrap();
         b.c().find(Locator::Css("#ro-start")).await.unwrap().click().await.unwrap();
+        // It asks first (see `confirm`).
+        let ok = until("the confirmation dialog", Duration::from_secs(10), || async {
+            b.c().find(Locator::Css("dialog#confirm[open] #confirm-ok")).await.ok()
+        })
+        .await;
+        ok.click().await.unwrap();
         let info = |attr: &'static str| {
             let b = &b;
             async move { b.c().find(Locator::Css("#rollout-info")).await.ok()?.attr(attr).await.ok()? }

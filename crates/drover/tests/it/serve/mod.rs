@@ -6,9 +6,15 @@
 //! text with per-host series, and only an operator token with the CSRF
 //! value can act.
 //!
-//! By topic: the live page and metrics (`live`), healing (`heal`), and who
-//! may act (`auth`).
+//! By topic: the live page and metrics (`live`), healing (`heal`), who
+//! may act (`auth`), actions confirmed first (`confirm`), drained hosts
+//! (`drained`), hosts behind the project (`behind`), and the runs page
+//! (`runs`).
 
 mod auth;
+mod behind;
+mod confirm;
+mod drained;
 mod heal;
 mod live;
+mod runs;

@@ -162,6 +162,17 @@ impl Drop for Browser {
     }
 }
 
+/// The quickstart project with `n` simulated hosts `s1`..`sN`, applied once
+/// (every host then shows `converged`: the fake supervisor of a simulated
+/// host answers its HTTP health check). Returns (project, hosts' base
+/// directory).
+pub fn simulated(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (proj, hosts) = (crate::support::sim_project(dir, n), dir.join("hosts"));
+    let out = Command::new(DROVER).arg("-C").arg(&proj).args(["apply", "--simulate"]).arg(&hosts).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (proj, hosts)
+}
+
 /// Short connect timeouts, so a downed host is found within one pass.
 pub fn quick(f: &Fleet, extra: &str) {
     let p = f.project().join("drover.toml");
