@@ -14,7 +14,7 @@ use std::sync::Arc;
 use drover_spec::Host;
 
 use super::auth::Identity;
-use super::Shared;
+use super::shared::Shared;
 use crate::run::fleet::Fleet;
 
 #[derive(serde::Deserialize)]

@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
+use super::actions;
 use super::auth::{self, Identity, Role};
-use super::{actions, Shared};
+use super::shared::Shared;
 
 const INDEX: &str = include_str!("web/index.html");
 const APP_JS: &str = include_str!("web/app.js");

@@ -20,8 +20,8 @@ use drover_proto::HostStatus;
 use drover_spec::{Host, Project, ReconcilePolicy};
 use drover_state::{HostResult, NewRun, Rollout};
 
+use super::shared::Shared;
 use super::snapshot::{self, RolloutView, Snapshot};
-use super::Shared;
 use crate::host::{HostReport, Mode};
 use crate::progress::Progress;
 use crate::run::fleet::Fleet;

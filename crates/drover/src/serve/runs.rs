@@ -17,7 +17,7 @@ use drover_state::{RunRow, RunTotal};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Shared;
+use super::shared::Shared;
 use crate::human;
 
 /// Runs read to find `limit` worth showing (check passes that touched no
