@@ -74,26 +74,54 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-/// Print an error with its whole cause chain (and miette diagnostics when the
-/// error carries one) and pick the exit code: 3 for a [`crate::run::Refusal`],
-/// 2 for a run cut short by a lost store ([`crate::run::StoreLost`]), else 1.
+/// Why a command ended in an error, as far as exit codes tell it. Decided
+/// from the error's type in one place ([`From`] below), as firecracker's
+/// `FcExitCode` is: no call site picks a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Before any host was touched: a bad project, bad arguments (1).
+    Usage,
+    /// Cut short after hosts were touched: the state store was lost (2).
+    Cut,
+    /// Refused: a lock held, an unfinished rollout, the machine lacks
+    /// something ([`crate::run::Refusal`]) (3).
+    Refused,
+}
+
+impl From<&anyhow::Error> for Failure {
+    fn from(err: &anyhow::Error) -> Failure {
+        if err.downcast_ref::<crate::run::Refusal>().is_some() {
+            Failure::Refused
+        } else if err.downcast_ref::<crate::run::StoreLost>().is_some() {
+            Failure::Cut
+        } else {
+            Failure::Usage
+        }
+    }
+}
+
+impl From<Failure> for ExitCode {
+    fn from(f: Failure) -> ExitCode {
+        ExitCode::from(match f {
+            Failure::Usage => 1,
+            Failure::Cut => 2,
+            Failure::Refused => 3,
+        })
+    }
+}
+
+/// Print an error with its whole cause chain (miette's diagnostic when the
+/// error carries one: file, line, help) and exit with its [`Failure`].
 pub fn report(err: anyhow::Error) -> ExitCode {
     let err = match err.downcast::<drover_spec::SpecError>() {
         Ok(diag) => {
             eprintln!("{:?}", miette::Report::new(diag));
-            return ExitCode::from(1);
+            return Failure::Usage.into();
         }
         Err(err) => err,
     };
     eprintln!("error: {err:#}");
-    if err.downcast_ref::<crate::run::Refusal>().is_some() {
-        ExitCode::from(3)
-    } else if err.downcast_ref::<crate::run::StoreLost>().is_some() {
-        // Hosts may have changed before the run was cut short.
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(1)
-    }
+    Failure::from(&err).into()
 }
 
 #[cfg(test)]
@@ -108,5 +136,21 @@ mod tests {
         assert_eq!(code(plan_status(true, 1, 3)), format!("{:?}", ExitCode::from(1)));
         assert_eq!(plan_status(false, 0, 3), ExitStatus::Success);
         assert_eq!(plan_status(false, 1, 0), ExitStatus::HostsFailed);
+    }
+
+    #[test]
+    fn a_refusal_is_3_a_lost_store_2_anything_else_1() {
+        let refused = anyhow::Error::from(crate::run::Refusal::Lab("not root".into()));
+        let lost = anyhow::Error::from(crate::run::StoreLost {
+            who: "run 1".into(),
+            reason: "gone".into(),
+            in_flight: String::new(),
+        });
+        let other = anyhow::anyhow!("bad flag").context("parsing");
+        assert_eq!(Failure::from(&refused), Failure::Refused);
+        assert_eq!(Failure::from(&lost.context("while recording")), Failure::Cut);
+        assert_eq!(Failure::from(&other), Failure::Usage);
+        let code = |f: Failure| format!("{:?}", ExitCode::from(f));
+        assert_eq!(code(Failure::Refused), format!("{:?}", ExitCode::from(3)));
     }
 }
