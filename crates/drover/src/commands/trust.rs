@@ -89,11 +89,18 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
         };
         let inventory_pins: Vec<&String> = h.host_keys.iter().filter(|k| !in_known(k)).collect();
         if args.replace && !inventory_pins.is_empty() {
-            eprintln!(
-                "{:<16} {fp}  DIFFERS from the key pinned by `host-key` in {}; drover trust only writes known_hosts: edit or remove that `host-key` (both pins are accepted, so the old key would stay trusted)",
-                h.name, h.origin
-            );
-            failed = true;
+            // Replaced where it is pinned, so the old key does not stay
+            // trusted beside the new one.
+            lines.retain(|l| {
+                !l.split_whitespace().next().is_some_and(|w| w.split(',').any(|x| x == h.name || x == h.address))
+            });
+            match replace_inventory_pin(&project.dir, &h.name, &base(&key)) {
+                Ok(()) => println!("{:<16} {fp}  pinned (host-key replaced in inventory.toml)", h.name),
+                Err(e) => {
+                    eprintln!("{:<16} {fp}  DIFFERS from the key pinned by `host-key` in {}; {e}", h.name, h.origin);
+                    failed = true;
+                }
+            }
             continue;
         }
         if !h.host_keys.is_empty() && !args.replace {
@@ -116,4 +123,20 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
         writeln!(f, "{l}")?;
     }
     Ok(if failed { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+/// Set `[hosts.NAME] host-key` in the project's inventory.toml to `key`,
+/// keeping the file's comments and layout.
+fn replace_inventory_pin(dir: &std::path::Path, name: &str, key: &str) -> Result<(), String> {
+    let path = dir.join("inventory.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read inventory.toml: {e}"))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("cannot edit inventory.toml: {e}"))?;
+    let entry = doc
+        .get_mut("hosts")
+        .and_then(|h| h.get_mut(name))
+        .and_then(|h| h.as_table_like_mut())
+        .filter(|t| t.contains_key("host-key"))
+        .ok_or("its `host-key` is not in a [hosts] table drover can edit: edit or remove it by hand")?;
+    entry.insert("host-key", toml_edit::value(key));
+    std::fs::write(&path, doc.to_string()).map_err(|e| format!("cannot write inventory.toml: {e}"))
 }

@@ -303,7 +303,19 @@ fn wrong_or_rekeyed_hosts_and_tampered_ciphertext_are_refused_with_nothing_chang
     fs::remove_file(key.with_extension("pub")).unwrap();
     let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
     assert!(st.success());
-    env.ok(&f.project(), &["trust", "--replace", "--hosts", "h1"]);
+    let old_inventory = fs::read_to_string(f.project().join("inventory.toml")).unwrap();
+    let r = env.ok(&f.project(), &["trust", "--replace", "--hosts", "h1"]);
+    assert!(r.stdout.contains("host-key replaced in inventory.toml"), "{}", r.stdout);
+    // Replaced where it was pinned: the old key is trusted nowhere.
+    let new_pub = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let new_key: Vec<&str> = new_pub.split_whitespace().take(2).collect();
+    let inventory = fs::read_to_string(f.project().join("inventory.toml")).unwrap();
+    assert!(inventory.contains(&new_key.join(" ")), "{inventory}");
+    let old_h1_key =
+        old_inventory.split("[hosts.h1]").nth(1).and_then(|t| t.lines().find(|l| l.starts_with("host-key"))).unwrap();
+    assert!(!inventory.contains(old_h1_key), "the old pin stayed:\n{inventory}");
+    let known = fs::read_to_string(f.project().join("known_hosts")).unwrap_or_default();
+    assert!(!known.lines().any(|l| l.split(',').next() == Some("h1")), "{known}");
     let before = managed_snapshot(&f, 0);
     let r = apply_bundle(&f, &env, &next, "h1");
     assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
