@@ -97,7 +97,7 @@ fn print_table(results: &Results, rows: &[serde_json::Value], verdicts: &[Verdic
                             Some(false) => "+UNHEALTHY",
                             None => "",
                         };
-                        format!("{}:{}{health}", sv.name, sv.state)
+                        format!("{}:{}{health}", sv.name, sv.state.word())
                     })
                     .collect();
                 let gen = s.state.current.map_or("-".into(), |g| g.to_string());

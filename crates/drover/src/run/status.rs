@@ -95,7 +95,8 @@ pub enum Verdict {
     Unreachable,
     /// Whether it is on the project's desired state could not be told.
     Unknown,
-    /// A service is not running, or fails its health check.
+    /// A service is not running (the supervisor says so: a crash loop is
+    /// not running, whatever its probe reaches), or fails its health check.
     Unhealthy,
     /// Managed files were edited on the host.
     Drifted,
@@ -108,12 +109,9 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn of(s: &HostStatus, currency: &Currency) -> Verdict {
-        let down = |sv: &drover_proto::ServiceStatus| {
-            sv.healthy == Some(false) || !matches!(sv.state.as_str(), "run" | "active")
-        };
         if s.drained.is_some() {
             Verdict::Drained
-        } else if s.services.iter().any(down) {
+        } else if s.services.iter().any(|sv| !sv.is_up()) {
             Verdict::Unhealthy
         } else if !s.drift.is_empty() {
             Verdict::Drifted

@@ -49,7 +49,7 @@ impl State {
             State::Drained
         } else if last.is_some_and(|l| is_failure(l.outcome)) {
             State::Failed
-        } else if s.services.iter().any(|sv| sv.healthy == Some(false)) {
+        } else if s.services.iter().any(|sv| !sv.is_up()) {
             State::Unhealthy
         } else if !s.drift.is_empty() || s.state.current.is_none() {
             State::Drifted
