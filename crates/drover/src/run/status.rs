@@ -163,6 +163,10 @@ pub fn ago(at_ms: i64) -> String {
 }
 
 /// A `history --json` row.
+/// With the failed service's report (state, exit code, log lines) from the
+/// stored run detail, when there was one.
 pub fn history_row(r: &HostResult) -> serde_json::Value {
-    serde_json::json!({"run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes, "bytes_sent": r.bytes_sent, "error": r.error, "at_ms": r.at_ms})
+    let failure = serde_json::from_str::<serde_json::Value>(&r.detail).ok().map(|d| d["failure"].clone());
+    let failure = failure.filter(|f| !f.is_null());
+    serde_json::json!({"run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes, "bytes_sent": r.bytes_sent, "error": r.error, "failure": failure, "at_ms": r.at_ms})
 }

@@ -19,6 +19,7 @@ mod day2;
 mod e2e;
 mod faults;
 mod fleet;
+mod health_gate;
 mod host_state;
 mod instances;
 mod inventory_import;
