@@ -29,7 +29,7 @@ const START_WAIT: Duration = Duration::from_secs(30);
 const SLACK_MS: u64 = 500;
 
 /// Gate `name` (see the module's doc); `hc` is its health check, if any.
-pub fn run(sup: &dyn Supervise, name: &str, hc: Option<&HealthCheck>) -> Result<(), ServiceFailure> {
+pub fn run(sup: &dyn Supervise, name: &str, hc: Option<&HealthCheck>) -> Result<(), Box<ServiceFailure>> {
     let result = gate(sup, name, hc);
     if let Some(hc) = hc {
         sup.probed(name, &hc.probe, result.is_ok());
@@ -37,7 +37,7 @@ pub fn run(sup: &dyn Supervise, name: &str, hc: Option<&HealthCheck>) -> Result<
     result
 }
 
-fn gate(sup: &dyn Supervise, name: &str, hc: Option<&HealthCheck>) -> Result<(), ServiceFailure> {
+fn gate(sup: &dyn Supervise, name: &str, hc: Option<&HealthCheck>) -> Result<(), Box<ServiceFailure>> {
     let began = Instant::now();
     let start_wait = hc.map_or(START_WAIT, |hc| {
         Duration::from_millis((hc.timeout_ms + hc.interval_ms).saturating_mul(u64::from(hc.retries.max(1))))
@@ -91,7 +91,7 @@ fn gate(sup: &dyn Supervise, name: &str, hc: Option<&HealthCheck>) -> Result<(),
 
 /// The service as the supervisor sees it now, if it is still the process
 /// the gate began with; the failure otherwise.
-fn still_up(sup: &dyn Supervise, name: &str, base: &ServiceStatus) -> Result<ServiceStatus, ServiceFailure> {
+fn still_up(sup: &dyn Supervise, name: &str, base: &ServiceStatus) -> Result<ServiceStatus, Box<ServiceFailure>> {
     let now = sup.status(name);
     match (base.state, now.state) {
         (_, SupervisorState::Running { .. }) if same_process(&base.state, &now.state) => Ok(now),
@@ -119,7 +119,7 @@ fn same_process(a: &SupervisorState, b: &SupervisorState) -> bool {
 
 /// Sleep `d`, asking the supervisor every [`POLL`]: a service that goes
 /// down meanwhile fails the gate then, not after its remaining retries.
-fn watch_for(sup: &dyn Supervise, name: &str, base: &ServiceStatus, d: Duration) -> Result<(), ServiceFailure> {
+fn watch_for(sup: &dyn Supervise, name: &str, base: &ServiceStatus, d: Duration) -> Result<(), Box<ServiceFailure>> {
     let until = Instant::now() + d;
     loop {
         still_up(sup, name, base)?;
@@ -134,9 +134,9 @@ fn watch_for(sup: &dyn Supervise, name: &str, base: &ServiceStatus, d: Duration)
 /// The failure as data, with the service's last log lines. On a real host
 /// the lines a dying service wrote last may still be on their way to its
 /// logger (svlogd, journald): wait a moment for them.
-fn failure(sup: &dyn Supervise, name: &str, cause: FailureCause, state: ServiceStatus) -> ServiceFailure {
+fn failure(sup: &dyn Supervise, name: &str, cause: FailureCause, state: ServiceStatus) -> Box<ServiceFailure> {
     std::thread::sleep(sup.settle().min(Duration::from_millis(200)));
-    ServiceFailure { service: name.to_string(), cause, state, log: sup.log_tail(name) }
+    Box::new(ServiceFailure { service: name.to_string(), cause, state, log: sup.log_tail(name) })
 }
 
 /// `drover status`'s look at one service: its state, and whether it is up
@@ -208,7 +208,7 @@ mod tests {
         }
     }
 
-    fn run_on(states: Vec<SupervisorState>, probe_ok: bool) -> Result<(), ServiceFailure> {
+    fn run_on(states: Vec<SupervisorState>, probe_ok: bool) -> Result<(), Box<ServiceFailure>> {
         let sup = Scripted { states: RefCell::new(states), probe_ok, settle: Duration::from_millis(100) };
         let hc = HealthCheck { probe: HealthProbe::Tcp { port: 1 }, timeout_ms: 10, retries: 3, interval_ms: 10 };
         run(&sup, "web", Some(&hc))

@@ -384,6 +384,7 @@ pub enum ApplyOutcome {
         reason: String,
         revert_errors: Vec<String>,
         times: ServiceTimes,
-        failure: Option<ServiceFailure>,
+        /// Boxed: rare, and large next to the other outcomes.
+        failure: Option<Box<ServiceFailure>>,
     },
 }

@@ -127,17 +127,17 @@ impl Engine {
         restarts: &[ServiceRestart],
         manifests: &[&Manifest],
         changed: &BTreeSet<String>,
-    ) -> Result<(), ServiceFailure> {
+    ) -> Result<(), Box<ServiceFailure>> {
         let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
         let control = |name: &str, action, error: String| {
             let spec = manifests.iter().rev().flat_map(|m| m.services.iter()).find(|s| s.name == name);
             let sup = spec.map(|s| self.env.supervisor(&self.layout, s.supervisor));
-            ServiceFailure {
+            Box::new(ServiceFailure {
                 service: name.to_string(),
                 cause: FailureCause::Control { action, error },
                 state: sup.as_ref().map_or_else(|| ServiceStatus::unknown(name), |s| s.status(name)),
                 log: sup.map(|s| s.log_tail(name)).unwrap_or_default(),
-            }
+            })
         };
         services::perform(self.env, &self.layout, &[], &kinds, manifests, changed)
             .map_err(|e| control("(daemon-reload)", ServiceAction::Restart, e.0))?;
@@ -152,7 +152,12 @@ impl Engine {
     /// started, restarted or reloaded, and of every service whose health
     /// check changed (a new check is proved before the generation is kept,
     /// though nothing restarts for it).
-    fn gate(&self, old: Option<&Manifest>, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), ServiceFailure> {
+    fn gate(
+        &self,
+        old: Option<&Manifest>,
+        m: &Manifest,
+        restarts: &[ServiceRestart],
+    ) -> Result<(), Box<ServiceFailure>> {
         let acted = |name: &str| restarts.iter().any(|r| r.name == name && r.action != ServiceAction::Stop);
         let check_changed = |spec: &ServiceSpec| {
             spec.health.is_some()

@@ -203,7 +203,7 @@ async fn finish(
                 Some(mut f) => {
                     tokio::task::block_in_place(|| job.project.redact(&mut f));
                     let line = f.to_string();
-                    r.failure = Some(f);
+                    r.failure = Some(*f);
                     line
                 }
                 None => reason,
