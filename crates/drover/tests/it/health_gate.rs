@@ -196,3 +196,35 @@ fn a_changed_health_check_is_run_without_a_restart_and_http_probes_never_reset_t
     let clean = log.matches("probe closed cleanly").count();
     assert!(clean >= 3 && !log.contains("reset") && !log.contains("sent more"), "{log}");
 }
+
+/// Runs like web until `/etc/api-broken` exists; then exits at once, every
+/// time runit starts it again.
+const BREAKABLE: &str = "import os, sys, time\nif os.path.exists('/etc/api-broken'):\n    print('api: /etc/api-broken is there, giving up')\n    sys.exit(3)\nprint('api: up')\nwhile True:\n    time.sleep(60)\n";
+
+/// A service that crash-loops after it was deployed, while its TCP probe
+/// reaches another process (web's port): `status` shows it `restarting`
+/// and UNHEALTHY with why, the host `unhealthy`, and `--exit-code` says 2.
+/// (It used to say `down+ok`, exit 0.)
+#[test]
+fn status_shows_a_crash_looping_service_unhealthy_whatever_its_probe_reaches() {
+    let f = Fleet::new("hg-status", 1);
+    add_api(&f, BREAKABLE, "tcp = 8080\nretries = 5\ninterval = \"200ms\"\n");
+    let r = f.apply_json(&[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    f.host_sh(0, "touch /etc/api-broken; kill $(cat /etc/sv/api/supervise/pid)");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let r = f.drover(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let api = v[0]["services"].as_array().unwrap().iter().find(|s| s["name"] == "api").unwrap().clone();
+    assert_eq!(api["healthy"], false, "{api:#}");
+    assert!(["restarting", "running"].contains(&api["state"].as_str().unwrap()), "{api:#}");
+    let r = f.drover(&["status", "--exit-code"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("unhealthy") && r.stdout.contains("api:") && r.stdout.contains("+UNHEALTHY"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.lines().any(|l| l.trim_start().starts_with("api: ")), "why, under the host: {}", r.stdout);
+}
