@@ -71,15 +71,21 @@ impl StateSource for Project {
         crate::fact_cache::unchanged(&self.dir, &host.name, facts)
     }
 
-    /// Every secret of the project (not only the host's: a service may log
-    /// what another host's file holds), decrypted as for a compile. A
-    /// secret that cannot be decrypted here cannot be looked for: the log
+    /// Every encrypted file of the project (`secrets/*.age`, encrypted
+    /// layer files, an encrypted inventory; not only the host's: a service
+    /// may log what another host's file holds), decrypted as for a compile.
+    /// A file that cannot be decrypted here cannot be looked for: the log
     /// lines and command output are then withheld, not shown unredacted.
     fn redact(&self, failure: &mut ServiceFailure) {
         let store = self.secret_store();
         let mut values: Vec<(String, String)> = Vec::new();
-        for name in store.names() {
-            match store.get(&name) {
+        for path in store.files() {
+            let rel = path.strip_prefix(&self.dir).unwrap_or(&path);
+            let name = match rel.strip_prefix("secrets") {
+                Ok(file) => file.with_extension("").display().to_string(),
+                Err(_) => rel.with_extension("").display().to_string(),
+            };
+            match store.decrypt_file(&path, &name) {
                 Ok(s) => {
                     let text = String::from_utf8_lossy(s.expose()).into_owned();
                     // The whole value, and each longer line of a multi-line one
