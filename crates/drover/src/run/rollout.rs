@@ -302,8 +302,7 @@ impl Runner<'_> {
         Ok(b)
     }
 
-    /// After `min-healthy-time`: every service of every host still up and
-    /// healthy (running, as its supervisor says, and passing its check).
+    /// After `min-healthy-time`: every service of every host still running and healthy.
     async fn still_healthy(&self, hosts: &[Host]) -> Result<(), String> {
         let res = self
             .fleet
