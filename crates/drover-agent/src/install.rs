@@ -140,9 +140,10 @@ pub fn run(layout: &Layout, a: &Args, env: crate::hostenv::HostEnv) -> Result<()
             println!("host {}: unchanged (generation {generation})", entry.name);
             Ok(())
         }
-        ApplyOutcome::RolledBack { failed, to, reason, revert_errors, .. } => {
+        ApplyOutcome::RolledBack { failed, to, reason, revert_errors, failure, .. } => {
             let left: String = revert_errors.iter().map(|e| format!("; the revert left a service down: {e}")).collect();
-            bail!("generation {failed} failed and was rolled back to {to:?}: {reason}{left}")
+            let log: String = failure.iter().flat_map(|f| &f.log).map(|l| format!("\n  {l}")).collect();
+            bail!("generation {failed} failed and was rolled back to {to:?}: {reason}{left}{log}")
         }
     }
 }

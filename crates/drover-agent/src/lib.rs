@@ -23,8 +23,8 @@
 //! 3. [`engine`]: the host under its lock: recovery, diff, apply, revert,
 //!    roll back, confirm, and its [`engine::watchdog`].
 //! 4. What the engine drives: [`diff`], [`transition`], [`services`],
-//!    [`gc`], [`setup`] (accounts, packages), [`sealed`] secrets, [`inspect`],
-//!    the peer [`relay`].
+//!    the health [`gate`], [`gc`], [`setup`] (accounts, packages), [`sealed`]
+//!    secrets, [`inspect`], the peer [`relay`].
 //! 5. The host's parts: [`state`] (the agent's bookkeeping files),
 //!    [`safefs`] (every managed path, no symlink followed), [`blobs`],
 //!    [`supervisor`], [`dpkg`], [`facts`].
@@ -55,6 +55,7 @@ pub mod dpkg;
 pub mod engine;
 pub mod facts;
 pub mod fsops;
+pub mod gate;
 pub mod gc;
 pub mod health;
 pub mod hooks;

@@ -35,18 +35,8 @@ impl Engine {
             .flat_map(|m| m.services.iter())
             .map(|s| {
                 let sup = self.env.supervisor(&self.layout, s.supervisor);
-                let mut st = sup.status(&s.name);
-                st.healthy = s.health.as_ref().map(|hc| {
-                    let once = drover_proto::HealthCheck { retries: 1, ..hc.clone() };
-                    match sup.health(&s.name, &once) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            st.detail = e;
-                            false
-                        }
-                    }
-                });
-                st
+                let once = s.health.as_ref().map(|hc| drover_proto::HealthCheck { retries: 1, ..hc.clone() });
+                crate::gate::look(&*sup, &s.name, once.as_ref())
             })
             .collect();
         Ok(HostStatus { state: self.host_state(), drift, services, drained: self.drained() })

@@ -21,26 +21,69 @@ const WAIT: Duration = Duration::from_secs(7);
 const POLL: Duration = Duration::from_millis(5);
 
 /// What runsv's 20-byte `supervise/status` record says (runit's
-/// `runsv.c`, `update_status`): the pid (bytes 12..16, little-endian) and
-/// the state (byte 19: 0 down, 1 run, 2 finish).
+/// `runsv.c`, `update_status`): since when the state holds (bytes 0..12,
+/// TAI64N), the pid (bytes 12..16, little-endian), whether it is wanted up
+/// (byte 17: `u` or `d`) and the state (byte 19: 0 down, 1 run, 2 finish).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     pub pid: u32,
     pub running: bool,
+    pub state: State,
+    pub want_up: bool,
+    /// When the state last changed (for `run`: when the process started),
+    /// in Unix milliseconds.
+    pub since_ms: Option<u64>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Down,
+    Run,
+    /// The process ended; `./finish` runs.
+    Finish,
+}
+
+impl State {
+    /// `sv status`'s word.
+    pub fn word(self) -> &'static str {
+        match self {
+            State::Down => "down",
+            State::Run => "run",
+            State::Finish => "finish",
+        }
+    }
+}
+
+/// The TAI64 label of the Unix epoch as runit writes it (2^62 + 10 s).
+const TAI64_UNIX: u64 = 4_611_686_018_427_387_914;
 
 pub fn parse_status(b: &[u8]) -> Option<Status> {
     if b.len() < 20 {
         return None;
     }
-    Some(Status { pid: u32::from_le_bytes([b[12], b[13], b[14], b[15]]), running: b[19] == 1 })
+    let secs = u64::from_be_bytes(b[0..8].try_into().ok()?);
+    let nanos = u32::from_be_bytes(b[8..12].try_into().ok()?);
+    let since_ms = secs.checked_sub(TAI64_UNIX).map(|s| s * 1000 + u64::from(nanos) / 1_000_000);
+    let state = match b[19] {
+        1 => State::Run,
+        2 => State::Finish,
+        _ => State::Down,
+    };
+    Some(Status {
+        pid: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+        running: state == State::Run,
+        state,
+        want_up: b[17] == b'u',
+        since_ms,
+    })
 }
 
 fn supervise(name: &str) -> PathBuf {
     Path::new("/etc/service").join(name).join("supervise")
 }
 
-fn status(name: &str) -> Option<Status> {
+/// The service's status record, if runsv wrote one.
+pub fn status(name: &str) -> Option<Status> {
     parse_status(&std::fs::read(supervise(name).join("status")).ok()?)
 }
 
@@ -87,14 +130,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_record_gives_pid_and_state() {
+    fn status_record_gives_pid_state_want_and_since() {
         let mut b = [0u8; 20];
+        b[0..8].copy_from_slice(&(TAI64_UNIX + 1_700_000_000).to_be_bytes());
+        b[8..12].copy_from_slice(&250_000_000u32.to_be_bytes());
         b[12..16].copy_from_slice(&4242u32.to_le_bytes());
         b[17] = b'u';
         b[19] = 1;
-        assert_eq!(parse_status(&b), Some(Status { pid: 4242, running: true }));
+        let s = parse_status(&b).unwrap();
+        assert_eq!((s.pid, s.running, s.state, s.want_up), (4242, true, State::Run, true));
+        assert_eq!(s.since_ms, Some(1_700_000_000_250));
         b[19] = 2; // finish: the old process is gone, ./finish runs
-        assert_eq!(parse_status(&b), Some(Status { pid: 4242, running: false }));
+        assert_eq!(parse_status(&b).map(|s| (s.running, s.state)), Some((false, State::Finish)));
+        b[17] = b'd';
+        b[19] = 0;
+        assert_eq!(parse_status(&b).map(|s| (s.state, s.want_up)), Some((State::Down, false)));
         assert_eq!(parse_status(&b[..19]), None, "a short read is no status");
     }
 }

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod hash;
 pub mod manifest;
 pub mod message;
+pub mod service;
 pub mod setup;
 
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
@@ -26,7 +27,11 @@ pub use manifest::{
 };
 pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
-    Response, ServiceAction, ServiceRestart, ServiceStatus, ServiceTimes,
+    Response, ServiceAction, ServiceRestart, ServiceTimes,
+};
+pub use service::{
+    tail_lines, CommandOutput, Exit, FailureCause, ServiceFailure, ServiceStatus, SupervisorState, LOG_TAIL_BYTES,
+    LOG_TAIL_LINES,
 };
 pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
 
@@ -38,7 +43,9 @@ pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
 /// 7: packages, users and groups in manifests (`Setup`), `reload-on`
 /// triggers and the `Reload` service action.
 /// 8: `ServiceTimes` in `ApplyOutcome` (per-phase timing in `--json`).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: `ServiceStatus.state` a `SupervisorState`; `ServiceFailure` in
+/// `ApplyOutcome::RolledBack` (why a health gate or a restart failed).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

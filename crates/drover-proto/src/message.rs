@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Hash, Manifest, Supervisor};
+use crate::{Hash, Manifest, ServiceFailure, ServiceStatus, Supervisor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -265,18 +265,6 @@ pub struct HostStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    /// Supervisor's word: "run", "down", "unknown"...
-    pub state: String,
-    pub pid: Option<u32>,
-    pub uptime_s: Option<u64>,
-    /// Health check result now; `None` without a health check.
-    pub healthy: Option<bool>,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     pub at_ms: u64,
     pub text: String,
@@ -388,5 +376,15 @@ pub enum ApplyOutcome {
     /// on `to`, whole.
     /// `revert_errors`: services the revert could not put back (stop or
     /// start failed); the files are back, these may not be running.
-    RolledBack { failed: u64, to: Option<u64>, reason: String, revert_errors: Vec<String>, times: ServiceTimes },
+    /// `failure`: the service that failed, as data (its supervisor state,
+    /// exit code, last log lines); `reason` is its one-line form.
+    RolledBack {
+        failed: u64,
+        to: Option<u64>,
+        reason: String,
+        revert_errors: Vec<String>,
+        times: ServiceTimes,
+        /// Boxed: rare, and large next to the other outcomes.
+        failure: Option<Box<ServiceFailure>>,
+    },
 }

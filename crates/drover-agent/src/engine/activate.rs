@@ -7,7 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::time::{Duration, Instant};
 
-use drover_proto::{ApplyOutcome, Manifest, ServiceAction, ServiceRestart, ServiceTimes};
+use drover_proto::{
+    ApplyOutcome, FailureCause, Manifest, ServiceAction, ServiceFailure, ServiceRestart, ServiceSpec, ServiceStatus,
+    ServiceTimes,
+};
 
 use super::{watchdog, Engine};
 use crate::diff::{self, Candidate};
@@ -75,12 +78,21 @@ impl Engine {
         let mut times = ServiceTimes { restart_us: micros(clock.elapsed()), health_us: 0 };
         hooks::point(&self.layout, "before-health");
         let clock = Instant::now();
-        let healthy = started.and_then(|()| self.health(&cand.manifest, &cand.restarts));
+        let healthy = started.and_then(|()| self.gate(old.as_ref(), &cand.manifest, &cand.restarts));
         times.health_us = micros(clock.elapsed());
-        if let Err(reason) = healthy {
+        if let Err(failure) = healthy {
+            let reason = failure.to_string();
             progress(format!("generation {generation} unhealthy ({reason}); reverting"));
             let (_, revert_errors) = self.revert_last(&reason)?;
-            return Ok(ApplyOutcome::RolledBack { failed: generation, to: from, reason, revert_errors, times });
+            let failure = Some(failure);
+            return Ok(ApplyOutcome::RolledBack {
+                failed: generation,
+                to: from,
+                reason,
+                revert_errors,
+                times,
+                failure,
+            });
         }
         if confirm_ms > 0 {
             let p = Pending {
@@ -107,24 +119,55 @@ impl Engine {
         Ok(ApplyOutcome::Activated { generation, restarted, files_written, times })
     }
 
+    /// Start, restart and reload what the change asks, one service at a
+    /// time (systemd re-reads its units first, once): a service the
+    /// supervisor cannot start is a failure with its state and log.
     fn start_services(
         &self,
         restarts: &[ServiceRestart],
         manifests: &[&Manifest],
         changed: &BTreeSet<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Box<ServiceFailure>> {
         let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
-        services::perform(self.env, &self.layout, restarts, &kinds, manifests, changed).map_err(|e| e.0)
+        let control = |name: &str, action, error: String| {
+            let spec = manifests.iter().rev().flat_map(|m| m.services.iter()).find(|s| s.name == name);
+            let sup = spec.map(|s| self.env.supervisor(&self.layout, s.supervisor));
+            Box::new(ServiceFailure {
+                service: name.to_string(),
+                cause: FailureCause::Control { action, error },
+                state: sup.as_ref().map_or_else(|| ServiceStatus::unknown(name), |s| s.status(name)),
+                log: sup.map(|s| s.log_tail(name)).unwrap_or_default(),
+            })
+        };
+        services::perform(self.env, &self.layout, &[], &kinds, manifests, changed)
+            .map_err(|e| control("(daemon-reload)", ServiceAction::Restart, e.0))?;
+        for r in restarts.iter().filter(|r| kinds.contains(&r.action)) {
+            services::perform(self.env, &self.layout, std::slice::from_ref(r), &kinds, manifests, &BTreeSet::new())
+                .map_err(|e| control(&r.name, r.action, e.0))?;
+        }
+        Ok(())
     }
 
-    /// Probe through the host's supervisor: a simulated host's fake decides
-    /// which probes are real (see [`crate::supervisor::fake`]).
-    fn health(&self, m: &Manifest, restarts: &[ServiceRestart]) -> Result<(), String> {
-        for r in restarts.iter().filter(|r| r.action != ServiceAction::Stop) {
-            let Some(spec) = m.services.iter().find(|s| s.name == r.name) else { continue };
-            let Some(hc) = spec.health.as_ref() else { continue };
+    /// The health gate ([`crate::gate`]) of every service the change
+    /// started, restarted or reloaded, and of every service whose health
+    /// check changed (a new check is proved before the generation is kept,
+    /// though nothing restarts for it).
+    fn gate(
+        &self,
+        old: Option<&Manifest>,
+        m: &Manifest,
+        restarts: &[ServiceRestart],
+    ) -> Result<(), Box<ServiceFailure>> {
+        let acted = |name: &str| restarts.iter().any(|r| r.name == name && r.action != ServiceAction::Stop);
+        let check_changed = |spec: &ServiceSpec| {
+            spec.health.is_some()
+                && old
+                    .and_then(|o| o.services.iter().find(|s| s.name == spec.name))
+                    .is_some_and(|o| o.health != spec.health)
+        };
+        for spec in m.services.iter().filter(|s| acted(&s.name) || check_changed(s)) {
             let sup = self.env.supervisor(&self.layout, spec.supervisor);
-            sup.health(&r.name, hc).map_err(|e| format!("service {}: {e}", r.name))?;
+            crate::gate::run(&*sup, &spec.name, spec.health.as_ref())?;
         }
         Ok(())
     }

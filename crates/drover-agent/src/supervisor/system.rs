@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drover_proto::{ServiceAction, ServiceStatus};
+use drover_proto::{Exit, ServiceAction, ServiceStatus, SupervisorState};
 
-use super::{unknown, Supervise};
+use super::Supervise;
 use crate::{bail, Result};
 
 /// runit: services are `/etc/service/<name>` links, each run by a `runsv`
@@ -45,16 +45,41 @@ impl Supervise for Runit {
         }
     }
 
+    /// From runsv's `supervise/status` record (what `sv status` reads):
+    /// running with its pid and since when; down while it wants to be up is
+    /// a service between two runs of a crash loop (runsv starts it again
+    /// after a second).
     fn status(&self, name: &str) -> ServiceStatus {
-        let mut st = unknown(name);
-        // "run: web: (pid 123) 45s; run: log: (pid 12) 50s"
-        let s = stdout(Command::new("sv").args(["status", name]).env("SVDIR", "/etc/service"));
-        let main = s.split(';').next().unwrap_or("").trim();
-        st.state = main.split(':').next().unwrap_or("unknown").trim().to_string();
-        st.pid = main.split("(pid ").nth(1).and_then(|r| r.split(')').next()).and_then(|p| p.parse().ok());
-        st.uptime_s = main.rsplit(' ').next().and_then(|t| t.trim_end_matches('s').parse().ok());
-        st.detail = main.to_string();
+        let mut st = ServiceStatus::unknown(name);
+        let ok = Path::new("/etc/service").join(name).join("supervise/ok");
+        let Some(s) = crate::runit::status(name) else {
+            st.detail = format!("runit: no status for {name} (no /etc/service/{name}/supervise/status)");
+            return st;
+        };
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let uptime_ms = s.since_ms.map(|t| now_ms.saturating_sub(t));
+        st.state = match (s.state, s.want_up) {
+            (crate::runit::State::Run, _) => SupervisorState::Running { pid: (s.pid != 0).then_some(s.pid), uptime_ms },
+            (_, true) => SupervisorState::Restarting { exit: None },
+            (_, false) => SupervisorState::Down { exit: None },
+        };
+        st.detail = format!(
+            "runit: {}{}, {}s, want {}",
+            s.state.word(),
+            if s.pid != 0 && s.state == crate::runit::State::Run { format!(" (pid {})", s.pid) } else { String::new() },
+            uptime_ms.unwrap_or(0) / 1000,
+            if s.want_up { "up" } else { "down" }
+        );
+        if !runsv_listening(&ok) {
+            st.state = SupervisorState::Down { exit: None };
+            st.detail = format!("runit: runsv not running for {name}");
+        }
         st
+    }
+
+    fn log_tail(&self, name: &str) -> Vec<String> {
+        super::file_tail(Path::new(&drover_proto::service_log_file(name)))
     }
 }
 
@@ -73,16 +98,68 @@ impl Supervise for Systemd {
         run(Command::new("systemctl").arg("daemon-reload"))
     }
 
+    /// From `systemctl show`: the unit's active state, its main process
+    /// and since when it runs, and how its last process ended (systemd
+    /// knows the exit code). `activating (auto-restart)` is a crash loop
+    /// waiting for its next start.
     fn status(&self, name: &str) -> ServiceStatus {
-        let mut st = unknown(name);
-        st.state = stdout(Command::new("systemctl").args(["is-active", name])).trim().to_string();
-        st.pid = stdout(Command::new("systemctl").args(["show", "-p", "MainPID", "--value", name]))
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p| *p != 0);
+        let mut st = ServiceStatus::unknown(name);
+        let out = stdout(Command::new("systemctl").args(["show", name, SYSTEMD_PROPS]));
+        let props: std::collections::HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+        st.state = systemd_state(&props, monotonic_us());
+        st.detail = format!(
+            "systemd: {} ({}){}",
+            props.get("ActiveState").unwrap_or(&"?"),
+            props.get("SubState").unwrap_or(&"?"),
+            props.get("NRestarts").filter(|n| **n != "0").map(|n| format!(", restarted {n} times")).unwrap_or_default()
+        );
         st
     }
+
+    /// The unit's journal, messages only (`-o cat`): what it printed, and
+    /// what systemd said about it (`Main process exited, code=exited`).
+    fn log_tail(&self, name: &str) -> Vec<String> {
+        let n = drover_proto::LOG_TAIL_LINES.to_string();
+        let out = stdout(Command::new("journalctl").args(["--unit", name, "-n", &n, "-o", "cat", "--no-pager", "-q"]));
+        drover_proto::tail_lines(&out, drover_proto::LOG_TAIL_LINES, drover_proto::LOG_TAIL_BYTES)
+    }
+}
+
+/// What [`Systemd::status`] asks `systemctl show` for.
+const SYSTEMD_PROPS: &str =
+    "--property=LoadState,ActiveState,SubState,MainPID,NRestarts,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic";
+
+/// `systemctl show`'s properties → the state, `now_us` being
+/// `CLOCK_MONOTONIC` in microseconds (systemd's `…Monotonic` clock).
+fn systemd_state(props: &std::collections::HashMap<&str, &str>, now_us: u64) -> SupervisorState {
+    let num = |k: &str| props.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+    let exit = match (num("ExecMainCode"), props.get("ExecMainStatus").and_then(|v| v.trim().parse::<i32>().ok())) {
+        (Some(1), Some(c)) => Some(Exit::Code(c)),
+        (Some(2 | 3), Some(s)) => Some(Exit::Signal(s)),
+        _ => None,
+    };
+    match (props.get("ActiveState").copied(), props.get("SubState").copied()) {
+        _ if props.get("LoadState") == Some(&"not-found") => SupervisorState::Down { exit: None },
+        (Some("active" | "reloading"), _) => SupervisorState::Running {
+            pid: num("MainPID").filter(|p| *p != 0).and_then(|p| u32::try_from(p).ok()),
+            uptime_ms: num("ExecMainStartTimestampMonotonic")
+                .filter(|t| *t != 0)
+                .map(|t| now_us.saturating_sub(t) / 1000),
+        },
+        (Some("activating"), Some("auto-restart")) => SupervisorState::Restarting { exit },
+        (Some("activating"), _) => SupervisorState::Starting,
+        (Some("failed"), _) => SupervisorState::Failed { exit },
+        (Some("inactive" | "deactivating"), _) => SupervisorState::Down { exit },
+        _ => SupervisorState::Unknown,
+    }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds.
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
 }
 
 impl Supervise for OpenRc {
@@ -101,12 +178,29 @@ impl Supervise for OpenRc {
         }
     }
 
+    /// `rc-service NAME status`: started, starting, stopped or crashed
+    /// (supervise-daemon's service died). OpenRC names no pid, uptime or
+    /// exit code here: the gate watches the state for [`super::SETTLE`].
     fn status(&self, name: &str) -> ServiceStatus {
-        let mut st = unknown(name);
+        let mut st = ServiceStatus::unknown(name);
         let s = stdout(Command::new("rc-service").args([name, "status"]));
-        st.state = if s.contains("started") { "run".into() } else { "down".into() };
+        st.state = if s.contains("crashed") {
+            SupervisorState::Failed { exit: None }
+        } else if s.contains("starting") {
+            SupervisorState::Starting
+        } else if s.contains("started") {
+            SupervisorState::Running { pid: None, uptime_ms: None }
+        } else if s.contains("stopped") || s.contains("stopping") {
+            SupervisorState::Down { exit: None }
+        } else {
+            SupervisorState::Unknown
+        };
         st.detail = s.trim().to_string();
         st
+    }
+
+    fn log_tail(&self, name: &str) -> Vec<String> {
+        super::file_tail(Path::new(&drover_proto::service_log_file(name)))
     }
 }
 
@@ -175,6 +269,26 @@ fn run(cmd: &mut Command) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_properties_give_the_state_pid_uptime_and_exit_code() {
+        let props = |text: &'static str| text.lines().filter_map(|l| l.split_once('=')).collect();
+        let running = "LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=321\nNRestarts=0\nExecMainCode=0\nExecMainStatus=0\nExecMainStartTimestampMonotonic=5000000";
+        assert_eq!(
+            systemd_state(&props(running), 7_500_000),
+            SupervisorState::Running { pid: Some(321), uptime_ms: Some(2500) }
+        );
+        let looping = "LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nMainPID=0\nNRestarts=4\nExecMainCode=1\nExecMainStatus=127\nExecMainStartTimestampMonotonic=0";
+        assert_eq!(systemd_state(&props(looping), 1), SupervisorState::Restarting { exit: Some(Exit::Code(127)) });
+        let killed = "ActiveState=failed\nSubState=failed\nExecMainCode=2\nExecMainStatus=9";
+        assert_eq!(systemd_state(&props(killed), 1), SupervisorState::Failed { exit: Some(Exit::Signal(9)) });
+        assert_eq!(
+            systemd_state(&props("LoadState=not-found\nActiveState=inactive"), 1),
+            SupervisorState::Down { exit: None }
+        );
+        assert_eq!(systemd_state(&props("ActiveState=activating\nSubState=start"), 1), SupervisorState::Starting);
+        assert_eq!(systemd_state(&props(""), 1), SupervisorState::Unknown);
+    }
 
     #[test]
     fn runsv_listens_only_while_someone_holds_its_ok_fifo_open() {

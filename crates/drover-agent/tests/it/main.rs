@@ -5,6 +5,10 @@
 //! - `agent`: apply, no-op, drift, rollback, confirmation, transfers, and
 //!   every failure path the transition machinery handles (SIGKILL at each
 //!   hook point, corrupt blobs, escapes, a silent controller);
+//! - `gate`: the health gate on a simulated host (the fake supervisor made
+//!   to crash-loop): a service not running fails it whatever its probe
+//!   says, with the supervisor's state and log lines; a changed health
+//!   check is run;
 //! - `boot`: magic rollback across a reboot (the `boot` verb and the
 //!   watchdog), on a simulated host that never reboots;
 //! - `readonly`: a read-only session (`drover plan`) reads, refuses
@@ -13,5 +17,6 @@
 
 mod agent;
 mod boot;
+mod gate;
 mod readonly;
 mod support;

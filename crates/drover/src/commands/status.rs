@@ -97,7 +97,7 @@ fn print_table(results: &Results, rows: &[serde_json::Value], verdicts: &[Verdic
                             Some(false) => "+UNHEALTHY",
                             None => "",
                         };
-                        format!("{}:{}{health}", sv.name, sv.state)
+                        format!("{}:{}{health}", sv.name, sv.state.word())
                     })
                     .collect();
                 let gen = s.state.current.map_or("-".into(), |g| g.to_string());
@@ -111,6 +111,10 @@ fn print_table(results: &Results, rows: &[serde_json::Value], verdicts: &[Verdic
                 )?;
                 for d in &s.drift {
                     writeln!(out, "{:<16}        drift: {d}", "")?;
+                }
+                // Why a service is not up, unless the host is drained (stopped on purpose).
+                for sv in s.services.iter().filter(|sv| !sv.is_up() && s.drained.is_none()) {
+                    writeln!(out, "{:<16}        {}: {}; {}", "", sv.name, sv.state, sv.detail)?;
                 }
                 if let Currency::Unknown(why) = currency {
                     writeln!(out, "{:<16}        cannot tell whether it is on the project: {why}", "")?;

@@ -230,8 +230,8 @@ async fn health(conn: &mut Connection, within: Duration) -> Result<(), Unhealthy
             Response::Status(s) => s
                 .services
                 .iter()
-                .filter(|sv| sv.healthy == Some(false))
-                .map(|sv| format!("{}: {}", sv.name, sv.detail))
+                .filter(|sv| !sv.is_up())
+                .map(|sv| format!("{}: {}; {}", sv.name, sv.state, sv.detail))
                 .collect::<Vec<_>>(),
             other => return Err(Unhealthy::Lost(format!("unexpected reply to Status: {other:?}"))),
         };

@@ -1,6 +1,6 @@
 //! What happened on one host: its outcome, changes, bytes and phases.
 
-use drover_proto::{Change, ServiceAction, ServiceRestart};
+use drover_proto::{Change, FailureCause, ServiceAction, ServiceFailure, ServiceRestart};
 use serde::{Deserialize, Serialize};
 
 use crate::phases::Phases;
@@ -41,6 +41,12 @@ pub struct HostReport {
     pub phases: Phases,
     pub attempts: u32,
     pub error: Option<String>,
+    /// Why a service failed its health gate or its (re)start, as data: the
+    /// supervisor's state, the exit code when known, the last lines of its
+    /// log (the project's secret values replaced), a health command's
+    /// output. `error` says the same in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ServiceFailure>,
     /// What the agent's start-up recovery did, if anything.
     pub recovered: Option<String>,
     /// `plan --diff` only: each change, host content against project content.
@@ -71,6 +77,7 @@ impl HostReport {
             phases: Phases::default(),
             attempts: 0,
             error: None,
+            failure: None,
             recovered: None,
             diffs: None,
             revert_errors: vec![],
@@ -85,6 +92,50 @@ pub fn restart_text(r: &ServiceRestart) -> String {
         ServiceAction::Restart => r.name.clone(),
         a => format!("{}:{}", r.name, a.as_str()),
     }
+}
+
+/// A service's failure for people, one line each (the run table prints
+/// them under the host's row): what failed, the supervisor's state, a
+/// health command's output, the service's last log lines.
+pub fn failure_lines(f: &ServiceFailure) -> Vec<String> {
+    let s = &f.service;
+    let mut out = vec![match &f.cause {
+        FailureCause::Control { action, error } => format!("service {s}: {} failed: {error}", action.as_str()),
+        FailureCause::NotRunning {} => format!("service {s}: not running when its health gate began"),
+        FailureCause::Exited {} => format!("service {s}: exited during its health gate"),
+        FailureCause::Restarted { pid_before } => format!(
+            "service {s}: restarted during its health gate (a new process{})",
+            pid_before.map(|p| format!(" replaced pid {p}")).unwrap_or_default()
+        ),
+        FailureCause::Probe { probe, attempts, error, .. } => {
+            format!("service {s}: {probe} failed {attempts} times, last: {error}")
+        }
+    }];
+    out.push(format!(
+        "supervisor: {}{}",
+        f.state.state,
+        if f.state.detail.is_empty() { String::new() } else { format!(" [{}]", f.state.detail) }
+    ));
+    if let FailureCause::Probe { output: Some(o), .. } = &f.cause {
+        let how = match (o.code, o.timed_out) {
+            (_, true) => "timed out".to_string(),
+            (Some(c), false) => format!("exit status {c}"),
+            (None, false) => "killed by a signal".to_string(),
+        };
+        out.push(format!("health command: {how}"));
+        for (name, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+            for line in text.lines() {
+                out.push(format!("  {name}: {line}"));
+            }
+        }
+    }
+    if f.log.is_empty() {
+        out.push(format!("no log lines from {s}"));
+    } else {
+        out.push(format!("last {} log lines of {s}:", f.log.len()));
+        out.extend(f.log.iter().map(|l| format!("  {l}")));
+    }
+    out
 }
 
 /// The agent reports what it restarted after an activation as text (`web`,

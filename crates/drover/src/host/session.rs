@@ -194,10 +194,21 @@ async fn finish(
             r.generation = Some(generation);
             r.outcome = Outcome::Unchanged;
         }
-        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason, revert_errors, .. }) => {
+        Response::Applied(ApplyOutcome::RolledBack { failed, to, reason, revert_errors, failure, .. }) => {
             r.generation = to;
             r.revert_errors.extend(revert_errors);
             r.outcome = Outcome::RolledBack;
+            // The one-line reason again from the failure once its log lines
+            // are redacted: the agent's own line quotes the last of them.
+            let reason = match failure {
+                Some(mut f) => {
+                    tokio::task::block_in_place(|| job.project.redact(&mut f));
+                    let line = f.to_string();
+                    r.failure = Some(*f);
+                    line
+                }
+                None => reason,
+            };
             r.error = Some(format!("generation {failed} failed and was rolled back: {reason}"));
         }
         other => return Err(HostError::unexpected("Apply", &other)),

@@ -1,7 +1,7 @@
 //! Where hosts' desired state comes from: the trait every delivery strategy
 //! implements, and its implementation for a project directory.
 
-use drover_proto::{Facts, Hash, Manifest, Request};
+use drover_proto::{Facts, FailureCause, Hash, Manifest, Request, ServiceFailure};
 use drover_spec::{Compiled, Host, Project};
 
 /// Where hosts' desired state comes from, and how its blobs are shipped: the
@@ -44,6 +44,11 @@ pub trait StateSource: Send + Sync {
     fn services(&self) -> std::collections::BTreeSet<String> {
         Default::default()
     }
+
+    /// Replace the secrets' values in what a failed service logged or
+    /// printed, before it is shown or stored. A bundle has no secrets to
+    /// compare with (they are sealed per host): it leaves the text as is.
+    fn redact(&self, _failure: &mut ServiceFailure) {}
 }
 
 pub type PackedChunks<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), String>> + Send + 'a>;
@@ -64,5 +69,77 @@ impl StateSource for Project {
 
     fn facts_known(&self, host: &Host, facts: &Facts) -> bool {
         crate::fact_cache::unchanged(&self.dir, &host.name, facts)
+    }
+
+    /// Every encrypted file of the project (`secrets/*.age`, encrypted
+    /// layer files, an encrypted inventory; not only the host's: a service
+    /// may log what another host's file holds), decrypted as for a compile.
+    /// A file that cannot be decrypted here cannot be looked for: the log
+    /// lines and command output are then withheld, not shown unredacted.
+    fn redact(&self, failure: &mut ServiceFailure) {
+        let store = self.secret_store();
+        let mut values: Vec<(String, String)> = Vec::new();
+        for path in store.files() {
+            let rel = path.strip_prefix(&self.dir).unwrap_or(&path);
+            let name = match rel.strip_prefix("secrets") {
+                Ok(file) => file.with_extension("").display().to_string(),
+                Err(_) => rel.with_extension("").display().to_string(),
+            };
+            match store.decrypt_file(&path, &name) {
+                Ok(s) => {
+                    let text = String::from_utf8_lossy(s.expose()).into_owned();
+                    // The whole value, and each longer line of a multi-line one
+                    // (a key file's lines are logged one at a time).
+                    let lines = text.lines().map(str::trim).filter(|l| l.len() >= 8).map(String::from);
+                    for v in std::iter::once(text.trim().to_string()).chain(lines) {
+                        if v.len() >= 4 {
+                            values.push((v, format!("<secret {name}>")));
+                        }
+                    }
+                }
+                Err(e) => {
+                    withhold(failure, &format!("secret {name} could not be decrypted to redact them: {e}"));
+                    return;
+                }
+            }
+        }
+        // Longest first: a value containing another is replaced whole.
+        values.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        each_text(failure, &mut |t| {
+            for (v, with) in &values {
+                if t.contains(v.as_str()) {
+                    *t = t.replace(v.as_str(), with);
+                }
+            }
+        });
+    }
+}
+
+/// Every text of a failure that came from the service or its host.
+fn each_text(f: &mut ServiceFailure, edit: &mut dyn FnMut(&mut String)) {
+    f.log.iter_mut().for_each(&mut *edit);
+    edit(&mut f.state.detail);
+    match &mut f.cause {
+        FailureCause::Control { error, .. } => edit(error),
+        FailureCause::Probe { error, output, .. } => {
+            edit(error);
+            if let Some(o) = output {
+                edit(&mut o.stdout);
+                edit(&mut o.stderr);
+            }
+        }
+        FailureCause::NotRunning {} | FailureCause::Exited {} | FailureCause::Restarted { .. } => {}
+    }
+}
+
+fn withhold(f: &mut ServiceFailure, why: &str) {
+    let note = format!("<withheld: {why}>");
+    f.log = vec![note.clone()];
+    if let FailureCause::Probe { error, output, .. } = &mut f.cause {
+        *error = note.clone();
+        if let Some(o) = output {
+            o.stdout = note.clone();
+            o.stderr = note;
+        }
     }
 }

@@ -63,6 +63,9 @@ impl RunReport {
                 restarted,
                 detail
             );
+            for line in h.failure.iter().flat_map(crate::host::failure_lines) {
+                let _ = writeln!(out, "{:<w$}    {line}", "");
+            }
             if with_changes {
                 for c in &h.changes {
                     let _ = writeln!(out, "{:<w$}    {} {}", "", c.kind.symbol(), c.path);

@@ -98,7 +98,8 @@ pub enum Verdict {
     Unreachable,
     /// Whether it is on the project's desired state could not be told.
     Unknown,
-    /// A service is not running, or fails its health check.
+    /// A service is not running (the supervisor says so: a crash loop is
+    /// not running, whatever its probe reaches), or fails its health check.
     Unhealthy,
     /// Managed files were edited on the host.
     Drifted,
@@ -111,12 +112,9 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn of(s: &HostStatus, currency: &Currency) -> Verdict {
-        let down = |sv: &drover_proto::ServiceStatus| {
-            sv.healthy == Some(false) || !matches!(sv.state.as_str(), "run" | "active")
-        };
         if s.drained.is_some() {
             Verdict::Drained
-        } else if s.services.iter().any(down) {
+        } else if s.services.iter().any(|sv| !sv.is_up()) {
             Verdict::Unhealthy
         } else if !s.drift.is_empty() {
             Verdict::Drifted
@@ -172,7 +170,7 @@ pub fn ago(at_ms: i64) -> String {
 pub fn history_row(r: &HostResult, run: Option<&drover_state::RunRow>) -> serde_json::Value {
     serde_json::json!({
         "run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes,
-        "bytes_sent": r.bytes_sent, "error": r.error, "at_ms": r.at_ms,
+        "bytes_sent": r.bytes_sent, "error": r.error, "failure": failure(r), "at_ms": r.at_ms,
         "command": run.map(|x| x.command.as_str()), "user": run.map(|x| x.user.as_str()),
         "project_rev": run.map(|x| x.project_rev.as_str()),
     })
@@ -216,4 +214,11 @@ pub fn history(
         }
         ask = ask.saturating_mul(4);
     }
+}
+
+/// The failed service's report (state, exit code, log lines) from a stored
+/// run detail, when there was one.
+fn failure(r: &HostResult) -> Option<serde_json::Value> {
+    let detail = serde_json::from_str::<serde_json::Value>(&r.detail).ok()?;
+    Some(detail["failure"].clone()).filter(|f| !f.is_null())
 }

@@ -183,24 +183,23 @@ fn subjects(on: AlertOn, s: &Snapshot) -> HashMap<String, String> {
         }
         _ => {
             for h in &s.hosts {
-                let why = match (on, &h.probe) {
-                    (AlertOn::Unreachable, Err(e)) => Some(e.clone()),
-                    // A drained host's services are stopped on purpose.
-                    (AlertOn::Unhealthy, Ok(p)) if p.drained.is_none() => {
-                        let bad: Vec<&str> =
-                            p.services.iter().filter(|v| v.healthy == Some(false)).map(|v| v.name.as_str()).collect();
-                        (!bad.is_empty()).then(|| format!("failing health: {}", bad.join(", ")))
-                    }
-                    (AlertOn::Drifted, Ok(p)) => {
-                        (!p.drift.is_empty()).then(|| format!("drift: {}", p.drift.join(", ")))
-                    }
-                    (AlertOn::ApplyFailed, _) => h
-                        .last
-                        .as_ref()
-                        .filter(|l| apply_failed(l.outcome))
-                        .map(|l| format!("run {} {}: {}", l.run_id, l.outcome, l.error.clone().unwrap_or_default())),
-                    _ => None,
-                };
+                let why =
+                    match (on, &h.probe) {
+                        (AlertOn::Unreachable, Err(e)) => Some(e.clone()),
+                        // A drained host's services are stopped on purpose.
+                        (AlertOn::Unhealthy, Ok(p)) if p.drained.is_none() => {
+                            let bad: Vec<&str> =
+                                p.services.iter().filter(|v| !v.is_up()).map(|v| v.name.as_str()).collect();
+                            (!bad.is_empty()).then(|| format!("failing health: {}", bad.join(", ")))
+                        }
+                        (AlertOn::Drifted, Ok(p)) => {
+                            (!p.drift.is_empty()).then(|| format!("drift: {}", p.drift.join(", ")))
+                        }
+                        (AlertOn::ApplyFailed, _) => h.last.as_ref().filter(|l| apply_failed(l.outcome)).map(|l| {
+                            format!("run {} {}: {}", l.run_id, l.outcome, l.error.clone().unwrap_or_default())
+                        }),
+                        _ => None,
+                    };
                 if let Some(w) = why {
                     m.insert(h.host.clone(), w);
                 }

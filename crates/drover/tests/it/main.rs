@@ -20,6 +20,7 @@ mod day_one;
 mod e2e;
 mod faults;
 mod fleet;
+mod health_gate;
 mod history;
 mod host_state;
 mod instances;

@@ -78,8 +78,18 @@ impl Agent {
     /// Diff, send what is missing (from what already arrived), apply; the
     /// next generation number, and the current one once activated, follow.
     pub fn apply(&mut self, files: &Files, confirm_ms: u64) -> Response {
-        let generation = self.state.next;
         let (m, blobs) = manifest(files);
+        self.apply_manifest(m, &blobs, confirm_ms)
+    }
+
+    /// [`Agent::apply`] of a manifest built by the test (with services).
+    pub fn apply_manifest(
+        &mut self,
+        m: drover_proto::Manifest,
+        blobs: &std::collections::BTreeMap<drover_proto::Hash, Vec<u8>>,
+        confirm_ms: u64,
+    ) -> Response {
+        let generation = self.state.next;
         let Response::Diff { missing, .. } = self.call(Request::Diff { manifest: m, generation }) else {
             panic!("diff")
         };
@@ -92,9 +102,14 @@ impl Agent {
             }));
         }
         let r = self.call(Request::Apply { confirm_timeout_ms: confirm_ms, stop_first: false });
-        if let Response::Applied(ApplyOutcome::Activated { generation, .. }) = r {
-            self.state.current = Some(generation);
-            self.state.next = generation + 1;
+        match r {
+            Response::Applied(ApplyOutcome::Activated { generation, .. }) => {
+                self.state.current = Some(generation);
+                self.state.next = generation + 1;
+            }
+            // A failed generation's number is used up too.
+            Response::Applied(ApplyOutcome::RolledBack { failed, .. }) => self.state.next = failed + 1,
+            _ => {}
         }
         r
     }

@@ -199,7 +199,7 @@ impl Runner<'_> {
         Ok(b)
     }
 
-    /// After `min-healthy-time`: every service of every host still healthy.
+    /// After `min-healthy-time`: every service of every host still running and healthy.
     async fn still_healthy(&self, hosts: &[Host]) -> Result<(), String> {
         let res = self
             .fleet
@@ -216,8 +216,8 @@ impl Runner<'_> {
         for (h, r) in res {
             match r {
                 Ok(s) => {
-                    for sv in s.services.iter().filter(|sv| sv.healthy == Some(false)) {
-                        bad.push(format!("{h}: {} unhealthy ({})", sv.name, sv.detail));
+                    for sv in s.services.iter().filter(|sv| !sv.is_up()) {
+                        bad.push(format!("{h}: {} unhealthy ({}; {})", sv.name, sv.state, sv.detail));
                     }
                 }
                 Err(e) => bad.push(format!("{h}: {e}")),

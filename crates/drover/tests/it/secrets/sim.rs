@@ -234,3 +234,38 @@ fn encrypted_csv_inventory_and_password_secrets_load_without_showing_passwords()
         undefined.stderr
     );
 }
+
+/// A failed health gate shows what the service logged and what its health
+/// command printed, with every secret value replaced by `<secret NAME>`:
+/// in the table, `--json` and the stored run, the clear value nowhere.
+#[test]
+fn a_failed_gates_log_lines_and_command_output_show_no_secret_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let hosts = tmp.path().join("hosts");
+    assert_eq!(sim(&op, "apply", &hosts, &[]).code, 0);
+    // web logged the password (the fake's log is the svlogd file); its new
+    // health command prints the file holding it and fails.
+    let log = hosts.join("s1/var/log/drover/web");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("current"), format!("2026-12-05_01:00:00.00001 connecting with {VALUE}\n")).unwrap();
+    let svc = op.proj.join("services/web.toml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    let check = "[health]\ncommand = \"cat etc/app.conf; grep password etc/app.conf >&2; exit 1\"\nretries = 1\n";
+    std::fs::write(&svc, format!("{}{check}", &text[..text.find("[health]").unwrap()])).unwrap();
+
+    let r = sim(&op, "apply", &hosts, &["--json", "--hosts", "s1"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let h = &r.hosts()[0];
+    assert_eq!(h["outcome"], "rolled-back", "{h:#}");
+    let f = &h["failure"];
+    assert_eq!(f["log"][0], "connecting with <secret db_password>", "{h:#}");
+    assert_eq!(f["cause"]["probe"]["output"]["stderr"], "password=<secret db_password>", "{h:#}");
+    assert!(f["cause"]["probe"]["output"]["stdout"].as_str().unwrap().contains("<secret db_password>"), "{h:#}");
+    let table = sim(&op, "apply", &hosts, &["--hosts", "s1"]);
+    assert!(table.stdout.contains("connecting with <secret db_password>"), "{}", table.stdout);
+    let history = op.ok(&["history", "--json"]);
+    for out in [&r.stdout, &r.stderr, &table.stdout, &table.stderr, &history.stdout] {
+        assert!(!out.contains(VALUE), "the clear value was shown:\n{out}");
+    }
+}

@@ -90,21 +90,15 @@ impl Fleet {
         inv.stdout
     }
 
-    /// The supervisor's word for a running service in `drover status`
-    /// (runit's `sv status`, systemd's `systemctl is-active`).
+    /// A running service's state in `drover status --json`: one word for
+    /// every supervisor (runit's `run`, systemd's `active`).
     pub fn running_state(&self) -> &'static str {
-        match self.init {
-            Init::Runit => "run",
-            Init::Systemd => "active",
-        }
+        "running"
     }
 
-    /// The same for a stopped service.
+    /// The same for a stopped service (runit's `down`, systemd's `inactive`).
     pub fn stopped_state(&self) -> &'static str {
-        match self.init {
-            Init::Runit => "down",
-            Init::Systemd => "inactive",
-        }
+        "down"
     }
 
     pub fn project(&self) -> PathBuf {
