@@ -28,7 +28,7 @@ pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
     Response, ServiceAction, ServiceRestart, ServiceStatus, ServiceTimes,
 };
-pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
+pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.

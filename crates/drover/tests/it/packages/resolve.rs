@@ -82,3 +82,19 @@ fn a_fresh_checkout_refetches_exactly_the_locked_files_and_refuses_a_changed_one
     assert!(r.stdout.is_empty(), "a host was contacted: {}", r.stdout);
     assert_eq!(std::fs::read_to_string(proj.join("packages.lock")).unwrap(), lock_text, "the lock was rewritten");
 }
+
+/// A base package a role asks for by name (`perl-base`, to bring hosts up
+/// to the controller's point release) is locked like any other, not dropped
+/// because every Debian system has some version of it.
+#[test]
+fn a_base_package_asked_for_by_name_is_locked_not_silently_dropped() {
+    let (_d, proj) = offline_project("packages = [\"perl-base\"]\n");
+    let r = drover_in(&proj, &["packages", "lock"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(proj.join("packages.lock")).unwrap()).unwrap();
+    let target = &lock["targets"].as_array().unwrap()[0];
+    assert_eq!(target["roles"]["site"].as_array().unwrap(), &[toml::Value::from("perl-base")], "{target}");
+    let pkgs = target["packages"].as_array().unwrap();
+    assert!(pkgs.iter().any(|p| p["name"].as_str() == Some("perl-base")), "{target}");
+    assert!(r.stdout.contains("perl-base"), "`drover packages lock` does not list it: {}", r.stdout);
+}
