@@ -116,7 +116,8 @@ pub fn plan<'a>(installed: &HashMap<String, String>, want: &'a [Package]) -> Pla
             let Some(need) = p.needed_by.iter().find(fails) else { continue };
             seen.push(&p.name);
             grew = true;
-            let locked_ok = p.needed_by.iter().filter(fails).all(|n| debversion::satisfies(&p.version, &n.op, &n.version));
+            let locked_ok =
+                p.needed_by.iter().filter(fails).all(|n| debversion::satisfies(&p.version, &n.op, &n.version));
             let newer = have.is_some_and(|h| debversion::compare(h, &p.version) == std::cmp::Ordering::Greater);
             if locked_ok && !newer {
                 install.push(Install { package: p, have: have.map(str::to_string), because: Some(need) });

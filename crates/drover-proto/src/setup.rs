@@ -50,7 +50,6 @@ pub struct Need {
     pub version: String,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSpec {
     pub name: String,

@@ -186,8 +186,12 @@ impl PackageLock {
                 if have.contains(&b.name) {
                     continue;
                 }
-                let needs: Vec<Need> =
-                    b.needs().ok_or_else(|| bad(b, "needed-by"))?.into_iter().filter(|n| have.contains(&n.by)).collect();
+                let needs: Vec<Need> = b
+                    .needs()
+                    .ok_or_else(|| bad(b, "needed-by"))?
+                    .into_iter()
+                    .filter(|n| have.contains(&n.by))
+                    .collect();
                 if needs.is_empty() {
                     continue;
                 }

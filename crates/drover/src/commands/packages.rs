@@ -40,7 +40,13 @@ pub fn run(dir: &Path, args: PackagesArgs) -> anyhow::Result<ExitStatus> {
                 }
                 // Shipped only to hosts whose own version fails a need.
                 for p in &t.base {
-                    println!("  {} {} {} (base; for hosts behind: {})", p.name, p.version, p.arch, p.needed_by.join(", "));
+                    println!(
+                        "  {} {} {} (base; for hosts behind: {})",
+                        p.name,
+                        p.version,
+                        p.arch,
+                        p.needed_by.join(", ")
+                    );
                 }
             }
             println!("wrote packages.lock");

@@ -49,11 +49,8 @@ pub(super) fn content(
     }
     let redact = |text: &str| values.iter().fold(text.to_string(), |t, (n, v)| t.replace(v, &format!("<secret {n}>")));
     let (rh, rp) = (redact(host), redact(project));
-    let changed: Vec<&str> = names
-        .iter()
-        .filter(|n| values.iter().any(|(m, v)| m == n && !host.contains(v)))
-        .map(String::as_str)
-        .collect();
+    let changed: Vec<&str> =
+        names.iter().filter(|n| values.iter().any(|(m, v)| m == n && !host.contains(v))).map(String::as_str).collect();
     let note = match (added, changed.is_empty()) {
         (true, _) => Some(format!("<secret {} added>", names.join(", "))),
         (false, true) => None,
@@ -72,7 +69,9 @@ pub(super) fn content(
                 }
                 match lines.iter().find(|p| matches_around_markers(text, p, &markers)) {
                     Some(p) => format!("{p}{end}"),
-                    None => format!("<a line hidden: it may hold an earlier value of secret {}>{end}", changed.join(", ")),
+                    None => {
+                        format!("<a line hidden: it may hold an earlier value of secret {}>{end}", changed.join(", "))
+                    }
                 }
             })
             .collect()
@@ -140,7 +139,10 @@ mod tests {
         // Unmatched old lines are hidden, not shown: the plain change is
         // visible on the project's side only.
         assert!(u.contains("+level=debug\n") && u.contains("-<a line hidden"), "{u}");
-        assert!(u.contains(" token=<secret api_token>\n") && u.contains(" url=https://x/?k=<secret api_token>&z\n"), "{u}");
+        assert!(
+            u.contains(" token=<secret api_token>\n") && u.contains(" url=https://x/?k=<secret api_token>&z\n"),
+            "{u}"
+        );
     }
 
     #[test]

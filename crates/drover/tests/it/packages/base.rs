@@ -38,8 +38,8 @@ fn fake_installed_version(f: &Fleet, i: usize, pkg: &str, version: &str) {
 }
 
 #[test]
-fn a_host_whose_base_is_behind_gets_the_pinned_base_package_a_current_one_does_not_and_one_ahead_is_refused_saying_why(
-) {
+fn a_host_whose_base_is_behind_gets_the_pinned_base_package_a_current_one_does_not_and_one_ahead_is_refused_saying_why()
+{
     let f = Fleet::new("pkg-behind", 3);
     prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
     let lock = f.drover(&["packages", "lock"]);
@@ -69,9 +69,8 @@ fn a_host_whose_base_is_behind_gets_the_pinned_base_package_a_current_one_does_n
     let setup = |i: usize| -> Vec<String> {
         hosts[i]["setup"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
     };
-    let upgrade = format!(
-        "package libtinfo6 {behind} -> {v} (base package: libncurses6 needs libtinfo6 (= {ncurses}))"
-    );
+    let upgrade =
+        format!("package libtinfo6 {behind} -> {v} (base package: libncurses6 needs libtinfo6 (= {ncurses}))");
     assert!(setup(0).contains(&upgrade), "h1: {:?}", setup(0));
     assert!(!setup(1).iter().any(|s| s.contains("libtinfo6")), "h2 is current: {:?}", setup(1));
     assert!(
