@@ -23,9 +23,9 @@ pub fn drift(layout: &Layout, accounts: &Accounts, setup: &Setup) -> Vec<String>
     let mut out = Vec::new();
     if !setup.packages.is_empty() || !setup.packages_absent.is_empty() {
         let installed = dpkg::installed(layout);
-        for p in dpkg::to_install(&installed, &setup.packages) {
-            out.push(format!("package {} {} not installed", p.name, p.version));
-        }
+        let plan = dpkg::plan(&installed, &setup.packages);
+        out.extend(plan.install.iter().map(dpkg::Install::describe));
+        out.extend(plan.blocked);
         for n in setup.packages_absent.iter().filter(|n| installed.contains_key(*n)) {
             out.push(format!("package {n} installed (should be absent)"));
         }
@@ -123,7 +123,11 @@ pub fn run(layout: &Layout, accounts: &Accounts, setup: &Setup, packages: bool) 
     }
     if packages && (!setup.packages.is_empty() || !setup.packages_absent.is_empty()) {
         let installed = dpkg::installed(layout);
-        let install = dpkg::to_install(&installed, &setup.packages);
+        let plan = dpkg::plan(&installed, &setup.packages);
+        if !plan.blocked.is_empty() {
+            bail!("{}", plan.blocked.join("; "));
+        }
+        let install: Vec<&drover_proto::Package> = plan.install.iter().map(|i| i.package).collect();
         let absent = setup.packages_absent.iter().any(|n| installed.contains_key(n));
         if let Some(p) = install.iter().find(|p| !blobs::has(layout, &p.hash)) {
             bail!("package {} {}: its .deb ({}) was not received; apply again", p.name, p.version, p.hash.short());

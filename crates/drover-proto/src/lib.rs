@@ -33,7 +33,7 @@ pub use service::{
     tail_lines, CommandOutput, Exit, FailureCause, ServiceFailure, ServiceStatus, SupervisorState, LOG_TAIL_BYTES,
     LOG_TAIL_LINES,
 };
-pub use setup::{check_word, GroupSpec, Package, Setup, UserSpec};
+pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.

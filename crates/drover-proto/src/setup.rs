@@ -30,6 +30,24 @@ pub struct Package {
     /// blake3 of the `.deb` file.
     pub hash: Hash,
     pub size: u64,
+    /// Empty for a package of a role's closure: installed when the host
+    /// lacks it or has an older version. Not empty for a *base* package
+    /// (Essential, Priority: required: every Debian host has one): the
+    /// versions the closure's packages need of it, installed only when the
+    /// host's own version fails one that a package being installed sets.
+    /// The host decides, from its own dpkg status, so one manifest serves
+    /// every host of a target whether its base is behind the lock or not.
+    pub needed_by: Vec<Need>,
+}
+
+/// "`by` needs this package at (`op` `version`)", e.g. perl needs
+/// perl-base (= 5.36.0-7+deb12u4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub by: String,
+    /// A Debian relation: `=`, `>=`, `<<`, `<=`, `>>`.
+    pub op: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

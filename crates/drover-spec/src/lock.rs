@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use drover_proto::{Facts, Hash, Package};
+use drover_proto::{Facts, Hash, Need, Package};
 use serde::{Deserialize, Serialize};
 
 use crate::diag::SpecError;
@@ -35,6 +35,12 @@ pub struct LockTarget {
     /// Each role's dependency closure (package names), sorted.
     pub roles: BTreeMap<String, Vec<String>>,
     pub packages: Vec<LockedPackage>,
+    /// Base packages (Essential, Priority: required) at the version the
+    /// source offers, each with the versions of it that packages here need
+    /// (`needed_by`). A host gets one only where its own version fails a
+    /// need of a package it installs: see [`drover_proto::Package::needed_by`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base: Vec<LockedPackage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,12 +54,33 @@ pub struct LockedPackage {
     /// blake3 of the `.deb`, hex; it is cached as `.drover/packages/<blake3>.deb`.
     pub blake3: String,
     pub size: u64,
+    /// Base packages only: `perl (= 5.36.0-7+deb12u4)`, meaning perl needs
+    /// this package at that version.
+    #[serde(default, rename = "needed-by", skip_serializing_if = "Vec::is_empty")]
+    pub needed_by: Vec<String>,
 }
 
 impl LockedPackage {
     pub fn hash(&self) -> Option<Hash> {
         Hash::from_hex(&self.blake3)
     }
+
+    /// `needed_by`, parsed; `None` for an entry that is not `name (op version)`.
+    pub fn needs(&self) -> Option<Vec<Need>> {
+        self.needed_by.iter().map(|n| parse_need(n)).collect()
+    }
+}
+
+/// `perl (= 5.36.0-7+deb12u4)` → perl needs (=, 5.36.0-7+deb12u4).
+pub fn parse_need(text: &str) -> Option<Need> {
+    let (by, rel) = text.trim().split_once(" (")?;
+    let (op, version) = rel.strip_suffix(')')?.split_once(' ')?;
+    Some(Need { by: by.into(), op: op.into(), version: version.trim().into() })
+}
+
+/// The inverse of [`parse_need`].
+pub fn need_text(n: &Need) -> String {
+    format!("{} ({} {})", n.by, n.op, n.version)
 }
 
 /// Where a locked `.deb` is cached in the project.
@@ -142,20 +169,52 @@ impl PackageLock {
             ));
         };
         let names: BTreeSet<&String> = asked.iter().filter_map(|r| t.roles.get(*r)).flatten().collect();
+        let bad = |p: &LockedPackage, what: &str| {
+            SpecError::file(&project.join(LOCK_FILE), format!("package {}: bad {what}", p.name), relock)
+        };
         let mut out = Vec::new();
         for p in t.packages.iter().filter(|p| names.contains(&p.name)) {
-            let hash = p.hash().ok_or_else(|| {
-                SpecError::file(&project.join(LOCK_FILE), format!("package {}: bad blake3", p.name), relock)
-            })?;
-            out.push(Package {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                arch: p.arch.clone(),
-                hash,
-                size: p.size,
-            });
+            let hash = p.hash().ok_or_else(|| bad(p, "blake3"))?;
+            out.push(package(p, hash, vec![]));
+        }
+        // The base packages the host's closure needs at some version, and
+        // those they in turn need: each with the needs of packages it has.
+        let mut have: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
+        loop {
+            let mut grew = false;
+            for b in &t.base {
+                if have.contains(&b.name) {
+                    continue;
+                }
+                let needs: Vec<Need> = b
+                    .needs()
+                    .ok_or_else(|| bad(b, "needed-by"))?
+                    .into_iter()
+                    .filter(|n| have.contains(&n.by))
+                    .collect();
+                if needs.is_empty() {
+                    continue;
+                }
+                let hash = b.hash().ok_or_else(|| bad(b, "blake3"))?;
+                have.insert(b.name.clone());
+                out.push(package(b, hash, needs));
+                grew = true;
+            }
+            if !grew {
+                break;
+            }
+        }
+        // A base package added late may need more of one added earlier.
+        for p in out.iter_mut().filter(|p| !p.needed_by.is_empty()) {
+            if let Some(b) = t.base.iter().find(|b| b.name == p.name) {
+                p.needed_by = b.needs().unwrap_or_default().into_iter().filter(|n| have.contains(&n.by)).collect();
+            }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+fn package(p: &LockedPackage, hash: Hash, needed_by: Vec<Need>) -> Package {
+    Package { name: p.name.clone(), version: p.version.clone(), arch: p.arch.clone(), hash, size: p.size, needed_by }
 }

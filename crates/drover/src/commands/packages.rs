@@ -38,6 +38,16 @@ pub fn run(dir: &Path, args: PackagesArgs) -> anyhow::Result<ExitStatus> {
                 for p in &t.packages {
                     println!("  {} {} {}", p.name, p.version, p.arch);
                 }
+                // Shipped only to hosts whose own version fails a need.
+                for p in &t.base {
+                    println!(
+                        "  {} {} {} (base; for hosts behind: {})",
+                        p.name,
+                        p.version,
+                        p.arch,
+                        p.needed_by.join(", ")
+                    );
+                }
             }
             println!("wrote packages.lock");
             Ok(ExitStatus::Success)

@@ -77,6 +77,10 @@ impl StateSource for RelayedProject {
         StateSource::compile(&*self.project, host, facts, generation)
     }
 
+    fn redactions(&self, names: &[String]) -> Option<Vec<(String, std::sync::Arc<drover_secrets::Secret>)>> {
+        self.project.redactions(names)
+    }
+
     fn relay(&self) -> Option<&Relay> {
         Some(&self.relay)
     }

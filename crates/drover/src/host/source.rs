@@ -1,7 +1,10 @@
 //! Where hosts' desired state comes from: the trait every delivery strategy
 //! implements, and its implementation for a project directory.
 
+use std::sync::Arc;
+
 use drover_proto::{Facts, FailureCause, Hash, Manifest, Request, ServiceFailure};
+use drover_secrets::Secret;
 use drover_spec::{Compiled, Host, Project};
 
 /// Where hosts' desired state comes from, and how its blobs are shipped: the
@@ -40,6 +43,15 @@ pub trait StateSource: Send + Sync {
         false
     }
 
+    /// The values to redact from `plan --diff` of a file holding the secrets
+    /// `names`: those, then every other secret of the project. `None` when
+    /// one of `names` is not a secret this source can read (a bundle's are
+    /// sealed to its hosts; an encrypted layer file is a whole file): the
+    /// diff then says only that the secret changed.
+    fn redactions(&self, _names: &[String]) -> Option<Vec<(String, Arc<Secret>)>> {
+        None
+    }
+
     /// The services whose instances `plan` reports moves of.
     fn services(&self) -> std::collections::BTreeSet<String> {
         Default::default()
@@ -56,6 +68,18 @@ pub type PackedChunks<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), Strin
 impl StateSource for Project {
     fn compile(&self, host: &Host, facts: &Facts, generation: u64) -> Result<Compiled, String> {
         Project::compile(self, host, facts, generation).map_err(|e| format!("{:?}", miette::Report::new(e)))
+    }
+
+    fn redactions(&self, names: &[String]) -> Option<Vec<(String, Arc<Secret>)>> {
+        let store = self.secret_store();
+        let mut out: Vec<(String, Arc<Secret>)> =
+            names.iter().map(|n| Some((n.clone(), store.get(n).ok()?))).collect::<Option<_>>()?;
+        for n in store.names().into_iter().filter(|n| !names.contains(n)) {
+            if let Ok(s) = store.get(&n) {
+                out.push((n, s));
+            }
+        }
+        Some(out)
     }
 
     fn services(&self) -> std::collections::BTreeSet<String> {

@@ -72,19 +72,25 @@ pub fn lock(project: &mut Project, targets: &BTreeSet<String>) -> Result<Package
             index::read_source(&project.dir, source, n, arch, &mut idx)?;
         }
         let res = resolve::resolve(&idx, &requests)?;
-        let cands: Vec<&index::Candidate> = res.selected.values().collect();
-        let mut packages = Vec::new();
-        for (c, (hash, size)) in cands.iter().zip(fetch(&project.dir, &cands)?) {
-            packages.push(LockedPackage {
+        let cands: Vec<&index::Candidate> = res.selected.values().chain(res.base.values().map(|(c, _)| c)).collect();
+        let mut locked: Vec<LockedPackage> = cands
+            .iter()
+            .zip(fetch(&project.dir, &cands)?)
+            .map(|(c, (blake3, size))| LockedPackage {
                 name: c.name.clone(),
                 version: c.version.clone(),
                 arch: c.arch.clone(),
                 filename: c.filename.clone(),
-                blake3: hash,
+                blake3,
                 size,
-            });
+                needed_by: vec![],
+            })
+            .collect();
+        let mut base = locked.split_off(res.selected.len());
+        for (b, (_, needs)) in base.iter_mut().zip(res.base.values()) {
+            b.needed_by = needs.iter().cloned().collect();
         }
-        lock.targets.push(LockTarget { target: target.clone(), roles: res.roles, packages });
+        lock.targets.push(LockTarget { target: target.clone(), roles: res.roles, packages: locked, base });
     }
     lock.write(&project.dir).map_err(PackageError::Write)?;
     project.set_package_lock(lock.clone());
@@ -116,7 +122,7 @@ fn refetch(project: &Project, lock: &PackageLock) -> Result<(), PackageError> {
     let missing: Vec<&LockedPackage> = lock
         .targets
         .iter()
-        .flat_map(|t| &t.packages)
+        .flat_map(|t| t.packages.iter().chain(&t.base))
         .filter(|p| !cache_path(&project.dir, &p.blake3).is_file() && seen.insert(&p.blake3))
         .collect();
     if missing.is_empty() {

@@ -1,9 +1,16 @@
 //! The dependency closure of each role's packages against one index.
 //!
 //! Packages every Debian system has (Essential, Priority: required) count
-//! as present and are not shipped; a host that has a closure member at the
-//! locked version already skips it. One selection serves all roles, so a
-//! host with several roles gets one consistent set.
+//! as present and are not part of a closure; a host that has a closure
+//! member at the locked version already skips it. One selection serves all
+//! roles, so a host with several roles gets one consistent set.
+//!
+//! A base package a closure member needs at a *version* (perl needs
+//! perl-base (= 5.36.0-7+deb12u4)) is recorded with that need: a host whose
+//! base is behind the source's gets it (the agent decides, see
+//! `drover_proto::Package::needed_by`). A base package a role asks for by
+//! name is an ordinary member of its closure: installed, or upgraded to the
+//! locked version, like any other.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -16,10 +23,14 @@ pub struct Resolution {
     pub selected: BTreeMap<String, Candidate>,
     /// role → names in its closure (sorted).
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Base packages some locked package needs at a version: the candidate,
+    /// and each need as `by (op version)`.
+    pub base: BTreeMap<String, (Candidate, BTreeSet<String>)>,
 }
 
 pub fn resolve(index: &Index, requests: &BTreeMap<String, Vec<String>>) -> Result<Resolution, PackageError> {
     let base = base_system(index);
+    let mut needs: BTreeMap<String, (Candidate, BTreeSet<String>)> = BTreeMap::new();
     let mut selected: BTreeMap<String, Candidate> = BTreeMap::new();
     let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (role, reqs) in requests {
@@ -30,9 +41,6 @@ pub fn resolve(index: &Index, requests: &BTreeMap<String, Vec<String>>) -> Resul
             let cands = index.by_name.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
             if cands.is_empty() && !index.providers.contains_key(name) {
                 return Err(PackageError::Unknown { package: name.into(), role: role.clone() });
-            }
-            if version.is_none() && base.contains_key(name) {
-                continue;
             }
             let pick = match version {
                 Some(v) => cands.iter().find(|c| c.version == v),
@@ -59,6 +67,9 @@ pub fn resolve(index: &Index, requests: &BTreeMap<String, Vec<String>>) -> Resul
                     satisfied(d, selected.values()) || base.get(d.name.as_str()).is_some_and(|b| matches(d, b))
                 });
                 if present {
+                    if !group.iter().any(|d| satisfied(d, selected.values())) {
+                        need_base(&base, &mut needs, &c, group);
+                    }
                     for d in group {
                         if let Some(s) = selected.get(&d.name).filter(|s| matches(d, s)) {
                             if closure.insert(s.name.clone()) {
@@ -97,7 +108,35 @@ pub fn resolve(index: &Index, requests: &BTreeMap<String, Vec<String>>) -> Resul
             }
         }
     }
-    Ok(Resolution { selected, roles })
+    // What the recorded base packages need in turn, of other base packages.
+    let mut queue: VecDeque<String> = needs.keys().cloned().collect();
+    while let Some(name) = queue.pop_front() {
+        let c = needs[&name].0.clone();
+        for group in &c.depends {
+            let before = needs.len();
+            need_base(&base, &mut needs, &c, group);
+            if needs.len() > before {
+                queue.extend(group.iter().map(|d| d.name.clone()).filter(|n| n != &name));
+            }
+        }
+    }
+    Ok(Resolution { selected, roles, base: needs })
+}
+
+/// Record that `c` needs the base package of `group` at a version: only a
+/// single dependency with a version (an alternative is not guessed at, as
+/// in [`base_system`]) on a base package whose candidate satisfies it.
+fn need_base(
+    base: &BTreeMap<&str, &Candidate>,
+    needs: &mut BTreeMap<String, (Candidate, BTreeSet<String>)>,
+    c: &Candidate,
+    group: &[Dep],
+) {
+    let [d] = group else { return };
+    let Some((op, v)) = &d.version else { return };
+    let Some(b) = base.get(d.name.as_str()).filter(|b| b.name == d.name && matches(d, b)) else { return };
+    let entry = needs.entry(b.name.clone()).or_insert_with(|| ((*b).clone(), BTreeSet::new()));
+    entry.1.insert(format!("{} ({op} {v})", c.name));
 }
 
 /// What every Debian system of the source's release surely has: the

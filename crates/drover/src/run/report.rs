@@ -70,6 +70,11 @@ impl RunReport {
                 for c in &h.changes {
                     let _ = writeln!(out, "{:<w$}    {} {}", "", c.kind.symbol(), c.path);
                 }
+                // Packages to install or remove, users and groups to create:
+                // they change no path, so they are listed on their own.
+                for s in &h.setup {
+                    let _ = writeln!(out, "{:<w$}    * {s}", "");
+                }
             }
         }
         let count = |o: Outcome| self.hosts.iter().filter(|h| h.outcome == o).count();
@@ -92,12 +97,13 @@ impl RunReport {
 }
 
 /// The diffs of every host, for people: per host, each changed path with its
-/// attribute changes and content diff, then the services that would restart.
+/// attribute changes and content diff, the packages, users and groups it
+/// would install, remove or create, then the services that would restart.
 pub fn render_diffs(hosts: &[HostReport]) -> String {
     let mut out = String::new();
     for h in hosts {
         let Some(diffs) = &h.diffs else { continue };
-        if diffs.is_empty() && h.restarts.is_empty() {
+        if diffs.is_empty() && h.restarts.is_empty() && h.setup.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\n=== {}", h.host);
@@ -116,6 +122,9 @@ pub fn render_diffs(hosts: &[HostReport]) -> String {
                     let _ = writeln!(out, "    {line}");
                 }
             }
+        }
+        for s in &h.setup {
+            let _ = writeln!(out, "* {s}");
         }
         if !h.restarts.is_empty() {
             let _ = writeln!(out, "services: {}", restarts(h, ", "));

@@ -276,3 +276,30 @@ fn plan_diff_reads_more_changed_paths_than_one_request_carries() {
         assert!(d["unified"].as_str().unwrap().contains(&format!("+file {i}\n")), "{d}");
     }
 }
+
+/// Users and groups to create change no path: `plan` lists them in its
+/// table and in `--diff`, not only in `--json` (issue 24, item 8).
+/// Simulated host (its root has no /etc/passwd: every account is missing).
+#[test]
+fn plan_lists_users_and_groups_to_create_in_the_table_and_the_diff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let run = |args: &[&str]| crate::support::drover_at(t, args);
+    crate::support::ok(&run(&["init", "proj"]));
+    fs::write(t.join("proj/inventory.toml"), "[hosts.s1]\naddress = \"10.97.0.1\"\n").unwrap();
+    crate::support::ok(&run(&["-C", "proj", "apply", "--simulate", "hosts"]));
+    let role = t.join("proj/roles/site.toml");
+    let text = fs::read_to_string(&role).unwrap();
+    fs::write(&role, format!("{text}\n[groups.appgrp]\n\n[users.app]\ngroup = \"appgrp\"\n")).unwrap();
+    let json = run(&["-C", "proj", "plan", "--simulate", "hosts", "--json"]);
+    let setup = &json.hosts()[0]["setup"];
+    assert_eq!(setup, &serde_json::json!(["group appgrp missing", "user app missing"]), "{}", json.stdout);
+    let table = run(&["-C", "proj", "plan", "--simulate", "hosts"]);
+    assert_eq!(table.code, 0, "{}\n{}", table.stdout, table.stderr);
+    let row = table.stdout.lines().position(|l| l.starts_with("s1 ")).expect(&table.stdout);
+    let below: Vec<&str> = table.stdout.lines().skip(row + 1).take(2).map(str::trim).collect();
+    assert_eq!(below, ["* group appgrp missing", "* user app missing"], "{}", table.stdout);
+    let diff = run(&["-C", "proj", "plan", "--simulate", "hosts", "--diff"]);
+    let section = diff.stdout.split("=== s1").nth(1).unwrap_or_else(|| panic!("no section for s1:\n{}", diff.stdout));
+    assert!(section.contains("* group appgrp missing\n* user app missing"), "{}", diff.stdout);
+}

@@ -103,6 +103,9 @@ fn file_diff(
     let Some(want) = want else { return d };
     if let Some(names) = compiled.secrets.get(&c.path) {
         secret_diff(&mut d, now, want, names);
+        if d.content_note.is_some() {
+            redacted_content(&mut d, source, compiled, now, want, names);
+        }
         return d;
     }
     match (now, &want.kind) {
@@ -141,9 +144,10 @@ fn file_diff(
     d
 }
 
-/// A path that holds a secret: attribute changes as usual, the content only
-/// as `<secret NAME changed>`, and no content hash on either side (a hash of
-/// a short secret is a brute-force oracle).
+/// A path that holds a secret: attribute changes as usual, the content as
+/// `<secret NAME changed>` (replaced by a redacted diff where one is safe:
+/// [`redacted_content`]), and no content hash on either side (a hash of a
+/// short secret is a brute-force oracle).
 fn secret_diff(d: &mut FileDiff, now: &PathNow, want: &Entry, names: &[String]) {
     if let PathNow::File { hash, .. } = now {
         d.before = d.before.replace(&hash.short(), "<secret>");
@@ -179,6 +183,30 @@ fn secret_diff(d: &mut FileDiff, now: &PathNow, want: &Entry, names: &[String]) 
             d.attributes.push(format!("kind {} -> {}", host_kind(now), entry_kind(want)));
             d.content_note = Some(format!("<secret {} changed>", names.join(", ")));
         }
+    }
+}
+
+/// The content diff of a secret-holding text file with the values redacted
+/// (see [`redact`]), in place of the bare note when it can be shown safely.
+fn redacted_content(
+    d: &mut FileDiff,
+    source: &dyn StateSource,
+    compiled: &Compiled,
+    now: &PathNow,
+    want: &Entry,
+    names: &[String],
+) {
+    let EntryKind::File { hash, size } = &want.kind else { return };
+    let host = match now {
+        PathNow::Absent => None,
+        PathNow::File { content: Some(c), .. } => Some(c.as_slice()),
+        _ => return,
+    };
+    let Some(values) = (*size <= DIFF_LIMIT).then(|| source.redactions(names)).flatten() else { return };
+    let Some(project) = desired_bytes(source, compiled, hash) else { return };
+    if let Some((unified, note)) = redact::content(names, &values, host, &project, &d.path) {
+        d.unified = unified;
+        d.content_note = note;
     }
 }
 
@@ -297,5 +325,6 @@ fn entry_kind(k: &EntryKind) -> &'static str {
     }
 }
 
+mod redact;
 #[cfg(test)]
 mod tests;

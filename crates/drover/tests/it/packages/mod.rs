@@ -4,8 +4,10 @@
 //!
 //! By topic: resolving and locking before any host is contacted
 //! (`resolve`), installing on hosts (`install`), and packages in bundles
-//! and over the relay (`carried`).
+//! and over the relay (`carried`), and hosts whose base system is behind or
+//! ahead of the controller's apt (`base`).
 
+mod base;
 mod carried;
 mod install;
 mod resolve;

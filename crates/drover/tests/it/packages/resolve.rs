@@ -60,7 +60,22 @@ fn a_fresh_checkout_refetches_exactly_the_locked_files_and_refuses_a_changed_one
     let lock_text = std::fs::read_to_string(proj.join("packages.lock")).unwrap();
     let cache = proj.join(".drover/packages");
     let before: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(before.len(), 3, "sl, libncurses6, drover-own: {before:?}");
+    // sl, libncurses6, drover-own, and the base packages they pin a version
+    // of (libtinfo6, libc6: shipped only to hosts whose own is too old).
+    let lock: toml::Table = toml::from_str(&lock_text).unwrap();
+    let target = &lock["targets"].as_array().unwrap()[0];
+    let mut locked: Vec<String> = ["packages", "base"]
+        .iter()
+        .flat_map(|k| target[*k].as_array().unwrap())
+        .map(|p| format!("{}.deb", p["blake3"].as_str().unwrap()))
+        .collect();
+    locked.sort();
+    locked.dedup();
+    let mut cached: Vec<String> = before.iter().map(|n| n.to_string_lossy().into_owned()).collect();
+    cached.sort();
+    assert_eq!(cached, locked, "the cache holds exactly the locked files");
+    let names: Vec<&str> = target["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["drover-own", "libncurses6", "sl"]);
 
     // A fresh checkout: the lock, no cache. Plan fetches the same files.
     std::fs::remove_dir_all(&cache).unwrap();
@@ -81,4 +96,20 @@ fn a_fresh_checkout_refetches_exactly_the_locked_files_and_refuses_a_changed_one
     assert!(r.stderr.contains("fetching drover-own 1.0") && r.stderr.contains("packages.lock says"), "{}", r.stderr);
     assert!(r.stdout.is_empty(), "a host was contacted: {}", r.stdout);
     assert_eq!(std::fs::read_to_string(proj.join("packages.lock")).unwrap(), lock_text, "the lock was rewritten");
+}
+
+/// A base package a role asks for by name (`perl-base`, to bring hosts up
+/// to the controller's point release) is locked like any other, not dropped
+/// because every Debian system has some version of it.
+#[test]
+fn a_base_package_asked_for_by_name_is_locked_not_silently_dropped() {
+    let (_d, proj) = offline_project("packages = [\"perl-base\"]\n");
+    let r = drover_in(&proj, &["packages", "lock"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(proj.join("packages.lock")).unwrap()).unwrap();
+    let target = &lock["targets"].as_array().unwrap()[0];
+    assert_eq!(target["roles"]["site"].as_array().unwrap(), &[toml::Value::from("perl-base")], "{target}");
+    let pkgs = target["packages"].as_array().unwrap();
+    assert!(pkgs.iter().any(|p| p["name"].as_str() == Some("perl-base")), "{target}");
+    assert!(r.stdout.contains("perl-base"), "`drover packages lock` does not list it: {}", r.stdout);
 }

@@ -269,3 +269,45 @@ fn a_failed_gates_log_lines_and_command_output_show_no_secret_value() {
         assert!(!out.contains(VALUE), "the clear value was shown:\n{out}");
     }
 }
+
+/// A plain change in a file that also reads a secret is shown as that
+/// change, the secret's value replaced by `<secret NAME>` (issue 24, item
+/// 8); when the secret changed too, plan says so and shows neither value.
+#[test]
+fn plan_diff_shows_a_plain_change_beside_a_secret_with_the_value_redacted_and_says_when_the_secret_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = secret_project(tmp.path());
+    let hosts = tmp.path().join("hosts");
+    let r = sim(&op, "apply", &hosts, &["--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let tpl = op.proj.join("layers/site/etc/app.conf.j2");
+    let edit = |from: &str, to: &str| {
+        std::fs::write(&tpl, std::fs::read_to_string(&tpl).unwrap().replace(from, to)).unwrap();
+    };
+    edit("# app\n", "# app, v2\n");
+    let table = sim(&op, "plan", &hosts, &["--diff"]);
+    assert_eq!(table.code, 0, "{}\n{}", table.stdout, table.stderr);
+    for want in ["-# app\n", "+# app, v2\n", " password=<secret db_password>\n"] {
+        assert!(table.stdout.contains(want), "{want:?} missing:\n{}", table.stdout);
+    }
+    assert!(!table.stdout.contains("changed>"), "the secret did not change:\n{}", table.stdout);
+    let json = sim(&op, "plan", &hosts, &["--diff", "--json"]);
+    let conf = json.hosts()[0]["diffs"].as_array().unwrap().iter().find(|d| d["path"] == "/etc/app.conf").cloned();
+    let conf = conf.unwrap_or_else(|| panic!("{}", json.stdout));
+    assert!(conf["unified"].as_str().unwrap().contains("+# app, v2\n"), "{conf}");
+    assert!(conf["content_note"].is_null(), "{conf}");
+
+    // The secret changes as well: said, and neither the old nor the new value shown.
+    let new_value = "Nw9-second-SECRET-0815";
+    let set = op.run_stdin(&["secret", "set", "db_password"], new_value.as_bytes());
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    edit("# app, v2\n", "# app, v3\n");
+    let table = sim(&op, "plan", &hosts, &["--diff"]);
+    assert_eq!(table.code, 0, "{}\n{}", table.stdout, table.stderr);
+    for want in ["<secret db_password changed>", "+# app, v3\n", " password=<secret db_password>\n", " host=s1\n"] {
+        assert!(table.stdout.contains(want), "{want:?} missing:\n{}", table.stdout);
+    }
+    for (r, v) in [(&table, VALUE), (&table, new_value), (&json, VALUE)] {
+        assert!(!r.stdout.contains(v) && !r.stderr.contains(v), "{v} shown:\n{}", r.stdout);
+    }
+}
