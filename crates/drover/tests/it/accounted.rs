@@ -144,7 +144,9 @@ fn a_watchdog_revert_that_leaves_a_service_down_is_reported_at_the_next_contact(
     let svc = f.project().join("services/web.toml");
     let text = std::fs::read_to_string(&svc).unwrap();
     let head = text.split("[health]").next().unwrap();
-    let health = "[health]\ncommand = \"rm -f /etc/service/web/supervise/ok\"\nretries = 1\ntimeout = \"2s\"\n";
+    // The check passes and breaks runsv's control FIFO: the revert cannot
+    // start web again (the gate still reads runsv's status record).
+    let health = "[health]\ncommand = \"rm -f /etc/service/web/supervise/control\"\nretries = 1\ntimeout = \"2s\"\n";
     std::fs::write(&svc, format!("{head}{health}")).unwrap();
     std::fs::write(f.project().join("layers/site/srv/site/index.html.j2"), "generation {{ generation }}\n").unwrap();
     // Held after activation until killed: no confirmation ever comes.

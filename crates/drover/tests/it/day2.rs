@@ -210,6 +210,9 @@ fn drain_status_drift_logs_and_exec_on_several_hosts(init: Init) {
         assert!(r.stdout.contains(&format!("=== {h} (exit 0)\n{h}\n")), "{}", r.stdout);
     }
     assert!(r.stderr.contains("3 hosts: exit 0: 3"), "{}", r.stderr);
+    // Several arguments are an argv, quoted for the host's shell (#24 item 5).
+    let r = f.drover(&["exec", "h1", "--", "sh", "-c", "echo a b; echo 'c;d'"]);
+    assert!(r.stdout.contains("=== h1 (exit 0)\na b\nc;d\n"), "{}", r.stdout);
     let r = f.drover(&["exec", "h1,h2", "--", "test $(hostname) = h1"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("exit 0: 1 (h1)") && r.stderr.contains("exit 1: 1 (h2)"), "{}", r.stderr);

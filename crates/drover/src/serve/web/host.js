@@ -16,6 +16,16 @@ function health(s, drained) {
   return ["-", ""];
 }
 
+// Why a run's service failed: the supervisor's state and the service's last
+// log lines (secret values already replaced by the controller).
+function failure(f) {
+  if (!f) return "";
+  const st = f.state || {};
+  const exit = st.exit_code != null ? `, exit code ${st.exit_code}` : "";
+  return `<tr class="failure"><td></td><td colspan="7"><div>service <b>${esc(f.service)}</b>: supervisor ${esc(st.state)}${exit}</div>
+    <pre class="failure-log">${esc((f.log || []).join("\n") || "(no log lines)")}</pre></td></tr>`;
+}
+
 async function showHost(name) {
   const sec = $("#host");
   let d;
@@ -25,14 +35,14 @@ async function showHost(name) {
     <button id="do-apply">apply</button> <button id="do-drain">drain</button> <button id="do-undrain">undrain</button></p>` : "";
   const services = (st.services || []).map((s) => {
     const [word, cls] = health(s, drained);
-    const state = drained && s.state !== "run" && s.state !== "active" ? s.state + " (drained)" : s.state;
+    const state = drained && s.state !== "running" ? s.state + " (drained)" : s.state;
     return `<tr data-service="${esc(s.name)}"><td>${esc(s.name)}</td><td>${esc(state)}</td>
     <td class="health ${cls}" data-health="${word}">${word}</td><td>${esc(drained ? "" : s.detail)}</td></tr>`;
   }).join("");
   const drift = (st.drift || []).map((p) => `<li><code>${esc(p)}</code></li>`).join("");
   const runs = Array.isArray(d.runs) ? d.runs.map((r) => `<tr><td><a href="#/run/${r.run}">${r.run}</a></td><td>${esc(r.command ?? "-")}</td>
     <td>${esc(r.outcome)}</td><td>${r.generation ?? "-"}</td><td>${r.changes}</td><td>${esc(r.bytes_sent_human)}</td><td>${ago(r.at_ms)}</td>
-    <td class="err">${esc(r.error)}</td></tr>`).join("") : "";
+    <td class="err">${esc(r.error)}</td></tr>${failure(r.failure)}`).join("") : "";
   const why = h.state_error || STATE_WHY[h.state];
   sec.innerHTML = `<h2>${esc(h.host)} <span class="badge s-${h.state}" id="host-state">${h.state}</span></h2>
     ${why ? `<p id="state-why" class="muted">${esc(why)}</p>` : ""}

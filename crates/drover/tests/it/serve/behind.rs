@@ -44,8 +44,12 @@ fn a_rolled_back_host_is_behind_in_the_grid_the_api_and_metrics_and_never_counte
         let n = b.c().find(Locator::Css("#n-behind")).await.unwrap().text().await.unwrap();
         assert_eq!(n, "1");
         b.c().find(Locator::Css("#f-state option[value='behind']")).await.unwrap().click().await.unwrap();
-        let shown = b.c().find(Locator::Css("#shown")).await.unwrap().text().await.unwrap();
-        assert_eq!(shown, "1 of 2 shown");
+        // The page filters on the select's change (and again on each pass's update).
+        until("the filter applied", Duration::from_secs(10), || async {
+            let shown = b.c().find(Locator::Css("#shown")).await.ok()?.text().await.ok()?;
+            (shown == "1 of 2 shown").then_some(())
+        })
+        .await;
         let visible = b.c().find_all(Locator::Css("#grid .cell:not(.hidden)")).await.unwrap();
         assert_eq!(visible.len(), 1);
         assert_eq!(visible[0].attr("data-host").await.unwrap().as_deref(), Some("s2"));

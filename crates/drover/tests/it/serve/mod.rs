@@ -15,6 +15,7 @@ mod auth;
 mod behind;
 mod confirm;
 mod drained;
+mod failure;
 mod heal;
 mod live;
 mod runs;
