@@ -1,18 +1,12 @@
 //! `drover rollout start|pause|resume|abort|status`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use drover_spec::rollout::{parse_batch_str, parse_order};
-use drover_spec::Project;
 
 use super::deploy::duration;
 use crate::exit::ExitStatus;
-use crate::revision::Revision;
-use crate::run::rollout::{self, Drive, Plan, RolloutReport};
-use crate::run::workers::WorkersError;
-use crate::run::Refusal;
-use crate::select::select;
+use crate::run::rollout::{self, Drive, Plan, PolicyOverrides, Resumed, RolloutReport};
 
 #[derive(Debug, clap::Args)]
 pub struct RolloutArgs {
@@ -133,91 +127,24 @@ impl Common {
 }
 
 fn start(dir: &Path, a: StartArgs) -> anyhow::Result<ExitStatus> {
-    if a.common.workers.is_some() {
-        crate::run::workers::require_shared_store(dir)?;
-    }
-    let project = Arc::new(crate::store::load_project(dir)?);
-    let mut hosts = select(&project.hosts, a.hosts.as_deref())?;
-    crate::run::spec::preflight(&project, &hosts)?;
-    let drained = crate::store::drained(dir)?;
-    hosts.retain(|h| !drained.iter().any(|(d, _)| *d == h.name));
-    let mut policy = project.rollout_policy(policy_role(&project, a.hosts.as_deref(), &hosts).as_deref());
-    let dur = |s: &str| drover_spec::parse_duration(s).map_err(anyhow::Error::msg);
-    if let Some(b) = &a.batch {
-        policy.batch = parse_batch_str(b).map_err(anyhow::Error::msg)?;
-    }
-    if let Some(c) = a.canary {
-        policy.canary = c;
-    }
-    if let Some(d) = &a.delay {
-        policy.delay = dur(d)?;
-    }
-    if let Some(r) = a.max_failure_ratio {
-        anyhow::ensure!((0.0..=1.0).contains(&r), "--max-failure-ratio must be between 0 and 1");
-        policy.max_failure_ratio = r;
-    }
-    if let Some(d) = &a.min_healthy_time {
-        policy.min_healthy_time = dur(d)?;
-    }
-    if let Some(o) = &a.order {
-        policy.order = parse_order(o).map_err(anyhow::Error::msg)?;
-    }
-    if a.no_revert {
-        policy.revert_failed_batch = false;
-    }
-    if a.reboot {
-        policy.reboot = true;
-    }
-    if policy.reboot && a.common.workers.is_some() {
-        return Err(WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
-    }
-    if policy.reboot {
-        // Before the rollout is recorded: nothing to abort afterwards.
-        let plan = crate::host::RebootPlan::every_host(std::time::Duration::ZERO);
-        crate::host::reboot::refuse_simulated(Some(&plan), a.common.simulate.as_deref())?;
-    }
-    let store = crate::store::open(dir)?;
-    if let Some(r) = store.unfinished_rollout()? {
-        return Err(
-            Refusal::RolloutUnfinished { id: r.id, status: r.status.to_string(), batch: r.next_batch + 1 }.into()
-        );
-    }
-    drop(store);
-    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-    let plan = Plan { batches: policy.batches(&names), policy };
-    let mut run = crate::run::record::Run::start(dir, "rollout", &names)?;
-    let revision = Revision::of(dir).to_string();
-    let id = run.store.create_rollout(Some(run.id), &serde_json::to_string(&plan)?, &revision)?;
-    execute(dir, &project, run, id, &plan, 0, &a.common)
+    let dur = |flag: &str, v: &Option<String>| v.as_deref().map(|s| duration(flag, s)).transpose();
+    let o = PolicyOverrides {
+        batch: a.batch.as_deref().map(parse_batch_str).transpose().map_err(anyhow::Error::msg)?,
+        canary: a.canary,
+        delay: dur("--delay", &a.delay)?,
+        max_failure_ratio: a.max_failure_ratio,
+        min_healthy_time: dur("--min-healthy-time", &a.min_healthy_time)?,
+        order: a.order.as_deref().map(parse_order).transpose().map_err(anyhow::Error::msg)?,
+        no_revert: a.no_revert,
+        reboot: a.reboot,
+    };
+    let report = rollout::start(dir, a.hosts.as_deref(), &o, &a.common.drive()?)?;
+    finish(&report, a.common.json)
 }
 
-/// Whose `[rollout]` applies: the role named by `--hosts`, else the one role
-/// with a policy that the selected hosts have; else the project default.
-fn policy_role(project: &Project, sel: Option<&str>, hosts: &[drover_spec::Host]) -> Option<String> {
-    if let Some(s) = sel.filter(|s| project.has_rollout_policy(s)) {
-        return Some(s.to_string());
-    }
-    let mut roles: Vec<&String> =
-        hosts.iter().flat_map(|h| h.roles.iter()).filter(|r| project.has_rollout_policy(r)).collect();
-    roles.sort();
-    roles.dedup();
-    match roles.as_slice() {
-        [one] => Some((*one).clone()),
-        _ => None,
-    }
-}
-
-fn execute(
-    dir: &Path,
-    project: &Arc<Project>,
-    run: crate::run::record::Run,
-    id: i64,
-    plan: &Plan,
-    from: usize,
-    c: &Common,
-) -> anyhow::Result<ExitStatus> {
-    let report = rollout::execute(dir, project, run, id, plan, from, &c.drive()?)?;
-    print(&report, c.json)?;
+/// Print the report; exit 0 only when the rollout is done.
+fn finish(report: &RolloutReport, json: bool) -> anyhow::Result<ExitStatus> {
+    print(report, json)?;
     Ok(if report.status == drover_state::RolloutStatus::Done { ExitStatus::Success } else { ExitStatus::HostsFailed })
 }
 
@@ -259,47 +186,13 @@ fn print(r: &RolloutReport, json: bool) -> anyhow::Result<()> {
 }
 
 fn resume(dir: &Path, a: ResumeArgs) -> anyhow::Result<ExitStatus> {
-    let c = a.common;
-    if c.workers.is_some() {
-        crate::run::workers::require_shared_store(dir)?;
-    }
-    let mut store = crate::store::open(dir)?;
-    let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no paused or interrupted rollout to resume") };
-    let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
-    let owner_alive = owner.is_some_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
-    if owner_alive {
-        if r.status == drover_state::RolloutStatus::Paused {
-            store.update_rollout(r.id, r.next_batch, drover_state::RolloutStatus::Running)?;
-            println!("rollout {} resumed (its controller, pid {}, continues)", r.id, owner.unwrap_or(0));
-            return Ok(ExitStatus::Success);
+    match rollout::resume(dir, a.force, &a.common.drive()?)? {
+        Resumed::Unpaused { id, pid } => {
+            println!("rollout {id} resumed (its controller, pid {pid}, continues)");
+            Ok(ExitStatus::Success)
         }
-        return Err(Refusal::RolloutRunning { id: r.id, pid: owner.unwrap_or(0) }.into());
+        Resumed::Ran(report) => finish(&report, a.common.json),
     }
-    let now = Revision::of(dir);
-    crate::run::resume::check_resume(r.id, r.revision.as_deref(), &now, a.force).map_err(Refusal::Resume)?;
-    if a.force && r.revision.as_deref().map(Revision::parse).is_none_or(|s| !s.same_inputs(&now)) {
-        eprintln!(
-            "warning: rollout {} started at {}; continuing with the project at {now} (--force)",
-            r.id,
-            r.revision.as_deref().unwrap_or("an unrecorded revision")
-        );
-    }
-    let plan: Plan = serde_json::from_str(&r.plan)?;
-    if plan.policy.reboot && c.workers.is_some() {
-        return Err(WorkersError::Unsupported("rebooting (--reboot or a policy's reboot)").into());
-    }
-    let from = usize::try_from(r.next_batch).unwrap_or(0);
-    let project = Arc::new(crate::store::load_project(dir)?);
-    let names: Vec<String> = plan.batches.iter().skip(from).flatten().cloned().collect();
-    drop(store);
-    let mut run = crate::run::record::Run::start(dir, "rollout resume", &names)?;
-    // This process drives the rollout now: a later `pause` and `resume`
-    // must find it, not the controller that died.
-    run.store.take_over_rollout(r.id, run.id)?;
-    if !c.json {
-        eprintln!("continuing rollout {} from batch {} of {}", r.id, from + 1, plan.batches.len());
-    }
-    execute(dir, &project, run, r.id, &plan, from, &c)
 }
 
 fn set_status(dir: &Path, status: drover_state::RolloutStatus) -> anyhow::Result<ExitStatus> {

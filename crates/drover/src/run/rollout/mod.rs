@@ -15,6 +15,7 @@
 
 mod plan;
 mod runner;
+mod start;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use drover_spec::Project;
 
 pub use plan::{BatchReport, Plan, RolloutReport};
 use runner::Runner;
+pub use start::{resume, start, PolicyOverrides, Resumed};
 
 use super::fleet::Fleet;
 use super::record::Run;
