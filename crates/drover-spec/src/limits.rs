@@ -6,8 +6,7 @@
 //! The template bound is minijinja's fuel (instructions executed), not wall
 //! time: the same project then fails or passes the same way on every
 //! machine and under any load, which a timer cannot promise. What the
-//! default (100 million steps) costs in time is measured in
-//! docs/benchmarks.md ("Limits").
+//! default (100 million steps) costs in time: docs/benchmarks.md ("Limits").
 
 use toml::Spanned;
 
