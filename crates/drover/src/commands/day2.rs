@@ -3,9 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use drover_proto::{Request, Response};
 use drover_spec::Project;
 
 use crate::exit::ExitStatus;
@@ -113,30 +111,13 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
     let command = shell_line(&a.command)?;
     audit(dir, "exec", &command)?;
     let rt = runtime()?;
-    let cmd = command.clone();
-    let results = rt.block_on(fleet.each(&hosts, move |_h, mut c| {
-        let cmd = cmd.clone();
-        async move {
-            c.link.set_timeout(timeout + Duration::from_secs(30));
-            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-            let r = c
-                .link
-                .call(&Request::Exec { command: cmd, timeout_ms: ms }, &mut |_| {})
-                .await
-                .map_err(|e| e.to_string());
-            c.close().await;
-            match r? {
-                Response::ExecResult { code, stdout, stderr, timed_out } => Ok((code, stdout, stderr, timed_out)),
-                other => Err(format!("unexpected reply {other:?}")),
-            }
-        }
-    }));
+    let results = rt.block_on(fleet.exec(&hosts, &command, timeout));
     let mut ok = 0;
     if a.json {
         let v: Vec<_> = results
             .iter()
             .map(|(h, r)| match r {
-                Ok((code, o, e, t)) => serde_json::json!({"host": h, "code": code, "stdout": String::from_utf8_lossy(o), "stderr": String::from_utf8_lossy(e), "timed_out": t}),
+                Ok(x) => serde_json::json!({"host": h, "code": x.code, "stdout": String::from_utf8_lossy(&x.stdout), "stderr": String::from_utf8_lossy(&x.stderr), "timed_out": x.timed_out}),
                 Err(e) => serde_json::json!({"host": h, "error": e}),
             })
             .collect();
@@ -146,13 +127,12 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
     let mut codes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (h, r) in &results {
         let label = match r {
-            Ok((Some(0), ..)) => {
+            Ok(x) if x.code == Some(0) => {
                 ok += 1;
                 "exit 0".to_string()
             }
-            Ok((_, _, _, true)) => "timed out".into(),
-            Ok((Some(c), ..)) => format!("exit {c}"),
-            Ok((None, ..)) => "killed".into(),
+            Ok(x) if x.timed_out => "timed out".into(),
+            Ok(x) => x.code.map_or_else(|| "killed".into(), |c| format!("exit {c}")),
             Err(_) => "unreachable".into(),
         };
         codes.entry(label.clone()).or_default().push(h.clone());
@@ -161,11 +141,11 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
         }
         writeln!(out, "=== {h} ({label})")?;
         match r {
-            Ok((_, o, e, _)) => {
-                out.write_all(o)?;
-                if !e.is_empty() {
+            Ok(x) => {
+                out.write_all(&x.stdout)?;
+                if !x.stderr.is_empty() {
                     writeln!(out, "--- stderr")?;
-                    out.write_all(e)?;
+                    out.write_all(&x.stderr)?;
                 }
             }
             Err(e) => writeln!(out, "error: {e}")?,

@@ -47,6 +47,50 @@ impl Fleet {
     }
 }
 
+/// What a command run on a host answered (`Request::Exec`).
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// `None`: killed by a signal, or at its timeout.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+}
+
+impl Fleet {
+    /// `command` through `/bin/sh -c` as root on every host, each given
+    /// `timeout`; per host, what it answered or why it could not be run.
+    pub async fn exec(
+        &self,
+        hosts: &[Host],
+        command: &str,
+        timeout: Duration,
+    ) -> Vec<(String, Result<Executed, String>)> {
+        let cmd = command.to_string();
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.each(hosts, move |_h, mut c| {
+            let cmd = cmd.clone();
+            async move {
+                // The agent's own limit comes first; this one only catches a dead link.
+                c.link.set_timeout(timeout + Duration::from_secs(30));
+                let r = c
+                    .link
+                    .call(&drover_proto::Request::Exec { command: cmd, timeout_ms: ms }, &mut |_| {})
+                    .await
+                    .map_err(|e| e.to_string());
+                c.close().await;
+                match r? {
+                    drover_proto::Response::ExecResult { code, stdout, stderr, timed_out } => {
+                        Ok(Executed { code, stdout, stderr, timed_out })
+                    }
+                    other => Err(format!("unexpected reply {other:?}")),
+                }
+            }
+        })
+        .await
+    }
+}
+
 /// A tokio runtime for a command.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)

@@ -231,33 +231,14 @@ impl Runner<'_> {
     }
 
     async fn exec(&self, host: &Host, command: &str, timeout: Duration) -> Result<(), String> {
-        let cmd = command.to_string();
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let res = self
-            .fleet
-            .each(std::slice::from_ref(host), move |_h, mut c| {
-                let cmd = cmd.clone();
-                async move {
-                    c.link.set_timeout(timeout + Duration::from_secs(30));
-                    let r = c
-                        .link
-                        .call(&Request::Exec { command: cmd, timeout_ms: ms }, &mut |_| {})
-                        .await
-                        .map_err(|e| e.to_string());
-                    c.close().await;
-                    match r? {
-                        Response::ExecResult { code: Some(0), .. } => Ok(()),
-                        Response::ExecResult { code, stderr, timed_out, .. } => Err(if timed_out {
-                            "timed out".into()
-                        } else {
-                            format!("exit {code:?}: {}", String::from_utf8_lossy(&stderr).trim())
-                        }),
-                        other => Err(format!("unexpected {other:?}")),
-                    }
-                }
-            })
-            .await;
-        res.into_iter().next().map_or_else(|| Err("no result".into()), |(_, r)| r)
+        let res = self.fleet.exec(std::slice::from_ref(host), command, timeout).await;
+        match res.into_iter().next().map(|(_, r)| r) {
+            None => Err("no result".into()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(x)) if x.code == Some(0) => Ok(()),
+            Some(Ok(x)) if x.timed_out => Err("timed out".into()),
+            Some(Ok(x)) => Err(format!("exit {:?}: {}", x.code, String::from_utf8_lossy(&x.stderr).trim())),
+        }
     }
 
     async fn each_exec(&self, hosts: &[Host], command: &str) -> Result<(), String> {
