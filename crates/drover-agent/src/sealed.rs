@@ -158,16 +158,6 @@ mod tests {
         )
         .unwrap();
         let entry = HostEntry {
-            name: "h1".into(),
-            address: "10.0.0.1".into(),
-            port: 22,
-            user: "root".into(),
-            key: None,
-            host_keys: vec![],
-            roles: vec![],
-            groups: vec![],
-            generation: 1,
-            facts: "placeholder".into(),
             manifest: Manifest {
                 entries: vec![Entry {
                     path: "/etc/x".into(),
@@ -187,6 +177,7 @@ mod tests {
                 cipher_size: cipher.len() as u64,
             }],
             sealed_clear,
+            ..HostEntry::bare("h1", "10.0.0.1")
         };
         (dir, layout, entry, cipher)
     }
