@@ -56,6 +56,11 @@ pub struct HostReport {
     /// generation) could not stop or start again: the files are back, but
     /// these may not be running.
     pub revert_errors: Vec<String>,
+    /// Why each earlier attempt ended, when the session was tried again
+    /// after a transient failure (an agent killed mid-transfer, a cut link):
+    /// a host that converged on its second try still says what happened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
     /// The host was rebooted in this run (`--reboot`, `drover reboot`).
     pub rebooted: bool,
 }
@@ -81,6 +86,7 @@ impl HostReport {
             recovered: None,
             diffs: None,
             revert_errors: vec![],
+            retried: vec![],
             rebooted: false,
         }
     }

@@ -35,6 +35,7 @@ pub async fn run_host(job: &Job, chunks: &ChunkCache, host: &Host, p: &HostProgr
             Ok(()) => break,
             Err(e) if e.is_transient() && attempt <= job.retries => {
                 p.step(format!("retrying after: {e}"));
+                r.retried.push(format!("attempt {attempt}: {e}"));
                 tokio::time::sleep(backoff(attempt)).await;
             }
             Err(e) => {

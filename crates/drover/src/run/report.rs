@@ -48,6 +48,10 @@ impl RunReport {
             if h.rebooted && detail.is_empty() {
                 detail = "rebooted".into();
             }
+            if let Some(last) = h.retried.last() {
+                let sep = if detail.is_empty() { "" } else { "; " };
+                let _ = write!(detail, "{sep}tried again after {last}");
+            }
             for e in &h.revert_errors {
                 let _ = write!(detail, "{}revert left a service down: {e}", if detail.is_empty() { "" } else { "; " });
             }

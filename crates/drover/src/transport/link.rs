@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 pub enum LinkError {
     #[error("agent did not answer within {0:?} (link down or host frozen?)")]
     Timeout(Duration),
-    #[error("connection to the agent closed{0}")]
+    #[error("connection to the agent closed{0} (the agent ended: killed, crashed, or its link was cut)")]
     Closed(String),
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -147,6 +147,9 @@ fn sigkill_of_the_agent_mid_apply_recovers_to_one_generation() {
     assert_eq!(h["outcome"], "changed", "{h}");
     assert!(h["recovered"].as_str().unwrap_or("").contains("rolled back"), "{h}");
     assert!(h["attempts"].as_u64().unwrap() >= 2, "{h}");
+    // ...and says why it was tried again: the agent died (#26, item 6).
+    let retried = h["retried"][0].as_str().unwrap_or_default();
+    assert!(retried.starts_with("attempt 1: ") && retried.contains("the agent ended: killed"), "{h}");
     assert_eq!(fs::read_to_string(f.host_file(0, "/srv/site/index.html")).unwrap(), "v2 2\n");
     assert_eq!(fs::read_to_string(f.host_file(0, "/etc/motd")).unwrap(), "motd v2\n");
 }
