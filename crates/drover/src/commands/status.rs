@@ -30,11 +30,7 @@ pub fn run(dir: &std::path::Path, a: StatusArgs) -> anyhow::Result<ExitStatus> {
     let rt = runtime()?;
     let results = rt.block_on(status::probe_against(&fleet, &hosts, project.clone()));
     // Other hosts' templates read these (`fleet.hosts[i].facts`).
-    for (host, r) in &results {
-        if let Ok((_, facts, _)) = r {
-            crate::store::remember_facts(&mut store, host, facts);
-        }
-    }
+    status::remember(&mut store, &results);
     let mut rows = Vec::new();
     let mut verdicts = Vec::new();
     for (host, res) in &results {

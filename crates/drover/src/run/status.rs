@@ -8,27 +8,6 @@ use drover_state::{HostResult, Store};
 
 use crate::run::fleet::Fleet;
 
-/// Each host's probe result: its status and the facts it reported, or why not.
-pub type Probe = (String, Result<(HostStatus, Facts), String>);
-pub type Probed = Vec<Probe>;
-
-/// One `Status` round trip per host (the cheap read-only path: the agent
-/// compares the current generation's manifest with the disk for drift and
-/// asks the supervisor about services); errors are per host.
-pub async fn probe(fleet: &Fleet, hosts: &[Host]) -> Probed {
-    fleet
-        .each(hosts, |_h, mut c| async move {
-            let r = c.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string());
-            let facts = std::mem::take(&mut c.facts);
-            c.close().await;
-            match r? {
-                Response::Status(s) => Ok((s, facts)),
-                other => Err(format!("unexpected reply {other:?}")),
-            }
-        })
-        .await
-}
-
 /// Whether a host runs what the project compiles for it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Currency {
@@ -44,9 +23,11 @@ pub enum Currency {
 /// A host's [`probe_against`] result: status, facts and currency, or why not.
 pub type Judged = (String, Result<(HostStatus, Facts, Currency), String>);
 
-/// [`probe`], and whether each host is on the project's desired state
-/// (`source` compiled for it with the facts it just reported): one
-/// connection per host.
+/// One `Status` round trip per host (the cheap read-only path: the agent
+/// compares the current generation's manifest with the disk for drift and
+/// asks the supervisor about services), and whether each host is on the
+/// project's desired state (`source` compiled for it with the facts it just
+/// reported): one connection per host, errors per host.
 pub async fn probe_against(
     fleet: &Fleet,
     hosts: &[Host],
@@ -56,35 +37,33 @@ pub async fn probe_against(
         .each(hosts, move |h, mut c| {
             let source = source.clone();
             async move {
-                let r = c.link.call(&Request::Status, &mut |_| {}).await.map_err(|e| e.to_string());
-                let status = match r {
-                    Ok(Response::Status(s)) => s,
-                    Ok(other) => {
-                        c.close().await;
-                        return Err(format!("unexpected reply {other:?}"));
-                    }
-                    Err(e) => {
-                        c.close().await;
-                        return Err(e);
-                    }
+                let status = match c.link.call(&Request::Status, &mut |_| {}).await {
+                    Ok(Response::Status(s)) => Ok(s),
+                    Ok(other) => Err(format!("unexpected reply {other:?}")),
+                    Err(e) => Err(e.to_string()),
                 };
-                let currency = match crate::host::is_current(&*source, &h, &mut c).await {
-                    Ok(true) => Currency::Current,
-                    Ok(false) => Currency::Behind,
-                    Err(e) => Currency::Unknown(e.to_string()),
+                let judged = match status {
+                    Ok(status) => {
+                        let currency = match crate::host::is_current(&*source, &h, &mut c).await {
+                            Ok(true) => Currency::Current,
+                            Ok(false) => Currency::Behind,
+                            Err(e) => Currency::Unknown(e.to_string()),
+                        };
+                        Ok((status, std::mem::take(&mut c.facts), currency))
+                    }
+                    Err(e) => Err(e),
                 };
-                let facts = std::mem::take(&mut c.facts);
                 c.close().await;
-                Ok((status, facts, currency))
+                judged
             }
         })
         .await
 }
 
 /// Remember every reachable host's facts (other hosts' templates read them).
-pub fn remember(store: &mut Store, results: &[Probe]) {
+pub fn remember(store: &mut Store, results: &[Judged]) {
     for (host, res) in results {
-        if let Ok((_, facts)) = res {
+        if let Ok((_, facts, _)) = res {
             crate::store::remember_facts(store, host, facts);
         }
     }
