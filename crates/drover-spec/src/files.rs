@@ -34,6 +34,17 @@ pub struct ProjectFile {
     pub state: StateSection,
     #[serde(default)]
     pub limits: crate::limits::LimitsSection,
+    #[serde(default)]
+    pub ssh: SshSection,
+}
+
+/// `[ssh]`: how hosts are reached beyond the inventory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SshSection {
+    /// An ssh_config file read instead of `~/.ssh/config` (relative to the
+    /// project directory); `drover -F FILE` overrides it.
+    pub config: Option<String>,
 }
 
 /// `[state]`: where runs, locks and history are kept (see
@@ -90,6 +101,9 @@ pub struct HostFields {
     pub password: Option<Password>,
     pub roles: Option<Vec<Spanned<String>>>,
     pub groups: Option<Vec<String>>,
+    /// An SSH certificate authority's public key (`ssh-ed25519 AAAA…`):
+    /// host certificates it signed are accepted without a pinned host key.
+    pub cert_authority: Option<String>,
 }
 
 /// A login password: in clear (`password = "…"`), or one of the project's
@@ -127,13 +141,16 @@ pub struct InventoryFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostEntry {
-    pub address: String,
+    /// Absent: the address is ssh_config's `HostName` for the host's name,
+    /// or the name itself.
+    pub address: Option<String>,
     pub user: Option<String>,
     pub port: Option<u16>,
     pub key: Option<String>,
     pub password: Option<Password>,
     pub roles: Option<Vec<Spanned<String>>>,
     pub groups: Option<Vec<String>>,
+    pub cert_authority: Option<String>,
     /// Pinned SSH host key ("ssh-ed25519 AAAA…").
     pub host_key: Option<String>,
     #[serde(default)]
@@ -301,6 +318,7 @@ impl HostEntry {
             password: self.password.clone(),
             roles: self.roles.clone(),
             groups: self.groups.clone(),
+            cert_authority: self.cert_authority.clone(),
         }
     }
 }
@@ -315,6 +333,7 @@ impl HostFields {
             password: over.password.clone().or_else(|| self.password.clone()),
             roles: over.roles.clone().or_else(|| self.roles.clone()),
             groups: over.groups.clone().or_else(|| self.groups.clone()),
+            cert_authority: over.cert_authority.clone().or_else(|| self.cert_authority.clone()),
         }
     }
 }

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::connect::{self, key_line, table_range, KnownHosts, Reached, SshSettings, Stated};
 use crate::diag::{line_span, SpecError};
 use crate::files::{HostFields, InventoryFile, Password, Vars};
+use crate::ssh_config::SshConfig;
 
 /// A host, resolved: everything needed to reach it and compile for it.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct Host {
     pub auth: Auth,
     /// Pinned host keys (OpenSSH public key lines). Empty: unknown, refused.
     pub host_keys: Vec<String>,
+    /// ssh_config's settings, CA keys and where every value came from.
+    pub ssh: SshSettings,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub vars: Vars,
@@ -72,6 +76,8 @@ pub struct Sources<'a> {
     pub project_name: &'a str,
     pub project_text: &'a str,
     pub secrets: &'a drover_secrets::Store,
+    /// drover.toml's `[ssh] config`.
+    pub ssh_config: Option<&'a str>,
 }
 
 pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>), SpecError> {
@@ -79,7 +85,8 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
     let mut groups = BTreeMap::new();
     let toml_path = src.dir.join("inventory.toml");
     let csv_path = src.dir.join("inventory.csv");
-    let known = load_known_hosts(&src.dir.join("known_hosts"));
+    let known = Known { project: KnownHosts::load(&src.dir.join("known_hosts"), "known_hosts"), ..Known::default() };
+    let mut ctx = Ctx { ssh: connect::ssh_config(src.dir, src.ssh_config)?, known };
     if toml_path.exists() {
         let text = read(&toml_path)?;
         let inv: InventoryFile = toml::from_str(&text).map_err(|e| SpecError::toml("inventory.toml", &text, &e))?;
@@ -89,17 +96,46 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
             project: format!("{}\u{0}{}", src.project_name, src.project_text).into(),
         };
         let lines = LineIndex::new(&text);
+        let inv_defaults = table_range(&text, "[defaults]");
+        let proj_defaults = table_range(src.project_text, "[defaults]");
         for (name, entry) in &inv.hosts {
             let span = entry.span();
             let entry = entry.get_ref();
-            let f = defaults.overlay(&entry.fields());
-            let mut keys: Vec<String> = entry.host_key.iter().cloned().collect();
-            keys.extend(known_for(&known, name, &entry.address));
+            let own = entry.fields();
+            let f = defaults.overlay(&own);
+            let line = lines.line_of(span.start);
+            // Where a field set for this host was written.
+            let at = |key: &str, mine: bool, inv_default: bool| {
+                if mine {
+                    format!("inventory.toml:{}", key_line(&text, span.clone(), key).unwrap_or(line))
+                } else if inv_default {
+                    format!("inventory.toml:{}", key_line(&text, inv_defaults.clone(), key).unwrap_or(0))
+                } else {
+                    let l = key_line(src.project_text, proj_defaults.clone(), key).unwrap_or(0);
+                    format!("{}:{l}", src.project_name)
+                }
+            };
+            let stated = Stated {
+                name,
+                address: entry.address.clone().map(|a| (a, at("address", true, false))),
+                user: f.user.clone().map(|u| (u, at("user", own.user.is_some(), inv.defaults.user.is_some()))),
+                port: f.port.map(|p| (p, at("port", own.port.is_some(), inv.defaults.port.is_some()))),
+                key: f
+                    .key
+                    .as_ref()
+                    .map(|k| (expand(src.dir, k), at("key", own.key.is_some(), inv.defaults.key.is_some()))),
+                cert_authority: f.cert_authority.clone().map(|c| {
+                    (c, at("cert-authority", own.cert_authority.is_some(), inv.defaults.cert_authority.is_some()))
+                }),
+            };
+            let mut pins: Vec<(String, String)> =
+                entry.host_key.iter().map(|k| (k.clone(), at("host-key", true, false))).collect();
+            let reached = ctx.reach(stated, &mut pins)?;
             let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, &sources);
-            let origin = format!("inventory.toml:{}", lines.line_of(span.start));
+            let origin = format!("inventory.toml:{line}");
             let password = password(src.secrets, f.password.as_ref(), name, &origin)?;
             hosts.push(RawHost {
-                host: build(src.dir, name, &entry.address, &f, password, keys, entry.vars.clone(), origin),
+                host: build(name, reached, &f, password, pins, entry.vars.clone(), origin),
                 role_refs,
             });
         }
@@ -109,7 +145,7 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
     }
     if csv_path.exists() {
         let text = read(&csv_path)?;
-        hosts.extend(parse_csv(src, "inventory.csv", &text, &known)?);
+        hosts.extend(parse_csv(src, "inventory.csv", &text, &mut ctx)?);
     }
     let age_path = src.dir.join("inventory.csv.age");
     if age_path.exists() {
@@ -119,7 +155,7 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
         let text = secret.expose_str().ok_or_else(|| {
             SpecError::file(&age_path, "decrypts to something that is not UTF-8 text", "encrypt a CSV file")
         })?;
-        hosts.extend(parse_csv(src, "inventory.csv.age", text, &known)?);
+        hosts.extend(parse_csv(src, "inventory.csv.age", text, &mut ctx)?);
     }
     if !toml_path.exists() && !csv_path.exists() && !age_path.exists() {
         return Err(SpecError::file(
@@ -208,28 +244,81 @@ fn password(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build(
-    dir: &Path,
     name: &str,
-    address: &str,
+    reached: Reached,
     f: &HostFields,
     password: Option<String>,
-    host_keys: Vec<String>,
+    host_keys: Vec<(String, String)>,
     vars: Vars,
     origin: String,
 ) -> Host {
+    let mut ssh = reached.ssh;
+    for (k, at) in &host_keys {
+        ssh.provenance.push(connect::Provenance { field: "host-key", value: k.clone(), source: at.clone() });
+    }
     Host {
         name: name.to_string(),
-        address: address.to_string(),
-        port: f.port.unwrap_or(22),
-        user: f.user.clone().unwrap_or_else(|| "root".into()),
-        auth: Auth { key: f.key.as_ref().map(|k| expand(dir, k)), password },
-        host_keys,
+        address: reached.address,
+        port: reached.port,
+        user: reached.user,
+        auth: Auth { key: reached.key, password },
+        host_keys: host_keys.into_iter().map(|(k, _)| k).collect(),
+        ssh,
         roles: f.roles.iter().flatten().map(|r| r.get_ref().clone()).collect(),
         groups: f.groups.clone().unwrap_or_default(),
         vars,
         origin,
+    }
+}
+
+/// known_hosts files: the project's, and those ssh_config names
+/// (`UserKnownHostsFile`), each read once.
+#[derive(Default)]
+struct Known {
+    project: KnownHosts,
+    user: BTreeMap<PathBuf, KnownHosts>,
+}
+
+/// What every host is resolved against.
+struct Ctx {
+    ssh: SshConfig,
+    known: Known,
+}
+
+impl Ctx {
+    /// Merge what the inventory states with ssh_config, and add the pins and
+    /// CA keys known_hosts files hold for the result.
+    fn reach(&mut self, stated: Stated<'_>, pins: &mut Vec<(String, String)>) -> Result<Reached, SpecError> {
+        let name = stated.name.to_string();
+        let r = self.ssh.resolve(&name)?;
+        let mut reached = connect::merge(stated, &r);
+        let bracketed = format!("[{}]:{}", reached.address, reached.port);
+        let names = [name.as_str(), reached.address.as_str(), bracketed.as_str()];
+        let mut files = vec![&self.known.project];
+        let tokens =
+            crate::ssh_config::Tokens { name: &name, host: &reached.address, user: &reached.user, port: reached.port };
+        let paths: Vec<PathBuf> =
+            r.known_hosts_files.iter().map(|f| crate::ssh_config::expand(&f.value, &tokens)).collect();
+        for p in &paths {
+            if !self.known.user.contains_key(p) {
+                self.known.user.insert(p.clone(), KnownHosts::load(p, &p.display().to_string()));
+            }
+        }
+        files.extend(paths.iter().filter_map(|p| self.known.user.get(p)));
+        for k in files {
+            let (keys, cas) = k.for_host(&names);
+            pins.extend(keys);
+            for (ca, at) in cas {
+                reached.ssh.provenance.push(connect::Provenance {
+                    field: "cert-authority",
+                    value: ca.clone(),
+                    source: at,
+                });
+                reached.ssh.cert_authorities.push(ca);
+            }
+        }
+        Ok(reached)
     }
 }
 
@@ -245,7 +334,7 @@ fn expand(dir: &Path, p: &str) -> PathBuf {
 
 /// `name` is `inventory.csv` or `inventory.csv.age`; the encrypted one's
 /// errors name the line but never show it (it holds passwords).
-fn parse_csv(src: &Sources<'_>, name: &str, text: &str, known: &[(String, String)]) -> Result<Vec<RawHost>, SpecError> {
+fn parse_csv(src: &Sources<'_>, name: &str, text: &str, ctx: &mut Ctx) -> Result<Vec<RawHost>, SpecError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let secret = name.ends_with(".age");
@@ -290,30 +379,25 @@ fn parse_csv(src: &Sources<'_>, name: &str, text: &str, known: &[(String, String
             refs = names.iter().map(|r| (r.clone(), csv_src.clone(), span.clone())).collect();
             f.roles = Some(names.into_iter().map(|n| toml::Spanned::new(0..0, n)).collect());
         }
-        let keys = known_for(known, cols[0], address);
+        let at = format!("{name}:{lineno}");
+        let stated = Stated {
+            name: cols[0],
+            address: Some((address.to_string(), at.clone())),
+            user: Some((cols[1].to_string(), at.clone())),
+            port: port
+                .map(|p| (p, at.clone()))
+                .or_else(|| f.port.map(|p| (p, format!("{}:[defaults]", src.project_name)))),
+            key: f.key.as_ref().map(|k| (expand(src.dir, k), format!("{}:[defaults]", src.project_name))),
+            cert_authority: f.cert_authority.clone().map(|c| (c, format!("{}:[defaults]", src.project_name))),
+        };
+        let mut pins = Vec::new();
+        let reached = ctx.reach(stated, &mut pins)?;
         let password = Some(cols[2].to_string());
-        let host = build(src.dir, cols[0], address, &f, password, keys, Vars::new(), format!("{name}:{lineno}"));
+        let host = build(cols[0], reached, &f, password, pins, Vars::new(), at);
         out.push(RawHost { host, role_refs: refs });
     }
     match SpecError::many(errors) {
         Some(e) => Err(e),
         None => Ok(out),
     }
-}
-
-/// `known_hosts` in the project: `name-or-address keytype base64 [comment]`,
-/// written by `drover trust`.
-fn load_known_hosts(path: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let (who, key) = l.trim().split_once(' ')?;
-            Some((who.to_string(), key.trim().to_string()))
-        })
-        .collect()
-}
-
-fn known_for(known: &[(String, String)], name: &str, address: &str) -> Vec<String> {
-    known.iter().filter(|(who, _)| who.split(',').any(|w| w == name || w == address)).map(|(_, k)| k.clone()).collect()
 }

@@ -22,6 +22,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod alert;
+mod connect;
 mod diag;
 mod duration;
 mod files;
@@ -37,10 +38,12 @@ mod render;
 pub mod rollout;
 mod secrets;
 pub mod setup;
+pub mod ssh_config;
 pub mod state;
 mod units;
 
 pub use alert::{AlertFormat, AlertOn, AlertRule};
+pub use connect::{Provenance, SshSettings};
 pub use diag::SpecError;
 pub use duration::parse_duration;
 pub use files::ReconcilePolicy;

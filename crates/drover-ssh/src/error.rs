@@ -19,8 +19,15 @@ pub enum SshError {
     HostKeyUnknown { addr: String, got: String },
     #[error("{addr}: bad pinned host key {line:?}: {reason}")]
     BadPinnedKey { addr: String, line: String, reason: String },
-    #[error("{addr}: authentication as {user} failed ({method}); check the inventory's user, key or password")]
-    AuthFailed { addr: String, user: String, method: &'static str },
+    #[error("{addr}: authentication as {user} failed (tried {tried}); check the inventory's user, key or password (the order is in docs/ssh.md)")]
+    AuthFailed { addr: String, user: String, tried: String },
+    #[error(
+        "SSH key {} is protected by a passphrase and {reason}: add it to an ssh-agent (`ssh-add {}`) and run with SSH_AUTH_SOCK set, or run interactively to be asked once",
+        .path.display(), .path.display()
+    )]
+    KeyLocked { path: PathBuf, reason: String },
+    #[error("{addr}: host certificate refused: {reason}")]
+    HostCertRefused { addr: String, reason: String },
     #[error("cannot load SSH key {}: {reason}", .path.display())]
     KeyLoad { path: PathBuf, reason: String },
     #[error("{addr}: ssh-agent: {reason}")]

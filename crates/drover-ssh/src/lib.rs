@@ -5,26 +5,32 @@
 //! host-key fingerprints. It carries bytes and knows nothing of what they
 //! mean: it must not import any other drover crate (the project, the
 //! agent's protocol, the state store); the caller hands it a [`Target`]
-//! (the only file it reads is the private key a target names). Its async
+//! (the only files it reads are the keys and certificates a target names). Its async
 //! API runs on the caller's tokio runtime; it starts none of its own.
 //!
 //! What it guarantees the rest of drover:
-//! - the server's key is one of the pinned keys, or the connection stops with
-//!   [`SshError::HostKeyMismatch`] / [`SshError::HostKeyUnknown`] — there is
-//!   no accept-on-first-use;
+//! - the server's key is one of the pinned keys, or it presents a host
+//!   certificate signed by one of the target's certificate authorities for
+//!   this host; otherwise the connection stops with
+//!   [`SshError::HostKeyMismatch`] / [`SshError::HostKeyUnknown`] /
+//!   [`SshError::HostCertRefused`] — there is no accept-on-first-use;
+//! - authentication tries keys, then the ssh-agent, then the password, in
+//!   the order [`Auth`] documents;
 //! - every stage (TCP connect, handshake, authentication) has a deadline, and
 //!   keepalives detect a dead link, so nothing hangs;
 //! - remote commands get streamed stdin/stdout with backpressure, and stderr
 //!   and the exit status afterwards ([`RemoteProcess`]).
 
+mod auth;
 mod error;
 mod hostkey;
+mod keys;
 mod process;
 mod session;
 mod target;
 
 pub use error::SshError;
-pub use hostkey::{fingerprint, scan_host_key};
+pub use hostkey::{fingerprint, scan_host, scan_host_key, CertSeen, Scan};
 pub use process::{ExitInfo, ExitWaiter, Output, RemoteProcess};
 pub use session::Session;
-pub use target::{Auth, Secret, Target, Timeouts};
+pub use target::{Auth, Identity, Secret, Target, Timeouts};

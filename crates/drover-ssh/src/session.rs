@@ -5,12 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::PrivateKeyWithHashAlg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::hostkey::{self, Checker};
 use crate::process::{self, Output, RemoteProcess};
-use crate::{Auth, SshError, Target};
+use crate::{auth, keys, SshError, Target};
 
 /// A connected, authenticated session. Cheap to clone (shared handle).
 #[derive(Clone)]
@@ -31,22 +30,30 @@ async fn within<T>(
 impl Session {
     pub async fn connect(t: &Target) -> Result<Session, SshError> {
         let addr = t.addr();
-        let pinned = t
-            .host_keys
-            .iter()
-            .map(|l| {
-                hostkey::parse(l).map_err(|reason| SshError::BadPinnedKey {
-                    addr: addr.clone(),
-                    line: l.clone(),
-                    reason,
+        let parse_all = |lines: &[String]| {
+            lines
+                .iter()
+                .map(|l| {
+                    hostkey::parse(l).map_err(|reason| SshError::BadPinnedKey {
+                        addr: addr.clone(),
+                        line: l.clone(),
+                        reason,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let pinned = parse_all(&t.host_keys)?;
+        let authorities = parse_all(&t.cert_authorities)?;
         let has_pins = !pinned.is_empty();
         let expected: Vec<String> =
             pinned.iter().map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string()).collect();
         let offered = Arc::new(Mutex::new(None));
-        let checker = Checker { pinned, offered: offered.clone() };
+        let cert = Arc::new(Mutex::new(None));
+        let with_certs = !authorities.is_empty();
+        let checker =
+            Checker { pinned, authorities, names: t.cert_names.clone(), offered: offered.clone(), cert: cert.clone() };
+        // Before any deadline: a passphrase prompt waits for a person.
+        let keys = keys::prepare(&t.auth).await?;
 
         let config = Arc::new(client::Config {
             // Generous windows: a deploy streams MiBs over links with latency.
@@ -54,6 +61,7 @@ impl Session {
             keepalive_interval: Some(t.timeouts.keepalive),
             keepalive_max: t.timeouts.keepalive_max,
             nodelay: true,
+            preferred: hostkey::preferred(with_certs),
             ..Default::default()
         });
         let socket = within(t.timeouts.connect, &addr, "tcp connect", tokio::net::TcpStream::connect(&addr))
@@ -66,7 +74,11 @@ impl Session {
             Ok(h) => h,
             Err(e) => {
                 let got = offered.lock().ok().and_then(|o| o.clone());
+                let refused = cert.lock().ok().and_then(|c| c.clone()).and_then(|c| c.refused);
                 return Err(match (got, e) {
+                    (_, russh::Error::UnknownKey) if refused.is_some() && !has_pins => {
+                        SshError::HostCertRefused { addr, reason: refused.unwrap_or_default() }
+                    }
                     (Some(k), russh::Error::UnknownKey) => {
                         let got = k.fingerprint(russh::keys::HashAlg::Sha256).to_string();
                         if has_pins {
@@ -79,7 +91,7 @@ impl Session {
                 });
             }
         };
-        within(t.timeouts.connect, &addr, "auth", authenticate(&mut handle, t, &addr)).await??;
+        within(t.timeouts.connect, &addr, "auth", auth::authenticate(&mut handle, t, keys, &addr)).await??;
         Ok(Session { handle: Arc::new(handle), addr: addr.into() })
     }
 
@@ -113,66 +125,5 @@ impl Session {
 
     pub async fn close(self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
-    }
-}
-
-async fn authenticate(h: &mut Handle<Checker>, t: &Target, addr: &str) -> Result<(), SshError> {
-    let user = t.user.clone();
-    let fail = |method| SshError::AuthFailed { addr: addr.into(), user: user.clone(), method };
-    let net = |e: russh::Error| SshError::from_russh(addr, e);
-    match &t.auth {
-        Auth::Key { path, passphrase } => {
-            let key = russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.expose()))
-                .map_err(|e| SshError::KeyLoad { path: path.clone(), reason: e.to_string() })?;
-            let hash =
-                if key.algorithm().is_rsa() { h.best_supported_rsa_hash().await.map_err(net)?.flatten() } else { None };
-            let res = h
-                .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-                .await
-                .map_err(net)?;
-            if res.success() {
-                Ok(())
-            } else {
-                Err(fail("public key"))
-            }
-        }
-        Auth::Password(p) => {
-            if h.authenticate_password(user.clone(), p.expose()).await.map_err(net)?.success() {
-                return Ok(());
-            }
-            // Some servers only take passwords as keyboard-interactive answers.
-            let mut resp =
-                h.authenticate_keyboard_interactive_start(user.clone(), None::<String>).await.map_err(net)?;
-            for _ in 0..3 {
-                match resp {
-                    client::KeyboardInteractiveAuthResponse::Success => return Ok(()),
-                    client::KeyboardInteractiveAuthResponse::Failure { .. } => break,
-                    client::KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
-                        let answers = prompts.iter().map(|_| p.expose().to_string()).collect();
-                        resp = h.authenticate_keyboard_interactive_respond(answers).await.map_err(net)?;
-                    }
-                }
-            }
-            Err(fail("password"))
-        }
-        Auth::Agent => {
-            let agent_err = |e: russh::keys::Error| SshError::Agent { addr: addr.into(), reason: e.to_string() };
-            let mut agent = russh::keys::agent::client::AgentClient::connect_env().await.map_err(agent_err)?;
-            let ids = agent.request_identities().await.map_err(agent_err)?;
-            for id in ids {
-                let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = id else { continue };
-                let hash = if key.algorithm().is_rsa() {
-                    h.best_supported_rsa_hash().await.map_err(net)?.flatten()
-                } else {
-                    None
-                };
-                if let Ok(r) = h.authenticate_publickey_with(user.clone(), key, hash, &mut agent).await {
-                    if r.success() {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(fail("ssh-agent keys"))
-        }
     }
 }

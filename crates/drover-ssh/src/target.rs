@@ -36,16 +36,47 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// How to log in, tried in this order (OpenSSH's, and documented in
+/// docs/ssh.md): each of `identities` (a key file, with its certificate when
+/// one lies beside it; a passphrase-protected one through the ssh-agent when
+/// the agent holds it, else by asking once on the terminal), then every key
+/// the ssh-agent offers that was not tried yet (unless `agent` is false:
+/// `IdentitiesOnly`), then the password.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub identities: Vec<Identity>,
+    /// Offer the running ssh-agent's keys (`SSH_AUTH_SOCK`) after the identities.
+    pub agent: bool,
+    /// Tried as `password`, then as keyboard-interactive answers.
+    pub password: Option<Secret>,
+}
+
+/// A private key file to log in with.
 #[derive(Debug, Clone)]
-pub enum Auth {
-    Key {
-        path: PathBuf,
-        passphrase: Option<Secret>,
-    },
-    /// Password (tried as `password`, then as keyboard-interactive answers).
-    Password(Secret),
-    /// Keys offered by the running ssh-agent (`SSH_AUTH_SOCK`).
-    Agent,
+pub struct Identity {
+    pub path: PathBuf,
+    /// An OpenSSH user certificate for the key (`CertificateFile`). When
+    /// unset, `<path>-cert.pub` is used if it exists, as `ssh` does.
+    pub certificate: Option<PathBuf>,
+    /// A key named only by default (`~/.ssh/id_ed25519` …): absent is fine.
+    pub optional: bool,
+}
+
+impl Identity {
+    pub fn new(path: impl Into<PathBuf>) -> Identity {
+        Identity { path: path.into(), certificate: None, optional: false }
+    }
+
+    /// The certificate to present with this key, if there is one.
+    pub fn certificate_path(&self) -> Option<PathBuf> {
+        if let Some(c) = &self.certificate {
+            return Some(c.clone());
+        }
+        let mut beside = self.path.clone().into_os_string();
+        beside.push("-cert.pub");
+        let beside = PathBuf::from(beside);
+        beside.exists().then_some(beside)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +104,13 @@ pub struct Target {
     /// Pinned host keys as OpenSSH lines (`ssh-ed25519 AAAA… [comment]`).
     /// Empty: the host is refused until its key is pinned.
     pub host_keys: Vec<String>,
+    /// Certificate authorities (OpenSSH public key lines) whose host
+    /// certificates are accepted for this host without a pinned key.
+    pub cert_authorities: Vec<String>,
+    /// The names a host certificate must list as a principal for this host
+    /// (its inventory name and its address); an empty principal list in a
+    /// certificate matches any host, as in OpenSSH.
+    pub cert_names: Vec<String>,
     pub timeouts: Timeouts,
 }
 

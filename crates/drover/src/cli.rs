@@ -18,6 +18,12 @@ pub struct Cli {
     #[arg(short = 'C', long = "project", global = true, default_value = ".")]
     pub project: PathBuf,
 
+    /// An ssh_config file read instead of ~/.ssh/config (and of drover.toml's
+    /// `[ssh] config`): HostName, User, Port, IdentityFile, ProxyJump… for
+    /// the inventory's hosts (docs/ssh.md).
+    #[arg(short = 'F', long = "ssh-config", global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -45,6 +45,13 @@ use clap::Parser;
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Read where the project is loaded (drover-spec), which every command
+    // does its own way: the environment reaches them all. Set before any
+    // thread starts.
+    if let Some(f) = &cli.ssh_config {
+        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        std::env::set_var("DROVER_SSH_CONFIG", abs);
+    }
     init_tracing(cli.verbose);
     match dispatch(cli) {
         Ok(status) => status.into(),

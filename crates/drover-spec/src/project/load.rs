@@ -48,6 +48,7 @@ impl Project {
             project_name: "drover.toml",
             project_text: &pf_text,
             secrets: &secrets,
+            ssh_config: pf.ssh.config.as_deref(),
         };
         let (raw_hosts, groups) = inventory::load(&src)?;
 

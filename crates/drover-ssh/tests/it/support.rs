@@ -15,8 +15,10 @@ pub fn target(port: u16, connect: Duration) -> Target {
         address: "127.0.0.1".into(),
         port,
         user: "root".into(),
-        auth: Auth::Password(Secret::new("x")),
+        auth: Auth { password: Some(Secret::new("x")), ..Default::default() },
         host_keys: vec![KEY.into()],
+        cert_authorities: vec![],
+        cert_names: vec![],
         timeouts: Timeouts { connect, ..Default::default() },
     }
 }

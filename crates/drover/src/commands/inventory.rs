@@ -1,5 +1,7 @@
 //! `drover inventory import ansible FILE`: argument parsing and printing
-//! only; the conversion is `drover_import::ansible`.
+//! only; the conversion is `drover_import::ansible`. `drover inventory show
+//! HOST`: how a host is reached and where each value came from (the merge is
+//! drover-spec's `connect`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,16 @@ pub enum InventoryCommand {
     Import {
         #[command(subcommand)]
         from: ImportFrom,
+    },
+    /// How one host is reached (address, port, user, keys, ssh_config
+    /// settings, pinned keys and CAs) and where each value came from:
+    /// inventory file:line, ssh_config file:line, or default.
+    Show {
+        /// The host's inventory name.
+        host: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -45,7 +57,10 @@ pub struct AnsibleArgs {
 }
 
 pub fn run(project_dir: &Path, args: InventoryArgs) -> anyhow::Result<ExitStatus> {
-    let InventoryCommand::Import { from: ImportFrom::Ansible(a) } = args.command;
+    let a = match args.command {
+        InventoryCommand::Show { host, json } => return show(project_dir, &host, json),
+        InventoryCommand::Import { from: ImportFrom::Ansible(a) } => a,
+    };
     let imported = drover_import::ansible::import_file(&a.file)?;
     let text = imported.to_toml();
     for f in &imported.findings {
@@ -71,6 +86,48 @@ pub fn run(project_dir: &Path, args: InventoryArgs) -> anyhow::Result<ExitStatus
         eprintln!("{summary}\n{next}");
     } else {
         println!("{summary}\n{next}");
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn show(project_dir: &Path, name: &str, json: bool) -> anyhow::Result<ExitStatus> {
+    let project = drover_spec::Project::load(project_dir)?;
+    let Some(h) = project.hosts.iter().find(|h| h.name == name) else {
+        let known: Vec<&str> = project.hosts.iter().take(10).map(|h| h.name.as_str()).collect();
+        anyhow::bail!(
+            "no host {name:?} in the inventory (hosts: {}{})",
+            known.join(", "),
+            if project.hosts.len() > 10 { ", …" } else { "" }
+        );
+    };
+    let mut rows: Vec<(String, String, String)> =
+        h.ssh.provenance.iter().map(|p| (p.field.to_string(), p.value.clone(), p.source.clone())).collect();
+    if h.auth.key.is_none() && h.ssh.identity_files.is_empty() {
+        rows.push((
+            "identity-file".into(),
+            "~/.ssh/id_ed25519, id_ecdsa, id_rsa (those that exist)".into(),
+            "default".into(),
+        ));
+    }
+    let agent = if h.ssh.identities_only { "not offered (IdentitiesOnly)" } else { "offered after the keys" };
+    rows.push(("ssh-agent".into(), agent.into(), "default".into()));
+    if h.auth.password.is_some() {
+        rows.push(("password".into(), "*** (tried last)".into(), h.origin.clone()));
+    }
+    if h.host_keys.is_empty() && h.ssh.cert_authorities.is_empty() {
+        rows.push(("host-key".into(), "none pinned: run `drover trust`".into(), "-".into()));
+    }
+    if json {
+        let values: Vec<_> =
+            rows.iter().map(|(f, v, s)| serde_json::json!({ "field": f, "value": v, "source": s })).collect();
+        let out = serde_json::json!({ "host": h.name, "declared": h.origin, "values": values });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitStatus::Success);
+    }
+    println!("{} (declared at {})", h.name, h.origin);
+    for (f, v, s) in &rows {
+        let v = if v.len() > 60 { format!("{}…", &v[..v.floor_char_boundary(59)]) } else { v.clone() };
+        println!("  {f:<22} {v:<62} {s}");
     }
     Ok(ExitStatus::Success)
 }

@@ -1,4 +1,5 @@
-//! `drover trust`: record hosts' SSH keys in the project's `known_hosts`.
+//! `drover trust`: record hosts' SSH keys in the project's `known_hosts`,
+//! or (`--ca`) a certificate authority whose host certificates are trusted.
 //!
 //! The explicit step that replaces "accept on first use": drover never
 //! connects to a host whose key is not pinned, and a changed key stops it.
@@ -29,9 +30,21 @@ pub struct TrustArgs {
     /// or presenting another key is refused.
     #[arg(long, value_name = "FILE")]
     pub expect: Option<std::path::PathBuf>,
+    /// Record an SSH certificate authority instead of scanning: FILE is its
+    /// public key (`ca.pub`). Hosts presenting a host certificate it signed
+    /// are then accepted without a pinned key (an `@cert-authority` line).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["replace", "expect"])]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --ca: the hosts it is trusted for, as known_hosts patterns
+    /// (`*.example.com,10.0.*`).
+    #[arg(long, value_name = "PATTERNS", default_value = "*", requires = "ca")]
+    pub ca_hosts: String,
 }
 
 pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(ca) = &args.ca {
+        return record_ca(project_dir, ca, &args.ca_hosts);
+    }
     let project = Project::load(project_dir)?;
     let pins = args.expect.as_deref().map(Pins::load).transpose()?;
     let hosts = select(&project.hosts, args.hosts.as_deref())?;
@@ -42,7 +55,7 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
             .iter()
             .map(|h| {
                 let (addr, port) = (h.address.clone(), h.port);
-                tokio::spawn(async move { drover_ssh::scan_host_key(&addr, port, timeout).await })
+                tokio::spawn(async move { drover_ssh::scan_host(&addr, port, timeout).await })
             })
             .collect();
         let mut out = Vec::new();
@@ -56,7 +69,7 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
     let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap_or_default().lines().map(String::from).collect();
     let mut failed = false;
     for (h, scan) in hosts.iter().zip(scans) {
-        let key = match scan {
+        let scan = match scan {
             Ok(k) => k,
             Err(e) => {
                 eprintln!("{}: {e:#}", h.name);
@@ -64,7 +77,17 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
                 continue;
             }
         };
+        let key = scan.key;
         let fp = drover_ssh::fingerprint(&key).unwrap_or_default();
+        if let Some(c) = &scan.certificate {
+            let principals = if c.principals.is_empty() { "any host".into() } else { c.principals.join(",") };
+            println!("{:<16} presents a host certificate: id {:?}, CA {}, for {principals}", h.name, c.key_id, c.ca);
+            let trusted = h.ssh.cert_authorities.iter().any(|a| drover_ssh::fingerprint(a).is_ok_and(|f| f == c.ca));
+            if trusted {
+                println!("{:<16} {fp}  trusted by its @cert-authority: no pin needed", h.name);
+                continue;
+            }
+        }
         if let Some(p) = &pins {
             if let Some(why) = p.refusal(&h.name, &fp, &p.check(&h.name, &h.address, &fp)) {
                 eprintln!("{why}");
@@ -123,6 +146,26 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
         writeln!(f, "{l}")?;
     }
     Ok(if failed { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+/// Append `@cert-authority PATTERNS KEY` to the project's known_hosts
+/// (once: an identical line is not added again).
+fn record_ca(dir: &std::path::Path, ca: &std::path::Path, patterns: &str) -> anyhow::Result<ExitStatus> {
+    let text = std::fs::read_to_string(ca).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ca.display()))?;
+    let key: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let fp = drover_ssh::fingerprint(&key)
+        .map_err(|e| anyhow::anyhow!("{}: not an SSH public key ({e}); give the CA's .pub file", ca.display()))?;
+    let path = dir.join("known_hosts");
+    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap_or_default().lines().map(String::from).collect();
+    let line = format!("@cert-authority {patterns} {key}");
+    if lines.contains(&line) {
+        println!("CA {fp} already trusted for {patterns}");
+    } else {
+        lines.push(line);
+        std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        println!("CA {fp} trusted for {patterns}: host certificates it signs need no pinned key");
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Set `[hosts.NAME] host-key` in the project's inventory.toml to `key`,

@@ -110,6 +110,7 @@ fn from_entry(e: &HostEntry) -> Host {
         user: e.user.clone(),
         auth: drover_spec::Auth { key: e.key.as_ref().map(PathBuf::from), password: None },
         host_keys: e.host_keys.clone(),
+        ssh: Default::default(),
         roles: e.roles.clone(),
         groups: e.groups.clone(),
         vars: Default::default(),

@@ -14,30 +14,45 @@ use super::error::TransportError;
 use super::link::{AgentLink, LinkError};
 
 fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
-    let auth = match (&host.auth.key, &host.auth.password) {
-        (Some(k), _) => drover_ssh::Auth::Key { path: k.clone(), passphrase: None },
-        (None, Some(p)) => drover_ssh::Auth::Password(drover_ssh::Secret::new(p.clone())),
-        (None, None) => default_auth(),
+    let timeouts = drover_ssh::Timeouts {
+        connect: host.ssh.connect_timeout.unwrap_or(t.connect),
+        keepalive: host.ssh.server_alive_interval.unwrap_or(drover_ssh::Timeouts::default().keepalive),
+        ..Default::default()
     };
-    let timeouts = drover_ssh::Timeouts { connect: t.connect, ..Default::default() };
     drover_ssh::Target {
         address: host.address.clone(),
         port: host.port,
         user: host.user.clone(),
-        auth,
+        auth: auth(host),
         host_keys: host.host_keys.clone(),
+        cert_authorities: host.ssh.cert_authorities.clone(),
+        cert_names: vec![host.name.clone(), host.address.clone()],
         timeouts,
     }
 }
 
-/// No key or password configured: the SSH agent if one runs, else the
-/// conventional key file.
-fn default_auth() -> drover_ssh::Auth {
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        return drover_ssh::Auth::Agent;
+/// The order of docs/ssh.md: the inventory's key, ssh_config's
+/// `IdentityFile`s (or, when neither names one, the conventional
+/// `~/.ssh/id_{ed25519,ecdsa,rsa}` that exist), then the ssh-agent's keys
+/// unless `IdentitiesOnly`, then the password.
+fn auth(host: &Host) -> drover_ssh::Auth {
+    let cert = host.ssh.certificate_files.first().cloned();
+    let identity =
+        |path: &PathBuf, optional| drover_ssh::Identity { path: path.clone(), certificate: cert.clone(), optional };
+    let mut identities: Vec<_> = host.auth.key.iter().map(|k| identity(k, false)).collect();
+    // ssh skips an IdentityFile that does not exist; so does drover.
+    identities.extend(host.ssh.identity_files.iter().map(|k| identity(k, true)));
+    if identities.is_empty() {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            identities.push(identity(&home.join(".ssh").join(name), true));
+        }
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    drover_ssh::Auth::Key { path: home.join(".ssh/id_ed25519"), passphrase: None }
+    drover_ssh::Auth {
+        identities,
+        agent: !host.ssh.identities_only,
+        password: host.auth.password.as_ref().map(|p| drover_ssh::Secret::new(p.clone())),
+    }
 }
 
 /// The connection, and when the SSH session was up (the rest is `hello`).
