@@ -106,6 +106,10 @@ pub enum LabError {
     #[error("lab {lab:?} runs {existing} hosts; it cannot grow {requested} hosts. Use another `--lab`, or `drover lab down --lab {lab}` first")]
     InitMismatch { lab: String, existing: crate::Init, requested: crate::Init },
 
+    /// `up --ssh-ca` on a lab made without it, or the reverse.
+    #[error("lab {lab:?} was made {}; `up` must be asked the same way. Use another `--lab`, or `drover lab down --lab {lab}` first", if *.existing { "with --ssh-ca" } else { "without --ssh-ca" })]
+    SshCaMismatch { lab: String, existing: bool },
+
     /// The userspace link emulator could not be started or run.
     #[error("link emulator for {host}: {detail}")]
     Wire { host: String, detail: String },

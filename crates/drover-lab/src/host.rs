@@ -49,6 +49,8 @@ pub(crate) struct HostSetup<'a> {
     /// `op`'s /etc/shadow line: hashed by the first host (chpasswd is slow
     /// on purpose), copied to the others.
     pub shadow_line: &'a Mutex<Option<String>>,
+    /// `--ssh-ca`: certify the host key, trust the CA for logins.
+    pub ssh_ca: bool,
 }
 
 impl HostSetup<'_> {
@@ -65,6 +67,9 @@ impl HostSetup<'_> {
             sys::mount_overlay(self.base, &upper, &work, &merged)?;
         }
         self.write_identity(n, &merged)?;
+        if self.ssh_ca {
+            crate::ca::certify_host(paths, &merged, &host_name(n), &naming.address(n).to_string())?;
+        }
         if cgroups.is_some() {
             write_machine_id(&merged)?;
         }

@@ -25,6 +25,7 @@
 //! `docs/lab.md` for the user-facing description.
 
 mod base;
+mod ca;
 mod cgroup;
 mod cmd;
 pub mod config;

@@ -32,6 +32,9 @@ pub(crate) struct LabState {
     /// The base root filesystem the overlays are stacked on.
     pub base: PathBuf,
     pub hosts: Vec<HostRecord>,
+    /// Made with `--ssh-ca`: host keys certified, logins by certificate.
+    #[serde(default)]
+    pub ssh_ca: bool,
     /// Keyed by host name; absent means healthy.
     #[serde(default)]
     pub faults: BTreeMap<String, FaultRecord>,
@@ -77,6 +80,7 @@ impl LabState {
             init,
             base,
             hosts: Vec::new(),
+            ssh_ca: false,
             faults: BTreeMap::new(),
         }
     }

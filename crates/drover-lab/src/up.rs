@@ -59,6 +59,7 @@ pub fn up(
     name: &str,
     count: usize,
     init: Init,
+    ssh_ca: bool,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<UpReport, LabError> {
     let started = Instant::now();
@@ -80,18 +81,25 @@ pub fn up(
         Some(s) if s.init != init => {
             return Err(LabError::InitMismatch { lab: name.into(), existing: s.init, requested: init })
         }
+        Some(s) if s.ssh_ca != ssh_ca => return Err(LabError::SshCaMismatch { lab: name.into(), existing: s.ssh_ca }),
         Some(s) => s,
         None => {
             let base = base::ensure(config, init, &|dir| progress(Progress::BuildingBase { dir }))?;
             base_built_in = base.built_in;
             let _global = FileLock::acquire(&config.global_lock())?;
-            let state = LabState::new(name, net::free_index(config)?, init, base.dir);
+            let mut state = LabState::new(name, net::free_index(config)?, init, base.dir);
+            state.ssh_ca = ssh_ca;
             state.save(&paths.state_file())?;
             state
         }
     };
     host::check_base(&state.base)?;
-    let (authorized_key, password) = ensure_credentials(&paths, name)?;
+    let (mut authorized_key, password) = ensure_credentials(&paths, name)?;
+    if ssh_ca {
+        crate::ca::ensure(&paths, name)?;
+        // Logins by certificate only: the bare key is not authorized.
+        authorized_key.clear();
+    }
     let naming = Naming { idx: state.index };
     net::ensure_bridge(naming, name)?;
 
@@ -105,6 +113,7 @@ pub fn up(
         authorized_key: &authorized_key,
         password: &password,
         shadow_line: &shadow_line,
+        ssh_ca,
     };
     let numbers: Vec<u16> = (1..=u16::try_from(total).expect("total <= MAX_HOSTS")).collect();
     let recorded: Vec<u16> = state.hosts.iter().map(|h| h.n).collect();

@@ -126,6 +126,9 @@ pub(crate) fn merge(s: Stated<'_>, r: &Resolved) -> Reached {
     Reached { address, port, user, key: s.key.map(|(k, _)| k), ssh }
 }
 
+/// A key line that applies, and where it was found (`file:line`).
+pub(crate) type Found = (String, String);
+
 /// One known_hosts file: pinned keys and `@cert-authority` keys by pattern.
 #[derive(Debug, Default)]
 pub(crate) struct KnownHosts {
@@ -163,7 +166,7 @@ impl KnownHosts {
 
     /// Pinned keys and CA keys for a host known by `names` (name, address,
     /// `[address]:port`), with where each was found.
-    pub fn for_host(&self, names: &[&str]) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    pub fn for_host(&self, names: &[&str]) -> (Vec<Found>, Vec<Found>) {
         let pick = |v: &[(String, String, String)]| {
             v.iter().filter(|(who, _, _)| list_matches(who, names)).map(|(_, k, at)| (k.clone(), at.clone())).collect()
         };

@@ -45,8 +45,14 @@ pub enum LabCommand {
               value_parser = clap::builder::PossibleValuesParser::new(["runit", "systemd"])
                   .map(|s| s.parse::<Init>().expect("possible values parse")))]
         init: Init,
+        /// Run an SSH certificate authority: each host's host key is
+        /// certified (no pins needed) and root logs in only with the lab
+        /// key's certificate. Chosen at a lab's first `up`.
+        #[arg(long)]
+        ssh_ca: bool,
     },
-    /// Print an inventory.toml for the lab (root login by key, host keys pinned).
+    /// Print an inventory.toml for the lab (root login by key, host keys
+    /// pinned; with --ssh-ca, the CA trusted instead).
     Inventory {
         /// Print `address,user,password` lines for the non-root user instead.
         #[arg(long)]
@@ -100,7 +106,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
     });
     let name = args.lab.as_str();
     let result = match args.command {
-        LabCommand::Up { count, init } => return up(&config, name, count, init),
+        LabCommand::Up { count, init, ssh_ca } => return up(&config, name, count, init, ssh_ca),
         LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {
             print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
         }),
@@ -136,7 +142,7 @@ fn lab_error(e: LabError) -> anyhow::Error {
     }
 }
 
-fn up(config: &LabConfig, name: &str, count: u16, init: Init) -> anyhow::Result<ExitStatus> {
+fn up(config: &LabConfig, name: &str, count: u16, init: Init, ssh_ca: bool) -> anyhow::Result<ExitStatus> {
     let bar = ProgressBar::new(u64::from(count));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ready ({elapsed})")
@@ -156,7 +162,7 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init) -> anyhow::Result<
         Progress::Started { .. } => {}
         Progress::Ready { .. } => bar.inc(1),
     };
-    let result = drover_lab::up(config, name, usize::from(count), init, &on_progress);
+    let result = drover_lab::up(config, name, usize::from(count), init, ssh_ca, &on_progress);
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,

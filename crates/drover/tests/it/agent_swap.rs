@@ -33,8 +33,10 @@ impl Op {
             address: address.into(),
             port: 22,
             user: user.into(),
-            auth: drover_ssh::Auth::Password(drover_ssh::Secret::new(password.clone())),
+            auth: drover_ssh::Auth { password: Some(drover_ssh::Secret::new(password.clone())), ..Default::default() },
             host_keys: vec![f.lab_hosts()[i].host_key.clone()],
+            cert_authorities: vec![],
+            cert_names: vec![],
             timeouts: Default::default(),
         };
         let rt = tokio::runtime::Runtime::new().unwrap();

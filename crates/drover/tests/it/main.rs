@@ -39,6 +39,7 @@ mod serve;
 mod serve_alerts;
 mod serve_faults;
 mod sim;
+mod ssh;
 mod state_store;
 mod systemd;
 mod trees;

@@ -40,7 +40,17 @@ impl Fleet {
         Fleet::with_init(&format!("{name}-{init}"), n, init)
     }
 
+    /// A runit lab made with `lab up --ssh-ca` (host certificates, logins by
+    /// user certificate only), with the inventory `lab inventory` writes.
+    pub fn with_ssh_ca(name: &str, n: usize) -> Fleet {
+        Fleet::build(name, n, Init::Runit, &["--ssh-ca"])
+    }
+
     fn with_init(name: &str, n: usize, init: Init) -> Fleet {
+        Fleet::build(name, n, init, &[])
+    }
+
+    fn build(name: &str, n: usize, init: Init, up_args: &[&str]) -> Fleet {
         assert!(
             std::fs::read_to_string("/proc/self/status")
                 .unwrap()
@@ -50,7 +60,10 @@ impl Fleet {
         );
         let name = LabName::claim(name);
         let _ = lab_cmd(name.as_str(), &["down"]);
-        let up = lab_cmd(name.as_str(), &["up", &n.to_string(), "--init", init.as_str()]);
+        let count = n.to_string();
+        let mut args = vec!["up", &count, "--init", init.as_str()];
+        args.extend_from_slice(up_args);
+        let up = lab_cmd(name.as_str(), &args);
         assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
         let dir = tempfile::tempdir().unwrap();
         let proj = dir.path().join("proj");
@@ -113,6 +126,17 @@ impl Fleet {
         Run::from(self.command(args).output().unwrap())
     }
 
+    /// `drover` with `env` set (and SSH_AUTH_SOCK unset unless `env` sets
+    /// it: which ssh-agent a run sees is the test's choice).
+    pub fn drover_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+        let mut c = self.command(args);
+        c.env_remove("SSH_AUTH_SOCK");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::from(c.output().unwrap())
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(DROVER);
         c.arg("-C").arg(self.project()).args(args).stdin(Stdio::null());
@@ -170,6 +194,10 @@ impl Fleet {
                 .output()
                 .unwrap(),
         )
+    }
+
+    pub fn lab_name(&self) -> &str {
+        self.name.as_str()
     }
 
     pub fn lab(&self, args: &[&str]) -> Run {

@@ -1,0 +1,63 @@
+//! ssh_config-only projects (docs/ssh.md, "ssh_config").
+
+use super::tools::said;
+use crate::support::Fleet;
+
+/// Item 2: an inventory of bare names, everything else from the ssh_config
+/// given by -F (HostName, User, Port, IdentityFile, UserKnownHostsFile);
+/// `inventory show` says where each value came from, and the inventory
+/// wins where it states a value.
+#[test]
+fn an_inventory_of_bare_names_applies_through_ssh_config_and_show_names_each_source() {
+    let f = Fleet::new("ssh-config", 1);
+    let h = &f.lab_hosts()[0];
+    let lab_key = drover_lab::Lab::open(f.lab_name()).unwrap().key_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let known = tmp.path().join("known");
+    std::fs::write(&known, format!("web1 {}\n", h.host_key)).unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# lab\nHost web*\n  HostName {}\n  Port 22\nHost *\n  User root\n  IdentityFile {}\n  UserKnownHostsFile {}\n  ConnectTimeout 7\n",
+            h.address,
+            lab_key.display(),
+            known.display()
+        ),
+    )
+    .unwrap();
+    let inv = f.project().join("inventory.toml");
+    std::fs::write(&inv, "# bare names: ssh_config says how\n[hosts.web1]\n").unwrap();
+    let cfg_flag = cfg.display().to_string();
+
+    let r = f.drover(&["-F", &cfg_flag, "apply", "--json"]);
+    assert_eq!(r.code, 0, "apply through ssh_config:\n{}", said(&r));
+
+    let r = f.drover(&["-F", &cfg_flag, "inventory", "show", "web1", "--json"]);
+    assert_eq!(r.code, 0, "{}", said(&r));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let source = |field: &str| {
+        v["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["field"] == field)
+            .map(|x| (x["value"].as_str().unwrap().to_string(), x["source"].as_str().unwrap().to_string()))
+            .unwrap_or_else(|| panic!("{field} in {v}"))
+    };
+    let c = cfg.display().to_string();
+    assert_eq!(source("address"), (h.address.to_string(), format!("{c}:3")));
+    assert_eq!(source("port"), ("22".into(), format!("{c}:4")));
+    assert_eq!(source("user"), ("root".into(), format!("{c}:6")));
+    assert_eq!(source("identity-file"), (lab_key.display().to_string(), format!("{c}:7")));
+    assert_eq!(source("connect-timeout"), ("7s".into(), format!("{c}:9")));
+    assert_eq!(source("host-key").1, format!("{}:1", known.display()));
+
+    // The inventory wins where it is explicit, and says so with its line.
+    std::fs::write(&inv, "# bare names: ssh_config says how\n[hosts.web1]\nport = 22\n").unwrap();
+    let r = f.drover(&["-F", &cfg_flag, "inventory", "show", "web1"]);
+    assert_eq!(r.code, 0, "{}", said(&r));
+    let port = r.stdout.lines().find(|l| l.trim_start().starts_with("port ")).unwrap_or_default();
+    assert!(port.trim_end().ends_with("inventory.toml:3"), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l.contains("address") && l.ends_with(&format!("{c}:3"))), "{}", r.stdout);
+}
