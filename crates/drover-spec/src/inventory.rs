@@ -104,10 +104,12 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
             let own = entry.fields();
             let f = defaults.overlay(&own);
             let line = lines.line_of(span.start);
+            // A `[hosts.X]` table's span is its header: its keys run to the next header.
+            let body = span.start..text[span.end..].find("\n[").map_or(text.len(), |i| span.end + i);
             // Where a field set for this host was written.
             let at = |key: &str, mine: bool, inv_default: bool| {
                 if mine {
-                    format!("inventory.toml:{}", key_line(&text, span.clone(), key).unwrap_or(line))
+                    format!("inventory.toml:{}", key_line(&text, body.clone(), key).unwrap_or(line))
                 } else if inv_default {
                     format!("inventory.toml:{}", key_line(&text, inv_defaults.clone(), key).unwrap_or(0))
                 } else {
