@@ -54,6 +54,7 @@ const WITHOUT_STORE: &[(&str, &str)] = &[
     ("logs", "reads the hosts' logs and records nothing"),
     ("trust", "writes the project's known_hosts"),
     ("inventory import ansible", "converts an inventory file"),
+    ("inventory show", "reads the project and ssh_config only"),
     ("secret init", "secrets are files of the project"),
     ("secret set", "secrets are files of the project"),
     ("secret edit", "secrets are files of the project"),
