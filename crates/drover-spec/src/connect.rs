@@ -9,6 +9,7 @@
 //! root). Key files are all tried: the inventory's `key` first, then
 //! ssh_config's `IdentityFile`s in their order.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -128,6 +129,51 @@ pub(crate) fn merge(s: Stated<'_>, r: &Resolved) -> Reached {
 
 /// A key line that applies, and where it was found (`file:line`).
 pub(crate) type Found = (String, String);
+
+/// known_hosts files: the project's, and those ssh_config names
+/// (`UserKnownHostsFile`), each read once.
+#[derive(Default)]
+pub(crate) struct Known {
+    pub project: KnownHosts,
+    pub user: BTreeMap<PathBuf, KnownHosts>,
+}
+
+/// What every host is resolved against.
+pub(crate) struct Ctx {
+    pub ssh: ssh_config::SshConfig,
+    pub known: Known,
+}
+
+impl Ctx {
+    /// Merge what the inventory states with ssh_config, and add the pins and
+    /// CA keys known_hosts files hold for the result.
+    pub fn reach(&mut self, stated: Stated<'_>, pins: &mut Vec<(String, String)>) -> Result<Reached, SpecError> {
+        let name = stated.name.to_string();
+        let r = self.ssh.resolve(&name)?;
+        let mut reached = merge(stated, &r);
+        let bracketed = format!("[{}]:{}", reached.address, reached.port);
+        let names = [name.as_str(), reached.address.as_str(), bracketed.as_str()];
+        let mut files = vec![&self.known.project];
+        let tokens =
+            ssh_config::Tokens { name: &name, host: &reached.address, user: &reached.user, port: reached.port };
+        let paths: Vec<PathBuf> = r.known_hosts_files.iter().map(|f| ssh_config::expand(&f.value, &tokens)).collect();
+        for p in &paths {
+            if !self.known.user.contains_key(p) {
+                self.known.user.insert(p.clone(), KnownHosts::load(p, &p.display().to_string()));
+            }
+        }
+        files.extend(paths.iter().filter_map(|p| self.known.user.get(p)));
+        for k in files {
+            let (keys, cas) = k.for_host(&names);
+            pins.extend(keys);
+            for (ca, at) in cas {
+                reached.ssh.provenance.push(Provenance { field: "cert-authority", value: ca.clone(), source: at });
+                reached.ssh.cert_authorities.push(ca);
+            }
+        }
+        Ok(reached)
+    }
+}
 
 /// One known_hosts file: pinned keys and `@cert-authority` keys by pattern.
 #[derive(Debug, Default)]

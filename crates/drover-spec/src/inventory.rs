@@ -6,15 +6,17 @@
 //! their address. `inventory.csv.age` is the same list encrypted
 //! (docs/secrets.md); its errors never show its lines, which hold passwords.
 //! A password may be a secret: `password = { secret = "NAME" }`.
+//! What a host's entry leaves out (even its address: an inventory may list
+//! bare names) comes from ssh_config, and pins and CA keys from known_hosts
+//! files: see [`crate::connect`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::connect::{self, key_line, table_range, KnownHosts, Reached, SshSettings, Stated};
+use crate::connect::{self, key_line, table_range, Ctx, Known, KnownHosts, Reached, SshSettings, Stated};
 use crate::diag::{line_span, SpecError};
 use crate::files::{HostFields, InventoryFile, Password, Vars};
-use crate::ssh_config::SshConfig;
 
 /// A host, resolved: everything needed to reach it and compile for it.
 #[derive(Debug, Clone)]
@@ -271,56 +273,6 @@ fn build(
         groups: f.groups.clone().unwrap_or_default(),
         vars,
         origin,
-    }
-}
-
-/// known_hosts files: the project's, and those ssh_config names
-/// (`UserKnownHostsFile`), each read once.
-#[derive(Default)]
-struct Known {
-    project: KnownHosts,
-    user: BTreeMap<PathBuf, KnownHosts>,
-}
-
-/// What every host is resolved against.
-struct Ctx {
-    ssh: SshConfig,
-    known: Known,
-}
-
-impl Ctx {
-    /// Merge what the inventory states with ssh_config, and add the pins and
-    /// CA keys known_hosts files hold for the result.
-    fn reach(&mut self, stated: Stated<'_>, pins: &mut Vec<(String, String)>) -> Result<Reached, SpecError> {
-        let name = stated.name.to_string();
-        let r = self.ssh.resolve(&name)?;
-        let mut reached = connect::merge(stated, &r);
-        let bracketed = format!("[{}]:{}", reached.address, reached.port);
-        let names = [name.as_str(), reached.address.as_str(), bracketed.as_str()];
-        let mut files = vec![&self.known.project];
-        let tokens =
-            crate::ssh_config::Tokens { name: &name, host: &reached.address, user: &reached.user, port: reached.port };
-        let paths: Vec<PathBuf> =
-            r.known_hosts_files.iter().map(|f| crate::ssh_config::expand(&f.value, &tokens)).collect();
-        for p in &paths {
-            if !self.known.user.contains_key(p) {
-                self.known.user.insert(p.clone(), KnownHosts::load(p, &p.display().to_string()));
-            }
-        }
-        files.extend(paths.iter().filter_map(|p| self.known.user.get(p)));
-        for k in files {
-            let (keys, cas) = k.for_host(&names);
-            pins.extend(keys);
-            for (ca, at) in cas {
-                reached.ssh.provenance.push(connect::Provenance {
-                    field: "cert-authority",
-                    value: ca.clone(),
-                    source: at,
-                });
-                reached.ssh.cert_authorities.push(ca);
-            }
-        }
-        Ok(reached)
     }
 }
 

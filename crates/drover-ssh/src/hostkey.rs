@@ -188,3 +188,55 @@ async fn scan(address: &str, port: u16, timeout: Duration, certs: bool) -> Resul
         None => Err(SshError::Timeout { addr, stage: "handshake" }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use super::*;
+
+    fn keygen(dir: &Path, name: &str) -> PathBuf {
+        let key = dir.join(name);
+        let ok = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+        assert!(ok.success());
+        key
+    }
+
+    /// `ssh-keygen -s ca …` over `key`'s public half; the certificate.
+    fn sign(ca: &Path, key: &Path, host: bool, principals: &str) -> Certificate {
+        let mut c = Command::new("ssh-keygen");
+        c.args(["-q", "-s"]).arg(ca).args(["-I", "test"]);
+        if host {
+            c.arg("-h");
+        }
+        if !principals.is_empty() {
+            c.args(["-n", principals]);
+        }
+        assert!(c.arg(key.with_extension("pub")).status().unwrap().success());
+        let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
+        Certificate::from_openssh(&std::fs::read_to_string(cert).unwrap()).unwrap()
+    }
+
+    fn public(key: &Path) -> PublicKey {
+        parse(&std::fs::read_to_string(key.with_extension("pub")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_host_certificate_is_judged_by_its_ca_type_and_principals() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, other) = (keygen(dir.path(), "ca"), keygen(dir.path(), "other"));
+        let host = keygen(dir.path(), "host");
+        let trusted = [public(&ca)];
+        let names = ["h1".to_string(), "10.0.0.1".to_string()];
+
+        assert_eq!(judge(&sign(&ca, &host, true, "h1,10.0.0.1"), &trusted, &names), None);
+        assert_eq!(judge(&sign(&ca, &host, true, ""), &trusted, &names), None, "no principals: any host");
+        let why = judge(&sign(&other, &host, true, "h1"), &trusted, &names).unwrap();
+        assert!(why.contains("not trusted") && why.contains("SHA256:"), "{why}");
+        let why = judge(&sign(&ca, &host, true, "h2"), &trusted, &names).unwrap();
+        assert!(why.contains("valid for h2 but not for this host"), "{why}");
+        let why = judge(&sign(&ca, &host, false, "h1"), &trusted, &names).unwrap();
+        assert!(why.contains("user certificate"), "{why}");
+    }
+}
