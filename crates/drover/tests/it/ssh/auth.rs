@@ -73,3 +73,35 @@ fn a_passphrase_key_logs_in_through_the_agent_and_without_one_fails_saying_to_us
     let r = login(&f, &[(k, v.as_os_str())]);
     assert_eq!(r.code, 0, "the agent signs for the locked key:\n{}", said(&r));
 }
+
+/// Item 3: on a terminal, a passphrase is asked once per run and key, not
+/// once per host. (`script` gives the run a terminal; the passphrase is
+/// typed after the prompt appears.)
+#[test]
+fn a_passphrase_is_asked_once_per_run_on_a_terminal_for_every_host() {
+    let f = Fleet::new("ssh-prompt", 2);
+    let keys = tempfile::tempdir().unwrap();
+    let locked = keygen(keys.path(), "id_locked", "ed25519", "correct horse");
+    authorize(&f, 0, &[&locked]);
+    authorize(&f, 1, &[&locked]);
+    use_key(&f, &locked);
+    let command = format!("{} -C {} exec all -- true", crate::support::DROVER, f.project().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Typed once the prompt is up; the input stays open until the run ends.
+    let mut typing = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::io::Write::write_all(&mut typing, b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(typing);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("Enter passphrase for key").count(), 1, "asked once for two hosts:\n{text}");
+    assert!(!text.contains("correct horse"), "the passphrase is not echoed:\n{text}");
+}
