@@ -27,6 +27,16 @@ fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
         auth,
         host_keys: host.host_keys.clone(),
         timeouts,
+        proxy_jump: host
+            .proxy_jump
+            .iter()
+            .map(|h| drover_ssh::Hop {
+                user: h.user.clone(),
+                address: h.address.clone(),
+                port: h.port,
+                host_keys: h.host_keys.clone(),
+            })
+            .collect(),
     }
 }
 
