@@ -26,7 +26,7 @@ mod session;
 mod target;
 
 pub use error::SshError;
-pub use hostkey::{fingerprint, scan_host_key};
+pub use hostkey::{fingerprint, scan_host_key, scan_host_key_through};
 pub use process::{ExitInfo, ExitWaiter, Output, RemoteProcess};
 pub use session::Session;
 pub use target::{Auth, Hop, Secret, Target, Timeouts};
