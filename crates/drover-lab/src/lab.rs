@@ -312,6 +312,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bastion_lab_inventory_jumps_through_the_bastion() {
+        let mut lab = lab();
+        assert!(!lab.inventory_toml().contains("proxy-jump"));
+        let b = Naming { idx: 0 }.address(Naming::BASTION);
+        lab.bastion = Some(LabHost {
+            name: "bastion".into(),
+            address: b,
+            host_key: "ssh-ed25519 AAAAb".into(),
+            ..lab.hosts[0].clone()
+        });
+        let parsed: toml::Table = toml::from_str(&lab.inventory_toml()).unwrap();
+        assert_eq!(parsed["defaults"]["proxy-jump"].as_str(), Some("root@10.213.0.10"));
+        assert!(lab.inventory_toml().contains("10.213.0.10 ssh-ed25519 AAAAb"), "the known_hosts line, to copy");
+        assert!(parsed["hosts"].get("bastion").is_none(), "the bastion is no deploy target");
+    }
+
+    #[test]
     fn select_hosts() {
         let lab = lab();
         assert_eq!(lab.select("all").unwrap().len(), 2);

@@ -23,11 +23,12 @@ fn an_ansible_proxy_jump_is_imported_and_the_hosts_converge_through_it() {
         jump_of(&f)
     );
     fs::write(f.project().join("hosts.ini"), ini).unwrap();
-    let r = f.drover(&["inventory", "import", "ansible", "hosts.ini", "--force"]);
+    let ini_path = f.project().join("hosts.ini");
+    let r = f.drover(&["inventory", "import", "ansible", ini_path.to_str().unwrap(), "--force"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stderr.contains(
-            "ansible_ssh_common_args imported with a caveat: its ProxyJump became proxy-jump; \
+            "group web: ansible_ssh_common_args imported with a caveat: its ProxyJump became proxy-jump; \
              the other OpenSSH options (-o StrictHostKeyChecking=no) were not imported"
         ),
         "{}",

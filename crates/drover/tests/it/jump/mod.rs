@@ -43,9 +43,9 @@ pub fn assert_no_route(h: &LabHost) {
 
 /// Run `args` inside lab host `h` (its namespace, chrooted in its root).
 pub fn in_lab_host(h: &LabHost, args: &[&str]) -> Run {
-    let out =
-        Command::new("ip").args(["netns", "exec", &h.netns, "chroot"]).arg(&h.root).args(args).stdin(Stdio::null());
-    Run::from(out.output().unwrap())
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &h.netns, "chroot"]).arg(&h.root).args(args).stdin(Stdio::null());
+    Run::from(cmd.output().unwrap())
 }
 
 /// The bastion's address, as `proxy-jump` names it.
