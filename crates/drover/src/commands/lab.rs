@@ -218,6 +218,9 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init, bastion: bool) -> 
         let _ = writeln!(out, "  user {} (password, sudo): drover lab inventory --csv{}", lab.user(), lab_flag(name));
     }
     let _ = writeln!(out, "next: drover lab inventory{} > inventory.toml", lab_flag(name));
+    if lab.bastion().is_some() {
+        let _ = writeln!(out, "      drover trust   (pins the bastion's key: hosts are reached through it)");
+    }
     Ok(ExitStatus::Success)
 }
 
