@@ -36,6 +36,7 @@ pub struct Lab {
     pub(crate) paths: LabPaths,
     pub(crate) state: LabState,
     hosts: Vec<LabHost>,
+    bastion: Option<LabHost>,
     password: Redacted,
 }
 
@@ -64,19 +65,17 @@ impl Lab {
         let pw_path = paths.password_file();
         let password = fs::read_to_string(&pw_path).map_err(LabError::io("read", &pw_path))?.trim().to_string();
         let naming = Naming { idx: state.index };
-        let hosts = state
-            .hosts
-            .iter()
-            .map(|h| LabHost {
-                name: h.name.clone(),
-                address: h.address,
-                netns: naming.netns(h.n),
-                root: paths.merged(h.n),
-                upper: paths.upper(h.n),
-                host_key: h.host_key.clone(),
-            })
-            .collect();
-        Ok(Lab { config: config.clone(), paths, state, hosts, password: Redacted(password) })
+        let host = |h: &crate::state::HostRecord| LabHost {
+            name: h.name.clone(),
+            address: h.address,
+            netns: naming.netns(h.n),
+            root: paths.merged(h.n),
+            upper: paths.upper(h.n),
+            host_key: h.host_key.clone(),
+        };
+        let hosts = state.hosts.iter().map(host).collect();
+        let bastion = state.bastion.as_ref().map(host);
+        Ok(Lab { config: config.clone(), paths, state, hosts, bastion, password: Redacted(password) })
     }
 
     pub fn name(&self) -> &str {
@@ -96,6 +95,12 @@ impl Lab {
     /// The controller's address on the lab network.
     pub fn gateway(&self) -> Ipv4Addr {
         Naming { idx: self.state.index }.gateway()
+    }
+
+    /// The jump host of a lab brought up with `--bastion`: the one lab
+    /// address the controller can reach. Not among [`Lab::hosts`].
+    pub fn bastion(&self) -> Option<&LabHost> {
+        self.bastion.as_ref()
     }
 
     pub fn hosts(&self) -> &[LabHost] {
@@ -155,6 +160,16 @@ impl Lab {
         let ca = self.ssh_ca();
         if let Some(ca) = &ca {
             let _ = writeln!(out, "cert-authority = {}", toml_string(ca));
+        }
+        if let Some(b) = &self.bastion {
+            // Its key goes to the project's known_hosts (`drover trust`
+            // pins it), where every jump host's key is looked up.
+            let _ = write!(
+                out,
+                "# Every host is reached through the lab's bastion; pin its key with `drover trust`\n\
+                 # (or add this line to known_hosts: {} {}).\nproxy-jump = \"root@{}\"\n",
+                b.address, b.host_key, b.address
+            );
         }
         for h in &self.hosts {
             let _ = write!(
@@ -311,6 +326,23 @@ mod tests {
         assert_eq!(parsed["hosts"]["h2"]["address"].as_str(), Some("10.213.0.12"));
         assert_eq!(lab.inventory_csv(), "10.213.0.11,op,pw123\n10.213.0.12,op,pw123\n");
         assert!(!format!("{lab:?}").contains("pw123"));
+    }
+
+    #[test]
+    fn a_bastion_lab_inventory_jumps_through_the_bastion() {
+        let mut lab = lab();
+        assert!(!lab.inventory_toml().contains("proxy-jump"));
+        let b = Naming { idx: 0 }.address(Naming::BASTION);
+        lab.bastion = Some(LabHost {
+            name: "bastion".into(),
+            address: b,
+            host_key: "ssh-ed25519 AAAAb".into(),
+            ..lab.hosts[0].clone()
+        });
+        let parsed: toml::Table = toml::from_str(&lab.inventory_toml()).unwrap();
+        assert_eq!(parsed["defaults"]["proxy-jump"].as_str(), Some("root@10.213.0.10"));
+        assert!(lab.inventory_toml().contains("10.213.0.10 ssh-ed25519 AAAAb"), "the known_hosts line, to copy");
+        assert!(parsed["hosts"].get("bastion").is_none(), "the bastion is no deploy target");
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub(crate) struct LabState {
     /// Made with `--ssh-ca`: host keys certified, logins by certificate.
     #[serde(default)]
     pub ssh_ca: bool,
+    /// The jump host of a lab brought up with `--bastion` (host number 0):
+    /// the only lab address the controller's namespace has a route to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<HostRecord>,
     /// Keyed by host name; absent means healthy.
     #[serde(default)]
     pub faults: BTreeMap<String, FaultRecord>,
@@ -81,6 +85,7 @@ impl LabState {
             base,
             hosts: Vec::new(),
             ssh_ca: false,
+            bastion: None,
             faults: BTreeMap::new(),
         }
     }

@@ -145,6 +145,12 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Pinned keys of a jump host at `address` (the project's known_hosts,
+    /// where `drover trust` pins hops).
+    pub fn pins_of(&self, address: &str) -> Vec<String> {
+        self.known.project.for_host(&[address]).0.into_iter().map(|(k, _)| k).collect()
+    }
+
     /// Merge what the inventory states with ssh_config, and add the pins and
     /// CA keys known_hosts files hold for the result.
     pub fn reach(&mut self, stated: Stated<'_>, pins: &mut Vec<(String, String)>) -> Result<Reached, SpecError> {

@@ -104,6 +104,8 @@ pub struct HostFields {
     /// An SSH certificate authority's public key (`ssh-ed25519 AAAA…`):
     /// host certificates it signed are accepted without a pinned host key.
     pub cert_authority: Option<String>,
+    /// Jump hosts, `"user@bastion:22"` or a chain `"a,b"` (`crate::jump`).
+    pub proxy_jump: Option<Spanned<String>>,
 }
 
 /// A login password: in clear (`password = "…"`), or one of the project's
@@ -153,6 +155,7 @@ pub struct HostEntry {
     pub cert_authority: Option<String>,
     /// Pinned SSH host key ("ssh-ed25519 AAAA…").
     pub host_key: Option<String>,
+    pub proxy_jump: Option<Spanned<String>>,
     #[serde(default)]
     pub vars: Vars,
 }
@@ -162,6 +165,8 @@ pub struct HostEntry {
 pub struct GroupEntry {
     #[serde(default)]
     pub vars: Vars,
+    /// Jump hosts for the group's hosts that set none themselves.
+    pub proxy_jump: Option<Spanned<String>>,
 }
 
 /// `roles/<role>.toml`
@@ -319,6 +324,7 @@ impl HostEntry {
             roles: self.roles.clone(),
             groups: self.groups.clone(),
             cert_authority: self.cert_authority.clone(),
+            proxy_jump: self.proxy_jump.clone(),
         }
     }
 }
@@ -334,6 +340,7 @@ impl HostFields {
             roles: over.roles.clone().or_else(|| self.roles.clone()),
             groups: over.groups.clone().or_else(|| self.groups.clone()),
             cert_authority: over.cert_authority.clone().or_else(|| self.cert_authority.clone()),
+            proxy_jump: over.proxy_jump.clone().or_else(|| self.proxy_jump.clone()),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::connect::{self, key_line, table_range, Ctx, Known, KnownHosts, Reached, SshSettings, Stated};
 use crate::diag::{line_span, SpecError};
 use crate::files::{HostFields, InventoryFile, Password, Vars};
+use crate::jump::{self, JumpHop};
 
 /// A host, resolved: everything needed to reach it and compile for it.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct Host {
     pub host_keys: Vec<String>,
     /// ssh_config's settings, CA keys and where every value came from.
     pub ssh: SshSettings,
+    /// Jump hosts to reach it through, first hop first; empty: direct.
+    pub proxy_jump: Vec<JumpHop>,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub vars: Vars,
@@ -138,10 +141,21 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
             let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, &sources);
             let origin = format!("inventory.toml:{line}");
             let password = password(src.secrets, f.password.as_ref(), name, &origin)?;
-            hosts.push(RawHost {
-                host: build(name, reached, &f, password, pins, entry.vars.clone(), origin),
-                role_refs,
-            });
+            let mut host = build(name, reached, &f, password, pins, entry.vars.clone(), origin);
+            // The most specific setting wins: the host's, its first group's
+            // that sets one, inventory.toml's [defaults], drover.toml's, then
+            // ssh_config's ProxyJump.
+            let group_jump = || f.groups.iter().flatten().find_map(|g| inv.groups.get(g)?.proxy_jump.as_ref());
+            let jump = entry.proxy_jump.as_ref().or_else(group_jump).or(inv.defaults.proxy_jump.as_ref());
+            host.proxy_jump = match jump {
+                Some(v) => {
+                    let at = format!("inventory.toml:{}", lines.line_of(v.span().start));
+                    note_jump(&mut host, v.get_ref(), at);
+                    jump::resolve(v, "inventory.toml", &text, &host.user, &|a| ctx.pins_of(a))?
+                }
+                None => project_jump(src, &mut host, &ctx)?,
+            };
+            hosts.push(RawHost { host, role_refs });
         }
         for (name, g) in inv.groups {
             groups.insert(name, g.vars);
@@ -269,6 +283,7 @@ fn build(
         auth: Auth { key: reached.key, password },
         host_keys: host_keys.into_iter().map(|(k, _)| k).collect(),
         ssh,
+        proxy_jump: Vec::new(),
         roles: f.roles.iter().flatten().map(|r| r.get_ref().clone()).collect(),
         groups: f.groups.clone().unwrap_or_default(),
         vars,
@@ -347,11 +362,35 @@ fn parse_csv(src: &Sources<'_>, name: &str, text: &str, ctx: &mut Ctx) -> Result
         let mut pins = Vec::new();
         let reached = ctx.reach(stated, &mut pins)?;
         let password = Some(cols[2].to_string());
-        let host = build(cols[0], reached, &f, password, pins, Vars::new(), at);
+        let mut host = build(cols[0], reached, &f, password, pins, Vars::new(), at);
+        host.proxy_jump = project_jump(src, &mut host, ctx)?;
         out.push(RawHost { host, role_refs: refs });
     }
     match SpecError::many(errors) {
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// drover.toml's `[defaults] proxy-jump`, else ssh_config's `ProxyJump`,
+/// for a host that sets none closer.
+fn project_jump(src: &Sources<'_>, host: &mut Host, ctx: &Ctx) -> Result<Vec<JumpHop>, SpecError> {
+    if let Some(v) = &src.project_defaults.proxy_jump {
+        let line = src.project_text[..v.span().start.min(src.project_text.len())].matches('\n').count() + 1;
+        note_jump(host, v.get_ref(), format!("{}:{line}", src.project_name));
+        return jump::resolve(v, src.project_name, src.project_text, &host.user, &|a| ctx.pins_of(a));
+    }
+    let Some(raw) = host.ssh.proxy_jump.clone() else { return Ok(Vec::new()) };
+    // Errors name the ssh_config line the value came from.
+    let at = host.ssh.provenance.iter().find(|p| p.field == "proxy-jump").map(|p| p.source.clone()).unwrap_or_default();
+    let spanned = toml::Spanned::new(0..raw.len(), raw.clone());
+    jump::resolve(&spanned, &at, &raw, &host.user, &|a| ctx.pins_of(a))
+}
+
+/// The inventory's `proxy-jump` wins over ssh_config's: say so in the
+/// host's provenance.
+fn note_jump(host: &mut Host, value: &str, at: String) {
+    host.ssh.provenance.retain(|p| p.field != "proxy-jump");
+    host.ssh.proxy_jump = Some(value.to_string());
+    host.ssh.provenance.push(connect::Provenance { field: "proxy-jump", value: value.to_string(), source: at });
 }

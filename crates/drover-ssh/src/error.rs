@@ -36,6 +36,14 @@ pub enum SshError {
     Channel { addr: String, source: russh::Error },
     #[error("{addr}: connection lost ({reason})")]
     Disconnected { addr: String, reason: String },
+    /// Reaching or logging in to jump host `hop` (number `n` of `of`)
+    /// failed: the bastion, not the target, is the problem.
+    #[error("jump host {hop} (hop {n} of {of}): {source}")]
+    Jump { hop: String, n: usize, of: usize, source: Box<SshError> },
+    /// Jump host `via` is up but could not open a connection onwards to `to`
+    /// (the target, or the next hop).
+    #[error("{to}: unreachable through jump host {via}: {reason}")]
+    Forward { via: String, to: String, reason: String },
 }
 
 impl SshError {
@@ -44,6 +52,8 @@ impl SshError {
         match self {
             SshError::Connect { source, .. } => !matches!(source.kind(), std::io::ErrorKind::InvalidInput),
             SshError::Timeout { .. } | SshError::Disconnected { .. } | SshError::Channel { .. } => true,
+            SshError::Jump { source, .. } => source.is_transient(),
+            SshError::Forward { reason, .. } => !reason.contains("refuses forwarding"),
             _ => false,
         }
     }

@@ -162,18 +162,39 @@ pub async fn scan_host(address: &str, port: u16, timeout: Duration) -> Result<Sc
 }
 
 async fn scan(address: &str, port: u16, timeout: Duration, certs: bool) -> Result<Scan, SshError> {
-    let addr = if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") };
+    let addr = crate::target::join_addr(address, port);
+    let socket = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr))
+        .await
+        .map_err(|_| SshError::Timeout { addr: addr.clone(), stage: "tcp connect" })?
+        .map_err(|source| SshError::Connect { addr: addr.clone(), source })?;
+    scan_over(socket, addr, timeout, certs).await
+}
+
+/// [`scan_host`] for a target behind jump hosts: the hops' keys must
+/// be pinned already (pin the first hop first, then the next: `drover
+/// trust` goes hop by hop), and the hops are logged into with the target's
+/// auth; the target itself is only scanned, not logged into.
+pub async fn scan_host_key_through(t: &crate::Target) -> Result<Scan, SshError> {
+    if t.proxy_jump.is_empty() {
+        return scan_host(&t.address, t.port, t.timeouts.connect).await;
+    }
+    let addr = t.addr();
+    let via = crate::jump::session(&t.proxy_jump, t).await?;
+    let stream = crate::jump::forward(&via, &t.address, t.port, &addr, t.timeouts.connect).await?;
+    scan_over(stream, addr, t.timeouts.connect, true).await
+}
+
+async fn scan_over<S>(stream: S, addr: String, timeout: Duration, certs: bool) -> Result<Scan, SshError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let offered = Arc::new(Mutex::new(None));
     let cert = Arc::new(Mutex::new(None));
     let checker =
         Checker { pinned: vec![], authorities: vec![], names: vec![], offered: offered.clone(), cert: cert.clone() };
     let config = Arc::new(russh::client::Config { preferred: preferred(certs), ..Default::default() });
-    let socket = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr))
-        .await
-        .map_err(|_| SshError::Timeout { addr: addr.clone(), stage: "tcp connect" })?
-        .map_err(|source| SshError::Connect { addr: addr.clone(), source })?;
     // The handshake fails (we accept no key) once the key has been seen.
-    let _ = tokio::time::timeout(timeout, russh::client::connect_stream(config, socket, checker)).await;
+    let _ = tokio::time::timeout(timeout, russh::client::connect_stream(config, stream, checker)).await;
     let key = offered.lock().ok().and_then(|k| k.clone());
     let certificate = cert.lock().ok().and_then(|c| c.clone()).map(|mut c| {
         c.refused = None;

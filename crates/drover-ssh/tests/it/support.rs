@@ -20,5 +20,6 @@ pub fn target(port: u16, connect: Duration) -> Target {
         cert_authorities: vec![],
         cert_names: vec![],
         timeouts: Timeouts { connect, ..Default::default() },
+        proxy_jump: Vec::new(),
     }
 }

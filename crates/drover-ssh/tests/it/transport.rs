@@ -75,3 +75,21 @@ fn secrets_never_print() {
     let shown = format!("{t:?}");
     assert!(shown.contains("password: Some(***)") && !shown.contains("hunter2"), "{shown}");
 }
+
+#[tokio::test]
+async fn an_unreachable_jump_host_is_named_as_the_hop_that_failed() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut t = target(22, Duration::from_secs(2));
+    t.address = "10.255.255.1".into(); // never dialled: the bastion fails first
+    t.proxy_jump =
+        vec![drover_ssh::Hop { user: "ops".into(), address: "127.0.0.1".into(), port, host_keys: vec![KEY.into()] }];
+    let err = Session::connect(&t).await.err().unwrap();
+    let SshError::Jump { hop, n, of, source } = &err else { panic!("not a jump error: {err}") };
+    assert_eq!((hop.as_str(), *n, *of), (format!("ops@127.0.0.1:{port}").as_str(), 1, 1));
+    assert!(matches!(**source, SshError::Connect { .. }), "{source}");
+    assert!(err.to_string().starts_with(&format!("jump host ops@127.0.0.1:{port} (hop 1 of 1): ")), "{err}");
+    assert!(err.is_transient(), "a bastion that is down may come back");
+}

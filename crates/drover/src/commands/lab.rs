@@ -50,6 +50,12 @@ pub enum LabCommand {
         /// key's certificate. Chosen at a lab's first `up`.
         #[arg(long)]
         ssh_ca: bool,
+        /// Put the hosts behind a jump host: adds `bastion` (address .10)
+        /// and leaves this machine a route to it alone, so the hosts are
+        /// reachable only through it; `lab inventory` then writes
+        /// `proxy-jump`. Kept by later `up`s of the lab.
+        #[arg(long)]
+        bastion: bool,
     },
     /// Print an inventory.toml for the lab (root login by key, host keys
     /// pinned; with --ssh-ca, the CA trusted instead).
@@ -106,7 +112,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
     });
     let name = args.lab.as_str();
     let result = match args.command {
-        LabCommand::Up { count, init, ssh_ca } => return up(&config, name, count, init, ssh_ca),
+        LabCommand::Up { count, init, ssh_ca, bastion } => {
+            return up(&config, name, count, init, UpFlags { ssh_ca, bastion })
+        }
         LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {
             print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
         }),
@@ -142,7 +150,13 @@ fn lab_error(e: LabError) -> anyhow::Error {
     }
 }
 
-fn up(config: &LabConfig, name: &str, count: u16, init: Init, ssh_ca: bool) -> anyhow::Result<ExitStatus> {
+/// `up`'s switches, chosen at a lab's first `up`.
+struct UpFlags {
+    ssh_ca: bool,
+    bastion: bool,
+}
+
+fn up(config: &LabConfig, name: &str, count: u16, init: Init, flags: UpFlags) -> anyhow::Result<ExitStatus> {
     let bar = ProgressBar::new(u64::from(count));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ready ({elapsed})")
@@ -162,7 +176,7 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init, ssh_ca: bool) -> a
         Progress::Started { .. } => {}
         Progress::Ready { .. } => bar.inc(1),
     };
-    let result = drover_lab::up(config, name, usize::from(count), init, ssh_ca, &on_progress);
+    let result = drover_lab::up(config, name, usize::from(count), init, flags.ssh_ca, flags.bastion, &on_progress);
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
@@ -200,10 +214,27 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init, ssh_ca: bool) -> a
             last.address,
             lab.gateway()
         );
-        let _ = writeln!(out, "  root by key:   ssh -i {} root@{}", lab.key_path().display(), first.address);
+        match lab.bastion() {
+            Some(b) => {
+                let _ = writeln!(out, "  behind bastion {}: this machine has no route to the hosts", b.address);
+                let _ = writeln!(
+                    out,
+                    "  root by key:   ssh -i {0} -J root@{1} root@{2}",
+                    lab.key_path().display(),
+                    b.address,
+                    first.address
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  root by key:   ssh -i {} root@{}", lab.key_path().display(), first.address);
+            }
+        }
         let _ = writeln!(out, "  user {} (password, sudo): drover lab inventory --csv{}", lab.user(), lab_flag(name));
     }
     let _ = writeln!(out, "next: drover lab inventory{} > inventory.toml", lab_flag(name));
+    if lab.bastion().is_some() {
+        let _ = writeln!(out, "      drover trust   (pins the bastion's key: hosts are reached through it)");
+    }
     Ok(ExitStatus::Success)
 }
 

@@ -13,7 +13,9 @@ use super::connection::{hello, Connection, Keep, Timeouts};
 use super::error::TransportError;
 use super::link::{AgentLink, LinkError};
 
-fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
+/// How drover logs in to `host` (auth, pins, CAs, jump hosts): also what
+/// `drover trust` scans through.
+pub fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
     let timeouts = drover_ssh::Timeouts {
         connect: host.ssh.connect_timeout.unwrap_or(t.connect),
         keepalive: host.ssh.server_alive_interval.unwrap_or(drover_ssh::Timeouts::default().keepalive),
@@ -28,6 +30,16 @@ fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
         cert_authorities: host.ssh.cert_authorities.clone(),
         cert_names: vec![host.name.clone(), host.address.clone()],
         timeouts,
+        proxy_jump: host
+            .proxy_jump
+            .iter()
+            .map(|h| drover_ssh::Hop {
+                user: h.user.clone(),
+                address: h.address.clone(),
+                port: h.port,
+                host_keys: h.host_keys.clone(),
+            })
+            .collect(),
     }
 }
 

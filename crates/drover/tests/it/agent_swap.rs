@@ -38,6 +38,7 @@ impl Op {
             cert_authorities: vec![],
             cert_names: vec![],
             timeouts: Default::default(),
+            proxy_jump: Vec::new(),
         };
         let rt = tokio::runtime::Runtime::new().unwrap();
         let session = rt.block_on(drover_ssh::Session::connect(&target)).expect("login as op");
