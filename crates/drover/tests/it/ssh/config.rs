@@ -61,3 +61,34 @@ fn an_inventory_of_bare_names_applies_through_ssh_config_and_show_names_each_sou
     assert!(port.trim_end().ends_with("inventory.toml:3"), "{}", r.stdout);
     assert!(r.stdout.lines().any(|l| l.contains("address") && l.ends_with(&format!("{c}:3"))), "{}", r.stdout);
 }
+
+/// Items 1-2 joined: ssh_config's `ProxyJump` reaches hosts behind the lab's
+/// bastion (no route from here) when the inventory sets no `proxy-jump`, and
+/// `inventory show` says the jump came from ssh_config.
+#[test]
+fn ssh_config_proxyjump_reaches_hosts_behind_a_bastion() {
+    let f = Fleet::behind_bastion("ssh-config-jump", 1);
+    let b = f.bastion();
+    let inv = f.project().join("inventory.toml");
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let without: String = text.lines().filter(|l| !l.starts_with("proxy-jump")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(text, without, "the lab inventory had a proxy-jump line");
+    std::fs::write(&inv, without).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    std::fs::write(&cfg, format!("Host h*\n  ProxyJump root@{}\n", b.address)).unwrap();
+    let cfg_flag = cfg.display().to_string();
+
+    let r = f.drover(&["exec", "all", "--", "true"]);
+    assert_ne!(r.code, 0, "without the jump the hosts are unreachable:\n{}", said(&r));
+    let r = f.drover(&["-F", &cfg_flag, "apply", "--json"]);
+    assert_eq!(r.code, 0, "through ssh_config's ProxyJump:\n{}", said(&r));
+
+    let r = f.drover(&["-F", &cfg_flag, "inventory", "show", "h1"]);
+    let line = r.stdout.lines().find(|l| l.trim_start().starts_with("proxy-jump")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("root@{}", b.address)) && line.ends_with(&format!("{}:2", cfg.display())),
+        "{}",
+        r.stdout
+    );
+}
