@@ -91,4 +91,38 @@ fn ssh_config_proxyjump_reaches_hosts_behind_a_bastion() {
         "{}",
         r.stdout
     );
+/// Item 2: drover.toml's `[ssh] config` names the ssh_config (relative to
+/// the project), `-F` overrides it, `Include` and `Host` negation apply, and
+/// a bad value stops the load naming its file and line.
+#[test]
+fn ssh_config_from_drover_toml_is_overridden_by_f_and_a_bad_value_names_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = crate::support::sim_project(tmp.path(), 2);
+    let toml = proj.join("drover.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\n[ssh]\nconfig = \"ssh/config\"\n")).unwrap();
+    std::fs::create_dir_all(proj.join("ssh/conf.d")).unwrap();
+    std::fs::write(proj.join("ssh/config"), "Host s* !s2\n  Include conf.d/*.conf\nHost *\n  User fallback\n").unwrap();
+    std::fs::write(proj.join("ssh/conf.d/users.conf"), "User deploy\n").unwrap();
+    let user = |args: &[&str]| {
+        let r = crate::support::drover_in(&proj, args);
+        assert_eq!(r.code, 0, "{}", said(&r));
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let u = v["values"].as_array().unwrap().iter().find(|x| x["field"] == "user").unwrap().clone();
+        (u["value"].as_str().unwrap().to_string(), u["source"].as_str().unwrap().to_string())
+    };
+    let (u, at) = user(&["inventory", "show", "s1", "--json"]);
+    assert_eq!(u, "deploy");
+    assert!(at.ends_with("ssh/conf.d/users.conf:1"), "{at}");
+    assert_eq!(user(&["inventory", "show", "s2", "--json"]).0, "fallback", "!s2 excludes s2");
+
+    let other = tmp.path().join("other_config");
+    std::fs::write(&other, "Host *\n  User from-f\n").unwrap();
+    let f = other.display().to_string();
+    assert_eq!(user(&["-F", &f, "inventory", "show", "s1", "--json"]).0, "from-f");
+
+    std::fs::write(&other, "Host *\n  Port twenty\n").unwrap();
+    let r = crate::support::drover_in(&proj, &["-F", &f, "inventory", "show", "s1"]);
+    assert_ne!(r.code, 0);
+    assert!(said(&r).contains(&format!("{f}:2")) && said(&r).contains("port"), "{}", said(&r));
 }
