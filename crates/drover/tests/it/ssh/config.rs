@@ -91,6 +91,8 @@ fn ssh_config_proxyjump_reaches_hosts_behind_a_bastion() {
         "{}",
         r.stdout
     );
+}
+
 /// Item 2: drover.toml's `[ssh] config` names the ssh_config (relative to
 /// the project), `-F` overrides it, `Include` and `Host` negation apply, and
 /// a bad value stops the load naming its file and line.
