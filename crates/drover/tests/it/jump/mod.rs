@@ -9,6 +9,7 @@ mod bastion;
 mod chain;
 mod errors;
 mod import;
+mod reconnect;
 mod scale;
 
 use std::net::{SocketAddr, TcpStream};
