@@ -9,6 +9,7 @@ mod bastion;
 mod chain;
 mod errors;
 mod import;
+mod lab;
 mod reconnect;
 mod scale;
 
