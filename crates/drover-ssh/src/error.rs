@@ -40,6 +40,10 @@ pub enum SshError {
     /// failed: the bastion, not the target, is the problem.
     #[error("jump host {hop} (hop {n} of {of}): {source}")]
     Jump { hop: String, n: usize, of: usize, source: Box<SshError> },
+    /// Another host's login to a jump host failed while this one waited for
+    /// that login: the same failure (`message` is its text), not tried again.
+    #[error("{message}")]
+    JumpShared { message: String, transient: bool },
     /// Jump host `via` is up but could not open a connection onwards to `to`
     /// (the target, or the next hop).
     #[error("{to}: unreachable through jump host {via}: {reason}")]
@@ -53,6 +57,7 @@ impl SshError {
             SshError::Connect { source, .. } => !matches!(source.kind(), std::io::ErrorKind::InvalidInput),
             SshError::Timeout { .. } | SshError::Disconnected { .. } | SshError::Channel { .. } => true,
             SshError::Jump { source, .. } => source.is_transient(),
+            SshError::JumpShared { transient, .. } => *transient,
             SshError::Forward { reason, .. } => !reason.contains("refuses forwarding"),
             _ => false,
         }

@@ -7,7 +7,8 @@
 //! live in a process-wide pool keyed by the chain, so 500 hosts behind one
 //! bastion cost one bastion login, not 500: each target opens only a channel
 //! on it. Opens are concurrent; the first caller for a chain logs in while
-//! the others wait for that one session. A session that has died (bastion
+//! the others wait for that one session (and, if that login fails, get its
+//! failure rather than each trying again in turn). A session that has died (bastion
 //! restarted, link cut, keepalives unanswered) is replaced on the next open.
 //!
 //! What bounds the sharing: OpenSSH's `MaxSessions` counts only session
@@ -19,6 +20,7 @@
 //! targets' streams) are the limits. See docs/jump-hosts.md.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -37,19 +39,54 @@ pub(crate) struct Link {
     _via: Option<Arc<Link>>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+/// One chain's session, and how the last login to it went.
+#[derive(Default)]
+struct Slot {
+    /// Logins failed so far; read before waiting for `state`, so a waiter
+    /// can tell that a login failed while it waited.
+    attempts: AtomicU64,
+    state: tokio::sync::Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    link: Option<Arc<Link>>,
+    /// The last login's failure (message, transient), until one succeeds.
+    failed: Option<(String, bool)>,
+}
 
 /// Sessions by chain of hops (user, address, port and pins of each).
-static POOL: LazyLock<Mutex<HashMap<Vec<Hop>, Slot>>> = LazyLock::new(Default::default);
+static POOL: LazyLock<Mutex<HashMap<Vec<Hop>, Arc<Slot>>>> = LazyLock::new(Default::default);
 
 /// The session to the last of `hops`, through the ones before it: the
 /// pooled one if it is alive, else a new login. An error names the hop.
 pub(crate) async fn session(hops: &[Hop], t: &Target) -> Result<Arc<Link>, SshError> {
     let slot = POOL.lock().expect("jump pool lock").entry(hops.to_vec()).or_default().clone();
-    let mut held = slot.lock().await;
-    if let Some(link) = held.as_ref().filter(|l| !l.handle.is_closed()) {
+    let seen = slot.attempts.load(Ordering::Acquire);
+    let mut held = slot.state.lock().await;
+    if let Some(link) = held.link.as_ref().filter(|l| !l.handle.is_closed()) {
         return Ok(link.clone());
     }
+    // A login failed while this caller waited for it: every host behind a
+    // dead bastion gets that failure now, instead of each trying again in
+    // turn (500 hosts × a 10 s connect timeout, one after another).
+    if let Some((message, transient)) = held.failed.as_ref().filter(|_| slot.attempts.load(Ordering::Acquire) > seen) {
+        return Err(SshError::JumpShared { message: message.clone(), transient: *transient });
+    }
+    let result = login(hops, t).await;
+    match &result {
+        Ok(link) => *held = SlotState { link: Some(link.clone()), failed: None },
+        Err(e) => {
+            *held = SlotState { link: None, failed: Some((e.to_string(), e.is_transient())) };
+            // Counted once it has failed: whoever was waiting shares it.
+            slot.attempts.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    result
+}
+
+/// A new session to the last of `hops` (through the pooled ones before it).
+async fn login(hops: &[Hop], t: &Target) -> Result<Arc<Link>, SshError> {
     let (hop, before) = hops.split_last().expect("a chain has at least one hop");
     let as_target = Target {
         address: hop.address.clone(),
@@ -76,9 +113,7 @@ pub(crate) async fn session(hops: &[Hop], t: &Target) -> Result<Arc<Link>, SshEr
         (establish(&as_target, &addr, stream).await.map_err(at_hop)?, Some(prev))
     };
     tracing::debug!(hop = %hop.label(), "jump host session up");
-    let link = Arc::new(Link { handle, label: hop.label(), _via: via });
-    *held = Some(link.clone());
-    Ok(link)
+    Ok(Arc::new(Link { handle, label: hop.label(), _via: via }))
 }
 
 /// A `direct-tcpip` channel from `via`'s host to `address:port`, as a

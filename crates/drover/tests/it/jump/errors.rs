@@ -1,5 +1,6 @@
 //! A failure behind a bastion names where it happened: the bastion's host
-//! key, the bastion down, or a host the bastion cannot reach, each in the
+//! key, a login the bastion refuses, the bastion down, or a host the bastion
+//! cannot reach, each in the
 //! host's `error` (the table and `--json` carry the same message).
 
 use std::fs;
@@ -30,6 +31,15 @@ fn errors_through_a_bastion_name_the_hop_that_failed() {
     let e = error_of(&[]);
     assert!(e.starts_with(&format!("{hop}: {}:22: host key changed", b.address)), "{e}");
     fs::write(&known_path, &known).unwrap();
+
+    // The bastion refuses the login (root's key no longer authorized there),
+    // while the host behind it would accept it.
+    let auth_keys = b.root.join("root/.ssh/authorized_keys");
+    let authorized = fs::read_to_string(&auth_keys).unwrap();
+    fs::write(&auth_keys, "").unwrap();
+    let e = error_of(&[]);
+    assert!(e.starts_with(&format!("{hop}: {}:22: authentication as root failed", b.address)), "{e}");
+    fs::write(&auth_keys, &authorized).unwrap();
 
     // A host the bastion cannot reach (its sshd stopped): the host is named,
     // and the bastion as the one that could not reach it.

@@ -9,6 +9,8 @@ mod bastion;
 mod chain;
 mod errors;
 mod import;
+mod lab;
+mod reconnect;
 mod scale;
 
 use std::net::{SocketAddr, TcpStream};
