@@ -179,6 +179,14 @@ pub enum Response {
     Confirmed {
         generation: u64,
     },
+    /// `Confirm` of a generation that is no longer live, and why: the
+    /// controller reports what happened to it, not a guess.
+    NotConfirmed {
+        generation: u64,
+        /// The generation the host is on now.
+        current: Option<u64>,
+        why: Unconfirmable,
+    },
     Error {
         message: String,
     },
@@ -290,6 +298,11 @@ pub struct HostState {
     pub next: u64,
     /// A generation activated but not yet confirmed.
     pub pending_confirm: Option<u64>,
+    /// Until when (Unix ms) the agent waits for `pending_confirm`'s
+    /// confirmation before reverting it: until then it refuses to activate
+    /// another generation, so a controller with a different desired state
+    /// knows before shipping anything.
+    pub pending_deadline_ms: Option<u64>,
     /// What start-up recovery did, if anything (e.g. an interrupted apply
     /// rolled back, an unconfirmed generation reverted).
     pub recovered: Option<String>,
@@ -300,6 +313,20 @@ pub struct HostState {
     pub generations: Vec<u64>,
     /// Boots the agent's boot-time hook has counted (see `Reboot`).
     pub boots: u64,
+}
+
+/// What became of an activated generation that was never confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unconfirmable {
+    /// Another activation replaced it while it awaited confirmation: a
+    /// rollback (`rollback: true`) from a controller that does not share
+    /// this one's state store, for one.
+    Replaced { by: u64, rollback: bool },
+    /// The agent reverted it: no confirmation came before its deadline.
+    Expired { deadline_ms: u64 },
+    /// It is not live, and the agent kept no record of why (an agent
+    /// older than these records, or one long ago).
+    NotLive,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

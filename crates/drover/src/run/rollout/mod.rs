@@ -89,6 +89,7 @@ pub fn execute(
         None => None,
     };
     spec.fence = run.watch();
+    spec.job.activations = run.activations();
     let rt = super::fleet::runtime()?;
     let report = rt.block_on(async {
         let mut runner =
