@@ -13,6 +13,7 @@
 //! later batches stay untouched, and (by policy) the batch's updated hosts
 //! are rolled back to their previous generation.
 
+pub mod hold;
 mod plan;
 mod runner;
 mod start;
