@@ -46,7 +46,10 @@ pub struct Job {
 /// Where a host's activation is reported as it happens (the run's record:
 /// `crate::run::record`); by default nowhere.
 #[derive(Clone, Default)]
-pub struct Activations(Option<Arc<dyn Fn(&HostReport) + Send + Sync>>);
+pub struct Activations(Option<Arc<OnActivated>>);
+
+/// What is told of one activation.
+type OnActivated = dyn Fn(&HostReport) + Send + Sync;
 
 impl Activations {
     pub fn new(f: impl Fn(&HostReport) + Send + Sync + 'static) -> Activations {

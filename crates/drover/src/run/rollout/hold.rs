@@ -37,8 +37,21 @@ pub fn standing(store: &Store, r: &Rollout) -> Result<Standing, drover_state::St
         return Ok(Standing::Live(r.status));
     }
     let run = r.run_id.map(|id| store.run(id)).transpose()?.flatten();
-    let gone = run.is_some_and(|run| run.status != RunStatus::Running || run.is_orphaned(now_ms()));
+    let gone = run.is_some_and(|run| {
+        run.status != RunStatus::Running || run.is_orphaned(now_ms()) || dead_here(run.owner.as_deref())
+    });
     Ok(if gone { Standing::Orphaned(r.status) } else { Standing::Live(r.status) })
+}
+
+/// An owner (`machine:pid`) on this machine whose process is gone: known
+/// dead at once, before its lease runs out (another machine's owner is
+/// judged by its lease alone).
+fn dead_here(owner: Option<&str>) -> bool {
+    let Some((machine, pid)) = owner.and_then(|o| o.rsplit_once(':')) else { return false };
+    machine == drover_state::machine()
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|p| p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// Refused ([`Refusal::RolloutHolds`]) when a paused or orphaned rollout
