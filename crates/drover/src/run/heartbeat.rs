@@ -19,6 +19,8 @@ use crate::host::Activations;
 
 enum Beat {
     Activated(Box<HostResult>),
+    /// Everything sent before is recorded: then answer.
+    Flush(Sender<()>),
     Stop,
 }
 
@@ -32,26 +34,53 @@ impl Heartbeat {
     pub(super) fn start(mut store: Store, run_id: i64, lease: Duration) -> Heartbeat {
         let (tx, rx) = channel();
         let every = lease / 3;
-        let thread = std::thread::spawn(move || loop {
-            let beat = rx.recv_timeout(every);
-            let done = match beat {
-                Ok(Beat::Activated(row)) => {
-                    if let Err(e) = store.record_host(&row) {
-                        tracing::warn!("run {run_id}: could not record {}'s activation: {e}", row.host);
+        let thread = std::thread::spawn(move || {
+            let mut rows = Vec::new();
+            loop {
+                let mut flushed = Vec::new();
+                let mut stop = false;
+                // What queued up is recorded in one transaction: a fleet
+                // activating at once costs a few commits, not one per host.
+                let mut beat = rx.recv_timeout(every);
+                loop {
+                    match beat {
+                        Ok(Beat::Activated(row)) => rows.push(*row),
+                        Ok(Beat::Flush(ack)) => flushed.push(ack),
+                        Ok(Beat::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
+                        Err(RecvTimeoutError::Timeout) => {}
                     }
-                    false
+                    match rx.try_recv() {
+                        Ok(b) if !stop => beat = Ok(b),
+                        _ => break,
+                    }
                 }
-                Err(RecvTimeoutError::Timeout) => false,
-                Ok(Beat::Stop) | Err(RecvTimeoutError::Disconnected) => true,
-            };
-            if done {
-                return;
-            }
-            if let Err(e) = store.heartbeat(run_id) {
-                tracing::warn!("run {run_id}: could not renew its lease: {e}");
+                if !rows.is_empty() {
+                    if let Err(e) = store.record_hosts(&rows) {
+                        tracing::warn!("run {run_id}: could not record {} host(s)' activation: {e}", rows.len());
+                    }
+                    rows.clear();
+                }
+                for ack in flushed {
+                    let _ = ack.send(());
+                }
+                if stop {
+                    return;
+                }
+                if let Err(e) = store.heartbeat(run_id) {
+                    tracing::warn!("run {run_id}: could not renew its lease: {e}");
+                }
             }
         });
         Heartbeat { tx, thread: Some(thread) }
+    }
+
+    /// Wait until every activation reported so far is recorded (before the
+    /// hosts' final results are: those must not be overwritten by them).
+    pub(super) fn flush(&self) {
+        let (ack, done) = channel();
+        if self.tx.send(Beat::Flush(ack)).is_ok() {
+            let _ = done.recv();
+        }
     }
 
     /// Where the run's sessions report activations.

@@ -87,6 +87,10 @@ impl Run {
 
     /// Every host's result in one transaction.
     pub fn record_all(&mut self, reports: &[HostReport]) -> anyhow::Result<()> {
+        // The hosts' activations first: their final results replace them.
+        if let Some(h) = &self.heartbeat {
+            h.flush();
+        }
         let rows = reports.iter().map(|r| host_result(self.id, r)).collect::<anyhow::Result<Vec<_>>>()?;
         self.store.record_hosts(&rows)?;
         Ok(())
