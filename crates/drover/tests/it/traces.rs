@@ -63,6 +63,10 @@ fn a_killed_controllers_run_is_abandoned_with_its_activated_host_and_its_pending
     assert_eq!(pending["generation"], 2, "{pending}");
     let until = drover::human::utc(pending["deadline_ms"].as_u64().unwrap());
     std::thread::sleep(Duration::from_millis(2500)); // the killed run's lease runs out
+                                                     // Its lease ran out: history says so even before the next run marks it.
+    let hist = f.drover(&["history", "--json"]);
+    ok(&hist);
+    assert!(hist.stdout.contains("\"run_status\": \"abandoned\""), "{}", hist.stdout);
 
     // Another desired state (with 4 MiB to ship): refused before anything is
     // sent, naming the generation and the agent's deadline.
