@@ -14,6 +14,7 @@ mod access;
 pub mod debversion;
 pub mod frame;
 pub mod hash;
+pub mod host;
 pub mod manifest;
 pub mod message;
 pub mod service;
