@@ -41,6 +41,7 @@ mod serve_faults;
 mod sim;
 mod state_store;
 mod systemd;
+mod traces;
 mod trees;
 mod web_cluster;
 mod workers;
