@@ -197,6 +197,8 @@ impl Naming {
     pub fn wire_side(self, n: u16) -> String {
         format!("dl{}y{n}", self.idx)
     }
+    /// The bastion of a lab brought up with `--bastion` is host number 0.
+    pub const BASTION: u16 = 0;
     pub fn gateway(self) -> Ipv4Addr {
         Ipv4Addr::new(10, 213, self.idx, 1)
     }
@@ -226,7 +228,8 @@ impl Naming {
         }
         let kind = rest.chars().next()?;
         let n: u16 = rest[1..].parse().ok()?;
-        if rest[1..] != n.to_string() || n == 0 {
+        // n = 0 is the bastion (`up --bastion`).
+        if rest[1..] != n.to_string() {
             return None;
         }
         let obj = match kind {
@@ -255,7 +258,8 @@ mod tests {
         assert_eq!(Naming::parse(&n.bridge()), Some((254, LabObject::Bridge)));
         assert_eq!(Naming::parse("dl1h3"), Some((1, LabObject::Netns(3))));
         assert_eq!(Naming::parse("dl12v5").map(|p| p.0), Some(12));
-        for bad in ["dl", "dlbr", "dl01br", "dl1v0", "dl1v05", "dl300br", "dl1q2", "eth0", "dl1br2"] {
+        assert_eq!(Naming::parse("dl1h0"), Some((1, LabObject::Netns(0))), "the bastion's namespace");
+        for bad in ["dl", "dlbr", "dl01br", "dl1v05", "dl300br", "dl1q2", "eth0", "dl1br2"] {
             assert_eq!(Naming::parse(bad), None, "{bad}");
         }
         assert_eq!(n.address(240), Ipv4Addr::new(10, 213, 254, 250));

@@ -105,6 +105,9 @@ fn teardown(name: &str, indexes: &BTreeSet<u8>, dir: Option<&Path>) -> Result<Do
             mounts += 1;
         }
     }
+    for &idx in indexes {
+        net::unisolate(Naming { idx }); // the bastion's `unreachable` route outlives the bridge
+    }
     let (links, netns) = net::objects_of(indexes);
     for ns in &netns {
         net::delete_netns(ns)?;

@@ -49,6 +49,37 @@ pub(crate) fn ensure_bridge(naming: Naming, lab: &str) -> Result<(), LabError> {
     Ok(())
 }
 
+/// A lab behind a bastion: the controller's namespace keeps a route to the
+/// bastion (host 0) alone. The bridge's address shrinks to a /32, a host
+/// route leads to the bastion, and the rest of the lab's /24 is an
+/// `unreachable` route, so connecting to a host fails at once with "no route
+/// to host" (not a timeout through the default route). The hosts still see
+/// the bastion and each other on the bridge.
+pub(crate) fn isolate_behind_bastion(naming: Naming) -> Result<(), LabError> {
+    let br = naming.bridge();
+    let gw = naming.gateway();
+    ip(["addr", "replace", &format!("{gw}/32"), "dev", &br])?;
+    let _ = ip(["addr", "del", &format!("{gw}/24"), "dev", &br]);
+    ip(["route", "replace", &format!("{}/32", naming.address(Naming::BASTION)), "dev", &br, "src", &gw.to_string()])?;
+    ip(["route", "replace", "unreachable", &subnet(naming)])?;
+    Ok(())
+}
+
+/// Undo [`isolate_behind_bastion`] (`up` waits for hosts directly, then
+/// isolates them again; `down` removes the route, which outlives the bridge).
+/// "Not there" is success.
+pub(crate) fn unisolate(naming: Naming) {
+    let _ = ip(["route", "del", "unreachable", &subnet(naming)]);
+    let br = naming.bridge();
+    if sys::link_exists(&br) {
+        let _ = ip(["addr", "del", &format!("{}/32", naming.gateway()), "dev", &br]);
+    }
+}
+
+fn subnet(naming: Naming) -> String {
+    format!("10.213.{}.0/24", naming.idx)
+}
+
 /// Host `n`'s namespace and link. Creates what is missing. An existing link
 /// is configured again only if `configure` (a host `up` has not recorded
 /// yet, perhaps half made by an interrupted run); a recorded host's link is

@@ -32,6 +32,10 @@ pub(crate) struct LabState {
     /// The base root filesystem the overlays are stacked on.
     pub base: PathBuf,
     pub hosts: Vec<HostRecord>,
+    /// The jump host of a lab brought up with `--bastion` (host number 0):
+    /// the only lab address the controller's namespace has a route to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<HostRecord>,
     /// Keyed by host name; absent means healthy.
     #[serde(default)]
     pub faults: BTreeMap<String, FaultRecord>,
@@ -77,6 +81,7 @@ impl LabState {
             init,
             base,
             hosts: Vec::new(),
+            bastion: None,
             faults: BTreeMap::new(),
         }
     }

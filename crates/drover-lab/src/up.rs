@@ -20,6 +20,8 @@ use crate::state::{HostRecord, LabState};
 use crate::sys::FileLock;
 use crate::{cgroup, cmd, net, preflight, sys};
 
+/// The bastion's name in the state, `status` and inventories.
+pub const BASTION_NAME: &str = "bastion";
 /// Workers preparing hosts: mostly short `ip` and `ssh-keygen` runs.
 const PREPARE_WORKERS: usize = 8;
 /// Workers waiting for banners: mostly asleep.
@@ -54,11 +56,17 @@ pub struct UpReport {
 /// Bring lab `name` up with at least `count` hosts running `init`. A lab
 /// keeps the init it was first brought up with: asking for the other one is
 /// an error ([`LabError::InitMismatch`]), not a silent mix.
+///
+/// With `bastion` (kept once asked for), host 0 (`bastion`, `.10`) is added
+/// and, once every host answers, the controller's namespace loses its route
+/// to every lab address but the bastion's ([`net::isolate_behind_bastion`]):
+/// the hosts are reachable only through it, as behind a real jump host.
 pub fn up(
     config: &LabConfig,
     name: &str,
     count: usize,
     init: Init,
+    bastion: bool,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<UpReport, LabError> {
     let started = Instant::now();
@@ -93,6 +101,11 @@ pub fn up(
     host::check_base(&state.base)?;
     let (authorized_key, password) = ensure_credentials(&paths, name)?;
     let naming = Naming { idx: state.index };
+    let bastion = bastion || state.bastion.is_some();
+    if bastion {
+        // Hosts are waited for directly; isolated again at the end.
+        net::unisolate(naming);
+    }
     net::ensure_bridge(naming, name)?;
 
     let existing = state.hosts.len();
@@ -106,8 +119,9 @@ pub fn up(
         password: &password,
         shadow_line: &shadow_line,
     };
-    let numbers: Vec<u16> = (1..=u16::try_from(total).expect("total <= MAX_HOSTS")).collect();
-    let recorded: Vec<u16> = state.hosts.iter().map(|h| h.n).collect();
+    let first = if bastion { Naming::BASTION } else { 1 };
+    let numbers: Vec<u16> = (first..=u16::try_from(total).expect("total <= MAX_HOSTS")).collect();
+    let recorded: Vec<u16> = state.hosts.iter().chain(&state.bastion).map(|h| h.n).collect();
     // A host that is cut off or frozen on purpose is not waited for.
     let unreachable: Vec<String> =
         state.faults.iter().filter(|(_, f)| f.down || f.frozen).map(|(h, _)| h.clone()).collect();
@@ -132,9 +146,15 @@ pub fn up(
     // Record every host that exists, ready or not, so `down` and `status` see it.
     let mut failures = Vec::new();
     for ((n, prep), ok) in numbers.iter().zip(prepared).zip(ready) {
-        if let Ok(record) = prep {
-            state.hosts.retain(|h| h.n != *n);
-            state.hosts.push(record);
+        match prep {
+            Ok(record) if *n == Naming::BASTION => {
+                state.bastion = Some(HostRecord { name: BASTION_NAME.into(), ..record });
+            }
+            Ok(record) => {
+                state.hosts.retain(|h| h.n != *n);
+                state.hosts.push(record);
+            }
+            Err(_) => {}
         }
         if let Err(why) = ok {
             failures.push((host_name(*n), why));
@@ -142,6 +162,9 @@ pub fn up(
     }
     state.hosts.sort_by_key(|h| h.n);
     state.save(&paths.state_file())?;
+    if bastion {
+        net::isolate_behind_bastion(naming)?;
+    }
     if !failures.is_empty() {
         return Err(LabError::HostsNotReady { failures });
     }

@@ -90,6 +90,8 @@ pub struct HostFields {
     pub password: Option<Password>,
     pub roles: Option<Vec<Spanned<String>>>,
     pub groups: Option<Vec<String>>,
+    /// Jump hosts, `"user@bastion:22"` or a chain `"a,b"` (`crate::jump`).
+    pub proxy_jump: Option<Spanned<String>>,
 }
 
 /// A login password: in clear (`password = "…"`), or one of the project's
@@ -136,6 +138,7 @@ pub struct HostEntry {
     pub groups: Option<Vec<String>>,
     /// Pinned SSH host key ("ssh-ed25519 AAAA…").
     pub host_key: Option<String>,
+    pub proxy_jump: Option<Spanned<String>>,
     #[serde(default)]
     pub vars: Vars,
 }
@@ -145,6 +148,8 @@ pub struct HostEntry {
 pub struct GroupEntry {
     #[serde(default)]
     pub vars: Vars,
+    /// Jump hosts for the group's hosts that set none themselves.
+    pub proxy_jump: Option<Spanned<String>>,
 }
 
 /// `roles/<role>.toml`
@@ -301,6 +306,7 @@ impl HostEntry {
             password: self.password.clone(),
             roles: self.roles.clone(),
             groups: self.groups.clone(),
+            proxy_jump: self.proxy_jump.clone(),
         }
     }
 }
@@ -315,6 +321,7 @@ impl HostFields {
             password: over.password.clone().or_else(|| self.password.clone()),
             roles: over.roles.clone().or_else(|| self.roles.clone()),
             groups: over.groups.clone().or_else(|| self.groups.clone()),
+            proxy_jump: over.proxy_jump.clone().or_else(|| self.proxy_jump.clone()),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::diag::{line_span, SpecError};
 use crate::files::{HostFields, InventoryFile, Password, Vars};
+use crate::jump::{self, JumpHop};
 
 /// A host, resolved: everything needed to reach it and compile for it.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct Host {
     pub auth: Auth,
     /// Pinned host keys (OpenSSH public key lines). Empty: unknown, refused.
     pub host_keys: Vec<String>,
+    /// Jump hosts to reach it through, first hop first; empty: direct.
+    pub proxy_jump: Vec<JumpHop>,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub vars: Vars,
@@ -98,10 +101,16 @@ pub fn load(src: &Sources<'_>) -> Result<(Vec<RawHost>, BTreeMap<String, Vars>),
             let role_refs = role_refs(&f, entry.fields().roles.is_some(), &inv.defaults, &sources);
             let origin = format!("inventory.toml:{}", lines.line_of(span.start));
             let password = password(src.secrets, f.password.as_ref(), name, &origin)?;
-            hosts.push(RawHost {
-                host: build(src.dir, name, &entry.address, &f, password, keys, entry.vars.clone(), origin),
-                role_refs,
-            });
+            let mut host = build(src.dir, name, &entry.address, &f, password, keys, entry.vars.clone(), origin);
+            // The most specific setting wins: the host's, its first group's
+            // that sets one, inventory.toml's [defaults], drover.toml's.
+            let group_jump = || f.groups.iter().flatten().find_map(|g| inv.groups.get(g)?.proxy_jump.as_ref());
+            let jump = entry.proxy_jump.as_ref().or_else(group_jump).or(inv.defaults.proxy_jump.as_ref());
+            host.proxy_jump = match jump {
+                Some(v) => jump::resolve(v, "inventory.toml", &text, &host.user, &|a| known_for(&known, a, a))?,
+                None => project_jump(src, &host.user, &known)?,
+            };
+            hosts.push(RawHost { host, role_refs });
         }
         for (name, g) in inv.groups {
             groups.insert(name, g.vars);
@@ -226,6 +235,7 @@ fn build(
         user: f.user.clone().unwrap_or_else(|| "root".into()),
         auth: Auth { key: f.key.as_ref().map(|k| expand(dir, k)), password },
         host_keys,
+        proxy_jump: Vec::new(),
         roles: f.roles.iter().flatten().map(|r| r.get_ref().clone()).collect(),
         groups: f.groups.clone().unwrap_or_default(),
         vars,
@@ -292,12 +302,21 @@ fn parse_csv(src: &Sources<'_>, name: &str, text: &str, known: &[(String, String
         }
         let keys = known_for(known, cols[0], address);
         let password = Some(cols[2].to_string());
-        let host = build(src.dir, cols[0], address, &f, password, keys, Vars::new(), format!("{name}:{lineno}"));
+        let mut host = build(src.dir, cols[0], address, &f, password, keys, Vars::new(), format!("{name}:{lineno}"));
+        host.proxy_jump = project_jump(src, &host.user, known)?;
         out.push(RawHost { host, role_refs: refs });
     }
     match SpecError::many(errors) {
         Some(e) => Err(e),
         None => Ok(out),
+    }
+}
+
+/// drover.toml's `[defaults] proxy-jump`, for a host that sets none closer.
+fn project_jump(src: &Sources<'_>, user: &str, known: &[(String, String)]) -> Result<Vec<JumpHop>, SpecError> {
+    match &src.project_defaults.proxy_jump {
+        Some(v) => jump::resolve(v, src.project_name, src.project_text, user, &|a| known_for(known, a, a)),
+        None => Ok(Vec::new()),
     }
 }
 

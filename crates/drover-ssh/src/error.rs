@@ -29,6 +29,18 @@ pub enum SshError {
     Channel { addr: String, source: russh::Error },
     #[error("{addr}: connection lost ({reason})")]
     Disconnected { addr: String, reason: String },
+    /// Reaching or logging in to jump host `hop` (number `n` of `of`)
+    /// failed: the bastion, not the target, is the problem.
+    #[error("jump host {hop} (hop {n} of {of}): {source}")]
+    Jump { hop: String, n: usize, of: usize, source: Box<SshError> },
+    /// Another host's login to a jump host failed while this one waited for
+    /// that login: the same failure (`message` is its text), not tried again.
+    #[error("{message}")]
+    JumpShared { message: String, transient: bool },
+    /// Jump host `via` is up but could not open a connection onwards to `to`
+    /// (the target, or the next hop).
+    #[error("{to}: unreachable through jump host {via}: {reason}")]
+    Forward { via: String, to: String, reason: String },
 }
 
 impl SshError {
@@ -37,6 +49,9 @@ impl SshError {
         match self {
             SshError::Connect { source, .. } => !matches!(source.kind(), std::io::ErrorKind::InvalidInput),
             SshError::Timeout { .. } | SshError::Disconnected { .. } | SshError::Channel { .. } => true,
+            SshError::Jump { source, .. } => source.is_transient(),
+            SshError::JumpShared { transient, .. } => *transient,
+            SshError::Forward { reason, .. } => !reason.contains("refuses forwarding"),
             _ => false,
         }
     }

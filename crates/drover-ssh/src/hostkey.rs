@@ -52,14 +52,36 @@ impl russh::client::Handler for Checker {
 /// Connect just far enough to learn the server's host key (for `drover
 /// trust`). No authentication is attempted.
 pub async fn scan_host_key(address: &str, port: u16, timeout: Duration) -> Result<String, SshError> {
-    let addr = if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") };
-    let offered = Arc::new(Mutex::new(None));
-    let checker = Checker { pinned: vec![], offered: offered.clone() };
-    let config = Arc::new(russh::client::Config::default());
+    let addr = crate::target::join_addr(address, port);
     let socket = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr))
         .await
         .map_err(|_| SshError::Timeout { addr: addr.clone(), stage: "tcp connect" })?
         .map_err(|source| SshError::Connect { addr: addr.clone(), source })?;
+    scan_over(socket, addr, timeout).await
+}
+
+/// [`scan_host_key`] for a target behind jump hosts: the hops' keys must
+/// be pinned already (pin the first hop first, then the next: `drover
+/// trust` goes hop by hop), and the hops are logged into with the target's
+/// auth; the target itself is only scanned, not logged into.
+pub async fn scan_host_key_through(t: &crate::Target) -> Result<String, SshError> {
+    if t.proxy_jump.is_empty() {
+        return scan_host_key(&t.address, t.port, t.timeouts.connect).await;
+    }
+    let addr = t.addr();
+    let via = crate::jump::session(&t.proxy_jump, t).await?;
+    let stream = crate::jump::forward(&via, &t.address, t.port, &addr, t.timeouts.connect).await?;
+    scan_over(stream, addr, t.timeouts.connect).await
+}
+
+async fn scan_over<S>(stream: S, addr: String, timeout: Duration) -> Result<String, SshError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let offered = Arc::new(Mutex::new(None));
+    let checker = Checker { pinned: vec![], offered: offered.clone() };
+    let config = Arc::new(russh::client::Config::default());
+    let socket = stream;
     // The handshake fails (we accept no key) once the key has been seen.
     let _ = tokio::time::timeout(timeout, russh::client::connect_stream(config, socket, checker)).await;
     let key = offered.lock().ok().and_then(|k| k.clone());

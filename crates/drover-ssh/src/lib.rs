@@ -1,4 +1,5 @@
-//! The SSH transport: one russh connection per host, in-process.
+//! The SSH transport: one russh connection per host, in-process; hosts
+//! behind jump hosts share one session per bastion (see `jump`).
 //!
 //! It holds connecting (pinned host keys; key, password or agent
 //! authentication; deadlines), remote processes with streamed stdio, and
@@ -19,12 +20,13 @@
 
 mod error;
 mod hostkey;
+mod jump;
 mod process;
 mod session;
 mod target;
 
 pub use error::SshError;
-pub use hostkey::{fingerprint, scan_host_key};
+pub use hostkey::{fingerprint, scan_host_key, scan_host_key_through};
 pub use process::{ExitInfo, ExitWaiter, Output, RemoteProcess};
 pub use session::Session;
-pub use target::{Auth, Secret, Target, Timeouts};
+pub use target::{Auth, Hop, Secret, Target, Timeouts};

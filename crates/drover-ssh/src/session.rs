@@ -10,16 +10,83 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::hostkey::{self, Checker};
 use crate::process::{self, Output, RemoteProcess};
-use crate::{Auth, SshError, Target};
+use crate::{jump, Auth, SshError, Target};
 
 /// A connected, authenticated session. Cheap to clone (shared handle).
 #[derive(Clone)]
 pub struct Session {
     handle: Arc<Handle<Checker>>,
     addr: Arc<str>,
+    /// The last jump host's session, kept alive while this one uses a
+    /// channel of it.
+    _via: Option<Arc<jump::Link>>,
 }
 
-async fn within<T>(
+/// TCP to `t`, with its deadline.
+pub(crate) async fn tcp(t: &Target, addr: &str) -> Result<tokio::net::TcpStream, SshError> {
+    let socket = within(t.timeouts.connect, addr, "tcp connect", tokio::net::TcpStream::connect(addr))
+        .await?
+        .map_err(|source| SshError::Connect { addr: addr.into(), source })?;
+    let _ = socket.set_nodelay(true);
+    Ok(socket)
+}
+
+/// `t`'s pinned keys, parsed: a malformed one is a configuration error,
+/// reported before anything is dialled.
+fn pins(t: &Target, addr: &str) -> Result<Vec<russh::keys::PublicKey>, SshError> {
+    t.host_keys
+        .iter()
+        .map(|l| {
+            hostkey::parse(l).map_err(|reason| SshError::BadPinnedKey { addr: addr.into(), line: l.clone(), reason })
+        })
+        .collect()
+}
+
+/// The SSH handshake (host key checked against `t`'s pins) and
+/// authentication as `t.user`, over `stream`: a TCP socket or a jump host's
+/// channel.
+pub(crate) async fn establish<S>(t: &Target, addr: &str, stream: S) -> Result<Handle<Checker>, SshError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let pinned = pins(t, addr)?;
+    let has_pins = !pinned.is_empty();
+    let expected: Vec<String> =
+        pinned.iter().map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string()).collect();
+    let offered = Arc::new(Mutex::new(None));
+    let checker = Checker { pinned, offered: offered.clone() };
+    let config = Arc::new(client::Config {
+        // Generous windows: a deploy streams MiBs over links with latency.
+        window_size: 16 << 20,
+        keepalive_interval: Some(t.timeouts.keepalive),
+        keepalive_max: t.timeouts.keepalive_max,
+        nodelay: true,
+        ..Default::default()
+    });
+    let handshake =
+        within(t.timeouts.connect, addr, "handshake", client::connect_stream(config, stream, checker)).await?;
+    let mut handle = match handshake {
+        Ok(h) => h,
+        Err(e) => {
+            let got = offered.lock().ok().and_then(|o| o.clone());
+            return Err(match (got, e) {
+                (Some(k), russh::Error::UnknownKey) => {
+                    let got = k.fingerprint(russh::keys::HashAlg::Sha256).to_string();
+                    if has_pins {
+                        SshError::HostKeyMismatch { addr: addr.into(), expected, got }
+                    } else {
+                        SshError::HostKeyUnknown { addr: addr.into(), got }
+                    }
+                }
+                (_, e) => SshError::from_russh(addr, e),
+            });
+        }
+    };
+    within(t.timeouts.connect, addr, "auth", authenticate(&mut handle, t, addr)).await??;
+    Ok(handle)
+}
+
+pub(crate) async fn within<T>(
     d: Duration,
     addr: &str,
     stage: &'static str,
@@ -29,58 +96,20 @@ async fn within<T>(
 }
 
 impl Session {
+    /// Log in to `t`: over TCP, or through its jump hosts (one shared
+    /// session per chain of hops, see [`crate::jump`]).
     pub async fn connect(t: &Target) -> Result<Session, SshError> {
         let addr = t.addr();
-        let pinned = t
-            .host_keys
-            .iter()
-            .map(|l| {
-                hostkey::parse(l).map_err(|reason| SshError::BadPinnedKey {
-                    addr: addr.clone(),
-                    line: l.clone(),
-                    reason,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let has_pins = !pinned.is_empty();
-        let expected: Vec<String> =
-            pinned.iter().map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string()).collect();
-        let offered = Arc::new(Mutex::new(None));
-        let checker = Checker { pinned, offered: offered.clone() };
-
-        let config = Arc::new(client::Config {
-            // Generous windows: a deploy streams MiBs over links with latency.
-            window_size: 16 << 20,
-            keepalive_interval: Some(t.timeouts.keepalive),
-            keepalive_max: t.timeouts.keepalive_max,
-            nodelay: true,
-            ..Default::default()
-        });
-        let socket = within(t.timeouts.connect, &addr, "tcp connect", tokio::net::TcpStream::connect(&addr))
-            .await?
-            .map_err(|source| SshError::Connect { addr: addr.clone(), source })?;
-        let _ = socket.set_nodelay(true);
-        let handshake =
-            within(t.timeouts.connect, &addr, "handshake", client::connect_stream(config, socket, checker)).await?;
-        let mut handle = match handshake {
-            Ok(h) => h,
-            Err(e) => {
-                let got = offered.lock().ok().and_then(|o| o.clone());
-                return Err(match (got, e) {
-                    (Some(k), russh::Error::UnknownKey) => {
-                        let got = k.fingerprint(russh::keys::HashAlg::Sha256).to_string();
-                        if has_pins {
-                            SshError::HostKeyMismatch { addr, expected, got }
-                        } else {
-                            SshError::HostKeyUnknown { addr, got }
-                        }
-                    }
-                    (_, e) => SshError::from_russh(&addr, e),
-                });
-            }
-        };
-        within(t.timeouts.connect, &addr, "auth", authenticate(&mut handle, t, &addr)).await??;
-        Ok(Session { handle: Arc::new(handle), addr: addr.into() })
+        pins(t, &addr)?;
+        if t.proxy_jump.is_empty() {
+            let socket = tcp(t, &addr).await?;
+            let handle = establish(t, &addr, socket).await?;
+            return Ok(Session { handle: Arc::new(handle), addr: addr.into(), _via: None });
+        }
+        let via = jump::session(&t.proxy_jump, t).await?;
+        let stream = jump::forward(&via, &t.address, t.port, &addr, t.timeouts.connect).await?;
+        let handle = establish(t, &addr, stream).await?;
+        Ok(Session { handle: Arc::new(handle), addr: addr.into(), _via: Some(via) })
     }
 
     pub fn addr(&self) -> &str {

@@ -74,15 +74,45 @@ pub struct Target {
     /// Empty: the host is refused until its key is pinned.
     pub host_keys: Vec<String>,
     pub timeouts: Timeouts,
+    /// Jump hosts on the way, in order (OpenSSH's `ProxyJump`): empty means
+    /// a direct TCP connection. Each hop is logged into as its own
+    /// [`Hop::user`] with this target's [`Auth`].
+    pub proxy_jump: Vec<Hop>,
+}
+
+/// One jump host (a bastion): the first hop is reached over TCP, every
+/// later hop and then the target through the previous hop's `direct-tcpip`
+/// channel. Its host key is pinned like any host's: empty `host_keys` means
+/// it is refused. Authentication uses the target's [`Auth`] (a bastion and
+/// the hosts behind it normally accept the same key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Hop {
+    pub user: String,
+    pub address: String,
+    pub port: u16,
+    /// Pinned host keys as OpenSSH lines, as [`Target::host_keys`].
+    pub host_keys: Vec<String>,
+}
+
+impl Hop {
+    /// `user@address:port`, as the hop is named in errors.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.user, join_addr(&self.address, self.port))
+    }
+}
+
+/// `address:port`, with brackets for IPv6.
+pub(crate) fn join_addr(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
 }
 
 impl Target {
     /// `address:port`, with brackets for IPv6.
     pub fn addr(&self) -> String {
-        if self.address.contains(':') {
-            format!("[{}]:{}", self.address, self.port)
-        } else {
-            format!("{}:{}", self.address, self.port)
-        }
+        join_addr(&self.address, self.port)
     }
 }

@@ -27,6 +27,8 @@ struct HostOut<'a> {
     key: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     password: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy_jump: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     groups: &'a [String],
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
@@ -50,6 +52,7 @@ pub fn inventory_toml(imp: &Imported) -> String {
                     user: h.user.as_deref(),
                     key: h.key.as_deref(),
                     password: h.password.as_deref(),
+                    proxy_jump: h.proxy_jump.as_deref(),
                     groups: &h.groups,
                     vars: &h.vars,
                 };

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use drover_spec::SpecError;
 
-use super::mapping::{classify, Conn, Kind};
+use super::mapping::{classify, proxy_jump, Conn, Kind};
 use super::{value, Finding, Imported, Model, Src, Var, Vars};
 
 /// Where a variable was set.
@@ -44,6 +44,8 @@ pub struct ImportedHost {
     pub user: Option<String>,
     pub key: Option<String>,
     pub password: Option<String>,
+    /// `proxy-jump`, from a ProxyJump in the SSH arguments.
+    pub proxy_jump: Option<String>,
     /// In Ansible's var precedence order, lowest first.
     pub groups: Vec<String>,
     /// The host's own (non-connection) vars.
@@ -114,6 +116,7 @@ pub fn resolve(src: &Src<'_>, mut m: Model) -> Result<Imported, SpecError> {
             user: conn.user,
             key: conn.key,
             password: conn.password,
+            proxy_jump: conn.proxy_jump,
             groups,
             vars: plain_vars(src, &scope, &decl.vars, &mut findings),
         });
@@ -216,6 +219,17 @@ fn plain_vars(src: &Src<'_>, scope: &Scope, vars: &Vars, findings: &mut Vec<Find
                 "a relative path: drover reads it from the project directory, Ansible from where it runs; check it",
                 true,
             ),
+            Kind::Conn(Conn::ProxyJump) => {
+                let rest = v.as_str().and_then(|a| proxy_jump(a).ok()).map(|(_, rest)| rest).unwrap_or_default();
+                if !rest.is_empty() {
+                    let why = format!(
+                        "its ProxyJump became proxy-jump; the other OpenSSH options ({}) were not imported: \
+                         drover's SSH client is built in",
+                        rest.join(" ")
+                    );
+                    note(&why, true);
+                }
+            }
             Kind::Conn(_) | Kind::Priority | Kind::Redundant => {}
         }
     }
@@ -229,6 +243,7 @@ struct Connection {
     user: Option<String>,
     key: Option<String>,
     password: Option<String>,
+    proxy_jump: Option<String>,
 }
 
 /// The host's connection settings: the last layer that sets each wins.
@@ -262,6 +277,13 @@ fn connection(src: &Src<'_>, layers: &[&Vars]) -> Result<Connection, SpecError> 
             Conn::User => out.user = Some(text.ok_or_else(|| bad("a user name"))?),
             Conn::Key => out.key = Some(text.ok_or_else(|| bad("a file path"))?),
             Conn::Password => out.password = Some(text.ok_or_else(|| bad("a string"))?),
+            Conn::ProxyJump => {
+                let (jump, _) = text.as_deref().and_then(|t| proxy_jump(t).ok()).ok_or_else(|| bad("SSH arguments"))?;
+                drover_spec::jump::parse(&jump).map_err(|why| {
+                    src.err_line(var.line, format!("{k}: ProxyJump {why}"), "write the jump as user@host:port")
+                })?;
+                out.proxy_jump = Some(jump);
+            }
         }
     }
     Ok(out)

@@ -7,6 +7,7 @@ mod support;
 
 mod fleet;
 mod instances;
+mod jump;
 mod limits;
 mod mistakes;
 mod quickstart;

@@ -18,5 +18,6 @@ pub fn target(port: u16, connect: Duration) -> Target {
         auth: Auth::Password(Secret::new("x")),
         host_keys: vec![KEY.into()],
         timeouts: Timeouts { connect, ..Default::default() },
+        proxy_jump: Vec::new(),
     }
 }

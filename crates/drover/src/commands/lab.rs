@@ -45,6 +45,12 @@ pub enum LabCommand {
               value_parser = clap::builder::PossibleValuesParser::new(["runit", "systemd"])
                   .map(|s| s.parse::<Init>().expect("possible values parse")))]
         init: Init,
+        /// Put the hosts behind a jump host: adds `bastion` (address .10)
+        /// and leaves this machine a route to it alone, so the hosts are
+        /// reachable only through it; `lab inventory` then writes
+        /// `proxy-jump`. Kept by later `up`s of the lab.
+        #[arg(long)]
+        bastion: bool,
     },
     /// Print an inventory.toml for the lab (root login by key, host keys pinned).
     Inventory {
@@ -100,7 +106,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
     });
     let name = args.lab.as_str();
     let result = match args.command {
-        LabCommand::Up { count, init } => return up(&config, name, count, init),
+        LabCommand::Up { count, init, bastion } => return up(&config, name, count, init, bastion),
         LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {
             print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
         }),
@@ -136,7 +142,7 @@ fn lab_error(e: LabError) -> anyhow::Error {
     }
 }
 
-fn up(config: &LabConfig, name: &str, count: u16, init: Init) -> anyhow::Result<ExitStatus> {
+fn up(config: &LabConfig, name: &str, count: u16, init: Init, bastion: bool) -> anyhow::Result<ExitStatus> {
     let bar = ProgressBar::new(u64::from(count));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ready ({elapsed})")
@@ -156,7 +162,7 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init) -> anyhow::Result<
         Progress::Started { .. } => {}
         Progress::Ready { .. } => bar.inc(1),
     };
-    let result = drover_lab::up(config, name, usize::from(count), init, &on_progress);
+    let result = drover_lab::up(config, name, usize::from(count), init, bastion, &on_progress);
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
@@ -194,10 +200,27 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init) -> anyhow::Result<
             last.address,
             lab.gateway()
         );
-        let _ = writeln!(out, "  root by key:   ssh -i {} root@{}", lab.key_path().display(), first.address);
+        match lab.bastion() {
+            Some(b) => {
+                let _ = writeln!(out, "  behind bastion {}: this machine has no route to the hosts", b.address);
+                let _ = writeln!(
+                    out,
+                    "  root by key:   ssh -i {0} -J root@{1} root@{2}",
+                    lab.key_path().display(),
+                    b.address,
+                    first.address
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  root by key:   ssh -i {} root@{}", lab.key_path().display(), first.address);
+            }
+        }
         let _ = writeln!(out, "  user {} (password, sudo): drover lab inventory --csv{}", lab.user(), lab_flag(name));
     }
     let _ = writeln!(out, "next: drover lab inventory{} > inventory.toml", lab_flag(name));
+    if lab.bastion().is_some() {
+        let _ = writeln!(out, "      drover trust   (pins the bastion's key: hosts are reached through it)");
+    }
     Ok(ExitStatus::Success)
 }
 

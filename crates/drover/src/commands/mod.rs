@@ -18,4 +18,5 @@ pub mod serve;
 pub mod state;
 pub mod status;
 pub mod trust;
+mod trust_jump;
 pub mod worker;

@@ -1,4 +1,5 @@
-//! `drover trust`: record hosts' SSH keys in the project's `known_hosts`.
+//! `drover trust`: record hosts' SSH keys in the project's `known_hosts`,
+//! and their jump hosts' (see [`super::trust_jump`]).
 //!
 //! The explicit step that replaces "accept on first use": drover never
 //! connects to a host whose key is not pinned, and a changed key stops it.
@@ -15,6 +16,9 @@ use drover_spec::Project;
 use crate::exit::ExitStatus;
 use crate::pins::Pins;
 use crate::select::select;
+use crate::transport::{ssh_target, Timeouts};
+
+use super::trust_jump;
 
 #[derive(Debug, clap::Args)]
 pub struct TrustArgs {
@@ -34,15 +38,19 @@ pub struct TrustArgs {
 pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<ExitStatus> {
     let project = Project::load(project_dir)?;
     let pins = args.expect.as_deref().map(Pins::load).transpose()?;
-    let hosts = select(&project.hosts, args.hosts.as_deref())?;
+    let mut hosts = select(&project.hosts, args.hosts.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let timeout = project.settings.connect_timeout;
+    let t = Timeouts { connect: project.settings.connect_timeout, op: project.settings.connect_timeout };
+    let path = project.dir.join("known_hosts");
+    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap_or_default().lines().map(String::from).collect();
+    // Jump hosts first: the hosts behind them are scanned through them.
+    let mut failed = trust_jump::pin_hops(&rt, &mut hosts, &mut lines, args.replace, pins.as_ref(), t);
     let scans = rt.block_on(async {
         let tasks: Vec<_> = hosts
             .iter()
             .map(|h| {
-                let (addr, port) = (h.address.clone(), h.port);
-                tokio::spawn(async move { drover_ssh::scan_host_key(&addr, port, timeout).await })
+                let target = ssh_target(h, t);
+                tokio::spawn(async move { drover_ssh::scan_host_key_through(&target).await })
             })
             .collect();
         let mut out = Vec::new();
@@ -52,9 +60,6 @@ pub fn run(project_dir: &std::path::Path, args: TrustArgs) -> anyhow::Result<Exi
         out
     });
     rt.shutdown_timeout(Duration::from_secs(1));
-    let path = project.dir.join("known_hosts");
-    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap_or_default().lines().map(String::from).collect();
-    let mut failed = false;
     for (h, scan) in hosts.iter().zip(scans) {
         let key = match scan {
             Ok(k) => k,

@@ -110,6 +110,9 @@ fn from_entry(e: &HostEntry) -> Host {
         user: e.user.clone(),
         auth: drover_spec::Auth { key: e.key.as_ref().map(PathBuf::from), password: None },
         host_keys: e.host_keys.clone(),
+        // A bundle's index records no jump hosts: applying a bundle to hosts
+        // behind a bastion needs the project beside it.
+        proxy_jump: Vec::new(),
         roles: e.roles.clone(),
         groups: e.groups.clone(),
         vars: Default::default(),

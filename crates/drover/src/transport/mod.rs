@@ -28,6 +28,7 @@ use connection::{hello, Keep};
 pub use connection::{Connection, Timeouts};
 pub use error::TransportError;
 use link::AgentLink;
+pub use ssh::ssh_target;
 
 #[derive(Debug, Clone)]
 pub enum Transport {

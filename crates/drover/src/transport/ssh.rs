@@ -13,7 +13,9 @@ use super::connection::{hello, Connection, Keep, Timeouts};
 use super::error::TransportError;
 use super::link::{AgentLink, LinkError};
 
-fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
+/// How drover logs in to `host` (auth, pins, jump hosts): also what `drover
+/// trust` scans through.
+pub fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
     let auth = match (&host.auth.key, &host.auth.password) {
         (Some(k), _) => drover_ssh::Auth::Key { path: k.clone(), passphrase: None },
         (None, Some(p)) => drover_ssh::Auth::Password(drover_ssh::Secret::new(p.clone())),
@@ -27,6 +29,16 @@ fn ssh_target(host: &Host, t: Timeouts) -> drover_ssh::Target {
         auth,
         host_keys: host.host_keys.clone(),
         timeouts,
+        proxy_jump: host
+            .proxy_jump
+            .iter()
+            .map(|h| drover_ssh::Hop {
+                user: h.user.clone(),
+                address: h.address.clone(),
+                port: h.port,
+                host_keys: h.host_keys.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -36,6 +36,7 @@ impl Op {
             auth: drover_ssh::Auth::Password(drover_ssh::Secret::new(password.clone())),
             host_keys: vec![f.lab_hosts()[i].host_key.clone()],
             timeouts: Default::default(),
+            proxy_jump: Vec::new(),
         };
         let rt = tokio::runtime::Runtime::new().unwrap();
         let session = rt.block_on(drover_ssh::Session::connect(&target)).expect("login as op");

@@ -25,6 +25,7 @@ mod history;
 mod host_state;
 mod instances;
 mod inventory_import;
+mod jump;
 mod lab;
 mod lab_systemd;
 mod p2p_network;

@@ -18,6 +18,8 @@ pub struct Fleet {
     init: Init,
     dir: tempfile::TempDir,
     hosts: Vec<LabHost>,
+    /// The jump host of a fleet made by [`Fleet::behind_bastion`].
+    bastion: Option<LabHost>,
     /// With `DROVER_TEST_STATE=postgres`: the database every command of
     /// this fleet uses (`DROVER_STATE_URL`), on the test process's own
     /// throwaway server; else the project's SQLite file.
@@ -31,16 +33,31 @@ pub const PG_LEASE: std::time::Duration = std::time::Duration::from_secs(2);
 impl Fleet {
     /// A runit lab of `n` hosts named `name`, and a quickstart project for it.
     pub fn new(name: &str, n: usize) -> Fleet {
-        Fleet::with_init(name, n, Init::Runit)
+        Fleet::with_init(name, n, Init::Runit, false)
+    }
+
+    /// A runit lab of `n` hosts behind a bastion (`lab up --bastion`: this
+    /// machine has no route to them), its inventory's `proxy-jump`, and the
+    /// bastion's key pinned by `drover trust`.
+    pub fn behind_bastion(name: &str, n: usize) -> Fleet {
+        let f = Fleet::with_init(name, n, Init::Runit, true);
+        let trust = f.drover(&["trust"]);
+        assert_eq!(trust.code, 0, "trust failed:\n{}\n{}", trust.stdout, trust.stderr);
+        f
+    }
+
+    /// The bastion of a [`Fleet::behind_bastion`].
+    pub fn bastion(&self) -> &LabHost {
+        self.bastion.as_ref().expect("a fleet made by Fleet::behind_bastion")
     }
 
     /// The same on hosts whose pid 1 is `init`. The lab is named
     /// `<name>-<init>` so both variants of a scenario can run side by side.
     pub fn on(name: &str, n: usize, init: Init) -> Fleet {
-        Fleet::with_init(&format!("{name}-{init}"), n, init)
+        Fleet::with_init(&format!("{name}-{init}"), n, init, false)
     }
 
-    fn with_init(name: &str, n: usize, init: Init) -> Fleet {
+    fn with_init(name: &str, n: usize, init: Init, bastion: bool) -> Fleet {
         assert!(
             std::fs::read_to_string("/proc/self/status")
                 .unwrap()
@@ -50,7 +67,12 @@ impl Fleet {
         );
         let name = LabName::claim(name);
         let _ = lab_cmd(name.as_str(), &["down"]);
-        let up = lab_cmd(name.as_str(), &["up", &n.to_string(), "--init", init.as_str()]);
+        let count = n.to_string();
+        let mut args = vec!["up", &count, "--init", init.as_str()];
+        if bastion {
+            args.push("--bastion");
+        }
+        let up = lab_cmd(name.as_str(), &args);
         assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
         let dir = tempfile::tempdir().unwrap();
         let proj = dir.path().join("proj");
@@ -59,7 +81,8 @@ impl Fleet {
         let inv = lab_cmd(name.as_str(), &["inventory"]);
         assert_eq!(inv.code, 0, "{}", inv.stderr);
         std::fs::write(proj.join("inventory.toml"), inv.stdout).unwrap();
-        let hosts = drover_lab::Lab::open(name.as_str()).expect("lab state").hosts().to_vec();
+        let lab = drover_lab::Lab::open(name.as_str()).expect("lab state");
+        let (hosts, bastion) = (lab.hosts().to_vec(), lab.bastion().cloned());
         let state_url = match std::env::var("DROVER_TEST_STATE").as_deref() {
             Ok("postgres") => {
                 let toml = proj.join("drover.toml");
@@ -71,7 +94,7 @@ impl Fleet {
             Ok("sqlite") | Err(_) => None,
             Ok(other) => panic!("DROVER_TEST_STATE={other}: use postgres or sqlite"),
         };
-        Fleet { name, init, dir, hosts, state_url }
+        Fleet { name, init, dir, hosts, bastion, state_url }
     }
 
     pub fn init(&self) -> Init {
