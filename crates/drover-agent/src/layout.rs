@@ -60,6 +60,10 @@ impl Layout {
     pub fn pending(&self) -> PathBuf {
         self.state.join("pending.json")
     }
+    /// What became of generations never confirmed (`engine::fates`).
+    pub fn unconfirmed(&self) -> PathBuf {
+        self.state.join("unconfirmed.json")
+    }
     pub fn statcache(&self) -> PathBuf {
         self.state.join("statcache.json")
     }

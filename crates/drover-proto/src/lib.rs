@@ -14,6 +14,7 @@ mod access;
 pub mod debversion;
 pub mod frame;
 pub mod hash;
+pub mod host;
 pub mod manifest;
 pub mod message;
 pub mod service;
@@ -27,7 +28,7 @@ pub use manifest::{
 };
 pub use message::{
     ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
-    Response, ServiceAction, ServiceRestart, ServiceTimes,
+    Response, ServiceAction, ServiceRestart, ServiceTimes, Unconfirmable,
 };
 pub use service::{
     tail_lines, CommandOutput, Exit, FailureCause, ServiceFailure, ServiceStatus, SupervisorState, LOG_TAIL_BYTES,
@@ -45,7 +46,10 @@ pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
 /// 8: `ServiceTimes` in `ApplyOutcome` (per-phase timing in `--json`).
 /// 9: `ServiceStatus.state` a `SupervisorState`; `ServiceFailure` in
 /// `ApplyOutcome::RolledBack` (why a health gate or a restart failed).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: `HostState.pending_deadline_ms` (a controller learns in the hello
+/// that the host waits for another generation's confirmation, and until
+/// when); `Response::NotConfirmed` with its `Unconfirmable` reason.
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Hash, Manifest, ServiceFailure, ServiceStatus, Supervisor};
+pub use crate::host::{Facts, HostState, HostStatus, LogLine, Unconfirmable};
+use crate::{Hash, Manifest, ServiceFailure};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -179,6 +180,14 @@ pub enum Response {
     Confirmed {
         generation: u64,
     },
+    /// `Confirm` of a generation that is no longer live, and why: the
+    /// controller reports what happened to it, not a guess.
+    NotConfirmed {
+        generation: u64,
+        /// The generation the host is on now.
+        current: Option<u64>,
+        why: Unconfirmable,
+    },
     Error {
         message: String,
     },
@@ -252,54 +261,6 @@ pub enum PathNow {
     Other {
         what: String,
     },
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostStatus {
-    pub state: HostState,
-    /// Managed paths edited on the host since they were applied.
-    pub drift: Vec<String>,
-    pub services: Vec<ServiceStatus>,
-    /// Drain reason, when drained.
-    pub drained: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    pub at_ms: u64,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Facts {
-    pub hostname: String,
-    pub os_id: String,
-    pub os_version: String,
-    pub arch: String,
-    pub kernel: String,
-    pub supervisor: Option<Supervisor>,
-    pub cpus: u32,
-    pub mem_bytes: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostState {
-    pub current: Option<u64>,
-    pub current_manifest: Option<Hash>,
-    /// The number the next generation will get (numbers are never reused).
-    pub next: u64,
-    /// A generation activated but not yet confirmed.
-    pub pending_confirm: Option<u64>,
-    /// What start-up recovery did, if anything (e.g. an interrupted apply
-    /// rolled back, an unconfirmed generation reverted).
-    pub recovered: Option<String>,
-    /// Services that recovery's revert could not put back (the files are
-    /// back; these may not be running).
-    pub revert_errors: Vec<String>,
-    /// All kept generations, oldest first.
-    pub generations: Vec<u64>,
-    /// Boots the agent's boot-time hook has counted (see `Reboot`).
-    pub boots: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

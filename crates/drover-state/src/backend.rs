@@ -18,6 +18,11 @@ pub trait Backend: Send {
     fn begin_run(&mut self, r: &NewRun) -> Result<i64, StateError>;
     fn run_pid(&self, run_id: i64) -> Result<Option<u32>, StateError>;
     fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError>;
+    /// Extend run `id`'s lease; whether it is still running.
+    fn heartbeat(&mut self, id: i64) -> Result<bool, StateError>;
+    /// Mark runs whose lease expired abandoned; their ids.
+    fn mark_abandoned(&mut self) -> Result<Vec<i64>, StateError>;
+    fn run(&self, id: i64) -> Result<Option<RunRow>, StateError>;
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StateError>;
     fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StateError>;
     fn record_hosts(&mut self, hs: &[HostResult]) -> Result<(), StateError>;

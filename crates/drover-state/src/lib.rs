@@ -112,6 +112,16 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Who owns a run started by this process: `machine:pid`, meaningful on
+/// every machine sharing the store.
+pub fn owner() -> String {
+    format!("{}:{}", machine(), std::process::id())
+}
+
+pub(crate) fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
 /// How long a PostgreSQL host lock lives without renewal. The holder renews
 /// it every third of this; a holder that died loses it this long after its
 /// last renewal.
@@ -144,7 +154,8 @@ impl Store {
     }
 
     /// Lease of the host locks this store takes from now on (PostgreSQL;
-    /// SQLite locks follow their holder's pid instead).
+    /// SQLite locks follow their holder's pid instead), and of the runs it
+    /// begins (both backends: see [`Store::heartbeat`]).
     pub fn set_lock_lease(&mut self, lease: Duration) {
         self.b.set_lock_lease(lease);
     }
@@ -165,6 +176,25 @@ impl Store {
 
     pub fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         self.b.finish_run(id, status)
+    }
+
+    /// The run's owner is alive: push its lease forward by the store's
+    /// lease (`[state] lock_lease`). `false` once the run is no longer
+    /// `running` (finished, or marked abandoned after a stall).
+    pub fn heartbeat(&mut self, run_id: i64) -> Result<bool, StateError> {
+        self.b.heartbeat(run_id)
+    }
+
+    /// Mark every run whose owner stopped renewing its lease
+    /// [`RunStatus::Abandoned`]; their ids. `begin_run` does this first, so
+    /// any run started marks the ones before it.
+    pub fn mark_abandoned(&mut self) -> Result<Vec<i64>, StateError> {
+        self.b.mark_abandoned()
+    }
+
+    /// One run, if recorded.
+    pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, StateError> {
+        self.b.run(run_id)
     }
 
     /// Record a command that is not a run (drain, exec…) in the audit log.

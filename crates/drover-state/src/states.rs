@@ -102,6 +102,10 @@ text_states! {
         Failed = "failed",
         /// Another drover held some of its hosts; nothing was done.
         Refused = "refused",
+        /// Its controller stopped renewing the run's lease (killed, its
+        /// machine lost, or hung) before finishing it: marked so by the
+        /// next run. Its hosts' rows say how far each got.
+        Abandoned = "abandoned",
     }
 
     /// Where a rollout is. `running` and `paused` are unfinished (a
@@ -146,6 +150,12 @@ text_states! {
         Unreachable = "unreachable",
         /// `drover reboot`: rebooted and back, healthy.
         Rebooted = "rebooted",
+        /// A new generation was activated, not yet confirmed: recorded the
+        /// moment the host's agent reported it, and replaced by the host's
+        /// final outcome when the run finishes. Left standing, the run died
+        /// (or was abandoned) between activation and its end; the host
+        /// reverts by itself unless a later run confirms the generation.
+        Activated = "activated",
         /// Left alone: `drover reboot` after an earlier batch failed, or any run
         /// that lost its state store (and so its host-lock lease) before this
         /// host's turn.

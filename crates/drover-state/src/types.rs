@@ -21,6 +21,21 @@ pub struct RunRow {
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     pub status: RunStatus,
+    /// Who runs it (`machine:pid`); `None` for runs recorded before owners were.
+    pub owner: Option<String>,
+    /// Until when its owner is known alive: the owner's heartbeat pushes
+    /// it forward while the run lasts. Past it, with the run still
+    /// `running`, the next run marks it [`RunStatus::Abandoned`].
+    pub lease_expires_ms: Option<i64>,
+}
+
+impl RunRow {
+    /// Still `running`, but its owner stopped renewing its lease (by
+    /// `now_ms`): killed, hung, or its machine gone. Works across machines
+    /// (a pid would mean nothing on another one).
+    pub fn is_orphaned(&self, now_ms: i64) -> bool {
+        self.status == RunStatus::Running && self.lease_expires_ms.is_some_and(|t| t < now_ms)
+    }
 }
 
 /// One host's outcome in one run. `detail` is the full report as JSON.

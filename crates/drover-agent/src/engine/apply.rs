@@ -4,7 +4,7 @@
 //! place before anything is stopped or swapped. The switch itself is
 //! `activate.rs`'s.
 
-use drover_proto::ApplyOutcome;
+use drover_proto::{ApplyOutcome, Unconfirmable};
 
 use super::Engine;
 use crate::accounts::Accounts;
@@ -71,7 +71,15 @@ impl Engine {
         self.ensure_blobs(&cand)?;
         let cand = self.set_up(cand, false, progress)?;
         let next = self.state.clone();
-        self.activate(next, cand, confirm_ms, false, progress)
+        // A generation awaiting its confirmation is replaced by this one:
+        // its controller's late `Confirm` is told so (see `fates`).
+        let awaiting = read_json::<Pending>(&self.layout.pending())?
+            .filter(|p| p.phase == state::Phase::AwaitingConfirm && p.generation != target);
+        let outcome = self.activate(next, cand, confirm_ms, false, progress)?;
+        if let (Some(p), ApplyOutcome::Activated { .. }) = (awaiting, &outcome) {
+            super::fates::record(&self.layout, p.generation, Unconfirmable::Replaced { by: target, rollback: true });
+        }
+        Ok(outcome)
     }
 
     /// Groups, users and (with `packages`) packages, before anything is

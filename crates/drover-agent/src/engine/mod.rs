@@ -21,18 +21,19 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::time::{Duration, Instant};
 
-use drover_proto::{BlobChunk, EntryKind, Hash, HostState, Manifest};
+use drover_proto::{BlobChunk, EntryKind, Hash, HostState, Manifest, Unconfirmable};
 
 use crate::accounts::Accounts;
 use crate::diff::{self, Candidate};
 use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::state::{self, load_manifest, now_ms, read_json, Pending, Phase, StateFile};
-use crate::transition::{self, gen_name};
+use crate::transition;
 use crate::{bail, blobs, setup, Context, Result};
 
 mod activate;
 mod apply;
+mod fates;
 pub mod watchdog;
 
 pub struct Engine {
@@ -113,6 +114,8 @@ impl Engine {
             let why = match p.phase {
                 Phase::Starting => Some("the agent stopped before the services passed their health checks"),
                 Phase::AwaitingConfirm if now_ms() >= p.deadline_ms => {
+                    let why = Unconfirmable::Expired { deadline_ms: p.deadline_ms };
+                    fates::record(&self.layout, p.generation, why);
                     Some("no confirmation from the controller before the deadline")
                 }
                 Phase::AwaitingConfirm => None,
@@ -162,7 +165,8 @@ impl Engine {
             current: self.state.current,
             current_manifest: self.current_manifest().ok().flatten().map(|m| m.hash()),
             next: self.state.next.max(1),
-            pending_confirm: pending.map(|p| p.generation),
+            pending_confirm: pending.as_ref().map(|p| p.generation),
+            pending_deadline_ms: pending.as_ref().map(|p| p.deadline_ms),
             recovered: self.recovered.clone(),
             revert_errors: self.revert_errors.clone(),
             generations,
@@ -240,17 +244,16 @@ impl Engine {
         }
     }
 
-    pub fn confirm(&mut self, generation: u64) -> Result<()> {
+    /// Confirm `generation`; when it is no longer live, why
+    /// ([`Unconfirmable`]: replaced, expired, or unknown).
+    pub fn confirm(&mut self, generation: u64) -> Result<Result<(), Unconfirmable>> {
         match read_json::<Pending>(&self.layout.pending())? {
             Some(p) if p.generation == generation && p.phase == Phase::AwaitingConfirm => {
                 fs::remove_file(self.layout.pending()).ctx(|| "remove pending marker".into())?;
-                Ok(())
+                Ok(Ok(()))
             }
-            _ if self.state.current == Some(generation) => Ok(()),
-            _ => bail!(
-                "generation {generation} is no longer active (host is on {}): it was reverted because confirmation came too late",
-                gen_name(self.state.current)
-            ),
+            _ if self.state.current == Some(generation) => Ok(Ok(())),
+            _ => Ok(Err(fates::find(&self.layout, generation).unwrap_or(Unconfirmable::NotLive))),
         }
     }
 }

@@ -101,7 +101,11 @@ impl<W: Write> Session<W> {
     }
 
     pub(super) fn confirm(&mut self, generation: u64) -> Response {
-        answer(self.engine.confirm(generation), |()| Response::Confirmed { generation })
+        let current = self.engine.state.current;
+        answer(self.engine.confirm(generation), |r| match r {
+            Ok(()) => Response::Confirmed { generation },
+            Err(why) => Response::NotConfirmed { generation, current, why },
+        })
     }
 
     /// Prepare the reboot (see [`crate::boot`]), reply, and reboot: the

@@ -151,6 +151,9 @@ impl<W: Write> Session<W> {
     /// takes the host lock. A request that may not is answered here (a
     /// chunk is not: its error waits for `Apply`).
     fn admit(&mut self, req: &Request) -> Result<bool> {
+        if matches!(req, Request::Confirm { .. }) {
+            crate::hooks::point(&self.layout, "before-confirm");
+        }
         if self.read_only && !req.is_read_only() {
             if !matches!(req, Request::Chunk(_)) {
                 self.send(&Response::Error { message: read_only_refusal(req) })?;

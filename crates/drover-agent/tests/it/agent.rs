@@ -288,8 +288,9 @@ fn confirmed_generation_stays() {
     assert_eq!(read(d.path(), "/etc/base").as_deref(), Some("two"));
     let mut a = agent(d.path());
     assert_eq!(a.state.current, Some(2));
-    // Confirming a generation that is no longer current is an error.
-    assert!(matches!(a.call(Request::Confirm { generation: 1 }), Response::Error { .. }));
+    // Confirming a generation that is no longer current says so (typed).
+    let r = a.call(Request::Confirm { generation: 1 });
+    assert!(matches!(r, Response::NotConfirmed { generation: 1, current: Some(2), .. }), "{r:?}");
     a.bye();
 }
 

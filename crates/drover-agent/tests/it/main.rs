@@ -17,6 +17,7 @@
 
 mod agent;
 mod boot;
+mod confirm;
 mod gate;
 mod readonly;
 mod support;

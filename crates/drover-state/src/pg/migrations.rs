@@ -99,6 +99,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rule, subject)
     );
     "#,
+    // 4: a run's owner (machine:pid) and the lease its heartbeat renews (as
+    // SQLite's 6): a run whose lease expired while `running` is marked
+    // `abandoned` by the next run.
+    r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_expires_ms BIGINT;
+    CREATE INDEX runs_running ON runs(lease_expires_ms) WHERE status = 'running';
+    "#,
 ];
 
 pub(super) fn known() -> u32 {

@@ -7,6 +7,7 @@ mod locks;
 mod migrations;
 mod records;
 mod rollouts;
+mod runs;
 
 use std::time::Duration;
 
@@ -55,13 +56,9 @@ impl Pg {
         self.conn.call(|c| {
             let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).start()?;
             let runs = tx
-                .query(
-                    r#"SELECT id, command, args, "user", project_rev, started_ms, finished_ms, status, pid
-                       FROM runs ORDER BY id"#,
-                    &[],
-                )?
+                .query(&format!("SELECT {}, pid FROM runs ORDER BY id", records::RUN_COLUMNS), &[])?
                 .iter()
-                .map(|r| Ok((records::row_to_run(r)?, u32::try_from(r.get::<_, i64>(8)).unwrap_or(0))))
+                .map(|r| Ok((records::row_to_run(r)?, u32::try_from(r.get::<_, i64>(10)).unwrap_or(0))))
                 .collect::<Result<_, postgres::Error>>()?;
             let sql = format!("SELECT {} FROM host_results ORDER BY run_id, host", records::RESULT_COLUMNS);
             let results = tx.query(&sql, &[])?.iter().map(records::row_to_result).collect::<Result<_, _>>()?;
@@ -93,8 +90,8 @@ impl Pg {
             let mut tx = c.transaction()?;
             for (r, pid) in &s.runs {
                 tx.execute(
-                    r#"INSERT INTO runs (id, command, args, "user", project_rev, pid, started_ms, finished_ms, status)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+                    r#"INSERT INTO runs (id, command, args, "user", project_rev, pid, started_ms, finished_ms, status,
+                       owner, lease_expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
                     &[
                         &r.id,
                         &r.command,
@@ -105,6 +102,8 @@ impl Pg {
                         &r.started_ms,
                         &r.finished_ms,
                         &r.status.as_str(),
+                        &r.owner,
+                        &r.lease_expires_ms,
                     ],
                 )?;
             }
@@ -162,6 +161,15 @@ impl Backend for Pg {
     }
     fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         Pg::finish_run(self, id, status)
+    }
+    fn heartbeat(&mut self, id: i64) -> Result<bool, StateError> {
+        Pg::heartbeat(self, id)
+    }
+    fn mark_abandoned(&mut self) -> Result<Vec<i64>, StateError> {
+        self.mark_abandoned_now()
+    }
+    fn run(&self, id: i64) -> Result<Option<RunRow>, StateError> {
+        Pg::run(self, id)
     }
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StateError> {
         Pg::audit(self, e)

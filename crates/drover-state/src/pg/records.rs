@@ -25,6 +25,9 @@ pub(super) fn row_to_result(r: &Row) -> Result<HostResult, postgres::Error> {
     })
 }
 
+pub(super) const RUN_COLUMNS: &str =
+    r#"id, command, args, "user", project_rev, started_ms, finished_ms, status, owner, lease_expires_ms"#;
+
 /// Fails (rather than panics) on a status this drover does not know.
 pub(super) fn row_to_run(r: &Row) -> Result<RunRow, postgres::Error> {
     Ok(RunRow {
@@ -36,6 +39,8 @@ pub(super) fn row_to_run(r: &Row) -> Result<RunRow, postgres::Error> {
         started_ms: r.get(5),
         finished_ms: r.get(6),
         status: r.try_get(7)?,
+        owner: r.get(8),
+        lease_expires_ms: r.get(9),
     })
 }
 
@@ -84,15 +89,18 @@ pub(super) fn insert_results(c: &mut impl postgres::GenericClient, hs: &[HostRes
 impl Pg {
     pub(super) fn begin_run(&mut self, r: &NewRun) -> Result<i64, StateError> {
         let r = r.clone();
-        let (pid, machine) = (i64::from(std::process::id()), crate::machine());
+        let (pid, machine, owner) = (i64::from(std::process::id()), crate::machine(), crate::owner());
+        let lease = crate::lease_ms(self.lease);
         self.conn.call(move |c| {
             let mut tx = c.transaction()?;
             let now = now_ms();
+            super::runs::mark_abandoned(&mut tx, now)?;
+            let expires = now + lease;
             let id: i64 = tx
                 .query_one(
-                    r#"INSERT INTO runs (command, args, "user", project_rev, pid, machine, started_ms)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"#,
-                    &[&r.command, &r.args, &r.user, &r.project_rev, &pid, &machine, &now],
+                    r#"INSERT INTO runs (command, args, "user", project_rev, pid, machine, started_ms, owner, lease_expires_ms)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"#,
+                    &[&r.command, &r.args, &r.user, &r.project_rev, &pid, &machine, &now, &owner, &expires],
                 )?
                 .get(0);
             tx.execute(
@@ -152,11 +160,7 @@ impl Pg {
 
     pub(super) fn runs(&self, limit: i64) -> Result<Vec<RunRow>, StateError> {
         self.conn.call(move |c| {
-            let rows = c.query(
-                r#"SELECT id, command, args, "user", project_rev, started_ms, finished_ms, status
-                   FROM runs ORDER BY id DESC LIMIT $1"#,
-                &[&limit],
-            )?;
+            let rows = c.query(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT $1"), &[&limit])?;
             Ok(rows.iter().map(row_to_run).collect::<Result<_, _>>()?)
         })
     }

@@ -93,6 +93,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, host)
     );
     ",
+    // 6: a run's owner (machine:pid) and the lease its heartbeat renews: a
+    // run whose lease expired while `running` is marked `abandoned` by the
+    // next run (a pid alone means nothing on another machine).
+    r"
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_expires_ms INTEGER;
+    ",
 ];
 
 pub(super) fn run(conn: &mut Connection, path: &str) -> Result<(), StateError> {

@@ -5,6 +5,7 @@ mod locks;
 mod migrations;
 mod records;
 mod rollouts;
+mod runs;
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,6 +39,8 @@ crate::states::for_each_state!(text_column);
 pub(crate) struct Sqlite {
     conn: Connection,
     path: String,
+    /// How long a run of this process stays owned without a heartbeat.
+    lease: Duration,
 }
 
 impl Sqlite {
@@ -56,7 +59,7 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "normal")?;
         conn.pragma_update(None, "foreign_keys", "on")?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let mut s = Sqlite { conn, path: p };
+        let mut s = Sqlite { conn, path: p, lease: crate::DEFAULT_LEASE };
         migrations::run(&mut s.conn, &s.path)?;
         Ok(s)
     }
@@ -65,7 +68,7 @@ impl Sqlite {
         let c = &self.conn;
         let mut s = Snapshot::default();
         let mut st = c.prepare(&format!("SELECT {}, pid FROM runs ORDER BY id", records::RUN_COLUMNS))?;
-        s.runs = st.query_map([], |r| Ok((records::row_to_run(r)?, r.get(8)?)))?.collect::<Result<_, _>>()?;
+        s.runs = st.query_map([], |r| Ok((records::row_to_run(r)?, r.get(10)?)))?.collect::<Result<_, _>>()?;
         s.results = self.results("ORDER BY run_id, host", params![])?;
         let mut st = c.prepare("SELECT id, at_ms, user, command, args, project_rev, run_id FROM audit ORDER BY id")?;
         s.audit = st
@@ -96,9 +99,21 @@ impl Sqlite {
         let tx = self.conn.transaction()?;
         for (r, pid) in &s.runs {
             tx.execute(
-                "INSERT INTO runs (id, command, args, user, project_rev, pid, started_ms, finished_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![r.id, r.command, r.args, r.user, r.project_rev, pid, r.started_ms, r.finished_ms, r.status],
+                "INSERT INTO runs (id, command, args, user, project_rev, pid, started_ms, finished_ms, status,
+                 owner, lease_expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    r.id,
+                    r.command,
+                    r.args,
+                    r.user,
+                    r.project_rev,
+                    pid,
+                    r.started_ms,
+                    r.finished_ms,
+                    r.status,
+                    r.owner,
+                    r.lease_expires_ms
+                ],
             )?;
         }
         records::insert_results(&tx, &s.results)?;
@@ -130,7 +145,9 @@ impl Backend for Sqlite {
     fn describe(&self) -> String {
         self.path.clone()
     }
-    fn set_lock_lease(&mut self, _lease: Duration) {}
+    fn set_lock_lease(&mut self, lease: Duration) {
+        self.lease = lease.max(Duration::from_millis(300));
+    }
     fn schema_version(&self) -> Result<u32, StateError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
@@ -142,6 +159,15 @@ impl Backend for Sqlite {
     }
     fn finish_run(&mut self, id: i64, status: RunStatus) -> Result<(), StateError> {
         Sqlite::finish_run(self, id, status)
+    }
+    fn heartbeat(&mut self, id: i64) -> Result<bool, StateError> {
+        Sqlite::heartbeat(self, id)
+    }
+    fn mark_abandoned(&mut self) -> Result<Vec<i64>, StateError> {
+        self.mark_abandoned_now()
+    }
+    fn run(&self, id: i64) -> Result<Option<RunRow>, StateError> {
+        Sqlite::run(self, id)
     }
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StateError> {
         Sqlite::audit(self, e)

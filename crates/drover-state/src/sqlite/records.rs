@@ -10,9 +10,12 @@ impl Sqlite {
     pub(super) fn begin_run(&mut self, r: &NewRun) -> Result<i64, StateError> {
         let tx = self.conn.transaction()?;
         let now = now_ms();
+        super::runs::mark_abandoned(&tx, now)?;
+        let lease = now + crate::lease_ms(self.lease);
         tx.execute(
-            "INSERT INTO runs (command, args, user, project_rev, pid, started_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![r.command, r.args, r.user, r.project_rev, std::process::id(), now],
+            "INSERT INTO runs (command, args, user, project_rev, pid, started_ms, owner, lease_expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![r.command, r.args, r.user, r.project_rev, std::process::id(), now, crate::owner(), lease],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -236,7 +239,8 @@ pub(super) fn insert_results(tx: &rusqlite::Transaction<'_>, hs: &[HostResult]) 
 }
 
 /// The columns [`row_to_run`] reads, in its order.
-pub(super) const RUN_COLUMNS: &str = "id, command, args, user, project_rev, started_ms, finished_ms, status";
+pub(super) const RUN_COLUMNS: &str =
+    "id, command, args, user, project_rev, started_ms, finished_ms, status, owner, lease_expires_ms";
 
 pub(super) fn row_to_run(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -248,5 +252,7 @@ pub(super) fn row_to_run(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         started_ms: r.get(5)?,
         finished_ms: r.get(6)?,
         status: r.get(7)?,
+        owner: r.get(8)?,
+        lease_expires_ms: r.get(9)?,
     })
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod backends;
 mod jobs;
+mod leases;
 mod overhead;
 mod pg;
 mod tls;

@@ -97,7 +97,7 @@ pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStat
             status::ago(r.at_ms),
             run.as_ref().map_or("", |x| x.project_rev.as_str()),
             run.as_ref().map_or("", |x| x.user.as_str()),
-            status::first_line(r.error.as_deref().unwrap_or_default())
+            status::history_error(&r, run.as_ref())
         );
     }
     Ok(ExitStatus::Success)

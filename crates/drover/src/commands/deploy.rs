@@ -28,6 +28,10 @@ pub struct DeployArgs {
     /// Longest silence tolerated from an agent during one step [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub op_timeout: Option<String>,
+    /// Apply (or roll back) hosts that a paused or orphaned rollout holds;
+    /// without it such a run is refused, naming the rollout.
+    #[arg(long)]
+    pub force: bool,
     /// apply: record the run as one job per host in the shared PostgreSQL
     /// store and have N local `drover worker` processes run them (0: only
     /// workers started elsewhere); the report is the same.
@@ -91,6 +95,7 @@ impl DeployArgs {
             bundle: self.bundle.signed(),
             relay: self.bundle.relay_options(),
             show: !self.json,
+            force: self.force,
         })
     }
 }

@@ -208,9 +208,12 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {
     let mut rows = Vec::new();
     for r in store.rollouts(10)? {
         let plan: Plan = serde_json::from_str(&r.plan)?;
+        let standing = crate::run::rollout::hold::standing(&store, &r)?;
         rows.push(serde_json::json!({
             "rollout": r.id,
             "status": r.status,
+            "orphaned": matches!(standing, crate::run::rollout::hold::Standing::Orphaned(_)),
+            "standing": standing.to_string(),
             "next_batch": r.next_batch,
             "batches": plan.batches,
             "revision": r.revision,
@@ -224,7 +227,7 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitStatus> {
             println!(
                 "rollout {}: {} ({} of {} batches done)",
                 r["rollout"],
-                r["status"].as_str().unwrap_or(""),
+                r["standing"].as_str().unwrap_or(""),
                 r["next_batch"],
                 total
             );

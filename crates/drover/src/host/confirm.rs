@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use drover_proto::Request;
+use drover_proto::{Request, Response};
 use drover_spec::Host;
 
 use super::backoff::backoff;
@@ -18,19 +18,32 @@ pub(super) async fn confirm(job: &Job, host: &Host, generation: u64) -> Result<(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let res: Result<(), HostError> = async {
+        let res: Result<Response, HostError> = async {
             let mut c = job.transport.connect(host, job.timeouts).await?;
-            c.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
+            let reply = c.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
             c.close().await;
-            Ok(())
+            Ok(reply)
         }
         .await;
-        match res {
-            Ok(()) => return Ok(()),
+        match res.map(confirmed) {
+            Ok(done) => return done,
             Err(e) if e.is_transient() && Instant::now() + backoff(attempt) < deadline => {
                 tokio::time::sleep(backoff(attempt)).await
             }
             Err(e) => return Err(HostError::Unconfirmed { generation, cause: e.to_string() }),
         }
+    }
+}
+
+/// The agent's reply to `Confirm { generation }`: done, or why the
+/// generation is no longer live (typed: replaced by another controller's
+/// rollback is not "confirmation came too late").
+pub(super) fn confirmed(reply: Response) -> Result<(), HostError> {
+    match reply {
+        Response::Confirmed { .. } => Ok(()),
+        Response::NotConfirmed { generation, current, why } => {
+            Err(HostError::NotConfirmed { generation, current, why })
+        }
+        other => Err(HostError::unexpected("Confirm", &other)),
     }
 }

@@ -12,7 +12,15 @@ use crate::transport::Connection;
 
 pub(super) enum Desired {
     UpToDate,
+    /// The host waits for the confirmation of exactly what this run would
+    /// install (an earlier attempt's, or a killed run's): confirm it.
     AwaitingConfirm(u64),
+    /// The host waits, until `until_ms`, for the confirmation of another
+    /// generation than this run's: the agent refuses any activation till then.
+    PendingOther {
+        generation: u64,
+        until_ms: u64,
+    },
     Change(Compiled),
 }
 
@@ -30,9 +38,16 @@ pub(super) async fn desired_state(
     p: &HostProgress,
 ) -> Result<Desired, HostError> {
     let (desired, cur) = compare(&*job.project, host, conn, conn.state.next, p).await?;
-    let Some(cur) = cur else { return Ok(Desired::Change(desired)) };
-    if conn.state.pending_confirm == Some(cur) {
-        return Ok(Desired::AwaitingConfirm(cur));
+    match (conn.state.pending_confirm, cur) {
+        (Some(pending), Some(cur)) if pending == cur => return Ok(Desired::AwaitingConfirm(cur)),
+        (Some(generation), _) => {
+            let until_ms = conn.state.pending_deadline_ms.unwrap_or(0);
+            return Ok(Desired::PendingOther { generation, until_ms });
+        }
+        (None, _) => {}
+    }
+    if cur.is_none() {
+        return Ok(Desired::Change(desired));
     }
     let Some(cur_hash) = conn.state.current_manifest else { return Ok(Desired::Change(desired)) };
     p.step("checking");

@@ -37,6 +37,18 @@ pub enum HostError {
         "generation {generation} is live but could not be confirmed over a new connection ({cause}); the host reverts it by itself"
     )]
     Unconfirmed { generation: u64, cause: String },
+    /// The host's agent reported, at `Confirm`, that the generation is no
+    /// longer live, and why (see [`drover_proto::Unconfirmable`]).
+    #[error("{}", not_confirmed(*generation, *current, why))]
+    NotConfirmed { generation: u64, current: Option<u64>, why: drover_proto::Unconfirmable },
+    /// The host waits for the confirmation of another generation than the
+    /// one this run would install (another controller's, or one killed
+    /// after activating it): nothing was shipped.
+    #[error(
+        "waiting for confirmation of generation {generation} until {}, which is not what this run would install (another controller's apply, or a run killed after activating it). Nothing was sent. Apply again after that deadline (the host reverts it then), or apply the project that generation came from to confirm it",
+        crate::human::utc(*until_ms)
+    )]
+    PendingOther { generation: u64, until_ms: u64 },
     #[error("generation {0} still awaits confirmation; apply again to finish it before rebooting")]
     AwaitingConfirm(u64),
     #[error(
@@ -49,6 +61,24 @@ pub enum HostError {
     NotBack { waited: Duration, why: String },
     #[error("services unhealthy after the reboot: {0}")]
     UnhealthyAfterReboot(String),
+}
+
+fn not_confirmed(generation: u64, current: Option<u64>, why: &drover_proto::Unconfirmable) -> String {
+    use drover_proto::Unconfirmable as U;
+    let on = current.map_or_else(|| "none".to_string(), |c| c.to_string());
+    match why {
+        U::Replaced { by, rollback: true } => format!(
+            "generation {generation} was replaced by generation {by} (rolled back by another controller) before this run confirmed it; the host is on generation {on}"
+        ),
+        U::Replaced { by, rollback: false } => format!(
+            "generation {generation} was replaced by generation {by} (activated by another controller) before this run confirmed it; the host is on generation {on}"
+        ),
+        U::Expired { deadline_ms } => format!(
+            "generation {generation} was reverted because confirmation came too late (the host's deadline was {}); the host is on generation {on}",
+            crate::human::utc(*deadline_ms)
+        ),
+        U::NotLive => format!("generation {generation} is no longer live (the host is on generation {on})"),
+    }
 }
 
 impl HostError {

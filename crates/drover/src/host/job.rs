@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use drover_spec::{Host, Project};
 
+use super::report::HostReport;
 use super::source::StateSource;
 use crate::transport::{Timeouts, Transport};
 
@@ -37,6 +38,31 @@ pub struct Job {
     pub stop_first: bool,
     /// Reboot (these) hosts after activation; confirm after the reboot.
     pub reboot: Option<RebootPlan>,
+    /// Told the moment a host's agent reports a new generation live, so
+    /// the run's record has it even if the controller dies before the end.
+    pub activations: Activations,
+}
+
+/// Where a host's activation is reported as it happens (the run's record:
+/// `crate::run::record`); by default nowhere.
+#[derive(Clone, Default)]
+pub struct Activations(Option<Arc<OnActivated>>);
+
+/// What is told of one activation.
+type OnActivated = dyn Fn(&HostReport) + Send + Sync;
+
+impl Activations {
+    pub fn new(f: impl Fn(&HostReport) + Send + Sync + 'static) -> Activations {
+        Activations(Some(Arc::new(f)))
+    }
+
+    /// `r` (its outcome [`Outcome::Activated`], its generation the new one)
+    /// is live on its host, not yet confirmed.
+    pub fn activated(&self, r: &HostReport) {
+        if let Some(f) = &self.0 {
+            f(r)
+        }
+    }
 }
 
 impl Mode {

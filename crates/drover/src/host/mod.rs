@@ -25,7 +25,7 @@ mod source;
 
 pub use desired::is_current;
 pub use error::HostError;
-pub use job::{Job, Mode, RebootPlan};
+pub use job::{Activations, Job, Mode, RebootPlan};
 pub use report::{failure_lines, parse_restart, restart_text, HostReport, Outcome};
 pub use session::run_host;
 pub use ship::ChunkCache;

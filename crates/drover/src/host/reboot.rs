@@ -202,10 +202,7 @@ async fn await_return(
         }
         if let Some(g) = generation.filter(|g| state.pending_confirm == Some(*g)) {
             p.step("confirming after the reboot");
-            match conn.link.call(&Request::Confirm { generation: g }, &mut |_| {}).await? {
-                Response::Confirmed { .. } => {}
-                other => return Err(HostError::unexpected("Confirm after the reboot", &other)),
-            }
+            super::confirm::confirmed(conn.link.call(&Request::Confirm { generation: g }, &mut |_| {}).await?)?;
         }
         conn.close().await;
         return Ok(Returned::Confirmed { generation: state.current });

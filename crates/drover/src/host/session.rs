@@ -97,15 +97,22 @@ async fn run_once(
                 // confirmation (this is a new connection, so give it).
                 Desired::AwaitingConfirm(generation) if matches!(job.mode, Mode::Apply) => {
                     let clock = Instant::now();
-                    let confirmed = conn.link.call(&Request::Confirm { generation }, &mut |_| {}).await;
+                    let reply = conn.link.call(&Request::Confirm { generation }, &mut |_| {}).await;
                     r.phases.confirm_ms += ms(clock.elapsed());
-                    confirmed?;
+                    super::confirm::confirmed(reply?)?;
                     conn.close().await;
                     r.generation = Some(generation);
                     r.outcome = Outcome::Changed;
                     return Ok(());
                 }
                 Desired::AwaitingConfirm(_) => compile(job, host, &conn.facts, conn.state.next)?,
+                // Another generation awaits its confirmation: the agent would
+                // refuse to activate this one, so refuse before shipping.
+                Desired::PendingOther { generation, until_ms } if matches!(job.mode, Mode::Apply) => {
+                    conn.close().await;
+                    return Err(HostError::PendingOther { generation, until_ms });
+                }
+                Desired::PendingOther { .. } => compile(job, host, &conn.facts, conn.state.next)?,
                 Desired::Change(c) => c,
             };
             let generation = conn.state.next;
@@ -149,6 +156,7 @@ async fn run_once(
         if let Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written, .. }) = outcome {
             r.files_written = files_written;
             r.restarts = restarted.iter().map(|s| parse_restart(s)).collect();
+            activated(job, r, generation);
             return super::reboot::after_activation(job, host, plan, conn, generation, r, p).await;
         }
     }
@@ -166,6 +174,16 @@ fn add_activation(r: &mut HostReport, clock: Instant, outcome: &Response) {
     r.phases.add_activation(clock.elapsed(), &times);
 }
 
+/// The host's agent reported `generation` live: say so to the run's record
+/// now (a controller killed before the end leaves this trace).
+fn activated(job: &Job, r: &mut HostReport, generation: u64) {
+    r.generation = Some(generation);
+    let outcome = std::mem::replace(&mut r.outcome, Outcome::Activated);
+    let error = r.error.replace(format!("generation {generation} activated, not yet confirmed by this run"));
+    job.activations.activated(r);
+    (r.outcome, r.error) = (outcome, error);
+}
+
 fn apply_timeout(job: &Job) -> Duration {
     (job.timeouts.op * 10).max(Duration::from_secs(300))
 }
@@ -179,9 +197,9 @@ async fn finish(
 ) -> Result<(), HostError> {
     match outcome {
         Response::Applied(ApplyOutcome::Activated { generation, restarted, files_written, .. }) => {
-            r.generation = Some(generation);
             r.files_written = files_written;
             r.restarts = restarted.iter().map(|s| parse_restart(s)).collect();
+            activated(job, r, generation);
             if job.confirm_timeout.is_some() {
                 p.step("confirming over a new connection");
                 let clock = Instant::now();

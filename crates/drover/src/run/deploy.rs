@@ -38,6 +38,8 @@ pub struct Request {
     pub relay: Option<RelayOptions>,
     /// Live progress on stderr.
     pub show: bool,
+    /// Apply or roll back hosts a paused or orphaned rollout holds.
+    pub force: bool,
 }
 
 /// The run `req` asks for, recorded; its report for the caller to print.
@@ -55,6 +57,10 @@ pub fn run(dir: &Path, req: &Request) -> anyhow::Result<Ran> {
     let t = if delivered { from_bundle(dir, req)? } else { from_project(dir, req)? };
     let mut hosts = t.hosts;
     super::skip_drained(dir, &mut hosts, req.mode)?;
+    if matches!(req.mode, Mode::Apply | Mode::Rollback { .. }) && !req.force {
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        super::rollout::hold::refuse_held(&crate::store::open(dir)?, &names)?;
+    }
     crate::host::reboot::refuse_simulated(t.reboot.as_ref(), req.simulate.as_deref())?;
     let spec = RunSpec::new(t.source, t.transport, req.mode, t.settings, &req.overrides).reboot(t.reboot);
     if let Some(n) = req.workers {

@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod deploy;
 pub mod fleet;
+mod heartbeat;
 pub mod logs;
 pub mod reboot;
 pub mod record;
@@ -53,6 +54,7 @@ pub fn execute(dir: &Path, command: &str, mut spec: RunSpec, hosts: Vec<Host>, s
     let plan = matches!(spec.job.mode, Mode::Plan(_));
     let mut run = record::Run::start(dir, command, &names)?;
     spec.fence = run.watch();
+    spec.job.activations = run.activations();
     let start = Instant::now();
     let progress = Progress::new(hosts.len(), show);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

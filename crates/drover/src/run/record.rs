@@ -6,6 +6,7 @@ use std::path::Path;
 
 use drover_state::{HostLock, HostResult, NewRun, StateError, Store};
 
+use super::heartbeat::Heartbeat;
 use super::refusal::Refusal;
 use crate::host::HostReport;
 use crate::store::{open, project_rev, user};
@@ -14,6 +15,8 @@ pub struct Run {
     pub store: Store,
     pub id: i64,
     lock: Option<HostLock>,
+    /// Renews the run's lease while it lives (dropped last: see `finish`).
+    heartbeat: Option<Heartbeat>,
 }
 
 /// The state store went away mid-run. Exit 2: hosts may have changed.
@@ -58,8 +61,10 @@ impl Run {
             user: user.into(),
             project_rev: project_rev(project_dir),
         })?;
+        let lease = drover_spec::state::settings(project_dir)?.lock_lease.unwrap_or(drover_state::DEFAULT_LEASE);
+        let heartbeat = Some(Heartbeat::start(open(project_dir)?, id, lease));
         match store.lock_hosts(id, hosts) {
-            Ok(lock) => Ok(Run { store, id, lock: Some(lock) }),
+            Ok(lock) => Ok(Run { store, id, lock: Some(lock), heartbeat }),
             Err(StateError::Locked(h)) => {
                 let msg = StateError::Locked(h).to_string();
                 store.finish_run(id, drover_state::RunStatus::Refused)?;
@@ -69,18 +74,31 @@ impl Run {
         }
     }
 
+    /// Where this run's sessions report each host's activation as it
+    /// happens (recorded at once, so a killed controller's run still shows
+    /// the hosts it touched).
+    pub fn activations(&self) -> crate::host::Activations {
+        self.heartbeat.as_ref().map(|h| h.activations(self.id)).unwrap_or_default()
+    }
+
     pub fn record(&mut self, r: &HostReport) -> anyhow::Result<()> {
         self.record_all(std::slice::from_ref(r))
     }
 
     /// Every host's result in one transaction.
     pub fn record_all(&mut self, reports: &[HostReport]) -> anyhow::Result<()> {
+        // The hosts' activations first: their final results replace them.
+        if let Some(h) = &self.heartbeat {
+            h.flush();
+        }
         let rows = reports.iter().map(|r| host_result(self.id, r)).collect::<anyhow::Result<Vec<_>>>()?;
         self.store.record_hosts(&rows)?;
         Ok(())
     }
 
     pub fn finish(mut self, ok: bool) -> anyhow::Result<()> {
+        // Activations still on their way are recorded before the end is.
+        drop(self.heartbeat.take());
         if let Some(l) = self.lock.take() {
             self.store.unlock_hosts(l)?;
         }

@@ -88,6 +88,7 @@ impl RunSpec {
                 retries: o.retries.unwrap_or(RETRIES),
                 stop_first: false,
                 reboot: None,
+                activations: Default::default(),
             },
             parallel: o.parallel.unwrap_or(settings.parallel),
             fence: Default::default(),

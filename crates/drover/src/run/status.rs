@@ -151,8 +151,30 @@ pub fn history_row(r: &HostResult, run: Option<&drover_state::RunRow>) -> serde_
         "run": r.run_id, "host": r.host, "outcome": r.outcome, "generation": r.generation, "changes": r.changes,
         "bytes_sent": r.bytes_sent, "error": r.error, "failure": failure(r), "at_ms": r.at_ms,
         "command": run.map(|x| x.command.as_str()), "user": run.map(|x| x.user.as_str()),
-        "project_rev": run.map(|x| x.project_rev.as_str()),
+        "project_rev": run.map(|x| x.project_rev.as_str()), "run_status": run.map(run_status),
     })
+}
+
+/// A run's status as history shows it: one whose lease ran out is
+/// abandoned even before the next run marks it so in the store.
+fn run_status(run: &drover_state::RunRow) -> drover_state::RunStatus {
+    if run.is_orphaned(drover_state::now_ms()) {
+        drover_state::RunStatus::Abandoned
+    } else {
+        run.status
+    }
+}
+
+/// A history row's error cell: an abandoned run's hosts say so first (the
+/// controller stopped between this host's activation and the run's end).
+pub fn history_error(r: &HostResult, run: Option<&drover_state::RunRow>) -> String {
+    let e = first_line(r.error.as_deref().unwrap_or_default());
+    match run.map(run_status) {
+        Some(drover_state::RunStatus::Abandoned) => {
+            format!("run abandoned: its controller stopped (killed or lost) before the end; {e}")
+        }
+        _ => e,
+    }
 }
 
 /// An error as one table cell: its first line, and "…" when there is more

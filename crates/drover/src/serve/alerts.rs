@@ -216,7 +216,10 @@ fn apply_failed(outcome: drover_state::Outcome) -> bool {
     use drover_state::Outcome as O;
     match outcome {
         O::Failed | O::RolledBack => true,
-        O::Unreachable | O::Unchanged | O::Planned | O::Changed | O::Rebooted | O::Skipped => false,
+        // Activated: a run still going (or abandoned) between activation and
+        // its end; not a failure of the host (it reverts by itself unless
+        // confirmed, and the probe then says where it is).
+        O::Unreachable | O::Unchanged | O::Planned | O::Changed | O::Activated | O::Rebooted | O::Skipped => false,
     }
 }
 

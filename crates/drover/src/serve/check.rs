@@ -238,7 +238,8 @@ pub(crate) async fn apply(
     // Healing never reboots a host, even one whose role's rollout policy
     // says `reboot = true`: an unattended reboot is an operator's decision
     // (`drover apply --reboot`). So no `.reboot(…)` here.
-    let spec = RunSpec::of_project(project, fleet.transport.clone(), Mode::Apply, &Overrides::default());
+    let mut spec = RunSpec::of_project(project, fleet.transport.clone(), Mode::Apply, &Overrides::default());
+    spec.job.activations = run.activations();
     let n = hosts.len();
     let reports = crate::run::schedule::sessions(&spec, hosts, Progress::new(n, false)).await;
     let ok = reports.iter().all(|r| !r.outcome.is_failure());

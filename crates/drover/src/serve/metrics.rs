@@ -67,7 +67,8 @@ fn succeeded(outcome: drover_state::Outcome) -> bool {
     use drover_state::Outcome as O;
     match outcome {
         O::Failed | O::RolledBack | O::Unreachable => false,
-        O::Unchanged | O::Planned | O::Changed | O::Rebooted | O::Skipped => true,
+        // Activated: not (yet) a failure; see `serve::alerts`.
+        O::Unchanged | O::Planned | O::Changed | O::Activated | O::Rebooted | O::Skipped => true,
     }
 }
 

@@ -43,6 +43,7 @@ mod sim;
 mod ssh;
 mod state_store;
 mod systemd;
+mod traces;
 mod trees;
 mod web_cluster;
 mod workers;

@@ -191,3 +191,52 @@ fn rollout_honours_op_timeout_and_retries() {
     assert_eq!(s.generation("s1"), 1);
     assert!(!Path::new(&s.root("s1").join("var/lib/drover/pending.json")).exists());
 }
+
+/// A paused rollout whose controller died holds its hosts: `rollout status`
+/// says it is orphaned, a plain `apply` of its hosts is refused (exit 3)
+/// naming the rollout, its standing, `rollout resume/abort` and `--force`,
+/// and with `--force` the apply goes ahead. Before, the apply was accepted
+/// without a word while `rollout status` still said "paused".
+#[test]
+fn a_paused_rollout_whose_controller_died_holds_its_hosts_against_plain_apply_unless_forced() {
+    let s = Sim::new(4, "batch = 2\ndelay = \"3s\"\n");
+    // A short run lease, so the dead controller is known gone quickly.
+    let toml = s.proj.join("drover.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    fs::write(&toml, format!("{text}\n[state]\nlock-lease = \"1s\"\n")).unwrap();
+    s.template("v2");
+    let mut controller = s.spawn(&["rollout", "start"]);
+    s.wait_batches(1);
+    let p = s.plain(&["rollout", "pause"]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let st = s.plain(&["rollout", "status"]);
+    assert!(st.stdout.contains("orphaned (was paused; its controller is gone)"), "{}", st.stdout);
+    let st = s.plain(&["rollout", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!((v[0]["status"].as_str(), v[0]["orphaned"].as_bool()), (Some("paused"), Some(true)), "{}", st.stdout);
+    let id = v[0]["rollout"].as_i64().unwrap();
+
+    s.template("v3");
+    let r = s.drover(&["apply", "--json", "--hosts", "s3"]);
+    assert_eq!(r.code, 3, "a held host must be refused: {}\n{}", r.stdout, r.stderr);
+    for want in [
+        &format!("rollout {id} is orphaned (was paused"),
+        "s3",
+        "drover rollout resume",
+        "drover rollout abort",
+        "--force",
+    ] {
+        assert!(r.stderr.contains(want), "{want:?} missing: {}", r.stderr);
+    }
+    assert_eq!(s.generation("s3"), 1, "a refused apply must not touch the host");
+    let r = s.drover(&["rollback", "--json", "--hosts", "s1"]);
+    assert_eq!(r.code, 3, "a plain rollback is held too: {}\n{}", r.stdout, r.stderr);
+
+    let r = s.drover(&["apply", "--json", "--hosts", "s3", "--force"]);
+    assert_eq!(r.code, 0, "--force must go ahead: {}\n{}", r.stdout, r.stderr);
+    assert_eq!((s.generation("s3"), s.page("s3").trim()), (2, "v3 s3"));
+}

@@ -13,6 +13,7 @@
 //! later batches stay untouched, and (by policy) the batch's updated hosts
 //! are rolled back to their previous generation.
 
+pub mod hold;
 mod plan;
 mod runner;
 mod start;
@@ -89,6 +90,7 @@ pub fn execute(
         None => None,
     };
     spec.fence = run.watch();
+    spec.job.activations = run.activations();
     let rt = super::fleet::runtime()?;
     let report = rt.block_on(async {
         let mut runner =

@@ -117,7 +117,13 @@ pub fn resume(dir: &Path, force: bool, d: &Drive) -> anyhow::Result<Resumed> {
     let mut store = crate::store::open(dir)?;
     let Some(r) = store.unfinished_rollout()? else { anyhow::bail!("no paused or interrupted rollout to resume") };
     let owner = r.run_id.map(|id| store.run_pid(id)).transpose()?.flatten();
-    let owner_alive = owner.is_some_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
+    let recorded_owner = r.run_id.map(|id| store.run(id)).transpose()?.flatten().and_then(|run| run.owner);
+    // By lease (any machine) when the run has an owner; runs recorded
+    // before owners were, by pid on this machine.
+    let owner_alive = match recorded_owner {
+        Some(_) => matches!(super::hold::standing(&store, &r)?, super::hold::Standing::Live(_)),
+        None => owner.is_some_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists()),
+    };
     if owner_alive {
         if r.status == RolloutStatus::Paused {
             store.update_rollout(r.id, r.next_batch, RolloutStatus::Running)?;
