@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod message;
 pub mod service;
 pub mod setup;
+pub mod storage;
 
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
@@ -34,6 +35,7 @@ pub use service::{
     LOG_TAIL_LINES,
 };
 pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
+pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
@@ -45,7 +47,9 @@ pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
 /// 8: `ServiceTimes` in `ApplyOutcome` (per-phase timing in `--json`).
 /// 9: `ServiceStatus.state` a `SupervisorState`; `ServiceFailure` in
 /// `ApplyOutcome::RolledBack` (why a health gate or a restart failed).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: `Response::StorageFailed` (a write the host's storage refused, or
+/// the free-space check before a transition, as data).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

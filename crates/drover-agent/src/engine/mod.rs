@@ -64,7 +64,7 @@ fn take_lock(layout: &Layout, wait: Duration) -> Result<File> {
     let start = Instant::now();
     while lock.try_lock().is_err() {
         if start.elapsed() > wait {
-            return Err(crate::AgentError(LOCK_BUSY.into()));
+            return Err(crate::AgentError::new(LOCK_BUSY.into()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -186,7 +186,7 @@ impl Engine {
     }
 
     pub fn diff(&self, manifest: Manifest, generation: u64) -> Result<Candidate> {
-        manifest.validate().map_err(|e| crate::AgentError(format!("invalid manifest: {e}")))?;
+        manifest.validate().map_err(|e| crate::AgentError::new(format!("invalid manifest: {e}")))?;
         let cur = self.current_manifest()?;
         diff::diff(
             &self.layout,
@@ -223,7 +223,7 @@ impl Engine {
         let size = *cand
             .sizes
             .get(&chunk.hash)
-            .ok_or_else(|| crate::AgentError(format!("unexpected blob {}", chunk.hash.short())))?;
+            .ok_or_else(|| crate::AgentError::new(format!("unexpected blob {}", chunk.hash.short())))?;
         blobs::receive(&self.layout, chunk, size)
     }
 
