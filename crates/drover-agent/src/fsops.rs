@@ -33,7 +33,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     });
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(failed(e, &tmp));
+        return Err(failed(e, path));
     }
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);

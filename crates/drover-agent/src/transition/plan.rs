@@ -211,6 +211,6 @@ fn backup(layout: &Layout, root: &Root, generation: u64, path: &str) -> Result<(
     copied.map_err(|e| {
         // No half copy left taking the space the next attempt needs.
         let _ = fs::remove_file(&dst);
-        space::write_error(e, "back up", path, || space::of_path(&dst))
+        space::write_error(e, &format!("back up {path} to"), &dst.display().to_string(), || space::of_path(&dst))
     })
 }
