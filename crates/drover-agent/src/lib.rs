@@ -28,7 +28,8 @@
 //! 5. The host's parts: [`state`] (the agent's bookkeeping files),
 //!    [`safefs`] (every managed path, no symlink followed), [`blobs`],
 //!    [`supervisor`], [`dpkg`], [`facts`].
-//! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`],
+//! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`], [`space`]
+//!    (filesystems: free space, mount points, refused writes),
 //!    [`accounts`], [`hooks`], [`health`], [`runit`], [`reexec`].
 //!
 //! # What it must not import

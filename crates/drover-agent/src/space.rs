@@ -121,16 +121,15 @@ pub fn write_error(e: io::Error, verb: &str, writing: &str, fs: impl FnOnce() ->
 }
 
 impl AgentError {
-    /// Say where the failure left the host and what it needed (when the
-    /// failure is the filesystem's; other errors pass unchanged). The free
-    /// space is read again: what the host has now is what the operator acts on.
+    /// Say where the failure left the host and what the transition needed
+    /// on the refusing filesystem (when the failure is the filesystem's;
+    /// other errors pass unchanged).
     pub fn settle(mut self, left: StorageLeft, generation: Option<u64>, needs: &Needs) -> AgentError {
         if let Some(f) = self.1.as_deref_mut() {
             f.left = left;
             f.generation = generation;
-            if let Some((fs, need)) = needs.on.values().find(|(fs, _)| fs.mount == f.mount) {
+            if let Some((_, need)) = needs.on.values().find(|(fs, _)| fs.mount == f.mount) {
                 f.needed = f.needed.max(*need);
-                let _ = fs;
             }
         }
         self
