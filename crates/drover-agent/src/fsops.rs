@@ -44,7 +44,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Make a rename or unlink in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    hooks::fault("sync")
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| space::write_error(e, "fsync", &dir.display().to_string(), || space::of_path(dir)))
 }

@@ -120,7 +120,9 @@ pub fn rename(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> Result<()> {
 }
 
 pub fn sync(dir: BorrowedFd<'_>) -> Result<()> {
-    rfs::fsync(dir).map_err(|e| failed(dir, "fsync", OsStr::new("directory"), errno(e)))
+    hooks::fault("sync")
+        .and_then(|()| rfs::fsync(dir).map_err(errno))
+        .map_err(|e| failed(dir, "fsync", OsStr::new("directory"), e))
 }
 
 fn uid_of(u: u32) -> rustix::fs::Uid {

@@ -85,13 +85,14 @@ pub(super) fn execute(
         }
     }
     let role = if forward { "new" } else { "old" };
-    // A path already as wanted is left alone: going back after a failed
-    // attempt rewrites only what the attempt changed (a full disk has no
-    // room for a second copy of an intact file, and needs none).
+    // Going back, a path already as wanted is left alone: only what the
+    // attempt changed is rewritten (a full disk has no room for a second
+    // copy of an intact file, and needs none). Going forward, the plan has
+    // just compared every path with the disk.
     let mut staged = Vec::with_capacity(places.len());
     for op in places {
         let dir = root.parent_for_write(&op.path)?;
-        if intact(layout, dir.as_fd(), &op.path, target(op))? {
+        if !forward && intact(layout, dir.as_fd(), &op.path, target(op))? {
             continue;
         }
         let made = stage(layout, dir.as_fd(), op, target(op), role);

@@ -220,7 +220,9 @@ fn restore(layout: &Layout, root: &Root, j: &Journal) -> Result<()> {
 
 /// Committed: the journal becomes the undo record.
 fn finish(layout: &Layout) -> Result<()> {
-    fs::rename(layout.journal(), layout.undo()).ctx(|| "retire journal".into())?;
+    hooks::fault("retire")
+        .and_then(|()| fs::rename(layout.journal(), layout.undo()))
+        .ctx(|| "retire journal".into())?;
     fsops::sync_dir(layout.state_dir())
 }
 

@@ -69,7 +69,7 @@ fn every_write_fails_in_turn(errno: &str, error: StorageError, persist: bool) {
         assert_eq!(differs(root, &v2(), &v1()), Vec::<String>::new(), "write {n} ({hit}), then no fault");
     }
     eprintln!("{errno}: {} writes failed in turn: {hits:?}", hits.len());
-    for w in ["keep", "backup", "state", "create", "write", "mkdir", "remove", "rename"] {
+    for w in ["keep", "backup", "state", "sync", "create", "write", "fsync", "mkdir", "remove", "rename", "retire"] {
         assert!(hits.iter().any(|h| h == w), "no {w} write failed: {hits:?}");
     }
 }
