@@ -48,8 +48,8 @@ impl Engine {
     }
 
     /// A refused write before the transition (a blob, the manifest): the
-    /// host is where it was.
-    fn untouched(&self, e: crate::AgentError) -> crate::AgentError {
+    /// host is on the generation it was on.
+    pub(super) fn untouched(&self, e: crate::AgentError) -> crate::AgentError {
         match e.storage() {
             Some(f) if f.generation.is_none() && f.left == StorageLeft::Untouched => {
                 e.settle(StorageLeft::Untouched, self.state.current, &Needs::default())

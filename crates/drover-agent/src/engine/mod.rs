@@ -219,12 +219,24 @@ impl Engine {
         out
     }
 
+    /// Is there room in the blob store for what is still to be sent
+    /// (`missing`, from [`Engine::missing`])? Refused before a byte is
+    /// shipped, naming the filesystem, its free space and what the blobs need.
+    pub fn room_for(&self, missing: &[(Hash, u64)], cand: &Candidate) -> Result<()> {
+        let fs = crate::space::of_path(&self.layout.blobs());
+        let mut needs = crate::space::Needs::default();
+        for (h, have) in missing {
+            needs.file(&fs, cand.sizes.get(h).copied().unwrap_or(0).saturating_sub(*have));
+        }
+        needs.check(self.state.current)
+    }
+
     pub fn receive(&self, chunk: &BlobChunk, cand: &Candidate) -> Result<()> {
         let size = *cand
             .sizes
             .get(&chunk.hash)
             .ok_or_else(|| crate::AgentError::new(format!("unexpected blob {}", chunk.hash.short())))?;
-        blobs::receive(&self.layout, chunk, size)
+        blobs::receive(&self.layout, chunk, size).map_err(|e| self.untouched(e))
     }
 
     /// Why the host is drained, if it is (see [`crate::ops`]).

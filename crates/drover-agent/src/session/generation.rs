@@ -43,6 +43,13 @@ impl<W: Write> Session<W> {
                 let missing = engine.missing(&c);
                 let missing =
                     sealed::redirect_missing(&engine.layout, &self.bundle.sealed, &mut c, missing, engine.holds_lock());
+                // Nothing is shipped to a host that cannot hold it (a
+                // read-only session, `plan`, ships nothing).
+                if engine.holds_lock() {
+                    if let Err(e) = engine.room_for(&missing, &c) {
+                        return failure(e);
+                    }
+                }
                 let reply = Response::Diff {
                     changes: c.changes.clone(),
                     restarts: c.restarts.clone(),

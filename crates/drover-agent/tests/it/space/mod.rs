@@ -236,3 +236,33 @@ fn recovery_does_not_rewrite_an_intact_file_on_a_full_disk() {
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 2, .. })), "{r:?}");
     assert_eq!(differs(root, &big2, &big1), Vec::<String>::new());
 }
+
+/// The state directory on a tmpfs too small for the blobs generation 2
+/// needs: the `Diff` is refused before a byte is shipped, naming that
+/// filesystem with its free space and what the blobs need; nothing is
+/// received, and with room the same apply converges.
+#[test]
+fn blobs_that_cannot_fit_are_refused_before_they_are_shipped() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let state = Tmpfs::mount(&root.join("var/lib/drover"), 4 << 20);
+    fs::set_permissions(&state.at, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    on_v1(root);
+    state.fill_to(128 << 10);
+    let mut a = agent(root);
+    let (m, _) = manifest(&v2());
+    let r = a.call(Request::Diff { manifest: m, generation: a.state.next });
+    a.bye();
+    let f = storage(&r);
+    assert_eq!((f.error, f.left, f.generation), (StorageError::NoSpace, StorageLeft::Untouched, Some(1)), "{f}");
+    assert_eq!(f.mount, state.at.to_str().unwrap(), "{f}");
+    assert!(f.free <= 128 << 10 && f.needed >= 224 << 10, "{f}");
+    names_it_all(f);
+    let partial = fs::read_dir(root.join("var/lib/drover/partial")).map_or(0, |d| d.count());
+    assert_eq!(partial, 0, "nothing was received");
+
+    state.unfill();
+    let r = apply(root, &v2());
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 2, .. })), "{r:?}");
+    assert_eq!(differs(root, &v2(), &v1()), Vec::<String>::new());
+}
