@@ -27,6 +27,9 @@ use crate::AgentError;
 /// stat cache, the pending marker.
 pub const MARGIN: u64 = 64 << 10;
 
+/// The free space of a filesystem that cannot say: nothing is refused on it.
+const UNKNOWN: u64 = u64::MAX;
+
 /// One filesystem, as seen from a path on it.
 #[derive(Debug, Clone)]
 pub struct Fs {
@@ -43,10 +46,14 @@ pub struct Fs {
 pub fn of_fd(fd: BorrowedFd<'_>) -> Fs {
     let dev = rfs::fstat(fd).map(|s| s.st_dev).unwrap_or(0);
     let (free, block) = match rfs::fstatvfs(fd) {
-        // Root may use the blocks kept back for it (ext4's 5%).
-        Ok(v) if rustix::process::geteuid().is_root() => (v.f_bfree * v.f_frsize, v.f_frsize),
-        Ok(v) => (v.f_bavail * v.f_frsize, v.f_frsize),
-        Err(_) => (0, 4096),
+        Ok(v) => {
+            let unit = if v.f_frsize > 0 { v.f_frsize } else { v.f_bsize };
+            // Root may use the blocks kept back for it (ext4's 5%).
+            let blocks = if rustix::process::geteuid().is_root() { v.f_bfree } else { v.f_bavail };
+            (blocks.saturating_mul(unit), unit)
+        }
+        // Not known: never a reason to refuse (see [`Needs::check`]).
+        Err(_) => (UNKNOWN, 4096),
     };
     let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let path = rfs::readlink(link.as_str(), Vec::new()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
@@ -62,7 +69,7 @@ pub fn of_path(path: &Path) -> Fs {
         }
         p = dir.parent();
     }
-    Fs { dev: 0, mount: path.display().to_string(), free: 0, block: 4096 }
+    Fs { dev: 0, mount: path.display().to_string(), free: UNKNOWN, block: 4096 }
 }
 
 /// The mount point holding `path` on device `dev`: the longest mount
@@ -173,7 +180,7 @@ impl Needs {
     /// is written; the host stays on `generation`.
     pub fn check(&self, generation: Option<u64>) -> crate::Result<()> {
         for (fs, need) in self.each() {
-            if need > fs.free {
+            if fs.free != UNKNOWN && need > fs.free {
                 let failure = StorageFailure {
                     error: StorageError::NoSpace,
                     mount: fs.mount.clone(),
