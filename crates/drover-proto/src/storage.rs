@@ -30,9 +30,6 @@ pub enum StorageLeft {
     /// The transition was undone: the host is wholly on the generation it
     /// was on before.
     RolledBack,
-    /// The transition committed before the failure: the host is wholly on
-    /// the new generation, and only bookkeeping after it failed.
-    Committed,
     /// Undoing the transition failed too (the filesystem still refuses):
     /// the next session that takes the host lock finishes the undo.
     Unfinished,
@@ -94,7 +91,6 @@ impl std::fmt::Display for StorageFailure {
         match self.left {
             StorageLeft::Untouched => write!(f, "; nothing was changed, the host stays on generation {generation}; {fix}"),
             StorageLeft::RolledBack => write!(f, "; the change was rolled back, the host is on generation {generation}; {fix}"),
-            StorageLeft::Committed => write!(f, "; the host is on generation {generation}, its bookkeeping incomplete; {fix}"),
             StorageLeft::Unfinished => write!(
                 f,
                 "; rolling the change back failed too: the next session finishes it and puts the host back on generation {generation}; {fix}"
