@@ -266,3 +266,42 @@ fn blobs_that_cannot_fit_are_refused_before_they_are_shipped() {
     assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 2, .. })), "{r:?}");
     assert_eq!(differs(root, &v2(), &v1()), Vec::<String>::new());
 }
+
+/// The disk filled to the last byte halfway through the swap (and the file
+/// still to be swapped out held open by a reader, so swapping it frees
+/// nothing): the swap itself needs no room, but the commit (`state.json`) does, so the
+/// transition is undone, and going back has no room to stage a replaced
+/// file beside its replacement either: the replacement (kept in the blob
+/// store) goes first. The host is wholly on generation 1, and once there
+/// is room the next apply converges.
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
+fn a_disk_filled_mid_swap_rolls_back_though_going_back_has_no_room_to_spare() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let disk = Tmpfs::mount(root, 2 << 20);
+    let one: Tree = vec![("/srv/a", disk::bytes(b'a', 64 << 10)), ("/srv/b", disk::bytes(b'b', 64 << 10))];
+    let two: Tree = vec![("/srv/a", disk::bytes(b'A', 64 << 10)), ("/srv/b", disk::bytes(b'B', 64 << 10))];
+    fs::create_dir_all(root.join("etc")).unwrap();
+    assert!(matches!(apply(root, &one), Response::Applied(ApplyOutcome::Activated { generation: 1, .. })));
+    // Someone holds the old `/srv/b` open: swapping it out frees nothing.
+    let mut held = None;
+    let r = apply_pausing(root, &two, "mid-swap", || {
+        held = Some(fs::File::open(root.join("srv/b")).unwrap());
+        disk.fill_to(0);
+    });
+    drop(held);
+    let f = storage(&r);
+    assert_eq!((f.error, f.left, f.generation), (StorageError::NoSpace, StorageLeft::RolledBack, Some(1)), "{f}");
+    assert!(f.writing.ends_with("/var/lib/drover/state.json"), "the commit was refused: {f}");
+    names_it_all(f);
+    assert_eq!((current(root), differs(root, &one, &two)), (Some(1), vec![]));
+
+    disk.unfill();
+    let r = apply(root, &two);
+    assert!(matches!(r, Response::Applied(ApplyOutcome::Activated { generation: 2, .. })), "{r:?}");
+    assert_eq!(differs(root, &two, &one), Vec::<String>::new());
+}
