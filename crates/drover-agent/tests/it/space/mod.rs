@@ -154,6 +154,10 @@ fn a_transition_that_cannot_fit_is_refused_before_anything_is_written() {
 /// names the mount with its free and needed bytes, and once the disk has
 /// room the next apply converges with nothing of the attempt left.
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the agent's fault-injection points: bash scripts/test, or --features drover-agent/test-hooks"
+)]
 fn enospc_at_every_write_of_a_transition_leaves_one_generation_and_the_next_apply_converges() {
     let mut refused_writing = std::collections::BTreeSet::new();
     let mut activated = false;
