@@ -22,7 +22,7 @@ use drover_proto::{BlobChunk, Hash};
 
 use crate::fsops::{hash_file, private_dir, sync_dir};
 use crate::layout::Layout;
-use crate::{bail, Context, Result};
+use crate::{bail, hooks, space, Context, Result};
 
 /// blake3 of zero bytes.
 pub fn empty_hash() -> Hash {
@@ -103,7 +103,9 @@ pub fn receive(layout: &Layout, chunk: &BlobChunk, size: u64) -> Result<()> {
         bail!("blob {}: chunk at offset {} but {} bytes held", chunk.hash.short(), chunk.offset, have);
     }
     let mut f = create_private(&partial, true)?;
-    f.write_all(&data).ctx(|| format!("write {}", partial.display()))?;
+    hooks::fault("blob")
+        .and_then(|()| f.write_all(&data))
+        .map_err(|e| space::write_error(e, "write", &partial.display().to_string(), || space::of_path(&partial)))?;
     let now = have + data.len() as u64;
     if now > size {
         drop(f);
@@ -126,7 +128,9 @@ fn finish(layout: &Layout, src: &Path, h: &Hash) -> Result<()> {
         bail!("blob {} failed verification (content hashes to {}); discarded", h.short(), got.short());
     }
     private_dir(&layout.blobs())?;
-    fs::rename(src, layout.blob(h)).ctx(|| format!("store blob {}", h.short()))?;
+    let dst = layout.blob(h);
+    fs::rename(src, &dst)
+        .map_err(|e| space::write_error(e, "store", &dst.display().to_string(), || space::of_path(&dst)))?;
     sync_dir(&layout.blobs())
 }
 
@@ -139,10 +143,19 @@ pub fn ingest(layout: &Layout, src: &mut dyn Read, h: &Hash) -> Result<()> {
     }
     private_dir(&layout.partial_dir())?;
     let tmp = layout.partial_dir().join(format!("ingest-{}", h.to_hex()));
-    let mut dst = create_private(&tmp, false)?;
-    io::copy(src, &mut dst).ctx(|| format!("copy into {}", tmp.display()))?;
-    dst.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-    finish(layout, &tmp, h)
+    let copied = hooks::fault("keep").and_then(|()| {
+        let mut dst = OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+        io::copy(src, &mut dst)?;
+        dst.sync_all()
+    });
+    if let Err(e) = copied {
+        // No half copy left taking the space the next attempt needs.
+        let _ = fs::remove_file(&tmp);
+        return Err(space::write_error(e, "copy into", &tmp.display().to_string(), || space::of_path(&tmp)));
+    }
+    finish(layout, &tmp, h).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
 }
 
 #[cfg(test)]

@@ -35,8 +35,8 @@ pub fn resolve(m: &Manifest, accounts: &Accounts) -> Result<HashMap<String, Path
     m.entries
         .iter()
         .map(|e| {
-            let uid = || accounts.uid(&e.owner).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)));
-            let gid = || accounts.gid(&e.group).map_err(|err| crate::AgentError(format!("{}: {err}", e.path)));
+            let uid = || accounts.uid(&e.owner).map_err(|err| crate::AgentError::new(format!("{}: {err}", e.path)));
+            let gid = || accounts.gid(&e.group).map_err(|err| crate::AgentError::new(format!("{}: {err}", e.path)));
             let st = match &e.kind {
                 EntryKind::File { hash, .. } => {
                     PathState::File { content: *hash, mode: e.mode, uid: uid()?, gid: gid()? }

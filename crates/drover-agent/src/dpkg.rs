@@ -223,7 +223,7 @@ fn run_dpkg(layout: &Layout, pkgs: &[&Package], absent: &[String]) -> Result<Str
 fn dpkg(cmd: &mut Command) -> Result<String> {
     cmd.env("DEBIAN_FRONTEND", "noninteractive")
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let out = cmd.output().map_err(|e| crate::AgentError(format!("run dpkg: {e} (is dpkg installed?)")))?;
+    let out = cmd.output().map_err(|e| crate::AgentError::new(format!("run dpkg: {e} (is dpkg installed?)")))?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         // The end of dpkg's output is where it says what failed.

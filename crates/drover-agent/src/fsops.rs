@@ -3,7 +3,8 @@
 //! (temp file + rename + fsync of the directory), private directories, and
 //! content hashing. Managed paths on the host are [`crate::safefs`]'s.
 //!
-//! A leaf: it imports nothing of the agent but its error type.
+//! A leaf: it imports nothing of the agent but its error type, the fault
+//! points of [`crate::hooks`] and the filesystem names of [`crate::space`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -12,32 +13,41 @@ use std::path::Path;
 
 use drover_proto::Hash;
 
-use crate::{Context, Result};
+use crate::{hooks, space, Context, Result};
 
 /// Write `bytes` to `path` atomically: readers see the old or the new content,
-/// never a torn file, even if we are killed.
+/// never a torn file, even if we are killed. A write that fails leaves no
+/// temporary file taking space; one the filesystem refused names it (see
+/// [`crate::space`]). If the error comes after the rename, `path` holds the
+/// new content (a caller for whom that matters reads it back).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| crate::AgentError(format!("{}: no parent", path.display())))?;
+    let dir = path.parent().ok_or_else(|| crate::AgentError::new(format!("{}: no parent", path.display())))?;
     private_dir(dir)?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
-        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+    let failed =
+        |e: std::io::Error, p: &Path| space::write_error(e, "write", &p.display().to_string(), || space::of_path(dir));
+    let written = hooks::fault("state").and_then(|()| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(failed(e, path));
     }
-    fs::rename(&tmp, path).ctx(|| format!("rename into {}", path.display()))?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(failed(e, path));
+    }
     sync_dir(dir)
 }
 
 /// Make a rename or unlink in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))
+    hooks::fault("sync")
+        .and_then(|()| File::open(dir))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| space::write_error(e, "fsync", &dir.display().to_string(), || space::of_path(dir)))
 }
 
 /// Hash a file's content by streaming it.
@@ -68,7 +78,7 @@ pub fn remove(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(crate::AgentError(format!("remove {}: {e}", path.display()))),
+        Err(e) => Err(crate::AgentError::new(format!("remove {}: {e}", path.display()))),
     }
 }
 
@@ -105,7 +115,11 @@ pub fn private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).ctx(|| format!("create {}", dir.display()))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| space::write_error(e, "create", &dir.display().to_string(), || space::of_path(dir)))
 }
 
 #[cfg(test)]

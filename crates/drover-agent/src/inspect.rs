@@ -30,7 +30,7 @@ pub fn read_paths(layout: &Layout, accounts: &Accounts, paths: &[String], max_by
     paths
         .iter()
         .map(|p| {
-            check_path(p).map_err(|e| crate::AgentError(format!("{p}: {e}")))?;
+            check_path(p).map_err(|e| crate::AgentError::new(format!("{p}: {e}")))?;
             Ok(PathInfo { path: p.clone(), now: read_one(&root, accounts, p, max_bytes)? })
         })
         .collect()

@@ -58,7 +58,7 @@ impl Args {
         let mut out = Args { bundle: PathBuf::new(), sig: None, pubkey: None, host: None };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut val = || it.next().cloned().ok_or_else(|| AgentError(format!("{a} needs a value")));
+            let mut val = || it.next().cloned().ok_or_else(|| AgentError::new(format!("{a} needs a value")));
             match a.as_str() {
                 "--sig" => out.sig = Some(val()?.into()),
                 "--pubkey" => out.pubkey = Some(val()?.into()),
@@ -79,7 +79,7 @@ impl Args {
 }
 
 fn refused(e: impl std::fmt::Display) -> AgentError {
-    AgentError(format!("refused: {e}; nothing was changed on this host"))
+    AgentError::new(format!("refused: {e}; nothing was changed on this host"))
 }
 
 pub fn run(layout: &Layout, a: &Args, env: crate::hostenv::HostEnv) -> Result<()> {

@@ -28,7 +28,8 @@
 //! 5. The host's parts: [`state`] (the agent's bookkeeping files),
 //!    [`safefs`] (every managed path, no symlink followed), [`blobs`],
 //!    [`supervisor`], [`dpkg`], [`facts`].
-//! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`],
+//! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`], [`space`]
+//!    (filesystems: free space, mount points, refused writes),
 //!    [`accounts`], [`hooks`], [`health`], [`runit`], [`reexec`].
 //!
 //! # What it must not import
@@ -75,20 +76,37 @@ pub mod serve;
 pub mod services;
 pub mod session;
 pub mod setup;
+pub mod space;
 pub mod state;
 pub mod supervisor;
 pub mod transition;
 
 /// Errors are reported to the controller as text; inside the agent a plain
-/// string with context is all we need, so no error enum hierarchy here.
+/// string with context is all we need, so no error enum hierarchy here. The
+/// one failure the controller must see as data is a write the host's storage
+/// refused ([`space`]): it rides along, and the session sends it typed.
 pub type Result<T, E = AgentError> = std::result::Result<T, E>;
 
 #[derive(Debug)]
-pub struct AgentError(pub String);
+pub struct AgentError(pub String, pub Option<Box<drover_proto::StorageFailure>>);
+
+impl AgentError {
+    pub fn new(message: String) -> AgentError {
+        AgentError(message, None)
+    }
+
+    /// The filesystem's refusal, when that is what this is.
+    pub fn storage(&self) -> Option<&drover_proto::StorageFailure> {
+        self.1.as_deref()
+    }
+}
 
 impl std::fmt::Display for AgentError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match &self.1 {
+            Some(s) => write!(f, "{s}"),
+            None => f.write_str(&self.0),
+        }
     }
 }
 
@@ -101,12 +119,12 @@ pub trait Context<T> {
 
 impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| AgentError(format!("{}: {e}", what())))
+        self.map_err(|e| AgentError::new(format!("{}: {e}", what())))
     }
 }
 
 /// Shorthand for returning an error built with `format!`.
 #[macro_export]
 macro_rules! bail {
-    ($($arg:tt)*) => { return Err($crate::AgentError(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::AgentError::new(format!($($arg)*))) };
 }

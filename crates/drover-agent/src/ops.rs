@@ -122,7 +122,7 @@ pub fn exec(command: &str, timeout: Duration) -> Result<ExecResult> {
 /// The name comes from the controller: it is checked to be one plain
 /// component first, so `../../etc/shadow` cannot make this read another file.
 pub fn log_file(service: &str) -> Result<PathBuf> {
-    drover_proto::check_name(service).map_err(|e| crate::AgentError(format!("logs: {e}")))?;
+    drover_proto::check_name(service).map_err(|e| crate::AgentError::new(format!("logs: {e}")))?;
     Ok(PathBuf::from(drover_proto::service_log_file(service)))
 }
 

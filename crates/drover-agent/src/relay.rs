@@ -158,7 +158,7 @@ pub fn main(layout: &Layout, args: &[String]) -> Result<()> {
 fn parse_args(args: &[String]) -> Result<server::Options> {
     let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let usage =
-        || crate::AgentError("usage: drover-agent relay --port N --bind ADDR [--max-conns N] [--root DIR]".into());
+        || crate::AgentError::new("usage: drover-agent relay --port N --bind ADDR [--max-conns N] [--root DIR]".into());
     Ok(server::Options {
         port: get("--port").and_then(|p| p.parse().ok()).ok_or_else(usage)?,
         bind: get("--bind").cloned().ok_or_else(usage)?,
@@ -196,7 +196,7 @@ pub fn fetch(
             }
         };
         fetch_one(layout, peer, secret, h, *size, &mut tick)
-            .map_err(|e| crate::AgentError(format!("peer {peer}: {}", e.0)))?;
+            .map_err(|e| crate::AgentError::new(format!("peer {peer}: {}", e.0)))?;
         n += 1;
         bytes += size;
     }
@@ -208,7 +208,7 @@ fn fetch_one(layout: &Layout, peer: &str, secret: &str, h: &Hash, size: u64, tic
         .to_socket_addrs()
         .ctx(|| "resolve".into())?
         .next()
-        .ok_or_else(|| crate::AgentError("no address".into()))?;
+        .ok_or_else(|| crate::AgentError::new("no address".into()))?;
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ctx(|| "connect".into())?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).ctx(|| "socket".into())?;
     let mut w = stream.try_clone().ctx(|| "socket".into())?;
@@ -216,7 +216,7 @@ fn fetch_one(layout: &Layout, peer: &str, secret: &str, h: &Hash, size: u64, tic
     let mut line = String::new();
     r.by_ref().take(512).read_line(&mut line).ctx(|| "read challenge".into())?;
     let nonce = match line.trim().split_once(' ') {
-        Some((auth::PROTO, n)) => auth::unhex::<16>(n).ok_or_else(|| crate::AgentError("bad challenge".into()))?,
+        Some((auth::PROTO, n)) => auth::unhex::<16>(n).ok_or_else(|| crate::AgentError::new("bad challenge".into()))?,
         Some(("ERR", why)) => bail!("refused: {why}"),
         _ => bail!("not a drover relay server (it said {:?})", line.trim()),
     };

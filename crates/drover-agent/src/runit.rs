@@ -104,10 +104,10 @@ pub fn up(name: &str, restart: bool) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f =
             std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&control).map_err(|e| {
-                crate::AgentError(format!("service {name}: runsv does not listen on {}: {e}", control.display()))
+                crate::AgentError::new(format!("service {name}: runsv does not listen on {}: {e}", control.display()))
             })?;
         f.write_all(cmds)
-            .map_err(|e| crate::AgentError(format!("service {name}: write to {}: {e}", control.display())))?;
+            .map_err(|e| crate::AgentError::new(format!("service {name}: write to {}: {e}", control.display())))?;
     }
     let start = Instant::now();
     loop {

@@ -37,7 +37,7 @@ pub struct Opened {
 
 fn load_identity(layout: &Layout, host: &str) -> Result<HostIdentity> {
     HostIdentity::load(&layout.target(HOST_SSH_KEY)).map_err(|e| {
-        AgentError(format!(
+        AgentError::new(format!(
             "this bundle holds secrets sealed to host {host}'s SSH key, and this host's key cannot be read ({e})"
         ))
     })
@@ -51,16 +51,16 @@ pub fn open_entry(layout: &Layout, mut entry: HostEntry) -> Result<(HostEntry, V
     if entry.sealed.is_empty() {
         return Ok((entry, vec![], None));
     }
-    entry.validate_sealed().map_err(AgentError)?;
+    entry.validate_sealed().map_err(AgentError::new)?;
     let id = load_identity(layout, &entry.name)?;
     let sealed_to = entry.recipient.as_deref().unwrap_or_default();
-    seal::check_recipient(&entry.name, sealed_to, &id.public).map_err(|e| AgentError(e.to_string()))?;
-    let clear = id.open_clear(&entry.sealed_clear, &entry.name).map_err(|e| AgentError(e.to_string()))?;
+    seal::check_recipient(&entry.name, sealed_to, &id.public).map_err(|e| AgentError::new(e.to_string()))?;
+    let clear = id.open_clear(&entry.sealed_clear, &entry.name).map_err(|e| AgentError::new(e.to_string()))?;
     let by_path: HashMap<&str, &SealedClear> = clear.iter().map(|c| (c.path.as_str(), c)).collect();
     let mut opened = Vec::with_capacity(entry.sealed.len());
     for s in &entry.sealed {
         let c = by_path.get(s.path.as_str()).ok_or_else(|| {
-            AgentError(format!("host {}: no sealed hash for {}; the bundle is damaged", entry.name, s.path))
+            AgentError::new(format!("host {}: no sealed hash for {}; the bundle is damaged", entry.name, s.path))
         })?;
         opened.push(Opened { path: s.path.clone(), clear: c.hash, cipher: s.cipher, cipher_size: s.cipher_size });
     }
@@ -113,7 +113,7 @@ pub fn open_received(layout: &Layout, host: &str, sealed: &[Opened]) -> Result<(
     let id = load_identity(layout, host)?;
     for s in todo {
         let cipher = std::fs::read(layout.blob(&s.cipher)).ctx(|| format!("read sealed {}", s.path))?;
-        let plain = id.open(&cipher, &s.clear, &s.path).map_err(|e| AgentError(e.to_string()))?;
+        let plain = id.open(&cipher, &s.clear, &s.path).map_err(|e| AgentError::new(e.to_string()))?;
         blobs::ingest(layout, &mut plain.as_slice(), &s.clear)?;
         let _ = std::fs::remove_file(layout.blob(&s.cipher));
     }

@@ -156,7 +156,7 @@ fn tool(layout: &Layout, name: &str) -> Result<Command> {
 }
 
 fn run_tool(c: &mut Command) -> Result<()> {
-    let out = c.output().map_err(|e| crate::AgentError(format!("run {:?}: {e}", c.get_program())))?;
+    let out = c.output().map_err(|e| crate::AgentError::new(format!("run {:?}: {e}", c.get_program())))?;
     if !out.status.success() {
         bail!(
             "{:?} {:?} failed ({}): {}",

@@ -107,7 +107,7 @@ pub fn read_json<T: DeserializeOwned>(path: &std::path::Path) -> Result<Option<T
     match fs::read(path) {
         Ok(b) => Ok(Some(serde_json::from_slice(&b).ctx(|| format!("parse {}", path.display()))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(crate::AgentError(format!("read {}: {e}", path.display()))),
+        Err(e) => Err(crate::AgentError::new(format!("read {}: {e}", path.display()))),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod message;
 pub mod service;
 pub mod setup;
+pub mod storage;
 
 pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
@@ -35,6 +36,7 @@ pub use service::{
     LOG_TAIL_LINES,
 };
 pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
+pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 
 /// Bumped whenever a message changes shape. Peers with different versions
 /// refuse each other in the hello exchange rather than misreading frames.
@@ -49,7 +51,9 @@ pub use setup::{check_word, GroupSpec, Need, Package, Setup, UserSpec};
 /// 10: `HostState.pending_deadline_ms` (a controller learns in the hello
 /// that the host waits for another generation's confirmation, and until
 /// when); `Response::NotConfirmed` with its `Unconfirmable` reason.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// 11: `Response::StorageFailed` (a write the host's storage refused, or
+/// the free-space check before a transition, as data).
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

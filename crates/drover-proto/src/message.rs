@@ -230,6 +230,10 @@ pub enum Response {
     Rebooting {
         boots: u64,
     },
+    /// A request failed because the host's storage refused a write (or the
+    /// free-space check before a transition found too little): which
+    /// filesystem, its free space, what was needed, where the host is.
+    StorageFailed(crate::StorageFailure),
 }
 
 /// One path on the host as it is now (see `Request::ReadPaths`).

@@ -101,7 +101,7 @@ fn put(layout: &Layout, path: &str, content: &str, mode: u32) -> Result<()> {
     if std::fs::read_to_string(&target).is_ok_and(|c| c == content) {
         return Ok(());
     }
-    let dir = target.parent().ok_or_else(|| crate::AgentError(format!("{path}: no parent")))?;
+    let dir = target.parent().ok_or_else(|| crate::AgentError::new(format!("{path}: no parent")))?;
     std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
     // Not `fsops::write_atomic`: that makes the directory private, and
     // these are the init's directories.

@@ -16,9 +16,11 @@ use super::{watchdog, Engine};
 use crate::diff::{self, Candidate};
 use crate::pathstate::{Found, PathState};
 use crate::safefs::{Root, Walker};
+use crate::space::Needs;
 use crate::state::{self, load_manifest, now_ms, read_json, write_json, Pending, Phase, StateFile};
 use crate::transition::{self, gen_name, Done};
 use crate::{bail, gc, hooks, services, Context, Result};
+use drover_proto::StorageLeft;
 
 impl Engine {
     pub(super) fn activate(
@@ -45,17 +47,23 @@ impl Engine {
             .filter(|r| r.action == ServiceAction::Stop || (stop_first && r.action == ServiceAction::Restart))
             .map(|r| ServiceRestart { name: r.name.clone(), action: ServiceAction::Stop })
             .collect();
+        // Everything must fit before anything is stopped or written.
+        let from = self.state.current;
+        let prepared =
+            transition::prepare(&self.layout, &self.state, from, Some(generation), cand.wants.clone(), &managed)?;
+        hooks::point(&self.layout, "after-check");
         services::perform(self.env, &self.layout, &stops, &[ServiceAction::Stop], &manifests, &changed)?;
         progress(format!("activating generation {generation}: {} paths", cand.changes.len()));
         let mut st = next;
-        let from = self.state.current;
         // Before the commit: from the moment the new generation is current
         // until it has proved healthy, a record says so (the transition's seq
         // ties it to this commit; if the commit never happens it is stale).
         let starting =
             Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting, reboot: None };
-        write_json(&self.layout.pending(), &starting)?;
-        let done = match transition::run(&self.layout, &mut st, from, Some(generation), cand.wants.clone(), &managed) {
+        let done = write_json(&self.layout.pending(), &starting)
+            .map_err(|e| e.settle(StorageLeft::Untouched, from, &Needs::default()))
+            .and_then(|()| transition::run(&self.layout, &mut st, prepared));
+        let done = match done {
             Ok(d) => d,
             Err(e) => {
                 let _ = fs::remove_file(self.layout.pending());
@@ -63,13 +71,18 @@ impl Engine {
                 // Put stopped services back: the files are as before.
                 let failed = self.put_back(&invert(&stops), &[ServiceAction::Start], &manifests, &changed);
                 if !failed.is_empty() {
-                    bail!("{e}; and services stopped before it could not be started again: {}", failed.join("; "));
+                    let mut e = e;
+                    e.0 = format!(
+                        "{e}; and services stopped before it could not be started again: {}",
+                        failed.join("; ")
+                    );
+                    return Err(e);
                 }
                 return Err(e);
             }
         };
         self.state = st;
-        self.record_stats(&done)?;
+        self.record_stats(&done);
         // Timed only when a service is (re)started, so "0" means "none was".
         let timed = cand.restarts.iter().any(|r| r.action != ServiceAction::Stop);
         let micros = |d: Duration| if timed { u64::try_from(d.as_micros()).unwrap_or(u64::MAX) } else { 0 };
@@ -102,13 +115,23 @@ impl Engine {
                 phase: Phase::AwaitingConfirm,
                 reboot: None,
             };
-            write_json(&self.layout.pending(), &p)?;
+            if let Err(e) = write_json(&self.layout.pending(), &p) {
+                // Without the marker nothing would revert it unconfirmed:
+                // undo it now.
+                let left = match self.revert_last(&format!("could not record the pending confirmation: {e}")) {
+                    Ok(_) => StorageLeft::RolledBack,
+                    Err(_) => StorageLeft::Unfinished,
+                };
+                return Err(e.settle(left, from, &Needs::default()));
+            }
             watchdog::spawn(&self.layout, self.env)?;
             hooks::point(&self.layout, "awaiting-confirm");
         } else {
             fs::remove_file(self.layout.pending()).ctx(|| "remove activation marker".into())?;
         }
-        gc::collect(&self.layout, &mut self.state)?;
+        // Cleaning up is not activating: a filesystem that refuses it now
+        // is cleaned after the next activation.
+        let _ = gc::collect(&self.layout, &mut self.state);
         let restarted = cand
             .restarts
             .iter()
@@ -173,10 +196,11 @@ impl Engine {
     }
 
     /// Remember stat identities of what we just wrote: the next check hashes
-    /// nothing that has not changed since.
-    fn record_stats(&self, done: &Done) -> Result<()> {
+    /// nothing that has not changed since. A cache: if it cannot be written
+    /// (a full disk), the next check hashes more, nothing is wrong.
+    fn record_stats(&self, done: &Done) {
         let mut cache = state::load_statcache(&self.layout);
-        let root = Root::open(self.layout.root())?;
+        let Ok(root) = Root::open(self.layout.root()) else { return };
         let mut w = Walker::new(&root);
         for op in &done.ops {
             cache.remove(&op.path);
@@ -186,7 +210,7 @@ impl Engine {
                 }
             }
         }
-        write_json(&self.layout.statcache(), &cache)
+        let _ = write_json(&self.layout.statcache(), &cache);
     }
 
     /// Drive each service on its own, so one that fails does not keep the
@@ -231,7 +255,7 @@ impl Engine {
         }
         let done = transition::undo(&self.layout, &mut st, &undo)?;
         self.state = st;
-        self.record_stats(&done)?;
+        self.record_stats(&done);
         let _ = fs::remove_file(self.layout.pending());
         let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
         errors.extend(self.put_back(&restarts, &kinds, &manifests, &changed));

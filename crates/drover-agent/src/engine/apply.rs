@@ -11,13 +11,54 @@ use crate::accounts::Accounts;
 use crate::diff::{self, Candidate};
 use crate::pathstate::PathState;
 use crate::safefs::{self, Root, Walker};
+use crate::space::Needs;
 use crate::state::{self, load_manifest, read_json, save_manifest, Pending};
 use crate::transition::gen_name;
-use crate::{bail, blobs, setup, Result};
+use crate::{bail, blobs, hooks, setup, Result};
+use drover_proto::StorageLeft;
+
+/// While alive, the test hooks' write faults count (see [`hooks::fault`]).
+struct Armed;
+
+impl Armed {
+    fn new(layout: &crate::layout::Layout) -> Armed {
+        hooks::arm(layout);
+        Armed
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        hooks::disarm();
+    }
+}
 
 impl Engine {
     /// Activate a candidate as generation `cand.generation`.
     pub fn apply(
+        &mut self,
+        cand: Candidate,
+        confirm_ms: u64,
+        stop_first: bool,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<ApplyOutcome> {
+        let _armed = Armed::new(&self.layout);
+        let done = self.apply_candidate(cand, confirm_ms, stop_first, progress);
+        done.map_err(|e| self.untouched(e))
+    }
+
+    /// A refused write before the transition (a blob, the manifest): the
+    /// host is on the generation it was on.
+    pub(super) fn untouched(&self, e: crate::AgentError) -> crate::AgentError {
+        match e.storage() {
+            Some(f) if f.generation.is_none() && f.left == StorageLeft::Untouched => {
+                e.settle(StorageLeft::Untouched, self.state.current, &Needs::default())
+            }
+            _ => e,
+        }
+    }
+
+    fn apply_candidate(
         &mut self,
         cand: Candidate,
         confirm_ms: u64,
@@ -50,6 +91,16 @@ impl Engine {
 
     /// Re-activate a kept generation (the one before the current by default).
     pub fn rollback(
+        &mut self,
+        to: Option<u64>,
+        confirm_ms: u64,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<ApplyOutcome> {
+        let _armed = Armed::new(&self.layout);
+        self.roll_back_to(to, confirm_ms, progress).map_err(|e| self.untouched(e))
+    }
+
+    fn roll_back_to(
         &mut self,
         to: Option<u64>,
         confirm_ms: u64,

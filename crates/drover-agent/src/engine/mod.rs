@@ -65,7 +65,7 @@ fn take_lock(layout: &Layout, wait: Duration) -> Result<File> {
     let start = Instant::now();
     while lock.try_lock().is_err() {
         if start.elapsed() > wait {
-            return Err(crate::AgentError(LOCK_BUSY.into()));
+            return Err(crate::AgentError::new(LOCK_BUSY.into()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -190,7 +190,7 @@ impl Engine {
     }
 
     pub fn diff(&self, manifest: Manifest, generation: u64) -> Result<Candidate> {
-        manifest.validate().map_err(|e| crate::AgentError(format!("invalid manifest: {e}")))?;
+        manifest.validate().map_err(|e| crate::AgentError::new(format!("invalid manifest: {e}")))?;
         let cur = self.current_manifest()?;
         diff::diff(
             &self.layout,
@@ -223,12 +223,24 @@ impl Engine {
         out
     }
 
+    /// Is there room in the blob store for what is still to be sent
+    /// (`missing`, from [`Engine::missing`])? Refused before a byte is
+    /// shipped, naming the filesystem, its free space and what the blobs need.
+    pub fn room_for(&self, missing: &[(Hash, u64)], cand: &Candidate) -> Result<()> {
+        let fs = crate::space::of_path(&self.layout.blobs());
+        let mut needs = crate::space::Needs::default();
+        for (h, have) in missing {
+            needs.file(&fs, cand.sizes.get(h).copied().unwrap_or(0).saturating_sub(*have));
+        }
+        needs.check(self.state.current)
+    }
+
     pub fn receive(&self, chunk: &BlobChunk, cand: &Candidate) -> Result<()> {
         let size = *cand
             .sizes
             .get(&chunk.hash)
-            .ok_or_else(|| crate::AgentError(format!("unexpected blob {}", chunk.hash.short())))?;
-        blobs::receive(&self.layout, chunk, size)
+            .ok_or_else(|| crate::AgentError::new(format!("unexpected blob {}", chunk.hash.short())))?;
+        blobs::receive(&self.layout, chunk, size).map_err(|e| self.untouched(e))
     }
 
     /// Why the host is drained, if it is (see [`crate::ops`]).

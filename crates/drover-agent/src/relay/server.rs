@@ -50,7 +50,7 @@ pub fn run(layout: &Layout, o: &Options) -> Result<()> {
         .to_socket_addrs()
         .ctx(|| format!("relay: address {}", o.bind))?
         .next()
-        .ok_or_else(|| crate::AgentError(format!("relay: {} has no address", o.bind)))?;
+        .ok_or_else(|| crate::AgentError::new(format!("relay: {} has no address", o.bind)))?;
     let listener = TcpListener::bind(addr).ctx(|| format!("relay: listen on {addr}"))?;
     listener.set_nonblocking(true).ctx(|| "relay: nonblocking".into())?;
     std::fs::write(pid_path(layout, o.port), std::process::id().to_string()).ctx(|| "relay: pid file".into())?;

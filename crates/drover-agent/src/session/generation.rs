@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use drover_proto::{write_frame, BlobChunk, Manifest, Response};
 
-use super::{answer, protocol, FromBundle, Next, Session};
+use super::{answer, failure, protocol, FromBundle, Next, Session};
 use crate::engine::watchdog;
 use crate::{boot, install, sealed, setup, AgentError, Result};
 
@@ -43,6 +43,13 @@ impl<W: Write> Session<W> {
                 let missing = engine.missing(&c);
                 let missing =
                     sealed::redirect_missing(&engine.layout, &self.bundle.sealed, &mut c, missing, engine.holds_lock());
+                // Nothing is shipped to a host that cannot hold it (a
+                // read-only session, `plan`, ships nothing).
+                if engine.holds_lock() {
+                    if let Err(e) = engine.room_for(&missing, &c) {
+                        return failure(e);
+                    }
+                }
                 let reply = Response::Diff {
                     changes: c.changes.clone(),
                     restarts: c.restarts.clone(),
@@ -53,7 +60,7 @@ impl<W: Write> Session<W> {
                 self.chunk_error = None;
                 reply
             }
-            Err(e) => Response::Error { message: e.0 },
+            Err(e) => failure(e),
         }
     }
 
@@ -62,7 +69,7 @@ impl<W: Write> Session<W> {
         if self.chunk_error.is_none() {
             let res = match &self.cand {
                 Some(c) => self.engine.receive(chunk, c),
-                None => Err(AgentError("blob chunk before Diff".into())),
+                None => Err(AgentError::new("blob chunk before Diff".into())),
             };
             self.chunk_error = res.err();
         }
@@ -70,7 +77,7 @@ impl<W: Write> Session<W> {
 
     pub(super) fn apply(&mut self, confirm_timeout_ms: u64, stop_first: bool) -> Response {
         match (self.chunk_error.take(), self.cand.take()) {
-            (Some(e), _) => Response::Error { message: e.0 },
+            (Some(e), _) => failure(e),
             (None, None) => Response::Error { message: "Apply before Diff".into() },
             (None, Some(c)) => {
                 let out = &mut self.out;

@@ -76,7 +76,7 @@ pub struct Session<W: Write> {
 
 /// A frame that could not be read or written ends the session.
 pub fn protocol(e: impl std::fmt::Display) -> AgentError {
-    AgentError(format!("protocol: {e}"))
+    AgentError::new(format!("protocol: {e}"))
 }
 
 impl<W: Write> Session<W> {
@@ -94,16 +94,16 @@ impl<W: Write> Session<W> {
             Request::Hello { protocol: theirs, .. } => {
                 let message = format!("controller speaks protocol {theirs}, this agent {PROTOCOL_VERSION}");
                 write_frame(&mut out, &Response::Error { message: message.clone() }).map_err(protocol)?;
-                return Err(AgentError(message));
+                return Err(AgentError::new(message));
             }
-            other => return Err(AgentError(format!("expected Hello, got {other:?}"))),
+            other => return Err(AgentError::new(format!("expected Hello, got {other:?}"))),
         };
         // A read-only session (plan) takes no lock and runs no recovery: it
         // reports the host exactly as it finds it, and writes nothing.
         let opened = if read_only {
             Engine::open_read_only(layout.clone(), env)
         } else {
-            Engine::open(layout.clone(), LOCK_WAIT, env)
+            Engine::open(layout.clone(), LOCK_WAIT, env).or_else(|e| unrecovered(&layout, env, e))
         };
         let mut engine = match opened {
             Ok(e) => e,
@@ -230,17 +230,40 @@ impl<W: Write> Session<W> {
 fn answer<T>(done: Result<T>, ok: impl FnOnce(T) -> Response) -> Response {
     match done {
         Ok(v) => ok(v),
-        Err(e) => Response::Error { message: e.0 },
+        Err(e) => failure(e),
     }
+}
+
+/// A failure as the controller should see it: the filesystem's refusal as
+/// data, anything else as its text.
+fn failure(e: AgentError) -> Response {
+    match e.1 {
+        Some(storage) => Response::StorageFailed(*storage),
+        None => Response::Error { message: e.0 },
+    }
+}
+
+/// Recovery could not finish (the filesystem still refuses what undoing an
+/// interrupted transition must write): the host can still be looked at
+/// (`status`, logs), and each request that would change it runs recovery
+/// again first, failing with the reason until it succeeds. Only a busy
+/// lock still fails the session.
+fn unrecovered(layout: &Layout, env: HostEnv, e: AgentError) -> Result<Engine> {
+    if e.0 == engine::LOCK_BUSY {
+        return Err(e);
+    }
+    let mut engine = Engine::open_read_only(layout.clone(), env)?;
+    engine.recovered = Some(format!("recovery could not finish: {e}"));
+    Ok(engine)
 }
 
 /// The reply to a request that could not get the host lock.
 fn lock_error(e: &AgentError) -> Response {
     let message = e.0.clone();
-    if message == engine::LOCK_BUSY {
-        Response::Busy { message }
-    } else {
-        Response::Error { message }
+    match e.storage() {
+        _ if message == engine::LOCK_BUSY => Response::Busy { message },
+        Some(storage) => Response::StorageFailed(storage.clone()),
+        None => Response::Error { message },
     }
 }
 

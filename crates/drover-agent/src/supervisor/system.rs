@@ -252,7 +252,7 @@ fn sv_retrying(args: &[&str]) -> Result<()> {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().map_err(|e| crate::AgentError(format!("run {:?}: {e}", cmd.get_program())))?;
+    let out = cmd.output().map_err(|e| crate::AgentError::new(format!("run {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
         bail!(
             "{:?} {:?} failed ({}): {}",

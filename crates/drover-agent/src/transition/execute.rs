@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use drover_proto::StorageError;
 
 use super::{depth, Op};
 use crate::layout::Layout;
@@ -83,30 +85,41 @@ pub(super) fn execute(
         }
     }
     let role = if forward { "new" } else { "old" };
-    for op in &places {
+    // Going back, a path already as wanted is left alone: only what the
+    // attempt changed is rewritten (a full disk has no room for a second
+    // copy of an intact file, and needs none). Going forward, the plan has
+    // just compared every path with the disk.
+    let mut staged = Vec::with_capacity(places.len());
+    for op in places {
         let dir = root.parent_for_write(&op.path)?;
-        let tmp = tmp_name(&op.path, role);
-        match target(op) {
-            PathState::File { content: hash, mode, uid, gid } => {
-                let mut src = fs::File::open(layout.blob(hash))
-                    .ctx(|| format!("{}: content {} was not received; apply again", op.path, hash.short()))?;
-                safefs::create_file(dir.as_fd(), &tmp, &mut src, *mode, *uid, *gid)?;
-            }
-            PathState::Symlink { target } => safefs::create_symlink(dir.as_fd(), &tmp, target)?,
-            _ => {}
+        if !forward && intact(layout, dir.as_fd(), &op.path, target(op))? {
+            continue;
         }
+        let made = stage(layout, dir.as_fd(), op, target(op), role);
+        match made {
+            // Going back with no room for the prior content beside what
+            // replaced it: what replaced it is in the blob store, so it
+            // goes first.
+            Err(e) if !forward && e.storage().is_some_and(|f| f.error == StorageError::NoSpace) => {
+                safefs::remove_file(dir.as_fd(), safefs::name(&op.path))?;
+                stage(layout, dir.as_fd(), op, target(op), role)?;
+            }
+            made => made?,
+        }
+        staged.push(op);
     }
     if forward {
         hooks::point(layout, "after-stage");
     }
-    let half = places.len() / 2;
+    let half = staged.len() / 2;
     let mut parents = BTreeSet::new();
-    for (i, op) in places.iter().enumerate() {
+    for (i, op) in staged.iter().enumerate() {
         if forward && i == half {
             hooks::point(layout, "mid-swap");
         }
         let dir = root.parent_for_write(&op.path)?;
-        safefs::rename(dir.as_fd(), &tmp_name(&op.path, role), safefs::name(&op.path))?;
+        safefs::rename(dir.as_fd(), &tmp_name(&op.path, role), safefs::name(&op.path))
+            .map_err(|e| e.writing(&op.path))?;
         parents.insert(parent_of(&op.path));
     }
     for (op, _) in &removals {
@@ -121,6 +134,34 @@ pub(super) fn execute(
         }
     }
     Ok(())
+}
+
+/// Stage `want` at its temporary name beside `op.path`.
+fn stage(layout: &Layout, dir: BorrowedFd<'_>, op: &Op, want: &PathState, role: &str) -> Result<()> {
+    let tmp = tmp_name(&op.path, role);
+    match want {
+        PathState::File { content: hash, mode, uid, gid } => {
+            let mut src = fs::File::open(layout.blob(hash))
+                .ctx(|| format!("{}: content {} was not received; apply again", op.path, hash.short()))?;
+            safefs::create_file(dir, &tmp, &mut src, *mode, *uid, *gid).map_err(|e| e.writing(&op.path))
+        }
+        PathState::Symlink { target } => safefs::create_symlink(dir, &tmp, target).map_err(|e| e.writing(&op.path)),
+        _ => Ok(()),
+    }
+}
+
+/// Is `path` already exactly `want` (kind, owner, mode and content)? Only
+/// a file whose size and attributes match is hashed.
+fn intact(layout: &Layout, dir: BorrowedFd<'_>, path: &str, want: &PathState) -> Result<bool> {
+    let name = safefs::name(path);
+    Ok(match (safefs::look(dir, name)?, want) {
+        (Found::Symlink { target: now }, PathState::Symlink { target }) => now == *target,
+        (Found::File { content: id, mode: m, uid: u, gid: g }, PathState::File { content, mode, uid, gid }) => {
+            let size = fs::metadata(layout.blob(content)).map(|md| md.len()).ok();
+            (m, u, g) == (*mode, *uid, *gid) && size == Some(id.size) && safefs::hash_at(dir, name)? == *content
+        }
+        _ => false,
+    })
 }
 
 fn parent_of(path: &str) -> String {

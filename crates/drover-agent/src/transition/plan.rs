@@ -1,6 +1,10 @@
 //! What a transition changes: every wanted path compared with the disk,
 //! parent directories that must appear or may go, and what is replaced kept
 //! first (in the blob store, and unmanaged files backed up).
+//!
+//! Planning only reads; what it keeps is a list ([`Keep`]) written by
+//! [`keep`] once the free-space check passed, so a transition that cannot
+//! fit is refused before it has written anything.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -12,7 +16,7 @@ use crate::layout::Layout;
 use crate::pathstate::{Found, PathState};
 use crate::safefs::{self, Root, Walker};
 use crate::state::{load_statcache, StateFile};
-use crate::{bail, blobs, Context, Result};
+use crate::{bail, blobs, hooks, space, Result};
 
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     let mut end = path.len();
@@ -22,21 +26,42 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
         (i > 0).then(|| &path[..i])
     })
 }
+/// A prior file to keep before it is replaced: its content in the blob
+/// store and, when it is not what the previous generation put there (an
+/// unmanaged file, a hand edit), a copy in `backup/<gen>/`.
+#[derive(Debug)]
+pub(super) struct Keep {
+    pub path: String,
+    pub hash: drover_proto::Hash,
+    pub backup: bool,
+}
+
+/// Write what the plan keeps (see [`Keep`]).
+pub(super) fn keep(layout: &Layout, root: &Root, keeps: &[Keep], backup_gen: u64) -> Result<()> {
+    for k in keeps {
+        ingest(layout, root, &k.path, &k.hash)?;
+        if k.backup {
+            backup(layout, root, backup_gen, &k.path)?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn ingest(layout: &Layout, root: &Root, path: &str, hash: &drover_proto::Hash) -> Result<()> {
     let dir = root.parent_for_write(path)?;
     let mut f = safefs::open_file(dir.as_fd(), safefs::name(path))?;
     blobs::ingest(layout, &mut f, hash)
 }
 /// Compare wants with the disk; keep only paths that change, plus the parent
-/// directories that must appear or may go.
+/// directories that must appear or may go, and what must be kept first.
+/// Reads only.
 pub(super) fn plan(
     layout: &Layout,
     root: &Root,
     state: &StateFile,
     wants: Vec<(String, PathState)>,
     managed: &HashMap<String, PathState>,
-    backup_gen: u64,
-) -> Result<Vec<Op>> {
+) -> Result<(Vec<Op>, Vec<Keep>)> {
     let cache = load_statcache(layout);
     let mut w = Walker::new(root);
     let want_map: HashMap<&str, &PathState> = wants.iter().map(|(p, s)| (p.as_str(), s)).collect();
@@ -51,6 +76,7 @@ pub(super) fn plan(
     // Managed files or symlinks that become parent directories this time.
     let mut converted: BTreeSet<&str> = BTreeSet::new();
     let mut ops = Vec::new();
+    let mut keeps = Vec::new();
     for d in &shallow_first {
         if want_map.get(d).is_some_and(|s| matches!(s, PathState::Dir { .. })) {
             continue; // an explicit directory entry: planned below
@@ -72,7 +98,7 @@ pub(super) fn plan(
             Found::Special => bail!("refusing to replace {d}: it is a special file, and a managed path needs it to be a directory"),
         };
         if let PathState::File { content: hash, .. } = &prior {
-            ingest(layout, root, d, hash)?;
+            keeps.push(Keep { path: d.to_string(), hash: *hash, backup: false });
         }
         ops.push(Op { path: d.to_string(), want: parent_dir.clone(), prior, implicit: true });
     }
@@ -110,10 +136,7 @@ pub(super) fn plan(
                 bail!("refusing to replace the directory {path}: it holds files drover does not manage");
             }
             (PathState::File { content: hash, .. }, _) => {
-                ingest(layout, root, path, hash)?;
-                if managed.get(path) != Some(&prior) {
-                    backup(layout, root, backup_gen, path)?;
-                }
+                keeps.push(Keep { path: path.clone(), hash: *hash, backup: managed.get(path) != Some(&prior) });
             }
             _ => {}
         }
@@ -144,7 +167,7 @@ pub(super) fn plan(
             });
         }
     }
-    Ok(ops)
+    Ok((ops, keeps))
 }
 
 fn dir_of(root: &Root, path: &str) -> Result<std::os::fd::OwnedFd> {
@@ -179,11 +202,15 @@ fn backup(layout: &Layout, root: &Root, generation: u64, path: &str) -> Result<(
     fsops::private_dir(dst.parent().unwrap_or(layout.state_dir()))?;
     let dir = root.parent_for_write(path)?;
     let mut src = safefs::open_file(dir.as_fd(), safefs::name(path))?;
-    let mut out = {
+    let copied = hooks::fault("backup").and_then(|()| {
         use std::os::unix::fs::OpenOptionsExt;
-        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&dst)
-    }
-    .ctx(|| format!("create {}", dst.display()))?;
-    std::io::copy(&mut src, &mut out).ctx(|| format!("back up {path}"))?;
-    Ok(())
+        let mut out = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&dst)?;
+        std::io::copy(&mut src, &mut out)?;
+        out.sync_all()
+    });
+    copied.map_err(|e| {
+        // No half copy left taking the space the next attempt needs.
+        let _ = fs::remove_file(&dst);
+        space::write_error(e, &format!("back up {path} to"), &dst.display().to_string(), || space::of_path(&dst))
+    })
 }

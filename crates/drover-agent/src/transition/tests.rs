@@ -12,6 +12,19 @@ fn put_blob(l: &Layout, data: &[u8]) -> Hash {
     h
 }
 
+/// Prepare and run a transition, as the engine does.
+fn go(
+    l: &Layout,
+    st: &mut StateFile,
+    from: Option<u64>,
+    to: Option<u64>,
+    wants: Vec<(String, PathState)>,
+    managed: &HashMap<String, PathState>,
+) -> Result<Done> {
+    let p = prepare(l, st, from, to, wants, managed)?;
+    run(l, st, p)
+}
+
 fn ids() -> (u32, u32) {
     (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())
 }
@@ -49,7 +62,7 @@ fn transition_writes_backs_up_and_records_undo() {
     let h = put_blob(&l, b"new content");
     let mut st = StateFile::load(&l).unwrap();
     let wants = vec![("/etc/unmanaged.conf".to_string(), file(h)), ("/srv/a/b/c.txt".to_string(), file(h))];
-    let done = run(&l, &mut st, None, Some(1), wants, &HashMap::new()).unwrap();
+    let done = go(&l, &mut st, None, Some(1), wants, &HashMap::new()).unwrap();
     assert_eq!(done.ops.iter().filter(|o| !o.implicit).count(), 2);
     assert_eq!(fs::read(dir.path().join("srv/a/b/c.txt")).unwrap(), b"new content");
     assert_eq!(fs::read(l.backup(1, "/etc/unmanaged.conf")).unwrap(), b"precious");
@@ -73,7 +86,8 @@ fn uncommitted_journal_is_rolled_back_completely() {
     let st = StateFile::load(&l).unwrap();
     let r = Root::open(l.root()).unwrap();
     let wants = vec![("/etc/keep.conf".into(), file(h)), ("/opt/x/new.txt".into(), file(h))];
-    let ops = plan(&l, &r, &st, wants, &HashMap::new(), 1).unwrap();
+    let (ops, keeps) = plan(&l, &r, &st, wants, &HashMap::new()).unwrap();
+    keep(&l, &r, &keeps, 1).unwrap();
     let j = Journal { seq: st.seq + 1, from: None, to: Some(1), ops };
     write_json(&l.journal(), &j).unwrap();
     // Simulate a crash after the swap but before the commit.
@@ -94,7 +108,7 @@ fn directories_with_unmanaged_content_are_never_replaced() {
     fs::write(dir.path().join("etc/x/theirs"), b"t").unwrap();
     let h = put_blob(&l, b"f");
     let mut st = StateFile::load(&l).unwrap();
-    let err = run(&l, &mut st, None, Some(1), vec![("/etc/x".into(), file(h))], &HashMap::new()).unwrap_err();
+    let err = go(&l, &mut st, None, Some(1), vec![("/etc/x".into(), file(h))], &HashMap::new()).unwrap_err();
     assert!(err.0.contains("refusing to replace the directory /etc/x"), "{err}");
     assert!(!l.journal().exists());
     assert_eq!(fs::read(dir.path().join("etc/x/theirs")).unwrap(), b"t");
@@ -109,7 +123,7 @@ fn failed_stage_restores_priors() {
     let missing = Hash([9; 32]);
     let mut st = StateFile::load(&l).unwrap();
     let wants = vec![("/etc/a".into(), file(good)), ("/etc/b".into(), file(missing))];
-    assert!(run(&l, &mut st, None, Some(1), wants, &HashMap::new()).is_err());
+    assert!(go(&l, &mut st, None, Some(1), wants, &HashMap::new()).is_err());
     assert_eq!(fs::read(dir.path().join("etc/a")).unwrap(), b"old a");
     assert!(!dir.path().join("etc/b").exists());
     assert_eq!(st.current, None);
@@ -132,7 +146,7 @@ fn a_path_changes_kind_file_symlink_directory_file_and_back() {
     let expect = ["file", "symlink", "dir", "file"];
     let mut undos = Vec::new();
     for (i, wants) in gens.into_iter().enumerate() {
-        run(&l, &mut st, Some(i as u64), Some(i as u64 + 1), wants, &HashMap::new()).unwrap();
+        go(&l, &mut st, Some(i as u64), Some(i as u64 + 1), wants, &HashMap::new()).unwrap();
         assert_eq!(kind(&p), expect[i], "generation {}", i + 1);
         undos.push(last_undo(&l, &st).unwrap().unwrap());
     }
@@ -154,7 +168,7 @@ fn an_unmanaged_symlink_parent_is_never_written_through() {
     symlink(victim.path(), dir.path().join("srv/app")).unwrap();
     let h = put_blob(&l, b"payload");
     let mut st = StateFile::load(&l).unwrap();
-    let err = run(&l, &mut st, None, Some(1), vec![("/srv/app/conf".into(), file(h))], &HashMap::new()).unwrap_err();
+    let err = go(&l, &mut st, None, Some(1), vec![("/srv/app/conf".into(), file(h))], &HashMap::new()).unwrap_err();
     assert!(err.0.contains("/srv/app") && err.0.contains("symlink drover does not manage"), "{err}");
     assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 0, "nothing written through the link");
 }
@@ -166,7 +180,7 @@ fn a_parent_writable_by_others_is_refused() {
     fs::set_permissions(dir.path().join("shared"), fs::Permissions::from_mode(0o777)).unwrap();
     let h = put_blob(&l, b"x");
     let mut st = StateFile::load(&l).unwrap();
-    let err = run(&l, &mut st, None, Some(1), vec![("/shared/f".into(), file(h))], &HashMap::new()).unwrap_err();
+    let err = go(&l, &mut st, None, Some(1), vec![("/shared/f".into(), file(h))], &HashMap::new()).unwrap_err();
     assert!(err.0.contains("refusing to write under /shared"), "{err}");
     assert!(!dir.path().join("shared/f").exists());
 }
@@ -179,7 +193,7 @@ fn undo_keeps_a_created_directory_that_something_else_now_uses() {
     let (dir, l) = root();
     let h = put_blob(&l, b"run");
     let mut st = StateFile::load(&l).unwrap();
-    run(&l, &mut st, None, Some(1), vec![("/etc/sv/web/run".into(), file(h))], &HashMap::new()).unwrap();
+    go(&l, &mut st, None, Some(1), vec![("/etc/sv/web/run".into(), file(h))], &HashMap::new()).unwrap();
     fs::create_dir_all(dir.path().join("etc/sv/web/supervise")).unwrap();
     fs::write(dir.path().join("etc/sv/web/supervise/pid"), b"42").unwrap();
     let j = last_undo(&l, &st).unwrap().unwrap();

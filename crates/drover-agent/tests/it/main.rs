@@ -11,6 +11,9 @@
 //!   check is run;
 //! - `boot`: magic rollback across a reboot (the `boot` verb and the
 //!   watchdog), on a simulated host that never reboots;
+//! - `space`: a full, read-only or failing filesystem under a transition
+//!   (tmpfs mounts: root only): refused early or rolled back to one whole
+//!   generation, named with its free and needed bytes, then converging;
 //! - `readonly`: a read-only session (`drover plan`) reads, refuses
 //!   changes, and creates nothing;
 //! - `support`: the client and the manifests they share.
@@ -20,4 +23,5 @@ mod boot;
 mod confirm;
 mod gate;
 mod readonly;
+mod space;
 mod support;

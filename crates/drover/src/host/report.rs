@@ -47,6 +47,12 @@ pub struct HostReport {
     /// output. `error` says the same in one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<ServiceFailure>,
+    /// The filesystem that refused a write of the transition, or on which
+    /// the agent's check before it found too little room: its mount point,
+    /// free and needed bytes, and where that left the host, as data.
+    /// `error` says the same in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<drover_proto::StorageFailure>,
     /// What the agent's start-up recovery did, if anything.
     pub recovered: Option<String>,
     /// `plan --diff` only: each change, host content against project content.
@@ -83,6 +89,7 @@ impl HostReport {
             attempts: 0,
             error: None,
             failure: None,
+            storage: None,
             recovered: None,
             diffs: None,
             revert_errors: vec![],

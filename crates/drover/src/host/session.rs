@@ -21,6 +21,7 @@ use super::report::{parse_restart, HostReport, Outcome};
 use super::ship::{ChunkCache, Shipper};
 use crate::phases::ms;
 use crate::progress::HostProgress;
+use crate::transport::link::LinkError;
 use crate::transport::TransportError;
 
 pub async fn run_host(job: &Job, chunks: &ChunkCache, host: &Host, p: &HostProgress) -> HostReport {
@@ -41,6 +42,9 @@ pub async fn run_host(job: &Job, chunks: &ChunkCache, host: &Host, p: &HostProgr
             Err(e) => {
                 let unreachable = matches!(&e, HostError::Transport(TransportError::Ssh(s)) if s.is_transient());
                 r.outcome = if unreachable { Outcome::Unreachable } else { Outcome::Failed };
+                if let HostError::Link(LinkError::Storage(f)) = &e {
+                    r.storage = Some((**f).clone());
+                }
                 r.error = Some(e.to_string());
                 break;
             }

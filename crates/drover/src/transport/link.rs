@@ -22,6 +22,11 @@ pub enum LinkError {
     Agent(String),
     #[error("agent: {0}")]
     Busy(String),
+    /// The host's storage refused a write, or the agent's free-space check
+    /// before a transition found too little: the filesystem, its free
+    /// space, what was needed, where the host is.
+    #[error("agent: {0}")]
+    Storage(Box<drover_proto::StorageFailure>),
 }
 
 impl LinkError {
@@ -151,6 +156,7 @@ impl AgentLink {
                 Response::Progress(m) => progress(&m),
                 Response::Error { message } => return Err(LinkError::Agent(message)),
                 Response::Busy { message } => return Err(LinkError::Busy(message)),
+                Response::StorageFailed(f) => return Err(LinkError::Storage(Box::new(f))),
                 other => return Ok(other),
             }
         }

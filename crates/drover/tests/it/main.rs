@@ -17,6 +17,7 @@ mod bundle;
 mod bundle_secrets;
 mod day2;
 mod day_one;
+mod disk_full;
 mod e2e;
 mod faults;
 mod fleet;

@@ -62,6 +62,11 @@ impl Agent {
     /// Send `req` and return the reply, skipping progress frames.
     pub fn call(&mut self, req: Request) -> Response {
         self.send(req);
+        self.recv()
+    }
+
+    /// The next reply, skipping progress frames.
+    pub fn recv(&mut self) -> Response {
         loop {
             match read_frame::<Response, _>(&mut self.r).unwrap() {
                 Response::Progress(_) => continue,
