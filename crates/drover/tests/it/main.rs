@@ -38,6 +38,7 @@ mod security;
 mod serve;
 mod serve_alerts;
 mod serve_faults;
+mod serve_runaway;
 mod sim;
 mod state_store;
 mod systemd;

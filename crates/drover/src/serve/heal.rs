@@ -1,0 +1,86 @@
+//! Which hosts a `reconcile = "heal"` pass re-applies, and which it leaves
+//! behind on purpose.
+//!
+//! Healed: reachable, not drained, not held, and drifted, never applied,
+//! or `behind` (its generation is not what the project compiles for it
+//! now: it missed a release while unreachable, say). Held: a host whose
+//! newest successful run was `drover rollback` stays on the generation an
+//! operator rolled it back to (the release it left may be the bad one)
+//! until the next apply or rollout reaches it; the page and the API say so
+//! ([`Hold`]). Drained hosts and hosts in an unfinished rollout are left
+//! alone by the caller.
+
+use std::collections::{HashMap, HashSet};
+
+use drover_spec::Host;
+use drover_state::{Outcome, StateError, Store};
+
+use super::snapshot::Hold;
+use crate::run::status::{Currency, Judged};
+
+/// Hosts a hold could apply to: reachable, and drifted or behind (a hold
+/// is looked up in the store only for these).
+pub(crate) fn candidates(results: &[Judged]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|(h, r)| {
+            let (s, _, c) = r.as_ref().ok()?;
+            (!s.drift.is_empty() || *c == Currency::Behind).then(|| h.clone())
+        })
+        .collect()
+}
+
+/// Reachable, not drained, not held, and drifted, never applied, or
+/// behind the project.
+pub(crate) fn needs_heal(hosts: &[Host], results: &[Judged], holds: &HashMap<String, Hold>) -> Vec<Host> {
+    let want: HashSet<&str> = results
+        .iter()
+        .filter_map(|(h, r)| {
+            let (s, _, c) = r.as_ref().ok()?;
+            let off = !s.drift.is_empty() || s.state.current.is_none() || *c == Currency::Behind;
+            (s.drained.is_none() && off && !holds.contains_key(h)).then_some(h.as_str())
+        })
+        .collect();
+    hosts.iter().filter(|h| want.contains(h.name.as_str())).cloned().collect()
+}
+
+/// A run's result that left the host on a generation it chose.
+fn applied(o: Outcome) -> bool {
+    match o {
+        Outcome::Changed | Outcome::Unchanged | Outcome::Rebooted => true,
+        Outcome::Failed
+        | Outcome::RolledBack
+        | Outcome::Unreachable
+        | Outcome::Planned
+        | Outcome::Skipped => false,
+    }
+}
+
+/// Results looked at per host for its newest successful one (failed
+/// retries after a rollback are not many).
+const LOOK_BACK: i64 = 200;
+
+/// The holds on `hosts`: each one whose newest successful result came from
+/// a `drover rollback` run.
+pub(crate) fn holds(store: &Store, hosts: &[String]) -> Result<HashMap<String, Hold>, StateError> {
+    let mut newest = Vec::new();
+    for h in hosts {
+        if let Some(r) = store.history(Some(h), LOOK_BACK)?.into_iter().find(|r| applied(r.outcome)) {
+            newest.push((h.clone(), r.run_id));
+        }
+    }
+    let Some(oldest) = newest.iter().map(|(_, run)| *run).min() else { return Ok(HashMap::new()) };
+    // Newest runs first, as many as reach back to the oldest one asked
+    // about (a server records a run per pass: do not read them all).
+    let mut ask = 256;
+    let runs = loop {
+        let runs = store.runs(ask)?;
+        if (runs.len() as i64) < ask || runs.last().is_some_and(|r| r.id <= oldest) {
+            break runs;
+        }
+        ask = ask.saturating_mul(4);
+    };
+    let verb = crate::host::Mode::Rollback { to: None }.verb();
+    let rollbacks: HashSet<i64> = runs.into_iter().filter(|r| r.command == verb).map(|r| r.id).collect();
+    Ok(newest.into_iter().filter(|(_, run)| rollbacks.contains(run)).map(|(h, run)| (h, Hold::Rollback { run })).collect())
+}
