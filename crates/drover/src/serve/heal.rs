@@ -48,11 +48,7 @@ pub(crate) fn needs_heal(hosts: &[Host], results: &[Judged], holds: &HashMap<Str
 fn applied(o: Outcome) -> bool {
     match o {
         Outcome::Changed | Outcome::Unchanged | Outcome::Rebooted => true,
-        Outcome::Failed
-        | Outcome::RolledBack
-        | Outcome::Unreachable
-        | Outcome::Planned
-        | Outcome::Skipped => false,
+        Outcome::Failed | Outcome::RolledBack | Outcome::Unreachable | Outcome::Planned | Outcome::Skipped => false,
     }
 }
 
@@ -82,5 +78,9 @@ pub(crate) fn holds(store: &Store, hosts: &[String]) -> Result<HashMap<String, H
     };
     let verb = crate::host::Mode::Rollback { to: None }.verb();
     let rollbacks: HashSet<i64> = runs.into_iter().filter(|r| r.command == verb).map(|r| r.id).collect();
-    Ok(newest.into_iter().filter(|(_, run)| rollbacks.contains(run)).map(|(h, run)| (h, Hold::Rollback { run })).collect())
+    Ok(newest
+        .into_iter()
+        .filter(|(_, run)| rollbacks.contains(run))
+        .map(|(h, run)| (h, Hold::Rollback { run }))
+        .collect())
 }

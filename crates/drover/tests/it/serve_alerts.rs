@@ -124,13 +124,18 @@ fn drift_alerts_arrive_in_order_per_subject_with_seq_and_time_and_end_as_serve_h
     let toml = proj.join("drover.toml");
     let t = std::fs::read_to_string(&toml).unwrap();
     let rule = |name: &str, path: &str, format: &str| {
-        format!("\n[[alert]]\nname = \"{name}\"\non = \"drifted\"\nwebhook = \"http://{}{path}\"\nformat = \"{format}\"\n", hooks.addr)
+        format!(
+            "\n[[alert]]\nname = \"{name}\"\non = \"drifted\"\nwebhook = \"http://{}{path}\"\nformat = \"{format}\"\n",
+            hooks.addr
+        )
     };
     std::fs::write(&toml, format!("{t}{}{}", rule("drift", "/flaky", "json"), rule("drift-slack", "/slack", "slack")))
         .unwrap();
     let srv = Server::start_in(&proj, &["--simulate", hosts.to_str().unwrap(), "--check-every", "1s"]);
     let status = || get_json(&srv.addr, "/api/status", &[]);
-    crate::support::wait_until("a first pass", Duration::from_secs(60), || (status()["pass"].as_u64() >= Some(1)).then_some(()));
+    crate::support::wait_until("a first pass", Duration::from_secs(60), || {
+        (status()["pass"].as_u64() >= Some(1)).then_some(())
+    });
     let motd = |h: &str| hosts.join(h).join("etc/motd");
     let want = std::fs::read_to_string(motd("s1")).unwrap();
     let pass = || status()["pass"].as_u64().unwrap();
@@ -140,12 +145,16 @@ fn drift_alerts_arrive_in_order_per_subject_with_seq_and_time_and_end_as_serve_h
             std::fs::write(motd(h), format!("edited {round}\n")).unwrap();
         }
         // Seen drifted by one pass (the alert fires), then restored.
-        crate::support::wait_until("a pass seeing the drift", Duration::from_secs(30), || (pass() >= p + 2).then_some(()));
+        crate::support::wait_until("a pass seeing the drift", Duration::from_secs(30), || {
+            (pass() >= p + 2).then_some(())
+        });
         for h in ["s1", "s2"] {
             std::fs::write(motd(h), &want).unwrap();
         }
         let p = pass();
-        crate::support::wait_until("a pass seeing it fixed", Duration::from_secs(30), || (pass() >= p + 2).then_some(()));
+        crate::support::wait_until("a pass seeing it fixed", Duration::from_secs(30), || {
+            (pass() >= p + 2).then_some(())
+        });
     }
     // Everything delivered (retries included), then compared.
     std::thread::sleep(Duration::from_secs(4));
@@ -187,7 +196,8 @@ fn drift_alerts_arrive_in_order_per_subject_with_seq_and_time_and_end_as_serve_h
             s => panic!("status {s}"),
         }
     }
-    let server_json: std::collections::BTreeSet<_> = server_open.iter().filter(|(a, _)| a == "drift").cloned().collect();
+    let server_json: std::collections::BTreeSet<_> =
+        server_open.iter().filter(|(a, _)| a == "drift").cloned().collect();
     assert_eq!(open, server_json, "the receiver's open alerts are the server's");
     let slack = hooks.at("/slack");
     assert!(slack.len() >= 2 * 2 * 5, "{slack:#?}");

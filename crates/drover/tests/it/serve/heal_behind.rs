@@ -44,12 +44,18 @@ fn heal_brings_a_host_that_missed_a_release_onto_it_within_two_passes() {
     for i in 0..3 {
         assert_eq!(std::fs::read_to_string(f.host_file(i, "/etc/motd")).unwrap(), "release 2\n", "host {i}");
     }
-    let gens: Vec<serde_json::Value> = (1..=3).map(|i| state_of(&s, &format!("h{i}"))["status"]["generation"].clone()).collect();
+    let gens: Vec<serde_json::Value> =
+        (1..=3).map(|i| state_of(&s, &format!("h{i}"))["status"]["generation"].clone()).collect();
     assert!(gens.iter().all(|g| g.is_u64()), "{gens:?}");
     // Healed by the first or second recorded pass of this server.
     let passes: Vec<i64> = {
-        let mut v: Vec<i64> =
-            store.runs(100).unwrap().into_iter().filter(|r| r.id > before && r.command == "reconcile").map(|r| r.id).collect();
+        let mut v: Vec<i64> = store
+            .runs(100)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.id > before && r.command == "reconcile")
+            .map(|r| r.id)
+            .collect();
         v.sort();
         v
     };
