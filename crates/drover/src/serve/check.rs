@@ -254,10 +254,11 @@ pub(crate) async fn apply(
     // Rendering runs the project's templates: off the async threads (an
     // action from the page runs here on the server's runtime).
     let (p, h) = (project.clone(), hosts.clone());
-    tokio::task::spawn_blocking(move || crate::run::spec::preflight(&p, &h))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+    tokio::task::spawn_blocking(move || {
+        crate::run::spec::preflight(&p, &h).map_err(|e| format!("{:?}", miette::Report::new(e)))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let (dir, args, user) = (sh.dir.clone(), args.to_string(), user.to_string());
     let mut run =
