@@ -199,11 +199,11 @@ async fn read_store(
             None => Vec::new(),
         };
         metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(&fresh, newest);
+        let holds = heal::holds(&store, &maybe_held, &latest).map_err(|e| e.to_string())?;
         // Without `detail` (each run's report: not shown, and the largest
         // part of a row), dropped here rather than held through the pass.
         let lasts = latest.into_iter().map(|r| (r.host.clone(), HostResult { detail: String::new(), ..r })).collect();
         let rollout = store.rollouts(1).map_err(|e| e.to_string())?.into_iter().next();
-        let holds = heal::holds(&store, &maybe_held).map_err(|e| e.to_string())?;
         Ok((lasts, rollout, holds))
     })
     .await

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use drover_spec::Host;
-use drover_state::{Outcome, StateError, Store};
+use drover_state::{HostResult, Outcome, StateError, Store};
 
 use super::snapshot::Hold;
 use crate::run::status::{Currency, Judged};
@@ -57,12 +57,24 @@ fn applied(o: Outcome) -> bool {
 const LOOK_BACK: i64 = 200;
 
 /// The holds on `hosts`: each one whose newest successful result came from
-/// a `drover rollback` run.
-pub(crate) fn holds(store: &Store, hosts: &[String]) -> Result<HashMap<String, Hold>, StateError> {
+/// a `drover rollback` run. `latest` (each host's newest result, read for
+/// the page anyway) answers for a host whose newest result succeeded; only
+/// the others' histories are read (a release missed by 10,000 hosts costs
+/// no 10,000 queries).
+pub(crate) fn holds(
+    store: &Store,
+    hosts: &[String],
+    latest: &[HostResult],
+) -> Result<HashMap<String, Hold>, StateError> {
+    let latest: HashMap<&str, &HostResult> = latest.iter().map(|r| (r.host.as_str(), r)).collect();
     let mut newest = Vec::new();
     for h in hosts {
-        if let Some(r) = store.history(Some(h), LOOK_BACK)?.into_iter().find(|r| applied(r.outcome)) {
-            newest.push((h.clone(), r.run_id));
+        let run = match latest.get(h.as_str()) {
+            Some(r) if applied(r.outcome) => Some(r.run_id),
+            _ => store.history(Some(h), LOOK_BACK)?.into_iter().find(|r| applied(r.outcome)).map(|r| r.run_id),
+        };
+        if let Some(run) = run {
+            newest.push((h.clone(), run));
         }
     }
     let Some(oldest) = newest.iter().map(|(_, run)| *run).min() else { return Ok(HashMap::new()) };
