@@ -96,3 +96,67 @@ pub(crate) fn holds(
         .map(|(h, run)| (h, Hold::Rollback { run }))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use drover_state::{HostResult, NewRun, Outcome, Store};
+
+    use super::{holds, Hold};
+
+    fn run(store: &mut Store, command: &str, host: &str, outcome: Outcome) -> i64 {
+        let id = store
+            .begin_run(&NewRun {
+                command: command.into(),
+                args: String::new(),
+                user: "t".into(),
+                project_rev: "-".into(),
+            })
+            .unwrap();
+        let r = HostResult {
+            run_id: id,
+            host: host.into(),
+            outcome,
+            generation: Some(id),
+            changes: 0,
+            bytes_sent: 0,
+            files_written: 0,
+            duration_ms: 0,
+            error: None,
+            detail: String::new(),
+            at_ms: drover_state::now_ms() + id,
+        };
+        store.record_host(&r).unwrap();
+        store.finish_run(id, drover_state::RunStatus::Ok).unwrap();
+        id
+    }
+
+    fn held(store: &Store, host: &str) -> Option<Hold> {
+        let latest = store.latest_per_host().unwrap();
+        holds(store, &[host.to_string()], &latest).unwrap().remove(host)
+    }
+
+    /// Held from a successful rollback until the next successful apply or
+    /// rollout, failed attempts in between changing nothing (they left the
+    /// host where the rollback put it); a failed rollback holds nothing.
+    #[test]
+    fn a_rollback_holds_through_failed_runs_until_a_successful_apply_or_rollout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+        run(&mut store, "apply", "h", Outcome::Changed);
+        assert_eq!(held(&store, "h"), None);
+        let rb = run(&mut store, "rollback", "h", Outcome::Changed);
+        assert_eq!(held(&store, "h"), Some(Hold::Rollback { run: rb }));
+        // Many passes since (more than one read of runs reaches back).
+        for _ in 0..300 {
+            run(&mut store, "reconcile", "other", Outcome::Changed);
+        }
+        run(&mut store, "apply", "h", Outcome::Unreachable);
+        run(&mut store, "apply", "h", Outcome::Failed);
+        assert_eq!(held(&store, "h"), Some(Hold::Rollback { run: rb }), "failed runs leave it held");
+        run(&mut store, "rollout", "h", Outcome::Changed);
+        assert_eq!(held(&store, "h"), None, "a rollout ends the hold");
+        run(&mut store, "rollback", "h", Outcome::Failed);
+        assert_eq!(held(&store, "h"), None, "a failed rollback holds nothing");
+        assert_eq!(held(&store, "never-run"), None);
+    }
+}
