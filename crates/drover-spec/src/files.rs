@@ -64,7 +64,8 @@ pub struct ServeSection {
 }
 
 /// `report` only records and shows drift; `heal` also re-applies drifted
-/// hosts and hosts without a current generation. Default `report`: a
+/// hosts, hosts without a current generation and hosts behind the project
+/// (not those a `drover rollback` holds). Default `report`: a
 /// server that starts writing to hosts must be asked to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

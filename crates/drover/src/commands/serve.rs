@@ -10,8 +10,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7780")]
     pub listen: std::net::SocketAddr,
     /// Check every host this often and record each pass as a run; with
-    /// `[serve] reconcile = "heal"` in drover.toml, re-apply drifted hosts
-    /// and hosts without a current generation.
+    /// `[serve] reconcile = "heal"` in drover.toml, re-apply drifted hosts,
+    /// hosts without a current generation and hosts behind the project
+    /// (not those a `drover rollback` holds).
     #[arg(long, value_name = "DURATION")]
     pub reconcile: Option<String>,
     /// Without --reconcile: refresh the dashboard this often (unrecorded).

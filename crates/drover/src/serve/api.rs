@@ -36,6 +36,7 @@ pub(super) fn router(sh: Arc<Shared>) -> Router {
         .route("/api/host/{name}", get(host))
         .route("/api/host/{name}/logs", get(host_logs))
         .route("/api/history", get(history))
+        .route("/api/alerts", get(alerts))
         .route("/api/runs", get(super::runs::list))
         .route("/api/run/{id}", get(super::runs::one))
         .route("/api/events", get(events))
@@ -131,6 +132,13 @@ async fn status(State(sh): State<Arc<Shared>>) -> Response {
         "undelivered": undelivered,
     }))
     .into_response()
+}
+
+/// The open alerts (`fired`: its firing message went out) and the messages
+/// no webhook took.
+async fn alerts(State(sh): State<Arc<Shared>>) -> Response {
+    let a = sh.alerts.lock().unwrap_or_else(|e| e.into_inner());
+    Json(serde_json::json!({"open": a.open(), "undelivered": a.undelivered()})).into_response()
 }
 
 async fn host(State(sh): State<Arc<Shared>>, Path(name): Path<String>) -> Response {

@@ -1,16 +1,18 @@
 //! The check pass and continuous convergence (`--reconcile`).
 //!
-//! A pass probes every host as `drover status` does (read-only on the
-//! host: generation, drift, services, health, and whether its generation
-//! is what the project compiles for it now: `behind` if not; the project
-//! is compiled for each host once per pass), then, under `reconcile =
-//! "heal"`, re-applies the hosts that drifted or have no current
-//! generation (not those behind with a generation of their own: a
-//! rollback may be deliberate) through the ordinary deploy pipeline — which
-//! takes the same host locks as a CLI `apply`, skips drained hosts, and
-//! records the run. A pass never waits on a busy store for longer than the
-//! store's busy timeout; on failure the page keeps the last snapshot and
-//! shows the problem.
+//! A pass loads the project and renders it for one host of each role set
+//! (a template error or a runaway loop shows as a project error, the last
+//! snapshot kept), probes every host as `drover status` does (read-only on
+//! the host: generation, drift, services, health, and whether its
+//! generation is what the project compiles for it now: `behind` if not),
+//! then, under `reconcile = "heal"`, re-applies the hosts [`super::heal`]
+//! picks (drifted, never applied, or behind, unless held by a rollback)
+//! through the ordinary deploy pipeline — which takes the same host locks
+//! as a CLI `apply`, skips drained hosts, and records the run. A pass never
+//! waits on a busy store for longer than the store's busy timeout; on
+//! failure the page keeps the last snapshot and shows the problem. The
+//! pass runs on a runtime of its own ([`super::passes`]): however long it
+//! takes, the server answers and stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +22,9 @@ use drover_proto::HostStatus;
 use drover_spec::{Host, Project, ReconcilePolicy};
 use drover_state::{HostResult, NewRun, Rollout};
 
-use super::shared::Shared;
-use super::snapshot::{self, RolloutView, Snapshot};
+use super::heal;
+use super::shared::{Shared, Stage};
+use super::snapshot::{self, Hold, RolloutView, Snapshot};
 use crate::host::{HostReport, Mode};
 use crate::progress::Progress;
 use crate::run::fleet::Fleet;
@@ -34,9 +37,16 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     let started = Instant::now();
     let mut problems = Vec::new();
     let dir = sh.dir.clone();
-    let project = match tokio::task::spawn_blocking(move || crate::store::load_project(&dir)).await {
+    sh.set_stage(Stage::Rendering);
+    let loaded = tokio::task::spawn_blocking(move || -> Result<Project, String> {
+        let p = crate::store::load_project(&dir).map_err(|e| format!("{e:#}"))?;
+        render_check(&p).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+        Ok(p)
+    })
+    .await;
+    let project = match loaded {
         Ok(Ok(p)) => Arc::new(p),
-        Ok(Err(e)) => return sh.project_broken(format!("{e:#}")),
+        Ok(Err(e)) => return sh.project_broken(e),
         Err(e) => return sh.project_broken(e.to_string()),
     };
     sh.alerts.lock().unwrap_or_else(|e| e.into_inner()).set_rules(project.alerts.clone());
@@ -44,6 +54,7 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
         Ok(f) => f,
         Err(e) => return sh.keep_last(format!("transport: {e:#}")),
     };
+    sh.set_stage(Stage::Probing);
     let mut results = status::probe_against(&fleet, &project.hosts, project.clone()).await;
     // The facts go to the store, not into the snapshot: moved out, not
     // cloned with every host's status (a pass's peak memory).
@@ -51,23 +62,31 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
         .iter_mut()
         .filter_map(|(h, r)| r.as_mut().ok().map(|(_, f, _)| (h.clone(), std::mem::take(f))))
         .collect();
-    let store_state = read_store(sh, facts).await;
-    let (mut lasts, rollout) = match store_state {
+    let heal = project.settings.reconcile == ReconcilePolicy::Heal;
+    let maybe_held = if heal { heal::candidates(&results) } else { Vec::new() };
+    let store_state = read_store(sh, facts, maybe_held).await;
+    let store_ok = store_state.is_ok();
+    let (mut lasts, rollout, holds) = match store_state {
         Ok(s) => s,
         Err(e) => {
             problems.push(format!("state store: {e}"));
             let old = sh.snapshot();
-            (old.hosts.iter().filter_map(|h| Some((h.host.clone(), h.last.clone()?))).collect(), None)
+            let lasts = old.hosts.iter().filter_map(|h| Some((h.host.clone(), h.last.clone()?))).collect();
+            let holds = old.hosts.iter().filter_map(|h| Some((h.host.clone(), h.held.clone()?))).collect();
+            (lasts, None, holds)
         }
     };
-    if reconcile {
-        let heal = project.settings.reconcile == ReconcilePolicy::Heal;
-        let targets: Vec<Host> = if heal { needs_heal(&project.hosts, &results) } else { Vec::new() };
+    // Without the store, holds are unknown (and a heal could not be
+    // recorded): no healing this pass.
+    if reconcile && store_ok {
+        let targets: Vec<Host> = if heal { heal::needs_heal(&project.hosts, &results, &holds) } else { Vec::new() };
         let busy = rollout.as_ref().filter(|r| r.status.is_unfinished());
         if !targets.is_empty() && busy.is_none() {
             // Show what was found before healing it (the page sees the
             // host drifted, then converged): a copy, only when healing.
-            sh.publish(build(&project, results.clone(), lasts.clone(), rollout.as_ref(), problems.clone(), started));
+            let view = (lasts.clone(), holds.clone());
+            sh.publish(build(&project, results.clone(), view, rollout.as_ref(), problems.clone(), started));
+            sh.set_stage(Stage::Healing);
         }
         let outcome = match busy {
             Some(r) if !targets.is_empty() => {
@@ -89,12 +108,13 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
                     *r = n.clone();
                 }
             }
-            if let Ok((l, _)) = read_store(sh, Vec::new()).await {
+            if let Ok((l, _, _)) = read_store(sh, Vec::new(), Vec::new()).await {
                 lasts = l;
             }
         }
     }
-    sh.publish(build(&project, results, lasts, rollout.as_ref(), problems, started));
+    sh.publish(build(&project, results, (lasts, holds), rollout.as_ref(), problems, started));
+    sh.set_stage(Stage::Idle);
     drop(project);
     // A pass allocates per host (replies, facts, JSON) and frees it all;
     // glibc keeps the freed pages, so between passes the server would hold
@@ -106,14 +126,24 @@ pub(crate) async fn pass(sh: &Arc<Shared>, reconcile: bool) {
     }
 }
 
-type Probes = [status::Judged];
+/// The project rendered for one host of each distinct role set, with
+/// placeholder facts (as `apply` does before touching a host): a template
+/// error or a runaway loop (bounded by `[limits] template-steps`) stops the
+/// pass as a project error, the last snapshot kept, instead of making every
+/// host `unknown`.
+#[allow(clippy::result_large_err)] // see drover-spec: SpecError carries its source text
+fn render_check(p: &Project) -> Result<(), drover_spec::SpecError> {
+    let mut seen = std::collections::HashSet::new();
+    let sample: Vec<Host> = p.hosts.iter().filter(|h| seen.insert(h.roles.clone())).cloned().collect();
+    crate::run::spec::preflight(p, &sample)
+}
 
 /// The snapshot, moving each host's reply and last result into its view
 /// (a copy of 10,000 replies would be the pass's peak memory).
 fn build(
     project: &Project,
     results: Vec<status::Judged>,
-    mut lasts: HashMap<String, HostResult>,
+    (mut lasts, mut holds): (HashMap<String, HostResult>, HashMap<String, Hold>),
     rollout: Option<&Rollout>,
     problems: Vec<String>,
     started: Instant,
@@ -128,7 +158,7 @@ fn build(
                 Some(r) => r.map(|(s, _, c)| (s, c)),
                 None => Err("not probed".into()),
             };
-            snapshot::view(h, probe, lasts.remove(&h.name))
+            snapshot::view(h, probe, lasts.remove(&h.name), holds.remove(&h.name))
         })
         .collect();
     Snapshot {
@@ -142,24 +172,17 @@ fn build(
     }
 }
 
-/// Reachable, not drained, and drifted or never applied.
-fn needs_heal(hosts: &[Host], results: &Probes) -> Vec<Host> {
-    let want: std::collections::HashSet<&str> = results
-        .iter()
-        .filter_map(|(h, r)| {
-            let (s, _, _) = r.as_ref().ok()?;
-            (s.drained.is_none() && (!s.drift.is_empty() || s.state.current.is_none())).then_some(h.as_str())
-        })
-        .collect();
-    hosts.iter().filter(|h| want.contains(h.name.as_str())).cloned().collect()
-}
+type StoreState = (HashMap<String, HostResult>, Option<Rollout>, HashMap<String, Hold>);
 
-type StoreState = (HashMap<String, HostResult>, Option<Rollout>);
-
-/// Each host's last result and the unfinished rollout, in short read
-/// transactions (WAL: a CLI `apply` writing meanwhile is not blocked); the
-/// probe's facts are remembered for templates, as `drover status` does.
-async fn read_store(sh: &Arc<Shared>, facts: Vec<(String, drover_proto::Facts)>) -> Result<StoreState, String> {
+/// Each host's last result, the unfinished rollout, and the holds on
+/// `maybe_held` ([`heal::holds`]), in short read transactions (WAL: a CLI
+/// `apply` writing meanwhile is not blocked); the probe's facts are
+/// remembered for templates, as `drover status` does.
+async fn read_store(
+    sh: &Arc<Shared>,
+    facts: Vec<(String, drover_proto::Facts)>,
+    maybe_held: Vec<String>,
+) -> Result<StoreState, String> {
     let dir = sh.dir.clone();
     let metrics = sh.clone();
     tokio::task::spawn_blocking(move || -> Result<StoreState, String> {
@@ -176,11 +199,12 @@ async fn read_store(sh: &Arc<Shared>, facts: Vec<(String, drover_proto::Facts)>)
             None => Vec::new(),
         };
         metrics.counters.lock().unwrap_or_else(|e| e.into_inner()).observe(&fresh, newest);
+        let holds = heal::holds(&store, &maybe_held, &latest).map_err(|e| e.to_string())?;
         // Without `detail` (each run's report: not shown, and the largest
         // part of a row), dropped here rather than held through the pass.
         let lasts = latest.into_iter().map(|r| (r.host.clone(), HostResult { detail: String::new(), ..r })).collect();
         let rollout = store.rollouts(1).map_err(|e| e.to_string())?.into_iter().next();
-        Ok((lasts, rollout))
+        Ok((lasts, rollout, holds))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -227,7 +251,14 @@ pub(crate) async fn apply(
     if hosts.is_empty() {
         return Ok(Vec::new());
     }
-    crate::run::spec::preflight(&project, &hosts).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+    // Rendering runs the project's templates: off the async threads (an
+    // action from the page runs here on the server's runtime).
+    let (p, h) = (project.clone(), hosts.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::run::spec::preflight(&p, &h).map_err(|e| format!("{:?}", miette::Report::new(e)))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let (dir, args, user) = (sh.dir.clone(), args.to_string(), user.to_string());
     let mut run =

@@ -11,7 +11,9 @@ mod alerts;
 mod api;
 pub mod auth;
 mod check;
+mod heal;
 mod metrics;
+mod passes;
 mod runs;
 mod shared;
 pub mod snapshot;
@@ -60,30 +62,29 @@ pub fn run(cfg: Config) -> Result<(), ServeError> {
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut csrf_key)?;
     let shared = Arc::new(Shared::new(cfg.dir.clone(), cfg.simulate.clone(), cfg.tokens, csrf_key));
     let rt = crate::run::fleet::runtime().map_err(|e| std::io::Error::other(e.to_string()))?;
-    rt.block_on(async move {
+    let passes = passes::runtime()?;
+    let pass_handle = passes.handle().clone();
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ServeError::Bind { addr: cfg.listen, source })?;
         let addr = listener.local_addr()?;
         // Tests and scripts read the real address (port 0 picks one).
         println!("drover serve: listening on http://{addr}");
-        let sh = shared.clone();
+        // Alert deliveries live here, not on the pass runtime: a stuck
+        // pass must not hold back a message.
+        shared.alerts.lock().unwrap_or_else(|e| e.into_inner()).deliver_on(tokio::runtime::Handle::current());
         let (every, reconcile) = (cfg.reconcile.unwrap_or(cfg.check_every), cfg.reconcile.is_some());
-        tokio::spawn(async move {
-            restore_alerts(&sh).await;
-            loop {
-                check::pass(&sh, reconcile).await;
-                save_alerts(&sh).await;
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = sh.wake.notified() => {}
-                }
-            }
-        });
+        tokio::spawn(passes::run(shared.clone(), pass_handle, every, reconcile));
         tokio::spawn(watch_rollout(shared.clone()));
         axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown()).await?;
         Ok(())
-    })
+    });
+    // Interrupted mid-pass (a runaway template rendering, a host slow to
+    // answer): do not wait for it; the process ends with it.
+    passes.shutdown_background();
+    rt.shutdown_timeout(Duration::from_millis(300));
+    served
 }
 
 /// Open alerts as the last server left them: one already sent is not sent

@@ -25,6 +25,21 @@ pub struct Shared {
     pub(crate) alerts: Mutex<alerts::Alerts>,
     /// Secret mixed into CSRF tokens: new per server start.
     pub(crate) csrf_key: [u8; 32],
+    /// What the running check pass is doing, and since when (the pass
+    /// watchdog names it when a pass runs long).
+    stage: Mutex<(Stage, std::time::Instant)>,
+}
+
+/// A check pass's steps, as the watchdog reports a long one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Idle,
+    /// Loading the project and rendering it (a runaway template shows here).
+    Rendering,
+    /// Asking every host (and compiling the project for each).
+    Probing,
+    /// Re-applying hosts under `reconcile = "heal"`.
+    Healing,
 }
 
 impl Shared {
@@ -39,7 +54,16 @@ impl Shared {
             counters: Mutex::new(metrics::Counters::default()),
             alerts: Mutex::new(alerts::Alerts::default()),
             csrf_key,
+            stage: Mutex::new((Stage::Idle, std::time::Instant::now())),
         }
+    }
+
+    pub(crate) fn set_stage(&self, stage: Stage) {
+        *self.stage.lock().unwrap_or_else(|e| e.into_inner()) = (stage, std::time::Instant::now());
+    }
+
+    pub(crate) fn stage(&self) -> Stage {
+        self.stage.lock().unwrap_or_else(|e| e.into_inner()).0
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

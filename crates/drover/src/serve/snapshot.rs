@@ -107,10 +107,30 @@ pub struct HostView {
     /// The last recorded result (without its `detail` report: not shown,
     /// and the largest part of a row).
     pub last: Option<HostResult>,
+    /// Why healing leaves it behind on purpose (`None`: it is healed).
+    pub held: Option<Hold>,
+}
+
+/// Why `reconcile = "heal"` leaves a host behind the project on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", rename_all = "kebab-case")]
+pub enum Hold {
+    /// Its newest successful run was `drover rollback` (run `run`): an
+    /// operator took it off a release; healing must not put that release
+    /// back. Held until the next apply or rollout reaches it.
+    Rollback { run: i64 },
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::Rollback { run } => write!(f, "held by rollback {run}"),
+        }
+    }
 }
 
 /// `{host, roles, groups, state, status}` (and `state_error` when the state
-/// could not be told), `status` being exactly `drover status --json`'s
+/// could not be told; `held: {by, run, why}` when healing leaves it behind), `status` being exactly `drover status --json`'s
 /// row, built when sent rather than kept: 10,000 JSON trees would be most
 /// of the server's memory.
 impl Serialize for HostView {
@@ -118,7 +138,7 @@ impl Serialize for HostView {
         use serde::ser::SerializeStruct;
         let status =
             crate::run::status::row(&self.host, &self.probe, &crate::run::status::last_run(self.last.as_ref()));
-        let mut m = s.serialize_struct("HostView", 6)?;
+        let mut m = s.serialize_struct("HostView", 7)?;
         m.serialize_field("host", &self.host)?;
         m.serialize_field("roles", &self.roles)?;
         m.serialize_field("groups", &self.groups)?;
@@ -127,15 +147,31 @@ impl Serialize for HostView {
             Some(Currency::Unknown(why)) => m.serialize_field("state_error", why)?,
             _ => m.skip_field("state_error")?,
         }
+        match &self.held {
+            Some(h) => m.serialize_field("held", &HoldView { why: h.to_string(), hold: h })?,
+            None => m.skip_field("held")?,
+        }
         m.serialize_field("status", &status)?;
         m.end()
     }
 }
 
+/// A [`Hold`] as sent: its fields and the sentence the page shows.
+#[derive(Serialize)]
+struct HoldView<'a> {
+    #[serde(flatten)]
+    hold: &'a Hold,
+    why: String,
+}
+
 impl HostView {
     /// What a page shows of it changed (the SSE stream sends only these).
     pub fn differs(&self, o: &HostView) -> bool {
-        self.state != o.state || self.probe != o.probe || self.currency != o.currency || self.last != o.last
+        self.state != o.state
+            || self.probe != o.probe
+            || self.currency != o.currency
+            || self.last != o.last
+            || self.held != o.held
     }
 }
 
@@ -185,15 +221,22 @@ impl Snapshot {
     }
 }
 
-/// One host's view from its probe (status and currency) and last recorded
-/// result.
-pub fn view(host: &Host, probe: Result<(HostStatus, Currency), String>, last: Option<HostResult>) -> HostView {
+/// One host's view from its probe (status and currency), last recorded
+/// result, and hold (kept only while it is behind: a hold is about
+/// healing's choice, shown with the state it explains).
+pub fn view(
+    host: &Host,
+    probe: Result<(HostStatus, Currency), String>,
+    last: Option<HostResult>,
+    held: Option<Hold>,
+) -> HostView {
     let (probe, currency) = match probe {
         Ok((s, c)) => (Ok(s), Some(c)),
         Err(e) => (Err(e), None),
     };
     let state = State::of(&probe, currency.as_ref(), last.as_ref());
     let last = last.map(|l| HostResult { detail: String::new(), ..l });
+    let held = held.filter(|_| matches!(state, State::Behind | State::Drifted));
     HostView {
         host: host.name.clone(),
         roles: host.roles.clone(),
@@ -202,5 +245,6 @@ pub fn view(host: &Host, probe: Result<(HostStatus, Currency), String>, last: Op
         probe,
         currency,
         last,
+        held,
     }
 }

@@ -40,6 +40,7 @@ mod security;
 mod serve;
 mod serve_alerts;
 mod serve_faults;
+mod serve_runaway;
 mod sim;
 mod ssh;
 mod state_store;

@@ -108,3 +108,109 @@ fn malformed_alert_rules_are_refused_at_start_with_file_and_line() {
         assert!(err.contains(&want), "{rule}: want {want:?} in:\n{err}");
     }
 }
+
+/// Drift on two simulated hosts fires and resolves five times, faster than
+/// a delivery retry (the `/flaky` endpoint fails its first request, so one
+/// firing waits a second for its retry while its resolve is due). Per
+/// subject the receiver gets strictly increasing sequence numbers, each
+/// `resolved` after its `firing`, times on every message (Slack's text
+/// too), and its open set (s1 drifted again at the end) ends equal to the
+/// server's (`/api/alerts`).
+#[test]
+fn drift_alerts_arrive_in_order_per_subject_with_seq_and_time_and_end_as_serve_has_them() {
+    use crate::support::serve::simulated;
+    let dir = tempfile::tempdir().unwrap();
+    let (proj, hosts) = simulated(dir.path(), 2);
+    let hooks = Hooks::start();
+    let toml = proj.join("drover.toml");
+    let t = std::fs::read_to_string(&toml).unwrap();
+    let rule = |name: &str, path: &str, format: &str| {
+        format!(
+            "\n[[alert]]\nname = \"{name}\"\non = \"drifted\"\nwebhook = \"http://{}{path}\"\nformat = \"{format}\"\n",
+            hooks.addr
+        )
+    };
+    std::fs::write(&toml, format!("{t}{}{}", rule("drift", "/flaky", "json"), rule("drift-slack", "/slack", "slack")))
+        .unwrap();
+    let srv = Server::start_in(&proj, &["--simulate", hosts.to_str().unwrap(), "--check-every", "1s"]);
+    let status = || get_json(&srv.addr, "/api/status", &[]);
+    crate::support::wait_until("a first pass", Duration::from_secs(60), || {
+        (status()["pass"].as_u64() >= Some(1)).then_some(())
+    });
+    let motd = |h: &str| hosts.join(h).join("etc/motd");
+    let want = std::fs::read_to_string(motd("s1")).unwrap();
+    let pass = || status()["pass"].as_u64().unwrap();
+    for round in 0..5 {
+        let p = pass();
+        for h in ["s1", "s2"] {
+            std::fs::write(motd(h), format!("edited {round}\n")).unwrap();
+        }
+        // Seen drifted by one pass (the alert fires), then restored.
+        crate::support::wait_until("a pass seeing the drift", Duration::from_secs(30), || {
+            (pass() >= p + 2).then_some(())
+        });
+        for h in ["s1", "s2"] {
+            std::fs::write(motd(h), &want).unwrap();
+        }
+        let p = pass();
+        crate::support::wait_until("a pass seeing it fixed", Duration::from_secs(30), || {
+            (pass() >= p + 2).then_some(())
+        });
+    }
+    // It ends with s1 drifted: one alert open on both sides.
+    std::fs::write(motd("s1"), "edited at the end\n").unwrap();
+    let p = pass();
+    crate::support::wait_until("a pass seeing the last drift", Duration::from_secs(30), || {
+        (pass() >= p + 2).then_some(())
+    });
+    // Everything delivered (retries included), then compared.
+    std::thread::sleep(Duration::from_secs(4));
+    let got = hooks.at("/flaky");
+    assert!(got.len() >= 2 * 2 * 5, "five rounds of firing and resolved for two hosts: {got:#?}");
+    let mut open = std::collections::BTreeSet::new();
+    let mut last: std::collections::HashMap<String, u64> = Default::default();
+    let mut firing: std::collections::HashMap<String, bool> = Default::default();
+    let mut seen_seqs = std::collections::HashSet::new();
+    for m in &got {
+        let subject = m["subject"].as_str().unwrap().to_string();
+        let seq = m["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {m}"));
+        assert!(m["at_ms"].as_i64().is_some() && m["at"].as_str().is_some_and(|a| a.ends_with(" UTC")), "{m}");
+        // A retry resends the same message (the same seq): counted once.
+        if !seen_seqs.insert((subject.clone(), seq)) {
+            continue;
+        }
+        assert!(last.get(&subject).is_none_or(|&p| seq > p), "seq not increasing for {subject}: {got:#?}");
+        last.insert(subject.clone(), seq);
+        let on = firing.entry(subject.clone()).or_default();
+        match m["status"].as_str().unwrap() {
+            "firing" => {
+                assert!(!*on, "fired twice without a resolve: {got:#?}");
+                *on = true;
+                open.insert(("drift".to_string(), subject));
+            }
+            "resolved" => {
+                assert!(*on, "resolved before firing for {subject}: {got:#?}");
+                *on = false;
+                open.remove(&("drift".to_string(), subject));
+            }
+            s => panic!("status {s}"),
+        }
+    }
+    let server_open: std::collections::BTreeSet<(String, String)> = get_json(&srv.addr, "/api/alerts", &[])["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["fired"] == true)
+        .map(|a| (a["alert"].as_str().unwrap().to_string(), a["subject"].as_str().unwrap().to_string()))
+        .collect();
+    let server_json: std::collections::BTreeSet<_> =
+        server_open.iter().filter(|(a, _)| a == "drift").cloned().collect();
+    assert_eq!(open, server_json, "the receiver's open alerts are the server's");
+    assert_eq!(open.into_iter().map(|(_, s)| s).collect::<Vec<_>>(), ["s1"]);
+    let slack = hooks.at("/slack");
+    assert!(slack.len() >= 2 * 2 * 5, "{slack:#?}");
+    for m in &slack {
+        let text = m["text"].as_str().unwrap();
+        assert!(text.contains(" UTC · #"), "Slack shows the time and seq: {text}");
+    }
+}

@@ -64,7 +64,8 @@ function flash(msg) {
 }
 
 function cellTitle(h) {
-  const why = h.status.error || h.state_error || (h.state === "behind" ? "not on the project's desired state" : "") ||
+  const why = h.status.error || h.state_error || (h.held ? h.held.why : "") ||
+    (h.state === "behind" ? "not on the project's desired state" : "") ||
     (h.status.drained ? "drained: " + h.status.drained : "");
   return h.host + ": " + h.state + (why ? " — " + why : "");
 }

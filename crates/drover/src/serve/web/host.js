@@ -43,7 +43,9 @@ async function showHost(name) {
   const runs = Array.isArray(d.runs) ? d.runs.map((r) => `<tr><td><a href="#/run/${r.run}">${r.run}</a></td><td>${esc(r.command ?? "-")}</td>
     <td>${esc(r.outcome)}</td><td>${r.generation ?? "-"}</td><td>${r.changes}</td><td>${esc(r.bytes_sent_human)}</td><td>${ago(r.at_ms)}</td>
     <td class="err">${esc(r.error)}</td></tr>${failure(r.failure)}`).join("") : "";
-  const why = h.state_error || STATE_WHY[h.state];
+  // A hold says why healing leaves it so (held by rollback 7: until the next apply or rollout).
+  const held = h.held ? `${h.held.why}: healing leaves it on this generation until the next apply or rollout` : "";
+  const why = h.state_error || (held && STATE_WHY[h.state] + "; " + held) || STATE_WHY[h.state];
   sec.innerHTML = `<h2>${esc(h.host)} <span class="badge s-${h.state}" id="host-state">${h.state}</span></h2>
     ${why ? `<p id="state-why" class="muted">${esc(why)}</p>` : ""}
     <p class="muted">roles: ${esc(h.roles.join(", ") || "-")} · groups: ${esc(h.groups.join(", ") || "-")}

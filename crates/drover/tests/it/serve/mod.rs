@@ -8,7 +8,8 @@
 //!
 //! By topic: the live page and metrics (`live`), healing (`heal`), who
 //! may act (`auth`), actions confirmed first (`confirm`), drained hosts
-//! (`drained`), hosts behind the project (`behind`), and the runs page
+//! (`drained`), hosts behind the project (`behind`; healed or held:
+//! `heal_behind`), and the runs page
 //! (`runs`).
 
 mod auth;
@@ -17,5 +18,6 @@ mod confirm;
 mod drained;
 mod failure;
 mod heal;
+mod heal_behind;
 mod live;
 mod runs;

@@ -33,6 +33,21 @@ impl Server {
         Server { child, addr }
     }
 
+    /// SIGTERM, then how long it took to exit and its exit code (`None`:
+    /// not within `limit`, then killed).
+    pub fn terminate(&mut self, limit: Duration) -> (Duration, Option<i32>) {
+        let pid = self.child.id().to_string();
+        let t = Instant::now();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        while t.elapsed() < limit {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (t.elapsed(), st.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (t.elapsed(), None)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -2,31 +2,43 @@
 //!
 //! A condition (per host, or per rollout) must hold for the rule's `for`
 //! before it fires; it fires once (deduplicated until it clears) and sends
-//! a `resolved` message when it clears. Delivery never blocks the check
-//! loop: each message is its own task, retried with exponential backoff
-//! (1 s, 2 s, 4 s, 8 s; 10 s timeout per attempt), then given up with a
-//! warning on stderr and listed as undelivered (the API and the page show
-//! it until that webhook next takes a message).
+//! a `resolved` message when it clears. Every message carries its
+//! subject's sequence number (`seq`) and its time; delivery ([`outbox`])
+//! keeps each subject's messages in order and never blocks the check loop
+//! (given up after retries, a message is listed as undelivered: the API
+//! and the page show it until that webhook next takes a message).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod outbox;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
-use drover_spec::{AlertFormat, AlertOn, AlertRule};
+use drover_spec::{AlertOn, AlertRule};
 
 use super::snapshot::Snapshot;
 
-/// Attempts per message: the first and four retries.
-const ATTEMPTS: u32 = 5;
+/// Whether a message says an alert fired or cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
 
-/// Undelivered messages kept for the page (the most recent).
-const UNDELIVERED_KEPT: usize = 20;
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
 
 /// A message given up on: shown until its webhook next answers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Undelivered {
     pub alert: String,
-    pub status: &'static str,
+    pub status: Status,
     pub subject: String,
     pub webhook: String,
     pub attempts: u32,
@@ -39,12 +51,15 @@ impl Undelivered {
     pub fn line(&self) -> String {
         format!(
             "alert {} ({} {}) not delivered: {} gave up after {} attempts: {}",
-            self.alert, self.status, self.subject, self.webhook, self.attempts, self.error
+            self.alert,
+            self.status.as_str(),
+            self.subject,
+            self.webhook,
+            self.attempts,
+            self.error
         )
     }
 }
-
-type UndeliveredList = Arc<Mutex<VecDeque<Undelivered>>>;
 
 #[derive(Default)]
 pub struct Alerts {
@@ -54,19 +69,37 @@ pub struct Alerts {
     open: HashMap<(String, String), (i64, bool)>,
     /// `open` changed since it was last saved.
     dirty: bool,
-    client: Option<reqwest::Client>,
-    /// Written by delivery tasks as they give up or succeed.
-    undelivered: UndeliveredList,
+    /// (rule name, subject) → the last message's sequence number.
+    seqs: HashMap<(String, String), u64>,
+    outbox: outbox::Outbox,
 }
 
+/// What a webhook gets (format `json`; Slack gets it as one line of text).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Message {
     pub alert: String,
-    pub status: &'static str,
+    pub status: Status,
     pub on: &'static str,
     pub subject: String,
     pub detail: String,
+    /// Per (alert, subject), strictly increasing: a receiver orders and
+    /// deduplicates by it. It starts from the clock (ms), so it keeps
+    /// increasing across server restarts.
+    pub seq: u64,
     pub at_ms: i64,
+    /// `at_ms` as `2026-12-05 04:12:09 UTC`.
+    pub at: String,
+}
+
+/// An open alert as `/api/alerts` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpenView {
+    pub alert: String,
+    pub subject: String,
+    pub since_ms: i64,
+    /// Its firing message went out (the condition held for the rule's
+    /// `for`): a receiver has it open.
+    pub fired: bool,
 }
 
 impl Alerts {
@@ -76,6 +109,7 @@ impl Alerts {
         let before = self.open.len();
         self.open.retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
         self.dirty |= self.open.len() != before;
+        self.seqs.retain(|(name, _), _| rules.iter().any(|r| &r.name == name));
         self.rules = rules;
     }
 
@@ -110,7 +144,36 @@ impl Alerts {
     /// Messages given up on whose webhook has not answered since, oldest
     /// first.
     pub fn undelivered(&self) -> Vec<Undelivered> {
-        self.undelivered.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.outbox.undelivered.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Deliver on `handle` (the server's runtime, not a pass's).
+    pub fn deliver_on(&mut self, handle: tokio::runtime::Handle) {
+        self.outbox.deliver_on(handle);
+    }
+
+    /// The open alerts, by alert then subject.
+    pub fn open(&self) -> Vec<OpenView> {
+        let mut v: Vec<OpenView> = self
+            .open
+            .iter()
+            .map(|((alert, subject), (since_ms, fired))| OpenView {
+                alert: alert.clone(),
+                subject: subject.clone(),
+                since_ms: *since_ms,
+                fired: *fired,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.alert, &a.subject).cmp(&(&b.alert, &b.subject)));
+        v
+    }
+
+    /// The next sequence number for (rule, subject).
+    fn next_seq(&mut self, rule: &str, subject: &str, now: i64) -> u64 {
+        let clock = u64::try_from(now).unwrap_or(0);
+        let seq = self.seqs.entry((rule.to_string(), subject.to_string())).or_insert(0);
+        *seq = (*seq + 1).max(clock);
+        *seq
     }
 
     /// Compare `snap` with what is open; send what fired or resolved.
@@ -131,7 +194,7 @@ impl Alerts {
                 if !*fired && held >= rule.hold {
                     *fired = true;
                     self.dirty = true;
-                    out.push((rule.clone(), message(rule, "firing", subject, detail, now)));
+                    out.push((rule.clone(), Status::Firing, subject.clone(), detail.clone()));
                 }
             }
             let gone: Vec<(String, String)> = self
@@ -143,30 +206,24 @@ impl Alerts {
             self.dirty |= !gone.is_empty();
             for key in gone {
                 if let Some((_, true)) = self.open.remove(&key) {
-                    out.push((rule.clone(), message(rule, "resolved", &key.1, "", now)));
+                    out.push((rule.clone(), Status::Resolved, key.1, String::new()));
                 }
             }
         }
-        if out.is_empty() {
-            return;
+        for (rule, status, subject, detail) in out {
+            let seq = self.next_seq(&rule.name, &subject, now);
+            let msg = Message {
+                alert: rule.name.clone(),
+                status,
+                on: rule.on.as_str(),
+                subject,
+                detail,
+                seq,
+                at_ms: now,
+                at: outbox::utc(now),
+            };
+            self.outbox.send(rule, msg);
         }
-        let client = self.client.get_or_insert_with(|| {
-            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
-        });
-        for (rule, msg) in out {
-            tokio::spawn(deliver(client.clone(), rule, msg, self.undelivered.clone()));
-        }
-    }
-}
-
-fn message(rule: &AlertRule, status: &'static str, subject: &str, detail: &str, at_ms: i64) -> Message {
-    Message {
-        alert: rule.name.clone(),
-        status,
-        on: rule.on.as_str(),
-        subject: subject.into(),
-        detail: detail.into(),
-        at_ms,
     }
 }
 
@@ -220,58 +277,5 @@ fn apply_failed(outcome: drover_state::Outcome) -> bool {
         // its end; not a failure of the host (it reverts by itself unless
         // confirmed, and the probe then says where it is).
         O::Unreachable | O::Unchanged | O::Planned | O::Changed | O::Activated | O::Rebooted | O::Skipped => false,
-    }
-}
-
-fn payload(format: AlertFormat, m: &Message) -> serde_json::Value {
-    match format {
-        AlertFormat::Json => serde_json::to_value(m).unwrap_or_default(),
-        AlertFormat::Slack => {
-            let icon = if m.status == "firing" { ":red_circle:" } else { ":large_green_circle:" };
-            let detail = if m.detail.is_empty() { String::new() } else { format!(" — {}", m.detail) };
-            serde_json::json!({"text": format!("{icon} drover {} {}: {} ({}){detail}", m.alert, m.status, m.subject, m.on)})
-        }
-    }
-}
-
-async fn deliver(client: reqwest::Client, rule: AlertRule, msg: Message, undelivered: UndeliveredList) {
-    let body = payload(rule.format, &msg);
-    let mut wait = Duration::from_secs(1);
-    for attempt in 1..=ATTEMPTS {
-        let err = match client.post(&rule.webhook).json(&body).send().await {
-            Ok(r) if r.status().is_success() => {
-                // The endpoint works again: what it missed is no longer news.
-                undelivered.lock().unwrap_or_else(|e| e.into_inner()).retain(|u| u.webhook != rule.webhook);
-                return;
-            }
-            Ok(r) => format!("HTTP {}", r.status()),
-            Err(e) => e.to_string(),
-        };
-        if attempt == ATTEMPTS {
-            tracing::warn!(
-                "alert {} ({} {}): giving up on {} after {ATTEMPTS} attempts: {err}",
-                msg.alert,
-                msg.status,
-                msg.subject,
-                rule.webhook
-            );
-            let mut list = undelivered.lock().unwrap_or_else(|e| e.into_inner());
-            if list.len() == UNDELIVERED_KEPT {
-                list.pop_front();
-            }
-            list.push_back(Undelivered {
-                alert: msg.alert,
-                status: msg.status,
-                subject: msg.subject,
-                webhook: rule.webhook,
-                attempts: ATTEMPTS,
-                error: err,
-                at_ms: drover_state::now_ms(),
-            });
-            return;
-        }
-        tracing::info!("alert {}: {} answered {err}; retrying in {wait:?}", msg.alert, rule.webhook);
-        tokio::time::sleep(wait).await;
-        wait *= 2;
     }
 }
