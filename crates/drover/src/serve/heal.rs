@@ -44,10 +44,11 @@ pub(crate) fn needs_heal(hosts: &[Host], results: &[Judged], holds: &HashMap<Str
     hosts.iter().filter(|h| want.contains(h.name.as_str())).cloned().collect()
 }
 
-/// A run's result that left the host on a generation it chose.
+/// A run's result that left the host on a generation it chose (an
+/// activation, confirmed or not yet, counts: that generation is live).
 fn applied(o: Outcome) -> bool {
     match o {
-        Outcome::Changed | Outcome::Unchanged | Outcome::Rebooted => true,
+        Outcome::Changed | Outcome::Unchanged | Outcome::Rebooted | Outcome::Activated => true,
         Outcome::Failed | Outcome::RolledBack | Outcome::Unreachable | Outcome::Planned | Outcome::Skipped => false,
     }
 }
