@@ -225,8 +225,8 @@ def event():
         faults["freeze"] += 1
         log("fault", h, "freeze")
     elif x < 0.50 and h:
-        # The agent runs only while the controller talks to the host: kill
-        # it mid-apply (a release under way, or serve healing).
+        # The agent runs only while the controller talks to the host: this
+        # hits one only when serve happens to be healing there.
         n = kill_agents(h)
         if n:
             faults["agent-kill"] += 1
@@ -253,7 +253,7 @@ def event():
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         log("release", detail=f"{release}: apply started")
         if rng.random() < 0.5:  # and an agent killed while it works
-            pending.append((now() + rng.uniform(0.3, 2.5), rng.choice(hosts), "kill"))
+            pending.append((now() + rng.uniform(0.3, 2.5), rng.choice(hosts), "kill0"))
 
 
 def reap():
@@ -272,8 +272,13 @@ try:
         t = now()
         for p in [p for p in pending if p[0] <= t]:
             pending.remove(p)
-            if p[2] == "kill":
-                n = kill_agents(p[1])
+            if p[2].startswith("kill"):
+                # Until the agent runs there (the apply compiles, connects,
+                # and reaches hosts in turn), look again every 0.1 s.
+                n, tries = kill_agents(p[1]), int(p[2][4:] or 0)
+                if n == 0 and running is not None and tries < 150:
+                    pending.append((now() + 0.1, p[1], f"kill{tries + 1}"))
+                    continue
                 faults["agent-kill"] += 1 if n else 0
                 log("fault", p[1], f"agent SIGKILL mid-apply ({n} processes)")
                 continue
