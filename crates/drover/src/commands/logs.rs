@@ -14,6 +14,7 @@ use drover_spec::Project;
 use tokio::sync::mpsc;
 
 use crate::exit::ExitStatus;
+use crate::human::iso;
 use crate::run::fleet::{runtime, Fleet};
 use crate::run::logs;
 use crate::select::select;
@@ -98,31 +99,4 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
         failed
     });
     Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
-}
-
-/// Unix milliseconds → `2026-11-22T19:10:00.123Z`.
-pub fn iso(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn iso_formats_utc() {
-        assert_eq!(super::iso(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::iso(1_795_374_600_123), "2026-11-22T19:10:00.123Z");
-    }
 }

@@ -96,21 +96,9 @@ async fn drain(key: Key, queues: Queues, client: reqwest::Client, undelivered: U
     }
 }
 
-/// `at_ms` as `2026-12-05 04:12:09 UTC` (Slack shows it; no time zone
-/// database needed).
+/// `at_ms` as `2026-12-05 04:12:09 UTC` (Slack shows it).
 pub(super) fn utc(at_ms: i64) -> String {
-    let (days, secs) = (at_ms.div_euclid(86_400_000), at_ms.rem_euclid(86_400_000) / 1000);
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+    crate::human::utc(u64::try_from(at_ms).unwrap_or(0))
 }
 
 fn payload(format: AlertFormat, m: &Message) -> serde_json::Value {
