@@ -30,9 +30,9 @@ impl Arch {
         match text.trim() {
             "x86_64" | "amd64" => Arch::X86_64,
             "aarch64" | "arm64" => Arch::Aarch64,
-            other => Arch::Other(
-                other.chars().take(MAX_NAME).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect(),
-            ),
+            other => {
+                Arch::Other(other.chars().take(MAX_NAME).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect())
+            }
         }
     }
 

@@ -173,7 +173,12 @@ mod tests {
             let b = a.bytes();
             assert_eq!(&b[..6], b"\x7fELF\x02\x01", "{}: a 64-bit little-endian ELF", a.arch);
             let machine = u16::from_le_bytes([b[18], b[19]]);
-            assert_eq!(Some(machine), a.arch.elf_machine(), "the agent filed under {} is for e_machine {machine}", a.arch);
+            assert_eq!(
+                Some(machine),
+                a.arch.elf_machine(),
+                "the agent filed under {} is for e_machine {machine}",
+                a.arch
+            );
             assert!(!seen.contains(&a.arch), "two agents for {}", a.arch);
             seen.push(a.arch.clone());
             assert!(std::ptr::eq(for_arch(&a.arch).unwrap(), a));
