@@ -9,6 +9,12 @@
 //! lookups (accounts are read from /etc/passwd directly).
 //!
 //! `DROVER_AGENT_BIN=/path` skips the nested build and embeds that file.
+//!
+//! The controller keys its agents by the machine they run on (#30: hosts of
+//! another architecture are refused before any upload), so this says which
+//! in `DROVER_AGENT_ARCH`: the first part of the target triple the agent was
+//! built for, checked against the binary's ELF header; for a
+//! `DROVER_AGENT_BIN`, which has no triple, its ELF header alone.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -20,13 +26,36 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DROVER_AGENT_BIN");
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let dest = out.join("drover-agent");
-    match env::var("DROVER_AGENT_BIN") {
+    let arch = match env::var("DROVER_AGENT_BIN") {
         Ok(p) => {
             std::fs::copy(&p, &dest).unwrap_or_else(|e| panic!("DROVER_AGENT_BIN={p}: {e}"));
+            elf_arch(&dest).unwrap_or_else(|| {
+                panic!("DROVER_AGENT_BIN={p}: not a 64-bit little-endian ELF executable for x86_64 or aarch64")
+            })
         }
-        Err(_) => build_agent(&out, &dest),
-    }
+        Err(_) => {
+            build_agent(&out, &dest);
+            let arch = TARGET.split('-').next().expect("a target triple");
+            assert_eq!(elf_arch(&dest), Some(arch), "the agent built for {TARGET} is not an {arch} ELF executable");
+            arch
+        }
+    };
+    println!("cargo:rustc-env=DROVER_AGENT_ARCH={arch}");
     gzip(&dest, &out.join("drover-agent.gz"));
+}
+
+/// The machine an ELF executable is for, by its header's `e_machine`, in
+/// the names of target triples and `uname -m`; `None` for anything else.
+fn elf_arch(path: &Path) -> Option<&'static str> {
+    let b = std::fs::read(path).ok()?;
+    if b.len() < 20 || &b[..6] != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    match u16::from_le_bytes([b[18], b[19]]) {
+        62 => Some("x86_64"),
+        183 => Some("aarch64"),
+        _ => None,
+    }
 }
 
 /// The agent as it travels to hosts on first contact: 46% of its size, and

@@ -2,6 +2,11 @@
 //! this controller embeds, whatever the login user (or anything running as
 //! it) has done to the files it can write.
 //!
+//! - Before anything else, the first remote command asks the host for its
+//!   machine (`uname -m`) and picks the agent built for it from the
+//!   controller's table ([`agent_bin::agents`]); a host of a machine the
+//!   table lacks is refused there ([`AgentCheck::Unsupported`]), before any
+//!   upload. The probe rides on that command, so it costs no round trip.
 //! - The agent that runs as root lives in [`AGENT_DIR`] (root-owned, 0700),
 //!   named by its blake3. Before every start, a root shell checks the
 //!   directory's and the file's owner and mode and the file's sha256 with
@@ -24,33 +29,56 @@
 use std::time::Duration;
 
 use super::error::TransportError;
-use crate::agent_bin;
+use crate::agent_bin::{self, Agent, Arch};
 
 /// Where the agent lives on every host.
 pub const AGENT_DIR: &str = "/var/lib/drover/agent";
 
-/// The serve command's exit status when the agent is not installed yet.
+/// The serve command's exit status when the host's machine has no agent in
+/// the controller's table: nothing is checked, run or uploaded.
+const EXIT_UNSUPPORTED_ARCH: u32 = 95;
+/// ... when the agent is not installed yet.
 const EXIT_NO_AGENT: u32 = 97;
 /// ... when it is there but fails its check (sha256, owner or mode): it is
 /// replaced, never run.
 const EXIT_BAD_AGENT: u32 = 98;
-/// What the serve command's exit status says about the installed agent, so
-/// that callers never decode the script's exit codes themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// On each of those exits the script's last line on standard error is this
+/// followed by what `uname -m` printed: which agent the host needs, or which
+/// machine it is that no agent is carried for.
+const ARCH_MARK: &str = "drover-arch=";
+
+/// What the serve command's exit says about the host's agent, so that
+/// callers never decode the script's exit codes or output themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentCheck {
-    /// Not installed yet (or this drover's version of it is not).
-    Missing,
-    /// There, but it failed its check (sha256, owner or mode): replaced, never run.
-    Failed,
+    /// Not installed yet (or this drover's version of it is not): install
+    /// this one, built for the host's machine.
+    Missing(&'static Agent),
+    /// There, but it failed its check (sha256, owner or mode): replaced by
+    /// this one, never run.
+    Failed(&'static Agent),
+    /// The host's machine (what `uname -m` said) has no agent in the
+    /// table: refused, nothing uploaded.
+    Unsupported(Arch),
 }
 
 impl AgentCheck {
-    /// `None`: the exit was the agent's own, not the check's.
-    pub fn from_exit(code: u32) -> Option<AgentCheck> {
+    /// From the serve command's exit `code` and standard error. `None`: the
+    /// exit was the agent's own (or sudo's), not the check's.
+    pub fn from_exit(code: u32, stderr: &str) -> Option<AgentCheck> {
+        if ![EXIT_UNSUPPORTED_ARCH, EXIT_NO_AGENT, EXIT_BAD_AGENT].contains(&code) {
+            return None;
+        }
+        let said = stderr.lines().rev().find_map(|l| l.strip_prefix(ARCH_MARK))?;
+        let arch = Arch::from_uname(said);
+        // The script and the table are made from the same list, so a
+        // machine the script let through has an agent; if not, refusing is
+        // the safe answer.
+        let Some(agent) = agent_bin::for_arch(&arch) else { return Some(AgentCheck::Unsupported(arch)) };
         match code {
-            EXIT_NO_AGENT => Some(AgentCheck::Missing),
-            EXIT_BAD_AGENT => Some(AgentCheck::Failed),
-            _ => None,
+            EXIT_NO_AGENT => Some(AgentCheck::Missing(agent)),
+            EXIT_BAD_AGENT => Some(AgentCheck::Failed(agent)),
+            _ => Some(AgentCheck::Unsupported(arch)),
         }
     }
 }
@@ -70,9 +98,41 @@ pub fn sudo_prefix(user: &str) -> &'static str {
     }
 }
 
-/// The agent's path on hosts.
+/// The path on hosts of the agent for the controller's own machine (the
+/// lab's hosts run on it); see [`path_of`].
 pub fn agent_path() -> String {
-    format!("{AGENT_DIR}/agent-{}", agent_bin::hash().to_hex())
+    path_of(agent_bin::for_arch(&Arch::controller()).unwrap_or_else(agent_bin::embedded))
+}
+
+/// Where `agent` lives on the hosts it is for: named by its blake3.
+pub fn path_of(agent: &Agent) -> String {
+    format!("{AGENT_DIR}/agent-{}", agent.hash().to_hex())
+}
+
+/// The script's first step: `uname -m`, matched against every machine the
+/// table has an agent for, choosing that agent's path, check record and
+/// sha256 (`a`, `k`, `h`); any other machine exits
+/// [`EXIT_UNSUPPORTED_ARCH`]. `x` is how the script exits early: it says the
+/// machine on standard error first ([`ARCH_MARK`]).
+fn arch_probe() -> String {
+    let mut cases = String::new();
+    for agent in agent_bin::agents() {
+        let names = agent.arch.uname_names();
+        if names.is_empty() {
+            continue;
+        }
+        cases.push_str(&format!(
+            "{}) a={path}; k=$d/.ok-{hex}; h={sha};; ",
+            names.join("|"),
+            path = path_of(agent),
+            hex = agent.hash().to_hex(),
+            sha = agent.sha256_hex(),
+        ));
+    }
+    format!(
+        "m=$(uname -m 2>/dev/null); x() {{ printf \"{ARCH_MARK}%s\\n\" \"$m\" >&2; exit \"$1\"; }}; \
+         case \"$m\" in {cases}*) x {EXIT_UNSUPPORTED_ARCH};; esac; "
+    )
 }
 
 /// Check, as root, that the installed agent is root-owned 0700 in a
@@ -88,20 +148,21 @@ pub fn agent_path() -> String {
 /// chmod) changes its ctime, which no one can set back short of moving the
 /// system clock. A `stat` without `%.9Y` (coreutils before 8.6) never
 /// matches, so every start hashes, as before.
+///
+/// All of it comes after [`arch_probe`], which picks the agent by the
+/// host's machine.
 fn serve_script() -> String {
     format!(
-        "d={AGENT_DIR}; a={path}; k=$d/.ok-{hex}; \
-         [ -e \"$a\" ] || [ -L \"$a\" ] || exit {EXIT_NO_AGENT}; \
+        "d={AGENT_DIR}; {probe}\
+         [ -e \"$a\" ] || [ -L \"$a\" ] || x {EXIT_NO_AGENT}; \
          [ \"$(stat -c %u.%a \"$d\")\" = 0.700 ] && [ -f \"$a\" ] \
-         && s=$(stat -c \"%u.%a %d.%i.%s.%.9Y.%.9Z\" \"$a\") && [ \"${{s%% *}}\" = 0.700 ] || exit {EXIT_BAD_AGENT}; \
+         && s=$(stat -c \"%u.%a %d.%i.%s.%.9Y.%.9Z\" \"$a\") && [ \"${{s%% *}}\" = 0.700 ] || x {EXIT_BAD_AGENT}; \
          ok=; [ -f \"$k\" ] && read -r ok < \"$k\"; \
          if [ \"$ok\" != \"${{s#* }}\" ]; then \
-         printf \"%s  %s\\n\" {sha} \"$a\" | sha256sum -c >/dev/null 2>&1 || exit {EXIT_BAD_AGENT}; \
+         printf \"%s  %s\\n\" \"$h\" \"$a\" | sha256sum -c >/dev/null 2>&1 || x {EXIT_BAD_AGENT}; \
          printf \"%s\\n\" \"${{s#* }}\" > \"$k\" 2>/dev/null; fi; \
          exec \"$a\" serve",
-        path = agent_path(),
-        hex = agent_bin::hash().to_hex(),
-        sha = agent_bin::sha256_hex(),
+        probe = arch_probe(),
     )
 }
 
@@ -115,7 +176,7 @@ pub fn serve_command(user: &str) -> String {
 /// (`$$`), so two controllers installing at once never check each other's
 /// half-written copy. Agents of other drover versions are removed once this
 /// one is in place (a process still running one keeps its file open).
-fn install_script() -> String {
+fn install_script(agent: &Agent) -> String {
     format!(
         "set -e; umask 077; d={AGENT_DIR}; a={path}; n=$d/.new-{hex}.$$; \
          for p in /var/lib/drover \"$d\"; do if [ -L \"$p\" ]; then \
@@ -126,9 +187,9 @@ fn install_script() -> String {
          if printf \"%s  %s\\n\" {sha} \"$n\" | sha256sum -c >/dev/null 2>&1; then chmod 700 \"$n\"; mv -f \"$n\" \"$a\"; \
          for o in \"$d\"/agent-* \"$d\"/.ok-*; do [ \"$o\" = \"$a\" ] || [ \"$o\" = \"$d/.ok-{hex}\" ] || rm -f \"$o\"; done; \
          else rm -f \"$n\"; echo \"the agent uploaded to $1 does not have sha256 {sha}: it was changed after the upload (by another process of the login user?); not installed\" >&2; exit {EXIT_COPY_MISMATCH}; fi",
-        path = agent_path(),
-        hex = agent_bin::hash().to_hex(),
-        sha = agent_bin::sha256_hex(),
+        path = path_of(agent),
+        hex = agent.hash().to_hex(),
+        sha = agent.sha256_hex(),
     )
 }
 
@@ -153,17 +214,19 @@ pub fn safe_word(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
 }
 
-/// Put the agent in place on a host: upload as the login user, then install
-/// as root (see the module docs). `sudo_password` is the line `sudo -S`
-/// reads; `deadline` bounds each step.
+/// Put `agent` (the one for the host's machine, as the serve command's
+/// [`AgentCheck`] said) in place on a host: upload as the login user, then
+/// install as root (see the module docs). `sudo_password` is the line
+/// `sudo -S` reads; `deadline` bounds each step.
 pub async fn install(
     session: &drover_ssh::Session,
+    agent: &Agent,
     user: &str,
     sudo_password: Option<&str>,
     deadline: Duration,
 ) -> Result<(), TransportError> {
-    let temp = upload(session, deadline).await?;
-    install_from(session, user, sudo_password, &temp, deadline).await
+    let temp = upload(session, agent, deadline).await?;
+    install_from(session, agent, user, sudo_password, &temp, deadline).await
 }
 
 /// The upload's exit status when the host has no `gzip`: it is sent again
@@ -178,17 +241,21 @@ const EXIT_NO_GZIP: u32 = 96;
 /// largest part of a first contact) and is unpacked by the host's `gzip`;
 /// a host without one gets it as it is. Either way the root-owned copy's
 /// sha256 is checked before it is installed.
-pub async fn upload(session: &drover_ssh::Session, deadline: Duration) -> Result<String, TransportError> {
+pub async fn upload(
+    session: &drover_ssh::Session,
+    agent: &Agent,
+    deadline: Duration,
+) -> Result<String, TransportError> {
     let start = "umask 077; rm -f .cache/drover/agent-* 2>/dev/null; \
                  t=$(mktemp \"${TMPDIR:-/tmp}/drover-agent.XXXXXXXXXX\") || { cat >/dev/null; exit 1; }";
     let gz = format!(
         "{start}; command -v gzip >/dev/null 2>&1 || {{ cat >/dev/null; rm -f \"$t\"; exit {EXIT_NO_GZIP}; }}; \
          gzip -dc > \"$t\" && printf '%s\\n' \"$t\""
     );
-    let mut out = within(deadline, "uploading the agent", session.run(&gz, agent_bin::gzipped())).await??;
+    let mut out = within(deadline, "uploading the agent", session.run(&gz, agent.gzipped())).await??;
     if out.code == Some(EXIT_NO_GZIP) {
         let plain = format!("{start}; cat > \"$t\" && printf '%s\\n' \"$t\"");
-        out = within(deadline, "uploading the agent", session.run(&plain, agent_bin::bytes())).await??;
+        out = within(deadline, "uploading the agent", session.run(&plain, agent.bytes())).await??;
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let temp = stdout.trim();
@@ -205,9 +272,10 @@ pub async fn upload(session: &drover_ssh::Session, deadline: Duration) -> Result
 }
 
 /// As root: copy the upload at `temp` into [`AGENT_DIR`] and install it if
-/// the copy has the right sha256; then, as the login user, remove `temp`.
+/// the copy has `agent`'s sha256; then, as the login user, remove `temp`.
 pub async fn install_from(
     session: &drover_ssh::Session,
+    agent: &Agent,
     user: &str,
     sudo_password: Option<&str>,
     temp: &str,
@@ -216,7 +284,7 @@ pub async fn install_from(
     if !safe_word(temp) {
         return Err(TransportError::Start(format!("refusing to install the agent from {temp:?}")));
     }
-    let cmd = format!("{}; rc=$?; rm -f '{temp}'; exit $rc", wrap_root(user, &install_script(), &[temp]));
+    let cmd = format!("{}; rc=$?; rm -f '{temp}'; exit $rc", wrap_root(user, &install_script(agent), &[temp]));
     let stdin = sudo_password.map(|p| format!("{p}\n")).unwrap_or_default();
     let out = within(deadline, "installing the agent", session.run(&cmd, stdin.as_bytes())).await??;
     if out.code == Some(0) {
@@ -259,9 +327,63 @@ mod tests {
     fn bootstrap_scripts_are_single_quotable() {
         for user in ["root", "op"] {
             let serve = serve_command(user);
-            assert!(serve.contains(agent_bin::sha256_hex()) && serve.contains(&agent_path()), "{serve}");
+            for agent in agent_bin::agents() {
+                assert!(serve.contains(agent.sha256_hex()) && serve.contains(&path_of(agent)), "{serve}");
+                assert!(!install_script(agent).contains('\''));
+            }
             assert_eq!(serve.matches('\'').count(), if user == "root" { 2 } else { 4 }, "{serve}");
         }
-        assert!(!install_script().contains('\''));
+    }
+
+    /// The check's exits say which agent the host needs, or which machine
+    /// it is that none is carried for, from the script's last line on
+    /// standard error (sudo may have written before it); any other exit is
+    /// the agent's own.
+    #[test]
+    fn the_checks_exit_names_the_hosts_machine_and_its_agent() {
+        let agent = agent_bin::embedded();
+        let said = format!("sudo: some warning\n{ARCH_MARK}{}\n", agent.arch.uname_names()[1]);
+        assert_eq!(AgentCheck::from_exit(EXIT_NO_AGENT, &said), Some(AgentCheck::Missing(agent)));
+        assert_eq!(AgentCheck::from_exit(EXIT_BAD_AGENT, &said), Some(AgentCheck::Failed(agent)));
+        let armv7 = format!("{ARCH_MARK}armv7l\n");
+        assert_eq!(
+            AgentCheck::from_exit(EXIT_UNSUPPORTED_ARCH, &armv7),
+            Some(AgentCheck::Unsupported(Arch::Other("armv7l".into())))
+        );
+        // A machine the script let through but the table lacks: refused.
+        assert_eq!(
+            AgentCheck::from_exit(EXIT_NO_AGENT, &armv7),
+            Some(AgentCheck::Unsupported(Arch::Other("armv7l".into())))
+        );
+        assert_eq!(AgentCheck::from_exit(0, &said), None);
+        assert_eq!(AgentCheck::from_exit(1, &said), None);
+        assert_eq!(AgentCheck::from_exit(EXIT_NO_AGENT, "sudo: a password is required\n"), None);
+    }
+
+    /// The serve script itself, run by this machine's `/bin/sh` with a
+    /// `uname` earlier in `PATH` that says `armv7l` (the only thing faked):
+    /// it exits at its first step, before looking at any agent, and names
+    /// the machine.
+    #[test]
+    fn the_serve_script_refuses_a_machine_it_has_no_agent_for() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let uname = dir.path().join("uname");
+        std::fs::write(&uname, "#!/bin/sh\necho armv7l\n").unwrap();
+        std::fs::set_permissions(&uname, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &serve_script()])
+            .env("PATH", path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_UNSUPPORTED_ARCH as i32), "{stderr}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            AgentCheck::from_exit(EXIT_UNSUPPORTED_ARCH, &stderr),
+            Some(AgentCheck::Unsupported(Arch::Other("armv7l".into())))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Reaching an agent over SSH: log in, start the checked agent as root
-//! (installing it first when the host lacks it or it fails its check), and
-//! say hello. The bootstrap's shell scripts and what their exits mean are in
+//! (installing the one for the host's machine first when the host lacks it
+//! or it fails its check; refusing a host of a machine no agent is carried
+//! for, before any upload), and say hello. The bootstrap's shell scripts and what their exits mean are in
 //! [`super::bootstrap`].
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use super::bootstrap::{self, AgentCheck};
 use super::connection::{hello, Connection, Keep, Timeouts};
 use super::error::TransportError;
 use super::link::{AgentLink, LinkError};
+use crate::agent_bin;
 
 /// How drover logs in to `host` (auth, pins, CAs, jump hosts): also what
 /// `drover trust` scans through.
@@ -85,27 +87,32 @@ pub(super) async fn connect_ssh(
             Ok(c) => return Ok((c, connected)),
             Err(TransportError::Link(LinkError::Closed(_))) => {
                 let info = exit.wait().await?;
-                let check = info.code.and_then(AgentCheck::from_exit);
+                let stderr = String::from_utf8_lossy(&info.stderr).trim().to_string();
+                let check = info.code.and_then(|c| AgentCheck::from_exit(c, &stderr));
+                let failed = matches!(check, Some(AgentCheck::Failed(_)));
                 match check {
-                    Some(check) if attempt == 0 => {
-                        if check == AgentCheck::Failed {
+                    Some(AgentCheck::Unsupported(arch)) => {
+                        return Err(TransportError::UnsupportedArch { arch, carried: agent_bin::carried() })
+                    }
+                    Some(AgentCheck::Missing(agent) | AgentCheck::Failed(agent)) if attempt == 0 => {
+                        if failed {
                             tracing::warn!(
                                 "{}: the agent at {} failed its check (sha256, owner or mode); it was not run and is being replaced",
                                 host.name,
-                                bootstrap::agent_path()
+                                bootstrap::path_of(agent)
                             );
                         }
-                        bootstrap::install(&session, &host.user, password, t.op.max(Duration::from_secs(60))).await?;
+                        let deadline = t.op.max(Duration::from_secs(60));
+                        bootstrap::install(&session, agent, &host.user, password, deadline).await?;
                         continue;
                     }
-                    Some(_) => {
+                    Some(AgentCheck::Missing(agent) | AgentCheck::Failed(agent)) => {
                         return Err(TransportError::Start(format!(
                             "the agent installed at {} still fails its check after a fresh install; refusing to run it",
-                            bootstrap::agent_path()
+                            bootstrap::path_of(agent)
                         )))
                     }
                     None => {
-                        let stderr = String::from_utf8_lossy(&info.stderr).trim().to_string();
                         let hint = bootstrap::sudo_hint(&stderr);
                         return Err(TransportError::Start(format!(
                             "agent exited with {:?}: {stderr}{hint}",

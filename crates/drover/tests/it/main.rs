@@ -13,6 +13,7 @@ mod support;
 mod accounted;
 mod accounts;
 mod agent_swap;
+mod arch;
 mod bundle;
 mod bundle_secrets;
 mod day2;

@@ -161,8 +161,17 @@ impl Sim {
         let agent = self
             .agent
             .get_or_init(|| {
+                // The simulated hosts run on this machine: they run, and
+                // report in their facts, the agent for its architecture.
+                let arch = agent_bin::Arch::controller();
+                let Some(agent) = agent_bin::for_arch(&arch) else {
+                    return Err(format!(
+                        "simulated hosts run on this machine ({arch}), and this drover carries agents only for {}",
+                        agent_bin::arch_list(&agent_bin::carried())
+                    ));
+                };
                 let p = self.base.join(".drover-agent");
-                agent_bin::materialize(&p).map(|()| p.clone()).map_err(|e| format!("{}: {e}", p.display()))
+                agent.materialize(&p).map(|()| p.clone()).map_err(|e| format!("{}: {e}", p.display()))
             })
             .clone()
             .map_err(TransportError::Start)?;
