@@ -124,7 +124,7 @@ fn openrc_host_applies_restarts_reloads_logs_gates_drains_and_reverts_a_lockout(
     let state = failure["state"]["state"].as_str().unwrap();
     assert!(["restarting", "failed"].contains(&state), "a crash loop, not {state}: {h:#}");
     let error = h["error"].as_str().unwrap();
-    assert!(error.contains("service api") && error.contains("supervisor: ") && error.contains("openrc"), "{error}");
+    assert!(error.contains("service api") && error.contains("supervisor: "), "{error}");
     assert!(f.service_pid(0, "api").is_empty(), "the rollback stops api again");
     assert!(!f.host_file(0, "/etc/init.d/api").exists(), "api's script outlived the rollback");
     assert!(fs::symlink_metadata(f.host_file(0, "/etc/runlevels/default/api")).is_err(), "api still in default");
