@@ -1,7 +1,7 @@
 #!/sbin/openrc-run
 # drover lab: OpenSSH as an OpenRC service (Alpine's name and idiom;
-# Debian's own /etc/init.d/ssh is an LSB script left out of every
-# runlevel), in the foreground under supervise-daemon, which starts it
+# Debian's own /etc/init.d/ssh, an LSB script that also provides `sshd`,
+# is removed from the base), in the foreground under supervise-daemon, which starts it
 # again a second after it dies. Its log goes to /run (gone at reboot), so
 # an idle host writes nothing to its overlay.
 description="OpenSSH server (drover lab)"

@@ -224,7 +224,8 @@ fn configure_systemd(root: &Path) -> Result<(), LabError> {
     write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} systemd {}\n", recipe_id(Init::Systemd)), 0o644)
 }
 
-/// Turn a fresh debootstrap tree into an OpenRC lab host image: every
+/// Turn a fresh debootstrap tree into an OpenRC lab host image: sshd an
+/// OpenRC service in place of Debian's LSB script, every
 /// runlevel emptied of what the packages put there (LSB scripts written
 /// for sysvinit, a `cgroups` service that cannot mount in a host's
 /// namespaces), then sshd alone in `default`. A service is in a runlevel by
@@ -232,6 +233,10 @@ fn configure_systemd(root: &Path) -> Result<(), LabError> {
 fn configure_openrc(root: &Path) -> Result<(), LabError> {
     write_file(&root.join(INIT_PATH.trim_start_matches('/')), INIT_OPENRC, 0o755)?;
     write_file(&root.join("etc/init.d/sshd"), SSHD_OPENRC, 0o755)?;
+    // Debian's LSB script `Provides: sshd`: OpenRC refuses a service named
+    // as another's virtual one.
+    let lsb_ssh = root.join("etc/init.d/ssh");
+    fs::remove_file(&lsb_ssh).map_err(LabError::io("remove", &lsb_ssh))?;
     write_file(&root.join("etc/ssh/sshd_config.d/drover-lab.conf"), SSHD_CONFIG, 0o644)?;
     write_file(&root.join("etc/sudoers.d/drover-lab"), SUDOERS, 0o440)?;
     for level in OPENRC_RUNLEVELS {

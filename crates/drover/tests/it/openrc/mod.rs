@@ -29,7 +29,7 @@ fn host_status(f: &Fleet, i: usize, script: &str) -> (String, i32) {
 fn assert_openrc_host(f: &Fleet, i: usize) {
     let out = f.host_sh(
         i,
-        "cat /proc/1/comm; cat /run/openrc/softlevel; rc-service sshd status >/dev/null 2>&1; echo $?; \
+        "cat /proc/1/comm; echo $(cat /run/openrc/softlevel); rc-service sshd status >/dev/null 2>&1; echo $?; \
          cat /proc/$(cat /run/openrc/options/sshd/child_pid)/comm; ls /run/openrc/failed | wc -l",
     );
     assert_eq!(out.lines().collect::<Vec<_>>(), ["openrc-init", "default", "0", "sshd", "0"], "{out}");
