@@ -129,6 +129,8 @@ fn openrc_host_applies_restarts_reloads_logs_gates_drains_and_reverts_a_lockout(
     assert!(!f.host_file(0, "/etc/init.d/api").exists(), "api's script outlived the rollback");
     assert!(fs::symlink_metadata(f.host_file(0, "/etc/runlevels/default/api")).is_err(), "api still in default");
     fs::write(&role, with_rl).unwrap();
+    fs::remove_dir_all(layer.join("opt")).unwrap();
+    fs::remove_file(p.join("services/api.toml")).unwrap();
 
     // Drain and undrain.
     assert_eq!(f.drover(&["drain", "h1", "--reason", "disk swap"]).code, 0);
