@@ -16,6 +16,7 @@ fn rebooted_since_mark(f: &Fleet) -> bool {
     f.host_sh(0, "test -e /run/before-boot && echo same-boot || echo rebooted") == "rebooted"
 }
 
+/// - the lab keeps its init (`up --init runit` on it is refused);
 /// - `lab reboot` boots the host again from its root on disk: openrc-init,
 ///   sshd, and web (in the `default` runlevel) started by OpenRC;
 /// - `apply --reboot` of a good generation: the agent reboots the host
@@ -31,6 +32,9 @@ fn openrc_host_reboots_and_magic_rollback_holds_across_the_boot() {
     let f = Fleet::on("orc-reboot", 1, Init::OpenRc);
     assert_eq!(f.apply_json(&[]).code, 0);
     let address = f.lab_hosts()[0].address;
+    // The lab keeps its init.
+    let r = f.lab(&["up", "2", "--init", "runit"]);
+    assert!(r.code != 0 && r.stderr.contains("runs openrc hosts") && r.stderr.contains("runit"), "{}", r.stderr);
 
     // The lab's reboot.
     mark_boot(&f);
