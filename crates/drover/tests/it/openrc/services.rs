@@ -121,8 +121,8 @@ fn openrc_host_applies_restarts_reloads_logs_gates_drains_and_reverts_a_lockout(
     let failure = &h["failure"];
     assert_eq!(failure["service"], "api", "{h:#}");
     assert!(failure["log"].to_string().contains("Address already in use"), "{h:#}");
-    let state = failure["state"]["state"].as_str().unwrap();
-    assert!(["restarting", "failed"].contains(&state), "a crash loop, not {state}: {h:#}");
+    // supervise-daemon runs, its child does not: a crash loop, as such.
+    assert_eq!(failure["state"]["state"], "restarting", "{h:#}");
     let error = h["error"].as_str().unwrap();
     assert!(error.contains("service api") && error.contains("supervisor: "), "{error}");
     assert!(f.service_pid(0, "api").is_empty(), "the rollback stops api again");
