@@ -29,7 +29,7 @@ use crate::state::{boots, now_ms, read_json, write_json, BootRecord, Pending, Ph
 use crate::{bail, Result};
 
 mod hook;
-pub use hook::{install_hook, RUNIT_HOOK_PATH, SYSTEMD_UNIT_PATH};
+pub use hook::{install_hook, OPENRC_SCRIPT_PATH, RUNIT_HOOK_PATH, SYSTEMD_UNIT_PATH};
 
 /// Handle `Reboot`: install the hook, mark the pending generation (if any)
 /// so that it survives the reboot, and return the boot count now. The

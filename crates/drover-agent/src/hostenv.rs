@@ -47,7 +47,9 @@ impl HostEnv {
     }
 
     /// Reboot now. systemd reboots in order (`systemctl reboot`); runit as
-    /// pid 1 through `runit-init 6`; anything else (a lab host, whose pid 1
+    /// pid 1 through `runit-init 6`; OpenRC's own `openrc-init` as pid 1
+    /// through `openrc-shutdown --reboot now` (it stops the services, then
+    /// calls `reboot(2)`); anything else (a lab host, whose pid 1
     /// is `runsvdir` in its own pid namespace) with `reboot(2)` after a
     /// `sync`. In a pid namespace other than the first, `reboot(2)` ends that
     /// namespace's init only, which is what a lab host's reboot is.
@@ -63,6 +65,9 @@ impl HostEnv {
                 let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
                 if init.trim() == "runit" && Path::new("/sbin/runit-init").exists() {
                     return run(Command::new("/sbin/runit-init").arg("6"));
+                }
+                if init.trim() == "openrc-init" {
+                    return run(Command::new("openrc-shutdown").args(["--reboot", "now"]));
                 }
                 // SAFETY: sync and reboot take no pointers; reboot only
                 // returns on failure.

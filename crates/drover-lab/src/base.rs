@@ -30,6 +30,9 @@ const PACKAGES: &[&str] = &["openssh-server", "runit", "busybox", "python3", "su
 /// `/sbin/init` is systemd) instead of runit.
 const SYSTEMD_PACKAGES: &[&str] =
     &["openssh-server", "systemd", "systemd-sysv", "busybox", "python3", "sudo", "iproute2", "procps"];
+/// The same for OpenRC hosts: Debian's `openrc` (with `openrc-init` and
+/// `supervise-daemon`) instead of runit.
+const OPENRC_PACKAGES: &[&str] = &["openssh-server", "openrc", "busybox", "python3", "sudo", "iproute2", "procps"];
 /// Bump when `configure` changes in a way the assets do not show.
 const RECIPE_VERSION: u32 = 1;
 
@@ -39,6 +42,12 @@ const SSHD_RUN: &str = include_str!("../assets/sshd-run.sh");
 const SSHD_CONFIG: &str = include_str!("../assets/sshd_config.conf");
 const SUDOERS: &str = include_str!("../assets/sudoers");
 const JOURNALD_CONF: &str = include_str!("../assets/journald.conf");
+const INIT_OPENRC: &str = include_str!("../assets/init-openrc.sh");
+const SSHD_OPENRC: &str = include_str!("../assets/sshd-openrc.sh");
+/// OpenRC's runlevels; a fresh base has in them whatever the packages'
+/// maintainer scripts added (Debian's LSB scripts), and a lab host wants
+/// sshd alone.
+const OPENRC_RUNLEVELS: &[&str] = &["sysinit", "boot", "default", "nonetwork", "shutdown", "off", "recovery"];
 /// Units of a Debian install that have no business on a lab host: timers
 /// that would run apt, fstrim or e2scrub at random moments (they write to
 /// the host's overlay and cost CPU in the middle of a measurement).
@@ -74,6 +83,7 @@ pub fn recipe_id(init: Init) -> String {
     let runit_packages = PACKAGES.join(",");
     let systemd_packages = SYSTEMD_PACKAGES.join(",");
     let masked = MASKED_UNITS.join(",");
+    let openrc_packages = OPENRC_PACKAGES.join(",");
     let parts: Vec<&str> = match init {
         Init::Runit => vec![SUITE, "minbase", &runit_packages, INIT, SSHD_RUN, SSHD_CONFIG, SUDOERS, &version],
         Init::Systemd => vec![
@@ -88,6 +98,9 @@ pub fn recipe_id(init: Init) -> String {
             &masked,
             &version,
         ],
+        Init::OpenRc => {
+            vec![SUITE, "minbase", "openrc", &openrc_packages, INIT_OPENRC, SSHD_OPENRC, SSHD_CONFIG, SUDOERS, &version]
+        }
     };
     for part in parts {
         h.update(part.as_bytes());
@@ -98,7 +111,8 @@ pub fn recipe_id(init: Init) -> String {
 
 /// Where the base of `init`'s current recipe lives (it may not exist yet):
 /// `base-bookworm-<id>` for runit (the name it always had),
-/// `base-bookworm-systemd-<id>` for systemd.
+/// `base-bookworm-systemd-<id>` for systemd, `base-bookworm-openrc-<id>`
+/// for OpenRC.
 pub fn base_dir(config: &LabConfig, init: Init) -> PathBuf {
     config.cache_root.join(base_name(init))
 }
@@ -107,6 +121,7 @@ fn base_name(init: Init) -> String {
     match init {
         Init::Runit => format!("base-{SUITE}-{}", recipe_id(init)),
         Init::Systemd => format!("base-{SUITE}-systemd-{}", recipe_id(init)),
+        Init::OpenRc => format!("base-{SUITE}-openrc-{}", recipe_id(init)),
     }
 }
 
@@ -130,6 +145,7 @@ pub fn ensure(config: &LabConfig, init: Init, on_build: &dyn Fn(&Path)) -> Resul
     let result = debootstrap(config, init, &tmp, &log).and_then(|()| match init {
         Init::Runit => configure(&tmp),
         Init::Systemd => configure_systemd(&tmp),
+        Init::OpenRc => configure_openrc(&tmp),
     });
     if let Err(e) = result {
         let _ = remove_tree(&tmp);
@@ -143,6 +159,7 @@ fn debootstrap(config: &LabConfig, init: Init, tmp: &Path, log: &Path) -> Result
     let packages = match init {
         Init::Runit => PACKAGES,
         Init::Systemd => SYSTEMD_PACKAGES,
+        Init::OpenRc => OPENRC_PACKAGES,
     };
     let mirror = mirror::find(config.mirror.as_deref(), SUITE)?;
     let log_file = fs::File::create(log).map_err(LabError::io("create", log))?;
@@ -205,6 +222,34 @@ fn configure_systemd(root: &Path) -> Result<(), LabError> {
     remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
     add_user(root)?;
     write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} systemd {}\n", recipe_id(Init::Systemd)), 0o644)
+}
+
+/// Turn a fresh debootstrap tree into an OpenRC lab host image: sshd an
+/// OpenRC service in place of Debian's LSB script, every
+/// runlevel emptied of what the packages put there (LSB scripts written
+/// for sysvinit, a `cgroups` service that cannot mount in a host's
+/// namespaces), then sshd alone in `default`. A service is in a runlevel by
+/// its link `/etc/runlevels/<runlevel>/<name>`, what `rc-update add` makes.
+fn configure_openrc(root: &Path) -> Result<(), LabError> {
+    write_file(&root.join(INIT_PATH.trim_start_matches('/')), INIT_OPENRC, 0o755)?;
+    write_file(&root.join("etc/init.d/sshd"), SSHD_OPENRC, 0o755)?;
+    // Debian's LSB script `Provides: sshd`: OpenRC refuses a service named
+    // as another's virtual one.
+    let lsb_ssh = root.join("etc/init.d/ssh");
+    fs::remove_file(&lsb_ssh).map_err(LabError::io("remove", &lsb_ssh))?;
+    write_file(&root.join("etc/ssh/sshd_config.d/drover-lab.conf"), SSHD_CONFIG, 0o644)?;
+    write_file(&root.join("etc/sudoers.d/drover-lab"), SUDOERS, 0o440)?;
+    for level in OPENRC_RUNLEVELS {
+        let dir = root.join("etc/runlevels").join(level);
+        fs::create_dir_all(&dir).map_err(LabError::io("create", &dir))?;
+        remove_matching(&dir, |_| true)?;
+    }
+    let link = root.join("etc/runlevels/default/sshd");
+    std::os::unix::fs::symlink("/etc/init.d/sshd", &link).map_err(LabError::io("link", &link))?;
+    remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
+    remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
+    add_user(root)?;
+    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} openrc {}\n", recipe_id(Init::OpenRc)), 0o644)
 }
 
 fn add_user(root: &Path) -> Result<(), LabError> {
@@ -279,13 +324,15 @@ mod tests {
 
     /// The runit recipe changes only with what it hashes (the init script
     /// changed once since systemd hosts came: it runs stage-1 hooks now),
-    /// and systemd hosts have a base of their own.
+    /// and systemd and OpenRC hosts each have a base of their own.
     #[test]
-    fn runit_recipe_is_pinned_and_systemd_has_its_own_base() {
+    fn runit_recipe_is_pinned_and_systemd_and_openrc_have_their_own_bases() {
         assert_eq!(recipe_id(Init::Runit), "53b1506096ce");
         assert_ne!(recipe_id(Init::Systemd), recipe_id(Init::Runit));
         let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
         assert_eq!(base_dir(&config, Init::Runit), Path::new("/c/base-bookworm-53b1506096ce"));
         assert!(base_dir(&config, Init::Systemd).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
+        assert!(base_dir(&config, Init::OpenRc).to_string_lossy().starts_with("/c/base-bookworm-openrc-"));
+        assert_ne!(recipe_id(Init::OpenRc), recipe_id(Init::Systemd));
     }
 }

@@ -9,7 +9,8 @@
 //! [`crate::base::INIT_PATH`] as pid 1; it mounts /proc, /dev and /run
 //! privately and execs `runsvdir`, which supervises sshd, or (systemd
 //! hosts, also in a new cgroup namespace) `systemd`, which starts
-//! `ssh.service`.
+//! `ssh.service`, or (OpenRC hosts) `openrc-init`, whose default runlevel
+//! starts the OpenRC service `sshd`.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};

@@ -2,9 +2,11 @@
 //!
 //! Most production hosts run systemd, and drover drives it through
 //! `systemctl` and reads logs through `journalctl`; runit is small and starts
-//! in milliseconds. A lab is one or the other (the choice is made at the
-//! first `up` and kept in the state file), so a test or a user picks the
-//! supervisor drover will find on every host.
+//! in milliseconds; OpenRC is the init of Alpine's small VPSes (here
+//! Debian's `openrc` package, with its own `openrc-init` as pid 1). A lab is
+//! one of them (the choice is made at the first `up` and kept in the state
+//! file), so a test or a user picks the supervisor drover will find on
+//! every host.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,15 +23,21 @@ pub enum Init {
     /// systemd as pid 1 in the host's own pid, mount and cgroup namespaces,
     /// with journald; sshd is Debian's `ssh.service`.
     Systemd,
+    /// `openrc-init` as pid 1 in the host's own pid namespace, running
+    /// OpenRC's runlevels; sshd is the OpenRC service `sshd`, kept up by
+    /// `supervise-daemon`.
+    #[serde(rename = "openrc")]
+    OpenRc,
 }
 
 impl Init {
-    pub const ALL: [Init; 2] = [Init::Runit, Init::Systemd];
+    pub const ALL: [Init; 3] = [Init::Runit, Init::Systemd, Init::OpenRc];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Init::Runit => "runit",
             Init::Systemd => "systemd",
+            Init::OpenRc => "openrc",
         }
     }
 }
@@ -47,7 +55,7 @@ impl FromStr for Init {
         Init::ALL
             .into_iter()
             .find(|i| i.as_str() == s)
-            .ok_or_else(|| format!("unknown init {s:?}: use runit or systemd"))
+            .ok_or_else(|| format!("unknown init {s:?}: use runit, systemd or openrc"))
     }
 }
 
@@ -61,6 +69,6 @@ mod tests {
             assert_eq!(i.as_str().parse::<Init>(), Ok(i));
             assert_eq!(serde_json::to_string(&i).unwrap(), format!("\"{i}\""));
         }
-        assert!("sysv".parse::<Init>().unwrap_err().contains("runit or systemd"));
+        assert!("sysv".parse::<Init>().unwrap_err().contains("runit, systemd or openrc"));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Each host has its own network namespace and address, its own root file
 //! system (an overlay on a shared Debian base built once with debootstrap),
-//! a real `sshd` supervised by runit or systemd ([`Init`]), a root login by key and a non-root
+//! a real `sshd` supervised by runit, systemd or OpenRC ([`Init`]), a root login by key and a non-root
 //! user `op` with a password and sudo. Faults (delay, loss, rate, link cut,
 //! freeze) are injected per host. Nothing a lab creates can reach outside
 //! the machine, and `down` removes all of it, even after a crash.

@@ -37,7 +37,7 @@ impl Lab {
         let n = parse_host_name(name).expect("state host names are valid");
         let naming = Naming { idx: self.state.index };
         let cgroups = match self.state.init {
-            Init::Runit => None,
+            Init::Runit | Init::OpenRc => None,
             Init::Systemd => Some(cgroup::detect()?),
         };
         let run = HostRun { lab: self.name(), cgroups, paths: &self.paths, naming };

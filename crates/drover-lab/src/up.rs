@@ -79,7 +79,7 @@ pub fn up(
     // Checked before anything is created: a machine that cannot run
     // systemd hosts is refused with nothing to clean up.
     let cgroups = match init {
-        Init::Runit => None,
+        Init::Runit | Init::OpenRc => None,
         Init::Systemd => Some(cgroup::detect()?),
     };
     fs::create_dir_all(&paths.dir).map_err(LabError::io("create", &paths.dir))?;

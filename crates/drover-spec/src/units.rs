@@ -86,14 +86,21 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
         }
         Supervisor::OpenRc => {
             // supervise-daemon appends to `output_log` but does not create
-            // its directory: `start_pre` does, owned by the service's user.
+            // its directory: `start_pre` does, owned by the service's user,
+            // and its parent first (checkpath makes one level only).
             // The file is the one `drover logs` reads for runit too.
+            // `respawn_delay`/`respawn_max`: started again a second after
+            // it dies, for ever, as runit and drover's systemd units do
+            // (supervise-daemon's own default gives up after 10 respawns
+            // in the daemon's whole life). `reload` sends SIGHUP through
+            // supervise-daemon, as `sv reload` and drover's `ExecReload` do.
             let log = drover_proto::service_log_file(d.name);
             let log_dir = log.rsplit_once('/').map_or("/var/log/drover", |(dir, _)| dir).to_string();
             let script = format!(
-                "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log={log}\nerror_log={log}\n{exports}\nstart_pre() {{\n\tcheckpath -d -m 0755 -o {u} {log_dir}\n}}\n",
+                "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log={log}\nerror_log={log}\nrespawn_delay=1\nrespawn_max=0\nextra_started_commands=\"reload\"\n{exports}\nstart_pre() {{\n\tcheckpath -d -m 0755 {log_root}\n\tcheckpath -d -m 0755 -o {u} {log_dir}\n}}\n\nreload() {{\n\tebegin \"Reloading ${{RC_SVCNAME}}\"\n\tsupervise-daemon \"${{RC_SVCNAME}}\" --signal HUP\n\teend $?\n}}\n",
                 args = sh_quote(&format!("-c {}", sh_quote(&script(d.command)))),
                 u = d.user,
+                log_root = log_dir.rsplit_once('/').map_or("/var/log", |(root, _)| root),
             );
             vec![UnitFile {
                 path: format!("/etc/init.d/{}", d.name),
@@ -132,7 +139,21 @@ mod tests {
         assert_eq!(log, "/var/log/drover/web/current");
         assert!(script.contains(&format!("output_log={log}\n")), "{script}");
         assert!(script.contains(&format!("error_log={log}\n")), "{script}");
-        assert!(script.contains("start_pre() {\n\tcheckpath -d -m 0755 -o www /var/log/drover/web\n}\n"), "{script}");
+        assert!(
+            script.contains(
+                "start_pre() {\n\tcheckpath -d -m 0755 /var/log/drover\n\tcheckpath -d -m 0755 -o www /var/log/drover/web\n}\n"
+            ),
+            "{script}"
+        );
+        // Kept up for ever, a second between starts; reloaded by SIGHUP.
+        assert!(script.contains("\nrespawn_delay=1\nrespawn_max=0\n"), "{script}");
+        assert!(script.contains("extra_started_commands=\"reload\"\n"), "{script}");
+        assert!(
+            script.contains(
+                "reload() {\n\tebegin \"Reloading ${RC_SVCNAME}\"\n\tsupervise-daemon \"${RC_SVCNAME}\" --signal HUP\n"
+            ),
+            "{script}"
+        );
         let runit = files(Supervisor::Runit, &d);
         assert!(runit[1].content.as_deref().unwrap().contains("exec svlogd -tt /var/log/drover/web\n"));
     }

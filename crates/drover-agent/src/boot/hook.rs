@@ -1,11 +1,11 @@
 //! The boot-time hook's files: what each init runs early at boot, and the
-//! script they both run (see [`super`]).
+//! script they all run (see [`super`]).
 
 use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::{bail, Context, Result};
 
-/// The hook's files for the host's init. Both run `boot-hook.sh` in the
+/// The hook's files for the host's init. Each runs `boot-hook.sh` in the
 /// agent's private state directory, which checks the agent binary's
 /// `sha256` (given by the controller, which knows what it installed) before
 /// running it as root: only the checked agent runs as root, at boot too
@@ -29,17 +29,16 @@ pub fn install_hook(layout: &Layout, env: HostEnv, sha256: &str) -> Result<()> {
     match crate::facts::gather(layout, env).supervisor {
         Some(drover_proto::Supervisor::Systemd) => {
             put(layout, SYSTEMD_UNIT_PATH, &systemd_unit(&script), 0o644)?;
-            let wants = layout.target(SYSTEMD_WANTS_PATH);
-            if std::fs::symlink_metadata(&wants).is_err() {
-                if let Some(dir) = wants.parent() {
-                    std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-                }
-                std::os::unix::fs::symlink(SYSTEMD_UNIT_PATH, &wants).ctx(|| format!("link {}", wants.display()))?;
-            }
-            Ok(())
+            link(layout, SYSTEMD_WANTS_PATH, SYSTEMD_UNIT_PATH)
         }
         Some(drover_proto::Supervisor::Runit) => put(layout, RUNIT_HOOK_PATH, &runit_hook(&script), 0o755),
-        other => bail!("no boot-time hook for this host's init ({other:?}): reboots need systemd or runit"),
+        Some(drover_proto::Supervisor::OpenRc) => {
+            put(layout, OPENRC_SCRIPT_PATH, &openrc_script(&script), 0o755)?;
+            link(layout, OPENRC_BOOT_LINK, OPENRC_SCRIPT_PATH)
+        }
+        None => {
+            bail!("no boot-time hook for this host's init (no supervisor found): reboots need systemd, runit or OpenRC")
+        }
     }
 }
 
@@ -48,6 +47,13 @@ const SYSTEMD_WANTS_PATH: &str = "/etc/systemd/system/sysinit.target.wants/drove
 /// Debian's runit runs `/etc/runit/boot-run/*.sh` in stage 1 (native boot),
 /// before stage 2 starts any service; so does the lab's runit init.
 pub const RUNIT_HOOK_PATH: &str = "/etc/runit/boot-run/10-drover-boot.sh";
+
+/// OpenRC: a service in the `boot` runlevel, which OpenRC finishes before
+/// it starts the `default` one, where every service drover manages is
+/// (`rc-update add NAME default`). Its link in the runlevel is what
+/// `rc-update add drover-boot boot` makes.
+pub const OPENRC_SCRIPT_PATH: &str = "/etc/init.d/drover-boot";
+const OPENRC_BOOT_LINK: &str = "/etc/runlevels/boot/drover-boot";
 
 /// Early (no default dependencies, before `sysinit.target`, so before every
 /// ordinary unit and every service drover manages), quick (oneshot: it only
@@ -80,6 +86,35 @@ fn runit_hook(script: &str) -> String {
          [ -r {script} ] || exit 0\n\
          exec /bin/sh {script}\n"
     )
+}
+
+/// A one-shot: `start` runs the checking script and returns (the watchdog
+/// it may start detaches; OpenRC does not stop a service's leftover
+/// processes unless told to); no `command`, so `stop` does nothing.
+fn openrc_script(script: &str) -> String {
+    format!(
+        "#!/sbin/openrc-run\n\
+         # Written by drover's agent: magic rollback across reboots (docs/operations.md).\n\
+         description=\"drover: re-arm the rollback of an unconfirmed generation\"\n\
+         \n\
+         start() {{\n\
+         \tebegin \"Re-arming drover's rollback\"\n\
+         \t[ ! -r {script} ] || /bin/sh {script}\n\
+         \teend 0\n\
+         }}\n"
+    )
+}
+
+/// A symlink at `path` to `to`, unless something is there already.
+fn link(layout: &Layout, path: &str, to: &str) -> Result<()> {
+    let at = layout.target(path);
+    if std::fs::symlink_metadata(&at).is_err() {
+        if let Some(dir) = at.parent() {
+            std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+        }
+        std::os::unix::fs::symlink(to, &at).ctx(|| format!("link {}", at.display()))?;
+    }
+    Ok(())
 }
 
 /// Run the agent's `boot` if the binary is still there and has the sha256
@@ -169,12 +204,36 @@ mod tests {
         assert_eq!(std::fs::metadata(&script).unwrap().permissions().mode() & 0o777, 0o755);
     }
 
+    /// On an OpenRC host: an executable openrc-run script that runs the
+    /// checking script, in the `boot` runlevel (before `default`, where
+    /// drover's services are).
+    #[test]
+    fn openrc_hook_is_a_service_of_the_boot_runlevel() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("sbin")).unwrap();
+        std::fs::write(d.path().join("sbin/openrc-run"), "").unwrap();
+        let layout = Layout::new(d.path());
+        install_hook(&layout, HostEnv::Simulated, SHA).unwrap();
+        let script = layout.target(OPENRC_SCRIPT_PATH);
+        let text = std::fs::read_to_string(&script).unwrap();
+        let run = format!("/bin/sh {}\n", layout.boot_hook().display());
+        assert!(
+            text.starts_with("#!/sbin/openrc-run\n") && text.contains("start() {") && text.contains(&run),
+            "{text}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&script).unwrap().permissions().mode() & 0o777, 0o755);
+        let link = layout.target(OPENRC_BOOT_LINK);
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(OPENRC_SCRIPT_PATH));
+        install_hook(&layout, HostEnv::Simulated, SHA).unwrap();
+    }
+
     /// No init the agent knows: refused, saying which inits work.
     #[test]
     fn unknown_init_gets_no_hook_and_says_why() {
         let d = tempfile::tempdir().unwrap();
         let e = install_hook(&Layout::new(d.path()), HostEnv::Simulated, SHA).unwrap_err();
-        assert!(e.0.contains("reboots need systemd or runit"), "{e}");
+        assert!(e.0.contains("reboots need systemd, runit or OpenRC"), "{e}");
     }
 
     /// The script the hook runs checks the agent's sha256 before running

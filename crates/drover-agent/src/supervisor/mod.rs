@@ -19,6 +19,7 @@ use crate::layout::Layout;
 use crate::Result;
 
 pub mod fake;
+mod openrc;
 mod system;
 
 /// How long a service must have been up, in one process, before its gate
@@ -68,7 +69,7 @@ impl HostEnv {
             (HostEnv::Simulated | HostEnv::InProcess, kind) => Box::new(fake::Fake::new(layout, kind)),
             (HostEnv::System, Supervisor::Runit) => Box::new(system::Runit),
             (HostEnv::System, Supervisor::Systemd) => Box::new(system::Systemd),
-            (HostEnv::System, Supervisor::OpenRc) => Box::new(system::OpenRc),
+            (HostEnv::System, Supervisor::OpenRc) => Box::new(openrc::OpenRc),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The real supervisors, driven through their own command-line tools
-//! (`sv`, `systemctl`, `rc-service`), with argv, never through a shell.
+//! (`sv`, `systemctl`; OpenRC's `rc-service` in [`super::openrc`]), with
+//! argv, never through a shell.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,8 +16,6 @@ use crate::{bail, Result};
 pub struct Runit;
 /// systemd: `systemctl` on units.
 pub struct Systemd;
-/// OpenRC: `rc-service` and `rc-update` on init scripts.
-pub struct OpenRc;
 
 impl Supervise for Runit {
     fn control(&self, name: &str, action: ServiceAction) -> Result<()> {
@@ -162,48 +161,6 @@ fn monotonic_us() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
 }
 
-impl Supervise for OpenRc {
-    fn control(&self, name: &str, action: ServiceAction) -> Result<()> {
-        match action {
-            ServiceAction::Start => {
-                run(Command::new("rc-update").args(["add", name, "default"]))?;
-                run(Command::new("rc-service").args([name, "start"]))
-            }
-            ServiceAction::Restart => run(Command::new("rc-service").args([name, "restart"])),
-            ServiceAction::Reload => run(Command::new("rc-service").args([name, "reload"])),
-            ServiceAction::Stop => {
-                run(Command::new("rc-service").args([name, "stop"]))?;
-                run(Command::new("rc-update").args(["del", name, "default"]))
-            }
-        }
-    }
-
-    /// `rc-service NAME status`: started, starting, stopped or crashed
-    /// (supervise-daemon's service died). OpenRC names no pid, uptime or
-    /// exit code here: the gate watches the state for [`super::SETTLE`].
-    fn status(&self, name: &str) -> ServiceStatus {
-        let mut st = ServiceStatus::unknown(name);
-        let s = stdout(Command::new("rc-service").args([name, "status"]));
-        st.state = if s.contains("crashed") {
-            SupervisorState::Failed { exit: None }
-        } else if s.contains("starting") {
-            SupervisorState::Starting
-        } else if s.contains("started") {
-            SupervisorState::Running { pid: None, uptime_ms: None }
-        } else if s.contains("stopped") || s.contains("stopping") {
-            SupervisorState::Down { exit: None }
-        } else {
-            SupervisorState::Unknown
-        };
-        st.detail = s.trim().to_string();
-        st
-    }
-
-    fn log_tail(&self, name: &str) -> Vec<String> {
-        super::file_tail(Path::new(&drover_proto::service_log_file(name)))
-    }
-}
-
 fn stdout(cmd: &mut Command) -> String {
     cmd.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
@@ -251,7 +208,7 @@ fn sv_retrying(args: &[&str]) -> Result<()> {
     last
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(super) fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().map_err(|e| crate::AgentError::new(format!("run {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
         bail!(

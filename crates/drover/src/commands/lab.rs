@@ -38,11 +38,12 @@ pub enum LabCommand {
         /// Number of hosts, 1 to 240.
         #[arg(value_parser = clap::value_parser!(u16).range(1..=240))]
         count: u16,
-        /// pid 1 of the hosts: `runit` (sshd under runsvdir) or `systemd`
-        /// (systemd with journald; sshd is ssh.service). Chosen at a lab's
-        /// first `up`; each has its own cached base.
+        /// pid 1 of the hosts: `runit` (sshd under runsvdir), `systemd`
+        /// (systemd with journald; sshd is ssh.service) or `openrc`
+        /// (openrc-init; sshd is the OpenRC service `sshd`). Chosen at a
+        /// lab's first `up`; each has its own cached base.
         #[arg(long, default_value = "runit", value_name = "INIT",
-              value_parser = clap::builder::PossibleValuesParser::new(["runit", "systemd"])
+              value_parser = clap::builder::PossibleValuesParser::new(["runit", "systemd", "openrc"])
                   .map(|s| s.parse::<Init>().expect("possible values parse")))]
         init: Init,
         /// Run an SSH certificate authority: each host's host key is

@@ -383,6 +383,7 @@ fn logs_follow_streams_new_lines_as_they_are_written(init: Init) {
     let restart = match init {
         Init::Runit => "SVDIR=/etc/service sv restart web >/dev/null && echo restarted",
         Init::Systemd => "systemctl restart web && echo restarted",
+        Init::OpenRc => "rc-service web restart >/dev/null 2>&1 && echo restarted",
     };
     assert_eq!(f.host_sh(0, restart), "restarted");
     hello(2, &rx, &mut seen);

@@ -30,6 +30,7 @@ mod inventory_import;
 mod jump;
 mod lab;
 mod lab_systemd;
+mod openrc;
 mod p2p_network;
 mod packages;
 mod phases;

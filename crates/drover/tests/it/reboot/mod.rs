@@ -1,7 +1,8 @@
 //! Reboots, for real, on lab hosts: `drover lab reboot`, a host rebooting
 //! itself, and magic rollback that holds across a reboot (`apply --reboot`,
 //! `rollout start --reboot`, `drover reboot`). Real sshd, real init (runit
-//! or systemd as the host's pid 1), the real agent and its boot-time hook.
+//! or systemd as the host's pid 1; OpenRC's are in `openrc.rs`), the real
+//! agent and its boot-time hook.
 //!
 //! Needs root (the lab does); fails loudly otherwise.
 //!
@@ -19,12 +20,14 @@ use drover_lab::Init;
 
 use crate::support::Fleet;
 
-/// The command a host reboots itself with: systemd in order; the lab's
-/// runit hosts (pid 1 is `runsvdir`) by `reboot(2)`, as busybox does it.
+/// The command a host reboots itself with: systemd and OpenRC in order;
+/// the lab's runit hosts (pid 1 is `runsvdir`) by `reboot(2)`, as busybox
+/// does it.
 fn reboot_command(init: Init) -> &'static str {
     match init {
         Init::Systemd => "systemctl reboot",
         Init::Runit => "busybox reboot -f",
+        Init::OpenRc => "openrc-shutdown --reboot now",
     }
 }
 
@@ -58,5 +61,6 @@ fn hook_path(init: Init) -> &'static str {
     match init {
         Init::Systemd => "/etc/systemd/system/drover-boot.service",
         Init::Runit => "/etc/runit/boot-run/10-drover-boot.sh",
+        Init::OpenRc => "/etc/init.d/drover-boot",
     }
 }

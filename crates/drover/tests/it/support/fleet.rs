@@ -11,7 +11,7 @@ use drover_lab::{Init, LabHost};
 use super::lab_name::LabName;
 use super::{Run, DROVER};
 
-/// One lab (network namespaces with sshd, runit or systemd as pid 1) and a
+/// One lab (network namespaces with sshd, runit, systemd or OpenRC as pid 1) and a
 /// project whose inventory is the lab's.
 pub struct Fleet {
     name: LabName,
@@ -248,13 +248,19 @@ impl Fleet {
     }
 
     /// The pid the host's supervisor reports for a service on host `i`
-    /// (runit's `supervise/pid`, systemd's `MainPID`); empty if none.
+    /// (runit's `supervise/pid`, systemd's `MainPID`, the `child_pid`
+    /// OpenRC's supervise-daemon records, on the host's own `/run`); empty
+    /// if none.
     pub fn service_pid(&self, i: usize, service: &str) -> String {
         match self.init {
             Init::Runit => std::fs::read_to_string(self.host_file(i, &format!("/etc/sv/{service}/supervise/pid")))
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
+            Init::OpenRc => self.host_sh(
+                i,
+                &format!("p=$(cat /run/openrc/options/{service}/child_pid 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo \"$p\" || true"),
+            ),
             Init::Systemd => {
                 let pid = self.host_sh(i, &format!("systemctl show --property=MainPID --value {service}"));
                 if pid == "0" {
