@@ -72,7 +72,7 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
                 if follow {
                     let mut out = std::io::stdout().lock();
                     for l in lines {
-                        let _ = writeln!(out, "{label}  {}  {}", iso(l.at_ms), l.text);
+                        let _ = writeln!(out, "{label}  {}  {}", when(l.at_ms), l.text);
                     }
                 } else {
                     all.push((label, lines));
@@ -80,7 +80,7 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
             }
             let mut out = std::io::stdout().lock();
             for (label, l) in logs::merge(all) {
-                let _ = writeln!(out, "{label}  {}  {}", iso(l.at_ms), l.text);
+                let _ = writeln!(out, "{label}  {}  {}", when(l.at_ms), l.text);
             }
         });
         let results = tokio::select! {
@@ -99,4 +99,25 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
         failed
     });
     Ok(if failed > 0 { ExitStatus::HostsFailed } else { ExitStatus::Success })
+}
+
+/// A line's time, or `-` where the host's log has none (OpenRC's
+/// supervise-daemon writes lines as the service prints them): never a
+/// made-up 1970 date.
+fn when(at_ms: u64) -> String {
+    if at_ms == 0 {
+        format!("{:<24}", "-")
+    } else {
+        iso(at_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_line_without_a_time_shows_a_dash_in_the_time_column() {
+        assert_eq!(super::when(0), format!("{:<24}", "-"));
+        assert_eq!(super::when(0).len(), super::when(1_795_374_600_123).len());
+        assert_eq!(super::when(1_795_374_600_123), "2026-11-22T19:10:00.123Z");
+    }
 }
