@@ -245,27 +245,15 @@ on_both_inits!(
 fn a_change_that_breaks_ssh_reverts_itself(init: Init) {
     let f = Fleet::on("e2e-magic", 1, init);
     assert_eq!(f.apply_json(&[]).code, 0);
-    let keys = fs::read_to_string(f.host_file(0, "/root/.ssh/authorized_keys")).unwrap();
     // Generation 2 replaces root's authorized_keys (unmanaged so far) with a
     // key nobody has: the apply succeeds, but no new login can confirm it.
-    let dir = f.project().join("layers/site/root/.ssh");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("authorized_keys"),
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA nobody\n",
-    )
-    .unwrap();
+    let keys = f.lock_root_out(0, &f.project().join("layers/site"));
     let r = f.apply_json(&["--confirm-timeout", "4s"]);
     assert_eq!(r.code, 2, "{}", r.stdout);
     let h = &r.hosts()[0];
     assert_eq!(h["outcome"], "failed", "{h}");
     assert!(h["error"].as_str().unwrap().contains("reverts it by itself"), "{h}");
-    let path = f.host_file(0, "/root/.ssh/authorized_keys");
-    let start = Instant::now();
-    while fs::read_to_string(&path).unwrap_or_default() != keys {
-        assert!(start.elapsed() < Duration::from_secs(20), "authorized_keys was not restored");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    f.wait_keys_restored(0, &keys);
     assert!(f.host_file(0, "/var/lib/drover/backup/2/root/.ssh/authorized_keys").exists());
     // And the host is reachable and on generation 1 again.
     fs::remove_dir_all(f.project().join("layers/site/root")).unwrap();

@@ -2,7 +2,6 @@
 //! one bastion session.
 
 use std::fs;
-use std::time::{Duration, Instant};
 
 use super::{assert_no_route, logins};
 use crate::support::Fleet;
@@ -43,25 +42,13 @@ fn apply_rollback_and_magic_rollback_through_one_bastion_with_one_bastion_login_
 
     // Magic rollback: a generation that locks root out of h1 (a key nobody
     // has) cannot be confirmed through the bastion, and h1 reverts by itself.
-    let keys = fs::read_to_string(f.host_file(0, "/root/.ssh/authorized_keys")).unwrap();
-    let dir = f.project().join("layers/site/root/.ssh");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("authorized_keys"),
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA nobody\n",
-    )
-    .unwrap();
+    let keys = f.lock_root_out(0, &f.project().join("layers/site"));
     let r = f.apply_json(&["--confirm-timeout", "4s", "--hosts", "h1"]);
     assert_eq!(r.code, 2, "{}", r.stdout);
     let h = &r.hosts()[0];
     assert_eq!(h["outcome"], "failed", "{h}");
     assert!(h["error"].as_str().unwrap().contains("reverts it by itself"), "{h}");
-    let path = f.host_file(0, "/root/.ssh/authorized_keys");
-    let start = Instant::now();
-    while fs::read_to_string(&path).unwrap_or_default() != keys {
-        assert!(start.elapsed() < Duration::from_secs(20), "authorized_keys was not restored");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    f.wait_keys_restored(0, &keys);
     fs::remove_dir_all(f.project().join("layers/site/root")).unwrap();
     // h1 is reachable through the bastion again, with root's own key.
     let r = f.apply_json(&[]);

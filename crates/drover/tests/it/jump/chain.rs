@@ -3,7 +3,6 @@
 //! bastion.
 
 use std::fs;
-use std::time::{Duration, Instant};
 
 use super::{assert_no_route, jump_of, logins};
 use crate::support::Fleet;
@@ -43,21 +42,9 @@ fn apply_rollback_and_magic_rollback_through_two_chained_hops() {
     assert!(fs::read_to_string(f.host_file(1, "/etc/motd")).unwrap().contains("managed by drover"));
 
     // Magic rollback on h2, two hops away.
-    let keys = fs::read_to_string(f.host_file(1, "/root/.ssh/authorized_keys")).unwrap();
-    let dir = f.project().join("layers/site/root/.ssh");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("authorized_keys"),
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA nobody\n",
-    )
-    .unwrap();
+    let keys = f.lock_root_out(1, &f.project().join("layers/site"));
     let r = f.apply_json(&["--confirm-timeout", "4s", "--hosts", "h2"]);
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.hosts()[0]["error"].as_str().unwrap().contains("reverts it by itself"), "{}", r.stdout);
-    let path = f.host_file(1, "/root/.ssh/authorized_keys");
-    let start = Instant::now();
-    while fs::read_to_string(&path).unwrap_or_default() != keys {
-        assert!(start.elapsed() < Duration::from_secs(20), "authorized_keys was not restored");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    f.wait_keys_restored(1, &keys);
 }

@@ -147,24 +147,12 @@ fn openrc_host_applies_restarts_reloads_logs_gates_drains_and_reverts_a_lockout(
     assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[0].address)).contains("<h1>v2 "));
 
     // A lockout reverts itself.
-    let keys = fs::read_to_string(f.host_file(0, "/root/.ssh/authorized_keys")).unwrap();
-    let dir = layer.join("root/.ssh");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("authorized_keys"),
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA nobody\n",
-    )
-    .unwrap();
+    let keys = f.lock_root_out(0, &layer);
     let r = f.apply_json(&["--confirm-timeout", "4s"]);
     assert_eq!(r.code, 2, "{}", r.stdout);
     let h = &r.hosts()[0];
     assert!(h["outcome"] == "failed" && h["error"].as_str().unwrap().contains("reverts it by itself"), "{h}");
-    let path = f.host_file(0, "/root/.ssh/authorized_keys");
-    let start = Instant::now();
-    while fs::read_to_string(&path).unwrap_or_default() != keys {
-        assert!(start.elapsed() < Duration::from_secs(20), "authorized_keys was not restored");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    f.wait_keys_restored(0, &keys);
     fs::remove_dir_all(layer.join("root")).unwrap();
     let h = &f.apply_ok()[0];
     assert_eq!((h["outcome"].as_str(), h["generation"].as_u64()), (Some("unchanged"), Some(4)), "{h}");

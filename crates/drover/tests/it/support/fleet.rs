@@ -3,7 +3,7 @@
 //! test ends, however it ends.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use drover_lab::{Init, LabHost};
@@ -225,6 +225,33 @@ impl Fleet {
     /// A path inside host `i`'s root filesystem, as seen from the controller.
     pub fn host_file(&self, i: usize, path: &str) -> PathBuf {
         self.hosts[i].root.join(path.trim_start_matches('/'))
+    }
+
+    /// Make the next generation lock root out of host `i`: `layer`'s
+    /// `/root/.ssh/authorized_keys` becomes a key nobody has, so an apply
+    /// activates it but no new login can confirm it (the magic rollback's
+    /// test). Returns the host's keys before, for [`Fleet::wait_keys_restored`].
+    pub fn lock_root_out(&self, i: usize, layer: &Path) -> String {
+        let keys = std::fs::read_to_string(self.host_file(i, "/root/.ssh/authorized_keys")).unwrap();
+        let dir = layer.join("root/.ssh");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("authorized_keys"),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQnWNfZyVYm3Jm3P3XNSnjcmvO1Ul1b4vZ4zq3fCAfA nobody\n",
+        )
+        .unwrap();
+        keys
+    }
+
+    /// Wait (20 s at most) until host `i`'s root `authorized_keys` is `keys`
+    /// again: the unconfirmed generation reverted by itself.
+    pub fn wait_keys_restored(&self, i: usize, keys: &str) {
+        let path = self.host_file(i, "/root/.ssh/authorized_keys");
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&path).unwrap_or_default() != keys {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "authorized_keys was not restored");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Every file the host has written since boot (its overlay upper dir),
