@@ -71,5 +71,6 @@ fn sigterm_ends_serve_within_a_second_while_a_runaway_template_renders() {
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     let (took, code) = srv.terminate(Duration::from_secs(5));
     assert_eq!(code, Some(0), "exited cleanly after {took:?}");
-    assert!(took < Duration::from_millis(1500), "SIGTERM took {took:?}");
+    // Measured here: about 20 ms (the server's runtime waits 300 ms at most).
+    assert!(took < Duration::from_secs(1), "SIGTERM took {took:?}");
 }
