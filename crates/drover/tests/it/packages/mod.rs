@@ -7,6 +7,7 @@
 //! and over the relay (`carried`), and hosts whose base system is behind or
 //! ahead of the controller's apt (`base`).
 
+mod arch;
 mod base;
 mod carried;
 mod install;
