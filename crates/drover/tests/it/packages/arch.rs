@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::offline_project;
+use super::{build_deb, build_deb_with, offline_project};
 use crate::support::{append, drover_in, ok};
 
 const AMD64: &str = "debian-12-amd64";
@@ -148,4 +148,44 @@ fn a_target_the_controllers_apt_cannot_serve_is_refused_naming_the_fix_and_nothi
         assert!(r.stderr.contains(&format!("target {target}")) && r.stderr.contains(want), "{target}: {}", r.stderr);
         assert!(!proj.join("packages.lock").exists(), "{target}: a refused lock was written");
     }
+}
+
+/// `Architecture: all` packages serve every target; `--target` adds one and
+/// keeps the others as locked (not re-resolved: a source's newer file does
+/// not slip into them) while the roles ask for the same packages, and
+/// resolves them all again when a role's packages changed (the lock answers
+/// one set of requests, for every target).
+#[test]
+fn an_added_target_keeps_the_others_until_a_role_changes_and_all_packages_serve_every_arch() {
+    let (_d, proj) = offline_project("packages = [\"drover-a\"]\n");
+    build_deb(&proj, "drover-a", "", "#!/bin/sh\n");
+    build_deb(&proj, "drover-b", "", "#!/bin/sh\n");
+    append(&proj.join("drover.toml"), "\n[packages]\nsources = [\"debs\"]\n");
+    ok(&drover_in(&proj, &["packages", "lock", "--target", AMD64, "--target", ARM64]));
+    let lock = read_lock(&proj);
+    assert_eq!(target_names(&lock), [AMD64, ARM64]);
+    for t in [AMD64, ARM64] {
+        assert_closure(&proj, target(&lock, t), "all", &["drover-a"]);
+    }
+    assert_eq!(target(&lock, AMD64)["packages"], target(&lock, ARM64)["packages"], "one all .deb, both targets");
+    let amd64 = target(&lock, AMD64).clone();
+
+    // The same version rebuilt: re-locking arm64 takes it; amd64 stays.
+    build_deb_with(&proj, "drover-a", "", "#!/bin/sh\n", b"rebuilt\n");
+    ok(&drover_in(&proj, &["packages", "lock", "--target", ARM64]));
+    let lock = read_lock(&proj);
+    assert_eq!(target_names(&lock), [AMD64, ARM64]);
+    assert_eq!(target(&lock, AMD64), &amd64, "a target not named was re-resolved");
+    assert_ne!(target(&lock, ARM64)["packages"], amd64["packages"], "the named target was not re-resolved");
+
+    let site = proj.join("roles/site.toml");
+    let text = std::fs::read_to_string(&site).unwrap().replace("[\"drover-a\"]", "[\"drover-a\", \"drover-b\"]");
+    std::fs::write(&site, text).unwrap();
+    ok(&drover_in(&proj, &["packages", "lock", "--target", ARM64]));
+    let lock = read_lock(&proj);
+    assert_eq!(target_names(&lock), [AMD64, ARM64]);
+    for t in [AMD64, ARM64] {
+        assert_closure(&proj, target(&lock, t), "all", &["drover-a", "drover-b"]);
+    }
+    assert_eq!(target(&lock, AMD64)["packages"], target(&lock, ARM64)["packages"], "amd64 kept a stale drover-a");
 }
