@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{build_deb, build_deb_with, offline_project};
-use crate::support::{append, drover_in, ok};
+use super::{build_deb, build_deb_with, dpkg_status, offline_project, prepend};
+use crate::support::{append, drover_in, ok, Fleet};
 
 const AMD64: &str = "debian-12-amd64";
 const ARM64: &str = "debian-12-arm64";
@@ -188,4 +188,24 @@ fn an_added_target_keeps_the_others_until_a_role_changes_and_all_packages_serve_
         assert_closure(&proj, target(&lock, t), "all", &["drover-a", "drover-b"]);
     }
     assert_eq!(target(&lock, AMD64)["packages"], target(&lock, ARM64)["packages"], "amd64 kept a stale drover-a");
+}
+
+/// A lock with both targets, applied to a real (amd64) lab host: the host
+/// installs its own target's closure, the amd64 `.deb` files, at the amd64
+/// versions; the arm64 ones are for arm64 hosts only.
+#[test]
+fn a_host_of_a_lock_with_amd64_and_arm64_installs_its_own_targets_closure() {
+    require_arm64_lists();
+    let f = Fleet::new("pkg-arch", 1);
+    prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
+    ok(&f.drover(&["packages", "lock", "--target", AMD64, "--target", ARM64]));
+    let lock = read_lock(&f.project());
+    let hosts = f.apply_ok();
+    assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
+    for p in target(&lock, AMD64)["packages"].as_array().unwrap() {
+        let (name, version) = (p["name"].as_str().unwrap(), p["version"].as_str().unwrap());
+        assert_eq!(dpkg_status(&f, name), format!("install ok installed {version}"), "{name}");
+        let arch = f.host_sh(0, &format!("dpkg-query -W -f='${{Architecture}}' {name}"));
+        assert_eq!(arch, "amd64", "{name}");
+    }
 }
