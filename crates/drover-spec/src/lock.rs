@@ -218,3 +218,22 @@ impl PackageLock {
 fn package(p: &LockedPackage, hash: Hash, needed_by: Vec<Need>) -> Package {
     Package { name: p.name.clone(), version: p.version.clone(), arch: p.arch.clone(), hash, size: p.size, needed_by }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agent reports Rust's/uname's machine name; the lock speaks dpkg's.
+    #[test]
+    fn a_hosts_machine_selects_the_dpkg_architecture_target() {
+        let facts = |arch: &str| Facts {
+            os_id: "debian".into(),
+            os_version: "12".into(),
+            arch: arch.into(),
+            ..Default::default()
+        };
+        assert_eq!(target_of(&facts("aarch64")).as_deref(), Some("debian-12-arm64"));
+        assert_eq!(target_of(&facts("x86_64")).as_deref(), Some("debian-12-amd64"));
+        assert_eq!(target_of(&facts("")), None, "placeholder facts have no target");
+    }
+}

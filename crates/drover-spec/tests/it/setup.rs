@@ -108,3 +108,45 @@ fn a_package_list_changed_since_the_lock_is_an_error_telling_to_relock() {
     let e = format!("{:?}", p.compile(&p.hosts[0], &facts(), 1).err().unwrap());
     assert!(e.contains("role app's packages changed") && e.contains("drover packages lock"), "{e}");
 }
+
+/// A fleet of amd64 and aarch64 hosts: each host compiles to its own
+/// architecture's locked closure (the agent reports `aarch64`, the lock
+/// says `arm64`), and a host whose target the lock lacks is told the exact
+/// command that adds it.
+#[test]
+fn each_host_gets_its_own_architectures_closure_and_an_unlocked_one_is_told_to_lock_it() {
+    let d = project("packages = [\"sl\"]\n", "command = \"sleep 1000\"\n");
+    let (amd, arm) = ("a".repeat(64), "b".repeat(64));
+    fs::create_dir_all(d.path().join(".drover/packages")).unwrap();
+    for h in [&amd, &arm] {
+        fs::write(d.path().join(format!(".drover/packages/{h}.deb")), "x").unwrap();
+    }
+    let target = |arch: &str, hash: &str| {
+        format!(
+            "[[targets]]\ntarget = \"debian-12-{arch}\"\nroles = {{ app = [\"sl\"] }}\n[[targets.packages]]\nname = \"sl\"\nversion = \"5.02-1\"\narch = \"{arch}\"\nfilename = \"sl_5.02-1_{arch}.deb\"\nblake3 = \"{hash}\"\nsize = 1\n"
+        )
+    };
+    let head = "version = 1\n[requests]\napp = [\"sl\"]\n";
+    fs::write(d.path().join("packages.lock"), format!("{head}{}{}", target("amd64", &amd), target("arm64", &arm)))
+        .unwrap();
+    let p = load(d.path());
+    for (machine, arch, hash) in [("x86_64", "amd64", &amd), ("aarch64", "arm64", &arm)] {
+        let f = Facts { arch: machine.into(), ..facts() };
+        assert_eq!(drover_spec::lock::target_of(&f), Some(format!("debian-12-{arch}")));
+        let m = p.compile(&p.hosts[0], &f, 1).unwrap_or_else(|e| panic!("{machine}: {e:?}")).manifest;
+        let got: Vec<(&str, &str, String)> =
+            m.setup.packages.iter().map(|p| (p.name.as_str(), p.arch.as_str(), p.hash.to_hex())).collect();
+        assert_eq!(got, [("sl", arch, hash.clone())], "{machine}");
+    }
+
+    fs::write(d.path().join("packages.lock"), format!("{head}{}", target("amd64", &amd))).unwrap();
+    let p = load(d.path());
+    let e = format!("{:?}", p.compile(&p.hosts[0], &Facts { arch: "aarch64".into(), ..facts() }, 1).err().unwrap());
+    assert!(
+        e.contains("packages.lock")
+            && e.contains("host h1 is debian-12-arm64")
+            && e.contains("it has: debian-12-amd64")
+            && e.contains("drover packages lock --target debian-12-arm64"),
+        "{e}"
+    );
+}

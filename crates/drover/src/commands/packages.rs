@@ -18,8 +18,10 @@ pub enum PackagesCommand {
     /// Resolve every role's packages (with their dependencies), fetch the
     /// .deb files into .drover/packages/ and write packages.lock.
     Lock {
-        /// Lock for this target (`debian-12-amd64`; repeatable). Default: the
-        /// targets of the hosts drover has facts for, else the controller's own.
+        /// Lock for this target (`debian-12-arm64`; repeatable); the lock's
+        /// other targets stay as they are. Default: every target of
+        /// packages.lock and of the hosts drover has facts for, else the
+        /// controller's own.
         #[arg(long)]
         target: Vec<String>,
     },

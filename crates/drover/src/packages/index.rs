@@ -1,6 +1,7 @@
 //! What package sources offer: Debian control stanzas from the controller's
-//! apt (`apt-cache dumpavail`, its own configuration and downloaded lists)
-//! or from a directory of `.deb` files (`dpkg-deb -f`).
+//! apt (`apt-cache dumpavail`, its own configuration and downloaded lists:
+//! every architecture dpkg knows, so with `dpkg --add-architecture arm64`
+//! the arm64 lists too) or from a directory of `.deb` files (`dpkg-deb -f`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use super::PackageError;
 /// Where a candidate's `.deb` comes from.
 #[derive(Debug, Clone)]
 pub enum Origin {
-    /// `apt-get download name=version`.
+    /// `apt-get download name:arch=version` (`name=version` for `all`).
     Apt,
     File(PathBuf),
 }
@@ -68,7 +69,16 @@ impl Index {
 }
 
 /// Read one source: `"apt"` or a directory (relative to the project).
-pub fn read_source(project: &Path, source: &str, n: usize, arch: &str, index: &mut Index) -> Result<(), PackageError> {
+/// Only packages of `arch` or `all` are taken; the count is of those of
+/// `arch` itself (none from apt means its lists for `arch` are absent).
+pub fn read_source(
+    project: &Path,
+    source: &str,
+    n: usize,
+    arch: &str,
+    index: &mut Index,
+) -> Result<usize, PackageError> {
+    let mut own = 0;
     if source == "apt" {
         let out = Command::new("apt-cache").arg("dumpavail").output().map_err(|e| PackageError::Source {
             source_name: "apt".into(),
@@ -83,10 +93,11 @@ pub fn read_source(project: &Path, source: &str, n: usize, arch: &str, index: &m
         let text = String::from_utf8_lossy(&out.stdout);
         for stanza in text.split("\n\n") {
             if let Some(c) = candidate(stanza, Origin::Apt, n).filter(|c| c.arch == arch || c.arch == "all") {
+                own += usize::from(c.arch == arch);
                 index.add(c);
             }
         }
-        return Ok(());
+        return Ok(own);
     }
     let dir = project.join(source);
     let rd = std::fs::read_dir(&dir).map_err(|e| PackageError::Source {
@@ -112,10 +123,11 @@ pub fn read_source(project: &Path, source: &str, n: usize, arch: &str, index: &m
         if let Some(mut c) = candidate(&text, Origin::File(f.clone()), n).filter(|c| c.arch == arch || c.arch == "all")
         {
             c.filename = name;
+            own += usize::from(c.arch == arch);
             index.add(c);
         }
     }
-    Ok(())
+    Ok(own)
 }
 
 /// Fields of one control stanza (continuation lines joined).

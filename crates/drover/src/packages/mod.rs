@@ -9,7 +9,7 @@
 mod index;
 mod resolve;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -30,8 +30,10 @@ pub enum PackageError {
     Conflict { package: String, other: String, role: String },
     #[error("package source {source_name}: {detail}")]
     Source { source_name: String, detail: String },
-    #[error("target {target}: the `apt` source is the controller's own apt ({have}); add a directory of {target} .deb files to [packages] sources, or lock from a {target} controller")]
+    #[error("target {target}: the `apt` source is the controller's own apt, which serves its own release ({have}) only; add a directory of {target} .deb files to [packages] sources, or lock on a controller of that release")]
     Target { target: String, have: String },
+    #[error("target {target}: the controller's apt has no {arch} package lists; run `dpkg --add-architecture {arch} && apt-get update` on the controller, or add a directory of {arch} .deb files to [packages] sources")]
+    NoArch { target: String, arch: String },
     #[error("fetching {package} {version}: {detail}")]
     Fetch { package: String, version: String, detail: String },
     #[error("packages.lock: {0}")]
@@ -56,20 +58,45 @@ pub fn controller_target() -> String {
     target_of(&facts).unwrap_or_default()
 }
 
+/// The release part of a target: `debian-12` of `debian-12-arm64`.
+fn release(target: &str) -> &str {
+    target.rsplit_once('-').map_or("", |(r, _)| r)
+}
+
 /// Resolve every role's packages for `targets`, fetch them and write
 /// `packages.lock`. Nothing is written unless every target resolved.
+///
+/// A target already in the lock and not among `targets` is kept as it is
+/// (adding `debian-12-arm64` leaves `debian-12-amd64` alone) while the roles
+/// ask for the same packages; if they changed, it is resolved again too,
+/// so the whole lock always answers the current requests.
 pub fn lock(project: &mut Project, targets: &BTreeSet<String>) -> Result<PackageLock, PackageError> {
     let requests = project.package_requests();
+    let mut all: BTreeMap<String, Option<LockTarget>> = targets.iter().map(|t| (t.clone(), None)).collect();
+    if let Some(old) = project.package_lock() {
+        for t in old.targets.iter().filter(|t| !targets.contains(&t.target)) {
+            all.insert(t.target.clone(), (old.requests == requests).then(|| t.clone()));
+        }
+    }
     let mut lock = PackageLock { version: LOCK_VERSION, requests: requests.clone(), targets: vec![] };
     let own = controller_target();
-    for target in targets {
+    for (target, kept) in all {
+        if let Some(kept) = kept {
+            lock.targets.push(kept);
+            continue;
+        }
         let arch = target.rsplit('-').next().unwrap_or_default();
         let mut idx = Index::default();
         for (n, source) in project.settings.package_sources.iter().enumerate() {
-            if source == "apt" && *target != own {
-                return Err(PackageError::Target { target: target.clone(), have: own.clone() });
+            let apt = source == "apt";
+            if apt && release(&target) != release(&own) {
+                return Err(PackageError::Target { target: target.clone(), have: release(&own).into() });
             }
-            index::read_source(&project.dir, source, n, arch, &mut idx)?;
+            // The controller's apt serves another architecture of its
+            // release once dpkg knows it and apt fetched its lists.
+            if index::read_source(&project.dir, source, n, arch, &mut idx)? == 0 && apt {
+                return Err(PackageError::NoArch { target: target.clone(), arch: arch.into() });
+            }
         }
         let res = resolve::resolve(&idx, &requests)?;
         let cands: Vec<&index::Candidate> = res.selected.values().chain(res.base.values().map(|(c, _)| c)).collect();
@@ -168,10 +195,13 @@ fn refetch(project: &Project, lock: &PackageLock) -> Result<(), PackageError> {
     Ok(())
 }
 
-/// The controller's target plus every target of a host in the fact cache.
+/// Every target of packages.lock and of a host in the fact cache, else the
+/// controller's own: a plain `drover packages lock` re-resolves every
+/// target, dropping none that was added with `--target`.
 pub fn known_targets(project: &Project) -> BTreeSet<String> {
     let mut t: BTreeSet<String> =
         project.hosts.iter().filter_map(|h| project.cached_facts(&h.name)).filter_map(target_of).collect();
+    t.extend(project.package_lock().into_iter().flat_map(|l| l.targets.iter().map(|t| t.target.clone())));
     if t.is_empty() {
         t.insert(controller_target());
     }
@@ -192,8 +222,16 @@ fn fetch(project: &Path, cands: &[&index::Candidate]) -> Result<Vec<(String, u64
         source_name: cache.display().to_string(),
         detail: format!("cannot create the cache: {e}"),
     })?;
-    let from_apt: Vec<String> =
-        cands.iter().filter(|c| matches!(c.origin, Origin::Apt)).map(|c| format!("{}={}", c.name, c.version)).collect();
+    // `name:arch` picks the locked architecture (another one than the
+    // controller's, with multiarch); `all` packages have none to pick.
+    let from_apt: Vec<String> = cands
+        .iter()
+        .filter(|c| matches!(c.origin, Origin::Apt))
+        .map(|c| match c.arch.as_str() {
+            "all" | "" => format!("{}={}", c.name, c.version),
+            arch => format!("{}:{arch}={}", c.name, c.version),
+        })
+        .collect();
     if !from_apt.is_empty() {
         let out = Command::new("apt-get")
             .current_dir(tmp.path())

@@ -4,9 +4,11 @@
 //!
 //! By topic: resolving and locking before any host is contacted
 //! (`resolve`), installing on hosts (`install`), and packages in bundles
-//! and over the relay (`carried`), and hosts whose base system is behind or
-//! ahead of the controller's apt (`base`).
+//! and over the relay (`carried`), hosts whose base system is behind or
+//! ahead of the controller's apt (`base`), and locks for other
+//! architectures than the controller's (`arch`: debian-12-arm64).
 
+mod arch;
 mod base;
 mod carried;
 mod install;
