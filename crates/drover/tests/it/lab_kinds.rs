@@ -84,7 +84,7 @@ fn busybox_hosts_have_busybox_sh_and_applets_and_no_bash() {
         0,
         "readlink /bin/sh; readlink -f /bin/sh; readlink -f $(which cat); readlink /proc/$$/exe; \
          command -v bash || echo no-bash; command -v dash || echo no-dash; \
-         dpkg-query -W -f '${db:Status-Status}' coreutils 2>/dev/null || echo no-coreutils; cat /proc/1/comm",
+         dpkg-query -W -f '${db:Status-Status}\\n' coreutils 2>/dev/null || echo not-installed; cat /proc/1/comm",
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -96,7 +96,7 @@ fn busybox_hosts_have_busybox_sh_and_applets_and_no_bash() {
             "/usr/bin/busybox",
             "no-bash",
             "no-dash",
-            "no-coreutils",
+            "not-installed",
             "runsvdir"
         ],
         "{out}"
