@@ -146,10 +146,11 @@ impl Kind {
     }
 
     /// Why this kind cannot run here, if it cannot. systemd under
-    /// qemu-user is refused: qemu-user does not emulate what systemd as
-    /// pid 1 needs (its own signal and cgroup handling, `prctl`s and
-    /// `ioctl`s it translates incompletely), and a refusal is clearer than
-    /// a host that never answers.
+    /// qemu-user is refused: qemu-user emulates one process's system
+    /// calls, not what systemd as pid 1 needs of a kernel (not attempted;
+    /// a refusal is clearer than a host that never answers). Hosts of a
+    /// foreign architecture run only on amd64 machines (the qemu-user
+    /// entry `preflight::binfmt` registers is qemu-aarch64's).
     pub fn unsupported(self) -> Option<String> {
         if self.init == Init::Systemd && self.is_emulated() {
             return Some(format!(

@@ -71,6 +71,27 @@ fn arm64_hosts_run_aarch64_sshd_runit_and_shell_under_qemu() {
     }
 }
 
+/// OpenRC runs under emulation too: an arm64 OpenRC host's pid 1 is
+/// `openrc-init` under qemu-aarch64, its `default` runlevel started sshd
+/// (under supervise-daemon, emulated as well), nothing failed, and the
+/// SSH session is aarch64.
+#[test]
+fn arm64_openrc_hosts_boot_openrc_init_under_qemu() {
+    let kind = Kind::native(Init::OpenRc).with_arch(Arch::Arm64);
+    let f = Fleet::up_kind("kind", 1, kind);
+    assert_eq!(status_kinds(&f), [kind]);
+    let out =
+        ssh(&f, 0, "uname -m; cat /proc/1/comm; echo $(cat /run/openrc/softlevel); ls /run/openrc/failed | wc -l");
+    assert_eq!(out.lines().map(str::trim).collect::<Vec<_>>(), ["aarch64", "openrc-init", "default", "0"], "{out}");
+    let procs = process_cmdlines(&f, 0);
+    for program in ["/sbin/openrc-init", "supervise-daemon sshd", "/usr/sbin/sshd"] {
+        assert!(
+            procs.iter().any(|c| c.contains("aarch64-binfmt") && c.contains(program)),
+            "{program} does not run under qemu-aarch64: {procs:#?}"
+        );
+    }
+}
+
 /// A busybox host has Alpine's minimal userland: `/bin/sh` is busybox
 /// (and so is the login shell SSH runs), `cat` is a busybox applet, there
 /// is no bash, dash or coreutils package; sshd and runit still serve it.
