@@ -360,6 +360,15 @@ mod tests {
         assert!(parsed["hosts"].get("bastion").is_none(), "the bastion is no deploy target");
     }
 
+    /// Hosts recorded before kinds existed (no `kind` in their record) are
+    /// what every host was then: native Debian hosts of the lab's init.
+    #[test]
+    fn hosts_recorded_without_a_kind_are_native_debian_of_the_labs_init() {
+        let lab = lab();
+        assert!(lab.hosts().iter().all(|h| h.kind == crate::Kind::runit()));
+        assert_eq!(lab.status()[0].kind, crate::Kind::runit());
+    }
+
     #[test]
     fn select_hosts() {
         let lab = lab();

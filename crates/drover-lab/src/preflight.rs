@@ -106,16 +106,34 @@ pub(crate) fn binfmt(arch: crate::Arch) -> Result<(), LabError> {
     }
     let conf = Path::new("/usr/lib/binfmt.d").join(format!("qemu-{machine}.conf"));
     let line = std::fs::read_to_string(&conf).map_err(|_| LabError::NoQemu { arch, missing: conf.clone() })?;
-    let line = line.lines().find(|l| l.starts_with(':')).unwrap_or_default().to_string();
-    // `:name:type:offset:magic:mask:interpreter:flags`
-    let interpreter = line.split(':').nth(6).unwrap_or_default();
+    let (line, interpreter) = binfmt_entry(&line);
     if interpreter.is_empty() || !is_executable(Path::new(interpreter)) {
         return Err(LabError::NoQemu { arch, missing: if interpreter.is_empty() { conf } else { interpreter.into() } });
     }
-    match std::fs::write(dir.join("register"), &line) {
+    match std::fs::write(dir.join("register"), line) {
         Ok(()) => Ok(()),
         // Registered meanwhile by another `up`.
         Err(_) if entry.exists() => Ok(()),
         Err(e) => Err(err(format!("registering {}: {e}", conf.display()))),
+    }
+}
+
+/// The registration line of a `binfmt.d` file and its interpreter:
+/// `:name:type:offset:magic:mask:interpreter:flags` (comments skipped).
+fn binfmt_entry(conf: &str) -> (&str, &str) {
+    let line = conf.lines().find(|l| l.starts_with(':')).unwrap_or_default();
+    (line, line.split(':').nth(6).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Debian's qemu-aarch64.conf, as qemu-user-static installs it.
+    #[test]
+    fn the_binfmt_entry_and_its_interpreter_are_read_from_the_conf_file() {
+        let conf = "# comment\n:qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02:\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF\n";
+        let (line, interpreter) = super::binfmt_entry(conf);
+        assert!(line.starts_with(":qemu-aarch64:M::") && line.ends_with(":OPF"), "{line}");
+        assert_eq!(interpreter, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P");
+        assert_eq!(super::binfmt_entry("# nothing\n"), ("", ""));
     }
 }
