@@ -2,8 +2,11 @@
 //!
 //! Built once with debootstrap and cached under a name that hashes the whole
 //! recipe (suite, packages, and the files we add), so changing the recipe
-//! builds a new base instead of silently reusing an old one. Each init
-//! ([`Init`]) has its own recipe and so its own base. The build runs
+//! builds a new base instead of silently reusing an old one. Each host
+//! [`Kind`] (init, architecture, userland) has its own recipe and so its
+//! own base: a foreign architecture's is built by debootstrap `--arch`,
+//! its programs run under qemu-user (binfmt_misc, checked by
+//! `preflight::binfmt`). The build runs
 //! in a temporary directory that is renamed into place only when complete,
 //! under a lock: a crash can leave a temporary directory (removed by the next
 //! build), never a half base that hosts would use.
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::config::LabConfig;
 use crate::error::LabError;
 use crate::init::Init;
+use crate::kind::{Arch, Kind, Userland};
 use crate::sys::FileLock;
 use crate::{cmd, mirror, sys};
 
@@ -73,11 +77,14 @@ pub struct Base {
     pub built_in: Option<Duration>,
 }
 
-/// Short hash of everything that decides the base's content for `init`.
+/// Short hash of everything that decides the base's content for `kind`.
 ///
 /// The runit recipe hashes what it hashed before systemd hosts existed (the
-/// init script among it, which since runs stage-1 hooks: a new base once).
-pub fn recipe_id(init: Init) -> String {
+/// init script among it, which since runs stage-1 hooks: a new base once);
+/// a native Debian kind hashes what it did before kinds existed (its base
+/// is kept), any other adds its architecture and its userland's recipe.
+pub fn recipe_id(kind: Kind) -> String {
+    let init = kind.init;
     let mut h = blake3::Hasher::new();
     let version = RECIPE_VERSION.to_string();
     let runit_packages = PACKAGES.join(",");
@@ -102,33 +109,48 @@ pub fn recipe_id(init: Init) -> String {
             vec![SUITE, "minbase", "openrc", &openrc_packages, INIT_OPENRC, SSHD_OPENRC, SSHD_CONFIG, SUDOERS, &version]
         }
     };
-    for part in parts {
+    let extra: Vec<&str> = match (kind.arch, kind.userland) {
+        (Arch::Amd64, Userland::Debian) => vec![],
+        (arch, userland) => vec![arch.as_str(), userland.as_str(), crate::userland::recipe(userland)],
+    };
+    for part in parts.into_iter().chain(extra) {
         h.update(part.as_bytes());
         h.update(&[0]);
     }
     h.finalize().to_hex()[..12].to_string()
 }
 
-/// Where the base of `init`'s current recipe lives (it may not exist yet):
-/// `base-bookworm-<id>` for runit (the name it always had),
+/// Where the base of `kind`'s current recipe lives (it may not exist yet):
+/// `base-bookworm-<id>` for amd64 Debian runit (the name it always had),
 /// `base-bookworm-systemd-<id>` for systemd, `base-bookworm-openrc-<id>`
-/// for OpenRC.
-pub fn base_dir(config: &LabConfig, init: Init) -> PathBuf {
-    config.cache_root.join(base_name(init))
+/// for OpenRC; other architectures and userlands put theirs first:
+/// `base-bookworm-arm64-runit-<id>`, `base-bookworm-busybox-openrc-<id>`.
+pub fn base_dir(config: &LabConfig, kind: Kind) -> PathBuf {
+    config.cache_root.join(base_name(kind))
 }
 
-fn base_name(init: Init) -> String {
-    match init {
-        Init::Runit => format!("base-{SUITE}-{}", recipe_id(init)),
-        Init::Systemd => format!("base-{SUITE}-systemd-{}", recipe_id(init)),
-        Init::OpenRc => format!("base-{SUITE}-openrc-{}", recipe_id(init)),
+fn base_name(kind: Kind) -> String {
+    let mut prefix = String::new();
+    if kind.arch != Arch::Amd64 {
+        prefix.push_str(kind.arch.as_str());
+        prefix.push('-');
+    }
+    if kind.userland != Userland::Debian {
+        prefix.push_str(kind.userland.as_str());
+        prefix.push('-');
+    }
+    match kind.init {
+        Init::Runit if prefix.is_empty() => format!("base-{SUITE}-{}", recipe_id(kind)),
+        init => format!("base-{SUITE}-{prefix}{init}-{}", recipe_id(kind)),
     }
 }
 
 /// Return the cached base, building it first if needed. `on_build` is
-/// called once before a build starts (it takes about a minute).
-pub fn ensure(config: &LabConfig, init: Init, on_build: &dyn Fn(&Path)) -> Result<Base, LabError> {
-    let dir = base_dir(config, init);
+/// called once before a build starts (it takes about a minute natively,
+/// several under emulation).
+pub fn ensure(config: &LabConfig, kind: Kind, on_build: &dyn Fn(&Path)) -> Result<Base, LabError> {
+    let init = kind.init;
+    let dir = base_dir(config, kind);
     if dir.is_dir() {
         return Ok(Base { dir, built_in: None });
     }
@@ -140,13 +162,18 @@ pub fn ensure(config: &LabConfig, init: Init, on_build: &dyn Fn(&Path)) -> Resul
     remove_stale_builds(&config.cache_root)?;
     on_build(&dir);
     let started = Instant::now();
-    let tmp = config.cache_root.join(format!(".build-{}-{}", recipe_id(init), std::process::id()));
-    let log = config.cache_root.join(format!("{}.log", base_name(init)));
-    let result = debootstrap(config, init, &tmp, &log).and_then(|()| match init {
-        Init::Runit => configure(&tmp),
-        Init::Systemd => configure_systemd(&tmp),
-        Init::OpenRc => configure_openrc(&tmp),
-    });
+    let tmp = config.cache_root.join(format!(".build-{}-{}", recipe_id(kind), std::process::id()));
+    let log = config.cache_root.join(format!("{}.log", base_name(kind)));
+    let result = debootstrap(config, kind, &tmp, &log)
+        .and_then(|()| match init {
+            Init::Runit => configure(&tmp),
+            Init::Systemd => configure_systemd(&tmp),
+            Init::OpenRc => configure_openrc(&tmp),
+        })
+        .and_then(|()| crate::userland::configure(&tmp, kind.userland))
+        .and_then(|()| {
+            write_file(&tmp.join("etc/drover-lab-base"), &format!("{SUITE} {kind} {}\n", recipe_id(kind)), 0o644)
+        });
     if let Err(e) = result {
         let _ = remove_tree(&tmp);
         return Err(e);
@@ -155,8 +182,8 @@ pub fn ensure(config: &LabConfig, init: Init, on_build: &dyn Fn(&Path)) -> Resul
     Ok(Base { dir, built_in: Some(started.elapsed()) })
 }
 
-fn debootstrap(config: &LabConfig, init: Init, tmp: &Path, log: &Path) -> Result<(), LabError> {
-    let packages = match init {
+fn debootstrap(config: &LabConfig, kind: Kind, tmp: &Path, log: &Path) -> Result<(), LabError> {
+    let packages = match kind.init {
         Init::Runit => PACKAGES,
         Init::Systemd => SYSTEMD_PACKAGES,
         Init::OpenRc => OPENRC_PACKAGES,
@@ -166,6 +193,7 @@ fn debootstrap(config: &LabConfig, init: Init, tmp: &Path, log: &Path) -> Result
     let err_file = log_file.try_clone().map_err(LabError::io("open", log))?;
     let mut cmd = Command::new("debootstrap");
     cmd.arg("--variant=minbase")
+        .arg(format!("--arch={}", kind.arch))
         .arg(format!("--include={}", packages.join(",")))
         .arg(SUITE)
         .arg(tmp)
@@ -198,8 +226,7 @@ fn configure(root: &Path) -> Result<(), LabError> {
     write_file(&root.join("etc/sudoers.d/drover-lab"), SUDOERS, 0o440)?;
     remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
     remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
-    add_user(root)?;
-    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} {}\n", recipe_id(Init::Runit)), 0o644)
+    add_user(root)
 }
 
 /// Turn a fresh debootstrap tree into a systemd lab host image: sshd is
@@ -220,8 +247,7 @@ fn configure_systemd(root: &Path) -> Result<(), LabError> {
     write_file(&root.join("etc/machine-id"), "", 0o444)?;
     remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
     remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
-    add_user(root)?;
-    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} systemd {}\n", recipe_id(Init::Systemd)), 0o644)
+    add_user(root)
 }
 
 /// Turn a fresh debootstrap tree into an OpenRC lab host image: sshd an
@@ -248,8 +274,7 @@ fn configure_openrc(root: &Path) -> Result<(), LabError> {
     std::os::unix::fs::symlink("/etc/init.d/sshd", &link).map_err(LabError::io("link", &link))?;
     remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
     remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
-    add_user(root)?;
-    write_file(&root.join("etc/drover-lab-base"), &format!("{SUITE} openrc {}\n", recipe_id(Init::OpenRc)), 0o644)
+    add_user(root)
 }
 
 fn add_user(root: &Path) -> Result<(), LabError> {
@@ -327,12 +352,35 @@ mod tests {
     /// and systemd and OpenRC hosts each have a base of their own.
     #[test]
     fn runit_recipe_is_pinned_and_systemd_and_openrc_have_their_own_bases() {
-        assert_eq!(recipe_id(Init::Runit), "53b1506096ce");
-        assert_ne!(recipe_id(Init::Systemd), recipe_id(Init::Runit));
+        let k = |init| Kind { init, arch: Arch::Amd64, userland: Userland::Debian };
+        assert_eq!(recipe_id(k(Init::Runit)), "53b1506096ce");
+        assert_ne!(recipe_id(k(Init::Systemd)), recipe_id(k(Init::Runit)));
         let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
-        assert_eq!(base_dir(&config, Init::Runit), Path::new("/c/base-bookworm-53b1506096ce"));
-        assert!(base_dir(&config, Init::Systemd).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
-        assert!(base_dir(&config, Init::OpenRc).to_string_lossy().starts_with("/c/base-bookworm-openrc-"));
-        assert_ne!(recipe_id(Init::OpenRc), recipe_id(Init::Systemd));
+        assert_eq!(base_dir(&config, k(Init::Runit)), Path::new("/c/base-bookworm-53b1506096ce"));
+        assert!(base_dir(&config, k(Init::Systemd)).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
+        assert!(base_dir(&config, k(Init::OpenRc)).to_string_lossy().starts_with("/c/base-bookworm-openrc-"));
+        assert_ne!(recipe_id(k(Init::OpenRc)), recipe_id(k(Init::Systemd)));
+    }
+
+    /// The architecture and the userland are in the recipe: an arm64 or a
+    /// busybox host never stacks on an amd64 Debian base, and each
+    /// combination has a base of its own, named for what it is.
+    #[test]
+    fn every_arch_and_userland_has_its_own_base() {
+        let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
+        let mut seen = std::collections::HashSet::new();
+        for init in Init::ALL {
+            for arch in Arch::ALL {
+                for userland in Userland::ALL {
+                    let kind = Kind { init, arch, userland };
+                    assert!(seen.insert(recipe_id(kind)), "{kind} shares a recipe");
+                }
+            }
+        }
+        let arm = Kind::native(Init::Runit).with_arch(Arch::Arm64);
+        assert!(base_dir(&config, arm).to_string_lossy().starts_with("/c/base-bookworm-arm64-runit-"));
+        let bb = arm.with_arch(Arch::Amd64).with_userland(Userland::Busybox).with_arch(Arch::Amd64);
+        let bb = Kind { init: Init::OpenRc, ..bb };
+        assert!(base_dir(&config, bb).to_string_lossy().starts_with("/c/base-bookworm-busybox-openrc-"));
     }
 }

@@ -102,9 +102,26 @@ pub enum LabError {
     #[error("systemd lab hosts need a cgroup hierarchy for systemd: cgroup2 at /sys/fs/cgroup, or the v1 `name=systemd` hierarchy at /sys/fs/cgroup/systemd; neither is mounted here (use `--init runit`)")]
     NoSystemdCgroup,
 
-    /// `up --init X` on a lab that already runs the other init.
-    #[error("lab {lab:?} runs {existing} hosts; it cannot grow {requested} hosts. Use another `--lab`, or `drover lab down --lab {lab}` first")]
-    InitMismatch { lab: String, existing: crate::Init, requested: crate::Init },
+    /// `up` asked for a host of another kind than the one it is (a host
+    /// keeps the kind it was made with).
+    #[error("lab {lab:?} runs {existing} hosts ({host} is one); it cannot make {host} a {requested} host. Use another `--lab`, or `drover lab down --lab {lab}` first")]
+    KindMismatch { lab: String, host: String, existing: crate::Kind, requested: crate::Kind },
+
+    /// `--kinds` names one kind per host: as many as the count.
+    #[error("`--kinds` names {kinds} kind(s) for {count} host(s): give one kind per host, h1 first (or a single kind for all)")]
+    KindCount { count: usize, kinds: usize },
+
+    /// A kind this machine cannot run (systemd under emulation, say).
+    #[error("cannot run {0}")]
+    UnsupportedKind(String),
+
+    /// Hosts of another architecture need qemu-user and binfmt_misc.
+    #[error("{arch} lab hosts run under qemu-user, which is not installed here ({} missing); install it with `apt-get install qemu-user-static` (`scripts/deps --test` does)", missing.display())]
+    NoQemu { arch: crate::Arch, missing: PathBuf },
+
+    /// The kernel's binfmt_misc could not be mounted or written.
+    #[error("{arch} lab hosts need the kernel's binfmt_misc to run their programs under qemu-user: {detail}")]
+    Binfmt { arch: crate::Arch, detail: String },
 
     /// `up --ssh-ca` on a lab made without it, or the reverse.
     #[error("lab {lab:?} was made {}; `up` must be asked the same way. Use another `--lab`, or `drover lab down --lab {lab}` first", if *.existing { "with --ssh-ca" } else { "without --ssh-ca" })]
@@ -121,7 +138,13 @@ impl LabError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            LabError::NotLinux { .. } | LabError::NotRoot | LabError::MissingTools { .. } | LabError::NoSystemdCgroup
+            LabError::NotLinux { .. }
+                | LabError::NotRoot
+                | LabError::MissingTools { .. }
+                | LabError::NoSystemdCgroup
+                | LabError::UnsupportedKind(_)
+                | LabError::NoQemu { .. }
+                | LabError::Binfmt { .. }
         )
     }
 

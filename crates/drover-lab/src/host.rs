@@ -40,10 +40,12 @@ pub(crate) struct HostRun<'a> {
     pub naming: Naming,
 }
 
-/// What every host of one `up` shares.
+/// What one host of an `up` needs; all but `run`, `base` and `kind` are
+/// the same for every host.
 pub(crate) struct HostSetup<'a> {
     pub run: HostRun<'a>,
     pub base: &'a Path,
+    pub kind: crate::Kind,
     /// The lab's public key, for root's authorized_keys.
     pub authorized_key: &'a str,
     pub password: &'a str,
@@ -76,7 +78,14 @@ impl HostSetup<'_> {
         }
         self.set_password(&merged)?;
         let host_key = read_host_key(&merged)?;
-        Ok(HostRecord { n, name: host_name(n), address: naming.address(n), host_key })
+        Ok(HostRecord {
+            n,
+            name: host_name(n),
+            address: naming.address(n),
+            host_key,
+            kind: Some(self.kind),
+            base: Some(self.base.to_path_buf()),
+        })
     }
 
     fn write_identity(&self, n: u16, root: &Path) -> Result<(), LabError> {

@@ -27,6 +27,8 @@ pub struct LabHost {
     pub upper: PathBuf,
     /// `ssh-ed25519 AAAA…`, to pin in known_hosts.
     pub host_key: String,
+    /// Its init, architecture and userland.
+    pub kind: crate::Kind,
 }
 
 /// A lab that has been brought up (`drover lab up`).
@@ -72,6 +74,7 @@ impl Lab {
             root: paths.merged(h.n),
             upper: paths.upper(h.n),
             host_key: h.host_key.clone(),
+            kind: state.kind_of(h),
         };
         let hosts = state.hosts.iter().map(host).collect();
         let bastion = state.bastion.as_ref().map(host);
@@ -82,7 +85,8 @@ impl Lab {
         &self.state.name
     }
 
-    /// pid 1 of the lab's hosts.
+    /// pid 1 of the lab's hosts (of its first kind, in a mixed lab; see
+    /// [`LabHost::kind`]).
     pub fn init(&self) -> crate::Init {
         self.state.init
     }
@@ -222,7 +226,14 @@ impl Lab {
                     (Some(n), None) => n.to_string(),
                     _ => String::new(),
                 };
-                HostStatus { host: h.name.clone(), address: h.address, state, faults, processes: pids.len() }
+                HostStatus {
+                    host: h.name.clone(),
+                    address: h.address,
+                    kind: h.kind,
+                    state,
+                    faults,
+                    processes: pids.len(),
+                }
             })
             .collect()
     }
@@ -259,6 +270,8 @@ impl std::fmt::Display for HostState {
 pub struct HostStatus {
     pub host: String,
     pub address: Ipv4Addr,
+    /// Its init, architecture and userland (`{"init":"runit","arch":"arm64","userland":"debian"}`).
+    pub kind: crate::Kind,
     pub state: HostState,
     /// Link impairment, e.g. `delay 100ms loss 1% (userspace)`; empty if none.
     pub faults: String,
@@ -298,6 +311,8 @@ mod tests {
                 name: format!("h{n}"),
                 address: Naming { idx: 0 }.address(n),
                 host_key: format!("ssh-ed25519 AAAAkey{n}"),
+                kind: None,
+                base: None,
             })
             .collect();
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -343,6 +358,15 @@ mod tests {
         assert_eq!(parsed["defaults"]["proxy-jump"].as_str(), Some("root@10.213.0.10"));
         assert!(lab.inventory_toml().contains("10.213.0.10 ssh-ed25519 AAAAb"), "the known_hosts line, to copy");
         assert!(parsed["hosts"].get("bastion").is_none(), "the bastion is no deploy target");
+    }
+
+    /// Hosts recorded before kinds existed (no `kind` in their record) are
+    /// what every host was then: native Debian hosts of the lab's init.
+    #[test]
+    fn hosts_recorded_without_a_kind_are_native_debian_of_the_labs_init() {
+        let lab = lab();
+        assert!(lab.hosts().iter().all(|h| h.kind == crate::Kind::runit()));
+        assert_eq!(lab.status()[0].kind, crate::Kind::runit());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! Each host has its own network namespace and address, its own root file
 //! system (an overlay on a shared Debian base built once with debootstrap),
 //! a real `sshd` supervised by runit, systemd or OpenRC ([`Init`]), a root login by key and a non-root
-//! user `op` with a password and sudo. Faults (delay, loss, rate, link cut,
+//! user `op` with a password and sudo. A host's [`Kind`] is its init, its
+//! architecture (arm64 hosts run under qemu-user) and its userland (Debian's
+//! or busybox only); one lab may mix kinds. Faults (delay, loss, rate, link cut,
 //! freeze) are injected per host. Nothing a lab creates can reach outside
 //! the machine, and `down` removes all of it, even after a crash.
 //!
@@ -35,6 +37,7 @@ pub mod fault;
 mod host;
 mod init;
 mod inject;
+mod kind;
 mod lab;
 pub mod mirror;
 mod net;
@@ -43,6 +46,7 @@ mod reboot;
 mod state;
 mod sys;
 pub mod up;
+mod userland;
 pub mod wire;
 
 pub use base::{base_dir, recipe_id, SUITE, USER};
@@ -52,6 +56,7 @@ pub use error::LabError;
 pub use fault::{Fault, Netem};
 pub use host::ssh_banner;
 pub use init::Init;
+pub use kind::{Arch, Kind, Userland};
 pub use lab::{HostState, HostStatus, Lab, LabHost};
 pub use reboot::REBOOT_TIMEOUT;
 pub use up::{up, Progress, UpReport};

@@ -36,7 +36,9 @@ impl Lab {
         let started = Instant::now();
         let n = parse_host_name(name).expect("state host names are valid");
         let naming = Naming { idx: self.state.index };
-        let cgroups = match self.state.init {
+        let record = self.state.hosts.iter().chain(&self.state.bastion).find(|h| h.n == n);
+        let kind = record.map_or(crate::Kind::native(self.state.init), |h| self.state.kind_of(h));
+        let cgroups = match kind.init {
             Init::Runit | Init::OpenRc => None,
             Init::Systemd => Some(cgroup::detect()?),
         };

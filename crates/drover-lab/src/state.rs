@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::LabError;
 use crate::fault::Netem;
 use crate::init::Init;
+use crate::kind::Kind;
 
 /// Bumped on incompatible changes; an unknown version reads as corrupt.
 const VERSION: u32 = 1;
@@ -26,10 +27,13 @@ pub(crate) struct LabState {
     pub name: String,
     /// 0..=254: the subnet `10.213.<index>.0/24` and the `dl<index>` prefix.
     pub index: u8,
-    /// pid 1 of every host; state files from before the choice existed are runit.
+    /// pid 1 of the hosts of the lab's first `up` (the first kind's, in a
+    /// mixed lab; each host's own is in its record); state files from
+    /// before the choice existed are runit.
     #[serde(default)]
     pub init: Init,
-    /// The base root filesystem the overlays are stacked on.
+    /// The base root filesystem of the first kind (hosts recorded without
+    /// their own `base` stack on it).
     pub base: PathBuf,
     pub hosts: Vec<HostRecord>,
     /// Made with `--ssh-ca`: host keys certified, logins by certificate.
@@ -52,6 +56,13 @@ pub(crate) struct HostRecord {
     pub address: Ipv4Addr,
     /// `ssh-ed25519 AAAA…`, without comment.
     pub host_key: String,
+    /// What the host is; absent in state files from before kinds existed,
+    /// where every host was a native Debian host of the lab's `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// The base its overlay stacks on; absent as `kind` is: the lab's `base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<PathBuf>,
 }
 
 /// The faults applied to one host.
@@ -88,6 +99,16 @@ impl LabState {
             bastion: None,
             faults: BTreeMap::new(),
         }
+    }
+
+    /// Host record `h`'s kind.
+    pub(crate) fn kind_of(&self, h: &HostRecord) -> Kind {
+        h.kind.unwrap_or(Kind::native(self.init))
+    }
+
+    /// The base host record `h`'s overlay stacks on.
+    pub(crate) fn base_of<'a>(&'a self, h: &'a HostRecord) -> &'a Path {
+        h.base.as_deref().unwrap_or(&self.base)
     }
 
     /// `Ok(None)` when there is no state file.

@@ -15,6 +15,7 @@ use crate::config::{host_name, LabConfig, LabPaths, Naming, MAX_HOSTS};
 use crate::error::LabError;
 use crate::host::{self, HostRun, HostSetup};
 use crate::init::Init;
+use crate::kind::Kind;
 use crate::lab::Lab;
 use crate::state::{HostRecord, LabState};
 use crate::sys::FileLock;
@@ -53,9 +54,12 @@ pub struct UpReport {
     pub elapsed: Duration,
 }
 
-/// Bring lab `name` up with at least `count` hosts running `init`. A lab
-/// keeps the init it was first brought up with: asking for the other one is
-/// an error ([`LabError::InitMismatch`]), not a silent mix.
+/// Bring lab `name` up with at least `count` hosts: of kind `kinds[0]`
+/// if `kinds` names one (or none: runit), else host h<i> of `kinds[i-1]`
+/// (as many kinds as hosts, [`LabError::KindCount`]). A host keeps the
+/// kind it was made with: asking for another is an error
+/// ([`LabError::KindMismatch`]), not a silent change. Each kind stacks on
+/// its own base, built on first use.
 ///
 /// With `bastion` (kept once asked for), host 0 (`bastion`, `.10`) is added
 /// and, once every host answers, the controller's namespace loses its route
@@ -65,7 +69,7 @@ pub fn up(
     config: &LabConfig,
     name: &str,
     count: usize,
-    init: Init,
+    kinds: &[Kind],
     ssh_ca: bool,
     bastion: bool,
     progress: &(dyn Fn(Progress<'_>) + Sync),
@@ -75,33 +79,46 @@ pub fn up(
     if count > MAX_HOSTS {
         return Err(LabError::TooManyHosts { requested: count, max: MAX_HOSTS });
     }
-    let paths = config.lab_paths(name)?;
-    // Checked before anything is created: a machine that cannot run
-    // systemd hosts is refused with nothing to clean up.
-    let cgroups = match init {
-        Init::Runit | Init::OpenRc => None,
-        Init::Systemd => Some(cgroup::detect()?),
+    let wanted: Vec<Kind> = match kinds {
+        [] => vec![Kind::runit(); count],
+        [one] => vec![*one; count],
+        many if many.len() == count => many.to_vec(),
+        many => return Err(LabError::KindCount { count, kinds: many.len() }),
     };
+    let paths = config.lab_paths(name)?;
+    // Checked before anything is created: a machine that cannot run a
+    // kind's hosts is refused with nothing to clean up.
+    check_kinds(&wanted)?;
     fs::create_dir_all(&paths.dir).map_err(LabError::io("create", &paths.dir))?;
     let _lock = FileLock::acquire(&paths.lock_file())?;
-    let mut base_built_in = None;
+    let mut built = Vec::new();
+    let mut ensure_base = |kind: Kind| -> Result<std::path::PathBuf, LabError> {
+        let base = base::ensure(config, kind, &|dir| progress(Progress::BuildingBase { dir }))?;
+        built.extend(base.built_in);
+        Ok(base.dir)
+    };
     let mut state = match LabState::load(&paths.state_file())? {
-        Some(s) if s.init != init => {
-            return Err(LabError::InitMismatch { lab: name.into(), existing: s.init, requested: init })
-        }
         Some(s) if s.ssh_ca != ssh_ca => return Err(LabError::SshCaMismatch { lab: name.into(), existing: s.ssh_ca }),
         Some(s) => s,
         None => {
-            let base = base::ensure(config, init, &|dir| progress(Progress::BuildingBase { dir }))?;
-            base_built_in = base.built_in;
+            let first = wanted.first().copied().unwrap_or_default();
+            let base = ensure_base(first)?;
             let _global = FileLock::acquire(&config.global_lock())?;
-            let mut state = LabState::new(name, net::free_index(config)?, init, base.dir);
+            let mut state = LabState::new(name, net::free_index(config)?, first.init, base);
             state.ssh_ca = ssh_ca;
             state.save(&paths.state_file())?;
             state
         }
     };
-    host::check_base(&state.base)?;
+    for h in &state.hosts {
+        let existing = state.kind_of(h);
+        match wanted.get(usize::from(h.n) - 1) {
+            Some(&requested) if requested != existing => {
+                return Err(LabError::KindMismatch { lab: name.into(), host: h.name.clone(), existing, requested })
+            }
+            _ => {}
+        }
+    }
     let (mut authorized_key, password) = ensure_credentials(&paths, name)?;
     if ssh_ca {
         crate::ca::ensure(&paths, name)?;
@@ -119,22 +136,51 @@ pub fn up(
     let existing = state.hosts.len();
     let total = count.max(existing);
     progress(Progress::Planned { total, new: total - existing });
-    let shadow_line = Mutex::new(None);
-    let setup = HostSetup {
-        run: HostRun { lab: name, cgroups, paths: &paths, naming },
-        base: &state.base,
-        authorized_key: &authorized_key,
-        password: &password,
-        shadow_line: &shadow_line,
-        ssh_ca,
-    };
     let first = if bastion { Naming::BASTION } else { 1 };
     let numbers: Vec<u16> = (first..=u16::try_from(total).expect("total <= MAX_HOSTS")).collect();
     let recorded: Vec<u16> = state.hosts.iter().chain(&state.bastion).map(|h| h.n).collect();
+    // Each host's kind and base: as recorded, else as asked (the bastion
+    // is a native Debian host of the lab's first init).
+    let mut plan: Vec<(Kind, std::path::PathBuf)> = Vec::with_capacity(numbers.len());
+    for &n in &numbers {
+        let record = state.hosts.iter().chain(&state.bastion).find(|h| h.n == n);
+        plan.push(match record {
+            Some(h) => (state.kind_of(h), state.base_of(h).to_path_buf()),
+            None => {
+                let kind = match wanted.get(usize::from(n).wrapping_sub(1)) {
+                    Some(&kind) if n != Naming::BASTION => kind,
+                    _ => Kind::native(state.init),
+                };
+                (kind, ensure_base(kind)?)
+            }
+        });
+    }
+    let base_built_in = (!built.is_empty()).then(|| built.iter().sum());
+    let recorded_kinds: Vec<Kind> = plan.iter().map(|(k, _)| *k).collect();
+    check_kinds(&recorded_kinds)?;
+    for (_, base) in &plan {
+        host::check_base(base)?;
+    }
+    let cgroups = if recorded_kinds.iter().any(|k| k.init == Init::Systemd) { Some(cgroup::detect()?) } else { None };
+    let shadow_line = Mutex::new(None);
+    let setups: Vec<HostSetup<'_>> = plan
+        .iter()
+        .map(|(kind, base)| HostSetup {
+            run: HostRun { lab: name, cgroups: cgroups.filter(|_| kind.init == Init::Systemd), paths: &paths, naming },
+            base,
+            kind: *kind,
+            authorized_key: &authorized_key,
+            password: &password,
+            shadow_line: &shadow_line,
+            ssh_ca,
+        })
+        .collect();
+    let setup_of = |n: u16| &setups[numbers.iter().position(|&m| m == n).expect("planned")];
     // A host that is cut off or frozen on purpose is not waited for.
     let unreachable: Vec<String> =
         state.faults.iter().filter(|(_, f)| f.down || f.frozen).map(|(h, _)| h.clone()).collect();
     let prepared = parallel(&numbers, PREPARE_WORKERS, |&n| {
+        let setup = setup_of(n);
         let record = setup.prepare(n, recorded.contains(&n)).map_err(|e| format!("{e:#}"))?;
         setup.run.start_if_stopped(n).map_err(|e| format!("{e:#}"))?;
         progress(Progress::Started { host: &record.name });
@@ -146,9 +192,10 @@ pub fn up(
             progress(Progress::Ready { host: &record.name });
             Ok(())
         }
-        Ok(record) => {
-            setup.run.wait_ready(record.n, deadline).inspect(|()| progress(Progress::Ready { host: &record.name }))
-        }
+        Ok(record) => setup_of(record.n)
+            .run
+            .wait_ready(record.n, deadline)
+            .inspect(|()| progress(Progress::Ready { host: &record.name })),
         Err(e) => Err(e.clone()),
     });
 
@@ -179,6 +226,21 @@ pub fn up(
     }
     let lab = Lab::open_with(config, name)?;
     Ok(UpReport { lab, added: total - existing, base_built_in, elapsed: started.elapsed() })
+}
+
+/// Refuse kinds this machine cannot run, and make sure those it runs
+/// under emulation can run (qemu-user registered with binfmt_misc).
+fn check_kinds(kinds: &[Kind]) -> Result<(), LabError> {
+    let mut archs = Vec::new();
+    for kind in kinds {
+        if let Some(why) = kind.unsupported() {
+            return Err(LabError::UnsupportedKind(why));
+        }
+        if !archs.contains(&kind.arch) {
+            archs.push(kind.arch);
+        }
+    }
+    archs.into_iter().try_for_each(preflight::binfmt)
 }
 
 /// The lab's root login key and the non-root user's password, made once.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::builder::TypedValueParser;
 use clap::Subcommand;
-use drover_lab::{DownReport, Fault, Init, Lab, LabConfig, LabError, Progress, WireHelper};
+use drover_lab::{Arch, DownReport, Fault, Init, Kind, Lab, LabConfig, LabError, Progress, Userland, WireHelper};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::exit::ExitStatus;
@@ -33,7 +33,8 @@ pub enum LabCommand {
     ///
     /// Idempotent: running it again restarts stopped hosts, and a larger N
     /// adds hosts (it never removes any). The first run on a machine builds
-    /// the shared base root filesystem with debootstrap (about a minute).
+    /// the shared base root filesystem with debootstrap (about a minute;
+    /// each host kind has its own).
     Up {
         /// Number of hosts, 1 to 240.
         #[arg(value_parser = clap::value_parser!(u16).range(1..=240))]
@@ -42,10 +43,31 @@ pub enum LabCommand {
         /// (systemd with journald; sshd is ssh.service) or `openrc`
         /// (openrc-init; sshd is the OpenRC service `sshd`). Chosen at a
         /// lab's first `up`; each has its own cached base.
-        #[arg(long, default_value = "runit", value_name = "INIT",
+        #[arg(long, default_value = "runit", value_name = "INIT", conflicts_with = "kinds",
               value_parser = clap::builder::PossibleValuesParser::new(["runit", "systemd", "openrc"])
                   .map(|s| s.parse::<Init>().expect("possible values parse")))]
         init: Init,
+        /// CPU architecture of the hosts, `amd64` or `arm64` (default: this
+        /// machine's). A foreign one runs under qemu-user (needs
+        /// qemu-user-static; `up` registers it with binfmt_misc); systemd
+        /// cannot run so and is refused.
+        #[arg(long, value_name = "ARCH", conflicts_with = "kinds",
+              value_parser = clap::builder::PossibleValuesParser::new(["amd64", "arm64"])
+                  .map(|s| s.parse::<Arch>().expect("possible values parse")))]
+        arch: Option<Arch>,
+        /// The hosts' userland: `debian`, or `busybox` (Alpine's minimal
+        /// one: /bin/sh is busybox ash, core utilities are busybox applets,
+        /// no bash).
+        #[arg(long, default_value = "debian", value_name = "USERLAND", conflicts_with = "kinds",
+              value_parser = clap::builder::PossibleValuesParser::new(["debian", "busybox"])
+                  .map(|s| s.parse::<Userland>().expect("possible values parse")))]
+        userland: Userland,
+        /// A mixed lab: one kind per host, h1 first, comma-separated, as
+        /// many as N (`up 4 --kinds runit,systemd,arm64-runit,openrc`). A
+        /// kind is `[ARCH-][busybox-]INIT`. Instead of --init, --arch and
+        /// --userland, which make every host one kind.
+        #[arg(long, value_delimiter = ',', value_name = "KIND,...", value_parser = parse_kind)]
+        kinds: Vec<Kind>,
         /// Run an SSH certificate authority: each host's host key is
         /// certified (no pins needed) and root logs in only with the lab
         /// key's certificate. Chosen at a lab's first `up`.
@@ -113,8 +135,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
     });
     let name = args.lab.as_str();
     let result = match args.command {
-        LabCommand::Up { count, init, ssh_ca, bastion } => {
-            return up(&config, name, count, init, UpFlags { ssh_ca, bastion })
+        LabCommand::Up { count, init, arch, userland, kinds, ssh_ca, bastion } => {
+            let kinds = if kinds.is_empty() {
+                vec![Kind { init, arch: arch.unwrap_or_else(Arch::native), userland }]
+            } else {
+                kinds
+            };
+            return up(&config, name, count, &kinds, UpFlags { ssh_ca, bastion });
         }
         LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {
             print!("{}", if csv { lab.inventory_csv() } else { lab.inventory_toml() });
@@ -157,7 +184,12 @@ struct UpFlags {
     bastion: bool,
 }
 
-fn up(config: &LabConfig, name: &str, count: u16, init: Init, flags: UpFlags) -> anyhow::Result<ExitStatus> {
+/// `--kinds`' items.
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    s.trim().parse()
+}
+
+fn up(config: &LabConfig, name: &str, count: u16, kinds: &[Kind], flags: UpFlags) -> anyhow::Result<ExitStatus> {
     let bar = ProgressBar::new(u64::from(count));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ready ({elapsed})")
@@ -168,7 +200,10 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init, flags: UpFlags) ->
     bar.set_message("preparing");
     let on_progress = |p: Progress<'_>| match p {
         Progress::BuildingBase { dir } => {
-            bar.set_message(format!("building the base root filesystem once (about a minute) in {}", dir.display()));
+            bar.set_message(format!(
+                "building a base root filesystem once (about a minute; several for another architecture) in {}",
+                dir.display()
+            ));
         }
         Progress::Planned { total, .. } => {
             bar.set_length(total as u64);
@@ -177,7 +212,7 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init, flags: UpFlags) ->
         Progress::Started { .. } => {}
         Progress::Ready { .. } => bar.inc(1),
     };
-    let result = drover_lab::up(config, name, usize::from(count), init, flags.ssh_ca, flags.bastion, &on_progress);
+    let result = drover_lab::up(config, name, usize::from(count), kinds, flags.ssh_ca, flags.bastion, &on_progress);
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
@@ -196,12 +231,19 @@ fn up(config: &LabConfig, name: &str, count: u16, init: Init, flags: UpFlags) ->
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "lab {name:?}: {} {} hosts up ({} new) in {:.1}s",
+        "lab {name:?}: {} {}hosts up ({} new) in {:.1}s",
         hosts.len(),
-        lab.init(),
+        match hosts.first().map(|h| h.kind) {
+            Some(k) if hosts.iter().all(|h| h.kind == k) => format!("{k} "),
+            _ => String::new(),
+        },
         report.added,
         report.elapsed.as_secs_f64()
     );
+    if hosts.first().is_some_and(|f| hosts.iter().any(|h| h.kind != f.kind)) {
+        let kinds: Vec<String> = hosts.iter().map(|h| format!("{} {}", h.name, h.kind)).collect();
+        let _ = writeln!(out, "  kinds: {}", kinds.join(", "));
+    }
     if let Some(built) = report.base_built_in {
         let _ = writeln!(out, "  (including the one-time base build: {:.0}s)", built.as_secs_f64());
     }
@@ -254,9 +296,10 @@ fn status(lab: &Lab, json: bool) -> Result<(), LabError> {
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{:<6} {:<15} {:<8} FAULTS", "HOST", "ADDRESS", "STATE");
+    let _ = writeln!(out, "{:<6} {:<15} {:<20} {:<8} FAULTS", "HOST", "ADDRESS", "KIND", "STATE");
     for r in rows {
-        let _ = writeln!(out, "{:<6} {:<15} {:<8} {}", r.host, r.address.to_string(), r.state.to_string(), r.faults);
+        let (address, kind, state) = (r.address.to_string(), r.kind.to_string(), r.state.to_string());
+        let _ = writeln!(out, "{:<6} {address:<15} {kind:<20} {state:<8} {}", r.host, r.faults);
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ mod instances;
 mod inventory_import;
 mod jump;
 mod lab;
+mod lab_kinds;
 mod lab_systemd;
 mod openrc;
 mod p2p_network;

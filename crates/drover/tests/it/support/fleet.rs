@@ -6,16 +6,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use drover_lab::{Init, LabHost};
+use drover_lab::{Init, Kind, LabHost};
 
 use super::lab_name::LabName;
 use super::{Run, DROVER};
 
-/// One lab (network namespaces with sshd, runit, systemd or OpenRC as pid 1) and a
+/// One lab (network namespaces with sshd, runit, systemd or OpenRC as pid 1,
+/// amd64 or arm64, Debian or busybox userland; one kind or mixed) and a
 /// project whose inventory is the lab's.
 pub struct Fleet {
     name: LabName,
     init: Init,
+    /// How `lab up` was asked for the hosts' kinds (`--init X` or
+    /// `--kinds ...`), for [`Fleet::grow`].
+    kind_args: Vec<String>,
     dir: tempfile::TempDir,
     hosts: Vec<LabHost>,
     /// The jump host of a fleet made by [`Fleet::behind_bastion`].
@@ -57,6 +61,20 @@ impl Fleet {
         Fleet::with_init(&format!("{name}-{init}"), n, init, false)
     }
 
+    /// A lab of `n` hosts of `kind` (`lab up N --kinds KIND`): arm64 hosts
+    /// under qemu-user, busybox-only userlands, any init. Named
+    /// `<name>-<kind>`, as [`Fleet::on`] does. An arm64 host needs an
+    /// aarch64 agent for anything that pushes one.
+    pub fn up_kind(name: &str, n: usize, kind: Kind) -> Fleet {
+        Fleet::build_kinds(&format!("{name}-{kind}"), n, &[kind], &[])
+    }
+
+    /// A mixed lab: host h<i+1> of `kinds[i]`, all on one bridge, in one
+    /// inventory (`lab up N --kinds K1,K2,...`).
+    pub fn mixed(name: &str, kinds: &[Kind]) -> Fleet {
+        Fleet::build_kinds(name, kinds.len(), kinds, &[])
+    }
+
     /// A runit lab made with `lab up --ssh-ca` (host certificates, logins by
     /// user certificate only), with the inventory `lab inventory` writes.
     pub fn with_ssh_ca(name: &str, n: usize) -> Fleet {
@@ -68,6 +86,19 @@ impl Fleet {
     }
 
     fn build(name: &str, n: usize, init: Init, up_args: &[&str]) -> Fleet {
+        let mut args = vec!["--init", init.as_str()];
+        args.extend_from_slice(up_args);
+        Fleet::build_args(name, n, init, &args)
+    }
+
+    fn build_kinds(name: &str, n: usize, kinds: &[Kind], up_args: &[&str]) -> Fleet {
+        let list = kinds.iter().map(Kind::to_string).collect::<Vec<_>>().join(",");
+        let mut args = vec!["--kinds", list.as_str()];
+        args.extend_from_slice(up_args);
+        Fleet::build_args(name, n, kinds[0].init, &args)
+    }
+
+    fn build_args(name: &str, n: usize, init: Init, up_args: &[&str]) -> Fleet {
         assert!(
             std::fs::read_to_string("/proc/self/status")
                 .unwrap()
@@ -78,7 +109,8 @@ impl Fleet {
         let name = LabName::claim(name);
         let _ = lab_cmd(name.as_str(), &["down"]);
         let count = n.to_string();
-        let mut args = vec!["up", &count, "--init", init.as_str()];
+        let kind_args: Vec<String> = up_args.iter().take(2).map(|a| a.to_string()).collect();
+        let mut args = vec!["up", &count];
         args.extend_from_slice(up_args);
         let up = lab_cmd(name.as_str(), &args);
         assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
@@ -102,18 +134,28 @@ impl Fleet {
             Ok("sqlite") | Err(_) => None,
             Ok(other) => panic!("DROVER_TEST_STATE={other}: use postgres or sqlite"),
         };
-        Fleet { name, init, dir, hosts, bastion, state_url }
+        Fleet { name, init, kind_args, dir, hosts, bastion, state_url }
     }
 
+    /// pid 1 of the hosts (of h1, in a mixed fleet).
     pub fn init(&self) -> Init {
         self.init
     }
 
+    /// Host `i`'s kind: init, architecture, userland.
+    pub fn kind(&self, i: usize) -> Kind {
+        self.hosts[i].kind
+    }
+
     /// Grow the lab to `n` hosts (`lab up N` adds h<k+1>..h<n>, never
     /// removes any) and return the lab's new inventory.toml; the project's
-    /// inventory is left for the test to change.
+    /// inventory is left for the test to change. Not for a
+    /// [`Fleet::mixed`] one, whose `--kinds` name one kind per host.
     pub fn grow(&mut self, n: usize) -> String {
-        let up = lab_cmd(self.name.as_str(), &["up", &n.to_string(), "--init", self.init.as_str()]);
+        let count = n.to_string();
+        let mut args = vec!["up", count.as_str()];
+        args.extend(self.kind_args.iter().map(String::as_str));
+        let up = lab_cmd(self.name.as_str(), &args);
         assert_eq!(up.code, 0, "lab up {n} failed:\n{}\n{}", up.stdout, up.stderr);
         self.hosts = drover_lab::Lab::open(self.name.as_str()).expect("lab state").hosts().to_vec();
         let inv = lab_cmd(self.name.as_str(), &["inventory"]);
@@ -279,7 +321,7 @@ impl Fleet {
     /// OpenRC's supervise-daemon records, on the host's own `/run`); empty
     /// if none.
     pub fn service_pid(&self, i: usize, service: &str) -> String {
-        match self.init {
+        match self.hosts[i].kind.init {
             Init::Runit => std::fs::read_to_string(self.host_file(i, &format!("/etc/sv/{service}/supervise/pid")))
                 .unwrap_or_default()
                 .trim()
