@@ -26,6 +26,13 @@ impl Supervise for Runit {
                 // `sv restart` sleeps 420 ms before its first status check;
                 // talk to runsv directly unless a `check` script must decide.
                 if crate::runit::has_check(name) {
+                    if restart {
+                        // See `crate::runit::CRASH_GUARD`: `sv` meets it too.
+                        std::thread::sleep(crate::runit::crash_guard_wait(
+                            crate::runit::status(name),
+                            crate::runit::now_ms(),
+                        ));
+                    }
                     sv_retrying(&[if restart { "restart" } else { "up" }, name])
                 } else {
                     crate::runit::up(name, restart)
@@ -165,18 +172,35 @@ fn stdout(cmd: &mut Command) -> String {
     cmd.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
 
-/// runsvdir notices a new service directory within 5 s (it looks every 5 s:
-/// this wait is most of a first deploy's time); `sv` fails until the
-/// service's `runsv` listens on `supervise/ok`. Looking costs one `open`, so
-/// look often.
+/// Wait until the service's `runsv` listens on `supervise/ok` (`sv` fails
+/// before). For a new service that is runsvdir's next scan, 0–5 s away
+/// (it looks every 5 s): this wait was most of a first deploy's time, so
+/// runsvdir is woken through its log pipe when it has one (see
+/// [`crate::runsvdir`] for how and why that way), and otherwise waited for.
+/// Looking costs one `open`, so look often.
 fn wait_for_runsv(name: &str) -> Result<()> {
-    let ok = Path::new("/etc/service").join(name).join("supervise/ok");
+    let svdir = Path::new("/etc/service");
+    let ok = svdir.join(name).join("supervise/ok");
     let start = Instant::now();
+    let mut runsvdir = None;
+    let mut next_wake = start;
     while !runsv_listening(&ok) {
         if start.elapsed() > Duration::from_secs(15) {
             bail!("service {name}: runsvdir did not pick up /etc/service/{name} within 15 s (is runsvdir running?)");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let now = Instant::now();
+        if now >= next_wake
+            && (crate::runsvdir::past_mtime_second(svdir) || start.elapsed() > crate::runsvdir::MTIME_PATIENCE)
+        {
+            let r = runsvdir.get_or_insert_with(|| crate::runsvdir::find(svdir));
+            // No log pipe (or it went away): wait for the scan.
+            next_wake = if r.as_ref().is_some_and(|r| r.wake()) {
+                now + crate::runsvdir::REWAKE
+            } else {
+                start + Duration::from_secs(3600)
+            };
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
 }
