@@ -105,7 +105,7 @@ impl Runsvdir {
             return false;
         }
         match f.write(&[0]) {
-            Ok(_) => true,
+            Ok(n) => n == 1,
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
         }
     }
