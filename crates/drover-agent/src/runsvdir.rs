@@ -27,10 +27,18 @@
 //! its own rules allow:
 //! - at most once a second (`stampcheck`): a wake within a second of its
 //!   last look is ignored, so we wake it again every [`REWAKE`];
-//! - a directory modified in the current second makes it sleep a whole
-//!   second before scanning (so a change later in that second is not
-//!   missed): we wake it only once the clock is past the directory's
-//!   modification second, which costs under a second and usually much less.
+//! - it scans only when the directory's modification second differs from
+//!   the one it saw at its last scan, and one modified in the current
+//!   second makes it sleep a whole second first (a change later in that
+//!   second would not change the time again, so it waits it out). The
+//!   link the apply just made has put the directory in the current
+//!   second: we set its modification time back one second ([`Backdate`]).
+//!   That is as safe as the sleep: runsvdir records the earlier second,
+//!   so any later change (this second or after) differs from it and is
+//!   scanned. Should runsvdir have recorded that very second already (a
+//!   change a second earlier, scanned), it sees no change; then, once the
+//!   clock has left the link's second, the time is put back, which it
+//!   has not recorded, and it scans: the wait of before, no longer.
 //!
 //! A runsvdir without a log argument has no such pipe (its standard error
 //! is whatever it inherited): then there is nothing to wake and the caller
@@ -111,18 +119,50 @@ impl Runsvdir {
     }
 }
 
-/// Whether runsvdir, woken now, would scan `svdir` without first sleeping
-/// a second: the clock is past the second the directory was last modified
-/// in (a modification time in the future, a clock set back, also passes
-/// after [`MTIME_PATIENCE`] so that the wake is never held back for long).
-pub fn past_mtime_second(svdir: &Path) -> bool {
-    let Ok(m) = std::fs::metadata(svdir) else { return true };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    i64::try_from(now).unwrap_or(i64::MAX) > m.mtime()
+/// A service directory's modification time set back one second, to be
+/// put back if runsvdir ignores it (see the module documentation).
+#[derive(Debug)]
+pub struct Backdate {
+    dir: PathBuf,
+    /// The second the directory was modified in (Unix time).
+    second: i64,
 }
 
-/// How long a caller holds the wake back for [`past_mtime_second`] at most.
-pub const MTIME_PATIENCE: Duration = Duration::from_millis(1100);
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn set_mtime(dir: &Path, second: i64) -> bool {
+    let Ok(secs) = u64::try_from(second) else { return false };
+    std::fs::File::open(dir).and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))).is_ok()
+}
+
+/// If `svdir` was modified in the current second, set its modification
+/// time to the second before (runsvdir then scans at once instead of
+/// sleeping a second first) and say so; `None` if it was modified earlier
+/// (nothing to do) or cannot be changed.
+pub fn backdate(svdir: &Path) -> Option<Backdate> {
+    let second = std::fs::metadata(svdir).ok()?.mtime();
+    if second < now_secs() {
+        return None;
+    }
+    set_mtime(svdir, second - 1).then(|| Backdate { dir: svdir.to_path_buf(), second })
+}
+
+impl Backdate {
+    /// Whether the clock has left the second the directory was modified in.
+    pub fn second_passed(&self) -> bool {
+        now_secs() > self.second
+    }
+
+    /// Put the modification time back to that second, unless the directory
+    /// has been modified since (its time is then newer than ours).
+    pub fn restore(&self) {
+        if std::fs::metadata(&self.dir).is_ok_and(|m| m.mtime() == self.second - 1) {
+            set_mtime(&self.dir, self.second);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -157,15 +197,26 @@ mod tests {
     }
 
     #[test]
-    fn the_wake_waits_for_the_clock_to_leave_the_modification_second() {
+    fn a_directory_changed_this_second_is_set_back_one_second_and_can_be_put_back() {
         let d = tempfile::tempdir().unwrap();
-        let now = SystemTime::now();
-        let at = |t: SystemTime| {
-            std::fs::File::open(d.path()).unwrap().set_times(std::fs::FileTimes::new().set_modified(t)).unwrap()
+        let mtime = || std::fs::metadata(d.path()).unwrap().mtime();
+        std::fs::write(d.path().join("new-service"), "").unwrap();
+        let changed = mtime();
+        let Some(b) = backdate(d.path()) else {
+            // The clock left the second between the write and the check.
+            assert!(changed < now_secs());
+            return;
         };
-        at(now - Duration::from_secs(2));
-        assert!(past_mtime_second(d.path()));
-        at(now + Duration::from_secs(5));
-        assert!(!past_mtime_second(d.path()), "modified in this second (or later): runsvdir would sleep first");
+        assert_eq!(mtime(), changed - 1, "one second back: runsvdir scans without sleeping");
+        b.restore();
+        assert_eq!(mtime(), changed, "put back: a second runsvdir has not recorded");
+        assert!(!b.second_passed() || now_secs() > changed);
+
+        set_mtime(d.path(), now_secs() - 5);
+        assert!(backdate(d.path()).is_none(), "changed seconds ago: runsvdir does not sleep, nothing to do");
+        let b = Backdate { dir: d.path().to_path_buf(), second: now_secs() - 5 };
+        set_mtime(d.path(), now_secs() - 2);
+        b.restore();
+        assert_eq!(mtime(), now_secs() - 2, "changed since: left alone");
     }
 }

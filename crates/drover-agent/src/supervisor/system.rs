@@ -183,30 +183,39 @@ fn stdout(cmd: &mut Command) -> String {
 /// Wait until the service's `runsv` listens on `supervise/ok` (`sv` fails
 /// before). For a new service that is runsvdir's next scan, 0–5 s away
 /// (it looks every 5 s): this wait was most of a first deploy's time, so
-/// runsvdir is woken through its log pipe when it has one (see
-/// [`crate::runsvdir`] for how and why that way), and otherwise waited for.
+/// runsvdir is woken through its log pipe when it has one, with
+/// `/etc/service`'s modification time set back a second so that it scans
+/// at once (see [`crate::runsvdir`] for how and why that way), and
+/// otherwise waited for.
 /// Looking costs one `open`, so look often.
 fn wait_for_runsv(name: &str) -> Result<()> {
     let svdir = Path::new("/etc/service");
     let ok = svdir.join(name).join("supervise/ok");
     let start = Instant::now();
     let mut runsvdir = None;
+    let mut backdate = None;
     let mut next_wake = start;
     while !runsv_listening(&ok) {
         if start.elapsed() > Duration::from_secs(15) {
             bail!("service {name}: runsvdir did not pick up /etc/service/{name} within 15 s (is runsvdir running?)");
         }
         let now = Instant::now();
-        if now >= next_wake
-            && (crate::runsvdir::past_mtime_second(svdir) || start.elapsed() > crate::runsvdir::MTIME_PATIENCE)
-        {
-            let r = runsvdir.get_or_insert_with(|| crate::runsvdir::find(svdir));
-            // No log pipe (or it went away): wait for the scan.
-            next_wake = if r.as_ref().is_some_and(|r| r.wake()) {
-                now + crate::runsvdir::REWAKE
-            } else {
-                start + Duration::from_secs(3600)
-            };
+        if now >= next_wake {
+            // No runsvdir with a log pipe: wait for its scan.
+            next_wake = start + Duration::from_secs(3600);
+            if let Some(r) = runsvdir.get_or_insert_with(|| crate::runsvdir::find(svdir)) {
+                match &backdate {
+                    None => backdate = Some(crate::runsvdir::backdate(svdir)),
+                    Some(Some(b)) if b.second_passed() => {
+                        b.restore();
+                        backdate = Some(None);
+                    }
+                    Some(_) => {}
+                }
+                if r.wake() {
+                    next_wake = now + crate::runsvdir::REWAKE;
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
