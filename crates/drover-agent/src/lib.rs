@@ -30,7 +30,7 @@
 //!    [`supervisor`], [`dpkg`], [`facts`].
 //! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`], [`space`]
 //!    (filesystems: free space, mount points, refused writes),
-//!    [`accounts`], [`hooks`], [`health`], [`runit`], [`reexec`].
+//!    [`accounts`], [`hooks`], [`health`], [`runit`], [`runsvdir`], [`reexec`].
 //!
 //! # What it must not import
 //!
@@ -70,6 +70,7 @@ pub mod pathstate;
 pub mod reexec;
 pub mod relay;
 pub mod runit;
+pub mod runsvdir;
 pub mod safefs;
 pub mod sealed;
 pub mod serve;

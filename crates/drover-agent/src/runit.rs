@@ -97,6 +97,9 @@ pub fn has_check(name: &str) -> bool {
 /// running, in a process other than the one before for a restart. The
 /// caller has made sure runsv listens (`supervise/ok`).
 pub fn up(name: &str, restart: bool) -> Result<()> {
+    if restart {
+        std::thread::sleep(crash_guard_wait(status(name), now_ms()));
+    }
     let before = status(name);
     let cmds: &[u8] = if restart { b"tcu" } else { b"u" };
     let control = supervise(name).join("control");
@@ -125,6 +128,37 @@ pub fn up(name: &str, restart: bool) -> Result<()> {
     }
 }
 
+/// How long runsv must have run a process before it ends for runsv not to
+/// take the end for a crash.
+///
+/// When the process ends, runsv (`runsv.c`, after reaping it) sleeps a whole
+/// second if it ran for less than one (`if (taia_less(&start, &deadline))
+/// sleep(1)`, its guard against a crash loop), and reads no command while
+/// it sleeps. A restart of a service started under a second before (a
+/// rollback right after an apply, two applies in a row, a restart right
+/// after a first start) therefore took over a second: the 1-s restart
+/// outliers of issue #27 (restart 35 ms median, 1021 ms worst on 20 hosts).
+pub const CRASH_GUARD: Duration = Duration::from_secs(1);
+
+/// How long to wait before asking runsv to restart a service in the state
+/// `st`, at `now_ms` (Unix milliseconds): until its process has run
+/// [`CRASH_GUARD`] (plus a few milliseconds for the clock's granularity),
+/// nothing if it has already or does not run. Never longer than the sleep
+/// runsv would add, usually much shorter: it waits out only what is left
+/// of the second.
+pub fn crash_guard_wait(st: Option<Status>, now_ms: u64) -> Duration {
+    const MARGIN_MS: u64 = 5;
+    let Some(Status { state: State::Run, since_ms: Some(since), .. }) = st else { return Duration::ZERO };
+    let guard = CRASH_GUARD.as_millis() as u64 + MARGIN_MS;
+    Duration::from_millis(guard.saturating_sub(now_ms.saturating_sub(since)).min(guard))
+}
+
+/// Wall-clock Unix milliseconds: runsv stamps its status with the wall
+/// clock (`taia_now`), so this is what to compare it with.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +180,23 @@ mod tests {
         b[19] = 0;
         assert_eq!(parse_status(&b).map(|s| (s.state, s.want_up)), Some((State::Down, false)));
         assert_eq!(parse_status(&b[..19]), None, "a short read is no status");
+    }
+
+    #[test]
+    fn a_restart_waits_out_only_the_rest_of_runsvs_first_second() {
+        let run = |since_ms| Some(Status { pid: 7, running: true, state: State::Run, want_up: true, since_ms });
+        let at = 1_700_000_000_000;
+        assert_eq!(crash_guard_wait(run(Some(at - 900)), at), Duration::from_millis(105), "ran 900 ms: 105 ms left");
+        assert_eq!(crash_guard_wait(run(Some(at)), at), Duration::from_millis(1005));
+        assert_eq!(crash_guard_wait(run(Some(at - 5000)), at), Duration::ZERO, "ran long: restart at once");
+        assert_eq!(
+            crash_guard_wait(run(Some(at + 3000)), at),
+            Duration::from_millis(1005),
+            "a start stamped in the future waits at most the guard"
+        );
+        assert_eq!(crash_guard_wait(run(None), at), Duration::ZERO);
+        let down = Status { pid: 0, running: false, state: State::Down, want_up: true, since_ms: Some(at) };
+        assert_eq!(crash_guard_wait(Some(down), at), Duration::ZERO, "nothing runs: nothing to guard");
+        assert_eq!(crash_guard_wait(None, at), Duration::ZERO);
     }
 }

@@ -32,4 +32,8 @@ for f in /etc/runit/boot-run/*.sh; do
   [ -r "$f" ] || continue
   sh "$f" || echo "drover-lab-init: $f failed" >&2
 done
-exec runsvdir -P /etc/service
+# With a log argument, as Debian's /etc/runit/2 starts it: runsvdir then watches
+# its standard error (a pipe; services keep this console on their standard
+# output) and can be woken through it (the agent does, to start a new service
+# without waiting for the 5-s scan).
+exec runsvdir -P /etc/service 'log: ...........................................................................................................................................................................................................................................................................................................................................................................................................'

@@ -348,15 +348,16 @@ mod tests {
     use super::*;
 
     /// The runit recipe changes only with what it hashes (the init script
-    /// changed once since systemd hosts came: it runs stage-1 hooks now),
-    /// and systemd and OpenRC hosts each have a base of their own.
+    /// changed twice since systemd hosts came: it runs stage-1 hooks, and
+    /// starts runsvdir with Debian's log argument so the agent can wake
+    /// it), and systemd and OpenRC hosts each have a base of their own.
     #[test]
     fn runit_recipe_is_pinned_and_systemd_and_openrc_have_their_own_bases() {
         let k = |init| Kind { init, arch: Arch::Amd64, userland: Userland::Debian };
-        assert_eq!(recipe_id(k(Init::Runit)), "53b1506096ce");
+        assert_eq!(recipe_id(k(Init::Runit)), "8e81ac37ec38");
         assert_ne!(recipe_id(k(Init::Systemd)), recipe_id(k(Init::Runit)));
         let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
-        assert_eq!(base_dir(&config, k(Init::Runit)), Path::new("/c/base-bookworm-53b1506096ce"));
+        assert_eq!(base_dir(&config, k(Init::Runit)), Path::new("/c/base-bookworm-8e81ac37ec38"));
         assert!(base_dir(&config, k(Init::Systemd)).to_string_lossy().starts_with("/c/base-bookworm-systemd-"));
         assert!(base_dir(&config, k(Init::OpenRc)).to_string_lossy().starts_with("/c/base-bookworm-openrc-"));
         assert_ne!(recipe_id(k(Init::OpenRc)), recipe_id(k(Init::Systemd)));

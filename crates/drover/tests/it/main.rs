@@ -37,6 +37,7 @@ mod packages;
 mod phases;
 mod plan;
 mod reboot;
+mod restart_wait;
 mod rollout_resume;
 mod secrets;
 mod security;
