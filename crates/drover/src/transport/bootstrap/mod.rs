@@ -98,7 +98,7 @@ pub fn sudo_prefix(user: &str) -> &'static str {
 /// The path on hosts of the agent for the controller's own machine (the
 /// lab's hosts run on it); see [`path_of`].
 pub fn agent_path() -> String {
-    path_of(agent_bin::for_arch(&Arch::controller()).unwrap_or_else(agent_bin::embedded))
+    path_of(agent_bin::native())
 }
 
 /// Where `agent` lives on the hosts it is for: named by its blake3.
@@ -219,7 +219,7 @@ mod tests {
     /// the agent's own.
     #[test]
     fn the_checks_exit_names_the_hosts_machine_and_its_agent() {
-        let agent = agent_bin::embedded();
+        let agent = agent_bin::native();
         let said = format!("sudo: some warning\n{ARCH_MARK}{}\n", agent.arch.uname_names()[1]);
         assert_eq!(AgentCheck::from_exit(EXIT_NO_AGENT, &said), Some(AgentCheck::Missing(agent)));
         assert_eq!(AgentCheck::from_exit(EXIT_BAD_AGENT, &said), Some(AgentCheck::Failed(agent)));
