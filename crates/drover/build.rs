@@ -45,7 +45,9 @@ fn main() {
     let hooks = env::var_os("CARGO_FEATURE_AGENT_TEST_HOOKS").is_some();
     let features = if hooks { "test-hooks" } else { "release" };
     let mut candidates = vec![native(&out, hooks)];
-    if let Ok(dir) = env::var("DROVER_AGENTS_DIR") {
+    // Empty is unset (`DROVER_AGENTS_DIR= cargo build` builds a controller
+    // with the native agent only).
+    if let Some(dir) = env::var("DROVER_AGENTS_DIR").ok().filter(|d| !d.is_empty()) {
         candidates.extend(from_dir(&Path::new(&dir).join(features)));
     }
     for c in &candidates {
