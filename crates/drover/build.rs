@@ -1,74 +1,154 @@
-//! Builds the static `drover-agent` and embeds it in the `drover` binary.
+//! Builds the static `drover-agent` and embeds it in the `drover` binary,
+//! with every other agent `scripts/build-agents` built (#30).
 //!
 //! Why embed: the controller pushes the agent to hosts by content hash, so it
 //! must carry exactly the agent it speaks the protocol with; one binary to
 //! install, no version skew. Why a nested cargo: the agent needs different
 //! flags (`+crt-static`, size profile) than the controller, and cargo cannot
-//! express per-crate rustflags. Only the gnu target is installable here (no
-//! musl std), so the agent is statically linked against glibc; it uses no NSS
-//! lookups (accounts are read from /etc/passwd directly).
+//! express per-crate rustflags. The nested build is for the gnu target
+//! (rustup's default here has no musl std), statically linked against glibc;
+//! the agent uses no NSS lookups (accounts are read from /etc/passwd).
 //!
 //! `DROVER_AGENT_BIN=/path` skips the nested build and embeds that file.
 //!
-//! The controller keys its agents by the machine they run on (#30: hosts of
-//! another architecture are refused before any upload), so this says which
-//! in `DROVER_AGENT_ARCH`: the first part of the target triple the agent was
-//! built for, checked against the binary's ELF header; for a
-//! `DROVER_AGENT_BIN`, which has no triple, its ELF header alone.
+//! `DROVER_AGENTS_DIR=/dir` adds the agents in `/dir/release/` (or, for a
+//! build with `agent-test-hooks`, `/dir/test-hooks/`), files named
+//! `drover-agent-<target triple>` as `scripts/build-agents` writes them: the
+//! static musl agents for x86_64 and aarch64. Per machine the smallest agent
+//! wins (a musl agent is about half the size of the glibc one, and every
+//! first contact uploads it). Each agent's machine comes from its ELF header
+//! (`e_machine`) and must match its triple; each must say it was built with
+//! this build's feature set (`drover-agent-features=...`, which the agent
+//! prints in `--version`): a release never embeds an agent with
+//! fault-injection points, a test build never one without. The feature set
+//! picks the subdirectory, so the two are kept apart by construction, and
+//! the marker check refuses a file put in the wrong one.
+//!
+//! The result is `agents.rs` in `OUT_DIR`, the table `agent_bin` includes.
 
 use std::env;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
+#[path = "src/agent_bin/select.rs"]
+mod select;
+
+use select::{built_with, elf_arch, features_marker, smallest_per_arch, Candidate};
+
 fn main() {
     println!("cargo:rerun-if-env-changed=DROVER_AGENT_BIN");
+    println!("cargo:rerun-if-env-changed=DROVER_AGENTS_DIR");
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    let dest = out.join("drover-agent");
-    let arch = match env::var("DROVER_AGENT_BIN") {
-        Ok(p) => {
-            std::fs::copy(&p, &dest).unwrap_or_else(|e| panic!("DROVER_AGENT_BIN={p}: {e}"));
-            elf_arch(&dest).unwrap_or_else(|| {
-                panic!("DROVER_AGENT_BIN={p}: not a 64-bit little-endian ELF executable for x86_64 or aarch64")
-            })
-        }
-        Err(_) => {
-            build_agent(&out, &dest);
-            let arch = TARGET.split('-').next().expect("a target triple");
-            assert_eq!(elf_arch(&dest), Some(arch), "the agent built for {TARGET} is not an {arch} ELF executable");
-            arch
-        }
-    };
-    println!("cargo:rustc-env=DROVER_AGENT_ARCH={arch}");
-    gzip(&dest, &out.join("drover-agent.gz"));
+    let hooks = env::var_os("CARGO_FEATURE_AGENT_TEST_HOOKS").is_some();
+    let features = if hooks { "test-hooks" } else { "release" };
+    let mut candidates = vec![native(&out, hooks)];
+    // Empty is unset (`DROVER_AGENTS_DIR= cargo build` builds a controller
+    // with the native agent only).
+    if let Some(dir) = env::var("DROVER_AGENTS_DIR").ok().filter(|d| !d.is_empty()) {
+        candidates.extend(from_dir(&Path::new(&dir).join(features)));
+    }
+    for c in &candidates {
+        assert!(
+            built_with(&c.bytes, features),
+            "the agent for {} was not built with this build's agent features ({features}): it lacks {:?}; \
+             build it with scripts/build-agents{}",
+            c.target,
+            features_marker(features),
+            if hooks { " --test-hooks" } else { "" }
+        );
+    }
+    let chosen = smallest_per_arch(candidates);
+
+    let mut table = String::from("&[\n");
+    for c in &chosen {
+        let raw = out.join(format!("drover-agent-{}", c.arch));
+        std::fs::write(&raw, &c.bytes).unwrap_or_else(|e| panic!("{}: {e}", raw.display()));
+        let gz = raw.with_extension("gz");
+        gzip(&c.bytes, &gz);
+        writeln!(
+            table,
+            "    Embedded {{ arch: {:?}, target: {:?}, bytes: include_bytes!({:?}), gzipped: include_bytes!({:?}) }},",
+            c.arch,
+            c.target,
+            raw.display().to_string(),
+            gz.display().to_string()
+        )
+        .expect("write to a String");
+    }
+    table.push(']');
+    std::fs::write(out.join("agents.rs"), table).expect("write agents.rs");
 }
 
-/// The machine an ELF executable is for, by its header's `e_machine`, in
-/// the names of target triples and `uname -m`; `None` for anything else.
-fn elf_arch(path: &Path) -> Option<&'static str> {
-    let b = std::fs::read(path).ok()?;
-    if b.len() < 20 || &b[..6] != b"\x7fELF\x02\x01" {
-        return None;
+/// The agent this build makes itself (or `DROVER_AGENT_BIN`).
+fn native(out: &Path, hooks: bool) -> Candidate {
+    match env::var("DROVER_AGENT_BIN") {
+        Ok(p) => {
+            println!("cargo:rerun-if-changed={p}");
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("DROVER_AGENT_BIN={p}: {e}"));
+            let arch = elf_arch(&bytes).unwrap_or_else(|| {
+                panic!("DROVER_AGENT_BIN={p}: not a 64-bit little-endian ELF executable for x86_64 or aarch64")
+            });
+            Candidate { arch, target: format!("DROVER_AGENT_BIN={p}"), bytes }
+        }
+        Err(_) => {
+            let built = build_agent(out, hooks);
+            let bytes = std::fs::read(&built).unwrap_or_else(|e| panic!("read {}: {e}", built.display()));
+            let arch = TARGET.split('-').next().expect("a target triple");
+            assert_eq!(elf_arch(&bytes), Some(arch), "the agent built for {TARGET} is not an {arch} ELF executable");
+            Candidate { arch, target: TARGET.into(), bytes }
+        }
     }
-    match u16::from_le_bytes([b[18], b[19]]) {
-        62 => Some("x86_64"),
-        183 => Some("aarch64"),
-        _ => None,
+}
+
+/// The agents in `dir` (`drover-agent-<triple>`), each checked to be an
+/// ELF executable for its triple's machine. A missing directory is an
+/// error: `DROVER_AGENTS_DIR` asks for cross agents, and a build that
+/// silently carried fewer would fail only on the first ARM host.
+fn from_dir(dir: &Path) -> Vec<Candidate> {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+        panic!(
+            "DROVER_AGENTS_DIR: {}: {e}; build the agents with scripts/build-agents (--test-hooks for a test build)",
+            dir.display()
+        )
+    });
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(triple) = name.strip_prefix("drover-agent-") else { continue };
+        if triple.contains('.') {
+            continue; // a temporary file of scripts/build-agents
+        }
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let want = triple.split('-').next().unwrap_or_default();
+        let arch = elf_arch(&bytes);
+        assert!(
+            arch == Some(want),
+            "{}: its ELF header says {}, its name says {want}",
+            path.display(),
+            arch.unwrap_or("neither x86_64 nor aarch64")
+        );
+        found.push(Candidate { arch: arch.expect("checked"), target: triple.to_string(), bytes });
     }
+    found
 }
 
 /// The agent as it travels to hosts on first contact: 46% of its size, and
 /// compressed once here rather than by every controller run.
-fn gzip(src: &Path, dest: &Path) {
+fn gzip(raw: &[u8], dest: &Path) {
     use std::io::Write;
-    let raw = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
     let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    z.write_all(&raw).expect("gzip in memory");
+    z.write_all(raw).expect("gzip in memory");
     std::fs::write(dest, z.finish().expect("gzip in memory")).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
 }
 
-fn build_agent(out: &Path, dest: &Path) {
+/// The nested cargo build of the agent for [`TARGET`]; where it put it.
+fn build_agent(out: &Path, hooks: bool) -> PathBuf {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.join("../..");
     for p in [
@@ -86,7 +166,6 @@ fn build_agent(out: &Path, dest: &Path) {
     // own build beside it so it is cached across builds and profiles (one
     // directory per feature set, so test and release builds do not evict
     // each other).
-    let hooks = env::var_os("CARGO_FEATURE_AGENT_TEST_HOOKS").is_some();
     let target_dir = out
         .ancestors()
         .nth(4)
@@ -113,6 +192,5 @@ fn build_agent(out: &Path, dest: &Path) {
     }
     let status = cmd.status().expect("run cargo for the agent");
     assert!(status.success(), "building drover-agent failed");
-    let built = target_dir.join(TARGET).join("agent").join("drover-agent");
-    std::fs::copy(&built, dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    target_dir.join(TARGET).join("agent").join("drover-agent")
 }

@@ -38,7 +38,12 @@ pub fn main() -> ExitCode {
         }
         Some("relay") => crate::relay::main(&Layout::new(root), &args[1..]),
         Some("--version") => {
-            println!("drover-agent {} (protocol {})", env!("CARGO_PKG_VERSION"), drover_proto::PROTOCOL_VERSION);
+            println!(
+                "drover-agent {} (protocol {}; {})",
+                env!("CARGO_PKG_VERSION"),
+                drover_proto::PROTOCOL_VERSION,
+                crate::hooks::FEATURES
+            );
             Ok(())
         }
         _ => {

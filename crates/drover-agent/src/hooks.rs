@@ -55,6 +55,17 @@ pub fn fault(_write: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The feature set this agent was built with, as `--version` prints it.
+/// The controller's build (crates/drover/build.rs) finds this text in every
+/// agent it embeds and refuses an agent of the other feature set: a release
+/// must never carry fault-injection points, and a test build needs them on
+/// every host its tests inject faults on. Only one of the two strings is in
+/// any binary.
+#[cfg(feature = "test-hooks")]
+pub const FEATURES: &str = "drover-agent-features=test-hooks";
+#[cfg(not(feature = "test-hooks"))]
+pub const FEATURES: &str = "drover-agent-features=release";
+
 #[cfg(feature = "test-hooks")]
 pub fn point(layout: &Layout, name: &str) {
     let file = layout.hook_file();

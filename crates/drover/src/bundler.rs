@@ -20,7 +20,7 @@ use drover_proto::{EntryKind, Facts, Hash, Supervisor};
 use drover_spec::{BlobSource, Compiled, Host, Project, SpecError};
 use zeroize::Zeroize;
 
-use crate::agent_bin;
+use crate::agent_bin::{self, Agent, Arch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -39,6 +39,16 @@ pub enum BuildError {
     NoContent { host: String, path: String },
     #[error("host {host}: read {path}: {err}")]
     Read { host: String, path: String, err: std::io::Error },
+    #[error(
+        "the bundle's hosts run on several machines ({hosts}, by the facts of their last run), and a bundle \
+         carries one agent: build one bundle per machine (--hosts)"
+    )]
+    MixedArch { hosts: String },
+    #[error(
+        "host {host} runs on {arch}, and this drover carries agents only for {carried}: build drover with the \
+         agents for it (scripts/build-agents; see docs/architecture.md, \"Agents per machine\")"
+    )]
+    NoAgent { host: String, arch: Arch, carried: String },
 }
 
 impl From<SpecError> for BuildError {
@@ -69,6 +79,28 @@ fn offline_facts(store: Option<&drover_state::Store>, host: &Host, sup: Supervis
     }
 }
 
+/// The agent a bundle carries (its index has one slot): the one for the
+/// machine of its hosts, by the facts cached from their last run. Hosts
+/// never reached (placeholder facts) do not say; if none does, the
+/// controller's own machine's. Hosts of several machines are refused, as is
+/// a machine this drover carries no agent for: a wrong agent would fail on
+/// the host only at `drover-agent install` time. `hosts`: each host's name
+/// and its facts' `arch` (empty: not known).
+fn bundle_agent<'a>(hosts: impl Iterator<Item = (&'a str, &'a str)>) -> Result<&'static Agent, BuildError> {
+    let known: Vec<(&str, Arch)> =
+        hosts.filter(|(_, arch)| !arch.is_empty()).map(|(h, arch)| (h, Arch::from_uname(arch))).collect();
+    let Some((first, arch)) = known.first() else { return Ok(agent_bin::native()) };
+    if known.iter().any(|(_, a)| a != arch) {
+        let hosts = known.iter().map(|(h, a)| format!("{h} {a}")).collect::<Vec<_>>().join(", ");
+        return Err(BuildError::MixedArch { hosts });
+    }
+    agent_bin::for_arch(arch).ok_or_else(|| BuildError::NoAgent {
+        host: first.to_string(),
+        arch: arch.clone(),
+        carried: agent_bin::arch_list(&agent_bin::carried()),
+    })
+}
+
 /// The generation templates show: one past the last one recorded for the
 /// host, else 1 (the host assigns the real number; see `docs/bundle.md`).
 fn offline_generation(store: Option<&drover_state::Store>, host: &str) -> u64 {
@@ -85,15 +117,16 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
     let mut w = Writer::create(i.output)?;
     let mut external = Vec::new();
 
-    let agent = agent_bin::hash();
+    let facts: Vec<_> = i.hosts.iter().map(|h| offline_facts(i.store, h, i.supervisor)).collect();
+    let carried = bundle_agent(i.hosts.iter().zip(&facts).map(|(h, (f, _))| (h.name.as_str(), f.arch.as_str())))?;
+    let agent = carried.hash();
     if in_base(&agent) {
         external.push(agent);
     } else {
-        w.add(agent, BlobInput::Bytes(agent_bin::bytes()))?;
+        w.add(agent, BlobInput::Bytes(carried.bytes()))?;
     }
     let mut entries = Vec::new();
-    for host in i.hosts {
-        let (facts, facts_from) = offline_facts(i.store, host, i.supervisor);
+    for (host, (facts, facts_from)) in i.hosts.iter().zip(facts) {
         let generation = offline_generation(i.store, &host.name);
         let mut c = i.project.compile(host, &facts, generation)?;
         let sealed = seal_secrets(&mut w, host, &mut c)?;
@@ -222,5 +255,33 @@ fn clear_content(host: &Host, path: &str, hash: &Hash, src: Option<&BlobSource>)
             Ok(out)
         }
         None => Err(BuildError::NoContent { host: host.name.clone(), path: path.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundle's agent is its hosts' machine's, by their cached facts;
+    /// hosts never reached do not vote (none known: the controller's);
+    /// several machines, or one without an agent, are refused naming them.
+    #[test]
+    fn a_bundle_carries_the_agent_of_its_hosts_machine() {
+        let pick = |hosts: &[(&'static str, &'static str)]| bundle_agent(hosts.iter().copied());
+        assert!(pick(&[]).unwrap() == agent_bin::native());
+        assert!(pick(&[("h1", ""), ("h2", "")]).unwrap() == agent_bin::native());
+        assert!(pick(&[("h1", "x86_64"), ("h2", "")]).unwrap() == agent_bin::for_arch(&Arch::X86_64).unwrap());
+        match pick(&[("h1", "aarch64"), ("h2", "")]) {
+            Ok(a) => assert_eq!(a.arch, Arch::Aarch64),
+            Err(e) => {
+                assert!(agent_bin::for_arch(&Arch::Aarch64).is_none(), "{e}");
+                assert!(matches!(e, BuildError::NoAgent { ref host, arch: Arch::Aarch64, .. } if host == "h1"), "{e}");
+            }
+        }
+        let e = pick(&[("h1", "x86_64"), ("h2", ""), ("h3", "aarch64")]).unwrap_err();
+        assert!(matches!(&e, BuildError::MixedArch { hosts } if hosts == "h1 x86_64, h3 aarch64"), "{e}");
+        assert!(e.to_string().contains("one bundle per machine"), "{e}");
+        let e = pick(&[("h1", "riscv64")]).unwrap_err();
+        assert!(e.to_string().starts_with("host h1 runs on riscv64, and this drover carries agents only for "), "{e}");
     }
 }

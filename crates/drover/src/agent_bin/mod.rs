@@ -4,18 +4,20 @@
 //!
 //! The bootstrap asks every host for its architecture before anything is
 //! uploaded and picks the agent for it from [`agents`] (#30); a host whose
-//! machine has no entry is refused. Today the table has one entry, the agent
-//! built with this controller, keyed by the machine of the target it was
-//! built for (`build.rs` says which: the target triple of its nested build,
-//! or the ELF header of a `DROVER_AGENT_BIN`); a build that carries several
-//! agents adds entries here, and every caller that picks by host already
-//! looks them up by [`Arch`].
+//! machine has no entry is refused. The table has one entry per machine:
+//! the agent built with this controller (x86_64, static glibc) and, when the
+//! build was given `DROVER_AGENTS_DIR` (see `build.rs` and
+//! `scripts/build-agents`), the static musl agents built for x86_64 and
+//! aarch64, the smallest agent of each machine winning. Every entry's
+//! machine is its ELF header's, checked at build time and by the tests.
 
 use std::sync::{LazyLock, OnceLock};
 
 use drover_proto::Hash;
 
 mod arch;
+#[cfg(test)]
+mod select;
 
 pub use arch::{list as arch_list, Arch};
 
@@ -24,25 +26,40 @@ pub use arch::{list as arch_list, Arch};
 pub struct Agent {
     /// The machine the binary was built for.
     pub arch: Arch,
+    /// The Rust target it was built for (`aarch64-unknown-linux-musl`), or
+    /// `DROVER_AGENT_BIN=<path>` for a binary given to the build.
+    pub target: &'static str,
     bytes: &'static [u8],
     gzipped: &'static [u8],
     hash: OnceLock<Hash>,
     sha256: OnceLock<String>,
 }
 
-static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drover-agent"));
-static EMBEDDED_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drover-agent.gz"));
+/// An agent as `build.rs` writes it into `agents.rs`.
+struct Embedded {
+    arch: &'static str,
+    target: &'static str,
+    bytes: &'static [u8],
+    gzipped: &'static [u8],
+}
+
+/// What the build embedded: one entry per machine, sorted by its name.
+static EMBEDDED: &[Embedded] = include!(concat!(env!("OUT_DIR"), "/agents.rs"));
 
 /// The table. Hashes are computed on first use only: most commands never
 /// look at an agent.
-static AGENTS: LazyLock<[Agent; 1]> = LazyLock::new(|| {
-    [Agent {
-        arch: Arch::from_uname(env!("DROVER_AGENT_ARCH")),
-        bytes: EMBEDDED,
-        gzipped: EMBEDDED_GZ,
-        hash: OnceLock::new(),
-        sha256: OnceLock::new(),
-    }]
+static AGENTS: LazyLock<Vec<Agent>> = LazyLock::new(|| {
+    EMBEDDED
+        .iter()
+        .map(|e| Agent {
+            arch: Arch::from_uname(e.arch),
+            target: e.target,
+            bytes: e.bytes,
+            gzipped: e.gzipped,
+            hash: OnceLock::new(),
+            sha256: OnceLock::new(),
+        })
+        .collect()
 });
 
 /// Every agent this controller carries, one per architecture.
@@ -60,11 +77,12 @@ pub fn carried() -> Vec<Arch> {
     agents().iter().map(|a| a.arch.clone()).collect()
 }
 
-/// The agent built with this controller, for its build's agent target.
-/// The callers that do not pick per host yet use it: bundles (one agent per
-/// bundle) and the reboot hook's check. With one entry it is every host's.
-pub fn embedded() -> &'static Agent {
-    &agents()[0]
+/// The agent for this controller's own machine: what simulated hosts run
+/// and what the lab's hosts (network namespaces on this machine) get.
+/// Callers that talk to a real host pick by its machine ([`for_arch`]).
+pub fn native() -> &'static Agent {
+    for_arch(&Arch::controller())
+        .unwrap_or_else(|| panic!("this drover carries no agent for its own machine ({})", Arch::controller()))
 }
 
 impl Agent {
@@ -124,19 +142,14 @@ impl PartialEq for Agent {
 }
 impl Eq for Agent {}
 
-/// [`embedded`]'s bytes.
+/// [`native`]'s bytes.
 pub fn bytes() -> &'static [u8] {
-    embedded().bytes()
+    native().bytes()
 }
 
-/// [`embedded`]'s hash.
+/// [`native`]'s hash.
 pub fn hash() -> Hash {
-    embedded().hash()
-}
-
-/// [`embedded`]'s sha256, hex.
-pub fn sha256_hex() -> &'static str {
-    embedded().sha256_hex()
+    native().hash()
 }
 
 #[cfg(test)]
@@ -152,7 +165,7 @@ mod tests {
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let p = path.clone();
-                std::thread::spawn(move || embedded().materialize(&p))
+                std::thread::spawn(move || native().materialize(&p))
             })
             .collect();
         for t in threads {
@@ -185,5 +198,54 @@ mod tests {
         }
         assert_eq!(carried(), seen);
         assert!(for_arch(&Arch::Other("armv7l".into())).is_none());
+        assert!(std::ptr::eq(native(), for_arch(&Arch::controller()).unwrap()));
+    }
+
+    /// The feature set of this build's agents: a test build's agents all
+    /// have their fault-injection points, a release's none.
+    const FEATURES: &str = if cfg!(feature = "agent-test-hooks") { "test-hooks" } else { "release" };
+    const OTHER: &str = if cfg!(feature = "agent-test-hooks") { "release" } else { "test-hooks" };
+
+    /// Every embedded agent was built with this build's feature set and
+    /// not the other (build.rs refuses any other; this checks the table it
+    /// made).
+    #[test]
+    fn every_agent_was_built_with_this_builds_feature_set() {
+        for a in agents() {
+            assert!(select::built_with(a.bytes(), FEATURES), "{} ({}) is not a {FEATURES} agent", a.arch, a.target);
+            assert!(!select::built_with(a.bytes(), OTHER), "{} ({}) is a {OTHER} agent", a.arch, a.target);
+        }
+    }
+
+    /// A build given `DROVER_AGENTS_DIR` carries an agent for every machine
+    /// of that directory's feature set, never a larger one than the
+    /// directory's (the smallest wins), and its gzipped copy is that agent.
+    /// Without the directory, only the native agent.
+    #[test]
+    fn a_build_with_cross_agents_carries_the_smallest_of_each_machine() {
+        use std::io::Read;
+        for a in agents() {
+            let mut unzipped = Vec::new();
+            flate2::read::GzDecoder::new(a.gzipped()).read_to_end(&mut unzipped).unwrap();
+            assert!(unzipped == a.bytes(), "{}: the gzipped agent is another", a.arch);
+        }
+        let Some(dir) = option_env!("DROVER_AGENTS_DIR").filter(|d| !d.is_empty()) else {
+            assert_eq!(carried(), [Arch::X86_64], "without DROVER_AGENTS_DIR only the native agent");
+            return;
+        };
+        let dir = std::path::Path::new(dir).join(FEATURES);
+        let mut machines = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let Some(triple) = name.strip_prefix("drover-agent-").filter(|t| !t.contains('.')) else { continue };
+            let bytes = std::fs::read(&path).unwrap();
+            let arch = Arch::from_target(triple);
+            let ours = for_arch(&arch).unwrap_or_else(|| panic!("{} is not carried", path.display()));
+            assert!(ours.bytes().len() <= bytes.len(), "{arch}: a larger agent than {} was embedded", path.display());
+            machines += 1;
+        }
+        assert!(machines > 0, "{}: no agents", dir.display());
+        assert!(for_arch(&Arch::Aarch64).is_some(), "a build with cross agents carries an aarch64 one");
     }
 }

@@ -103,10 +103,15 @@ pub(crate) async fn after_activation(
 /// boot count before the reboot.
 async fn request(job: &Job, conn: &mut Connection, timeout: Duration) -> Result<u64, HostError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // The boot hook checks the agent the host runs, which is the one for
+    // its machine (#30), not necessarily the controller's.
+    let agent = conn.agent().ok_or_else(|| {
+        HostError::RebootRefused(format!("this drover carries no agent for the host's machine ({})", conn.facts.arch))
+    })?;
     let req = Request::Reboot {
         confirm_timeout_ms: ms(job.confirm_timeout.unwrap_or_default()),
         boot_timeout_ms: ms(timeout),
-        agent_sha256: crate::agent_bin::sha256_hex().to_string(),
+        agent_sha256: agent.sha256_hex().to_string(),
     };
     // Not retried: a retry would find the generation awaiting confirmation
     // and confirm it without checking the host after its boot.

@@ -7,6 +7,7 @@ use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
 
 use super::error::TransportError;
 use super::link::{AgentLink, LinkError};
+use crate::agent_bin::{self, Agent, Arch};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -34,6 +35,15 @@ pub(super) enum Keep {
 }
 
 impl Connection {
+    /// The agent of this controller's table for the host's machine, by what
+    /// the running agent reports (`facts.arch`, the machine it was built
+    /// for): the one the bootstrap installed there. `None` only for a
+    /// machine this controller carries no agent for, which the bootstrap
+    /// refuses before an agent ever runs.
+    pub fn agent(&self) -> Option<&'static Agent> {
+        agent_bin::for_arch(&Arch::from_uname(&self.facts.arch))
+    }
+
     pub async fn close(self) {
         self.link.close().await;
         match self._keep {

@@ -156,7 +156,7 @@ fn op_cannot_swap_the_agent_that_runs_as_root() {
     assert_eq!(op.sh("cp evil /tmp/drover-agent.swapped").0, Some(0));
     let res = op.rt.block_on(bootstrap::install_from(
         &op.session,
-        agent_bin::embedded(),
+        agent_bin::native(),
         "op",
         Some(&op.password),
         "/tmp/drover-agent.swapped",

@@ -124,3 +124,59 @@ fn simulated_hosts_report_the_controllers_architecture() {
         assert_eq!(said.trim(), std::env::consts::ARCH, "{dir}");
     }
 }
+
+/// What the next test fakes: h2's `uname -m` says `aarch64`, as an ARM
+/// board's does (the wrapper as in [`FAKE_UNAME`]).
+const AARCH64_UNAME: &str = "#!/bin/sh\n\
+# drover test (tests/it/arch.rs): this host says it is a 64-bit ARM machine.\n\
+if [ \"$1\" = -m ]; then echo aarch64; else exec /bin/uname \"$@\"; fi\n";
+
+/// A controller built with several agents (`DROVER_AGENTS_DIR`, as
+/// scripts/test builds it) gives each host the agent for its machine: h2
+/// says `aarch64` and gets the aarch64 agent, which really runs there
+/// (this machine runs aarch64 binaries under qemu-user through
+/// binfmt_misc, as `scripts/deps --test --cross-agents` sets up) and
+/// reports `aarch64` in its facts; h1 gets this machine's. Neither gets the
+/// other's, and a second apply finds both unchanged. The lab with real
+/// arm64 roots (`drover lab up --arch arm64`) repeats this with nothing
+/// faked.
+#[test]
+fn each_host_gets_and_runs_the_agent_for_its_machine() {
+    let arm = agent_bin::for_arch(&Arch::Aarch64).unwrap_or_else(|| {
+        panic!(
+            "this drover carries no aarch64 agent (it carries {}): build the tests with DROVER_AGENTS_DIR \
+             (scripts/build-agents --test-hooks; scripts/test does)",
+            agent_bin::arch_list(&agent_bin::carried())
+        )
+    });
+    assert!(
+        std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
+        "this machine cannot run aarch64 binaries: run scripts/deps --test --cross-agents"
+    );
+    let native = agent_bin::native();
+    assert!(native != arm);
+    let f = Fleet::new("arch-aarch64", 2);
+    let uname = f.host_file(1, "/usr/local/sbin/uname");
+    fs::create_dir_all(uname.parent().unwrap()).unwrap();
+    fs::write(&uname, AARCH64_UNAME).unwrap();
+    fs::set_permissions(&uname, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(f.project().join("layers/site/etc/drover-arch.j2"), "{{ facts.arch }}\n").unwrap();
+
+    let reports = f.apply_ok();
+    for h in &reports {
+        assert_eq!(h["outcome"], "changed", "{h}");
+    }
+    for (i, (mine, other, machine)) in [(native, arm, "x86_64"), (arm, native, "aarch64")].into_iter().enumerate() {
+        let installed = fs::read(f.host_file(i, &bootstrap::path_of(mine)))
+            .unwrap_or_else(|e| panic!("h{}: no {machine} agent installed: {e}", i + 1));
+        assert!(installed == mine.bytes(), "h{}: the installed agent is not the {machine} one", i + 1);
+        assert!(!f.host_file(i, &bootstrap::path_of(other)).exists(), "h{}: got the other machine's agent", i + 1);
+        let said = fs::read_to_string(f.host_file(i, "/etc/drover-arch")).unwrap();
+        assert_eq!(said.trim(), machine, "h{}: the agent that ran reports its machine", i + 1);
+    }
+
+    let again = f.apply_ok();
+    for h in &again {
+        assert_eq!(h["outcome"], "unchanged", "{h}");
+    }
+}
