@@ -143,6 +143,45 @@ fn rebuild(layout: &Layout, path: &std::path::Path, base: &Hash, want: &Hash, si
     blobs::ingest(layout, &mut &out[..], want)
 }
 
+/// zstd level of deltas: measured against 3 (what whole blobs use) and 19
+/// on a rebuilt 35 MiB binary, a package one revision on and a file with 1 %
+/// of its bytes changed (bench/delta.sh, docs/benchmarks.md): on the binary
+/// 3 makes a 13 % larger delta, 19 a 14 % smaller one in 100 times the time
+/// (25 s against 0.24 s), made once per run.
+pub const LEVEL: i32 = 9;
+
+/// The delta the controller sends: one zstd frame that rebuilds `target`
+/// from `base` (its reference prefix, as `zstd --patch-from` makes), its
+/// window and long-distance matcher wide enough to reach all of `base` from
+/// anywhere in `target`, with zstd's checksum of the content (the agent
+/// checks blake3 as well). Here beside [`apply`] so both halves of the
+/// format are one module's; only the controller calls it.
+pub fn encode(base: &[u8], target: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    encode_at(base, target, LEVEL)
+}
+
+/// [`encode`] at another zstd level (for measuring).
+pub fn encode_at(base: &[u8], target: &[u8], level: i32) -> std::result::Result<Vec<u8>, String> {
+    use zstd::zstd_safe::{compress_bound, get_error_name, CCtx, CParameter};
+    let name = |code| get_error_name(code).to_string();
+    let span = base.len().max(target.len()).max(1) as u64;
+    // As `zstd --patch-from`: a window one power of two past the larger.
+    let window_log = (64 - span.leading_zeros()).clamp(10, 31);
+    let mut cctx = CCtx::create();
+    for p in [
+        CParameter::CompressionLevel(level),
+        CParameter::WindowLog(window_log),
+        CParameter::EnableLongDistanceMatching(true),
+        CParameter::ChecksumFlag(true),
+    ] {
+        cctx.set_parameter(p).map_err(name)?;
+    }
+    cctx.ref_prefix(base).map_err(name)?;
+    let mut out = Vec::with_capacity(compress_bound(target.len()));
+    cctx.compress2(&mut out, target).map_err(name)?;
+    Ok(out)
+}
+
 /// The content `delta` rebuilds from `base`: at most `size` bytes (a delta
 /// that would make more fails instead of growing the buffer).
 pub fn apply(base: &[u8], delta: &[u8], size: u64) -> std::result::Result<Vec<u8>, String> {
@@ -165,19 +204,8 @@ mod tests {
 
     use super::*;
 
-    /// What the controller sends (`drover::host::delta::encode`, with the
-    /// same parameters; the agent cannot depend on the controller).
     fn encode(base: &[u8], target: &[u8]) -> Vec<u8> {
-        use zstd::zstd_safe::{CCtx, CParameter};
-        let mut c = CCtx::create();
-        c.set_parameter(CParameter::CompressionLevel(9)).unwrap();
-        c.set_parameter(CParameter::WindowLog(24)).unwrap();
-        c.set_parameter(CParameter::EnableLongDistanceMatching(true)).unwrap();
-        c.set_parameter(CParameter::ChecksumFlag(true)).unwrap();
-        c.ref_prefix(base).unwrap();
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(target.len()));
-        c.compress2(&mut out, target).unwrap();
-        out
+        super::encode(base, target).unwrap()
     }
 
     fn noise(n: usize, seed: u64) -> Vec<u8> {
