@@ -74,3 +74,26 @@ PY
     done
 } | tee "$OUT"
 echo "raw results: $OUT" >&2
+
+# With DELTA_LAB_HOSTS=N (root): the same Rust binary pair through `drover
+# apply --json` to N lab hosts: the per-host bytes_sent of the release with
+# the old binary, then of the one-line change (a delta against it).
+if [ -n "${DELTA_LAB_HOSTS:-}" ]; then
+    DROVER=${DROVER:-$REPO/target/debug/drover}
+    LAB=delta-bench
+    echo "lab of $DELTA_LAB_HOSTS hosts ($DROVER)" >&2
+    "$DROVER" lab down --lab "$LAB" >/dev/null 2>&1 || true
+    "$DROVER" lab up "$DELTA_LAB_HOSTS" --lab "$LAB" >&2
+    "$DROVER" init "$WORK/proj" >/dev/null
+    "$DROVER" lab inventory --lab "$LAB" >"$WORK/proj/inventory.toml"
+    mkdir -p "$WORK/proj/layers/site/opt/app"
+    sum() { python3 -c 'import json,sys; h=json.load(sys.stdin)["hosts"]; b=[x["bytes_sent"] for x in h]; d=sum(x.get("deltas_sent",0) for x in h); print(len(h), "hosts,", sum(b), "bytes sent in all,", min(b), "to", max(b), "per host,", d, "deltas")'; }
+    {
+        for v in "$DELTA_A" "$DELTA_B"; do
+            cp "$v" "$WORK/proj/layers/site/opt/app/drover"
+            (cd "$WORK/proj" && /usr/bin/time -f "%e s" -o "$WORK/t" "$DROVER" apply --json) >"$WORK/apply.json"
+            echo "# lab apply of $(basename "$v") ($(stat -c %s "$v") bytes): $(sum <"$WORK/apply.json"), $(cat "$WORK/t")"
+        done
+    } | tee -a "$OUT"
+    "$DROVER" lab down --lab "$LAB" >&2
+fi
