@@ -29,21 +29,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use drover_proto::{BlobDelta, Hash, DELTA_MAX_SIZE, DELTA_MIN_SIZE};
+use drover_proto::{BlobDelta, Hash};
 use tokio::sync::OnceCell;
 
 use super::error::HostError;
 
-pub use drover_agent::delta::{encode, encode_at, LEVEL};
+pub use drover_agent::delta::{eligible, encode, encode_at, LEVEL};
 
 /// Deltas kept in memory for other hosts of the run. Past it, a delta not
 /// yet made is not made: its blob travels whole.
 pub const CACHE_BYTES: usize = 256 << 20;
-
-/// Is a file of `size` bytes sent as a delta when it can be?
-pub fn eligible(size: u64) -> bool {
-    (DELTA_MIN_SIZE..=DELTA_MAX_SIZE).contains(&size)
-}
 
 /// The parts a delta travels in, each a pipelined `Request::Delta`.
 pub fn parts(hash: Hash, base: Hash, delta: &[u8]) -> impl Iterator<Item = BlobDelta> + '_ {
