@@ -116,12 +116,17 @@ impl Shipper<'_> {
     /// Keep the content of `hash` as a base for the next release's deltas,
     /// once per run, when it is of a delta's size. Never fails a run.
     pub(crate) fn keep_base(&self, c: &Compiled, hash: &Hash) {
+        // Once per blob and run, from memory: a first apply of many small
+        // files to many hosts costs no stat per file and host.
+        if !self.chunks.deltas.first_keep(*hash) {
+            return;
+        }
         let Some(src) = c.blobs.get(hash) else { return };
         let size = match src {
             BlobSource::Bytes(b) => b.len() as u64,
             BlobSource::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
         };
-        if delta::eligible(size) && self.chunks.deltas.first_keep(*hash) {
+        if delta::eligible(size) {
             tokio::task::block_in_place(|| self.source.keep_base(hash, src));
         }
     }

@@ -77,7 +77,8 @@ impl DeltaCache {
         self.lock().made
     }
 
-    /// Whether `h` is to be kept as a base now (the first time this run).
+    /// Whether `h` is to be looked at for keeping as a base now (the first
+    /// time this run it was shipped).
     pub fn first_keep(&self, h: Hash) -> bool {
         self.lock().kept.insert(h)
     }
