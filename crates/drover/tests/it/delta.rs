@@ -1,7 +1,8 @@
 //! Binary deltas on real hosts: a large file changed by a few bytes
 //! travels as a delta against the version the host holds, the host's file
 //! ends up exactly the new version, and a delta the host cannot use (its
-//! stored base damaged, or gone) costs a whole transfer, never the apply.
+//! stored base damaged, or gone), or a base the controller no longer has,
+//! costs a whole transfer, never the apply.
 
 use std::fs;
 
@@ -85,4 +86,19 @@ fn a_large_file_changed_by_a_few_bytes_travels_as_a_delta_and_falls_back_whole()
         assert!(*bytes > SIZE as u64, "h{}: whole file sent: {bytes}", i + 1);
         assert_eq!(fs::read(f.host_file(i, PATH)).unwrap(), v3, "h{}", i + 1);
     }
+
+    // The controller lost its bases (a fresh checkout): both hosts offer
+    // v3, but there is nothing to make a delta from, so v4 goes whole, and
+    // is kept for the next release.
+    fs::remove_dir_all(f.project().join(".drover/bases")).unwrap();
+    let mut v4 = v3.clone();
+    v4[SIZE - 8..].copy_from_slice(b"version4");
+    fs::write(&file, &v4).unwrap();
+    let hosts = f.apply_ok();
+    for (i, (bytes, blobs, deltas, failed)) in sent(&hosts).into_iter().enumerate() {
+        assert_eq!((blobs, deltas, failed), (1, 0, 0), "{}", hosts[i]);
+        assert!(bytes > SIZE as u64, "h{}: whole file sent: {bytes}", i + 1);
+        assert_eq!(fs::read(f.host_file(i, PATH)).unwrap(), v4, "h{}", i + 1);
+    }
+    assert!(f.project().join(".drover/bases").join(hex(&v4)).is_file(), "v4 kept as the next base");
 }
