@@ -6,7 +6,8 @@
 //! - generations: the newest [`KEEP_GENERATIONS`], the current one always;
 //! - blobs: those a kept generation or the undo record references;
 //! - `partial/`: incomplete transfers untouched for [`PARTIAL_RETENTION`]
-//!   (a resume after that starts over); leftovers of local copies always;
+//!   (a resume after that starts over); leftovers of local copies and
+//!   deltas' parts (never resumed) always;
 //! - `backup/<gen>/`: kept while `gen` is kept, then for [`BACKUP_RETENTION`];
 //! - failed generations: the manifests of the newest [`KEEP_FAILED`].
 
@@ -71,7 +72,9 @@ pub fn collect_at(layout: &Layout, state: &mut StateFile, now: SystemTime) -> cr
     let older_than = |md: &fs::Metadata, age| md.modified().ok().and_then(|m| now.duration_since(m).ok()) > Some(age);
     if let Ok(dir) = fs::read_dir(layout.partial_dir()) {
         for entry in dir.flatten() {
-            let local_copy = entry.file_name().to_string_lossy().starts_with("ingest-");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A delta is never resumed (a new one starts at offset 0).
+            let local_copy = name.starts_with("ingest-") || name.ends_with(".delta");
             let stale = entry.metadata().is_ok_and(|md| older_than(&md, PARTIAL_RETENTION));
             if local_copy || stale {
                 let _ = fs::remove_file(entry.path());
@@ -107,15 +110,18 @@ mod tests {
         crate::fsops::private_dir(&l.partial_dir()).unwrap();
         fs::write(l.partial_dir().join("ab".repeat(32)), b"half").unwrap();
         fs::write(l.partial_dir().join("ingest-x"), b"left over").unwrap();
+        let delta = l.partial_dir().join(format!("{}.delta", "cd".repeat(32)));
+        fs::write(&delta, b"a delta cut short").unwrap();
         for g in ["1", "9"] {
             let b = l.backup(g.parse().unwrap(), "/etc/x");
             crate::fsops::private_dir(b.parent().unwrap()).unwrap();
             fs::write(&b, b"old").unwrap();
         }
-        // A day later: the partial stays (resumable), the local copy goes.
+        // A day later: the partial stays (resumable), the local copy and
+        // the delta's parts (never resumed) go.
         collect_at(&l, &mut st, SystemTime::now() + Duration::from_secs(86_400)).unwrap();
         assert!(l.partial_dir().join("ab".repeat(32)).exists());
-        assert!(!l.partial_dir().join("ingest-x").exists());
+        assert!(!l.partial_dir().join("ingest-x").exists() && !delta.exists());
         assert_eq!(st.failed, vec![3, 4, 5], "the oldest failed generation's manifest goes");
         assert!(!l.manifest(2).exists() && l.manifest(3).exists());
         assert!(l.backup(1, "/etc/x").exists(), "backups stay for 30 days");

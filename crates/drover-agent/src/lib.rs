@@ -27,6 +27,7 @@
 //!    secrets, [`inspect`], the peer [`relay`].
 //! 5. The host's parts: [`state`] (the agent's bookkeeping files),
 //!    [`safefs`] (every managed path, no symlink followed), [`blobs`],
+//!    [`delta`] (blobs rebuilt from a delta against a stored one),
 //!    [`supervisor`], [`dpkg`], [`facts`].
 //! 6. Leaves: [`layout`], [`pathstate`], [`hostenv`], [`fsops`], [`space`]
 //!    (filesystems: free space, mount points, refused writes),
@@ -51,6 +52,7 @@ pub mod accounts;
 pub mod blobs;
 pub mod boot;
 pub mod cli;
+pub mod delta;
 pub mod diff;
 pub mod dpkg;
 pub mod engine;

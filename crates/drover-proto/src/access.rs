@@ -35,6 +35,8 @@ impl Request {
             self,
             Request::Diff { .. }
                 | Request::Chunk(_)
+                | Request::Delta(_)
+                | Request::Missing { .. }
                 | Request::Apply { .. }
                 | Request::Rollback { .. }
                 | Request::Confirm { .. }

@@ -28,8 +28,8 @@ pub use manifest::{
     ServiceSpec, Supervisor,
 };
 pub use message::{
-    ApplyOutcome, BlobChunk, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow, Request,
-    Response, ServiceAction, ServiceRestart, ServiceTimes, Unconfirmable,
+    ApplyOutcome, BlobChunk, BlobDelta, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow,
+    Request, Response, ServiceAction, ServiceRestart, ServiceTimes, Unconfirmable,
 };
 pub use service::{
     tail_lines, CommandOutput, Exit, FailureCause, ServiceFailure, ServiceStatus, SupervisorState, LOG_TAIL_BYTES,
@@ -53,7 +53,9 @@ pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 /// when); `Response::NotConfirmed` with its `Unconfirmable` reason.
 /// 11: `Response::StorageFailed` (a write the host's storage refused, or
 /// the free-space check before a transition, as data).
-pub const PROTOCOL_VERSION: u32 = 11;
+/// 12: binary deltas: `Response::Diff.bases`, `Request::Delta`,
+/// `Request::Missing` / `Response::Missing`.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.
@@ -62,3 +64,16 @@ pub const READ_PATHS_MAX: usize = 256;
 /// Size of one blob chunk before compression. Small enough that a cut link
 /// loses little, large enough that per-frame overhead is noise.
 pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// Smallest blob sent as a binary delta. Below it the whole blob, zstd
+/// compressed, costs about what the round trip that checks the deltas costs
+/// on a slow link (10 Mbit/s, 50 ms: 62 KB), and the deltas' CPU is wasted
+/// (docs/benchmarks.md, "Binary deltas").
+pub const DELTA_MIN_SIZE: u64 = 128 << 10;
+
+/// Largest blob (and base) sent as a binary delta. Rebuilding one holds the
+/// base and the result in the agent's memory at once (and on the
+/// controller, the base, the file and the match finder's tables): 64 MiB
+/// keeps the agent's peak near 130 MiB on hosts that may have 512 MiB. A
+/// larger file travels whole.
+pub const DELTA_MAX_SIZE: u64 = 64 << 20;

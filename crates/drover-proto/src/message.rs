@@ -1,7 +1,8 @@
 //! Requests (controller → agent) and responses (agent → controller).
 //!
 //! One session is: `Hello`, then either `Check` (the cheap no-op probe: only
-//! the manifest hash travels), or `Diff` → pipelined `Chunk`s → `Apply`.
+//! the manifest hash travels), or `Diff` → pipelined `Chunk`s (and `Delta`s,
+//! then one `Missing` to learn which deltas did not verify) → `Apply`.
 //! Chunks get no individual reply, so a transfer costs no round trip per
 //! file; the agent reports problems once, at `Apply`.
 //!
@@ -140,6 +141,33 @@ pub enum Request {
         /// running it as root, as the controller's bootstrap does.
         agent_sha256: String,
     },
+    /// Part of a blob sent as a binary delta against a blob the host said it
+    /// holds (`Response::Diff::bases`). Pipelined like `Chunk`, no reply:
+    /// once the last part is in, the agent rebuilds the blob from its base,
+    /// and stores it only if its blake3 is the wanted hash.
+    Delta(BlobDelta),
+    /// Of these blobs (sent as deltas), which does the host still lack?
+    /// Reply `Missing`: the controller sends those whole.
+    Missing {
+        blobs: Vec<Hash>,
+    },
+}
+
+/// One part of a binary delta: a zstd frame compressed with the base blob
+/// as its reference prefix (what `zstd --patch-from` makes), cut into parts
+/// of at most [`crate::CHUNK_SIZE`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobDelta {
+    /// The blob it rebuilds.
+    pub hash: Hash,
+    /// The blob it is a delta against, held by the host.
+    pub base: Hash,
+    /// Offset of `data` in the delta; parts arrive in order, and a part at
+    /// offset 0 starts the delta afresh.
+    pub offset: u64,
+    /// Length of the whole delta: the blob is rebuilt when it is all in.
+    pub total: u64,
+    pub data: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +201,12 @@ pub enum Response {
         /// groups, one line each (`package sl 5.02-1+b1 not installed`):
         /// work for `Apply` that no path change shows.
         setup: Vec<String>,
+        /// For missing blobs of [`crate::DELTA_MIN_SIZE`] to
+        /// [`crate::DELTA_MAX_SIZE`] bytes with nothing received yet: a blob
+        /// the host holds for the same path (its live generation's content)
+        /// or package (the version it has), as (missing, base). The
+        /// controller may send a `Delta` against it instead of the blob.
+        bases: Vec<(Hash, Hash)>,
     },
     /// Human-readable progress from a long operation.
     Progress(String),
@@ -234,6 +268,14 @@ pub enum Response {
     /// free-space check before a transition found too little): which
     /// filesystem, its free space, what was needed, where the host is.
     StorageFailed(crate::StorageFailure),
+    /// The answer to `Request::Missing`: the blobs still lacking, with the
+    /// bytes of each already held (as `Diff::missing`), and why each failed
+    /// delta did (its base gone, a part lost, a rebuilt blob whose hash was
+    /// wrong).
+    Missing {
+        missing: Vec<(Hash, u64)>,
+        failed: Vec<(Hash, String)>,
+    },
 }
 
 /// One path on the host as it is now (see `Request::ReadPaths`).

@@ -24,6 +24,7 @@ pub mod transport;
 
 // Base: imported by any layer, importing none of them.
 pub mod agent_bin;
+pub mod bases;
 pub mod bundler;
 pub mod fact_cache;
 pub mod human;

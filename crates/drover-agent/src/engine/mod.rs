@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::time::{Duration, Instant};
 
-use drover_proto::{BlobChunk, EntryKind, Hash, HostState, Manifest, Unconfirmable};
+use drover_proto::{BlobChunk, BlobDelta, EntryKind, Hash, HostState, Manifest, Unconfirmable};
 
 use crate::accounts::Accounts;
 use crate::diff::{self, Candidate};
@@ -29,7 +29,7 @@ use crate::hostenv::HostEnv;
 use crate::layout::Layout;
 use crate::state::{self, load_manifest, now_ms, read_json, Pending, Phase, StateFile};
 use crate::transition;
-use crate::{bail, blobs, setup, Context, Result};
+use crate::{bail, blobs, delta, setup, Context, Result};
 
 mod activate;
 mod apply;
@@ -241,6 +241,34 @@ impl Engine {
             .get(&chunk.hash)
             .ok_or_else(|| crate::AgentError::new(format!("unexpected blob {}", chunk.hash.short())))?;
         blobs::receive(&self.layout, chunk, size).map_err(|e| self.untouched(e))
+    }
+
+    /// Bases the controller may send deltas against, for `missing` (see
+    /// [`delta::bases`]).
+    pub fn bases(&self, cand: &Candidate, missing: &[(Hash, u64)]) -> Vec<(Hash, Hash)> {
+        delta::bases(&self.layout, self.current_manifest().ok().flatten().as_ref(), &cand.manifest, missing)
+    }
+
+    /// One part of a blob's delta (see [`delta::receive`]).
+    pub fn receive_delta(&self, d: &BlobDelta, cand: &Candidate) -> Result<()> {
+        let size = *cand
+            .sizes
+            .get(&d.hash)
+            .ok_or_else(|| crate::AgentError::new(format!("unexpected blob {}", d.hash.short())))?;
+        delta::receive(&self.layout, d, size)
+    }
+
+    /// Which of `blobs` (of the candidate) are still missing, with the bytes
+    /// of each already received.
+    pub fn still_missing(&self, blobs: &[Hash], cand: &Candidate) -> Vec<(Hash, u64)> {
+        let repair = self.holds_lock();
+        blobs
+            .iter()
+            .filter_map(|h| {
+                let size = cand.sizes.get(h).copied()?;
+                blobs::resume_from(&self.layout, h, size, repair).map(|have| (*h, have))
+            })
+            .collect()
     }
 
     /// Why the host is drained, if it is (see [`crate::ops`]).

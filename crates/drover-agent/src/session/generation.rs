@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use drover_proto::{write_frame, BlobChunk, Manifest, Response};
+use drover_proto::{write_frame, BlobChunk, BlobDelta, Hash, Manifest, Response};
 
 use super::{answer, failure, protocol, FromBundle, Next, Session};
 use crate::engine::watchdog;
@@ -53,11 +53,13 @@ impl<W: Write> Session<W> {
                 let reply = Response::Diff {
                     changes: c.changes.clone(),
                     restarts: c.restarts.clone(),
+                    bases: engine.bases(&c, &missing),
                     missing,
                     setup: setup::drift(&engine.layout, &engine.accounts, &c.manifest.setup),
                 };
                 self.cand = Some(c);
                 self.chunk_error = None;
+                self.delta_failed.clear();
                 reply
             }
             Err(e) => failure(e),
@@ -73,6 +75,29 @@ impl<W: Write> Session<W> {
             };
             self.chunk_error = res.err();
         }
+    }
+
+    /// Take part of a blob's delta; a failure is kept for `Missing` (the
+    /// blob is then sent whole), never for `Apply`.
+    pub(super) fn delta(&mut self, d: &BlobDelta) {
+        let res = match &self.cand {
+            Some(c) => self.engine.receive_delta(d, c),
+            None => Err(AgentError::new("blob delta before Diff".into())),
+        };
+        if let Err(e) = res {
+            if !self.delta_failed.iter().any(|(h, _)| *h == d.hash) {
+                self.delta_failed.push((d.hash, e.to_string()));
+            }
+        }
+    }
+
+    /// Which of `blobs` the host still lacks after their deltas, and why
+    /// each failed delta failed.
+    pub(super) fn missing(&mut self, blobs: &[Hash]) -> Response {
+        let Some(c) = &self.cand else { return Response::Error { message: "Missing before Diff".into() } };
+        let missing = self.engine.still_missing(blobs, c);
+        let failed = std::mem::take(&mut self.delta_failed);
+        Response::Missing { missing, failed }
     }
 
     pub(super) fn apply(&mut self, confirm_timeout_ms: u64, stop_first: bool) -> Response {

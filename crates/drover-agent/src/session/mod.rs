@@ -71,6 +71,10 @@ pub struct Session<W: Write> {
     bundle: FromBundle,
     /// The first chunk that could not be stored, reported at `Apply`.
     chunk_error: Option<AgentError>,
+    /// Deltas that failed since the last `Diff`, and why: reported at
+    /// `Missing`; the blobs are then sent whole (a failed delta is not a
+    /// failed apply).
+    delta_failed: Vec<(drover_proto::Hash, String)>,
     out: W,
 }
 
@@ -127,8 +131,8 @@ impl<W: Write> Session<W> {
         // change the host take it again (and keep it for the rest of the
         // session).
         engine.release();
-        let (cand, bundle, chunk_error) = (None, FromBundle::default(), None);
-        Ok(Session { layout, env, engine, read_only, idle, cand, bundle, chunk_error, out })
+        let (cand, bundle, chunk_error, delta_failed) = (None, FromBundle::default(), None, vec![]);
+        Ok(Session { layout, env, engine, read_only, idle, cand, bundle, chunk_error, delta_failed, out })
     }
 
     /// How long the controller may stay silent now: once the session holds
@@ -155,7 +159,7 @@ impl<W: Write> Session<W> {
             crate::hooks::point(&self.layout, "before-confirm");
         }
         if self.read_only && !req.is_read_only() {
-            if !matches!(req, Request::Chunk(_)) {
+            if !matches!(req, Request::Chunk(_) | Request::Delta(_)) {
                 self.send(&Response::Error { message: read_only_refusal(req) })?;
             }
             return Ok(false);
@@ -163,7 +167,9 @@ impl<W: Write> Session<W> {
         // `Diff` in a read-only session compares without the lock: it reads.
         if req.changes_host() && !self.read_only {
             if let Err(e) = self.engine.ensure_locked(LOCK_WAIT) {
-                if matches!(req, Request::Chunk(_)) {
+                if let Request::Delta(d) = req {
+                    self.delta_failed.push((d.hash, e.0));
+                } else if matches!(req, Request::Chunk(_)) {
                     self.chunk_error.get_or_insert(e);
                 } else {
                     self.send(&lock_error(&e))?;
@@ -186,6 +192,11 @@ impl<W: Write> Session<W> {
                 self.chunk(&chunk);
                 return Ok(Next::Continue);
             }
+            Request::Delta(d) => {
+                self.delta(&d);
+                return Ok(Next::Continue);
+            }
+            Request::Missing { blobs } => self.missing(&blobs),
             Request::Apply { confirm_timeout_ms, stop_first } => self.apply(confirm_timeout_ms, stop_first),
             Request::Rollback { to, confirm_timeout_ms } => self.rollback(to, confirm_timeout_ms),
             Request::Confirm { generation } => self.confirm(generation),

@@ -14,6 +14,8 @@
 //! - `space`: a full, read-only or failing filesystem under a transition
 //!   (tmpfs mounts: root only): refused early or rolled back to one whole
 //!   generation, named with its free and needed bytes, then converging;
+//! - `delta`: a changed blob as a delta against the live generation's,
+//!   and a damaged one reported by `Missing`, then sent whole;
 //! - `readonly`: a read-only session (`drover plan`) reads, refuses
 //!   changes, and creates nothing;
 //! - `support`: the client and the manifests they share.
@@ -21,6 +23,7 @@
 mod agent;
 mod boot;
 mod confirm;
+mod delta;
 mod gate;
 mod readonly;
 mod space;

@@ -11,6 +11,7 @@
 mod backoff;
 pub mod bundle_source;
 mod confirm;
+pub mod delta;
 mod desired;
 pub mod diff;
 mod error;
@@ -21,6 +22,7 @@ mod relay_deliver;
 mod report;
 mod session;
 pub mod ship;
+mod ship_delta;
 mod source;
 
 pub use desired::is_current;

@@ -25,9 +25,17 @@ pub struct HostReport {
     /// Packages, users and groups the host lacked (see `Response::Diff`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<String>,
-    /// Compressed blob bytes sent (0 on a no-op).
+    /// Compressed blob bytes sent, deltas included (0 on a no-op).
     pub bytes_sent: u64,
+    /// Blobs sent whole.
     pub blobs_sent: u64,
+    /// Blobs sent as binary deltas against the version the host held.
+    #[serde(default)]
+    pub deltas_sent: u64,
+    /// Deltas the host could not use (its base gone, a rebuilt blob that
+    /// did not verify), and why: those blobs were then sent whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta_failed: Vec<String>,
     /// Paths the agent wrote or removed.
     pub files_written: u64,
     pub duration_ms: u64,
@@ -82,6 +90,8 @@ impl HostReport {
             setup: vec![],
             bytes_sent: 0,
             blobs_sent: 0,
+            deltas_sent: 0,
+            delta_failed: vec![],
             files_written: 0,
             duration_ms: 0,
             started_ms: None,

@@ -125,8 +125,10 @@ async fn run_once(
             let req = job.project.diff_request(host, &compiled.manifest, generation);
             let diff = conn.link.call(&req, &mut |m| p.step(m)).await;
             r.phases.diff_ms += ms(clock.elapsed());
-            let (changes, restarts, missing, setup) = match diff? {
-                Response::Diff { changes, restarts, missing, setup } => (changes, restarts, missing, setup),
+            let (changes, restarts, missing, setup, bases) = match diff? {
+                Response::Diff { changes, restarts, missing, setup, bases } => {
+                    (changes, restarts, missing, setup, bases)
+                }
                 other => return Err(HostError::unexpected("Diff", &other)),
             };
             r.changes = changes;
@@ -144,7 +146,7 @@ async fn run_once(
             }
             let clock = Instant::now();
             let shipper = Shipper { source: &*job.project, chunks };
-            let sent = shipper.send_all(host, &mut conn, &compiled, &missing, r, p).await;
+            let sent = shipper.send_all(host, &mut conn, &compiled, &missing, &bases, r, p).await;
             r.phases.send_ms += ms(clock.elapsed());
             sent?;
             p.step("applying");

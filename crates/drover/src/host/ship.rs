@@ -56,6 +56,8 @@ pub struct ChunkCache {
     inner: Mutex<Inner>,
     /// Large transfers in flight (see [`TRANSFER_SLOTS`]).
     slots: tokio::sync::Semaphore,
+    /// The run's deltas (see [`super::delta`]).
+    pub deltas: super::delta::DeltaCache,
 }
 
 #[derive(Default)]
@@ -76,7 +78,12 @@ struct Slot {
 
 impl ChunkCache {
     pub fn new(cap: usize) -> ChunkCache {
-        ChunkCache { cap, inner: Mutex::new(Inner::default()), slots: tokio::sync::Semaphore::new(TRANSFER_SLOTS) }
+        ChunkCache {
+            cap,
+            inner: Mutex::new(Inner::default()),
+            slots: tokio::sync::Semaphore::new(TRANSFER_SLOTS),
+            deltas: Default::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -147,14 +154,17 @@ pub struct Shipper<'a> {
 }
 
 impl Shipper<'_> {
-    /// Send the blobs a host lacks (through the peer relay when enabled),
-    /// and flush.
+    /// Send the blobs a host lacks (through the peer relay when enabled;
+    /// as deltas against `bases` where the controller holds them), and
+    /// flush.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send_all(
         &self,
         host: &Host,
         conn: &mut Connection,
         c: &Compiled,
         missing: &[(Hash, u64)],
+        bases: &[(Hash, Hash)],
         r: &mut HostReport,
         p: &HostProgress,
     ) -> Result<(), HostError> {
@@ -162,7 +172,9 @@ impl Shipper<'_> {
             Some(relay) => relay.deliver(self, host, conn, c, missing, r, p).await?,
             None => missing.to_vec(),
         };
-        let large = pending_bytes(c, &direct) >= LARGE_TRANSFER;
+        let (deltas, direct) = self.plan_deltas(c, &direct, bases).await?;
+        let delta_bytes: u64 = deltas.iter().map(|(_, _, d)| d.len() as u64).sum();
+        let large = pending_bytes(c, &direct) + delta_bytes >= LARGE_TRANSFER;
         let _slot = match large {
             true => {
                 p.step("waiting for a transfer slot".to_string());
@@ -170,9 +182,13 @@ impl Shipper<'_> {
             }
             false => None,
         };
+        self.send_deltas(conn, c, &deltas, r, p).await?;
         for (i, (hash, have)) in direct.iter().enumerate() {
             p.step(format!("sending {}/{} blobs", i + 1, direct.len()));
             self.blob(conn, c, hash, *have, r, p).await?;
+        }
+        if !deltas.is_empty() {
+            self.settle_deltas(conn, c, &deltas, r, p).await?;
         }
         conn.link.flush().await?;
         if large {
@@ -230,6 +246,7 @@ impl Shipper<'_> {
             offset += n as u64;
         }
         r.blobs_sent += 1;
+        self.keep_base(c, hash);
         Ok(())
     }
 }

@@ -25,6 +25,17 @@ pub trait StateSource: Send + Sync {
         None
     }
 
+    /// Where the controller holds blob `hash`'s content to make a delta
+    /// against (see [`crate::bases`]); `None`: it does not (the blob goes
+    /// whole).
+    fn delta_base(&self, _hash: &Hash) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// Keep `src` (blob `hash`, just shipped) as a base for later deltas.
+    /// Blocking; never fails the run.
+    fn keep_base(&self, _hash: &Hash, _src: &drover_spec::BlobSource) {}
+
     /// Peer relay for large blobs, when enabled.
     fn relay(&self) -> Option<&super::relay::Relay> {
         None
@@ -84,6 +95,14 @@ impl StateSource for Project {
 
     fn services(&self) -> std::collections::BTreeSet<String> {
         self.endpoints().map(|e| e.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn delta_base(&self, hash: &Hash) -> Option<std::path::PathBuf> {
+        crate::bases::find(&self.dir, hash)
+    }
+
+    fn keep_base(&self, hash: &Hash, src: &drover_spec::BlobSource) {
+        let _ = crate::bases::keep(&self.dir, hash, src);
     }
 
     /// Cached in the project's state store (see [`crate::fact_cache`]).

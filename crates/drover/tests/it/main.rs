@@ -18,6 +18,7 @@ mod bundle;
 mod bundle_secrets;
 mod day2;
 mod day_one;
+mod delta;
 mod disk_full;
 mod e2e;
 mod faults;
