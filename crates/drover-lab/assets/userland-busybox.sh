@@ -3,7 +3,10 @@
 # one): run chrooted into the base once, when it is built. bash, dash and
 # the GNU core utilities are purged; /bin/sh is busybox ash and every
 # busybox applet whose command is now missing is a link to busybox. sshd,
-# libc, the init, sudo, iproute2 and python3 stay Debian's.
+# libc, the init, sudo, iproute2 and python3 stay Debian's, and so does GNU
+# tar: dpkg pre-depends on it and dpkg-deb runs it to unpack every package
+# (busybox tar lacks the options it passes), so a busybox host that has
+# dpkg at all has it.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 # Applets for the maintainer scripts and triggers that run while the
@@ -13,7 +16,7 @@ mkdir /tmp/busybox
 /bin/busybox --install -s /tmp/busybox
 export PATH="$PATH:/tmp/busybox"
 force="--force-remove-essential --force-depends"
-dpkg --purge $force bash coreutils diffutils findutils grep gzip sed tar
+dpkg --purge $force bash coreutils diffutils findutils grep gzip sed
 # dash last, alone: its postrm (it only updates menus) would run with
 # /bin/sh already gone, and triggers wait until /bin/sh is busybox.
 rm /var/lib/dpkg/info/dash.postrm
