@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use drover_proto::{HostStatus, LogLine, ServiceAction, ServiceRestart};
 
 use crate::engine::Engine;
-use crate::{services, state, Context, Result};
+use crate::{services, state, AgentError, Context, Result};
 
 const OUTPUT_CAP: usize = 1 << 20;
 
@@ -55,6 +55,18 @@ impl Engine {
         services::perform(self.env, &self.layout, &acts, &[action], &[&cur], &Default::default())?;
         if reason.is_none() {
             crate::fsops::remove(&mark)?;
+            // Undrained means back in service, so the answer waits for each
+            // service's gate (running, and healthy where it has a check), as
+            // an apply's does: an operator or a script that puts the host
+            // back in a balancer next must not race a service still binding
+            // its port (seen on an emulated arm64 host). One that fails is
+            // named with its supervisor's state and last log line; the host
+            // stays undrained, its other services running.
+            for s in &cur.services {
+                let sup = self.env.supervisor(&self.layout, s.supervisor);
+                crate::gate::run(&*sup, &s.name, s.health.as_ref())
+                    .map_err(|f| AgentError::new(format!("undrained, but {f}")))?;
+            }
         }
         Ok(acts.into_iter().map(|a| a.name).collect())
     }

@@ -243,3 +243,39 @@ fn status_shows_a_crash_looping_service_unhealthy_whatever_its_probe_reaches() {
     );
     assert!(r.stdout.lines().any(|l| l.trim_start().starts_with("api: ")), "why, under the host: {}", r.stdout);
 }
+
+/// `undrain` answers once the services pass their gates: a web that cannot
+/// bind its port when it is started again (another process took it while
+/// the host was drained) is named with its supervisor's state and its log
+/// line, exit 2, and the host is undrained all the same (the mark gone,
+/// the other process untouched); once the port is free, web serves again.
+/// (It used to say `undrained; started web`, exit 0, with nothing serving.)
+#[test]
+fn undrain_waits_for_each_services_gate_and_names_one_that_fails() {
+    let f = Fleet::new("hg-undrain", 1);
+    assert_eq!(f.apply_json(&[]).code, 0);
+    assert_eq!(f.drover(&["drain", "h1"]).code, 0);
+    // busybox httpd without -f goes to the background by itself.
+    f.host_sh(0, "mkdir -p /tmp/other && echo other > /tmp/other/index.html && busybox httpd -p 8080 -h /tmp/other");
+    let r = f.drover(&["undrain", "h1"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("h1: ")
+            && r.stderr.contains("undrained, but service web")
+            && r.stderr.contains("supervisor: ")
+            && r.stderr.contains("Address already in use"),
+        "{}",
+        r.stderr
+    );
+    let st: serde_json::Value = serde_json::from_str(&f.drover(&["status", "--json"]).stdout).unwrap();
+    assert!(st[0]["drained"].is_null(), "{st:#}");
+    let page = crate::support::curl(&format!("http://{}:8080/", f.lab_hosts()[0].address));
+    assert_eq!(page.trim(), "other", "the other process keeps the port");
+    f.host_sh(0, "pkill -f '[h]ttpd -p 8080 -h /tmp/other'");
+    crate::support::wait_until("web serving again", std::time::Duration::from_secs(20), || {
+        let st: serde_json::Value = serde_json::from_str(&f.drover(&["status", "--json"]).stdout).ok()?;
+        let web = st[0]["services"].as_array()?.iter().find(|s| s["name"] == "web")?.clone();
+        (web["state"] == "running" && web["healthy"] == true).then_some(())
+    });
+    assert!(crate::support::curl(&format!("http://{}:8080/", f.lab_hosts()[0].address)).contains("host: h1"));
+}
