@@ -75,7 +75,13 @@ fn arm64_hosts_run_aarch64_sshd_runit_and_shell_under_qemu() {
 /// `openrc-init` under qemu-aarch64, its `default` runlevel started sshd
 /// (under supervise-daemon, emulated as well), nothing failed, and the
 /// SSH session is aarch64.
+///
+/// Not in the default suite: its base is a second arm64 debootstrap under
+/// emulation (about 6 minutes on a clean machine) for a combination the
+/// issue does not ask the core scenarios of (arm64 runs them on runit,
+/// OpenRC on amd64). `cargo test ... -- --ignored lab_kinds::` runs it.
 #[test]
+#[ignore = "builds a second emulated arm64 base (~6 min); run with --ignored"]
 fn arm64_openrc_hosts_boot_openrc_init_under_qemu() {
     let kind = Kind::native(Init::OpenRc).with_arch(Arch::Arm64);
     let f = Fleet::up_kind("kind", 1, kind);
