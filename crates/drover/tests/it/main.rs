@@ -29,6 +29,7 @@ mod host_state;
 mod instances;
 mod inventory_import;
 mod jump;
+mod kinds;
 mod lab;
 mod lab_kinds;
 mod lab_systemd;
