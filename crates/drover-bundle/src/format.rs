@@ -1,7 +1,7 @@
 //! The bundle file layout. All integers are little-endian.
 //!
 //! ```text
-//! 0              "DROVERB\x01"                     magic and format version
+//! 0              "DROVERB\x03"                     magic and format version
 //! 8              blob data: each blob's chunks back to back; a chunk is one
 //!                zstd frame of CHUNK_SIZE (1 MiB) uncompressed bytes, the
 //!                last one of a blob shorter
@@ -24,11 +24,14 @@
 use drover_proto::{Hash, Manifest};
 use serde::{Deserialize, Serialize};
 
-/// Format 2: host entries carry sealed (per-host encrypted) secret content.
-pub const MAGIC: &[u8; 8] = b"DROVERB\x02";
-/// Bundles written before secrets could be bundled: refused with a message
-/// that says to build again (their index does not decode as format 2).
-pub const MAGIC_V1: &[u8; 8] = b"DROVERB\x01";
+/// Format 3: one agent per machine (`Index::agents`, each naming its
+/// machine). Format 2 added sealed (per-host encrypted) secret content.
+pub const MAGIC: &[u8; 8] = b"DROVERB\x03";
+/// Older formats, refused with a message that says to build again: their
+/// index does not decode as format 3, and a format 2 bundle's one agent does
+/// not say which machine it is for (`BundleError::OldFormat`).
+pub const OLD_MAGICS: [(&[u8; 8], u8, &str); 2] =
+    [(b"DROVERB\x01", 1, "before secrets could be bundled"), (b"DROVERB\x02", 2, "one agent, for one machine")];
 pub const TRAILER_MAGIC: &[u8; 8] = b"DROVERT\x01";
 pub const TRAILER_LEN: u64 = 72;
 /// Uncompressed bytes per chunk: the protocol's, so chunks go out as stored.
@@ -46,8 +49,10 @@ pub struct Index {
     pub revision: String,
     /// Incremental bundles: the bundle whose blobs this one leaves out.
     pub base: Option<BaseRef>,
-    /// The static agent binary, stored as a blob.
-    pub agent: Option<AgentRef>,
+    /// The static agent binaries, one per machine, each stored as a blob;
+    /// sorted by machine name, unique. A host installing the bundle picks
+    /// the one for its `uname -m` ([`Index::agent_for`]).
+    pub agents: Vec<AgentRef>,
     pub settings: Settings,
     /// Sorted by name.
     pub hosts: Vec<HostEntry>,
@@ -68,6 +73,9 @@ pub struct BaseRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentRef {
+    /// The machine it runs on, as Linux's `uname -m` names it (`x86_64`,
+    /// `aarch64`).
+    pub arch: String,
     pub hash: Hash,
     pub version: String,
 }
@@ -202,6 +210,26 @@ impl Index {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The agent for a host whose `uname -m` says `machine` (`arm64` is
+    /// `aarch64`'s other name, `amd64` `x86_64`'s).
+    pub fn agent_for(&self, machine: &str) -> Option<&AgentRef> {
+        let m = match machine.trim() {
+            "arm64" => "aarch64",
+            "amd64" => "x86_64",
+            m => m,
+        };
+        self.agents.iter().find(|a| a.arch == m)
+    }
+
+    /// The machines this bundle carries agents for, for messages:
+    /// `aarch64, x86_64`, or `none`.
+    pub fn agent_machines(&self) -> String {
+        match self.agents.len() {
+            0 => "none".into(),
+            _ => self.agents.iter().map(|a| a.arch.as_str()).collect::<Vec<_>>().join(", "),
+        }
+    }
+
     /// Structural checks a reader does before trusting offsets and manifests:
     /// sorted unique blobs, chunk counts that match sizes, blobs inside the
     /// data area, manifests with normalised paths (no `..`).
@@ -229,6 +257,16 @@ impl Index {
                     Some(b) if b.size == s.cipher_size => {}
                     _ => return Err(format!("host {}: the sealed content of {} is not in the bundle", h.name, s.path)),
                 }
+            }
+        }
+        for w in self.agents.windows(2) {
+            if w[0].arch >= w[1].arch {
+                return Err("agent list not sorted by machine, or two agents for one machine".into());
+            }
+        }
+        for a in &self.agents {
+            if a.arch.is_empty() || !a.arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("agent {} names no machine ({:?})", a.hash.short(), a.arch));
             }
         }
         Ok(())

@@ -8,7 +8,8 @@
 //! A bundle holds, per selected host, the compiled [`Manifest`] (plus the
 //! host's inventory entry, without secrets), every blob those manifests
 //! reference (content-addressed by blake3, zstd-compressed in independent
-//! 1 MiB chunks, deduplicated across hosts), the static agent, and the project
+//! 1 MiB chunks, deduplicated across hosts), the static agents (one per
+//! machine, [`Index::agent_for`] a host's `uname -m`), and the project
 //! revision. The layout is in [`format`]; [`Writer`] streams one out,
 //! [`Bundle`] reads one by seeking (never loading blobs in memory).
 //!
@@ -46,8 +47,8 @@ pub enum BundleError {
     Io { path: String, err: std::io::Error },
     #[error("{0}: not a drover bundle (bad magic)")]
     NotABundle(String),
-    #[error("{0}: a bundle of an older format (1, before secrets could be bundled); build it again with this drover")]
-    OldFormat(String),
+    #[error("{path}: a bundle of an older format ({version}, {what}); build it again with this drover")]
+    OldFormat { path: String, version: u8, what: &'static str },
     #[error("{0}: truncated or damaged bundle (no valid trailer at the end); copy it again")]
     Truncated(String),
     #[error("{path}: bad bundle: {what}")]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use drover_proto::Hash;
 
-use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, MAGIC_V1, TRAILER_LEN};
+use crate::format::{BlobEntry, Index, Trailer, CHUNK_SIZE, MAGIC, OLD_MAGICS, TRAILER_LEN};
 use crate::statement::{HostStatement, Signatures};
 use crate::verify::{self, PublicKey};
 use crate::{BundleError, Result};
@@ -249,10 +249,14 @@ impl Iterator for PackedChunks<'_> {
 }
 
 fn check_magic(head: &[u8], path: &Path) -> Result<()> {
-    match head {
-        h if h == MAGIC => Ok(()),
-        h if h == MAGIC_V1 => Err(BundleError::OldFormat(path.display().to_string())),
-        _ => Err(BundleError::NotABundle(path.display().to_string())),
+    if head == MAGIC {
+        return Ok(());
+    }
+    match OLD_MAGICS.iter().find(|(m, _, _)| head == &m[..]) {
+        Some((_, version, what)) => {
+            Err(BundleError::OldFormat { path: path.display().to_string(), version: *version, what })
+        }
+        None => Err(BundleError::NotABundle(path.display().to_string())),
     }
 }
 
@@ -278,30 +282,79 @@ mod tests {
     use crate::format::Settings;
     use crate::Writer;
 
-    #[test]
-    fn a_format_1_bundle_is_refused_with_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("b.drv");
-        let w = Writer::create(&p).unwrap();
-        let settings = Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 1 };
-        let index = Index {
+    fn index(agents: Vec<crate::AgentRef>) -> Index {
+        Index {
             created_ms: 1,
             project: "p".into(),
             revision: "r".into(),
             base: None,
-            agent: None,
-            settings,
+            agents,
+            settings: Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 1 },
             hosts: vec![],
             blobs: vec![],
             external: vec![],
-        };
-        w.finish(index).unwrap();
+        }
+    }
+
+    fn agent(arch: &str, bytes: &[u8]) -> crate::AgentRef {
+        crate::AgentRef { arch: arch.into(), hash: Hash(*blake3::hash(bytes).as_bytes()), version: "0.1".into() }
+    }
+
+    /// Formats 1 (no secrets) and 2 (one agent, machine unknown) are
+    /// refused with what to do, not misread.
+    #[test]
+    fn bundles_of_formats_1_and_2_are_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.drv");
+        Writer::create(&p).unwrap().finish(index(vec![])).unwrap();
         Bundle::open(&p).unwrap();
-        let mut bytes = std::fs::read(&p).unwrap();
-        bytes[..8].copy_from_slice(MAGIC_V1);
-        std::fs::write(&p, bytes).unwrap();
-        let e = Bundle::open(&p).err().unwrap();
-        assert!(matches!(e, BundleError::OldFormat(_)), "{e}");
-        assert!(e.to_string().contains("build it again"), "{e}");
+        for (magic, version, what) in [(b"DROVERB\x01", 1, "before secrets"), (b"DROVERB\x02", 2, "one agent")] {
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes[..8].copy_from_slice(magic);
+            let old = dir.path().join(format!("v{version}.drv"));
+            std::fs::write(&old, bytes).unwrap();
+            let e = Bundle::open(&old).err().unwrap();
+            assert!(matches!(e, BundleError::OldFormat { version: v, .. } if v == version), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(what) && msg.contains("build it again with this drover"), "{msg}");
+        }
+    }
+
+    /// A bundle carries one agent per machine, each a blob checked like any
+    /// other, found by what `uname -m` prints (either name of a machine);
+    /// the writer sorts them, and a reader refuses two for one machine or an
+    /// agent naming no machine.
+    #[test]
+    fn agents_are_carried_one_per_machine_and_found_by_uname() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.drv");
+        let (x86, arm) = (b"x86 agent".as_slice(), b"arm agent".as_slice());
+        let mut w = Writer::create(&p).unwrap();
+        for b in [x86, arm] {
+            w.add(Hash(*blake3::hash(b).as_bytes()), crate::BlobInput::Bytes(b)).unwrap();
+        }
+        w.finish(index(vec![agent("x86_64", x86), agent("aarch64", arm)])).unwrap();
+        let b = Bundle::open(&p).unwrap();
+        assert_eq!(b.index.agent_machines(), "aarch64, x86_64");
+        for (uname, want) in [("aarch64", arm), ("arm64", arm), ("x86_64\n", x86), ("amd64", x86)] {
+            let a = b.index.agent_for(uname).unwrap_or_else(|| panic!("no agent for {uname}"));
+            let mut out = Vec::new();
+            b.extract(b.blob(&a.hash).unwrap(), &mut out).unwrap();
+            assert_eq!(out, want, "{uname}");
+        }
+        assert!(b.index.agent_for("riscv64").is_none());
+        assert_eq!(index(vec![]).agent_machines(), "none");
+
+        let bad = |agents: Vec<crate::AgentRef>| {
+            let mut i = b.index.clone();
+            i.agents = agents;
+            i.validate(b.trailer().index_off).unwrap_err()
+        };
+        let e = bad(vec![agent("x86_64", x86), agent("x86_64", x86)]);
+        assert!(e.contains("two agents for one machine"), "{e}");
+        let e = bad(vec![agent("x86_64", x86), agent("aarch64", arm)]);
+        assert!(e.contains("not sorted"), "{e}");
+        let e = bad(vec![agent("", x86)]);
+        assert!(e.contains("names no machine"), "{e}");
     }
 }

@@ -151,7 +151,7 @@ mod tests {
             project: "p".into(),
             revision: "r".into(),
             base: None,
-            agent: None,
+            agents: vec![],
             settings: Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 1 },
             hosts: vec![],
             blobs: vec![],

@@ -120,6 +120,7 @@ impl Writer {
         index.blobs = std::mem::take(&mut self.blobs);
         index.external.sort();
         index.external.dedup();
+        index.agents.sort_by(|a, b| a.arch.cmp(&b.arch));
         let bytes = postcard::to_stdvec(&index).map_err(|e| BundleError::Invalid(format!("encode index: {e}")))?;
         let index_off = self.pos;
         self.write(&bytes)?;

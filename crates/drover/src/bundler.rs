@@ -40,11 +40,6 @@ pub enum BuildError {
     #[error("host {host}: read {path}: {err}")]
     Read { host: String, path: String, err: std::io::Error },
     #[error(
-        "the bundle's hosts run on several machines ({hosts}, by the facts of their last run), and a bundle \
-         carries one agent: build one bundle per machine (--hosts)"
-    )]
-    MixedArch { hosts: String },
-    #[error(
         "host {host} runs on {arch}, and this drover carries agents only for {carried}: build drover with the \
          agents for it (scripts/build-agents; see docs/architecture.md, \"Agents per machine\")"
     )]
@@ -79,26 +74,45 @@ fn offline_facts(store: Option<&drover_state::Store>, host: &Host, sup: Supervis
     }
 }
 
-/// The agent a bundle carries (its index has one slot): the one for the
-/// machine of its hosts, by the facts cached from their last run. Hosts
-/// never reached (placeholder facts) do not say; if none does, the
-/// controller's own machine's. Hosts of several machines are refused, as is
-/// a machine this drover carries no agent for: a wrong agent would fail on
-/// the host only at `drover-agent install` time. `hosts`: each host's name
-/// and its facts' `arch` (empty: not known).
-fn bundle_agent<'a>(hosts: impl Iterator<Item = (&'a str, &'a str)>) -> Result<&'static Agent, BuildError> {
-    let known: Vec<(&str, Arch)> =
-        hosts.filter(|(_, arch)| !arch.is_empty()).map(|(h, arch)| (h, Arch::from_uname(arch))).collect();
-    let Some((first, arch)) = known.first() else { return Ok(agent_bin::native()) };
-    if known.iter().any(|(_, a)| a != arch) {
-        let hosts = known.iter().map(|(h, a)| format!("{h} {a}")).collect::<Vec<_>>().join(", ");
-        return Err(BuildError::MixedArch { hosts });
+/// The agents a bundle carries: one per machine its hosts run on, by the
+/// facts cached from their last run. When some host's machine is not known
+/// (never reached from this controller: placeholder facts), every agent
+/// this drover has, so the bundle installs on that host whatever it turns
+/// out to be; those hosts are returned, for the build to say so. A known
+/// machine this drover carries no agent for is refused: a missing agent
+/// would fail on the host only at `drover-agent install` time. `hosts`:
+/// each host's name and its facts' `arch` (empty: not known).
+fn bundle_agents<'a>(
+    hosts: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(Vec<&'static Agent>, Vec<String>), BuildError> {
+    let (mut known, mut unknown) = (Vec::<&'static Agent>::new(), Vec::new());
+    for (host, arch) in hosts {
+        if arch.is_empty() {
+            unknown.push(host.to_string());
+            continue;
+        }
+        let arch = Arch::from_uname(arch);
+        let agent = agent_bin::for_arch(&arch).ok_or_else(|| BuildError::NoAgent {
+            host: host.to_string(),
+            arch: arch.clone(),
+            carried: agent_bin::arch_list(&agent_bin::carried()),
+        })?;
+        if !known.contains(&agent) {
+            known.push(agent);
+        }
     }
-    agent_bin::for_arch(arch).ok_or_else(|| BuildError::NoAgent {
-        host: first.to_string(),
-        arch: arch.clone(),
-        carried: agent_bin::arch_list(&agent_bin::carried()),
-    })
+    if !unknown.is_empty() || known.is_empty() {
+        return Ok((agent_bin::agents().iter().collect(), unknown));
+    }
+    known.sort_by_key(|a| a.arch.to_string());
+    Ok((known, unknown))
+}
+
+/// A written bundle's index, and the hosts whose machine was not known
+/// (so the bundle carries every agent this drover has).
+pub struct Built {
+    pub index: Index,
+    pub unknown_machines: Vec<String>,
 }
 
 /// The generation templates show: one past the last one recorded for the
@@ -112,18 +126,24 @@ fn offline_generation(store: Option<&drover_state::Store>, host: &str) -> u64 {
 }
 
 /// Compile every host and write the bundle; the final index.
-pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
+pub fn build(i: &BuildInput<'_>) -> Result<Built, BuildError> {
     let in_base = |h: &Hash| i.base.is_some_and(|b| b.blob(h).is_some());
     let mut w = Writer::create(i.output)?;
     let mut external = Vec::new();
 
     let facts: Vec<_> = i.hosts.iter().map(|h| offline_facts(i.store, h, i.supervisor)).collect();
-    let carried = bundle_agent(i.hosts.iter().zip(&facts).map(|(h, (f, _))| (h.name.as_str(), f.arch.as_str())))?;
-    let agent = carried.hash();
-    if in_base(&agent) {
-        external.push(agent);
-    } else {
-        w.add(agent, BlobInput::Bytes(carried.bytes()))?;
+    let (carried, unknown_machines) =
+        bundle_agents(i.hosts.iter().zip(&facts).map(|(h, (f, _))| (h.name.as_str(), f.arch.as_str())))?;
+    let mut agents = Vec::new();
+    for a in carried {
+        let hash = a.hash();
+        if in_base(&hash) {
+            external.push(hash);
+        } else {
+            w.add(hash, BlobInput::Bytes(a.bytes()))?;
+        }
+        let version = env!("CARGO_PKG_VERSION").into();
+        agents.push(drover_bundle::AgentRef { arch: a.arch.to_string(), hash, version });
     }
     let mut entries = Vec::new();
     for (host, (facts, facts_from)) in i.hosts.iter().zip(facts) {
@@ -180,7 +200,7 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
             index: b.index_hash(),
             created_ms: b.index.created_ms,
         }),
-        agent: Some(drover_bundle::AgentRef { hash: agent, version: env!("CARGO_PKG_VERSION").into() }),
+        agents,
         settings: drover_bundle::Settings {
             confirm_timeout_ms: ms(p.settings.confirm_timeout),
             parallel: p.settings.parallel as u64,
@@ -190,7 +210,7 @@ pub fn build(i: &BuildInput<'_>) -> Result<Index, BuildError> {
         blobs: Vec::new(),
         external,
     };
-    Ok(w.finish(index)?)
+    Ok(Built { index: w.finish(index)?, unknown_machines })
 }
 
 /// What a host entry says about its sealed files.
@@ -262,25 +282,30 @@ fn clear_content(host: &Host, path: &str, hash: &Hash, src: Option<&BlobSource>)
 mod tests {
     use super::*;
 
-    /// The bundle's agent is its hosts' machine's, by their cached facts;
-    /// hosts never reached do not vote (none known: the controller's);
-    /// several machines, or one without an agent, are refused naming them.
+    /// A bundle carries one agent per machine its hosts run on, by their
+    /// cached facts; if any host's machine is not known, every agent this
+    /// drover has, naming those hosts; a machine without an agent is
+    /// refused naming the host.
     #[test]
-    fn a_bundle_carries_the_agent_of_its_hosts_machine() {
-        let pick = |hosts: &[(&'static str, &'static str)]| bundle_agent(hosts.iter().copied());
-        assert!(pick(&[]).unwrap() == agent_bin::native());
-        assert!(pick(&[("h1", ""), ("h2", "")]).unwrap() == agent_bin::native());
-        assert!(pick(&[("h1", "x86_64"), ("h2", "")]).unwrap() == agent_bin::for_arch(&Arch::X86_64).unwrap());
-        match pick(&[("h1", "aarch64"), ("h2", "")]) {
-            Ok(a) => assert_eq!(a.arch, Arch::Aarch64),
-            Err(e) => {
-                assert!(agent_bin::for_arch(&Arch::Aarch64).is_none(), "{e}");
-                assert!(matches!(e, BuildError::NoAgent { ref host, arch: Arch::Aarch64, .. } if host == "h1"), "{e}");
+    fn a_bundle_carries_the_agent_of_each_machine_its_hosts_run_on() {
+        let pick = |hosts: &[(&'static str, &'static str)]| bundle_agents(hosts.iter().copied());
+        let all: Vec<&Agent> = agent_bin::agents().iter().collect();
+        let x86 = agent_bin::for_arch(&Arch::X86_64).unwrap();
+        assert_eq!(pick(&[]).unwrap(), (all.clone(), vec![]));
+        assert_eq!(pick(&[("h1", "x86_64"), ("h2", "x86_64")]).unwrap(), (vec![x86], vec![]));
+        let (agents, unknown) = pick(&[("h1", "x86_64"), ("h2", ""), ("h3", "")]).unwrap();
+        assert_eq!((agents, unknown), (all.clone(), vec!["h2".to_string(), "h3".to_string()]));
+        match agent_bin::for_arch(&Arch::Aarch64) {
+            Some(arm) => {
+                let (agents, unknown) = pick(&[("h1", "aarch64"), ("h2", "x86_64"), ("h3", "aarch64")]).unwrap();
+                assert_eq!((agents, unknown), (vec![arm, x86], vec![]), "one per machine, sorted by name");
+                assert_eq!(pick(&[("h1", "aarch64")]).unwrap(), (vec![arm], vec![]));
+            }
+            None => {
+                let e = pick(&[("h1", "x86_64"), ("h2", "aarch64")]).unwrap_err();
+                assert!(matches!(e, BuildError::NoAgent { ref host, arch: Arch::Aarch64, .. } if host == "h2"), "{e}");
             }
         }
-        let e = pick(&[("h1", "x86_64"), ("h2", ""), ("h3", "aarch64")]).unwrap_err();
-        assert!(matches!(&e, BuildError::MixedArch { hosts } if hosts == "h1 x86_64, h3 aarch64"), "{e}");
-        assert!(e.to_string().contains("one bundle per machine"), "{e}");
         let e = pick(&[("h1", "riscv64")]).unwrap_err();
         assert!(e.to_string().starts_with("host h1 runs on riscv64, and this drover carries agents only for "), "{e}");
     }

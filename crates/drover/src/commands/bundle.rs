@@ -23,7 +23,7 @@ use drover_proto::Supervisor;
 
 use crate::bundler::{self, BuildError, BuildInput};
 use crate::exit::ExitStatus;
-use crate::run::bundle::{open_verified, RelayOptions, SignedBundle, DEFAULT_PUBKEY};
+use crate::run::bundle::{extract_agents, open_verified, RelayOptions, SignedBundle, DEFAULT_PUBKEY};
 use crate::select::select;
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,9 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
-    /// Extract the agent binary from a verified bundle (to carry it to a host for `drover-agent install`).
+    /// Extract the agents from a verified bundle (to carry to a host for `drover-agent install`):
+    /// PATH.<machine> for each machine it carries, and at PATH a launcher that runs the one for the
+    /// host's `uname -m`.
     Agent {
         #[command(flatten)]
         verify: VerifyArgs,
@@ -162,13 +164,10 @@ pub fn run(dir: &Path, a: BundleArgs) -> anyhow::Result<ExitStatus> {
         Action::Inspect { bundle, json } => inspect::inspect(&bundle, json)?,
         Action::Agent { verify: v, output } => {
             let b = open_verified(&v.bundle, v.pubkey.as_deref(), v.sig.as_deref())?;
-            let a = b.index.agent.as_ref().context("this bundle carries no agent")?;
-            let e = b.blob(&a.hash).context("the agent is in this bundle's base, not in it")?;
-            let mut f = std::fs::File::create(&output).with_context(|| output.display().to_string())?;
-            b.extract(e, &mut f)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&output, std::fs::Permissions::from_mode(0o755))?;
-            println!("{}: drover-agent {} ({})", output.display(), a.version, a.hash.short());
+            for (a, path) in extract_agents(&b, &output)? {
+                println!("{}: drover-agent {} for {} ({})", path.display(), a.version, a.arch, a.hash.short());
+            }
+            println!("{}: runs the one for the host's machine (`uname -m`)", output.display());
         }
     }
     Ok(ExitStatus::Success)
@@ -191,6 +190,18 @@ fn verify(v: &VerifyArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Why the bundle carries the agents it does: every one this drover has
+/// when some host's machine is not known, else its hosts' machines.
+fn agents_why(unknown: &[String]) -> String {
+    match unknown.len() {
+        0 => " (the machines of its hosts, by their cached facts)".into(),
+        n => {
+            let who = if n > 5 { format!("{n} hosts") } else { unknown.join(", ") };
+            format!(": every agent this drover has, as the machine of {who} is not known (never applied from here)")
+        }
+    }
 }
 
 fn parse_supervisor(s: &str) -> anyhow::Result<Supervisor> {
@@ -221,10 +232,11 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
         output: &a.output,
     };
     // Spec errors keep their own rendering (file, line, fix).
-    let index = bundler::build(&input).map_err(|e| match e {
+    let built = bundler::build(&input).map_err(|e| match e {
         BuildError::Spec(s) => anyhow::Error::new(*s),
         other => anyhow::Error::new(other),
     })?;
+    let index = built.index;
     let placeholders: Vec<&str> =
         index.hosts.iter().filter(|h| h.facts == "placeholder").map(|h| h.name.as_str()).collect();
     let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
@@ -245,6 +257,7 @@ fn build(dir: &Path, a: BuildArgs) -> anyhow::Result<()> {
         };
         println!("  no cached facts for {who} (never applied from here): compiled with supervisor {}", a.supervisor);
     }
+    println!("  agents for {}{}", index.agent_machines(), agents_why(&built.unknown_machines));
     let sealed: Vec<&drover_bundle::HostEntry> = index.hosts.iter().filter(|h| !h.sealed.is_empty()).collect();
     if !sealed.is_empty() {
         println!(

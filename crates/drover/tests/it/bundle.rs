@@ -20,7 +20,7 @@ fn minisign() -> &'static str {
     "minisign"
 }
 
-fn inspect(bundle: &Path) -> serde_json::Value {
+pub(crate) fn inspect(bundle: &Path) -> serde_json::Value {
     let r = drover_in(Path::new("/"), &["bundle", "inspect", "--json", bundle.to_str().unwrap()]);
     ok(&r);
     serde_json::from_str(&r.stdout).unwrap()
@@ -32,29 +32,29 @@ fn agent_on_host(f: &Fleet, i: usize, args: &[&str]) -> Run {
     f.in_host(i, &[&["/media/usb/drover-agent"], args].concat())
 }
 
-struct Keys {
+pub(crate) struct Keys {
     dir: tempfile::TempDir,
 }
 
 impl Keys {
-    fn new() -> Keys {
+    pub(crate) fn new() -> Keys {
         let dir = tempfile::tempdir().unwrap();
         let (k, p) = (dir.path().join("ops.key"), dir.path().join("ops.pub"));
         ok(&drover_in(dir.path(), &["bundle", "keygen", "--key", k.to_str().unwrap(), "--pub", p.to_str().unwrap()]));
         Keys { dir }
     }
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.path().join("ops.key")
     }
-    fn public(&self) -> PathBuf {
+    pub(crate) fn public(&self) -> PathBuf {
         self.dir.path().join("ops.pub")
     }
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
-fn build_and_sign(f: &Fleet, keys: &Keys, out: &Path, extra: &[&str]) {
+pub(crate) fn build_and_sign(f: &Fleet, keys: &Keys, out: &Path, extra: &[&str]) {
     let mut args = vec!["bundle", "build", "-o", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     ok(&f.drover(&args));

@@ -15,6 +15,7 @@ mod accounts;
 mod agent_swap;
 mod arch;
 mod bundle;
+mod bundle_arch;
 mod bundle_secrets;
 mod day2;
 mod day_one;

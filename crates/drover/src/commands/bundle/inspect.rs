@@ -24,7 +24,9 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
             "created_ms": i.created_ms,
             "signed": b.index_signature().is_some(),
             "base": i.base.as_ref().map(|b| serde_json::json!({"revision": b.revision, "index": b.index.to_hex()})),
-            "agent": i.agent.as_ref().map(|a| a.hash.to_hex()),
+            "agents": i.agents.iter().map(|a| serde_json::json!({
+                "arch": a.arch, "hash": a.hash.to_hex(), "version": a.version,
+            })).collect::<Vec<_>>(),
             "hosts": i.hosts.iter().map(|h| serde_json::json!({
                 "name": h.name, "address": h.address, "generation": h.generation, "facts": h.facts,
                 "files": h.manifest.entries.len(), "services": h.manifest.services.iter().map(|s| &s.name).collect::<Vec<_>>(),
@@ -46,6 +48,7 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     if let Some(base) = &i.base {
         println!("  incremental on revision {} (index {})", base.revision, base.index.short());
     }
+    println!("  agents for {}", i.agent_machines());
     for h in &i.hosts {
         println!(
             "  host {:<12} {:<16} {} files, {} services, generation {}, facts {}",

@@ -10,14 +10,17 @@
 //! Order matters, so that a refusal changes nothing on the host:
 //! 1. the signature of the whole file is checked (`--pubkey`, else
 //!    `/etc/drover/bundle.pub`), in one read that also keeps the index;
-//! 2. the host's manifest is chosen and validated (paths must be absolute and
+//! 2. the bundle's agent for this host's machine (`uname -m`) is chosen
+//!    ([`agent`]; none: refused, naming the machine and the ones carried);
+//!    the host's manifest is chosen and validated (paths must be absolute and
 //!    normalised: no `..`), its supervisor checked against this host's, and,
 //!    when it holds secrets, the key they are sealed to against this host's
 //!    SSH host key ([`crate::sealed`]);
 //! 3. every blob this host lacks is extracted to `partial/` (0600), each
 //!    verified against its blake3 from the signed index (a sealed one is
 //!    decrypted and checked against the manifest's clear hash); only when all are good do
-//!    they move into the blob store;
+//!    they move into the blob store; the agent goes to
+//!    `/var/lib/drover/agent/` (where a controller would run it from);
 //! 4. the engine diffs and activates, as for `Apply`.
 //!
 //! Steps 1–2 write nothing at all; a failure in step 3 removes what it
@@ -33,6 +36,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub mod agent;
 
 use drover_bundle::seal::HostIdentity;
 use drover_bundle::{Bundle, BundleError, HostEntry, HostStatement, Index, PublicKey};
@@ -115,11 +120,20 @@ pub fn run(layout: &Layout, a: &Args, env: crate::hostenv::HostEnv) -> Result<()
         bundle.index.project,
         bundle.index.revision
     );
+    let machine = agent::machine();
+    let (agent, agent_path) = agent::choose(layout, &bundle, &machine).map_err(refused)?;
     let f = facts::gather(layout, env);
     let entry = choose_host(&bundle.index, a.host.as_deref(), &f.hostname).map_err(refused)?;
     check_supervisor(&entry.manifest, f.supervisor).map_err(refused)?;
     let (entry, opened, identity) = crate::sealed::open_entry(layout, entry.clone()).map_err(refused)?;
     stage_blobs(layout, &bundle, &entry, &opened, identity.as_ref())?;
+    match &agent_path {
+        Some(p) => {
+            agent::put(layout, &bundle, agent, p)?;
+            println!("agent for {machine} ({}) installed at {}", agent.hash.short(), p.display());
+        }
+        None => println!("agent for {machine} ({}) already in place", agent.hash.short()),
+    }
 
     let mut engine = Engine::open(layout.clone(), Duration::from_secs(30), env)?;
     let manifest = keep_unchanged_sources(entry.manifest.clone(), engine.current_manifest()?.as_ref());
@@ -335,7 +349,7 @@ mod tests {
             project: "p".into(),
             revision: "r".into(),
             base: None,
-            agent: None,
+            agents: vec![],
             settings: Settings { confirm_timeout_ms: 0, parallel: 1, connect_timeout_ms: 0 },
             hosts: vec![host("h1"), host("h2")],
             blobs: vec![],
