@@ -13,7 +13,8 @@ use crate::support::{curl, Fleet};
 ///   built for its own machine, web running, healthy and serving its page;
 /// - `sl` is locked for both architectures the fleet has and each host gets
 ///   its own target's closure from dpkg;
-/// - a template change restarts web on every host, whatever supervises it;
+/// - a template change rolled out in batches of two restarts web on every
+///   host, whatever supervises it;
 /// - a second apply changes nothing anywhere.
 #[test]
 fn one_project_converges_a_mixed_fleet_of_every_kind_at_once() {
@@ -69,12 +70,16 @@ fn one_project_converges_a_mixed_fleet_of_every_kind_at_once() {
         assert_eq!(status, format!("install ok installed {}", kind.arch), "{kind}");
     }
 
-    // A template change restarts web everywhere.
+    // A template change, rolled out two hosts at a time behind the health
+    // gates, restarts web everywhere.
     let tpl = f.project().join("layers/site/srv/site/index.html.j2");
     fs::write(&tpl, fs::read_to_string(&tpl).unwrap().replace("<h1>", "<h1>v2 ")).unwrap();
-    let hosts = f.apply_ok();
+    crate::support::append(&f.project().join("roles/site.toml"), "\n[rollout]\nbatch = 2\n");
+    let r = f.drover(&["rollout", "start", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((v["status"].as_str(), v["batches"].as_array().map(Vec::len)), (Some("done"), Some(3)), "{v:#}");
     for (i, kind) in kinds.iter().enumerate() {
-        assert_eq!(by_name(&hosts, i)["restarts"], serde_json::json!(["web"]), "{kind}");
         let pid = f.service_pid(i, "web");
         assert!(!pid.is_empty() && pid != pids[i], "{kind}: web was not restarted ({} → {pid})", pids[i]);
         assert!(curl(&format!("http://{}:8080/", f.lab_hosts()[i].address)).contains("<h1>v2 "), "{kind}");
