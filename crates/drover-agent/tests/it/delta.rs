@@ -6,20 +6,8 @@ use std::fs;
 
 use drover_proto::{ApplyOutcome, BlobChunk, BlobDelta, Entry, EntryKind, Manifest, Request, Response};
 
-use crate::support::files::hash;
+use crate::support::files::{hash, noise};
 use crate::support::Agent;
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn manifest(data: &[u8]) -> Manifest {
     let e = Entry {

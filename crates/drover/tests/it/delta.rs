@@ -6,23 +6,10 @@
 
 use std::fs;
 
-use crate::support::Fleet;
+use crate::support::{noise, Fleet};
 
 const PATH: &str = "/opt/app/payload.bin";
 const SIZE: usize = 3 << 20;
-
-/// Incompressible bytes: what a whole transfer costs is the file's size.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn hex(b: &[u8]) -> String {
     blake3::hash(b).to_hex().to_string()
@@ -45,7 +32,7 @@ fn a_large_file_changed_by_a_few_bytes_travels_as_a_delta_and_falls_back_whole()
     let f = Fleet::new("delta", 2);
     let file = f.project().join("layers/site").join(PATH.trim_start_matches('/'));
     fs::create_dir_all(file.parent().unwrap()).unwrap();
-    let v1 = noise(SIZE, 1);
+    let v1 = noise(SIZE);
     fs::write(&file, &v1).unwrap();
     let first = f.apply_ok();
     for (bytes, ..) in sent(&first) {

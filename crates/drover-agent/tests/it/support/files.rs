@@ -63,3 +63,16 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64)> {
     }
     out
 }
+
+/// Incompressible, deterministic bytes (xorshift from `seed`).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
