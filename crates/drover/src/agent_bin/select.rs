@@ -39,16 +39,25 @@ pub fn built_with(bytes: &[u8], features: &str) -> bool {
     bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
 }
 
-/// Per machine, the smallest of its agents (the first of equals), ordered
-/// by machine name so the table does not depend on a directory's order.
-/// Smallest, because every first contact uploads the agent: the static
-/// musl agent is about half the glibc one, and no measured difference
-/// argues for the larger.
-pub fn smallest_per_arch(candidates: Vec<Candidate>) -> Vec<Candidate> {
+/// Per machine, the agent to embed, ordered by machine name so the table
+/// does not depend on a directory's order: a glibc one where there is one,
+/// else the smallest (the first of equals).
+///
+/// glibc before musl, by measurement (`bench/agent-libc.sh`, results in
+/// docs/benchmarks.md "musl or glibc"): the static musl x86_64 agent
+/// re-hashed a 50 MB tree 4–5× slower than the glibc one (413–458 ms
+/// against 80–111 ms per host, every no-op apply and drift check pays it),
+/// while it saves about 360 KB gzipped once per agent version per host.
+/// Where musl is all there is (aarch64, built by `scripts/build-agents`),
+/// it is the agent.
+pub fn preferred_per_arch(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    // An agent given by DROVER_AGENT_BIN is the one asked for: as preferred.
+    let glibc = |c: &Candidate| c.target.contains("-gnu") || c.target.starts_with("DROVER_AGENT_BIN=");
+    let rank = |c: &Candidate| (!glibc(c), c.bytes.len());
     let mut chosen: Vec<Candidate> = Vec::new();
     for c in candidates {
         match chosen.iter_mut().find(|k| k.arch == c.arch) {
-            Some(k) if c.bytes.len() < k.bytes.len() => *k = c,
+            Some(k) if rank(&c) < rank(k) => *k = c,
             Some(_) => {}
             None => chosen.push(c),
         }
@@ -75,33 +84,42 @@ mod tests {
         Candidate { arch, target: target.into(), bytes: elf(machine, len) }
     }
 
-    /// Per machine the smaller agent is embedded, whichever came first (the
-    /// native glibc one is always first); one entry per machine, sorted.
+    /// Per machine a glibc agent is embedded where there is one (measured
+    /// faster), else the smallest, whichever came first (the native glibc
+    /// one is always first); one entry per machine, sorted.
     #[test]
-    fn the_smallest_agent_of_each_machine_wins() {
+    fn a_glibc_agent_wins_where_there_is_one_else_the_smallest() {
         for flip in [false, true] {
             let mut c = vec![
                 candidate("x86_64", "x86_64-unknown-linux-gnu", 3_000),
                 candidate("x86_64", "x86_64-unknown-linux-musl", 1_800),
                 candidate("aarch64", "aarch64-unknown-linux-musl", 1_600),
-                candidate("aarch64", "aarch64-unknown-linux-gnu", 2_300),
+                candidate("aarch64", "aarch64-unknown-linux-musl-big", 2_300),
             ];
             if flip {
                 c.reverse();
             }
-            let chosen = smallest_per_arch(c);
+            let chosen = preferred_per_arch(c);
             let got: Vec<_> = chosen.iter().map(|c| (c.arch, c.target.as_str(), c.bytes.len())).collect();
             assert_eq!(
                 got,
-                [("aarch64", "aarch64-unknown-linux-musl", 1_600), ("x86_64", "x86_64-unknown-linux-musl", 1_800)]
+                [("aarch64", "aarch64-unknown-linux-musl", 1_600), ("x86_64", "x86_64-unknown-linux-gnu", 3_000)]
             );
         }
-        // Equal sizes: the first (the native agent) stays.
-        let chosen = smallest_per_arch(vec![candidate("x86_64", "native", 10), candidate("x86_64", "other", 10)]);
+        // Two glibc agents: the smaller.
+        let chosen = preferred_per_arch(vec![
+            candidate("aarch64", "aarch64-unknown-linux-gnu", 2_300),
+            candidate("aarch64", "aarch64-unknown-linux-musl", 1_600),
+            candidate("aarch64", "aarch64-unknown-linux-gnu-small", 2_000),
+        ]);
+        assert_eq!(chosen.iter().map(|c| c.bytes.len()).collect::<Vec<_>>(), [2_000]);
+        // Equal rank: the first (the native agent) stays.
+        let chosen =
+            preferred_per_arch(vec![candidate("x86_64", "native-gnu", 10), candidate("x86_64", "other-gnu", 10)]);
         assert_eq!(chosen.len(), 1);
-        assert_eq!(chosen[0].target, "native");
+        assert_eq!(chosen[0].target, "native-gnu");
         // Only the native agent: it is the table.
-        let chosen = smallest_per_arch(vec![candidate("x86_64", "x86_64-unknown-linux-gnu", 10)]);
+        let chosen = preferred_per_arch(vec![candidate("x86_64", "x86_64-unknown-linux-gnu", 10)]);
         assert_eq!(chosen.iter().map(|c| c.arch).collect::<Vec<_>>(), ["x86_64"]);
     }
 
