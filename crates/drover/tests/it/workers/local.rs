@@ -33,7 +33,10 @@ fn apply_with_workers_on_sqlite_is_refused_naming_why() {
 
 /// `apply --workers 2` starts two local worker processes that share the
 /// run; the report and the history are those of an ordinary apply, and a
-/// second apply through workers finds everything unchanged.
+/// second apply through workers finds everything unchanged. Each simulated
+/// round trip takes 150 ms, so the run lasts seconds: with 20 ms the first
+/// worker once finished all 40 hosts before the second had started (a
+/// loaded 2-core CI machine), and "both took jobs" failed.
 #[test]
 fn apply_with_two_local_workers_reports_like_a_single_controller() {
     let tmp = tempfile::tempdir().unwrap();
@@ -51,7 +54,7 @@ fn apply_with_two_local_workers_reports_like_a_single_controller() {
                     "--workers",
                     "2",
                     "--sim-latency",
-                    "20ms",
+                    "150ms",
                     "--sim-failure-rate",
                     "0",
                     "--simulate",
