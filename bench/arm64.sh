@@ -10,8 +10,8 @@
 # The arm64 hosts are EMULATED: sshd, runit, the services and the aarch64
 # agent run under qemu-user on this x86_64 machine (binfmt_misc), so these
 # figures say what emulation costs, not what a real ARM board takes (a
-# Raspberry Pi 4 or an ARM cloud core runs the agent natively, several
-# times faster than qemu-user here). The controller needs the aarch64
+# Raspberry Pi or an ARM cloud core runs the agent natively; none was
+# measured). The controller needs the aarch64
 # agent (`scripts/build-agents`, DROVER_AGENTS_DIR when building it).
 set -euo pipefail
 

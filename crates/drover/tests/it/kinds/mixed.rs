@@ -1,4 +1,4 @@
-//! One project applied to a fleet of every kind at once.
+//! One project applied to a fleet of five kinds of host at once.
 
 use std::fs;
 
@@ -17,7 +17,7 @@ use crate::support::{curl, Fleet};
 ///   host, whatever supervises it;
 /// - a second apply changes nothing anywhere.
 #[test]
-fn one_project_converges_a_mixed_fleet_of_every_kind_at_once() {
+fn one_project_converges_a_mixed_fleet_of_runit_systemd_arm64_openrc_and_busybox_hosts_at_once() {
     let kinds = [
         Kind::runit(),
         Kind::native(Init::Systemd),

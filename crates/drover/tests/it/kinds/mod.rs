@@ -1,8 +1,8 @@
 //! The end-to-end suite's core scenarios on every kind of host #30 asks
-//! for (an arm64 host under qemu-user, a busybox-only userland, OpenRC:
-//! `openrc/` runs them on OpenRC), each through the real `drover` binary,
+//! for (an arm64 host under qemu-user, a busybox-only userland, an OpenRC
+//! host; `openrc/` covers what is OpenRC's own), each through the real `drover` binary,
 //! the agent built for the host's machine and the host's own tools; and
-//! one project applied to a fleet of every kind at once.
+//! one project applied to a fleet of five kinds at once.
 //!
 //! Needs root (the lab does) and, for arm64 hosts, qemu-user-static and an
 //! aarch64 agent in the controller (`scripts/test` builds both in).
