@@ -90,11 +90,13 @@ impl Workers {
                 }
             );
         }
-        // The run's parallelism is shared among its local workers, in
-        // batches no larger than an even share, so every one of them gets
-        // some.
-        let parallel = self.spec.parallel.div_ceil(local.max(1)).max(1);
-        let batch = hosts.len().div_ceil(local.max(1)).clamp(1, DEFAULT_BATCH.min(parallel));
+        // The run's parallelism and its hosts are shared evenly among its
+        // local workers: a worker holds at most its share of the hosts at
+        // once, so the first to start cannot claim them all before the
+        // others have connected (it claims more only as its hosts finish).
+        let share = hosts.len().div_ceil(local.max(1));
+        let parallel = self.spec.parallel.div_ceil(local.max(1)).min(share).max(1);
+        let batch = share.clamp(1, DEFAULT_BATCH.min(parallel));
         let mut children =
             (0..local).map(|_| spawn_worker(&self.dir, batch, parallel)).collect::<std::io::Result<Vec<Child>>>()?;
         let reports = wait_for(&run.store, run.id, quiet);

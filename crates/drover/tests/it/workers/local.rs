@@ -33,10 +33,12 @@ fn apply_with_workers_on_sqlite_is_refused_naming_why() {
 
 /// `apply --workers 2` starts two local worker processes that share the
 /// run; the report and the history are those of an ordinary apply, and a
-/// second apply through workers finds everything unchanged. Each simulated
-/// round trip takes 150 ms, so the run lasts seconds: with 20 ms the first
-/// worker once finished all 40 hosts before the second had started (a
-/// loaded 2-core CI machine), and "both took jobs" failed.
+/// second apply through workers finds everything unchanged. Both workers
+/// take jobs: each holds at most its even share (20) of the hosts at once,
+/// and each simulated round trip takes 400 ms, so the first worker's share
+/// lasts seconds — longer than the second takes to start on a loaded
+/// 2-core CI machine. (A worker used to claim up to its parallelism, 256:
+/// the first one up took all 40 hosts whenever it started first.)
 #[test]
 fn apply_with_two_local_workers_reports_like_a_single_controller() {
     let tmp = tempfile::tempdir().unwrap();
@@ -54,7 +56,7 @@ fn apply_with_two_local_workers_reports_like_a_single_controller() {
                     "--workers",
                     "2",
                     "--sim-latency",
-                    "150ms",
+                    "400ms",
                     "--sim-failure-rate",
                     "0",
                     "--simulate",
