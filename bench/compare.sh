@@ -4,6 +4,11 @@
 #
 # Usage (root):  DROVER=/path/to/drover bench/compare.sh          # 20 then 100 hosts
 #                BENCH_SIZES=20 BENCH_TOOLS="drover mitogen" DROVER=... bench/compare.sh
+#   BENCH_INIT=systemd      lab hosts with systemd as pid 1 (default runit); the
+#                           service is a unit for every tool (pyinfra: runit only)
+#   tool drover-warm        drover with `[ssh] persist = "10m"`: the first phase
+#                           starts the resident process, the others reuse its
+#                           held SSH and agent sessions (docs/ssh.md)
 #   BENCH_FORKS="5 10 20"   Ansible forks to try (default: hosts/4, hosts/2, hosts)
 #   BENCH_FORKS_FIXED=N     skip the forks sweep, use N
 #   BENCH_OUT=DIR           where logs, JSON and the table go
@@ -43,7 +48,10 @@ if [ -z "${DROVER:-}" ]; then
 fi
 DROVER=$(realpath "$DROVER")
 SIZES="${BENCH_SIZES:-20 100}"
-TOOLS="${BENCH_TOOLS:-drover mitogen ansible pyinfra}"
+TOOLS="${BENCH_TOOLS:-drover drover-warm mitogen ansible pyinfra}"
+INIT="${BENCH_INIT:-runit}"
+case $INIT in runit | systemd) ;; *) echo "BENCH_INIT must be runit or systemd" >&2; exit 2 ;; esac
+if [ "$INIT" = systemd ]; then TOOLS=$(echo "$TOOLS" | tr ' ' '\n' | grep -vx pyinfra | xargs); fi
 LAB="${BENCH_LAB:-cmp}"
 LAB_KEY="${DROVER_LAB_DIR:-/var/lib/drover-lab}/$LAB/id_ed25519"
 OUT=$(realpath -m "${BENCH_OUT:-bench/results/compare-$(date -u +%Y%m%d-%H%M)}")
@@ -62,8 +70,8 @@ fi
 WORK=$(mktemp -d /var/tmp/drover-compare.XXXXXX)
 CONTENT=$WORK/content
 LIB=$REPO/bench/compare/lib.sh
-export DROVER VENV LAB LAB_KEY CONTENT
-trap '"$DROVER" lab down --lab "$LAB" >/dev/null 2>&1 || true' EXIT
+export DROVER VENV LAB LAB_KEY CONTENT INIT
+trap 'stop_resident; "$DROVER" lab down --lab "$LAB" >/dev/null 2>&1 || true' EXIT
 log() { echo "[compare] $*" >&2; }
 # shellcheck source=bench/compare/lib.sh
 source "$LIB"
@@ -83,13 +91,14 @@ drover_commit=${DROVER_COMMIT:-$(git -C "$(dirname "$DROVER")" describe --always
     echo "pyinfra: $("$VENV/bin/pyinfra" --version | sed 's/.*v//')"
     echo "python: $("$VENV/bin/python" --version)"
     echo "openssh client: $(ssh -V 2>&1)"
-    echo "lab hosts: drover lab (network namespaces, overlay root, OpenSSH, runit), sharing the controller's CPUs"
+    echo "lab hosts: drover lab (network namespaces, overlay root, OpenSSH, $INIT as pid 1), sharing the controller's CPUs"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
 fresh_lab() { # n
+    stop_resident
     "$DROVER" lab down --lab "$LAB" >/dev/null
-    "$DROVER" lab up "$1" --lab "$LAB" >/dev/null
+    "$DROVER" lab up "$1" --lab "$LAB" --init "$INIT" >/dev/null
     sleep 2
 }
 
@@ -98,11 +107,11 @@ timed() { # name tool hosts phase forks fn dir
     local name=$1 tool=$2 n=$3 phase=$4 forks=$5 fn=$6 dir=$7 out=$OUT/$1.json code
     python3 "$REPO/bench/measure.py" "$out" -- bash -c 'source "$1"; shift; "$@"' _ "$LIB" "$fn" "$dir" "$forks" \
         2>"$OUT/$name.log" || true
-    python3 - "$out" "$tool" "$n" "$phase" "$forks" <<'PY'
+    python3 - "$out" "$tool" "$n" "$phase" "$forks" "$INIT" <<'PY'
 import json, sys
-path, tool, hosts, phase, forks = sys.argv[1:]
+path, tool, hosts, phase, forks, init = sys.argv[1:]
 d = json.load(open(path))
-d.update(tool=tool, hosts=int(hosts), phase=phase, forks=int(forks))
+d.update(tool=tool, hosts=int(hosts), phase=phase, forks=int(forks), init=init)
 json.dump(d, open(path, "w"))
 PY
     code=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["code"])' "$out")
@@ -150,11 +159,12 @@ for n in $SIZES; do
             esac
             before1=$(host_pid h1) beforen=$(host_pid "h$n")
             timed "$tool-$n-$phase" "$tool" "$n" "$phase" "$forks" "$fn" "$dir"
-            sleep 1 # runsv writes the new pid just after `sv restart` returns
+            [ "$INIT" = systemd ] || sleep 1 # runsv writes the new pid just after `sv restart` returns
             check_host h1 "$phase" "$ver" "$before1" && check_host "h$n" "$phase" "$ver" "$beforen" \
                 || { tail -20 "$OUT/$tool-$n-$phase.log" >&2; exit 1; }
         done
     done
 done
 "$DROVER" lab down --lab "$LAB" >/dev/null
+stop_resident
 python3 "$REPO/bench/compare/table.py" "$OUT" | tee "$OUT/table.md"

@@ -49,14 +49,22 @@ CFG
         echo "ansible_ssh_private_key_file=$LAB_KEY"
         echo "greeting=hello"
     } > "$d/hosts.ini"
-    cat > "$d/site.yml" <<'YML'
+    local mkdirs="mkdir -p /etc/bench/small /opt/bench /etc/sv/benchapp" creates=/etc/sv/benchapp
+    local enable="ansible.builtin.file: { src: /etc/sv/benchapp, dest: /etc/service/benchapp, state: link }"
+    local restart='ansible.builtin.shell: for i in $(seq 50); do sv restart benchapp && exit 0; sleep 0.2; done; exit 1'
+    if [ "${INIT:-runit}" = systemd ]; then
+        mkdirs="mkdir -p /etc/bench/small /opt/bench" creates=/etc/bench/small
+        enable="ansible.builtin.systemd_service: { name: benchapp, enabled: true, state: started, daemon_reload: true }"
+        restart="ansible.builtin.systemd_service: { name: benchapp, state: restarted, daemon_reload: true }"
+    fi
+    cat > "$d/site.yml" <<YML
 - hosts: bench
   gather_facts: false
   tasks:
     - name: directories
       ansible.builtin.command:
-        cmd: mkdir -p /etc/bench/small /opt/bench /etc/sv/benchapp
-        creates: /etc/sv/benchapp
+        cmd: $mkdirs
+        creates: $creates
     - name: small files (one archive)
       ansible.builtin.unarchive: { src: files/small.tar, dest: /etc/bench/small/ }
       notify: restart benchapp
@@ -67,15 +75,15 @@ CFG
       notify: restart benchapp
     - name: service definition
       ansible.builtin.copy:
-        dest: /etc/sv/benchapp/run
+        dest: $(service_path)
         mode: "0755"
-        content: "#!/bin/sh\nexec sleep 1000000\n"
+        content: "$(service_text | sed 's/$/\\n/' | tr -d '\n')"
       notify: restart benchapp
     - name: service enabled
-      ansible.builtin.file: { src: /etc/sv/benchapp, dest: /etc/service/benchapp, state: link }
+      $enable
   handlers:
     - name: restart benchapp
-      ansible.builtin.shell: for i in $(seq 50); do sv restart benchapp && exit 0; sleep 0.2; done; exit 1
+      $restart
 YML
 }
 set_forks() { sed -i "s/^forks = .*/forks = $2/" "$1/ansible.cfg"; } # dir forks

@@ -33,7 +33,27 @@ lab_hosts() {
 }
 
 host_root() { echo "${DROVER_LAB_DIR:-/var/lib/drover-lab}/$LAB/hosts/$1/merged"; }
-host_pid() { cat "$(host_root "$1")/etc/sv/benchapp/supervise/pid" 2>/dev/null || echo none; }
+host_pid() { # host
+    if [ "${INIT:-runit}" = systemd ]; then
+        local addr p
+        addr=$(lab_hosts | awk -v h="$1" '$1 == h { print $2 }')
+        p=$(ssh -q -i "$LAB_KEY" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes \
+            "root@$addr" systemctl show -p MainPID --value benchapp 2>/dev/null || true)
+        case $p in '' | 0) echo none ;; *) echo "$p" ;; esac
+    else
+        cat "$(host_root "$1")/etc/sv/benchapp/supervise/pid" 2>/dev/null || echo none
+    fi
+}
+
+# The service definition every tool writes, by the hosts' init.
+service_path() { if [ "${INIT:-runit}" = systemd ]; then echo /etc/systemd/system/benchapp.service; else echo /etc/sv/benchapp/run; fi; }
+service_text() {
+    if [ "${INIT:-runit}" = systemd ]; then
+        printf '[Unit]\nDescription=bench\n\n[Service]\nExecStart=/bin/sleep 1000000\n\n[Install]\nWantedBy=multi-user.target\n'
+    else
+        printf '#!/bin/sh\nexec sleep 1000000\n'
+    fi
+}
 
 # After a phase, on one host: every small file equals the expected version,
 # the blob and the rendered template are right, and the service's pid
