@@ -31,6 +31,7 @@ mod ca;
 mod cgroup;
 mod cmd;
 pub mod config;
+pub mod containers;
 pub mod down;
 mod error;
 pub mod fault;
