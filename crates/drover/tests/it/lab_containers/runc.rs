@@ -30,9 +30,10 @@ json.dump(c, open("config.json", "w"), indent=1)
 /// to a bind-mounted directory of the host's store, gets its memory and
 /// pids limits in cgroups nested under the host's own (seen from the
 /// controller), and `runc kill`/`runc delete` stop and remove it; user
-/// namespaces work (the host was pivot_root'ed, not chrooted). Then `lab
-/// down`, with a container running again, leaves no mount, cgroup,
-/// process, namespace or store behind.
+/// namespaces work (the host was pivot_root'ed, not chrooted). After `lab
+/// reboot` the host runs a container again (cgroups mounted at boot, the
+/// store kept). Then `lab down`, with that container running, leaves no
+/// mount, cgroup, process, namespace or store behind.
 fn runc_runs_a_bundle_that_answers_and_down_cleans_up(init: Init) {
     let f = Fleet::containers("ctr", 1, init);
     let (has_runc, ..) = ssh_try(&f, 0, "command -v runc");
@@ -78,6 +79,15 @@ fn runc_runs_a_bundle_that_answers_and_down_cleans_up(init: Init) {
     ssh(&f, 0, "runc kill web KILL && for i in $(seq 50); do runc state web | grep -q '\"stopped\"' && break; sleep 0.1; done && runc delete web");
     assert_eq!(ssh(&f, 0, "runc list -q"), "");
     assert!(http_get(&f, 0, PORT, "/index.html").is_err(), "the port closes with the container");
+
+    // The host stays a container host: `lab status` says so, and after a
+    // reboot its cgroups are mounted again and its store is still there.
+    let status = f.lab(&["status", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(rows[0]["kind"]["containers"], true, "{}", status.stdout);
+    let reboot = f.lab(&["reboot", "h1"]);
+    assert_eq!(reboot.code, 0, "{}", reboot.stderr);
+    assert_eq!(ssh(&f, 0, "cat /var/lib/drover-containers/data/started"), "started by 0");
 
     ssh(&f, 0, "cd /root/web && runc run -d web2 </dev/null >/run/web.log 2>&1");
     wait_http(&f, 0, PORT, "/index.html");
