@@ -76,6 +76,10 @@ fn scp(f: &Fleet, i: usize, files: &[PathBuf], dir: &str) {
 /// downloads them (cached per init and package set; `apt-get update` once
 /// if the controller's lists do not know a package yet).
 fn debs_for(f: &Fleet, i: usize, packages: &[&str]) -> Vec<PathBuf> {
+    // One apt at a time in this process: `apt-get update` takes a lock, and
+    // a second one at the same moment would fail instead of waiting.
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _apt = APT.lock().unwrap_or_else(|e| e.into_inner());
     let cache = Path::new("/var/cache/drover-lab/test-debs").join(format!("{}-{}", f.kind(i), packages.join("-")));
     fs::create_dir_all(cache.join("partial")).unwrap();
     let download = || {
