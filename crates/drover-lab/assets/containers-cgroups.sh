@@ -1,7 +1,8 @@
 #!/bin/sh
 # Mount this container host's cgroup hierarchies (installed by `drover lab
 # up` as /usr/local/sbin/drover-lab-cgroups on container hosts only; run at
-# boot by the runit stage-1 hook or the systemd unit drover-lab-cgroups).
+# boot by the runit stage-1 hook, or on systemd hosts by
+# drover-lab-init-containers before it execs systemd).
 #
 # The host's processes are in their own cgroup in every hierarchy of the
 # controller, and in a cgroup namespace whose root is that cgroup, so each
@@ -18,8 +19,8 @@ if [ "$(cat /proc/self/cgroup)" = "0::/" ]; then
   exit 0
 fi
 if mountpoint -q "$cg"; then
-  # systemd hosts: drover-lab-init mounted it, systemd remounted it
-  # read-only (the mount and its tmpfs): both become writable again.
+  # Run again on a booted host: systemd may have remounted it read-only
+  # (the mount and its tmpfs); both become writable again.
   mount -o remount,rw "$cg"
   mount -o remount,rw,bind "$cg"
 else

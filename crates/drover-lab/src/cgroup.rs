@@ -123,15 +123,24 @@ pub(crate) fn prepare_host(layout: Layout, lab: &str, n: u16) -> Result<Vec<CStr
 /// into. A new v1 `cpuset` cgroup has no CPUs or memory nodes, and no
 /// process may join it until it has: each level gets its parent's.
 pub(crate) fn prepare_host_all(lab: &str, n: u16) -> Result<Vec<CString>, LabError> {
-    hierarchies()
+    prepare_host_in(hierarchies(), lab, n)
+}
+
+/// [`prepare_host_all`] for the hierarchies mounted at `roots`.
+fn prepare_host_in(roots: Vec<PathBuf>, lab: &str, n: u16) -> Result<Vec<CString>, LabError> {
+    roots
         .into_iter()
         .map(|root| {
             let mut dir = root;
             for part in [PARENT, lab, &crate::config::host_name(n)] {
                 let parent = dir.clone();
                 dir.push(part);
-                if !dir.is_dir() {
-                    fs::create_dir(&dir).map_err(LabError::io("create cgroup", &dir))?;
+                // Hosts start in parallel: another may make it first.
+                match fs::create_dir(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                        return Err(LabError::io("create cgroup", &dir)(e));
+                    }
+                    _ => {}
                 }
                 inherit_cpuset(&parent, &dir)?;
             }
@@ -308,6 +317,35 @@ mod tests {
         let other_files = fs::read_dir(&other).unwrap().count();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!((cpus.as_str(), mems.as_str(), kept.as_str(), other_files), ("0-1", "0", "1", 0));
+    }
+
+    /// Hosts are started in parallel, each making the shared levels
+    /// (`drover-lab`, the lab) if missing: none may fail because another
+    /// made them first (it did, 1 `up` in 8 of three container hosts).
+    #[test]
+    fn hosts_started_in_parallel_all_get_their_cgroups() {
+        let dir = std::env::temp_dir().join(format!("drover-lab-cg-race-{}", std::process::id()));
+        let roots: Vec<PathBuf> = ["cpu", "memory", "pids"].iter().map(|h| dir.join(h)).collect();
+        for _ in 0..20 {
+            let _ = fs::remove_dir_all(&dir);
+            roots.iter().for_each(|r| fs::create_dir_all(r).unwrap());
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (1..=8u16)
+                    .map(|n| {
+                        s.spawn({
+                            let roots = roots.clone();
+                            move || prepare_host_in(roots, "lab", n)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in &results {
+                assert_eq!(r.as_ref().map(Vec::len).map_err(|e| e.to_string()), Ok(3));
+            }
+        }
+        assert!(dir.join("pids/drover-lab/lab/h8").is_dir());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

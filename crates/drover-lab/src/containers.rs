@@ -7,7 +7,9 @@
 //!   cgroup namespace rooted there ([`crate::cgroup::prepare_host_all`]);
 //!   [`CGROUPS_SCRIPT`] mounts them inside the host at boot, so a runtime
 //!   creates its containers' cgroups (memory and pids limits, the devices
-//!   list) below the host's own, and `down` finds and removes them.
+//!   list) below the host's own, and `down` finds and removes them. On a
+//!   systemd host they are mounted before systemd starts
+//!   ([`INIT_SYSTEMD`]), so systemd manages them too (`MemoryMax=` works).
 //! - **pivot_root**: the host's root is made the root of its mount
 //!   namespace ([`PIVOT_SCRIPT`]) instead of `chroot`, under which the
 //!   kernel refuses user namespaces.
@@ -43,9 +45,10 @@ const CGROUPS_SCRIPT: &str = include_str!("../assets/containers-cgroups.sh");
 const CGROUPS_PATH: &str = "usr/local/sbin/drover-lab-cgroups";
 /// runit: a stage-1 hook, run before any service (named to run first).
 const RUNIT_HOOK: &str = "etc/runit/boot-run/00-drover-lab-cgroups.sh";
-/// systemd: a oneshot unit before `sysinit.target`.
-const SYSTEMD_UNIT: &str = include_str!("../assets/containers-cgroups.service");
-const UNIT_NAME: &str = "drover-lab-cgroups.service";
+/// systemd: pid 1 until it execs systemd, with the cgroups mounted first
+/// (the base's init mounts name=systemd and cgroup2 only).
+const INIT_SYSTEMD: &str = include_str!("../assets/init-systemd-containers.sh");
+const INIT_SYSTEMD_PATH: &str = "/usr/local/sbin/drover-lab-init-containers";
 
 /// The boot's last step on a container host, run by the controller's `sh`
 /// with the host's root and init as `$1` and `$2`.
@@ -71,19 +74,18 @@ pub(crate) fn prepare(paths: &LabPaths, n: u16, merged: &Path, init: Init) -> Re
             let hook = format!("#!/bin/sh\n# Container host: mount its cgroups first.\nexec /{CGROUPS_PATH}\n");
             write_file(&merged.join(RUNIT_HOOK), &hook, 0o755)
         }
-        Init::Systemd => {
-            let units = merged.join("etc/systemd/system");
-            write_file(&units.join(UNIT_NAME), SYSTEMD_UNIT, 0o644)?;
-            let wants = units.join("sysinit.target.wants");
-            fs::create_dir_all(&wants).map_err(LabError::io("create", &wants))?;
-            let link = wants.join(UNIT_NAME);
-            if fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink(format!("../{UNIT_NAME}"), &link).map_err(LabError::io("symlink", &link))?;
-            }
-            Ok(())
-        }
+        Init::Systemd => write_file(&merged.join(INIT_SYSTEMD_PATH.trim_start_matches('/')), INIT_SYSTEMD, 0o755),
         // Refused before anything is made (`Kind::unsupported`).
         Init::OpenRc => unreachable!("OpenRC container hosts are refused by Kind::unsupported"),
+    }
+}
+
+/// pid 1 of a container host of `init`: the base's init for runit (its
+/// stage-1 hook mounts the cgroups), [`INIT_SYSTEMD`] for systemd.
+pub(crate) fn init_path(init: Init) -> &'static str {
+    match init {
+        Init::Systemd => INIT_SYSTEMD_PATH,
+        Init::Runit | Init::OpenRc => crate::base::INIT_PATH,
     }
 }
 
@@ -99,14 +101,22 @@ mod tests {
     /// The pivot script is what runs the host's init, so it must pivot
     /// (never chroot) and end by exec'ing `$2`; the cgroup script must
     /// leave the tree read-only as systemd expects, and mount every line
-    /// of /proc/self/cgroup (the controllers are what runc needs).
+    /// of /proc/self/cgroup (the controllers are what runc needs), before
+    /// systemd starts on a systemd host.
     #[test]
     fn scripts_pivot_and_mount_every_hierarchy() {
         assert!(PIVOT_SCRIPT.contains("pivot_root . mnt") && PIVOT_SCRIPT.contains("umount -l /mnt"));
         assert!(PIVOT_SCRIPT.trim_end().ends_with("exec \"$2\"") && !PIVOT_SCRIPT.contains("\nchroot"));
         assert!(CGROUPS_SCRIPT.contains("done </proc/self/cgroup"));
         assert!(CGROUPS_SCRIPT.trim_end().ends_with("mount -o remount,ro,bind \"$cg\""));
-        assert!(SYSTEMD_UNIT.contains(&format!("ExecStart=/{CGROUPS_PATH}")));
+        // systemd must find every controller mounted when it starts.
+        let (cgroups, systemd) = (
+            INIT_SYSTEMD.find(&format!("\n/{CGROUPS_PATH}\n")).unwrap(),
+            INIT_SYSTEMD.find("exec /lib/systemd/systemd").unwrap(),
+        );
+        assert!(cgroups < systemd);
+        assert_eq!(init_path(Init::Systemd), INIT_SYSTEMD_PATH);
+        assert_eq!(init_path(Init::Runit), crate::base::INIT_PATH);
     }
 
     /// A host's store lives in its own directory of the lab, which `down`

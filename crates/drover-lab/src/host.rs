@@ -37,9 +37,9 @@ pub(crate) struct HostRun<'a> {
     /// Set for systemd hosts: the controller's cgroup layout, which each
     /// host gets a delegated part of (see [`crate::cgroup`]).
     pub cgroups: Option<cgroup::Layout>,
-    /// A container host (`crate::containers`): its own cgroup in every
-    /// hierarchy, and `pivot_root` instead of `chroot`.
-    pub containers: bool,
+    /// The host's kind; a container host (`crate::containers`) gets its
+    /// own cgroup in every hierarchy, and `pivot_root` instead of `chroot`.
+    pub kind: crate::Kind,
     pub paths: &'a LabPaths,
     pub naming: Naming,
 }
@@ -174,7 +174,7 @@ impl HostRun<'_> {
         // container host's in every hierarchy, a systemd host's in those
         // systemd tracks.
         let procs = match self.cgroups {
-            _ if self.containers => Some(cgroup::prepare_host_all(self.lab, n)?),
+            _ if self.kind.containers => Some(cgroup::prepare_host_all(self.lab, n)?),
             Some(layout) => Some(cgroup::prepare_host(layout, self.lab, n)?),
             None => None,
         };
@@ -185,14 +185,14 @@ impl HostRun<'_> {
         unshare.extend(["--kill-child", "--propagation", "private"]);
         let mut cmd = Command::new("sh");
         cmd.args(["-c", BOOT_LOOP, &boot_marker(self.lab, n), "ip", "netns", "exec", &ns]).args(unshare);
-        if self.containers {
-            cmd.args(["sh", "-c", crate::containers::PIVOT_SCRIPT, "drover-lab-pivot"]);
+        if self.kind.containers {
+            cmd.args(["sh", "-c", crate::containers::PIVOT_SCRIPT, "drover-lab-pivot"])
+                .arg(self.paths.merged(n))
+                .arg(crate::containers::init_path(self.kind.init));
         } else {
-            cmd.arg("chroot");
+            cmd.arg("chroot").arg(self.paths.merged(n)).arg(INIT_PATH);
         }
-        cmd.arg(self.paths.merged(n))
-            .arg(INIT_PATH)
-            .env_clear()
+        cmd.env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .env("LANG", "C.UTF-8")
             .stdin(Stdio::null())

@@ -169,7 +169,7 @@ pub fn up(
             run: HostRun {
                 lab: name,
                 cgroups: cgroups.filter(|_| kind.init == Init::Systemd),
-                containers: kind.containers,
+                kind: *kind,
                 paths: &paths,
                 naming,
             },

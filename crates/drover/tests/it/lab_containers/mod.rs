@@ -14,6 +14,7 @@
 mod docker;
 mod refusals;
 mod runc;
+mod systemd;
 
 use std::fs;
 use std::io::{Read, Write};
