@@ -1,8 +1,8 @@
 #!/bin/sh
 # Mount this container host's cgroup hierarchies (installed by `drover lab
 # up` as /usr/local/sbin/drover-lab-cgroups on container hosts only; run at
-# boot by the runit stage-1 hook, or on systemd hosts by
-# drover-lab-init-containers before it execs systemd).
+# boot by the host's pid 1, drover-lab-init-containers, just before it execs
+# runsvdir, systemd or openrc-init).
 #
 # The host's processes are in their own cgroup in every hierarchy of the
 # controller, and in a cgroup namespace whose root is that cgroup, so each
@@ -19,8 +19,9 @@ if [ "$(cat /proc/self/cgroup)" = "0::/" ]; then
   exit 0
 fi
 if mountpoint -q "$cg"; then
-  # Run again on a booted host: systemd may have remounted it read-only
-  # (the mount and its tmpfs); both become writable again.
+  # systemd hosts: the base's init mounted it with name=systemd and
+  # cgroup2, read-only; run again on a booted systemd host, systemd has
+  # remounted the tmpfs itself read-only. Both become writable again.
   mount -o remount,rw "$cg"
   mount -o remount,rw,bind "$cg"
 else

@@ -64,6 +64,15 @@ const MASKED_UNITS: &[&str] = &[
     "fstrim.timer",
 ];
 
+/// The script the base installs as [`INIT_PATH`] for `init`.
+pub(crate) fn init_script(init: Init) -> &'static str {
+    match init {
+        Init::Runit => INIT,
+        Init::Systemd => INIT_SYSTEMD,
+        Init::OpenRc => INIT_OPENRC,
+    }
+}
+
 /// Path of pid 1 inside every host.
 pub(crate) const INIT_PATH: &str = "/usr/local/sbin/drover-lab-init";
 /// The non-root user with a password and sudo.

@@ -7,9 +7,10 @@
 //!   cgroup namespace rooted there ([`crate::cgroup::prepare_host_all`]);
 //!   [`CGROUPS_SCRIPT`] mounts them inside the host at boot, so a runtime
 //!   creates its containers' cgroups (memory and pids limits, the devices
-//!   list) below the host's own, and `down` finds and removes them. On a
-//!   systemd host they are mounted before systemd starts
-//!   ([`INIT_SYSTEMD`]), so systemd manages them too (`MemoryMax=` works).
+//!   list) below the host's own, and `down` finds and removes them. They
+//!   are mounted by the host's pid 1 before it execs the init
+//!   ([`container_init`]), so systemd manages them too (`MemoryMax=`
+//!   works).
 //! - **pivot_root**: the host's root is made the root of its mount
 //!   namespace ([`PIVOT_SCRIPT`]) instead of `chroot`, under which the
 //!   kernel refuses user namespaces.
@@ -43,12 +44,8 @@ const STORE_MOUNTS: [(&str, &str); 2] = [("containers", STORE_DIR), ("docker", "
 /// Mounts the host's cgroup hierarchies inside it (see the script).
 const CGROUPS_SCRIPT: &str = include_str!("../assets/containers-cgroups.sh");
 const CGROUPS_PATH: &str = "usr/local/sbin/drover-lab-cgroups";
-/// runit: a stage-1 hook, run before any service (named to run first).
-const RUNIT_HOOK: &str = "etc/runit/boot-run/00-drover-lab-cgroups.sh";
-/// systemd: pid 1 until it execs systemd, with the cgroups mounted first
-/// (the base's init mounts name=systemd and cgroup2 only).
-const INIT_SYSTEMD: &str = include_str!("../assets/init-systemd-containers.sh");
-const INIT_SYSTEMD_PATH: &str = "/usr/local/sbin/drover-lab-init-containers";
+/// pid 1 of a container host: [`container_init`].
+pub(crate) const INIT_PATH: &str = "/usr/local/sbin/drover-lab-init-containers";
 
 /// The boot's last step on a container host, run by the controller's `sh`
 /// with the host's root and init as `$1` and `$2`.
@@ -69,24 +66,23 @@ pub(crate) fn prepare(paths: &LabPaths, n: u16, merged: &Path, init: Init) -> Re
         }
     }
     write_file(&merged.join(CGROUPS_PATH), CGROUPS_SCRIPT, 0o755)?;
-    match init {
-        Init::Runit => {
-            let hook = format!("#!/bin/sh\n# Container host: mount its cgroups first.\nexec /{CGROUPS_PATH}\n");
-            write_file(&merged.join(RUNIT_HOOK), &hook, 0o755)
-        }
-        Init::Systemd => write_file(&merged.join(INIT_SYSTEMD_PATH.trim_start_matches('/')), INIT_SYSTEMD, 0o755),
-        // Refused before anything is made (`Kind::unsupported`).
-        Init::OpenRc => unreachable!("OpenRC container hosts are refused by Kind::unsupported"),
-    }
+    write_file(&merged.join(INIT_PATH.trim_start_matches('/')), &container_init(init), 0o755)
 }
 
-/// pid 1 of a container host of `init`: the base's init for runit (its
-/// stage-1 hook mounts the cgroups), [`INIT_SYSTEMD`] for systemd.
-pub(crate) fn init_path(init: Init) -> &'static str {
-    match init {
-        Init::Systemd => INIT_SYSTEMD_PATH,
-        Init::Runit | Init::OpenRc => crate::base::INIT_PATH,
-    }
+/// pid 1 of a container host of `init`: the base's init script for it
+/// (its mounts, hooks, hostname), with [`CGROUPS_SCRIPT`] run just before
+/// it execs the real init (runsvdir, systemd, openrc-init). By then /proc
+/// and /sys are mounted, and nothing has started that looks at cgroups: so
+/// systemd finds every controller and manages it. Derived, not copied, so
+/// it follows the base's script.
+fn container_init(init: Init) -> String {
+    let base = crate::base::init_script(init);
+    let at = base.rfind("\nexec ").expect("every init script ends by exec'ing the init") + 1;
+    format!(
+        "{}# A container host: mount its cgroup hierarchies (drover-lab-cgroups).\n/{CGROUPS_PATH}\n{}",
+        &base[..at],
+        &base[at..]
+    )
 }
 
 /// Host `n`'s store on the controller (removed with the lab directory).
@@ -109,14 +105,21 @@ mod tests {
         assert!(PIVOT_SCRIPT.trim_end().ends_with("exec \"$2\"") && !PIVOT_SCRIPT.contains("\nchroot"));
         assert!(CGROUPS_SCRIPT.contains("done </proc/self/cgroup"));
         assert!(CGROUPS_SCRIPT.trim_end().ends_with("mount -o remount,ro,bind \"$cg\""));
-        // systemd must find every controller mounted when it starts.
-        let (cgroups, systemd) = (
-            INIT_SYSTEMD.find(&format!("\n/{CGROUPS_PATH}\n")).unwrap(),
-            INIT_SYSTEMD.find("exec /lib/systemd/systemd").unwrap(),
-        );
-        assert!(cgroups < systemd);
-        assert_eq!(init_path(Init::Systemd), INIT_SYSTEMD_PATH);
-        assert_eq!(init_path(Init::Runit), crate::base::INIT_PATH);
+        // Every init must find every controller mounted when it starts:
+        // the cgroups are mounted right before the base script's final exec,
+        // and the rest of the base script is kept as it is.
+        let added =
+            format!("# A container host: mount its cgroup hierarchies (drover-lab-cgroups).\n/{CGROUPS_PATH}\n");
+        for (init, exec) in [
+            (Init::Runit, "exec runsvdir"),
+            (Init::Systemd, "exec /lib/systemd/systemd"),
+            (Init::OpenRc, "exec /sbin/openrc-init"),
+        ] {
+            let script = container_init(init);
+            let cgroups = script.find(&added).unwrap();
+            assert!(cgroups > script.find("mount -t sysfs").unwrap() && cgroups < script.find(exec).unwrap(), "{init}");
+            assert_eq!(script.replace(&added, ""), crate::base::init_script(init));
+        }
     }
 
     /// A host's store lives in its own directory of the lab, which `down`

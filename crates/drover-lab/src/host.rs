@@ -188,7 +188,7 @@ impl HostRun<'_> {
         if self.kind.containers {
             cmd.args(["sh", "-c", crate::containers::PIVOT_SCRIPT, "drover-lab-pivot"])
                 .arg(self.paths.merged(n))
-                .arg(crate::containers::init_path(self.kind.init));
+                .arg(crate::containers::INIT_PATH);
         } else {
             cmd.arg("chroot").arg(self.paths.merged(n)).arg(INIT_PATH);
         }

@@ -185,11 +185,10 @@ impl Kind {
                 self.arch
             ));
         }
-        if self.containers && (self.is_emulated() || self.init == Init::OpenRc) {
+        if self.containers && self.is_emulated() {
             return Some(format!(
-                "{self}: container hosts are made for native runit and systemd hosts only \
-                 (runc and dockerd under qemu-user, and OpenRC's cgroup setup, are not done); \
-                 use runit+containers or systemd+containers"
+                "{self}: container hosts are native only (runc and dockerd under qemu-user \
+                 are not done); use runit+containers, systemd+containers or openrc+containers"
             ));
         }
         if self.is_emulated() && Arch::native() != Arch::Amd64 {
@@ -326,13 +325,14 @@ mod tests {
     }
 
     #[test]
-    fn containers_are_refused_on_openrc_and_emulated_hosts_only() {
-        assert!(Kind::runit().with_containers().unsupported().is_none());
-        assert!(Kind::native(Init::Systemd).with_containers().unsupported().is_none());
-        let why = Kind::native(Init::OpenRc).with_containers().unsupported().unwrap();
-        assert!(why.contains("runit+containers"), "{why}");
+    fn containers_are_refused_on_emulated_hosts_only() {
+        for init in Init::ALL {
+            assert!(Kind::native(init).with_containers().unsupported().is_none(), "{init}");
+            assert!(Kind::native(init).with_userland(Userland::Busybox).with_containers().unsupported().is_none());
+        }
         let foreign = if Arch::native() == Arch::Amd64 { Arch::Arm64 } else { Arch::Amd64 };
-        assert!(Kind::runit().with_arch(foreign).with_containers().unsupported().is_some());
+        let why = Kind::runit().with_arch(foreign).with_containers().unsupported().unwrap();
+        assert!(why.contains("qemu-user") && why.contains("runit+containers"), "{why}");
     }
 
     #[test]

@@ -71,8 +71,8 @@ pub enum LabCommand {
         /// Make every host able to run containers (runc, dockerd): its own
         /// cgroup in every hierarchy mounted inside it, `pivot_root` into
         /// its root, and a store on this machine's disk at
-        /// /var/lib/drover-containers and /var/lib/docker. runit and
-        /// systemd hosts only. The same as `+containers` on each kind.
+        /// /var/lib/drover-containers and /var/lib/docker. Native hosts
+        /// only (not arm64). The same as `+containers` on each kind.
         #[arg(long)]
         containers: bool,
         /// Run an SSH certificate authority: each host's host key is

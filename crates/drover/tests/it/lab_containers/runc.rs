@@ -1,5 +1,5 @@
 //! runc in a container host, without a daemon (what drover's runtime will
-//! do, #29 item 2), on runit and systemd hosts.
+//! do, #29 item 2), on runit, systemd and OpenRC hosts.
 
 use drover_lab::Init;
 
@@ -102,4 +102,9 @@ fn runc_runs_a_bundle_that_answers_and_down_cleans_up_runit() {
 #[test]
 fn runc_runs_a_bundle_that_answers_and_down_cleans_up_systemd() {
     runc_runs_a_bundle_that_answers_and_down_cleans_up(Init::Systemd);
+}
+
+#[test]
+fn runc_runs_a_bundle_that_answers_and_down_cleans_up_openrc() {
+    runc_runs_a_bundle_that_answers_and_down_cleans_up(Init::OpenRc);
 }

@@ -74,7 +74,7 @@ impl Fleet {
     /// (`lab up N --kinds INIT+containers`: own cgroups for every
     /// controller, pivot_root, a store off the overlay at
     /// /var/lib/drover-containers and /var/lib/docker; no runtime
-    /// installed). Named `<name>-<init>-containers`.
+    /// installed; any init). Named `<name>-<init>-containers`.
     pub fn containers(name: &str, n: usize, init: Init) -> Fleet {
         Fleet::up_kind(name, n, Kind::native(init).with_containers())
     }
