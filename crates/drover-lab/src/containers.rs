@@ -17,8 +17,8 @@
 //! - **a store off the overlay**: `hosts/h<n>/store/{containers,docker}` on
 //!   the controller's file system, bind-mounted at [`STORE_DIR`] and
 //!   `/var/lib/docker`, so dockerd's overlay2 driver does not stack an
-//!   overlay on the host's overlay (the kernel refuses) and images do not
-//!   fill the host's upper directory. `down` unmounts and removes it with
+//!   overlay on the host's overlay (refused, as #29 records) and images do
+//!   not fill the host's upper directory. `down` unmounts and removes it with
 //!   the lab.
 //!
 //! Nothing here changes a base: everything is written into the host's own

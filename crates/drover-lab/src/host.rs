@@ -6,8 +6,8 @@
 //! inspect a host's files and `upper` shows exactly what the host changed.
 //! The processes run in the host's network namespace and in new pid, mount,
 //! uts and ipc namespaces, chrooted into `merged`, with
-//! [`crate::base::INIT_PATH`] as pid 1 (container hosts: `pivot_root`
-//! into it instead of chroot, see [`crate::containers`]); it mounts /proc, /dev and /run
+//! [`crate::base::INIT_PATH`] as pid 1 (container hosts: `pivot_root` and
+//! their own pid 1 instead, see [`crate::containers`]); it mounts /proc, /dev and /run
 //! privately and execs `runsvdir`, which supervises sshd, or (systemd
 //! hosts, also in a new cgroup namespace) `systemd`, which starts
 //! `ssh.service`, or (OpenRC hosts) `openrc-init`, whose default runlevel
