@@ -44,12 +44,11 @@ pub(crate) struct HostRun<'a> {
     pub naming: Naming,
 }
 
-/// What one host of an `up` needs; all but `run`, `base` and `kind` are
-/// the same for every host.
+/// What one host of an `up` needs; all but `run` (which holds its kind)
+/// and `base` are the same for every host.
 pub(crate) struct HostSetup<'a> {
     pub run: HostRun<'a>,
     pub base: &'a Path,
-    pub kind: crate::Kind,
     /// The lab's public key, for root's authorized_keys.
     pub authorized_key: &'a str,
     pub password: &'a str,
@@ -80,8 +79,9 @@ impl HostSetup<'_> {
         if cgroups.is_some() {
             write_machine_id(&merged)?;
         }
-        if self.kind.containers {
-            crate::containers::prepare(paths, n, &merged, self.kind.init)?;
+        let kind = self.run.kind;
+        if kind.containers {
+            crate::containers::prepare(paths, n, &merged, kind.init)?;
         }
         self.set_password(&merged)?;
         let host_key = read_host_key(&merged)?;
@@ -90,7 +90,7 @@ impl HostSetup<'_> {
             name: host_name(n),
             address: naming.address(n),
             host_key,
-            kind: Some(self.kind),
+            kind: Some(kind),
             base: Some(self.base.to_path_buf()),
         })
     }

@@ -174,7 +174,6 @@ pub fn up(
                 naming,
             },
             base,
-            kind: *kind,
             authorized_key: &authorized_key,
             password: &password,
             shadow_line: &shadow_line,
