@@ -115,6 +115,15 @@ fn debs_for(f: &Fleet, i: usize, packages: &[&str]) -> Vec<PathBuf> {
         out = download();
     }
     assert!(out.status.success(), "apt-get download of {packages:?}: {}", String::from_utf8_lossy(&out.stderr));
+    // Drop what the mirror no longer has (a version a point release
+    // replaced), so the directory holds one version of each package.
+    let clean = Command::new("apt-get")
+        .args(["autoclean", "-q", "-o", "Debug::NoLocking=1", "-o"])
+        .arg(format!("Dir::Cache::archives={}", cache.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(clean.status.success(), "apt-get autoclean: {}", String::from_utf8_lossy(&clean.stderr));
     let mut debs: Vec<PathBuf> = fs::read_dir(&cache)
         .unwrap()
         .flatten()
