@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
     LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::{Container, Process, VolumeKind};
@@ -97,11 +97,9 @@ fn spec(service: &str, name: &str, c: &Container, p: &Process) -> Result<Spec, o
         .cwd(PathBuf::from(&p.cwd))
         .no_new_privileges(true)
         .capabilities(capabilities)
-        .rlimits(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .soft(1_048_576u64)
-            .hard(1_048_576u64)
-            .build()?])
+        // No rlimits: the container keeps the supervisor's, as a native
+        // service does (a fixed number can exceed what the host allows).
+        .rlimits(Vec::new())
         .build()?;
     let mut resources = LinuxResourcesBuilder::default()
         .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?]);

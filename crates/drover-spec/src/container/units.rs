@@ -72,7 +72,7 @@ pub fn files(sup: Supervisor, service: &str, name: &str, c: &Container, p: &Proc
 }
 
 /// The host shell command that runs `argv` inside container `name`, as
-/// root unless the container's user is given.
+/// `user` or else the container's own user (`docker exec`'s default).
 pub fn exec_command(name: &str, argv: &[String], user: Option<(u32, u32)>) -> String {
     let words: Vec<String> =
         argv.iter().map(|a| shlex::try_quote(a).map_or_else(|_| "''".into(), |q| q.into_owned())).collect();

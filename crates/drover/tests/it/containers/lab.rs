@@ -1,0 +1,1 @@
+//! Image services on lab hosts, end to end (filled in below).
