@@ -28,7 +28,7 @@ use crate::project::BlobSource;
 
 pub(crate) use load::load;
 pub use load::DEFAULT_PATH;
-pub use volume::{Volume, VolumeKind};
+pub use volume::{valid_name, Volume, VolumeKind};
 
 /// Where every container's bundle lives on a host: `<CONTAINERS>/<name>/`
 /// holds `config.json`, and the service's `rootfs/` (shared by its instances).

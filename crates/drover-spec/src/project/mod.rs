@@ -133,6 +133,11 @@ impl Project {
             .collect()
     }
 
+    /// The image of service `name`, `None` for a native service (or none).
+    pub fn container(&self, name: &str) -> Option<&crate::container::Container> {
+        self.services.get(name).and_then(|s| s.container.as_ref())
+    }
+
     pub fn package_lock(&self) -> Option<&crate::lock::PackageLock> {
         self.package_lock.as_ref()
     }
