@@ -353,7 +353,7 @@ mod tests {
     /// it), and systemd and OpenRC hosts each have a base of their own.
     #[test]
     fn runit_recipe_is_pinned_and_systemd_and_openrc_have_their_own_bases() {
-        let k = |init| Kind { init, arch: Arch::Amd64, userland: Userland::Debian };
+        let k = |init| Kind { init, arch: Arch::Amd64, userland: Userland::Debian, containers: false };
         assert_eq!(recipe_id(k(Init::Runit)), "8e81ac37ec38");
         assert_ne!(recipe_id(k(Init::Systemd)), recipe_id(k(Init::Runit)));
         let config = LabConfig { cache_root: "/c".into(), ..LabConfig::from_env() };
@@ -373,7 +373,7 @@ mod tests {
         for init in Init::ALL {
             for arch in Arch::ALL {
                 for userland in Userland::ALL {
-                    let kind = Kind { init, arch, userland };
+                    let kind = Kind { init, arch, userland, containers: false };
                     assert!(seen.insert(recipe_id(kind)), "{kind} shares a recipe");
                 }
             }

@@ -15,8 +15,13 @@
 //! `DROVER_LAB_CGROUP`. Resource controllers (cpu, memory, …) are not given
 //! to hosts: systemd runs without them.
 //!
-//! `down` kills every process left in a lab's cgroups and removes the
-//! directories, deepest first.
+//! Container hosts (`crate::containers`) get more: their own cgroup in
+//! *every* hierarchy, resource controllers included ([`prepare_host_all`]),
+//! so runc and dockerd inside them can limit memory and pids and keep a
+//! devices list for their containers.
+//!
+//! `down` kills every process left in a lab's cgroups (in any hierarchy)
+//! and removes the directories, deepest first.
 
 use std::ffi::CString;
 use std::fs;
@@ -112,6 +117,79 @@ pub(crate) fn prepare_host(layout: Layout, lab: &str, n: u16) -> Result<Vec<CStr
         .collect()
 }
 
+/// Host `n`'s cgroup in every hierarchy of the controller (each v1
+/// controller, `name=systemd`, cgroup2), created if missing, for a
+/// container host: the `cgroup.procs` files its init process writes itself
+/// into. A new v1 `cpuset` cgroup has no CPUs or memory nodes, and no
+/// process may join it until it has: each level gets its parent's.
+pub(crate) fn prepare_host_all(lab: &str, n: u16) -> Result<Vec<CString>, LabError> {
+    hierarchies()
+        .into_iter()
+        .map(|root| {
+            let mut dir = root;
+            for part in [PARENT, lab, &crate::config::host_name(n)] {
+                let parent = dir.clone();
+                dir.push(part);
+                if !dir.is_dir() {
+                    fs::create_dir(&dir).map_err(LabError::io("create cgroup", &dir))?;
+                }
+                inherit_cpuset(&parent, &dir)?;
+            }
+            let procs = dir.join("cgroup.procs");
+            Ok(CString::new(procs.as_os_str().as_bytes()).expect("cgroup paths have no NUL"))
+        })
+        .collect()
+}
+
+/// Copy `cpuset.cpus` and `cpuset.mems` from `parent` to `dir` where `dir`
+/// has them empty (v1 cpuset hierarchies only; elsewhere nothing to do).
+fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), LabError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let own = dir.join(file);
+        let Ok(current) = fs::read_to_string(&own) else { continue };
+        if !current.trim().is_empty() {
+            continue;
+        }
+        let from = parent.join(file);
+        let value = fs::read_to_string(&from).map_err(LabError::io("read", &from))?;
+        fs::write(&own, value.trim()).map_err(LabError::io("write", &own))?;
+    }
+    Ok(())
+}
+
+/// Every cgroup hierarchy of the controller: `/sys/fs/cgroup` itself when
+/// it is cgroup2, else each directory below it that is a cgroup mount
+/// (symbolic links such as `cpu -> cpu,cpuacct` left out: they name a
+/// hierarchy already listed).
+fn hierarchies() -> Vec<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    if fs_magic(root) == Some(CGROUP2_SUPER_MAGIC) {
+        return vec![root.to_path_buf()];
+    }
+    let mut out: Vec<PathBuf> = fs::read_dir(root)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .filter(|p| matches!(fs_magic(p), Some(CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Where `down` looks for labs' cgroups: every hierarchy, and the places
+/// systemd hosts used before container hosts existed.
+fn tops() -> Vec<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    let mut tops = hierarchies();
+    tops.extend([root.join("systemd"), root.join("unified"), root.to_path_buf()]);
+    tops.sort();
+    tops.dedup();
+    tops
+}
+
 /// Move the calling process into each cgroup (`cgroup.procs` paths).
 ///
 /// Runs between fork and exec (`pre_exec`), where only async-signal-safe
@@ -140,9 +218,8 @@ pub(crate) fn join_in_child(procs: &[CString]) -> io::Result<()> {
 
 /// Every cgroup directory of lab `lab` (in any hierarchy), deepest first.
 pub(crate) fn lab_dirs(lab: &str) -> Vec<PathBuf> {
-    let root = Path::new(CGROUP_ROOT);
     let mut out = Vec::new();
-    for top in [root.join("systemd"), root.join("unified"), root.to_path_buf()] {
+    for top in tops() {
         let dir = top.join(PARENT).join(lab);
         if dir.is_dir() {
             collect_dirs(&dir, &mut out);
@@ -166,8 +243,7 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Names of labs that have cgroups (for `down --all`).
 pub(crate) fn lab_names() -> Vec<String> {
-    let root = Path::new(CGROUP_ROOT);
-    let mut names: Vec<String> = [root.join("systemd"), root.join("unified"), root.to_path_buf()]
+    let mut names: Vec<String> = tops()
         .iter()
         .filter_map(|top| fs::read_dir(top.join(PARENT)).ok())
         .flat_map(|d| d.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().into_string().ok()))
@@ -197,8 +273,7 @@ pub(crate) fn remove_lab(lab: &str) -> usize {
             removed += 1;
         }
     }
-    let root = Path::new(CGROUP_ROOT);
-    for top in [root.join("systemd"), root.join("unified"), root.to_path_buf()] {
+    for top in tops() {
         let _ = fs::remove_dir(top.join(PARENT)); // fails while another lab has cgroups: fine
     }
     removed
@@ -207,6 +282,33 @@ pub(crate) fn remove_lab(lab: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An empty v1 cpuset cgroup gets its parent's CPUs and memory nodes
+    /// (else no process may join it); one that has its own keeps them, and
+    /// a cgroup of another controller is left alone.
+    #[test]
+    fn a_new_cpuset_cgroup_inherits_its_parents_cpus_and_mems() {
+        let dir = std::env::temp_dir().join(format!("drover-lab-cpuset-{}", std::process::id()));
+        let (parent, child, other) = (dir.join("p"), dir.join("p/c"), dir.join("o"));
+        fs::create_dir_all(&child).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        fs::write(parent.join("cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(parent.join("cpuset.mems"), "0\n").unwrap();
+        fs::write(child.join("cpuset.cpus"), "\n").unwrap();
+        fs::write(child.join("cpuset.mems"), "").unwrap();
+        inherit_cpuset(&parent, &child).unwrap();
+        inherit_cpuset(&parent, &other).unwrap();
+        let (cpus, mems) = (
+            fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            fs::read_to_string(child.join("cpuset.mems")).unwrap(),
+        );
+        fs::write(child.join("cpuset.cpus"), "1").unwrap();
+        inherit_cpuset(&parent, &child).unwrap();
+        let kept = fs::read_to_string(child.join("cpuset.cpus")).unwrap();
+        let other_files = fs::read_dir(&other).unwrap().count();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((cpus.as_str(), mems.as_str(), kept.as_str(), other_files), ("0-1", "0", "1", 0));
+    }
 
     #[test]
     fn no_cgroup_file_system_is_a_refusal_that_says_what_is_missing() {

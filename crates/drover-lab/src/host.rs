@@ -6,7 +6,8 @@
 //! inspect a host's files and `upper` shows exactly what the host changed.
 //! The processes run in the host's network namespace and in new pid, mount,
 //! uts and ipc namespaces, chrooted into `merged`, with
-//! [`crate::base::INIT_PATH`] as pid 1; it mounts /proc, /dev and /run
+//! [`crate::base::INIT_PATH`] as pid 1 (container hosts: `pivot_root`
+//! into it instead of chroot, see [`crate::containers`]); it mounts /proc, /dev and /run
 //! privately and execs `runsvdir`, which supervises sshd, or (systemd
 //! hosts, also in a new cgroup namespace) `systemd`, which starts
 //! `ssh.service`, or (OpenRC hosts) `openrc-init`, whose default runlevel
@@ -36,6 +37,9 @@ pub(crate) struct HostRun<'a> {
     /// Set for systemd hosts: the controller's cgroup layout, which each
     /// host gets a delegated part of (see [`crate::cgroup`]).
     pub cgroups: Option<cgroup::Layout>,
+    /// A container host (`crate::containers`): its own cgroup in every
+    /// hierarchy, and `pivot_root` instead of `chroot`.
+    pub containers: bool,
     pub paths: &'a LabPaths,
     pub naming: Naming,
 }
@@ -75,6 +79,9 @@ impl HostSetup<'_> {
         }
         if cgroups.is_some() {
             write_machine_id(&merged)?;
+        }
+        if self.kind.containers {
+            crate::containers::prepare(paths, n, &merged, self.kind.init)?;
         }
         self.set_password(&merged)?;
         let host_key = read_host_key(&merged)?;
@@ -163,16 +170,27 @@ impl HostRun<'_> {
         let log_path = self.paths.console_log(n);
         let open_log =
             || OpenOptions::new().create(true).append(true).open(&log_path).map_err(LabError::io("open", &log_path));
+        // The cgroups the host's first process joins (see below): a
+        // container host's in every hierarchy, a systemd host's in those
+        // systemd tracks.
+        let procs = match self.cgroups {
+            _ if self.containers => Some(cgroup::prepare_host_all(self.lab, n)?),
+            Some(layout) => Some(cgroup::prepare_host(layout, self.lab, n)?),
+            None => None,
+        };
         let mut unshare = vec!["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc"];
-        if self.cgroups.is_some() {
+        if procs.is_some() {
             unshare.push("--cgroup");
         }
         unshare.extend(["--kill-child", "--propagation", "private"]);
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", BOOT_LOOP, &boot_marker(self.lab, n), "ip", "netns", "exec", &ns])
-            .args(unshare)
-            .arg("chroot")
-            .arg(self.paths.merged(n))
+        cmd.args(["-c", BOOT_LOOP, &boot_marker(self.lab, n), "ip", "netns", "exec", &ns]).args(unshare);
+        if self.containers {
+            cmd.args(["sh", "-c", crate::containers::PIVOT_SCRIPT, "drover-lab-pivot"]);
+        } else {
+            cmd.arg("chroot");
+        }
+        cmd.arg(self.paths.merged(n))
             .arg(INIT_PATH)
             .env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -182,14 +200,15 @@ impl HostRun<'_> {
             .stderr(open_log()?)
             // Its own process group: a Ctrl-C on `drover lab up` must not kill hosts.
             .process_group(0);
-        if let Some(layout) = self.cgroups {
+        if let Some(procs) = procs {
             // The cgroup namespace's root is the cgroup we are in when
-            // `unshare` runs: join the host's own first, so systemd sees only
-            // its part of the tree.
-            let procs = cgroup::prepare_host(layout, self.lab, n)?;
+            // `unshare` runs: join the host's own first, so systemd (and a
+            // container runtime) sees only its part of the tree.
             // SAFETY: the closure only calls async-signal-safe functions
             // (open, write, close) on data prepared before the fork.
             unsafe { cmd.pre_exec(move || cgroup::join_in_child(&procs)) };
+        }
+        if let Some(layout) = self.cgroups {
             cmd.env("container", "drover-lab").env("DROVER_LAB_CGROUP", layout.as_str());
         }
         tracing::debug!(command = %cmd::render(&cmd), "start host");

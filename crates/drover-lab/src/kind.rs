@@ -7,7 +7,11 @@
 //!
 //! A kind is written `[ARCH-][busybox-]INIT`: `runit`, `arm64-runit`,
 //! `busybox-openrc`, `arm64-busybox-runit`. The architecture left out is
-//! this machine's own ([`Arch::native`]).
+//! this machine's own ([`Arch::native`]). A `+containers` suffix
+//! (`runit+containers`, `systemd+containers`) asks for a host that can run
+//! containers (see `crate::containers`): an opt-in, because it costs a
+//! cgroup per controller per host and a store on the controller's disk,
+//! and every other host keeps the setup the suite was proven on.
 
 use std::fmt;
 use std::str::FromStr;
@@ -112,6 +116,9 @@ impl FromStr for Userland {
     }
 }
 
+/// What a kind's name ends with when the host can run containers.
+const CONTAINERS_SUFFIX: &str = "+containers";
+
 /// One kind of lab host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -119,12 +126,19 @@ pub struct Kind {
     pub init: Init,
     pub arch: Arch,
     pub userland: Userland,
+    /// Whether the host can run containers (runc, dockerd): its own cgroup
+    /// in every hierarchy mounted inside it, `pivot_root` into its root,
+    /// and a store on the controller's file system (not the overlay). Left
+    /// out of the JSON when false, so a state file or `lab status --json`
+    /// of an ordinary host reads as it always did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub containers: bool,
 }
 
 impl Kind {
     /// A native Debian host running `init`: what `--init` alone asks for.
     pub fn native(init: Init) -> Kind {
-        Kind { init, arch: Arch::native(), userland: Userland::Debian }
+        Kind { init, arch: Arch::native(), userland: Userland::Debian, containers: false }
     }
 
     /// The default host: native, Debian, runit.
@@ -138,6 +152,18 @@ impl Kind {
 
     pub fn with_userland(self, userland: Userland) -> Kind {
         Kind { userland, ..self }
+    }
+
+    /// The same host, able to run containers (`KIND+containers`).
+    pub fn with_containers(self) -> Kind {
+        Kind { containers: true, ..self }
+    }
+
+    /// The kind whose base this host stacks on: container capability is
+    /// set up per host at `up`, never in the base, so a container host
+    /// shares the cached base of its init, architecture and userland.
+    pub fn base_kind(self) -> Kind {
+        Kind { containers: false, ..self }
     }
 
     /// Whether the host's programs run under qemu-user.
@@ -157,6 +183,13 @@ impl Kind {
                 "{self}: systemd cannot run as pid 1 under qemu-user emulation; \
                  use --init runit or openrc for {} hosts",
                 self.arch
+            ));
+        }
+        if self.containers && (self.is_emulated() || self.init == Init::OpenRc) {
+            return Some(format!(
+                "{self}: container hosts are made for native runit and systemd hosts only \
+                 (runc and dockerd under qemu-user, and OpenRC's cgroup setup, are not done); \
+                 use runit+containers or systemd+containers"
             ));
         }
         if self.is_emulated() && Arch::native() != Arch::Amd64 {
@@ -189,20 +222,30 @@ impl fmt::Display for Kind {
         if self.userland != Userland::Debian {
             write!(f, "{}-", self.userland)?;
         }
-        write!(f, "{}", self.init)
+        write!(f, "{}", self.init)?;
+        if self.containers {
+            f.write_str(CONTAINERS_SUFFIX)?;
+        }
+        Ok(())
     }
 }
 
 impl FromStr for Kind {
     type Err = String;
 
-    /// `[ARCH-][busybox-]INIT` (also `debian-`, and the native
-    /// architecture named).
-    fn from_str(s: &str) -> Result<Kind, String> {
+    /// `[ARCH-][busybox-]INIT[+containers]` (also `debian-`, and the
+    /// native architecture named).
+    fn from_str(full: &str) -> Result<Kind, String> {
         let bad = |why: String| {
             format!(
-                "bad host kind {s:?}: {why}; a kind is [ARCH-][busybox-]INIT, e.g. runit, arm64-runit, busybox-openrc"
+                "bad host kind {full:?}: {why}; a kind is [ARCH-][busybox-]INIT[+containers], \
+                 e.g. runit, arm64-runit, busybox-openrc, systemd+containers"
             )
+        };
+        let (s, containers) = match full.split_once('+') {
+            Some((s, "containers")) => (s, true),
+            Some((_, other)) => return Err(bad(format!("unknown attribute +{other}"))),
+            None => (full, false),
         };
         let mut parts: Vec<&str> = s.split('-').collect();
         let init = parts.pop().filter(|p| !p.is_empty()).ok_or_else(|| bad("no init".into()))?;
@@ -218,6 +261,7 @@ impl FromStr for Kind {
         if let Some(extra) = rest.next() {
             return Err(bad(format!("unexpected {extra:?}")));
         }
+        kind.containers = containers;
         Ok(kind)
     }
 }
@@ -231,8 +275,10 @@ mod tests {
         for init in Init::ALL {
             for arch in Arch::ALL {
                 for userland in Userland::ALL {
-                    let k = Kind { init, arch, userland };
-                    assert_eq!(k.to_string().parse::<Kind>(), Ok(k), "{k}");
+                    for containers in [false, true] {
+                        let k = Kind { init, arch, userland, containers };
+                        assert_eq!(k.to_string().parse::<Kind>(), Ok(k), "{k}");
+                    }
                 }
             }
         }
@@ -244,9 +290,49 @@ mod tests {
         );
         assert_eq!(format!("{}-debian-runit", Arch::native()).parse::<Kind>(), Ok(Kind::runit()));
         assert_eq!(Kind::runit().with_arch(foreign).to_string(), format!("{foreign}-runit"));
-        for bad in ["", "sysv", "arm64-", "arm64-alpine-runit", "arm64-busybox-x-runit", "busybox-arm64-runit"] {
+        assert_eq!("systemd+containers".parse::<Kind>(), Ok(Kind::native(Init::Systemd).with_containers()));
+        assert_eq!(Kind::runit().with_containers().to_string(), "runit+containers");
+        for bad in [
+            "",
+            "sysv",
+            "arm64-",
+            "arm64-alpine-runit",
+            "arm64-busybox-x-runit",
+            "busybox-arm64-runit",
+            "runit+docker",
+            "runit+",
+            "+containers",
+        ] {
             assert!(bad.parse::<Kind>().unwrap_err().contains("[ARCH-][busybox-]INIT"), "{bad}");
         }
+    }
+
+    /// An ordinary host's kind serializes as it did before container hosts
+    /// existed (state files and `lab status --json` unchanged); a container
+    /// host's says so; both read back. Its base is its plain kind's.
+    #[test]
+    fn containers_is_left_out_of_json_unless_set_and_shares_the_base() {
+        let plain = Kind::runit();
+        assert_eq!(
+            serde_json::to_value(plain).unwrap(),
+            serde_json::json!({"init": "runit", "arch": Arch::native(), "userland": "debian"})
+        );
+        let ct = Kind::native(Init::Systemd).with_containers();
+        let json = serde_json::to_value(ct).unwrap();
+        assert_eq!(json["containers"], true);
+        assert_eq!(serde_json::from_value::<Kind>(json).unwrap(), ct);
+        assert_eq!(ct.base_kind(), Kind::native(Init::Systemd));
+        assert_eq!(crate::base::recipe_id(ct.base_kind()), crate::base::recipe_id(Kind::native(Init::Systemd)));
+    }
+
+    #[test]
+    fn containers_are_refused_on_openrc_and_emulated_hosts_only() {
+        assert!(Kind::runit().with_containers().unsupported().is_none());
+        assert!(Kind::native(Init::Systemd).with_containers().unsupported().is_none());
+        let why = Kind::native(Init::OpenRc).with_containers().unsupported().unwrap();
+        assert!(why.contains("runit+containers"), "{why}");
+        let foreign = if Arch::native() == Arch::Amd64 { Arch::Arm64 } else { Arch::Amd64 };
+        assert!(Kind::runit().with_arch(foreign).with_containers().unsupported().is_some());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! user `op` with a password and sudo. A host's [`Kind`] is its init, its
 //! architecture (arm64 hosts run under qemu-user) and its userland (Debian's
 //! or busybox only); one lab may mix kinds. Faults (delay, loss, rate, link cut,
-//! freeze) are injected per host. Nothing a lab creates can reach outside
+//! freeze) are injected per host. A host may be made able to run containers
+//! (runc, dockerd: [`Kind::with_containers`], see [`containers`]). Nothing a lab creates can reach outside
 //! the machine, and `down` removes all of it, even after a crash.
 //!
 //! ```no_run
@@ -31,6 +32,7 @@ mod ca;
 mod cgroup;
 mod cmd;
 pub mod config;
+pub mod containers;
 pub mod down;
 mod error;
 pub mod fault;

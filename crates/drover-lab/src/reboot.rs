@@ -42,7 +42,7 @@ impl Lab {
             Init::Runit | Init::OpenRc => None,
             Init::Systemd => Some(cgroup::detect()?),
         };
-        let run = HostRun { lab: self.name(), cgroups, paths: &self.paths, naming };
+        let run = HostRun { lab: self.name(), cgroups, containers: kind.containers, paths: &self.paths, naming };
         let _lock = FileLock::acquire(&self.paths.lock_file())?;
         let deadline = started + REBOOT_TIMEOUT;
         let failed = |why: String| LabError::HostsNotReady { failures: vec![(name.to_string(), why)] };

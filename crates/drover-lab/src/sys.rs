@@ -88,6 +88,17 @@ pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Pa
     Ok(())
 }
 
+/// Bind-mount `source` at `target` (both directories).
+pub(crate) fn bind_mount(source: &Path, target: &Path) -> Result<(), LabError> {
+    let (s, t) = (cstring(source)?, cstring(target)?);
+    // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    if rc != 0 {
+        return Err(LabError::io("bind-mount at", target)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Unmount `target`; if it is busy, detach it lazily.
 pub(crate) fn unmount(target: &Path) -> Result<(), LabError> {
     let c = cstring(target)?;

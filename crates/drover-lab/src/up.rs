@@ -93,7 +93,7 @@ pub fn up(
     let _lock = FileLock::acquire(&paths.lock_file())?;
     let mut built = Vec::new();
     let mut ensure_base = |kind: Kind| -> Result<std::path::PathBuf, LabError> {
-        let base = base::ensure(config, kind, &|dir| progress(Progress::BuildingBase { dir }))?;
+        let base = base::ensure(config, kind.base_kind(), &|dir| progress(Progress::BuildingBase { dir }))?;
         built.extend(base.built_in);
         Ok(base.dir)
     };
@@ -166,7 +166,13 @@ pub fn up(
     let setups: Vec<HostSetup<'_>> = plan
         .iter()
         .map(|(kind, base)| HostSetup {
-            run: HostRun { lab: name, cgroups: cgroups.filter(|_| kind.init == Init::Systemd), paths: &paths, naming },
+            run: HostRun {
+                lab: name,
+                cgroups: cgroups.filter(|_| kind.init == Init::Systemd),
+                containers: kind.containers,
+                paths: &paths,
+                naming,
+            },
             base,
             kind: *kind,
             authorized_key: &authorized_key,

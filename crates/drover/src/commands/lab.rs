@@ -64,10 +64,17 @@ pub enum LabCommand {
         userland: Userland,
         /// A mixed lab: one kind per host, h1 first, comma-separated, as
         /// many as N (`up 4 --kinds runit,systemd,arm64-runit,openrc`). A
-        /// kind is `[ARCH-][busybox-]INIT`. Instead of --init, --arch and
-        /// --userland, which make every host one kind.
+        /// kind is `[ARCH-][busybox-]INIT[+containers]`. Instead of --init,
+        /// --arch and --userland, which make every host one kind.
         #[arg(long, value_delimiter = ',', value_name = "KIND,...", value_parser = parse_kind)]
         kinds: Vec<Kind>,
+        /// Make every host able to run containers (runc, dockerd): its own
+        /// cgroup in every hierarchy mounted inside it, `pivot_root` into
+        /// its root, and a store on this machine's disk at
+        /// /var/lib/drover-containers and /var/lib/docker. runit and
+        /// systemd hosts only. The same as `+containers` on each kind.
+        #[arg(long)]
+        containers: bool,
         /// Run an SSH certificate authority: each host's host key is
         /// certified (no pins needed) and root logs in only with the lab
         /// key's certificate. Chosen at a lab's first `up`.
@@ -135,12 +142,14 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitStatus> {
     });
     let name = args.lab.as_str();
     let result = match args.command {
-        LabCommand::Up { count, init, arch, userland, kinds, ssh_ca, bastion } => {
+        LabCommand::Up { count, init, arch, userland, kinds, containers, ssh_ca, bastion } => {
             let kinds = if kinds.is_empty() {
-                vec![Kind { init, arch: arch.unwrap_or_else(Arch::native), userland }]
+                vec![Kind::native(init).with_arch(arch.unwrap_or_else(Arch::native)).with_userland(userland)]
             } else {
                 kinds
             };
+            let kinds: Vec<Kind> =
+                kinds.into_iter().map(|k| if containers { k.with_containers() } else { k }).collect();
             return up(&config, name, count, &kinds, UpFlags { ssh_ca, bastion });
         }
         LabCommand::Inventory { csv } => Lab::open_with(&config, name).map(|lab| {

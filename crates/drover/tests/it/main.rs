@@ -33,6 +33,7 @@ mod inventory_import;
 mod jump;
 mod kinds;
 mod lab;
+mod lab_containers;
 mod lab_kinds;
 mod lab_systemd;
 mod openrc;

@@ -66,7 +66,17 @@ impl Fleet {
     /// `<name>-<kind>`, as [`Fleet::on`] does. An arm64 host needs an
     /// aarch64 agent for anything that pushes one.
     pub fn up_kind(name: &str, n: usize, kind: Kind) -> Fleet {
-        Fleet::build_kinds(&format!("{name}-{kind}"), n, &[kind], &[])
+        // A lab name has no '+' (`runit+containers`).
+        Fleet::build_kinds(&format!("{name}-{kind}").replace('+', "-"), n, &[kind], &[])
+    }
+
+    /// A lab of `n` native hosts of `init` that can run containers
+    /// (`lab up N --kinds INIT+containers`: own cgroups for every
+    /// controller, pivot_root, a store off the overlay at
+    /// /var/lib/drover-containers and /var/lib/docker; no runtime
+    /// installed). Named `<name>-<init>-containers`.
+    pub fn containers(name: &str, n: usize, init: Init) -> Fleet {
+        Fleet::up_kind(name, n, Kind::native(init).with_containers())
     }
 
     /// A mixed lab: host h<i+1> of `kinds[i]`, all on one bridge, in one

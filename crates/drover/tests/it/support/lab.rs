@@ -192,10 +192,13 @@ pub fn leftovers(lab_dir: &Path, idx: &str, netns_inodes: &[u64]) -> Vec<String>
     if lab_dir.exists() {
         left.push(format!("directory {}", lab_dir.display()));
     }
-    // systemd hosts' cgroups, in whichever hierarchy the machine has.
+    // systemd hosts' cgroups, in whichever hierarchy the machine has, and
+    // container hosts' in every hierarchy (cpu, memory, pids, ...).
     let name = lab_dir.file_name().unwrap();
-    for top in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        let dir = Path::new(top).join("drover-lab").join(name);
+    let mut tops: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|e| e.path()).collect();
+    tops.push(PathBuf::from("/sys/fs/cgroup"));
+    for top in tops {
+        let dir = top.join("drover-lab").join(name);
         if dir.exists() {
             left.push(format!("cgroup {}", dir.display()));
         }
