@@ -13,7 +13,8 @@ use std::path::Path;
 /// use, plus `/www/index.html` saying `page`.
 pub fn busybox_rootfs(dir: &Path, page: &str) {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy("/usr/bin/busybox", dir.join("bin/busybox")).expect("busybox-static on the controller (scripts/deps)");
+    std::fs::copy("/usr/bin/busybox", dir.join("bin/busybox"))
+        .expect("busybox-static on the controller (scripts/deps)");
     for applet in ["sh", "httpd", "wget", "id", "cat", "sleep", "echo", "ls", "false"] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
