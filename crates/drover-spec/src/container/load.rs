@@ -73,6 +73,16 @@ pub(crate) fn load(
         (None, Some(c)) => (flat.config.entrypoint.clone(), argv(c, "command")?),
         (None, None) => (flat.config.entrypoint.clone(), flat.config.cmd.clone()),
     };
+    // Run inside the container without a shell (`units::health_command`).
+    if let Some(h) = &sf.health {
+        if let Some(c) = h.get_ref().command.as_ref().filter(|c| shlex::split(c).is_none_or(|w| w.is_empty())) {
+            return Err(err(
+                h.span(),
+                format!("health command {c:?}: unbalanced quotes, or empty"),
+                "it runs inside the container split like shell words: close the quote",
+            ));
+        }
+    }
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.first().is_none_or(|a| a.is_empty()) {
         return Err(err(

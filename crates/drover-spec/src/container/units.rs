@@ -82,7 +82,8 @@ pub fn exec_command(name: &str, argv: &[String], user: Option<(u32, u32)>) -> St
 
 /// A health `command` of an image service, run inside its container: the
 /// command split like shell words (never through a shell, as the
-/// service's own command), as the container's user.
+/// service's own command), as the container's user; `None` for a command
+/// that does not split (refused at load).
 pub fn health_command(name: &str, command: &str, p: &Process) -> Option<String> {
     let argv = shlex::split(command)?;
     Some(exec_command(name, &argv, Some((p.uid, p.gid))))

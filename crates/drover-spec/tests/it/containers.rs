@@ -233,6 +233,7 @@ fn image_service_mistakes_name_the_file_line_and_fix() {
         ("image = { dir = \"images/web\" }\ncommand = \"x 'y\"\n", 2, "unbalanced quotes"),
         ("image = { dir = \"images/web\" }\ncommand = \"x\"\nmemory = \"lots\"\n", 3, "at least 4M"),
         ("image = { dir = \"images/web\" }\ncommand = \"x\"\nworkdir = \"srv\"\n", 3, "not absolute"),
+        ("image = { dir = \"images/web\" }\ncommand = \"x\"\n[health]\ncommand = \"wget 'x\"\n", 3, "health command"),
     ] {
         let d = project(service);
         let e = render_error(Project::load(d.path()).err().unwrap_or_else(|| panic!("accepted: {service}")));

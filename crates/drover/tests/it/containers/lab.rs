@@ -55,6 +55,12 @@ fn an_image_service_runs_under_runc_upgrades_by_one_file_rolls_back_and_keeps_it
     let data = f.host_file(0, "/var/lib/drover/volumes/app/data");
     let md = std::fs::metadata(&data).unwrap();
     assert_eq!((std::os::unix::fs::MetadataExt::uid(&md), std::os::unix::fs::MetadataExt::gid(&md)), (1000, 1000));
+    // The limits hold, in the container's cgroup below the host's own.
+    let limits = f.host_sh(
+        0,
+        "cat /sys/fs/cgroup/memory/drover/app/memory.limit_in_bytes /sys/fs/cgroup/pids/drover/app/pids.max",
+    );
+    assert_eq!(limits.split_whitespace().collect::<Vec<_>>(), ["67108864", "64"], "{limits}");
 
     // exec and logs reach the container.
     let r = f.drover(&["exec", "all", "--service", "app", "--", "sh", "-c", "echo kept > /data/keep; id -u"]);
