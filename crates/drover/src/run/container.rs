@@ -137,6 +137,43 @@ pub fn volume_rm_command(service: &str, volume: &str) -> Result<String, Containe
 mod tests {
     use super::*;
 
+    /// Hosts h1, h2 with role `app`: image service `img` (one per host),
+    /// image service `multi` (two per host), native service `native`.
+    fn project() -> (tempfile::TempDir, Project) {
+        let d = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        w("drover.toml", "");
+        w("inventory.toml", "[hosts.h1]\naddress = \"10.0.0.1\"\nroles = [\"app\"]\n[hosts.h2]\naddress = \"10.0.0.2\"\nroles = [\"app\"]\n");
+        w("roles/app.toml", "services = [\"img\", \"multi\", \"native\"]\n");
+        w("images/x/bin/app", "x");
+        w("services/img.toml", "image = { dir = \"images/x\" }\ncommand = \"/bin/app\"\n");
+        w("services/multi.toml", "image = { dir = \"images/x\" }\ncommand = \"/bin/app\"\ninstances = 2\n");
+        w("services/native.toml", "command = \"sleep 1000\"\n");
+        let p = Project::load(d.path()).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn exec_with_a_service_runs_inside_its_container_per_host_or_says_which_to_name() {
+        let (_d, p) = project();
+        let argv = vec!["cat '/data/a b'".to_string()];
+        let (hosts, cmds) = exec_commands(&p, &p.hosts, "img", &argv, "HOST LINE").unwrap();
+        assert_eq!(hosts.len(), 2);
+        assert!(cmds["h1"].ends_with("runc exec drover-img cat '/data/a b'"), "{}", cmds["h1"]);
+        let (_, cmds) = exec_commands(&p, &p.hosts[1..], "multi-1", &argv, "HOST LINE").unwrap();
+        assert!(cmds["h2"].contains("runc exec drover-multi-1 cat"), "{cmds:?}");
+        let (_, cmds) = exec_commands(&p, &p.hosts, "native", &argv, "HOST LINE").unwrap();
+        assert_eq!(cmds["h1"], "HOST LINE", "a native service's command runs on the host");
+        let e = exec_commands(&p, &p.hosts, "multi", &argv, "x").unwrap_err().to_string();
+        assert_eq!(e, "multi runs multi-0, multi-1 on h1: name one with --service");
+        let e = exec_commands(&p, &p.hosts, "nope", &argv, "x").unwrap_err().to_string();
+        assert!(e.contains("no service or instance named \"nope\""), "{e}");
+    }
+
     #[test]
     fn volume_listing_parses_and_removal_refuses_bad_names() {
         let rows = parse_ls("h1", "db/data\t1000:1000\t24\nweb/cache\t0:0\t4\n");
