@@ -78,6 +78,14 @@ fn an_image_service_runs_under_runc_upgrades_by_one_file_rolls_back_and_keeps_it
     assert!(n(h, "bytes_sent") < 4096, "one small file, not the 2 MB busybox: {h:#}");
     assert!(wait_for_body(&addr, "release 2\n"));
 
+    // Drain stops the container like any service; undrain starts it again.
+    let r = f.drover(&["drain", "h1"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(http_get(&addr).is_none(), "a drained host's container is stopped");
+    let r = f.drover(&["undrain", "h1"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(wait_for_body(&addr, "release 2\n"));
+
     // A release whose entrypoint exits fails its health gate and is rolled
     // back: release 2 answers again, the volume's data is intact.
     service(&f.project(), BROKEN);
@@ -120,23 +128,34 @@ fn an_image_service_runs_under_runc_upgrades_by_one_file_rolls_back_and_keeps_it
     assert!(f.host_file(0, "/var/lib/drover/volumes/app/cache").is_dir(), "only the volume named goes");
 }
 
-/// A systemd host runs the same image service (its unit's ExecStop stops
-/// the container), and a health command runs inside the container.
+/// A systemd host runs an image service's instances, one container each
+/// on its own port, each gated by a health command run inside its
+/// container; systemd's ExecStop stops them when the service goes.
 #[test]
-fn an_image_service_runs_on_a_systemd_host_with_a_health_command_inside() {
+fn image_service_instances_run_on_a_systemd_host_with_health_commands_inside() {
     let f = Fleet::containers("img-sd", 1, Init::Systemd);
-    image_project(&f, GOOD);
+    image_project(&f, r#"["/bin/sh", "-c", "exec httpd -f -p {{ instance.ports.http }} -h /www"]"#);
     let text = std::fs::read_to_string(f.project().join("services/app.toml")).unwrap();
     // `wget` exists only inside the image: a health command run on the host would fail.
-    let text =
-        text.replace("http = \"http://127.0.0.1:8080/\"", "command = \"wget -q -O /dev/null http://127.0.0.1:8080/\"");
-    std::fs::write(f.project().join("services/app.toml"), text).unwrap();
+    let text = text
+        .replace(
+            "http = \"http://127.0.0.1:8080/\"",
+            "command = \"wget -q -O /dev/null http://127.0.0.1:{{ instance.ports.http }}/\"",
+        )
+        .replace("stop-grace-period", "instances = 2\nstop-grace-period");
+    std::fs::write(f.project().join("services/app.toml"), format!("{text}[ports]\nhttp = \"8100-8199\"\n")).unwrap();
     assert!(!f.host_file(0, "/bin/wget").exists() && !f.host_file(0, "/usr/bin/wget").exists());
     let hosts = f.apply_ok();
     assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
-    let addr = format!("{}:8080", f.lab_hosts()[0].address);
-    assert!(wait_for_body(&addr, "release 1\n"));
+    let ip = f.lab_hosts()[0].address;
+    for port in [8100, 8101] {
+        assert!(wait_for_body(&format!("{ip}:{port}"), "release 1\n"), "instance on {port}");
+    }
+    let r = f.drover(&["exec", "all", "--service", "app-1", "--", "cat /proc/1/cmdline"]);
+    assert!(r.code == 0 && r.stdout.contains("8101"), "{}\n{}", r.stdout, r.stderr);
     std::fs::write(f.project().join("roles/site.toml"), "services = []\n").unwrap();
     f.apply_ok();
-    assert!(http_get(&addr).is_none(), "systemd's ExecStop stopped the container");
+    for port in [8100, 8101] {
+        assert!(http_get(&format!("{ip}:{port}")).is_none(), "systemd's ExecStop stopped instance on {port}");
+    }
 }
