@@ -159,3 +159,29 @@ fn image_service_instances_run_on_a_systemd_host_with_health_commands_inside() {
         assert!(http_get(&format!("{ip}:{port}")).is_none(), "systemd's ExecStop stopped instance on {port}");
     }
 }
+
+/// Magic rollback of an image upgrade: release 2 of the image ships with a
+/// change that locks root out of SSH, nobody can confirm it, and the host
+/// reverts by itself, container included: release 1 answers again.
+#[test]
+fn an_image_upgrade_that_breaks_ssh_reverts_itself_container_included() {
+    let f = Fleet::containers("img-magic", 1, Init::Runit);
+    image_project(&f, GOOD);
+    std::fs::create_dir_all(f.project().join("layers/keys/etc")).unwrap();
+    std::fs::write(f.project().join("layers/keys/etc/image-test"), "x\n").unwrap();
+    std::fs::write(f.project().join("roles/site.toml"), "layers = [\"keys\"]\nservices = [\"app\"]\n").unwrap();
+    f.apply_ok();
+    let addr = format!("{}:8080", f.lab_hosts()[0].address);
+    assert!(wait_for_body(&addr, "release 1\n"));
+    let pid = f.service_pid(0, "app");
+    std::fs::write(f.project().join("images/app/www/index.html"), "release 2\n").unwrap();
+    let keys = f.lock_root_out(0, &f.project().join("layers/keys"));
+    let r = f.apply_json(&["--confirm-timeout", "4s"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.hosts()[0]["error"].as_str().unwrap().contains("reverts it by itself"), "{}", r.stdout);
+    f.wait_keys_restored(0, &keys);
+    assert!(wait_for_body(&addr, "release 1\n"), "the reverted generation's container answers");
+    let index = f.host_file(0, "/var/lib/drover/containers/app/rootfs/www/index.html");
+    assert_eq!(std::fs::read_to_string(index).unwrap(), "release 1\n");
+    assert_ne!(f.service_pid(0, "app"), pid, "restarted on release 2, and again on the revert");
+}
