@@ -248,11 +248,30 @@ pub struct FileAttrs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServiceFile {
-    /// What to run; drover writes the supervisor unit for it.
-    pub command: Option<String>,
+    /// What to run; drover writes the supervisor unit for it. For an image
+    /// service: the container's command (an argv, or a string split like
+    /// shell words), replacing the image's.
+    pub command: Option<Spanned<crate::container::Argv>>,
+    /// Or: run a container from an image (docs/containers.md).
+    pub image: Option<Spanned<crate::container::ImageRef>>,
+    /// An image service's entrypoint, replacing the image's.
+    pub entrypoint: Option<Spanned<crate::container::Argv>>,
+    /// An image service's working directory inside the container.
+    pub workdir: Option<Spanned<String>>,
+    /// An image service's volumes, compose's short syntax:
+    /// `"data:/var/lib/db"` (a named volume) or `"/srv/x:/x:ro"` (a bind mount).
+    #[serde(default)]
+    pub volumes: Vec<Spanned<String>>,
+    /// An image service's memory limit, e.g. "256M".
+    pub memory: Option<Spanned<String>>,
+    /// An image service's limit on processes (and threads).
+    pub pids: Option<Spanned<i64>>,
+    /// How long an image service's container has to exit after SIGTERM
+    /// before it is killed (default 5s).
+    pub stop_grace_period: Option<Spanned<String>>,
     /// Or: an existing supervisor unit that drover only restarts.
     pub unit: Option<String>,
-    pub user: Option<String>,
+    pub user: Option<Spanned<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Globs over target paths; a change to a matching file restarts the service.

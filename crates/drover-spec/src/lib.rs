@@ -23,6 +23,7 @@
 
 pub mod alert;
 mod connect;
+pub mod container;
 mod diag;
 mod duration;
 mod files;

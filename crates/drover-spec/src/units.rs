@@ -21,6 +21,10 @@ pub struct ServiceDef<'a> {
     pub command: &'a str,
     pub user: &'a str,
     pub env: &'a std::collections::BTreeMap<String, String>,
+    /// How to stop it gracefully when the supervisor's own signal would not
+    /// (an image service: `crate::container::units`), run before the
+    /// supervisor signals the process.
+    pub stop: Option<&'a str>,
 }
 
 /// The shell script a unit runs: a simple command is `exec`ed so the
@@ -52,28 +56,45 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
             let dir = drover_proto::service_log_file(d.name);
             let dir = dir.trim_end_matches("/current");
             let log = format!("#!/bin/sh\n{header}mkdir -p {dir}\nexec svlogd -tt {dir}\n");
-            vec![
-                UnitFile { path: format!("/etc/sv/{}/run", d.name), content: Some(run), symlink: None, mode: 0o755 },
-                UnitFile {
-                    path: format!("/etc/sv/{}/log/run", d.name),
-                    content: Some(log),
-                    symlink: None,
-                    mode: 0o755,
-                },
-                UnitFile {
-                    path: format!("/etc/service/{}", d.name),
-                    content: None,
-                    symlink: Some(format!("/etc/sv/{}", d.name)),
-                    mode: 0o777,
-                },
-            ]
+            // runsv runs `control/t` instead of sending TERM (for `sv down`
+            // and restarts alike) when it exits 0.
+            let control = d.stop.map(|stop| UnitFile {
+                path: format!("/etc/sv/{}/control/t", d.name),
+                content: Some(format!("#!/bin/sh\n{header}exec {stop}\n")),
+                symlink: None,
+                mode: 0o755,
+            });
+            control
+                .into_iter()
+                .chain([
+                    UnitFile {
+                        path: format!("/etc/sv/{}/run", d.name),
+                        content: Some(run),
+                        symlink: None,
+                        mode: 0o755,
+                    },
+                    UnitFile {
+                        path: format!("/etc/sv/{}/log/run", d.name),
+                        content: Some(log),
+                        symlink: None,
+                        mode: 0o755,
+                    },
+                    UnitFile {
+                        path: format!("/etc/service/{}", d.name),
+                        content: None,
+                        symlink: Some(format!("/etc/sv/{}", d.name)),
+                        mode: 0o777,
+                    },
+                ])
+                .collect()
         }
         Supervisor::Systemd => {
             let env: String =
                 d.env.iter().map(|(k, v)| format!("Environment=\"{k}={}\"\n", v.replace('"', "\\\""))).collect();
             let unit = format!(
-                "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\nExecReload=/bin/kill -HUP $MAINPID\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
+                "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\n{stop}ExecReload=/bin/kill -HUP $MAINPID\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
                 n = d.name,
+                stop = d.stop.map(|s| format!("ExecStop={s}\n")).unwrap_or_default(),
                 cmd = sh_quote(&script(d.command)),
                 u = d.user,
             );
@@ -97,10 +118,12 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
             let log = drover_proto::service_log_file(d.name);
             let log_dir = log.rsplit_once('/').map_or("/var/log/drover", |(dir, _)| dir).to_string();
             let script = format!(
-                "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log={log}\nerror_log={log}\nrespawn_delay=1\nrespawn_max=0\nextra_started_commands=\"reload\"\n{exports}\nstart_pre() {{\n\tcheckpath -d -m 0755 {log_root}\n\tcheckpath -d -m 0755 -o {u} {log_dir}\n}}\n\nreload() {{\n\tebegin \"Reloading ${{RC_SVCNAME}}\"\n\tsupervise-daemon \"${{RC_SVCNAME}}\" --signal HUP\n\teend $?\n}}\n",
+                "#!/sbin/openrc-run\n{header}supervisor=supervise-daemon\ncommand=/bin/sh\ncommand_args={args}\ncommand_user={u}\noutput_log={log}\nerror_log={log}\nrespawn_delay=1\nrespawn_max=0\nextra_started_commands=\"reload\"\n{exports}\nstart_pre() {{\n\tcheckpath -d -m 0755 {log_root}\n\tcheckpath -d -m 0755 -o {u} {log_dir}\n}}\n{stop}\nreload() {{\n\tebegin \"Reloading ${{RC_SVCNAME}}\"\n\tsupervise-daemon \"${{RC_SVCNAME}}\" --signal HUP\n\teend $?\n}}\n",
                 args = sh_quote(&format!("-c {}", sh_quote(&script(d.command)))),
                 u = d.user,
                 log_root = log_dir.rsplit_once('/').map_or("/var/log", |(root, _)| root),
+                // A failed graceful stop must not keep OpenRC from stopping it.
+                stop = d.stop.map(|s| format!("\nstop_pre() {{\n\t{s} || true\n}}\n")).unwrap_or_default(),
             );
             vec![UnitFile {
                 path: format!("/etc/init.d/{}", d.name),
@@ -119,7 +142,7 @@ mod tests {
     #[test]
     fn runit_unit_quotes_the_command_and_links_the_service() {
         let env = [("GREETING".to_string(), "it's".to_string())].into();
-        let d = ServiceDef { name: "web", command: "httpd -f -p 8080", user: "www", env: &env };
+        let d = ServiceDef { name: "web", command: "httpd -f -p 8080", user: "www", env: &env, stop: None };
         let f = files(Supervisor::Runit, &d);
         let run = f[0].content.as_deref().unwrap();
         assert!(run.contains("exec chpst -u www /bin/sh -c 'exec httpd -f -p 8080'"), "{run}");
@@ -132,7 +155,7 @@ mod tests {
     #[test]
     fn openrc_unit_logs_where_drover_logs_reads_and_creates_the_directory() {
         let env = Default::default();
-        let d = ServiceDef { name: "web", command: "httpd", user: "www", env: &env };
+        let d = ServiceDef { name: "web", command: "httpd", user: "www", env: &env, stop: None };
         let f = files(Supervisor::OpenRc, &d);
         let script = f[0].content.as_deref().unwrap();
         let log = drover_proto::service_log_file("web");
@@ -161,7 +184,7 @@ mod tests {
     #[test]
     fn systemd_unit_has_exec_start() {
         let env = Default::default();
-        let d = ServiceDef { name: "web", command: "httpd", user: "root", env: &env };
+        let d = ServiceDef { name: "web", command: "httpd", user: "root", env: &env, stop: None };
         let f = files(Supervisor::Systemd, &d);
         assert_eq!(f[0].path, "/etc/systemd/system/web.service");
         assert!(f[0].content.as_deref().unwrap().contains("ExecStart=/bin/sh -c 'exec httpd'"));

@@ -79,6 +79,8 @@ pub enum Command {
     /// Set a service's number of instances in its file and show which
     /// instances that adds, removes or moves (apply to make it so).
     Scale(crate::commands::instances::ScaleArgs),
+    /// Named volumes of services run from images: list them, remove one.
+    Volume(crate::commands::volume::VolumeArgs),
     /// Debian packages: resolve the roles' packages and write packages.lock.
     Packages(crate::commands::packages::PackagesArgs),
     /// Dashboard, JSON API, Prometheus /metrics; optionally continuous convergence.

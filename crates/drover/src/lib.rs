@@ -103,6 +103,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Bundle(a) => commands::bundle::run(dir, a),
         Command::Secret(a) => commands::secret::run(dir, a),
         Command::Endpoints(a) => commands::instances::endpoints(dir, a),
+        Command::Volume(a) => commands::volume::volume(dir, a),
         Command::Scale(a) => commands::instances::scale(dir, a),
         Command::Packages(a) => commands::packages::run(dir, a),
         Command::Serve(a) => commands::serve::run(dir, a),

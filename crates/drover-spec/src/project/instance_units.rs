@@ -45,6 +45,8 @@ pub(super) fn inline_templates(services: &BTreeMap<String, Service>) -> Result<E
 /// (name, text) of a service's strings that may be templates.
 fn strings(svc: &Service) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = svc.command.iter().map(|c| ("command".to_string(), c.clone())).collect();
+    let args = svc.container.iter().flat_map(|c| c.process.args.iter().enumerate());
+    v.extend(args.map(|(i, a)| (format!("command.{i}"), a.clone())));
     v.extend(svc.env.iter().map(|(k, t)| (format!("env.{k}"), t.clone())));
     match svc.health.as_ref().map(|h| &h.probe) {
         Some(HealthProbe::Command(c)) => v.push(("health.command".into(), c.clone())),
@@ -72,11 +74,13 @@ impl Project {
         let mut added = false;
         for (name, base) in &plan.instanced {
             let (Some(list), Some(svc)) = (mine.get(name), self.services.get(name)) else { continue };
-            let Some(cmd) = &svc.command else { continue };
+            if svc.command.is_none() && svc.container.is_none() {
+                continue;
+            }
             for inst in list {
                 let ictx = minijinja::context! { instance => Value::from_serialize(inst), fleet => self.fleet().value.clone(), ..ctx.clone() };
                 let r = |what: &str, text: &str| self.inline(svc, inst, what, text, &ictx);
-                let command = r("command", cmd)?;
+                let command = svc.command.as_deref().map(|c| r("command", c)).transpose()?;
                 let mut env = BTreeMap::new();
                 for (k, v) in &svc.env {
                     env.insert(k.clone(), r(&format!("env.{k}"), v)?);
@@ -101,12 +105,26 @@ impl Project {
                             HealthProbe::Http { url } => *url = r("health.http", url)?,
                             HealthProbe::Tcp { .. } => {}
                         }
-                        Some(h)
+                        Some(super::plan::in_container(h, &inst.name, svc))
                     }
                 };
-                let def = ServiceDef { name: &inst.name, command: &command, user: &svc.user, env: &env };
+                let files = match (&command, &svc.container) {
+                    (Some(command), _) => {
+                        let def = ServiceDef { name: &inst.name, command, user: &svc.user, env: &env, stop: None };
+                        units::files(sup, &def)
+                    }
+                    (None, Some(c)) => {
+                        let mut p = c.process.clone();
+                        for (i, a) in p.args.iter_mut().enumerate() {
+                            *a = r(&format!("command.{i}"), a)?;
+                        }
+                        p.env.extend(env.clone());
+                        crate::container::units::files(sup, name, &inst.name, c, &p)
+                    }
+                    (None, None) => Vec::new(),
+                };
                 let mut triggers = base.clone();
-                for u in units::files(sup, &def) {
+                for u in files {
                     triggers.push(u.path.clone());
                     let Some((e, blob)) = unit_entry(u) else { continue };
                     match entries.binary_search_by(|x| x.path.as_str().cmp(&e.path)) {

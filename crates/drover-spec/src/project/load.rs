@@ -131,7 +131,7 @@ impl Project {
             }
             for s in &rf.services {
                 if !services.contains_key(s.get_ref()) {
-                    match load_service(&dir, s, &fname, &text) {
+                    match load_service(&dir, s, &fname, &text, &settings.limits) {
                         Ok(svc) => {
                             services.insert(s.get_ref().clone(), svc);
                         }

@@ -81,6 +81,9 @@ pub struct Project {
     package_lock: Option<crate::lock::PackageLock>,
 }
 
+/// The Debian package of the OCI runtime that runs image services.
+pub const RUNC: &str = "runc";
+
 /// A cached plan and what it was built for: (roles, supervisor, plan).
 type PlanKey = (Vec<String>, Option<Supervisor>, Arc<Plan>);
 
@@ -111,13 +114,28 @@ impl Project {
         self.placed = std::sync::OnceLock::new();
     }
 
-    /// Each role's `packages`, as written (roles without packages left out).
+    /// Each role's `packages`, as written (roles without packages left out),
+    /// plus `runc` for a role with a service run from an image: the host's
+    /// runtime travels in the package closure like any package, and is
+    /// installed offline when the host lacks it (docs/containers.md).
     pub fn package_requests(&self) -> BTreeMap<String, Vec<String>> {
         self.roles
             .iter()
-            .filter(|(_, r)| !r.setup.packages.is_empty())
-            .map(|(n, r)| (n.clone(), r.setup.packages.clone()))
+            .map(|(n, r)| {
+                let mut p = r.setup.packages.clone();
+                let images = r.services.iter().any(|s| self.services.get(s).is_some_and(|s| s.container.is_some()));
+                if images && !p.iter().any(|x| x == RUNC || x.starts_with("runc=")) {
+                    p.push(RUNC.to_string());
+                }
+                (n.clone(), p)
+            })
+            .filter(|(_, p)| !p.is_empty())
             .collect()
+    }
+
+    /// The image of service `name`, `None` for a native service (or none).
+    pub fn container(&self, name: &str) -> Option<&crate::container::Container> {
+        self.services.get(name).and_then(|s| s.container.as_ref())
     }
 
     pub fn package_lock(&self) -> Option<&crate::lock::PackageLock> {

@@ -161,16 +161,30 @@ impl Project {
                 no_supervisor = Some(name.clone());
                 break;
             };
+            // An image's rootfs is shared by the service's instances, and
+            // restarts every one of them when it changes.
+            let mut unit_paths = Vec::new();
+            for (e, blob) in svc.container.iter().flat_map(|c| crate::container::rootfs::entries(name, c)) {
+                unit_paths.push(e.path.clone());
+                origins.insert(e.path.clone(), self.dir.join(format!("services/{name}.toml")));
+                insert(&mut entries, e, blob.map_or(Slot::Nothing, |(_, src)| Slot::Blob(src)), &mut shadowed);
+            }
             if svc.instanced {
-                let triggers =
+                let mut triggers: Vec<String> =
                     entries.keys().filter(|p| svc.restart_on.iter().any(|g| g.is_match(p.as_str()))).cloned().collect();
+                triggers.extend(unit_paths);
                 instanced.push((name.clone(), triggers));
                 continue;
             }
-            let mut unit_paths = Vec::new();
-            if let Some(cmd) = &svc.command {
-                let def = ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env };
-                for u in units::files(sup, &def) {
+            let files = match (&svc.command, &svc.container) {
+                (Some(cmd), _) => {
+                    units::files(sup, &ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env, stop: None })
+                }
+                (None, Some(c)) => crate::container::units::files(sup, name, name, c, &c.process),
+                (None, None) => Vec::new(),
+            };
+            {
+                for u in files {
                     unit_paths.push(u.path.clone());
                     let Some((e, blob)) = unit_entry(u) else { continue };
                     let slot = match blob {
@@ -199,7 +213,7 @@ impl Project {
                 supervisor: sup,
                 triggers,
                 reload_triggers,
-                health: svc.health.clone(),
+                health: svc.health.clone().map(|h| in_container(h, name, svc)),
             });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
@@ -258,6 +272,21 @@ impl Project {
             invalid,
         }
     }
+}
+
+/// An image service's health `command` runs inside its container
+/// (`runc exec`); other probes reach it over the host's network as they are.
+pub(super) fn in_container(
+    mut h: drover_proto::HealthCheck,
+    name: &str,
+    svc: &super::service::Service,
+) -> drover_proto::HealthCheck {
+    if let (Some(c), drover_proto::HealthProbe::Command(cmd)) = (&svc.container, &mut h.probe) {
+        if let Some(inside) = crate::container::units::health_command(name, cmd, &c.process) {
+            *cmd = inside;
+        }
+    }
+    h
 }
 
 /// A unit file as a manifest entry, with its blob (files only).

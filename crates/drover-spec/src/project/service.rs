@@ -25,7 +25,10 @@ pub(super) struct Role {
 }
 
 pub(super) struct Service {
+    /// A native service's shell command (`None` for an image service).
     pub(super) command: Option<String>,
+    /// An image service (docs/containers.md): its image and how it runs.
+    pub(super) container: Option<crate::container::Container>,
     pub(super) unit: Option<String>,
     pub(super) user: String,
     pub(super) env: BTreeMap<String, String>,
@@ -55,6 +58,7 @@ pub(super) fn load_service(
     name: &Spanned<String>,
     role_file: &str,
     role_text: &str,
+    limits: &crate::Limits,
 ) -> Result<Service, SpecError> {
     let n = name.get_ref();
     let fname = format!("services/{n}.toml");
@@ -81,16 +85,34 @@ pub(super) fn load_service(
             "use letters, digits, - _ . @",
         ));
     }
-    if sf.command.is_some() == sf.unit.is_some() {
+    let container = crate::container::load(dir, &sf, &fname, &text, limits)?;
+    if container.is_none() && sf.command.is_some() == sf.unit.is_some() {
         return Err(SpecError::at(
             &fname,
             &text,
             whole,
-            "a service needs exactly one of `command` or `unit`",
+            "a service needs exactly one of `command`, `unit` or `image`",
             "here",
-            "command = \"…\" to have drover run it, unit = \"name\" to restart an existing unit",
+            "command = \"…\" to have drover run it, unit = \"name\" to restart an existing unit, image = { dir = \"images/NAME\" } to run a container",
         ));
     }
+    let command = match (&container, &sf.command) {
+        (None, Some(c)) => Some(match c.get_ref() {
+            crate::container::Argv::Line(l) => l.clone(),
+            // An argv for a native service: each word quoted for /bin/sh.
+            crate::container::Argv::List(v) => shlex::try_join(v.iter().map(String::as_str)).map_err(|e| {
+                SpecError::at(
+                    &fname,
+                    &text,
+                    c.span(),
+                    format!("command: {e}"),
+                    "here",
+                    "remove NUL bytes from the command",
+                )
+            })?,
+        }),
+        _ => None,
+    };
     let mut restart_on = Vec::new();
     let mut reload_on = Vec::new();
     let mut globs = Vec::new();
@@ -147,7 +169,8 @@ pub(super) fn load_service(
         })?;
         ports.push((pname.clone(), range));
     }
-    let templated = sf.command.as_deref().is_some_and(is_template)
+    let templated = command.as_deref().is_some_and(is_template)
+        || container.as_ref().is_some_and(|c| c.process.args.iter().any(|a| is_template(a)))
         || sf.env.values().any(|v| is_template(v))
         || health.as_ref().is_some_and(|h| match &h.probe {
             HealthProbe::Command(c) => is_template(c),
@@ -166,9 +189,10 @@ pub(super) fn load_service(
         ));
     }
     Ok(Service {
-        command: sf.command,
+        command,
+        container,
         unit: sf.unit,
-        user: sf.user.unwrap_or_else(|| "root".into()),
+        user: sf.user.map_or_else(|| "root".into(), |u| u.into_inner()),
         env: sf.env,
         restart_on,
         reload_on,

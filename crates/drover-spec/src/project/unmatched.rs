@@ -67,8 +67,15 @@ fn managed_paths(
     let mut paths: BTreeSet<String> = layers.values().flatten().map(|f| f.target.clone()).collect();
     paths.extend(roles.values().flat_map(|r| r.setup.dirs.iter().map(|(p, ..)| p.clone())));
     for (name, svc) in services {
+        if let Some(c) = &svc.container {
+            paths.extend(crate::container::rootfs::entries(name, c).into_iter().map(|(e, _)| e.path));
+            for sup in [Supervisor::Runit, Supervisor::Systemd, Supervisor::OpenRc] {
+                paths
+                    .extend(crate::container::units::files(sup, name, name, c, &c.process).into_iter().map(|u| u.path));
+            }
+        }
         let Some(command) = &svc.command else { continue };
-        let def = ServiceDef { name, command, user: &svc.user, env: &svc.env };
+        let def = ServiceDef { name, command, user: &svc.user, env: &svc.env, stop: None };
         for sup in [Supervisor::Runit, Supervisor::Systemd, Supervisor::OpenRc] {
             paths.extend(units::files(sup, &def).into_iter().map(|u| u.path));
         }

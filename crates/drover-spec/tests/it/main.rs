@@ -5,6 +5,7 @@
 
 mod support;
 
+mod containers;
 mod fleet;
 mod instances;
 mod jump;

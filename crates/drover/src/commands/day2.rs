@@ -51,6 +51,11 @@ pub struct ExecArgs {
     pub json: bool,
     #[arg(long, value_name = "DIR")]
     pub simulate: Option<PathBuf>,
+    /// Only the hosts running this service (or instance); for a service run
+    /// from an image, the command runs inside its container (`runc exec`,
+    /// as the container's user), its words split like a shell's if one.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
     /// The command, run as root on each host: one argument is a shell
     /// command line (`-- 'uptime; df -h'`); several are an argv, each quoted
     /// for the remote /bin/sh (`-- grep -c "127.0.0.1 localhost" /etc/hosts`).
@@ -109,9 +114,20 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
     let timeout = drover_spec::parse_duration(&a.timeout).map_err(anyhow::Error::msg)?;
     let command = shell_line(&a.command)?;
-    audit(dir, "exec", &command)?;
+    let (hosts, commands) = match &a.service {
+        None => {
+            let all = hosts.iter().map(|h| (h.name.clone(), command.clone())).collect();
+            (hosts, all)
+        }
+        Some(s) => crate::run::container::exec_commands(&project, &hosts, s, &a.command, &command)?,
+    };
+    let args = match &a.service {
+        Some(s) => format!("--service {s} -- {command}"),
+        None => command.clone(),
+    };
+    audit(dir, "exec", &args)?;
     let rt = runtime()?;
-    let results = rt.block_on(fleet.exec(&hosts, &command, timeout));
+    let results = rt.block_on(fleet.exec_each(&hosts, commands, timeout));
     let mut ok = 0;
     if a.json {
         let v: Vec<_> = results
@@ -156,7 +172,7 @@ pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
     Ok(if ok == results.len() { ExitStatus::Success } else { ExitStatus::HostsFailed })
 }
 
-fn audit(dir: &std::path::Path, command: &str, args: &str) -> anyhow::Result<()> {
+pub(crate) fn audit(dir: &std::path::Path, command: &str, args: &str) -> anyhow::Result<()> {
     let mut store = crate::store::open(dir)?;
     store.audit(&drover_state::AuditEntry {
         at_ms: drover_state::now_ms(),

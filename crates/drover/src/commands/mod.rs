@@ -19,4 +19,5 @@ pub mod state;
 pub mod status;
 pub mod trust;
 mod trust_jump;
+pub mod volume;
 pub mod worker;

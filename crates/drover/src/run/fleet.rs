@@ -66,10 +66,22 @@ impl Fleet {
         command: &str,
         timeout: Duration,
     ) -> Vec<(String, Result<Executed, String>)> {
-        let cmd = command.to_string();
+        let all = hosts.iter().map(|h| (h.name.clone(), command.to_string())).collect();
+        self.exec_each(hosts, all, timeout).await
+    }
+
+    /// [`Fleet::exec`] with each host's own command (`commands` by host
+    /// name: an image service's container is named per instance).
+    pub async fn exec_each(
+        &self,
+        hosts: &[Host],
+        commands: std::collections::HashMap<String, String>,
+        timeout: Duration,
+    ) -> Vec<(String, Result<Executed, String>)> {
+        let commands = std::sync::Arc::new(commands);
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        self.each(hosts, move |_h, mut c| {
-            let cmd = cmd.clone();
+        self.each(hosts, move |h, mut c| {
+            let cmd = commands.get(&h.name).cloned().unwrap_or_default();
             async move {
                 // The agent's own limit comes first; this one only catches a dead link.
                 c.link.set_timeout(timeout + Duration::from_secs(30));

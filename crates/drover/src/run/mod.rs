@@ -9,6 +9,7 @@
 //! reports.
 
 pub mod bundle;
+pub mod container;
 pub mod deploy;
 pub mod fleet;
 mod heartbeat;

@@ -52,6 +52,7 @@ fn subcommands(prefix: &[&str]) -> Vec<String> {
 const WITHOUT_STORE: &[(&str, &str)] = &[
     ("init", "writes a new project"),
     ("logs", "reads the hosts' logs and records nothing"),
+    ("volume ls", "reads the hosts' volume directories and records nothing"),
     ("trust", "writes the project's known_hosts"),
     ("inventory import ansible", "converts an inventory file"),
     ("inventory show", "reads the project and ssh_config only"),
@@ -86,6 +87,7 @@ fn store_args(cmd: &str, bundle: &Path, url: &str) -> Vec<String> {
         "drain" | "undrain" => &["web1"],
         "render" => &["web1", "/etc/motd"],
         "scale" => &["node", "2"],
+        "volume rm" => &["web", "data"],
         "bundle build" => &["-o", bundle.to_str().unwrap()],
         "state migrate" => &["--to", url],
         other => panic!("`drover {other}`: add it to WITHOUT_STORE (saying why) or give it arguments here"),

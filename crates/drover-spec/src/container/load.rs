@@ -1,0 +1,218 @@
+//! An image service's keys in `services/<name>.toml`, checked at load with
+//! the file and line of every mistake, and resolved against the image's
+//! own config (the service file's keys win, as `docker run`'s flags do).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::dir::DirSource;
+use super::{Argv, Container, ImageRef, ImageSource, Process, Volume};
+use crate::diag::SpecError;
+use crate::files::ServiceFile;
+
+/// `$PATH` when neither the image nor the service sets one (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The image service of `sf`, `None` for a service without `image`.
+pub(crate) fn load(
+    project: &Path,
+    sf: &ServiceFile,
+    fname: &str,
+    text: &str,
+    limits: &crate::Limits,
+) -> Result<Option<Container>, SpecError> {
+    let err =
+        |span: std::ops::Range<usize>, msg: String, help: &str| SpecError::at(fname, text, span, msg, "here", help);
+    let Some(image) = &sf.image else {
+        let only = [
+            sf.entrypoint.as_ref().map(|s| ("entrypoint", s.span())),
+            sf.workdir.as_ref().map(|s| ("workdir", s.span())),
+            sf.volumes.first().map(|s| ("volumes", s.span())),
+            sf.memory.as_ref().map(|s| ("memory", s.span())),
+            sf.pids.as_ref().map(|s| ("pids", s.span())),
+            sf.stop_grace_period.as_ref().map(|s| ("stop-grace-period", s.span())),
+        ];
+        if let Some((key, span)) = only.into_iter().flatten().next() {
+            return Err(err(
+                span,
+                format!("`{key}` is for services run from an image"),
+                "add image = { dir = \"images/NAME\" }, or remove it",
+            ));
+        }
+        return Ok(None);
+    };
+    if sf.unit.is_some() {
+        return Err(err(
+            image.span(),
+            "a service has one of `image`, `command` or `unit`, not `image` and `unit`".into(),
+            "remove unit = … (an image service's unit is written by drover)",
+        ));
+    }
+    let source = source_for(image, project, fname, text)?;
+    let flat = source.flatten(project, limits)?;
+    let argv = |a: &Spanned<Argv>, key: &str| -> Result<Vec<String>, SpecError> {
+        match a.get_ref() {
+            Argv::List(v) => Ok(v.clone()),
+            Argv::Line(l) => shlex::split(l).ok_or_else(|| {
+                err(
+                    a.span(),
+                    format!("{key}: unbalanced quotes in {l:?}"),
+                    "close the quote, or write an array: [\"httpd\", \"-f\"]",
+                )
+            }),
+        }
+    };
+    let (entrypoint, cmd) = match (&sf.entrypoint, &sf.command) {
+        // As `docker run --entrypoint`: a new entrypoint drops the image's command.
+        (Some(e), c) => {
+            (argv(e, "entrypoint")?, c.as_ref().map(|c| argv(c, "command")).transpose()?.unwrap_or_default())
+        }
+        (None, Some(c)) => (flat.config.entrypoint.clone(), argv(c, "command")?),
+        (None, None) => (flat.config.entrypoint.clone(), flat.config.cmd.clone()),
+    };
+    // Run inside the container without a shell (`units::health_command`).
+    if let Some(h) = &sf.health {
+        if let Some(c) = h.get_ref().command.as_ref().filter(|c| shlex::split(c).is_none_or(|w| w.is_empty())) {
+            return Err(err(
+                h.span(),
+                format!("health command {c:?}: unbalanced quotes, or empty"),
+                "it runs inside the container split like shell words: close the quote",
+            ));
+        }
+    }
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.first().is_none_or(|a| a.is_empty()) {
+        return Err(err(
+            image.span(),
+            format!("the container of {} has nothing to run", source.describe()),
+            "set command = [\"/bin/app\", \"--flag\"] (or entrypoint)",
+        ));
+    }
+    let user = sf.user.as_ref().map(|u| (u.get_ref().clone(), u.span())).or(flat
+        .config
+        .user
+        .clone()
+        .map(|u| (u, image.span())));
+    let (uid, gid) = match user {
+        None => (0, 0),
+        Some((u, span)) => parse_user(&u).ok_or_else(|| {
+            err(
+                span,
+                format!("user {u:?}: an image service's user is numeric `uid` or `uid:gid` inside the container"),
+                "write e.g. user = \"1000:1000\" (names are not looked up in the image)",
+            )
+        })?,
+    };
+    let mut env = flat.config.env.clone();
+    env.extend(sf.env.clone());
+    env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+    let cwd = match &sf.workdir {
+        Some(w) if !w.get_ref().starts_with('/') => {
+            return Err(err(
+                w.span(),
+                format!("workdir {:?} is not absolute", w.get_ref()),
+                "write an absolute path inside the container, e.g. \"/srv\"",
+            ));
+        }
+        Some(w) => w.get_ref().clone(),
+        None => flat.config.workdir.clone().unwrap_or_else(|| "/".into()),
+    };
+    let mut volumes = Vec::new();
+    let mut targets = BTreeMap::new();
+    for v in &sf.volumes {
+        let vol = Volume::parse(v.get_ref()).map_err(|m| {
+            err(
+                v.span(),
+                format!("volume {m}"),
+                "write \"NAME:/path\" (a named volume) or \"/host/dir:/path[:ro]\" (a bind mount)",
+            )
+        })?;
+        if targets.insert(vol.target.clone(), ()).is_some() {
+            return Err(err(v.span(), format!("two volumes at {}", vol.target), "mount one volume per path"));
+        }
+        volumes.push(vol);
+    }
+    let memory = match &sf.memory {
+        None => None,
+        Some(m) => Some(
+            crate::instances::parse_size(m.get_ref())
+                .ok()
+                .and_then(|b| i64::try_from(b).ok())
+                .filter(|b| *b >= 4 << 20)
+                .ok_or_else(|| {
+                    err(
+                        m.span(),
+                        format!("memory {:?} is not a size of at least 4M", m.get_ref()),
+                        "write e.g. memory = \"256M\"",
+                    )
+                })?,
+        ),
+    };
+    let pids = match &sf.pids {
+        Some(p) if *p.get_ref() < 1 => {
+            return Err(err(p.span(), "pids must be at least 1".into(), "write e.g. pids = 512"))
+        }
+        p => p.as_ref().map(|p| *p.get_ref()),
+    };
+    let stop_grace_secs = match &sf.stop_grace_period {
+        None => 5,
+        Some(s) => crate::parse_duration(s.get_ref())
+            .map(|d| d.as_secs().max(1))
+            .map_err(|m| err(s.span(), m, "write e.g. \"10s\""))?,
+    };
+    Ok(Some(Container {
+        image: source.describe(),
+        files: Arc::new(flat.files),
+        process: Process { args, env, uid, gid, cwd },
+        volumes,
+        memory,
+        pids,
+        stop_grace_secs,
+    }))
+}
+
+/// The source an `image` value names. drover-oci's sources (a registry
+/// reference, a `docker save`/OCI-layout archive) are added here, as further
+/// [`ImageSource`]s; until then they are refused with the form that works.
+pub(crate) fn source_for(
+    image: &Spanned<ImageRef>,
+    project: &Path,
+    fname: &str,
+    text: &str,
+) -> Result<Box<dyn ImageSource>, SpecError> {
+    let err = |msg: String, help: &str| SpecError::at(fname, text, image.span(), msg, "here", help);
+    const TODAY: &str = "today an image is a root filesystem in the project: image = { dir = \"images/NAME\" }";
+    match image.get_ref() {
+        ImageRef::Registry(r) => Err(err(format!("image {r:?}: images from registries are not supported yet"), TODAY)),
+        ImageRef::Table(t) => match (&t.dir, &t.file) {
+            (Some(_), Some(_)) | (None, None) => {
+                Err(err("image = { … } needs exactly one of `dir` or `file`".into(), TODAY))
+            }
+            (None, Some(f)) => {
+                Err(err(format!("image file {f:?}: `docker save`/OCI-layout archives are not supported yet"), TODAY))
+            }
+            (Some(d), None) => {
+                let clean = !d.starts_with('/') && d.split('/').all(|c| !matches!(c, "" | "." | ".."));
+                if !clean || !project.join(d).is_dir() {
+                    return Err(err(
+                        format!("image dir {d:?} is not a directory of the project"),
+                        "give a path relative to the project, e.g. images/web (its root filesystem)",
+                    ));
+                }
+                Ok(Box::new(DirSource { rel: d.clone() }))
+            }
+        },
+    }
+}
+
+/// `"1000"` or `"1000:1000"` → (uid, gid); the gid defaults to 0, as
+/// Docker's does for a uid the image's /etc/passwd does not name.
+fn parse_user(u: &str) -> Option<(u32, u32)> {
+    match u.split_once(':') {
+        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+        None => u.parse().ok().map(|n| (n, 0)),
+    }
+}
