@@ -16,7 +16,10 @@ use crate::error::OciError;
 /// A credential for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// A bearer token used as is (an identity token from a cloud's CLI).
     Token(String),
 }
@@ -90,8 +93,10 @@ impl Auth {
             Err(e) => return Err(OciError::Io { path: path.clone(), source: e }),
         };
         let bad = |detail: String| OciError::File { path: path.clone(), detail };
-        let config: DockerConfig = serde_json::from_str(&text).map_err(|e| bad(format!("not Docker's config.json: {e}")))?;
-        let Some(a) = config.auths.iter().find(|(k, _)| auths_key_host(k) == docker_host(registry)).map(|(_, a)| a) else {
+        let config: DockerConfig =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not Docker's config.json: {e}")))?;
+        let Some(a) = config.auths.iter().find(|(k, _)| auths_key_host(k) == docker_host(registry)).map(|(_, a)| a)
+        else {
             return Ok(None);
         };
         if let Some(t) = &a.identitytoken {

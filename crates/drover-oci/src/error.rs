@@ -9,7 +9,9 @@ pub enum OciError {
     Arch(String),
     #[error("image reference {reference:?}: {detail}")]
     Reference { reference: String, detail: String },
-    #[error("{reference}: not found in the registry ({detail}); check the name and tag (`skopeo list-tags docker://…`)")]
+    #[error(
+        "{reference}: not found in the registry ({detail}); check the name and tag (`skopeo list-tags docker://…`)"
+    )]
     NotFound { reference: String, detail: String },
     #[error("{reference}: {detail}")]
     Registry { reference: String, detail: String },

@@ -73,7 +73,10 @@ impl ImageLock {
                     return Err(OciError::Lock {
                         path,
                         line: text.find(d.as_str()).map_or(1, |o| line_of(&text, o)),
-                        detail: format!("{}: `{arch} = {d:?}` is not an architecture (amd64, arm64) and a sha256 digest", i.reference),
+                        detail: format!(
+                            "{}: `{arch} = {d:?}` is not an architecture (amd64, arm64) and a sha256 digest",
+                            i.reference
+                        ),
                         fix: fix.into(),
                     });
                 }

@@ -12,7 +12,11 @@ use crate::error::OciError;
 enum Kind {
     Dir,
     /// `inode` ties hard links together.
-    File { hash: blake3::Hash, size: u64, inode: u64 },
+    File {
+        hash: blake3::Hash,
+        size: u64,
+        inode: u64,
+    },
     Symlink(String),
     Char(u32, u32),
     Block(u32, u32),
@@ -88,10 +92,8 @@ impl Flattener {
                         Some(Node { kind: Kind::Dir, .. }) => {
                             return Err(bad(format!("{path}: hard link to the directory {target}")))
                         }
-                        Some(n) if t == path => {
-                            let _ = n;
-                            continue;
-                        }
+                        // A link to itself changes nothing.
+                        Some(_) if t == path => continue,
                         // Same inode: same content, mode and owner.
                         Some(n) => {
                             let n = n.clone();
@@ -137,7 +139,12 @@ impl Flattener {
             return;
         }
         let prefix = format!("{path}/");
-        let under: Vec<String> = self.nodes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        let under: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in under {
             self.nodes.remove(&k);
         }

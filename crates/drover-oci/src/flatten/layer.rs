@@ -74,8 +74,8 @@ pub(crate) fn read_ops(
         let mut tar = tar::Archive::new(&mut hashing);
         for e in tar.entries().map_err(|e| bad(format!("tar: {e}")))? {
             let mut e = e.map_err(|e| bad(format!("tar: {e}")))?;
-            let raw = String::from_utf8(e.path_bytes().into_owned())
-                .map_err(|_| bad("a path that is not UTF-8".into()))?;
+            let raw =
+                String::from_utf8(e.path_bytes().into_owned()).map_err(|_| bad("a path that is not UTF-8".into()))?;
             let path = normalize(&raw);
             let h = e.header().clone();
             let ty = h.entry_type();
@@ -103,7 +103,8 @@ pub(crate) fn read_ops(
                 }
             }
             let num = |v: std::io::Result<u64>| v.map(|n| n as u32).map_err(|e| bad(format!("{path}: {e}")));
-            let meta = Meta { mode: num(h.mode().map(u64::from))? & 0o7777, uid: num(h.uid())?, gid: num(h.gid())?, xattrs };
+            let meta =
+                Meta { mode: num(h.mode().map(u64::from))? & 0o7777, uid: num(h.uid())?, gid: num(h.gid())?, xattrs };
             let link = || -> Result<String, OciError> {
                 let l = e.link_name_bytes().ok_or_else(|| bad(format!("{path}: a link without a target")))?;
                 String::from_utf8(l.into_owned()).map_err(|_| bad(format!("{path}: a link target that is not UTF-8")))

@@ -52,13 +52,28 @@ pub struct Entry {
 pub enum EntryKind {
     Dir,
     /// A regular file; its bytes are [`Cache::open_file`]`(hash)`.
-    File { hash: blake3::Hash, size: u64 },
+    File {
+        hash: blake3::Hash,
+        size: u64,
+    },
     /// Another name of the file at `target` (earlier in the list): the
     /// same inode, hence the same content, mode and owner.
-    HardLink { target: String, hash: blake3::Hash, size: u64 },
-    Symlink { target: String },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    HardLink {
+        target: String,
+        hash: blake3::Hash,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }
 

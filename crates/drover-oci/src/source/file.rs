@@ -38,7 +38,8 @@ pub fn load_file(cache: &Cache, path: &Path, arch: &str) -> Result<Image, OciErr
             if !cache.has_blob(digest) {
                 let hex = cache.blob_path(digest)?.file_name().expect("hex").to_owned();
                 let p = path.join("blobs/sha256").join(hex);
-                let f = File::open(&p).map_err(|e| OciError::File { path: p.clone(), detail: format!("blob {digest}: {e}") })?;
+                let f = File::open(&p)
+                    .map_err(|e| OciError::File { path: p.clone(), detail: format!("blob {digest}: {e}") })?;
                 cache.put_blob(&name, digest, f)?;
             }
             cache.read_blob(digest)
@@ -81,7 +82,11 @@ fn from_layout(
                     let tags: Vec<String> = entries.iter().filter_map(ref_name).collect();
                     return Err(OciError::Format {
                         image: name.into(),
-                        detail: format!("the layout holds {} images ({}); keep one image per file", entries.len(), tags.join(", ")),
+                        detail: format!(
+                            "the layout holds {} images ({}); keep one image per file",
+                            entries.len(),
+                            tags.join(", ")
+                        ),
                     });
                 };
                 let digest = d.digest.clone();

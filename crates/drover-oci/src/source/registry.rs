@@ -64,7 +64,7 @@ impl Puller {
 
     fn client(&self, r: &Reference) -> Client {
         let registry = r.resolve_registry().to_string();
-        let plain = is_loopback(&registry) || self.options.insecure.iter().any(|i| *i == registry);
+        let plain = is_loopback(&registry) || self.options.insecure.contains(&registry);
         let protocol = if plain { ClientProtocol::HttpsExcept(vec![registry]) } else { ClientProtocol::Https };
         Client::new(ClientConfig { protocol, ..Default::default() })
     }
@@ -90,7 +90,7 @@ impl Puller {
         let arch = crate::oci_arch(arch)?;
         let r = parse_reference(reference)?;
         if let Some(d) = pinned {
-            if let Some(img) = self.from_cache(reference, arch, d)? {
+            if let Some(img) = self.cached(reference, arch, d)? {
                 return Ok(img);
             }
         }
@@ -109,11 +109,19 @@ impl Puller {
         };
         self.cache.put_blob(reference, &digest, &bytes[..])?;
         let Doc::Manifest { config, layers } = Doc::parse(reference, &bytes)? else {
-            return Err(OciError::Format { image: reference.into(), detail: format!("{digest} is an index inside an index") });
+            return Err(OciError::Format {
+                image: reference.into(),
+                detail: format!("{digest} is an index inside an index"),
+            });
         };
         for d in std::iter::once(&config).chain(&layers) {
             if !self.cache.has_blob(&d.digest) {
-                let desc = OciDescriptor { digest: d.digest.clone(), media_type: d.media_type.clone(), size: d.size as i64, ..Default::default() };
+                let desc = OciDescriptor {
+                    digest: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size as i64,
+                    ..Default::default()
+                };
                 self.fetch_blob(&client, &r, reference, &desc).await?;
             }
         }
@@ -122,7 +130,7 @@ impl Puller {
     }
 
     /// The pinned image from the cache alone, when every blob is there.
-    fn from_cache(&self, reference: &str, arch: &str, digest: &str) -> Result<Option<Image>, OciError> {
+    fn cached(&self, reference: &str, arch: &str, digest: &str) -> Result<Option<Image>, OciError> {
         if !self.cache.has_blob(digest) {
             return Ok(None);
         }
@@ -136,7 +144,13 @@ impl Puller {
         Image::new(reference, digest.into(), arch, &config, &layers, &config_bytes).map(Some)
     }
 
-    async fn fetch_blob(&self, client: &Client, r: &Reference, reference: &str, d: &OciDescriptor) -> Result<(), OciError> {
+    async fn fetch_blob(
+        &self,
+        client: &Client,
+        r: &Reference,
+        reference: &str,
+        d: &OciDescriptor,
+    ) -> Result<(), OciError> {
         let (tmp, file) = self.cache.temp()?;
         let out = tokio::fs::File::from_std(file);
         let res = client.pull_blob(r, d, out).await;
@@ -165,7 +179,8 @@ async fn fetch_manifest(
     r: &Reference,
     reference: &str,
 ) -> Result<(Vec<u8>, String), OciError> {
-    let (bytes, digest) = client.pull_manifest_raw(r, auth, &ACCEPTED).await.map_err(|e| registry_error(reference, e))?;
+    let (bytes, digest) =
+        client.pull_manifest_raw(r, auth, &ACCEPTED).await.map_err(|e| registry_error(reference, e))?;
     let actual = sha256_digest(&bytes);
     let expected = r.digest().map(str::to_string).unwrap_or(digest);
     if actual != expected {

@@ -55,6 +55,16 @@ impl LayerBuilder {
         self
     }
 
+    /// A file whose stored name is `name` as is (`../x`: what a hostile
+    /// or sloppy tool writes, which tar's builder refuses to).
+    pub fn file_raw_name(mut self, name: &str, data: &[u8]) -> Self {
+        let mut h = header(tar::EntryType::Regular, 0o644, 0, 0, data.len() as u64);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        self.tar.append(&h, data).unwrap();
+        self
+    }
+
     /// A file with extended attributes in a PAX header (as Docker writes
     /// `security.capability`).
     pub fn file_xattrs(mut self, path: &str, mode: u32, data: &[u8], xattrs: &[(&str, &[u8])]) -> Self {
@@ -179,10 +189,8 @@ impl TestImage {
         }))
         .unwrap();
         let blobs: Vec<(Vec<u8>, String)> = tars.iter().map(|t| (compress(t, c), layer_type.to_string())).collect();
-        let layers: Vec<_> = blobs
-            .iter()
-            .map(|(b, t)| json!({"mediaType": t, "digest": sha256_digest(b), "size": b.len()}))
-            .collect();
+        let layers: Vec<_> =
+            blobs.iter().map(|(b, t)| json!({"mediaType": t, "digest": sha256_digest(b), "size": b.len()})).collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2, "mediaType": manifest_type,
             "config": {"mediaType": config_type, "digest": sha256_digest(&config), "size": config.len()},
@@ -228,8 +236,17 @@ fn header_value(t: &str) -> http::HeaderValue {
 
 /// Push `image` as `reference` (`host:port/repo:tag`); its manifest digest.
 pub async fn push(reference: &str, image: &TestImage) -> String {
+    push_as(reference, image, None).await
+}
+
+/// [`push`] with HTTP basic auth (`user`, `password`).
+pub async fn push_as(reference: &str, image: &TestImage, basic: Option<(&str, &str)>) -> String {
     let r: Reference = reference.parse().unwrap();
     let c = client();
+    if let Some((u, p)) = basic {
+        let auth = oci_client::secrets::RegistryAuth::Basic(u.into(), p.into());
+        c.auth(&r, &auth, oci_client::RegistryOperation::Push).await.unwrap();
+    }
     for b in std::iter::once(&image.config).chain(image.blobs.iter().map(|(b, _)| b)) {
         c.push_blob(&r, b.clone(), &sha256_digest(b)).await.unwrap();
     }

@@ -75,7 +75,8 @@ pub fn write_docker_save(path: &Path, image: &TestImage, repo: &str, tag: &str) 
     let mut parent: Option<String> = None;
     for t in &image.tars {
         // Docker's v1 ids chain the parent's; any stable id will do for readers.
-        let id = sha256_digest(format!("{}{}", parent.as_deref().unwrap_or(""), sha256_digest(t)).as_bytes())[7..].to_string();
+        let id = sha256_digest(format!("{}{}", parent.as_deref().unwrap_or(""), sha256_digest(t)).as_bytes())[7..]
+            .to_string();
         let mut v1 = json!({"id": id, "created": "1970-01-01T00:00:00Z", "container_config": {}});
         if let Some(p) = &parent {
             v1["parent"] = json!(p);

@@ -16,6 +16,12 @@ pub struct TestRegistry {
 
 const BIN: &str = "/usr/bin/docker-registry";
 
+/// The user of [`TestRegistry::start_with_auth`].
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "s3cret";
+/// bcrypt of [`PASSWORD`] (cost 4: tests only), as htpasswd wants it.
+const BCRYPT: &str = "$2b$04$sMVCM4qzpNIqBZJjgqtPsO.20H592Wm69nym1ztFO9GrTh1s1D6sS";
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -34,11 +40,26 @@ fn answers(port: u16) -> bool {
 impl TestRegistry {
     /// Start one (retried on another port if the first was taken).
     pub fn start() -> TestRegistry {
+        TestRegistry::start_inner(false)
+    }
+
+    /// One that wants HTTP basic auth: [`USER`] with [`PASSWORD`].
+    pub fn start_with_auth() -> TestRegistry {
+        TestRegistry::start_inner(true)
+    }
+
+    fn start_inner(auth: bool) -> TestRegistry {
         assert!(
             Path::new(BIN).exists(),
             "{BIN} is missing: install Debian's `docker-registry` (bash scripts/deps --test)"
         );
         let dir = tempfile::Builder::new().prefix("drover-registry-").tempdir().expect("temp dir");
+        let mut auth_yml = String::new();
+        if auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{USER}:{BCRYPT}\n")).unwrap();
+            auth_yml = format!("auth:\n  htpasswd:\n    realm: drover-test\n    path: {}\n", htpasswd.display());
+        }
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -46,7 +67,7 @@ impl TestRegistry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yml}",
                     dir.path().join("data").display()
                 ),
             )
