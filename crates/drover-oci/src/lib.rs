@@ -23,6 +23,7 @@ mod error;
 pub mod flatten;
 mod lock;
 mod manifest;
+pub mod project;
 pub mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -35,6 +36,7 @@ pub use error::OciError;
 pub use flatten::{flatten, Entry, EntryKind, Tree};
 pub use lock::{ImageLock, LockedImage, IMAGES_LOCK, IMAGES_LOCK_VERSION};
 pub use manifest::{Image, Layer};
+pub use project::{Pin, Pulled, Update};
 pub use source::registry::{Puller, RegistryOptions};
 pub use source::{file::load_file, Source};
 
