@@ -46,6 +46,11 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether `registry` is reached over plain HTTP: loopback, or listed.
+fn plain_http(registry: &str, insecure: &[String]) -> bool {
+    is_loopback(registry) || insecure.iter().any(|i| i == registry)
+}
+
 /// rustls has no provider built in here (no aws-lc, no OpenSSL): ring,
 /// as the rest of drover uses.
 fn install_ring() {
@@ -64,7 +69,7 @@ impl Puller {
 
     fn client(&self, r: &Reference) -> Client {
         let registry = r.resolve_registry().to_string();
-        let plain = is_loopback(&registry) || self.options.insecure.contains(&registry);
+        let plain = plain_http(&registry, &self.options.insecure);
         let protocol = if plain { ClientProtocol::HttpsExcept(vec![registry]) } else { ClientProtocol::Https };
         Client::new(ClientConfig { protocol, ..Default::default() })
     }
@@ -204,5 +209,31 @@ fn registry_error(reference: &str, e: OciDistributionError) -> OciError {
         OciError::NotFound { reference: reference.into(), detail }
     } else {
         OciError::Registry { reference: reference.into(), detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http;
+
+    /// Plain HTTP for loopback registries and listed ones only; a name
+    /// that merely starts like a loopback address is not loopback.
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_registries() {
+        for r in ["127.0.0.1:5000", "127.3.4.5", "localhost:5000", "localhost", "[::1]:5000"] {
+            assert!(plain_http(r, &[]), "{r}");
+        }
+        for r in [
+            "registry.example",
+            "10.0.0.5:5000",
+            "localhost.example:5000",
+            "127.0.0.1.nip.io",
+            "[::2]:5000",
+            "docker.io",
+        ] {
+            assert!(!plain_http(r, &[]), "{r}");
+        }
+        assert!(plain_http("10.0.0.5:5000", &["10.0.0.5:5000".into()]));
+        assert!(!plain_http("10.0.0.5:5001", &["10.0.0.5:5000".into()]));
     }
 }
