@@ -90,7 +90,7 @@ impl Auth {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(OciError::Io { path: path.clone(), source: e }),
+            Err(e) => return Err(OciError::Io { path: path.clone(), error: e }),
         };
         let bad = |detail: String| OciError::File { path: path.clone(), detail };
         let config: DockerConfig =

@@ -61,7 +61,7 @@ impl Cache {
             match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
                 Ok(f) => return Ok((p, f)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(OciError::Io { path: p, source: e }),
+                Err(e) => return Err(OciError::Io { path: p, error: e }),
             }
         }
         unreachable!()

@@ -29,13 +29,15 @@ pub enum OciError {
     File { path: PathBuf, detail: String },
     #[error("{}:{line}: {detail}; fix: {fix}", path.display())]
     Lock { path: PathBuf, line: usize, detail: String, fix: String },
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// `error` is not a `#[source]`: the message already says it, and a
+    /// chain printer would say it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 impl OciError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> OciError {
         let path = path.into();
-        move |source| OciError::Io { path, source }
+        move |error| OciError::Io { path, error }
     }
 }

@@ -50,7 +50,7 @@ impl ImageLock {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ImageLock::default()),
-            Err(e) => return Err(OciError::Io { path, source: e }),
+            Err(e) => return Err(OciError::Io { path, error: e }),
         };
         let fix = "correct it by hand, or delete images.lock and run `drover image update` to pin every image again";
         let lock: ImageLock = toml::from_str(&text).map_err(|e| OciError::Lock {

@@ -38,7 +38,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, OciError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| OciError::Io { path: "tokio runtime".into(), source: e })
+        .map_err(|e| OciError::Io { path: "tokio runtime".into(), error: e })
 }
 
 /// Pull `source` for `arch` into `<project>/.drover/images/` and flatten

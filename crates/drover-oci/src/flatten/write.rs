@@ -22,7 +22,7 @@ fn check(path: &Path, rc: libc::c_int) -> Result<(), OciError> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(OciError::Io { path: path.into(), source: std::io::Error::last_os_error() })
+        Err(OciError::Io { path: path.into(), error: std::io::Error::last_os_error() })
     }
 }
 
@@ -62,7 +62,7 @@ pub(super) fn write_tree(tree: &Tree, cache: &Cache, dir: &Path) -> Result<(), O
             for (k, v) in &e.xattrs {
                 let k = CString::new(k.as_bytes()).map_err(|_| OciError::Io {
                     path: p.clone(),
-                    source: std::io::Error::other("an xattr name with a NUL"),
+                    error: std::io::Error::other("an xattr name with a NUL"),
                 })?;
                 // SAFETY: valid NUL-terminated path and name; the value pointer and length come from one slice.
                 check(&p, unsafe { libc::lsetxattr(cstr(&p).as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) })?;

@@ -28,6 +28,12 @@ use crate::manifest::{pick, Descriptor, Doc, Image, OCI_MANIFEST};
 pub fn load_file(cache: &Cache, path: &Path, arch: &str) -> Result<Image, OciError> {
     let arch = crate::oci_arch(arch)?;
     let name = path.display().to_string();
+    if !path.exists() {
+        return Err(OciError::File {
+            path: path.into(),
+            detail: "no such image file (a `docker save` tarball or an OCI image layout, directory or tar; relative to the project directory)".into(),
+        });
+    }
     if path.is_dir() {
         let index = path.join("index.json");
         let bytes = std::fs::read(&index).map_err(|e| OciError::File {

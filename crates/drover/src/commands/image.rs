@@ -34,13 +34,16 @@ pub enum ImageCommand {
         /// not on loopback (repeatable).
         #[arg(long, value_name = "REGISTRY")]
         insecure: Vec<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Resolve references again (default: every one in images.lock) and
     /// rewrite their pins in images.lock.
     Update {
+        /// References as written in images.lock; default: all of them.
         references: Vec<String>,
+        /// As for `pull`.
         #[arg(long, value_name = "REGISTRY")]
         insecure: Vec<String>,
     },

@@ -75,10 +75,10 @@ fn image_pull_pins_a_tag_and_keeps_the_pin_until_image_update() {
 }
 
 /// `--file` reads a docker save tarball in the project (no pin: the file
-/// is the pin); a tag the registry lacks fails with exit 1 saying so, and
-/// pins nothing.
+/// is the pin); a missing file and a tag the registry lacks fail with exit
+/// 1 saying so, and pin nothing.
 #[test]
-fn image_pull_reads_a_docker_save_file_and_refuses_a_missing_tag() {
+fn image_pull_reads_a_docker_save_file_and_refuses_a_missing_file_or_tag() {
     let reg = TestRegistry::start();
     let (v1, _, _) = app_images(Compression::None);
     let d = tempfile::tempdir().unwrap();
@@ -89,6 +89,10 @@ fn image_pull_reads_a_docker_save_file_and_refuses_a_missing_tag() {
     assert_eq!((got["pin"].as_str(), got["config_digest"].as_str()), (Some("file"), Some(v1.config_digest().as_str())));
     assert_eq!(got["files"], 5);
     assert!(!p.join("images.lock").exists());
+
+    let r = drover_in(p, &["image", "pull", "--file", "images/nope.tar"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("images/nope.tar: no such image file") && !r.stderr.contains("os error"), "{}", r.stderr);
 
     let missing = reg.reference("app:404");
     let r = drover_in(p, &["image", "pull", &missing]);
