@@ -90,6 +90,10 @@ pub(crate) fn read_ops(
             if base.starts_with(".wh..wh.") {
                 continue;
             }
+            if base == ".wh." {
+                // A whiteout of no name: malformed; it must not delete its directory.
+                continue;
+            }
             if let Some(name) = base.strip_prefix(".wh.") {
                 ops.push(Op::Whiteout(if dir.is_empty() { name.into() } else { format!("{dir}/{name}") }));
                 continue;

@@ -103,17 +103,25 @@ fn a_hard_link_keeps_the_content_it_linked() {
 }
 
 /// A whiteout or opaque marker written after the layer's own entries
-/// still removes only lower layers' entries.
+/// still removes only lower layers' entries; a whiteout with no name
+/// removes nothing.
 #[test]
 fn whiteouts_act_on_lower_layers_only_wherever_they_sit_in_the_tar() {
     let (_d, cache) = crate::temp_cache();
-    let l0 = LayerBuilder::new().file("x", 0o644, b"lower").file("d/old", 0o644, b"o").build();
-    let l1 =
-        LayerBuilder::new().file("x", 0o644, b"upper").file("d/new", 0o644, b"n").whiteout("x").opaque("d").build();
+    let l0 = LayerBuilder::new().file("x", 0o644, b"lower").dir("d", 0o700).file("d/old", 0o644, b"o").build();
+    let l1 = LayerBuilder::new()
+        .file("x", 0o644, b"upper")
+        .file("d/new", 0o644, b"n")
+        .whiteout("x")
+        .opaque("d")
+        // Malformed (no name): ignored, never a whiteout of `d` itself.
+        .file("d/.wh.", 0o644, b"")
+        .build();
     let t = flatten_readers(&cache, [&l0[..], &l1[..]]).unwrap();
     assert_eq!(content(&cache, &t, "x"), "upper");
     assert_eq!(content(&cache, &t, "d/new"), "n");
     assert!(t.get("d/old").is_none());
+    assert_eq!(t.get("d").unwrap().mode, 0o700, "the opaque directory itself stays");
     assert!(t.entries.iter().all(|e| !e.path.contains(".wh.")));
 }
 
