@@ -111,3 +111,47 @@ async fn images_sharing_a_base_share_every_unchanged_file() {
     assert_eq!(cache.shared_files(&trees[1].0, &trees[1].1.file_hashes()).unwrap(), f2.len() - 1);
     assert_eq!(cache.shared_files(&trees[2].0, &trees[2].1.file_hashes()).unwrap(), base.len());
 }
+
+/// The files real tools write: skopeo (containers/image, which implements
+/// `docker save`'s format and OCI layouts) copies the registry's image to
+/// a `docker-archive` tarball, an `oci-archive` tar and an `oci` layout
+/// directory; each reads the same config and tree as the registry pull.
+#[tokio::test]
+async fn skopeo_written_files_read_the_same_as_the_registry_pull() {
+    assert!(
+        std::path::Path::new("/usr/bin/skopeo").exists(),
+        "this test needs Debian's skopeo (bash scripts/deps --test)"
+    );
+    let reg = TestRegistry::start();
+    let (v1, _, _) = images::app_images(Compression::Gzip);
+    let r = reg.reference("app:1");
+    push(&r, &v1).await;
+    let (d, cache) = crate::temp_cache();
+    let pulled = Puller::new(cache.clone(), RegistryOptions::default()).pull(&r, "x86_64", None).await.unwrap();
+    let want = flatten(&cache, &pulled).unwrap();
+    let targets = [
+        ("docker-archive", d.path().join("save.tar"), ":app:1"),
+        ("oci-archive", d.path().join("oci.tar"), ":1"),
+        ("oci", d.path().join("oci-dir"), ":1"),
+    ];
+    for (kind, path, tag) in &targets {
+        let o = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false", "--insecure-policy"])
+            .arg(format!("docker://{r}"))
+            .arg(format!("{kind}:{}{tag}", path.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo copy to {kind}: {}", String::from_utf8_lossy(&o.stderr));
+        if *kind == "docker-archive" {
+            // The legacy format (no index.json), as `docker save` wrote it before Docker 25.
+            let mut t = tar::Archive::new(std::fs::File::open(path).unwrap());
+            let names: Vec<String> =
+                t.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+            assert!(names.contains(&"manifest.json".into()) && !names.contains(&"index.json".into()), "{names:?}");
+        }
+        let (_d2, c2) = crate::temp_cache();
+        let img = load_file(&c2, path, "x86_64").unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(img.config, pulled.config, "{kind}");
+        assert_eq!(flatten(&c2, &img).unwrap(), want, "{kind}");
+    }
+}
