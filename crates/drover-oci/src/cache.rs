@@ -5,7 +5,9 @@
 //! - `files/<blake3>`: the regular files of flattened images, by content,
 //!   so images sharing a base share them;
 //! - `trees/<manifest hex>`: the blake3 hashes of one flattened image's
-//!   files (one per line), to count what cached images share.
+//!   files (one per line), to count what cached images share;
+//! - `trees/<manifest hex>.tree.json`: the flattened tree itself, so a
+//!   pinned image is flattened once (see `flatten::stored`).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -156,7 +158,8 @@ impl Cache {
         let Ok(rd) = fs::read_dir(&dir) else { return Ok(0) };
         for e in rd {
             let p = e.map_err(OciError::io(&dir))?.path();
-            if p == me {
+            // The hash lists only (named by the bare hex).
+            if p == me || p.extension().is_some() {
                 continue;
             }
             let text = fs::read_to_string(&p).map_err(OciError::io(&p))?;
@@ -168,5 +171,11 @@ impl Cache {
     fn tree_path(&self, manifest_digest: &str) -> Result<PathBuf, OciError> {
         let blob = self.blob_path(manifest_digest)?;
         Ok(self.root.join("trees").join(blob.file_name().expect("hex")))
+    }
+
+    /// `trees/<manifest hex>.<suffix>`: what is kept about a flattened image.
+    pub(crate) fn tree_file(&self, manifest_digest: &str, suffix: &str) -> Result<PathBuf, OciError> {
+        let p = self.tree_path(manifest_digest)?;
+        Ok(p.with_extension(suffix))
     }
 }

@@ -33,7 +33,7 @@ pub use cache::Cache;
 pub use config::{Healthcheck, ImageConfig};
 pub use digest::sha256_digest;
 pub use error::OciError;
-pub use flatten::{flatten, Entry, EntryKind, Tree};
+pub use flatten::{flatten, flatten_cached, Entry, EntryKind, Tree};
 pub use lock::{ImageLock, LockedImage, IMAGES_LOCK, IMAGES_LOCK_VERSION};
 pub use manifest::{Image, Layer};
 pub use project::{Pin, Pulled, Update};

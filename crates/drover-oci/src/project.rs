@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::cache::Cache;
 use crate::error::OciError;
-use crate::flatten::{flatten, Tree};
+use crate::flatten::{flatten_cached, Tree};
 use crate::lock::ImageLock;
 use crate::manifest::Image;
 use crate::source::registry::{Puller, RegistryOptions};
@@ -45,6 +45,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, OciError> {
 /// it. A registry reference goes through `images.lock`: pulled at its pin
 /// if it has one for `arch` (from the cache alone when all its blobs are
 /// there), else resolved now and pinned. A file is relative to `project`.
+/// An image flattened before is not flattened again (see
+/// [`crate::flatten::flatten_cached`]).
 pub fn pull(project: &Path, source: &Source, arch: &str, options: &RegistryOptions) -> Result<Pulled, OciError> {
     let arch = crate::oci_arch(arch)?;
     let cache = Cache::for_project(project);
@@ -64,7 +66,7 @@ pub fn pull(project: &Path, source: &Source, arch: &str, options: &RegistryOptio
             }
         }
     };
-    let tree = flatten(&cache, &image)?;
+    let tree = flatten_cached(&cache, &image)?;
     let hashes = tree.file_hashes();
     cache.record_tree(&image.manifest_digest, &hashes)?;
     let shared_files = cache.shared_files(&image.manifest_digest, &hashes)?;

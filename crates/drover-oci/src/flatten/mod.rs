@@ -23,12 +23,14 @@
 
 mod apply;
 mod layer;
+pub mod stored;
 mod write;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 
 pub use apply::Flattener;
+pub use stored::flatten_cached;
 
 use crate::cache::Cache;
 use crate::error::OciError;

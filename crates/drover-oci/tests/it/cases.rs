@@ -143,3 +143,44 @@ fn a_layer_that_is_not_its_diff_id_is_refused() {
     let e = flatten_readers(&cache, [&bad[..]]).unwrap_err();
     assert!(e.to_string().contains("y: hard link to nothing, which does not exist"), "{e}");
 }
+
+/// A flattened image is kept (every kind of entry, xattrs included) and
+/// reused without reading its layers again, but only while every file it
+/// names is still in the cache; otherwise it is flattened again.
+#[test]
+fn a_kept_tree_is_reused_only_while_its_files_are_cached() {
+    use drover_oci::testing::images::{Compression, TestImage};
+    use drover_oci::testing::layout::write_oci_dir;
+    use drover_oci::{flatten, flatten_cached, load_file};
+
+    let cap: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let l = LayerBuilder::new()
+        .dir("bin", 0o755)
+        .file_xattrs("bin/ping", 0o4755, b"ping", &[("security.capability", cap)])
+        .hardlink("bin/ping6", "bin/ping")
+        .symlink("bin/p", "ping")
+        .char_device("null", 0o666, 1, 3)
+        .fifo("pipe", 0o600)
+        .build();
+    let img = TestImage::oci("amd64", vec![l], Compression::Zstd, serde_json::json!({}));
+    let (d, cache) = crate::temp_cache();
+    write_oci_dir(&d.path().join("oci"), &[&img], "1");
+    let image = load_file(&cache, &d.path().join("oci"), "x86_64").unwrap();
+    let first = flatten_cached(&cache, &image).unwrap();
+    assert_eq!(first, flatten(&cache, &image).unwrap());
+
+    // Without its layer, only the kept tree can answer.
+    let layer = cache.blob_path(&image.layers[0].digest).unwrap();
+    std::fs::remove_file(&layer).unwrap();
+    assert_eq!(flatten_cached(&cache, &image).unwrap(), first);
+
+    // A file gone from the cache: the kept tree is not trusted, and
+    // flattening again needs the layer, which is gone too.
+    let EntryKind::File { hash, .. } = kind(&first, "bin/ping").clone() else { panic!() };
+    std::fs::remove_file(cache.file_path(&hash)).unwrap();
+    let e = flatten_cached(&cache, &image).unwrap_err();
+    assert!(e.to_string().contains(&layer.display().to_string()), "{e}");
+    let image = load_file(&cache, &d.path().join("oci"), "x86_64").unwrap();
+    assert_eq!(flatten_cached(&cache, &image).unwrap(), first);
+    assert!(cache.file_path(&hash).is_file());
+}
