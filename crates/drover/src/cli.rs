@@ -83,6 +83,8 @@ pub enum Command {
     Volume(crate::commands::volume::VolumeArgs),
     /// Debian packages: resolve the roles' packages and write packages.lock.
     Packages(crate::commands::packages::PackagesArgs),
+    /// Container images: pull, flatten and pin in images.lock (docs/containers.md).
+    Image(crate::commands::image::ImageArgs),
     /// Dashboard, JSON API, Prometheus /metrics; optionally continuous convergence.
     Serve(crate::commands::serve::ServeArgs),
     /// The state store: copy a SQLite history to PostgreSQL (`migrate`).

@@ -106,6 +106,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Volume(a) => commands::volume::volume(dir, a),
         Command::Scale(a) => commands::instances::scale(dir, a),
         Command::Packages(a) => commands::packages::run(dir, a),
+        Command::Image(a) => commands::image::run(dir, a),
         Command::Serve(a) => commands::serve::run(dir, a),
         Command::State(a) => commands::state::run(dir, a),
         Command::Worker(a) => commands::worker::run(dir, a),

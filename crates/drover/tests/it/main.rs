@@ -28,6 +28,7 @@ mod fleet;
 mod health_gate;
 mod history;
 mod host_state;
+mod images;
 mod instances;
 mod inventory_import;
 mod jump;

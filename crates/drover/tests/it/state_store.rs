@@ -67,6 +67,8 @@ const WITHOUT_STORE: &[(&str, &str)] = &[
     ("bundle verify", "works on a bundle file"),
     ("bundle inspect", "works on a bundle file"),
     ("bundle agent", "works on a bundle file"),
+    ("image pull", "images are files of the project (.drover/images/, images.lock)"),
+    ("image update", "images are files of the project (.drover/images/, images.lock)"),
     ("lab up", "a lab keeps its own state"),
     ("lab inventory", "a lab keeps its own state"),
     ("lab fault", "a lab keeps its own state"),
