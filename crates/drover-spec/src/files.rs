@@ -36,6 +36,9 @@ pub struct ProjectFile {
     pub limits: crate::limits::LimitsSection,
     #[serde(default)]
     pub ssh: SshSection,
+    /// `[registries."host:port"]` (see `container::registries`).
+    #[serde(default)]
+    pub registries: std::collections::BTreeMap<String, crate::container::registries::Registry>,
 }
 
 /// `[ssh]`: how hosts are reached beyond the inventory.

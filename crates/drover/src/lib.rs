@@ -28,6 +28,7 @@ pub mod bases;
 pub mod bundler;
 pub mod fact_cache;
 pub mod human;
+pub mod images;
 pub mod instances;
 pub mod packages;
 pub mod phases;

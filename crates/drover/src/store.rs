@@ -39,18 +39,24 @@ pub fn load_project(project_dir: &Path) -> anyhow::Result<drover_spec::Project> 
 
 /// [`load_project`] without writing a missing `packages.lock`.
 pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
-    let mut project = drover_spec::Project::load(project_dir)?;
     // A SQLite file is not created just to read facts from it; a database
     // server is always asked (and an unreachable one stops the run here).
     let loc = location(project_dir)?;
+    let mut facts = std::collections::HashMap::new();
     if !matches!(&loc, Location::Sqlite(db) if !db.exists()) {
-        let facts = open(project_dir)?
+        facts = open(project_dir)?
             .all_facts()?
             .into_iter()
-            .filter_map(|(host, json)| Some((host, serde_json::from_str(&json).ok()?)))
+            .filter_map(|(host, json)| Some((host, serde_json::from_str::<drover_proto::Facts>(&json).ok()?)))
             .collect();
-        project.set_fact_cache(facts);
     }
+    // Images are pulled and flattened before the project loads (its
+    // image services read them from the cache), for the architectures the
+    // fleet's hosts last reported.
+    let arches = facts.values().map(|f| f.arch.clone()).filter(|a| !a.is_empty()).collect();
+    crate::images::prepare(project_dir, &arches)?;
+    let mut project = drover_spec::Project::load(project_dir)?;
+    project.set_fact_cache(facts);
     Ok(project)
 }
 

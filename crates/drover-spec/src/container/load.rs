@@ -9,6 +9,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::dir::DirSource;
+use super::prepared::{PreparedSource, SourceKey};
 use super::{Argv, Container, ImageRef, ImageSource, Process, Volume};
 use crate::diag::SpecError;
 use crate::files::ServiceFile;
@@ -98,11 +99,11 @@ pub(crate) fn load(
         .map(|u| (u, image.span())));
     let (uid, gid) = match user {
         None => (0, 0),
-        Some((u, span)) => parse_user(&u).ok_or_else(|| {
+        Some((u, span)) => super::user::resolve(&u, &flat.files).map_err(|e| {
             err(
                 span,
-                format!("user {u:?}: an image service's user is numeric `uid` or `uid:gid` inside the container"),
-                "write e.g. user = \"1000:1000\" (names are not looked up in the image)",
+                format!("{e} ({})", source.describe()),
+                "write a user the image has, or numbers: user = \"1000:1000\"",
             )
         })?,
     };
@@ -174,9 +175,9 @@ pub(crate) fn load(
     }))
 }
 
-/// The source an `image` value names. drover-oci's sources (a registry
-/// reference, a `docker save`/OCI-layout archive) are added here, as further
-/// [`ImageSource`]s; until then they are refused with the form that works.
+/// The source an `image` value names: a directory of the project, or an
+/// image the controller pulled and flattened before loading (a registry
+/// reference, a `docker save`/OCI-layout file: [`PreparedSource`]).
 pub(crate) fn source_for(
     image: &Spanned<ImageRef>,
     project: &Path,
@@ -184,16 +185,26 @@ pub(crate) fn source_for(
     text: &str,
 ) -> Result<Box<dyn ImageSource>, SpecError> {
     let err = |msg: String, help: &str| SpecError::at(fname, text, image.span(), msg, "here", help);
-    const TODAY: &str = "today an image is a root filesystem in the project: image = { dir = \"images/NAME\" }";
+    const FORMS: &str =
+        "write image = \"registry/app:1.4\", image = { file = \"images/app.tar\" } or image = { dir = \"images/NAME\" }";
+    // Pulled and flattened by the controller before this load, or refused
+    // here (a project loaded by something that pulls nothing).
+    let prepared = |key: SourceKey| -> Result<Box<dyn ImageSource>, SpecError> {
+        if !key.path(project).is_file() {
+            return Err(err(
+                format!("image {:?} has not been pulled into .drover/images yet", key.describe()),
+                "run `drover plan` or `drover apply` first: they pull every image (through images.lock)",
+            ));
+        }
+        Ok(Box::new(PreparedSource { key }))
+    };
     match image.get_ref() {
-        ImageRef::Registry(r) => Err(err(format!("image {r:?}: images from registries are not supported yet"), TODAY)),
+        ImageRef::Registry(r) => prepared(SourceKey::Registry(r.clone())),
         ImageRef::Table(t) => match (&t.dir, &t.file) {
             (Some(_), Some(_)) | (None, None) => {
-                Err(err("image = { … } needs exactly one of `dir` or `file`".into(), TODAY))
+                Err(err("image = { … } needs exactly one of `dir` or `file`".into(), FORMS))
             }
-            (None, Some(f)) => {
-                Err(err(format!("image file {f:?}: `docker save`/OCI-layout archives are not supported yet"), TODAY))
-            }
+            (None, Some(f)) => prepared(SourceKey::File(f.clone())),
             (Some(d), None) => {
                 let clean = !d.starts_with('/') && d.split('/').all(|c| !matches!(c, "" | "." | ".."));
                 if !clean || !project.join(d).is_dir() {
@@ -205,14 +216,5 @@ pub(crate) fn source_for(
                 Ok(Box::new(DirSource { rel: d.clone() }))
             }
         },
-    }
-}
-
-/// `"1000"` or `"1000:1000"` → (uid, gid); the gid defaults to 0, as
-/// Docker's does for a uid the image's /etc/passwd does not name.
-fn parse_user(u: &str) -> Option<(u32, u32)> {
-    match u.split_once(':') {
-        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-        None => u.parse().ok().map(|n| (n, 0)),
     }
 }

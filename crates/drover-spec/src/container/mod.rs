@@ -14,8 +14,11 @@
 pub mod bundle;
 mod dir;
 mod load;
+pub mod prepared;
+pub mod registries;
 pub mod rootfs;
 pub mod units;
+mod user;
 mod volume;
 
 use std::collections::BTreeMap;
@@ -89,7 +92,8 @@ pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     pub env: BTreeMap<String, String>,
-    /// `uid[:gid]`, numeric.
+    /// `user[:group]`, names or numbers (resolved in the image's
+    /// /etc/passwd and /etc/group).
     pub user: Option<String>,
     pub workdir: Option<String>,
 }

@@ -214,17 +214,17 @@ fn each_instance_is_its_own_container_on_the_shared_rootfs() {
 #[test]
 fn image_service_mistakes_name_the_file_line_and_fix() {
     for (service, line, want) in [
-        (
-            "command = \"x\"\nimage = \"registry.example/app:1.4\"\n",
-            2,
-            "today an image is a root filesystem in the project: image = { dir",
-        ),
-        ("image = { file = \"images/app.tar\" }\n", 1, "archives are not supported yet"),
+        ("command = \"x\"\nimage = \"registry.example/app:1.4\"\n", 2, "has not been pulled into .drover/images yet"),
+        ("image = { file = \"images/app.tar\" }\n", 1, "run `drover plan` or `drover apply` first"),
         ("image = { dir = \"images/nope\" }\ncommand = \"x\"\n", 1, "is not a directory of the project"),
         ("image = { dir = \"images/web\" }\n", 1, "has nothing to run"),
         ("image = { dir = \"images/web\" }\nunit = \"nginx\"\n", 1, "not `image` and `unit`"),
         ("command = \"x\"\n\nentrypoint = [\"/bin/sh\"]\n", 3, "`entrypoint` is for services run from an image"),
-        ("image = { dir = \"images/web\" }\ncommand = \"x\"\nuser = \"www-data\"\n", 3, "numeric `uid` or `uid:gid`"),
+        (
+            "image = { dir = \"images/web\" }\ncommand = \"x\"\nuser = \"www-data\"\n",
+            3,
+            "user \"www-data\" is not in the image's /etc/passwd",
+        ),
         (
             "image = { dir = \"images/web\" }\ncommand = \"x\"\nvolumes = [\"data:/a\",\n  \"db\"]\n",
             4,

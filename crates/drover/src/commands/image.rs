@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use drover_oci::{Auth, Pin, RegistryOptions, Source};
+use drover_oci::{Pin, RegistryOptions, Source};
 
 use crate::exit::ExitStatus;
 
@@ -49,8 +49,12 @@ pub enum ImageCommand {
     },
 }
 
-fn options(insecure: Vec<String>) -> RegistryOptions {
-    RegistryOptions { auth: Auth::docker_default(), insecure }
+/// drover.toml `[registries]` (credentials from secrets, insecure ones)
+/// and `~/.docker/config.json`, plus `--insecure`.
+fn options(dir: &Path, insecure: Vec<String>) -> anyhow::Result<RegistryOptions> {
+    let mut o = crate::images::options(dir)?;
+    o.insecure.extend(insecure);
+    Ok(o)
 }
 
 pub fn run(dir: &Path, args: ImageArgs) -> anyhow::Result<ExitStatus> {
@@ -62,7 +66,7 @@ pub fn run(dir: &Path, args: ImageArgs) -> anyhow::Result<ExitStatus> {
                 (None, None) => unreachable!("clap requires one"),
             };
             let arch = arch.unwrap_or_else(|| drover_oci::host_arch().to_string());
-            let p = drover_oci::project::pull(dir, &source, &arch, &options(insecure))?;
+            let p = drover_oci::project::pull(dir, &source, &arch, &options(dir, insecure)?)?;
             let c = &p.image.config;
             let pin = match p.pin {
                 Pin::File => "file",
@@ -108,7 +112,7 @@ pub fn run(dir: &Path, args: ImageArgs) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         ImageCommand::Update { references, insecure } => {
-            for u in drover_oci::project::update(dir, &references, &options(insecure))? {
+            for u in drover_oci::project::update(dir, &references, &options(dir, insecure)?)? {
                 match &u.old {
                     Some(old) if *old == u.new => println!("{} ({}): {} (unchanged)", u.reference, u.arch, u.new),
                     Some(old) => println!("{} ({}): {} -> {}", u.reference, u.arch, old, u.new),

@@ -4,6 +4,7 @@
 //! end (`lab.rs`).
 
 mod lab;
+mod registry;
 mod runc;
 
 use std::path::Path;
