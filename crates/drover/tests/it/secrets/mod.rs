@@ -8,6 +8,7 @@
 
 mod bundle;
 mod lab_hosts;
+mod registry;
 mod render;
 mod sim;
 mod verbs;
