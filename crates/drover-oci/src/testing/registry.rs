@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct TestRegistry {
     child: Child,
     dir: tempfile::TempDir,
+    ip: std::net::IpAddr,
     port: u16,
 }
 
@@ -22,13 +23,13 @@ pub const PASSWORD: &str = "s3cret";
 /// bcrypt of [`PASSWORD`] (cost 4: tests only), as htpasswd wants it.
 const BCRYPT: &str = "$2b$04$sMVCM4qzpNIqBZJjgqtPsO.20H592Wm69nym1ztFO9GrTh1s1D6sS";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn free_port(ip: std::net::IpAddr) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// `GET /v2/` answers (any status: 401 too means it is up).
-fn answers(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+fn answers(ip: std::net::IpAddr, port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect((ip, port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
         return false;
@@ -40,15 +41,21 @@ fn answers(port: u16) -> bool {
 impl TestRegistry {
     /// Start one (retried on another port if the first was taken).
     pub fn start() -> TestRegistry {
-        TestRegistry::start_inner(false)
+        TestRegistry::start_inner(false, std::net::Ipv4Addr::LOCALHOST.into())
     }
 
     /// One that wants HTTP basic auth: [`USER`] with [`PASSWORD`].
     pub fn start_with_auth() -> TestRegistry {
-        TestRegistry::start_inner(true)
+        TestRegistry::start_inner(true, std::net::Ipv4Addr::LOCALHOST.into())
     }
 
-    fn start_inner(auth: bool) -> TestRegistry {
+    /// One listening on `ip` (an address of the controller that lab hosts
+    /// reach, for a dockerd on a lab host to pull from: benchmarks).
+    pub fn start_at(ip: std::net::IpAddr) -> TestRegistry {
+        TestRegistry::start_inner(false, ip)
+    }
+
+    fn start_inner(auth: bool, ip: std::net::IpAddr) -> TestRegistry {
         assert!(
             Path::new(BIN).exists(),
             "{BIN} is missing: install Debian's `docker-registry` (bash scripts/deps --test)"
@@ -62,12 +69,12 @@ impl TestRegistry {
         }
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = free_port(ip);
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yml}",
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {ip}:{port}\n{auth_yml}",
                     dir.path().join("data").display()
                 ),
             )
@@ -83,8 +90,8 @@ impl TestRegistry {
                 .expect("start docker-registry");
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(15) {
-                if answers(port) {
-                    return TestRegistry { child, dir, port };
+                if answers(ip, port) {
+                    return TestRegistry { child, dir, ip, port };
                 }
                 if child.try_wait().unwrap().is_some() {
                     break;
@@ -98,9 +105,9 @@ impl TestRegistry {
         panic!("docker-registry did not start 5 times; its log:\n{last}");
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (or the address of [`TestRegistry::start_at`]).
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// `127.0.0.1:PORT/repo:tag`.
