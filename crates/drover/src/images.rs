@@ -20,9 +20,9 @@ use drover_spec::container::registries::Registry;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("services/{service}.toml: image {image:?} for {arch}: {error}\n  fix: {fix}")]
-    Pull { service: String, image: String, arch: String, error: drover_oci::OciError, fix: String },
+    Pull { service: String, image: String, arch: String, error: Box<drover_oci::OciError>, fix: String },
     #[error("{0}")]
-    Settings(#[from] drover_spec::SpecError),
+    Settings(Box<drover_spec::SpecError>),
     #[error("drover.toml [registries.{registry:?}]: credential {secret:?}: {detail}\n  fix: add it with `drover secret set {secret}` (\"user:password\", or a token)")]
     Credential { registry: String, secret: String, detail: String },
     #[error("{path}: {error}")]
@@ -33,7 +33,8 @@ pub enum ImageError {
 /// drover.toml `[registries."host:port"]` (a credential from the
 /// project's secrets, plain HTTP when `insecure`).
 pub fn options(project: &Path) -> Result<RegistryOptions, ImageError> {
-    let registries = drover_spec::container::registries::settings(project)?;
+    let registries =
+        drover_spec::container::registries::settings(project).map_err(|e| ImageError::Settings(Box::new(e)))?;
     options_from(project, &registries)
 }
 
@@ -107,7 +108,7 @@ fn prepare_all(
                     service: service.clone(),
                     image: key.describe().into(),
                     arch: arch.clone(),
-                    error,
+                    error: Box::new(error),
                     fix: fix.into(),
                 }
             })?;

@@ -21,10 +21,13 @@ use serde_json::json;
 use super::{install, ssh};
 use crate::support::Fleet;
 
-/// `tar` of a directory as a layer (numeric owners, as a build would).
+/// `tar` of a directory as a layer (numeric owners, as a build would),
+/// without the lab's own user's home (`/home/op`, uid 1000: not part of a
+/// Debian image, and the agent refuses to write under a directory a
+/// non-root user owns).
 fn tar_dir(dir: &Path) -> Vec<u8> {
     let out = Command::new("tar")
-        .args(["--numeric-owner", "--sort=name", "-C"])
+        .args(["--numeric-owner", "--sort=name", "--exclude=./home/op", "-C"])
         .arg(dir)
         .args(["-cf", "-", "."])
         .output()
