@@ -92,6 +92,9 @@ PY
 change() { echo "# changed $(date +%s.%N)" >> "$d/layers/bench/etc/bench/small/f01.conf"; }
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+# Where it is: file-backed (the binary's pages), anonymous (heap), mlocked
+# (russh keeps key material and packet buffers in mlocked pages).
+rollup() { awk '/^(Rss|Anonymous|Locked):/ { printf "%s %s KiB  ", $1, $2 }' "/proc/$1/smaps_rollup"; echo; }
 resident_pid() { cat "$XDG_RUNTIME_DIR"/drover/*.pid; }
 
 {
@@ -111,11 +114,16 @@ resident_pid() { cat "$XDG_RUNTIME_DIR"/drover/*.pid; }
         persist on
         for p in "$XDG_RUNTIME_DIR"/drover/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
         sleep 0.5
+        # Read once the resident is idle: it trims its heap within 5 s of
+        # its last client.
         "$DROVER" -C "$d" exec h1 -- true >/dev/null 2>&1
+        sleep 6
         pid=$(resident_pid); one=$(rss_kb "$pid")
+        echo "resident holding 1 host: $(rollup "$pid")"
         "$DROVER" -C "$d" exec all -- true >/dev/null 2>&1
-        sleep 1
+        sleep 6
         all=$(rss_kb "$pid")
+        echo "resident holding $N hosts: $(rollup "$pid")"
         echo "resident RSS: holding 1 host ${one} KiB, holding all $N hosts ${all} KiB: $(( (all - one) / (N - 1) )) KiB per further held host"
     fi
     echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

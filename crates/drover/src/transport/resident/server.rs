@@ -49,6 +49,8 @@ struct Shared {
     timeouts: Timeouts,
     active: AtomicUsize,
     last_seen: Mutex<Instant>,
+    /// A client finished since the heap was last trimmed.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 /// Serve until idle. Returns at once when another resident holds the socket's lock.
@@ -72,6 +74,7 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
         timeouts: spec.timeouts,
         active: AtomicUsize::new(0),
         last_seen: Mutex::new(Instant::now()),
+        dirty: Default::default(),
     });
     let tick = (spec.idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     loop {
@@ -85,13 +88,18 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
                         tracing::debug!("resident client: {e}");
                     }
                     *s.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    s.dirty.store(true, Ordering::SeqCst);
                     s.active.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             () = tokio::time::sleep(tick) => {
                 let idle_for = shared.last_seen.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
-                if shared.active.load(Ordering::SeqCst) == 0 && idle_for >= spec.idle {
+                let idle_now = shared.active.load(Ordering::SeqCst) == 0;
+                if idle_now && idle_for >= spec.idle {
                     break;
+                }
+                if idle_now && shared.dirty.swap(false, Ordering::SeqCst) {
+                    trim_heap();
                 }
             }
         }
@@ -107,6 +115,19 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     }
     drop(lock);
     Ok(())
+}
+
+/// Give the heap's free pages back to the system once the clients are
+/// gone: a command's agent traffic (1 MiB chunks through every host's
+/// session) leaves freed buffers in malloc's arenas, which an idle resident
+/// would otherwise keep resident for as long as it lives.
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the
+    // system; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// One client connection: check its uid, start the agent it asks for, splice.
