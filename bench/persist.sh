@@ -6,6 +6,7 @@
 # Usage (root):  DROVER=target/release/drover bench/persist.sh              # 20 hosts
 #                N=100 RUNS=mem DROVER=... bench/persist.sh                  # memory only, at 100
 #                OUT=bench/results/persist-20.txt DROVER=... bench/persist.sh
+#                RUNS=table N=10000 DROVER=... bench/persist.sh            # no lab: the host table
 #
 # The deployment is bench/phases.sh's (50 small files, a 5 MiB file, a
 # template, a runit service restarted when /etc/bench changes). Rows:
@@ -15,7 +16,10 @@
 # each cold (`[ssh] persist` off) then warm (on; the first command that
 # starts the resident is not counted), with the hosts' median per-phase
 # times. Then memory: the resident's RSS holding 1 host and holding all N
-# (from /proc/PID/status), and the difference per host.
+# (from /proc/PID/status), and the difference per host. `table`: a resident
+# for an inventory of N hosts that answer nothing (10.x addresses, no lab;
+# `--simulate` hosts have no SSH session to hold), holding no session: what
+# each host costs before its session (project and slot).
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "bench/persist.sh needs root (lab hosts are namespaces)" >&2; exit 3; }
@@ -48,12 +52,14 @@ printf 'command = "sleep 1000000"\nrestart-on = ["/etc/bench/**"]\n' > "$d/servi
 printf '# rendered for {{ host.name }}\ngreeting = "{{ greeting }}"\n' > "$d/layers/bench/etc/bench/app.conf.j2"
 cp "$d/drover.toml" "$d/drover.toml.off"
 
-log "fresh lab of $N hosts ($LAB)"
-"$DROVER" lab down --lab $LAB >/dev/null 2>&1 || true
-"$DROVER" lab up "$N" --lab $LAB >/dev/null
-"$DROVER" lab inventory --lab $LAB > "$d/inventory.toml"
-sleep 2
-"$DROVER" -C "$d" apply --json > "$WORK/first.json" 2>"$WORK/first.log"
+if [[ " $RUNS " == *" time "* || " $RUNS " == *" mem "* ]]; then
+    log "fresh lab of $N hosts ($LAB)"
+    "$DROVER" lab down --lab $LAB >/dev/null 2>&1 || true
+    "$DROVER" lab up "$N" --lab $LAB >/dev/null
+    "$DROVER" lab inventory --lab $LAB > "$d/inventory.toml"
+    sleep 2
+    "$DROVER" -C "$d" apply --json > "$WORK/first.json" 2>"$WORK/first.log"
+fi
 
 persist() { # on|off
     cp "$d/drover.toml.off" "$d/drover.toml"
@@ -125,6 +131,23 @@ resident_pid() { cat "$XDG_RUNTIME_DIR"/drover/*.pid; }
         all=$(rss_kb "$pid")
         echo "resident holding $N hosts: $(rollup "$pid")"
         echo "resident RSS: holding 1 host ${one} KiB, holding all $N hosts ${all} KiB: $(( (all - one) / (N - 1) )) KiB per further held host"
+    fi
+    if [[ " $RUNS " == *" table "* ]]; then
+        # shellcheck source=bench/lib.sh
+        source "$REPO/bench/lib.sh"
+        for n in 1 "$N"; do
+            t=$WORK/table-$n
+            sim_project "$t" "$n"
+            sed -i 's/^\[apply\]$/[apply]\nconnect-timeout = "1s"/' "$t/drover.toml"
+            printf '\n[ssh]\npersist = "10m"\n' >> "$t/drover.toml"
+            "$DROVER" -C "$t" exec s1 -- true >/dev/null 2>&1 || true
+            sleep 6
+            pid=$(cat "$XDG_RUNTIME_DIR"/drover/*.pid)
+            eval "rss_$([ "$n" = 1 ] && echo one || echo all)=$(rss_kb "$pid")"
+            echo "resident for $n hosts, none held: $(rollup "$pid")"
+            kill "$pid"; sleep 0.5; rm -f "$XDG_RUNTIME_DIR"/drover/*
+        done
+        echo "resident table: $(( (rss_all - rss_one) * 1024 / (N - 1) )) bytes per host in the inventory (no session)"
     fi
     echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "raw: $WORK"
