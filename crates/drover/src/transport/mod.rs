@@ -110,16 +110,18 @@ impl Transport {
 }
 
 /// The agent through the resident, or `None` (traced) to go direct: the
-/// resident absent, refusing, or its agent not answering the hello (a host
-/// without the agent: the direct path installs it). A host the agent
-/// reports busy is busy either way: that error is the answer.
+/// resident absent, not holding a session to the host yet (it logs in in
+/// the background, for the next command), refusing, or its agent not
+/// answering the hello (a host without the agent: the direct path installs
+/// it). A host the agent reports busy is busy either way: that error is the
+/// answer.
 async fn through_resident(
     client: &resident::Client,
     host: &Host,
     t: Timeouts,
     read_only: bool,
 ) -> Result<Option<(Connection, Instant)>, TransportError> {
-    let (w, r) = match client.open(host, read_only, t.connect + t.connect).await {
+    let (w, r) = match client.open(host, read_only, t.connect).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!("{}: not through the resident: {e}", host.name);

@@ -7,9 +7,12 @@
 //! host ([`wire`]); the resident starts the agent over its held session
 //! (the same checked start command as a direct connection) and splices the
 //! socket to it, after which the client speaks the agent protocol exactly
-//! as over a direct SSH channel. Whenever the resident is absent, refuses or
-//! is not ours, the client goes direct: nothing above the transport can
-//! tell, except [`Via`] in a host's report.
+//! as over a direct SSH channel. A host the resident holds no session to
+//! yet is answered "not held" at once, and logged in to in the background:
+//! a command never waits on the resident's login, so it never pays two
+//! connect timeouts for a dead host. Whenever the resident is absent,
+//! refuses or is not ours, the client goes direct: nothing above the
+//! transport can tell, except [`Via`] in a host's report.
 //!
 //! The socket lives in a per-user 0700 directory, and is named by a hash of
 //! the canonical project directory, every host's connection settings (so an

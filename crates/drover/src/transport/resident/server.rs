@@ -1,8 +1,8 @@
 //! The resident's side: a Unix socket served until `idle` passes with no
-//! client, one held SSH session per host (logged in on first use, checked
-//! by keepalives, replaced when dead, with backoff after failed logins),
-//! and per client connection one agent started over it and spliced to the
-//! client.
+//! client (or SIGTERM), one held SSH session per host (logged in in the
+//! background when first asked for, checked by keepalives, replaced when
+//! dead, with backoff after failed logins), and per client connection one
+//! agent started over it and spliced to the client.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -39,13 +39,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct Slot {
     session: Option<Session>,
+    /// A login is under way (in the background).
+    connecting: bool,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
 }
 
 struct Shared {
-    hosts: HashMap<String, (Host, tokio::sync::Mutex<Slot>)>,
+    hosts: HashMap<String, (Host, Mutex<Slot>)>,
     timeouts: Timeouts,
     active: AtomicUsize,
     last_seen: Mutex<Instant>,
@@ -56,10 +58,10 @@ struct Shared {
 /// Serve until idle. Returns at once when another resident holds the socket's lock.
 pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     let lock_path = spec.socket.with_extension("lock");
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    let lock_file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor we own; no memory is passed.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         eprintln!("another resident serves {}", spec.socket.display());
         return Ok(());
     }
@@ -77,8 +79,13 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
         dirty: Default::default(),
     });
     let tick = (spec.idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
+            _ = term.recv() => {
+                eprintln!("resident {}: terminated", std::process::id());
+                break;
+            }
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let s = shared.clone();
@@ -104,16 +111,15 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
             }
         }
     }
-    eprintln!("resident {}: idle for {:?}, exiting", std::process::id(), spec.idle);
+    eprintln!("resident {}: exiting (idle limit {:?})", std::process::id(), spec.idle);
     // Our socket still (a newer resident would hold the lock we hold).
     let _ = std::fs::remove_file(&spec.socket);
     let _ = std::fs::remove_file(&pid_path);
-    for (_, slot) in shared.hosts.values() {
-        if let Some(s) = slot.lock().await.session.take() {
-            s.close().await;
-        }
+    let held: Vec<Session> = shared.hosts.values().filter_map(|(_, slot)| lock(slot).session.take()).collect();
+    for s in held {
+        s.close().await;
     }
-    drop(lock);
+    drop(lock_file);
     Ok(())
 }
 
@@ -131,7 +137,7 @@ fn trim_heap() {
 }
 
 /// One client connection: check its uid, start the agent it asks for, splice.
-async fn client(shared: &Shared, mut stream: UnixStream) -> Result<(), String> {
+async fn client(shared: &Arc<Shared>, mut stream: UnixStream) -> Result<(), String> {
     let uid = stream.peer_cred().map_err(|e| e.to_string())?.uid();
     if uid != euid() {
         // Not even an answer: a process of another user learns nothing.
@@ -141,12 +147,7 @@ async fn client(shared: &Shared, mut stream: UnixStream) -> Result<(), String> {
         .await
         .map_err(|_| "no request within 5 s".to_string())?
         .map_err(|e| e.to_string())?;
-    let Some((host, slot)) = shared.hosts.get(&ask.host) else {
-        let msg = format!("{} is not in this resident's inventory", ask.host);
-        let _ = wire::write_answer(&mut stream, Err(&msg)).await;
-        return Err(msg);
-    };
-    let proc = match start_agent(host, slot, shared.timeouts).await {
+    let proc = match start_agent(shared, &ask.host).await {
         Ok(p) => p,
         Err(msg) => {
             let _ = wire::write_answer(&mut stream, Err(&msg)).await;
@@ -171,38 +172,66 @@ async fn client(shared: &Shared, mut stream: UnixStream) -> Result<(), String> {
     Ok(())
 }
 
-/// The agent on `host`, started over the held session: a dead session is
-/// replaced by a new login, unless logins failed lately (then the client
-/// goes direct, through its own retries, until the backoff passes).
-async fn start_agent(host: &Host, slot: &tokio::sync::Mutex<Slot>, t: Timeouts) -> Result<RemoteProcess, String> {
-    let command = bootstrap::serve_command(&host.user);
-    let mut slot = slot.lock().await;
-    if let Some(s) = slot.session.take().filter(|s| !s.is_closed()) {
-        match s.exec(&command).await {
-            Ok(p) => {
-                slot.session = Some(s);
-                return Ok(p);
-            }
-            Err(e) => tracing::debug!("{}: held session failed ({e}); logging in again", host.name),
+/// The agent on host `name`, started over its held session. With no live
+/// session the answer is "not held" at once (the client goes direct, so a
+/// command never waits on the resident's login) and a login starts in the
+/// background for the next command, unless logins failed lately (backoff).
+async fn start_agent(shared: &Arc<Shared>, name: &str) -> Result<RemoteProcess, String> {
+    let Some((host, slot)) = shared.hosts.get(name) else {
+        return Err(format!("{name} is not in this resident's inventory"));
+    };
+    let held = {
+        let mut slot = lock(slot);
+        if slot.session.as_ref().is_some_and(Session::is_closed) {
+            slot.session = None;
         }
+        slot.session.clone()
+    };
+    if let Some(session) = held {
+        let command = bootstrap::serve_command(&host.user);
+        match tokio::time::timeout(shared.timeouts.connect, session.exec(&command)).await {
+            Ok(Ok(p)) => return Ok(p),
+            Ok(Err(e)) => tracing::debug!("{name}: held session failed ({e}); logging in again"),
+            Err(_) => tracing::debug!("{name}: held session did not answer; logging in again"),
+        }
+        lock(slot).session = None;
     }
-    if let Some(at) = slot.retry_at.filter(|at| Instant::now() < *at) {
-        return Err(format!("backing off for {:?} after failed logins: {}", at - Instant::now(), slot.last_error));
+    let mut state = lock(slot);
+    if state.connecting {
+        return Err("no session held yet (logging in)".into());
     }
-    match Session::connect(&ssh_target(host, t)).await {
+    if let Some(at) = state.retry_at.filter(|at| Instant::now() < *at) {
+        return Err(format!("backing off for {:?} after failed logins: {}", at - Instant::now(), state.last_error));
+    }
+    state.connecting = true;
+    let (shared, name) = (shared.clone(), name.to_string());
+    tokio::spawn(async move { login(&shared, &name).await });
+    Err("no session held yet (logging in for the next command)".into())
+}
+
+/// Log in to `name` and hold the session; after a failure, wait longer
+/// before the next try (0.5 s doubling to [`MAX_BACKOFF`]).
+async fn login(shared: &Shared, name: &str) {
+    let Some((host, slot)) = shared.hosts.get(name) else { return };
+    let result = Session::connect(&ssh_target(host, shared.timeouts)).await;
+    let mut slot = lock(slot);
+    slot.connecting = false;
+    match result {
         Ok(s) => {
+            slot.session = Some(s);
             slot.failures = 0;
             slot.retry_at = None;
-            let p = s.exec(&command).await.map_err(|e| e.to_string());
-            slot.session = Some(s);
-            p
         }
         Err(e) => {
+            tracing::debug!("{name}: login failed: {e}");
             slot.failures = slot.failures.saturating_add(1);
             let wait = Duration::from_millis(500u64 << slot.failures.min(7)).min(MAX_BACKOFF);
             slot.retry_at = Some(Instant::now() + wait);
             slot.last_error = e.to_string();
-            Err(slot.last_error.clone())
         }
     }
+}
+
+fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
 }

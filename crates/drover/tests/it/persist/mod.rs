@@ -99,6 +99,23 @@ pub fn vias(r: &Run) -> Vec<String> {
     r.hosts().iter().map(|h| h["via"].as_str().unwrap_or("(none)").to_string()).collect()
 }
 
+/// Run `cmd` (an `--json` command) until every host went through the
+/// resident: the first command after the resident starts (or loses a
+/// session) goes direct while the resident logs in in the background.
+/// Returns the last run.
+pub fn warm_up(mut cmd: impl FnMut() -> Run) -> Run {
+    let start = std::time::Instant::now();
+    loop {
+        let r = cmd();
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        if vias(&r).iter().all(|v| v == "resident") {
+            return r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never through the resident: {:?}", vias(&r));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Wait until `pid` is gone, at most `limit`.
 pub fn wait_gone(pid: u32, limit: Duration) -> bool {
     let start = std::time::Instant::now();
