@@ -210,7 +210,7 @@ async fn start_agent(shared: &Arc<Shared>, name: &str) -> Result<RemoteProcess, 
 }
 
 /// Log in to `name` and hold the session; after a failure, wait longer
-/// before the next try (0.5 s doubling to [`MAX_BACKOFF`]).
+/// before the next try (1 s doubling to [`MAX_BACKOFF`]).
 async fn login(shared: &Shared, name: &str) {
     let Some((host, slot)) = shared.hosts.get(name) else { return };
     let result = Session::connect(&ssh_target(host, shared.timeouts)).await;
