@@ -15,7 +15,7 @@
 #            confirmation (a fresh login either way): median of $REPS
 # each cold (`[ssh] persist` off) then warm (on; the first command that
 # starts the resident is not counted), with the hosts' median per-phase
-# times. Then memory: the resident's RSS holding 1 host and holding all N
+# times; `via` says how the hosts were reached. Then memory: the resident's RSS holding 1 host and holding all N
 # (from /proc/PID/status), and the difference per host. `table`: a resident
 # for an inventory of N hosts that answer nothing (10.x addresses, no lab;
 # `--simulate` hosts have no SSH session to hold), holding no session: what
@@ -98,6 +98,7 @@ PY
 change() { echo "# changed $(date +%s.%N)" >> "$d/layers/bench/etc/bench/small/f01.conf"; }
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+anon_kb() { awk '/^Anonymous:/ { print $2 }' "/proc/$1/smaps_rollup"; }
 # Where it is: file-backed (the binary's pages), anonymous (heap), mlocked
 # (russh keeps key material and packet buffers in mlocked pages).
 rollup() { awk '/^(Rss|Anonymous|Locked):/ { printf "%s %s KiB  ", $1, $2 }' "/proc/$1/smaps_rollup"; echo; }
@@ -109,7 +110,16 @@ resident_pid() { cat "$XDG_RUNTIME_DIR"/drover/*.pid; }
         for mode in off on; do
             persist $mode
             label=$([ $mode = on ] && echo warm || echo cold)
-            if [ $mode = on ]; then run start; fi  # starts the resident, which logs in
+            if [ $mode = on ]; then
+                # The first command starts the resident and goes direct while
+                # it logs in in the background: warm up until every host
+                # goes through it (not counted).
+                for i in $(seq 20); do
+                    run start
+                    python3 -c 'import json,sys; sys.exit(any(h.get("via") != "resident" for h in json.load(open(sys.argv[1]))["hosts"]))' "$WORK/start.json" && break
+                    sleep 0.2
+                done
+            fi
             names=(); for i in $(seq "$REPS"); do run "$label-noop-$i"; names+=("$label-noop-$i"); done
             summary "$label no-op" "${names[@]}"
             names=(); for i in $(seq "$REPS"); do change; run "$label-change-$i"; names+=("$label-change-$i"); done
@@ -120,17 +130,18 @@ resident_pid() { cat "$XDG_RUNTIME_DIR"/drover/*.pid; }
         persist on
         for p in "$XDG_RUNTIME_DIR"/drover/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
         sleep 0.5
-        # Read once the resident is idle: it trims its heap within 5 s of
-        # its last client.
-        "$DROVER" -C "$d" exec h1 -- true >/dev/null 2>&1
-        sleep 6
-        pid=$(resident_pid); one=$(rss_kb "$pid")
+        # Each `exec` twice: the first logs the resident in (in the
+        # background), the second goes through it. Read once the resident
+        # is idle: it trims its heap within 5 s of its last client.
+        for i in 1 2; do "$DROVER" -C "$d" exec h1 -- true >/dev/null 2>&1; sleep 1; done
+        sleep 5
+        pid=$(resident_pid); one=$(rss_kb "$pid"); one_anon=$(anon_kb "$pid")
         echo "resident holding 1 host: $(rollup "$pid")"
-        "$DROVER" -C "$d" exec all -- true >/dev/null 2>&1
-        sleep 6
-        all=$(rss_kb "$pid")
+        for i in 1 2; do "$DROVER" -C "$d" exec all -- true >/dev/null 2>&1; sleep 1; done
+        sleep 5
+        all=$(rss_kb "$pid"); all_anon=$(anon_kb "$pid")
         echo "resident holding $N hosts: $(rollup "$pid")"
-        echo "resident RSS: holding 1 host ${one} KiB, holding all $N hosts ${all} KiB: $(( (all - one) / (N - 1) )) KiB per further held host"
+        echo "resident RSS: holding 1 host ${one} KiB, holding all $N hosts ${all} KiB: $(( (all - one) / (N - 1) )) KiB per further held host (anonymous: $(( (all_anon - one_anon) / (N - 1) )) KiB)"
     fi
     if [[ " $RUNS " == *" table "* ]]; then
         # shellcheck source=bench/lib.sh
