@@ -105,7 +105,7 @@ rollup() { awk '/^(Rss|Anonymous|Locked):/ { printf "%s %s KiB  ", $1, $2 }' "/p
 resident_pid() { cat "$XDG_RUNTIME_DIR"/drover/*.pid; }
 
 {
-    echo "drover $("$DROVER" --version | awk '{ print $2 }') ($DROVER), $N lab hosts, $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "drover $("$DROVER" --version | awk '{ print $2 }') ($DROVER), $N $([ "$RUNS" = table ] && echo "inventory hosts (no lab)" || echo "lab hosts"), $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     if [[ " $RUNS " == *" time "* ]]; then
         for mode in off on; do
             persist $mode
