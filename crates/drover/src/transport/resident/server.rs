@@ -65,6 +65,7 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
         eprintln!("another resident serves {}", spec.socket.display());
         return Ok(());
     }
+    raise_fd_limit();
     let _ = std::fs::remove_file(&spec.socket);
     let listener = UnixListener::bind(&spec.socket)?;
     std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600))?;
@@ -87,7 +88,16 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
                 break;
             }
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: let clients
+                        // finish (they go direct meanwhile) rather than spin.
+                        tracing::debug!("resident accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let s = shared.clone();
                 s.active.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
@@ -121,6 +131,22 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     }
     drop(lock_file);
     Ok(())
+}
+
+/// A held host is a TCP socket, and each command's host a Unix socket and
+/// an SSH channel: lift the soft open-files limit (often 1024) to the hard
+/// one, as a run does (`run::raise_fd_limit`), so thousands of hosts fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Give the heap's free pages back to the system once the clients are

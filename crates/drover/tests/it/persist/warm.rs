@@ -99,13 +99,19 @@ fn warm_apply_plan_status_exec_logs_through_the_resident_match_direct_and_log_in
 }
 
 #[test]
-fn the_resident_exits_after_its_idle_time_and_removes_its_socket() {
+fn the_resident_lifts_its_open_files_limit_and_exits_after_its_idle_time_removing_its_socket() {
     let f = Fleet::new("persist-idle", 1);
     let res = Residents::new();
     enable(&f, "2s");
     let r = res.drover(&f, &["exec", "all", "--", "true"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let pid = res.pid();
+    // Thousands of held hosts are thousands of sockets: the soft limit of
+    // open files is lifted to the hard one.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let files: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    assert_eq!(files[3], files[4], "soft and hard open-files limits: {limits}");
     std::thread::sleep(Duration::from_millis(1000));
     assert!(super::alive(pid), "the resident left before its idle time");
     assert!(wait_gone(pid, Duration::from_secs(6)), "the resident outlived its idle time");
