@@ -45,6 +45,10 @@ pub struct SshSection {
     /// An ssh_config file read instead of `~/.ssh/config` (relative to the
     /// project directory); `drover -F FILE` overrides it.
     pub config: Option<String>,
+    /// How long a resident process keeps hosts' sessions after the last
+    /// command used them (`"10m"`; `"0"` or absent: off). docs/ssh.md,
+    /// "Persistent connections".
+    pub persist: Option<Spanned<String>>,
 }
 
 /// `[state]`: where runs, locks and history are kept (see

@@ -92,4 +92,8 @@ pub enum Command {
     /// Claim and run host jobs of runs split across controllers
     /// (`apply --workers`), from the shared PostgreSQL state store.
     Worker(crate::commands::worker::WorkerArgs),
+    /// The per-user process holding a project's SSH sessions between
+    /// commands (`[ssh] persist`); started by the commands themselves.
+    #[command(hide = true)]
+    Resident(crate::commands::resident::ResidentArgs),
 }

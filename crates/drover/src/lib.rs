@@ -110,5 +110,6 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Serve(a) => commands::serve::run(dir, a),
         Command::State(a) => commands::state::run(dir, a),
         Command::Worker(a) => commands::worker::run(dir, a),
+        Command::Resident(a) => commands::resident::run(dir, a),
     }
 }

@@ -42,6 +42,9 @@ pub struct Settings {
     pub confirm_timeout: Duration,
     pub parallel: usize,
     pub connect_timeout: Duration,
+    /// `[ssh] persist`: idle time after which the resident that holds
+    /// this project's sessions exits; `None`: no resident (the default).
+    pub persist: Option<Duration>,
     /// `[packages] sources`: `"apt"` or directories of `.deb` files, first wins.
     pub package_sources: Vec<String>,
     /// `[serve] reconcile` (see `drover serve --reconcile`).

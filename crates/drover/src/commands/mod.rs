@@ -13,6 +13,7 @@ pub mod logs;
 pub mod packages;
 pub mod reboot;
 pub mod render;
+pub mod resident;
 pub mod rollout;
 pub mod secret;
 pub mod serve;

@@ -40,6 +40,7 @@ mod lab_systemd;
 mod openrc;
 mod p2p_network;
 mod packages;
+mod persist;
 mod phases;
 mod plan;
 mod reboot;
