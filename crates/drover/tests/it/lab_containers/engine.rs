@@ -116,6 +116,9 @@ fn an_image_service_runs_under_docker_upgrades_by_one_file_rolls_back_and_keeps_
     assert!(wait_for_body(&addr, "release 2\n"));
     let image2 = running_image(&f);
     assert_ne!(image2, image1, "a new image for new files");
+    let mut tags = ssh(&f, 0, "docker image ls --format '{{.Repository}}:{{.Tag}}' localhost/drover/app");
+    tags = tags.lines().rev().collect::<Vec<_>>().join(" ");
+    assert_eq!(tags, format!("{image1} {image2}"), "the old image is kept for a rollback, nothing else is there");
 
     let r = f.drover(&["drain", "h1"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -155,4 +158,44 @@ fn an_image_service_runs_under_docker_upgrades_by_one_file_rolls_back_and_keeps_
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(!data.exists());
     assert!(f.host_file(0, "/var/lib/drover/volumes/app/cache").is_dir(), "only the volume named goes");
+}
+
+/// `runtime = "podman"` on a runit host with Debian's podman (its store
+/// moved to the host's non-overlay store): the service runs and answers,
+/// exec and logs reach it, a one-file change runs a new image, and removing the
+/// service stops and removes its container.
+#[test]
+#[ignore = "slow (podman's dpkg, ~35 s): cargo test -p drover --features drover/agent-test-hooks,drover-agent/test-hooks --test it -- --ignored lab_containers::engine::an_image_service_runs_under_podman"]
+fn an_image_service_runs_under_podman() {
+    let f = Fleet::containers("img-podman", 1, Init::Runit);
+    let p = f.project();
+    busybox_rootfs(&p.join("images/app"), "release 1\n");
+    std::fs::write(p.join("roles/site.toml"), "services = [\"app\"]\n").unwrap();
+    service(&p, GOOD);
+    let svc = p.join("services/app.toml");
+    std::fs::write(&svc, std::fs::read_to_string(&svc).unwrap().replace("\"docker\"", "\"podman\"")).unwrap();
+    let addr = format!("{}:8080", f.lab_hosts()[0].address);
+    install(&f, 0, &["podman"]);
+    ssh(
+        &f,
+        0,
+        "mkdir -p /etc/containers /var/lib/docker/podman && printf '[storage]\\ndriver = \"overlay\"\\ngraphroot = \"/var/lib/docker/podman\"\\nrunroot = \"/run/containers/storage\"\\n' > /etc/containers/storage.conf && podman version",
+    );
+    let hosts = f.apply_ok();
+    assert_eq!(hosts[0]["outcome"], "changed", "{hosts:?}");
+    assert!(wait_for_body(&addr, "release 1\n"), "nothing answers at {addr}");
+    let r = f.drover(&["exec", "all", "--service", "app", "--", "id", "-u"]);
+    assert!(r.code == 0 && r.stdout.contains("1000"), "{}\n{}", r.stdout, r.stderr);
+    let r = f.drover(&["logs", "app", "-n", "20"]);
+    assert!(r.stdout.contains("release up"), "{}\n{}", r.stdout, r.stderr);
+    let image1 = ssh(&f, 0, "podman inspect --format '{{.ImageName}}' drover-app");
+    assert!(image1.starts_with("localhost/drover/app:"), "{image1}");
+    std::fs::write(p.join("images/app/www/index.html"), "release 2\n").unwrap();
+    f.apply_ok();
+    assert!(wait_for_body(&addr, "release 2\n"));
+    assert_ne!(ssh(&f, 0, "podman inspect --format '{{.ImageName}}' drover-app"), image1);
+    std::fs::write(p.join("roles/site.toml"), "services = []\n").unwrap();
+    f.apply_ok();
+    assert!(http_get(&addr).is_none(), "the removed service's container is stopped");
+    assert_eq!(ssh(&f, 0, "podman ps -a --format '{{.Names}}'"), "");
 }
