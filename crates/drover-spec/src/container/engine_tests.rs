@@ -127,7 +127,7 @@ fn the_run_script_imports_when_missing_replaces_the_stale_container_and_prunes_o
             "docker image ls --format {{.Tag}} localhost/drover/web",
             "docker image rm localhost/drover/web:t3",
             "docker image rm localhost/drover/web:t2",
-            &lines[8],
+            lines[8],
         ][..]
     );
     assert!(lines[8].starts_with("docker run --rm --name drover-web --pull never --network host"), "{}", lines[8]);
