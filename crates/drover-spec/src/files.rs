@@ -273,6 +273,10 @@ pub struct ServiceFile {
     /// How long an image service's container has to exit after SIGTERM
     /// before it is killed (default 5s).
     pub stop_grace_period: Option<Spanned<String>>,
+    /// What runs an image service's container: `"runc"` (the default, no
+    /// daemon) or the host's `"docker"` / `"podman"` engine
+    /// (`crate::container::engine`).
+    pub runtime: Option<Spanned<String>>,
     /// Or: an existing supervisor unit that drover only restarts.
     pub unit: Option<String>,
     pub user: Option<Spanned<String>>,

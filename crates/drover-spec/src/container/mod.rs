@@ -13,6 +13,7 @@
 
 pub mod bundle;
 mod dir;
+pub mod engine;
 mod load;
 pub mod rootfs;
 pub mod units;
@@ -26,6 +27,7 @@ use drover_proto::Hash;
 use crate::diag::SpecError;
 use crate::project::BlobSource;
 
+pub use engine::Runtime;
 pub(crate) use load::load;
 pub use load::DEFAULT_PATH;
 pub use volume::{valid_name, Volume, VolumeKind};
@@ -134,6 +136,8 @@ pub struct Container {
     pub pids: Option<i64>,
     /// Seconds between SIGTERM and SIGKILL when the container is stopped.
     pub stop_grace_secs: u64,
+    /// runc (the default), or the host's docker or podman engine.
+    pub runtime: Runtime,
 }
 
 /// The runc container id of a service or instance.

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use drover_proto::{EntryKind, Facts, Hash, Manifest, Supervisor};
 
+use crate::container::Runtime;
 use crate::diag::SpecError;
 use crate::files::Vars;
 use crate::fleet::FleetCtx;
@@ -118,7 +119,8 @@ impl Project {
     }
 
     /// Each role's `packages`, as written (roles without packages left out),
-    /// plus `runc` for a role with a service run from an image: the host's
+    /// plus `runc` for a role with a service run from an image by runc
+    /// (not one run by docker or podman: drover does not install engines): the host's
     /// runtime travels in the package closure like any package, and is
     /// installed offline when the host lacks it (docs/containers.md).
     pub fn package_requests(&self) -> BTreeMap<String, Vec<String>> {
@@ -126,7 +128,9 @@ impl Project {
             .iter()
             .map(|(n, r)| {
                 let mut p = r.setup.packages.clone();
-                let images = r.services.iter().any(|s| self.services.get(s).is_some_and(|s| s.container.is_some()));
+                let images = r.services.iter().any(|s| {
+                    self.services.get(s).and_then(|s| s.container.as_ref()).is_some_and(|c| c.runtime == Runtime::Runc)
+                });
                 if images && !p.iter().any(|x| x == RUNC || x.starts_with("runc=")) {
                     p.push(RUNC.to_string());
                 }

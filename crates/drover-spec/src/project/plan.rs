@@ -282,7 +282,7 @@ pub(super) fn in_container(
     svc: &super::service::Service,
 ) -> drover_proto::HealthCheck {
     if let (Some(c), drover_proto::HealthProbe::Command(cmd)) = (&svc.container, &mut h.probe) {
-        if let Some(inside) = crate::container::units::health_command(name, cmd, &c.process) {
+        if let Some(inside) = crate::container::engine::health_command(name, cmd, c, &c.process) {
             *cmd = inside;
         }
     }
