@@ -15,6 +15,7 @@ mod load;
 mod placed;
 mod plan;
 mod service;
+mod order;
 mod unmatched;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -11,5 +11,6 @@ mod instances;
 mod jump;
 mod limits;
 mod mistakes;
+mod order;
 mod quickstart;
 mod setup;

@@ -1,0 +1,61 @@
+//! Start order between services (`after = ["db"]`, compose's
+//! `depends_on`): every name must be a service of the project, and the
+//! order must have no cycle. Both are load errors at the `after` entry.
+
+use std::collections::BTreeMap;
+
+use super::service::Service;
+use crate::diag::SpecError;
+
+pub(super) fn check(services: &BTreeMap<String, Service>) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    for (name, svc) in services {
+        for (dep, span) in svc.after.iter().filter(|(d, _)| !services.contains_key(d)) {
+            errors.push(SpecError::at(
+                &svc.file,
+                &svc.text,
+                span.clone(),
+                format!("service {name} starts after {dep:?}, which is not a service of the project"),
+                "unknown service",
+                format!(
+                    "name a service listed by a role: {}",
+                    services.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return errors;
+    }
+    // Depth-first; a service met again on the current path closes a cycle.
+    let mut done = std::collections::BTreeSet::new();
+    for start in services.keys() {
+        let mut path: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        while let Some((name, i)) = path.last().copied() {
+            let after = &services[name].after;
+            if done.contains(name) || i >= after.len() {
+                done.insert(name);
+                path.pop();
+                continue;
+            }
+            path.last_mut().expect("not empty").1 += 1;
+            let dep = after[i].0.as_str();
+            if let Some(at) = path.iter().position(|(n, _)| *n == dep) {
+                let names: Vec<&str> = path[at..].iter().map(|(n, _)| *n).chain([dep]).collect();
+                let svc = &services[name];
+                return vec![SpecError::at(
+                    &svc.file,
+                    &svc.text,
+                    after[i].1.clone(),
+                    format!("start order has a cycle: {}", names.join(" → ")),
+                    "closes the cycle",
+                    "remove one of these `after` entries: services on one host start in an order with no cycle",
+                )];
+            }
+            if !done.contains(dep) {
+                path.push((dep, 0));
+            }
+        }
+    }
+    errors
+}

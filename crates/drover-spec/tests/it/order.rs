@@ -1,0 +1,51 @@
+//! `after` (start order): names must be services of the project, with no
+//! cycle; both are load errors pointing at the `after` entry.
+
+use drover_spec::Project;
+
+use crate::support::{render_error, write};
+
+/// Role `app` with services a, b, c (native) whose files get `after`.
+fn project(a: &str, b: &str, c: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    write(p, "drover.toml", "[project]\nname = \"t\"\n");
+    write(p, "inventory.toml", "[hosts.h1]\naddress = \"10.0.0.1\"\nroles = [\"app\"]\n");
+    write(p, "roles/app.toml", "services = [\"a\", \"b\", \"c\"]\n");
+    for (n, extra) in [("a", a), ("b", b), ("c", c)] {
+        write(p, &format!("services/{n}.toml"), &format!("command = \"sleep 1000\"\n{extra}"));
+    }
+    d
+}
+
+#[test]
+fn after_naming_services_of_the_project_loads() {
+    let d = project("", "after = [\"a\"]\n", "after = [\"a\", \"b\"]\n");
+    Project::load(d.path()).unwrap_or_else(|e| panic!("{}", render_error(e)));
+}
+
+#[test]
+fn after_naming_an_unknown_service_is_an_error_at_its_line() {
+    let d = project("", "\nafter = [\"db\"]\n", "");
+    let e = err(&d);
+    assert!(e.contains("service b starts after \"db\", which is not a service of the project"), "{e}");
+    assert!(e.contains("services/b.toml:3"), "{e}");
+    assert!(e.contains("a, b, c"), "{e}");
+}
+
+#[test]
+fn a_cycle_in_after_is_an_error_naming_the_cycle() {
+    let d = project("after = [\"c\"]\n", "after = [\"a\"]\n", "after = [\"b\"]\n");
+    let e = err(&d);
+    assert!(e.contains("start order has a cycle: a → c → b → a"), "{e}");
+    let d = project("after = [\"a\"]\n", "", "");
+    let e = err(&d);
+    assert!(e.contains("start order has a cycle: a → a"), "{e}");
+}
+
+fn err(d: &tempfile::TempDir) -> String {
+    match Project::load(d.path()) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => render_error(e),
+    }
+}
