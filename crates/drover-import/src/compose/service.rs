@@ -1,0 +1,431 @@
+//! One compose service → drover's service keys, key by key; what has no
+//! equivalent becomes a [`Finding`] with its line and what to do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use drover_spec::SpecError;
+
+use super::ports::{self, Port};
+use super::yaml::{Node, V};
+use super::{health, Finding, Service};
+use crate::Src;
+
+/// Keys left out with the reason and the fix.
+const UNMAPPED: &[(&str, &str)] = &[
+    ("build", "drover does not build images: build and push it, then write image = \"registry/NAME:TAG\" (or put its root filesystem in images/NAME, as written)"),
+    ("cap_add", "containers get Docker's default capabilities (none for a non-root user); added capabilities are not supported"),
+    ("cap_drop", "containers get Docker's default capabilities (none for a non-root user); a smaller set is not supported"),
+    ("privileged", "privileged containers are not supported"),
+    ("devices", "devices are not passed into containers"),
+    ("device_cgroup_rules", "devices are not passed into containers"),
+    ("gpus", "devices are not passed into containers"),
+    ("logging", "the service's output goes to its supervisor's log (drover logs NAME)"),
+    ("secrets", "use drover secrets (docs/secrets.md) in a template or an env value"),
+    ("configs", "ship the file with a layer (files/…) and bind-mount it read-only"),
+    ("profiles", "a role holds the services a host runs: put optional services in a role of their own"),
+    ("extends", "write the extended keys into the service (or use YAML anchors, which are read)"),
+    ("security_opt", "no seccomp or LSM options; drover sets no_new_privileges"),
+    ("sysctls", "no per-container sysctls: the container shares the host's network namespace"),
+    ("ulimits", "the container has its supervisor's limits, as a native service"),
+    ("dns", "the container uses the host's /etc/resolv.conf"),
+    ("dns_search", "the container uses the host's /etc/resolv.conf"),
+    ("dns_opt", "the container uses the host's /etc/resolv.conf"),
+    ("extra_hosts", "/etc/hosts is generated from where the project's services run"),
+    ("tmpfs", "the container has tmpfs on /tmp and /run only"),
+    ("shm_size", "/dev/shm has the runtime's default size"),
+    ("ipc", "each container has its own IPC namespace"),
+    ("pid", "each container has its own pid namespace"),
+    ("userns_mode", "no user namespaces"),
+    ("cgroup_parent", "containers' cgroups are under /drover/NAME"),
+    ("cpus", "no CPU limit (memory and pids are limited)"),
+    ("cpu_shares", "no CPU limit (memory and pids are limited)"),
+    ("cpu_quota", "no CPU limit (memory and pids are limited)"),
+    ("cpuset", "no CPU limit (memory and pids are limited)"),
+    ("mem_reservation", "no memory reservation (memory limits are kept)"),
+    ("memswap_limit", "a container may not swap beyond its memory limit"),
+    ("stop_signal", "a container is stopped with SIGTERM, then SIGKILL after stop-grace-period"),
+    ("volumes_from", "list the volumes in the service itself"),
+    ("hostname", "the container has the host's network and its own UTS namespace; the hostname is not set"),
+    ("domainname", "the container has its own UTS namespace; the domain name is not set"),
+    ("init", "the container's command is its pid 1; add an init (tini) to the image if it needs one"),
+    ("labels", "no container labels"),
+    ("external_links", "services reach each other by name through /etc/hosts"),
+    ("network_mode", "containers always run on the host's network"),
+    ("post_start", "no lifecycle hooks"),
+    ("pre_stop", "no lifecycle hooks"),
+    ("develop", "no watch mode"),
+    ("platform", "the image's architecture is the host's (drover pulls per host architecture)"),
+    ("pull_policy", "images are pinned in images.lock and pulled by the controller"),
+    ("storage_opt", "no storage options"),
+    ("oom_score_adj", "no OOM score adjustment"),
+    ("group_add", "a container's user is uid[:gid] only"),
+    ("mac_address", "containers run on the host's network"),
+    ("runtime", "runc runs every container (or runtime = \"docker\")"),
+    ("isolation", "runc runs every container"),
+    ("annotations", "no OCI annotations"),
+    ("attach", "logs go to the supervisor's log"),
+    ("blkio_config", "no block IO limits"),
+];
+
+/// Keys that need nothing on drover's side.
+const IGNORED: &[(&str, &str)] = &[
+    ("container_name", "the container is named drover-NAME (one per instance: drover-NAME-0, …)"),
+    ("expose", "the host's network: every port the container listens on is open"),
+    ("links", "services reach each other by name through /etc/hosts, links or not"),
+    ("stdin_open", "a service has no terminal"),
+    ("tty", "a service has no terminal"),
+];
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn convert(
+    src: &Src<'_>,
+    name: &str,
+    line: usize,
+    body: &Node,
+    dir: &Path,
+    names: &[&str],
+    volumes: &BTreeMap<String, usize>,
+    findings: &mut Vec<Finding>,
+) -> Result<Service, SpecError> {
+    let mut s = Service { name: name.to_string(), ..Service::default() };
+    let mut note = |line: usize, key: &str, why: String, kept: bool| {
+        findings.push(Finding { at: src.at(line), service: Some(name.into()), key: key.into(), why, kept })
+    };
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.') {
+        return Err(src.err_line(
+            line,
+            format!("service name {name:?} is not a name drover accepts"),
+            "use letters, digits, - _ .",
+        ));
+    }
+    let mut env_files = BTreeMap::new();
+    let mut environment = BTreeMap::new();
+    let mut has_build = None;
+    for (key, kline, v) in body.entries() {
+        let kline = *kline;
+        let bad = |what: &str| {
+            src.err_line(
+                kline,
+                format!("service {name}: `{key}` must be {what}"),
+                "see the compose specification for its forms",
+            )
+        };
+        match key.as_str() {
+            "image" => s.image = Some(v.scalar().ok_or_else(|| bad("a string"))?),
+            "command" => s.command = Some(argv(v).ok_or_else(|| bad("a string or a list of strings"))?),
+            "entrypoint" => s.entrypoint = Some(argv(v).ok_or_else(|| bad("a string or a list of strings"))?),
+            "working_dir" => s.workdir = v.scalar(),
+            "user" => {
+                let u = v.scalar().ok_or_else(|| bad("a string"))?;
+                if u.split(':').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                    && u.split(':').count() <= 2
+                {
+                    s.user = Some(u);
+                } else {
+                    note(kline, key, format!("{u:?}: a container's user is numeric uid[:gid] (names are not looked up in the image); write user = \"UID:GID\" with the image's ids"), false);
+                }
+            }
+            "environment" => environment = env_map(v).ok_or_else(|| bad("a mapping or a list of KEY=VALUE"))?,
+            "env_file" => read_env_files(src, v, kline, dir, &mut env_files)?,
+            "ports" => {
+                let V::Seq(items) = &v.v else { return Err(bad("a list")) };
+                let mut same = Vec::new();
+                for p in items {
+                    match ports::parse(p) {
+                        Port::Same(c) => same.push(c),
+                        Port::Remapped(h, c) => note(p.line, key, format!("publishes container port {c} on host port {h}: drover runs containers on the host's network (no port mapping), so the service answers on {c} of the host; make the app listen on {h} (its command or config), or point its clients at {c}"), false),
+                        Port::Bad(m) => return Err(src.err_line(p.line, format!("service {name}: {m}"), "write \"HOST:CONTAINER\", e.g. \"8080:8080\"")),
+                    }
+                }
+                if !same.is_empty() {
+                    s.notes.push(format!(
+                        "answers on the host's port {} (host network: no mapping needed)",
+                        same.join(", ")
+                    ));
+                }
+            }
+            "volumes" => {
+                let V::Seq(items) = &v.v else { return Err(bad("a list")) };
+                for it in items {
+                    match volume(it, volumes) {
+                        Ok(vol) => s.volumes.push(vol),
+                        Err((why, kept)) => note(it.line, key, why, kept),
+                    }
+                }
+            }
+            "healthcheck" => s.health = health::convert(v, kline, &mut |l, k, w, kept| note(l, k, w, kept)),
+            "depends_on" => {
+                let deps: Vec<(String, usize, Option<&Node>)> = match &v.v {
+                    V::Seq(items) => items.iter().filter_map(|i| i.scalar().map(|n| (n, i.line, None))).collect(),
+                    V::Map(m) => m.iter().map(|(k, l, n)| (k.clone(), *l, Some(n))).collect(),
+                    _ => return Err(bad("a list or a mapping")),
+                };
+                for (dep, dline, long) in deps {
+                    if !names.contains(&dep.as_str()) {
+                        return Err(src.err_line(
+                            dline,
+                            format!("service {name} depends on {dep:?}, which is not a service of this file"),
+                            format!("services: {}", names.join(", ")),
+                        ));
+                    }
+                    let cond = long.and_then(|l| l.get("condition")).and_then(Node::scalar);
+                    if cond.as_deref() == Some("service_completed_successfully") {
+                        note(dline, "depends_on", format!("{dep}: condition service_completed_successfully (a one-shot job) has no equivalent: drover services run until stopped; run the job with `drover exec` before the apply"), false);
+                        continue;
+                    }
+                    for (k, kl, kv) in long.map(Node::entries).unwrap_or_default() {
+                        match k.as_str() {
+                            "restart" if matches!(kv.v, V::Bool(true)) => note(
+                                *kl,
+                                "depends_on.restart",
+                                format!("{name} is not restarted when {dep} restarts"),
+                                false,
+                            ),
+                            "required" if matches!(kv.v, V::Bool(false)) => note(
+                                *kl,
+                                "depends_on.required",
+                                format!("{dep} is required: the project must have it"),
+                                true,
+                            ),
+                            _ => {}
+                        }
+                    }
+                    s.after.push(dep);
+                }
+            }
+            "restart" => {
+                let r = v.scalar().unwrap_or_default();
+                if !matches!(r.as_str(), "always" | "unless-stopped") {
+                    note(
+                        kline,
+                        key,
+                        format!("{r:?}: the supervisor always restarts a service that exits (as `always`)"),
+                        true,
+                    );
+                }
+            }
+            "deploy" => deploy(v, &mut s, &mut |l, k, w, kept| note(l, k, w, kept)),
+            "scale" => s.instances = v.scalar().and_then(|r| r.parse().ok()),
+            "mem_limit" => s.memory = v.scalar().and_then(|m| memory(&m)),
+            "pids_limit" => s.pids = v.scalar().and_then(|p| p.parse().ok()).filter(|p: &i64| *p > 0),
+            "stop_grace_period" => s.stop_grace_period = v.scalar().and_then(|d| health::duration(&d)),
+            "read_only" => {
+                if !matches!(v.v, V::Bool(true)) {
+                    note(
+                        kline,
+                        key,
+                        "a container's root filesystem is always read-only: data goes in volumes, scratch in /tmp"
+                            .into(),
+                        true,
+                    );
+                }
+            }
+            "networks" => {
+                let nets: Vec<(String, usize)> = match &v.v {
+                    V::Seq(items) => items.iter().filter_map(|i| i.scalar().map(|n| (n, i.line))).collect(),
+                    _ => v.entries().iter().map(|(k, l, _)| (k.clone(), *l)).collect(),
+                };
+                for (n, l) in nets.into_iter().filter(|(n, _)| n != "default") {
+                    note(l, key, format!("{n}: containers run on the host's network and reach each other by name through /etc/hosts; remove it"), false);
+                }
+            }
+            k if k.starts_with("x-") => {}
+            k => {
+                if k == "build" {
+                    has_build = Some(kline);
+                }
+                if let Some((_, why)) = IGNORED.iter().find(|(i, _)| *i == k) {
+                    note(kline, key, (*why).into(), true);
+                } else {
+                    let why = UNMAPPED.iter().find(|(u, _)| *u == k).map_or("no drover equivalent", |(_, w)| w);
+                    note(kline, key, why.into(), false);
+                }
+            }
+        }
+    }
+    env_files.extend(environment);
+    s.env = env_files;
+    if s.image.is_none() && has_build.is_none() {
+        return Err(src.err_line(
+            line,
+            format!("service {name} has neither `image` nor `build`"),
+            "give it image: NAME:TAG",
+        ));
+    }
+    Ok(s)
+}
+
+/// `command`/`entrypoint`: a list, or a string split like shell words (as
+/// compose splits it).
+fn argv(v: &Node) -> Option<Vec<String>> {
+    match &v.v {
+        V::Seq(items) => items.iter().map(Node::scalar).collect(),
+        V::Null => Some(Vec::new()),
+        _ => shlex::split(&v.scalar()?),
+    }
+}
+
+/// `environment`: `{K: V}` or `["K=V"]`; a key without a value is taken
+/// from the environment, as compose does (already interpolated: left out).
+fn env_map(v: &Node) -> Option<BTreeMap<String, String>> {
+    match &v.v {
+        V::Map(m) => Some(m.iter().filter_map(|(k, _, v)| v.scalar().map(|v| (k.clone(), v))).collect()),
+        V::Seq(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i.scalar())
+                .filter_map(|s| s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
+        ),
+        V::Null => Some(BTreeMap::new()),
+        _ => None,
+    }
+}
+
+fn read_env_files(
+    src: &Src<'_>,
+    v: &Node,
+    line: usize,
+    dir: &Path,
+    env: &mut BTreeMap<String, String>,
+) -> Result<(), SpecError> {
+    let items: Vec<&Node> = match &v.v {
+        V::Seq(items) => items.iter().collect(),
+        _ => vec![v],
+    };
+    for it in items {
+        let (path, required) = match &it.v {
+            V::Map(_) => (
+                it.get("path").and_then(Node::scalar),
+                !matches!(it.get("required").map(|r| &r.v), Some(V::Bool(false))),
+            ),
+            _ => (it.scalar(), true),
+        };
+        let Some(path) = path else { continue };
+        let full = dir.join(&path);
+        match std::fs::read_to_string(&full) {
+            Ok(t) => {
+                env.extend(super::interp::parse_env_file(&t).into_iter().filter_map(|(k, v, _)| v.map(|v| (k, v))))
+            }
+            Err(_) if !required => {}
+            Err(e) => {
+                return Err(src.err_line(
+                    it.line.max(line),
+                    format!("env_file {}: {e}", full.display()),
+                    "the file is read now and its values written into the service (env = { … })",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `volumes` entry as drover's short syntax, or why it is left out.
+fn volume(it: &Node, named: &BTreeMap<String, usize>) -> Result<String, (String, bool)> {
+    let (source, target, ro, kind) = match &it.v {
+        V::Map(_) => {
+            let get = |k: &str| it.get(k).and_then(Node::scalar);
+            let ro = matches!(it.get("read_only").map(|r| &r.v), Some(V::Bool(true)));
+            (get("source"), get("target").unwrap_or_default(), ro, get("type").unwrap_or_else(|| "volume".into()))
+        }
+        _ => {
+            let s = it.scalar().unwrap_or_default();
+            let parts: Vec<&str> = s.split(':').collect();
+            let (src, tgt, mode) = match parts.as_slice() {
+                [t] => (None, t.to_string(), ""),
+                [a, b] => (Some(a.to_string()), b.to_string(), ""),
+                [a, b, m] => (Some(a.to_string()), b.to_string(), *m),
+                _ => return Err((format!("{s:?} is not SOURCE:TARGET[:MODE]"), false)),
+            };
+            let kind = match &src {
+                Some(x) if x.starts_with(['/', '.', '~']) => "bind",
+                _ => "volume",
+            };
+            (src, tgt, mode.split(',').any(|m| m == "ro"), kind.to_string())
+        }
+    };
+    let ro = if ro { ":ro" } else { "" };
+    match (kind.as_str(), source) {
+        ("volume", None) => Err((format!("anonymous volume {target}: drover has named volumes only; name it, e.g. \"data:{target}\""), false)),
+        ("volume", Some(n)) if !named.contains_key(&n) => Err((format!("{n}: not declared under the top-level `volumes:`"), false)),
+        ("volume", Some(n)) => Ok(format!("{n}:{target}{ro}")),
+        ("bind", Some(p)) if p.starts_with('/') => Ok(format!("{p}:{target}{ro}")),
+        ("bind", Some(p)) => Err((format!("{p}: a path relative to the compose file is on this machine, not the host; ship it with a layer (files/…) to an absolute path and mount that, e.g. \"/etc/app/x:{target}{ro}\""), false)),
+        (k, _) => Err((format!("a {k} volume at {target}: drover mounts named volumes and host directories only"), false)),
+    }
+}
+
+/// `deploy`: replicas and resource limits; the rest is swarm's.
+fn deploy(v: &Node, s: &mut Service, note: &mut dyn FnMut(usize, &str, String, bool)) {
+    for (k, l, d) in v.entries() {
+        match k.as_str() {
+            "replicas" => match d.scalar().and_then(|r| r.parse::<u32>().ok()) {
+                Some(0) | None => note(
+                    *l,
+                    "deploy.replicas",
+                    "drover runs at least one instance; remove the service from the role to run none".into(),
+                    false,
+                ),
+                Some(n) => s.instances = Some(n),
+            },
+            "resources" => {
+                for (rk, rl, r) in d.entries() {
+                    if rk != "limits" {
+                        note(*rl, &format!("deploy.resources.{rk}"), "no reservations (limits are kept)".into(), false);
+                        continue;
+                    }
+                    for (lk, ll, lim) in r.entries() {
+                        match lk.as_str() {
+                            "memory" => s.memory = lim.scalar().and_then(|m| memory(&m)),
+                            "pids" => s.pids = lim.scalar().and_then(|p| p.parse().ok()).filter(|p: &i64| *p > 0),
+                            _ => note(
+                                *ll,
+                                &format!("deploy.resources.limits.{lk}"),
+                                "only memory and pids are limited".into(),
+                                false,
+                            ),
+                        }
+                    }
+                }
+            }
+            "restart_policy" => {
+                note(*l, "deploy.restart_policy", "the supervisor always restarts a service that exits".into(), true)
+            }
+            "placement" => note(
+                *l,
+                "deploy.placement",
+                "give hosts roles (or use [placement]) to say where a service runs".into(),
+                false,
+            ),
+            "update_config" | "rollback_config" => note(
+                *l,
+                &format!("deploy.{k}"),
+                "rollouts are drover's: [rollout] in the role or drover.toml".into(),
+                false,
+            ),
+            _ => note(*l, &format!("deploy.{k}"), "no drover equivalent".into(), false),
+        }
+    }
+}
+
+/// Compose's byte values (`512m`, `1g`, `1.5g`, `1048576`) in drover's
+/// size syntax.
+pub(super) fn memory(m: &str) -> Option<String> {
+    let t = m.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b');
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1048576.0,
+        "g" => 1073741824.0,
+        _ => return None,
+    };
+    if !num.contains('.') {
+        return Some(format!("{num}{}", unit.to_uppercase()));
+    }
+    let bytes = num.parse::<f64>().ok()? * mult;
+    Some(format!("{}", bytes.round() as u64))
+}
