@@ -59,7 +59,7 @@ pub(super) fn duration(d: &str) -> Option<String> {
 }
 
 fn fmt(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

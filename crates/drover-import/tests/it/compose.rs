@@ -36,8 +36,9 @@ fn report(imp: &Imported) -> Vec<(String, Option<String>, String, bool)> {
 /// drover-oci's sources land in the loader), so each `image = "…"` is
 /// replaced by a directory image with a shell, as the compose file's
 /// `build:` services are written.
-pub fn load(imp: &Imported) -> Project {
-    let d = tempfile::tempdir().unwrap().keep();
+pub fn load(imp: &Imported) -> (tempfile::TempDir, Project) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
     fs::write(d.join("drover.toml"), "[project]\nname = \"t\"\n").unwrap();
     fs::write(d.join("inventory.toml"), format!("[hosts.h1]\naddress = \"10.0.0.1\"\nroles = [\"{}\"]\n", imp.role))
         .unwrap();
@@ -62,7 +63,8 @@ pub fn load(imp: &Imported) -> Project {
         fs::create_dir_all(d.join(format!("images/{}/bin", s.name))).unwrap();
         fs::write(d.join(format!("images/{}/bin/sh", s.name)), "pretend\n").unwrap();
     }
-    Project::load(&d).unwrap_or_else(|e| panic!("{}", render(e)))
+    let p = Project::load(&d).unwrap_or_else(|e| panic!("{}", render(e)));
+    (tmp, p)
 }
 
 fn f(at: &str, svc: Option<&str>, key: &str, kept: bool) -> (String, Option<String>, String, bool) {
@@ -99,7 +101,7 @@ fn hand_written_app_becomes_the_expected_services_role_and_report() {
     );
     let port = imp.findings.iter().find(|x| x.key == "ports").unwrap();
     assert!(port.why.contains("host's network") && port.why.contains("listen on 80/tcp"), "{}", port.why);
-    let p = load(&imp);
+    let (_d, p) = load(&imp);
     assert_eq!(p.hosts.len(), 1);
 }
 

@@ -6,3 +6,4 @@ mod support;
 
 mod ansible;
 mod compose;
+mod compose_prop;

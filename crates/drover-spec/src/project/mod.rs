@@ -12,10 +12,10 @@
 
 mod instance_units;
 mod load;
+mod order;
 mod placed;
 mod plan;
 mod service;
-mod order;
 mod unmatched;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
