@@ -55,7 +55,8 @@ pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 /// the free-space check before a transition, as data).
 /// 12: binary deltas: `Response::Diff.bases`, `Request::Delta`,
 /// `Request::Missing` / `Response::Missing`.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: `ServiceSpec.after` (start order within one apply).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

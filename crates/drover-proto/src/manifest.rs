@@ -93,6 +93,12 @@ pub struct ServiceSpec {
     /// unless a trigger changed too. Never includes a trigger.
     pub reload_triggers: Vec<String>,
     pub health: Option<HealthCheck>,
+    /// Services of this manifest (supervisor names) this one starts after
+    /// when one apply starts several: the agent starts it once they have
+    /// passed their health gate (or run, without one). From the service's
+    /// `after` (compose's `depends_on`); empty for most. (Stored manifests
+    /// changed shape with it: the agent reads the older ones too.)
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -164,8 +164,21 @@ impl Engine {
         };
         services::perform(self.env, &self.layout, &[], &kinds, manifests, changed)
             .map_err(|e| control("(daemon-reload)", ServiceAction::Restart, e.0))?;
-        for r in restarts.iter().filter(|r| kinds.contains(&r.action)) {
-            services::perform(self.env, &self.layout, std::slice::from_ref(r), &kinds, manifests, &BTreeSet::new())
+        // In start order: a service waits for the ones it comes after
+        // (`after`) that this apply acted on to pass their gate first.
+        let acting: Vec<&ServiceRestart> = restarts.iter().filter(|r| kinds.contains(&r.action)).collect();
+        let new = manifests.last().copied();
+        let order = new.map_or_else(|| acting.clone(), |m| super::order::ordered(&acting, m));
+        let mut gated = BTreeSet::new();
+        for (i, r) in order.iter().enumerate() {
+            for dep in new.map(|m| super::order::waits_for(&r.name, &order[..i], m)).unwrap_or_default() {
+                let Some(spec) = new.and_then(|m| m.services.iter().find(|s| s.name == dep)) else { continue };
+                if gated.insert(dep.to_string()) {
+                    let sup = self.env.supervisor(&self.layout, spec.supervisor);
+                    crate::gate::run(&*sup, &spec.name, spec.health.as_ref())?;
+                }
+            }
+            services::perform(self.env, &self.layout, std::slice::from_ref(*r), &kinds, manifests, &BTreeSet::new())
                 .map_err(|e| control(&r.name, r.action, e.0))?;
         }
         Ok(())

@@ -158,6 +158,7 @@ impl Project {
                     triggers,
                     reload_triggers,
                     health,
+                    after: Vec::new(),
                 });
                 added = true;
             }

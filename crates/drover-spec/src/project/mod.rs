@@ -328,6 +328,7 @@ impl Project {
         if !plan.instanced.is_empty()
             && self.instance_units(&plan, host, &ctx, &mut entries, &mut blobs, &mut services)?
         {
+            self.start_order(&host.name, &mut services)?;
             let m = Manifest { entries, services, setup };
             if let Err(e) = m.validate() {
                 return Err(SpecError::file(
@@ -338,6 +339,7 @@ impl Project {
             }
             return Ok(Compiled { manifest: m, blobs, secrets: plan.secret_paths.clone() });
         }
+        self.start_order(&host.name, &mut services)?;
         Ok(Compiled { manifest: Manifest { entries, services, setup }, blobs, secrets: plan.secret_paths.clone() })
     }
 

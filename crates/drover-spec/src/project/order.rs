@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use drover_proto::ServiceSpec;
+
 use super::service::Service;
 use crate::diag::SpecError;
 
@@ -58,4 +60,39 @@ pub(super) fn check(services: &BTreeMap<String, Service>) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+impl super::Project {
+    /// Fill each [`ServiceSpec::after`] of a host's manifest: the names, on
+    /// this host, of the services (or their instances) it starts after.
+    /// A service it comes after that does not run on this host is not
+    /// waited for: across hosts, order is the rollout's (docs/containers.md).
+    pub(super) fn start_order(&self, host: &str, services: &mut [ServiceSpec]) -> Result<(), SpecError> {
+        if self.services.values().all(|s| s.after.is_empty()) {
+            return Ok(());
+        }
+        let instances =
+            if self.services.values().any(|s| s.instanced) { self.placed()?.by_host.get(host) } else { None };
+        // Supervisor name → project service.
+        let mut owner: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, svc) in &self.services {
+            owner.insert(svc.unit.clone().unwrap_or_else(|| name.clone()), name);
+        }
+        for (name, list) in instances.into_iter().flatten() {
+            for i in list {
+                owner.insert(i.name.clone(), name);
+            }
+        }
+        let present: Vec<(String, Option<&str>)> =
+            services.iter().map(|s| (s.name.clone(), owner.get(&s.name).copied())).collect();
+        for spec in services.iter_mut() {
+            let Some(svc) = owner.get(&spec.name).and_then(|o| self.services.get(*o)) else { continue };
+            spec.after = present
+                .iter()
+                .filter(|(_, o)| o.is_some_and(|o| svc.after.iter().any(|(d, _)| d == o)))
+                .map(|(n, _)| n.clone())
+                .collect();
+        }
+        Ok(())
+    }
 }

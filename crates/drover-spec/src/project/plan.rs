@@ -214,6 +214,7 @@ impl Project {
                 triggers,
                 reload_triggers,
                 health: svc.health.clone().map(|h| in_container(h, name, svc)),
+                after: Vec::new(),
             });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));

@@ -49,3 +49,22 @@ fn err(d: &tempfile::TempDir) -> String {
         Err(e) => render_error(e),
     }
 }
+
+/// The manifest tells the agent, per host, which supervisor names each
+/// service starts after: an instanced service's instances by name.
+#[test]
+fn the_compiled_manifest_names_what_each_service_starts_after_instances_included() {
+    let d = project("instances = 2\n", "after = [\"a\"]\n", "after = [\"b\", \"a\"]\n");
+    let p = Project::load(d.path()).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let facts = drover_proto::Facts {
+        supervisor: Some(drover_proto::Supervisor::Runit),
+        os_id: "debian".into(),
+        os_version: "12".into(),
+        arch: "x86_64".into(),
+        ..Default::default()
+    };
+    let c = p.compile(&p.hosts[0], &facts, 1).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let got: Vec<(&str, Vec<&str>)> =
+        c.manifest.services.iter().map(|s| (s.name.as_str(), s.after.iter().map(String::as_str).collect())).collect();
+    assert_eq!(got, [("a-0", vec![]), ("a-1", vec![]), ("b", vec!["a-0", "a-1"]), ("c", vec!["a-0", "a-1", "b"])]);
+}
