@@ -13,6 +13,7 @@
 
 pub mod bundle;
 mod dir;
+pub mod hosts;
 mod load;
 pub mod rootfs;
 pub mod units;

@@ -10,6 +10,7 @@
 //! Layer precedence: a host's roles in order, each role's layers in order; a
 //! later layer's file replaces an earlier one at the same target path.
 
+mod hosts_file;
 mod instance_units;
 mod load;
 mod order;

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod container_hosts;
 mod containers;
 mod fleet;
 mod instances;
