@@ -25,7 +25,7 @@ pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
 pub use manifest::{
     check_link_target, check_name, check_path, service_log_file, Entry, EntryKind, HealthCheck, HealthProbe, Manifest,
-    ServiceSpec, Supervisor,
+    ServiceSpec, Supervisor, HOLD_DIR,
 };
 pub use message::{
     ApplyOutcome, BlobChunk, BlobDelta, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow,

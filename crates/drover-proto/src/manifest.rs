@@ -101,6 +101,12 @@ pub struct ServiceSpec {
     pub after: Vec<String>,
 }
 
+/// Where the agent holds back a new service that starts after others
+/// (`ServiceSpec::after`): while `<HOLD_DIR>/<name>` exists, its runit
+/// `run` script waits (runsvdir starts a new service directory by itself,
+/// before the agent could order it). On tmpfs: gone at boot.
+pub const HOLD_DIR: &str = "/run/drover/hold";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub probe: HealthProbe,

@@ -96,3 +96,25 @@ impl super::Project {
         Ok(())
     }
 }
+
+/// A runit service that starts after others waits, at the top of its `run`
+/// script, while the agent holds it (`drover_proto::HOLD_DIR`): runsvdir
+/// starts a new service directory on its own, before the agent could order
+/// it. Other supervisors start a unit only when told to.
+pub(super) fn hold_runit(files: &mut [crate::units::UnitFile], sup: drover_proto::Supervisor, name: &str, after: bool) {
+    if !after || sup != drover_proto::Supervisor::Runit {
+        return;
+    }
+    let run = format!("/etc/sv/{name}/run");
+    for f in files.iter_mut().filter(|f| f.path == run) {
+        if let Some(c) = &mut f.content {
+            let wait = format!(
+                "# Held by drover until the services it starts after are up (start order).\nwhile [ -e {}/{name} ]; do sleep 0.2; done\n",
+                drover_proto::HOLD_DIR
+            );
+            // After the shebang and drover's header line.
+            let at = c.match_indices('\n').nth(1).map_or(c.len(), |(i, _)| i + 1);
+            c.insert_str(at, &wait);
+        }
+    }
+}

@@ -192,6 +192,8 @@ impl Project {
                 (None, Some(c)) => crate::container::units::files(sup, name, name, c, &c.process),
                 (None, None) => Vec::new(),
             };
+            let mut files = files;
+            super::order::hold_runit(&mut files, sup, name, !svc.after.is_empty());
             {
                 for u in files {
                     unit_paths.push(u.path.clone());

@@ -68,3 +68,34 @@ fn the_compiled_manifest_names_what_each_service_starts_after_instances_included
         c.manifest.services.iter().map(|s| (s.name.as_str(), s.after.iter().map(String::as_str).collect())).collect();
     assert_eq!(got, [("a-0", vec![]), ("a-1", vec![]), ("b", vec!["a-0", "a-1"]), ("c", vec!["a-0", "a-1", "b"])]);
 }
+
+/// Under runit (which starts a new service directory by itself) a service
+/// with `after` waits in its run script while the agent holds it; one
+/// without `after` has the script it always had.
+#[test]
+fn a_runit_service_with_after_waits_while_the_agent_holds_it() {
+    let d = project("", "after = [\"a\"]\n", "");
+    let p = Project::load(d.path()).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let facts = drover_proto::Facts {
+        supervisor: Some(drover_proto::Supervisor::Runit),
+        os_id: "debian".into(),
+        os_version: "12".into(),
+        arch: "x86_64".into(),
+        ..Default::default()
+    };
+    let c = p.compile(&p.hosts[0], &facts, 1).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let run = |n: &str| {
+        let e = c.manifest.entry(&format!("/etc/sv/{n}/run")).unwrap();
+        let drover_proto::EntryKind::File { hash, .. } = e.kind else { panic!() };
+        match &c.blobs[&hash] {
+            drover_spec::BlobSource::Bytes(b) => String::from_utf8(b.to_vec()).unwrap(),
+            drover_spec::BlobSource::File(f) => std::fs::read_to_string(f).unwrap(),
+        }
+    };
+    let b = run("b");
+    let lines: Vec<&str> = b.lines().collect();
+    assert_eq!(lines[0], "#!/bin/sh");
+    assert_eq!(lines[3], "while [ -e /run/drover/hold/b ]; do sleep 0.2; done", "{b}");
+    assert!(b.ends_with("exec /bin/sh -c 'exec sleep 1000'\n"), "{b}");
+    assert!(!run("a").contains("hold"), "{}", run("a"));
+}
