@@ -194,10 +194,12 @@ mod v1 {
         /// reads back whole, with no start order.
         #[test]
         fn a_manifest_stored_before_start_order_reads_back() {
+            /// name, supervisor, triggers, reload triggers, health.
+            type OldSpec = (String, Supervisor, Vec<String>, Vec<String>, Option<HealthCheck>);
             #[derive(serde::Serialize)]
             struct Old<'a> {
                 entries: &'a [Entry],
-                services: Vec<(String, Supervisor, Vec<String>, Vec<String>, Option<HealthCheck>)>,
+                services: Vec<OldSpec>,
                 setup: Box<Setup>,
             }
             let old = Old {

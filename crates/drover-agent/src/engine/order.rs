@@ -103,13 +103,15 @@ mod tests {
 
     #[test]
     fn services_come_after_the_ones_they_name_and_otherwise_keep_their_order() {
-        let mut m = Manifest::default();
-        m.services = vec![
-            spec("db", &[]),
-            spec("web-0", &["db"]),
-            spec("web-1", &["db"]),
-            spec("worker", &["db", "web-0", "web-1"]),
-        ];
+        let mut m = Manifest {
+            services: vec![
+                spec("db", &[]),
+                spec("web-0", &["db"]),
+                spec("web-1", &["db"]),
+                spec("worker", &["db", "web-0", "web-1"]),
+            ],
+            ..Manifest::default()
+        };
         let r = |n: &str| ServiceRestart { name: n.into(), action: ServiceAction::Start };
         let given = [r("worker"), r("web-0"), r("web-1"), r("db"), r("x")];
         let refs: Vec<&ServiceRestart> = given.iter().collect();
@@ -130,8 +132,10 @@ mod tests {
     fn new_services_that_come_after_others_are_held_until_released_or_dropped() {
         let d = tempfile::tempdir().unwrap();
         let layout = crate::layout::Layout::new(d.path());
-        let mut m = Manifest::default();
-        m.services = vec![spec("db", &[]), spec("web", &["db"]), spec("worker", &["db"])];
+        let m = Manifest {
+            services: vec![spec("db", &[]), spec("web", &["db"]), spec("worker", &["db"])],
+            ..Manifest::default()
+        };
         let r = |n: &str, action| ServiceRestart { name: n.into(), action };
         let restarts =
             [r("db", ServiceAction::Start), r("web", ServiceAction::Start), r("worker", ServiceAction::Restart)];

@@ -186,7 +186,7 @@ pub fn import_str(name: &str, text: &str, env: &Env, dir: &Path, default_role: &
             kept: true,
         })
         .collect();
-    let (role, services) = top::convert(&src, &doc, dir, default_role, &mut findings)?;
+    let (role, services) = top::convert(&src, &doc, dir, default_role, env, &mut findings)?;
     findings.sort_by_key(|f| line_of(&f.at));
     Ok(Imported { source: name.to_string(), role, services, findings })
 }

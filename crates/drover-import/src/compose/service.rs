@@ -86,6 +86,7 @@ pub(super) fn convert(
     dir: &Path,
     names: &[&str],
     volumes: &BTreeMap<String, usize>,
+    vars: &super::Env,
     findings: &mut Vec<Finding>,
 ) -> Result<Service, SpecError> {
     let mut s = Service { name: name.to_string(), ..Service::default() };
@@ -126,7 +127,21 @@ pub(super) fn convert(
                     note(kline, key, format!("{u:?}: a container's user is numeric uid[:gid] (names are not looked up in the image); write user = \"UID:GID\" with the image's ids"), false);
                 }
             }
-            "environment" => environment = env_map(v).ok_or_else(|| bad("a mapping or a list of KEY=VALUE"))?,
+            "environment" => {
+                for (k, value, l) in env_map(v).ok_or_else(|| bad("a mapping or a list of KEY=VALUE"))? {
+                    match value.or_else(|| vars.get(&k).cloned()) {
+                        Some(val) => {
+                            environment.insert(k, val);
+                        }
+                        None => note(
+                            l,
+                            key,
+                            format!("{k} has no value here and is not set in the environment: left out"),
+                            false,
+                        ),
+                    }
+                }
+            }
             "env_file" => read_env_files(src, v, kline, dir, &mut env_files)?,
             "ports" => {
                 let V::Seq(items) = &v.v else { return Err(bad("a list")) };
@@ -266,19 +281,23 @@ fn argv(v: &Node) -> Option<Vec<String>> {
     }
 }
 
-/// `environment`: `{K: V}` or `["K=V"]`; a key without a value is taken
-/// from the environment, as compose does (already interpolated: left out).
-fn env_map(v: &Node) -> Option<BTreeMap<String, String>> {
+/// `environment`: `{K: V}` or `["K=V"]`, with each entry's line; a key
+/// without a value (`K`, `K:`) is `None`: compose takes it from the
+/// environment.
+fn env_map(v: &Node) -> Option<Vec<(String, Option<String>, usize)>> {
     match &v.v {
-        V::Map(m) => Some(m.iter().filter_map(|(k, _, v)| v.scalar().map(|v| (k.clone(), v))).collect()),
+        V::Map(m) => Some(m.iter().map(|(k, l, v)| (k.clone(), v.scalar(), *l)).collect()),
         V::Seq(items) => Some(
             items
                 .iter()
-                .filter_map(|i| i.scalar())
-                .filter_map(|s| s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|i| i.scalar().map(|s| (s, i.line)))
+                .map(|(s, l)| match s.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string()), l),
+                    None => (s, None, l),
+                })
                 .collect(),
         ),
-        V::Null => Some(BTreeMap::new()),
+        V::Null => Some(Vec::new()),
         _ => None,
     }
 }

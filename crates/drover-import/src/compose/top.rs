@@ -16,6 +16,7 @@ pub(super) fn convert(
     doc: &Node,
     dir: &Path,
     default_role: &str,
+    vars: &super::Env,
     findings: &mut Vec<Finding>,
 ) -> Result<(String, Vec<Service>), SpecError> {
     if !matches!(doc.v, V::Map(_)) {
@@ -69,7 +70,7 @@ pub(super) fn convert(
     let mut out = Vec::new();
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, line, body) in services_node.entries() {
-        let svc = service::convert(src, name, *line, body, dir, &names, &volumes, findings)?;
+        let svc = service::convert(src, name, *line, body, dir, &names, &volumes, vars, findings)?;
         for v in &svc.volumes {
             if let Some((vol, _)) = v.split_once(':').filter(|(s, _)| !s.starts_with('/')) {
                 users.entry(vol.to_string()).or_default().push(name.clone());

@@ -73,7 +73,7 @@ fn f(at: &str, svc: Option<&str>, key: &str, kept: bool) -> (String, Option<Stri
 
 #[test]
 fn hand_written_app_becomes_the_expected_services_role_and_report() {
-    let imp = import("app.yaml", &[("DB_TAG", "16"), ("GREETING", "hi")]);
+    let imp = import("app.yaml", &[("DB_TAG", "16"), ("GREETING", "hi"), ("FROM_SHELL", "sh")]);
     let files: Vec<(String, String)> = imp.files().into_iter().map(|(p, t)| (p.display().to_string(), t)).collect();
     assert_eq!(imp.role, "shop");
     let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
@@ -95,8 +95,9 @@ fn hand_written_app_becomes_the_expected_services_role_and_report() {
             f("app.yaml:59", Some("worker"), "privileged", false),
             f("app.yaml:63", Some("worker"), "volumes", false),
             f("app.yaml:64", Some("worker"), "volumes", false),
-            f("app.yaml:66", None, "networks.front", false),
-            f("app.yaml:69", None, "volumes.dbdata.driver", false),
+            f("app.yaml:67", Some("worker"), "environment", false),
+            f("app.yaml:69", None, "networks.front", false),
+            f("app.yaml:72", None, "volumes.dbdata.driver", false),
         ]
     );
     let port = imp.findings.iter().find(|x| x.key == "ports").unwrap();
@@ -144,12 +145,15 @@ timeout = "30s"
 retries = 3
 "#;
 const WORKER_TOML: &str = r#"# Imported from app.yaml (service worker) by `drover import compose`.
-# 3 compose setting(s) were not imported; the import listed them.
+# 4 compose setting(s) were not imported; the import listed them.
 image = "registry.example/worker:1.4"
 command = ["/bin/worker", "--queue", "jobs high"]
 after = ["db", "web"]
 memory = "1610612736"
 stop-grace-period = "90s"
+
+[env]
+FROM_SHELL = "sh"
 "#;
 
 #[test]

@@ -89,7 +89,7 @@ fn an_imported_compose_app_runs_over_three_hosts_by_name_in_order_and_reapplies_
 
     let hosts = f.apply_ok();
     assert!(hosts.iter().all(|h| h["outcome"] == "changed"), "{hosts:?}");
-    let addr = |i: usize| f.lab_hosts()[i].address.clone();
+    let addr = |i: usize| f.lab_hosts()[i].address;
     // web on h2 and h3 reached db on h1 by its compose name.
     for i in [1, 2] {
         assert!(wait_for_body(&format!("{}:8080", addr(i)), "rows: 42\n"), "web on h{} does not answer", i + 1);
