@@ -9,9 +9,11 @@
 //! that needs no mapping on the host's network, a start period folded into
 //! the retries) is listed too, as a caveat. Nothing is dropped silently.
 
+mod deploy;
 mod emit;
 mod health;
 pub mod interp;
+mod keys;
 mod ports;
 mod service;
 mod top;

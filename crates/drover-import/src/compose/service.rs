@@ -6,76 +6,12 @@ use std::path::Path;
 
 use drover_spec::SpecError;
 
+use super::deploy::{deploy, memory};
+use super::keys::{IGNORED, UNMAPPED};
 use super::ports::{self, Port};
 use super::yaml::{Node, V};
 use super::{health, Finding, Service};
 use crate::Src;
-
-/// Keys left out with the reason and the fix.
-const UNMAPPED: &[(&str, &str)] = &[
-    ("build", "drover does not build images: build and push it, then write image = \"registry/NAME:TAG\" (or put its root filesystem in images/NAME, as written)"),
-    ("cap_add", "containers get Docker's default capabilities (none for a non-root user); added capabilities are not supported"),
-    ("cap_drop", "containers get Docker's default capabilities (none for a non-root user); a smaller set is not supported"),
-    ("privileged", "privileged containers are not supported"),
-    ("devices", "devices are not passed into containers"),
-    ("device_cgroup_rules", "devices are not passed into containers"),
-    ("gpus", "devices are not passed into containers"),
-    ("logging", "the service's output goes to its supervisor's log (drover logs NAME)"),
-    ("secrets", "use drover secrets (docs/secrets.md) in a template or an env value"),
-    ("configs", "ship the file with a layer (files/…) and bind-mount it read-only"),
-    ("profiles", "a role holds the services a host runs: put optional services in a role of their own"),
-    ("extends", "write the extended keys into the service (or use YAML anchors, which are read)"),
-    ("security_opt", "no seccomp or LSM options; drover sets no_new_privileges"),
-    ("sysctls", "no per-container sysctls: the container shares the host's network namespace"),
-    ("ulimits", "the container has its supervisor's limits, as a native service"),
-    ("dns", "the container uses the host's /etc/resolv.conf"),
-    ("dns_search", "the container uses the host's /etc/resolv.conf"),
-    ("dns_opt", "the container uses the host's /etc/resolv.conf"),
-    ("extra_hosts", "/etc/hosts is generated from where the project's services run"),
-    ("tmpfs", "the container has tmpfs on /tmp and /run only"),
-    ("shm_size", "/dev/shm has the runtime's default size"),
-    ("ipc", "each container has its own IPC namespace"),
-    ("pid", "each container has its own pid namespace"),
-    ("userns_mode", "no user namespaces"),
-    ("cgroup_parent", "containers' cgroups are under /drover/NAME"),
-    ("cpus", "no CPU limit (memory and pids are limited)"),
-    ("cpu_shares", "no CPU limit (memory and pids are limited)"),
-    ("cpu_quota", "no CPU limit (memory and pids are limited)"),
-    ("cpuset", "no CPU limit (memory and pids are limited)"),
-    ("mem_reservation", "no memory reservation (memory limits are kept)"),
-    ("memswap_limit", "a container may not swap beyond its memory limit"),
-    ("stop_signal", "a container is stopped with SIGTERM, then SIGKILL after stop-grace-period"),
-    ("volumes_from", "list the volumes in the service itself"),
-    ("hostname", "the container has the host's network and its own UTS namespace; the hostname is not set"),
-    ("domainname", "the container has its own UTS namespace; the domain name is not set"),
-    ("init", "the container's command is its pid 1; add an init (tini) to the image if it needs one"),
-    ("labels", "no container labels"),
-    ("external_links", "services reach each other by name through /etc/hosts"),
-    ("network_mode", "containers always run on the host's network"),
-    ("post_start", "no lifecycle hooks"),
-    ("pre_stop", "no lifecycle hooks"),
-    ("develop", "no watch mode"),
-    ("platform", "the image's architecture is the host's (drover pulls per host architecture)"),
-    ("pull_policy", "images are pinned in images.lock and pulled by the controller"),
-    ("storage_opt", "no storage options"),
-    ("oom_score_adj", "no OOM score adjustment"),
-    ("group_add", "a container's user is uid[:gid] only"),
-    ("mac_address", "containers run on the host's network"),
-    ("runtime", "runc runs every container (or runtime = \"docker\")"),
-    ("isolation", "runc runs every container"),
-    ("annotations", "no OCI annotations"),
-    ("attach", "logs go to the supervisor's log"),
-    ("blkio_config", "no block IO limits"),
-];
-
-/// Keys that need nothing on drover's side.
-const IGNORED: &[(&str, &str)] = &[
-    ("container_name", "the container is named drover-NAME (one per instance: drover-NAME-0, …)"),
-    ("expose", "the host's network: every port the container listens on is open"),
-    ("links", "services reach each other by name through /etc/hosts, links or not"),
-    ("stdin_open", "a service has no terminal"),
-    ("tty", "a service has no terminal"),
-];
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn convert(
@@ -373,78 +309,4 @@ fn volume(it: &Node, named: &BTreeMap<String, usize>) -> Result<String, (String,
         ("bind", Some(p)) => Err((format!("{p}: a path relative to the compose file is on this machine, not the host; ship it with a layer (files/…) to an absolute path and mount that, e.g. \"/etc/app/x:{target}{ro}\""), false)),
         (k, _) => Err((format!("a {k} volume at {target}: drover mounts named volumes and host directories only"), false)),
     }
-}
-
-/// `deploy`: replicas and resource limits; the rest is swarm's.
-fn deploy(v: &Node, s: &mut Service, note: &mut dyn FnMut(usize, &str, String, bool)) {
-    for (k, l, d) in v.entries() {
-        match k.as_str() {
-            "replicas" => match d.scalar().and_then(|r| r.parse::<u32>().ok()) {
-                Some(0) | None => note(
-                    *l,
-                    "deploy.replicas",
-                    "drover runs at least one instance; remove the service from the role to run none".into(),
-                    false,
-                ),
-                Some(n) => s.instances = Some(n),
-            },
-            "resources" => {
-                for (rk, rl, r) in d.entries() {
-                    if rk != "limits" {
-                        note(*rl, &format!("deploy.resources.{rk}"), "no reservations (limits are kept)".into(), false);
-                        continue;
-                    }
-                    for (lk, ll, lim) in r.entries() {
-                        match lk.as_str() {
-                            "memory" => s.memory = lim.scalar().and_then(|m| memory(&m)),
-                            "pids" => s.pids = lim.scalar().and_then(|p| p.parse().ok()).filter(|p: &i64| *p > 0),
-                            _ => note(
-                                *ll,
-                                &format!("deploy.resources.limits.{lk}"),
-                                "only memory and pids are limited".into(),
-                                false,
-                            ),
-                        }
-                    }
-                }
-            }
-            "restart_policy" => {
-                note(*l, "deploy.restart_policy", "the supervisor always restarts a service that exits".into(), true)
-            }
-            "placement" => note(
-                *l,
-                "deploy.placement",
-                "give hosts roles (or use [placement]) to say where a service runs".into(),
-                false,
-            ),
-            "update_config" | "rollback_config" => note(
-                *l,
-                &format!("deploy.{k}"),
-                "rollouts are drover's: [rollout] in the role or drover.toml".into(),
-                false,
-            ),
-            _ => note(*l, &format!("deploy.{k}"), "no drover equivalent".into(), false),
-        }
-    }
-}
-
-/// Compose's byte values (`512m`, `1g`, `1.5g`, `1048576`) in drover's
-/// size syntax.
-pub(super) fn memory(m: &str) -> Option<String> {
-    let t = m.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches('b');
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: f64 = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1048576.0,
-        "g" => 1073741824.0,
-        _ => return None,
-    };
-    if !num.contains('.') {
-        return Some(format!("{num}{}", unit.to_uppercase()));
-    }
-    let bytes = num.parse::<f64>().ok()? * mult;
-    Some(format!("{}", bytes.round() as u64))
 }
