@@ -298,6 +298,10 @@ pub struct ServiceFile {
     pub ports: BTreeMap<String, Spanned<String>>,
     /// Instead of `instances`: `count` instances placed over the hosts.
     pub placement: Option<Spanned<PlacementFile>>,
+    /// Services of the project this one starts after on a host (compose's
+    /// `depends_on`); checked at load (`project::order`).
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
 
 /// `[placement]` of a service (docs/project.md#placement).

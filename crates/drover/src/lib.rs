@@ -90,6 +90,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Rollback { to, args } => commands::deploy::run(dir, args, Mode::Rollback { to }),
         Command::Trust(args) => commands::trust::run(dir, args),
         Command::Inventory(args) => commands::inventory::run(dir, args),
+        Command::Import(args) => commands::import::run(dir, args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Status(a) => commands::status::run(dir, a),
         Command::Rollout(a) => commands::rollout::run(dir, a),

@@ -190,6 +190,9 @@ pub fn run_script(service: &str, name: &str, c: &Container, p: &Process) -> Stri
         format!("exec {cli} run --rm --name {id} --pull never --network host --sig-proxy=true"),
         format!("--user {}:{} --workdir {} --env-file {dir}/env", p.uid, p.gid, quote(&p.cwd)),
         "--read-only --tmpfs /tmp:rw,exec,nosuid,nodev,mode=1777 --tmpfs /run:rw,exec,nosuid,nodev,mode=755".into(),
+        // The project's services by name, as the runc bundle mounts it
+        // (`super::hosts`): a compose app's names resolve under any runtime.
+        format!("-v {}:/etc/hosts:ro", super::hosts::HOSTS_FILE),
         format!("--cap-drop ALL {} --security-opt no-new-privileges", CAPS.map(|c| format!("--cap-add {c}")).join(" ")),
     ];
     // The supervisor keeps the logs; docker need not keep a second copy.

@@ -14,6 +14,7 @@
 pub mod bundle;
 mod dir;
 pub mod engine;
+pub mod hosts;
 mod load;
 pub mod rootfs;
 pub mod units;

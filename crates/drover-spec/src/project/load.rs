@@ -175,6 +175,7 @@ impl Project {
             }
         }
         errors.extend(super::unmatched::check(&layer_map, &roles, &services, &files_globs));
+        errors.extend(super::order::check(&services));
         if let Some(e) = SpecError::many(errors) {
             return Err(e);
         }

@@ -10,8 +10,10 @@
 //! Layer precedence: a host's roles in order, each role's layers in order; a
 //! later layer's file replaces an earlier one at the same target path.
 
+mod hosts_file;
 mod instance_units;
 mod load;
+mod order;
 mod placed;
 mod plan;
 mod service;
@@ -334,6 +336,7 @@ impl Project {
         if !plan.instanced.is_empty()
             && self.instance_units(&plan, host, &ctx, &mut entries, &mut blobs, &mut services)?
         {
+            self.start_order(&host.name, &mut services)?;
             let m = Manifest { entries, services, setup };
             if let Err(e) = m.validate() {
                 return Err(SpecError::file(
@@ -344,6 +347,7 @@ impl Project {
             }
             return Ok(Compiled { manifest: m, blobs, secrets: plan.secret_paths.clone() });
         }
+        self.start_order(&host.name, &mut services)?;
         Ok(Compiled { manifest: Manifest { entries, services, setup }, blobs, secrets: plan.secret_paths.clone() })
     }
 

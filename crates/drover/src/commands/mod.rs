@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod day2;
 pub mod deploy;
 pub mod image;
+pub mod import;
 pub mod init;
 pub mod instances;
 pub mod inventory;

@@ -17,6 +17,7 @@ mod arch;
 mod bundle;
 mod bundle_arch;
 mod bundle_secrets;
+mod compose_import;
 mod containers;
 mod day2;
 mod day_one;

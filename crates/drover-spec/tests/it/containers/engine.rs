@@ -75,7 +75,7 @@ fn a_docker_image_service_compiles_to_the_same_rootfs_an_env_file_and_an_attache
         "docker rm -f drover-web >/dev/null 2>&1 || true\n",
         "docker image ls --format '{{.Tag}}' localhost/drover/web | grep -vx ",
         "| sed 1,4d | while read -r t; do\n\tdocker image rm \"localhost/drover/web:$t\"",
-        "exec 9>&-\nexec docker run --rm --name drover-web --pull never --network host --sig-proxy=true \\\n\t--user 1000:1001 --workdir / --env-file /var/lib/drover/containers/web/env \\\n\t--read-only --tmpfs /tmp:rw,exec,nosuid,nodev,mode=1777 --tmpfs /run:rw,exec,nosuid,nodev,mode=755 \\\n\t--cap-drop ALL --cap-add AUDIT_WRITE ",
+        "exec 9>&-\nexec docker run --rm --name drover-web --pull never --network host --sig-proxy=true \\\n\t--user 1000:1001 --workdir / --env-file /var/lib/drover/containers/web/env \\\n\t--read-only --tmpfs /tmp:rw,exec,nosuid,nodev,mode=1777 --tmpfs /run:rw,exec,nosuid,nodev,mode=755 \\\n\t-v /var/lib/drover/container-hosts:/etc/hosts:ro \\\n\t--cap-drop ALL --cap-add AUDIT_WRITE ",
         " --cap-add SYS_CHROOT --security-opt no-new-privileges \\\n\t--log-driver none \\\n\t--memory 268435456 --memory-swap 268435456 --pids-limit 64 \\\n\t-v /var/lib/drover/volumes/web/data:/var/lib/web \\\n\t-v /srv/shared:/shared:ro \\\n\t--entrypoint /bin/httpd \"$IMAGE\" -f -p 8080 -h /www\n",
     ] {
         assert!(run.contains(want), "{want}\n---\n{run}");
