@@ -96,6 +96,7 @@ mod tests {
             triggers: triggers.iter().map(|s| s.to_string()).collect(),
             reload_triggers: vec![],
             health: None,
+            after: vec![],
         }
     }
 

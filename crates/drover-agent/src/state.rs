@@ -128,15 +128,95 @@ impl StateFile {
 /// Stored manifests start with this tag, so an agent reading a manifest
 /// written in another format says so instead of misreading it. Bump it (and
 /// keep a reader for the old tag) whenever `Manifest` changes shape.
-const MANIFEST_TAG: &[u8; 4] = b"DRM1";
+/// DRM2: `ServiceSpec.after` (protocol 13); DRM1 manifests are read by
+/// [`v1`], with no start order.
+const MANIFEST_TAG: &[u8; 4] = b"DRM2";
 
 pub fn load_manifest(layout: &Layout, generation: u64) -> Result<Manifest> {
     let path = layout.manifest(generation);
     let bytes = fs::read(&path).ctx(|| format!("read {}", path.display()))?;
+    if let Some(body) = bytes.strip_prefix(v1::TAG) {
+        return postcard::from_bytes::<v1::Manifest>(body).map(Into::into).ctx(|| format!("decode {}", path.display()));
+    }
     let Some(body) = bytes.strip_prefix(MANIFEST_TAG) else {
         crate::bail!("{}: stored in a manifest format this agent does not know", path.display());
     };
     postcard::from_bytes(body).ctx(|| format!("decode {}", path.display()))
+}
+
+/// Manifests stored by agents before start order (`DRM1`): generations an
+/// upgraded agent may still roll back to.
+mod v1 {
+    use drover_proto::{Entry, HealthCheck, Setup, Supervisor};
+    use serde::Deserialize;
+
+    pub const TAG: &[u8; 4] = b"DRM1";
+
+    #[derive(Deserialize)]
+    pub struct Manifest {
+        entries: Vec<Entry>,
+        services: Vec<ServiceSpec>,
+        setup: Box<Setup>,
+    }
+
+    #[derive(Deserialize)]
+    struct ServiceSpec {
+        name: String,
+        supervisor: Supervisor,
+        triggers: Vec<String>,
+        reload_triggers: Vec<String>,
+        health: Option<HealthCheck>,
+    }
+
+    impl From<Manifest> for drover_proto::Manifest {
+        fn from(m: Manifest) -> Self {
+            let services = m
+                .services
+                .into_iter()
+                .map(|s| drover_proto::ServiceSpec {
+                    name: s.name,
+                    supervisor: s.supervisor,
+                    triggers: s.triggers,
+                    reload_triggers: s.reload_triggers,
+                    health: s.health,
+                    after: Vec::new(),
+                })
+                .collect();
+            drover_proto::Manifest { entries: m.entries, services, setup: m.setup }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// A DRM1 manifest (the old shape, encoded as an old agent did)
+        /// reads back whole, with no start order.
+        #[test]
+        fn a_manifest_stored_before_start_order_reads_back() {
+            /// name, supervisor, triggers, reload triggers, health.
+            type OldSpec = (String, Supervisor, Vec<String>, Vec<String>, Option<HealthCheck>);
+            #[derive(serde::Serialize)]
+            struct Old<'a> {
+                entries: &'a [Entry],
+                services: Vec<OldSpec>,
+                setup: Box<Setup>,
+            }
+            let old = Old {
+                entries: &[],
+                services: vec![("web".into(), Supervisor::Runit, vec!["/etc/web".into()], vec![], None)],
+                setup: Box::default(),
+            };
+            let bytes = postcard::to_stdvec(&old).unwrap();
+            let m: drover_proto::Manifest = postcard::from_bytes::<Manifest>(&bytes).unwrap().into();
+            assert_eq!(m.services.len(), 1);
+            assert_eq!(
+                (m.services[0].name.as_str(), m.services[0].triggers.as_slice()),
+                ("web", &["/etc/web".to_string()][..])
+            );
+            assert!(m.services[0].after.is_empty());
+        }
+    }
 }
 
 pub fn save_manifest(layout: &Layout, generation: u64, m: &Manifest) -> Result<()> {

@@ -19,6 +19,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod ansible;
+pub mod compose;
 mod output;
+
+pub(crate) use ansible::Src;
 
 pub use output::{write_inventory, WriteError};

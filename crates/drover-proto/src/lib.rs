@@ -25,7 +25,7 @@ pub use frame::{read_frame, write_frame, FrameError, MAGIC, MAX_FRAME};
 pub use hash::Hash;
 pub use manifest::{
     check_link_target, check_name, check_path, service_log_file, Entry, EntryKind, HealthCheck, HealthProbe, Manifest,
-    ServiceSpec, Supervisor,
+    ServiceSpec, Supervisor, HOLD_DIR,
 };
 pub use message::{
     ApplyOutcome, BlobChunk, BlobDelta, Change, ChangeKind, Facts, HostState, HostStatus, LogLine, PathInfo, PathNow,
@@ -55,7 +55,8 @@ pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 /// the free-space check before a transition, as data).
 /// 12: binary deltas: `Response::Diff.bases`, `Request::Delta`,
 /// `Request::Missing` / `Response::Missing`.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: `ServiceSpec.after` (start order within one apply).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

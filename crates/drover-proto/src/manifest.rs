@@ -93,7 +93,19 @@ pub struct ServiceSpec {
     /// unless a trigger changed too. Never includes a trigger.
     pub reload_triggers: Vec<String>,
     pub health: Option<HealthCheck>,
+    /// Services of this manifest (supervisor names) this one starts after
+    /// when one apply starts several: the agent starts it once they have
+    /// passed their health gate (or run, without one). From the service's
+    /// `after` (compose's `depends_on`); empty for most. (Stored manifests
+    /// changed shape with it: the agent reads the older ones too.)
+    pub after: Vec<String>,
 }
+
+/// Where the agent holds back a new service that starts after others
+/// (`ServiceSpec::after`): while `<HOLD_DIR>/<name>` exists, its runit
+/// `run` script waits (runsvdir starts a new service directory by itself,
+/// before the agent could order it). On tmpfs: gone at boot.
+pub const HOLD_DIR: &str = "/run/drover/hold";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {

@@ -48,6 +48,10 @@ pub struct SshSection {
     /// An ssh_config file read instead of `~/.ssh/config` (relative to the
     /// project directory); `drover -F FILE` overrides it.
     pub config: Option<String>,
+    /// How long a resident process keeps hosts' sessions after the last
+    /// command used them (`"10m"`; `"0"` or absent: off). docs/ssh.md,
+    /// "Persistent connections".
+    pub persist: Option<Spanned<String>>,
 }
 
 /// `[state]`: where runs, locks and history are kept (see
@@ -272,6 +276,10 @@ pub struct ServiceFile {
     /// How long an image service's container has to exit after SIGTERM
     /// before it is killed (default 5s).
     pub stop_grace_period: Option<Spanned<String>>,
+    /// What runs an image service's container: `"runc"` (the default, no
+    /// daemon) or the host's `"docker"` / `"podman"` engine
+    /// (`crate::container::engine`).
+    pub runtime: Option<Spanned<String>>,
     /// Or: an existing supervisor unit that drover only restarts.
     pub unit: Option<String>,
     pub user: Option<Spanned<String>>,
@@ -293,6 +301,10 @@ pub struct ServiceFile {
     pub ports: BTreeMap<String, Spanned<String>>,
     /// Instead of `instances`: `count` instances placed over the hosts.
     pub placement: Option<Spanned<PlacementFile>>,
+    /// Services of the project this one starts after on a host (compose's
+    /// `depends_on`); checked at load (`project::order`).
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
 }
 
 /// `[placement]` of a service (docs/project.md#placement).

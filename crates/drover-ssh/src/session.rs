@@ -131,6 +131,12 @@ impl Session {
         &self.addr
     }
 
+    /// The connection is gone (the server closed it, or keepalives went
+    /// unanswered): a session held between commands is replaced, not used.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     /// Start `command` (no pty) and return its stdio.
     pub async fn exec(&self, command: &str) -> Result<RemoteProcess, SshError> {
         let ch = self.handle.channel_open_session().await.map_err(|e| SshError::from_russh(&self.addr, e))?;

@@ -66,6 +66,9 @@ pub enum Command {
     Undrain(DrainArgs),
     /// Inventories: import one people already have (Ansible INI or YAML).
     Inventory(crate::commands::inventory::InventoryArgs),
+    /// Apps from other tools: `import compose docker-compose.yml` writes
+    /// services and a role (docs/containers.md).
+    Import(crate::commands::import::ImportArgs),
     /// Record hosts' SSH host keys in the project's known_hosts.
     Trust(TrustArgs),
     /// Run a local lab fleet: real SSH hosts in network namespaces.
@@ -92,4 +95,8 @@ pub enum Command {
     /// Claim and run host jobs of runs split across controllers
     /// (`apply --workers`), from the shared PostgreSQL state store.
     Worker(crate::commands::worker::WorkerArgs),
+    /// The per-user process holding a project's SSH sessions between
+    /// commands (`[ssh] persist`); started by the commands themselves.
+    #[command(hide = true)]
+    Resident(crate::commands::resident::ResidentArgs),
 }

@@ -91,6 +91,7 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Rollback { to, args } => commands::deploy::run(dir, args, Mode::Rollback { to }),
         Command::Trust(args) => commands::trust::run(dir, args),
         Command::Inventory(args) => commands::inventory::run(dir, args),
+        Command::Import(args) => commands::import::run(dir, args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Status(a) => commands::status::run(dir, a),
         Command::Rollout(a) => commands::rollout::run(dir, a),
@@ -111,5 +112,6 @@ fn dispatch(cli: cli::Cli) -> anyhow::Result<exit::ExitStatus> {
         Command::Serve(a) => commands::serve::run(dir, a),
         Command::State(a) => commands::state::run(dir, a),
         Command::Worker(a) => commands::worker::run(dir, a),
+        Command::Resident(a) => commands::resident::run(dir, a),
     }
 }

@@ -60,6 +60,7 @@ impl Engine {
         // ties it to this commit; if the commit never happens it is stale).
         let starting =
             Pending { generation, deadline_ms: 0, seq: self.state.seq + 1, phase: Phase::Starting, reboot: None };
+        let mut holds = super::order::Holds::new(&self.layout, &cand.restarts, &cand.manifest);
         let done = write_json(&self.layout.pending(), &starting)
             .map_err(|e| e.settle(StorageLeft::Untouched, from, &Needs::default()))
             .and_then(|()| transition::run(&self.layout, &mut st, prepared));
@@ -87,7 +88,8 @@ impl Engine {
         let timed = cand.restarts.iter().any(|r| r.action != ServiceAction::Stop);
         let micros = |d: Duration| if timed { u64::try_from(d.as_micros()).unwrap_or(u64::MAX) } else { 0 };
         let clock = Instant::now();
-        let started = self.start_services(&cand.restarts, &manifests, &changed);
+        let started = self.start_services(&cand.restarts, &manifests, &changed, &mut holds);
+        drop(holds);
         let mut times = ServiceTimes { restart_us: micros(clock.elapsed()), health_us: 0 };
         hooks::point(&self.layout, "before-health");
         let clock = Instant::now();
@@ -150,6 +152,7 @@ impl Engine {
         restarts: &[ServiceRestart],
         manifests: &[&Manifest],
         changed: &BTreeSet<String>,
+        holds: &mut super::order::Holds,
     ) -> Result<(), Box<ServiceFailure>> {
         let kinds = [ServiceAction::Start, ServiceAction::Restart, ServiceAction::Reload];
         let control = |name: &str, action, error: String| {
@@ -164,8 +167,22 @@ impl Engine {
         };
         services::perform(self.env, &self.layout, &[], &kinds, manifests, changed)
             .map_err(|e| control("(daemon-reload)", ServiceAction::Restart, e.0))?;
-        for r in restarts.iter().filter(|r| kinds.contains(&r.action)) {
-            services::perform(self.env, &self.layout, std::slice::from_ref(r), &kinds, manifests, &BTreeSet::new())
+        // In start order: a service waits for the ones it comes after
+        // (`after`) that this apply acted on to pass their gate first.
+        let acting: Vec<&ServiceRestart> = restarts.iter().filter(|r| kinds.contains(&r.action)).collect();
+        let new = manifests.last().copied();
+        let order = new.map_or_else(|| acting.clone(), |m| super::order::ordered(&acting, m));
+        let mut gated = BTreeSet::new();
+        for (i, r) in order.iter().enumerate() {
+            for dep in new.map(|m| super::order::waits_for(&r.name, &order[..i], m)).unwrap_or_default() {
+                let Some(spec) = new.and_then(|m| m.services.iter().find(|s| s.name == dep)) else { continue };
+                if gated.insert(dep.to_string()) {
+                    let sup = self.env.supervisor(&self.layout, spec.supervisor);
+                    crate::gate::run(&*sup, &spec.name, spec.health.as_ref())?;
+                }
+            }
+            holds.release(&r.name);
+            services::perform(self.env, &self.layout, std::slice::from_ref(*r), &kinds, manifests, &BTreeSet::new())
                 .map_err(|e| control(&r.name, r.action, e.0))?;
         }
         Ok(())

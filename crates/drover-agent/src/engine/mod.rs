@@ -34,6 +34,7 @@ use crate::{bail, blobs, delta, setup, Context, Result};
 mod activate;
 mod apply;
 mod fates;
+mod order;
 pub mod watchdog;
 
 pub struct Engine {

@@ -27,6 +27,7 @@ fn web(conf: &'static str, probe: HealthProbe) -> (Manifest, std::collections::B
         triggers: vec!["/etc/web.conf".into()],
         reload_triggers: vec![],
         health: Some(HealthCheck { probe, timeout_ms: 1000, retries: 2, interval_ms: 10 }),
+        after: vec![],
     }];
     (m, blobs)
 }

@@ -27,4 +27,5 @@ mod delta;
 mod gate;
 mod readonly;
 mod space;
+mod start_order;
 mod support;

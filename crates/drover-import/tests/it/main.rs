@@ -5,3 +5,5 @@
 mod support;
 
 mod ansible;
+mod compose;
+mod compose_prop;

@@ -9,8 +9,8 @@
 //!   write there would be drift, and lost at the next upgrade), with tmpfs
 //!   on `/tmp` and `/run`; data belongs in volumes;
 //! - `/proc`, `/dev`, `/sys` (read-only) and the masked and read-only paths
-//!   of runc's default spec; `/etc/hosts` and `/etc/resolv.conf` from the
-//!   host, read-only;
+//!   of runc's default spec; `/etc/resolv.conf` from the host and
+//!   `/etc/hosts` naming the project's services (`super::hosts`), read-only;
 //! - Docker's default capability set (root only: a non-root process keeps
 //!   none, as Docker does), `no_new_privileges`;
 //! - memory and pids limits when the service declares them, in the
@@ -151,7 +151,9 @@ fn mounts(service: &str, c: &Container) -> Result<Vec<Mount>, oci_spec::OciSpecE
         m("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755"])?,
     ];
     for f in HOST_FILES {
-        v.push(m(f, "bind", f, &["rbind", "ro", "nosuid", "nodev", "noexec"])?);
+        // /etc/hosts names the project's services (`super::hosts`).
+        let src = if f == "/etc/hosts" { super::hosts::HOSTS_FILE } else { f };
+        v.push(m(f, "bind", src, &["rbind", "ro", "nosuid", "nodev", "noexec"])?);
     }
     for vol in &c.volumes {
         let src = vol.host_path(service);

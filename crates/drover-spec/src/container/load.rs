@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::dir::DirSource;
 use super::prepared::{PreparedSource, SourceKey};
-use super::{Argv, Container, ImageRef, ImageSource, Process, Volume};
+use super::{Argv, Container, ImageRef, ImageSource, Process, Runtime, Volume};
 use crate::diag::SpecError;
 use crate::files::ServiceFile;
 
@@ -35,6 +35,7 @@ pub(crate) fn load(
             sf.memory.as_ref().map(|s| ("memory", s.span())),
             sf.pids.as_ref().map(|s| ("pids", s.span())),
             sf.stop_grace_period.as_ref().map(|s| ("stop-grace-period", s.span())),
+            sf.runtime.as_ref().map(|s| ("runtime", s.span())),
         ];
         if let Some((key, span)) = only.into_iter().flatten().next() {
             return Err(err(
@@ -164,6 +165,29 @@ pub(crate) fn load(
             .map(|d| d.as_secs().max(1))
             .map_err(|m| err(s.span(), m, "write e.g. \"10s\""))?,
     };
+    let runtime = match &sf.runtime {
+        None => Runtime::Runc,
+        Some(r) => Runtime::parse(r.get_ref()).ok_or_else(|| {
+            err(
+                r.span(),
+                format!("runtime {:?} is not one drover knows", r.get_ref()),
+                "write runtime = \"runc\" (the default), \"docker\" or \"podman\"",
+            )
+        })?,
+    };
+    // An engine reads the environment from an env file, one line a variable.
+    if runtime != Runtime::Runc {
+        if let Some((k, _)) = env.iter().find(|(k, v)| k.contains(['\n', '=']) || v.contains('\n')) {
+            return Err(err(
+                sf.runtime.as_ref().map_or(image.span(), |r| r.span()),
+                format!(
+                    "env {k:?}: a name with '=' or a newline, or a value with a newline, cannot reach a {} container",
+                    runtime.name()
+                ),
+                "remove the newline, or use runtime = \"runc\"",
+            ));
+        }
+    }
     Ok(Some(Container {
         image: source.describe(),
         files: Arc::new(flat.files),
@@ -172,6 +196,7 @@ pub(crate) fn load(
         memory,
         pids,
         stop_grace_secs,
+        runtime,
     }))
 }
 

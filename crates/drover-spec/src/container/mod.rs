@@ -13,6 +13,8 @@
 
 pub mod bundle;
 mod dir;
+pub mod engine;
+pub mod hosts;
 mod load;
 pub mod prepared;
 pub mod registries;
@@ -29,6 +31,7 @@ use drover_proto::Hash;
 use crate::diag::SpecError;
 use crate::project::BlobSource;
 
+pub use engine::Runtime;
 pub(crate) use load::load;
 pub use load::DEFAULT_PATH;
 pub use volume::{valid_name, Volume, VolumeKind};
@@ -138,6 +141,8 @@ pub struct Container {
     pub pids: Option<i64>,
     /// Seconds between SIGTERM and SIGKILL when the container is stopped.
     pub stop_grace_secs: u64,
+    /// runc (the default), or the host's docker or podman engine.
+    pub runtime: Runtime,
 }
 
 /// The runc container id of a service or instance.

@@ -123,6 +123,8 @@ impl Project {
                     }
                     (None, None) => Vec::new(),
                 };
+                let mut files = files;
+                super::order::hold_runit(&mut files, sup, &inst.name, !svc.after.is_empty());
                 let mut triggers = base.clone();
                 for u in files {
                     triggers.push(u.path.clone());
@@ -158,6 +160,7 @@ impl Project {
                     triggers,
                     reload_triggers,
                     health,
+                    after: Vec::new(),
                 });
                 added = true;
             }

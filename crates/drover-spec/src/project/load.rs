@@ -175,6 +175,7 @@ impl Project {
             }
         }
         errors.extend(super::unmatched::check(&layer_map, &roles, &services, &files_globs));
+        errors.extend(super::order::check(&services));
         if let Some(e) = SpecError::many(errors) {
             return Err(e);
         }
@@ -220,6 +221,7 @@ fn settings(pf: &ProjectFile, text: &str) -> Result<Settings, SpecError> {
         confirm_timeout: dur(&pf.apply.confirm_timeout, Duration::from_secs(30))?,
         parallel: pf.apply.parallel.unwrap_or(512).max(1),
         connect_timeout: dur(&pf.apply.connect_timeout, Duration::from_secs(10))?,
+        persist: Some(dur(&pf.ssh.persist, Duration::ZERO)?).filter(|d| !d.is_zero()),
         package_sources: pf.packages.sources.clone().unwrap_or_else(|| vec!["apt".into()]),
         reconcile: pf.serve.reconcile.unwrap_or_default(),
         limits: crate::Limits::resolve(&pf.limits, text)?,

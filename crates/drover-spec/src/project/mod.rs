@@ -10,8 +10,10 @@
 //! Layer precedence: a host's roles in order, each role's layers in order; a
 //! later layer's file replaces an earlier one at the same target path.
 
+mod hosts_file;
 mod instance_units;
 mod load;
+mod order;
 mod placed;
 mod plan;
 mod service;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use drover_proto::{EntryKind, Facts, Hash, Manifest, Supervisor};
 
+use crate::container::Runtime;
 use crate::diag::SpecError;
 use crate::files::Vars;
 use crate::fleet::FleetCtx;
@@ -42,6 +45,9 @@ pub struct Settings {
     pub confirm_timeout: Duration,
     pub parallel: usize,
     pub connect_timeout: Duration,
+    /// `[ssh] persist`: idle time after which the resident that holds
+    /// this project's sessions exits; `None`: no resident (the default).
+    pub persist: Option<Duration>,
     /// `[packages] sources`: `"apt"` or directories of `.deb` files, first wins.
     pub package_sources: Vec<String>,
     /// `[serve] reconcile` (see `drover serve --reconcile`).
@@ -115,7 +121,8 @@ impl Project {
     }
 
     /// Each role's `packages`, as written (roles without packages left out),
-    /// plus `runc` for a role with a service run from an image: the host's
+    /// plus `runc` for a role with a service run from an image by runc
+    /// (not one run by docker or podman: drover does not install engines): the host's
     /// runtime travels in the package closure like any package, and is
     /// installed offline when the host lacks it (docs/containers.md).
     pub fn package_requests(&self) -> BTreeMap<String, Vec<String>> {
@@ -123,7 +130,9 @@ impl Project {
             .iter()
             .map(|(n, r)| {
                 let mut p = r.setup.packages.clone();
-                let images = r.services.iter().any(|s| self.services.get(s).is_some_and(|s| s.container.is_some()));
+                let images = r.services.iter().any(|s| {
+                    self.services.get(s).and_then(|s| s.container.as_ref()).is_some_and(|c| c.runtime == Runtime::Runc)
+                });
                 if images && !p.iter().any(|x| x == RUNC || x.starts_with("runc=")) {
                     p.push(RUNC.to_string());
                 }
@@ -327,6 +336,7 @@ impl Project {
         if !plan.instanced.is_empty()
             && self.instance_units(&plan, host, &ctx, &mut entries, &mut blobs, &mut services)?
         {
+            self.start_order(&host.name, &mut services)?;
             let m = Manifest { entries, services, setup };
             if let Err(e) = m.validate() {
                 return Err(SpecError::file(
@@ -337,6 +347,7 @@ impl Project {
             }
             return Ok(Compiled { manifest: m, blobs, secrets: plan.secret_paths.clone() });
         }
+        self.start_order(&host.name, &mut services)?;
         Ok(Compiled { manifest: Manifest { entries, services, setup }, blobs, secrets: plan.secret_paths.clone() })
     }
 

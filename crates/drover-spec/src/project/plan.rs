@@ -164,6 +164,15 @@ impl Project {
             // An image's rootfs is shared by the service's instances, and
             // restarts every one of them when it changes.
             let mut unit_paths = Vec::new();
+            if svc.container.is_some() {
+                // Its /etc/hosts: a bind mount keeps the file it was made
+                // with, so a change restarts the container.
+                unit_paths.push(crate::container::hosts::HOSTS_FILE.to_string());
+                if !entries.contains_key(crate::container::hosts::HOSTS_FILE) {
+                    let (e, src) = self.container_hosts();
+                    insert(&mut entries, e, Slot::Blob(src), &mut shadowed);
+                }
+            }
             for (e, blob) in svc.container.iter().flat_map(|c| crate::container::rootfs::entries(name, c)) {
                 unit_paths.push(e.path.clone());
                 origins.insert(e.path.clone(), self.dir.join(format!("services/{name}.toml")));
@@ -183,6 +192,8 @@ impl Project {
                 (None, Some(c)) => crate::container::units::files(sup, name, name, c, &c.process),
                 (None, None) => Vec::new(),
             };
+            let mut files = files;
+            super::order::hold_runit(&mut files, sup, name, !svc.after.is_empty());
             {
                 for u in files {
                     unit_paths.push(u.path.clone());
@@ -214,6 +225,7 @@ impl Project {
                 triggers,
                 reload_triggers,
                 health: svc.health.clone().map(|h| in_container(h, name, svc)),
+                after: Vec::new(),
             });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
@@ -282,7 +294,7 @@ pub(super) fn in_container(
     svc: &super::service::Service,
 ) -> drover_proto::HealthCheck {
     if let (Some(c), drover_proto::HealthProbe::Command(cmd)) = (&svc.container, &mut h.probe) {
-        if let Some(inside) = crate::container::units::health_command(name, cmd, &c.process) {
+        if let Some(inside) = crate::container::engine::health_command(name, cmd, c, &c.process) {
             *cmd = inside;
         }
     }

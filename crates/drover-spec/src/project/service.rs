@@ -51,6 +51,8 @@ pub(super) struct Service {
     /// `restart-on` and `reload-on` as written, with where (see
     /// `super::unmatched`: a pattern matching no managed path is an error).
     pub(super) globs: Vec<(GlobMatcher, std::ops::Range<usize>, String)>,
+    /// `after`: the services this one starts after, with where.
+    pub(super) after: Vec<(String, std::ops::Range<usize>)>,
 }
 
 pub(super) fn load_service(
@@ -202,6 +204,7 @@ pub(super) fn load_service(
         ports,
         instanced,
         tcp_template,
+        after: sf.after.iter().map(|a| (a.get_ref().clone(), a.span())).collect(),
         file: fname,
         text: text.into(),
     })

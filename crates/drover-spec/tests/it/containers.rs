@@ -11,6 +11,8 @@ use drover_spec::Project;
 
 use crate::support::{render_error, write};
 
+mod engine;
+
 const LOCK_HASH: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 
 /// Role `app` with service `web` (`service` is services/web.toml), an image

@@ -5,11 +5,13 @@
 
 mod support;
 
+mod container_hosts;
 mod containers;
 mod fleet;
 mod instances;
 mod jump;
 mod limits;
 mod mistakes;
+mod order;
 mod quickstart;
 mod setup;

@@ -90,3 +90,20 @@ fn restart_on_and_files_patterns_that_match_nothing_are_refused_with_their_line(
     fs::write(&svc, with("\"/etc/sv/web/run\"")).unwrap();
     Project::load(dir.path()).unwrap();
 }
+
+/// `[ssh] persist` (docs/ssh.md, "Persistent connections"): off unless set,
+/// `"0"` off too, a duration on; a bad value is named with its line.
+#[test]
+fn ssh_persist_is_off_by_default_and_by_zero_and_a_bad_value_is_refused_with_its_line() {
+    let dir = project();
+    let base = fs::read_to_string(dir.path().join("drover.toml")).unwrap();
+    assert_eq!(Project::load(dir.path()).unwrap().settings.persist, None);
+    let with = |v: &str| write(dir.path(), "drover.toml", &format!("{base}\n[ssh]\npersist = \"{v}\"\n"));
+    with("0");
+    assert_eq!(Project::load(dir.path()).unwrap().settings.persist, None);
+    with("10m");
+    assert_eq!(Project::load(dir.path()).unwrap().settings.persist, Some(std::time::Duration::from_secs(600)));
+    with("forever");
+    let e = load_error(dir.path());
+    assert!(e.contains("drover.toml") && e.contains("forever") && e.contains("write a duration"), "{e}");
+}

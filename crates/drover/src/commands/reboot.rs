@@ -39,7 +39,7 @@ pub fn run(dir: &Path, a: RebootCmd) -> anyhow::Result<ExitStatus> {
     let timeout = super::deploy::duration("--reboot-timeout", &a.reboot_timeout)?;
     let plan = RebootPlan::every_host(timeout);
     crate::host::reboot::refuse_simulated(Some(&plan), a.simulate.as_deref())?;
-    let transport = Transport::for_hosts(a.simulate.as_deref(), None)?;
+    let transport = Transport::for_hosts(a.simulate.as_deref(), None)?.persistent(&project);
     // A batch at a time, and no retries: a retry would find the generation
     // awaiting confirmation and confirm it without checking the host.
     let o = Overrides { parallel: Some(a.batch), retries: Some(0), ..Default::default() };

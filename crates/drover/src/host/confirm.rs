@@ -19,7 +19,9 @@ pub(super) async fn confirm(job: &Job, host: &Host, generation: u64) -> Result<(
     loop {
         attempt += 1;
         let res: Result<Response, HostError> = async {
-            let mut c = job.transport.connect(host, job.timeouts).await?;
+            // Never through the resident: its held session proves nothing
+            // about whether a new login works after the change.
+            let mut c = job.transport.connect_fresh(host, job.timeouts).await?;
             let reply = c.link.call(&Request::Confirm { generation }, &mut |_| {}).await?;
             c.close().await;
             Ok(reply)

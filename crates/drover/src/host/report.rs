@@ -43,6 +43,10 @@ pub struct HostReport {
     /// run timeline places the host's bar by it. Absent in older reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<i64>,
+    /// How its last session reached the agent: `resident` (a held SSH
+    /// session, `[ssh] persist`) or `direct`. Absent when none was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<crate::transport::Via>,
     /// Where `duration_ms` went (see [`crate::phases`]). Absent in a
     /// report read back from an older run's JSON.
     #[serde(default)]
@@ -95,6 +99,7 @@ impl HostReport {
             files_written: 0,
             duration_ms: 0,
             started_ms: None,
+            via: None,
             phases: Phases::default(),
             attempts: 0,
             error: None,

@@ -68,6 +68,7 @@ async fn run_once(
     };
     r.phases.connect_ms += ms(conn.connect_time);
     r.phases.hello_ms += ms(conn.hello_time);
+    r.via = Some(conn.via);
     let clock = Instant::now();
     if !job.project.facts_known(host, &conn.facts) {
         tokio::task::block_in_place(|| job.project.remember_facts(host, &conn.facts));

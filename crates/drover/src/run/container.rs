@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use drover_spec::container::{units, VOLUMES};
+use drover_spec::container::{engine, VOLUMES};
 use drover_spec::{Host, Project};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub fn exec_commands(
     let instances: Vec<&drover_spec::Instance> =
         all.values().flatten().filter(|i| i.service == name || i.name == name).collect();
     let Some(first) = instances.first() else { return Err(ContainerError::UnknownService(name.into())) };
-    let image = project.container(&first.service).is_some();
+    let runtime = project.container(&first.service).map(|c| c.runtime);
     let argv: Vec<String> = match argv {
         [one] => shlex::split(one).unwrap_or_else(|| vec![one.clone()]),
         many => many.to_vec(),
@@ -51,8 +51,10 @@ pub fn exec_commands(
         let here: Vec<&&drover_spec::Instance> = instances.iter().filter(|i| i.host == h.name).collect();
         let cmd = match here.as_slice() {
             [] => continue,
-            [i] if image => units::exec_command(&i.name, &argv, None),
-            [_] => host_line.to_string(),
+            [i] => match runtime {
+                Some(rt) => engine::exec_command(rt, &i.name, &argv, None),
+                None => host_line.to_string(),
+            },
             many => {
                 return Err(ContainerError::Ambiguous {
                     service: name.into(),
@@ -113,7 +115,7 @@ pub const RM_ABSENT: i32 = 4;
 
 /// Remove service `service`'s volume `volume` on a host, refused (exit
 /// [`RM_RUNNING`]) while a container of the service (or an instance)
-/// runs there; [`RM_ABSENT`] when there is no such volume.
+/// runs there, under runc or the host's docker or podman; [`RM_ABSENT`] when there is no such volume.
 pub fn volume_rm_command(service: &str, volume: &str) -> Result<String, ContainerError> {
     for n in [service, volume] {
         if !drover_spec::container::valid_name(n) {
@@ -128,6 +130,12 @@ pub fn volume_rm_command(service: &str, volume: &str) -> Result<String, Containe
          \tcase \"$id\" in drover-{service}|drover-{service}-[0-9]*)\n\
          \t\tif runc state \"$id\" 2>/dev/null | grep -q '\"status\": \"running\"'; then echo \"container $id is running: stop it first (remove the service, or drain the host)\" >&2; exit {RM_RUNNING}; fi ;;\n\
          \tesac\n\
+         done\n\
+         for cli in docker podman; do\n\
+         \tcommand -v $cli >/dev/null 2>&1 || continue\n\
+         \tfor id in $($cli ps --format '{{{{.Names}}}}' 2>/dev/null); do\n\
+         \t\tcase \"$id\" in drover-{service}|drover-{service}-[0-9]*) echo \"container $id ($cli) is running: stop it first (remove the service, or drain the host)\" >&2; exit {RM_RUNNING} ;; esac\n\
+         \tdone\n\
          done\n\
          rm -rf --one-file-system {dir}\n"
     ))

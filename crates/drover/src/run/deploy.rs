@@ -95,7 +95,7 @@ fn from_project(dir: &Path, req: &Request) -> anyhow::Result<Target> {
         _ if req.reboot => Some(RebootPlan::every_host(req.reboot_timeout)),
         _ => RebootPlan::from_project(&project, req.reboot_timeout),
     };
-    let transport = Transport::for_hosts(req.simulate.as_deref(), req.sim.as_ref())?;
+    let transport = Transport::for_hosts(req.simulate.as_deref(), req.sim.as_ref())?.persistent(&project);
     let settings = Settings::from(&project.settings);
     Ok(Target { source: Arc::new(project), hosts, settings, reboot, transport })
 }

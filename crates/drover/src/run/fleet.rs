@@ -19,7 +19,7 @@ pub struct Fleet {
 impl Fleet {
     pub fn new(project: &Project, simulate: Option<&std::path::Path>) -> anyhow::Result<Fleet> {
         Ok(Fleet {
-            transport: Transport::for_hosts(simulate, None)?,
+            transport: Transport::for_hosts(simulate, None)?.persistent(project),
             timeouts: Timeouts { connect: project.settings.connect_timeout, op: super::spec::OP_TIMEOUT },
             parallel: project.settings.parallel,
         })

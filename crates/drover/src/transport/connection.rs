@@ -7,6 +7,7 @@ use drover_proto::{Facts, HostState, Request, Response, PROTOCOL_VERSION};
 
 use super::error::TransportError;
 use super::link::{AgentLink, LinkError};
+use super::resident::Via;
 use crate::agent_bin::{self, Agent, Arch};
 
 #[derive(Debug, Clone, Copy)]
@@ -26,12 +27,16 @@ pub struct Connection {
     /// (an agent push included): the `connect` and `hello` phases.
     pub connect_time: Duration,
     pub hello_time: Duration,
+    /// Through the resident, or a session of its own.
+    pub via: super::resident::Via,
     _keep: Keep,
 }
 
 pub(super) enum Keep {
     Ssh(drover_ssh::Session),
     Sim(super::sim::Guard),
+    /// The resident holds the SSH session; this end is only the socket.
+    Resident,
 }
 
 impl Connection {
@@ -49,6 +54,7 @@ impl Connection {
         match self._keep {
             Keep::Ssh(s) => s.close().await,
             Keep::Sim(g) => g.close().await,
+            Keep::Resident => {}
         }
     }
 }
@@ -62,7 +68,16 @@ pub(super) async fn hello(mut link: AgentLink, keep: Keep, read_only: bool) -> R
     };
     match link.call(&req, &mut |_| {}).await? {
         Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
-            Ok(Connection { link, facts, state, connect_time: Duration::ZERO, hello_time: Duration::ZERO, _keep: keep })
+            let via = if matches!(keep, Keep::Resident) { Via::Resident } else { Via::Direct };
+            Ok(Connection {
+                link,
+                facts,
+                state,
+                connect_time: Duration::ZERO,
+                hello_time: Duration::ZERO,
+                via,
+                _keep: keep,
+            })
         }
         Response::Hello { protocol, .. } => Err(TransportError::Version(protocol)),
         other => Err(LinkError::Protocol(format!("expected Hello, got {other:?}")).into()),

@@ -5,6 +5,10 @@
 //!   contact (and after every drover upgrade: a new hash is a new file),
 //!   checked by sha256 as root before every start, and started under `sudo`
 //!   for non-root users. See [`bootstrap`].
+//! - [`Transport::Persist`]: the same, through the project's resident
+//!   process when one serves (`[ssh] persist`, see [`resident`]): its held
+//!   SSH session replaces the login; anything wrong with the resident and
+//!   the connection goes direct, as [`Transport::Ssh`].
 //! - [`Transport::Sim`]: simulated hosts at scale, agents in-process (or as
 //!   processes) over shaped links: latency, bandwidth, failures. See
 //!   [`sim`].
@@ -17,23 +21,27 @@ pub mod bootstrap;
 mod connection;
 mod error;
 pub mod link;
+pub mod resident;
 pub mod sim;
 mod ssh;
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use drover_spec::Host;
+use drover_spec::{Host, Project};
 
 use connection::{hello, Keep};
 pub use connection::{Connection, Timeouts};
 pub use error::TransportError;
 use link::AgentLink;
+pub use resident::Via;
 pub use ssh::ssh_target;
 
 #[derive(Debug, Clone)]
 pub enum Transport {
     Ssh,
-    Sim(std::sync::Arc<sim::Sim>),
+    Persist(Arc<resident::Client>),
+    Sim(Arc<sim::Sim>),
 }
 
 impl Transport {
@@ -48,7 +56,16 @@ impl Transport {
             Some(a) => (a.shape()?, a.sim_processes),
             None => (sim::LinkShape::default(), true),
         };
-        Ok(Transport::Sim(std::sync::Arc::new(sim::Sim::new(std::path::absolute(base)?, shape, processes))))
+        Ok(Transport::Sim(Arc::new(sim::Sim::new(std::path::absolute(base)?, shape, processes))))
+    }
+
+    /// SSH through `project`'s resident when its `[ssh] persist` is set
+    /// (simulated hosts and a project without it: unchanged).
+    pub fn persistent(self, project: &Project) -> Transport {
+        match (self, resident::Client::for_project(project)) {
+            (Transport::Ssh, Some(c)) => Transport::Persist(Arc::new(c)),
+            (t, _) => t,
+        }
     }
 
     pub async fn connect(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
@@ -62,10 +79,23 @@ impl Transport {
         self.connect_as(host, t, true).await
     }
 
+    /// A connection of its own, never through the resident: the magic
+    /// rollback's confirmation, whose point is that a new login still works.
+    pub async fn connect_fresh(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
+        match self {
+            Transport::Persist(_) => Transport::Ssh.connect_as(host, t, false).await,
+            other => other.connect_as(host, t, false).await,
+        }
+    }
+
     async fn connect_as(&self, host: &Host, t: Timeouts, read_only: bool) -> Result<Connection, TransportError> {
         let start = Instant::now();
         let (mut c, connected) = match self {
             Transport::Ssh => ssh::connect_ssh(host, t, read_only).await?,
+            Transport::Persist(client) => match through_resident(client, host, t, read_only).await? {
+                Some(c) => c,
+                None => ssh::connect_ssh(host, t, read_only).await?,
+            },
             Transport::Sim(sim) => {
                 let (w, r, guard) = sim.open(host).await?;
                 let connected = Instant::now();
@@ -76,5 +106,37 @@ impl Transport {
         c.connect_time = connected - start;
         c.hello_time = connected.elapsed();
         Ok(c)
+    }
+}
+
+/// The agent through the resident, or `None` (traced) to go direct: the
+/// resident absent, not holding a session to the host yet (it logs in in
+/// the background, for the next command), refusing, or its agent not
+/// answering the hello (a host without the agent: the direct path installs
+/// it). A host the agent reports busy is busy either way: that error is the
+/// answer.
+async fn through_resident(
+    client: &resident::Client,
+    host: &Host,
+    t: Timeouts,
+    read_only: bool,
+) -> Result<Option<(Connection, Instant)>, TransportError> {
+    let (w, r) = match client.open(host, read_only, t.connect).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("{}: not through the resident: {e}", host.name);
+            return Ok(None);
+        }
+    };
+    let connected = Instant::now();
+    let password = if host.user == "root" { None } else { host.auth.password.as_deref() };
+    let hello = async { hello(AgentLink::start(w, r, password, t.op).await?, Keep::Resident, read_only).await };
+    match hello.await {
+        Ok(c) => Ok(Some((c, connected))),
+        Err(e @ TransportError::Link(link::LinkError::Busy(_))) => Err(e),
+        Err(e) => {
+            tracing::debug!("{}: the resident's agent did not answer ({e}); going direct", host.name);
+            Ok(None)
+        }
     }
 }

@@ -55,6 +55,7 @@ const WITHOUT_STORE: &[(&str, &str)] = &[
     ("volume ls", "reads the hosts' volume directories and records nothing"),
     ("trust", "writes the project's known_hosts"),
     ("inventory import ansible", "converts an inventory file"),
+    ("import compose", "converts a compose file into project files"),
     ("inventory show", "reads the project and ssh_config only"),
     ("secret init", "secrets are files of the project"),
     ("secret set", "secrets are files of the project"),

@@ -62,7 +62,7 @@ pub fn execute(
     d: &Drive,
 ) -> anyhow::Result<RolloutReport> {
     let o = Overrides { retries: d.retries, op_timeout: d.op_timeout, ..Default::default() };
-    let transport = Transport::for_hosts(d.simulate.as_deref(), None)?;
+    let transport = Transport::for_hosts(d.simulate.as_deref(), None)?.persistent(project);
     let mut spec = RunSpec::of_project(project.clone(), transport, Mode::Apply, &o);
     if plan.policy.reboot {
         spec.job.reboot = Some(RebootPlan::every_host(d.reboot_timeout));

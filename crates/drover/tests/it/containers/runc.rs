@@ -23,6 +23,7 @@ impl Drop for Cleanup {
         let _ = Command::new("runc").args(["delete", "-f", &format!("drover-{}", self.0)]).output();
         let _ = std::fs::remove_dir_all(format!("/var/lib/drover/containers/{}", self.0));
         let _ = std::fs::remove_dir_all(format!("/var/lib/drover/volumes/{}", self.0));
+        let _ = std::fs::remove_file(drover_spec::container::hosts::HOSTS_FILE);
     }
 }
 
@@ -72,7 +73,10 @@ fn runc_runs_the_compiled_bundle_and_the_stop_and_restart_scripts_work() {
     let c = project.compile(&project.hosts[0], &facts, 1).unwrap();
     let bundle = format!("/var/lib/drover/containers/{name}");
     // Written as the agent would: what lies under the bundle directory.
-    for e in c.manifest.entries.iter().filter(|e| e.path.starts_with(&format!("{bundle}/")) || e.path == bundle) {
+    // (and the containers' /etc/hosts, which config.json mounts).
+    let hosts = drover_spec::container::hosts::HOSTS_FILE;
+    let ours = |p: &str| p.starts_with(&format!("{bundle}/")) || p == bundle || p == hosts;
+    for e in c.manifest.entries.iter().filter(|e| ours(&e.path)) {
         match &e.kind {
             EntryKind::Dir => std::fs::create_dir_all(&e.path).unwrap(),
             EntryKind::Symlink { target } => std::os::unix::fs::symlink(target, &e.path).unwrap(),

@@ -12,6 +12,7 @@
 //! static busybox is the containers' whole root file system.
 
 mod docker;
+mod engine;
 mod pull_bytes;
 mod refusals;
 mod runc;

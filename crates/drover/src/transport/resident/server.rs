@@ -1,0 +1,263 @@
+//! The resident's side: a Unix socket served until `idle` passes with no
+//! client (or SIGTERM), one held SSH session per host (logged in in the
+//! background when first asked for, checked by keepalives, replaced when
+//! dead, with backoff after failed logins), and per client connection one
+//! agent started over it and spliced to the client.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drover_spec::Host;
+use drover_ssh::{RemoteProcess, Session};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+
+use super::super::bootstrap;
+use super::super::connection::Timeouts;
+use super::super::ssh::ssh_target;
+use super::{euid, wire};
+
+/// What `drover resident` serves.
+pub struct ServeSpec {
+    pub socket: PathBuf,
+    pub hosts: Vec<Host>,
+    pub timeouts: Timeouts,
+    /// Exit after this long with no client.
+    pub idle: Duration,
+}
+
+/// The longest wait between login attempts to a host whose logins fail.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One host's held session. Idle, it is the session's handle and these few
+/// words: the russh connection's buffers are what a host costs (measured in
+/// docs/benchmarks.md).
+#[derive(Default)]
+struct Slot {
+    session: Option<Session>,
+    /// A login is under way (in the background).
+    connecting: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+}
+
+struct Shared {
+    hosts: HashMap<String, (Host, Mutex<Slot>)>,
+    timeouts: Timeouts,
+    active: AtomicUsize,
+    last_seen: Mutex<Instant>,
+    /// A client finished since the heap was last trimmed.
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+/// Serve until idle. Returns at once when another resident holds the socket's lock.
+pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
+    let lock_path = spec.socket.with_extension("lock");
+    let lock_file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("another resident serves {}", spec.socket.display());
+        return Ok(());
+    }
+    raise_fd_limit();
+    let _ = std::fs::remove_file(&spec.socket);
+    let listener = UnixListener::bind(&spec.socket)?;
+    std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600))?;
+    let pid_path = spec.socket.with_extension("pid");
+    std::fs::write(&pid_path, format!("{}\n", std::process::id()))?;
+    eprintln!("resident {} serving {} hosts at {}", std::process::id(), spec.hosts.len(), spec.socket.display());
+    let shared = Arc::new(Shared {
+        hosts: spec.hosts.into_iter().map(|h| (h.name.clone(), (h, Default::default()))).collect(),
+        timeouts: spec.timeouts,
+        active: AtomicUsize::new(0),
+        last_seen: Mutex::new(Instant::now()),
+        dirty: Default::default(),
+    });
+    let tick = (spec.idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                eprintln!("resident {}: terminated", std::process::id());
+                break;
+            }
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: let clients
+                        // finish (they go direct meanwhile) rather than spin.
+                        tracing::debug!("resident accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let s = shared.clone();
+                s.active.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Err(e) = client(&s, stream).await {
+                        tracing::debug!("resident client: {e}");
+                    }
+                    *s.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    s.dirty.store(true, Ordering::SeqCst);
+                    s.active.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            () = tokio::time::sleep(tick) => {
+                let idle_for = shared.last_seen.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                let idle_now = shared.active.load(Ordering::SeqCst) == 0;
+                if idle_now && idle_for >= spec.idle {
+                    break;
+                }
+                if idle_now && shared.dirty.swap(false, Ordering::SeqCst) {
+                    trim_heap();
+                }
+            }
+        }
+    }
+    eprintln!("resident {}: exiting (idle limit {:?})", std::process::id(), spec.idle);
+    // Our socket still (a newer resident would hold the lock we hold).
+    let _ = std::fs::remove_file(&spec.socket);
+    let _ = std::fs::remove_file(&pid_path);
+    let held: Vec<Session> = shared.hosts.values().filter_map(|(_, slot)| lock(slot).session.take()).collect();
+    for s in held {
+        s.close().await;
+    }
+    drop(lock_file);
+    Ok(())
+}
+
+/// A held host is a TCP socket, and each command's host a Unix socket and
+/// an SSH channel: lift the soft open-files limit (often 1024) to the hard
+/// one, as a run does (`run::raise_fd_limit`), so thousands of hosts fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Give the heap's free pages back to the system once the clients are
+/// gone: a command's agent traffic (1 MiB chunks through every host's
+/// session) leaves freed buffers in malloc's arenas, which an idle resident
+/// would otherwise keep resident for as long as it lives.
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the
+    // system; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// One client connection: check its uid, start the agent it asks for, splice.
+async fn client(shared: &Arc<Shared>, mut stream: UnixStream) -> Result<(), String> {
+    let uid = stream.peer_cred().map_err(|e| e.to_string())?.uid();
+    if uid != euid() {
+        // Not even an answer: a process of another user learns nothing.
+        return Err(format!("refused a client of uid {uid}"));
+    }
+    let ask = tokio::time::timeout(Duration::from_secs(5), wire::read_ask(&mut stream))
+        .await
+        .map_err(|_| "no request within 5 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let proc = match start_agent(shared, &ask.host).await {
+        Ok(p) => p,
+        Err(msg) => {
+            let _ = wire::write_answer(&mut stream, Err(&msg)).await;
+            return Err(format!("{}: {msg}", ask.host));
+        }
+    };
+    wire::write_answer(&mut stream, Ok(())).await.map_err(|e| e.to_string())?;
+    let (mut agent_in, mut agent_out, _exit) = proc.into_parts();
+    let (mut from_client, mut to_client) = stream.into_split();
+    // Both directions to their ends: the client's end of input is the
+    // agent's (it finishes its session), the agent's end of output the
+    // client's (it sees the agent gone).
+    let up = async {
+        let _ = tokio::io::copy(&mut from_client, &mut agent_in).await;
+        let _ = agent_in.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut agent_out, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::join!(up, down);
+    Ok(())
+}
+
+/// The agent on host `name`, started over its held session. With no live
+/// session the answer is "not held" at once (the client goes direct, so a
+/// command never waits on the resident's login) and a login starts in the
+/// background for the next command, unless logins failed lately (backoff).
+async fn start_agent(shared: &Arc<Shared>, name: &str) -> Result<RemoteProcess, String> {
+    let Some((host, slot)) = shared.hosts.get(name) else {
+        return Err(format!("{name} is not in this resident's inventory"));
+    };
+    let held = {
+        let mut slot = lock(slot);
+        if slot.session.as_ref().is_some_and(Session::is_closed) {
+            slot.session = None;
+        }
+        slot.session.clone()
+    };
+    if let Some(session) = held {
+        let command = bootstrap::serve_command(&host.user);
+        match tokio::time::timeout(shared.timeouts.connect, session.exec(&command)).await {
+            Ok(Ok(p)) => return Ok(p),
+            Ok(Err(e)) => tracing::debug!("{name}: held session failed ({e}); logging in again"),
+            Err(_) => tracing::debug!("{name}: held session did not answer; logging in again"),
+        }
+        lock(slot).session = None;
+    }
+    let mut state = lock(slot);
+    if state.connecting {
+        return Err("no session held yet (logging in)".into());
+    }
+    if let Some(at) = state.retry_at.filter(|at| Instant::now() < *at) {
+        return Err(format!("backing off for {:?} after failed logins: {}", at - Instant::now(), state.last_error));
+    }
+    state.connecting = true;
+    let (shared, name) = (shared.clone(), name.to_string());
+    tokio::spawn(async move { login(&shared, &name).await });
+    Err("no session held yet (logging in for the next command)".into())
+}
+
+/// Log in to `name` and hold the session; after a failure, wait longer
+/// before the next try (1 s doubling to [`MAX_BACKOFF`]).
+async fn login(shared: &Shared, name: &str) {
+    let Some((host, slot)) = shared.hosts.get(name) else { return };
+    let result = Session::connect(&ssh_target(host, shared.timeouts)).await;
+    let mut slot = lock(slot);
+    slot.connecting = false;
+    match result {
+        Ok(s) => {
+            slot.session = Some(s);
+            slot.failures = 0;
+            slot.retry_at = None;
+        }
+        Err(e) => {
+            tracing::debug!("{name}: login failed: {e}");
+            slot.failures = slot.failures.saturating_add(1);
+            let wait = Duration::from_millis(500u64 << slot.failures.min(7)).min(MAX_BACKOFF);
+            slot.retry_at = Some(Instant::now() + wait);
+            slot.last_error = e.to_string();
+        }
+    }
+}
+
+fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
