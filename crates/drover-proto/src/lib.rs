@@ -55,7 +55,9 @@ pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 /// the free-space check before a transition, as data).
 /// 12: binary deltas: `Response::Diff.bases`, `Request::Delta`,
 /// `Request::Missing` / `Response::Missing`.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: `Request::Detach` / `Response::Detached` (an agent kept between
+/// sessions by the resident).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

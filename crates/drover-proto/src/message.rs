@@ -151,6 +151,13 @@ pub enum Request {
     Missing {
         blobs: Vec<Hash>,
     },
+    /// End this session but keep the agent: it lets go of everything the
+    /// session held (the host lock, the candidate, the idle limit), answers
+    /// `Detached`, and waits for the magic and a new `Hello` on the same
+    /// stream. What the resident sends for a command that finished, so the
+    /// next command skips the agent's start (docs/ssh.md "Persistent
+    /// connections"). Between the two, the host is as after a `Bye`.
+    Detach,
 }
 
 /// One part of a binary delta: a zstd frame compressed with the base blob
@@ -276,6 +283,8 @@ pub enum Response {
         missing: Vec<(Hash, u64)>,
         failed: Vec<(Hash, String)>,
     },
+    /// The session after `Detach` is over; the agent waits for a `Hello`.
+    Detached,
 }
 
 /// One path on the host as it is now (see `Request::ReadPaths`).

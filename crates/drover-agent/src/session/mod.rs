@@ -45,6 +45,9 @@ pub enum Next {
     Continue,
     /// The session is over (`Bye`, or the host is rebooting).
     End,
+    /// The session is over but the agent stays (`Detach`): the caller ends
+    /// the session with [`Session::detach`] and waits for a new `Hello`.
+    Detach,
 }
 
 /// The candidate's host from a bundle (`BundleDiff`), and its sealed
@@ -227,9 +230,22 @@ impl<W: Write> Session<W> {
                 self.send(&Response::Bye)?;
                 return Ok(Next::End);
             }
+            Request::Detach => return Ok(Next::Detach),
         };
         self.send(&reply)?;
         Ok(Next::Continue)
+    }
+
+    /// End the session after `Detach`: everything it held goes first (the
+    /// host lock with the engine, the candidate, chunks, the idle limit),
+    /// then `Detached` is answered, so a controller that reads it finds the
+    /// host exactly as after a `Bye`. The stream is handed back for the
+    /// next session.
+    pub fn detach(self) -> Result<W> {
+        let Session { mut out, engine, .. } = self;
+        drop(engine);
+        write_frame(&mut out, &Response::Detached).map_err(protocol)?;
+        Ok(out)
     }
 
     fn send(&mut self, reply: &Response) -> Result<()> {
