@@ -82,10 +82,7 @@ pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl
 }
 
 /// One session's requests until it ends (`None`) or detaches (its stream back).
-fn session<R: Read + AsFd, W: Write>(
-    mut session: Session<W>,
-    r: &mut BufReader<Idle<R>>,
-) -> Result<Option<W>> {
+fn session<R: Read + AsFd, W: Write>(mut session: Session<W>, r: &mut BufReader<Idle<R>>) -> Result<Option<W>> {
     loop {
         let req = match read_frame::<Request, _>(r) {
             Ok(req) => req,

@@ -110,7 +110,19 @@ impl<W: Write> Session<W> {
         let opened = if read_only {
             Engine::open_read_only(layout.clone(), env)
         } else {
-            Engine::open(layout.clone(), LOCK_WAIT, env).or_else(|e| unrecovered(&layout, env, e))
+            // Waiting for another session's lock is said at once (a
+            // progress frame), so a controller can bound a silent agent by
+            // its connect timeout and still wait for a busy host.
+            Engine::open(layout.clone(), Duration::ZERO, env)
+                .or_else(|e| {
+                    if e.0 != engine::LOCK_BUSY {
+                        return Err(e);
+                    }
+                    let wait = Response::Progress("waiting for the host lock (another session holds it)".into());
+                    write_frame(&mut out, &wait).map_err(protocol)?;
+                    Engine::open(layout.clone(), LOCK_WAIT, env)
+                })
+                .or_else(|e| unrecovered(&layout, env, e))
         };
         let mut engine = match opened {
             Ok(e) => e,

@@ -107,4 +107,3 @@ fn a_stream_cut_mid_apply_on_a_kept_agent_ends_as_on_a_fresh_one() {
     let kept = cut_mid_apply(true);
     assert_eq!(fresh, kept);
 }
-

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use drover_spec::{Host, Project};
 
-use connection::{hello, Keep};
+use connection::{hello, hello_within, Keep};
 pub use connection::{Connection, Timeouts};
 pub use error::TransportError;
 use link::AgentLink;
@@ -130,7 +130,13 @@ async fn through_resident(
     };
     let connected = Instant::now();
     let password = if host.user == "root" { None } else { host.auth.password.as_deref() };
-    let hello = async { hello(AgentLink::start(w, r, password, t.op).await?, Keep::Resident, read_only).await };
+    // The agent may be one the resident kept from the last command, on a
+    // host that froze since: its first answer is due within the connect
+    // timeout, as a new SSH session's would be.
+    let hello = async {
+        let link = AgentLink::start(w, r, password, t.op).await?;
+        hello_within(link, Keep::Resident, read_only, t.connect).await
+    };
     match hello.await {
         Ok(c) => Ok(Some((c, connected))),
         Err(e @ TransportError::Link(link::LinkError::Busy(_))) => Err(e),

@@ -67,7 +67,8 @@ impl Agent {
     pub fn hello_again(&mut self, preamble: &[u8]) {
         self.w.write_all(preamble).unwrap();
         self.w.write_all(MAGIC).unwrap();
-        let hello = Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms: 0, read_only: false };
+        let hello =
+            Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms: 0, read_only: false };
         match self.call(hello) {
             Response::Hello { state, .. } => self.state = state,
             other => panic!("{other:?}"),
