@@ -151,12 +151,7 @@ pub enum Request {
     Missing {
         blobs: Vec<Hash>,
     },
-    /// End this session but keep the agent: it lets go of everything the
-    /// session held (the host lock, the candidate, the idle limit), answers
-    /// `Detached`, and waits for the magic and a new `Hello` on the same
-    /// stream. What the resident sends for a command that finished, so the
-    /// next command skips the agent's start (docs/ssh.md "Persistent
-    /// connections"). Between the two, the host is as after a `Bye`.
+    /// End the session, keep the agent: it lets go of the lock, answers `Detached`, awaits a `Hello`.
     Detach,
 }
 
@@ -283,8 +278,7 @@ pub enum Response {
         missing: Vec<(Hash, u64)>,
         failed: Vec<(Hash, String)>,
     },
-    /// The session after `Detach` is over; the agent waits for a `Hello`.
-    Detached,
+    Detached, // the answer to `Detach` (docs/ssh.md "Persistent connections")
 }
 
 /// One path on the host as it is now (see `Request::ReadPaths`).
