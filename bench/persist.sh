@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Connections that persist (#27 item 1, `[ssh] persist`): cold (direct SSH
-# logins) against warm (through the resident's held sessions) on N lab
-# hosts, and the resident's memory per held host.
+# logins) against warm (through the resident's held sessions and the agents
+# it keeps between commands) on N lab hosts, and the resident's memory per
+# held host (its session and its kept agent's channel).
 #
 # Usage (root):  DROVER=target/release/drover bench/persist.sh              # 20 hosts
 #                N=100 RUNS=mem DROVER=... bench/persist.sh                  # memory only, at 100

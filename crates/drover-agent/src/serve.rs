@@ -49,27 +49,52 @@ impl<R: Read + AsFd> Read for Idle<R> {
     }
 }
 
-/// Serve one controller session. `env` says how this host reboots (see
-/// [`HostEnv`]); it is chosen by whoever starts the agent.
+/// Serve controller sessions on one stream: one, or after each `Detach`
+/// another (the resident keeps the agent between commands). `env` says how
+/// this host reboots (see [`HostEnv`]); it is chosen by whoever starts the
+/// agent.
 pub fn serve(layout: Layout, env: HostEnv, input: impl Read + AsFd, output: impl Write) -> Result<()> {
     // 64 KiB: larger reads (blob chunks) bypass the buffer anyway, and std
     // zeroes a BufReader's whole buffer on its first read, so a 1 MiB one
     // cost every session (a no-op too) 256 page faults and a 1 MiB memset.
     let mut r = BufReader::with_capacity(64 << 10, Idle { inner: input, limit: Cell::new(None) });
-    let w = BufWriter::new(output);
-    skip_to_magic(&mut r, 64 * 1024).map_err(protocol)?;
-    let hello = read_frame::<Request, _>(&mut r).map_err(protocol)?;
-    let mut session = Session::hello(layout, env, hello, w)?;
+    let mut w = BufWriter::new(output);
+    let mut detached = false;
     loop {
-        let req = match read_frame::<Request, _>(&mut r) {
+        // A detached agent holds nothing: its stream may stay silent for
+        // as long as the resident lives, and its end is a clean exit.
+        r.get_ref().limit.set(None);
+        match skip_to_magic(&mut r, 64 * 1024) {
+            Ok(()) => {}
+            Err(FrameError::Closed) if detached => return Ok(()),
+            Err(e) => return Err(protocol(e)),
+        }
+        let hello = read_frame::<Request, _>(&mut r).map_err(protocol)?;
+        match session(Session::hello(layout.clone(), env, hello, w)?, &mut r)? {
+            Some(out) => {
+                w = out;
+                w.flush().map_err(protocol)?;
+                detached = true;
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// One session's requests until it ends (`None`) or detaches (its stream back).
+fn session<R: Read + AsFd, W: Write>(mut session: Session<W>, r: &mut BufReader<Idle<R>>) -> Result<Option<W>> {
+    loop {
+        let req = match read_frame::<Request, _>(r) {
             Ok(req) => req,
-            Err(FrameError::Closed) => return Ok(()),
+            Err(FrameError::Closed) => return Ok(None),
             Err(e) => return Err(protocol(e)),
         };
         let next = session.serve(req)?;
         r.get_ref().limit.set(session.idle_limit());
-        if next == Next::End {
-            return Ok(());
+        match next {
+            Next::Continue => {}
+            Next::End => return Ok(None),
+            Next::Detach => return session.detach().map(Some),
         }
     }
 }

@@ -21,6 +21,7 @@ impl Request {
                 | Request::Logs { .. }
                 | Request::ReadPaths { .. }
                 | Request::Bye
+                | Request::Detach
                 | Request::Ping
         )
     }

@@ -56,7 +56,9 @@ pub use storage::{bytes_text, StorageError, StorageFailure, StorageLeft};
 /// 12: binary deltas: `Response::Diff.bases`, `Request::Delta`,
 /// `Request::Missing` / `Response::Missing`.
 /// 13: `ServiceSpec.after` (start order within one apply).
-pub const PROTOCOL_VERSION: u32 = 13;
+/// 14: `Request::Detach` / `Response::Detached` (an agent kept between
+/// sessions by the resident).
+pub const PROTOCOL_VERSION: u32 = 14;
 
 /// Most paths in one `Request::ReadPaths`: at 64 KiB of content each, a
 /// reply stays far below [`MAX_FRAME`]. Ask in batches.

@@ -151,6 +151,8 @@ pub enum Request {
     Missing {
         blobs: Vec<Hash>,
     },
+    /// End the session, keep the agent: it lets go of the lock, answers `Detached`, awaits a `Hello`.
+    Detach,
 }
 
 /// One part of a binary delta: a zstd frame compressed with the base blob
@@ -276,6 +278,7 @@ pub enum Response {
         missing: Vec<(Hash, u64)>,
         failed: Vec<(Hash, String)>,
     },
+    Detached, // the answer to `Detach` (docs/ssh.md "Persistent connections")
 }
 
 /// One path on the host as it is now (see `Request::ReadPaths`).

@@ -50,6 +50,13 @@ pub struct ExitWaiter {
 }
 
 impl ExitWaiter {
+    /// Has the channel closed (the process ended, or the connection)? A
+    /// process kept between uses (the resident's agents) is checked before
+    /// each one.
+    pub fn ended(&mut self) -> bool {
+        !matches!(self.rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
+
     /// The exit status and stderr, once the channel has closed.
     pub async fn wait(self) -> Result<ExitInfo, SshError> {
         match self.rx.await {

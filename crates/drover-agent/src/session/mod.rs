@@ -45,6 +45,9 @@ pub enum Next {
     Continue,
     /// The session is over (`Bye`, or the host is rebooting).
     End,
+    /// The session is over but the agent stays (`Detach`): the caller ends
+    /// the session with [`Session::detach`] and waits for a new `Hello`.
+    Detach,
 }
 
 /// The candidate's host from a bundle (`BundleDiff`), and its sealed
@@ -107,7 +110,19 @@ impl<W: Write> Session<W> {
         let opened = if read_only {
             Engine::open_read_only(layout.clone(), env)
         } else {
-            Engine::open(layout.clone(), LOCK_WAIT, env).or_else(|e| unrecovered(&layout, env, e))
+            // Waiting for another session's lock is said at once (a
+            // progress frame), so a controller can bound a silent agent by
+            // its connect timeout and still wait for a busy host.
+            Engine::open(layout.clone(), Duration::ZERO, env)
+                .or_else(|e| {
+                    if e.0 != engine::LOCK_BUSY {
+                        return Err(e);
+                    }
+                    let wait = Response::Progress("waiting for the host lock (another session holds it)".into());
+                    write_frame(&mut out, &wait).map_err(protocol)?;
+                    Engine::open(layout.clone(), LOCK_WAIT, env)
+                })
+                .or_else(|e| unrecovered(&layout, env, e))
         };
         let mut engine = match opened {
             Ok(e) => e,
@@ -227,9 +242,22 @@ impl<W: Write> Session<W> {
                 self.send(&Response::Bye)?;
                 return Ok(Next::End);
             }
+            Request::Detach => return Ok(Next::Detach),
         };
         self.send(&reply)?;
         Ok(Next::Continue)
+    }
+
+    /// End the session after `Detach`: everything it held goes first (the
+    /// host lock with the engine, the candidate, chunks, the idle limit),
+    /// then `Detached` is answered, so a controller that reads it finds the
+    /// host exactly as after a `Bye`. The stream is handed back for the
+    /// next session.
+    pub fn detach(self) -> Result<W> {
+        let Session { mut out, engine, .. } = self;
+        drop(engine);
+        write_frame(&mut out, &Response::Detached).map_err(protocol)?;
+        Ok(out)
     }
 
     fn send(&mut self, reply: &Response) -> Result<()> {

@@ -24,6 +24,7 @@ mod agent;
 mod boot;
 mod confirm;
 mod delta;
+mod detach;
 mod gate;
 mod readonly;
 mod space;

@@ -49,7 +49,7 @@ pub struct Ran {
 /// Run `spec` on `hosts` with live progress (`show`) and record the run in
 /// the state store.
 pub fn execute(dir: &Path, command: &str, mut spec: RunSpec, hosts: Vec<Host>, show: bool) -> anyhow::Result<Ran> {
-    raise_fd_limit();
+    crate::transport::raise_fd_limit();
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let source = spec.job.project.clone();
     let plan = matches!(spec.job.mode, Mode::Plan(_));
@@ -100,18 +100,3 @@ pub fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> anyhow::Re
     Ok(())
 }
 
-/// Every connection is a file descriptor or two (SSH socket; for simulated
-/// hosts a socket pair or pipes), and hundreds are open at once: lift the
-/// soft limit (often 1024) to the hard one, as a server would.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
-        return;
-    }
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
-    }
-}

@@ -50,7 +50,11 @@ impl Connection {
     }
 
     pub async fn close(self) {
-        self.link.close().await;
+        match self._keep {
+            // The resident keeps the agent for the next command.
+            Keep::Resident => return self.link.detach().await,
+            _ => self.link.close().await,
+        }
         match self._keep {
             Keep::Ssh(s) => s.close().await,
             Keep::Sim(g) => g.close().await,
@@ -59,14 +63,26 @@ impl Connection {
     }
 }
 
-pub(super) async fn hello(mut link: AgentLink, keep: Keep, read_only: bool) -> Result<Connection, TransportError> {
+pub(super) async fn hello(link: AgentLink, keep: Keep, read_only: bool) -> Result<Connection, TransportError> {
+    let within = link.timeout();
+    hello_within(link, keep, read_only, within).await
+}
+
+/// [`hello`] whose first answer is due within `first` (see
+/// [`AgentLink::call_first_within`]).
+pub(super) async fn hello_within(
+    mut link: AgentLink,
+    keep: Keep,
+    read_only: bool,
+    first: Duration,
+) -> Result<Connection, TransportError> {
     let req = Request::Hello {
         protocol: PROTOCOL_VERSION,
         controller: format!("drover {}", env!("CARGO_PKG_VERSION")),
         idle_ms: u64::try_from(link.timeout().as_millis()).unwrap_or(u64::MAX),
         read_only,
     };
-    match link.call(&req, &mut |_| {}).await? {
+    match link.call_first_within(&req, first, &mut |_| {}).await? {
         Response::Hello { protocol, facts, state, .. } if protocol == PROTOCOL_VERSION => {
             let via = if matches!(keep, Keep::Resident) { Via::Resident } else { Via::Direct };
             Ok(Connection {

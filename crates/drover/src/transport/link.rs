@@ -151,6 +151,43 @@ impl AgentLink {
     ) -> Result<Response, LinkError> {
         self.send(req).await?;
         self.flush().await?;
+        self.answer(progress).await
+    }
+
+    /// [`AgentLink::call`] whose first frame (the answer, or progress) is
+    /// due within `first` rather than the link's timeout: an agent kept by
+    /// the resident on a host that froze must cost a connect timeout, not
+    /// an op timeout; one that says it waits (for the host lock) is waited for.
+    pub async fn call_first_within(
+        &mut self,
+        req: &Request,
+        first: Duration,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Response, LinkError> {
+        let op = self.timeout;
+        self.timeout = first.min(op);
+        let head = async {
+            self.send(req).await?;
+            self.flush().await?;
+            self.recv().await
+        }
+        .await;
+        self.timeout = op;
+        match head? {
+            Response::Progress(m) => {
+                progress(&m);
+                self.answer(progress).await
+            }
+            Response::Error { message } => Err(LinkError::Agent(message)),
+            Response::Busy { message } => Err(LinkError::Busy(message)),
+            Response::StorageFailed(f) => Err(LinkError::Storage(Box::new(f))),
+            other => Ok(other),
+        }
+    }
+
+    /// The answer to a request sent: progress to `progress`, an agent
+    /// `Error` as `Err`.
+    async fn answer(&mut self, progress: &mut (dyn FnMut(&str) + Send)) -> Result<Response, LinkError> {
         loop {
             match self.recv().await? {
                 Response::Progress(m) => progress(&m),
@@ -174,6 +211,16 @@ impl AgentLink {
 
     pub fn set_timeout(&mut self, t: Duration) {
         self.timeout = t;
+    }
+
+    /// End the session but leave the agent running for the next one (the
+    /// resident keeps it, see `resident`): `Detach`, then wait for
+    /// `Detached`, after which the agent holds nothing. Anything else, and
+    /// the resident treats the stream as dropped (it ends the agent).
+    pub async fn detach(mut self) {
+        let _ = self.send(&Request::Detach).await;
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.recv()).await;
     }
 
     /// Say goodbye; errors are irrelevant at this point.

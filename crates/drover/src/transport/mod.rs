@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use drover_spec::{Host, Project};
 
-use connection::{hello, Keep};
+use connection::{hello, hello_within, Keep};
 pub use connection::{Connection, Timeouts};
 pub use error::TransportError;
 use link::AgentLink;
@@ -130,7 +130,13 @@ async fn through_resident(
     };
     let connected = Instant::now();
     let password = if host.user == "root" { None } else { host.auth.password.as_deref() };
-    let hello = async { hello(AgentLink::start(w, r, password, t.op).await?, Keep::Resident, read_only).await };
+    // The agent may be one the resident kept from the last command, on a
+    // host that froze since: its first answer is due within the connect
+    // timeout, as a new SSH session's would be.
+    let hello = async {
+        let link = AgentLink::start(w, r, password, t.op).await?;
+        hello_within(link, Keep::Resident, read_only, t.connect).await
+    };
     match hello.await {
         Ok(c) => Ok(Some((c, connected))),
         Err(e @ TransportError::Link(link::LinkError::Busy(_))) => Err(e),
@@ -138,5 +144,22 @@ async fn through_resident(
             tracing::debug!("{}: the resident's agent did not answer ({e}); going direct", host.name);
             Ok(None)
         }
+    }
+}
+
+/// Every connection is a file descriptor or two (SSH socket; for simulated
+/// hosts a socket pair or pipes; the resident's Unix sockets), and
+/// hundreds are open at once: lift the soft limit (often 1024) to the hard
+/// one, as a server would. Used by a run and by the resident.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
     }
 }

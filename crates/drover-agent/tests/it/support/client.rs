@@ -54,6 +54,27 @@ impl Agent {
         a
     }
 
+    /// End the session but keep the process (`Detach`, what the resident
+    /// sends between commands); the agent must answer `Detached`.
+    pub fn detach(&mut self) {
+        let r = self.call(Request::Detach);
+        assert!(matches!(r, Response::Detached), "{r:?}");
+    }
+
+    /// A new session on the same process after [`Agent::detach`]: the
+    /// magic again (after `preamble`, a sudo password line the resident's
+    /// client sends every time), then a normal `Hello`.
+    pub fn hello_again(&mut self, preamble: &[u8]) {
+        self.w.write_all(preamble).unwrap();
+        self.w.write_all(MAGIC).unwrap();
+        let hello =
+            Request::Hello { protocol: PROTOCOL_VERSION, controller: "test".into(), idle_ms: 0, read_only: false };
+        match self.call(hello) {
+            Response::Hello { state, .. } => self.state = state,
+            other => panic!("{other:?}"),
+        }
+    }
+
     pub fn send(&mut self, req: Request) {
         self.w.write_all(&encode(&req).unwrap()).unwrap();
         self.w.flush().unwrap();

@@ -21,6 +21,7 @@
 //! resident of the old one). Both ends check the other's uid.
 
 mod server;
+mod splice;
 mod wire;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};

@@ -1,8 +1,10 @@
 //! The resident's side: a Unix socket served until `idle` passes with no
 //! client (or SIGTERM), one held SSH session per host (logged in in the
 //! background when first asked for, checked by keepalives, replaced when
-//! dead, with backoff after failed logins), and per client connection one
-//! agent started over it and spliced to the client.
+//! dead, with backoff after failed logins), and one agent per host over it,
+//! spliced to one client at a time and kept between clients (a client ends
+//! its session with `Detach`, see [`splice`]), so a warm command starts no
+//! process on the host: no sudo, no sha256 check, no exec.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -12,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drover_spec::Host;
-use drover_ssh::{RemoteProcess, Session};
-use tokio::io::AsyncWriteExt;
+use drover_ssh::Session;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::super::bootstrap;
 use super::super::connection::Timeouts;
 use super::super::ssh::ssh_target;
+use super::splice::{splice, Agent, Ended};
 use super::{euid, wire};
 
 /// What `drover resident` serves.
@@ -39,6 +41,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct Slot {
     session: Option<Session>,
+    /// The agent between two clients: detached, holding nothing on the
+    /// host (no lock), waiting for the next `Hello`.
+    agent: Option<Agent>,
     /// A login is under way (in the background).
     connecting: bool,
     failures: u32,
@@ -65,7 +70,9 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
         eprintln!("another resident serves {}", spec.socket.display());
         return Ok(());
     }
-    raise_fd_limit();
+    // A held host is a TCP socket, and each command's host a Unix socket
+    // and an SSH channel: thousands of hosts need more than 1024.
+    crate::transport::raise_fd_limit();
     let _ = std::fs::remove_file(&spec.socket);
     let listener = UnixListener::bind(&spec.socket)?;
     std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600))?;
@@ -125,6 +132,9 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     // Our socket still (a newer resident would hold the lock we hold).
     let _ = std::fs::remove_file(&spec.socket);
     let _ = std::fs::remove_file(&pid_path);
+    for (_, slot) in shared.hosts.values() {
+        lock(slot).agent = None;
+    }
     let held: Vec<Session> = shared.hosts.values().filter_map(|(_, slot)| lock(slot).session.take()).collect();
     for s in held {
         s.close().await;
@@ -133,21 +143,6 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A held host is a TCP socket, and each command's host a Unix socket and
-/// an SSH channel: lift the soft open-files limit (often 1024) to the hard
-/// one, as a run does (`run::raise_fd_limit`), so thousands of hosts fit.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is valid.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= lim.rlim_max {
-        return;
-    }
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        tracing::debug!("could not raise the open-files limit: {}", std::io::Error::last_os_error());
-    }
-}
 
 /// Give the heap's free pages back to the system once the clients are
 /// gone: a command's agent traffic (1 MiB chunks through every host's
@@ -162,7 +157,8 @@ fn trim_heap() {
     }
 }
 
-/// One client connection: check its uid, start the agent it asks for, splice.
+/// One client connection: check its uid, give it the host's agent (kept,
+/// or started), splice, and keep the agent again if it detached.
 async fn client(shared: &Arc<Shared>, mut stream: UnixStream) -> Result<(), String> {
     let uid = stream.peer_cred().map_err(|e| e.to_string())?.uid();
     if uid != euid() {
@@ -173,7 +169,7 @@ async fn client(shared: &Arc<Shared>, mut stream: UnixStream) -> Result<(), Stri
         .await
         .map_err(|_| "no request within 5 s".to_string())?
         .map_err(|e| e.to_string())?;
-    let proc = match start_agent(shared, &ask.host).await {
+    let agent = match agent_for(shared, &ask.host).await {
         Ok(p) => p,
         Err(msg) => {
             let _ = wire::write_answer(&mut stream, Err(&msg)).await;
@@ -181,42 +177,56 @@ async fn client(shared: &Arc<Shared>, mut stream: UnixStream) -> Result<(), Stri
         }
     };
     wire::write_answer(&mut stream, Ok(())).await.map_err(|e| e.to_string())?;
-    let (mut agent_in, mut agent_out, _exit) = proc.into_parts();
-    let (mut from_client, mut to_client) = stream.into_split();
-    // Both directions to their ends: the client's end of input is the
-    // agent's (it finishes its session), the agent's end of output the
-    // client's (it sees the agent gone).
-    let up = async {
-        let _ = tokio::io::copy(&mut from_client, &mut agent_in).await;
-        let _ = agent_in.shutdown().await;
-    };
-    let down = async {
-        let _ = tokio::io::copy(&mut agent_out, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-    };
-    tokio::join!(up, down);
+    let Some((_, slot)) = shared.hosts.get(&ask.host) else { return Ok(()) };
+    match splice(stream, agent).await {
+        Ended::Kept(agent) => {
+            let mut slot = lock(slot);
+            // One kept per host: a second (two clients at once) is ended.
+            if slot.agent.is_none() && slot.session.is_some() {
+                slot.agent = Some(agent);
+            }
+        }
+        // Not a word from the agent: the host may have frozen under the
+        // held session. Log in again (in the background) rather than make
+        // the next command wait on it too.
+        Ended::Silent => {
+            tracing::debug!("{}: the agent said nothing; dropping the held session", ask.host);
+            let mut slot = lock(slot);
+            slot.session = None;
+            slot.agent = None;
+        }
+        Ended::Done => {}
+    }
     Ok(())
 }
 
-/// The agent on host `name`, started over its held session. With no live
-/// session the answer is "not held" at once (the client goes direct, so a
-/// command never waits on the resident's login) and a login starts in the
-/// background for the next command, unless logins failed lately (backoff).
-async fn start_agent(shared: &Arc<Shared>, name: &str) -> Result<RemoteProcess, String> {
+/// The agent on host `name`: the one kept from the last client, or one
+/// started over the held session. With no live session the answer is "not
+/// held" at once (the client goes direct, so a command never waits on the
+/// resident's login) and a login starts in the background for the next
+/// command, unless logins failed lately (backoff).
+async fn agent_for(shared: &Arc<Shared>, name: &str) -> Result<Agent, String> {
     let Some((host, slot)) = shared.hosts.get(name) else {
         return Err(format!("{name} is not in this resident's inventory"));
     };
-    let held = {
+    let (held, kept) = {
         let mut slot = lock(slot);
         if slot.session.as_ref().is_some_and(Session::is_closed) {
             slot.session = None;
+            slot.agent = None;
         }
-        slot.session.clone()
+        (slot.session.clone(), slot.agent.take())
     };
+    if let Some(mut agent) = kept.filter(|_| held.is_some()) {
+        if !agent.ended() {
+            return Ok(agent);
+        }
+        tracing::debug!("{name}: the kept agent ended; starting another");
+    }
     if let Some(session) = held {
         let command = bootstrap::serve_command(&host.user);
         match tokio::time::timeout(shared.timeouts.connect, session.exec(&command)).await {
-            Ok(Ok(p)) => return Ok(p),
+            Ok(Ok(p)) => return Ok(Agent::new(p)),
             Ok(Err(e)) => tracing::debug!("{name}: held session failed ({e}); logging in again"),
             Err(_) => tracing::debug!("{name}: held session did not answer; logging in again"),
         }

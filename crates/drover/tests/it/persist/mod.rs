@@ -9,6 +9,7 @@
 //!
 //! Needs root (the lab does).
 
+mod agents;
 mod confirm;
 mod fallback;
 mod reconnect;

@@ -363,17 +363,23 @@ impl Fleet {
 
     /// SIGKILL every `drover-agent serve` process of host `i`. Returns how many.
     pub fn kill_agent(&self, i: usize) -> usize {
+        let pids = self.agent_pids(i);
+        pids.iter().for_each(|p| drop(Command::new("kill").args(["-9", &p.to_string()]).status()));
+        pids.len()
+    }
+
+    /// The `drover-agent serve` processes running on host `i` (not their sudo).
+    pub fn agent_pids(&self, i: usize) -> Vec<u32> {
         let out = Command::new("ip").args(["netns", "pids", &self.hosts[i].netns]).output().unwrap();
-        let mut n = 0;
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains("/agent-") && cmd.ends_with(" serve ") && !cmd.starts_with("sudo") {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-                n += 1;
-            }
-        }
-        n
+        let agent = |pid: &&str| {
+            let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+                .replace('\0', " ");
+            cmd.contains("/agent-") && cmd.ends_with(" serve ") && !cmd.starts_with("sudo")
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut pids: Vec<u32> = stdout.split_whitespace().filter(agent).filter_map(|p| p.parse().ok()).collect();
+        pids.sort_unstable();
+        pids
     }
 }
 

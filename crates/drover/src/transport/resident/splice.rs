@@ -1,0 +1,179 @@
+//! One client's bytes to and from a host's agent, and whether the agent
+//! may be kept for the next client: only when its last words were
+//! `Detached` (the session ended cleanly and the agent holds nothing) and
+//! the client then left. Anything else (a client gone mid-session, an
+//! agent gone) ends the agent's stream exactly as a dropped SSH connection
+//! does without the resident.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use drover_proto::frame::encode;
+use drover_proto::Response;
+use drover_ssh::{ExitWaiter, RemoteProcess};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// A host's agent over the resident's held session: its pipes, and the
+/// channel's end (checked before the agent is used again).
+pub struct Agent {
+    stdin: Box<dyn AsyncWrite + Send + Unpin>,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    exit: ExitWaiter,
+}
+
+impl Agent {
+    pub fn new(p: RemoteProcess) -> Agent {
+        let (stdin, stdout, exit) = p.into_parts();
+        Agent { stdin, stdout, exit }
+    }
+
+    /// Has its channel closed (the agent exited, or the session died)?
+    pub fn ended(&mut self) -> bool {
+        self.exit.ended()
+    }
+}
+
+/// How a splice ended.
+pub enum Ended {
+    /// The agent detached and the client left: keep it for the next one.
+    Kept(Agent),
+    /// The client left without a word from the agent (a host that froze
+    /// under a kept agent, most likely): the held session is suspect.
+    Silent,
+    /// Anything else: the agent's stream is ended, as a dropped connection's.
+    Done,
+}
+
+/// After the client left mid-session, how long the agent's last words are
+/// still read before its channel is dropped (a frozen host says nothing).
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Splice `client` to `agent` until one of them is done.
+pub async fn splice(client: UnixStream, agent: Agent) -> Ended {
+    let Agent { mut stdin, mut stdout, exit } = agent;
+    let (mut from_client, mut to_client) = client.into_split();
+    let detached = AtomicBool::new(false);
+    let (stop, down_done) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+    let up = async {
+        let copied = tokio::io::copy(&mut from_client, &mut stdin).await;
+        if copied.is_ok() && detached.load(Ordering::SeqCst) {
+            // The agent waits for its next Hello; nothing more comes from it.
+            stop.notify_one();
+            return;
+        }
+        // The client's end of input is the agent's (it ends its session).
+        let _ = stdin.shutdown().await;
+        tokio::select! {
+            () = tokio::time::sleep(DRAIN) => stop.notify_one(),
+            () = down_done.notified() => {}
+        }
+    };
+    let down = async {
+        let mut frames = Frames::default();
+        let mut buf = vec![0u8; 16 << 10];
+        let mut heard = false;
+        let kept = loop {
+            let n = tokio::select! {
+                read = stdout.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break false,
+                    Ok(n) => n,
+                },
+                () = stop.notified() => break detached.load(Ordering::SeqCst),
+            };
+            heard = true;
+            detached.store(frames.feed(&buf[..n]), Ordering::SeqCst);
+            if to_client.write_all(&buf[..n]).await.is_err() {
+                break false;
+            }
+        };
+        down_done.notify_one();
+        (kept, heard)
+    };
+    let ((), (kept, heard)) = tokio::join!(up, down);
+    if !kept {
+        let _ = to_client.shutdown().await;
+        return if heard { Ended::Done } else { Ended::Silent };
+    }
+    Ended::Kept(Agent { stdin, stdout, exit })
+}
+
+/// Frame boundaries of the agent's output (length-prefixed frames), to
+/// tell whether the stream so far ends with a whole `Detached` frame.
+/// Only frames of `Detached`'s length are kept to compare.
+#[derive(Default)]
+struct Frames {
+    head: Vec<u8>,
+    left: usize,
+    /// The frame under way has `Detached`'s length: its body is kept.
+    capture: bool,
+    body: Vec<u8>,
+    last_detached: bool,
+}
+
+fn detached_body() -> Vec<u8> {
+    encode(&Response::Detached).map(|f| f[4..].to_vec()).unwrap_or_default()
+}
+
+impl Frames {
+    /// Take the next bytes; true when they end right after a `Detached` frame.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        let want = detached_body();
+        while !bytes.is_empty() {
+            if self.left == 0 {
+                self.last_detached = false;
+                let take = (4 - self.head.len()).min(bytes.len());
+                self.head.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.head.len() == 4 {
+                    let len = u32::from_le_bytes([self.head[0], self.head[1], self.head[2], self.head[3]]);
+                    self.head.clear();
+                    self.left = len as usize;
+                    self.body.clear();
+                    self.capture = self.left == want.len();
+                    if self.left == 0 {
+                        self.last_detached = want.is_empty();
+                    }
+                }
+                continue;
+            }
+            let take = self.left.min(bytes.len());
+            if self.capture {
+                self.body.extend_from_slice(&bytes[..take]);
+            }
+            self.left -= take;
+            bytes = &bytes[take..];
+            if self.left == 0 {
+                self.last_detached = self.capture && self.body == want;
+            }
+        }
+        self.last_detached && self.head.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stream_ending_with_a_whole_detached_frame_counts() {
+        let bye = encode(&Response::Bye).unwrap();
+        let det = encode(&Response::Detached).unwrap();
+        let pong = encode(&Response::Pong).unwrap();
+        let mut f = Frames::default();
+        assert!(!f.feed(&bye));
+        assert!(f.feed(&det));
+        assert!(!f.feed(&pong[..1]), "a next frame begun");
+        assert!(!f.feed(&pong[1..]));
+        // Split anywhere, byte by byte.
+        let mut all = bye.clone();
+        all.extend_from_slice(&det);
+        let mut f = Frames::default();
+        let ends: Vec<bool> = all.iter().map(|b| f.feed(&[*b])).collect();
+        assert_eq!(ends.iter().filter(|e| **e).count(), 1);
+        assert!(ends[ends.len() - 1]);
+        // A frame whose body merely contains Detached's bytes does not.
+        let mut f = Frames::default();
+        let err = encode(&Response::Error { message: String::from_utf8_lossy(&det).into_owned() }).unwrap();
+        assert!(!f.feed(&err));
+    }
+}
