@@ -99,4 +99,3 @@ pub fn skip_drained(dir: &Path, hosts: &mut Vec<Host>, mode: Mode) -> anyhow::Re
     });
     Ok(())
 }
-

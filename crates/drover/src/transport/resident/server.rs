@@ -143,7 +143,6 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     Ok(())
 }
 
-
 /// Give the heap's free pages back to the system once the clients are
 /// gone: a command's agent traffic (1 MiB chunks through every host's
 /// session) leaves freed buffers in malloc's arenas, which an idle resident
