@@ -4,10 +4,10 @@
 
 use std::fs;
 
-use drover_proto::{EntryKind, Facts, Supervisor};
+use drover_proto::{EntryKind, Supervisor};
 use drover_spec::Project;
 
-use crate::support::{render_error, write};
+use crate::support::{facts, render_error, write};
 
 #[test]
 fn a_containers_etc_hosts_names_each_service_at_the_first_host_running_it() {
@@ -33,14 +33,9 @@ fn a_containers_etc_hosts_names_each_service_at_the_first_host_running_it() {
         &format!("version = 1\n[requests]\nfront = [\"runc\"]\n[[targets]]\ntarget = \"debian-12-amd64\"\nroles = {{ front = [\"runc\"] }}\n[[targets.packages]]\nname = \"runc\"\nversion = \"1.1.5+ds1-1+deb12u1\"\narch = \"amd64\"\nfilename = \"runc_1.1.5+ds1-1+deb12u1_amd64.deb\"\nblake3 = \"{h}\"\nsize = 1\n"),
     );
     let project = Project::load(p).unwrap_or_else(|e| panic!("{}", render_error(e)));
-    let facts = Facts {
-        supervisor: Some(Supervisor::Runit),
-        os_id: "debian".into(),
-        os_version: "12".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    };
-    let c = project.compile(&project.hosts[0], &facts, 1).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let c = project
+        .compile(&project.hosts[0], &facts(Supervisor::Runit), 1)
+        .unwrap_or_else(|e| panic!("{}", render_error(e)));
     let text = |path: &str| {
         let e = c.manifest.entry(path).unwrap_or_else(|| panic!("no {path}"));
         let EntryKind::File { hash, .. } = e.kind else { panic!("{path} is not a file") };
@@ -59,6 +54,8 @@ fn a_containers_etc_hosts_names_each_service_at_the_first_host_running_it() {
     let web = c.manifest.services.iter().find(|s| s.name == "web").unwrap();
     assert!(web.triggers.iter().any(|t| t == "/var/lib/drover/container-hosts"), "{:?}", web.triggers);
     // A host with no container has no such file.
-    let c3 = project.compile(&project.hosts[2], &facts, 1).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let c3 = project
+        .compile(&project.hosts[2], &facts(Supervisor::Runit), 1)
+        .unwrap_or_else(|e| panic!("{}", render_error(e)));
     assert!(c3.manifest.entry("/var/lib/drover/container-hosts").is_none());
 }

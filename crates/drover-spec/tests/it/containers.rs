@@ -6,10 +6,10 @@
 use std::fs;
 use std::path::Path;
 
-use drover_proto::{EntryKind, Facts, HealthProbe, Supervisor};
+use drover_proto::{EntryKind, HealthProbe, Supervisor};
 use drover_spec::Project;
 
-use crate::support::{render_error, write};
+use crate::support::{facts, render_error, write};
 
 mod engine;
 
@@ -35,16 +35,6 @@ fn project(service: &str) -> tempfile::TempDir {
         &format!("version = 1\n[requests]\napp = [\"runc\"]\n[[targets]]\ntarget = \"debian-12-amd64\"\nroles = {{ app = [\"runc\"] }}\n[[targets.packages]]\nname = \"runc\"\nversion = \"1.1.5+ds1-1+deb12u1\"\narch = \"amd64\"\nfilename = \"runc_1.1.5+ds1-1+deb12u1_amd64.deb\"\nblake3 = \"{LOCK_HASH}\"\nsize = 1\n"),
     );
     d
-}
-
-fn facts(sup: Supervisor) -> Facts {
-    Facts {
-        supervisor: Some(sup),
-        os_id: "debian".into(),
-        os_version: "12".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    }
 }
 
 fn load(p: &Path) -> Project {

@@ -3,7 +3,7 @@
 
 use drover_spec::Project;
 
-use crate::support::{render_error, write};
+use crate::support::{facts, render_error, write};
 
 /// Role `app` with services a, b, c (native) whose files get `after`.
 fn project(a: &str, b: &str, c: &str) -> tempfile::TempDir {
@@ -56,14 +56,9 @@ fn err(d: &tempfile::TempDir) -> String {
 fn the_compiled_manifest_names_what_each_service_starts_after_instances_included() {
     let d = project("instances = 2\n", "after = [\"a\"]\n", "after = [\"b\", \"a\"]\n");
     let p = Project::load(d.path()).unwrap_or_else(|e| panic!("{}", render_error(e)));
-    let facts = drover_proto::Facts {
-        supervisor: Some(drover_proto::Supervisor::Runit),
-        os_id: "debian".into(),
-        os_version: "12".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    };
-    let c = p.compile(&p.hosts[0], &facts, 1).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let c = p
+        .compile(&p.hosts[0], &facts(drover_proto::Supervisor::Runit), 1)
+        .unwrap_or_else(|e| panic!("{}", render_error(e)));
     let got: Vec<(&str, Vec<&str>)> =
         c.manifest.services.iter().map(|s| (s.name.as_str(), s.after.iter().map(String::as_str).collect())).collect();
     assert_eq!(got, [("a-0", vec![]), ("a-1", vec![]), ("b", vec!["a-0", "a-1"]), ("c", vec!["a-0", "a-1", "b"])]);
@@ -76,14 +71,9 @@ fn the_compiled_manifest_names_what_each_service_starts_after_instances_included
 fn a_runit_service_with_after_waits_while_the_agent_holds_it() {
     let d = project("", "after = [\"a\"]\n", "");
     let p = Project::load(d.path()).unwrap_or_else(|e| panic!("{}", render_error(e)));
-    let facts = drover_proto::Facts {
-        supervisor: Some(drover_proto::Supervisor::Runit),
-        os_id: "debian".into(),
-        os_version: "12".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    };
-    let c = p.compile(&p.hosts[0], &facts, 1).unwrap_or_else(|e| panic!("{}", render_error(e)));
+    let c = p
+        .compile(&p.hosts[0], &facts(drover_proto::Supervisor::Runit), 1)
+        .unwrap_or_else(|e| panic!("{}", render_error(e)));
     let run = |n: &str| {
         let e = c.manifest.entry(&format!("/etc/sv/{n}/run")).unwrap();
         let drover_proto::EntryKind::File { hash, .. } = e.kind else { panic!() };

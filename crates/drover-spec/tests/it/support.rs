@@ -1,5 +1,5 @@
-//! What the tests share: writing a project's files, and an error rendered
-//! as the operator sees it.
+//! What the tests share: writing a project's files, a Debian 12 x86_64
+//! host's facts, and an error rendered as the operator sees it.
 
 use std::fs;
 use std::path::Path;
@@ -18,4 +18,15 @@ pub fn render_error(e: drover_spec::SpecError) -> String {
         .render_report(&mut s, &e)
         .unwrap();
     s
+}
+
+/// The facts of a Debian 12 x86_64 host whose supervisor is `sup`.
+pub fn facts(sup: drover_proto::Supervisor) -> drover_proto::Facts {
+    drover_proto::Facts {
+        supervisor: Some(sup),
+        os_id: "debian".into(),
+        os_version: "12".into(),
+        arch: "x86_64".into(),
+        ..Default::default()
+    }
 }
