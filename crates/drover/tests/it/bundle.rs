@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{curl, drover_in, noise, ok, Fleet, Run};
+use crate::support::{curl, drover_in, noise, ok, usb_stick, Fleet, Run};
 use drover_proto::Hash;
 
 fn minisign() -> &'static str {
@@ -138,23 +138,7 @@ fn build_sign_apply_offline_with_relay_then_incremental_then_usb_install() {
     fs::write(f.project().join("layers/site/etc/motd"), "from a usb stick\n").unwrap();
     let usb = keys.path("usb.drv");
     build_and_sign(&f, &keys, &usb, &["--hosts", "h3"]);
-    let stick = f.host_file(2, "/media/usb");
-    fs::create_dir_all(&stick).unwrap();
-    fs::copy(&usb, stick.join("site.drv")).unwrap();
-    fs::copy(drover_bundle::sig_path(&usb), stick.join("site.drv.minisig")).unwrap();
-    fs::copy(keys.public(), stick.join("ops.pub")).unwrap();
-    ok(&drover_in(
-        Path::new("/"),
-        &[
-            "bundle",
-            "agent",
-            usb.to_str().unwrap(),
-            "--pubkey",
-            keys.public().to_str().unwrap(),
-            "-o",
-            stick.join("drover-agent").to_str().unwrap(),
-        ],
-    ));
+    usb_stick(&f, 2, &usb, &keys.public(), "");
     let r = agent_on_host(&f, 2, &["install", "/media/usb/site.drv", "--pubkey", "/media/usb/ops.pub"]);
     ok(&r);
     assert!(r.stdout.contains("host h3: generation"), "{}", r.stdout);

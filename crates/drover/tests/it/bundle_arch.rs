@@ -12,7 +12,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::bundle::{build_and_sign, inspect, Keys};
-use crate::support::{drover_in, ok, Fleet};
+use crate::support::{drover_in, ok, usb_stick, Fleet};
 use drover_lab::{Arch, Kind};
 
 /// The `e_machine` of the ELF file(s) matching `glob` on host `i`, read by
@@ -21,21 +21,6 @@ fn elf_machine_on_host(f: &Fleet, i: usize, glob: &str) -> String {
     let r = f.in_host(i, &["sh", "-c", &format!("for a in {glob}; do od -An -tx1 -j18 -N2 \"$a\"; done")]);
     ok(&r);
     r.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Put the bundle, its signature, the public key and `bundle agent`'s
-/// output (launcher and one agent per machine) on host `i`'s stick
-/// (`/media/usb/DIR`).
-fn stick(f: &Fleet, i: usize, keys: &Keys, bundle: &Path, dir: &str) {
-    let stick = f.host_file(i, &format!("/media/usb/{dir}"));
-    fs::create_dir_all(&stick).unwrap();
-    fs::copy(bundle, stick.join("site.drv")).unwrap();
-    fs::copy(drover_bundle::sig_path(bundle), stick.join("site.drv.minisig")).unwrap();
-    fs::copy(keys.public(), stick.join("ops.pub")).unwrap();
-    let out = stick.join("drover-agent");
-    let public = keys.public();
-    let (b, p, o) = (bundle.to_str().unwrap(), public.to_str().unwrap(), out.to_str().unwrap());
-    ok(&drover_in(Path::new("/"), &["bundle", "agent", b, "--pubkey", p, "-o", o]));
 }
 
 fn agent_hash(v: &serde_json::Value, arch: &str) -> String {
@@ -75,7 +60,7 @@ fn a_mixed_fleet_bundle_carries_an_agent_per_machine_and_each_host_installs_its_
     assert_eq!(arches, ["aarch64", "x86_64"], "{v}");
 
     for (i, (machine, elf)) in [("x86_64", "3e 00"), ("aarch64", "b7 00")].into_iter().enumerate() {
-        stick(&f, i, &keys, &site, "all");
+        usb_stick(&f, i, &site, &keys.public(), "all");
         assert_eq!(elf_machine_on_host(&f, i, "/media/usb/all/drover-agent.*"), "b7 00 3e 00", "one per machine");
         assert!(!f.host_file(i, "/var/lib/drover/agent").exists(), "h{}: an agent before the install", i + 1);
         let r = f.in_host(
@@ -131,7 +116,7 @@ fn a_mixed_fleet_bundle_carries_an_agent_per_machine_and_each_host_installs_its_
     let arches: Vec<&str> = v["agents"].as_array().unwrap().iter().map(|a| a["arch"].as_str().unwrap()).collect();
     assert_eq!(arches, ["x86_64"], "{v}");
 
-    stick(&f, 1, &keys, &amd, "amd");
+    usb_stick(&f, 1, &amd, &keys.public(), "amd");
     let snapshot = f.upper_snapshot(1);
     let why = "this host's machine is aarch64 (uname -m), and this bundle carries agents for x86_64 only";
     let args = ["install", "/media/usb/amd/site.drv", "--pubkey", "/media/usb/amd/ops.pub", "--host", "h1"];

@@ -16,7 +16,7 @@ use drover_oci::testing::registry::TestRegistry;
 use serde_json::json;
 
 use super::{http_get, wait_for_body};
-use crate::support::{drover_in, ok, Fleet};
+use crate::support::{drover_in, ok, usb_stick, Fleet};
 
 /// The app's config: httpd on 8080 serving /srv, as user `nobody` (a
 /// name: resolved through the image's own /etc/passwd to 65534:65534).
@@ -191,24 +191,7 @@ fn an_air_gapped_host_installs_registry_and_file_images_from_a_signed_bundle() {
     ok(&drover_in(Path::new("/"), &["bundle", "sign", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]));
     drop(reg);
 
-    let stick = f.host_file(0, "/media/usb");
-    std::fs::create_dir_all(&stick).unwrap();
-    std::fs::copy(&bundle, stick.join("site.drv")).unwrap();
-    std::fs::copy(drover_bundle::sig_path(&bundle), stick.join("site.drv.minisig")).unwrap();
-    std::fs::copy(&public, stick.join("ops.pub")).unwrap();
-    let agent = stick.join("drover-agent");
-    ok(&drover_in(
-        Path::new("/"),
-        &[
-            "bundle",
-            "agent",
-            bundle.to_str().unwrap(),
-            "--pubkey",
-            public.to_str().unwrap(),
-            "-o",
-            agent.to_str().unwrap(),
-        ],
-    ));
+    usb_stick(&f, 0, &bundle, &public, "");
     let r =
         f.in_host(0, &["/media/usb/drover-agent", "install", "/media/usb/site.drv", "--pubkey", "/media/usb/ops.pub"]);
     ok(&r);

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{build_deb_with, prepend};
-use crate::support::{append, drover_in, ok, Fleet};
+use crate::support::{append, drover_in, ok, usb_stick, Fleet};
 
 #[test]
 fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_install() {
@@ -55,24 +55,7 @@ fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_in
     assert!(f.host_file(0, "/usr/games/sl").is_file(), "h1: sl not installed from the bundle");
 
     // The host's own agent, from a USB stick: no controller, no network.
-    let stick = f.host_file(1, "/media/usb");
-    std::fs::create_dir_all(&stick).unwrap();
-    std::fs::copy(&bundle, stick.join("site.drv")).unwrap();
-    std::fs::copy(drover_bundle::sig_path(&bundle), stick.join("site.drv.minisig")).unwrap();
-    std::fs::copy(&public, stick.join("ops.pub")).unwrap();
-    let agent = stick.join("drover-agent");
-    ok(&drover_in(
-        Path::new("/"),
-        &[
-            "bundle",
-            "agent",
-            bundle.to_str().unwrap(),
-            "--pubkey",
-            public.to_str().unwrap(),
-            "-o",
-            agent.to_str().unwrap(),
-        ],
-    ));
+    usb_stick(&f, 1, &bundle, &public, "");
     let r =
         f.in_host(1, &["/media/usb/drover-agent", "install", "/media/usb/site.drv", "--pubkey", "/media/usb/ops.pub"]);
     ok(&r);

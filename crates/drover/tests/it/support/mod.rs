@@ -31,7 +31,9 @@ pub mod p2p;
 mod run;
 pub mod security;
 pub mod serve;
+mod usb;
 
 pub use files::{append, copy_tree, example, files_containing, noise, write};
 pub use fleet::Fleet;
 pub use run::{curl, drover_at, drover_in, init_project, ok, sim_project, wait_until, Run, DROVER};
+pub use usb::usb_stick;
