@@ -18,6 +18,17 @@
 //! hard-coded uid, so a simulated host under a test user's directory is
 //! judged by the same rule.
 //!
+//! One exception makes container images possible: below a trusted directory
+//! that no other user can even search (mode 0700, owned by the agent's user;
+//! drover makes `/var/lib/drover/containers` so), directories of any owner
+//! are written into, because nobody else can reach them by path. An image's
+//! `/var/lib/postgresql` owned by uid 999 is such a directory. The exception
+//! ends at a mount: a directory on another mount than the sealed one (a bind
+//! mount of some user's directory, say) is judged by the ordinary rule
+//! again. It does not cover a process that already held a working directory
+//! or descriptor below the directory before it became 0700 (see
+//! docs/security.md).
+//!
 //! - this file: the target [`Root`] and the walk to a path's parent, looking
 //!   at what is there ([`Found`]), reading;
 //! - `write.rs`: every change to a managed path (create, remove, rename);
@@ -95,6 +106,12 @@ impl Root {
         st.st_uid == self.uid && mode & 0o002 == 0 && (mode & 0o020 == 0 || st.st_gid == self.gid)
     }
 
+    /// Does a trusted directory with this stat keep every other user out of
+    /// what lies below it (no search permission for group or others)?
+    fn seals(&self, st: &rfs::Stat) -> bool {
+        self.trusted(st) && st.st_mode & 0o077 == 0
+    }
+
     /// Walk to the parent directory of `path` (absolute, validated). With
     /// `write`, every directory on the way must be trusted.
     pub fn parent(&self, path: &str, write: bool) -> Result<Parent> {
@@ -115,6 +132,8 @@ impl Root {
     fn walk(&self, dirs: &[&str], write: bool) -> Result<Parent> {
         let mut cur: Option<OwnedFd> = None;
         let mut walked = String::new();
+        // The mount of the nearest sealing directory walked through, if any.
+        let mut sealed: Option<Mount> = None;
         if write {
             let st = rfs::fstat(&self.fd).map_err(errno).ctx(|| format!("stat {}", self.path.display()))?;
             if !self.trusted(&st) {
@@ -144,12 +163,21 @@ impl Root {
             };
             if write {
                 let st = rfs::fstat(&next).map_err(errno).ctx(|| format!("stat {walked}"))?;
-                if !self.trusted(&st) {
-                    bail!(
-                        "refusing to write under {walked}: it is writable by users other than the agent's (owner uid {}, mode {:o}); other users could redirect what drover writes there. Make it owned by root and not group- or world-writable, or manage the file elsewhere",
-                        st.st_uid,
-                        st.st_mode & 0o7777
-                    );
+                // The mount is looked up only where a seal is at stake.
+                let below_seal = sealed.is_some_and(|m| m == Mount::of(&next, &st));
+                if !below_seal {
+                    // Not below a directory only we can search, on its mount
+                    // (or never): the ordinary rule, and maybe a new seal.
+                    sealed = None;
+                    if self.seals(&st) {
+                        sealed = Some(Mount::of(&next, &st));
+                    } else if !self.trusted(&st) {
+                        bail!(
+                            "refusing to write under {walked}: it is writable by users other than the agent's (owner uid {}, mode {:o}); other users could redirect what drover writes there. Make it owned by root and not group- or world-writable, or manage the file elsewhere",
+                            st.st_uid,
+                            st.st_mode & 0o7777
+                        );
+                    }
                 }
             }
             cur = Some(next);
@@ -172,6 +200,24 @@ impl Root {
             Parent::Symlink { at } => bail!(
                 "refusing to write {path}: {at} is a symlink, and drover never writes through symlinks (manage the real path instead)"
             ),
+        }
+    }
+}
+
+/// Which mount a directory is on: the mount id where the kernel tells it
+/// (statx, Linux 5.8+), else the device, which cannot tell a bind mount of
+/// the same filesystem apart (documented in docs/security.md).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mount {
+    Id(u64),
+    Dev(u64),
+}
+
+impl Mount {
+    fn of(fd: &OwnedFd, st: &rfs::Stat) -> Mount {
+        match rfs::statx(fd, "", AtFlags::EMPTY_PATH, rfs::StatxFlags::MNT_ID) {
+            Ok(x) if x.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0 => Mount::Id(x.stx_mnt_id),
+            _ => Mount::Dev(st.st_dev),
         }
     }
 }
@@ -242,3 +288,6 @@ pub fn list(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Vec<String>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,8 +39,12 @@ impl LayerBuilder {
         LayerBuilder { tar: tar::Builder::new(Vec::new()) }
     }
 
-    pub fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = header(tar::EntryType::Directory, mode, 0, 0, 0);
+    pub fn dir(self, path: &str, mode: u32) -> Self {
+        self.dir_owned(path, mode, 0, 0)
+    }
+
+    pub fn dir_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64) -> Self {
+        let mut h = header(tar::EntryType::Directory, mode, uid, gid, 0);
         self.tar.append_data(&mut h, path, &[][..]).unwrap();
         self
     }

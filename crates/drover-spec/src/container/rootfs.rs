@@ -72,6 +72,15 @@ pub fn entries(service: &str, c: &Container) -> Vec<(Entry, Option<(Hash, BlobSo
     out
 }
 
+/// `/var/lib/drover/containers` itself, owned by root and searchable by
+/// nobody else. Why: an image's directories may belong to its own users
+/// (postgres's `/var/lib/postgresql`); the agent writes into directories
+/// owned by others only below a directory no other user can search, where
+/// nobody else can reach them (the agent's safefs).
+pub fn containers_dir() -> Entry {
+    dir_entry(super::CONTAINERS.to_string(), 0o700)
+}
+
 fn dir_entry(path: String, mode: u32) -> Entry {
     Entry { path, kind: EntryKind::Dir, mode, owner: "root".into(), group: "root".into(), source: None }
 }

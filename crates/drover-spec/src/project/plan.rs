@@ -168,6 +168,10 @@ impl Project {
                 // Its /etc/hosts: a bind mount keeps the file it was made
                 // with, so a change restarts the container.
                 unit_paths.push(crate::container::hosts::HOSTS_FILE.to_string());
+                if !entries.contains_key(crate::container::CONTAINERS) {
+                    let e = crate::container::rootfs::containers_dir();
+                    insert(&mut entries, e, Slot::Nothing, &mut shadowed);
+                }
                 if !entries.contains_key(crate::container::hosts::HOSTS_FILE) {
                     let (e, src) = self.container_hosts();
                     insert(&mut entries, e, Slot::Blob(src), &mut shadowed);

@@ -5,6 +5,7 @@
 
 mod compose;
 mod lab;
+mod owners;
 mod registry;
 mod runc;
 
