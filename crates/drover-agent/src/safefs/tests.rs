@@ -88,10 +88,12 @@ impl Bound {
         );
         let child =
             Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).spawn().unwrap();
-        let seen = format!("/proc/{}/root{}/.bound", child.id(), to.display());
+        // Owned from here on: dropped (killed and reaped) on every path.
+        let bound = Bound(child);
+        let seen = format!("/proc/{}/root{}/.bound", bound.0.id(), to.display());
         for _ in 0..500 {
             if Path::new(&seen).exists() {
-                return Bound(child);
+                return bound;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
