@@ -3,6 +3,7 @@
 //! opened here by every layer that reads or writes it. Recording a run is
 //! `crate::run::record`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use drover_state::{Location, Store};
@@ -53,9 +54,23 @@ pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::
     // Images are pulled and flattened before the project loads (its
     // image services read them from the cache), for the architectures the
     // fleet's hosts last reported.
-    let arches = facts.values().map(|f| f.arch.clone()).filter(|a| !a.is_empty()).collect();
+    let mut arches: BTreeSet<String> = facts.values().map(|f| f.arch.clone()).filter(|a| !a.is_empty()).collect();
     crate::images::prepare(project_dir, &arches)?;
     let mut project = drover_spec::Project::load(project_dir)?;
+    // A host that never reported may be of any machine this drover has an
+    // agent for (as a bundle's agents, `crate::bundler`): the images are
+    // pulled for each of those too, so its first apply gets its own.
+    // An architecture an image lacks refuses only a host of it that runs
+    // the image (`drover_spec::container::Containers::for_arch`).
+    let unknown = project.hosts.iter().any(|h| facts.get(&h.name).is_none_or(|f| f.arch.is_empty()));
+    if unknown && !drover_spec::container::prepared::sources(project_dir).is_empty() {
+        let before = arches.len();
+        arches.extend(crate::agent_bin::carried().iter().map(|a| a.to_string()));
+        if arches.len() != before {
+            crate::images::prepare(project_dir, &arches)?;
+            project = drover_spec::Project::load(project_dir)?;
+        }
+    }
     project.set_fact_cache(facts);
     Ok(project)
 }
