@@ -3,6 +3,7 @@
 //! (`runc.rs`: fast, root only), and image services on lab hosts end to
 //! end (`lab.rs`).
 
+mod arches;
 mod compose;
 mod lab;
 mod registry;
