@@ -38,7 +38,11 @@ pub fn load_project(project_dir: &Path) -> anyhow::Result<drover_spec::Project> 
     Ok(project)
 }
 
-/// [`load_project`] without writing a missing `packages.lock`.
+/// [`load_project`] without writing a missing `packages.lock`: what
+/// commands that compile nothing load (`status`, `logs`, `exec`,
+/// `volume`). Their image services' images are prepared as `plan`'s are
+/// (through `images.lock` and the cache, pulled only when not cached), so
+/// a fresh checkout with an `images.lock` needs no `plan` first.
 pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
     // A SQLite file is not created just to read facts from it; a database
     // server is always asked (and an unreachable one stops the run here).

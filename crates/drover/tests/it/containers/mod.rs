@@ -5,6 +5,7 @@
 
 mod arches;
 mod compose;
+mod fresh;
 mod lab;
 mod registry;
 mod runc;
