@@ -5,17 +5,18 @@
 //! its facts. The image is an amd64+arm64 index on the test registry.
 //! `plan` and `render` only: nothing runs the containers, so the hosts
 //! need no container runtime (`runtime = "docker"` keeps runc out of the
-//! package closure).
+//! package closure). And, with no lab: an image with none of the fleet's
+//! architectures stops the run while the images are prepared.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use drover_oci::testing::images::{base_layer, push_index, Compression, LayerBuilder, TestImage};
+use drover_oci::testing::images::{app_images, base_layer, push_index, Compression, LayerBuilder, TestImage};
 use drover_oci::testing::registry::TestRegistry;
 use serde_json::json;
 
-use crate::support::{ok, Fleet, Run};
+use crate::support::{drover_in, ok, sim_project, Fleet, Run};
 
 const ROOTFS: &str = "/var/lib/drover/containers/app/rootfs";
 
@@ -124,4 +125,40 @@ fn one_image_service_gives_each_host_the_files_and_config_of_its_own_architectur
     for i in 0..2 {
         assert!(!f.host_file(i, "/var/lib/drover/containers").exists(), "h{} was touched", i + 1);
     }
+}
+
+/// The fleet's only host last reported `aarch64`, and the image has an
+/// amd64 build only: `plan` stops while preparing the images, before any
+/// host is contacted (the simulated host's directory is never made),
+/// naming the service file, the image, the architecture, the platforms the
+/// image has and the fix; nothing is pinned for arm64.
+#[test]
+fn an_image_without_any_of_the_fleets_architectures_stops_the_run_naming_what_it_has() {
+    let reg = TestRegistry::start();
+    let (v1, _, _) = app_images(Compression::Gzip);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let app = reg.reference("app:1");
+    rt.block_on(push_index(&app, &[&v1]));
+    let d = tempfile::tempdir().unwrap();
+    let proj = sim_project(d.path(), 1);
+    std::fs::write(proj.join("roles/site.toml"), "services = [\"app\"]\n").unwrap();
+    std::fs::write(proj.join("services/app.toml"), format!("image = {app:?}\n")).unwrap();
+    std::fs::create_dir_all(proj.join(".drover")).unwrap();
+    let facts = drover_proto::Facts { arch: "aarch64".into(), ..Default::default() };
+    let mut store = drover_state::Store::open(&proj.join(".drover/state.db")).unwrap();
+    store.save_facts("s1", &serde_json::to_string(&facts).unwrap()).unwrap();
+    drop(store);
+
+    let hosts = d.path().join("hosts");
+    let r = drover_in(&proj, &["plan", "--simulate", hosts.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    for want in [
+        format!("services/app.toml: image {app:?} for aarch64"),
+        format!("{app}: the image index has no linux/arm64 manifest (it has: linux/amd64)"),
+        "fix: build and push the image for the fleet's architectures".into(),
+    ] {
+        assert!(r.stderr.contains(&want), "{want:?} in\n{}", r.stderr);
+    }
+    assert!(!hosts.join("s1").exists(), "a host was touched");
+    assert!(!std::fs::read_to_string(proj.join("images.lock")).unwrap_or_default().contains("arm64"));
 }
