@@ -32,7 +32,7 @@ use drover_proto::Hash;
 use crate::diag::SpecError;
 use crate::project::BlobSource;
 
-pub use arches::{Containers, ANY_ARCH};
+pub use arches::{Containers, NoArch, ANY_ARCH};
 pub use engine::Runtime;
 pub(crate) use load::load;
 pub use load::DEFAULT_PATH;
