@@ -94,9 +94,26 @@ fn prepare_all(
             format: drover_spec::container::prepared::PREPARED_FORMAT,
             files_dir: files_dir.clone(),
             arches: BTreeMap::new(),
+            missing: BTreeMap::new(),
         };
+        let mut lacking = None;
         for arch in arches {
-            let pulled = drover_oci::project::pull(project, &source, arch, options).map_err(|error| {
+            let pulled = match drover_oci::project::pull(project, &source, arch, options) {
+                // The image has no such architecture: only a host of it
+                // that runs the service is refused (with what the image
+                // has), at its compile; the fleet's others are not.
+                Err(error @ (drover_oci::OciError::NoPlatform { .. } | drover_oci::OciError::Arch(_))) => {
+                    let have = match &error {
+                        drover_oci::OciError::NoPlatform { have, .. } => have.clone(),
+                        _ => "images for x86_64 and aarch64 only".into(),
+                    };
+                    prepared.missing.insert(arch.clone(), have);
+                    lacking.get_or_insert((arch.clone(), error));
+                    continue;
+                }
+                other => other,
+            };
+            let pulled = pulled.map_err(|error| {
                 let fix = match (&error, key) {
                     (_, SourceKey::File(_)) => "check the file (a `docker save` tar or an OCI layout)",
                     (drover_oci::OciError::Registry { .. }, _) => {
@@ -113,6 +130,16 @@ fn prepare_all(
                 }
             })?;
             prepared.arches.insert(arch.clone(), to_prepared(&pulled));
+        }
+        // None of the fleet's architectures: the image is of no use here.
+        if let Some((arch, error)) = lacking.filter(|_| prepared.arches.is_empty()) {
+            return Err(ImageError::Pull {
+                service: service.clone(),
+                image: key.describe().into(),
+                arch,
+                error: Box::new(error),
+                fix: "build and push the image for the fleet's architectures, or use another image".into(),
+            });
         }
         prepared
             .write(key, project)

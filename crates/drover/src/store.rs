@@ -3,6 +3,7 @@
 //! opened here by every layer that reads or writes it. Recording a run is
 //! `crate::run::record`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use drover_state::{Location, Store};
@@ -37,7 +38,11 @@ pub fn load_project(project_dir: &Path) -> anyhow::Result<drover_spec::Project> 
     Ok(project)
 }
 
-/// [`load_project`] without writing a missing `packages.lock`.
+/// [`load_project`] without writing a missing `packages.lock`: what
+/// commands that compile nothing load (`status`, `logs`, `exec`,
+/// `volume`). Their image services' images are prepared as `plan`'s are
+/// (through `images.lock` and the cache, pulled only when not cached), so
+/// a fresh checkout with an `images.lock` needs no `plan` first.
 pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::Project> {
     // A SQLite file is not created just to read facts from it; a database
     // server is always asked (and an unreachable one stops the run here).
@@ -53,9 +58,23 @@ pub fn load_project_unlocked(project_dir: &Path) -> anyhow::Result<drover_spec::
     // Images are pulled and flattened before the project loads (its
     // image services read them from the cache), for the architectures the
     // fleet's hosts last reported.
-    let arches = facts.values().map(|f| f.arch.clone()).filter(|a| !a.is_empty()).collect();
+    let mut arches: BTreeSet<String> = facts.values().map(|f| f.arch.clone()).filter(|a| !a.is_empty()).collect();
     crate::images::prepare(project_dir, &arches)?;
     let mut project = drover_spec::Project::load(project_dir)?;
+    // A host that never reported may be of any machine this drover has an
+    // agent for (as a bundle's agents, `crate::bundler`): the images are
+    // pulled for each of those too, so its first apply gets its own.
+    // An architecture an image lacks refuses only a host of it that runs
+    // the image (`drover_spec::container::Containers::for_arch`).
+    let unknown = project.hosts.iter().any(|h| facts.get(&h.name).is_none_or(|f| f.arch.is_empty()));
+    if unknown && !drover_spec::container::prepared::sources(project_dir).is_empty() {
+        let before = arches.len();
+        arches.extend(crate::agent_bin::carried().iter().map(|a| a.to_string()));
+        if arches.len() != before {
+            crate::images::prepare(project_dir, &arches)?;
+            project = drover_spec::Project::load(project_dir)?;
+        }
+    }
     project.set_fact_cache(facts);
     Ok(project)
 }

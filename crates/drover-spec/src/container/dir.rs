@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use drover_proto::Hash;
 
-use super::{FlatImage, ImageFile, ImageFileKind, ImageSource};
+use super::{FlatImage, Flattened, ImageFile, ImageFileKind, ImageSource, ANY_ARCH};
 use crate::diag::SpecError;
 use crate::project::BlobSource;
 
@@ -22,12 +22,14 @@ impl ImageSource for DirSource {
         self.rel.clone()
     }
 
-    fn flatten(&self, project: &Path, limits: &crate::Limits) -> Result<FlatImage, SpecError> {
+    /// One tree for every architecture: the directory is what it is.
+    fn flatten(&self, project: &Path, limits: &crate::Limits) -> Result<Flattened, SpecError> {
         let root = project.join(&self.rel);
         let mut files = Vec::new();
         walk(&root, &root, limits, &mut files)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(FlatImage { files, config: Default::default() })
+        let flat = FlatImage { files, config: Default::default() };
+        Ok(Flattened { by_arch: [(ANY_ARCH.to_string(), flat)].into(), missing: Default::default() })
     }
 }
 

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::dir::DirSource;
 use super::prepared::{PreparedSource, SourceKey};
-use super::{Argv, Container, ImageRef, ImageSource, Process, Runtime, Volume};
+use super::{Argv, Container, Containers, ImageRef, ImageSource, Process, Runtime, Volume};
 use crate::diag::SpecError;
 use crate::files::ServiceFile;
 
@@ -24,7 +24,7 @@ pub(crate) fn load(
     fname: &str,
     text: &str,
     limits: &crate::Limits,
-) -> Result<Option<Container>, SpecError> {
+) -> Result<Option<Containers>, SpecError> {
     let err =
         |span: std::ops::Range<usize>, msg: String, help: &str| SpecError::at(fname, text, span, msg, "here", help);
     let Some(image) = &sf.image else {
@@ -54,7 +54,7 @@ pub(crate) fn load(
         ));
     }
     let source = source_for(image, project, fname, text)?;
-    let flat = source.flatten(project, limits)?;
+    let flattened = source.flatten(project, limits)?;
     let argv = |a: &Spanned<Argv>, key: &str| -> Result<Vec<String>, SpecError> {
         match a.get_ref() {
             Argv::List(v) => Ok(v.clone()),
@@ -67,14 +67,8 @@ pub(crate) fn load(
             }),
         }
     };
-    let (entrypoint, cmd) = match (&sf.entrypoint, &sf.command) {
-        // As `docker run --entrypoint`: a new entrypoint drops the image's command.
-        (Some(e), c) => {
-            (argv(e, "entrypoint")?, c.as_ref().map(|c| argv(c, "command")).transpose()?.unwrap_or_default())
-        }
-        (None, Some(c)) => (flat.config.entrypoint.clone(), argv(c, "command")?),
-        (None, None) => (flat.config.entrypoint.clone(), flat.config.cmd.clone()),
-    };
+    let entrypoint = sf.entrypoint.as_ref().map(|e| argv(e, "entrypoint")).transpose()?;
+    let command = sf.command.as_ref().map(|c| argv(c, "command")).transpose()?;
     // Run inside the container without a shell (`units::health_command`).
     if let Some(h) = &sf.health {
         if let Some(c) = h.get_ref().command.as_ref().filter(|c| shlex::split(c).is_none_or(|w| w.is_empty())) {
@@ -85,43 +79,13 @@ pub(crate) fn load(
             ));
         }
     }
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.first().is_none_or(|a| a.is_empty()) {
+    if let Some(w) = sf.workdir.as_ref().filter(|w| !w.get_ref().starts_with('/')) {
         return Err(err(
-            image.span(),
-            format!("the container of {} has nothing to run", source.describe()),
-            "set command = [\"/bin/app\", \"--flag\"] (or entrypoint)",
+            w.span(),
+            format!("workdir {:?} is not absolute", w.get_ref()),
+            "write an absolute path inside the container, e.g. \"/srv\"",
         ));
     }
-    let user = sf.user.as_ref().map(|u| (u.get_ref().clone(), u.span())).or(flat
-        .config
-        .user
-        .clone()
-        .map(|u| (u, image.span())));
-    let (uid, gid) = match user {
-        None => (0, 0),
-        Some((u, span)) => super::user::resolve(&u, &flat.files).map_err(|e| {
-            err(
-                span,
-                format!("{e} ({})", source.describe()),
-                "write a user the image has, or numbers: user = \"1000:1000\"",
-            )
-        })?,
-    };
-    let mut env = flat.config.env.clone();
-    env.extend(sf.env.clone());
-    env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
-    let cwd = match &sf.workdir {
-        Some(w) if !w.get_ref().starts_with('/') => {
-            return Err(err(
-                w.span(),
-                format!("workdir {:?} is not absolute", w.get_ref()),
-                "write an absolute path inside the container, e.g. \"/srv\"",
-            ));
-        }
-        Some(w) => w.get_ref().clone(),
-        None => flat.config.workdir.clone().unwrap_or_else(|| "/".into()),
-    };
     let mut volumes = Vec::new();
     let mut targets = BTreeMap::new();
     for v in &sf.volumes {
@@ -175,29 +139,80 @@ pub(crate) fn load(
             )
         })?,
     };
-    // An engine reads the environment from an env file, one line a variable.
-    if runtime != Runtime::Runc {
-        if let Some((k, _)) = env.iter().find(|(k, v)| k.contains(['\n', '=']) || v.contains('\n')) {
+    // What depends on the image's own config and files: resolved for each
+    // architecture it was prepared for (`super::arches`).
+    let several = flattened.by_arch.len() > 1;
+    let mut by_arch = BTreeMap::new();
+    for (arch, flat) in flattened.by_arch {
+        let what = match several {
+            true => format!("{} for {arch}", source.describe()),
+            false => source.describe(),
+        };
+        let (entrypoint, cmd) = match (&entrypoint, &command) {
+            // As `docker run --entrypoint`: a new entrypoint drops the image's command.
+            (Some(e), c) => (e.clone(), c.clone().unwrap_or_default()),
+            (None, Some(c)) => (flat.config.entrypoint.clone(), c.clone()),
+            (None, None) => (flat.config.entrypoint.clone(), flat.config.cmd.clone()),
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.first().is_none_or(|a| a.is_empty()) {
             return Err(err(
-                sf.runtime.as_ref().map_or(image.span(), |r| r.span()),
-                format!(
-                    "env {k:?}: a name with '=' or a newline, or a value with a newline, cannot reach a {} container",
-                    runtime.name()
-                ),
-                "remove the newline, or use runtime = \"runc\"",
+                image.span(),
+                format!("the container of {what} has nothing to run"),
+                "set command = [\"/bin/app\", \"--flag\"] (or entrypoint)",
             ));
         }
+        let user = sf.user.as_ref().map(|u| (u.get_ref().clone(), u.span())).or(flat
+            .config
+            .user
+            .clone()
+            .map(|u| (u, image.span())));
+        let (uid, gid) = match user {
+            None => (0, 0),
+            Some((u, span)) => super::user::resolve(&u, &flat.files).map_err(|e| {
+                err(span, format!("{e} ({what})"), "write a user the image has, or numbers: user = \"1000:1000\"")
+            })?,
+        };
+        let mut env = flat.config.env.clone();
+        env.extend(sf.env.clone());
+        env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+        let cwd = match &sf.workdir {
+            Some(w) => w.get_ref().clone(),
+            None => flat.config.workdir.clone().unwrap_or_else(|| "/".into()),
+        };
+        // An engine reads the environment from an env file, one line a variable.
+        if runtime != Runtime::Runc {
+            if let Some((k, _)) = env.iter().find(|(k, v)| k.contains(['\n', '=']) || v.contains('\n')) {
+                return Err(err(
+                    sf.runtime.as_ref().map_or(image.span(), |r| r.span()),
+                    format!(
+                        "env {k:?}: a name with '=' or a newline, or a value with a newline, cannot reach a {} container",
+                        runtime.name()
+                    ),
+                    "remove the newline, or use runtime = \"runc\"",
+                ));
+            }
+        }
+        let c = Container {
+            image: source.describe(),
+            files: Arc::new(flat.files),
+            process: Process { args, env, uid, gid, cwd },
+            volumes: volumes.clone(),
+            memory,
+            pids,
+            stop_grace_secs,
+            runtime,
+        };
+        by_arch.insert(arch, c);
     }
-    Ok(Some(Container {
-        image: source.describe(),
-        files: Arc::new(flat.files),
-        process: Process { args, env, uid, gid, cwd },
-        volumes,
-        memory,
-        pids,
-        stop_grace_secs,
-        runtime,
-    }))
+    if by_arch.is_empty() {
+        return Err(err(
+            image.span(),
+            format!("image {} was prepared for no architecture", source.describe()),
+            "run `drover plan` or `drover apply`: they pull every image (through images.lock)",
+        ));
+    }
+    Ok(Some(Containers { image: source.describe(), by_arch, missing: flattened.missing }))
 }
 
 /// The source an `image` value names: a directory of the project, or an

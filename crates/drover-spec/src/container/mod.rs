@@ -11,6 +11,7 @@
 //! [`load::source_for`], and everything after it (paths, blobs, bundle,
 //! units, restarts, rollback, GC) stays as it is.
 
+mod arches;
 pub mod bundle;
 mod dir;
 pub mod engine;
@@ -31,6 +32,7 @@ use drover_proto::Hash;
 use crate::diag::SpecError;
 use crate::project::BlobSource;
 
+pub use arches::{Containers, NoArch, ANY_ARCH};
 pub use engine::Runtime;
 pub(crate) use load::load;
 pub use load::DEFAULT_PATH;
@@ -109,12 +111,23 @@ pub struct FlatImage {
     pub config: ImageConfig,
 }
 
+/// What an image source yields: one flattened image per architecture
+/// (as hosts report it: `x86_64`, `aarch64`; [`ANY_ARCH`] for an image
+/// that has none, a `dir`), and the architectures the image was asked for
+/// but lacks, each with what it has instead (for the message a host of
+/// that architecture gets).
+#[derive(Debug, Clone, Default)]
+pub struct Flattened {
+    pub by_arch: BTreeMap<String, FlatImage>,
+    pub missing: BTreeMap<String, String>,
+}
+
 /// Something that yields a flattened image. Called once per project load;
 /// errors name the service file (`file`, `text`, `span` of its `image`).
 pub trait ImageSource {
     /// What to call the image in messages (`images/web`, `registry/app:1.4`).
     fn describe(&self) -> String;
-    fn flatten(&self, project: &Path, limits: &crate::Limits) -> Result<FlatImage, SpecError>;
+    fn flatten(&self, project: &Path, limits: &crate::Limits) -> Result<Flattened, SpecError>;
 }
 
 /// How a container's process runs, after the service file's keys replaced
@@ -128,7 +141,8 @@ pub struct Process {
     pub cwd: String,
 }
 
-/// An image service, resolved at load.
+/// An image service for hosts of one architecture, resolved at load (see
+/// [`Containers`] for the service's set).
 #[derive(Debug, Clone)]
 pub struct Container {
     /// What `image` names (for messages).

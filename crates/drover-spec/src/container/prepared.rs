@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use drover_proto::Hash;
 use serde::{Deserialize, Serialize};
 
-use super::{FlatImage, ImageConfig, ImageFile, ImageFileKind, ImageSource};
+use super::{FlatImage, Flattened, ImageConfig, ImageFile, ImageFileKind, ImageSource};
 use crate::diag::SpecError;
 use crate::project::BlobSource;
 
@@ -60,6 +60,11 @@ pub struct PreparedImage {
     /// Where the files' bytes are: `<files_dir>/<blake3 hex>`.
     pub files_dir: PathBuf,
     pub arches: BTreeMap<String, PreparedArch>,
+    /// Architectures the run asked for that the image does not have, with
+    /// what it has (`linux/amd64`): a host of one gets a message saying
+    /// so, a fleet whose other hosts run the image is not stopped by it.
+    #[serde(default)]
+    pub missing: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,7 +159,9 @@ impl ImageSource for PreparedSource {
         self.key.describe().to_string()
     }
 
-    fn flatten(&self, project: &Path, _limits: &crate::Limits) -> Result<FlatImage, SpecError> {
+    /// Every architecture it was prepared for (`super::arches` picks
+    /// each host's).
+    fn flatten(&self, project: &Path, _limits: &crate::Limits) -> Result<Flattened, SpecError> {
         let path = self.key.path(project);
         let pull = match &self.key {
             SourceKey::Registry(r) => format!("run `drover plan` or `drover image pull {r}` (it needs the registry)"),
@@ -167,42 +174,42 @@ impl ImageSource for PreparedSource {
             .ok()
             .filter(|i: &PreparedImage| i.format == PREPARED_FORMAT)
             .ok_or_else(|| SpecError::file(&path, "not a prepared image of this drover", &pull))?;
-        // One root filesystem per service: a run's hosts share one
-        // architecture (several are refused when the controller prepares).
-        let Some((_, a)) = img.arches.iter().next().filter(|_| img.arches.len() == 1) else {
-            return Err(SpecError::file(
-                &path,
-                format!("image {} was prepared for {} architectures", self.describe(), img.arches.len()),
-                "run the image's hosts of one architecture per project",
-            ));
-        };
-        let mut files = Vec::with_capacity(a.files.len());
-        for f in &a.files {
-            let kind = match &f.kind {
-                PreparedKind::Dir => ImageFileKind::Dir,
-                PreparedKind::Symlink { target } => ImageFileKind::Symlink(target.clone()),
-                PreparedKind::File { hash, size } => {
-                    let h = hash_of(hash).ok_or_else(|| SpecError::file(&path, format!("bad hash {hash:?}"), &pull))?;
-                    ImageFileKind::File { hash: h, size: *size, bytes: BlobSource::File(img.files_dir.join(hash)) }
-                }
-            };
-            files.push(ImageFile { path: f.path.clone(), mode: f.mode, uid: f.uid, gid: f.gid, kind });
+        let mut by_arch = BTreeMap::new();
+        for (arch, a) in &img.arches {
+            by_arch.insert(arch.clone(), flat(a, &img.files_dir, &path, &pull)?);
         }
-        let env = a
-            .env
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect();
-        let config = ImageConfig {
-            entrypoint: a.entrypoint.clone(),
-            cmd: a.cmd.clone(),
-            env,
-            user: Some(a.user.clone()).filter(|u| !u.is_empty()),
-            workdir: Some(a.workdir.clone()).filter(|w| !w.is_empty()),
-        };
-        Ok(FlatImage { files, config })
+        Ok(Flattened { by_arch, missing: img.missing })
     }
+}
+
+/// One architecture of a prepared image.
+fn flat(a: &PreparedArch, files_dir: &Path, path: &Path, pull: &str) -> Result<FlatImage, SpecError> {
+    let mut files = Vec::with_capacity(a.files.len());
+    for f in &a.files {
+        let kind = match &f.kind {
+            PreparedKind::Dir => ImageFileKind::Dir,
+            PreparedKind::Symlink { target } => ImageFileKind::Symlink(target.clone()),
+            PreparedKind::File { hash, size } => {
+                let h = hash_of(hash).ok_or_else(|| SpecError::file(path, format!("bad hash {hash:?}"), pull))?;
+                ImageFileKind::File { hash: h, size: *size, bytes: BlobSource::File(files_dir.join(hash)) }
+            }
+        };
+        files.push(ImageFile { path: f.path.clone(), mode: f.mode, uid: f.uid, gid: f.gid, kind });
+    }
+    let env = a
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect();
+    let config = ImageConfig {
+        entrypoint: a.entrypoint.clone(),
+        cmd: a.cmd.clone(),
+        env,
+        user: Some(a.user.clone()).filter(|u| !u.is_empty()),
+        workdir: Some(a.workdir.clone()).filter(|w| !w.is_empty()),
+    };
+    Ok(FlatImage { files, config })
 }

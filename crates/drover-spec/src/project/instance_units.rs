@@ -45,8 +45,11 @@ pub(super) fn inline_templates(services: &BTreeMap<String, Service>) -> Result<E
 /// (name, text) of a service's strings that may be templates.
 fn strings(svc: &Service) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = svc.command.iter().map(|c| ("command".to_string(), c.clone())).collect();
-    let args = svc.container.iter().flat_map(|c| c.process.args.iter().enumerate());
-    v.extend(args.map(|(i, a)| (format!("command.{i}"), a.clone())));
+    // Each architecture's container has its own argv (the image's
+    // entrypoint and command may differ).
+    for (arch, c) in svc.container.iter().flat_map(|c| c.by_arch.iter()) {
+        v.extend(c.process.args.iter().enumerate().map(|(i, a)| (arg_key(arch, i), a.clone())));
+    }
     v.extend(svc.env.iter().map(|(k, t)| (format!("env.{k}"), t.clone())));
     match svc.health.as_ref().map(|h| &h.probe) {
         Some(HealthProbe::Command(c)) => v.push(("health.command".into(), c.clone())),
@@ -55,6 +58,15 @@ fn strings(svc: &Service) -> Vec<(String, String)> {
     }
     v.extend(svc.tcp_template.iter().map(|t| ("health.tcp".to_string(), t.clone())));
     v
+}
+
+/// The template name of argument `i` of an image service's container for
+/// `arch` (`command.2`, `command.aarch64.2` when the image has several).
+fn arg_key(arch: &str, i: usize) -> String {
+    match arch {
+        crate::container::ANY_ARCH => format!("command.{i}"),
+        a => format!("command.{a}.{i}"),
+    }
 }
 
 impl Project {
@@ -77,6 +89,14 @@ impl Project {
             if svc.command.is_none() && svc.container.is_none() {
                 continue;
             }
+            // This architecture's container (the plan is invalid without one).
+            let container = match &svc.container {
+                None => None,
+                Some(c) => match c.key_for(&plan.arch) {
+                    Some(k) => Some((k, &c.by_arch[k])),
+                    None => continue,
+                },
+            };
             for inst in list {
                 let ictx = minijinja::context! { instance => Value::from_serialize(inst), fleet => self.fleet().value.clone(), ..ctx.clone() };
                 let r = |what: &str, text: &str| self.inline(svc, inst, what, text, &ictx);
@@ -105,18 +125,18 @@ impl Project {
                             HealthProbe::Http { url } => *url = r("health.http", url)?,
                             HealthProbe::Tcp { .. } => {}
                         }
-                        Some(super::plan::in_container(h, &inst.name, svc))
+                        Some(super::plan::in_container(h, &inst.name, container.map(|(_, c)| c)))
                     }
                 };
-                let files = match (&command, &svc.container) {
+                let files = match (&command, container) {
                     (Some(command), _) => {
                         let def = ServiceDef { name: &inst.name, command, user: &svc.user, env: &env, stop: None };
                         units::files(sup, &def)
                     }
-                    (None, Some(c)) => {
+                    (None, Some((arch, c))) => {
                         let mut p = c.process.clone();
                         for (i, a) in p.args.iter_mut().enumerate() {
-                            *a = r(&format!("command.{i}"), a)?;
+                            *a = r(&arg_key(arch, i), a)?;
                         }
                         p.env.extend(env.clone());
                         crate::container::units::files(sup, name, &inst.name, c, &p)

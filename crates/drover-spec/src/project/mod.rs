@@ -71,7 +71,7 @@ pub struct Project {
     /// The project's default rollout policy, and each role's own.
     rollout: crate::RolloutPolicy,
     role_rollouts: BTreeMap<String, crate::RolloutPolicy>,
-    /// Compile plans by (roles, supervisor), built on first use.
+    /// Compile plans by (roles, supervisor, architecture), built on first use.
     plans: std::sync::Mutex<Vec<PlanKey>>,
     /// Facts each host last reported (see [`Project::set_fact_cache`]).
     fact_cache: HashMap<String, Facts>,
@@ -90,8 +90,9 @@ pub struct Project {
 /// The Debian package of the OCI runtime that runs image services.
 pub const RUNC: &str = "runc";
 
-/// A cached plan and what it was built for: (roles, supervisor, plan).
-type PlanKey = (Vec<String>, Option<Supervisor>, Arc<Plan>);
+/// A cached plan and what it was built for: (roles, supervisor,
+/// architecture, plan).
+type PlanKey = (Vec<String>, Option<Supervisor>, String, Arc<Plan>);
 
 /// Where a blob's bytes come from when the controller sends it.
 #[derive(Debug, Clone)]
@@ -131,7 +132,10 @@ impl Project {
             .map(|(n, r)| {
                 let mut p = r.setup.packages.clone();
                 let images = r.services.iter().any(|s| {
-                    self.services.get(s).and_then(|s| s.container.as_ref()).is_some_and(|c| c.runtime == Runtime::Runc)
+                    self.services
+                        .get(s)
+                        .and_then(|s| s.container.as_ref())
+                        .is_some_and(|c| c.runtime() == Runtime::Runc)
                 });
                 if images && !p.iter().any(|x| x == RUNC || x.starts_with("runc=")) {
                     p.push(RUNC.to_string());
@@ -142,8 +146,9 @@ impl Project {
             .collect()
     }
 
-    /// The image of service `name`, `None` for a native service (or none).
-    pub fn container(&self, name: &str) -> Option<&crate::container::Container> {
+    /// The image of service `name` (one container per architecture),
+    /// `None` for a native service (or none).
+    pub fn container(&self, name: &str) -> Option<&crate::container::Containers> {
         self.services.get(name).and_then(|s| s.container.as_ref())
     }
 
@@ -283,7 +288,7 @@ impl Project {
         if self.services.values().any(|s| s.instanced) {
             self.placed()?;
         }
-        let plan = self.plan(&host.roles, facts.supervisor);
+        let plan = self.plan(&host.roles, facts.supervisor, &facts.arch);
         let vars = self.vars_for(host);
         let mut ctx = self.context(host, facts, generation, &vars);
         let mut secrets_ctx = None;

@@ -37,6 +37,9 @@ pub(super) struct Plan {
     /// A service the host cannot run: it has no supervisor.
     pub(super) no_supervisor: Option<String>,
     pub(super) supervisor: Option<Supervisor>,
+    /// The architecture it was built for (as hosts report it; empty: not
+    /// known), which picks each image service's container.
+    pub(super) arch: String,
     /// Services compiled per host and instance (`Service::instanced`), with
     /// the paths their `restart-on` globs match here: every instance
     /// restarts on those, and on its own unit files.
@@ -46,18 +49,19 @@ pub(super) struct Plan {
 }
 
 impl Project {
-    /// The plan for hosts with these roles and this supervisor (cached).
-    pub(super) fn plan(&self, roles: &[String], sup: Option<Supervisor>) -> Arc<Plan> {
+    /// The plan for hosts with these roles, this supervisor and this
+    /// architecture (cached).
+    pub(super) fn plan(&self, roles: &[String], sup: Option<Supervisor>, arch: &str) -> Arc<Plan> {
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, p)) = plans.iter().find(|(r, s, _)| r.as_slice() == roles && *s == sup) {
+        if let Some(p) = plans.iter().find(|p| p.0.as_slice() == roles && p.1 == sup && p.2 == arch).map(|p| &p.3) {
             return p.clone();
         }
-        let p = Arc::new(self.build_plan(roles, sup));
-        plans.push((roles.to_vec(), sup, p.clone()));
+        let p = Arc::new(self.build_plan(roles, sup, arch));
+        plans.push((roles.to_vec(), sup, arch.to_string(), p.clone()));
         p
     }
 
-    fn build_plan(&self, role_names: &[String], sup: Option<Supervisor>) -> Plan {
+    fn build_plan(&self, role_names: &[String], sup: Option<Supervisor>, arch: &str) -> Plan {
         enum Slot {
             Blob(BlobSource),
             Template(String),
@@ -154,6 +158,7 @@ impl Project {
         let mut services = Vec::new();
         let mut instanced = Vec::new();
         let mut no_supervisor = None;
+        let mut no_image = None;
         let names: BTreeSet<&String> = roles.iter().flat_map(|r| r.services.iter()).collect();
         for name in names {
             let svc = &self.services[name];
@@ -161,10 +166,19 @@ impl Project {
                 no_supervisor = Some(name.clone());
                 break;
             };
+            // This architecture's container (`crate::container::arches`).
+            let container = match svc.container.as_ref().map(|c| c.for_arch(arch)).transpose() {
+                Ok(c) => c,
+                Err(no) => {
+                    let file = self.dir.join(format!("services/{name}.toml"));
+                    no_image.get_or_insert((file, no.message, no.help));
+                    continue;
+                }
+            };
             // An image's rootfs is shared by the service's instances, and
             // restarts every one of them when it changes.
             let mut unit_paths = Vec::new();
-            if svc.container.is_some() {
+            if container.is_some() {
                 // Its /etc/hosts: a bind mount keeps the file it was made
                 // with, so a change restarts the container.
                 unit_paths.push(crate::container::hosts::HOSTS_FILE.to_string());
@@ -177,7 +191,7 @@ impl Project {
                     insert(&mut entries, e, Slot::Blob(src), &mut shadowed);
                 }
             }
-            for (e, blob) in svc.container.iter().flat_map(|c| crate::container::rootfs::entries(name, c)) {
+            for (e, blob) in container.iter().flat_map(|c| crate::container::rootfs::entries(name, c)) {
                 unit_paths.push(e.path.clone());
                 origins.insert(e.path.clone(), self.dir.join(format!("services/{name}.toml")));
                 insert(&mut entries, e, blob.map_or(Slot::Nothing, |(_, src)| Slot::Blob(src)), &mut shadowed);
@@ -189,7 +203,7 @@ impl Project {
                 instanced.push((name.clone(), triggers));
                 continue;
             }
-            let files = match (&svc.command, &svc.container) {
+            let files = match (&svc.command, container) {
                 (Some(cmd), _) => {
                     units::files(sup, &ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env, stop: None })
                 }
@@ -228,7 +242,7 @@ impl Project {
                 supervisor: sup,
                 triggers,
                 reload_triggers,
-                health: svc.health.clone().map(|h| in_container(h, name, svc)),
+                health: svc.health.clone().map(|h| in_container(h, name, container)),
                 after: Vec::new(),
             });
         }
@@ -258,7 +272,7 @@ impl Project {
         // Paths, modes, owners and service names do not depend on the host:
         // validate once.
         let manifest = Manifest { entries: list, services, setup: Default::default() };
-        let invalid = exposed.or(dir_conflict).or_else(|| nested(&manifest, &origins)).or_else(|| {
+        let invalid = no_image.or(exposed).or(dir_conflict).or_else(|| nested(&manifest, &origins)).or_else(|| {
             manifest
                 .validate()
                 .err()
@@ -284,6 +298,7 @@ impl Project {
             services,
             no_supervisor,
             supervisor: sup,
+            arch: arch.to_string(),
             instanced,
             invalid,
         }
@@ -295,9 +310,9 @@ impl Project {
 pub(super) fn in_container(
     mut h: drover_proto::HealthCheck,
     name: &str,
-    svc: &super::service::Service,
+    container: Option<&crate::container::Container>,
 ) -> drover_proto::HealthCheck {
-    if let (Some(c), drover_proto::HealthProbe::Command(cmd)) = (&svc.container, &mut h.probe) {
+    if let (Some(c), drover_proto::HealthProbe::Command(cmd)) = (container, &mut h.probe) {
         if let Some(inside) = crate::container::engine::health_command(name, cmd, c, &c.process) {
             *cmd = inside;
         }

@@ -27,8 +27,9 @@ pub(super) struct Role {
 pub(super) struct Service {
     /// A native service's shell command (`None` for an image service).
     pub(super) command: Option<String>,
-    /// An image service (docs/containers.md): its image and how it runs.
-    pub(super) container: Option<crate::container::Container>,
+    /// An image service (docs/containers.md): its image and how it runs,
+    /// per architecture.
+    pub(super) container: Option<crate::container::Containers>,
     pub(super) unit: Option<String>,
     pub(super) user: String,
     pub(super) env: BTreeMap<String, String>,
@@ -172,7 +173,7 @@ pub(super) fn load_service(
         ports.push((pname.clone(), range));
     }
     let templated = command.as_deref().is_some_and(is_template)
-        || container.as_ref().is_some_and(|c| c.process.args.iter().any(|a| is_template(a)))
+        || container.as_ref().is_some_and(|c| c.all().any(|c| c.process.args.iter().any(|a| is_template(a))))
         || sf.env.values().any(|v| is_template(v))
         || health.as_ref().is_some_and(|h| match &h.probe {
             HealthProbe::Command(c) => is_template(c),

@@ -67,7 +67,7 @@ fn managed_paths(
     let mut paths: BTreeSet<String> = layers.values().flatten().map(|f| f.target.clone()).collect();
     paths.extend(roles.values().flat_map(|r| r.setup.dirs.iter().map(|(p, ..)| p.clone())));
     for (name, svc) in services {
-        if let Some(c) = &svc.container {
+        for c in svc.container.iter().flat_map(|c| c.all()) {
             paths.extend(crate::container::rootfs::entries(name, c).into_iter().map(|(e, _)| e.path));
             for sup in [Supervisor::Runit, Supervisor::Systemd, Supervisor::OpenRc] {
                 paths

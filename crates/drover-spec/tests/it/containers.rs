@@ -11,6 +11,7 @@ use drover_spec::Project;
 
 use crate::support::{facts, render_error, write};
 
+mod arches;
 mod engine;
 
 const LOCK_HASH: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
@@ -53,7 +54,7 @@ restart-on = ["/var/lib/drover/containers/web/rootfs/www/**"]
 command = "wget -q -O /dev/null http://127.0.0.1:8080/"
 "#;
 
-fn text(c: &drover_spec::Compiled, path: &str) -> String {
+pub(crate) fn text(c: &drover_spec::Compiled, path: &str) -> String {
     let e = c.manifest.entry(path).unwrap_or_else(|| panic!("no {path}"));
     let EntryKind::File { hash, .. } = e.kind else { panic!("{path} is not a file") };
     match &c.blobs[&hash] {

@@ -109,7 +109,7 @@ pub fn history(dir: &std::path::Path, a: HistoryArgs) -> anyhow::Result<ExitStat
 }
 
 pub fn exec(dir: &std::path::Path, a: ExecArgs) -> anyhow::Result<ExitStatus> {
-    let project = Project::load(dir)?;
+    let project = crate::store::load_project_unlocked(dir)?;
     let hosts = target_hosts(&project, &a.target)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;
     let timeout = drover_spec::parse_duration(&a.timeout).map_err(anyhow::Error::msg)?;

@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use drover_proto::Request;
-use drover_spec::Project;
 use tokio::sync::mpsc;
 
 use crate::exit::ExitStatus;
@@ -43,7 +42,7 @@ pub fn run(dir: &std::path::Path, a: LogsArgs) -> anyhow::Result<ExitStatus> {
     // Hosts check the name too; refusing it here names the mistake before
     // any host is contacted.
     drover_proto::check_name(&a.service).map_err(anyhow::Error::msg)?;
-    let project = Project::load(dir)?;
+    let project = crate::store::load_project_unlocked(dir)?;
     let selected = select(&project.hosts, a.hosts.as_deref())?;
     let targets = logs::targets(&project, &selected, &a.service)?;
     let fleet = Fleet::new(&project, a.simulate.as_deref())?;

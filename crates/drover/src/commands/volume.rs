@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use drover_spec::Project;
-
 use crate::exit::ExitStatus;
 use crate::run::container::{parse_ls, volume_ls_command, volume_rm_command, RM_ABSENT, RM_RUNNING};
 use crate::run::fleet::{runtime, Fleet};
@@ -53,7 +51,7 @@ pub fn volume(dir: &std::path::Path, a: VolumeArgs) -> anyhow::Result<ExitStatus
 }
 
 fn ls(dir: &std::path::Path, sel: Option<&str>, json: bool, simulate: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
-    let project = Project::load(dir)?;
+    let project = crate::store::load_project_unlocked(dir)?;
     let hosts = select(&project.hosts, sel)?;
     let fleet = Fleet::new(&project, simulate.as_deref())?;
     let results = runtime()?.block_on(fleet.exec(&hosts, &volume_ls_command(), TIMEOUT));
@@ -90,7 +88,7 @@ fn rm(
     sel: Option<&str>,
     simulate: Option<PathBuf>,
 ) -> anyhow::Result<ExitStatus> {
-    let project = Project::load(dir)?;
+    let project = crate::store::load_project_unlocked(dir)?;
     let hosts = select(&project.hosts, sel)?;
     let command = volume_rm_command(service, volume)?;
     let fleet = Fleet::new(&project, simulate.as_deref())?;

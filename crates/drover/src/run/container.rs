@@ -40,7 +40,7 @@ pub fn exec_commands(
     let instances: Vec<&drover_spec::Instance> =
         all.values().flatten().filter(|i| i.service == name || i.name == name).collect();
     let Some(first) = instances.first() else { return Err(ContainerError::UnknownService(name.into())) };
-    let runtime = project.container(&first.service).map(|c| c.runtime);
+    let runtime = project.container(&first.service).map(|c| c.runtime());
     let argv: Vec<String> = match argv {
         [one] => shlex::split(one).unwrap_or_else(|| vec![one.clone()]),
         many => many.to_vec(),

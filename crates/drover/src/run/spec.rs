@@ -114,12 +114,15 @@ impl RunSpec {
 }
 
 /// Compile every host once with placeholder facts before touching any: a
-/// template error must stop the run with nothing applied anywhere.
+/// template error must stop the run with nothing applied anywhere. The
+/// placeholder has the host's architecture when it reported one: an image
+/// service whose image lacks it stops the run here too.
 #[allow(clippy::result_large_err)] // see drover-spec: SpecError carries its source text
 pub fn preflight(project: &Project, hosts: &[Host]) -> Result<(), SpecError> {
     let facts = drover_proto::Facts { supervisor: Some(drover_proto::Supervisor::Runit), ..Default::default() };
     for h in hosts {
-        project.compile(h, &facts, 1)?;
+        let arch = project.cached_facts(&h.name).map(|f| f.arch.clone()).unwrap_or_default();
+        project.compile(h, &drover_proto::Facts { arch, ..facts.clone() }, 1)?;
     }
     Ok(())
 }

@@ -1,9 +1,13 @@
 //! Services from images (issue #29, items 2 and 3; docs/containers.md):
 //! the bundle drover compiles, run by the controller's own runc
 //! (`runc.rs`: fast, root only), and image services on lab hosts end to
-//! end (`lab.rs`).
+//! end (`lab.rs`, `registry.rs`, `compose.rs`); one image on hosts of two
+//! architectures (`arches.rs`); day-2 commands on a fresh checkout
+//! (`fresh.rs`).
 
+mod arches;
 mod compose;
+mod fresh;
 mod lab;
 mod owners;
 mod registry;
