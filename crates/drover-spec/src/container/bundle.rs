@@ -12,7 +12,8 @@
 //!   of runc's default spec; `/etc/resolv.conf` from the host and
 //!   `/etc/hosts` naming the project's services (`super::hosts`), read-only;
 //! - Docker's default capability set (root only: a non-root process keeps
-//!   none, as Docker does), `no_new_privileges`;
+//!   none, as Docker does), `no_new_privileges`, and a seccomp filter that
+//!   refuses new namespaces, the keyring, bpf and the like (`super::seccomp`);
 //! - memory and pids limits when the service declares them, in the
 //!   cgroup `/drover/<name>`.
 
@@ -121,6 +122,7 @@ fn spec(service: &str, name: &str, c: &Container, p: &Process) -> Result<Spec, o
         .cgroups_path(PathBuf::from(format!("/drover/{name}")))
         .masked_paths(oci_spec::runtime::get_default_maskedpaths())
         .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+        .seccomp(super::seccomp::filter()?)
         .build()?;
     SpecBuilder::default()
         .version("1.0.2")

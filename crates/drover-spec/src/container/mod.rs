@@ -20,6 +20,7 @@ mod load;
 pub mod prepared;
 pub mod registries;
 pub mod rootfs;
+mod seccomp;
 pub mod units;
 mod user;
 mod volume;

@@ -133,6 +133,18 @@ fn runc_runs_the_compiled_bundle_and_the_stop_and_restart_scripts_work() {
     )
     .unwrap());
     assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "1000", "the health command runs as the container's user");
+    // The seccomp filter: no new user namespace, not even for the
+    // container's root (which needs no capability for one otherwise).
+    let userns = sh(&format!(
+        "{} 2>&1; echo rc=$?",
+        drover_spec::container::units::exec_command(
+            &name,
+            &["/bin/busybox".into(), "unshare".into(), "-U".into(), "true".into()],
+            Some((0, 0))
+        )
+    ));
+    let userns = String::from_utf8_lossy(&userns.stdout);
+    assert!(userns.contains("Operation not permitted") && userns.trim().ends_with("rc=1"), "{userns}");
     // httpd as pid 1 has no SIGTERM handler: stop escalates to SIGKILL.
     let t = Instant::now();
     assert!(sh(&format!("sh {bundle}/stop")).status.success());
