@@ -110,7 +110,14 @@ impl Project {
                 };
                 let files = match (&command, &svc.container) {
                     (Some(command), _) => {
-                        let def = ServiceDef { name: &inst.name, command, user: &svc.user, env: &env, stop: None };
+                        let def = ServiceDef {
+                            name: &inst.name,
+                            command,
+                            user: &svc.user,
+                            env: &env,
+                            stop: None,
+                            after: None,
+                        };
                         units::files(sup, &def)
                     }
                     (None, Some(c)) => {
