@@ -189,14 +189,16 @@ fn a_registry_image_under_docker_on_systemd_is_health_gated_inside_rolls_back_an
 /// by `stop` exits 137); dockerd gone for longer than systemd's default
 /// start limit (5 starts in 10 s), the unit keeps trying and the service
 /// answers again when dockerd is back; a shutdown's stop of dockerd and the
-/// service together stops the service first, by its own `stop` (its 1 s
-/// grace), not dockerd's 10 s kill.
+/// service in one transaction stops the service first, by its own `stop`
+/// (its 1 s grace), not dockerd's 10 s kill.
 fn systemd_stops_restarts_and_shuts_down_cleanly(f: &Fleet, addr: &str) {
     let r = f.drover(&["drain", "h1"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let r = f.drover(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(status[0]["services"][0]["state"], "down", "a drained service is down, not failed: {status:#}");
+    let services = status[0]["services"].as_array().unwrap();
+    let app = services.iter().find(|s| s["name"] == "app").unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(app["state"], "down", "a drained service is down, not failed: {status:#}");
     let r = f.drover(&["undrain", "h1"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(wait_for_body(addr, "<h1>app 2</h1>\n"));
@@ -216,12 +218,24 @@ fn systemd_stops_restarts_and_shuts_down_cleanly(f: &Fleet, addr: &str) {
     ssh(f, 0, "systemctl start docker.service");
     assert!(wait_for_body(addr, "<h1>app 2</h1>\n"), "back by itself with dockerd: {}", ssh(f, 0, show));
 
+    // A shutdown's one transaction, as shutdown.target makes it: stop jobs
+    // for all three at once, ordered only by the units' own dependencies.
+    // (`systemctl stop A B C` is a transaction per unit: a job already
+    // running is not ordered after one queued later.)
+    ssh(
+        f,
+        0,
+        "printf '[Unit]\\nConflicts=app.service docker.service docker.socket\\nAfter=app.service docker.service docker.socket\\n' \
+         > /etc/systemd/system/halt-test.target && systemctl daemon-reload",
+    );
     let t = std::time::Instant::now();
-    ssh(f, 0, "systemctl stop docker.socket docker.service app.service");
+    ssh(f, 0, "systemctl start halt-test.target");
     let took = t.elapsed();
-    assert_eq!(ssh(f, 0, "systemctl show app --property=Result --value"), "success");
+    let journal = "systemctl show app --property=Result,ExecMainStatus; journalctl -u app -o cat --no-pager -n 12";
+    let why = ssh(f, 0, journal);
+    assert!(why.contains("Result=success"), "stopped cleanly ({took:?}): {why}");
     assert!(took.as_secs_f64() < 6.0, "the service's own 1 s stop, not dockerd's 10 s: {took:?}");
-    ssh(f, 0, "systemctl start docker.service app.service");
+    ssh(f, 0, "rm /etc/systemd/system/halt-test.target && systemctl daemon-reload && systemctl start docker.service app.service");
     assert!(wait_for_body(addr, "<h1>app 2</h1>\n"));
 }
 
