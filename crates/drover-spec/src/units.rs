@@ -25,6 +25,13 @@ pub struct ServiceDef<'a> {
     /// (an image service: `crate::container::units`), run before the
     /// supervisor signals the process.
     pub stop: Option<&'a str>,
+    /// A unit of the host's own that this one starts after and stops
+    /// before (systemd only): the container engine's daemon
+    /// (`docker.service`) for an image service run by docker, so that a
+    /// shutdown runs the service's own `stop` (its grace period) while the
+    /// daemon still answers, instead of the daemon killing the container
+    /// after its own 10 s.
+    pub after: Option<&'a str>,
 }
 
 /// The shell script a unit runs: a simple command is `exec`ed so the
@@ -88,13 +95,22 @@ pub fn files(sup: Supervisor, d: &ServiceDef<'_>) -> Vec<UnitFile> {
                 ])
                 .collect()
         }
+        // `StartLimitIntervalSec=0`: restarted a second after it dies, for
+        // ever, as runit and OpenRC (below) do; systemd's default gives up
+        // after 5 starts in 10 s and leaves the unit failed for good (a
+        // container service whose engine was down for a few seconds, a
+        // service waiting for its database, never came back).
         Supervisor::Systemd => {
             let env: String =
                 d.env.iter().map(|(k, v)| format!("Environment=\"{k}={}\"\n", v.replace('"', "\\\""))).collect();
             let unit = format!(
-                "{header}[Unit]\nDescription={n} (managed by drover)\n\n[Service]\nExecStart=/bin/sh -c {cmd}\n{stop}ExecReload=/bin/kill -HUP $MAINPID\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
+                "{header}[Unit]\nDescription={n} (managed by drover)\n{after}StartLimitIntervalSec=0\n\n[Service]\nExecStart=/bin/sh -c {cmd}\n{stop}ExecReload=/bin/kill -HUP $MAINPID\nUser={u}\n{env}Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",
                 n = d.name,
-                stop = d.stop.map(|s| format!("ExecStop={s}\n")).unwrap_or_default(),
+                after = d.after.map(|a| format!("After={a}\n")).unwrap_or_default(),
+                // The stop script ends the container, and with it the
+                // process systemd watches, by SIGTERM (exit 143) or, after
+                // the grace period, SIGKILL (137): a stop, not a failure.
+                stop = d.stop.map(|s| format!("ExecStop={s}\nSuccessExitStatus=137 143\n")).unwrap_or_default(),
                 cmd = sh_quote(&script(d.command)),
                 u = d.user,
             );
@@ -142,7 +158,8 @@ mod tests {
     #[test]
     fn runit_unit_quotes_the_command_and_links_the_service() {
         let env = [("GREETING".to_string(), "it's".to_string())].into();
-        let d = ServiceDef { name: "web", command: "httpd -f -p 8080", user: "www", env: &env, stop: None };
+        let d =
+            ServiceDef { name: "web", command: "httpd -f -p 8080", user: "www", env: &env, stop: None, after: None };
         let f = files(Supervisor::Runit, &d);
         let run = f[0].content.as_deref().unwrap();
         assert!(run.contains("exec chpst -u www /bin/sh -c 'exec httpd -f -p 8080'"), "{run}");
@@ -155,7 +172,7 @@ mod tests {
     #[test]
     fn openrc_unit_logs_where_drover_logs_reads_and_creates_the_directory() {
         let env = Default::default();
-        let d = ServiceDef { name: "web", command: "httpd", user: "www", env: &env, stop: None };
+        let d = ServiceDef { name: "web", command: "httpd", user: "www", env: &env, stop: None, after: None };
         let f = files(Supervisor::OpenRc, &d);
         let script = f[0].content.as_deref().unwrap();
         let log = drover_proto::service_log_file("web");
@@ -184,9 +201,34 @@ mod tests {
     #[test]
     fn systemd_unit_has_exec_start() {
         let env = Default::default();
-        let d = ServiceDef { name: "web", command: "httpd", user: "root", env: &env, stop: None };
+        let d = ServiceDef { name: "web", command: "httpd", user: "root", env: &env, stop: None, after: None };
         let f = files(Supervisor::Systemd, &d);
         assert_eq!(f[0].path, "/etc/systemd/system/web.service");
-        assert!(f[0].content.as_deref().unwrap().contains("ExecStart=/bin/sh -c 'exec httpd'"));
+        let unit = f[0].content.as_deref().unwrap();
+        assert!(unit.contains("ExecStart=/bin/sh -c 'exec httpd'"), "{unit}");
+        // Restarted for ever, as under runit and OpenRC; no stop of its own,
+        // so an exit code stays a failure.
+        assert!(unit.contains("[Unit]\nDescription=web (managed by drover)\nStartLimitIntervalSec=0\n\n"), "{unit}");
+        assert!(!unit.contains("SuccessExitStatus") && !unit.contains("After="), "{unit}");
+    }
+
+    /// Regression: a container's unit (with a `stop` script) was `failed
+    /// (exit code 137)` after every stop, a drain included, and systemd
+    /// stopped dockerd and the service at once at shutdown, so dockerd
+    /// killed the container after its own 10 s, not the service's grace.
+    #[test]
+    fn systemd_unit_of_a_container_counts_its_stop_as_success_and_orders_after_its_engine() {
+        let env = Default::default();
+        let d = ServiceDef {
+            name: "web",
+            command: "/var/lib/drover/containers/web/run",
+            user: "root",
+            env: &env,
+            stop: Some("/var/lib/drover/containers/web/stop"),
+            after: Some("docker.service"),
+        };
+        let unit = files(Supervisor::Systemd, &d).remove(0).content.unwrap();
+        assert!(unit.contains("\nAfter=docker.service\nStartLimitIntervalSec=0\n\n[Service]\n"), "{unit}");
+        assert!(unit.contains("\nExecStop=/var/lib/drover/containers/web/stop\nSuccessExitStatus=137 143\n"), "{unit}");
     }
 }

@@ -140,7 +140,10 @@ pub fn files(sup: Supervisor, service: &str, name: &str, c: &Container, p: &Proc
     let stop_path = format!("{dir}/stop");
     let env_file: String = p.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let env = BTreeMap::new();
-    let def = ServiceDef { name, command: &run_path, user: "root", env: &env, stop: Some(&stop_path) };
+    // dockerd is a unit of the host (podman has no daemon): started before
+    // the service and stopped after it (see `ServiceDef::after`).
+    let after = (c.runtime == Runtime::Docker).then_some("docker.service");
+    let def = ServiceDef { name, command: &run_path, user: "root", env: &env, stop: Some(&stop_path), after };
     let mut out = vec![
         // The environment may hold secrets: root only.
         UnitFile { path: format!("{dir}/env"), content: Some(env_file), symlink: None, mode: 0o600 },

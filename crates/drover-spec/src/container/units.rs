@@ -42,7 +42,7 @@ pub fn files(sup: Supervisor, service: &str, name: &str, c: &Container, p: &Proc
     let run_path = format!("{dir}/run");
     let stop_path = format!("{dir}/stop");
     let env = BTreeMap::new();
-    let def = ServiceDef { name, command: &run_path, user: "root", env: &env, stop: Some(&stop_path) };
+    let def = ServiceDef { name, command: &run_path, user: "root", env: &env, stop: Some(&stop_path), after: None };
     let mut out = vec![
         // The environment may hold secrets: root only.
         UnitFile {

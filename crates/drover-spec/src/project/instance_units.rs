@@ -130,7 +130,14 @@ impl Project {
                 };
                 let files = match (&command, container) {
                     (Some(command), _) => {
-                        let def = ServiceDef { name: &inst.name, command, user: &svc.user, env: &env, stop: None };
+                        let def = ServiceDef {
+                            name: &inst.name,
+                            command,
+                            user: &svc.user,
+                            env: &env,
+                            stop: None,
+                            after: None,
+                        };
                         units::files(sup, &def)
                     }
                     (None, Some((arch, c))) => {

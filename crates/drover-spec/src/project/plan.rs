@@ -204,9 +204,10 @@ impl Project {
                 continue;
             }
             let files = match (&svc.command, container) {
-                (Some(cmd), _) => {
-                    units::files(sup, &ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env, stop: None })
-                }
+                (Some(cmd), _) => units::files(
+                    sup,
+                    &ServiceDef { name, command: cmd, user: &svc.user, env: &svc.env, stop: None, after: None },
+                ),
                 (None, Some(c)) => crate::container::units::files(sup, name, name, c, &c.process),
                 (None, None) => Vec::new(),
             };

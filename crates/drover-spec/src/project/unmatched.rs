@@ -75,7 +75,7 @@ fn managed_paths(
             }
         }
         let Some(command) = &svc.command else { continue };
-        let def = ServiceDef { name, command, user: &svc.user, env: &svc.env, stop: None };
+        let def = ServiceDef { name, command, user: &svc.user, env: &svc.env, stop: None, after: None };
         for sup in [Supervisor::Runit, Supervisor::Systemd, Supervisor::OpenRc] {
             paths.extend(units::files(sup, &def).into_iter().map(|u| u.path));
         }

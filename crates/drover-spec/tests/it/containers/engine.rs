@@ -114,6 +114,11 @@ fn the_engine_image_tag_follows_the_rootfs_content_only() {
     };
     let t1 = tag(&d);
     assert_eq!(tag(&d), t1);
+    // On systemd the unit starts after dockerd and stops before it.
+    let p = load(d.path());
+    let unit =
+        text(&p.compile(&p.hosts[0], &facts(Supervisor::Systemd), 1).unwrap(), "/etc/systemd/system/web.service");
+    assert!(unit.contains("\nAfter=docker.service\n") && unit.contains("\nSuccessExitStatus=137 143\n"), "{unit}");
     let svc = d.path().join("services/web.toml");
     fs::write(&svc, fs::read_to_string(&svc).unwrap().replace("8080", "9090").replace("256M", "128M")).unwrap();
     assert_eq!(tag(&d), t1, "flags of docker run are not in the image");
@@ -153,6 +158,7 @@ fn podman_instances_run_the_same_script_with_podman_and_one_image() {
         images.push(image_of(&run));
         let unit = text(&c, &format!("/etc/systemd/system/{n}.service"));
         assert!(unit.contains(&format!("ExecStop=/var/lib/drover/containers/{n}/stop")), "{unit}");
+        assert!(!unit.contains("After="), "podman has no daemon to wait for: {unit}");
     }
     assert_eq!(images[0], images[1]);
     assert!(images[0].starts_with("localhost/drover/web:"));

@@ -12,7 +12,9 @@
 //! static busybox is the containers' whole root file system.
 
 mod docker;
+mod docker_registry;
 mod engine;
+
 mod pull_bytes;
 mod refusals;
 mod runc;
