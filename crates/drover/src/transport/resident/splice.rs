@@ -18,18 +18,26 @@ use tokio::net::UnixStream;
 pub struct Agent {
     stdin: Box<dyn AsyncWrite + Send + Unpin>,
     stdout: Box<dyn AsyncRead + Send + Unpin>,
-    exit: ExitWaiter,
+    /// `None` for a simulated host's: its link has no exit status to
+    /// watch; an agent gone is seen by the next client's hello, which then
+    /// goes direct (and the resident starts another).
+    exit: Option<ExitWaiter>,
 }
 
 impl Agent {
     pub fn new(p: RemoteProcess) -> Agent {
         let (stdin, stdout, exit) = p.into_parts();
-        Agent { stdin, stdout, exit }
+        Agent { stdin, stdout, exit: Some(exit) }
+    }
+
+    /// A simulated host's agent, over its (shaped) link.
+    pub fn sim(stdin: Box<dyn AsyncWrite + Send + Unpin>, stdout: Box<dyn AsyncRead + Send + Unpin>) -> Agent {
+        Agent { stdin, stdout, exit: None }
     }
 
     /// Has its channel closed (the agent exited, or the session died)?
     pub fn ended(&mut self) -> bool {
-        self.exit.ended()
+        self.exit.as_mut().is_some_and(ExitWaiter::ended)
     }
 }
 
