@@ -259,10 +259,13 @@ fn agent_thread(
     theirs: std::os::unix::net::UnixStream,
     done: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> io::Result<()> {
-    let input = theirs.try_clone()?;
     std::thread::Builder::new().name("sim-agent".into()).stack_size(1 << 20).spawn(move || {
         let layout = drover_agent::layout::Layout::new(root);
-        if let Err(e) = drover_agent::serve::serve(layout, drover_agent::hostenv::HostEnv::InProcess, input, &theirs) {
+        // One descriptor for both directions (not a clone for input): the
+        // resident's simulated hosts' process holds one per kept agent,
+        // tens of thousands of them.
+        if let Err(e) = drover_agent::serve::serve(layout, drover_agent::hostenv::HostEnv::InProcess, &theirs, &theirs)
+        {
             tracing::debug!("simulated agent: {e}");
         }
         // Counted before the controller can see the session end.
