@@ -212,6 +212,14 @@ impl<R> ShapedRead<R> {
     }
 }
 
+impl<R> ShapedRead<R> {
+    /// Nothing in flight: give the buffers back.
+    fn let_go(&mut self) {
+        self.scratch = None;
+        self.line.queue.shrink_to(0);
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for ShapedRead<R> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -237,14 +245,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for ShapedRead<R> {
                 let n = data.len().min(buf.remaining());
                 buf.put_slice(&data[..n]);
                 this.line.consume(n);
+                // All delivered: the reader may not come back for a long
+                // time (a kept agent's link, read up to its `Detached`).
+                if this.line.bytes == 0 {
+                    this.let_go();
+                }
                 Poll::Ready(Ok(()))
             }
             // Nothing in flight: end of stream, or wait for the agent
             // (the inner read registered the waker).
             None if this.eof => Poll::Ready(Ok(())),
             None => {
-                this.scratch = None;
-                this.line.queue.shrink_to(0);
+                this.let_go();
                 Poll::Pending
             }
         }
@@ -315,6 +327,7 @@ mod tests {
         let mut buf = [0u8; 2];
         r.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hi");
+        assert!(r.scratch.is_none(), "all delivered: nothing kept, even before the next read");
         let idle = tokio::time::timeout(Duration::from_millis(20), r.read(&mut buf)).await;
         assert!(idle.is_err(), "nothing more was sent");
         assert!(r.scratch.is_none() && r.line.queue.capacity() == 0);
