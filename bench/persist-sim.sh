@@ -10,11 +10,14 @@
 # Usage:  DROVER=target/release/drover bench/persist-sim.sh                # 10,000 hosts, 50 ms
 #         N=1000 LATENCY=20ms REPS=5 DROVER=... bench/persist-sim.sh
 #         OUT=bench/results/persist-sim-10000.txt DROVER=... bench/persist-sim.sh
+#         PARALLEL=4096 DROVER=... bench/persist-sim.sh       # hosts at once (default: drover's, 512)
 #
 # The project is the quickstart (`drover init`) with N hosts (bench/lib.sh);
 # links: LATENCY round trip, 100 mbit, no failures (the runs compared must
 # not retry). Rows: `apply` with nothing changed, median wall of REPS runs,
 # each with the load average before it, `via` and the hosts' median phases.
+# With each warm run, the CPU the resident and the simulated hosts' process
+# used in it (the controller's is in the raw measure files).
 # Memory, read once the resident is idle (it trims its heap within 5 s of
 # its last client): its RSS and anonymous memory holding 1 host and holding
 # all N, and the difference per further host; the simulated hosts' process
@@ -32,6 +35,7 @@ N=${N:-10000}
 REPS=${REPS:-3}
 LATENCY=${LATENCY:-50ms}
 LINK=(--sim-latency "$LATENCY" --sim-failure-rate 0)
+PAR=(); [ -n "${PARALLEL:-}" ] && PAR=(--parallel "$PARALLEL")
 WORK=$(mktemp -d /var/tmp/drover-persist-sim.XXXXXX)
 export XDG_RUNTIME_DIR=$WORK/rt
 mkdir -m 700 "$XDG_RUNTIME_DIR"
@@ -69,7 +73,9 @@ summary() { # label names...
     python3 - "$WORK" "$@" <<'PY'
 import json, statistics, sys
 work, label, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-walls = [json.load(open(f"{work}/{n}.measure.json"))["wall_s"] for n in names]
+ms = [json.load(open(f"{work}/{n}.measure.json")) for n in names]
+walls = [m["wall_s"] for m in ms]
+cpus = [m["cpu_user_s"] + m["cpu_sys_s"] for m in ms]
 per = {p: [] for p in ["connect", "hello", "diff"]}
 vias, outcomes = {}, {}
 for n in names:
@@ -81,22 +87,23 @@ for n in names:
 med = " ".join(f"{p}={statistics.median(v):.1f}" for p, v in per.items())
 print(f"{label:8} wall median {statistics.median(walls):6.2f} s (min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs)  "
       f"via {vias}  {outcomes}")
-print(f"{'':8} host medians (ms): {med}")
+print(f"{'':8} host medians (ms): {med}; drover's own CPU median {statistics.median(cpus):.2f} s (in-process agents included when cold)")
 PY
 }
 kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$2/smaps_rollup"; }
 rollup() { awk '/^(Rss|Anonymous|Locked):/ { printf "%s %s KiB  ", $1, $2 }' "/proc/$1/smaps_rollup"; echo; }
 hosts_pid() { pgrep -P "$1" -f -- --sim-hosts; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 
 {
-    echo "drover $("$DROVER" --version | awk '{ print $2 }') ($DROVER), $N simulated hosts, links ${LATENCY} round trip 100mbit no failures, $(nproc) cores"
+    echo "drover $("$DROVER" --version | awk '{ print $2 }') ($DROVER), $N simulated hosts, links ${LATENCY} round trip 100mbit no failures, ${PARALLEL:-512 (default)} hosts at once, $(nproc) cores"
     persist off
     log "first apply ($N hosts)"
     run first
     echo "first apply: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["wall_s"])' "$WORK/first.measure.json") s (not compared)"
     names=()
-    for i in $(seq "$REPS"); do echo "load before cold-$i: $(load)"; run "cold-$i"; names+=("cold-$i"); done
+    for i in $(seq "$REPS"); do echo "load before cold-$i: $(load)"; run "cold-$i" "${PAR[@]}"; names+=("cold-$i"); done
     summary cold "${names[@]}"
 
     persist on
@@ -115,7 +122,13 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
     hp=$(hosts_pid "$pid")
     echo "simulated hosts' process (the agents; on a real fleet the hosts' own) holding $N kept agents: $(rollup "$hp") threads $(awk '/^Threads/ { print $2 }' "/proc/$hp/status")"
     names=()
-    for i in $(seq "$REPS"); do echo "load before warm-$i: $(load)"; run "warm-$i"; names+=("warm-$i"); done
+    for i in $(seq "$REPS"); do
+        r0=$(cpu "$pid"); h0=$(cpu "$hp")
+        echo "load before warm-$i: $(load)"
+        run "warm-$i" "${PAR[@]}"
+        echo "  warm-$i: CPU of the resident $(python3 -c "print(f'{$(cpu "$pid") - $r0:.2f}')") s, of the simulated hosts $(python3 -c "print(f'{$(cpu "$hp") - $h0:.2f}')") s"
+        names+=("warm-$i")
+    done
     summary warm "${names[@]}"
     echo "resident after the warm runs: $(rollup "$pid")"
     echo "load after: $(load)"
