@@ -18,9 +18,10 @@
 # starts the resident is not counted), with the hosts' median per-phase
 # times; `via` says how the hosts were reached. Then memory: the resident's RSS holding 1 host and holding all N
 # (from /proc/PID/status), and the difference per host. `table`: a resident
-# for an inventory of N hosts that answer nothing (10.x addresses, no lab;
-# `--simulate` hosts have no SSH session to hold), holding no session: what
-# each host costs before its session (project and slot).
+# for an inventory of N hosts that answer nothing (10.x addresses, no lab),
+# holding no session: what each host costs before its session (project and
+# slot). Simulated hosts through the resident: bench/persist-sim.sh; where a
+# held host's memory goes: bench/persist-heap.sh.
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "bench/persist.sh needs root (lab hosts are namespaces)" >&2; exit 3; }

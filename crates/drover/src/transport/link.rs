@@ -214,13 +214,14 @@ impl AgentLink {
     }
 
     /// End the session but leave the agent running for the next one (the
-    /// resident keeps it, see `resident`): `Detach`, then wait for
-    /// `Detached`, after which the agent holds nothing. Anything else, and
-    /// the resident treats the stream as dropped (it ends the agent).
+    /// resident keeps it, see `resident`): `Detach`, and leave. The
+    /// resident waits for the agent's `Detached` (after which it holds
+    /// nothing) and keeps it; the command need not wait a round trip to the
+    /// host for it. Anything else, and the resident treats the stream as
+    /// dropped (it ends the agent).
     pub async fn detach(mut self) {
         let _ = self.send(&Request::Detach).await;
         let _ = self.flush().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.recv()).await;
     }
 
     /// Say goodbye; errors are irrelevant at this point.

@@ -8,7 +8,8 @@
 //! - [`Transport::Persist`]: the same, through the project's resident
 //!   process when one serves (`[ssh] persist`, see [`resident`]): its held
 //!   SSH session replaces the login; anything wrong with the resident and
-//!   the connection goes direct, as [`Transport::Ssh`].
+//!   the connection goes direct, as [`Transport::Ssh`] (or, for simulated
+//!   hosts, as [`Transport::Sim`]: the resident serves those too).
 //! - [`Transport::Sim`]: simulated hosts at scale, agents in-process (or as
 //!   processes) over shaped links: latency, bandwidth, failures. See
 //!   [`sim`].
@@ -59,12 +60,17 @@ impl Transport {
         Ok(Transport::Sim(Arc::new(sim::Sim::new(std::path::absolute(base)?, shape, processes))))
     }
 
-    /// SSH through `project`'s resident when its `[ssh] persist` is set
-    /// (simulated hosts and a project without it: unchanged).
+    /// Through `project`'s resident when its `[ssh] persist` is set, for
+    /// SSH and simulated hosts alike (a project without it: unchanged).
     pub fn persistent(self, project: &Project) -> Transport {
-        match (self, resident::Client::for_project(project)) {
-            (Transport::Ssh, Some(c)) => Transport::Persist(Arc::new(c)),
-            (t, _) => t,
+        let sim = match &self {
+            Transport::Ssh => None,
+            Transport::Sim(s) => Some(s.clone()),
+            Transport::Persist(_) => return self,
+        };
+        match resident::Client::for_project(project, sim) {
+            Some(c) => Transport::Persist(Arc::new(c)),
+            None => self,
         }
     }
 
@@ -83,7 +89,7 @@ impl Transport {
     /// rollback's confirmation, whose point is that a new login still works.
     pub async fn connect_fresh(&self, host: &Host, t: Timeouts) -> Result<Connection, TransportError> {
         match self {
-            Transport::Persist(_) => Transport::Ssh.connect_as(host, t, false).await,
+            Transport::Persist(client) => client_direct(client).connect_as(host, t, false).await,
             other => other.connect_as(host, t, false).await,
         }
     }
@@ -94,19 +100,34 @@ impl Transport {
             Transport::Ssh => ssh::connect_ssh(host, t, read_only).await?,
             Transport::Persist(client) => match through_resident(client, host, t, read_only).await? {
                 Some(c) => c,
-                None => ssh::connect_ssh(host, t, read_only).await?,
+                None => match client.sim() {
+                    Some(sim) => connect_sim(sim, host, t, read_only).await?,
+                    None => ssh::connect_ssh(host, t, read_only).await?,
+                },
             },
-            Transport::Sim(sim) => {
-                let (w, r, guard) = sim.open(host).await?;
-                let connected = Instant::now();
-                let link = AgentLink::start(w, r, None, t.op).await?;
-                (hello(link, Keep::Sim(guard), read_only).await?, connected)
-            }
+            Transport::Sim(sim) => connect_sim(sim, host, t, read_only).await?,
         };
         c.connect_time = connected - start;
         c.hello_time = connected.elapsed();
         Ok(c)
     }
+}
+
+/// How `client`'s hosts are reached without it.
+fn client_direct(client: &resident::Client) -> Transport {
+    client.sim().map_or(Transport::Ssh, |s| Transport::Sim(s.clone()))
+}
+
+async fn connect_sim(
+    sim: &sim::Sim,
+    host: &Host,
+    t: Timeouts,
+    read_only: bool,
+) -> Result<(Connection, Instant), TransportError> {
+    let (w, r, guard) = sim.open(host).await?;
+    let connected = Instant::now();
+    let link = AgentLink::start(w, r, None, t.op).await?;
+    Ok((hello(link, Keep::Sim(guard), read_only).await?, connected))
 }
 
 /// The agent through the resident, or `None` (traced) to go direct: the

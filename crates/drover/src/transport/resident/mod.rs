@@ -19,19 +19,28 @@
 //! edited inventory or a new pin never meets an old resident) and this
 //! drover binary (so an upgraded drover, with its new agent, never uses a
 //! resident of the old one). Both ends check the other's uid.
+//!
+//! Simulated hosts (`--simulate`) go through a resident too, so a warm run
+//! at scale is measured on the path a real one takes: the resident, named
+//! also by the simulation (its hosts' directory and its links), runs the
+//! simulated hosts in a process of its own and keeps one agent per host
+//! over a link shaped as the simulation says ([`held`]).
 
+mod held;
 mod server;
 mod splice;
 mod wire;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drover_spec::{Host, Project};
 use tokio::net::UnixStream;
 
 use super::link::{Reader, Writer};
+use super::sim::Sim;
 pub use server::{serve, ServeSpec};
 use wire::Ask;
 
@@ -41,7 +50,7 @@ use wire::Ask;
 pub enum Via {
     /// A session of its own (SSH login, or a simulated link).
     Direct,
-    /// Through the resident's held SSH session.
+    /// Through the resident's held session (SSH, or a simulated link).
     Resident,
 }
 
@@ -67,6 +76,8 @@ pub struct Client {
     socket: PathBuf,
     project: PathBuf,
     idle: Duration,
+    /// The simulation the resident serves instead of SSH.
+    sim: Option<Arc<Sim>>,
     /// Started (or found) once per command: a resident that died mid-run
     /// is not restarted by that run, whose hosts go direct.
     started: tokio::sync::OnceCell<bool>,
@@ -95,11 +106,16 @@ pub fn socket_dir() -> Option<PathBuf> {
     ours.then_some(base)
 }
 
-/// The socket's name for `project` (see the module doc for what it binds).
-pub fn socket_name(dir: &Path, hosts: &[Host]) -> String {
+/// The socket's name for `project` (see the module doc for what it binds),
+/// and with `sim` for that simulation of its hosts.
+pub fn socket_name(dir: &Path, hosts: &[Host], sim: Option<&Sim>) -> String {
     let mut h = blake3::Hasher::new();
     h.update(dir.as_os_str().as_encoded_bytes());
     h.update(b"\0");
+    if let Some(sim) = sim {
+        h.update(sim.identity().as_bytes());
+        h.update(b"\0");
+    }
     if let Ok(m) = std::env::current_exe().and_then(std::fs::metadata) {
         h.update(
             format!("{}.{}.{}.{}", m.dev(), m.ino(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000).as_bytes(),
@@ -131,13 +147,19 @@ fn connection_identity(host: &Host) -> String {
 }
 
 impl Client {
-    /// The resident for `project`, when `[ssh] persist` turns it on and a
-    /// private socket directory can be had.
-    pub fn for_project(project: &Project) -> Option<Client> {
+    /// The resident for `project` (with `sim`: for that simulation of its
+    /// hosts), when `[ssh] persist` turns it on and a private socket
+    /// directory can be had.
+    pub fn for_project(project: &Project, sim: Option<Arc<Sim>>) -> Option<Client> {
         let idle = project.settings.persist?;
         let dir = std::fs::canonicalize(&project.dir).ok()?;
-        let socket = socket_dir()?.join(socket_name(&dir, &project.hosts));
-        Some(Client { socket, project: dir, idle, started: tokio::sync::OnceCell::new() })
+        let socket = socket_dir()?.join(socket_name(&dir, &project.hosts, sim.as_deref()));
+        Some(Client { socket, project: dir, idle, sim, started: tokio::sync::OnceCell::new() })
+    }
+
+    /// The simulation this resident serves (`None`: SSH).
+    pub fn sim(&self) -> Option<&Arc<Sim>> {
+        self.sim.as_ref()
     }
 
     pub fn socket(&self) -> &Path {
@@ -205,6 +227,7 @@ impl Client {
             .arg(&self.socket)
             .arg("--idle-ms")
             .arg(self.idle.as_millis().to_string())
+            .args(self.sim.iter().flat_map(|s| s.args()))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().map_err(ResidentError::Spawn)?)
             .stderr(log);

@@ -14,12 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drover_spec::Host;
-use drover_ssh::Session;
 use tokio::net::{UnixListener, UnixStream};
 
-use super::super::bootstrap;
 use super::super::connection::Timeouts;
-use super::super::ssh::ssh_target;
+use super::super::sim::{hosts, Sim};
+use super::held::{Held, SimHosts};
 use super::splice::{splice, Agent, Ended};
 use super::{euid, wire};
 
@@ -30,6 +29,10 @@ pub struct ServeSpec {
     pub timeouts: Timeouts,
     /// Exit after this long with no client.
     pub idle: Duration,
+    /// Simulated hosts (`--simulate`) instead of SSH: their agents run in
+    /// a process of their own (see [`hosts`]), reached over links shaped
+    /// as the simulation says.
+    pub sim: Option<Arc<Sim>>,
 }
 
 /// The longest wait between login attempts to a host whose logins fail.
@@ -40,7 +43,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// docs/benchmarks.md).
 #[derive(Default)]
 struct Slot {
-    session: Option<Session>,
+    session: Option<Held>,
     /// The agent between two clients: detached, holding nothing on the
     /// host (no lock), waiting for the next `Hello`.
     agent: Option<Agent>,
@@ -54,6 +57,7 @@ struct Slot {
 struct Shared {
     hosts: HashMap<String, (Host, Mutex<Slot>)>,
     timeouts: Timeouts,
+    sim: Option<Arc<SimHosts>>,
     active: AtomicUsize,
     last_seen: Mutex<Instant>,
     /// A client finished since the heap was last trimmed.
@@ -79,9 +83,18 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     let pid_path = spec.socket.with_extension("pid");
     std::fs::write(&pid_path, format!("{}\n", std::process::id()))?;
     eprintln!("resident {} serving {} hosts at {}", std::process::id(), spec.hosts.len(), spec.socket.display());
+    let sim = match spec.sim {
+        Some(sim) => {
+            let exe = std::env::current_exe()?;
+            let process = hosts::Process::start(&exe, sim.base(), &spec.socket.with_extension("hosts"))?;
+            Some(Arc::new(SimHosts { sim, process }))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         hosts: spec.hosts.into_iter().map(|h| (h.name.clone(), (h, Default::default()))).collect(),
         timeouts: spec.timeouts,
+        sim,
         active: AtomicUsize::new(0),
         last_seen: Mutex::new(Instant::now()),
         dirty: Default::default(),
@@ -135,7 +148,7 @@ pub async fn serve(spec: ServeSpec) -> std::io::Result<()> {
     for (_, slot) in shared.hosts.values() {
         lock(slot).agent = None;
     }
-    let held: Vec<Session> = shared.hosts.values().filter_map(|(_, slot)| lock(slot).session.take()).collect();
+    let held: Vec<Held> = shared.hosts.values().filter_map(|(_, slot)| lock(slot).session.take()).collect();
     for s in held {
         s.close().await;
     }
@@ -210,7 +223,7 @@ async fn agent_for(shared: &Arc<Shared>, name: &str) -> Result<Agent, String> {
     };
     let (held, kept) = {
         let mut slot = lock(slot);
-        if slot.session.as_ref().is_some_and(Session::is_closed) {
+        if slot.session.as_ref().is_some_and(Held::is_closed) {
             slot.session = None;
             slot.agent = None;
         }
@@ -223,9 +236,8 @@ async fn agent_for(shared: &Arc<Shared>, name: &str) -> Result<Agent, String> {
         tracing::debug!("{name}: the kept agent ended; starting another");
     }
     if let Some(session) = held {
-        let command = bootstrap::serve_command(&host.user);
-        match tokio::time::timeout(shared.timeouts.connect, session.exec(&command)).await {
-            Ok(Ok(p)) => return Ok(Agent::new(p)),
+        match tokio::time::timeout(shared.timeouts.connect, session.start_agent(host)).await {
+            Ok(Ok(agent)) => return Ok(agent),
             Ok(Err(e)) => tracing::debug!("{name}: held session failed ({e}); logging in again"),
             Err(_) => tracing::debug!("{name}: held session did not answer; logging in again"),
         }
@@ -248,7 +260,7 @@ async fn agent_for(shared: &Arc<Shared>, name: &str) -> Result<Agent, String> {
 /// before the next try (1 s doubling to [`MAX_BACKOFF`]).
 async fn login(shared: &Shared, name: &str) {
     let Some((host, slot)) = shared.hosts.get(name) else { return };
-    let result = Session::connect(&ssh_target(host, shared.timeouts)).await;
+    let result = Held::login(host, shared.timeouts, shared.sim.as_ref()).await;
     let mut slot = lock(slot);
     slot.connecting = false;
     match result {
@@ -262,7 +274,7 @@ async fn login(shared: &Shared, name: &str) {
             slot.failures = slot.failures.saturating_add(1);
             let wait = Duration::from_millis(500u64 << slot.failures.min(7)).min(MAX_BACKOFF);
             slot.retry_at = Some(Instant::now() + wait);
-            slot.last_error = e.to_string();
+            slot.last_error = e;
         }
     }
 }

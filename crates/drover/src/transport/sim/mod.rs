@@ -43,11 +43,15 @@ use super::link::{Reader, Writer};
 use crate::agent_bin;
 
 mod args;
+pub mod hosts;
 mod shape;
 
 pub use args::{parse_rate, LinkShape, SimArgs};
 use shape::{Fault, Pace, SplitMix};
 pub use shape::{ShapedRead, ShapedWrite, CUT_RANGE, WINDOW};
+
+/// What a new connection's draw decided (see [`Sim::fate`]).
+pub struct Fate(Arc<Fault>);
 
 #[derive(Debug)]
 pub struct Sim {
@@ -129,6 +133,11 @@ impl Sim {
         Sim { base, shape, processes, agent: OnceLock::new(), opened: AtomicU64::new(0), start }
     }
 
+    /// The directory the hosts' roots are in.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
     pub fn root(&self, host: &str) -> PathBuf {
         self.base.join(host)
     }
@@ -137,6 +146,16 @@ impl Sim {
     pub async fn open(&self, host: &Host) -> Result<(Writer, Reader, Guard), TransportError> {
         let root = self.root(&host.name);
         ensure_root(&root, &host.name).map_err(|e| TransportError::Start(format!("{}: {e}", root.display())))?;
+        let fate = self.fate(host)?;
+        let (w, r, guard): (Writer, Reader, Guard) =
+            if self.processes { self.spawn_process(&root).await? } else { spawn_thread(root)? };
+        let (w, r) = self.shaped(w, r, fate);
+        Ok((w, r, guard))
+    }
+
+    /// The draw for one new connection to `host`: refused now (an error),
+    /// or a link that is cut after some bytes, or a sound one.
+    pub fn fate(&self, host: &Host) -> Result<Fate, TransportError> {
         let n = self.opened.fetch_add(1, Ordering::Relaxed);
         let mut rng = SplitMix(seed(&host.name, n));
         let fault = Arc::new(Fault::new());
@@ -147,14 +166,41 @@ impl Sim {
             }
             fault.cut_after.store(rng.next() % CUT_RANGE, Ordering::Relaxed);
         }
-        let (w, r, guard): (Writer, Reader, Guard) =
-            if self.processes { self.spawn_process(&root).await? } else { spawn_thread(root)? };
+        Ok(Fate(fault))
+    }
+
+    /// `w` and `r` (the controller's ends of a connection to an agent) as
+    /// the link this simulation describes: latency, bandwidth, `fate`.
+    pub fn shaped(&self, w: Writer, r: Reader, fate: Fate) -> (Writer, Reader) {
         if !self.shape.shaped() {
-            return Ok((w, r, guard));
+            return (w, r);
         }
-        let w = ShapedWrite::new(w, Pace::new(self.shape, fault.clone()));
-        let r = ShapedRead::new(r, Pace::new(self.shape, fault));
-        Ok((Box::new(w), Box::new(r), guard))
+        let w = ShapedWrite::new(w, Pace::new(self.shape, fate.0.clone()));
+        let r = ShapedRead::new(r, Pace::new(self.shape, fate.0));
+        (Box::new(w), Box::new(r))
+    }
+
+    /// Everything that makes this simulation what it is, for naming a
+    /// resident that serves it (`resident::socket_name`): the hosts' base
+    /// directory and the link. Whether agents are threads or processes is
+    /// the hosts' side, not the link's, and is left out.
+    pub fn identity(&self) -> String {
+        let s = self.shape;
+        format!("sim|{}|{:?}|{:?}|{}", self.base.display(), s.latency, s.bandwidth, s.failure_rate)
+    }
+
+    /// The command-line flags that make this simulation again (the
+    /// resident is started with them).
+    pub fn args(&self) -> Vec<std::ffi::OsString> {
+        let s = self.shape;
+        let mut a: Vec<std::ffi::OsString> = vec!["--simulate".into(), self.base.clone().into_os_string()];
+        a.push("--sim-latency".into());
+        a.push(format!("{}ms", s.latency.as_millis()).into());
+        a.push("--sim-bandwidth".into());
+        a.push(s.bandwidth.map_or("0".to_string(), |b| format!("{b}bps")).into());
+        a.push("--sim-failure-rate".into());
+        a.push(s.failure_rate.to_string().into());
+        a
     }
 
     async fn spawn_process(&self, root: &Path) -> Result<(Writer, Reader, Guard), TransportError> {
@@ -198,30 +244,41 @@ impl Sim {
 fn spawn_thread(root: PathBuf) -> Result<(Writer, Reader, Guard), TransportError> {
     let start = |e: io::Error| TransportError::Start(format!("in-process agent: {e}"));
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(start)?;
-    let input = theirs.try_clone().map_err(start)?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("sim-agent".into())
-        .stack_size(1 << 20)
-        .spawn(move || {
-            let layout = drover_agent::layout::Layout::new(root);
-            if let Err(e) =
-                drover_agent::serve::serve(layout, drover_agent::hostenv::HostEnv::InProcess, input, &theirs)
-            {
-                tracing::debug!("simulated agent: {e}");
-            }
-            // Counted before the controller can see the session end.
-            AGENT_CPU_US.fetch_add(u64::try_from(thread_cpu().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-            AGENT_SESSIONS.fetch_add(1, Ordering::Relaxed);
-            // Closing our end is the agent process exiting: the controller
-            // sees end of stream.
-            let _ = theirs.shutdown(std::net::Shutdown::Both);
-            let _ = done_tx.send(());
-        })
-        .map_err(start)?;
+    agent_thread(root, theirs, Some(done_tx)).map_err(start)?;
     ours.set_nonblocking(true).map_err(start)?;
     let (r, w) = tokio::net::UnixStream::from_std(ours).map_err(start)?.into_split();
     Ok((Box::new(w), Box::new(r), Guard::Thread(done_rx)))
+}
+
+/// Serve the agent for `root` on `theirs` (the host's end of a connection)
+/// on a thread of its own, until the controller's end closes; `done` is
+/// told once the agent has finished.
+fn agent_thread(
+    root: PathBuf,
+    theirs: std::os::unix::net::UnixStream,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+) -> io::Result<()> {
+    std::thread::Builder::new().name("sim-agent".into()).stack_size(1 << 20).spawn(move || {
+        let layout = drover_agent::layout::Layout::new(root);
+        // One descriptor for both directions (not a clone for input): the
+        // resident's simulated hosts' process holds one per kept agent,
+        // tens of thousands of them.
+        if let Err(e) = drover_agent::serve::serve(layout, drover_agent::hostenv::HostEnv::InProcess, &theirs, &theirs)
+        {
+            tracing::debug!("simulated agent: {e}");
+        }
+        // Counted before the controller can see the session end.
+        AGENT_CPU_US.fetch_add(u64::try_from(thread_cpu().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        AGENT_SESSIONS.fetch_add(1, Ordering::Relaxed);
+        // Closing our end is the agent process exiting: the controller
+        // sees end of stream.
+        let _ = theirs.shutdown(std::net::Shutdown::Both);
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    })?;
+    Ok(())
 }
 
 /// A fresh simulated host: enough of a root for the agent's facts to find a

@@ -196,12 +196,27 @@ pub struct ShapedRead<R> {
     pace: Pace,
     line: DelayLine,
     eof: bool,
-    scratch: Box<[u8]>,
+    /// Where the agent's bytes are read into; dropped whenever the link
+    /// goes idle (nothing in flight, nothing to read), so an idle link
+    /// costs no buffer: the resident keeps thousands of them, and what a
+    /// held host costs it must not be the simulation's own scratch space.
+    scratch: Option<Box<[u8]>>,
 }
+
+/// How much of the agent's output one read takes in.
+const SCRATCH: usize = 16 * 1024;
 
 impl<R> ShapedRead<R> {
     pub(super) fn new(inner: R, pace: Pace) -> Self {
-        ShapedRead { inner, pace, line: DelayLine::new(), eof: false, scratch: vec![0; 16 * 1024].into_boxed_slice() }
+        ShapedRead { inner, pace, line: DelayLine::new(), eof: false, scratch: None }
+    }
+}
+
+impl<R> ShapedRead<R> {
+    /// Nothing in flight: give the buffers back.
+    fn let_go(&mut self) {
+        self.scratch = None;
+        self.line.queue.shrink_to(0);
     }
 }
 
@@ -211,7 +226,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for ShapedRead<R> {
         this.pace.fault.pass(0)?;
         // Take in what the agent sent so far (it is "on the wire").
         while !this.eof && this.line.bytes < WINDOW {
-            let mut rb = ReadBuf::new(&mut this.scratch);
+            let scratch = this.scratch.get_or_insert_with(|| vec![0; SCRATCH].into_boxed_slice());
+            let mut rb = ReadBuf::new(scratch);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => this.eof = true,
                 Poll::Ready(Ok(())) => {
@@ -229,12 +245,20 @@ impl<R: AsyncRead + Unpin> AsyncRead for ShapedRead<R> {
                 let n = data.len().min(buf.remaining());
                 buf.put_slice(&data[..n]);
                 this.line.consume(n);
+                // All delivered: the reader may not come back for a long
+                // time (a kept agent's link, read up to its `Detached`).
+                if this.line.bytes == 0 {
+                    this.let_go();
+                }
                 Poll::Ready(Ok(()))
             }
             // Nothing in flight: end of stream, or wait for the agent
             // (the inner read registered the waker).
             None if this.eof => Poll::Ready(Ok(())),
-            None => Poll::Pending,
+            None => {
+                this.let_go();
+                Poll::Pending
+            }
         }
     }
 }
@@ -289,6 +313,27 @@ mod tests {
         reader.await.unwrap();
         let took = t.elapsed();
         assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(900), "{took:?}");
+    }
+
+    /// A link with nothing in flight and nothing to read keeps no read
+    /// buffer (a resident holds thousands of idle links).
+    #[tokio::test]
+    async fn an_idle_link_holds_no_read_buffer() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ar, _aw) = tokio::io::split(a);
+        let (_br, mut bw) = tokio::io::split(b);
+        let mut r = ShapedRead::new(ar, Pace::new(shape(1, None), Arc::new(Fault::new())));
+        bw.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 2];
+        r.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hi");
+        assert!(r.scratch.is_none(), "all delivered: nothing kept, even before the next read");
+        let idle = tokio::time::timeout(Duration::from_millis(20), r.read(&mut buf)).await;
+        assert!(idle.is_err(), "nothing more was sent");
+        assert!(r.scratch.is_none() && r.line.queue.capacity() == 0);
+        bw.write_all(b"yo").await.unwrap();
+        r.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"yo", "and reads again when there is");
     }
 
     #[tokio::test]

@@ -7,12 +7,13 @@
 //! Each test has a private `XDG_RUNTIME_DIR`, so its resident's socket is
 //! its own; residents still running when a test ends are killed.
 //!
-//! Needs root (the lab does).
+//! Needs root (the lab does), except `sim` (simulated hosts).
 
 mod agents;
 mod confirm;
 mod fallback;
 mod reconnect;
+mod sim;
 mod warm;
 
 use std::ffi::OsStr;
@@ -87,7 +88,12 @@ pub fn kill(pid: u32) {
 
 /// Turn the resident on in `f`'s project, held for `idle`.
 pub fn enable(f: &Fleet, idle: &str) {
-    crate::support::append(&f.project().join("drover.toml"), &format!("\n[ssh]\npersist = \"{idle}\"\n"));
+    enable_in(&f.project(), idle);
+}
+
+/// Turn the resident on in the project at `dir`, held for `idle`.
+pub fn enable_in(dir: &std::path::Path, idle: &str) {
+    crate::support::append(&dir.join("drover.toml"), &format!("\n[ssh]\npersist = \"{idle}\"\n"));
 }
 
 /// Logins to each of `f`'s hosts so far.

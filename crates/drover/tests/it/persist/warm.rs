@@ -11,7 +11,7 @@ use crate::support::{Fleet, Run};
 /// What must not differ between a run through the resident and a direct
 /// one: everything but times, durations, a service's uptime (`detail`)
 /// and the `via` itself.
-fn same(v: &Value) -> Value {
+pub(super) fn same(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
@@ -36,7 +36,7 @@ fn same(v: &Value) -> Value {
     }
 }
 
-fn json(r: &Run) -> Value {
+pub(super) fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", r.stdout, r.stderr))
 }
 
