@@ -52,6 +52,8 @@ pub struct UpReport {
     /// Set when this call built the base root filesystem, and how long it took.
     pub base_built_in: Option<Duration>,
     pub elapsed: Duration,
+    /// A kernel limit raised so that the hosts could start.
+    pub raised: Option<crate::RaisedLimit>,
 }
 
 /// Bring lab `name` up with at least `count` hosts: of kind `kinds[0]`
@@ -162,6 +164,7 @@ pub fn up(
         host::check_base(base)?;
     }
     let cgroups = if recorded_kinds.iter().any(|k| k.init == Init::Systemd) { Some(cgroup::detect()?) } else { None };
+    let raised = crate::limits::inotify_for(recorded_kinds.iter().filter(|k| k.init == Init::Systemd).count())?;
     let shadow_line = Mutex::new(None);
     let setups: Vec<HostSetup<'_>> = plan
         .iter()
@@ -230,7 +233,7 @@ pub fn up(
         return Err(LabError::HostsNotReady { failures });
     }
     let lab = Lab::open_with(config, name)?;
-    Ok(UpReport { lab, added: total - existing, base_built_in, elapsed: started.elapsed() })
+    Ok(UpReport { lab, added: total - existing, base_built_in, elapsed: started.elapsed(), raised })
 }
 
 /// Refuse kinds this machine cannot run, and make sure those it runs

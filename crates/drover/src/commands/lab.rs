@@ -256,6 +256,9 @@ fn up(config: &LabConfig, name: &str, count: u16, kinds: &[Kind], flags: UpFlags
     if let Some(built) = report.base_built_in {
         let _ = writeln!(out, "  (including the one-time base build: {:.0}s)", built.as_secs_f64());
     }
+    if let Some(r) = &report.raised {
+        let _ = writeln!(out, "  raised {} from {} to {} (each systemd host's init holds ~5)", r.name, r.from, r.to);
+    }
     if let (Some(first), Some(last)) = (hosts.first(), hosts.last()) {
         let _ = writeln!(
             out,
