@@ -27,7 +27,7 @@ fn image(page: &str) -> TestImage {
 }
 
 #[test]
-fn an_image_with_directories_of_its_own_users_applies_runs_as_them_and_no_local_user_reaches_them() {
+fn an_image_with_directories_of_its_own_users_applies_runs_as_them_and_a_host_user_of_their_uid_cannot_reach_them() {
     let reg = TestRegistry::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(push(&reg.reference("owned:1"), &image("owned 1\n")));

@@ -16,7 +16,7 @@ use drover_oci::testing::registry::TestRegistry;
 use serde_json::json;
 
 use super::{http_get, wait_for_body};
-use crate::support::{drover_in, ok, usb_stick, Fleet};
+use crate::support::{ok, signed_bundle, usb_stick, Fleet};
 
 /// The app's config: httpd on 8080 serving /srv, as user `nobody` (a
 /// name: resolved through the image's own /etc/passwd to 65534:65534).
@@ -180,15 +180,7 @@ fn an_air_gapped_host_installs_registry_and_file_images_from_a_signed_bundle() {
     )
     .unwrap();
 
-    let keys = tempfile::tempdir().unwrap();
-    let (key, public) = (keys.path().join("ops.key"), keys.path().join("ops.pub"));
-    ok(&drover_in(
-        keys.path(),
-        &["bundle", "keygen", "--key", key.to_str().unwrap(), "--pub", public.to_str().unwrap()],
-    ));
-    let bundle = keys.path().join("site.drv");
-    ok(&f.drover(&["bundle", "build", "-o", bundle.to_str().unwrap()]));
-    ok(&drover_in(Path::new("/"), &["bundle", "sign", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]));
+    let (_keys, bundle, public) = signed_bundle(&f);
     drop(reg);
 
     usb_stick(&f, 0, &bundle, &public, "");

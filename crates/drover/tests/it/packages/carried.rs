@@ -4,21 +4,13 @@
 use std::path::Path;
 
 use super::{build_deb_with, prepend};
-use crate::support::{append, drover_in, ok, usb_stick, Fleet};
+use crate::support::{append, drover_in, ok, signed_bundle, usb_stick, Fleet};
 
 #[test]
 fn a_bundle_carries_the_locked_packages_to_apply_bundle_and_to_the_agents_own_install() {
     let f = Fleet::new("pkg-bundle", 2);
     prepend(&f.project().join("roles/site.toml"), "packages = [\"sl\"]\n");
-    let keys = tempfile::tempdir().unwrap();
-    let (key, public) = (keys.path().join("ops.key"), keys.path().join("ops.pub"));
-    ok(&drover_in(
-        keys.path(),
-        &["bundle", "keygen", "--key", key.to_str().unwrap(), "--pub", public.to_str().unwrap()],
-    ));
-    let bundle = keys.path().join("site.drv");
-    ok(&f.drover(&["bundle", "build", "-o", bundle.to_str().unwrap()]));
-    ok(&drover_in(Path::new("/"), &["bundle", "sign", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]));
+    let (_keys, bundle, public) = signed_bundle(&f);
     let inspect = drover_in(Path::new("/"), &["bundle", "inspect", bundle.to_str().unwrap(), "--json"]);
     ok(&inspect);
     let lock: toml::Table =

@@ -36,4 +36,4 @@ mod usb;
 pub use files::{append, copy_tree, example, files_containing, noise, write};
 pub use fleet::Fleet;
 pub use run::{curl, drover_at, drover_in, init_project, ok, sim_project, wait_until, Run, DROVER};
-pub use usb::usb_stick;
+pub use usb::{signed_bundle, usb_stick};

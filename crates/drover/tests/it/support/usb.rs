@@ -6,6 +6,22 @@ use std::path::{Path, PathBuf};
 
 use super::{drover_in, ok, Fleet};
 
+/// A signed bundle of `f`'s project: a fresh key pair made with `bundle
+/// keygen`, then `bundle build` and `bundle sign`, as an operator does.
+/// Returns the directory holding them (keep it), the bundle and the public key.
+pub fn signed_bundle(f: &Fleet) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = (keys.path().join("ops.key"), keys.path().join("ops.pub"));
+    ok(&drover_in(
+        keys.path(),
+        &["bundle", "keygen", "--key", key.to_str().unwrap(), "--pub", public.to_str().unwrap()],
+    ));
+    let bundle = keys.path().join("site.drv");
+    ok(&f.drover(&["bundle", "build", "-o", bundle.to_str().unwrap()]));
+    ok(&drover_in(Path::new("/"), &["bundle", "sign", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]));
+    (keys, bundle, public)
+}
+
 /// Put the signed `bundle`, its signature (`site.drv`, `site.drv.minisig`),
 /// the `public` key (`ops.pub`) and `bundle agent`'s output (the launcher
 /// `drover-agent` and one agent per machine) in host `i`'s
